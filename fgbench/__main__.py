@@ -1,0 +1,3 @@
+from fgbench.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,82 @@
+"""Command line entry point.
+
+The top-level parser lives here; each area registers its own sub-commands
+(``register(subparsers)`` in the modules of ``COMMAND_MODULES``) and imports its heavy parts
+(torch, textual) only inside the handler, so ``fgbench --help`` and ``fgbench recipe validate``
+stay in the pure zone and answer fast.
+
+Exit codes: 0 done, 1 the work failed, 2 bad input (a one-line message, no traceback),
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from fgbench import __version__
+from fgbench.errors import UserError
+from fgbench.recipe import RecipeError
+
+COMMAND_MODULES = (
+    "fgbench.cli_recipe",
+    "fgbench.cli_run",
+    "fgbench.data.cli",
+    "fgbench.cli_runs",
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own exit code is 2 as well
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="fgbench",
+        description="Train fine-grained image classifiers from TOML recipes. "
+        "Without a command, opens the terminal workbench.",
+    )
+    parser.add_argument("--version", action="version", version=f"fgbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    tui = sub.add_parser("tui", help="open the terminal workbench (the default)")
+    tui.set_defaults(handler=_run_tui)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def _run_tui(args: argparse.Namespace) -> int:
+    from fgbench.tui.app import main as tui_main
+
+    return tui_main()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        if args.command is None:
+            handler = _run_tui
+        else:  # a group such as `fgbench recipe` without its sub-command
+            parser.parse_args([args.command, "--help"])
+            return EXIT_BAD_INPUT
+    try:
+        return int(handler(args) or 0)
+    except (UserError, RecipeError) as err:
+        print(str(err), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,82 @@
+"""`fgbench recipe validate|show|new`: pure zone (no torch, no textual)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fgbench import paths
+from fgbench.errors import UserError
+from fgbench.recipe import Recipe, RecipeError, dumps_recipe, load_recipe, save_recipe
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("recipe", help="validate, show and create recipes")
+    rs = p.add_subparsers(dest="recipe_command", metavar="ACTION")
+
+    v = rs.add_parser("validate", help="check recipes; exit 0 if all are valid, 2 otherwise")
+    v.add_argument("files", nargs="+", metavar="FILE")
+    v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    v.set_defaults(handler=cmd_validate)
+
+    s = rs.add_parser("show", help="print the resolved recipe, every default spelled out")
+    s.add_argument("file", metavar="FILE")
+    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    s.set_defaults(handler=cmd_show)
+
+    n = rs.add_parser("new", help="write a new recipe (defaults, or a copy of another)")
+    n.add_argument("name", metavar="NAME", help="recipe name, or a path ending in .toml")
+    n.add_argument("--from", dest="source", metavar="RECIPE", help="start from this recipe")
+    n.add_argument("--dir", metavar="DIR", help="where to write it (default: the user recipe directory)")
+    n.add_argument("--force", action="store_true", help="overwrite an existing file")
+    n.set_defaults(handler=cmd_new)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    failed = 0
+    for f in args.files:
+        try:
+            load_recipe(f, args.overrides)
+        except RecipeError as err:
+            failed += 1
+            print(str(err), file=sys.stderr)
+        else:
+            print(f"{f}: ok")
+    return 2 if failed else 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    recipe = load_recipe(args.file, args.overrides)
+    sys.stdout.write(dumps_recipe(recipe, full=True))
+    return 0
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    name: str = args.name
+    if name.endswith(".toml"):
+        target = Path(name)
+        stem = target.stem
+    else:
+        stem = name
+        target = Path(args.dir) if args.dir else paths.user_recipes_dir()
+        target = target / f"{name}.toml"
+    if target.exists() and not args.force:
+        raise UserError(f"{target}: already exists (use --force to overwrite)")
+    if args.source:
+        base = load_recipe(args.source)
+        recipe = base.model_copy(update={"name": _safe_name(stem)})
+    else:
+        recipe = Recipe(name=_safe_name(stem))
+    save_recipe(recipe, target, full=args.source is None)
+    print(target)
+    return 0
+
+
+def _safe_name(stem: str) -> str:
+    import re
+
+    cleaned = re.sub(r"[^A-Za-z0-9_.+-]+", "-", stem).strip("-")
+    if not cleaned:
+        raise UserError(f"{stem!r}: not a usable recipe name")
+    return cleaned

@@ -1,0 +1,40 @@
+"""`fgbench run`: parse here (pure zone), train in ``fgbench.train.runner`` (imports torch)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="train a recipe headless",
+        description="Train a recipe without the TUI. Exit codes: 0 done, 1 training failed, "
+        "2 bad input, 130 interrupted (a checkpoint was written; continue with --resume).",
+    )
+    p.add_argument("recipe", nargs="?", metavar="RECIPE", help="recipe TOML file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe field, e.g. --set optim.lr=0.01 (repeatable)")
+    p.add_argument("--run-dir", metavar="DIR", help="use this (new or empty) directory for the run")
+    p.add_argument("--runs-root", metavar="DIR", help="create the run directory under DIR")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its last checkpoint")
+    p.add_argument("--device", choices=["auto", "cuda", "cpu"], help="override runtime.device")
+    p.add_argument("--progress", choices=["auto", "bar", "lines", "none"], default="auto",
+                   help="progress display: a bar on a terminal, plain lines otherwise (auto)")
+    p.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="processes (GPUs) on this node; >1 launches through torchrun")
+    p.add_argument("--nnodes", default="1", metavar="N", help="nodes (torchrun --nnodes)")
+    p.add_argument("--node-rank", type=int, default=0, metavar="R", help="this node's rank (torchrun)")
+    p.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="rendezvous endpoint for multi-node runs")
+    p.add_argument("--sweep-tag", metavar="TAG", help=argparse.SUPPRESS)
+    p.set_defaults(handler=_handle)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    from fgbench.errors import UserError
+
+    if not args.recipe and not args.resume:
+        raise UserError("fgbench run: give a RECIPE file or --resume RUN_DIR")
+    from fgbench.train.runner import run_command
+
+    return run_command(args)
