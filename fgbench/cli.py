@@ -17,7 +17,6 @@ import sys
 
 from fgbench import __version__
 from fgbench.errors import UserError
-from fgbench.recipe import RecipeError
 
 COMMAND_MODULES = (
     "fgbench.cli_recipe",
@@ -68,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_BAD_INPUT
     try:
         return int(handler(args) or 0)
-    except (UserError, RecipeError) as err:
+    except UserError as err:
         print(str(err), file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from fgbench import paths
 from fgbench.errors import UserError
-from fgbench.recipe import Recipe, RecipeError, dumps_recipe, load_recipe, save_recipe
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from fgbench.recipe import RecipeError, load_recipe
+
     failed = 0
     for f in args.files:
         try:
@@ -47,12 +48,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from fgbench.recipe import dumps_recipe, load_recipe
+
     recipe = load_recipe(args.file, args.overrides)
     sys.stdout.write(dumps_recipe(recipe, full=True))
     return 0
 
 
 def cmd_new(args: argparse.Namespace) -> int:
+    from fgbench.recipe import Recipe, load_recipe, save_recipe
+
     name: str = args.name
     if name.endswith(".toml"):
         target = Path(name)

@@ -7,3 +7,11 @@ class UserError(Exception):
 
     def __init__(self, message: str):
         super().__init__(message)
+
+
+class RecipeError(UserError):
+    """A user's recipe is wrong. ``str()`` is one line per problem: ``FILE: field.path: message``."""
+
+    def __init__(self, lines: list[str]):
+        self.lines = lines
+        super().__init__("\n".join(lines))
