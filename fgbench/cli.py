@@ -63,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             handler = _run_tui
         else:  # a group such as `fgbench recipe` without its sub-command
-            parser.parse_args([args.command, "--help"])
+            try:  # argparse's --help exits 0; a missing action is bad input
+                parser.parse_args([args.command, "--help"])
+            except SystemExit:
+                pass
             return EXIT_BAD_INPUT
     try:
         return int(handler(args) or 0)

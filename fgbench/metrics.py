@@ -62,8 +62,9 @@ class EventError(ValueError):
     pass
 
 
-def make_event(kind: str, **fields: Any) -> dict[str, Any]:
-    """Build an event, checking that the required fields are there and no unknown ones are."""
+def make_event(kind: str, /, **fields: Any) -> dict[str, Any]:
+    """Build an event, checking that the required fields are there and no unknown ones are.
+    ``kind`` is positional-only: the checkpoint event has a field named ``kind`` of its own."""
     try:
         required, optional = EVENT_FIELDS[kind]
     except KeyError:
@@ -113,7 +114,7 @@ class MetricsWriter:
                 if r.read(1) != b"\n":
                     self._f.write("\n")
 
-    def emit(self, kind: str, **fields: Any) -> dict[str, Any]:
+    def emit(self, kind: str, /, **fields: Any) -> dict[str, Any]:
         event = make_event(kind, **fields)
         self._f.write(encode(_finite(event)))
         self._f.flush()

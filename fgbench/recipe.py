@@ -18,13 +18,16 @@ Decisions:
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
+
+from fgbench.errors import RecipeError
 
 SCHEMA_VERSION = 1
 
@@ -44,6 +47,47 @@ DatasetName = Literal[
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=False)
+
+
+def _tagged_union(tag: str, *variants: type[BaseModel]) -> Any:
+    """A discriminated union on ``tag`` whose first variant is the default when the tag is left out,
+    so ``--set optim.lr=0.01`` works on a recipe that never wrote an ``[optim]`` table."""
+    tags = [v.model_fields[tag].default for v in variants]
+
+    def pick(value: Any) -> str | None:
+        if isinstance(value, dict):
+            return value.get(tag, tags[0])
+        return getattr(value, tag, None)
+
+    members = tuple(Annotated[v, Tag(t)] for v, t in zip(variants, tags))
+    return Annotated[
+        Union[members],  # type: ignore[valid-type]
+        Discriminator(pick),
+    ]
+
+
+def union_members(annotation: Any) -> list[type[BaseModel]] | None:
+    """The variant classes of a tagged-union annotation (as on ``FieldInfo.annotation``), else None."""
+    import typing
+
+    if typing.get_origin(annotation) is not Union:
+        return None
+    members = []
+    for arg in typing.get_args(annotation):
+        if typing.get_origin(arg) is Annotated:
+            arg = typing.get_args(arg)[0]
+        if not (isinstance(arg, type) and issubclass(arg, BaseModel)):
+            return None
+        members.append(arg)
+    return members if len(members) > 1 else None
+
+
+def union_tag(members: list[type[BaseModel]]) -> str:
+    """The tag field shared by a union's variants (``name`` or ``source``)."""
+    for tag in ("name", "source"):
+        if all(tag in m.model_fields for m in members):
+            return tag
+    raise ValueError(f"no tag field shared by {members}")
 
 
 # ---------------------------------------------------------------------------------------- data
@@ -186,30 +230,143 @@ class MocoWeights(_Section):
     """Path of the MoCo `.pth.tar` checkpoint."""
 
 
-Pretrained = Annotated[
-    Union[NoPretrained, TorchvisionWeights, FileWeights, MocoWeights], Field(discriminator="source")
-]
+Pretrained = _tagged_union("source", NoPretrained, TorchvisionWeights, FileWeights, MocoWeights)
+
+
+class ViTConfig(_Section):
+    patch_size: int = Field(8, ge=1, le=64)
+    """Side of the square patches in pixels; the image side must be a multiple of it (8 on 32x32 gives 16 tokens + cls)."""
+
+    depth: int = Field(12, ge=1, le=64)
+    """Number of transformer layers (all blocks together when there are auxiliary heads)."""
+
+    width: int = Field(256, ge=8, le=4096)
+    """Token width (embedding channels); even, and a multiple of `heads`."""
+
+    heads: int = Field(4, ge=1, le=64)
+    """Attention heads per layer."""
+
+    mlp_ratio: float = Field(4.0, gt=0, le=16)
+    """Hidden width of each layer's MLP as a multiple of `width`."""
+
+    dropout: float = Field(0.1, ge=0, lt=1)
+    """Dropout in the attention/MLP residual branches (and in the MLP)."""
+
+    rel_pos: bool = False
+    """`vitn_cifar` only: Transformer-XL relative position terms over the token sequence (cls
+    included), with learnable u, v biases per head (enhuiz's `-ra` rows)."""
+
+    diag_mask: bool = False
+    """`vitn_cifar` only: a token may not attend to itself (the diagonal of the attention is
+    masked: locality self-attention, arXiv 2112.13492; enhuiz's `-dm` rows)."""
+
+    temperature: Literal["none", "log", "plain"] = "none"
+    """`vitn_cifar` only: a learnable softmax temperature per layer. `log` learns log(1/tau) from 0
+    (enhuiz `-lt`); `plain` learns tau from 1 and divides by it (enhuiz `-ltv`). The mean tau of each
+    layer is logged as the `taus` metric."""
+
+    aux_heads: int = Field(0, ge=0, le=16)
+    """Auxiliary classification heads: the layers are split into `aux_heads + 1` equal blocks, each
+    followed by its own head; the cross-entropy of every auxiliary head is added to the loss, and the
+    last head classifies (enhuiz `vit-aux-3x4x256`: depth 12, aux_heads 2). Predictions use the last head."""
+
+    @model_validator(mode="after")
+    def _check(self) -> "ViTConfig":
+        if self.width % self.heads:
+            raise ValueError(f"width {self.width} is not a multiple of heads {self.heads}")
+        if self.width % 2:
+            raise ValueError("width must be even (sinusoidal position encoding)")
+        if self.depth % (self.aux_heads + 1):
+            raise ValueError(f"depth {self.depth} does not split into aux_heads + 1 = {self.aux_heads + 1} equal blocks")
+        return self
+
+
+_RESNET_ARCH = re.compile(r"^(resnet\d+|wide_resnet\d+_2|resnext\d+_\d+x\d+d|resnet\d+_cifar)$")
+_VIT_ARCHS = ("vit_cifar", "vitn_cifar")
 
 
 class ModelConfig(_Section):
     arch: str = Field("resnet18", min_length=1, pattern=r"^[a-z0-9_]+$")
     """Architecture: any torchvision classification model name (`resnet18`, `resnet50`,
-    `efficientnet_b2`, `regnet_y_1_6gf`, ...) or one of fgbench's own (`resnet8_cifar`, `small_cnn`)."""
+    `efficientnet_b2`, `regnet_y_1_6gf`, ...) or one of fgbench's own: `resnet8_cifar`,
+    `resnet20_cifar` (CIFAR ResNets, 16-32-64 channels), `small_cnn`, `vit_cifar` (post-norm ViT for
+    small images, as enhuiz's `vit`) and `vitn_cifar` (pre-norm ViT with the `model.vit` options)."""
 
     num_classes: int | None = Field(None, ge=2)
-    """Output classes. Unset: the dataset's class count (the head is replaced to match)."""
+    """Output classes. Unset: the dataset's class count (the head is replaced to match). The enhuiz
+    seed keeps torchvision's 1000-output head on CIFAR-100 (`num_classes = 1000`)."""
 
     cifar_stem: bool = False
     """ResNets: replace the 7x7/2 stem and max-pool with a 3x3 stride-1 conv and no pool (for 32x32)."""
 
     zero_init_residual: bool = False
-    """Zero-init the last BatchNorm of each residual branch (the "zero gamma" trick)."""
+    """ResNets: zero-init the weight of the last norm of each residual branch (bn2 of a basic block,
+    bn3 of a bottleneck: the "zero gamma" trick). Applies after torchvision weights too, as the hoya seed."""
 
     pretrained: Pretrained = Field(default_factory=NoPretrained)
     """Where initial weights come from."""
 
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    """Dropout before the classifier (for architectures that take it)."""
+    dropout: float | None = Field(None, ge=0.0, lt=1.0)
+    """Dropout on the classifier's input. Unset: the architecture's own default (none for ResNets).
+    Architectures with a dropout right before their classifier (EfficientNet, MobileNet, VGG) get
+    that one set to this value."""
+
+    norm: Literal["bn", "gn", "evonorm"] = "bn"
+    """ResNets: `bn` BatchNorm; `gn` GroupNorm(`gn_groups`) in place of every BatchNorm (enhuiz
+    `-gn`); `evonorm` EvoNorm-S0 in place of every BatchNorm+ReLU pair (the hoya seed's `E`)."""
+
+    gn_groups: int = Field(16, ge=1, le=512)
+    """Groups of the GroupNorm swap (reduced to a divisor of a layer's channels where needed)."""
+
+    evonorm_groups: int = Field(32, ge=1, le=512)
+    """Groups of EvoNorm-S0's group standard deviation (reduced to a divisor where needed)."""
+
+    mixstyle_layers: int = Field(0, ge=0, le=4)
+    """ResNets: MixStyle after layer1..layerN (0 disables; enhuiz `-ms1/2/3`). Active only in
+    training; the identity in eval mode."""
+
+    mixstyle_p: float = Field(0.5, ge=0, le=1)
+    """Probability that MixStyle mixes a given batch."""
+
+    mixstyle_alpha: float = Field(0.1, gt=0)
+    """Beta(alpha, alpha) distribution of MixStyle's mixing weight."""
+
+    freeze_stages: int = Field(0, ge=0, le=5)
+    """ResNets: freeze the stem (1), the stem and layer1 (2), ... up to layer4 (5): their parameters
+    get no gradient and their BatchNorms become FrozenBatchNorm2d. enhuiz's `finetune_level` L is
+    `freeze_stages = 5 - L`."""
+
+    normalizer_per_channel: bool = False
+    """With `data.normalize = "learned"`: keep running statistics per colour channel instead of one
+    global mean/variance (enhuiz `-pcnorm`)."""
+
+    vit: ViTConfig = Field(default_factory=ViTConfig)
+    """Shape and options of `vit_cifar` / `vitn_cifar` (ignored by other architectures)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModelConfig":
+        resnet = bool(_RESNET_ARCH.match(self.arch))
+        resnet_only = {
+            "cifar_stem": self.cifar_stem,
+            "zero_init_residual": self.zero_init_residual,
+            "norm": self.norm != "bn",
+            "mixstyle_layers": self.mixstyle_layers > 0,
+            "freeze_stages": self.freeze_stages > 0,
+        }
+        for name, used in resnet_only.items():
+            if used and not resnet:
+                raise ValueError(f"{name} applies to ResNets only, not to arch '{self.arch}'")
+        if self.arch.endswith("_cifar") and resnet:
+            if self.mixstyle_layers > 3 or self.freeze_stages > 4:
+                raise ValueError(f"{self.arch} has 3 stages: mixstyle_layers <= 3 and freeze_stages <= 4")
+        if self.arch != "vitn_cifar":
+            used = [n for n, on in (("rel_pos", self.vit.rel_pos), ("diag_mask", self.vit.diag_mask),
+                                    ("temperature", self.vit.temperature != "none")) if on]
+            if used:
+                raise ValueError(f"vit.{used[0]} needs arch 'vitn_cifar' (the pre-norm ViT)")
+        if self.arch in _VIT_ARCHS and self.pretrained.source == "torchvision":
+            raise ValueError(f"{self.arch} is fgbench's own architecture: no torchvision weights")
+        return self
 
 
 # ----------------------------------------------------------------------------------- optimizer
@@ -266,7 +423,7 @@ class RAdamConfig(_AdamBase):
     """Rectified Adam."""
 
 
-Optimizer = Annotated[Union[SGDConfig, AdamConfig, AdamWConfig, RAdamConfig], Field(discriminator="name")]
+Optimizer = _tagged_union("name", SGDConfig, AdamConfig, AdamWConfig, RAdamConfig)
 
 
 # ------------------------------------------------------------------------------------ schedule
@@ -334,9 +491,7 @@ class ConstantSchedule(_ScheduleBase):
     """Constant LR after warm-up."""
 
 
-Schedule = Annotated[
-    Union[CosineSchedule, MultiStepSchedule, LinearSchedule, ConstantSchedule], Field(discriminator="name")
-]
+Schedule = _tagged_union("name", CosineSchedule, MultiStepSchedule, LinearSchedule, ConstantSchedule)
 
 
 # ------------------------------------------------------------------------------- augmentation
@@ -503,6 +658,48 @@ class DistributedConfig(_Section):
 # ------------------------------------------------------------------------------------ recipe
 
 
+class SweepVariant(_Section):
+    name: str = Field(min_length=1, max_length=60, pattern=r"^[A-Za-z0-9_.+-]+$")
+    """Row label of the ablation table, e.g. `B+A+W`; it is also appended to the run name."""
+
+    set: dict[str, Any] = Field(default_factory=dict)
+    """Recipe fields this variant changes, as dotted keys, e.g. `{ "optim.name" = "adam", "optim.lr" = 1e-4 }`."""
+
+    description: str = ""
+    """What the variant changes, in words (shown by `fgbench sweep --dry-run`)."""
+
+
+class SweepConfig(_Section):
+    grid: dict[str, Any] = Field(default_factory=dict)
+    """Dotted recipe field -> list of values; every combination is run (crossed with each
+    variant), e.g. `{ "optim.lr" = [0.1, 0.01] }`."""
+
+    variants: list[SweepVariant] = Field(default_factory=list)
+    """Named variants, run in this order; each is a set of field changes (crossed with the grid)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> "SweepConfig":
+        if not self.grid and not self.variants:
+            raise ValueError("a sweep needs sweep.grid or sweep.variants")
+        names = [v.name for v in self.variants]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"variant names must be unique: {', '.join(dup)}")
+
+        def leaves(node: Any, prefix: str):
+            for k, v in node.items():
+                path = f"{prefix}{k}"
+                if isinstance(v, dict):
+                    yield from leaves(v, path + ".")
+                else:
+                    yield path, v
+
+        for path, values in leaves(self.grid, ""):
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"grid.{path}: expected a non-empty list of values")
+        return self
+
+
 class Recipe(_Section):
     name: str = Field("unnamed", min_length=1, max_length=120, pattern=r"^[A-Za-z0-9_.+-]+$")
     """Short name used in run directory names."""
@@ -543,8 +740,8 @@ class Recipe(_Section):
     stages: list[StageConfig] = Field(default_factory=list)
     """Further stages after the first (e.g. FixRes: 224 then 448)."""
 
-    sweep: dict[str, Any] | None = None
-    """Sweep definition (see the README's Sweeps section); ignored by a single run."""
+    sweep: SweepConfig | None = None
+    """Sweep definition, used by `fgbench sweep` (see the README's Sweeps section); a single run ignores it."""
 
     @model_validator(mode="after")
     def _check(self) -> "Recipe":
@@ -559,12 +756,6 @@ class Recipe(_Section):
 # ------------------------------------------------------------------------------ load / save
 
 
-class RecipeError(Exception):
-    """A user's recipe is wrong. ``str()`` is one line per problem: ``FILE: field.path: message``."""
-
-    def __init__(self, lines: list[str]):
-        self.lines = lines
-        super().__init__("\n".join(lines))
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -591,6 +782,9 @@ def format_errors(err: ValidationError, source: str) -> list[str]:
     lines = []
     for e in err.errors(include_url=False):
         msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "union_tag_invalid":
+            ctx = e.get("ctx", {})
+            msg = f"unknown variant {ctx.get('tag')!r}, expected one of {ctx.get('expected_tags')}"
         lines.append(f"{source}: {_loc(tuple(e['loc']))}: {msg}")
     return lines
 
@@ -657,7 +851,33 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "-
 def recipe_to_dict(recipe: Recipe, *, full: bool = True) -> dict[str, Any]:
     """Plain data for TOML: ``full`` keeps defaults (the resolved recipe), otherwise only what
     differs from them. None is dropped since TOML has no null."""
-    return recipe.model_dump(mode="json", exclude_none=True, exclude_defaults=not full)
+    data = recipe.model_dump(mode="json", exclude_none=True, exclude_defaults=not full)
+    if not full:
+        _keep_union_tags(recipe, data)
+    return data
+
+
+def _keep_union_tags(recipe: Recipe, data: dict[str, Any]) -> None:
+    # exclude_defaults drops a union's tag (it is each variant's default), which would leave e.g.
+    # `[optim] lr = 0.01` with no `name`: unloadable. Put the tag back wherever the section is
+    # written or is not the default variant.
+    default = Recipe()
+    for path in UNION_SECTIONS:
+        parts = path.split(".")
+        obj: Any = recipe
+        ref: Any = default
+        for part in parts:
+            obj, ref = getattr(obj, part), getattr(ref, part)
+        node: Any = data
+        for part in parts:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None and type(obj) is type(ref):
+            continue
+        node = data
+        for part in parts:
+            node = node.setdefault(part, {})
+        tag = "source" if parts[-1] == "pretrained" else "name"
+        node[tag] = getattr(obj, tag)
 
 
 def dumps_recipe(recipe: Recipe, *, full: bool = True) -> str:

@@ -1,0 +1,379 @@
+"""The README's recipe reference, generated from the schema in ``fgbench.recipe``.
+
+Decisions:
+
+* The schema is the single source: every section, key, type, default, bound and description in the
+  reference comes from the pydantic models (the descriptions are the attribute docstrings). A test
+  (``tests/test_docs.py``) fails when README.md's block differs from what this module generates, so
+  the README cannot drift from the code; ``python -m fgbench.docs --write README.md`` fixes it.
+* The block sits between two HTML comments, ``<!-- recipe-reference:start -->`` and
+  ``<!-- recipe-reference:end -->``, so the rest of the README stays hand-written. ``--write``
+  replaces only that block, atomically (temporary file + rename); without the markers it appends
+  the block at the end and says so, rather than guessing where it belongs.
+* A discriminated union (optimizer, schedule, pretrained source) is shown as "pick one with
+  `name`": the keys every variant shares are listed once, then each variant with its own keys.
+  That is how a user reads it (choose, then fill in), and it keeps the tables short.
+* Values are shown as TOML literals (``"cosine"``, ``true``, ``[0.08, 1.0]``) since that is what
+  the user types; ``None`` defaults are shown as *unset* because TOML has no null.
+* Output is deterministic (declaration order, no timestamps) so the comparison is exact.
+* Pure zone: stdlib and pydantic only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+from fgbench.recipe import Recipe, atomic_write_text, union_members, union_tag
+
+START_MARKER = "<!-- recipe-reference:start -->"
+END_MARKER = "<!-- recipe-reference:end -->"
+
+_NONE = type(None)
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+# ------------------------------------------------------------------------------ rendering bits
+
+
+def _cell(text: str) -> str:
+    """One markdown table cell: a single line, pipes escaped (GFM allows ``\\|`` even in code)."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def toml_value(value: Any) -> str:
+    """A Python value as the TOML literal a user would write."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        keys = (k if _BARE_KEY.fullmatch(k) else json.dumps(k) for k in value)
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in zip(keys, value.values())) + "}"
+    raise TypeError(f"no TOML literal for {type(value).__name__}")
+
+
+def _is_union(ann: Any) -> bool:
+    return typing.get_origin(ann) in (Union, types.UnionType)
+
+
+def _without_none(ann: Any) -> tuple[Any, bool]:
+    """(annotation without None, whether None was allowed)."""
+    if _is_union(ann):
+        args = [a for a in typing.get_args(ann) if a is not _NONE]
+        optional = len(args) != len(typing.get_args(ann))
+        if len(args) == 1:
+            return args[0], optional
+        return Union[tuple(args)], optional  # type: ignore[return-value]
+    return ann, False
+
+
+def type_name(ann: Any) -> str:
+    """A short, TOML-flavoured description of a field's type."""
+    ann, optional = _without_none(ann)
+    origin = typing.get_origin(ann)
+    args = typing.get_args(ann)
+    if origin is Literal:
+        text = "one of " + ", ".join(f"`{toml_value(a)}`" for a in args)
+    elif ann is bool:
+        text = "bool"
+    elif ann is int:
+        text = "integer"
+    elif ann is float:
+        text = "float"
+    elif ann is str:
+        text = "string"
+    elif origin is tuple:
+        text = "[" + ", ".join(type_name(a) for a in args) + "]"
+    elif origin is list:
+        inner = args[0] if args else Any
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            text = "array of tables"
+        else:
+            text = f"[{type_name(inner)}, ...]"
+    elif origin is dict:
+        text = "table"
+    elif isinstance(ann, type) and issubclass(ann, BaseModel):
+        text = "table"
+    elif ann is Any:
+        text = "any"
+    else:
+        text = getattr(ann, "__name__", str(ann))
+    return text
+
+
+def default_text(info: FieldInfo) -> str:
+    if info.default is PydanticUndefined and info.default_factory is None:
+        return "**required**"
+    value = info.get_default(call_default_factory=True)
+    if value is None:
+        return "*unset*"
+    if isinstance(value, BaseModel):
+        return ""
+    return f"`{toml_value(value)}`"
+
+
+def bounds_text(info: FieldInfo) -> str:
+    # pydantic keeps bounds as annotated-types objects (Ge, Gt, Le, Lt, MinLen, MaxLen) and the
+    # pattern in its own metadata; read them by attribute so no extra import is needed.
+    parts: list[str] = []
+    for m in info.metadata:
+        for attr, fmt in (("ge", ">= {}"), ("gt", "> {}"), ("le", "<= {}"), ("lt", "< {}"),
+                          ("min_length", "length >= {}"), ("max_length", "length <= {}"),
+                          ("pattern", "matches `{}`")):
+            value = getattr(m, attr, None)
+            if value is not None:
+                parts.append(fmt.format(value))
+    return ", ".join(parts)
+
+
+def _description(info: FieldInfo) -> str:
+    return " ".join((info.description or "").split())
+
+
+# ------------------------------------------------------------------------------- schema walk
+
+
+def _union_members(info: FieldInfo) -> list[type[BaseModel]] | None:
+    """The variants of a discriminated-union field, or None for any other field."""
+    return union_members(info.annotation)
+
+
+def _model_of(info: FieldInfo) -> type[BaseModel] | None:
+    ann, _ = _without_none(info.annotation)
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    return None
+
+
+def _list_model_of(info: FieldInfo) -> type[BaseModel] | None:
+    ann, _ = _without_none(info.annotation)
+    if typing.get_origin(ann) is list:
+        (inner,) = typing.get_args(ann) or (None,)
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            return inner
+    return None
+
+
+def _is_leaf(info: FieldInfo) -> bool:
+    return _union_members(info) is None and _model_of(info) is None and _list_model_of(info) is None
+
+
+def _tag_value(cls: type[BaseModel], tag: str) -> str:
+    return cls.model_fields[tag].default
+
+
+def _field_signature(info: FieldInfo) -> tuple[str, str, str, str]:
+    return (type_name(info.annotation), default_text(info), bounds_text(info), _description(info))
+
+
+_TABLE_HEAD = ["| key | type | default | bounds | description |", "| --- | --- | --- | --- | --- |"]
+
+
+def _rows(prefix: str, fields: list[tuple[str, FieldInfo]]) -> list[str]:
+    rows = []
+    for name, info in fields:
+        t, d, b, desc = _field_signature(info)
+        rows.append(f"| `{prefix}{name}` | {_cell(t)} | {_cell(d)} | {_cell(b)} | {_cell(desc)} |")
+    return rows
+
+
+def _table(prefix: str, fields: list[tuple[str, FieldInfo]]) -> list[str]:
+    if not fields:
+        return []
+    return [*_TABLE_HEAD, *_rows(prefix, fields), ""]
+
+
+def _render_model(path: str, cls: type[BaseModel], level: int, *, array: bool = False) -> list[str]:
+    """Leaf keys of ``cls`` as a table, then its nested tables and unions as subsections."""
+    prefix = f"{path}." if path and not array else (f"{path}[].") if array else ""
+    leaves = [(n, i) for n, i in cls.model_fields.items() if _is_leaf(i)]
+    out = _table(prefix, leaves)
+    for name, info in cls.model_fields.items():
+        if _is_leaf(info):
+            continue
+        sub = f"{path}.{name}" if path else name
+        out += _render_section(sub, info, level)
+    return out
+
+
+def _render_union(path: str, info: FieldInfo, members: list[type[BaseModel]], level: int) -> list[str]:
+    tag = union_tag(members)
+    default = info.get_default(call_default_factory=True)
+    default_tag = getattr(default, tag, None)
+    out = [
+        f"Pick one with `{tag}`: "
+        + ", ".join(f"`{toml_value(_tag_value(c, tag))}`" for c in members)
+        + (f" (default `{toml_value(default_tag)}`)." if default_tag is not None else "."),
+        "",
+    ]
+    # Keys that every variant declares identically are listed once.
+    names = [n for n in members[0].model_fields if n != tag]
+    common = [
+        n for n in names
+        if all(n in c.model_fields for c in members)
+        and len({_field_signature(c.model_fields[n]) for c in members}) == 1
+    ]
+    if common:
+        out += [f"Keys of every `{path}` variant:", ""]
+        out += _table(f"{path}.", [(n, members[0].model_fields[n]) for n in common])
+    for cls in members:
+        value = _tag_value(cls, tag)
+        out += [f"{'#' * (level + 1)} `{path}.{tag} = {toml_value(value)}`", ""]
+        desc = _description(cls.model_fields[tag])
+        if desc:
+            out += [desc, ""]
+        own = [(n, i) for n, i in cls.model_fields.items() if n != tag and n not in common]
+        if own:
+            out += _table(f"{path}.", own)
+        else:
+            out += ["No further keys.", ""]
+    return out
+
+
+def _render_section(path: str, info: FieldInfo, level: int) -> list[str]:
+    members = _union_members(info)
+    list_model = _list_model_of(info)
+    header = f"[[{path}]]" if list_model is not None else f"[{path}]"
+    out = [f"{'#' * level} `{header}`", ""]
+    desc = _description(info)
+    if desc:
+        out += [desc, ""]
+    if members is not None:
+        out += _render_union(path, info, members, level)
+    elif list_model is not None:
+        out += [f"Each `[[{path}]]` table is one entry; keys:", ""]
+        out += _render_model(path, list_model, level + 1, array=True)
+    else:
+        model = _model_of(info)
+        assert model is not None
+        out += _render_model(path, model, level + 1)
+    return out
+
+
+def recipe_reference_markdown(level: int = 3) -> str:
+    """The recipe reference as markdown (without the markers), headings starting at ``level``."""
+    out = [
+        "<!-- Generated from fgbench/recipe.py by `python -m fgbench.docs`; do not edit by hand. -->",
+        "",
+        "A recipe is one TOML file. Every key is optional unless marked **required**; unknown keys "
+        "are errors. `--set section.key=value` on the command line overrides any key (the value "
+        "is TOML: `--set eval.final_test_sizes=[224,448]`). Defaults marked *unset* are absent "
+        "from the file (TOML has no null).",
+        "",
+        f"{'#' * level} Top-level keys",
+        "",
+    ]
+    leaves = [(n, i) for n, i in Recipe.model_fields.items() if _is_leaf(i)]
+    out += _table("", leaves)
+    for name, info in Recipe.model_fields.items():
+        if not _is_leaf(info):
+            out += _render_section(name, info, level)
+    while out and out[-1] == "":
+        out.pop()
+    return "\n".join(out) + "\n"
+
+
+def reference_block() -> str:
+    """The generated reference wrapped in its markers, as it appears in README.md."""
+    return f"{START_MARKER}\n{recipe_reference_markdown()}{END_MARKER}\n"
+
+
+# ---------------------------------------------------------------------------- README block
+
+
+class MarkerError(ValueError):
+    pass
+
+
+def extract_block(text: str) -> str | None:
+    """What lies between the markers, markers included; None without both markers."""
+    start = text.find(START_MARKER)
+    if start < 0:
+        return None
+    end = text.find(END_MARKER, start)
+    if end < 0:
+        raise MarkerError(f"{START_MARKER} without a following {END_MARKER}")
+    if text.count(START_MARKER) > 1:
+        raise MarkerError(f"{START_MARKER} appears more than once")
+    end += len(END_MARKER)
+    if text[end:end + 1] == "\n":
+        end += 1
+    return text[start:end]
+
+
+def replace_block(text: str, block: str | None = None) -> tuple[str, bool]:
+    """``text`` with its reference block replaced by ``block`` (default: freshly generated).
+    Returns (new text, whether the markers were found); without markers the block is appended."""
+    block = block if block is not None else reference_block()
+    old = extract_block(text)
+    if old is None:
+        sep = "" if not text or text.endswith("\n\n") else ("\n" if text.endswith("\n") else "\n\n")
+        return text + sep + block, False
+    return text.replace(old, block, 1), True
+
+
+def is_current(text: str) -> bool:
+    try:
+        return extract_block(text) == reference_block()
+    except MarkerError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m fgbench.docs",
+        description="Print the recipe reference generated from the schema, or put it into a README.",
+    )
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--write", metavar="FILE", help="replace the block between the markers in FILE")
+    group.add_argument("--check", metavar="FILE", help="exit 1 if FILE's block is not the generated one")
+    args = parser.parse_args(argv)
+
+    target = args.write or args.check
+    if target is None:
+        sys.stdout.write(reference_block())
+        return 0
+    path = Path(target)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        print(f"{path}: cannot read: {err.strerror or err}", file=sys.stderr)
+        return 2
+    if args.check:
+        if is_current(text):
+            print(f"{path}: recipe reference is up to date")
+            return 0
+        print(f"{path}: recipe reference is stale; run `python -m fgbench.docs --write {path}`", file=sys.stderr)
+        return 1
+    try:
+        new, found = replace_block(text)
+    except MarkerError as err:
+        print(f"{path}: {err}", file=sys.stderr)
+        return 2
+    if new != text:
+        atomic_write_text(path, new)
+    if not found:
+        print(f"{path}: no {START_MARKER} marker: appended the reference at the end; move it where it belongs",
+              file=sys.stderr)
+    else:
+        print(f"{path}: recipe reference {'updated' if new != text else 'already up to date'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
