@@ -148,24 +148,27 @@ class Tailer:
 
     ``poll()`` returns the events appended since the previous call. A trailing line without its
     newline is left for the next poll (the writer may be in the middle of it). If the file shrinks
-    (replaced by a new run), reading starts over.
+    or is replaced by another file (a new inode), reading starts over.
     """
 
     path: Path
     offset: int = 0
     skipped: int = 0
     _partial: bytes = field(default=b"", repr=False)
+    _inode: int | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
 
     def poll(self, max_bytes: int | None = None) -> list[dict[str, Any]]:
         try:
-            size = self.path.stat().st_size
+            st = self.path.stat()
         except FileNotFoundError:
             return []
-        if size < self.offset:
+        size = st.st_size
+        if size < self.offset or (self._inode is not None and st.st_ino != self._inode):
             self.offset, self._partial = 0, b""
+        self._inode = st.st_ino
         if size == self.offset:
             return []
         with open(self.path, "rb") as f:

@@ -358,3 +358,16 @@ def test_default_run_root_follows_the_environment(tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("FGBENCH_RUNS", str(tmp_path / "elsewhere"))
     d = runs.create_run_dir("env")
     assert d.parent == tmp_path / "elsewhere"
+
+
+def test_tailer_restarts_when_the_file_is_replaced_by_a_longer_one(tmp_path):
+    from fgbench.metrics import Tailer, encode, make_event
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(encode(make_event("log", level="info", message="old")))
+    tail = Tailer(path)
+    assert [e["message"] for e in tail.poll()] == ["old"]
+    replacement = tmp_path / "new.jsonl"
+    replacement.write_text("".join(encode(make_event("log", level="info", message=f"new{i}")) for i in range(3)))
+    replacement.replace(path)
+    assert [e["message"] for e in tail.poll()] == ["new0", "new1", "new2"]
