@@ -1,5 +1,469 @@
-"""Sub-commands of this area are being written; register() adds them to the CLI."""
+"""`fgbench runs list|show|compare|export|rm`, `fgbench sweep`, `fgbench predict`, `fgbench evaluate`.
+
+Pure zone except where marked: listing, showing, comparing and exporting to CSV/JSONL read run
+directories with the standard library (tested in a fresh interpreter: torch is never imported).
+`predict` and `evaluate` import the engine (torch) inside their handlers; `export --format
+tensorboard` imports the optional ``tensorboard`` package inside its handler.
+
+A run is named by its directory path, its directory name under the runs root, or a unique prefix
+of that name (``fgbench.runs.resolve_run``); ``compare``, ``export`` and ``rm`` also take globs
+(``'2024*-hy_intel*'``) matched against the directory names under the runs root.
+
+Deleting is explicit: ``runs rm`` is the only command that removes a run directory; it lists what
+it will delete and asks (``--yes`` skips the question), and it refuses a run that is still running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob as globmod
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from fgbench import paths, report, runs
+from fgbench.errors import UserError
+
+RUN_STATUSES = ("running", "completed", "failed", "interrupted")
 
 
-def register(sub) -> None:
-    return None
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("runs", help="list, show, compare, export and delete runs")
+    rs = p.add_subparsers(dest="runs_command", metavar="ACTION")
+
+    ls = rs.add_parser("list", help="one line per run, with its headline numbers",
+                       description="List runs: status, recipe, dataset, model, epochs, best validation top-1, "
+                       "test top-1 at the selected epoch and at the last one, EMA numbers, time, images/s.")
+    _root_arg(ls)
+    ls.add_argument("--status", action="append", default=[], metavar="STATUS",
+                    help=f"only runs with this status ({', '.join(RUN_STATUSES)}); repeatable or comma-separated")
+    ls.add_argument("--name", metavar="PATTERN", help="recipe or run-directory name: a glob (sc_cub*) or a substring")
+    ls.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                    help="resolved-recipe field equals (or with KEY!=VALUE differs from) a value, "
+                    "e.g. --where optim.lr=0.005 (repeatable, all must hold)")
+    ls.add_argument("--sweep", metavar="TAG", help="only the runs of this sweep")
+    ls.add_argument("--format", choices=["text", "markdown", "csv", "json"], default="text")
+    ls.set_defaults(handler=cmd_list)
+
+    sh = rs.add_parser("show", help="one run: recipe, summary, curves, per-class accuracy, confusions")
+    sh.add_argument("run", metavar="RUN")
+    _root_arg(sh)
+    sh.add_argument("--no-recipe", action="store_true", help="leave out the resolved recipe")
+    sh.add_argument("--no-plots", action="store_true", help="leave out the metric curves")
+    sh.add_argument("--all-classes", action="store_true", help="every class's accuracy, not only the worst and best")
+    sh.add_argument("--pairs", type=_positive_int, default=10, metavar="N", help="most confused class pairs to show (10)")
+    sh.add_argument("--width", type=_positive_int, default=56, metavar="COLS", help="plot width in characters (56)")
+    sh.set_defaults(handler=cmd_show)
+
+    cp = rs.add_parser("compare", help="one table of several runs; columns are the recipe fields that differ",
+                       description="Compare runs in one table (Markdown by default, pasteable into a README). "
+                       "Only the recipe fields whose values differ between the runs become columns.")
+    cp.add_argument("runs", nargs="*", metavar="RUN", help="runs or globs of run-directory names")
+    _root_arg(cp)
+    cp.add_argument("--sweep", metavar="TAG", help="the runs of this sweep, in the sweep's order, labelled by variant")
+    cp.add_argument("--format", choices=["markdown", "csv", "json", "text"], default="markdown")
+    cp.add_argument("--fields", metavar="A,B", help="show these recipe fields instead of the differing ones")
+    cp.set_defaults(handler=cmd_compare)
+
+    ex = rs.add_parser("export", help="all metrics of several runs into one CSV / JSONL file, or TensorBoard logs",
+                       description="Export the metrics of runs. csv: one row per scalar (run, name, event, epoch, "
+                       "step, metric, value, time). jsonl: every event, with run and name added. tensorboard: "
+                       "an event-file directory with one sub-directory per run (needs the tensorboard extra: "
+                       "pip install 'fgbench[tensorboard]').")
+    ex.add_argument("runs", nargs="*", metavar="RUN")
+    _root_arg(ex)
+    ex.add_argument("--sweep", metavar="TAG", help="the runs of this sweep")
+    ex.add_argument("--format", choices=["csv", "jsonl", "tensorboard"], required=True)
+    ex.add_argument("-o", "--output", required=True, metavar="PATH",
+                    help="output file (csv, jsonl) or directory (tensorboard); must not exist yet unless --force")
+    ex.add_argument("--force", action="store_true", help="replace an existing output")
+    ex.set_defaults(handler=cmd_export)
+
+    rm = rs.add_parser("rm", help="delete runs (asks first)")
+    rm.add_argument("runs", nargs="+", metavar="RUN")
+    _root_arg(rm)
+    rm.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    rm.set_defaults(handler=cmd_rm)
+
+    sw = sub.add_parser("sweep", help="run a recipe's [sweep] (grid and/or named variants), or continue one",
+                        description="Expand a recipe's [sweep] table (and --grid axes), validate every run up front, "
+                        "run them one after another (or one per GPU with --gpus) as ordinary runs tagged with the "
+                        "sweep, and print the ablation table. Exit codes: 0 all completed, 1 some failed, "
+                        "2 bad input, 130 interrupted (continue with --continue TAG).")
+    sw.add_argument("recipe", nargs="?", metavar="RECIPE")
+    sw.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                    help="add a grid axis, e.g. --grid optim.lr=0.1,0.01 (repeatable; values are TOML)")
+    sw.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a field of the base recipe (repeatable)")
+    sw.add_argument("--only", metavar="NAMES", help="run only these variants (comma-separated names)")
+    sw.add_argument("--tag", metavar="TAG", help="sweep name (default: recipe name + time)")
+    sw.add_argument("--continue", dest="cont", metavar="TAG", help="continue an interrupted sweep")
+    sw.add_argument("--retry-failed", action="store_true", help="with --continue: run failed runs again")
+    _root_arg(sw)
+    sw.add_argument("--gpus", metavar="auto|IDS",
+                    help="run several at a time, one per GPU: auto (CUDA_VISIBLE_DEVICES or nvidia-smi) or ids like 0,1")
+    sw.add_argument("--device", choices=["auto", "cuda", "cpu"], help="passed to each run (overrides runtime.device)")
+    sw.add_argument("--dry-run", action="store_true", help="validate and print the plan; run nothing")
+    sw.add_argument("--format", choices=["markdown", "csv", "json", "text"], default="markdown",
+                    help="format of the final table")
+    sw.set_defaults(handler=cmd_sweep)
+
+    pr = sub.add_parser("predict", help="top-k classes of images with a run's checkpoint",
+                        description="Classify images with a run's checkpoint and its test transform; prints the "
+                        "top-k class names with probabilities.")
+    pr.add_argument("run", metavar="RUN")
+    pr.add_argument("images", nargs="+", metavar="IMAGE")
+    _root_arg(pr)
+    pr.add_argument("--top-k", type=_positive_int, default=5, metavar="K")
+    pr.add_argument("--ema", action="store_true", help="use the EMA weights of the checkpoint")
+    pr.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    pr.add_argument("--test-size", type=_positive_int, metavar="N", help="test crop size (default: the recipe's)")
+    pr.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
+    pr.add_argument("--format", choices=["text", "json"], default="text")
+    pr.set_defaults(handler=cmd_predict)
+
+    ev = sub.add_parser("evaluate", help="re-evaluate a run's checkpoint, e.g. at other test resolutions",
+                        description="Evaluate a run's checkpoint on its test (or val) split at one or more test sizes.")
+    ev.add_argument("run", metavar="RUN")
+    _root_arg(ev)
+    ev.add_argument("--test-size", dest="test_sizes", action="append", type=_positive_int, default=[], metavar="N",
+                    help="test crop size (repeatable; default: the recipe's)")
+    ev.add_argument("--ema", action="store_true", help="evaluate the EMA weights")
+    ev.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    ev.add_argument("--split", choices=["test", "val"], default="test")
+    ev.add_argument("--batch-size", type=_positive_int, metavar="N", help="default: the recipe's eval batch size")
+    ev.add_argument("--workers", type=int, default=None, metavar="N", help="DataLoader workers (default: the recipe's)")
+    ev.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
+    ev.add_argument("--format", choices=["text", "markdown", "json"], default="text")
+    ev.set_defaults(handler=cmd_evaluate)
+
+
+def _root_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs-root", metavar="DIR", help="where runs live (default: $FGBENCH_RUNS or the fgbench home)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v} must be at least 1")
+    return v
+
+
+def _root(args: argparse.Namespace) -> Path:
+    return Path(args.runs_root).expanduser() if getattr(args, "runs_root", None) else paths.runs_dir()
+
+
+# ------------------------------------------------------------------------------ selecting runs
+
+
+def _is_glob(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def select_runs(refs: list[str], root: Path) -> list[Path]:
+    """Run directories for RUN arguments (paths, names, unique prefixes or globs), in the order
+    given, each once. Globs without a slash match run-directory names under ``root``."""
+    out: list[Path] = []
+    for ref in refs:
+        if _is_glob(ref):
+            if "/" in ref or ref.startswith("."):
+                found = [Path(p) for p in sorted(globmod.glob(ref))]
+            else:
+                found = sorted(root.glob(ref)) if root.is_dir() else []
+            found = [p for p in found if p.is_dir() and runs.is_run_dir(p)]
+            if not found:
+                raise UserError(f"{ref}: no run matches (looked in {root})")
+            out.extend(found)
+        else:
+            try:
+                out.append(runs.resolve_run(ref, root))
+            except FileNotFoundError as err:
+                raise UserError(str(err)) from None
+    seen: set[Path] = set()
+    unique = []
+    for p in out:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique
+
+
+def _sweep_runs(tag: str, root: Path) -> tuple[list[runs.RunInfo], list[str]]:
+    from fgbench import sweep
+
+    state = sweep.SweepState.load(tag, root)
+    infos, labels = sweep.state_runs(state)
+    if not infos:
+        raise UserError(f"sweep {tag}: no run has started yet")
+    return infos, labels
+
+
+def _parse_where(items: list[str]) -> list[tuple[str, Any, bool]]:
+    from fgbench.recipe import parse_override_value
+
+    out = []
+    for item in items:
+        negate = "!=" in item
+        sep = "!=" if negate else "="
+        if sep not in item:
+            raise UserError(f"--where {item}: expected KEY=VALUE (or KEY!=VALUE), e.g. --where optim.lr=0.005")
+        key, raw = item.split(sep, 1)
+        key = key.strip()
+        if not key or not all(key.split(".")):
+            raise UserError(f"--where {item}: empty key part")
+        out.append((key, parse_override_value(raw.strip()), negate))
+    return out
+
+
+# ------------------------------------------------------------------------------------- list
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    root = _root(args)
+    statuses = {s.strip() for item in args.status for s in item.split(",") if s.strip()}
+    bad = sorted(statuses - set(RUN_STATUSES))
+    if bad:
+        raise UserError(f"--status {', '.join(bad)}: choose from {', '.join(RUN_STATUSES)}")
+    where = _parse_where(args.where)
+    if args.sweep:
+        infos, _labels = _sweep_runs(args.sweep, root)
+    else:
+        infos = runs.list_runs(root)
+    selected = []
+    for r in infos:
+        if statuses and r.status not in statuses:
+            continue
+        if args.name and not report.name_matches(args.name, r.name, r.run_id):
+            continue
+        if not all(report.matches_where(r.recipe, k, v, negate=n) for k, v, n in where):
+            continue
+        selected.append(r)
+    if not selected:
+        what = "no runs" if not infos else "no run matches"
+        print(f"{what} in {root}", file=sys.stderr)
+        if args.format == "json":
+            sys.stdout.write("[]\n")
+        return 0
+    columns, rows = report.list_table(selected)
+    sys.stdout.write(report.render(columns, rows, args.format))
+    return 0
+
+
+# ------------------------------------------------------------------------------------- show
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from fgbench import metrics
+
+    root = _root(args)
+    run_dir = select_runs([args.run], root)[0]
+    info = runs.read_run(run_dir)
+    events = metrics.read_events(run_dir / metrics.METRICS_FILE)
+    out = sys.stdout
+    out.write(f"run     {info.run_id}\npath    {run_dir}\nstatus  {info.status}"
+              + (f" ({info.error})" if info.error else "") + "\n")
+    out.write(f"recipe  {info.name}  dataset {info.dataset}  model {info.arch}"
+              + (f"  sweep {info.info['sweep_tag']}" if info.info.get("sweep_tag") else "") + "\n")
+    ckpts = [name for name in (runs.BEST_CKPT, runs.LAST_CKPT) if (run_dir / runs.CHECKPOINT_DIR / name).is_file()]
+    out.write(f"checkpoints  {', '.join(ckpts) if ckpts else 'none'}\n")
+    if not args.no_recipe:
+        out.write("\n## resolved recipe (recipe.toml)\n")
+        try:
+            out.write((run_dir / runs.RECIPE_FILE).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            out.write("(no recipe.toml)\n")
+    out.write("\n## summary\n")
+    out.write(report.summary_text(info.summary))
+    if not args.no_plots:
+        out.write("\n## curves\n")
+        text = report.curves_text(events, width=args.width)
+        out.write(text if text else "no epoch has finished yet\n")
+    confusion = runs.read_json(run_dir / "confusion.json")
+    out.write("\n## classes\n")
+    if isinstance(confusion, dict) and confusion.get("matrix"):
+        out.write(report.confusion_text(confusion, pairs=args.pairs, all_classes=args.all_classes))
+    else:
+        classes = runs.read_json(run_dir / "classes.json")
+        n = f"{len(classes)} classes; " if isinstance(classes, list) else ""
+        out.write(f"{n}no confusion.json yet (written when the run finishes)\n")
+    return 0
+
+
+# ---------------------------------------------------------------------------------- compare
+
+
+def _runs_for(args: argparse.Namespace) -> tuple[list[runs.RunInfo], list[str] | None]:
+    root = _root(args)
+    if args.sweep and args.runs:
+        raise UserError("give RUN arguments or --sweep TAG, not both")
+    if args.sweep:
+        return _sweep_runs(args.sweep, root)
+    if not args.runs:
+        raise UserError("name at least one RUN (a run directory, its name, a prefix or a glob), or --sweep TAG")
+    return [runs.read_run(p) for p in select_runs(args.runs, root)], None
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    infos, labels = _runs_for(args)
+    fields = [f.strip() for f in args.fields.split(",") if f.strip()] if args.fields else None
+    if labels is not None and fields is None:
+        fields = []  # the variant label already names what differs
+    columns, rows = report.compare_table(infos, labels, fields=fields,
+                                         label_header="variant" if labels is not None else "run")
+    sys.stdout.write(report.render(columns, rows, args.format))
+    return 0
+
+
+# ----------------------------------------------------------------------------------- export
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    infos, _labels = _runs_for(args)
+    out = Path(args.output).expanduser()
+    if out.exists() and not args.force:
+        raise UserError(f"{out}: already exists (use --force to replace it)")
+    if args.format == "tensorboard":
+        from fgbench.export_tb import export_tensorboard
+
+        n = export_tensorboard(infos, out, force=args.force)
+        print(f"{out}: {len(infos)} run(s), {n} scalar(s); view with: tensorboard --logdir {out}")
+        return 0
+    from fgbench.recipe import atomic_write_text
+
+    text, n = report.export_csv(infos) if args.format == "csv" else report.export_jsonl(infos)
+    if out.is_dir():
+        raise UserError(f"{out}: is a directory; give a file name")
+    atomic_write_text(out, text)
+    print(f"{out}: {len(infos)} run(s), {n} {'row' if args.format == 'csv' else 'event'}(s)")
+    return 0
+
+
+# --------------------------------------------------------------------------------------- rm
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    root = _root(args)
+    targets = select_runs(args.runs, root)
+    infos = [runs.read_run(p) for p in targets]
+    alive = [i for i in infos if i.status == "running"]
+    if alive:
+        raise UserError(f"{alive[0].path}: is still running; stop it before deleting it")
+    print(f"delete {len(infos)} run(s):")
+    for i in infos:
+        print(f"  {i.path}  ({i.status}, {i.name})")
+    if not args.yes:
+        print("delete them? [y/N] ", end="", flush=True)
+        answer = sys.stdin.readline()
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 1
+    for i in infos:
+        shutil.rmtree(i.path)
+    print(f"deleted {len(infos)} run(s)")
+    return 0
+
+
+# ------------------------------------------------------------------------------------ sweep
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from fgbench import sweep
+
+    root = _root(args)
+    slots = sweep.detect_gpus(args.gpus)
+    extra: list[str] = []
+    if args.device:
+        extra += ["--device", args.device]
+    if len(slots) > 1:
+        extra += ["--progress", "lines"]
+    if args.cont:
+        if args.recipe or args.grid or args.overrides or args.only or args.tag:
+            raise UserError("--continue TAG takes no RECIPE, --grid, --set, --only or --tag: the sweep's plan is fixed")
+        state = sweep.SweepState.load(args.cont, root)
+        if args.dry_run:
+            _print_state(state)
+            return 0
+    else:
+        if not args.recipe:
+            raise UserError("fgbench sweep: give a RECIPE, or --continue TAG")
+        if args.retry_failed:
+            raise UserError("--retry-failed goes with --continue TAG")
+        only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
+        plan = sweep.load_plan(args.recipe, overrides=args.overrides, cli_grid=args.grid, only=only)
+        print(sweep.plan_text(plan), end="")
+        if args.dry_run:
+            print("(dry run: nothing started)")
+            return 0
+        tag = sweep.check_tag(args.tag) if args.tag else sweep.default_tag(plan.base_name)
+        state = sweep.create_state(plan, tag, root)
+        print(f"sweep {tag}: state in {state.path}")
+    code = sweep.run_sweep(state, slots=slots, retry_failed=args.retry_failed, extra_args=extra)
+    infos, labels = sweep.state_runs(state)
+    if infos:
+        print()
+        columns, rows = report.compare_table(infos, labels, fields=[], label_header="variant")
+        sys.stdout.write(report.render(columns, rows, args.format))
+    counts = {s: sum(p.status == s for p in state.points) for s in ("completed", "failed", "interrupted", "pending")}
+    print(f"\nsweep {state.tag}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    if code == 130:
+        print(f"continue with: fgbench sweep --continue {state.tag}"
+              + (f" --runs-root {args.runs_root}" if args.runs_root else ""))
+    elif code == 1:
+        print(f"see the failed runs' log.txt; rerun them with: fgbench sweep --continue {state.tag} --retry-failed")
+    return code
+
+
+def _print_state(state) -> None:
+    print(f"sweep {state.tag} ({state.source}): {len(state.points)} run(s)")
+    for p in state.points:
+        print(f"  {p.index + 1:>2}. {p.label}  {p.status}  {p.run_dir or ''}")
+
+
+# ----------------------------------------------------------------------- predict / evaluate
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    root = _root(args)
+    run_dir = select_runs([args.run], root)[0]
+    missing = [i for i in args.images if not Path(i).is_file()]
+    if missing:
+        raise UserError(f"{missing[0]}: no such image file")
+    from fgbench.train.predict import predict_images  # torch from here on
+
+    results = predict_images(run_dir, args.images, top_k=args.top_k, ema=args.ema, checkpoint=args.checkpoint,
+                             device=args.device, test_size=args.test_size)
+    if args.format == "json":
+        sys.stdout.write(json.dumps(results, indent=2) + "\n")
+        return 0
+    for res in results:
+        print(res["image"])
+        w = max(len(c["class"]) for c in res["top"])
+        for rank, c in enumerate(res["top"], 1):
+            print(f"  {rank}. {c['class'].ljust(w)}  {100 * c['probability']:6.2f}%")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    root = _root(args)
+    run_dir = select_runs([args.run], root)[0]
+    from fgbench.train.predict import evaluate_run  # torch from here on
+
+    results = evaluate_run(run_dir, test_sizes=args.test_sizes or None, ema=args.ema, checkpoint=args.checkpoint,
+                           split=args.split, device=args.device, batch_size=args.batch_size, workers=args.workers)
+    if args.format == "json":
+        sys.stdout.write(json.dumps(results, indent=2) + "\n")
+        return 0
+    columns = [("test_size", "test size", "text"), ("top1", "top-1", "acc"), ("top5", f"top-{results[0]['k']}", "acc"),
+               ("loss", "loss", "acc"), ("images", "images", "text")]
+    head = results[0]
+    print(f"{run_dir.name}: {head['checkpoint']} checkpoint (epoch {head['epoch']}), "
+          f"{'EMA' if head['model'] == 'ema' else 'raw'} weights, {head['split']} split")
+    rows = [{**r, "loss": r.get("loss")} for r in results]
+    sys.stdout.write(report.render(columns, rows, "markdown" if args.format == "markdown" else "text"))
+    return 0

@@ -1,0 +1,722 @@
+"""Tables, curves and confusion summaries of finished (or running) runs, for `fgbench runs` and sweeps.
+
+Pure zone: stdlib only (no torch, no plotext), so `fgbench runs list|compare|show` answer in a
+fraction of a second even with hundreds of runs.
+
+Decisions:
+
+* Numbers come from ``summary.json`` (which the trainer rewrites after every epoch) and, for
+  curves, from ``metrics.jsonl``. Nothing here recomputes an accuracy; "test at best" is the test
+  accuracy of the epoch the run selected on ``eval.select_on``, never a max over test epochs.
+* ``compare`` shows as columns only the recipe fields whose values differ between the runs (the
+  ablation's variables); ``name``, ``description`` and ``sweep`` are bookkeeping and never count.
+  A field present in one resolved recipe and missing in another counts as differing and shows as
+  ``-``.
+* Markdown tables are padded so that the raw text lines up, like the seeds' README tables: they
+  read well in a terminal and paste into a README unchanged.
+* Curves are drawn with our own small text plotter (one character cell per point, markers per
+  series). plotext draws prettier charts but its output depends on the terminal and costs 40 us per
+  point; these plots are tiny, deterministic and testable.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from fnmatch import fnmatchcase
+from typing import Any, Iterable, Sequence
+
+BOOKKEEPING_FIELDS = ("name", "description", "sweep")
+
+# ------------------------------------------------------------------------------- recipe fields
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested tables to dotted keys (``{"optim": {"lr": 0.1}}`` -> ``{"optim.lr": 0.1}``).
+    Lists stay values: ``stages`` or ``eval.final_test_sizes`` compare as a whole."""
+    out: dict[str, Any] = {}
+    if isinstance(data, dict):
+        for key, value in data.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if isinstance(value, dict) and value:
+                out.update(flatten(value, path))
+            else:
+                out[path] = value
+    else:
+        out[prefix] = data
+    return out
+
+
+_MISSING = object()
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(a, b, rel_tol=1e-12, abs_tol=0.0)
+    return a == b
+
+
+def differing_fields(recipes: Sequence[dict[str, Any]], ignore: Iterable[str] = BOOKKEEPING_FIELDS) -> list[str]:
+    """Dotted recipe fields whose values are not the same in every recipe, in schema order."""
+    flats = [flatten(r) for r in recipes]
+    skip = tuple(ignore)
+    keys: list[str] = []
+    seen: set[str] = set()
+    for flat in flats:
+        for k in flat:
+            if k not in seen:
+                seen.add(k)
+                keys.append(k)
+    out = []
+    for k in keys:
+        if k.split(".", 1)[0] in skip:
+            continue
+        values = [f.get(k, _MISSING) for f in flats]
+        first = values[0]
+        if any(v is _MISSING for v in values) and not all(v is _MISSING for v in values):
+            out.append(k)
+        elif not all(_same(first, v) for v in values[1:]):
+            out.append(k)
+    # When a union's tag differs (optim.name sgd vs adam), the fields that only one variant has
+    # (momentum, betas) follow from the tag: they are not variables of their own.
+    for section, tag in UNION_TAGS:
+        if f"{section}.{tag}" in out:
+            implied = {k for k in out if k.startswith(section + ".") and k != f"{section}.{tag}"
+                       and any(k not in f for f in flats)}
+            out = [k for k in out if k not in implied]
+    return out
+
+
+#: the recipe's discriminated-union sections and their tag fields (see fgbench.recipe)
+UNION_TAGS = (("optim", "name"), ("schedule", "name"), ("model.pretrained", "source"))
+
+
+def get_path(data: dict[str, Any], dotted: str, default: Any = None) -> Any:
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def matches_where(recipe: dict[str, Any], key: str, value: Any, *, negate: bool = False) -> bool:
+    """``--where optim.lr=0.005``: compare a resolved-recipe value with a parsed TOML value.
+    Numbers compare numerically (0.005 == 5e-3); a missing field never matches ``=``."""
+    got = get_path(recipe, key, _MISSING)
+    if got is _MISSING:
+        return negate
+    if isinstance(value, str) and not isinstance(got, str):
+        equal = str(got) == value
+    else:
+        equal = _same(got, value) if not isinstance(got, list) else got == value
+    return equal != negate
+
+
+def name_matches(pattern: str, *names: str) -> bool:
+    """``--name``: a glob (``sc_cub*``) or, without glob characters, a substring."""
+    if any(c in pattern for c in "*?["):
+        return any(fnmatchcase(n, pattern) for n in names)
+    return any(pattern in n for n in names)
+
+
+# ------------------------------------------------------------------------------------- values
+
+
+def fmt_value(value: Any, digits: int = 2) -> str:
+    """One table cell: floats with ``digits`` decimals (small ones in short scientific form),
+    None as ``-``, lists compactly."""
+    if value is None or value is _MISSING:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if value != value:
+            return "nan"
+        if value != 0 and (abs(value) < 10 ** -digits or abs(value) >= 1e7):
+            return f"{value:.3g}"
+        text = f"{value:.{digits}f}"
+        return text
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(fmt_value(v, digits) for v in value) + "]"
+    if isinstance(value, dict):
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return str(value)
+
+
+def fmt_recipe_value(value: Any) -> str:
+    """Recipe values keep their precision (an lr of 1e-4 must not print as 0.00)."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(fmt_recipe_value(v) for v in value) + "]"
+    return fmt_value(value)
+
+
+def fmt_duration(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)) or seconds != seconds:
+        return "-"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+# ------------------------------------------------------------------------------- run rows
+
+
+def _num(x: Any) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
+
+
+def summary_numbers(summary: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers of one summary.json, flat, None where absent."""
+    best = summary.get("best") or {}
+    last = summary.get("last") or {}
+    best_raw = best.get("raw") or {}
+    best_ema = best.get("ema") or {}
+    last_raw = last.get("raw") or {}
+    last_ema = last.get("ema") or {}
+    out = {
+        "epochs_done": summary.get("epochs_done"),
+        "total_epochs": summary.get("total_epochs"),
+        "best_epoch": best_raw.get("epoch"),
+        "val_top1": _num(best_raw.get("val_top1")),
+        "test_top1_best": _num(best_raw.get("test_top1")),
+        "test_top5_best": _num(best_raw.get("test_top5")),
+        "test_top1_last": _num(last_raw.get("test_top1")),
+        "ema_best_epoch": best_ema.get("epoch"),
+        "ema_val_top1": _num(best_ema.get("val_top1")),
+        "ema_test_top1_best": _num(best_ema.get("test_top1")),
+        "ema_test_top1_last": _num(last_ema.get("test_top1")),
+        "duration_s": _num(summary.get("duration_s")),
+        "images_per_s": _num(summary.get("images_per_s")),
+        "peak_mem_mb": _num(summary.get("peak_mem_mb")),
+        "step": summary.get("step"),
+        "select_on": summary.get("select_on"),
+    }
+    for size, by_model in sorted((summary.get("final_test_sizes") or {}).items(), key=lambda kv: _size_key(kv[0])):
+        by_model = by_model or {}
+        out[f"test@{size}"] = _num(by_model.get("raw"))
+        out[f"ema_test@{size}"] = _num(by_model.get("ema"))
+    return out
+
+
+def _size_key(size: str) -> tuple[int, str]:
+    try:
+        return (int(size), "")
+    except ValueError:
+        return (1 << 30, size)
+
+
+def run_row(run: Any) -> dict[str, Any]:
+    """One run (a ``fgbench.runs.RunInfo``) as a flat row of raw values."""
+    row = {
+        "run": run.run_id,
+        "status": run.status,
+        "recipe": run.name,
+        "dataset": run.dataset,
+        "model": run.arch,
+        "sweep": run.info.get("sweep_tag"),
+        "path": str(run.path),
+    }
+    row.update(summary_numbers(run.summary))
+    return row
+
+
+# (key, header, kind) ; kind drives formatting
+LIST_COLUMNS: list[tuple[str, str, str]] = [
+    ("run", "run", "text"),
+    ("status", "status", "text"),
+    ("recipe", "recipe", "text"),
+    ("dataset", "dataset", "text"),
+    ("model", "model", "text"),
+    ("epochs", "epochs", "text"),
+    ("val_top1", "val@best", "acc"),
+    ("test_top1_best", "test@best", "acc"),
+    ("test_top1_last", "test@last", "acc"),
+    ("ema_val_top1", "ema val@best", "acc"),
+    ("ema_test_top1_best", "ema test@best", "acc"),
+    ("ema_test_top1_last", "ema test@last", "acc"),
+    ("duration_s", "time", "duration"),
+    ("images_per_s", "img/s", "rate"),
+]
+
+METRIC_COLUMNS: list[tuple[str, str, str]] = [
+    ("val_top1", "val top-1 @best", "acc"),
+    ("test_top1_best", "test top-1 @best", "acc"),
+    ("test_top1_last", "test top-1 @last", "acc"),
+    ("ema_val_top1", "EMA val @best", "acc"),
+    ("ema_test_top1_best", "EMA test @best", "acc"),
+    ("ema_test_top1_last", "EMA test @last", "acc"),
+]
+
+
+def _with_epochs(row: dict[str, Any]) -> dict[str, Any]:
+    done, total = row.get("epochs_done"), row.get("total_epochs")
+    if done is None and total is None:
+        row["epochs"] = "-"
+    elif total is None:
+        row["epochs"] = f"{done}"
+    else:
+        row["epochs"] = f"{done if done is not None else 0}/{total}"
+    return row
+
+
+def _cell(value: Any, kind: str) -> str:
+    if kind == "duration":
+        return fmt_duration(value)
+    if kind == "rate":
+        return "-" if value is None else f"{value:.0f}"
+    if kind == "recipe":
+        return "-" if value is _MISSING or value is None else fmt_recipe_value(value)
+    if kind == "acc":
+        return fmt_value(value, 2)
+    return fmt_value(value)
+
+
+def _drop_empty(columns: list[tuple[str, str, str]], rows: list[dict[str, Any]], optional: Iterable[str]) -> list[tuple[str, str, str]]:
+    """Leave out optional columns that are empty in every row (no EMA, no val split)."""
+    opt = set(optional)
+    return [c for c in columns if c[0] not in opt or any(r.get(c[0]) is not None for r in rows)]
+
+
+def list_table(runs: Sequence[Any]) -> tuple[list[tuple[str, str, str]], list[dict[str, Any]]]:
+    rows = [_with_epochs(run_row(r)) for r in runs]
+    optional = ("ema_val_top1", "ema_test_top1_best", "ema_test_top1_last")
+    return _drop_empty(LIST_COLUMNS, rows, optional), rows
+
+
+def compare_table(
+    runs: Sequence[Any],
+    labels: Sequence[str] | None = None,
+    *,
+    fields: Sequence[str] | None = None,
+    label_header: str = "run",
+) -> tuple[list[tuple[str, str, str]], list[dict[str, Any]]]:
+    """The ablation table: one row per run, the differing recipe fields (or ``fields``), then the
+    headline numbers. EMA and extra-test-size columns appear when some run has them."""
+    recipe_fields = list(fields) if fields is not None else differing_fields([r.recipe for r in runs])
+    rows: list[dict[str, Any]] = []
+    for i, run in enumerate(runs):
+        row = _with_epochs(run_row(run))
+        row[label_header] = labels[i] if labels is not None else run.run_id
+        for f in recipe_fields:
+            row[f"recipe:{f}"] = get_path(run.recipe, f, _MISSING)
+        rows.append(row)
+    columns: list[tuple[str, str, str]] = [(label_header, label_header, "text")]
+    columns += [(f"recipe:{f}", f, "recipe") for f in recipe_fields]
+    metric_cols = list(METRIC_COLUMNS)
+    sizes: list[str] = []
+    for row in rows:
+        for key in row:
+            if (key.startswith("test@") or key.startswith("ema_test@")) and key not in sizes:
+                sizes.append(key)
+    sizes.sort(key=lambda k: (k.startswith("ema_"), _size_key(k.split("@", 1)[1])))
+    metric_cols += [(k, ("EMA test @" if k.startswith("ema_") else "test @") + k.split("@", 1)[1], "acc") for k in sizes]
+    metric_cols += [("epochs", "epochs", "text"), ("duration_s", "time", "duration")]
+    optional = [c[0] for c in metric_cols if c[0] not in ("epochs", "duration_s", "test_top1_best", "test_top1_last")]
+    columns += _drop_empty(metric_cols, rows, optional)
+    # A status column only when it tells something (a sweep with a failed or running row).
+    if any(r["status"] != "completed" for r in rows):
+        columns.insert(1, ("status", "status", "text"))
+    return columns, rows
+
+
+# ---------------------------------------------------------------------------------- rendering
+
+
+def render(columns: Sequence[tuple[str, str, str]], rows: Sequence[dict[str, Any]], fmt: str = "markdown") -> str:
+    """``markdown`` (padded pipes), ``text`` (aligned, no pipes), ``csv`` (raw values, full
+    precision, stable column keys) or ``json`` (a list of objects with raw values)."""
+    if fmt == "json":
+        out = []
+        for row in rows:
+            out.append({_machine_key(key): _json_value(row.get(key)) for key, _header, _kind in columns})
+        return json.dumps(out, indent=2) + "\n"
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow([_machine_key(k) for k, _h, _kind in columns])
+        for row in rows:
+            w.writerow([_csv_value(row.get(key)) for key, _h, _kind in columns])
+        return buf.getvalue()
+    cells = [[_cell(row.get(key), kind) for key, _h, kind in columns] for row in rows]
+    headers = [h for _k, h, _kind in columns]
+    numeric = [kind in ("acc", "duration", "rate") for _k, _h, kind in columns]
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(headers)]
+
+    def pad(text: str, i: int) -> str:
+        return text.rjust(widths[i]) if numeric[i] else text.ljust(widths[i])
+
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(pad(h, i) for i, h in enumerate(headers)) + " |"]
+        lines.append("|" + "|".join(("-" * (w + 1) + ":") if numeric[i] else ("-" * (w + 2)) for i, w in enumerate(widths)) + "|")
+        lines += ["| " + " | ".join(pad(c, i) for i, c in enumerate(row)) + " |" for row in cells]
+        return "\n".join(lines) + "\n"
+    if fmt == "text":
+        lines = ["  ".join(pad(h, i) for i, h in enumerate(headers)).rstrip()]
+        lines += ["  ".join(pad(c, i) for i, c in enumerate(row)).rstrip() for row in cells]
+        return "\n".join(lines) + "\n"
+    raise ValueError(f"unknown table format {fmt!r}")
+
+
+def _machine_key(key: str) -> str:
+    """CSV and JSON name columns by their stable keys (``val_top1``, ``optim.lr``), not by the
+    display headers of the Markdown table."""
+    return key.removeprefix("recipe:")
+
+
+def _json_value(v: Any) -> Any:
+    return None if v is _MISSING else v
+
+
+def _csv_value(v: Any) -> str:
+    if v is None or v is _MISSING:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, dict)):
+        return json.dumps(v, separators=(",", ":"))
+    return str(v)
+
+
+# ------------------------------------------------------------------------------------- curves
+
+
+SERIES_FROM_EPOCH = (
+    ("train_loss", "train loss"),
+    ("train_top1", "train top-1"),
+    ("val_top1", "val top-1"),
+    ("ema_val_top1", "EMA val top-1"),
+    ("test_top1", "test top-1"),
+    ("ema_test_top1", "EMA test top-1"),
+    ("lr", "learning rate"),
+)
+
+
+def metric_series(events: Iterable[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
+    """Per-epoch curves from ``epoch`` events (x = epoch) and the step loss from ``step`` events
+    (x = step), keyed ``epoch/<field>`` and ``step/<field>``. A resumed run may repeat an epoch;
+    the later value wins."""
+    by_key: dict[str, dict[float, float]] = {}
+    for ev in events:
+        kind = ev.get("event")
+        if kind == "epoch":
+            x = ev.get("epoch")
+            fields = [f for f, _ in SERIES_FROM_EPOCH]
+        elif kind == "step":
+            x = ev.get("step")
+            fields = ["loss", "lr"]
+        else:
+            continue
+        if not isinstance(x, (int, float)):
+            continue
+        for f in fields:
+            v = ev.get(f)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                by_key.setdefault(f"{kind}/{f}", {})[float(x)] = float(v)
+    return {k: sorted(d.items()) for k, d in by_key.items()}
+
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float], width: int | None = None) -> str:
+    """One line of block characters, lowest value ▁, highest █ (downsampled to ``width``)."""
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    if not vals:
+        return ""
+    if width and len(vals) > width:
+        vals = _downsample(vals, width)
+    lo, hi = min(vals), max(vals)
+    if hi == lo:
+        return SPARK[len(SPARK) // 2] * len(vals)
+    return "".join(SPARK[min(len(SPARK) - 1, int((v - lo) / (hi - lo) * (len(SPARK) - 1) + 0.5))] for v in vals)
+
+
+def _downsample(vals: Sequence[float], n: int) -> list[float]:
+    """Mean over ``n`` equal buckets (keeps the trend of a noisy step loss)."""
+    out = []
+    for i in range(n):
+        a = i * len(vals) // n
+        b = max(a + 1, (i + 1) * len(vals) // n)
+        chunk = vals[a:b]
+        out.append(sum(chunk) / len(chunk))
+    return out
+
+
+MARKERS = "•x+o#"
+OVERLAP = "*"
+
+
+def line_plot(
+    series: dict[str, Sequence[tuple[float, float]]],
+    *,
+    width: int = 56,
+    height: int = 8,
+    title: str = "",
+    digits: int = 2,
+) -> str:
+    """A small text chart: y labels at the top, middle and bottom, x range under it, one marker
+    per series (legend in the title line); a cell where two series meet shows ``*``."""
+    named = [(name, [(float(x), float(y)) for x, y in pts if math.isfinite(y)]) for name, pts in series.items()]
+    named = [(n, p) for n, p in named if p]
+    if not named:
+        return f"{title}: no data\n" if title else "no data\n"
+    xs = [x for _n, pts in named for x, _y in pts]
+    ys = [y for _n, pts in named for _x, y in pts]
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min(ys), max(ys)
+    if y1 == y0:
+        y0, y1 = y0 - 0.5, y1 + 0.5
+    ncols = max(2, min(width, max(len(p) for _n, p in named)))
+    grid = [[" "] * ncols for _ in range(height)]
+    overlapped = False
+    for s, (_name, pts) in enumerate(named):
+        mark = MARKERS[s % len(MARKERS)]
+        # bucket the points by column, mean y per column
+        cols: dict[int, list[float]] = {}
+        for x, y in pts:
+            c = 0 if x1 == x0 else int(round((x - x0) / (x1 - x0) * (ncols - 1)))
+            cols.setdefault(c, []).append(y)
+        for c, yv in cols.items():
+            y = sum(yv) / len(yv)
+            r = int(round((y - y0) / (y1 - y0) * (height - 1)))
+            cell = grid[height - 1 - r][c]
+            if cell not in (" ", mark):
+                mark_here = OVERLAP
+                overlapped = True
+            else:
+                mark_here = mark
+            grid[height - 1 - r][c] = mark_here
+    labels = {0: _axis(y1, digits), height - 1: _axis(y0, digits)}
+    if height >= 5:
+        labels[(height - 1) // 2] = _axis((y0 + y1) / 2, digits)
+    lw = max(len(v) for v in labels.values())
+    legend = "  ".join(f"{MARKERS[i % len(MARKERS)]} {name}" for i, (name, _p) in enumerate(named))
+    if overlapped:
+        legend += f"  {OVERLAP} both"
+    lines = []
+    head = f"{title}  " if title else ""
+    lines.append((head + (legend if len(named) > 1 else "")).rstrip())
+    for r in range(height):
+        lines.append(f"{labels.get(r, '').rjust(lw)} ┤{''.join(grid[r])}".rstrip())
+    xl, xr = _axis(x0, 0), _axis(x1, 0)
+    lines.append(" " * lw + " └" + "─" * ncols)
+    gap = max(1, ncols - len(xl) - len(xr))
+    lines.append(" " * (lw + 2) + xl + " " * gap + xr)
+    return "\n".join(lines) + "\n"
+
+
+def _axis(v: float, digits: int) -> str:
+    if v != 0 and (abs(v) < 0.01 or abs(v) >= 1e6):
+        return f"{v:.2e}"
+    if digits == 0 and float(v).is_integer():
+        return str(int(v))
+    return f"{v:.{digits}f}"
+
+
+def curves_text(events: Sequence[dict[str, Any]], *, width: int = 56, height: int = 7) -> str:
+    """One small plot per metric of a run: step loss, then the per-epoch curves, raw and EMA of
+    the same split drawn together."""
+    s = metric_series(events)
+    blocks: list[str] = []
+    if len(s.get("step/loss", [])) >= 2:
+        blocks.append(line_plot({"loss": s["step/loss"]}, width=width, height=height, title="train loss (x = step)", digits=3))
+    elif s.get("epoch/train_loss"):
+        blocks.append(line_plot({"loss": s["epoch/train_loss"]}, width=width, height=height, title="train loss (x = epoch)", digits=3))
+    groups = [
+        ("train top-1 % (x = epoch)", [("train", "epoch/train_top1")]),
+        ("val top-1 % (x = epoch)", [("raw", "epoch/val_top1"), ("EMA", "epoch/ema_val_top1")]),
+        ("test top-1 % (x = epoch)", [("raw", "epoch/test_top1"), ("EMA", "epoch/ema_test_top1")]),
+    ]
+    for title, members in groups:
+        ser = {name: s[key] for name, key in members if s.get(key)}
+        if ser:
+            blocks.append(line_plot(ser, width=width, height=height, title=title))
+    lr = s.get("step/lr") if len(s.get("step/lr", [])) > len(s.get("epoch/lr", [])) else s.get("epoch/lr")
+    if lr:
+        blocks.append(line_plot({"lr": lr}, width=width, height=max(4, height - 2), title="learning rate", digits=4))
+    return "\n".join(blocks)
+
+
+# -------------------------------------------------------------------------------- confusion
+
+
+def per_class_accuracy(confusion: dict[str, Any]) -> list[tuple[str, int, int, float | None]]:
+    """(class name, correct, total, accuracy %) per class, in index order."""
+    names = list(confusion.get("class_names") or [])
+    matrix = confusion.get("matrix") or []
+    out = []
+    for i, row in enumerate(matrix):
+        total = sum(int(v) for v in row)
+        correct = int(row[i]) if i < len(row) else 0
+        name = names[i] if i < len(names) else str(i)
+        out.append((name, correct, total, (100.0 * correct / total) if total else None))
+    return out
+
+
+def confused_pairs(confusion: dict[str, Any], top: int = 10) -> list[tuple[str, str, int, float]]:
+    """The most frequent mistakes: (true class, predicted class, count, % of the true class's
+    images), largest count first; ties by share, then by name for a stable order."""
+    names = list(confusion.get("class_names") or [])
+    matrix = confusion.get("matrix") or []
+    pairs = []
+    for i, row in enumerate(matrix):
+        total = sum(int(v) for v in row)
+        for j, v in enumerate(row):
+            if i != j and int(v) > 0:
+                ti = names[i] if i < len(names) else str(i)
+                pj = names[j] if j < len(names) else str(j)
+                pairs.append((ti, pj, int(v), 100.0 * int(v) / total if total else 0.0))
+    pairs.sort(key=lambda p: (-p[2], -p[3], p[0], p[1]))
+    return pairs[:top]
+
+
+def confusion_text(confusion: dict[str, Any], *, worst: int = 10, best: int = 5, pairs: int = 10, all_classes: bool = False) -> str:
+    acc = per_class_accuracy(confusion)
+    model = confusion.get("model", "?")
+    split = confusion.get("split", "test")
+    lines = [f"per-class accuracy ({split} split, {model} model, {len(acc)} classes):"]
+    ranked = sorted((a for a in acc if a[3] is not None), key=lambda a: (a[3], a[0]))
+    if all_classes or len(ranked) <= worst + best:
+        shown = [("", ranked)]
+    else:
+        shown = [(f"worst {worst}:", ranked[:worst]), (f"best {best}:", ranked[-best:])]
+    name_w = max([len(a[0]) for a in ranked] + [5])
+    for head, items in shown:
+        if head:
+            lines.append(f"  {head}")
+        for name, correct, total, pct in items:
+            bar = "█" * int(round((pct or 0) / 10))
+            lines.append(f"  {name.ljust(name_w)}  {pct:6.2f}%  {correct:>5}/{total:<5} {bar}")
+    top = confused_pairs(confusion, pairs)
+    if top:
+        lines.append("most confused pairs (true -> predicted):")
+        tw = max(len(p[0]) for p in top)
+        for t, p, n, share in top:
+            lines.append(f"  {t.ljust(tw)} -> {p}: {n} ({share:.1f}% of {t})")
+    else:
+        lines.append("no confusions: every test image was classified correctly")
+    return "\n".join(lines) + "\n"
+
+
+def summary_text(summary: dict[str, Any]) -> str:
+    """summary.json in a few readable lines."""
+    if not summary:
+        return "no summary.json yet (the run has not finished an epoch)\n"
+    n = summary_numbers(summary)
+    lines = []
+    rate = "-" if n["images_per_s"] is None else f"{n['images_per_s']:.0f}"
+    head = (f"epochs {fmt_value(n['epochs_done'])}/{fmt_value(n['total_epochs'])}  step {fmt_value(n['step'])}  "
+            f"time {fmt_duration(n['duration_s'])}  {rate} img/s")
+    if n["peak_mem_mb"] is not None:
+        head += f"  peak mem {n['peak_mem_mb']:.0f} MB"
+    lines.append(head)
+    lines.append(
+        f"images: train {fmt_value(summary.get('train_images'))}, val {fmt_value(summary.get('val_images'))}, "
+        f"test {fmt_value(summary.get('test_images'))}; best epoch selected on {fmt_value(n['select_on'])}"
+        + (f"; {summary['skipped_images']} undecodable images skipped" if summary.get("skipped_images") else "")
+    )
+    best = summary.get("best") or {}
+    last = summary.get("last") or {}
+    for model in ("raw", "ema"):
+        b = best.get(model)
+        if not b:
+            continue
+        lm = last.get(model) or {}
+        lines.append(
+            f"{model:>3}: best epoch {fmt_value(b.get('epoch'))}: val {fmt_value(_num(b.get('val_top1')))}  "
+            f"test {fmt_value(_num(b.get('test_top1')))} (top-5 {fmt_value(_num(b.get('test_top5')))})  |  "
+            f"last epoch {fmt_value(last.get('epoch'))}: val {fmt_value(_num(lm.get('val_top1')))}  "
+            f"test {fmt_value(_num(lm.get('test_top1')))} (top-5 {fmt_value(_num(lm.get('test_top5')))})"
+        )
+    sizes = summary.get("final_test_sizes") or {}
+    if sizes:
+        parts = []
+        for size, by in sorted(sizes.items(), key=lambda kv: _size_key(kv[0])):
+            by = by or {}
+            txt = f"{size}px raw {fmt_value(_num(by.get('raw')))}"
+            if by.get("ema") is not None:
+                txt += f" / EMA {fmt_value(_num(by.get('ema')))}"
+            parts.append(txt)
+        lines.append("final test sizes: " + "; ".join(parts))
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------- export
+
+_INDEX_FIELDS = {"v", "event", "time", "epoch", "step", "stage", "split", "model", "test_size"}
+
+
+def _is_scalar(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def event_scalars(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every scalar of a run's metrics as tidy rows {event, epoch, step, metric, value, time}.
+
+    Names: ``step/<field>`` (loss, lr, images_per_s, ...), ``epoch/<field>`` (train_loss,
+    val_top1, ema_test_top1, ...), ``eval/<split>/<model>/<field>``, and
+    ``final/<model>/<field>@<test size>`` for the end-of-run evaluation at extra sizes (its step
+    is the run's last step)."""
+    rows: list[dict[str, Any]] = []
+    last_step: Any = None
+    for ev in events:
+        kind = ev.get("event")
+        if _is_scalar(ev.get("step")):
+            last_step = ev["step"]
+        base = {"event": kind, "epoch": ev.get("epoch"), "step": ev.get("step"), "time": ev.get("time")}
+        if kind in ("step", "epoch"):
+            for k, v in ev.items():
+                if k not in _INDEX_FIELDS and _is_scalar(v):
+                    rows.append({**base, "metric": f"{kind}/{k}", "value": v})
+        elif kind == "eval":
+            prefix = f"eval/{ev.get('split', '?')}/{ev.get('model', '?')}"
+            for k in ("top1", "top5", "loss"):
+                if _is_scalar(ev.get(k)):
+                    rows.append({**base, "metric": f"{prefix}/{k}", "value": ev[k]})
+        elif kind == "final_eval":
+            base["step"] = last_step
+            for k in ("top1", "top5"):
+                if _is_scalar(ev.get(k)):
+                    rows.append({**base, "metric": f"final/{ev.get('model', '?')}/{k}@{ev.get('test_size')}", "value": ev[k]})
+    return rows
+
+
+EXPORT_CSV_COLUMNS = ("run", "name", "sweep", "event", "epoch", "step", "metric", "value", "time")
+
+
+def export_csv(run_infos: Sequence[Any]) -> tuple[str, int]:
+    """All runs' scalars in one tidy CSV (one row per value). Returns (text, rows)."""
+    from fgbench import metrics
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(EXPORT_CSV_COLUMNS)
+    n = 0
+    for run in run_infos:
+        events = metrics.read_events(run.path / metrics.METRICS_FILE)
+        for row in event_scalars(events):
+            row.update(run=run.run_id, name=run.name, sweep=run.info.get("sweep_tag"))
+            w.writerow([_csv_value(row.get(c)) for c in EXPORT_CSV_COLUMNS])
+            n += 1
+    return buf.getvalue(), n
+
+
+def export_jsonl(run_infos: Sequence[Any]) -> tuple[str, int]:
+    """Every event of every run, one JSON object per line, with ``run`` and ``name`` first."""
+    from fgbench import metrics
+
+    lines = []
+    for run in run_infos:
+        for ev in metrics.read_events(run.path / metrics.METRICS_FILE):
+            lines.append(json.dumps({"run": run.run_id, "name": run.name, **ev}, separators=(",", ":")))
+    return ("\n".join(lines) + "\n") if lines else "", len(lines)

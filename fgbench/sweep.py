@@ -1,0 +1,640 @@
+"""Sweeps: one recipe, many runs (a grid and/or named variants), run one after another or one per GPU.
+
+Pure zone: no torch. Each run is an ordinary `fgbench run` in its own process.
+
+The format (a ``[sweep]`` table in the recipe; see ``fgbench.recipe.SweepConfig``)::
+
+    [sweep]
+    grid = { "optim.lr" = [0.1, 0.01] }          # every combination of these values
+
+    [[sweep.variants]]                           # named rows, in this order
+    name = "B"
+    [[sweep.variants]]
+    name = "B+A"
+    set = { "optim.name" = "adam", "optim.lr" = 1e-4 }
+
+Variants are crossed with the grid; ``fgbench sweep RECIPE --grid key=v1,v2`` adds (or replaces)
+grid axes from the command line. A grid value wins over a variant's value for the same field.
+
+Decisions:
+
+* Everything is expanded and validated before the first run starts: a typo in the sixth variant
+  fails in a second, not after five trainings. Errors read ``FILE: sweep.variants[5] (B+A+W+C):
+  optim.lr: ...``.
+* Overrides apply to the recipe as the user wrote it (not the resolved one with every default),
+  so switching ``optim.name`` from sgd to adam does not drag SGD's ``momentum`` along. If the
+  user did write a field that the new union variant does not have (``momentum`` under adam), it
+  is dropped and the plan says so, instead of failing every such variant.
+* Each point's resolved recipe is written to ``<runs root>/sweeps/<tag>/recipes/NN-<label>.toml``
+  and run as ``python -m fgbench run FILE --run-dir DIR --sweep-tag TAG``. A file rather than
+  ``--set`` arguments: the union pruning above cannot be said with ``--set``, and the file is the
+  exact record of what the point is. The sweep creates the run directory itself (empty, as
+  ``--run-dir`` requires) and records it in the state file before the process starts, so the
+  state always knows which directory belongs to which point.
+* The state file ``<runs root>/sweeps/<tag>/sweep.json`` is rewritten atomically after every
+  change. ``fgbench sweep --continue TAG`` skips completed points, resumes interrupted ones from
+  their ``last.pt`` (``fgbench run --resume``), restarts those that never wrote a checkpoint in a
+  fresh directory (the old one is kept: nothing but ``fgbench runs rm`` deletes a run) and, with
+  ``--retry-failed``, reruns failed ones.
+* Runs start in their own session: Ctrl-C reaches only the sweep, which forwards exactly one
+  SIGINT to each running trainer (each then checkpoints and exits 130), records them as
+  interrupted and exits 130 itself. A second SIGINT to a trainer would be taken as "stop now".
+* Parallel runs: one slot per GPU id (``--gpus 0,1`` or ``--gpus auto``, which reads
+  ``CUDA_VISIBLE_DEVICES`` or ``nvidia-smi -L``); each run sees only its GPU through
+  ``CUDA_VISIBLE_DEVICES``. Without ``--gpus`` the runs go one after another, in the terminal's
+  foreground output; parallel runs write their console output to ``sweeps/<tag>/logs/``.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence, TextIO
+
+from fgbench import paths, runs
+from fgbench.errors import UserError
+from fgbench.recipe import (
+    Recipe,
+    RecipeError,
+    SweepConfig,
+    atomic_write_text,
+    dumps_recipe,
+    parse_override_value,
+    parse_recipe_text,
+    union_variants,
+    validate_recipe,
+)
+
+STATE_FORMAT = 1
+SWEEPS_DIR = "sweeps"
+STATE_FILE = "sweep.json"
+TAG_PATTERN = re.compile(r"^[A-Za-z0-9_.+-]+$")
+
+#: union sections and their tag field, as the recipe declares them
+UNION_TAGS = {"optim": "name", "schedule": "name", "model.pretrained": "source"}
+
+PENDING, RUNNING, COMPLETED, FAILED, INTERRUPTED = "pending", "running", "completed", "failed", "interrupted"
+
+
+# ------------------------------------------------------------------------------- expansion
+
+
+def flatten_set(node: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"optim": {"lr": 1}}`` and ``{"optim.lr": 1}`` both become ``{"optim.lr": 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten_set(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+def parse_grid_arg(item: str) -> tuple[str, list[Any]]:
+    """``--grid optim.lr=0.1,0.01`` -> ("optim.lr", [0.1, 0.01]). Values are TOML
+    (``--grid data.train_size=[224,448],[448]`` gives two lists); bare words are strings
+    (``--grid optim.name=sgd,adam``)."""
+    if "=" not in item:
+        raise UserError(f"--grid {item}: expected KEY=V1,V2,..., e.g. --grid optim.lr=0.1,0.01")
+    key, raw = (s.strip() for s in item.split("=", 1))
+    if not key or not all(key.split(".")):
+        raise UserError(f"--grid {item}: empty key part")
+    if not raw:
+        raise UserError(f"--grid {item}: no values")
+    import tomllib
+
+    try:
+        values = tomllib.loads(f"v = [{raw}]")["v"]
+    except tomllib.TOMLDecodeError:
+        values = [parse_override_value(part.strip()) for part in _split_top_level(raw)]
+    if any(v == "" for v in values):
+        raise UserError(f"--grid {item}: empty value")
+    return key, values
+
+
+def _split_top_level(raw: str) -> list[str]:
+    parts, depth, cur = [], 0, []
+    for ch in raw:
+        if ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    return parts
+
+
+def apply_set(base: dict[str, Any], overrides: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The recipe dict with dotted ``overrides`` applied, plus notes on fields dropped because a
+    union tag changed (see the module docstring). Raises ValueError on a path through a value."""
+    out = copy.deepcopy(base)
+    notes: list[str] = []
+    for key, value in overrides.items():
+        parts = key.split(".")
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            nxt = node.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                raise ValueError(f"{key}: {'.'.join(parts[:i + 1])} is not a table")
+            node = nxt
+        node[parts[-1]] = copy.deepcopy(value)
+    for section, tag in UNION_TAGS.items():
+        tag_key = f"{section}.{tag}"
+        if tag_key not in overrides:
+            continue
+        node = _get_table(out, section)
+        variants = union_variants(section)
+        cls = variants.get(node.get(tag)) if node is not None else None
+        if cls is None:
+            continue  # an unknown tag: validation reports it with the list of choices
+        dropped = [name for name in node if name not in cls.model_fields and f"{section}.{name}" not in overrides]
+        for name in dropped:
+            del node[name]
+        if dropped:
+            notes.append(f"{tag_key} is now {node.get(tag)!r}: dropped {', '.join(f'{section}.{n}' for n in dropped)}")
+    return out, notes
+
+
+def _get_table(data: dict[str, Any], dotted: str) -> dict[str, Any] | None:
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node if isinstance(node, dict) else None
+
+
+def _short_keys(keys: Sequence[str]) -> dict[str, str]:
+    """Shortest unambiguous suffix of each dotted key (``optim.lr`` -> ``lr``)."""
+    out = {}
+    for k in keys:
+        parts = k.split(".")
+        for n in range(1, len(parts) + 1):
+            cand = ".".join(parts[-n:])
+            if all(not (o == cand or o.endswith("." + cand)) for o in keys if o != k):
+                out[k] = cand
+                break
+        else:
+            out[k] = k
+    return out
+
+
+def _label_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, list):
+        return "[" + ",".join(_label_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return json.dumps(v, separators=(",", ":"), sort_keys=True)
+    return str(v)
+
+
+def _slug(text: str) -> str:
+    s = text.replace(" ", "-").replace("=", "")
+    s = re.sub(r"[^A-Za-z0-9_.+-]+", "-", s).strip("-_")
+    return s or "point"
+
+
+@dataclass
+class Point:
+    """One run of a sweep, as recorded in the state file."""
+
+    index: int
+    label: str
+    name: str
+    variant: str | None
+    overrides: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+    description: str = ""
+    recipe_file: str | None = None
+    run_dir: str | None = None
+    status: str = PENDING
+    exit_code: int | None = None
+    previous_run_dirs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    source: str
+    base_name: str
+    points: list[Point]
+    recipes: list[Recipe]
+
+
+def expand(
+    base: dict[str, Any],
+    source: str,
+    *,
+    cli_grid: Sequence[tuple[str, list[Any]]] = (),
+    only: Sequence[str] | None = None,
+) -> Plan:
+    """Expand the recipe dict ``base`` (with an optional ``sweep`` table) into validated points.
+    Every problem of every point is collected and raised as one RecipeError."""
+    base = copy.deepcopy(base)
+    raw_sweep = base.pop("sweep", None)
+    spec: SweepConfig | None = None
+    errors: list[str] = []
+    if raw_sweep is not None:
+        # Validated inside an otherwise default recipe so that errors carry the `sweep.` path.
+        spec = validate_recipe({"sweep": raw_sweep}, source).sweep
+    grid: dict[str, list[Any]] = flatten_set(spec.grid) if spec else {}
+    for key, values in cli_grid:
+        grid[key] = values
+    variants = list(spec.variants) if spec else []
+    if only:
+        wanted = list(only)
+        unknown = [w for w in wanted if w not in {v.name for v in variants}]
+        if unknown:
+            known = ", ".join(v.name for v in variants) or "none"
+            raise UserError(f"{source}: --only {', '.join(unknown)}: no such sweep variant (variants: {known})")
+        variants = [v for v in variants if v.name in wanted]
+    if not grid and not variants:
+        raise UserError(f"{source}: nothing to sweep: add a [sweep] table or --grid KEY=V1,V2")
+    for key in list(grid):
+        if key.split(".")[0] in ("sweep", "name"):
+            errors.append(f"{source}: sweep.grid.{key}: cannot be swept")
+    base_name = str(base.get("name", "unnamed"))
+    short = _short_keys(list(grid))
+    combos = list(itertools.product(*grid.values())) if grid else [()]
+    points: list[Point] = []
+    recipes: list[Recipe] = []
+    for vi, variant in enumerate(variants or [None]):
+        vset = flatten_set(variant.set) if variant is not None else {}
+        for key in vset:
+            if key.split(".")[0] in ("sweep", "name"):
+                errors.append(f"{source}: sweep.variants[{vi}].set.{key}: cannot be set by a variant")
+        for combo in combos:
+            overrides = dict(vset)
+            overrides.update(zip(grid.keys(), combo))
+            grid_label = " ".join(f"{short[k]}={_label_value(v)}" for k, v in zip(grid.keys(), combo))
+            label = " ".join(x for x in (variant.name if variant else "", grid_label) if x)
+            where = f"sweep.variants[{vi}] ({variant.name})" if variant is not None else "sweep.grid"
+            if variant is not None and grid_label:
+                where += f" {grid_label}"
+            elif variant is None:
+                where += f" ({grid_label})"
+            name = f"{base_name}-{_slug(label)}"[:120].rstrip("-")
+            try:
+                data, notes = apply_set(base, overrides)
+            except ValueError as err:
+                errors.append(f"{source}: {where}: {err}")
+                continue
+            data["name"] = name
+            try:
+                recipe = validate_recipe(data, f"{source}: {where}")
+            except RecipeError as err:
+                errors.extend(err.lines)
+                continue
+            points.append(Point(index=len(points), label=label, name=name,
+                                variant=variant.name if variant else None, overrides=overrides, notes=notes,
+                                description=variant.description if variant else ""))
+            recipes.append(recipe)
+    if errors:
+        seen: list[str] = []
+        for e in errors:
+            if e not in seen:
+                seen.append(e)
+        raise RecipeError(seen)
+    return Plan(source=source, base_name=base_name, points=points, recipes=recipes)
+
+
+def load_plan(
+    path: str | os.PathLike[str],
+    *,
+    overrides: Sequence[str] = (),
+    cli_grid: Sequence[str] = (),
+    only: Sequence[str] | None = None,
+) -> Plan:
+    """Read a recipe file, apply ``--set`` overrides to the base, expand and validate the sweep."""
+    from fgbench.recipe import apply_overrides
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError([f"{p}: file not found"]) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise RecipeError([f"{p}: cannot read: {err}"]) from None
+    data = parse_recipe_text(text, str(p))
+    if overrides:
+        data = apply_overrides(data, list(overrides), str(p))
+    grid = [parse_grid_arg(g) for g in cli_grid]
+    return expand(data, str(p), cli_grid=grid, only=only)
+
+
+def plan_text(plan: Plan) -> str:
+    lines = [f"{plan.source}: {len(plan.points)} run(s)"]
+    w = max(len(p.label) for p in plan.points)
+    for p in plan.points:
+        sets = ", ".join(f"{k}={_label_value(v)}" for k, v in p.overrides.items()) or "(the base recipe)"
+        lines.append(f"  {p.index + 1:>2}. {p.label.ljust(w)}  {sets}")
+        if p.description:
+            lines.append(f"      {p.description}")
+        for note in p.notes:
+            lines.append(f"      note: {note}")
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------- state
+
+
+def sweep_dir(tag: str, runs_root: str | os.PathLike[str] | None = None) -> Path:
+    base = Path(runs_root) if runs_root is not None else paths.runs_dir()
+    return base / SWEEPS_DIR / tag
+
+
+def check_tag(tag: str) -> str:
+    if not TAG_PATTERN.match(tag):
+        raise UserError(f"--tag {tag!r}: use letters, digits and _ . + - only")
+    return tag
+
+
+@dataclass
+class SweepState:
+    tag: str
+    source: str
+    runs_root: str
+    created: float
+    points: list[Point]
+    format: int = STATE_FORMAT
+
+    @property
+    def dir(self) -> Path:
+        return sweep_dir(self.tag, self.runs_root)
+
+    @property
+    def path(self) -> Path:
+        return self.dir / STATE_FILE
+
+    def save(self) -> None:
+        runs.write_json(self.path, {
+            "format": self.format, "tag": self.tag, "source": self.source, "runs_root": self.runs_root,
+            "created": self.created, "points": [asdict(p) for p in self.points],
+        })
+
+    @classmethod
+    def load(cls, tag: str, runs_root: str | os.PathLike[str] | None = None) -> "SweepState":
+        path = sweep_dir(tag, runs_root) / STATE_FILE
+        data = runs.read_json(path)
+        if data is None:
+            where = sweep_dir(tag, runs_root).parent
+            known = sorted(p.name for p in where.iterdir() if (p / STATE_FILE).is_file()) if where.is_dir() else []
+            hint = f" (sweeps there: {', '.join(known[-5:])})" if known else ""
+            raise UserError(f"{path}: no such sweep{hint}")
+        if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
+            raise UserError(f"{path}: not a sweep state file of format {STATE_FORMAT}")
+        try:
+            points = [Point(**p) for p in data["points"]]
+            return cls(tag=data["tag"], source=data["source"], runs_root=data["runs_root"],
+                       created=data["created"], points=points)
+        except (KeyError, TypeError) as err:
+            raise UserError(f"{path}: damaged sweep state ({err})") from None
+
+
+def create_state(plan: Plan, tag: str, runs_root: str | os.PathLike[str] | None = None) -> SweepState:
+    """Write the state file and each point's resolved recipe; refuse an existing tag."""
+    check_tag(tag)
+    root = Path(runs_root) if runs_root is not None else paths.runs_dir()
+    d = sweep_dir(tag, root)
+    if (d / STATE_FILE).exists():
+        raise UserError(f"sweep {tag!r} exists ({d}): continue it with `fgbench sweep --continue {tag}` or pick another --tag")
+    state = SweepState(tag=tag, source=str(Path(plan.source).resolve()), runs_root=str(root.resolve()),
+                       created=time.time(), points=[copy.deepcopy(p) for p in plan.points])
+    for point, recipe in zip(state.points, plan.recipes):
+        f = d / "recipes" / f"{point.index + 1:02d}-{_slug(point.label)}.toml"
+        atomic_write_text(f, dumps_recipe(recipe, full=True))
+        point.recipe_file = str(f)
+    state.save()
+    return state
+
+
+def default_tag(base_name: str, now: float | None = None) -> str:
+    return f"{base_name}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now or time.time()))}"
+
+
+def detect_gpus(spec: str | None) -> list[str | None]:
+    """Slots to run in: ``None`` -> one slot that inherits the environment; ``auto`` ->
+    ``CUDA_VISIBLE_DEVICES`` or the GPUs ``nvidia-smi -L`` lists (one slot if none); a list of
+    ids (``0,1``; repeat an id to run two runs on one GPU)."""
+    if spec is None:
+        return [None]
+    if spec == "auto":
+        env = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if env is not None and env.strip():
+            ids = [x.strip() for x in env.split(",") if x.strip()]
+            return ids or [None]
+        try:
+            out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+        except (OSError, subprocess.SubprocessError):
+            return [None]
+        ids = [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
+        return ids or [None]
+    ids = [x.strip() for x in spec.split(",")]
+    if not ids or any(not x for x in ids):
+        raise UserError(f"--gpus {spec}: expected auto or a list of GPU ids such as 0,1")
+    return ids
+
+
+# ----------------------------------------------------------------------------------- running
+
+
+@dataclass
+class _Active:
+    point: Point
+    proc: subprocess.Popen
+    slot: int
+    log: TextIO | None
+
+
+def _status_from_exit(code: int, run_dir: str | None) -> str:
+    if run_dir and Path(run_dir).is_dir():
+        try:
+            st = runs.read_run(run_dir).status
+        except OSError:
+            st = None
+        if st in (COMPLETED, FAILED, INTERRUPTED):
+            # trust the run's own record, but an exit code of 130 always means interrupted
+            return INTERRUPTED if code == 130 else st
+    if code == 0:
+        return COMPLETED
+    if code in (130, -signal.SIGINT, -signal.SIGTERM):
+        return INTERRUPTED
+    return FAILED
+
+
+def _dir_is_empty(p: Path) -> bool:
+    return p.is_dir() and not any(p.iterdir())
+
+
+def reconcile(state: SweepState) -> None:
+    """After a sweep process died without cleaning up (SIGKILL, power loss), points it left as
+    ``running`` take their run's own status; a run still alive stops the continuation."""
+    for p in state.points:
+        if p.status != RUNNING:
+            continue
+        if not p.run_dir or not Path(p.run_dir).is_dir() or _dir_is_empty(Path(p.run_dir)):
+            p.status = INTERRUPTED
+            continue
+        st = runs.read_run(p.run_dir).status
+        if st == RUNNING:
+            raise UserError(f"sweep {state.tag}: {p.run_dir} is still running; wait for it or stop it first")
+        p.status = st if st in (COMPLETED, FAILED, INTERRUPTED) else INTERRUPTED
+
+
+def _command_for(point: Point, state: SweepState, base_cmd: Sequence[str], extra: Sequence[str]) -> list[str]:
+    """A fresh run of the point's recipe file in a new run directory, or ``--resume`` of its
+    interrupted run when that run has a ``last.pt`` to continue from."""
+    run_dir = Path(point.run_dir) if point.run_dir else None
+    if point.status == INTERRUPTED and run_dir is not None and (run_dir / runs.CHECKPOINT_DIR / runs.LAST_CKPT).is_file():
+        return [*base_cmd, "run", "--resume", str(run_dir), "--sweep-tag", state.tag, *extra]
+    if run_dir is None or not _dir_is_empty(run_dir):
+        if run_dir is not None:
+            point.previous_run_dirs.append(str(run_dir))
+        run_dir = runs.create_run_dir(point.name, state.runs_root)
+        point.run_dir = str(run_dir)
+    return [*base_cmd, "run", str(point.recipe_file), "--run-dir", str(run_dir), "--sweep-tag", state.tag, *extra]
+
+
+def run_sweep(
+    state: SweepState,
+    *,
+    slots: Sequence[str | None] = (None,),
+    retry_failed: bool = False,
+    base_cmd: Sequence[str] | None = None,
+    extra_args: Sequence[str] = (),
+    out: TextIO | None = None,
+    poll_s: float = 0.2,
+    on_start: Callable[[Point], None] | None = None,
+) -> int:
+    """Run every point that is not done; returns 0 (all completed), 1 (some failed) or 130
+    (interrupted: continue later with the same state)."""
+    out = out or sys.stdout
+    base_cmd = list(base_cmd) if base_cmd else [sys.executable, "-m", "fgbench"]
+    reconcile(state)
+    todo_status = {PENDING, INTERRUPTED} | ({FAILED} if retry_failed else set())
+    queue = [p for p in state.points if p.status in todo_status]
+    done_before = sum(p.status == COMPLETED for p in state.points)
+    if done_before:
+        print(f"sweep {state.tag}: {done_before} of {len(state.points)} run(s) already completed", file=out, flush=True)
+    parallel = len(slots) > 1
+    active: dict[int, _Active] = {}
+    stopping = {"flag": False}
+
+    def forward(signum, _frame):
+        if not stopping["flag"]:
+            print(f"\nsweep {state.tag}: stopping; the running run(s) write a checkpoint first", file=out, flush=True)
+        stopping["flag"] = True
+        for a in active.values():
+            if a.proc.poll() is None:
+                try:
+                    a.proc.send_signal(signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+
+    old_handlers = {}
+    in_main = _is_main_thread()
+    if in_main:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old_handlers[sig] = signal.signal(sig, forward)
+    try:
+        while queue or active:
+            free = [s for s in range(len(slots)) if s not in active]
+            while free and queue and not stopping["flag"]:
+                slot = free.pop(0)
+                point = queue.pop(0)
+                cmd = _command_for(point, state, base_cmd, extra_args)
+                env = dict(os.environ)
+                if slots[slot] is not None:
+                    env["CUDA_VISIBLE_DEVICES"] = str(slots[slot])
+                log = None
+                if parallel:
+                    logf = state.dir / "logs" / f"{point.index + 1:02d}-{_slug(point.label)}.out"
+                    logf.parent.mkdir(parents=True, exist_ok=True)
+                    log = open(logf, "a", encoding="utf-8")
+                where = f" on GPU {slots[slot]}" if slots[slot] is not None else ""
+                verb = "resuming" if "--resume" in cmd else "starting"
+                print(f"sweep {state.tag}: [{point.index + 1}/{len(state.points)}] {verb} {point.label}{where} -> {point.run_dir}",
+                      file=out, flush=True)
+                point.status = RUNNING
+                point.exit_code = None
+                state.save()
+                proc = subprocess.Popen(cmd, env=env, start_new_session=True,
+                                        stdout=log if log else None, stderr=subprocess.STDOUT if log else None)
+                active[slot] = _Active(point, proc, slot, log)
+                if on_start:
+                    on_start(point)
+            if not active:
+                break
+            time.sleep(poll_s)
+            for slot, a in list(active.items()):
+                code = a.proc.poll()
+                if code is None:
+                    continue
+                if a.log:
+                    a.log.close()
+                a.point.exit_code = code
+                a.point.status = _status_from_exit(code, a.point.run_dir)
+                state.save()
+                print(f"sweep {state.tag}: [{a.point.index + 1}/{len(state.points)}] {a.point.label}: {a.point.status}",
+                      file=out, flush=True)
+                del active[slot]
+    finally:
+        for a in active.values():  # only reached on an unexpected error in this loop
+            if a.proc.poll() is None:
+                a.proc.send_signal(signal.SIGINT)
+                a.proc.wait()
+            a.point.status = _status_from_exit(a.proc.returncode, a.point.run_dir)
+        state.save()
+        if in_main:
+            for sig, h in old_handlers.items():
+                signal.signal(sig, h)
+    if stopping["flag"] or any(p.status in (PENDING, INTERRUPTED) for p in state.points):
+        return 130
+    return 1 if any(p.status == FAILED for p in state.points) else 0
+
+
+def _is_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def state_runs(state: SweepState) -> tuple[list[Any], list[str]]:
+    """The sweep's runs (``fgbench.runs.RunInfo``) in point order, with their labels; points
+    that never got a run directory are left out."""
+    infos, labels = [], []
+    for p in state.points:
+        if p.run_dir and Path(p.run_dir).is_dir() and runs.is_run_dir(Path(p.run_dir)):
+            infos.append(runs.read_run(p.run_dir))
+            labels.append(p.label)
+    return infos, labels
+
+
+def list_sweeps(runs_root: str | os.PathLike[str] | None = None) -> list[SweepState]:
+    base = (Path(runs_root) if runs_root is not None else paths.runs_dir()) / SWEEPS_DIR
+    if not base.is_dir():
+        return []
+    out = []
+    for d in sorted(base.iterdir()):
+        if (d / STATE_FILE).is_file():
+            try:
+                out.append(SweepState.load(d.name, base.parent))
+            except UserError:
+                continue
+    return out
