@@ -1,0 +1,144 @@
+"""Safe extraction: members that would escape the target folder are refused by name."""
+
+from __future__ import annotations
+
+import io
+import stat
+import tarfile
+import zipfile
+
+import pytest
+from fgdata_builders import tar_bytes
+
+from fgbench.data import catalog, download
+from fgbench.data.download import UnsafeArchiveError, extract_archive
+
+
+def _tar(tmp_path, members: list[tarfile.TarInfo | tuple[str, bytes]], name="evil.tar.gz"):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for m in members:
+            if isinstance(m, tuple):
+                info = tarfile.TarInfo(m[0])
+                info.size = len(m[1])
+                tar.addfile(info, io.BytesIO(m[1]))
+            else:
+                tar.addfile(m)
+    p = tmp_path / name
+    p.write_bytes(buf.getvalue())
+    return p
+
+
+def _link(name: str, target: str, kind=tarfile.SYMTYPE) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = target
+    return info
+
+
+def _special(name: str, kind) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.devmajor, info.devminor = 1, 3
+    return info
+
+
+UNSAFE_TARS = [
+    ([("ok.txt", b"fine"), ("../evil.txt", b"x")], "'../evil.txt'", "'..'"),
+    ([("data/../../evil.txt", b"x")], "data/../../evil.txt", "'..'"),
+    ([("/tmp/fgbench-evil.txt", b"x")], "/tmp/fgbench-evil.txt", "absolute path"),
+    ([_link("link", "/etc")], "'link'", "absolute"),
+    ([("d/keep.txt", b"k"), _link("d/up", "../../outside")], "'d/up'", "points outside"),
+    ([_link("hard", "/etc/passwd", tarfile.LNKTYPE)], "'hard'", "absolute path"),
+    ([_link("hard", "../x", tarfile.LNKTYPE)], "'hard'", "'..'"),
+    ([_special("dev/null", tarfile.CHRTYPE)], "'dev/null'", "device file"),
+    ([_special("dev/sda", tarfile.BLKTYPE)], "'dev/sda'", "device file"),
+    ([_special("pipe", tarfile.FIFOTYPE)], "'pipe'", "FIFO"),
+]
+
+
+@pytest.mark.parametrize("members, member, why", UNSAFE_TARS)
+def test_unsafe_tar_members_are_refused_by_name(tmp_path, members, member, why):
+    archive = _tar(tmp_path, members)
+    target = tmp_path / "target"
+    with pytest.raises(UnsafeArchiveError) as err:
+        extract_archive(archive, target)
+    assert member.strip("'") in str(err.value) and why.strip("'") in str(err.value)
+    assert "evil.tar.gz" in str(err.value)
+    assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "outside").exists()
+    assert list(target.iterdir()) == []  # nothing half-extracted, scratch folder removed
+
+
+def _zip(tmp_path, entries: list[tuple[zipfile.ZipInfo | str, bytes]]):
+    p = tmp_path / "evil.zip"
+    with zipfile.ZipFile(p, "w") as zf:
+        for info, data in entries:
+            zf.writestr(info, data)
+    return p
+
+
+def _zip_link(name: str, target: str) -> tuple[zipfile.ZipInfo, bytes]:
+    info = zipfile.ZipInfo(name)
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    return info, target.encode()
+
+
+@pytest.mark.parametrize(
+    "entries, member, why",
+    [
+        ([("../evil.txt", b"x")], "../evil.txt", ".."),
+        ([("/abs/evil.txt", b"x")], "/abs/evil.txt", "absolute"),
+        ([_zip_link("up", "../../outside")], "up", "points outside"),
+        ([_zip_link("etc", "/etc")], "etc", "absolute"),
+    ],
+)
+def test_unsafe_zip_members_are_refused_by_name(tmp_path, entries, member, why):
+    archive = _zip(tmp_path, entries)
+    target = tmp_path / "target"
+    with pytest.raises(UnsafeArchiveError) as err:
+        extract_archive(archive, target)
+    assert member in str(err.value) and why in str(err.value)
+    assert list(target.iterdir()) == []
+
+
+def test_a_link_resolved_through_an_earlier_link_is_refused(tmp_path):
+    # "a" -> "b" is fine on its own; "c" -> "a/../.." only escapes once "a" is followed
+    archive = _tar(tmp_path, [("b/x.txt", b"x"), _link("a", "b/x.txt/.."), _link("c", "a/../..")])
+    with pytest.raises(UnsafeArchiveError, match="points outside"):
+        extract_archive(archive, tmp_path / "target")
+
+
+def test_safe_archives_extract_with_inside_links(tmp_path):
+    archive = _tar(tmp_path, [("pkg/README", b"hello"), _link("pkg/docs/readme", "../README"),
+                              _link("pkg/copy", "pkg/README", tarfile.LNKTYPE)], name="ok.tar.gz")
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "pkg").mkdir()
+    (target / "pkg" / "other.txt").write_text("kept")  # an earlier archive's files survive the merge
+    extract_archive(archive, target)
+    assert (target / "pkg" / "docs" / "readme").read_text() == "hello"
+    assert (target / "pkg" / "docs" / "readme").is_symlink()
+    assert (target / "pkg" / "copy").read_text() == "hello"
+    assert (target / "pkg" / "other.txt").read_text() == "kept"
+
+
+def test_zip_extracts(tmp_path):
+    archive = _zip(tmp_path, [("a/b.txt", b"b"), ("a/", b"")])
+    extract_archive(archive, tmp_path / "t")
+    assert (tmp_path / "t" / "a" / "b.txt").read_bytes() == b"b"
+
+
+def test_a_download_with_a_traversal_member_fails_and_is_not_ready(serve_dataset, tmp_path):
+    archive = _tar(tmp_path, [("CUB_200_2011/images.txt", b""), ("../../../escaped.txt", b"x")])
+    serve_dataset("cub200", {"CUB_200_2011.tgz": archive.read_bytes()})
+    with pytest.raises(UnsafeArchiveError, match=r"refusing to extract '\.\./\.\./\.\./escaped\.txt'"):
+        download.download_dataset("cub200")
+    assert catalog.status("cub200") == "partial"
+    assert not (catalog.location("cub200") / "CUB_200_2011").exists()
+
+
+def test_a_damaged_archive_is_a_clear_error(tmp_path):
+    p = tmp_path / "broken.tar.gz"
+    p.write_bytes(tar_bytes({"a.txt": b"x" * 5000})[:60])
+    with pytest.raises(download.DownloadError, match="broken.tar.gz"):
+        extract_archive(p, tmp_path / "t")
