@@ -1,0 +1,226 @@
+"""The step loop: ``train_one_epoch`` and ``evaluate``, each returning a plain dict.
+
+The outer loop (``fgbench.train.trainer``) decides what to log, checkpoint and schedule; these two
+functions only train and measure. ``Engine`` bundles what one optimizer step needs (model,
+optimizer, scheduler, scaler, EMA, loss, mixer, precision), built once per stage.
+
+Cost control: the step itself never calls ``.item()``. Loss and accuracy are summed into float64
+tensors on the device; they are read back (one CPU-GPU sync) only on logging steps, when the loop
+is asked to stop, and at the end of the epoch. Those are the only sync points, marked below.
+Running sums are float64 so that the epoch's numbers do not depend on where they were read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fgbench.train.models import forward_train
+
+
+@dataclass
+class Engine:
+    model: nn.Module  # the bare model (state dicts, EMA source)
+    forward: nn.Module  # what the step calls: the model, or torch.compile of it
+    optimizer: torch.optim.Optimizer
+    scheduler: Any  # LambdaLR
+    criterion: Callable
+    device: torch.device
+    amp_dtype: torch.dtype | None = None
+    scaler: Any = None  # torch.amp.GradScaler for fp16
+    grad_clip: float | None = None
+    ema: Any = None  # fgbench.train.ema.ModelEMA
+    ema_every: int = 1
+    mixer: Any = None
+    channels_last: bool = False
+    step: int = 0  # global optimizer step (across stages)
+    stage_step: int = 0  # optimizer steps in the current stage (the schedule's clock)
+    max_stage_steps: int | None = None
+    last_lr: float = 0.0
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+
+@dataclass
+class EpochStats:
+    """Sums over the epoch so far; kept in the checkpoint when a run stops mid-epoch."""
+
+    loss_sum: float = 0.0
+    correct: float = 0.0
+    seen: int = 0
+    batches: int = 0
+    train_time: float = 0.0
+    timed_images: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class StepHooks:
+    """What the loop reports to, and asks, the outer loop."""
+
+    log_every: int = 20
+    on_log: Callable[[dict], None] = lambda ev: None  # a step event's fields (synced values)
+    on_tick: Callable[[int, int], None] = lambda batch, step: None  # every step, no sync
+    on_corrupt: Callable[[tuple[str, ...]], None] = lambda paths: None  # raises unless skipping
+    should_stop: Callable[[], bool] = lambda: False
+
+
+def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batches: int, stats: EpochStats,
+                    hooks: StepHooks) -> dict:
+    """Train over ``batches`` (the rest of the epoch from ``stats.batches`` on).
+
+    Returns ``{"completed", "stopped", "reached_max_steps", "train_loss", "train_top1", ...}``;
+    ``stats`` is updated in place so that a stop mid-epoch can be checkpointed and resumed.
+    """
+    model, opt, dev = engine.model, engine.optimizer, engine.device
+    model.train()
+    if engine.ema is not None:
+        engine.ema.module.eval()
+    acc = torch.tensor([stats.loss_sum, stats.correct], dtype=torch.float64, device=dev)
+    seen = stats.seen
+    win_acc = acc.clone()  # values at the previous logging step
+    win_seen, win_time = seen, time.perf_counter()
+    t_start = time.perf_counter()
+    stopped = reached_max = False
+    cl = torch.channels_last if engine.channels_last else None
+
+    for x, y, bad in batches:
+        if bad:
+            hooks.on_corrupt(bad)
+        if y.numel() == 0:
+            stats.batches += 1
+            continue
+        x = x.to(dev, non_blocking=True)
+        y = y.to(dev, non_blocking=True)
+        if cl is not None:
+            x = x.contiguous(memory_format=cl)
+        target = y
+        if engine.mixer is not None:
+            x, target = engine.mixer(x, y)
+        with engine.autocast():
+            logits, aux = forward_train(engine.forward, x)
+            loss = engine.criterion(logits, target)
+            for a in aux:
+                loss = loss + engine.criterion(a, target)
+        opt.zero_grad(set_to_none=True)
+        engine.last_lr = opt.param_groups[0]["lr"]  # the LR this step uses (the scheduler moves it after)
+        grad_norm = None
+        if engine.scaler is not None:
+            engine.scaler.scale(loss).backward()
+            if engine.grad_clip:
+                engine.scaler.unscale_(opt)
+                grad_norm = nn.utils.clip_grad_norm_(model.parameters(), engine.grad_clip)
+            engine.scaler.step(opt)
+            engine.scaler.update()
+        else:
+            loss.backward()
+            if engine.grad_clip:
+                grad_norm = nn.utils.clip_grad_norm_(model.parameters(), engine.grad_clip)
+            opt.step()
+        engine.scheduler.step()
+        engine.step += 1
+        engine.stage_step += 1
+        if engine.ema is not None and engine.stage_step % engine.ema_every == 0:
+            engine.ema.update(model)
+
+        n = y.shape[0]
+        with torch.no_grad():
+            hard = target if target is y else target.argmax(dim=1)
+            acc += torch.stack([loss.detach().double() * n, (logits.argmax(dim=1) == hard).sum().double()])
+        seen += n
+        stats.batches += 1
+
+        if engine.step % hooks.log_every == 0:
+            loss_sum, correct = (acc - win_acc).tolist()  # CPU-GPU sync point (logging steps only)
+            now = time.perf_counter()
+            k = seen - win_seen
+            event = {"epoch": epoch, "step": engine.step, "loss": loss_sum / max(k, 1),
+                     "top1": 100.0 * correct / max(k, 1), "lr": engine.last_lr,
+                     "images_per_s": k / max(now - win_time, 1e-9)}
+            if grad_norm is not None:
+                event["grad_norm"] = float(grad_norm)  # already synced by tolist above
+            hooks.on_log(event)
+            win_acc, win_seen, win_time = acc.clone(), seen, now
+        hooks.on_tick(stats.batches, engine.step)
+        if engine.max_stage_steps is not None and engine.stage_step >= engine.max_stage_steps:
+            reached_max = True
+            break
+        if hooks.should_stop():
+            stopped = True
+            break
+
+    loss_sum, correct = acc.tolist()  # CPU-GPU sync point (end of epoch or stop)
+    elapsed = time.perf_counter() - t_start
+    stats.train_time += elapsed
+    stats.timed_images += seen - stats.seen
+    stats.loss_sum, stats.correct, stats.seen = loss_sum, correct, seen
+    return {
+        "completed": stats.batches >= num_batches or reached_max,
+        "stopped": stopped,
+        "reached_max_steps": reached_max,
+        "train_loss": loss_sum / max(seen, 1),
+        "train_top1": 100.0 * correct / max(seen, 1),
+        "images": seen,
+        "train_time": stats.train_time,
+        "images_per_s": stats.timed_images / stats.train_time if stats.train_time > 0 else None,
+    }
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, engine: Engine, *, num_classes: int, top_k: int = 5,
+             on_corrupt: Callable[[tuple[str, ...]], None] | None = None) -> dict:
+    """Top-1 / top-k accuracy (percent), mean loss and the confusion matrix of one split."""
+    was_training = model.training
+    model.eval()
+    dev = engine.device
+    k = min(top_k, num_classes)
+    sums = torch.zeros(3, dtype=torch.float64, device=dev)  # loss, top1, topk
+    confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=dev)
+    images = 0
+    cl = torch.channels_last if engine.channels_last else None
+    try:
+        for x, y, bad in loader.batches():
+            if bad and on_corrupt is not None:
+                on_corrupt(bad)
+            if y.numel() == 0:
+                continue
+            x = x.to(dev, non_blocking=True)
+            y = y.to(dev, non_blocking=True)
+            if cl is not None:
+                x = x.contiguous(memory_format=cl)
+            with engine.autocast():
+                logits = model(x)
+            if not isinstance(logits, torch.Tensor):
+                logits = logits[0]
+            logits = logits.float()
+            top = logits.topk(k, dim=1).indices
+            hit = top == y[:, None]
+            sums += torch.stack([F.cross_entropy(logits, y, reduction="sum").double(),
+                                 hit[:, 0].sum().double(), hit.any(dim=1).sum().double()])
+            confusion += torch.bincount(y * num_classes + top[:, 0], minlength=num_classes * num_classes)
+            images += y.shape[0]
+        loss_sum, c1, ck = sums.tolist()  # CPU-GPU sync point (once per evaluation)
+    finally:
+        model.train(was_training)
+    n = max(images, 1)
+    return {
+        "top1": 100.0 * c1 / n,
+        "top5": 100.0 * ck / n,
+        "loss": loss_sum / n,
+        "images": images,
+        "confusion": confusion.view(num_classes, num_classes).cpu(),
+    }

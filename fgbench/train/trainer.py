@@ -1,0 +1,636 @@
+"""The outer loop: stages, epochs, evaluation, model selection, checkpoints, summary.
+
+``Trainer.run()`` drives ``train_one_epoch`` / ``evaluate`` (``fgbench.train.loop``) and owns every
+decision about what happens between them. It writes the metrics events, ``summary.json``,
+``checkpoints/{last,best}.pt``, ``classes.json`` and ``confusion.json`` of the run directory.
+
+Decisions:
+
+* **Model selection** is per model: the raw and the EMA weights each have their best epoch by
+  ``eval.select_on`` (validation top-1; test top-1 only to reproduce the seeds; or simply the last
+  epoch). The test numbers reported for a run are those *at* that epoch and at the last epoch,
+  never a maximum over test. The "selected" model (for ``confusion.json``) is the EMA when its
+  selection score is at least the raw model's, else the raw one.
+* A later stage replaces the model, so the best epoch is tracked per stage: the run's ``best`` is
+  the last stage's, and ``init_from = best_*`` takes the previous stage's best weights.
+* ``best.pt`` holds the best raw weights and the best EMA weights (each from its own best epoch);
+  in-memory CPU copies of both are kept so that writing one never needs the other's epoch back.
+* ``last.pt`` is the resume point. It is written every ``checkpoint_every_epochs``, at the end of
+  each stage, and when a stop is requested (then possibly in the middle of an epoch, with the
+  epoch's running sums). Resuming restores model, optimizer, LambdaLR, GradScaler, EMA (with its
+  update count), tracker, sums and the RNG state, and the data order is a function of
+  (seed, epoch) (``fgbench.data.loaders``), so a resumed run reproduces the uninterrupted one.
+* Events that a killed run wrote after its last checkpoint stay in ``metrics.jsonl``; the resumed
+  run appends a new ``run_started`` with ``resumed = {"epoch", "step"}`` and then repeats those
+  epochs. Readers keep the last event per epoch/step.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fgbench import metrics, runs
+from fgbench.data import loaders as L
+from fgbench.errors import UserError
+from fgbench.recipe import recipe_to_dict
+from fgbench.train import checkpoint as C
+from fgbench.train.ema import ModelEMA
+from fgbench.train.loop import Engine, EpochStats, StepHooks, evaluate, train_one_epoch
+from fgbench.train.losses import ClassificationLoss
+from fgbench.train.mix import BatchMixer
+from fgbench.train.models import extra_metrics, set_trainable
+from fgbench.train.optim import build_optimizer
+from fgbench.train.progress import Progress
+from fgbench.train.schedule import plan_for_stage
+from fgbench.train.stages import StageSpec, resolve_stages
+
+AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class StopFlag:
+    """Set by the signal handlers; the loop checks it after every step."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signal: str | None = None
+
+    def __call__(self) -> bool:
+        return self.requested
+
+
+class RunInterrupted(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------------- selection
+
+
+@dataclass
+class BestTracker:
+    select_on: str
+    has_ema: bool
+    stage: int = 0
+    best: dict[str, dict | None] = field(default_factory=lambda: {"raw": None, "ema": None})
+    confusion: dict[str, list | None] = field(default_factory=lambda: {"raw": None, "ema": None})
+
+    def _score(self, res: dict) -> float | None:
+        match self.select_on:
+            case "val":
+                return res["val"]["top1"] if res.get("val") else None
+            case "test":
+                return res["test"]["top1"]
+            case "last":
+                return math.inf
+        raise AssertionError(self.select_on)
+
+    def update(self, epoch: int, results: dict[str, dict | None]) -> list[str]:
+        """Record one evaluated epoch; returns the models ("raw"/"ema") whose best improved."""
+        improved = []
+        for model, res in results.items():
+            if res is None:
+                continue
+            score = self._score(res)
+            if score is None:
+                continue
+            cur = self.best.get(model)
+            if cur is None or score > cur["score"] or (self.select_on == "last"):
+                self.best[model] = {
+                    "epoch": epoch,
+                    "score": score,
+                    "val_top1": res["val"]["top1"] if res.get("val") else None,
+                    "val_top5": res["val"]["top5"] if res.get("val") else None,
+                    "test_top1": res["test"]["top1"],
+                    "test_top5": res["test"]["top5"],
+                }
+                self.confusion[model] = res["test"]["confusion"].tolist()
+                improved.append(model)
+        return improved
+
+    def selected(self) -> str:
+        raw, ema = self.best.get("raw"), self.best.get("ema")
+        if not self.has_ema or ema is None:
+            return "raw"
+        if raw is None:
+            return "ema"
+        if self.select_on == "last":
+            if raw.get("val_top1") is not None and ema.get("val_top1") is not None:
+                return "ema" if ema["val_top1"] >= raw["val_top1"] else "raw"
+            return "ema"
+        return "ema" if ema["score"] >= raw["score"] else "raw"
+
+    def public(self, model: str) -> dict | None:
+        b = self.best.get(model)
+        if b is None:
+            return None
+        return {"epoch": b["epoch"], "val_top1": b["val_top1"], "test_top1": b["test_top1"], "test_top5": b["test_top5"]}
+
+    def state_dict(self) -> dict:
+        best = {k: (None if v is None else {kk: (None if vv == math.inf else vv) for kk, vv in v.items()})
+                for k, v in self.best.items()}
+        return {"select_on": self.select_on, "has_ema": self.has_ema, "stage": self.stage, "best": best,
+                "confusion": self.confusion, "score_inf": self.select_on == "last"}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.stage = int(state["stage"])
+        self.best = {k: (None if v is None else dict(v)) for k, v in state["best"].items()}
+        if state.get("score_inf"):
+            for v in self.best.values():
+                if v is not None:
+                    v["score"] = math.inf
+        self.confusion = dict(state["confusion"])
+
+
+# ------------------------------------------------------------------------------------ trainer
+
+
+@dataclass
+class RunContext:
+    """What the runner prepared before any file of the run was written."""
+
+    recipe: Any
+    run_dir: Path
+    run_id: str
+    device: torch.device
+    splits: L.Splits
+    model: torch.nn.Module
+    model_report: list[str]
+    writer: metrics.MetricsWriter
+    progress: Progress
+    stop: StopFlag
+    resume: dict | None = None  # the last.pt checkpoint
+    resume_best: dict | None = None  # best.pt, when resuming
+
+
+class Trainer:
+    def __init__(self, ctx: RunContext):
+        self.ctx = ctx
+        self.r = ctx.recipe
+        self.device = ctx.device
+        self.splits = ctx.splits
+        self.model = ctx.model
+        self.writer = ctx.writer
+        self.progress = ctx.progress
+        self.num_classes = self.splits.num_classes
+        self.stages = resolve_stages(self.r, len(self.splits.train))
+        self.total_epochs = self.stages[-1].last_epoch
+        self.total_steps = sum(s.total_steps for s in self.stages)
+        self.recipe_dict = recipe_to_dict(self.r)
+        self.tracker = BestTracker(self.r.eval.select_on, self.r.ema.enabled)
+        self.best_states: dict[str, dict | None] = {"raw": None, "ema": None}
+        self.last_results: dict | None = None
+        self.last_epoch_done = 0
+        self.skipped: set[str] = set()
+        self.totals = {"train_time": 0.0, "train_images": 0, "duration": 0.0}
+        self.peak_mem_mb: float | None = None
+        self.engine: Engine | None = None
+        self.ema: ModelEMA | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.loaders: L.StageLoaders | None = None
+        self.stage: StageSpec | None = None
+        self._t_session = time.monotonic()
+        self.final_sizes: dict[str, dict] = {}
+        self.status = "running"
+        self._saved_at: int | None = None
+
+    # ------------------------------------------------------------------------------ helpers
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.ctx.run_dir / runs.CHECKPOINT_DIR
+
+    def _emit(self, event: str, /, **fields: Any) -> None:
+        self.writer.emit(event, **fields)
+
+    def _log_event(self, message: str, level: str = "info") -> None:
+        self._emit("log", level=level, message=message)
+        self.progress.line(message)
+
+    def _on_corrupt(self, paths: tuple[str, ...]) -> None:
+        if not self.r.data.skip_corrupt:
+            raise UserError(f"{paths[0]}: cannot decode image; fix or remove it, or set data.skip_corrupt = true")
+        new = [p for p in paths if p not in self.skipped]
+        self.skipped.update(paths)
+        for p in new:
+            self._emit("log", level="warning", message=f"skipped undecodable image {p}")
+
+    def _duration(self) -> float:
+        return self.totals["duration"] + (time.monotonic() - self._t_session)
+
+    # -------------------------------------------------------------------------------- engine
+
+    def _build_engine(self, st: StageSpec, *, new_optimizer: bool) -> None:
+        r = self.r
+        model = self.model
+        if new_optimizer or self.optimizer is None:
+            self.optimizer = build_optimizer(r.optim, model, st.lr)
+        plan = plan_for_stage(r.schedule, lr=st.lr, epochs=st.epochs, steps_per_epoch=st.steps_per_epoch,
+                              warmup_epochs=st.warmup_epochs, warmup_steps=st.warmup_steps, min_lr=st.min_lr,
+                              max_steps=st.max_steps)
+        for g in self.optimizer.param_groups:
+            g["initial_lr"] = st.lr
+            g["lr"] = st.lr
+        scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, plan.factor)
+        scaler = None
+        if r.runtime.precision == "fp16":
+            scaler = torch.amp.GradScaler(self.device.type)
+        forward = model
+        if r.runtime.compile:
+            forward = torch.compile(model)
+        mixer = BatchMixer(r.augment, self.num_classes)
+        self.engine = Engine(
+            model=model, forward=forward, optimizer=self.optimizer, scheduler=scheduler,
+            criterion=ClassificationLoss(self.num_classes, r.loss.label_smoothing, r.loss.smoothing_style),
+            device=self.device, amp_dtype=AMP_DTYPES[r.runtime.precision], scaler=scaler,
+            grad_clip=r.optim.grad_clip, ema=self.ema, ema_every=r.ema.every,
+            mixer=mixer if mixer.enabled else None, channels_last=r.runtime.channels_last,
+            step=self.engine.step if self.engine else 0, stage_step=0, max_stage_steps=st.max_steps,
+        )
+        self.plan = plan
+
+    def _new_ema(self) -> None:
+        self.ema = ModelEMA(self.model, self.r.ema.decay, self.r.ema.ramp_steps) if self.r.ema.enabled else None
+
+    def _build_loaders(self, st: StageSpec) -> None:
+        if self.loaders is not None:
+            self.loaders.train.close()
+        self.loaders = L.build_loaders(self.splits, self.r.data, self.r.augment, train_size=st.train_size,
+                                       test_size=st.test_size, batch_size=st.batch_size, seed=self.r.runtime.seed,
+                                       device=self.device)
+
+    # -------------------------------------------------------------------------------- stages
+
+    def _begin_stage(self, st: StageSpec) -> None:
+        """A stage that starts now (not resumed into): weights, trainable layers, optimizer, EMA."""
+        if st.index > 0:
+            src = st.init_from
+            if src == "last_raw":
+                pass  # the model already holds them
+            elif src == "last_ema":
+                assert self.ema is not None
+                self.model.load_state_dict(self.ema.module.state_dict())
+            else:
+                which = "raw" if src == "best_raw" else "ema"
+                state = self.best_states.get(which)
+                if state is None:
+                    raise RuntimeError(f"stage {st.name}: no {src} weights were recorded by the previous stage")
+                self.model.load_state_dict(state)
+            self._log_event(f"stage {st.name}: starting from the previous stage's {src.replace('_', ' ')} weights")
+        set_trainable(self.model, st.trainable)
+        fresh = st.index == 0 or st.new_optimizer
+        if fresh or self.ema is None:
+            self._new_ema()
+        self._build_engine(st, new_optimizer=fresh)
+        self.tracker = BestTracker(self.r.eval.select_on, self.r.ema.enabled, stage=st.index)
+        self.best_states = {"raw": None, "ema": None}
+        self._emit("stage_started", stage=st.index, name=st.name, epochs=st.epochs, first_epoch=st.first_epoch,
+                   train_size=st.train_size, test_size=st.test_size, lr=st.lr, init_from=st.init_from if st.index else None,
+                   trainable=st.trainable, steps_per_epoch=st.steps_per_epoch, total_steps=st.total_steps)
+
+    def _restore(self, ckpt: dict, best: dict | None) -> None:
+        """Load the resume checkpoint's state into the (already built) model and engine."""
+        si = int(ckpt["stage"])
+        st = self.stages[si]
+        self.model.load_state_dict(ckpt["model"])
+        set_trainable(self.model, st.trainable)
+        self._new_ema()
+        if self.ema is not None and ckpt.get("ema") is not None:
+            self.ema.load_state_dict({"module": ckpt["ema"], "updates": ckpt.get("ema_updates", 0)})
+        self._build_engine(st, new_optimizer=True)
+        assert self.engine is not None
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.engine.scheduler.load_state_dict(ckpt["scheduler"])
+        if self.engine.scaler is not None and ckpt.get("scaler"):
+            self.engine.scaler.load_state_dict(ckpt["scaler"])
+        self.engine.step = int(ckpt["step"])
+        self.engine.stage_step = int(ckpt["stage_step"])
+        self.tracker.load_state_dict(ckpt["best_tracker"])
+        if best is not None and int(best.get("stage", -1)) == self.tracker.stage:
+            self.best_states = {"raw": best.get("model"), "ema": best.get("ema")}
+        self.last_results = ckpt.get("last_results")
+        self.last_epoch_done = int(ckpt["epoch"])
+        self.skipped = set(ckpt.get("skipped", []))
+        self.totals = dict(ckpt.get("totals", self.totals))
+        self.peak_mem_mb = ckpt.get("peak_mem_mb")
+        self.final_sizes = dict(ckpt.get("final_sizes", {}))
+
+    # ------------------------------------------------------------------------------ checkpoint
+
+    def _payload(self, kind: str, *, stage: int, epoch: int, batch: int, stats: EpochStats | None) -> dict:
+        eng = self.engine
+        assert eng is not None
+        return {
+            "format": C.FORMAT, "kind": kind, "epoch": epoch, "batch": batch, "step": eng.step,
+            "stage_step": eng.stage_step, "stage": stage, "recipe": self.recipe_dict,
+            "class_names": list(self.splits.class_names),
+            "model": C.cpu_state_dict(self.model),
+            "ema": C.cpu_state_dict(self.ema.module) if self.ema is not None else None,
+            "ema_updates": self.ema.updates if self.ema is not None else 0,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": eng.scheduler.state_dict(),
+            "scaler": eng.scaler.state_dict() if eng.scaler is not None else None,
+            "rng": C.rng_state(),
+            "best_tracker": self.tracker.state_dict(),
+            "epoch_stats": stats.as_dict() if stats is not None and batch else None,
+            "last_results": self.last_results,
+            "skipped": sorted(self.skipped),
+            "totals": {**self.totals, "duration": self._duration()},
+            "peak_mem_mb": self.peak_mem_mb,
+            "final_sizes": self.final_sizes,
+        }
+
+    def _save_last(self, *, stage: int, epoch: int, batch: int = 0, stats: EpochStats | None = None) -> None:
+        path = self.ckpt_dir / runs.LAST_CKPT
+        C.save_checkpoint(path, self._payload("last", stage=stage, epoch=epoch, batch=batch, stats=stats))
+        self._emit("checkpoint", epoch=epoch, step=self.engine.step, kind="last", path=str(path))
+
+    def _save_best(self, improved: list[str], epoch: int) -> None:
+        if "raw" in improved:
+            self.best_states["raw"] = C.cpu_state_dict(self.model)
+        if "ema" in improved and self.ema is not None:
+            self.best_states["ema"] = C.cpu_state_dict(self.ema.module)
+        path = self.ckpt_dir / runs.BEST_CKPT
+        payload = {
+            "format": C.FORMAT, "kind": "best", "stage": self.tracker.stage, "epoch": epoch, "step": self.engine.step,
+            "recipe": self.recipe_dict, "class_names": list(self.splits.class_names),
+            "model": self.best_states["raw"], "ema": self.best_states["ema"],
+            "best_tracker": self.tracker.state_dict(), "selected": self.tracker.selected(),
+        }
+        C.save_checkpoint(path, payload)
+        for m in improved:
+            self._emit("checkpoint", epoch=epoch, step=self.engine.step, kind="best", path=str(path), model=m)
+
+    # -------------------------------------------------------------------------------- epochs
+
+    def _evaluate_all(self, epoch: int, test_size: int) -> dict[str, dict | None]:
+        assert self.loaders is not None and self.engine is not None
+        models = {"raw": self.engine.forward}
+        if self.ema is not None:
+            models["ema"] = self.ema.module
+        out: dict[str, dict | None] = {"raw": None, "ema": None}
+        for name, model in models.items():
+            res: dict[str, Any] = {}
+            for split, loader in (("val", self.loaders.val), ("test", self.loaders.test)):
+                if loader is None:
+                    res[split] = None
+                    continue
+                ev = evaluate(model, loader, self.engine, num_classes=self.num_classes, top_k=self.r.eval.top_k,
+                              on_corrupt=self._on_corrupt)
+                res[split] = ev
+                self._emit("eval", epoch=epoch, step=self.engine.step, split=split, model=name, top1=ev["top1"],
+                           top5=ev["top5"], loss=ev["loss"], test_size=test_size, images=ev["images"])
+            out[name] = res
+        return out
+
+    def _end_epoch(self, st: StageSpec, epoch: int, res: dict, *, last_in_stage: bool) -> None:
+        r = self.r
+        self.totals["train_time"] += res["train_time"]
+        self.totals["train_images"] += res["images"]
+        fields: dict[str, Any] = {
+            "stage": st.index, "images_per_s": res["images_per_s"], "epoch_time": res["train_time"],
+            "skipped_images": len(self.skipped) + self.splits.skipped,
+        }
+        if self.device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(self.device) / 2**20
+            fields["peak_mem_mb"] = peak
+            self.peak_mem_mb = max(self.peak_mem_mb or 0.0, peak)
+        due = last_in_stage or (epoch - st.first_epoch + 1) % r.runtime.eval_every_epochs == 0
+        improved: list[str] = []
+        if due:
+            results = self._evaluate_all(epoch, st.test_size)
+            for model, prefix in (("raw", ""), ("ema", "ema_")):
+                mres = results.get(model)
+                if mres is None:
+                    continue
+                for split in ("val", "test"):
+                    if mres.get(split) is not None:
+                        fields[f"{prefix}{split}_top1"] = mres[split]["top1"]
+                        fields[f"{prefix}{split}_top5"] = mres[split]["top5"]
+            improved = self.tracker.update(epoch, results)
+            fields["best"] = bool(improved)
+            self.last_results = {
+                "epoch": epoch,
+                **{m: (None if v is None else {f"{s}_{k}": (v[s][k] if v.get(s) else None)
+                                               for s in ("val", "test") for k in ("top1", "top5")})
+                   for m, v in results.items()},
+            }
+        extra = {k: v for k, v in extra_metrics(self.model).items() if k in metrics.EVENT_FIELDS["epoch"][1]}
+        self._emit("epoch", epoch=epoch, step=self.engine.step, train_loss=res["train_loss"],
+                   train_top1=res["train_top1"], lr=self.engine.last_lr, **fields, **extra)
+        self.last_epoch_done = epoch
+        self._print_epoch(epoch, res, fields)
+        if improved:
+            self._save_best(improved, epoch)
+        if last_in_stage or (epoch - st.first_epoch + 1) % r.runtime.checkpoint_every_epochs == 0:
+            self._save_last(stage=st.index, epoch=epoch)
+            self._saved_at = epoch
+        self.write_summary()
+
+    def _print_epoch(self, epoch: int, res: dict, f: dict) -> None:
+        parts = [f"epoch {epoch}/{self.total_epochs}", f"loss {res['train_loss']:.4f}", f"train {res['train_top1']:.2f}%"]
+        for key, label in (("val_top1", "val"), ("test_top1", "test"), ("ema_val_top1", "ema val"),
+                           ("ema_test_top1", "ema test")):
+            if f.get(key) is not None:
+                parts.append(f"{label} {f[key]:.2f}%")
+        parts.append(f"lr {self.engine.last_lr:.3g}")
+        if res.get("images_per_s"):
+            parts.append(f"{res['images_per_s']:.0f} img/s")
+        parts.append(f"{res['train_time']:.1f}s")
+        if f.get("best"):
+            parts.append("*")
+        self.progress.line("  ".join(parts))
+
+    # -------------------------------------------------------------------------------- summary
+
+    def summary(self) -> dict:
+        t = self.tracker
+        last = None
+        if self.last_results is not None:
+            lr_ = self.last_results
+            last = {
+                "epoch": lr_["epoch"],
+                "raw": _split_view(lr_.get("raw")),
+                "ema": _split_view(lr_.get("ema")),
+            }
+        return {
+            "run_id": self.ctx.run_id, "name": self.r.name, "status": self.status,
+            "dataset": self.r.data.dataset, "arch": self.r.model.arch,
+            "epochs_done": self.last_epoch_done, "total_epochs": self.total_epochs,
+            "step": self.engine.step if self.engine else 0, "duration_s": round(self._duration(), 3),
+            "images_per_s": (self.totals["train_images"] / self.totals["train_time"]) if self.totals["train_time"] else None,
+            "peak_mem_mb": self.peak_mem_mb,
+            "train_images": len(self.splits.train), "val_images": len(self.splits.val),
+            "test_images": len(self.splits.test), "select_on": self.r.eval.select_on,
+            "best": {"raw": t.public("raw"), "ema": t.public("ema") if self.r.ema.enabled else None},
+            "selected": t.selected() if t.best.get("raw") or t.best.get("ema") else None,
+            "last": last,
+            "final_test_sizes": self.final_sizes,
+            "skipped_images": len(self.skipped) + self.splits.skipped,
+        }
+
+    def write_summary(self) -> dict:
+        s = self.summary()
+        runs.write_json(self.ctx.run_dir / runs.SUMMARY_FILE, s)
+        return s
+
+    # ----------------------------------------------------------------------------------- run
+
+    def _position(self) -> tuple[int, int, EpochStats | None]:
+        """(stage index, epoch index within that stage, partial-epoch sums) to continue from."""
+        ckpt = self.ctx.resume
+        if ckpt is None:
+            return 0, 0, None
+        si = int(ckpt["stage"])
+        st = self.stages[si]
+        done_in_stage = int(ckpt["epoch"]) - (st.first_epoch - 1)
+        batch = int(ckpt.get("batch", 0))
+        if batch:
+            return si, done_in_stage, EpochStats(**ckpt["epoch_stats"])
+        finished = done_in_stage >= st.epochs or (st.max_steps is not None and int(ckpt["stage_step"]) >= st.max_steps)
+        if finished:
+            return si + 1, 0, None
+        return si, done_in_stage, None
+
+    def run(self) -> str:
+        """Train every stage; returns "completed" or "interrupted" (exceptions propagate)."""
+        ctx = self.ctx
+        si0, e0, stats0 = self._position()
+        if ctx.resume is not None:
+            self._restore(ctx.resume, ctx.resume_best)
+        self._emit_started()
+        for line in ctx.model_report if ctx.resume is None else []:
+            self._emit("log", level="info", message=line)
+        if ctx.resume is not None:
+            C.set_rng_state(ctx.resume["rng"])
+        self.progress.start(self.engine.step if self.engine else 0)
+
+        resumed_into = ctx.resume is not None and si0 == int(ctx.resume["stage"])
+        for si in range(si0, len(self.stages)):
+            st = self.stages[si]
+            self.stage = st
+            if not (si == si0 and resumed_into):
+                self._begin_stage(st)
+            self._build_loaders(st)
+            start_e = e0 if si == si0 else 0
+            for e in range(start_e, st.epochs):
+                epoch = st.first_epoch + e
+                stats = stats0 if (si == si0 and e == start_e and stats0 is not None) else EpochStats()
+                if self.device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(self.device)
+                res = self._train_epoch(st, epoch, stats)
+                if not res["completed"] and not res["stopped"]:
+                    raise RuntimeError(f"the training loader ended after {stats.batches} of "
+                                       f"{self.loaders.train.steps_per_epoch} batches in epoch {epoch}")
+                if not res["completed"]:
+                    self._save_last(stage=si, epoch=epoch - 1, batch=stats.batches, stats=stats)
+                    self.status = "interrupted"
+                    self.write_summary()
+                    return "interrupted"
+                last = e == st.epochs - 1 or res["reached_max_steps"]
+                self._saved_at = None
+                self._end_epoch(st, epoch, res, last_in_stage=last)
+                final_epoch = si == len(self.stages) - 1 and (last or res["reached_max_steps"])
+                if ctx.stop.requested and not final_epoch:
+                    if self._saved_at != epoch:
+                        self._save_last(stage=si, epoch=epoch)
+                    self.status = "interrupted"
+                    self.write_summary()
+                    return "interrupted"
+                if res["reached_max_steps"]:
+                    break
+        self._final()
+        self.status = "completed"
+        return "completed"
+
+    def _train_epoch(self, st: StageSpec, epoch: int, stats: EpochStats) -> dict:
+        assert self.loaders is not None and self.engine is not None
+        spe = self.loaders.train.steps_per_epoch
+        prog = self.progress
+
+        def on_log(ev: dict) -> None:
+            self._emit("step", stage=st.index, **ev)
+            if ev["loss"] != ev["loss"] or math.isinf(ev["loss"]):
+                raise FloatingPointError(f"the training loss is {ev['loss']} at step {ev['step']} (diverged)")
+            prog.logged(epoch=epoch, total_epochs=self.total_epochs, batch=stats.batches, batches=spe,
+                        step=ev["step"], loss=ev["loss"], top1=ev.get("top1"), lr=ev["lr"],
+                        images_per_s=ev.get("images_per_s"))
+
+        def on_tick(batch: int, step: int) -> None:
+            prog.tick(epoch=epoch, total_epochs=self.total_epochs, batch=batch, batches=spe, step=step)
+
+        hooks = StepHooks(log_every=self.r.runtime.log_every_steps, on_log=on_log, on_tick=on_tick,
+                          on_corrupt=self._on_corrupt, should_stop=self.ctx.stop)
+        batches = self.loaders.train.batches(epoch, stats.batches)
+        return train_one_epoch(self.engine, batches, epoch=epoch, num_batches=spe, stats=stats, hooks=hooks)
+
+    def _final(self) -> None:
+        """Final evaluation of the selected weights at ``eval.final_test_sizes``; confusion.json."""
+        sizes = self.r.eval.final_test_sizes
+        t = self.tracker
+        if sizes and not self.final_sizes:
+            bs = self.r.data.eval_batch_size or (self.stage.batch_size if self.stage else self.r.data.batch_size)
+            for model_name in ("raw", "ema"):
+                state = self.best_states.get(model_name)
+                if state is None:
+                    continue
+                target = self.model if model_name == "raw" else self.ema.module
+                target.load_state_dict(state)
+                for size in sizes:
+                    loader = L.eval_loader(self.splits, self.r.data, test_size=size, batch_size=bs, device=self.device)
+                    ev = evaluate(target, loader, self.engine, num_classes=self.num_classes, top_k=self.r.eval.top_k,
+                                  on_corrupt=self._on_corrupt)
+                    best = t.best.get(model_name)
+                    self._emit("final_eval", model=model_name, test_size=size, top1=ev["top1"], top5=ev["top5"],
+                               epoch=best["epoch"] if best else None)
+                    entry = self.final_sizes.setdefault(str(size), {"raw": None, "ema": None})
+                    entry[model_name] = ev["top1"]
+                    self.progress.line(f"final test at {size}px ({model_name}, epoch {best['epoch'] if best else '?'}): "
+                                       f"top-1 {ev['top1']:.2f}%  top-{min(self.r.eval.top_k, self.num_classes)} "
+                                       f"{ev['top5']:.2f}%")
+        sel = t.selected()
+        if t.confusion.get(sel) is not None:
+            runs.write_json(self.ctx.run_dir / "confusion.json", {
+                "split": "test", "model": sel, "class_names": list(self.splits.class_names),
+                "matrix": t.confusion[sel], "epoch": t.best[sel]["epoch"] if t.best.get(sel) else None,
+            })
+
+    def _emit_started(self) -> None:
+        ctx = self.ctx
+        import torchvision
+
+        from fgbench import __version__
+
+        extra: dict[str, Any] = {}
+        if ctx.resume is not None:
+            extra["resumed"] = {"epoch": int(ctx.resume["epoch"]), "step": int(ctx.resume["step"]),
+                                "batch": int(ctx.resume.get("batch", 0))}
+        self._emit(
+            "run_started", run_id=ctx.run_id, recipe=self.recipe_dict, class_names=list(self.splits.class_names),
+            device=_device_name(self.device), host=socket.gethostname(), pid=os.getpid(),
+            versions={"fgbench": __version__, "python": platform.python_version(), "torch": torch.__version__,
+                      "torchvision": torchvision.__version__},
+            train_images=len(self.splits.train), val_images=len(self.splits.val),
+            test_images=len(self.splits.test), steps_per_epoch=self.stages[0].steps_per_epoch,
+            total_epochs=self.total_epochs, total_steps=self.total_steps, world_size=1, **extra,
+        )
+
+
+def _split_view(v: dict | None) -> dict | None:
+    if v is None:
+        return None
+    return {"val_top1": v.get("val_top1"), "test_top1": v.get("test_top1"), "test_top5": v.get("test_top5")}
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda:{device.index or 0} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+

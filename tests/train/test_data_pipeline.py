@@ -1,0 +1,163 @@
+"""Splits, per-epoch order, augmentation seeding, transforms, the device loader, corrupt images."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import torch
+from PIL import Image
+
+from fgbench.data import loaders as L
+from fgbench.data import synthetic
+from fgbench.data import transforms as T
+from fgbench.data.index import folder_index
+from fgbench.errors import UserError
+from fgbench.recipe import AugmentConfig, DataConfig
+
+
+def test_stratified_split_is_per_class_seeded_and_disjoint():
+    labels = [0] * 50 + [1] * 30 + [2] * 3 + [3] * 1
+    train, val = L.stratified_split(labels, 0.2, seed=7)
+    assert set(train).isdisjoint(val) and sorted(train + val) == list(range(len(labels)))
+    counts = Counter(labels[i] for i in val)
+    assert counts == {0: 10, 1: 6, 2: 1}  # round(n*f); >=1 for a class of >=2; never a whole class
+    assert L.stratified_split(labels, 0.2, seed=7) == (train, val)
+    assert L.stratified_split(labels, 0.2, seed=8)[1] != val
+    assert L.stratified_split(labels, 0.0, seed=7) == (list(range(len(labels))), [])
+
+
+def test_epoch_sampler_order_is_a_function_of_seed_and_epoch():
+    s = L.EpochBatchSampler(23, 5, seed=3, drop_last=True)
+    s.set_epoch(2)
+    full = list(s)
+    assert len(full) == 4 and all(len(b) == 5 for b in full) and all(e == 2 for b in full for e, _ in b)
+    s.set_epoch(2, start_batch=1)
+    assert list(s) == full[1:] and len(s) == 3
+    s.set_epoch(3)
+    assert list(s) != full
+    s2 = L.EpochBatchSampler(23, 5, seed=3, drop_last=False)
+    assert s2.batches_per_epoch() == 5
+
+
+def test_augmentation_is_seeded_per_sample_and_leaves_the_global_rng_alone(tiny_folder):
+    index = folder_index(tiny_folder)
+    data = DataConfig(dataset="folder", root=str(tiny_folder), train_size=16, train_crop="pad_crop", crop_padding=4,
+                      test_crop="none")
+    aug = AugmentConfig(hflip=True, randaugment_ops=2, random_erasing=0.5)
+    ds = L.TrainDataset(L.FileSource(index.train), list(range(len(index.train))), T.train_transform(data, aug), 11, None)
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    a = ds[(4, 7)][0]
+    assert torch.equal(torch.get_rng_state(), before)  # main process: fork_rng
+    torch.manual_seed(123)
+    b = ds[(4, 7)][0]
+    assert torch.equal(a, b)
+    assert not torch.equal(a, ds[(5, 7)][0])  # another epoch, another augmentation
+
+
+def test_worker_and_main_process_loading_give_the_same_batches(tiny_folder):
+    index = folder_index(tiny_folder)
+    aug = AugmentConfig(hflip=True, trivialaugment=True)
+    out = []
+    for workers in (0, 1):
+        data = DataConfig(dataset="folder", root=str(tiny_folder), train_size=16, train_crop="pad_crop",
+                          test_crop="none", workers=workers, batch_size=8)
+        ds = L.TrainDataset(L.FileSource(index.train), list(range(40)), T.train_transform(data, aug), 5, None)
+        loader = L.WorkerTrainLoader(ds, 8, 5, data, torch.device("cpu"))
+        out.append([x for x, _, _ in loader.batches(epoch=3, start_batch=2)])
+    assert len(out[0]) == 3
+    assert all(torch.equal(a, b) for a, b in zip(*out))
+
+
+@pytest.mark.parametrize("crop,extra,shape", [
+    ("random_resized", {}, (3, 12, 12)),
+    ("pad_crop", {"crop_padding": 4}, (3, 12, 12)),
+    ("resize_crop", {"train_resize": (20, 24), "crop_padding": 2}, (3, 12, 12)),
+    ("resize", {}, (3, 12, 12)),
+])
+def test_train_crop_policies(crop, extra, shape):
+    data = DataConfig(train_size=12, train_crop=crop, **extra)
+    img = Image.new("RGB", (30, 20), (200, 100, 50))
+    x = T.train_transform(data, AugmentConfig(rotation=10, random_erasing=1.0))(img)
+    assert tuple(x.shape) == shape and x.dtype == torch.float32
+
+
+def test_test_policies_and_normalization():
+    img = Image.new("RGB", (40, 30), (255, 0, 128))
+    ratio = T.test_transform(DataConfig(test_size=16, test_crop="ratio", test_resize_ratio=1.25))
+    assert tuple(ratio(img).shape) == (3, 16, 16)
+    assert T.test_geometry(DataConfig(test_size=224, test_crop="ratio"))[0].size == [255]  # SimpleClassification
+    fixed = T.test_transform(DataConfig(test_size=16, test_crop="fixed", test_resize=(24, 24)))
+    assert tuple(fixed(img).shape) == (3, 16, 16)
+    assert tuple(T.test_transform(DataConfig(test_size=16, test_crop="resize"))(img).shape) == (3, 16, 16)
+    none = T.test_transform(DataConfig(test_crop="none", normalize="none"))(img)
+    assert tuple(none.shape) == (3, 30, 40) and none[0, 0, 0].item() == pytest.approx(1.0)
+    cifar = T.test_transform(DataConfig(dataset="cifar10", test_crop="none", normalize="dataset"))(img)
+    assert cifar[0, 0, 0].item() == pytest.approx((1.0 - 0.4914) / 0.2023, rel=1e-5)
+    explicit = DataConfig(normalize="explicit", mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), test_crop="none")
+    assert T.test_transform(explicit)(img)[0, 0, 0].item() == pytest.approx(2.0)
+    assert T.normalization(DataConfig(normalize="learned")) is None
+    with pytest.raises(UserError, match="data.normalize"):
+        T.normalization(DataConfig(dataset="folder", root="/x", normalize="dataset"))
+
+
+def test_device_loader_crops_flips_and_normalizes_in_batches():
+    n, size, pad = 12, 8, 2
+    x = torch.arange(n * 3 * size * size, dtype=torch.int64).remainder(251).to(torch.uint8).view(n, 3, size, size)
+    y = torch.arange(n)
+    data = DataConfig(train_size=size, train_crop="pad_crop", crop_padding=pad, normalize="none", batch_size=4)
+    loader = L.DeviceTrainLoader(x, y, 4, seed=9, data=data, augment=AugmentConfig(hflip=True), size=size,
+                                 device=torch.device("cpu"))
+    batches = list(loader.batches(epoch=1))
+    assert len(batches) == 3
+    assert sorted(torch.cat([b[1] for b in batches]).tolist()) == list(range(n))
+    padded = torch.nn.functional.pad(x, (pad,) * 4).float() / 255
+    for xb, yb, bad in batches:
+        assert bad == () and xb.shape == (4, 3, size, size)
+        for img, label in zip(xb, yb):
+            src = padded[label]
+            options = [src[:, dy:dy + size, dx:dx + size] for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)]
+            assert any(torch.equal(img, o) or torch.equal(img, o.flip(2)) for o in options)
+    again = list(loader.batches(epoch=1, start_batch=1))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches[1:], again))
+
+
+def test_device_loader_refuses_what_it_cannot_do():
+    with pytest.raises(UserError, match="data.train_crop"):
+        L.check_device_loader(DataConfig(loader="device"), AugmentConfig())
+    with pytest.raises(UserError, match="augment.randaugment_ops"):
+        L.check_device_loader(DataConfig(loader="device", train_crop="pad_crop"), AugmentConfig(randaugment_ops=2))
+
+
+def test_corrupt_images_become_markers_and_are_dropped_by_collate(tmp_path):
+    good = tmp_path / "a.png"
+    Image.new("RGB", (8, 8)).save(good)
+    bad = tmp_path / "b.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    src = L.FileSource([(str(good), 0), (str(bad), 1)])
+    ds = L.EvalDataset(src, [0, 1], T.test_transform(DataConfig(test_crop="none")), None)
+    assert isinstance(ds[1], L.Corrupt) and ds[1].path == str(bad)
+    x, y, paths = L.collate([ds[0], ds[1]])
+    assert x.shape == (1, 3, 8, 8) and y.tolist() == [0] and paths == (str(bad),)
+
+
+def test_synthetic_generation_is_deterministic_and_atomic(tmp_path, monkeypatch):
+    a, b = tmp_path / "a", tmp_path / "b"
+    synthetic.generate(a, train_per_class=2, test_per_class=1, size=16)
+    synthetic.generate(b, train_per_class=2, test_per_class=1, size=16)
+    files = sorted(p.relative_to(a) for p in a.rglob("*.png"))
+    assert len(files) == 30
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+    assert sorted(d.name for d in (a / "train").iterdir()) == sorted(synthetic.CLASS_NAMES)
+
+    # an interrupted generation never looks ready, and leaves nothing at the target
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synthetic, "generate", boom)
+    target = tmp_path / "syn"
+    with pytest.raises(KeyboardInterrupt):
+        synthetic.ensure_synthetic(target)
+    assert not synthetic.is_ready(target) and not target.exists()
+    assert list(tmp_path.glob(".syn.*")) == []

@@ -1,0 +1,90 @@
+"""LR schedule values at chosen steps (pure function; no training)."""
+
+import math
+
+import pytest
+
+from fgbench.recipe import validate_recipe
+from fgbench.train.schedule import LRPlan, plan_for_stage
+
+
+def plan(**kw) -> LRPlan:
+    base = dict(kind="cosine", peak=0.1, total_steps=100, steps_per_epoch=10)
+    base.update(kw)
+    return LRPlan(**base)
+
+
+def test_quadratic_warmup_from_zero_then_cosine_to_min():
+    p = plan(warmup_steps=20, warmup="quadratic", min_lr=1e-4)
+    assert p.lr(0) == 0.0
+    assert p.lr(10) == pytest.approx(0.1 * (10 / 20) ** 2)  # SimpleClassification: max_lr * (it/W)^2
+    assert p.lr(5) == pytest.approx(0.1 * 0.0625)
+    assert p.lr(20) == pytest.approx(0.1)  # warm-up done: peak
+    # halfway through the cosine part: the mean of peak and min
+    assert p.lr(60) == pytest.approx(1e-4 + (0.1 - 1e-4) * 0.5)
+    # the last step is just above min_lr; the cosine ends at min_lr
+    assert p.lr(99) == pytest.approx(1e-4 + (0.1 - 1e-4) * 0.5 * (1 + math.cos(math.pi * 79 / 80)))
+    assert p.lr(100) == pytest.approx(1e-4)
+    assert p.lr(10**6) == pytest.approx(1e-4)
+
+
+def test_linear_warmup_from_start_lr_then_linear_decay():
+    # enhuiz: 1e-6 -> 2e-4 over 500 steps, then linearly to 0 at 5000
+    p = plan(kind="linear", peak=2e-4, total_steps=5000, steps_per_epoch=390, warmup_steps=500,
+             warmup_start_lr=1e-6, min_lr=0.0)
+    assert p.lr(0) == pytest.approx(1e-6)
+    assert p.lr(250) == pytest.approx(1e-6 + (2e-4 - 1e-6) * 0.5)
+    assert p.lr(500) == pytest.approx(2e-4)
+    assert p.lr(2750) == pytest.approx(1e-4)
+    assert p.lr(5000) == pytest.approx(0.0)
+
+
+def test_multistep_milestones_are_epochs():
+    p = plan(kind="multistep", total_steps=1200, steps_per_epoch=10, milestones=(30, 60, 90), gamma=0.1)
+    assert p.lr(0) == pytest.approx(0.1)
+    assert p.lr(299) == pytest.approx(0.1)  # epoch 29 (0-based)
+    assert p.lr(300) == pytest.approx(0.01)  # epoch 30
+    assert p.lr(600) == pytest.approx(0.001)
+    assert p.lr(1199) == pytest.approx(0.0001)
+
+
+def test_epoch_stepping_holds_the_value_of_the_epochs_first_step():
+    # cyizhuo: CosineAnnealingLR(T_max=128) stepped per epoch, no warm-up
+    p = plan(total_steps=128 * 10, steps_per_epoch=10, stepping="epoch")
+    for e in (0, 1, 64, 127):
+        expected = 0.1 * 0.5 * (1 + math.cos(math.pi * e / 128))
+        assert all(p.lr(e * 10 + i) == pytest.approx(expected) for i in range(10))
+    assert p.lr(645) == p.lr(640) != p.lr(650)
+
+
+def test_constant_after_warmup_and_factor():
+    p = plan(kind="constant", warmup_steps=4)
+    assert [round(p.lr(s), 6) for s in range(6)] == [0.0, 0.025, 0.05, 0.075, 0.1, 0.1]
+    assert p.factor(2) == pytest.approx(0.5)
+
+
+def test_plan_from_recipe_sections():
+    r = validate_recipe({"schedule": {"name": "cosine", "epochs": 5, "warmup_epochs": 0.5, "min_lr": 0.001},
+                         "optim": {"lr": 0.05}})
+    p = plan_for_stage(r.schedule, lr=0.05, epochs=5, steps_per_epoch=8, warmup_epochs=0.5, warmup_steps=None,
+                       min_lr=None)
+    assert (p.total_steps, p.warmup_steps, p.min_lr, p.peak) == (40, 4, 0.001, 0.05)
+    r2 = validate_recipe({"schedule": {"name": "linear", "max_steps": 30, "warmup_steps": 7}})
+    p2 = plan_for_stage(r2.schedule, lr=0.1, epochs=99, steps_per_epoch=8, warmup_epochs=0.0, warmup_steps=7,
+                        min_lr=None, max_steps=30)
+    assert (p2.total_steps, p2.warmup_steps) == (30, 7)
+
+
+def test_lambdalr_applies_the_plan_every_step():
+    import torch
+
+    p = plan(warmup_steps=5, warmup="quadratic", min_lr=0.0, total_steps=20)
+    w = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([w], lr=p.peak)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, p.factor)
+    seen = []
+    for _ in range(20):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert seen == pytest.approx([p.lr(s) for s in range(20)])
