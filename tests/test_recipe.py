@@ -455,3 +455,17 @@ def test_the_probe_sees_heavy_imports() -> None:
     # the hygiene test must be able to fail: importing json is fine, importing textual is not
     assert _heavy_modules("import json") == []
     assert "textual" in _heavy_modules("import textual")
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    import os
+
+    from fgbench.recipe import atomic_write_text
+
+    target = tmp_path / "x.toml"
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(target, "a = 1\n")
+    finally:
+        os.umask(old)
+    assert target.stat().st_mode & 0o777 == 0o644
