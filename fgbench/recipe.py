@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal, Union
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
+from fgbench.atomic import atomic_write_text
 from fgbench.errors import RecipeError
 
 SCHEMA_VERSION = 1
@@ -882,30 +883,6 @@ def _keep_union_tags(recipe: Recipe, data: dict[str, Any]) -> None:
 
 def dumps_recipe(recipe: Recipe, *, full: bool = True) -> str:
     return tomli_w.dumps(recipe_to_dict(recipe, full=full))
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write to a temporary file beside the target, then rename over it: a crash leaves either the
-    old file or the new one, never half of one."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        # mkstemp makes the file 0600; give it the mode a plain open() would (0666 minus umask).
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def save_recipe(recipe: Recipe, path: str | os.PathLike[str], *, full: bool = False) -> None:

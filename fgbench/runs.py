@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from fgbench import metrics, paths
-from fgbench.recipe import atomic_write_text
+from fgbench.atomic import atomic_write_text
 
 RECIPE_FILE = "recipe.toml"
 RUN_INFO_FILE = "run.json"

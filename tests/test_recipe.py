@@ -451,6 +451,15 @@ def test_pure_zone_never_imports_torch_or_textual(body: str) -> None:
     assert _heavy_modules(body.format(recipe=recipe)) == []
 
 
+def test_help_does_not_even_build_the_recipe_schema() -> None:
+    # `fgbench --help` must feel instant: pydantic and the schema cost ~250 ms, so they stay out.
+    probe = ("import sys\nfrom fgbench.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+             "print('LOADED=' + ','.join(m for m in ('pydantic', 'fgbench.recipe') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "LOADED=\n" in r.stdout + "\n" and r.stdout.strip().endswith("LOADED="), r.stdout[-300:]
+
+
 def test_the_probe_sees_heavy_imports() -> None:
     # the hygiene test must be able to fail: importing json is fine, importing textual is not
     assert _heavy_modules("import json") == []

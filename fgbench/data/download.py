@@ -539,7 +539,7 @@ def _step_marker(loc: Path, source: Source) -> Path:
 
 
 def _mark_step(loc: Path, source: Source) -> None:
-    from fgbench.recipe import atomic_write_text
+    from fgbench.atomic import atomic_write_text
 
     (loc / catalog.STEPS_DIR).mkdir(exist_ok=True)
     atomic_write_text(_step_marker(loc, source), time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")

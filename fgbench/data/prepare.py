@@ -74,7 +74,7 @@ class Prepared:
 def write_index(loc: Path, prepared: Prepared, name: str) -> None:
     """Write ``fgbench-index.json`` atomically. The base is stored relative to ``loc`` when it is
     inside it (so the folder can be moved), else absolute (data imported from elsewhere)."""
-    from fgbench.recipe import atomic_write_text
+    from fgbench.atomic import atomic_write_text
 
     base = prepared.base.resolve()
     try:
@@ -97,7 +97,7 @@ def write_index(loc: Path, prepared: Prepared, name: str) -> None:
 def write_ready(loc: Path, prepared: Prepared, name: str, how: str) -> None:
     """The ready marker, written last: nothing else makes a dataset look ready."""
     from fgbench import __version__
-    from fgbench.recipe import atomic_write_text
+    from fgbench.atomic import atomic_write_text
 
     doc = {
         "name": name,
