@@ -166,16 +166,24 @@ def list_runs(root: str | os.PathLike[str] | None = None) -> list[RunInfo]:
 
 
 def resolve_run(ref: str, root: str | os.PathLike[str] | None = None) -> Path:
-    """A run given as a path, a directory name under the runs root, or a unique name prefix."""
+    """A run given as a path, a directory name, a unique prefix of one, a recipe name (the newest run
+    of that recipe), or a unique part of a directory name."""
     p = Path(ref)
     if p.is_dir() and is_run_dir(p):
         return p
     base = Path(root) if root is not None else paths.runs_dir()
     if (base / ref).is_dir():
         return base / ref
-    matches = [d for d in sorted(base.glob(f"{ref}*")) if d.is_dir() and is_run_dir(d)] if base.is_dir() else []
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise FileNotFoundError(f"{ref}: no such run (looked in {base})")
-    raise FileNotFoundError(f"{ref}: ambiguous, matches {', '.join(m.name for m in matches[:5])}")
+    dirs = [d for d in sorted(base.iterdir()) if d.is_dir() and is_run_dir(d)] if base.is_dir() else []
+    # Directory names start with a sortable timestamp, so the last match is the newest run.
+    by_recipe = [d for d in dirs if re.fullmatch(rf"\d{{8}}-\d{{6}}-{re.escape(ref)}(-\d+)?", d.name)]
+    for matches in (
+        [d for d in dirs if d.name.startswith(ref)],
+        by_recipe[-1:],
+        [d for d in dirs if ref in d.name],
+    ):
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise FileNotFoundError(f"{ref}: ambiguous, matches {', '.join(m.name for m in matches[:5])}")
+    raise FileNotFoundError(f"{ref}: no such run (looked in {base})")

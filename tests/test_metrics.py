@@ -371,3 +371,22 @@ def test_tailer_restarts_when_the_file_is_replaced_by_a_longer_one(tmp_path):
     replacement.write_text("".join(encode(make_event("log", level="info", message=f"new{i}")) for i in range(3)))
     replacement.replace(path)
     assert [e["message"] for e in tail.poll()] == ["new0", "new1", "new2"]
+
+
+def test_resolve_run_by_recipe_name_takes_the_newest_and_refuses_ambiguity(tmp_path):
+    import pytest
+
+    from fgbench.runs import create_run_dir, resolve_run
+
+    older = create_run_dir("quickstart", tmp_path, now=1_700_000_000)
+    newer = create_run_dir("quickstart", tmp_path, now=1_700_000_100)
+    other = create_run_dir("quickstart-long", tmp_path, now=1_700_000_200)
+    for d in (older, newer, other):
+        (d / "recipe.toml").write_text("name = 'x'\n")
+    assert resolve_run("quickstart", tmp_path) == newer
+    assert resolve_run("quickstart-long", tmp_path) == other
+    assert resolve_run(older.name, tmp_path) == older
+    with pytest.raises(FileNotFoundError, match="no such run"):
+        resolve_run("nothing-like-it", tmp_path)
+    with pytest.raises(FileNotFoundError, match="ambiguous"):
+        resolve_run(older.name[:8], tmp_path)
