@@ -882,7 +882,7 @@ def _keep_union_tags(recipe: Recipe, data: dict[str, Any]) -> None:
 
 
 def dumps_recipe(recipe: Recipe, *, full: bool = True) -> str:
-    return tomli_w.dumps(recipe_to_dict(recipe, full=full))
+    return tomli_w.dumps(recipe_to_dict(recipe, full=full), multiline_strings=True)
 
 
 def save_recipe(recipe: Recipe, path: str | os.PathLike[str], *, full: bool = False) -> None:
