@@ -1,0 +1,311 @@
+"""The terminal workbench: ``fgbench`` with no arguments (or ``fgbench tui``).
+
+Decisions and trade-offs:
+
+* The TUI process never imports torch or torchvision (about 3 s and 650 MB before the first
+  paint). Training runs in its own ``fgbench run`` process; this process only reads run
+  directories. ``tests/tui/test_import_hygiene.py`` proves it in a fresh interpreter.
+* :func:`make_app` is the factory: tests build the app against temporary recipe, data and run
+  directories and inject the trainer command (a fake trainer that writes scripted events).
+* One background thread (the run watcher) refreshes every run directory incrementally once a
+  second and posts a coalescing :class:`~fgbench.tui.messages.RunsChanged`; it also collects the
+  exit codes of trainers this TUI launched. The monitor screen polls its own run faster.
+* Layout lives in ``app.tcss``. Screens and widgets have their own modules; this module holds the
+  application state shared by panes (run store, launcher, compare selection, colours) and the
+  actions that cross panes (run the current recipe, stop, resume, pick a dataset).
+* Keys: 1-4 switch panes, ``?`` shows every key, Ctrl+R runs the current recipe from any pane,
+  Ctrl+Q quits (runs keep going). Pane keys appear in the footer while the pane has focus. Keys
+  that would type into a text field (letters, digits) only act outside text fields.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from textual.app import App
+from textual.binding import Binding
+from textual.css.query import NoMatches
+from textual.worker import get_current_worker
+
+from fgbench import paths
+from fgbench.errors import UserError
+from fgbench.tui.launcher import Launcher
+from fgbench.tui.messages import DatasetPicked, OpenRun, RecipeStatus, RunsChanged
+from fgbench.tui.monitor import RunStore
+from fgbench.tui.plots import ColourBook
+
+WATCH_INTERVAL_S = 1.0
+PANE_KEYS = Binding.Group("Panes", compact=True)
+
+
+class FgbenchApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "fgbench"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [
+        Binding("1", "pane('datasets')", "Datasets", group=PANE_KEYS),
+        Binding("2", "pane('recipes')", "Recipes", group=PANE_KEYS),
+        Binding("3", "pane('runs')", "Runs", group=PANE_KEYS),
+        Binding("4", "pane('compare')", "Compare", group=PANE_KEYS),
+        Binding("question_mark", "help", "Help", tooltip="Every key of every pane"),
+        Binding("ctrl+q", "quit", "Quit", show=False, tooltip="Quit (running trainings keep going)"),
+    ]
+
+    def __init__(self, *, recipes_dirs: list[tuple[str, Path]], runs_root: Path, data_root: Path | None,
+                 fgbench_cmd: list[str] | None, initial_recipe: Path | None, initial_pane: str = "recipes",
+                 watch_interval: float = WATCH_INTERVAL_S):
+        super().__init__()
+        self.recipes_dirs = recipes_dirs
+        self.runs_root = Path(runs_root).absolute()
+        self.data_root = data_root
+        self.initial_recipe = initial_recipe
+        self.initial_pane = initial_pane
+        self.watch_interval = watch_interval
+        self.store = RunStore(self.runs_root)
+        self.launcher = Launcher(self.runs_root, fgbench_cmd)
+        self.colours = ColourBook()
+        self.compare_selection: list[Path] = []
+        self._wake = threading.Event()
+        self.watch_rounds = 0
+
+    # ---------------------------------------------------------------- screens
+
+    def on_mount(self) -> None:
+        from fgbench.tui.screens.main import MainScreen
+
+        self.theme = "textual-dark"
+        self.push_screen(MainScreen(recipes_dirs=self.recipes_dirs, initial_recipe=self.initial_recipe,
+                                    data_root=self.data_root, initial_pane=self.initial_pane))
+        self.run_worker(self._watch_runs, thread=True, group="run-watcher", exclusive=True, name="run watcher")
+
+    @property
+    def main_screen(self):
+        from fgbench.tui.screens.main import MainScreen
+
+        for screen in self.screen_stack:
+            if isinstance(screen, MainScreen):
+                return screen
+        raise LookupError("main screen not mounted")
+
+    def pane(self, name: str):
+        """A pane widget, or None while it is not mounted yet (panes other than the first are
+        mounted just after the first paint)."""
+        try:
+            return self.main_screen.query_one(f"#{name}-pane")
+        except (LookupError, NoMatches):
+            return None
+
+    def current_dataset(self) -> str | None:
+        pane = self.pane("recipes")
+        data = pane.form.doc.get("data") if pane is not None else None
+        return data.get("dataset") if isinstance(data, dict) else None
+
+    def action_pane(self, name: str) -> None:
+        from fgbench.tui.screens.main import MainScreen
+
+        while not isinstance(self.screen, MainScreen) and len(self.screen_stack) > 1:
+            self.pop_screen()
+        self.main_screen.show_pane(name)
+
+    def action_help(self) -> None:
+        from fgbench.tui.screens.help import HelpScreen
+        from fgbench.tui.screens.main import MainScreen
+        from fgbench.tui.screens.monitor import MonitorScreen
+        from fgbench.tui.widgets.compare_pane import ComparePane
+        from fgbench.tui.widgets.datasets_pane import DatasetsPane, DatasetsTable
+        from fgbench.tui.widgets.recipes_pane import RecipesPane
+        from fgbench.tui.widgets.runs_pane import RunsPane, RunsTable
+
+        self.push_screen(HelpScreen([
+            ("Everywhere", [b for b in self.BINDINGS if isinstance(b, Binding) and b.action != "quit"]
+             + [Binding("ctrl+q", "quit", "Quit", tooltip="Quit (running trainings keep going)")]
+             + list(MainScreen.BINDINGS)),
+            ("Datasets", DatasetsTable.BINDINGS + DatasetsPane.BINDINGS),
+            ("Recipes", RecipesPane.BINDINGS + [Binding("tab,shift+tab", "", "Next / previous field"),
+                                                Binding("enter", "", "Open a recipe, a section or a choice")]),
+            ("Runs", RunsTable.BINDINGS + RunsPane.BINDINGS),
+            ("Monitor", MonitorScreen.BINDINGS),
+            ("Compare", ComparePane.BINDINGS),
+        ]))
+
+    # ---------------------------------------------------------------- runs
+
+    def _watch_runs(self) -> None:
+        worker = get_current_worker()
+        while not worker.is_cancelled:
+            changed: set[Path] = set()
+            for path, code in self.launcher.reap().items():
+                self.store.set_exit_code(path, code)
+                changed.add(path)
+            try:
+                changed |= self.store.refresh()
+            except OSError:
+                pass
+            self.watch_rounds += 1
+            if (changed or self.watch_rounds == 1) and not worker.is_cancelled:  # the first: list ready
+                self.post_message(RunsChanged(changed))
+            self._wake.wait(self.watch_interval)
+            self._wake.clear()
+
+    def wake_watcher(self) -> None:
+        self._wake.set()
+
+    def on_runs_changed(self, message: RunsChanged) -> None:
+        runs_pane, compare = self.pane("runs"), self.pane("compare")
+        if runs_pane is not None:
+            runs_pane.update_rows()
+        if compare is not None:
+            compare.runs_changed(message.paths)
+        from fgbench.tui.screens.monitor import MonitorScreen
+
+        screen = self.screen
+        if isinstance(screen, MonitorScreen) and screen.path in message.paths:
+            screen.request_redraw()
+
+    def on_open_run(self, message: OpenRun) -> None:
+        from fgbench.tui.screens.monitor import MonitorScreen
+
+        self.push_screen(MonitorScreen(message.path))
+
+    def action_run_recipe(self) -> None:
+        pane = self.pane("recipes")
+        if pane is None:
+            self.notify("The recipe editor is still loading", severity="warning", timeout=3)
+            return
+        validation = pane.current()
+        if validation.recipe is None:
+            pane.refuse("Not started", validation)
+            self.main_screen.show_pane("recipes")
+            return
+        try:
+            launched = self.launcher.start(validation.recipe)
+        except (UserError, OSError) as err:
+            self.notify(str(err), title="Not started", severity="error")
+            return
+        self.store.model(launched.run_dir)
+        self.wake_watcher()
+        self.notify(f"Started {launched.run_dir.name}", timeout=3)
+        from fgbench.tui.screens.monitor import MonitorScreen
+
+        self.push_screen(MonitorScreen(launched.run_dir))
+
+    def stop_run(self, path: Path) -> None:
+        model = self.store.model(path)
+        pid = model.pid
+        if model.status != "running" or not self.launcher.stop(pid):
+            self.notify(f"{path.name} is not running", severity="warning", timeout=4)
+            return
+        self.notify(f"Stopping {path.name}: sent SIGINT, it writes a checkpoint first", timeout=5)
+        self.wake_watcher()
+
+    def resume_run(self, path: Path) -> None:
+        model = self.store.model(path)
+        if model.status == "running":
+            self.notify(f"{path.name} is still running", severity="warning", timeout=4)
+            return
+        if model.status == "completed":
+            self.notify(f"{path.name} has completed; nothing to resume", severity="warning", timeout=4)
+            return
+        try:
+            launched = self.launcher.resume(path)
+        except UserError as err:
+            self.notify(str(err), title="Not resumed", severity="error")
+            return
+        with model.lock:
+            model.exit_code = None
+            model.pid = launched.pid
+            model.awaiting_start = True
+        self.wake_watcher()
+        self.notify(f"Resuming {path.name}", timeout=3)
+
+    def toggle_compare(self, path: Path) -> None:
+        if path in self.compare_selection:
+            self.set_compare([p for p in self.compare_selection if p != path])
+        else:
+            self.set_compare(self.compare_selection + [path])
+
+    def set_compare(self, paths_: list[Path]) -> None:
+        self.compare_selection = list(dict.fromkeys(paths_))
+        runs_pane, compare = self.pane("runs"), self.pane("compare")
+        if runs_pane is not None:
+            runs_pane.update_rows()
+        if compare is not None:
+            compare.update_runs()
+
+    # ---------------------------------------------------------------- recipe <-> datasets
+
+    async def on_dataset_picked(self, message: DatasetPicked) -> None:
+        pane = self.pane("recipes")
+        if pane is None:
+            return
+        await pane.form.set_value("data.dataset", message.name)
+        datasets = self.pane("datasets")
+        if datasets is not None:
+            datasets.set_current(message.name)
+        self.notify(f"{pane.recipe_name()} now uses data.dataset = {message.name}", timeout=4)
+
+    def on_recipe_status(self, message: RecipeStatus) -> None:
+        datasets = self.pane("datasets")
+        if datasets is not None:
+            datasets.set_current(self.current_dataset())
+
+
+def _default_recipes_dirs() -> list[tuple[str, Path]]:
+    out: list[tuple[str, Path]] = []
+    project = paths.project_recipes_dir()
+    if project is not None:
+        out.append(("project", project))
+    out.append(("user", paths.user_recipes_dir()))
+    return out
+
+
+def _label(d: Path, project: Path | None, user: Path) -> str:
+    if project is not None and d == project:
+        return "project"
+    if d == user:
+        return "user"
+    return d.name or str(d)
+
+
+def make_app(*, recipes_dirs: list[Path] | None = None, runs_root: Path | None = None, data_root: Path | None = None,
+             fgbench_cmd: list[str] | None = None, initial_recipe: Path | None = None,
+             initial_pane: str = "recipes", watch_interval: float = WATCH_INTERVAL_S) -> FgbenchApp:
+    """Build the workbench.
+
+    ``recipes_dirs``: folders of recipe files (default: the project's ``recipes/`` and the user's);
+    new recipes are saved in the last one. ``runs_root``: where runs are created and listed
+    (default: the runs directory). ``data_root``: the datasets directory (default: FGBENCH_DATA or
+    the fgbench home's). ``fgbench_cmd``: the command that stands for ``fgbench`` when launching a
+    run (default: this Python's ``-m fgbench``).
+    """
+    if recipes_dirs is None:
+        dirs = _default_recipes_dirs()
+    else:
+        project, user = paths.project_recipes_dir(), paths.user_recipes_dir()
+        dirs = [(_label(Path(d), project, user), Path(d)) for d in recipes_dirs]
+    if not dirs:
+        dirs = [("user", paths.user_recipes_dir())]
+    if initial_recipe is None:
+        for _, d in dirs:
+            if (d / "quickstart.toml").is_file():
+                initial_recipe = d / "quickstart.toml"
+                break
+    root = Path(runs_root) if runs_root is not None else paths.runs_dir()
+    app = FgbenchApp(recipes_dirs=dirs, runs_root=root, data_root=Path(data_root) if data_root else None,
+                     fgbench_cmd=fgbench_cmd, initial_recipe=initial_recipe, initial_pane=initial_pane,
+                     watch_interval=watch_interval)
+    if data_root is not None:
+        # trainers launched from here look for datasets in the same place
+        app.launcher.extra_env["FGBENCH_DATA"] = str(Path(data_root).absolute())
+    return app
+
+
+def main() -> int:
+    app = make_app()
+    app.run()
+    return int(app.return_code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

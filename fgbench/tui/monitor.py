@@ -1,0 +1,725 @@
+"""What the monitor knows about a run, built from its directory alone (no textual here).
+
+One :class:`RunModel` per run directory turns the event stream of ``metrics.jsonl`` into plot
+series, progress, a rolling log and the final result. The run list, the monitor and the compare
+view all read these models; :class:`RunStore` keeps one per run directory and refreshes them
+incrementally, so re-attaching after a TUI restart is just reading the same files again.
+
+Decisions and trade-offs:
+
+* Cost must not grow with run length. Each series is a :class:`Decimator`: it keeps between
+  ``limit`` and ``2 * limit`` points by averaging neighbours into equal-size buckets and doubling
+  the bucket size when full. Adding a point is O(1) amortised and a redraw reads at most a few
+  hundred points however long the run. Averaging (not striding) keeps a noisy loss readable.
+* Reading is incremental: a :class:`fgbench.metrics.Tailer` returns only the bytes appended since
+  the last poll, so refreshing a finished run costs one ``stat``.
+* Opening a long run must be fast (target: one million step events in under a second). A file
+  larger than ``BULK_BYTES`` is not parsed line by line: the non-step events (evaluations, epochs,
+  logs, start and finish) are found with one regular-expression scan in C and all parsed; step
+  events are *sampled* at ``SAMPLE_STEPS`` evenly spaced byte offsets. The history of the loss,
+  LR and throughput curves of such a run is therefore a sample (every k-th step event, k about
+  the number of step events / 8000), which at a few hundred plotted points is not visible; every
+  evaluation is exact. New events after opening are read in full. Measured in ``BENCHMARKS.md``.
+* Status follows ``fgbench.runs``: the last ``run_finished`` after the last ``run_started`` says
+  completed / failed / interrupted; without one the run is ``running`` while its pid lives. A run
+  this TUI launched also knows its exit code, so a trainer that dies before it can write
+  ``run_finished`` (an import error, a segfault, the OOM killer) is reported as failed with its
+  exit code and the tail of its console output, not as a silent "interrupted".
+* Thread safety: a worker thread calls :meth:`RunModel.update`; the UI thread calls
+  :meth:`RunModel.snapshot`. Both hold the model's lock, and a snapshot is plain data.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import threading
+import time
+import tomllib
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fgbench import metrics, runs
+
+CONSOLE_FILE = "console.txt"
+"""stdout and stderr of a trainer the TUI launched (the trainer writes its own log.txt too)."""
+LAUNCH_INFO = "launch.json"
+LAUNCHES_DIR = ".launches"
+
+
+def launch_dir(run_dir: Path) -> Path:
+    """Where the TUI keeps its launch files for a run: beside the run directory, which the
+    trainer wants new or empty (see :mod:`fgbench.tui.launcher`)."""
+    return Path(run_dir).parent / LAUNCHES_DIR / Path(run_dir).name
+
+BULK_BYTES = 2_000_000
+SAMPLE_STEPS = 8000
+SMOOTHING = 0.9
+
+_NON_STEP = re.compile(rb'"event":\s?"(?!step")')
+
+
+class Decimator:
+    """A stream of (step, epoch, value) points kept to at most ``2 * limit`` bucket means."""
+
+    __slots__ = ("limit", "cap", "done", "acc", "count", "last")
+
+    def __init__(self, limit: int = 200):
+        self.limit = limit
+        self.cap = 1
+        self.done: list[list[float]] = []
+        self.acc: list[float] | None = None
+        self.count = 0
+        self.last: float | None = None
+
+    def add(self, step: float, epoch: float, value: float) -> None:
+        self.count += 1
+        self.last = value
+        acc = self.acc
+        if acc is None:
+            acc = self.acc = [step, epoch, value, 1]
+        else:
+            acc[0] += step
+            acc[1] += epoch
+            acc[2] += value
+            acc[3] += 1
+        if acc[3] >= self.cap:
+            self.done.append(acc)
+            self.acc = None
+            if len(self.done) >= 2 * self.limit:
+                d = self.done
+                self.done = [[a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]] for a, b in zip(d[0::2], d[1::2])]
+                self.cap *= 2
+
+    def points(self) -> tuple[list[float], list[float], list[float]]:
+        buckets = self.done + ([self.acc] if self.acc is not None else [])
+        steps = [b[0] / b[3] for b in buckets]
+        epochs = [b[1] / b[3] for b in buckets]
+        values = [b[2] / b[3] for b in buckets]
+        return steps, epochs, values
+
+    def __len__(self) -> int:
+        return len(self.done) + (self.acc is not None)
+
+
+#: the plot series of a run (names as in the events: ``ema_val_top1`` is an EMA evaluation)
+SERIES = (
+    "loss", "loss_smooth", "lr", "images_per_s",
+    "train_top1", "val_top1", "test_top1", "ema_val_top1", "ema_test_top1",
+)
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+@dataclass
+class Snapshot:
+    """Plain data for drawing one run: safe to hand from the worker to the UI."""
+
+    path: Path
+    run_id: str
+    name: str
+    status: str
+    dataset: str
+    arch: str
+    series: dict[str, tuple[list[float], list[float], list[float]]]
+    epoch: int
+    total_epochs: int | None
+    step: int
+    total_steps: int | None
+    stage: str
+    eta_s: float | None
+    images_per_s: float | None
+    loss: float | None
+    lr: float | None
+    logs: list[str]
+    error: str | None
+    traceback: str | None
+    console_tail: list[str]
+    summary: dict[str, Any]
+    best: dict[str, float]
+    duration_s: float | None
+    events: int
+    skipped: int
+    exit_code: int | None
+    sampled: bool
+
+    @property
+    def fraction(self) -> float | None:
+        if self.total_steps:
+            return min(1.0, self.step / self.total_steps)
+        if self.total_epochs:
+            return min(1.0, self.epoch / self.total_epochs)
+        return None
+
+
+class RunModel:
+    """Everything the TUI shows about one run, kept up to date by :meth:`update`."""
+
+    def __init__(self, path: str | os.PathLike[str], limit: int = 200):
+        self.path = Path(path)
+        self.lock = threading.RLock()
+        self.limit = limit
+        self.tailer = metrics.Tailer(self.path / metrics.METRICS_FILE)
+        self.series = {name: Decimator(limit) for name in SERIES}
+        self.loaded = False
+        self.sampled = False
+        self.events = 0
+        self.run_id = self.path.name
+        self.pid: int | None = None
+        self.started_event: dict[str, Any] | None = None
+        self.finished: dict[str, Any] | None = None
+        self.exit_code: int | None = None
+        self.epoch = 0
+        self.total_epochs: int | None = None
+        self.step = 0
+        self.total_steps: int | None = None
+        self.steps_per_epoch: int | None = None
+        self.stage = ""
+        self.first_time: float | None = None
+        self.last_time: float | None = None
+        self.images_per_s: float | None = None
+        self.loss: float | None = None
+        self.lr: float | None = None
+        self.logs: deque[str] = deque(maxlen=200)
+        self.best: dict[str, float] = {}
+        self._epoch_end: dict[int, int] = {}
+        self._eval_seen: set[str] = set()
+        self._smooth: float | None = None
+        self._smooth_n = 0
+        self._rate: deque[tuple[float, int]] = deque(maxlen=30)
+        self._mtimes: dict[str, float] = {}
+        self.recipe: dict[str, Any] = {}
+        self.info: dict[str, Any] = {}
+        self.summary: dict[str, Any] = {}
+        self.launch: dict[str, Any] | None = None
+        self.awaiting_start = False
+        """A resume was launched and its run_started has not arrived yet."""
+
+    # ------------------------------------------------------------------ reading
+
+    def update(self) -> bool:
+        """Read what is new in the run directory. Returns whether anything changed."""
+        with self.lock:
+            changed = self._refresh_files()
+            if not self.loaded:
+                self.loaded = True
+                events = self._initial_events()
+            else:
+                events = self.tailer.poll()
+            for ev in events:
+                self._feed(ev)
+            return changed or bool(events)
+
+    def _refresh_files(self) -> bool:
+        changed = False
+        for name, attr, reader in (
+            (runs.RECIPE_FILE, "recipe", _read_toml),
+            (runs.RUN_INFO_FILE, "info", runs.read_json),
+            (runs.SUMMARY_FILE, "summary", runs.read_json),
+        ):
+            p = self.path / name
+            try:
+                mtime = p.stat().st_mtime_ns
+            except OSError:
+                continue
+            if self._mtimes.get(name) != mtime:
+                self._mtimes[name] = mtime
+                value = reader(p)
+                if isinstance(value, dict):
+                    setattr(self, attr, value)
+                    changed = True
+        if self.launch is None:
+            launch = runs.read_json(launch_dir(self.path) / LAUNCH_INFO)
+            if isinstance(launch, dict):
+                self.launch = launch
+                changed = True
+                if not self.recipe:
+                    # the recipe as launched, until the trainer writes its resolved recipe.toml
+                    self.recipe = _read_toml(launch_dir(self.path) / "launch.toml") or {}
+        if self.pid is None:
+            for source in (self.info, self.launch or {}):
+                if isinstance(source.get("pid"), int):
+                    self.pid = source["pid"]
+                    break
+        return changed
+
+    def _initial_events(self) -> list[dict[str, Any]]:
+        path = self.tailer.path
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return []
+        if size <= BULK_BYTES:
+            return self.tailer.poll()
+        self.sampled = True
+        events, end = scan_metrics(path, SAMPLE_STEPS)
+        self.tailer.offset = end
+        return events
+
+    # ------------------------------------------------------------------ events
+
+    def feed(self, events: list[dict[str, Any]]) -> None:
+        with self.lock:
+            self.loaded = True
+            for ev in events:
+                self._feed(ev)
+
+    def _log(self, text: str) -> None:
+        self.logs.append(text)
+
+    def _feed(self, ev: dict[str, Any]) -> None:
+        self.events += 1
+        kind = ev.get("event")
+        t = _num(ev.get("time"))
+        if t is not None:
+            self.first_time = t if self.first_time is None else self.first_time
+            self.last_time = t
+        handler = getattr(self, f"_on_{kind}", None)
+        if handler is not None:
+            try:
+                handler(ev, t)
+            except (TypeError, ValueError, KeyError, AttributeError):
+                # A well-formed line with odd field types: skip it like a malformed one.
+                self.tailer.skipped += 1
+
+    def _on_run_started(self, ev: dict[str, Any], t: float | None) -> None:
+        self.started_event = ev
+        self.finished = None
+        self.exit_code = None
+        self.awaiting_start = False
+        if isinstance(ev.get("pid"), int):
+            self.pid = ev["pid"]
+        for key in ("total_epochs", "total_steps", "steps_per_epoch"):
+            if isinstance(ev.get(key), int):
+                setattr(self, key, ev[key])
+        if isinstance(ev.get("recipe"), dict) and not self.recipe:
+            self.recipe = ev["recipe"]
+        parts = [f"{'resumed' if ev.get('resumed') else 'started'} on {ev.get('device', '?')}"]
+        if ev.get("train_images") is not None:
+            parts.append(f"{ev['train_images']} train / {ev.get('val_images', 0)} val / "
+                         f"{ev.get('test_images', '?')} test images")
+        self._log(", ".join(parts))
+
+    def _on_stage_started(self, ev: dict[str, Any], t: float | None) -> None:
+        self.stage = str(ev.get("name", ""))
+        if isinstance(ev.get("steps_per_epoch"), int):
+            self.steps_per_epoch = ev["steps_per_epoch"]
+        extra = f" at {ev['train_size']}px" if ev.get("train_size") else ""
+        self._log(f"stage {ev.get('stage')}: {self.stage}, {ev.get('epochs')} epochs{extra}")
+
+    def _epoch_x(self, epoch: int, step: int) -> float:
+        start = self._epoch_end.get(epoch - 1, 0 if epoch == 1 else None)
+        spe = self.steps_per_epoch
+        if start is None or not spe:
+            return float(epoch) - 0.5
+        return (epoch - 1) + min(1.0, max(0.0, (step - start) / spe))
+
+    def _on_step(self, ev: dict[str, Any], t: float | None) -> None:
+        step = int(ev["step"])
+        epoch = int(ev["epoch"])
+        self.step, self.epoch = max(self.step, step), max(self.epoch, epoch)
+        x = self._epoch_x(epoch, step)
+        loss = _num(ev.get("loss"))
+        if loss is not None:
+            self.loss = loss
+            self.series["loss"].add(step, x, loss)
+            self._smooth_n += 1
+            self._smooth = loss if self._smooth is None else SMOOTHING * self._smooth + (1 - SMOOTHING) * loss
+            self.series["loss_smooth"].add(step, x, self._smooth)
+        lr = _num(ev.get("lr"))
+        if lr is not None:
+            self.lr = lr
+            self.series["lr"].add(step, x, lr)
+        ips = _num(ev.get("images_per_s"))
+        if ips is not None:
+            self.images_per_s = ips
+            self.series["images_per_s"].add(step, x, ips)
+        if t is not None:
+            self._rate.append((t, step))
+
+    def _on_eval(self, ev: dict[str, Any], t: float | None) -> None:
+        split, model = ev.get("split"), ev.get("model")
+        top1 = _num(ev.get("top1"))
+        if top1 is None or split not in ("val", "test", "train"):
+            return
+        name = f"{'ema_' if model == 'ema' else ''}{split}_top1"
+        self._eval_seen.add(name)
+        if name in self.series and name != "train_top1":
+            self.series[name].add(int(ev["step"]), float(ev["epoch"]), top1)
+        self.best[name] = max(self.best.get(name, -1.0), top1)
+
+    def _on_epoch(self, ev: dict[str, Any], t: float | None) -> None:
+        epoch, step = int(ev["epoch"]), int(ev["step"])
+        if epoch > 1 and (epoch - 1) in self._epoch_end and not self.steps_per_epoch:
+            self.steps_per_epoch = max(1, step - self._epoch_end[epoch - 1])
+        self._epoch_end[epoch] = step
+        self.epoch, self.step = max(self.epoch, epoch), max(self.step, step)
+        top1 = _num(ev.get("train_top1"))
+        if top1 is not None:
+            self.series["train_top1"].add(step, float(epoch), top1)
+        parts = [f"epoch {epoch}"]
+        loss = _num(ev.get("train_loss"))
+        if loss is not None:
+            parts.append(f"loss {loss:.4f}")
+        if top1 is not None:
+            parts.append(f"train {top1:.2f}%")
+        for key, label in (("val_top1", "val"), ("test_top1", "test"), ("ema_val_top1", "ema val"),
+                           ("ema_test_top1", "ema test")):
+            v = _num(ev.get(key))
+            if v is not None:
+                parts.append(f"{label} {v:.2f}%")
+                if key not in self._eval_seen:
+                    # a trainer that reports evaluations only inside epoch events
+                    self.series[key].add(step, float(epoch), v)
+                    self.best[key] = max(self.best.get(key, -1.0), v)
+        et = _num(ev.get("epoch_time"))
+        if et is not None:
+            parts.append(f"{et:.1f}s")
+        self._log(", ".join(parts))
+
+    def _on_checkpoint(self, ev: dict[str, Any], t: float | None) -> None:
+        self._log(f"checkpoint {ev.get('kind')} at epoch {ev.get('epoch')}")
+
+    def _on_log(self, ev: dict[str, Any], t: float | None) -> None:
+        level = str(ev.get("level", "info"))
+        msg = str(ev.get("message", ""))
+        self._log(msg if level.lower() == "info" else f"{level.upper()}: {msg}")
+
+    def _on_final_eval(self, ev: dict[str, Any], t: float | None) -> None:
+        self._log(f"final {ev.get('model')} test at {ev.get('test_size')}px: {_fmt(ev.get('top1'))}%")
+
+    def _on_run_finished(self, ev: dict[str, Any], t: float | None) -> None:
+        self.finished = ev
+        status = ev.get("status", "failed")
+        line = f"run {status}"
+        if ev.get("error"):
+            line += f": {ev['error']}"
+        self._log(line)
+
+    # ------------------------------------------------------------------ derived
+
+    @property
+    def status(self) -> str:
+        if self.finished is not None and not self.awaiting_start:
+            return str(self.finished.get("status", "failed"))
+        if runs.pid_alive(self.pid):
+            return "running"
+        if self.exit_code is not None and self.exit_code not in (0, 130):
+            return "failed"
+        if self.finished is not None:  # a resume that never started: the run is as it was
+            return str(self.finished.get("status", "failed"))
+        if self.started_event is None and self.launch is not None and self.exit_code != 130:
+            return "failed"  # launched from the TUI, stopped before it could start the run
+        return "interrupted"
+
+    @property
+    def error(self) -> str | None:
+        if self.status != "failed":
+            return None
+        if self.finished is not None and not self.awaiting_start and self.finished.get("error"):
+            return str(self.finished["error"])
+        if self.exit_code not in (None, 0, 130):
+            what = "resuming" if self.awaiting_start else "before reporting a result"
+            return f"the trainer exited with code {self.exit_code} {what}"
+        if self.started_event is None and self.launch is not None:
+            return "the trainer stopped before it started the run"
+        return None
+
+    def eta_s(self) -> float | None:
+        total = self.total_steps
+        if not total and self.total_epochs and self.steps_per_epoch:
+            total = self.total_epochs * self.steps_per_epoch
+        if not total or len(self._rate) < 2:
+            return None
+        (t0, s0), (t1, s1) = self._rate[0], self._rate[-1]
+        if t1 <= t0 or s1 <= s0:
+            return None
+        return max(0.0, (total - self.step) * (t1 - t0) / (s1 - s0))
+
+    def console_tail(self, lines: int = 12) -> list[str]:
+        """The last lines of what the trainer printed: console.txt (ours) or log.txt (its own)."""
+        for path in (launch_dir(self.path) / CONSOLE_FILE, self.path / runs.LOG_FILE):
+            tail = tail_lines(path, lines)
+            if tail:
+                return tail
+        return []
+
+    def snapshot(self, *, with_console: bool = False) -> Snapshot:
+        with self.lock:
+            status = self.status
+            duration = _num(self.summary.get("duration_s"))
+            if duration is None and self.first_time is not None and self.last_time is not None:
+                duration = self.last_time - self.first_time
+            return Snapshot(
+                path=self.path,
+                run_id=self.run_id,
+                name=str(self.recipe.get("name") or self.summary.get("name") or self.run_id),
+                status=status,
+                dataset=str(self.recipe.get("data", {}).get("dataset", self.summary.get("dataset", "?"))),
+                arch=str(self.recipe.get("model", {}).get("arch", self.summary.get("arch", "?"))),
+                series={name: dec.points() for name, dec in self.series.items()},
+                epoch=self.epoch,
+                total_epochs=self.total_epochs or _int(self.summary.get("total_epochs")),
+                step=self.step,
+                total_steps=self.total_steps,
+                stage=self.stage,
+                eta_s=self.eta_s() if status == "running" else None,
+                images_per_s=self.images_per_s,
+                loss=self.loss,
+                lr=self.lr,
+                logs=list(self.logs)[-50:],
+                error=self.error,
+                traceback=(self.finished or {}).get("traceback"),
+                console_tail=self.console_tail() if with_console else [],
+                summary=dict(self.summary or (self.finished or {}).get("summary") or {}),
+                best=dict(self.best),
+                duration_s=duration,
+                events=self.events,
+                skipped=self.tailer.skipped,
+                exit_code=self.exit_code,
+                sampled=self.sampled,
+            )
+
+
+def _int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _fmt(v: Any, digits: int = 2) -> str:
+    n = _num(v)
+    return "-" if n is None else f"{n:.{digits}f}"
+
+
+def _read_toml(path: Path) -> dict[str, Any] | None:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def tail_lines(path: Path, n: int, max_bytes: int = 64_000) -> list[str]:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read()
+    except OSError:
+        return []
+    text = data.decode("utf-8", errors="replace").replace("\r\n", "\n")
+    # progress bars redraw with \r: keep what a terminal would show last
+    lines = [ln.rsplit("\r", 1)[-1] for ln in text.split("\n")]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return lines[-n:]
+
+
+def scan_metrics(path: Path, samples: int = SAMPLE_STEPS) -> tuple[list[dict[str, Any]], int]:
+    """Events of a large metrics file: every non-step event, and step events sampled at evenly
+    spaced byte offsets. Returns the events in file order and the offset after the last complete
+    line (where a Tailer continues)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    end = data.rfind(b"\n") + 1
+    data = data[:end]
+    found: dict[int, bytes] = {}
+    for m in _NON_STEP.finditer(data):
+        a = data.rfind(b"\n", 0, m.start()) + 1
+        if a in found:
+            continue
+        b = data.find(b"\n", m.end())
+        found[a] = data[a:b if b >= 0 else end]
+    n = len(data)
+    for i in range(samples):
+        a = data.find(b"\n", n * i // samples) + 1 if i else 0
+        if a <= 0 or a >= n or a in found:
+            continue
+        b = data.find(b"\n", a)
+        found[a] = data[a:b if b >= 0 else end]
+    events = []
+    for off in sorted(found):
+        ev = metrics.parse_line(found[off])
+        if ev is not None:
+            events.append(ev)
+    return events, end
+
+
+# ------------------------------------------------------------------------------ store
+
+
+@dataclass
+class RunRow:
+    """One line of the run list."""
+
+    path: Path
+    run_id: str
+    name: str
+    status: str
+    dataset: str
+    arch: str
+    best_val: float | None
+    best_test: float | None
+    duration_s: float | None
+    epoch: int
+    total_epochs: int | None
+    error: str | None
+
+    def matches(self, text: str) -> bool:
+        text = text.strip().lower()
+        if not text:
+            return True
+        hay = " ".join([self.run_id, self.name, self.status, self.dataset, self.arch]).lower()
+        return all(word in hay for word in text.split())
+
+
+def _best_numbers(model: RunModel) -> tuple[float | None, float | None]:
+    best = (model.summary or {}).get("best") or {}
+    raw = best.get("raw") if isinstance(best, dict) else None
+    ema = best.get("ema") if isinstance(best, dict) else None
+    val = test = None
+    for entry in (raw, ema):
+        if isinstance(entry, dict):
+            v, t = _num(entry.get("val_top1")), _num(entry.get("test_top1"))
+            if v is not None and (val is None or v > val):
+                val, test = v, t if t is not None else test
+            elif val is None and t is not None and (test is None or t > test):
+                test = t
+    if val is None and test is None:
+        val = model.best.get("val_top1")
+        test = model.best.get("test_top1")
+    return val, test
+
+
+class RunStore:
+    """The run models of a runs directory, refreshed incrementally (call :meth:`refresh` from a
+    worker thread)."""
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root)
+        self.models: dict[Path, RunModel] = {}
+        self.lock = threading.Lock()
+        self.loaded_once = False
+        """True after the first full refresh: until then the list would be partial (and its order
+        and cursor would depend on which run happened to load first)."""
+
+    def model(self, path: str | os.PathLike[str]) -> RunModel:
+        p = Path(path)
+        with self.lock:
+            m = self.models.get(p)
+            if m is None:
+                m = self.models[p] = RunModel(p)
+            return m
+
+    def set_exit_code(self, path: Path, code: int) -> None:
+        m = self.model(path)
+        with m.lock:
+            m.exit_code = code  # a later run_started (a resume) clears it again
+
+    def refresh(self, *, deadline_s: float | None = None) -> set[Path]:
+        """Read new events of every run; returns the runs that changed."""
+        changed: set[Path] = set()
+        if not self.root.is_dir():
+            self.loaded_once = True
+            return changed
+        seen = set()
+        start = time.monotonic()
+        for p in sorted(self.root.iterdir()):
+            if p.name.startswith(".") or not p.is_dir():
+                continue
+            if not (runs.is_run_dir(p) or (p / runs.RUN_INFO_FILE).is_file() or launch_dir(p).is_dir()):
+                continue
+            seen.add(p)
+            m = self.model(p)
+            status_before = m.status if m.loaded else None
+            if m.update() or not status_before or m.status != status_before:
+                changed.add(p)
+            if deadline_s is not None and time.monotonic() - start > deadline_s:
+                break
+        with self.lock:
+            for gone in [p for p in self.models if p not in seen and not p.exists()]:
+                del self.models[gone]
+                changed.add(gone)
+            if deadline_s is None or time.monotonic() - start <= deadline_s:
+                self.loaded_once = True
+        return changed
+
+    def rows(self) -> list[RunRow]:
+        with self.lock:
+            if not self.loaded_once:
+                return []
+            models = sorted(self.models.values(), key=lambda m: m.path.name, reverse=True)
+        out = []
+        for m in models:
+            with m.lock:
+                if not m.loaded:
+                    continue
+                val, test = _best_numbers(m)
+                duration = _num(m.summary.get("duration_s"))
+                if duration is None and m.first_time is not None and m.last_time is not None:
+                    duration = m.last_time - m.first_time
+                out.append(RunRow(
+                    path=m.path, run_id=m.run_id,
+                    name=str(m.recipe.get("name") or m.summary.get("name") or m.run_id),
+                    status=m.status,
+                    dataset=str(m.recipe.get("data", {}).get("dataset", m.summary.get("dataset", "?"))),
+                    arch=str(m.recipe.get("model", {}).get("arch", m.summary.get("arch", "?"))),
+                    best_val=val, best_test=test, duration_s=duration,
+                    epoch=m.epoch, total_epochs=m.total_epochs, error=m.error,
+                ))
+        return out
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+def format_pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def summary_numbers(snap: Snapshot) -> list[tuple[str, str]]:
+    """Label/value pairs of a finished (or running) run's result, for the monitor and compare."""
+    s = snap.summary
+    out: list[tuple[str, str]] = []
+    best = s.get("best") or {}
+    for model in ("raw", "ema"):
+        b = best.get(model) if isinstance(best, dict) else None
+        if isinstance(b, dict):
+            out.append((f"best {model}", f"epoch {b.get('epoch', '-')}: val {_fmt(b.get('val_top1'))} "
+                        f"test {_fmt(b.get('test_top1'))} (top-5 {_fmt(b.get('test_top5'))})"))
+    last = s.get("last") or {}
+    if isinstance(last, dict):
+        for model in ("raw", "ema"):
+            b = last.get(model)
+            if isinstance(b, dict):
+                out.append((f"last {model}", f"epoch {last.get('epoch', '-')}: val {_fmt(b.get('val_top1'))} "
+                            f"test {_fmt(b.get('test_top1'))}"))
+    sizes = s.get("final_test_sizes") or {}
+    if isinstance(sizes, dict):
+        for size, v in sizes.items():
+            if isinstance(v, dict):
+                out.append((f"test @{size}", f"raw {_fmt(v.get('raw'))} ema {_fmt(v.get('ema'))}"))
+    if s.get("images_per_s") is not None:
+        out.append(("throughput", f"{_fmt(s.get('images_per_s'), 0)} images/s"))
+    if s.get("peak_mem_mb") is not None:
+        out.append(("peak memory", f"{_fmt(s.get('peak_mem_mb'), 0)} MB"))
+    if s.get("duration_s") is not None:
+        out.append(("duration", format_duration(_num(s.get("duration_s")))))
+    if s.get("skipped_images"):
+        out.append(("skipped images", str(s.get("skipped_images"))))
+    return out

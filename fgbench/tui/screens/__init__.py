@@ -1,0 +1,1 @@
+"""Screens: the main workbench (tabs), the run monitor, help and small dialogs."""

@@ -1,0 +1,79 @@
+"""The main screen: the four panes as tabs, with the footer of keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.css.query import NoMatches
+from textual.lazy import Lazy
+from textual.screen import Screen
+from textual.widgets import Footer, TabbedContent, TabPane
+
+from fgbench.tui.widgets.compare_pane import ComparePane
+from fgbench.tui.widgets.datasets_pane import DatasetsPane
+from fgbench.tui.widgets.recipes_pane import RecipesPane
+from fgbench.tui.widgets.runs_pane import RunsPane
+
+PANES = ("datasets", "recipes", "runs", "compare")
+
+
+class MainScreen(Screen):
+    # No automatic focus: it would pick the first focusable widget of whichever pane mounted
+    # first, and focusing inside a hidden tab switches to that tab. on_mount focuses the pane.
+    AUTO_FOCUS = ""
+    BINDINGS = [Binding("ctrl+r", "app.run_recipe", "Run",
+                        tooltip="Run the current recipe (as edited, saved or not) in its own process")]
+
+    def __init__(self, *, recipes_dirs: list[tuple[str, Path]], initial_recipe: Path | None,
+                 data_root: Path | None, initial_pane: str = "recipes"):
+        super().__init__(id="main")
+        self.recipes_dirs = recipes_dirs
+        self.initial_recipe = initial_recipe
+        self.data_root = data_root
+        self.initial_pane = initial_pane
+
+    def compose(self) -> ComposeResult:
+        # Only the pane shown first is mounted before the first paint; the others are mounted
+        # right after it (Lazy), which keeps the first paint fast on a slow machine.
+        panes = {
+            "datasets": ("1 Datasets", lambda: DatasetsPane(self.data_root, id="datasets-pane")),
+            "recipes": ("2 Recipes", lambda: RecipesPane(self.recipes_dirs, self.initial_recipe, id="recipes-pane")),
+            "runs": ("3 Runs", lambda: RunsPane(id="runs-pane")),
+            "compare": ("4 Compare", lambda: ComparePane(id="compare-pane")),
+        }
+        with TabbedContent(initial=self.initial_pane, id="panes"):
+            for pane_id, (title, make) in panes.items():
+                with TabPane(title, id=pane_id):
+                    yield make() if pane_id == self.initial_pane else Lazy(make())
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.call_after_refresh(self.focus_pane, self.initial_pane)
+
+    def on_resize(self, event) -> None:
+        # hints beside the form fields only where there is room; the help line always has them
+        self.set_class(event.size.width < 100, "-narrow")
+
+    def show_pane(self, pane: str) -> None:
+        tabs = self.query_one("#panes", TabbedContent)
+        tabs.active = pane
+        self.call_after_refresh(self.focus_pane, pane)
+
+    def focus_pane(self, pane: str) -> None:
+        target = {
+            "datasets": "#datasets-table",
+            "recipes": "#recipe-list",
+            "runs": "#runs-table",
+            "compare": "#compare-list",
+        }[pane]
+        try:
+            self.query_one(target).focus()
+        except NoMatches:  # still being mounted (Lazy): try again after the next refresh
+            self.call_after_refresh(self.focus_pane, pane)
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        pane = event.pane.id
+        if pane in PANES and (self.focused is None or event.pane not in self.focused.ancestors):
+            self.call_after_refresh(self.focus_pane, pane)

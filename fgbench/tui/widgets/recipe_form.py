@@ -1,0 +1,546 @@
+"""The recipe form: widgets generated from the schema by walking :mod:`fgbench.tui.form` specs.
+
+Decisions and trade-offs:
+
+* The document (a nested dict) is the source of truth; widgets only reflect it. A change in a
+  control is written into the document, the whole document is validated, and every field's error
+  line is updated. Structural changes (another union variant, a stage added or removed) rebuild
+  only that section's body.
+* Sections are collapsible groups whose contents are built the first time they are expanded: the
+  recipe has well over a hundred fields and mounting them all up front would delay the first
+  paint for nothing. Errors of fields not built yet still count in their section's title.
+  Textual costs a few milliseconds per widget, so a field is 3 widgets (label, control, hint)
+  and its error line exists only while there is an error; opening the largest section (data,
+  about 25 fields) still takes 0.3-0.6 s on the slow 2-core development VM.
+* Controls: Select for a ``Literal``, Switch for ``bool``, a compact Input for numbers, strings,
+  tuples/lists (``0.08, 1.0``) and anything else (a TOML value, e.g. an inline table), a variant
+  picker for discriminated unions, and add/remove buttons for lists of sub-models (``stages``).
+* The form turns generic control events into one domain message, :class:`RecipeForm.Changed`,
+  and stops the originals, so the pane above it never sees an ``Input.Changed``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from rich.text import Text
+from textual import events, on
+from textual.app import ComposeResult
+from textual.css.query import NoMatches
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import Button, Collapsible, Input, Label, Select, Static, Switch
+
+from fgbench.recipe import Recipe
+from fgbench.tui import form as F
+
+
+def widget_id(prefix: str, path: str) -> str:
+    return prefix + "-" + re.sub(r"[^A-Za-z0-9_]", "_", path.replace(".", "__"))
+
+
+def editor_id(path: str) -> str:
+    """The DOM id of a field's control, e.g. ``#f-optim__lr`` (tests use it)."""
+    return widget_id("f", path)
+
+
+class FieldRow(Widget):
+    """One field: name, control and hint on a line (a 3-column grid); the schema's error message
+    on a second line, mounted only while there is one. Few widgets per field, because opening a
+    section mounts a few dozen of them at once."""
+
+    DEFAULT_CSS = """
+    FieldRow { layout: grid; grid-size: 3; grid-columns: 22 1fr auto; grid-rows: auto; height: auto; }
+    FieldRow > .field-error { column-span: 3; }
+    """
+
+    def __init__(self, path: F.Path, spec: F.FieldSpec, value: Any):
+        self.field_path = F.path_str(path)
+        super().__init__(classes="field-row", id=widget_id("row", self.field_path))
+        self.spec = spec
+        self.value = value
+        self.messages: list[str] | None = None
+
+    def compose(self) -> ComposeResult:
+        spec = self.spec
+        yield Label(spec.key, classes="field-label")
+        yield make_editor(self.field_path, spec, self.value)
+        yield Static(spec.hint, classes="field-hint")
+
+    def set_error(self, messages: list[str] | None) -> None:
+        if messages == self.messages:
+            return
+        self.messages = messages
+        self.set_class(bool(messages), "-error")
+        if self.is_mounted:
+            self._show_error()
+
+    def _show_error(self) -> None:
+        text = Text("✗ " + "; ".join(self.messages), style="bold") if self.messages else None
+        existing = self.query(".field-error")
+        if text is None:
+            existing.remove()
+        elif existing:
+            existing.first(Static).update(text)
+        else:
+            self.mount(Static(text, classes="field-error"))
+
+    def on_mount(self) -> None:
+        if self.messages:
+            self._show_error()
+
+    def error_text(self) -> str:
+        """The error line as shown ("" when there is none)."""
+        return "✗ " + "; ".join(self.messages) if self.messages else ""
+
+    def set_value(self, value: Any) -> None:
+        editor = self.query_one(f"#{editor_id(self.field_path)}")
+        spec = self.spec
+        if isinstance(editor, Switch):
+            editor.value = bool(value) if value is not F.MISSING else bool(spec.default is True)
+        elif isinstance(editor, Select):
+            _select_set(editor, spec, value)
+        elif isinstance(editor, Input):
+            text = F.display_value(spec, value)
+            if editor.value != text:
+                editor.value = text
+
+
+def _choice_options(spec: F.FieldSpec, value: Any) -> list[tuple[str, Any]]:
+    options = [(str(c), c) for c in spec.choices]
+    if value is not F.MISSING and value not in spec.choices:
+        options.append((f"{value} (not allowed)", value))
+    return options
+
+
+def _select_set(select: Select, spec: F.FieldSpec, value: Any) -> None:
+    if value is F.MISSING or value is None:
+        if select.value != Select.NULL and select._allow_blank:
+            select.clear()
+        return
+    if value not in spec.choices:
+        select.set_options(_choice_options(spec, value))
+    if select.value != value:
+        select.value = value
+
+
+def make_editor(path: str, spec: F.FieldSpec, value: Any) -> Widget:
+    wid = editor_id(path)
+    if spec.kind == "bool":
+        on_ = bool(value) if value is not F.MISSING else spec.default is True
+        editor: Widget = Switch(value=on_, id=wid, classes="field-editor")
+    elif spec.kind == "choice":
+        allow_blank = spec.optional or spec.required or value is F.MISSING
+        editor = Select(_choice_options(spec, value), value=value if value is not F.MISSING else Select.NULL,
+                        allow_blank=allow_blank, compact=True, id=wid, classes="field-editor",
+                        prompt="(unset)")
+    else:
+        placeholder = ""
+        if spec.default is not F.MISSING:
+            placeholder = f"default {F.display_value(spec, spec.default) or 'empty'}"
+        elif spec.required:
+            placeholder = "required"
+        elif spec.optional:
+            placeholder = "unset"
+        editor = Input(value=F.display_value(spec, value), placeholder=placeholder, compact=True, id=wid,
+                       classes="field-editor")
+    editor.field_path = path  # type: ignore[attr-defined]
+    return editor
+
+
+class FormSection(Collapsible):
+    """A section, a union (variant picker + the variant's fields) or a list of sub-models."""
+
+    def __init__(self, form: "RecipeForm", path: F.Path, spec: F.FieldSpec, *, item: bool = False):
+        self.form = form
+        self.fpath = path
+        self.field_path = F.path_str(path)
+        self.spec = spec
+        self.item = item
+        collapsed = self.field_path not in form.expanded
+        # An expanded section is built with its contents; a collapsed one on first expansion.
+        children = form.children_for(path, spec, item=item) if not collapsed else []
+        self.built = not collapsed
+        super().__init__(*children, title=self._make_title(0), collapsed=collapsed,
+                         id=widget_id("s", self.field_path), classes="form-section")
+
+    def _make_title(self, errors: int) -> str:
+        spec, value = self.spec, self.form.value(self.fpath)
+        if self.item:
+            name = value.get("name") if isinstance(value, dict) else None
+            title = f"{self.fpath[-2]}[{self.fpath[-1]}]" + (f": {name}" if name else "")
+        else:
+            title = spec.key
+            if spec.kind == "union":
+                title += f": {F.current_variant(spec, value)}"
+            elif spec.kind == "models":
+                title += f" ({len(value) if isinstance(value, list) else 0})"
+            elif spec.kind == "section" and spec.optional and not isinstance(value, dict):
+                title += " (unset)"
+        if errors:
+            title += f"  ✗ {errors}"
+        return title
+
+    def set_error_count(self, errors: int) -> None:
+        self.title = self._make_title(errors)
+        self.set_class(bool(errors), "-error")
+
+    def on_mount(self) -> None:
+        if self.built and self.form.validation.errors:
+            self.call_after_refresh(self.form.apply_errors)
+
+    @on(Collapsible.Expanded)
+    def _expanded(self, event: Collapsible.Expanded) -> None:
+        if event.collapsible is not self:
+            return
+        self.form.expanded.add(self.field_path)
+        if not self.built:
+            self.built = True  # before the build runs, so a second Expanded does not queue another
+            self.call_later(self.build)
+
+    @on(Collapsible.Collapsed)
+    def _collapsed(self, event: Collapsible.Collapsed) -> None:
+        if event.collapsible is self:
+            self.form.expanded.discard(self.field_path)
+
+    async def build(self) -> None:
+        """(Re)build the contents from the document."""
+        contents = self.get_child_by_type(Collapsible.Contents)
+        self.form.forget(self.fpath, keep_self=True)
+        await contents.remove_children()
+        self.built = True
+        await contents.mount_all(self.form.children_for(self.fpath, self.spec, item=self.item))
+        self.form.apply_errors()
+
+    def focus_first(self) -> None:
+        for widget in self.get_child_by_type(Collapsible.Contents).query("*"):
+            if widget.focusable and not isinstance(widget, Button):
+                widget.focus()
+                return
+
+
+class SectionError(Static):
+    """A section's own error (a rule across its fields)."""
+
+
+class RecipeForm(VerticalScroll):
+    """The generated recipe form. ``doc`` is the document being edited."""
+
+    class Changed(Message):
+        """The document changed (``path``: the field that changed, "" for a reload)."""
+
+        def __init__(self, form: "RecipeForm", path: str):
+            super().__init__()
+            self.form = form
+            self.path = path
+
+        @property
+        def control(self) -> "RecipeForm":
+            return self.form
+
+    class FieldFocused(Message):
+        def __init__(self, path: str, spec: F.FieldSpec | None, variant_help: str = ""):
+            super().__init__()
+            self.path = path
+            self.spec = spec
+            self.variant_help = variant_help
+
+    def __init__(self, doc: dict[str, Any] | None = None, *, source: str = "<recipe>", **kwargs):
+        super().__init__(**kwargs)
+        self.doc: dict[str, Any] = doc if doc is not None else F.doc_from_recipe(Recipe())
+        self.source = source
+        self.expanded: set[str] = set()
+        self.rows: dict[str, FieldRow] = {}
+        self.sections: dict[str, FormSection] = {}
+        self.validation = F.validate(self.doc, source)
+        self.errors_by_field: dict[str, list[str]] = {}
+
+    # -------------------------------------------------------------- building
+
+    def value(self, path: F.Path) -> Any:
+        return F.get_in(self.doc, path)
+
+    def compose(self) -> ComposeResult:
+        yield SectionError("", id="form-errors", classes="section-error")
+        yield from self.children_for((), F.FieldSpec(key="", kind="section", model=Recipe))
+
+    def on_mount(self) -> None:
+        self.apply_errors()
+
+    def widget_for(self, path: F.Path, spec: F.FieldSpec) -> Widget:
+        if spec.kind in ("section", "union", "models"):
+            section = FormSection(self, path, spec)
+            self.sections[section.field_path] = section
+            return section
+        row = FieldRow(path, spec, self.value(path))
+        self.rows[row.field_path] = row
+        return row
+
+    def children_for(self, path: F.Path, spec: F.FieldSpec, *, item: bool = False) -> list[Widget]:
+        value = self.value(path)
+        out: list[Widget] = []
+        ps = F.path_str(path)
+        if path:
+            out.append(SectionError("", id=widget_id("err", ps), classes="section-error"))
+        if spec.kind == "section" or item:
+            model = spec.model
+            if spec.optional and not item:
+                toggle = Switch(value=isinstance(value, dict), id=widget_id("set", ps), classes="field-editor")
+                toggle.section_path = ps  # type: ignore[attr-defined]
+                out.append(Horizontal(Label("set", classes="field-label"), toggle,
+                                      Static("off: leave the whole section out", classes="field-hint"),
+                                      classes="field-line"))
+                if not isinstance(value, dict):
+                    return out
+            for sub in F.model_specs(model):  # type: ignore[arg-type]
+                out.append(self.widget_for(path + (sub.key,), sub))
+            if item:
+                button = Button(f"Remove {ps}", id=widget_id("del", ps), compact=True, classes="list-button")
+                button.list_path = ps  # type: ignore[attr-defined]
+                out.append(button)
+        elif spec.kind == "union":
+            tag = F.current_variant(spec, value)
+            picker = Select([(t, t) for t in spec.variants], value=tag, allow_blank=False, compact=True,
+                            id=widget_id("v", ps), classes="field-editor")
+            picker.union_path = ps  # type: ignore[attr-defined]
+            out.append(Horizontal(Label(spec.tag, classes="field-label"), picker,
+                                  Static("variant", classes="field-hint"), classes="field-line"))
+            for sub in F.variant_specs(spec, tag):
+                out.append(self.widget_for(path + (sub.key,), sub))
+        elif spec.kind == "models":
+            items = value if isinstance(value, list) else []
+            for i in range(len(items)):
+                section = FormSection(self, path + (i,), spec, item=True)
+                self.sections[section.field_path] = section
+                out.append(section)
+            button = Button(f"Add {spec.key[:-1] if spec.key.endswith('s') else spec.key}",
+                            id=widget_id("add", ps), compact=True, classes="list-button")
+            button.list_path = ps  # type: ignore[attr-defined]
+            out.append(button)
+        return out
+
+    def forget(self, path: F.Path, *, keep_self: bool = False) -> None:
+        """Drop the registry entries of widgets under ``path`` (they are being removed)."""
+        ps = F.path_str(path)
+        for table in (self.rows, self.sections):
+            for key in [k for k in table if k.startswith(ps + ".") or k.startswith(ps + "[")
+                        or (k == ps and not keep_self)]:
+                del table[key]
+
+    async def load(self, doc: dict[str, Any], source: str | None = None) -> None:
+        """Show another document (open, revert, apply TOML)."""
+        self.doc = doc
+        if source is not None:
+            self.source = source
+        self.rows.clear()
+        self.sections.clear()
+        await self.remove_children()
+        await self.mount_all(list(self.compose()))
+        self.validate()
+        self.post_message(self.Changed(self, ""))
+
+    # -------------------------------------------------------------- validation
+
+    def validate(self) -> F.Validation:
+        self.validation = F.validate(self.doc, self.source)
+        self.apply_errors()
+        return self.validation
+
+    def apply_errors(self) -> None:
+        known = {F.path_str(p) for p, _ in F.walk(self.doc)}
+        by_field: dict[str, list[str]] = {}
+        for err in self.validation.errors:
+            owner = F.owner_path(err.path, known)
+            rest = err.path[len(owner):].lstrip(".") if owner else err.path
+            msg = f"{rest}: {err.message}" if rest else err.message
+            by_field.setdefault(owner, []).append(msg)
+        self.errors_by_field = by_field
+        for path, row in self.rows.items():
+            row.set_error(by_field.get(path))
+        for path, section in self.sections.items():
+            count = sum(len(v) for k, v in by_field.items()
+                        if k == path or k.startswith(path + ".") or k.startswith(path + "["))
+            section.set_error_count(count)
+            try:
+                err_widget = section.query_one(f"#{widget_id('err', path)}", SectionError)
+            except NoMatches:
+                continue
+            own = by_field.get(path)
+            err_widget.update(Text("✗ " + "; ".join(own), style="bold") if own else "")
+            err_widget.set_class(bool(own), "-shown")
+        top = by_field.get("")
+        try:
+            widget = self.query_one("#form-errors", SectionError)
+        except NoMatches:
+            return
+        widget.update(Text("✗ " + "; ".join(top), style="bold") if top else "")
+        widget.set_class(bool(top), "-shown")
+
+    # -------------------------------------------------------------- edits
+
+    def _spec_of(self, path: str) -> F.FieldSpec | None:
+        row = self.rows.get(path)
+        return row.spec if row is not None else None
+
+    def _changed(self, path: str) -> None:
+        self.validate()
+        self.post_message(self.Changed(self, path))
+
+    async def set_value(self, path: str, value: Any) -> None:
+        """Set a field programmatically (e.g. the dataset picked in the Datasets pane)."""
+        F.set_in(self.doc, F.parse_path(path), value)
+        row = self.rows.get(path)
+        if row is not None:
+            row.set_value(value)
+        self._changed(path)
+
+    @on(Input.Changed)
+    def _input_changed(self, event: Input.Changed) -> None:
+        path = getattr(event.input, "field_path", None)
+        if path is None:
+            return
+        event.stop()
+        spec = self._spec_of(path)
+        if spec is None:
+            return
+        fpath = F.parse_path(path)
+        if F.display_value(spec, self.value(fpath)) == event.value:
+            return
+        F.set_in(self.doc, fpath, F.parse_text(spec, event.value))
+        self._changed(path)
+
+    @on(Switch.Changed)
+    async def _switch_changed(self, event: Switch.Changed) -> None:
+        event.stop()
+        section_path = getattr(event.switch, "section_path", None)
+        if section_path is not None:
+            fpath = F.parse_path(section_path)
+            present = isinstance(self.value(fpath), dict)
+            if present == event.value:
+                return
+            F.set_in(self.doc, fpath, {} if event.value else F.MISSING)
+            section = self.sections.get(section_path)
+            self._changed(section_path)
+            if section is not None:
+                await section.build()
+            return
+        path = getattr(event.switch, "field_path", None)
+        spec = self._spec_of(path) if path else None
+        if spec is None:
+            return
+        fpath = F.parse_path(path)
+        current = self.value(fpath)
+        current_bool = bool(current) if current is not F.MISSING else spec.default is True
+        if current is not F.MISSING and current_bool == event.value:
+            return
+        if current is F.MISSING and current_bool == event.value:
+            return
+        F.set_in(self.doc, fpath, event.value)
+        self._changed(path)
+
+    @on(Select.Changed)
+    async def _select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        union_path = getattr(event.select, "union_path", None)
+        if union_path is not None:
+            section = self.sections.get(union_path)
+            if section is None:
+                return
+            fpath = F.parse_path(union_path)
+            old = self.value(fpath)
+            new_tag = str(event.value)
+            if F.current_variant(section.spec, old) == new_tag and isinstance(old, dict) and old.get(section.spec.tag):
+                return
+            F.set_in(self.doc, fpath, F.switch_variant(section.spec, old, new_tag))
+            self._changed(union_path)
+            await section.build()
+            section.title = section._make_title(0)
+            self.apply_errors()
+            return
+        path = getattr(event.select, "field_path", None)
+        spec = self._spec_of(path) if path else None
+        if spec is None:
+            return
+        fpath = F.parse_path(path)
+        value = F.MISSING if event.value == Select.NULL else event.value
+        if self.value(fpath) == value:
+            return
+        F.set_in(self.doc, fpath, value)
+        self._changed(path)
+        if spec.key == "name":
+            # item titles show the name
+            for section in self.sections.values():
+                if section.item:
+                    section.title = section._make_title(0)
+
+    @on(Button.Pressed, ".list-button")
+    async def _list_button(self, event: Button.Pressed) -> None:
+        event.stop()
+        list_path = getattr(event.button, "list_path", None)
+        if list_path is None:
+            return
+        fpath = F.parse_path(list_path)
+        if isinstance(fpath[-1], int):  # remove this item
+            parent, index = fpath[:-1], fpath[-1]
+            items = self.value(parent)
+            if isinstance(items, list) and index < len(items):
+                del items[index]
+            parent_path = F.path_str(parent)
+        else:  # add an item
+            items = self.value(fpath)
+            if not isinstance(items, list):
+                items = []
+                F.set_in(self.doc, fpath, items)
+            items.append({})
+            parent_path = list_path
+            self.expanded.add(f"{list_path}[{len(items) - 1}]")
+        self._changed(parent_path)
+        section = self.sections.get(parent_path)
+        if section is not None:
+            await section.build()
+            section.title = section._make_title(0)
+            self.apply_errors()
+            if not isinstance(fpath[-1], int):  # added: continue in the new item's first field
+                item = self.sections.get(f"{list_path}[{len(items) - 1}]")
+                if item is not None:
+                    self.call_after_refresh(item.focus_first)
+            else:
+                section.focus_first()
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        node: Widget | None = event.widget
+        while node is not None and node is not self:
+            if isinstance(node, FieldRow):
+                self.post_message(self.FieldFocused(node.field_path, node.spec))
+                return
+            if isinstance(node, FormSection):
+                variant = ""
+                if node.spec.kind == "union":
+                    variant = F.variant_help(node.spec, F.current_variant(node.spec, self.value(node.fpath)))
+                self.post_message(self.FieldFocused(node.field_path, node.spec, variant))
+                return
+            node = node.parent  # type: ignore[assignment]
+
+    # -------------------------------------------------------------- queries
+
+    def editor(self, path: str) -> Widget:
+        return self.query_one(f"#{editor_id(path)}")
+
+    async def reveal(self, path: str) -> Widget | None:
+        """Expand the sections down to a field and return its control (for tests and jumps)."""
+        parts = F.parse_path(path)
+        for i in range(1, len(parts)):
+            ps = F.path_str(parts[:i])
+            section = self.sections.get(ps)
+            if section is None:
+                continue
+            if section.collapsed:
+                section.collapsed = False
+            if not section.built:
+                await section.build()
+        try:
+            return self.editor(path)
+        except Exception:
+            return None

@@ -1,0 +1,171 @@
+"""The live view of one run: progress, four plots, the latest log lines, the result or the crash.
+
+It draws a :class:`fgbench.tui.monitor.Snapshot`; it never reads files itself (the monitor screen's
+worker does), so drawing cost is bounded by the decimated series, not by the run's length.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.widgets import ProgressBar, Static
+
+from fgbench.tui.monitor import Snapshot, format_duration, summary_numbers
+from fgbench.tui.plots import SERIES_COLOURS, SERIES_LABELS, Line, MetricPlot
+from fgbench.tui.widgets.runs_pane import STATUS_STYLE
+
+TOP1_SERIES = ("train_top1", "val_top1", "test_top1", "ema_val_top1", "ema_test_top1")
+
+
+def _lines(snap: Snapshot, names: tuple[str, ...], axis: str) -> list[Line]:
+    out = []
+    for name in names:
+        steps, epochs, values = snap.series.get(name, ([], [], []))
+        out.append(Line(steps if axis == "step" else epochs, values, SERIES_COLOURS[name], SERIES_LABELS[name]))
+    return out
+
+
+def _num(v: float | None, fmt: str) -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def progress_text(snap: Snapshot) -> Text:
+    text = Text()
+    epochs = f"{snap.epoch}/{snap.total_epochs}" if snap.total_epochs else str(snap.epoch)
+    steps = f"{snap.step}/{snap.total_steps}" if snap.total_steps else str(snap.step)
+    text.append(f"epoch {epochs}", style="bold")
+    text.append(f"  step {steps}")
+    if snap.stage:
+        text.append(f"  stage {snap.stage}")
+    if snap.eta_s is not None:
+        text.append(f"  ETA {format_duration(snap.eta_s)}", style="bold")
+    if snap.images_per_s is not None:
+        text.append(f"  {snap.images_per_s:,.0f} img/s")
+    if snap.loss is not None:
+        text.append(f"  loss {snap.loss:.4f}")
+    return text
+
+
+def header_text(snap: Snapshot) -> Text:
+    text = Text()
+    text.append(snap.status, style=STATUS_STYLE.get(snap.status, "") or "bold")
+    text.append(f"  {snap.run_id}", style="bold")
+    text.append(f"  {snap.dataset} · {snap.arch}", style="dim")
+    if snap.skipped:
+        text.append(f"  ({snap.skipped} malformed lines skipped)", style="dim")
+    if snap.sampled:
+        text.append("  (history sampled)", style="dim")
+    return text
+
+
+def bottom_renderable(snap: Snapshot, lines: int) -> Text:
+    if snap.status == "failed":
+        text = Text()
+        text.append("✗ run failed", style="bold red")
+        if snap.exit_code is not None:
+            text.append(f" (exit code {snap.exit_code})", style="red")
+        text.append("\n")
+        if snap.error:
+            text.append(snap.error + "\n", style="bold")
+        if snap.traceback:
+            tb = [ln for ln in str(snap.traceback).splitlines() if ln.strip()]
+            text.append("\n".join(tb[-max(2, lines // 2):]) + "\n", style="red")
+        if snap.console_tail:
+            text.append("last output:\n", style="dim")
+            text.append("\n".join(snap.console_tail[-lines:]))
+        return text
+    if snap.status in ("completed", "interrupted") and snap.summary:
+        rows = summary_numbers(snap)
+        if snap.status == "interrupted":
+            rows.append(("stopped", "resume with c (continues from the last checkpoint)"))
+        width = max(len(label) for label, _ in rows) + 2
+        text = Text()
+        for i, (label, value) in enumerate(rows):
+            if i:
+                text.append("\n")
+            text.append(label.ljust(width), style="bold")
+            text.append(value)
+        return text
+    text = Text()
+    if snap.status == "interrupted":
+        text.append("stopped: resume with c (continues from the last checkpoint)\n", style="yellow")
+        lines -= 1
+    logs = snap.logs[-lines:]
+    if not logs:
+        text.append("waiting for the trainer's first events...", style="dim")
+    for i, line in enumerate(logs):
+        if i:
+            text.append("\n")
+        style = "red" if line.startswith(("ERROR", "WARNING")) else ""
+        text.append(line, style=style)
+    return text
+
+
+class RunView(Vertical):
+    """Progress, plots and log of one run; call :meth:`show` with a snapshot."""
+
+    DEFAULT_CSS = """
+    RunView #run-header { height: 1; }
+    RunView #run-progress { height: 1; }
+    RunView #run-progress ProgressBar { width: 30; margin: 0 1 0 0; }
+    RunView #run-progress #progress-text { width: 1fr; text-wrap: nowrap; text-overflow: ellipsis; }
+    RunView #run-plots { grid-size: 2 2; height: 3fr; min-height: 10; }
+    RunView #run-bottom { height: 1fr; min-height: 4; border-top: hkey $secondary; }
+    RunView.-log-only #run-plots { display: none; }
+    RunView.-failed #run-bottom { height: 2fr; }
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = "step"
+        self.snapshot: Snapshot | None = None
+        self.draws = 0
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="run-header")
+        with Horizontal(id="run-progress"):
+            yield ProgressBar(total=100, show_eta=False, id="run-bar")
+            yield Static("", id="progress-text")
+        with Grid(id="run-plots"):
+            yield MetricPlot("loss", id="plot-loss")
+            yield MetricPlot("top-1 %", id="plot-top1")
+            yield MetricPlot("learning rate", id="plot-lr")
+            yield MetricPlot("images/s", id="plot-speed")
+        with VerticalScroll(id="run-bottom"):
+            yield Static("", id="run-log")
+
+    def show(self, snap: Snapshot) -> None:
+        self.snapshot = snap
+        self.draws += 1
+        self.set_class(snap.status == "failed", "-failed")
+        self.query_one("#run-header", Static).update(header_text(snap))
+        bar = self.query_one("#run-bar", ProgressBar)
+        fraction = snap.fraction
+        if fraction is None:
+            bar.update(total=None)
+        else:
+            bar.update(total=100, progress=round(100 * fraction, 1))
+        self.query_one("#progress-text", Static).update(progress_text(snap))
+        axis = self.axis
+        self.query_one("#plot-loss", MetricPlot).show(_lines(snap, ("loss", "loss_smooth"), axis), xlabel=axis)
+        self.query_one("#plot-top1", MetricPlot).show(
+            [ln for ln in _lines(snap, TOP1_SERIES, axis) if ln.xs], xlabel=axis)
+        lr_lines = _lines(snap, ("lr",), axis)
+        self.query_one("#plot-lr", MetricPlot).show(
+            lr_lines, xlabel=axis, extra=f"now {_num(snap.lr, '.3g')}")
+        self.query_one("#plot-speed", MetricPlot).show(
+            _lines(snap, ("images_per_s",), axis), xlabel=axis, extra=f"now {_num(snap.images_per_s, ',.0f')}")
+        log_only = self.has_class("-log-only")
+        lines = 40 if log_only else max(3, self.query_one("#run-bottom").size.height or 5)
+        self.query_one("#run-log", Static).update(bottom_renderable(snap, lines))
+
+    def toggle_axis(self) -> None:
+        self.axis = "epoch" if self.axis == "step" else "step"
+        if self.snapshot is not None:
+            self.show(self.snapshot)
+
+    def toggle_log(self) -> None:
+        self.toggle_class("-log-only")
+        if self.snapshot is not None:
+            self.show(self.snapshot)

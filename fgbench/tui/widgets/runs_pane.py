@@ -1,0 +1,182 @@
+"""The Runs pane: every run directory with its status and results, filterable by text.
+
+The table is rebuilt from :class:`fgbench.tui.monitor.RunStore` rows whenever the run watcher
+reports a change; cells are updated in place when the set of rows did not change, so the cursor
+and scroll position stay where the user left them while runs tick.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.css.query import NoMatches
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Input, Label, Static
+
+from fgbench.tui.messages import OpenRun
+from fgbench.tui.monitor import RunRow, format_duration, format_pct
+from fgbench.tui.plots import rgb_style
+
+STATUS_STYLE = {
+    "running": "bold green",
+    "completed": "",
+    "failed": "bold red",
+    "interrupted": "yellow",
+}
+
+COLUMNS = ("status", "started", "recipe", "dataset", "model", "val", "test", "time")
+
+
+class RunsTable(DataTable):
+    """The run list; Enter opens the monitor (shown in the footer)."""
+
+    BINDINGS = [Binding("enter", "select_cursor", "Monitor", tooltip="Open the live monitor of the run")]
+
+
+def started_text(run_id: str) -> str:
+    """``20250102-130405-name`` -> ``01-02 13:04``."""
+    parts = run_id.split("-")
+    if len(parts) >= 2 and len(parts[0]) == 8 and len(parts[1]) == 6 and parts[0].isdigit():
+        d, t = parts[0], parts[1]
+        return f"{d[4:6]}-{d[6:8]} {t[0:2]}:{t[2:4]}"
+    return run_id[:11]
+
+
+def status_text(row: RunRow) -> Text:
+    label = row.status
+    if row.status == "running" and row.total_epochs:
+        label = f"running {row.epoch}/{row.total_epochs}"
+    return Text(label, style=STATUS_STYLE.get(row.status, ""))
+
+
+class RunsPane(Vertical):
+    BINDINGS = [
+        Binding("x", "stop", "Stop", tooltip="Stop the run: SIGINT, it writes a checkpoint and exits"),
+        Binding("c", "resume", "Resume", tooltip="Continue a stopped run from its last checkpoint"),
+        Binding("space", "mark", "Compare ±", tooltip="Add the run to (or remove it from) the Compare pane"),
+        Binding("slash", "filter", "Filter", tooltip="Filter the list by words (status, recipe, dataset, model)"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="runs-top"):
+            yield Label("Runs", classes="pane-title")
+            yield Input(placeholder="filter: type words (status, recipe, dataset, model)", id="runs-filter",
+                        compact=True)
+        table = RunsTable(id="runs-table", cursor_type="row", zebra_stripes=False)
+        for label in COLUMNS:
+            table.add_column(label, key=label)
+        yield table
+        yield Static("", id="runs-status")
+
+    def on_mount(self) -> None:
+        self.update_rows()
+
+    @property
+    def table(self) -> DataTable:
+        return self.query_one("#runs-table", DataTable)
+
+    def _row_cells(self, row: RunRow) -> list[object]:
+        marks = self.app.compare_selection  # type: ignore[attr-defined]
+        status = status_text(row)
+        if row.path in marks:  # marked for Compare: its colour there
+            colour = self.app.colours.colours([p.name for p in marks])[row.path.name]  # type: ignore[attr-defined]
+            status = Text("■ ", style=rgb_style(colour)) + status
+        else:
+            status = Text("  ") + status
+        return [
+            status,
+            started_text(row.run_id),
+            row.name,
+            row.dataset,
+            row.arch,
+            format_pct(row.best_val),
+            format_pct(row.best_test),
+            format_duration(row.duration_s),
+        ]
+
+    def visible_rows(self) -> list[RunRow]:
+        text = self.query_one("#runs-filter", Input).value
+        return [r for r in self.app.store.rows() if r.matches(text)]  # type: ignore[attr-defined]
+
+    def update_rows(self) -> None:
+        try:
+            table = self.table
+        except NoMatches:  # not composed yet; on_mount fills the table
+            return
+        rows = self.visible_rows()
+        keys = [str(r.path) for r in rows]
+        current = [rk.value for rk in table.rows]
+        if keys == current:
+            for row in rows:
+                for label, value in zip(COLUMNS, self._row_cells(row)):
+                    table.update_cell(str(row.path), label, value, update_width=True)
+        else:
+            cursor_key = None
+            if table.row_count and 0 <= table.cursor_row < table.row_count:
+                cursor_key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+            table.clear()
+            for row in rows:
+                table.add_row(*self._row_cells(row), key=str(row.path))
+            if cursor_key in keys:
+                table.move_cursor(row=keys.index(cursor_key))
+        if not self.app.store.loaded_once:  # type: ignore[attr-defined]
+            self.query_one("#runs-status", Static).update("reading the runs directory...")
+            return
+        total = len(self.app.store.rows())  # type: ignore[attr-defined]
+        running = sum(1 for r in rows if r.status == "running")
+        status = f"{len(rows)} of {total} runs" if len(rows) != total else f"{total} run{'s' if total != 1 else ''}"
+        if running:
+            status += f", {running} running"
+        marks = len(self.app.compare_selection)  # type: ignore[attr-defined]
+        if marks:
+            status += f", {marks} marked for Compare"
+        self.query_one("#runs-status", Static).update(status)
+
+    def selected_path(self) -> Path | None:
+        table = self.table
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        return Path(key) if key else None
+
+    @on(Input.Changed, "#runs-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.update_rows()
+
+    @on(Input.Submitted, "#runs-filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.table.focus()
+
+    @on(DataTable.RowSelected, "#runs-table")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open()
+
+    def action_open(self) -> None:
+        path = self.selected_path()
+        if path is not None:
+            self.post_message(OpenRun(path))
+
+    def action_filter(self) -> None:
+        self.query_one("#runs-filter", Input).focus()
+
+    def action_stop(self) -> None:
+        path = self.selected_path()
+        if path is not None:
+            self.app.stop_run(path)  # type: ignore[attr-defined]
+
+    def action_resume(self) -> None:
+        path = self.selected_path()
+        if path is not None:
+            self.app.resume_run(path)  # type: ignore[attr-defined]
+
+    def action_mark(self) -> None:
+        path = self.selected_path()
+        if path is not None:
+            self.app.toggle_compare(path)  # type: ignore[attr-defined]

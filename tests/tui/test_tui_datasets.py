@@ -1,0 +1,243 @@
+"""The Datasets pane: pick a dataset for the recipe; download from a local mirror with progress;
+a checksum mismatch and a cancelled download end as messages in the pane, never as a crash."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import tarfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from textual.widgets import DataTable
+
+from fgbench.tui.app import make_app
+from tui_helpers import wait_for
+
+CLASSES = ["Zebra_Finch", "Cardinal"]
+
+
+def tiny_cub() -> tuple[bytes, int, int]:
+    """A CUB_200_2011.tgz with 2 classes x 4 images (placeholder bytes: the quick path never
+    decodes them). Returns the archive, train and test counts."""
+    files: dict[str, bytes] = {}
+    images, labels, split, classes = [], [], [], []
+    n = train = test = 0
+    for c, name in enumerate(CLASSES, 1):
+        folder = f"{c:03d}.{name}"
+        classes.append(f"{c} {folder}")
+        for i in range(4):
+            n += 1
+            rel = f"{folder}/{name}_{n}.jpg"
+            files[f"CUB_200_2011/images/{rel}"] = b"\xff\xd8not really a jpeg" + bytes([n])
+            images.append(f"{n} {rel}")
+            labels.append(f"{n} {c}")
+            split.append(f"{n} {1 if i % 2 == 0 else 0}")
+            train += i % 2 == 0
+            test += i % 2 == 1
+    for name, lines in (("images.txt", images), ("image_class_labels.txt", labels),
+                        ("train_test_split.txt", split), ("classes.txt", classes)):
+        files[f"CUB_200_2011/{name}"] = ("\n".join(lines) + "\n").encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for path, data in files.items():
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue(), train, test
+
+
+class Server:
+    """127.0.0.1 server of one file; ``slow`` streams it in small chunks with pauses. It honours
+    ``Range: bytes=N-`` so that a cancelled download can resume."""
+
+    def __init__(self, data: bytes, slow: bool = False):
+        outer = self
+        self.data = data
+        self.slow = slow
+        self.ranges: list[str | None] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                rng = self.headers.get("Range")
+                outer.ranges.append(rng)
+                start = int(rng[6:-1]) if rng and rng.startswith("bytes=") and rng.endswith("-") else 0
+                body = outer.data[start:]
+                self.send_response(206 if start else 200)
+                if start:
+                    self.send_header("Content-Range", f"bytes {start}-{len(outer.data) - 1}/{len(outer.data)}")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                try:
+                    if outer.slow:
+                        for i in range(0, len(body), 64):
+                            self.wfile.write(body[i:i + 64])
+                            self.wfile.flush()
+                            time.sleep(0.2)
+                    else:
+                        self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/CUB_200_2011.tgz"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def cub_mirror(monkeypatch, dirs):
+    """The catalog's cub200 pointed at a tiny archive on a local server (no internet)."""
+    from fgbench.data import catalog, download
+    from fgbench.data.catalog import Source
+
+    monkeypatch.setattr(download, "RETRY_DELAYS_S", (0.0,))
+    monkeypatch.setenv("FGBENCH_DATA", str(dirs.data))
+    servers = []
+
+    def serve(*, wrong_md5: bool = False, slow: bool = False) -> Server:
+        data, train, test = tiny_cub()
+        md5 = hashlib.md5(b"something else" if wrong_md5 else data).hexdigest()
+        entry = dataclasses.replace(
+            catalog.get("cub200"), sources=(Source("https://example.invalid/CUB_200_2011.tgz", "CUB_200_2011.tgz",
+                                                   md5=md5, size=len(data)),),
+            train_images=train, test_images=test, num_classes=len(CLASSES), download_bytes=len(data))
+        monkeypatch.setitem(catalog._BY_NAME, "cub200", entry)
+        server = Server(data, slow=slow)
+        servers.append(server)
+        monkeypatch.setenv("FGBENCH_MIRROR_CUB200", server.url)
+        return server
+
+    yield serve
+    for s in servers:
+        s.close()
+
+
+def _app(dirs):
+    return make_app(recipes_dirs=[dirs.project, dirs.user], runs_root=dirs.runs, data_root=dirs.data,
+                    initial_recipe=dirs.project / "tiny.toml", initial_pane="datasets")
+
+
+def _row_of(table: DataTable, name: str) -> int:
+    for i, key in enumerate(table.rows):
+        if key.value == name:
+            return i
+    raise AssertionError(f"{name} not in the table")
+
+
+def _status(table: DataTable, name: str) -> str:
+    return str(table.get_cell(name, "status"))
+
+
+async def test_pick_a_dataset_for_the_current_recipe(dirs):
+    app = _app(dirs)
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane = app.pane("datasets")
+        table = pane.query_one("#datasets-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count > 3 and app.pane("recipes") is not None, what="catalog")
+        assert "● synthetic" in str(table.get_cell("synthetic", "name"))  # the recipe's current dataset
+        table.focus()
+        table.move_cursor(row=_row_of(table, "cifar10"))
+        await pilot.press("enter")
+        form = app.pane("recipes").form
+        await wait_for(pilot, lambda: form.doc["data"]["dataset"] == "cifar10", what="recipe updated")
+        assert "● cifar10" in str(table.get_cell("cifar10", "name"))
+        assert app.pane("recipes").dirty
+        editor = await form.reveal("data.dataset")
+        assert editor.value == "cifar10"
+
+
+async def test_download_from_a_mirror_shows_progress_and_ends_ready(dirs, cub_mirror):
+    cub_mirror()
+    app = _app(dirs)
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane = app.pane("datasets")
+        table = pane.query_one("#datasets-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count > 3, what="catalog")
+        assert _status(table, "cub200") == "missing"
+        table.focus()
+        table.move_cursor(row=_row_of(table, "cub200"))
+        await pilot.press("g")
+        await wait_for(pilot, lambda: pane.active_task is None and _status(table, "cub200") == "ready",
+                       what=lambda: f"ready ({pane.last_message})")
+        assert "cub200 is ready" in pane.last_message
+        # progress reached the pane (coalesced: a tiny file's download may be superseded by extract)
+        assert pane.stages_seen and pane.stages_seen <= {"download", "verify", "extract", "prepare"}
+        await pilot.press("v")
+        await wait_for(pilot, lambda: "verified" in pane.last_message, what=lambda: f"verified ({pane.last_message})")
+
+
+async def test_a_checksum_mismatch_is_a_message_not_a_crash(dirs, cub_mirror):
+    cub_mirror(wrong_md5=True)
+    app = _app(dirs)
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane = app.pane("datasets")
+        table = pane.query_one("#datasets-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count > 3, what="catalog")
+        table.focus()
+        table.move_cursor(row=_row_of(table, "cub200"))
+        await pilot.press("g")
+        await wait_for(pilot, lambda: pane.active_task is None and pane.last_message, what="download ends")
+        assert "md5" in pane.last_message.lower()
+        assert _status(table, "cub200") != "ready"
+        assert app.is_running
+
+
+async def test_a_download_can_be_cancelled_and_resumed(dirs, cub_mirror):
+    server = cub_mirror(slow=True)
+    app = _app(dirs)
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane = app.pane("datasets")
+        table = pane.query_one("#datasets-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count > 3, what="catalog")
+        table.focus()
+        table.move_cursor(row=_row_of(table, "cub200"))
+        await pilot.press("g")
+        await wait_for(pilot, lambda: "download cub200" in str(pane.query_one("#download-text").render()),
+                       what="progress shown")
+        await pilot.press("c")
+        await wait_for(pilot, lambda: pane.active_task is None, what="cancelled")
+        assert "cancelled" in pane.last_message
+        assert _status(table, "cub200") == "partial"  # the partial file is kept for a resume
+        server.slow = False
+        await pilot.press("g")
+        await wait_for(pilot, lambda: pane.active_task is None and _status(table, "cub200") == "ready",
+                       what=lambda: f"ready after resume ({pane.last_message})")
+        # (byte-level resuming with Range is the download engine's, tested in tests/data)
+
+
+async def test_import_an_extracted_folder(dirs, cub_mirror, tmp_path):
+    from textual.widgets import Input
+
+    from fgbench.tui.screens.dialogs import PromptScreen
+
+    cub_mirror()  # the catalog facts of the tiny set; nothing is downloaded
+    data, _, _ = tiny_cub()
+    folder = tmp_path / "my-download"
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(folder, filter="data")
+    app = _app(dirs)
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane = app.pane("datasets")
+        table = pane.query_one("#datasets-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count > 3, what="catalog")
+        table.focus()
+        table.move_cursor(row=_row_of(table, "cub200"))
+        await pilot.press("i")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen), what="import prompt")
+        app.screen.query_one(Input).value = str(folder)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: pane.active_task is None and _status(table, "cub200") == "ready",
+                       what=lambda: f"imported ({pane.last_message})")
+        assert "ready" in pane.last_message

@@ -1,0 +1,210 @@
+"""Launching, watching, stopping, resuming and re-attaching runs, with the fake trainer."""
+
+from __future__ import annotations
+
+from fgbench import metrics
+from fgbench.tui.app import make_app
+from fgbench.tui.screens.monitor import MonitorScreen
+from fgbench.tui.widgets.run_view import RunView
+from tui_helpers import fake_cmd, fixture_runs, kill_quietly, wait_for, wait_pid_gone
+
+
+def _app(dirs, cmd, **kw):
+    return make_app(recipes_dirs=[dirs.project, dirs.user], runs_root=dirs.runs, data_root=dirs.data,
+                    initial_recipe=dirs.project / "tiny.toml", fgbench_cmd=cmd, watch_interval=0.2, **kw)
+
+
+def _view(app) -> RunView:
+    assert isinstance(app.screen, MonitorScreen), app.screen
+    return app.screen.query_one(RunView)
+
+
+async def test_start_watch_stop_and_resume(dirs):
+    # 4 epochs x 5 steps, 0.15 s a step: slow enough to stop half-way, short enough to finish
+    app = _app(dirs, fake_cmd("normal", epochs=4, steps_per_epoch=5, delay=0.15))
+    pid = None
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor opens")
+            view = _view(app)
+            model = app.store.model(app.screen.path)
+            run_dir = app.screen.path
+            # the plot and the progress bar follow the metrics file
+            await wait_for(pilot, lambda: view.snapshot is not None and view.snapshot.step >= 3, what="steps")
+            first_draws = view.draws
+            steps, _, losses = view.snapshot.series["loss"]
+            assert len(steps) >= 3 and losses[0] > losses[-1]
+            assert view.query_one("#plot-loss")._key is not None  # the plot was drawn with data
+            assert view.query_one("#run-bar").progress > 0
+            assert "epoch" in str(view.query_one("#progress-text").render())
+            await wait_for(pilot, lambda: view.draws > first_draws, what="a later redraw")
+            pid = model.pid
+            assert model.status == "running"
+
+            await pilot.press("x")  # SIGINT: the trainer checkpoints and exits 130
+            await wait_for(pilot, lambda: model.status == "interrupted", what="interrupted")
+            assert wait_pid_gone(pid)
+            await wait_for(pilot, lambda: model.exit_code == 130, what="exit code collected")
+            await wait_for(pilot, lambda: "resume with c" in str(view.query_one("#run-log").render()),
+                           what="stopped summary")
+            stopped_at = model.step
+            assert stopped_at < 20
+
+            await pilot.press("c")  # resume from the checkpoint
+            await wait_for(pilot, lambda: model.status == "completed", timeout=30, what="resumed run completes")
+            events = metrics.read_events(run_dir / metrics.METRICS_FILE)
+            starts = [e for e in events if e["event"] == "run_started"]
+            assert [e.get("resumed") for e in starts] == [False, True]
+            assert model.step == 20
+            await wait_for(pilot, lambda: "best raw" in str(view.query_one("#run-log").render()), what="final summary")
+            # the run list shows it with its numbers
+            await pilot.press("escape")
+            rows = app.store.rows()
+            assert [(r.status, r.best_val) for r in rows] == [("completed", 80.0)]
+    finally:
+        kill_quietly(pid)
+
+
+async def test_a_crashing_trainer_is_reported_with_its_error_and_output(dirs):
+    app = _app(dirs, fake_cmd("crash", delay=0.01))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor opens")
+        view = _view(app)
+        await wait_for(pilot, lambda: "run failed" in str(view.query_one("#run-log").render()), what="failure shown")
+        text = str(view.query_one("#run-log").render())
+        assert "RuntimeError: CUDA out of memory (fake)" in text
+        assert "last output:" in text
+        assert view.has_class("-failed")
+
+
+async def test_a_trainer_that_dies_before_starting_shows_its_output(dirs):
+    app = _app(dirs, fake_cmd("hardcrash"))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor opens")
+        view = _view(app)
+        await wait_for(pilot, lambda: "exit code 3" in str(view.query_one("#run-log").render()), what="exit code")
+        text = str(view.query_one("#run-log").render())
+        assert "ImportError: fake trainer could not import its engine" in text
+        # the run directory stayed empty (the trainer never started), yet the run is listed as failed
+        assert [(r.status, r.name) for r in app.store.rows()] == [("failed", "tiny")]
+
+
+async def test_quitting_leaves_the_run_going_and_a_new_tui_reattaches(dirs):
+    cmd = fake_cmd("normal", epochs=500, steps_per_epoch=5, delay=0.05)
+    app = _app(dirs, cmd)
+    pid = None
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor opens")
+            model = app.store.model(app.screen.path)
+            await wait_for(pilot, lambda: model.step >= 2, what="running")
+            pid = model.pid
+        # the TUI is gone; the trainer is not
+        assert pid is not None and not wait_pid_gone(pid, timeout=0.5)
+
+        again = _app(dirs, cmd, initial_pane="runs")
+        async with again.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: [r.status for r in again.store.rows()] == ["running"], what="re-attached")
+            runs_pane = again.pane("runs")
+            await wait_for(pilot, lambda: runs_pane.table.row_count == 1, what="listed")
+            runs_pane.table.focus()
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(again.screen, MonitorScreen), what="monitor")
+            model = again.store.model(again.screen.path)
+            step = model.step
+            await wait_for(pilot, lambda: model.step > step, what="events keep arriving")
+            await pilot.press("x")
+            await wait_for(pilot, lambda: model.status == "interrupted", what="stopped from the new TUI")
+        assert wait_pid_gone(pid)
+    finally:
+        kill_quietly(pid)
+
+
+async def test_malformed_metric_lines_are_skipped(dirs):
+    app = _app(dirs, fake_cmd("normal", epochs=2, steps_per_epoch=4, delay=0.01, garbage=True))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor opens")
+        model = app.store.model(app.screen.path)
+        await wait_for(pilot, lambda: model.status == "completed", what="completed")
+        view = _view(app)
+        await wait_for(pilot, lambda: view.snapshot.status == "completed", what="drawn")
+        assert view.snapshot.skipped == 1
+        assert "1 malformed lines skipped" in str(view.query_one("#run-header").render())
+
+
+async def test_run_list_filter_and_compare(dirs):
+    fixture_runs(dirs.runs)
+    app = _app(dirs, fake_cmd(), initial_pane="runs")
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = app.pane("runs")
+        await wait_for(pilot, lambda: pane.table.row_count == 4, what="4 runs listed")
+        statuses = sorted(str(pane.table.get_cell_at((i, 0))).strip() for i in range(4))
+        assert statuses == ["completed", "completed", "failed", "interrupted"]
+        await pilot.press("slash", *"cub")
+        await wait_for(pilot, lambda: pane.table.row_count == 2, what="filtered")
+        await pilot.press("enter")  # back to the table
+        await pilot.press("space", "down", "space")
+        assert len(app.compare_selection) == 2
+        marked = [str(pane.table.get_cell_at((i, 0))) for i in range(2)]
+        assert all(m.startswith("■ ") for m in marked)  # marked rows show their Compare colour
+        await pilot.press("4")
+        compare = app.pane("compare")
+        await wait_for(pilot, lambda: compare.query_one("#compare-table").row_count == 2, what="compare table")
+        table = compare.query_one("#compare-table")
+        names = sorted(str(table.get_cell_at((i, 0))) for i in range(2))
+        assert names == ["■ cub_r50", "■ cub_r50_ema"]
+        # stable colours: distinct while shown together, unchanged when another run joins
+        colours = dict(app.colours.colours([p.name for p in app.compare_selection]))
+        assert len(set(colours.values())) == 2
+        await pilot.press("3")
+        await pilot.press("escape")
+        pane.query_one("#runs-filter").value = ""
+        await wait_for(pilot, lambda: pane.table.row_count == 4, what="unfiltered")
+        pane.table.focus()
+        pane.table.move_cursor(row=0)
+        await pilot.press("space")
+        assert len(app.compare_selection) == 3
+        after = app.colours.colours([p.name for p in app.compare_selection])
+        assert all(after[k] == v for k, v in colours.items())
+
+
+async def test_stop_of_a_run_that_is_not_running_is_refused(dirs):
+    fixture_runs(dirs.runs)
+    app = _app(dirs, fake_cmd(), initial_pane="runs")
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane = app.pane("runs")
+        await wait_for(pilot, lambda: pane.table.row_count == 4, what="listed")
+        pane.table.focus()
+        await pilot.press("x")
+        await pilot.pause()
+        assert any("is not running" in n.message for n in app._notifications)
+        # resume of a run without a checkpoint is refused with the reason
+        await pilot.press("c")
+        await pilot.pause()
+        assert any("no checkpoint" in n.message for n in app._notifications)
+
+
+async def test_a_resume_that_fails_to_start_is_reported(dirs):
+    from fgbench import runs
+
+    fixture_runs(dirs.runs)
+    stopped = dirs.runs / "20250304-120000-cifar_r18"
+    (stopped / runs.CHECKPOINT_DIR).mkdir()
+    (stopped / runs.CHECKPOINT_DIR / runs.LAST_CKPT).write_bytes(b"checkpoint")
+    app = _app(dirs, fake_cmd("hardcrash"), initial_pane="runs")
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane = app.pane("runs")
+        await wait_for(pilot, lambda: pane.table.row_count == 4, what="listed")
+        pane.table.focus()
+        pane.table.move_cursor(row=0)  # the interrupted run
+        model = app.store.model(stopped)
+        assert model.status == "interrupted"
+        await pilot.press("c")
+        await wait_for(pilot, lambda: model.status == "failed", what="failed resume")
+        assert model.error == "the trainer exited with code 3 resuming"
+        assert any("ImportError" in line for line in model.console_tail())
