@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from fgbench import metrics, runs
+from fgbench.report import fmt_duration as format_duration
 
 CONSOLE_FILE = "console.txt"
 """stdout and stderr of a trainer the TUI launched (the trainer writes its own log.txt too)."""
@@ -675,17 +676,6 @@ class RunStore:
                     epoch=m.epoch, total_epochs=m.total_epochs, error=m.error,
                 ))
         return out
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
 
 
 def format_pct(value: float | None) -> str:
