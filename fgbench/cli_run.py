@@ -22,10 +22,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--progress", choices=["auto", "bar", "lines", "none"], default="auto",
                    help="progress display: a bar on a terminal, plain lines otherwise (auto)")
     p.add_argument("--nproc", type=int, default=1, metavar="N",
-                   help="processes (GPUs) on this node; >1 launches through torchrun")
-    p.add_argument("--nnodes", default="1", metavar="N", help="nodes (torchrun --nnodes)")
-    p.add_argument("--node-rank", type=int, default=0, metavar="R", help="this node's rank (torchrun)")
-    p.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="rendezvous endpoint for multi-node runs")
+                   help="processes (one per GPU) on this node; >1 trains with DistributedDataParallel, "
+                   "launched through torchrun (python -m torch.distributed.run)")
+    p.add_argument("--nnodes", default="1", metavar="N", help="nodes taking part (torchrun --nnodes); run the same "
+                   "command on every node with its own --node-rank")
+    p.add_argument("--node-rank", type=int, default=0, metavar="R", help="this node's rank, 0 to N-1 (node 0 "
+                   "writes the run directory)")
+    p.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="node 0's address and a free port, the same on "
+                   "every node (needed with --nnodes > 1)")
     p.add_argument("--sweep-tag", metavar="TAG", help=argparse.SUPPRESS)
     p.set_defaults(handler=_handle)
 

@@ -105,6 +105,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     sw.add_argument("--gpus", metavar="auto|IDS",
                     help="run several at a time, one per GPU: auto (CUDA_VISIBLE_DEVICES or nvidia-smi) or ids like 0,1")
     sw.add_argument("--device", choices=["auto", "cuda", "cpu"], help="passed to each run (overrides runtime.device)")
+    sw.add_argument("--nproc", type=int, default=1, metavar="N",
+                    help="train each run with N processes (DDP through torchrun); with --gpus, N GPU ids per run")
     sw.add_argument("--dry-run", action="store_true", help="validate and print the plan; run nothing")
     sw.add_argument("--format", choices=["markdown", "csv", "json", "text"], default="markdown",
                     help="format of the final table")
@@ -376,10 +378,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from fgbench import sweep
 
     root = _root(args)
-    slots = sweep.detect_gpus(args.gpus)
+    slots = sweep.group_slots(sweep.detect_gpus(args.gpus), args.nproc)
     extra: list[str] = []
     if args.device:
         extra += ["--device", args.device]
+    if args.nproc > 1:
+        extra += ["--nproc", str(args.nproc)]
     if len(slots) > 1:
         extra += ["--progress", "lines"]
     if args.cont:

@@ -43,6 +43,10 @@ Decisions:
   ``CUDA_VISIBLE_DEVICES`` or ``nvidia-smi -L``); each run sees only its GPU through
   ``CUDA_VISIBLE_DEVICES``. Without ``--gpus`` the runs go one after another, in the terminal's
   foreground output; parallel runs write their console output to ``sweeps/<tag>/logs/``.
+* ``--nproc N`` trains each run with N processes (``fgbench run --nproc N``, DDP through
+  torchrun). With ``--gpus``, the ids are grouped N at a time into slots (``--gpus 0,1,2,3
+  --nproc 2``: two runs at a time, each on two GPUs). The sweep's SIGINT goes to each run's
+  ``fgbench run``, which hands it to its workers.
 """
 
 from __future__ import annotations
@@ -449,6 +453,19 @@ def detect_gpus(spec: str | None) -> list[str | None]:
     if not ids or any(not x for x in ids):
         raise UserError(f"--gpus {spec}: expected auto or a list of GPU ids such as 0,1")
     return ids
+
+
+def group_slots(slots: Sequence[str | None], nproc: int) -> list[str | None]:
+    """Slots for runs of ``nproc`` processes each: consecutive GPU ids grouped ``nproc`` at a time
+    (``["0", "1", "2", "3"]``, 2 -> ``["0,1", "2,3"]``); one inherited slot stays as it is."""
+    if nproc < 1:
+        raise UserError(f"--nproc: must be at least 1, not {nproc}")
+    if nproc == 1 or list(slots) == [None]:
+        return list(slots)
+    ids = [str(s) for s in slots]
+    if len(ids) % nproc:
+        raise UserError(f"--gpus: {len(ids)} GPU id(s) do not split into runs of --nproc {nproc} processes")
+    return [",".join(ids[i:i + nproc]) for i in range(0, len(ids), nproc)]
 
 
 # ----------------------------------------------------------------------------------- running

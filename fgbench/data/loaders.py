@@ -24,6 +24,12 @@ Decisions:
   airbench approach). It is for small images; other augmentations are refused with the field name.
 * Workers ignore SIGINT/SIGTERM: a Ctrl-C reaches the whole process group, and only the trainer
   should react to it (it finishes the step and checkpoints), not die of a dead worker.
+* Under DDP (``shard = (rank, world)``) every process draws the same global permutation and
+  batch as a single process with the global batch size would, and keeps positions
+  ``rank::world`` of each batch: the union of one step's shards is exactly the single-process
+  batch, and per-sample augmentation seeds make each image's crop the same too. The device
+  loader draws its crop/flip numbers for the whole global batch and keeps its share. Evaluation
+  splits are sharded the same way (``rank::world`` of the split); the trainer sums the counts.
 """
 
 from __future__ import annotations
@@ -38,7 +44,6 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from fgbench import paths
 from fgbench.data import transforms as T
 from fgbench.data.index import DatasetIndex
 from fgbench.errors import UserError
@@ -82,12 +87,14 @@ def decode_image(path: str, draft: int | None = None, crop_bottom: int = 0):
     from PIL import Image
 
     with Image.open(path) as im:
+        orig_h = im.size[1]
         if draft and im.format == "JPEG":
             im.draft("RGB", (draft, draft))
         img = im.convert("RGB")
     if crop_bottom:
+        # crop_bottom counts rows of the original image; a draft decode is smaller by its scale
         w, h = img.size
-        img = img.crop((0, 0, w, max(1, h - crop_bottom)))
+        img = img.crop((0, 0, w, max(1, h - round(crop_bottom * h / orig_h))))
     return img
 
 
@@ -261,7 +268,9 @@ def load_splits(index: DatasetIndex, data, *, train_sizes: Sequence[int] = (), t
     if index.kind == "cifar":
         train_src, test_src = cifar_sources(index)
     elif data.loader == "cached":
-        cache = paths.datasets_dir() / ".cache" / index.name
+        from fgbench.data import catalog
+
+        cache = catalog.cache_dir(index.name)  # `fgbench data remove NAME` deletes it with the dataset
         side = cache_short_side(data, train_sizes, test_sizes)
         train_src = CachedSource(index.train, side, cache / "train", data.skip_corrupt, banner)
         test_src = CachedSource(index.test, side, cache / "test", data.skip_corrupt, banner)
@@ -333,8 +342,9 @@ def collate(batch: list) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
 class EpochBatchSampler:
     """Batches of ``(epoch, position)`` from a (seed, epoch)-seeded permutation, from ``start_batch`` on."""
 
-    def __init__(self, n: int, batch_size: int, seed: int, drop_last: bool):
+    def __init__(self, n: int, batch_size: int, seed: int, drop_last: bool, shard: tuple[int, int] | None = None):
         self.n, self.batch_size, self.seed, self.drop_last = n, batch_size, seed, drop_last
+        self.shard = shard  # (rank, world): keep positions rank::world of each (global) batch
         self.epoch, self.start_batch = 0, 0
 
     def batches_per_epoch(self) -> int:
@@ -352,6 +362,8 @@ class EpochBatchSampler:
         perm = torch.randperm(self.n, generator=g).tolist()
         for b in range(self.start_batch, self.batches_per_epoch()):
             chunk = perm[b * self.batch_size:(b + 1) * self.batch_size]
+            if self.shard is not None:
+                chunk = chunk[self.shard[0]::self.shard[1]]
             yield [(self.epoch, p) for p in chunk]
 
 
@@ -386,8 +398,9 @@ class EvalLoader:
 
 
 class WorkerTrainLoader(TrainLoader):
-    def __init__(self, dataset: TrainDataset, batch_size: int, seed: int, data, device: torch.device):
-        self.sampler = EpochBatchSampler(len(dataset), batch_size, seed, data.drop_last)
+    def __init__(self, dataset: TrainDataset, batch_size: int, seed: int, data, device: torch.device,
+                 shard: tuple[int, int] | None = None):
+        self.sampler = EpochBatchSampler(len(dataset), batch_size, seed, data.drop_last, shard)
         self.steps_per_epoch = self.sampler.batches_per_epoch()
         self.images = len(dataset)
         self.loader = DataLoader(
@@ -448,6 +461,8 @@ def _stack_split(source: Source, indices: list[int], geometry: list, what: str) 
     """uint8 N x 3 x H x W of the split after the deterministic geometry steps."""
     from torchvision.transforms import v2
 
+    if not indices:  # an empty shard of a small split (DDP)
+        return torch.empty((0, 3, 1, 1), dtype=torch.uint8), torch.empty(0, dtype=torch.long)
     if isinstance(source, ArraySource) and not geometry:
         import numpy as np
 
@@ -487,8 +502,9 @@ class DeviceTrainLoader(TrainLoader):
     """The whole training split on the device; crop and flip per batch there."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int, data, augment,
-                 size: int, device: torch.device):
+                 size: int, device: torch.device, shard: tuple[int, int] | None = None):
         self.x, self.y = x.to(device), y.to(device)
+        self.shard = shard
         self.batch_size, self.seed, self.device = batch_size, seed, device
         self.drop_last = data.drop_last
         self.pad = data.crop_padding if data.train_crop == "pad_crop" else 0
@@ -502,22 +518,31 @@ class DeviceTrainLoader(TrainLoader):
             raise UserError(f"data.train_size: {size} is larger than the images ({tuple(self.x.shape[-2:])}) "
                             f"plus padding {self.pad}")
 
-    def _augment(self, xb: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    def _augment(self, xb: torch.Tensor, g: torch.Generator, draw: int | None = None,
+                 keep: slice | None = None) -> torch.Tensor:
+        """Crop and flip ``xb``. Under DDP the random numbers are drawn for the ``draw`` images of
+        the global batch and this process ``keep``s its share, so each image gets what it would
+        get in a single process."""
         n, c, h, w = xb.shape
+        m = n if draw is None else draw
         s = self.size
         if self.pad or (h, w) != (s, s):
             p = self.pad
             xb = torch.nn.functional.pad(xb, (p, p, p, p))
             hh, ww = h + 2 * p, w + 2 * p
-            dy = torch.randint(0, hh - s + 1, (n,), generator=g, device=self.device)
-            dx = torch.randint(0, ww - s + 1, (n,), generator=g, device=self.device)
+            dy = torch.randint(0, hh - s + 1, (m,), generator=g, device=self.device)
+            dx = torch.randint(0, ww - s + 1, (m,), generator=g, device=self.device)
+            if keep is not None:
+                dy, dx = dy[keep], dx[keep]
             ar = torch.arange(s, device=self.device)
             rows = (dy[:, None] + ar)[:, None, :, None].expand(n, c, s, ww)
             xb = xb.gather(2, rows)
             cols = (dx[:, None] + ar)[:, None, None, :].expand(n, c, s, s)
             xb = xb.gather(3, cols)
         if self.hflip:
-            flip = torch.rand(n, generator=g, device=self.device) < 0.5
+            flip = torch.rand(m, generator=g, device=self.device) < 0.5
+            if keep is not None:
+                flip = flip[keep]
             xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
         return xb
 
@@ -529,8 +554,14 @@ class DeviceTrainLoader(TrainLoader):
         for b in range(start_batch, self.steps_per_epoch):
             idx = perm[b * self.batch_size:(b + 1) * self.batch_size]
             gd.manual_seed(mix_seed(self.seed, epoch, b, 0xC409))
-            xb = self._augment(self.x.index_select(0, idx), gd)
-            yield self.norm(xb), self.y.index_select(0, idx), ()
+            if self.shard is None:
+                xb = self._augment(self.x.index_select(0, idx), gd)
+                yield self.norm(xb), self.y.index_select(0, idx), ()
+            else:
+                keep = slice(self.shard[0], None, self.shard[1])
+                mine = idx[keep]
+                xb = self._augment(self.x.index_select(0, mine), gd, draw=len(idx), keep=keep)
+                yield self.norm(xb), self.y.index_select(0, mine), ()
 
 
 class DeviceEvalLoader(EvalLoader):
@@ -556,10 +587,17 @@ class StageLoaders:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _shard(indices: list[int], shard: tuple[int, int] | None) -> list[int]:
+    return indices if shard is None else indices[shard[0]::shard[1]]
+
+
 def build_loaders(splits: Splits, data, augment, *, train_size: int, test_size: int, batch_size: int,
-                  seed: int, device: torch.device) -> StageLoaders:
-    """Loaders for one stage (sizes and batch size may differ between stages)."""
-    eval_bs = data.eval_batch_size or batch_size
+                  seed: int, device: torch.device, shard: tuple[int, int] | None = None) -> StageLoaders:
+    """Loaders for one stage (sizes and batch size may differ between stages). ``batch_size`` is
+    the global training batch; with ``shard = (rank, world)`` this process gets its part of each
+    batch and of each evaluation split (evaluated ``data.eval_batch_size`` or ``batch_size / world``
+    images at a time)."""
+    eval_bs = data.eval_batch_size or (batch_size // shard[1] if shard else batch_size)
     if len(splits.train) < batch_size and data.drop_last:
         raise UserError(f"data.batch_size: {batch_size} is larger than the training split "
                         f"({len(splits.train)} images) and data.drop_last is set")
@@ -570,30 +608,32 @@ def build_loaders(splits: Splits, data, augment, *, train_size: int, test_size: 
         train_geo = (T.test_geometry(data, train_size) if data.train_crop == "pad_crop"
                      else [v2.Resize((train_size, train_size), antialias=True)])
         x, y = _stack_split(splits.train_source, splits.train, train_geo, "train")
-        train = DeviceTrainLoader(x, y, batch_size, seed, data, augment, train_size, device)
+        train = DeviceTrainLoader(x, y, batch_size, seed, data, augment, train_size, device, shard)
         val = None
         if splits.val:
-            vx, vy = _stack_split(splits.train_source, splits.val, T.test_geometry(data, test_size), "val")
+            vx, vy = _stack_split(splits.train_source, _shard(splits.val, shard), T.test_geometry(data, test_size), "val")
             val = DeviceEvalLoader(vx, vy, eval_bs, data, device)
-        tx, ty = _stack_split(splits.test_source, splits.test, T.test_geometry(data, test_size), "test")
+        tx, ty = _stack_split(splits.test_source, _shard(splits.test, shard), T.test_geometry(data, test_size), "test")
         return StageLoaders(train, val, DeviceEvalLoader(tx, ty, eval_bs, data, device))
     ttf = T.train_transform(data, augment, train_size)
     etf = T.test_transform(data, test_size)
     tdraft = T.draft_side(data, train=True, size=train_size)
     edraft = T.draft_side(data, train=False, size=test_size)
     train = WorkerTrainLoader(TrainDataset(splits.train_source, splits.train, ttf, seed, tdraft), batch_size, seed,
-                              data, device)
-    val = (WorkerEvalLoader(EvalDataset(splits.train_source, splits.val, etf, edraft), eval_bs, data, device)
-           if splits.val else None)
-    test = WorkerEvalLoader(EvalDataset(splits.test_source, splits.test, etf, edraft), eval_bs, data, device)
+                              data, device, shard)
+    val = (WorkerEvalLoader(EvalDataset(splits.train_source, _shard(splits.val, shard), etf, edraft), eval_bs, data,
+                            device) if splits.val else None)
+    test = WorkerEvalLoader(EvalDataset(splits.test_source, _shard(splits.test, shard), etf, edraft), eval_bs, data,
+                            device)
     return StageLoaders(train, val, test)
 
 
 def eval_loader(splits: Splits, data, *, test_size: int, batch_size: int, device: torch.device,
-                split: str = "test") -> EvalLoader:
-    """A test (or val) loader at another test size (final evaluation at ``eval.final_test_sizes``)."""
+                split: str = "test", shard: tuple[int, int] | None = None) -> EvalLoader:
+    """A test (or val) loader at another test size (final evaluation at ``eval.final_test_sizes``);
+    with ``shard``, this process's part of the split."""
     src = splits.test_source if split == "test" else splits.train_source
-    idx = splits.test if split == "test" else splits.val
+    idx = _shard(splits.test if split == "test" else splits.val, shard)
     if data.loader == "device":
         x, y = _stack_split(src, idx, T.test_geometry(data, test_size), split)
         return DeviceEvalLoader(x, y, batch_size, data, device)

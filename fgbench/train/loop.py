@@ -8,6 +8,15 @@ Cost control: the step itself never calls ``.item()``. Loss and accuracy are sum
 tensors on the device; they are read back (one CPU-GPU sync) only on logging steps, when the loop
 is asked to stop, and at the end of the epoch. Those are the only sync points, marked below.
 Running sums are float64 so that the epoch's numbers do not depend on where they were read.
+
+Under DDP (``Engine.reduce`` set; ``fgbench.train.distributed``) ``forward`` is the
+DistributedDataParallel wrapper and each process sees its shard of the global batch. The running
+sums are then this process's share and are summed over the processes at exactly the same sync
+points (an all-reduce instead of a bare read-back), so logged and returned numbers are over the
+whole global batch; ``EpochStats`` always holds global sums. DDP averages gradients over the
+processes, which equals the single-process mean over the global batch only when the shards are
+equally large; the last batch of an epoch may not be, so each process scales its loss by
+``n_local * world / n_global`` for the backward pass (a float known without communication).
 """
 
 from __future__ import annotations
@@ -43,6 +52,13 @@ class Engine:
     stage_step: int = 0  # optimizer steps in the current stage (the schedule's clock)
     max_stage_steps: int | None = None
     last_lr: float = 0.0
+    # DDP (all unset in a single process): what evaluation calls instead of ``forward`` (the bare
+    # model, not the DDP wrapper), the sum-over-processes all-reduce, and the global batch geometry.
+    eval_forward: nn.Module | None = None
+    reduce: Callable[[torch.Tensor], None] | None = None
+    world: int = 1
+    global_batch: int = 0
+    train_images: int = 0
 
     def autocast(self):
         if self.amp_dtype is None:
@@ -90,8 +106,10 @@ def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batche
     model.train()
     if engine.ema is not None:
         engine.ema.module.eval()
-    acc = torch.tensor([stats.loss_sum, stats.correct], dtype=torch.float64, device=dev)
-    seen = stats.seen
+    ddp = engine.reduce is not None
+    # Under DDP the sums below are this process's share of the images trained in this call.
+    acc = torch.tensor([0.0, 0.0] if ddp else [stats.loss_sum, stats.correct], dtype=torch.float64, device=dev)
+    seen = 0 if ddp else stats.seen
     win_acc = acc.clone()  # values at the previous logging step
     win_seen, win_time = seen, time.perf_counter()
     t_start = time.perf_counter()
@@ -102,6 +120,9 @@ def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batche
         if bad:
             hooks.on_corrupt(bad)
         if y.numel() == 0:
+            if ddp:  # the other processes are about to wait for this one's gradients
+                raise RuntimeError(f"every image of this process's share of batch {stats.batches + 1} of epoch {epoch} "
+                                   "was undecodable; remove those files (fgbench data verify --deep)")
             stats.batches += 1
             continue
         x = x.to(dev, non_blocking=True)
@@ -116,18 +137,23 @@ def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batche
             loss = engine.criterion(logits, target)
             for a in aux:
                 loss = loss + engine.criterion(a, target)
+        backward_loss = loss
+        if engine.world > 1:
+            n_global = min(engine.global_batch, engine.train_images - stats.batches * engine.global_batch)
+            if y.shape[0] * engine.world != n_global:  # an uneven shard: make DDP's mean the global mean
+                backward_loss = loss * (y.shape[0] * engine.world / n_global)
         opt.zero_grad(set_to_none=True)
         engine.last_lr = opt.param_groups[0]["lr"]  # the LR this step uses (the scheduler moves it after)
         grad_norm = None
         if engine.scaler is not None:
-            engine.scaler.scale(loss).backward()
+            engine.scaler.scale(backward_loss).backward()
             if engine.grad_clip:
                 engine.scaler.unscale_(opt)
                 grad_norm = nn.utils.clip_grad_norm_(model.parameters(), engine.grad_clip)
             engine.scaler.step(opt)
             engine.scaler.update()
         else:
-            loss.backward()
+            backward_loss.backward()
             if engine.grad_clip:
                 grad_norm = nn.utils.clip_grad_norm_(model.parameters(), engine.grad_clip)
             opt.step()
@@ -145,9 +171,14 @@ def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batche
         stats.batches += 1
 
         if engine.step % hooks.log_every == 0:
-            loss_sum, correct = (acc - win_acc).tolist()  # CPU-GPU sync point (logging steps only)
+            if ddp:
+                window = torch.cat([acc - win_acc, acc.new_tensor([seen - win_seen])])
+                engine.reduce(window)  # all-reduce over the processes (logging steps only)
+                loss_sum, correct, k = window.tolist()  # CPU-GPU sync point
+            else:
+                loss_sum, correct = (acc - win_acc).tolist()  # CPU-GPU sync point (logging steps only)
+                k = seen - win_seen
             now = time.perf_counter()
-            k = seen - win_seen
             event = {"epoch": epoch, "step": engine.step, "loss": loss_sum / max(k, 1),
                      "top1": 100.0 * correct / max(k, 1), "lr": engine.last_lr,
                      "images_per_s": k / max(now - win_time, 1e-9)}
@@ -163,7 +194,13 @@ def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batche
             stopped = True
             break
 
-    loss_sum, correct = acc.tolist()  # CPU-GPU sync point (end of epoch or stop)
+    if ddp:
+        total = torch.cat([acc, acc.new_tensor([seen])])
+        engine.reduce(total)  # all-reduce over the processes (end of epoch or stop)
+        loss_sum, correct, n = total.tolist()  # CPU-GPU sync point
+        loss_sum, correct, seen = stats.loss_sum + loss_sum, stats.correct + correct, stats.seen + int(round(n))
+    else:
+        loss_sum, correct = acc.tolist()  # CPU-GPU sync point (end of epoch or stop)
     elapsed = time.perf_counter() - t_start
     stats.train_time += elapsed
     stats.timed_images += seen - stats.seen
@@ -183,7 +220,9 @@ def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batche
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, engine: Engine, *, num_classes: int, top_k: int = 5,
              on_corrupt: Callable[[tuple[str, ...]], None] | None = None) -> dict:
-    """Top-1 / top-k accuracy (percent), mean loss and the confusion matrix of one split."""
+    """Top-1 / top-k accuracy (percent), mean loss and the confusion matrix of one split.
+    Under DDP (``engine.reduce``) ``loader`` holds this process's shard and the counts are summed
+    over the processes, so every process returns the numbers of the whole split."""
     was_training = model.training
     model.eval()
     dev = engine.device
@@ -213,7 +252,15 @@ def evaluate(model: nn.Module, loader, engine: Engine, *, num_classes: int, top_
                                  hit[:, 0].sum().double(), hit.any(dim=1).sum().double()])
             confusion += torch.bincount(y * num_classes + top[:, 0], minlength=num_classes * num_classes)
             images += y.shape[0]
-        loss_sum, c1, ck = sums.tolist()  # CPU-GPU sync point (once per evaluation)
+        reduce = getattr(engine, "reduce", None)
+        if reduce is not None:
+            sums = torch.cat([sums, sums.new_tensor([images])])
+            reduce(sums)
+            reduce(confusion)
+            loss_sum, c1, ck, n_all = sums.tolist()  # CPU-GPU sync point (once per evaluation)
+            images = int(round(n_all))
+        else:
+            loss_sum, c1, ck = sums.tolist()  # CPU-GPU sync point (once per evaluation)
     finally:
         model.train(was_training)
     n = max(images, 1)

@@ -13,8 +13,16 @@ and a ``last.pt`` checkpoint (exit 130), ``failed`` with the error and traceback
 The trainer's stdout and stderr are copied into ``log.txt`` (a tee, so the terminal still shows
 them); the progress bar's in-place redraws go to the terminal only.
 
-``--nproc`` above 1 (torchrun/DDP) is refused with a clear message: multi-process training is not
-part of this module yet.
+A run directory that this invocation made (new, or given empty with ``--run-dir``) is removed (or
+emptied again) when a ``UserError`` stops the run before its first training batch: bad input
+leaves nothing behind, even when it is only found while the first stage is set up (e.g. a
+``device`` loader that cannot stack the images). A resumed run's directory is never removed.
+
+``--nproc N`` / ``--nnodes`` run the same code in N processes through torchrun
+(``fgbench.train.distributed``): this process becomes the launcher (checks everything, creates the
+run directory, starts torchrun, returns rank 0's exit code) and each worker prepares exactly as a
+single process does, agrees with the others that preparation succeeded, and trains its shard;
+only rank 0 writes the run directory.
 """
 
 from __future__ import annotations
@@ -22,11 +30,13 @@ from __future__ import annotations
 import io
 import os
 import random
+import shutil
 import signal
 import socket
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -113,17 +123,36 @@ def seed_everything(seed: int) -> None:
         pass
 
 
-def _empty_or_new(path: Path) -> None:
+def _empty_or_new(path: Path, create: bool = True) -> str:
+    """Check (and create) a ``--run-dir``; returns "created" or "emptied" (it existed, empty): what
+    to undo if the run stops on bad input before it starts training."""
     if path.exists():
         if not path.is_dir():
             raise UserError(f"{path}: --run-dir exists and is not a directory")
         if any(path.iterdir()):
             raise UserError(f"{path}: --run-dir is not empty (give a new or empty directory, or --resume it)")
-    else:
+        return "emptied"
+    if create:
         path.mkdir(parents=True)
+    return "created"
 
 
-def _load_for_resume(args) -> tuple[Any, Path, dict, dict | None]:
+def _discard(run_dir: Path, fresh: str) -> None:
+    """Undo a run directory that bad input stopped before training: remove what this invocation
+    created, or empty again a directory that was given empty."""
+    if fresh == "created":
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for p in run_dir.iterdir():
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+
+
+def _load_for_resume(args, check: bool = True) -> tuple[Any, Path, dict, dict | None]:
+    """The run to resume. ``check = False`` (DDP ranks other than 0) skips the status checks:
+    rank 0 makes them, and may already have marked the run as its own."""
     from fgbench.train import checkpoint as C
 
     if args.recipe:
@@ -138,13 +167,14 @@ def _load_for_resume(args) -> tuple[Any, Path, dict, dict | None]:
     if not recipe_path.is_file():
         raise UserError(f"{run_dir}: not a run directory (no {runs.RECIPE_FILE})")
     recipe = load_recipe(recipe_path)
-    events = metrics.read_events(run_dir / metrics.METRICS_FILE)
-    info = runs.read_json(run_dir / runs.RUN_INFO_FILE) or {}
-    status, _ = runs.status_from_events(events, info.get("pid"))
-    if status == "running":
-        raise UserError(f"{run_dir}: the run is still running (pid {info.get('pid')}); stop it first")
-    if status == "completed":
-        raise UserError(f"{run_dir}: the run has already completed")
+    if check:
+        events = metrics.read_events(run_dir / metrics.METRICS_FILE)
+        info = runs.read_json(run_dir / runs.RUN_INFO_FILE) or {}
+        status, _ = runs.status_from_events(events, info.get("pid"))
+        if status == "running":
+            raise UserError(f"{run_dir}: the run is still running (pid {info.get('pid')}); stop it first")
+        if status == "completed":
+            raise UserError(f"{run_dir}: the run has already completed")
     last = run_dir / runs.CHECKPOINT_DIR / runs.LAST_CKPT
     if not last.is_file():
         raise UserError(f"{run_dir}: no checkpoint to resume from ({last} is missing)")
@@ -165,13 +195,41 @@ def _load_for_resume(args) -> tuple[Any, Path, dict, dict | None]:
 # ---------------------------------------------------------------------------------------- run
 
 
-def run_command(args) -> int:
-    if getattr(args, "nproc", 1) and args.nproc > 1:
-        raise UserError("--nproc: multi-process (torchrun/DDP) training is not available in this version; "
-                        "run with one process")
+@dataclass
+class Prepared:
+    """Everything a run needs that can fail on the user's input, made before any file is written."""
+
+    recipe: Any
+    run_dir: Path | None  # the resumed run's directory, else None
+    resume_ckpt: dict | None
+    resume_best: dict | None
+    device: Any
+    splits: Any
+    model: Any
+    report: list[str]
+    world_size: int = 1
+
+
+def _check_transforms(recipe) -> None:
+    """Build every transform the run will use once: normalization constants (``data.normalize =
+    "dataset"`` needs known ones) and the crop settings fail here, not after the run exists."""
+    from fgbench.data import transforms as T
+
+    data = recipe.data
+    for size in {data.train_size, *(st.train_size for st in recipe.stages if st.train_size)}:
+        T.train_transform(data, recipe.augment, size)
+    for size in {data.test_size, *(st.test_size for st in recipe.stages if st.test_size), *recipe.eval.final_test_sizes}:
+        T.test_transform(data, size)
+
+
+def _prepare(args, *, world=None, launcher: bool = False) -> Prepared:
+    """Load and check the recipe, the dataset and the model. ``world``: this process's place in
+    a DDP job; ``launcher``: the ``--nproc`` parent, which checks but trains nothing."""
+    from fgbench.train import distributed as D
+
     resume_ckpt = resume_best = None
     if args.resume:
-        recipe, run_dir, resume_ckpt, resume_best = _load_for_resume(args)
+        recipe, run_dir, resume_ckpt, resume_best = _load_for_resume(args, check=world is None or world.is_main)
     else:
         recipe = load_recipe(args.recipe, args.overrides)
         run_dir = None
@@ -187,72 +245,208 @@ def run_command(args) -> int:
     from fgbench.recipe import NoPretrained
     from fgbench.train.models import build_model
 
-    device = _resolve_device(recipe.runtime.device)
+    world_size = world.size if world is not None else 1
+    if launcher:
+        world_size = D.check_launch(args, recipe)
+        device = torch.device("cpu")  # the launcher only builds the model to check it
+    elif world is not None:
+        device = D.device_for(recipe.runtime.device, world)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+    else:
+        device = _resolve_device(recipe.runtime.device)
     index = resolve_index(recipe.data)
     splits = load_splits(index, recipe.data,
                          train_sizes=[st.train_size for st in recipe.stages if st.train_size],
                          test_sizes=[st.test_size for st in recipe.stages if st.test_size] + recipe.eval.final_test_sizes)
     from fgbench.train.stages import resolve_stages
 
-    resolve_stages(recipe, len(splits.train))  # stage settings that only the data can check
+    resolve_stages(D.global_batch_recipe(recipe, world_size), len(splits.train))  # what only the data can check
+    D.check_batches(recipe, len(splits.train), world_size)
     if recipe.data.loader == "device":
         from fgbench.data.loaders import check_device_loader
 
         check_device_loader(recipe.data, recipe.augment)
-    _setup_runtime(recipe, device)
+    _check_transforms(recipe)
+    if not launcher:
+        _setup_runtime(recipe, device)
     model_cfg = recipe.model
     if resume_ckpt is not None:
         # The checkpoint holds the weights; do not reach for the pretrained file again.
         model_cfg = model_cfg.model_copy(update={"pretrained": NoPretrained()})
     built = build_model(model_cfg, splits.num_classes, data_cfg=recipe.data)
-    model = built.model.to(device)
-    if recipe.runtime.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = built.model
+    if not launcher:
+        if world is not None and world.rank > 0:
+            # Same initial weights everywhere (DDP also broadcasts rank 0's), but from here on each
+            # process draws its own dropout masks and mixing pairs; rank 0 keeps the run's stream.
+            from fgbench.data.loaders import mix_seed
+
+            seed_everything(mix_seed(recipe.runtime.seed, world.rank))
+        if world_size > 1 and recipe.distributed.sync_bn:
+            model = D.convert_sync_bn(model, device)
+        model = model.to(device)
+        if recipe.runtime.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+    return Prepared(recipe, run_dir, resume_ckpt, resume_best, device, splits, model, built.report, world_size)
+
+
+def run_command(args) -> int:
+    from fgbench.train import distributed as D
+
+    if args.nproc < 1:
+        raise UserError(f"--nproc: must be at least 1, not {args.nproc}")
+    world = D.world_from_env()
+    if world is not None:
+        return _run_worker(args, world)
+    if D.wants_launch(args):
+        return _launch(args)
+    p = _prepare(args)
 
     # ---- from here on the run directory exists
+    run_dir, fresh = p.run_dir, None
     if run_dir is None:
         if args.run_dir:
             run_dir = Path(args.run_dir).expanduser()
-            _empty_or_new(run_dir)
+            fresh = _empty_or_new(run_dir)
         else:
-            run_dir = runs.create_run_dir(recipe.name, args.runs_root)
-    return _run_in_dir(args, recipe, run_dir, device, splits, model, built.report, resume_ckpt, resume_best)
+            run_dir = runs.create_run_dir(p.recipe.name, args.runs_root)
+            fresh = "created"
+    return _run_in_dir(args, p.recipe, run_dir, p.device, p.splits, p.model, p.report, p.resume_ckpt, p.resume_best,
+                       fresh=fresh)
 
 
-def _run_in_dir(args, recipe, run_dir: Path, device, splits, model, report, resume_ckpt, resume_best) -> int:
+def _launch(args) -> int:
+    """``--nproc``/``--nnodes``: check everything here, make the run directory, run torchrun."""
+    from fgbench.train import distributed as D
+
+    p = _prepare(args, launcher=True)
+    created = False
+    if p.run_dir is not None:  # --resume
+        run_dir: Path | None = p.run_dir
+    elif args.run_dir:
+        run_dir = Path(args.run_dir).expanduser().absolute()
+        if args.node_rank == 0:
+            created = _empty_or_new(run_dir) == "created"
+    elif args.node_rank == 0:
+        run_dir = runs.create_run_dir(p.recipe.name, args.runs_root).absolute()
+        created = True
+    else:
+        run_dir = None  # other nodes never write it
+    del p  # the workers build their own model and data
+    code = D.launch(args, run_dir=run_dir)
+    if created and run_dir is not None and run_dir.is_dir() and not any(run_dir.iterdir()):
+        run_dir.rmdir()  # the workers stopped before writing anything (bad input): leave nothing behind
+    return code
+
+
+def _run_worker(args, world) -> int:
+    """One torchrun process: returns its exit code to torchrun (see ``distributed.quiet_code``)."""
+    from fgbench.train import distributed as D
+
+    # torchrun started us with SIGINT ignored (see distributed.launch); until training installs its
+    # own handler, Ctrl-C means "stop now" as in any Python program.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    D.register_worker(world)
+    code, symmetric = EXIT_FAILED, False
+    try:
+        code, symmetric = _worker(args, world)
+    except UserError as err:  # found after preparation (bad data), possibly by this process only
+        print(str(err), file=sys.stderr)
+        code = EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    finally:
+        D.record_exit(world, code)
+    return D.quiet_code(code, symmetric)
+
+
+def _worker(args, world) -> tuple[int, bool]:
+    """(exit code, whether every process ends the same way)."""
+    from fgbench.train import distributed as D
+
+    d = D.Dist(world).start()
+    try:
+        error: UserError | None = None
+        fresh = None
+        try:
+            p = _prepare(args, world=world)
+            run_dir = p.run_dir
+            if run_dir is None and args.run_dir:
+                run_dir = Path(args.run_dir).expanduser()
+                if world.is_main:
+                    fresh = _empty_or_new(run_dir, create=False)
+        except UserError as err:
+            error = err
+        failed = d.failed_ranks(error is not None)
+        if failed:
+            if error is not None and world.rank == failed[0]:
+                print(str(error), file=sys.stderr)  # one line for the job, from the lowest failing rank
+            return EXIT_BAD_INPUT, True
+        d.device = p.device
+        if world.is_main and run_dir is None:
+            run_dir = runs.create_run_dir(p.recipe.name, args.runs_root)
+            fresh = "created"
+        elif fresh == "created":
+            run_dir.mkdir(parents=True)
+        code = _run_in_dir(args, p.recipe, run_dir, p.device, p.splits, p.model, p.report, p.resume_ckpt,
+                           p.resume_best, fresh=fresh, dist=d)
+        return code, code == EXIT_OK or (code == EXIT_INTERRUPTED and d.stopped)
+    finally:
+        d.close()
+
+
+def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, report, resume_ckpt, resume_best, *,
+                fresh: str | None = None, dist=None) -> int:
+    """Train in ``run_dir``. ``fresh``: "created"/"emptied" when this invocation made the directory
+    (undone on bad input before training), None for a resumed one. ``dist``: the DDP job, where
+    only rank 0 writes files, prints and reports."""
     from fgbench.recipe import atomic_write_text
     from fgbench.train.progress import Progress
     from fgbench.train.trainer import RunContext, StopFlag, Trainer
 
-    if resume_ckpt is None:
+    main = dist is None or dist.rank == 0
+    ddp_info = {"world_size": dist.size} if dist is not None else {}
+    if not main:
+        run_dir = run_dir or Path(f"/nonexistent/fgbench-rank-{dist.rank}")  # never written
+    elif resume_ckpt is None:
         atomic_write_text(run_dir / runs.RECIPE_FILE, dumps_recipe(recipe, full=True))
         runs.write_run_info(
             run_dir, argv=sys.argv, overrides=list(args.overrides or []),
             source_recipe=str(Path(args.recipe).resolve()) if args.recipe else None,
             pid=os.getpid(), host=socket.gethostname(), sweep_tag=getattr(args, "sweep_tag", None),
-            created=time.time(), cwd=os.getcwd(),
+            created=time.time(), cwd=os.getcwd(), **ddp_info,
         )
         runs.write_json(run_dir / "classes.json", list(splits.class_names))
     else:
         info = runs.read_json(run_dir / runs.RUN_INFO_FILE) or {}
         resumes = list(info.get("resumes", []))
         resumes.append({"time": time.time(), "argv": sys.argv, "from_epoch": int(resume_ckpt["epoch"]),
-                        "from_step": int(resume_ckpt["step"])})
+                        "from_step": int(resume_ckpt["step"]), **ddp_info})
         runs.write_run_info(run_dir, pid=os.getpid(), host=socket.gethostname(), resumes=resumes)
 
-    log_file = open(run_dir / runs.LOG_FILE, "a", encoding="utf-8", buffering=1)
     orig_out, orig_err = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = Tee(orig_out, log_file), Tee(orig_err, log_file)
-    writer = metrics.MetricsWriter(run_dir / metrics.METRICS_FILE)
+    log_file = None
+    if main:
+        log_file = open(run_dir / runs.LOG_FILE, "a", encoding="utf-8", buffering=1)
+        sys.stdout, sys.stderr = Tee(orig_out, log_file), Tee(orig_err, log_file)
+        writer: Any = metrics.MetricsWriter(run_dir / metrics.METRICS_FILE)
+    else:
+        from fgbench.train.distributed import NullWriter
+
+        writer = NullWriter()
     stop = StopFlag()
-    old_handlers = _install_signals(stop)
-    progress = Progress(args.progress, stream=orig_out)
+    old_handlers = _install_signals(stop, quiet=not main)
+    progress = Progress(args.progress if main else "none", stream=orig_out)
     ctx = RunContext(recipe=recipe, run_dir=run_dir, run_id=run_dir.name, device=device, splits=splits, model=model,
                      model_report=report, writer=writer, progress=progress, stop=stop, resume=resume_ckpt,
-                     resume_best=resume_best)
+                     resume_best=resume_best, dist=dist)
     trainer = None
+    discard = False
     try:
-        print(f"run directory: {run_dir}", flush=True)
+        if main:
+            print(f"run directory: {run_dir}", flush=True)
         trainer = Trainer(ctx)
         progress.total_steps = trainer.total_steps
         status = trainer.run()
@@ -260,15 +454,21 @@ def _run_in_dir(args, recipe, run_dir: Path, device, splits, model, report, resu
         summary = trainer.write_summary()
         if status == "completed":
             writer.emit("run_finished", status="completed", summary=summary, exit_code=EXIT_OK)
-            _print_result(summary)
+            if main:
+                _print_result(summary)
             return EXIT_OK
         writer.emit("run_finished", status="interrupted", summary=summary, exit_code=EXIT_INTERRUPTED,
                     error=f"stopped by {stop.signal or 'request'}")
-        print(f"interrupted ({stop.signal or 'stop requested'}); checkpoint written. "
-              f"Continue with: fgbench run --resume {run_dir}", flush=True)
+        if main:
+            more = f" --nproc {dist.world.local_size}" if dist is not None else ""
+            print(f"interrupted ({stop.signal or 'stop requested'}); checkpoint written. "
+                  f"Continue with: fgbench run --resume {run_dir}{more}", flush=True)
         return EXIT_INTERRUPTED
     except (UserError, RecipeError) as err:
         progress.close()
+        if main and fresh is not None and not (trainer is not None and trainer.training_started):
+            discard = True  # bad input found while setting up: leave nothing behind
+            raise
         _finish_failed(writer, trainer, str(err), None, EXIT_BAD_INPUT)
         raise
     except KeyboardInterrupt:
@@ -289,7 +489,10 @@ def _run_in_dir(args, recipe, run_dir: Path, device, splits, model, report, resu
         _restore_signals(old_handlers)
         writer.close()
         sys.stdout, sys.stderr = orig_out, orig_err
-        log_file.close()
+        if log_file is not None:
+            log_file.close()
+        if discard:
+            _discard(run_dir, fresh)
 
 
 def _safe_summary(trainer, status: str) -> dict | None:
@@ -332,7 +535,7 @@ def _print_result(s: dict) -> None:
     print("\n".join(lines), flush=True)
 
 
-def _install_signals(stop) -> dict:
+def _install_signals(stop, quiet: bool = False) -> dict:
     old = {}
 
     def handler(signum, frame):
@@ -341,6 +544,8 @@ def _install_signals(stop) -> dict:
             raise KeyboardInterrupt
         stop.requested = True
         stop.signal = name
+        if quiet:  # DDP ranks other than 0: rank 0 says it once
+            return
         try:
             sys.stderr.write(f"\n{name}: finishing the current step, then writing a checkpoint "
                              "(Ctrl-C again to leave at once)\n")

@@ -23,6 +23,15 @@ Decisions:
 * Events that a killed run wrote after its last checkpoint stay in ``metrics.jsonl``; the resumed
   run appends a new ``run_started`` with ``resumed = {"epoch", "step"}`` and then repeats those
   epochs. Readers keep the last event per epoch/step.
+* Under DDP (``RunContext.dist``, see ``fgbench.train.distributed``) every process runs this
+  same loop on identical weights and takes every decision from all-reduced numbers, so all of
+  them stop, evaluate, select and checkpoint at the same points; only rank 0 writes (its writer
+  is the real one, the others get a null writer; summary, checkpoints and ``confusion.json`` are
+  written by rank 0). Stages are resolved with the *global* batch. A stop request is agreed on
+  (every process stops after the same step), and ``last.pt`` keeps every rank's RNG state.
+* ``eval.final_test_sizes`` with ``data.test_crop = "none"``: a size other than the last stage's
+  test size resizes the images to N x N (as ``fgbench evaluate --test-size N`` does), otherwise
+  every size would evaluate the same pixels.
 """
 
 from __future__ import annotations
@@ -168,6 +177,7 @@ class RunContext:
     stop: StopFlag
     resume: dict | None = None  # the last.pt checkpoint
     resume_best: dict | None = None  # best.pt, when resuming
+    dist: Any = None  # fgbench.train.distributed.Dist under torchrun (world size > 1)
 
 
 class Trainer:
@@ -180,7 +190,15 @@ class Trainer:
         self.writer = ctx.writer
         self.progress = ctx.progress
         self.num_classes = self.splits.num_classes
-        self.stages = resolve_stages(self.r, len(self.splits.train))
+        self.dist = ctx.dist
+        self.main = self.dist is None or self.dist.rank == 0  # the process that writes files
+        self.shard = (self.dist.rank, self.dist.size) if self.dist is not None else None
+        stage_recipe = self.r
+        if self.dist is not None:
+            from fgbench.train.distributed import global_batch_recipe
+
+            stage_recipe = global_batch_recipe(self.r, self.dist.size)
+        self.stages = resolve_stages(stage_recipe, len(self.splits.train))
         self.total_epochs = self.stages[-1].last_epoch
         self.total_steps = sum(s.total_steps for s in self.stages)
         self.recipe_dict = recipe_to_dict(self.r)
@@ -200,6 +218,7 @@ class Trainer:
         self.final_sizes: dict[str, dict] = {}
         self.status = "running"
         self._saved_at: int | None = None
+        self.training_started = False  # set before the first training batch is asked for
 
     # ------------------------------------------------------------------------------ helpers
 
@@ -230,6 +249,8 @@ class Trainer:
     def _build_engine(self, st: StageSpec, *, new_optimizer: bool) -> None:
         r = self.r
         model = self.model
+        prev_step = self.engine.step if self.engine else 0
+        self.engine = None  # drop the previous stage's DDP wrapper (and its gradient hooks) first
         if new_optimizer or self.optimizer is None:
             self.optimizer = build_optimizer(r.optim, model, st.lr)
         plan = plan_for_stage(r.schedule, lr=st.lr, epochs=st.epochs, steps_per_epoch=st.steps_per_epoch,
@@ -245,6 +266,12 @@ class Trainer:
         forward = model
         if r.runtime.compile:
             forward = torch.compile(model)
+        ddp: dict[str, Any] = {}
+        if self.dist is not None:
+            # DDP wraps the (compiled) model, as PyTorch advises; evaluation uses it unwrapped.
+            ddp = dict(eval_forward=forward, reduce=self.dist.sum_, world=self.dist.size, global_batch=st.batch_size,
+                       train_images=len(self.splits.train))
+            forward = self.dist.wrap(forward)
         mixer = BatchMixer(r.augment, self.num_classes)
         self.engine = Engine(
             model=model, forward=forward, optimizer=self.optimizer, scheduler=scheduler,
@@ -252,7 +279,7 @@ class Trainer:
             device=self.device, amp_dtype=AMP_DTYPES[r.runtime.precision], scaler=scaler,
             grad_clip=r.optim.grad_clip, ema=self.ema, ema_every=r.ema.every,
             mixer=mixer if mixer.enabled else None, channels_last=r.runtime.channels_last,
-            step=self.engine.step if self.engine else 0, stage_step=0, max_stage_steps=st.max_steps,
+            step=prev_step, stage_step=0, max_stage_steps=st.max_steps, **ddp,
         )
         self.plan = plan
 
@@ -264,7 +291,7 @@ class Trainer:
             self.loaders.train.close()
         self.loaders = L.build_loaders(self.splits, self.r.data, self.r.augment, train_size=st.train_size,
                                        test_size=st.test_size, batch_size=st.batch_size, seed=self.r.runtime.seed,
-                                       device=self.device)
+                                       device=self.device, shard=self.shard)
 
     # -------------------------------------------------------------------------------- stages
 
@@ -349,7 +376,14 @@ class Trainer:
 
     def _save_last(self, *, stage: int, epoch: int, batch: int = 0, stats: EpochStats | None = None) -> None:
         path = self.ckpt_dir / runs.LAST_CKPT
-        C.save_checkpoint(path, self._payload("last", stage=stage, epoch=epoch, batch=batch, stats=stats))
+        rng_ranks = self.dist.gather_objects(C.rng_state()) if self.dist is not None else None  # every rank calls
+        if not self.main:
+            return
+        payload = self._payload("last", stage=stage, epoch=epoch, batch=batch, stats=stats)
+        if rng_ranks is not None:
+            payload["rng_ranks"] = rng_ranks
+            payload["world_size"] = self.dist.size
+        C.save_checkpoint(path, payload)
         self._emit("checkpoint", epoch=epoch, step=self.engine.step, kind="last", path=str(path))
 
     def _save_best(self, improved: list[str], epoch: int) -> None:
@@ -357,6 +391,8 @@ class Trainer:
             self.best_states["raw"] = C.cpu_state_dict(self.model)
         if "ema" in improved and self.ema is not None:
             self.best_states["ema"] = C.cpu_state_dict(self.ema.module)
+        if not self.main:
+            return
         path = self.ckpt_dir / runs.BEST_CKPT
         payload = {
             "format": C.FORMAT, "kind": "best", "stage": self.tracker.stage, "epoch": epoch, "step": self.engine.step,
@@ -372,9 +408,15 @@ class Trainer:
 
     def _evaluate_all(self, epoch: int, test_size: int) -> dict[str, dict | None]:
         assert self.loaders is not None and self.engine is not None
-        models = {"raw": self.engine.forward}
+        models = {"raw": self.engine.eval_forward or self.engine.forward}
         if self.ema is not None:
             models["ema"] = self.ema.module
+        if self.dist is not None:
+            # Weights are identical on every process; BN statistics of a plain (not synced) BN
+            # and the EMA's copies of them are each process's own: evaluate rank 0's everywhere.
+            self.dist.broadcast_buffers(self.model)
+            if self.ema is not None:
+                self.dist.broadcast_buffers(self.ema.module)
         out: dict[str, dict | None] = {"raw": None, "ema": None}
         for name, model in models.items():
             res: dict[str, Any] = {}
@@ -392,6 +434,8 @@ class Trainer:
 
     def _end_epoch(self, st: StageSpec, epoch: int, res: dict, *, last_in_stage: bool) -> None:
         r = self.r
+        if self.dist is not None and r.data.skip_corrupt:  # each process skipped the images of its shards
+            self.skipped = set().union(*self.dist.gather_objects(sorted(self.skipped)))
         self.totals["train_time"] += res["train_time"]
         self.totals["train_images"] += res["images"]
         fields: dict[str, Any] = {
@@ -478,7 +522,8 @@ class Trainer:
 
     def write_summary(self) -> dict:
         s = self.summary()
-        runs.write_json(self.ctx.run_dir / runs.SUMMARY_FILE, s)
+        if self.main:
+            runs.write_json(self.ctx.run_dir / runs.SUMMARY_FILE, s)
         return s
 
     # ----------------------------------------------------------------------------------- run
@@ -509,7 +554,11 @@ class Trainer:
         for line in ctx.model_report if ctx.resume is None else []:
             self._emit("log", level="info", message=line)
         if ctx.resume is not None:
-            C.set_rng_state(ctx.resume["rng"])
+            rng = ctx.resume["rng"]
+            ranks = ctx.resume.get("rng_ranks")
+            if self.dist is not None and ranks is not None and len(ranks) == self.dist.size:
+                rng = ranks[self.dist.rank]  # each process continues its own random stream
+            C.set_rng_state(rng)
         self.progress.start(self.engine.step if self.engine else 0)
 
         resumed_into = ctx.resume is not None and si0 == int(ctx.resume["stage"])
@@ -525,6 +574,7 @@ class Trainer:
                 stats = stats0 if (si == si0 and e == start_e and stats0 is not None) else EpochStats()
                 if self.device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(self.device)
+                self.training_started = True
                 res = self._train_epoch(st, epoch, stats)
                 if not res["completed"] and not res["stopped"]:
                     raise RuntimeError(f"the training loader ended after {stats.batches} of "
@@ -538,7 +588,8 @@ class Trainer:
                 self._saved_at = None
                 self._end_epoch(st, epoch, res, last_in_stage=last)
                 final_epoch = si == len(self.stages) - 1 and (last or res["reached_max_steps"])
-                if ctx.stop.requested and not final_epoch:
+                stop = ctx.stop.requested if self.dist is None else self.dist.stop_agreed(ctx.stop, wait=True)
+                if stop and not final_epoch:
                     if self._saved_at != epoch:
                         self._save_last(stage=si, epoch=epoch)
                     self.status = "interrupted"
@@ -566,8 +617,12 @@ class Trainer:
         def on_tick(batch: int, step: int) -> None:
             prog.tick(epoch=epoch, total_epochs=self.total_epochs, batch=batch, batches=spe, step=step)
 
+        should_stop = self.ctx.stop
+        if self.dist is not None:
+            def should_stop() -> bool:  # every process stops after the same step
+                return self.dist.stop_agreed(self.ctx.stop)
         hooks = StepHooks(log_every=self.r.runtime.log_every_steps, on_log=on_log, on_tick=on_tick,
-                          on_corrupt=self._on_corrupt, should_stop=self.ctx.stop)
+                          on_corrupt=self._on_corrupt, should_stop=should_stop)
         batches = self.loaders.train.batches(epoch, stats.batches)
         return train_one_epoch(self.engine, batches, epoch=epoch, num_batches=spe, stats=stats, hooks=hooks)
 
@@ -577,6 +632,8 @@ class Trainer:
         t = self.tracker
         if sizes and not self.final_sizes:
             bs = self.r.data.eval_batch_size or (self.stage.batch_size if self.stage else self.r.data.batch_size)
+            if self.dist is not None and not self.r.data.eval_batch_size:
+                bs = max(1, bs // self.dist.size)  # stage batch sizes are global here
             for model_name in ("raw", "ema"):
                 state = self.best_states.get(model_name)
                 if state is None:
@@ -584,7 +641,12 @@ class Trainer:
                 target = self.model if model_name == "raw" else self.ema.module
                 target.load_state_dict(state)
                 for size in sizes:
-                    loader = L.eval_loader(self.splits, self.r.data, test_size=size, batch_size=bs, device=self.device)
+                    data = self.r.data
+                    if data.test_crop == "none" and self.stage is not None and size != self.stage.test_size:
+                        # the images are used as they are: another size means resizing them to it
+                        data = data.model_copy(update={"test_crop": "resize"})
+                    loader = L.eval_loader(self.splits, data, test_size=size, batch_size=bs, device=self.device,
+                                           shard=self.shard)
                     ev = evaluate(target, loader, self.engine, num_classes=self.num_classes, top_k=self.r.eval.top_k,
                                   on_corrupt=self._on_corrupt)
                     best = t.best.get(model_name)
@@ -596,7 +658,7 @@ class Trainer:
                                        f"top-1 {ev['top1']:.2f}%  top-{min(self.r.eval.top_k, self.num_classes)} "
                                        f"{ev['top5']:.2f}%")
         sel = t.selected()
-        if t.confusion.get(sel) is not None:
+        if t.confusion.get(sel) is not None and self.main:
             runs.write_json(self.ctx.run_dir / "confusion.json", {
                 "split": "test", "model": sel, "class_names": list(self.splits.class_names),
                 "matrix": t.confusion[sel], "epoch": t.best[sel]["epoch"] if t.best.get(sel) else None,
@@ -619,7 +681,8 @@ class Trainer:
                       "torchvision": torchvision.__version__},
             train_images=len(self.splits.train), val_images=len(self.splits.val),
             test_images=len(self.splits.test), steps_per_epoch=self.stages[0].steps_per_epoch,
-            total_epochs=self.total_epochs, total_steps=self.total_steps, world_size=1, **extra,
+            total_epochs=self.total_epochs, total_steps=self.total_steps,
+            world_size=self.dist.size if self.dist is not None else 1, **extra,
         )
 
 
