@@ -22,7 +22,7 @@ import re
 import tempfile
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Sequence, Union
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
@@ -804,8 +804,8 @@ def parse_recipe_text(text: str, source: str = "<recipe>") -> dict[str, Any]:
         raise RecipeError([f"{source}: TOML syntax: {err}"]) from None
 
 
-def load_recipe(path: str | os.PathLike[str], overrides: list[str] | None = None) -> Recipe:
-    """Read, apply ``--set`` overrides, validate. Every problem is raised as a RecipeError."""
+def read_recipe_data(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The TOML data of a recipe file with ``--set`` overrides applied, not yet validated."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -815,8 +815,13 @@ def load_recipe(path: str | os.PathLike[str], overrides: list[str] | None = None
         raise RecipeError([f"{p}: cannot read: {err}"]) from None
     data = parse_recipe_text(text, str(p))
     if overrides:
-        data = apply_overrides(data, overrides, str(p))
-    return validate_recipe(data, str(p))
+        data = apply_overrides(data, list(overrides), str(p))
+    return data
+
+
+def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] | None = None) -> Recipe:
+    """Read, apply ``--set`` overrides, validate. Every problem is raised as a RecipeError."""
+    return validate_recipe(read_recipe_data(path, overrides or ()), str(path))
 
 
 def parse_override_value(raw: str) -> Any:

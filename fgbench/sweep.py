@@ -73,7 +73,7 @@ from fgbench.recipe import (
     atomic_write_text,
     dumps_recipe,
     parse_override_value,
-    parse_recipe_text,
+    read_recipe_data,
     union_variants,
     validate_recipe,
 )
@@ -326,18 +326,10 @@ def load_plan(
     only: Sequence[str] | None = None,
 ) -> Plan:
     """Read a recipe file, apply ``--set`` overrides to the base, expand and validate the sweep."""
-    from fgbench.recipe import apply_overrides
+
 
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RecipeError([f"{p}: file not found"]) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise RecipeError([f"{p}: cannot read: {err}"]) from None
-    data = parse_recipe_text(text, str(p))
-    if overrides:
-        data = apply_overrides(data, list(overrides), str(p))
+    data = read_recipe_data(p, overrides)
     grid = [parse_grid_arg(g) for g in cli_grid]
     return expand(data, str(p), cli_grid=grid, only=only)
 
