@@ -326,8 +326,6 @@ def load_plan(
     only: Sequence[str] | None = None,
 ) -> Plan:
     """Read a recipe file, apply ``--set`` overrides to the base, expand and validate the sweep."""
-
-
     p = Path(path)
     data = read_recipe_data(p, overrides)
     grid = [parse_grid_arg(g) for g in cli_grid]
