@@ -41,11 +41,28 @@ def _class_dirs(split_dir: Path) -> list[str]:
 
 def _images(d: Path) -> list[str]:
     out = []
-    for dirpath, _dirs, files in os.walk(d):
-        for f in files:
-            if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."):
-                out.append(os.path.join(dirpath, f))
+    for dirpath, dirs, files in os.walk(d):
+        dirs[:] = [x for x in dirs if not x.startswith(".")]
+        out.extend(os.path.join(dirpath, f) for f in files
+                   if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."))
     return sorted(out)
+
+
+def scan_class_folders(
+    train_dir: Path, test_dir: Path, error: type[UserError] = UserError
+) -> tuple[list[str], list[tuple[str, int]], list[tuple[str, int]]]:
+    """Class names and (image path, label) pairs of two class-folder trees. Class order is the sorted
+    train folder names (ImageFolder's); a test class missing from train is an error, not a new label."""
+    classes = _class_dirs(train_dir)
+    if len(classes) < 2:
+        raise error(f"{train_dir}: found {len(classes)} class folder(s), need at least 2")
+    lookup = {c: i for i, c in enumerate(classes)}
+    extra = sorted(set(_class_dirs(test_dir)) - set(classes))
+    if extra:
+        raise error(f"{test_dir}: classes not in {train_dir.name}/: {', '.join(extra[:5])}")
+    train = [(p, lookup[c]) for c in classes for p in _images(train_dir / c)]
+    test = [(p, lookup[c]) for c in _class_dirs(test_dir) for p in _images(test_dir / c)]
+    return classes, train, test
 
 
 def folder_index(root: str | os.PathLike[str], name: str = "folder") -> DatasetIndex:
@@ -61,15 +78,7 @@ def folder_index(root: str | os.PathLike[str], name: str = "folder") -> DatasetI
     test_dir = next((root / s for s in ("test", "val") if (root / s).is_dir()), None)
     if test_dir is None:
         raise UserError(f"{root}: no test/ or val/ folder beside train/")
-    classes = _class_dirs(train_dir)
-    if len(classes) < 2:
-        raise UserError(f"{train_dir}: found {len(classes)} class folder(s), need at least 2")
-    lookup = {c: i for i, c in enumerate(classes)}
-    extra = sorted(set(_class_dirs(test_dir)) - set(classes))
-    if extra:
-        raise UserError(f"{test_dir}: classes not in train/: {', '.join(extra[:5])}")
-    train = [(p, lookup[c]) for c in classes for p in _images(train_dir / c)]
-    test = [(p, lookup[c]) for c in _class_dirs(test_dir) for p in _images(test_dir / c)]
+    classes, train, test = scan_class_folders(train_dir, test_dir)
     if not train:
         raise UserError(f"{train_dir}: no images found")
     if not test:

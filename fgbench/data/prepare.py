@@ -38,7 +38,8 @@ from typing import Callable, Literal
 
 from fgbench.data import catalog
 from fgbench.data.catalog import Entry
-from fgbench.data.index import IMAGE_EXTENSIONS, DatasetIndex
+from fgbench.data.index import DatasetIndex
+from fgbench.data.index import scan_class_folders as index_scan_class_folders
 from fgbench.errors import UserError
 
 INDEX_FORMAT = 1
@@ -182,33 +183,11 @@ def _rel(base: Path, p: Path) -> str:
     return p.relative_to(base).as_posix()
 
 
-def _is_image(name: str) -> bool:
-    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
-
-
 def scan_class_folders(base: Path, train_dir: Path, test_dir: Path) -> Prepared:
     """Class sub-folders; class order = the sorted train/ folder names (ImageFolder's order)."""
-
-    def classes(d: Path) -> list[str]:
-        return sorted(p.name for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-    def images(d: Path) -> list[Path]:
-        out = []
-        for dirpath, dirs, files in os.walk(d):
-            dirs[:] = [x for x in dirs if not x.startswith(".")]
-            out.extend(Path(dirpath) / f for f in files if _is_image(f))
-        return sorted(out)
-
-    names = classes(train_dir)
-    if len(names) < 2:
-        raise PrepareError(f"{train_dir}: found {len(names)} class folder(s), need at least 2")
-    lookup = {c: i for i, c in enumerate(names)}
-    extra = sorted(set(classes(test_dir)) - set(names))
-    if extra:
-        raise PrepareError(f"{test_dir}: classes not in {train_dir.name}/: {', '.join(extra[:5])}")
-    train = [(_rel(base, p), lookup[c]) for c in names for p in images(train_dir / c)]
-    test = [(_rel(base, p), lookup[c]) for c in classes(test_dir) for p in images(test_dir / c)]
-    return Prepared("files", base, names, train, test)
+    names, train, test = index_scan_class_folders(train_dir, test_dir, PrepareError)
+    return Prepared("files", base, names, [(_rel(base, Path(p)), y) for p, y in train],
+                    [(_rel(base, Path(p)), y) for p, y in test])
 
 
 # -------------------------------------------------------------------------------- preparers
