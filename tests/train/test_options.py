@@ -164,3 +164,22 @@ def test_ctrl_c_to_the_process_group_with_loader_workers(tmp_path, tiny_folder):
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "DataLoader worker" not in err
     assert events_of(run)[-1]["status"] == "interrupted"
+
+
+def test_compile_wraps_the_model_and_the_run_trains(tmp_path, tiny_folder, monkeypatch):
+    # Inductor's C++ compile takes about a minute on 2 cores; the eager backend still goes through
+    # dynamo's graph capture, which is what the trainer's wiring depends on.
+    calls = []
+    real_compile = torch.compile
+
+    def eager_compile(model, **kwargs):
+        calls.append(type(model).__name__)
+        return real_compile(model, backend="eager")
+
+    monkeypatch.setattr(torch, "compile", eager_compile)
+    recipe = write_recipe(tmp_path, tiny_folder, schedule={"name": "cosine", "epochs": 1},
+                          runtime={"device": "cpu", "seed": 0, "log_every_steps": 2, "compile": True})
+    run = tmp_path / "run"
+    assert run_cli(str(recipe), "--run-dir", str(run)) == 0
+    assert calls, "runtime.compile did not call torch.compile"
+    assert summary_of(run)["epochs_done"] == 1
