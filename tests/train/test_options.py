@@ -183,3 +183,22 @@ def test_compile_wraps_the_model_and_the_run_trains(tmp_path, tiny_folder, monke
     assert run_cli(str(recipe), "--run-dir", str(run)) == 0
     assert calls, "runtime.compile did not call torch.compile"
     assert summary_of(run)["epochs_done"] == 1
+
+
+def test_first_ctrl_c_asks_for_a_checkpoint_and_the_second_leaves_at_once(capsys):
+    from fgbench.train.runner import _install_signals, _restore_signals
+    from fgbench.train.trainer import StopFlag
+
+    stop = StopFlag()
+    before = signal.getsignal(signal.SIGINT)
+    old = _install_signals(stop)
+    try:
+        handler = signal.getsignal(signal.SIGINT)
+        handler(signal.SIGINT, None)
+        assert stop.requested and stop.signal == "SIGINT"
+        assert "finishing the current step" in capsys.readouterr().err
+        with pytest.raises(KeyboardInterrupt):
+            handler(signal.SIGINT, None)
+    finally:
+        _restore_signals(old)
+    assert signal.getsignal(signal.SIGINT) is before
