@@ -55,10 +55,11 @@ class CorruptImageError(Exception):
         super().__init__(f"{self.path}: cannot decode image ({reason})" if reason else f"{self.path}: cannot decode image")
 
 
-def draft_request(size: tuple[int, int], target_short_side: int) -> tuple[int, int]:
-    """The size to pass to ``Image.draft`` so that the shorter side stays >= target."""
+def draft_request(size: tuple[int, int], target_short_side: int, crop_bottom: int = 0) -> tuple[int, int]:
+    """The size to pass to ``Image.draft`` so that the shorter side stays >= target *after* the
+    bottom ``crop_bottom`` rows (original pixels) are cut away."""
     w, h = size
-    short = min(w, h)
+    short = min(w, h - crop_bottom) if 0 < crop_bottom < h else min(w, h)
     if target_short_side >= short:
         return w, h
     t = int(target_short_side)
@@ -78,7 +79,7 @@ def load_rgb(path: str | os.PathLike[str], target_short_side: int | None = None,
         with Image.open(path) as im:
             orig_w, orig_h = im.size
             if target_short_side and im.format == "JPEG":
-                im.draft("RGB", draft_request(im.size, target_short_side))
+                im.draft("RGB", draft_request(im.size, target_short_side, crop_bottom))
             rgb = im.convert("RGB")  # forces the decode inside the try
     except Exception as err:  # noqa: BLE001 - PIL raises many types (OSError, SyntaxError, ValueError...)
         raise CorruptImageError(path, f"{type(err).__name__}: {err}") from None

@@ -59,7 +59,10 @@ def test_png_and_grayscale_are_decoded_at_full_size_as_rgb(tmp_path):
 
 def test_crop_bottom_is_in_original_pixels_and_follows_the_draft(photo):
     assert load_rgb(photo, crop_bottom=20).size == (400, 280)
-    assert load_rgb(photo, 75, crop_bottom=20).size == (100, 70)  # 1/4 scale: 5 rows
+    assert load_rgb(photo, 70, crop_bottom=20).size == (100, 70)  # 1/4 scale: 5 rows
+    # The draft scale is chosen for the cropped image: asking for 72 must not give 70 rows.
+    w, h = load_rgb(photo, 72, crop_bottom=20).size
+    assert min(w, h) >= 72 and (w, h) == (200, 140)  # 1/2 scale: 10 rows
 
 
 def test_corrupt_images_raise_naming_the_file(tmp_path):
