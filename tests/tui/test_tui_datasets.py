@@ -136,6 +136,17 @@ def _row_of(table: DataTable, name: str) -> int:
     raise AssertionError(f"{name} not in the table")
 
 
+async def _press_on_dataset(pilot, app, name: str, key: str):
+    """Wait for the catalog, select ``name`` in the datasets table and press ``key``."""
+    pane = app.pane("datasets")
+    table = pane.query_one("#datasets-table", DataTable)
+    await wait_for(pilot, lambda: table.row_count > 3, what="catalog")
+    table.focus()
+    table.move_cursor(row=_row_of(table, name))
+    await pilot.press(key)
+    return pane, table
+
+
 def _status(table: DataTable, name: str) -> str:
     return str(table.get_cell(name, "status"))
 
@@ -182,12 +193,7 @@ async def test_a_checksum_mismatch_is_a_message_not_a_crash(dirs, cub_mirror):
     cub_mirror(wrong_md5=True)
     app = _app(dirs)
     async with app.run_test(size=(100, 30)) as pilot:
-        pane = app.pane("datasets")
-        table = pane.query_one("#datasets-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count > 3, what="catalog")
-        table.focus()
-        table.move_cursor(row=_row_of(table, "cub200"))
-        await pilot.press("g")
+        pane, table = await _press_on_dataset(pilot, app, "cub200", "g")
         await wait_for(pilot, lambda: pane.active_task is None and pane.last_message, what="download ends")
         assert "md5" in pane.last_message.lower()
         assert _status(table, "cub200") != "ready"
@@ -198,12 +204,7 @@ async def test_a_download_can_be_cancelled_and_resumed(dirs, cub_mirror):
     server = cub_mirror(slow=True)
     app = _app(dirs)
     async with app.run_test(size=(100, 30)) as pilot:
-        pane = app.pane("datasets")
-        table = pane.query_one("#datasets-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count > 3, what="catalog")
-        table.focus()
-        table.move_cursor(row=_row_of(table, "cub200"))
-        await pilot.press("g")
+        pane, table = await _press_on_dataset(pilot, app, "cub200", "g")
         await wait_for(pilot, lambda: "download cub200" in str(pane.query_one("#download-text").render()),
                        what="progress shown")
         await pilot.press("c")
@@ -229,12 +230,7 @@ async def test_import_an_extracted_folder(dirs, cub_mirror, tmp_path):
         tar.extractall(folder, filter="data")
     app = _app(dirs)
     async with app.run_test(size=(100, 30)) as pilot:
-        pane = app.pane("datasets")
-        table = pane.query_one("#datasets-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count > 3, what="catalog")
-        table.focus()
-        table.move_cursor(row=_row_of(table, "cub200"))
-        await pilot.press("i")
+        pane, table = await _press_on_dataset(pilot, app, "cub200", "i")
         await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen), what="import prompt")
         app.screen.query_one(Input).value = str(folder)
         await pilot.press("enter")
