@@ -124,6 +124,21 @@ async def test_quitting_leaves_the_run_going_and_a_new_tui_reattaches(dirs):
         kill_quietly(pid)
 
 
+async def test_a_redraw_before_the_monitor_has_composed_is_harmless(dirs):
+    # CI once saw the runs watcher's RunsChanged reach a MonitorScreen that was pushed but not yet
+    # composed: the redraw must wait for the mount instead of failing to find its view.
+    fixture_runs(dirs.runs)
+    app = _app(dirs, fake_cmd(), initial_pane="runs")
+    async with app.run_test(size=(100, 30)) as pilot:
+        run_dir = sorted(dirs.runs.iterdir())[0]
+        screen = MonitorScreen(run_dir)
+        screen.request_redraw()  # not attached at all
+        app.push_screen(screen)
+        screen.redraw()  # pushed, children not composed yet
+        await wait_for(pilot, lambda: screen.query(RunView) and screen.query_one(RunView).snapshot is not None,
+                       what="drawn once mounted")
+
+
 async def test_malformed_metric_lines_are_skipped(dirs):
     app = _app(dirs, fake_cmd("normal", epochs=2, steps_per_epoch=4, delay=0.01, garbage=True))
     async with app.run_test(size=(100, 30)) as pilot:

@@ -84,11 +84,16 @@ class MonitorScreen(Screen):
         self.redraw()
 
     def redraw(self) -> None:
+        # A RunsChanged or RunUpdated can arrive before this screen has composed its view or
+        # after it started to unmount; there is nothing to draw on then (the mount draws).
+        views = self.query(RunView)
+        if not views:
+            return
         self._last_draw = time.monotonic()
         model = self.model
         failed = model.status == "failed"
         snap = model.snapshot(with_console=failed)
-        self.query_one(RunView).show(snap)
+        views.first().show(snap)
 
     def action_back(self) -> None:
         self.app.pop_screen()
