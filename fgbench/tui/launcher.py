@@ -37,12 +37,15 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fgbench import runs
+from fgbench.atomic import atomic_write_text
 from fgbench.errors import UserError
-from fgbench.recipe import Recipe, atomic_write_text
-from fgbench.tui.form import full_toml
 from fgbench.tui.monitor import CONSOLE_FILE, LAUNCH_INFO, launch_dir
+
+if TYPE_CHECKING:
+    from fgbench.recipe import Recipe
 
 LAUNCH_RECIPE = "launch.toml"
 
@@ -93,6 +96,8 @@ class Launcher:
         return launched
 
     def start(self, recipe: Recipe) -> Launched:
+        from fgbench.tui.form import full_toml  # the recipe schema: not needed before the first paint
+
         run_dir = runs.create_run_dir(recipe.name, self.runs_root)
         recipe_path = launch_dir(run_dir) / LAUNCH_RECIPE
         atomic_write_text(recipe_path, full_toml(recipe))

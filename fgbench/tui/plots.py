@@ -10,6 +10,8 @@ Decisions and trade-offs:
   :class:`fgbench.tui.monitor.Decimator`), :class:`MetricPlot` averages them further down to
   two points per column (what braille can show) and redraws only when its data changed (the
   monitor also limits redraws to a few per second).
+* textual-plotext (and plotext, 50 ms) is imported when the first plot is composed, not with this
+  module: the run list and the colours need this module before the first paint.
 * Braille markers give 2x4 dots per cell, the best resolution a terminal offers; they render in
   tmux, screen and every UTF-8 terminal.
 """
@@ -24,7 +26,6 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
-from textual_plotext import PlotextPlot
 
 RGB = tuple[int, int, int]
 
@@ -153,12 +154,14 @@ class MetricPlot(Vertical):
         self._key: object = None
 
     def compose(self) -> ComposeResult:
+        from textual_plotext import PlotextPlot
+
         yield Static(Text(self.title, style="bold"), classes="legend")
         yield PlotextPlot()
 
     @property
-    def plot(self) -> PlotextPlot:
-        return self.query_one(PlotextPlot)
+    def plot(self):
+        return self.query_one("PlotextPlot")
 
     def show(self, lines: list[Line], *, xlabel: str, log_y: bool = False, extra: str = "",
              ylim: tuple[float, float] | None = None) -> bool:
