@@ -89,12 +89,13 @@ class FgbenchApp(App):
         raise LookupError("main screen not mounted")
 
     def pane(self, name: str):
-        """A pane widget, or None while it is not mounted yet (panes other than the first are
-        mounted just after the first paint)."""
+        """A pane widget, or None until it has mounted (panes other than the first are mounted
+        just after the first paint; the Recipes pane once the recipe schema is imported)."""
         try:
-            return self.main_screen.query_one(f"#{name}-pane")
+            pane = self.main_screen.query_one(f"#{name}-pane")
         except (LookupError, NoMatches):
             return None
+        return pane if pane.is_mounted else None
 
     def current_dataset(self) -> str | None:
         pane = self.pane("recipes")

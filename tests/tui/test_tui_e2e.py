@@ -14,7 +14,7 @@ from fgbench import metrics, paths
 from fgbench.tui.app import make_app
 from fgbench.tui.screens.monitor import MonitorScreen
 from fgbench.tui.widgets.run_view import RunView
-from tui_helpers import kill_quietly, wait_for
+from tui_helpers import kill_quietly, ready_pane, wait_for
 
 QUICKSTART = (paths.project_recipes_dir() or paths.home()) / "quickstart.toml"
 
@@ -29,7 +29,7 @@ async def test_quickstart_runs_to_completion_from_the_tui(dirs):
     pid = None
     try:
         async with app.run_test(size=(100, 30)) as pilot:
-            pane = app.pane("recipes")
+            pane = await ready_pane(pilot, "recipes")
             editor = await pane.form.reveal("schedule.epochs")
             editor.focus()
             await pilot.press("end", *["backspace"] * 4, "1")

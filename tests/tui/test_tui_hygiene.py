@@ -43,3 +43,39 @@ def test_tui_never_imports_torch(tmp_path):
     assert result["heavy"] == []
     # import + first paint; "well under a second" on a normal machine, generous on a loaded CI box
     assert result["first_paint_s"] < 5.0, result
+
+
+def test_what_the_first_paint_needs_leaves_out_the_schema_and_plotext():
+    # The recipe schema (pydantic, ~0.3 s) and plotext load after the first paint: the Recipes pane
+    # is Deferred and plots import textual-plotext when composed. Everything the main screen needs
+    # to paint must import without them.
+    code = textwrap.dedent("""
+        import json, sys
+        from fgbench.cli import build_parser
+        build_parser()
+        import fgbench.tui.app, fgbench.tui.screens.main
+        print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("pydantic", "plotext", "textual_plotext")
+                                or m == "fgbench.recipe")))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+async def test_the_recipe_list_shows_before_the_schema_loads_and_run_waits_for_it(dirs):
+    from fgbench.tui.app import make_app
+    from fgbench.tui.screens.main import RecipesPreview
+    from tui_helpers import ready_pane
+
+    app = make_app(recipes_dirs=[dirs.project, dirs.user], runs_root=dirs.runs, data_root=dirs.data,
+                   initial_recipe=dirs.project / "tiny.toml")
+    async with app.run_test(size=(100, 30)) as pilot:
+        preview = app.screen.query_one(RecipesPreview)
+        assert "● tiny" in str(preview.query_one(".recipe-preview-list").render())
+        if app.pane("recipes") is None:  # still loading: running is refused with a reason, not lost silently
+            await pilot.press("ctrl+r")
+            assert any("still loading" in n.message for n in app._notifications)
+        pane = await ready_pane(pilot, "recipes")
+        assert not preview.display  # the placeholder gives way to the pane
+        assert pane.form.doc["name"] == "tiny"
+        assert app.focused is not None and app.focused.id == "recipe-list"

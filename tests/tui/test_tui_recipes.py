@@ -9,7 +9,7 @@ from textual.widgets import Input, Select, TextArea
 from fgbench.recipe import load_recipe
 from fgbench.tui.app import make_app
 from fgbench.tui.screens.dialogs import PickScreen, PromptScreen
-from tui_helpers import wait_for
+from tui_helpers import ready_pane, wait_for
 
 
 def _app(dirs, **kw):
@@ -28,7 +28,7 @@ async def test_invalid_value_is_marked_save_refused_then_fixed_and_saved(dirs):
     before = path.read_text()
     app = _app(dirs)
     async with app.run_test(size=(100, 30)) as pilot:
-        pane = app.pane("recipes")
+        pane = await ready_pane(pilot, "recipes")
         form = pane.form
         editor = await form.reveal("optim.lr")
         await _type_into(pilot, editor, "-1")
@@ -59,7 +59,7 @@ async def test_invalid_value_is_marked_save_refused_then_fixed_and_saved(dirs):
 async def test_variant_picker_stages_and_save_as(dirs):
     app = _app(dirs)
     async with app.run_test(size=(100, 30)) as pilot:
-        pane = app.pane("recipes")
+        pane = await ready_pane(pilot, "recipes")
         form = pane.form
         await form.reveal("optim.lr")
         picker = form.query_one("#v-optim", Select)
@@ -105,7 +105,7 @@ async def test_variant_picker_stages_and_save_as(dirs):
 async def test_toml_view_applies_edits_and_refuses_bad_syntax(dirs):
     app = _app(dirs)
     async with app.run_test(size=(100, 30)) as pilot:
-        pane = app.pane("recipes")
+        pane = await ready_pane(pilot, "recipes")
         await pilot.press("ctrl+t")
         area = pane.query_one("#recipe-toml", TextArea)
         await wait_for(pilot, lambda: area.has_focus, what="TOML view")
@@ -127,7 +127,7 @@ async def test_toml_view_applies_edits_and_refuses_bad_syntax(dirs):
 async def test_new_from_template_duplicate_and_revert(dirs):
     app = _app(dirs)
     async with app.run_test(size=(100, 30)) as pilot:
-        pane = app.pane("recipes")
+        pane = await ready_pane(pilot, "recipes")
         await pilot.press("ctrl+n")
         await wait_for(pilot, lambda: isinstance(app.screen, PickScreen), what="template picker")
         await pilot.press("enter")  # the first entry: the defaults
@@ -149,7 +149,7 @@ async def test_an_invalid_file_opens_with_its_problems_marked(dirs):
     bad.write_text('name = "bad"\n[data]\nbatch_size = 0\n[optim]\nmomentum = 2\n')
     app = _app(dirs)
     async with app.run_test(size=(100, 30)) as pilot:
-        pane = app.pane("recipes")
+        pane = await ready_pane(pilot, "recipes")
         assert await pane.open_path(bad)
         form = pane.form
         await form.reveal("data.batch_size")
@@ -170,7 +170,7 @@ async def test_every_schema_field_has_a_control_in_the_form(dirs):
 
     app = _app(dirs)
     async with app.run_test(size=(100, 30)) as pilot:
-        form = app.pane("recipes").form
+        form = (await ready_pane(pilot, "recipes")).form
         leaves = [F.path_str(p) for p, spec in F.walk(form.doc) if spec.kind not in ("section", "union", "models")]
         assert len(leaves) > 80
         for path in leaves:

@@ -6,7 +6,7 @@ from fgbench import metrics
 from fgbench.tui.app import make_app
 from fgbench.tui.screens.monitor import MonitorScreen
 from fgbench.tui.widgets.run_view import RunView
-from tui_helpers import fake_cmd, fixture_runs, kill_quietly, wait_for, wait_pid_gone
+from tui_helpers import fake_cmd, fixture_runs, kill_quietly, ready_pane, wait_for, wait_pid_gone
 
 
 def _app(dirs, cmd, **kw):
@@ -25,6 +25,7 @@ async def test_start_watch_stop_and_resume(dirs):
     pid = None
     try:
         async with app.run_test(size=(100, 30)) as pilot:
+            await ready_pane(pilot, "recipes")
             await pilot.press("ctrl+r")
             await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor opens")
             view = _view(app)
@@ -69,6 +70,7 @@ async def test_start_watch_stop_and_resume(dirs):
 async def test_a_crashing_trainer_is_reported_with_its_error_and_output(dirs):
     app = _app(dirs, fake_cmd("crash", delay=0.01))
     async with app.run_test(size=(100, 30)) as pilot:
+        await ready_pane(pilot, "recipes")
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor opens")
         view = _view(app)
@@ -82,6 +84,7 @@ async def test_a_crashing_trainer_is_reported_with_its_error_and_output(dirs):
 async def test_a_trainer_that_dies_before_starting_shows_its_output(dirs):
     app = _app(dirs, fake_cmd("hardcrash"))
     async with app.run_test(size=(100, 30)) as pilot:
+        await ready_pane(pilot, "recipes")
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor opens")
         view = _view(app)
@@ -98,6 +101,7 @@ async def test_quitting_leaves_the_run_going_and_a_new_tui_reattaches(dirs):
     pid = None
     try:
         async with app.run_test(size=(100, 30)) as pilot:
+            await ready_pane(pilot, "recipes")
             await pilot.press("ctrl+r")
             await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor opens")
             model = app.store.model(app.screen.path)
@@ -142,6 +146,7 @@ async def test_a_redraw_before_the_monitor_has_composed_is_harmless(dirs):
 async def test_malformed_metric_lines_are_skipped(dirs):
     app = _app(dirs, fake_cmd("normal", epochs=2, steps_per_epoch=4, delay=0.01, garbage=True))
     async with app.run_test(size=(100, 30)) as pilot:
+        await ready_pane(pilot, "recipes")
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor opens")
         model = app.store.model(app.screen.path)

@@ -67,6 +67,14 @@ async def wait_for(pilot, condition: Callable[[], object], timeout: float = 15.0
         await pilot.pause(0.05)
 
 
+async def ready_pane(pilot, name: str):
+    """The app's pane ``name`` once it has mounted (the Recipes pane mounts after the first paint,
+    when the recipe schema is imported)."""
+    app = pilot.app
+    await wait_for(pilot, lambda: app.pane(name) is not None, what=f"the {name} pane mounts")
+    return app.pane(name)
+
+
 def wait_pid_gone(pid: int, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

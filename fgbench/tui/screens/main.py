@@ -4,19 +4,46 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.lazy import Lazy
 from textual.screen import Screen
-from textual.widgets import Footer, TabbedContent, TabPane
+from textual.widgets import Footer, Label, Static, TabbedContent, TabPane
 
+from fgbench.tui.recipe_files import RecipeFile, discover
 from fgbench.tui.widgets.compare_pane import ComparePane
 from fgbench.tui.widgets.datasets_pane import DatasetsPane
-from fgbench.tui.widgets.recipes_pane import RecipesPane
+from fgbench.tui.widgets.deferred import Deferred
 from fgbench.tui.widgets.runs_pane import RunsPane
 
 PANES = ("datasets", "recipes", "runs", "compare")
+
+
+class RecipesPreview(Horizontal):
+    """What the Recipes pane shows while the recipe schema loads: the recipe list, as text."""
+
+    def __init__(self, dirs: list[tuple[str, Path]], current: Path | None):
+        super().__init__()
+        self.dirs = dirs
+        self.current = current
+
+    def compose(self) -> ComposeResult:
+        files: list[RecipeFile] = discover(self.dirs)
+        text = Text(no_wrap=True, overflow="ellipsis")
+        last_origin = None
+        for rf in files:
+            if rf.origin != last_origin:
+                text.append(f"{rf.origin}\n", style="bold")
+                last_origin = rf.origin
+            text.append(("● " if rf.path == self.current else "  ") + rf.name + "\n")
+        with Vertical(classes="recipe-side"):
+            yield Label("Recipes", classes="pane-title")
+            yield Static(text, classes="recipe-preview-list")
+        with Vertical(classes="recipe-main"):
+            yield Static(Text("loading the recipe schema...", style="dim"), classes="recipe-preview-title")
 
 
 class MainScreen(Screen):
@@ -36,18 +63,28 @@ class MainScreen(Screen):
 
     def compose(self) -> ComposeResult:
         # Only the pane shown first is mounted before the first paint; the others are mounted
-        # right after it (Lazy), which keeps the first paint fast on a slow machine.
+        # right after it (Lazy), which keeps the first paint fast on a slow machine. The Recipes
+        # pane needs the recipe schema, the slowest import of all: it is always Deferred (imported
+        # in a thread after the first paint), with the recipe list as its placeholder.
         panes = {
             "datasets": ("1 Datasets", lambda: DatasetsPane(self.data_root, id="datasets-pane")),
-            "recipes": ("2 Recipes", lambda: RecipesPane(self.recipes_dirs, self.initial_recipe, id="recipes-pane")),
             "runs": ("3 Runs", lambda: RunsPane(id="runs-pane")),
             "compare": ("4 Compare", lambda: ComparePane(id="compare-pane")),
         }
         with TabbedContent(initial=self.initial_pane, id="panes"):
-            for pane_id, (title, make) in panes.items():
+            for pane_id, title in (("datasets", "1 Datasets"), ("recipes", "2 Recipes"), ("runs", "3 Runs"),
+                                   ("compare", "4 Compare")):
                 with TabPane(title, id=pane_id):
-                    yield make() if pane_id == self.initial_pane else Lazy(make())
+                    if pane_id == "recipes":
+                        yield Deferred("fgbench.tui.widgets.recipes_pane", self._recipes_pane,
+                                       RecipesPreview(self.recipes_dirs, self.initial_recipe))
+                    else:
+                        make = panes[pane_id][1]
+                        yield make() if pane_id == self.initial_pane else Lazy(make())
         yield Footer(compact=True)
+
+    def _recipes_pane(self, module):
+        return module.RecipesPane(self.recipes_dirs, self.initial_recipe, id="recipes-pane")
 
     def on_mount(self) -> None:
         self.call_after_refresh(self.focus_pane, self.initial_pane)

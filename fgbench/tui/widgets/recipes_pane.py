@@ -19,7 +19,6 @@ Decisions and trade-offs:
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,26 +34,9 @@ from textual.widgets.option_list import Option
 from fgbench.recipe import Recipe, RecipeError, atomic_write_text, parse_recipe_text
 from fgbench.tui import form as F
 from fgbench.tui.messages import RecipeStatus
+from fgbench.tui.recipe_files import discover
 from fgbench.tui.screens.dialogs import ConfirmScreen, PickScreen, PromptScreen
 from fgbench.tui.widgets.recipe_form import RecipeForm
-
-
-@dataclass(frozen=True)
-class RecipeFile:
-    path: Path
-    origin: str
-
-    @property
-    def name(self) -> str:
-        return self.path.stem
-
-
-def discover(dirs: list[tuple[str, Path]]) -> list[RecipeFile]:
-    out = []
-    for origin, d in dirs:
-        if d.is_dir():
-            out.extend(RecipeFile(p, origin) for p in sorted(d.glob("*.toml")) if p.is_file())
-    return out
 
 
 def read_doc(path: Path) -> tuple[dict[str, Any], Recipe | None]:
