@@ -13,6 +13,9 @@ Decisions:
   warm-up from 0 therefore has LR 0, as in both seeds that warm up.
 * After warm-up the decay runs over ``p = (step - W) / (T - W)`` in [0, 1), T = the stage's total
   steps: cosine ``min + (peak - min) * (1 + cos(pi p)) / 2``, linear ``peak - (peak - min) * p``.
+  A cosine may first hold the peak for H steps and may have its own period P:
+  ``p = (step - W - H) / P``, capped at 1; with P longer than what remains, training ends before
+  ``min_lr`` (the hoya seed: 12 warm-up epochs, 1 held, T_max 120 over the 107 left).
 * Multi-step milestones are epochs: in 0-based epoch ``e = step // steps_per_epoch`` the LR is
   ``peak * gamma ** (number of milestones <= e)``, which is ``MultiStepLR`` stepped per epoch. The hoya
   seed's GradualWarmupScheduler shifted its milestones by the warm-up length; that quirk is not
@@ -40,6 +43,8 @@ class LRPlan:
     milestones: tuple[int, ...] = field(default_factory=tuple)
     gamma: float = 0.1
     stepping: str = "iteration"  # iteration | epoch
+    hold_steps: int = 0  # at the peak after warm-up (cosine)
+    decay_steps: int | None = None  # the cosine's period; None: the rest of the stage
 
     def lr(self, step: int) -> float:
         if self.stepping == "epoch":
@@ -55,8 +60,11 @@ class LRPlan:
         if self.kind == "multistep":
             e = step // self.steps_per_epoch
             return self.peak * self.gamma ** sum(1 for m in self.milestones if m <= e)
-        span = max(1, self.total_steps - w)
-        p = min(1.0, (step - w) / span)
+        start = w + self.hold_steps
+        if step < start:
+            return self.peak
+        span = self.decay_steps or max(1, self.total_steps - start)
+        p = min(1.0, (step - start) / span)
         if self.kind == "cosine":
             return self.min_lr + (self.peak - self.min_lr) * 0.5 * (1.0 + math.cos(math.pi * p))
         if self.kind == "linear":
@@ -69,7 +77,8 @@ class LRPlan:
 
 
 def plan_for_stage(schedule, *, lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: float,
-                   warmup_steps: int | None, min_lr: float | None, max_steps: int | None = None) -> LRPlan:
+                   warmup_steps: int | None, min_lr: float | None, max_steps: int | None = None,
+                   hold_epochs: float = 0.0, period_epochs: float | None = None) -> LRPlan:
     """The plan of one stage from the recipe's ``schedule`` section and the stage's overrides
     (``warmup_steps``, when set, wins over ``warmup_epochs``)."""
     total = max_steps if max_steps else epochs * steps_per_epoch
@@ -90,4 +99,6 @@ def plan_for_stage(schedule, *, lr: float, epochs: int, steps_per_epoch: int, wa
         milestones=tuple(getattr(schedule, "milestones", ()) or ()),
         gamma=getattr(schedule, "gamma", 0.1),
         stepping=schedule.stepping,
+        hold_steps=int(round(hold_epochs * steps_per_epoch)),
+        decay_steps=max(1, int(round(period_epochs * steps_per_epoch))) if period_epochs else None,
     )

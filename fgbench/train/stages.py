@@ -4,7 +4,8 @@ Decisions:
 
 * Stage 0 is the recipe itself (``data.*`` sizes, ``schedule.*``, ``optim.lr``). A later stage sets
   only what changes: sizes and batch size default to the previous stage's ("as before"); LR,
-  min LR and warm-up default to the first stage's ("as the first stage"), as the recipe documents.
+  min LR, warm-up and the cosine's hold default to the first stage's ("as the first stage"), as the
+  recipe documents; a cosine period applies to the first stage only.
 * ``schedule.max_steps`` bounds the first stage only; its epoch count becomes
   ``ceil(max_steps / steps_per_epoch)`` and the last of those epochs may be partial.
 * Epochs are numbered globally from 1 across stages, as the metrics stream wants.
@@ -40,6 +41,8 @@ class StageSpec:
     trainable: str = "all"
     new_optimizer: bool = True
     max_steps: int | None = None
+    hold_epochs: float = 0.0
+    period_epochs: float | None = None
 
     @property
     def last_epoch(self) -> int:
@@ -62,6 +65,7 @@ def resolve_stages(recipe, n_train: int) -> list[StageSpec]:
         index=0, name="main", epochs=epochs, first_epoch=1, train_size=data.train_size, test_size=data.test_size,
         lr=recipe.optim.lr, min_lr=getattr(sched, "min_lr", None), warmup_epochs=sched.warmup_epochs,
         warmup_steps=sched.warmup_steps, batch_size=data.batch_size, steps_per_epoch=spe, max_steps=sched.max_steps,
+        hold_epochs=getattr(sched, "hold_epochs", 0.0), period_epochs=getattr(sched, "period_epochs", None),
     )
     out = [first]
     for i, st in enumerate(recipe.stages, start=1):
@@ -81,6 +85,6 @@ def resolve_stages(recipe, n_train: int) -> list[StageSpec]:
             warmup_epochs=st.warmup_epochs if warm_override else first.warmup_epochs,
             warmup_steps=None if warm_override else first.warmup_steps,
             batch_size=bs, steps_per_epoch=spe, init_from=st.init_from, trainable=st.trainable,
-            new_optimizer=st.new_optimizer,
+            new_optimizer=st.new_optimizer, hold_epochs=first.hold_epochs,
         ))
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -355,3 +356,20 @@ def test_device_loader_max_steps_final_sizes_and_epoch_stepping(tmp_path, tiny_f
     assert set(s["final_test_sizes"]) == {"16", "24"} and s["final_test_sizes"]["16"]["ema"] is None
     assert s["final_test_sizes"]["16"]["raw"] == pytest.approx(s["best"]["raw"]["test_top1"])
     assert s["val_images"] == 0 and s["best"]["raw"]["val_top1"] is None
+
+
+def test_the_trainer_follows_a_cosine_hold_and_period(tmp_path, tiny_folder):
+    recipe = write_recipe(
+        tmp_path, tiny_folder,
+        data={"loader": "device", "val_fraction": 0.0, "batch_size": 32},  # 160 images: 5 steps an epoch
+        schedule={"name": "cosine", "epochs": 3, "hold_epochs": 1, "period_epochs": 4},
+        eval={"select_on": "test"},
+        runtime={"device": "cpu", "seed": 0, "log_every_steps": 1},
+    )
+    run = tmp_path / "run"
+    assert run_cli(str(recipe), "--run-dir", str(run)) == 0
+    lrs = {e["step"]: e["lr"] for e in events_of(run) if e["event"] == "step"}
+    assert lrs[1] == lrs[5] == lrs[6] == pytest.approx(0.05)  # the first epoch held at the peak
+    # then a cosine of 4 epochs (20 steps) of which 2 remain: step 15 is the 10th step of it
+    assert lrs[15] == pytest.approx(0.05 * 0.5 * (1 + math.cos(math.pi * 9 / 20)))
+    assert lrs[15] > 0.02  # cut off halfway, far from min_lr

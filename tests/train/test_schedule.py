@@ -88,3 +88,51 @@ def test_lambdalr_applies_the_plan_every_step():
         opt.step()
         sched.step()
     assert seen == pytest.approx([p.lr(s) for s in range(20)])
+
+
+def _hoya_gradual_warmup_cosine(epoch: int, base: float, warm: int = 12, t_max: int = 120) -> float:
+    """hoya012's per-epoch LR as its code steps it (written from the seed notes, not its code):
+    GradualWarmupScheduler(multiplier=1, total_epoch=warm) gives base * e / warm up to epoch `warm`;
+    after that its CosineAnnealingLR(T_max) is stepped from 0 one epoch later, at epoch warm + 1."""
+    if epoch <= warm:
+        return base * epoch / warm
+    k = epoch - warm - 1
+    return base * 0.5 * (1 + math.cos(math.pi * k / t_max))
+
+
+def test_cosine_hold_and_period_reproduce_the_hoya_seed_epoch_by_epoch():
+    r = validate_recipe({"schedule": {"name": "cosine", "epochs": 120, "warmup_epochs": 12, "hold_epochs": 1,
+                                      "period_epochs": 120, "stepping": "epoch"}, "optim": {"lr": 1e-4}})
+    spe = 7
+    p = plan_for_stage(r.schedule, lr=1e-4, epochs=120, steps_per_epoch=spe, warmup_epochs=12, warmup_steps=None,
+                       min_lr=None, hold_epochs=r.schedule.hold_epochs, period_epochs=r.schedule.period_epochs)
+    for e in range(120):
+        for s in (e * spe, e * spe + spe - 1):  # held for the whole epoch
+            assert p.lr(s) == pytest.approx(_hoya_gradual_warmup_cosine(e, 1e-4)), (e, s)
+    assert p.lr(0) == 0.0 and p.lr(12 * spe) == p.lr(13 * spe) == pytest.approx(1e-4)
+    # cut off at 106/120: the last epoch is still at 3.3 % of the peak, not at min_lr
+    assert p.lr(119 * spe) / 1e-4 == pytest.approx(0.5 * (1 + math.cos(math.pi * 106 / 120)))
+    assert 0.032 < p.lr(119 * spe) / 1e-4 < 0.034
+
+
+def test_cosine_without_period_spans_the_rest_of_the_stage_after_the_hold():
+    p = plan(warmup_steps=10, hold_steps=10)
+    assert p.lr(15) == pytest.approx(0.1)  # held
+    assert p.lr(20) == pytest.approx(0.1)  # the cosine starts
+    assert p.lr(60) == pytest.approx(0.05)  # halfway through the remaining 80 steps
+    assert p.lr(100) == pytest.approx(0.0)
+    # a period shorter than the rest: min_lr is reached and kept
+    q = plan(decay_steps=40)
+    assert q.lr(20) == pytest.approx(0.05) and q.lr(40) == q.lr(99) == pytest.approx(0.0)
+
+
+def test_period_applies_to_the_first_stage_only_and_hold_to_all():
+    from fgbench.train.stages import resolve_stages
+
+    r = validate_recipe({"schedule": {"name": "cosine", "epochs": 4, "hold_epochs": 1, "period_epochs": 10},
+                         "stages": [{"epochs": 2, "train_size": 48}]})
+    first, second = resolve_stages(r, n_train=640)
+    assert (first.hold_epochs, first.period_epochs) == (1.0, 10.0)
+    assert (second.hold_epochs, second.period_epochs) == (1.0, None)
+    with pytest.raises(Exception, match="period_epochs"):
+        validate_recipe({"schedule": {"name": "cosine", "period_epochs": 0}})
