@@ -615,9 +615,14 @@ def build_loaders(splits: Splits, data, augment, *, train_size: int, test_size: 
             val = DeviceEvalLoader(vx, vy, eval_bs, data, device)
         tx, ty = _stack_split(splits.test_source, _shard(splits.test, shard), T.test_geometry(data, test_size), "test")
         return StageLoaders(train, val, DeviceEvalLoader(tx, ty, eval_bs, data, device))
+    raw_first = bool(augment.randaugment_ops and augment.randaugment_before_resize)
+    if raw_first and data.loader == "cached":
+        raise UserError("augment.randaugment_before_resize: the cached loader keeps resized copies, not the images "
+                        "as loaded; use data.loader = \"standard\"")
     ttf = T.train_transform(data, augment, train_size)
     etf = T.test_transform(data, test_size)
-    tdraft = T.draft_side(data, train=True, size=train_size)
+    # RandAugment before the resize sees the image as loaded: no reduced JPEG decoding for training
+    tdraft = None if raw_first else T.draft_side(data, train=True, size=train_size)
     edraft = T.draft_side(data, train=False, size=test_size)
     train = WorkerTrainLoader(TrainDataset(splits.train_source, splits.train, ttf, seed, tdraft), batch_size, seed,
                               data, device, shard)

@@ -5,8 +5,9 @@ Decisions:
 * The order is torchvision's reference order: geometry (crop, flip, rotation), then the policy
   (RandAugment or TrivialAugmentWide) on the cropped PIL image, then to a float tensor, Normalize,
   and RandomErasing last (it erases in normalized space, so the erased area is the mean, as in the
-  references). The hoya seed ran its RandAugment port on the raw image before its resize; here it
-  runs after the crop, which is what torchvision and timm do.
+  references). ``augment.randaugment_before_resize`` moves RandAugment in front of the geometry,
+  onto the image as loaded, as the hoya seed did with its 16-op port
+  (``randaugment_policy = "ildoonet16"``, :mod:`fgbench.data.randaugment16`).
 * ``random_resized``, ``pad_crop``, ``resize_crop`` and ``resize`` are the seeds' four training
   geometries; ``ratio``, ``fixed``, ``resize`` and ``none`` their test geometries. Each has one
   branch in a ``match``.
@@ -83,6 +84,9 @@ def train_transform(data, augment, size: int | None = None) -> v2.Compose:
     ``size`` overrides ``data.train_size`` (a later stage's size)."""
     size = size or data.train_size
     steps: list = []
+    policy = _randaugment(augment)
+    if policy is not None and augment.randaugment_before_resize:
+        steps.append(policy)
     match data.train_crop:
         case "random_resized":
             steps.append(v2.RandomResizedCrop(size, scale=tuple(data.crop_scale), antialias=True))
@@ -97,15 +101,27 @@ def train_transform(data, augment, size: int | None = None) -> v2.Compose:
         steps.append(v2.RandomHorizontalFlip())
     if augment.rotation:
         steps.append(v2.RandomRotation(augment.rotation))
-    if augment.randaugment_ops:
-        steps.append(v2.RandAugment(num_ops=augment.randaugment_ops, magnitude=augment.randaugment_magnitude,
-                                    num_magnitude_bins=augment.randaugment_bins))
+    if policy is not None:
+        if not augment.randaugment_before_resize:
+            steps.append(policy)
     elif augment.trivialaugment:
         steps.append(v2.TrivialAugmentWide())
     steps += _to_tensor(data)
     if augment.random_erasing:
         steps.append(v2.RandomErasing(p=augment.random_erasing, value=0))
     return v2.Compose(steps)
+
+
+def _randaugment(augment):
+    if not augment.randaugment_ops:
+        return None
+    if augment.randaugment_policy == "ildoonet16":
+        from fgbench.data.randaugment16 import RandAugment16
+
+        return RandAugment16(augment.randaugment_ops, augment.randaugment_magnitude,
+                             max_magnitude=augment.randaugment_bins - 1)
+    return v2.RandAugment(num_ops=augment.randaugment_ops, magnitude=augment.randaugment_magnitude,
+                          num_magnitude_bins=augment.randaugment_bins)
 
 
 def test_geometry(data, size: int | None = None) -> list:

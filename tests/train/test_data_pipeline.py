@@ -83,6 +83,25 @@ def test_train_crop_policies(crop, extra, shape):
     assert tuple(x.shape) == shape and x.dtype == torch.float32
 
 
+def test_randaugment_policy_and_position():
+    from torchvision.transforms import v2
+
+    from fgbench.data.randaugment16 import RandAugment16
+
+    data = DataConfig(train_size=12, train_crop="resize")
+    after = T.train_transform(data, AugmentConfig(randaugment_ops=3, randaugment_magnitude=15)).transforms
+    assert isinstance(after[0], v2.Resize) and isinstance(after[2], v2.RandAugment)  # resize, flip, policy
+    hoya = AugmentConfig(randaugment_ops=3, randaugment_magnitude=15, randaugment_policy="ildoonet16",
+                         randaugment_before_resize=True)
+    steps = T.train_transform(data, hoya).transforms
+    assert isinstance(steps[0], RandAugment16) and isinstance(steps[1], v2.Resize)
+    assert (steps[0].num_ops, steps[0].magnitude, steps[0].max_magnitude) == (3, 15, 30)
+    # on the image as loaded (here 30x20, not yet 12x12): the 16-op policy needs PIL in, gives PIL out
+    img = Image.new("RGB", (30, 20), (200, 100, 50))
+    torch.manual_seed(0)
+    assert tuple(T.train_transform(data, hoya)(img).shape) == (3, 12, 12)
+
+
 def test_test_policies_and_normalization():
     img = Image.new("RGB", (40, 30), (255, 0, 128))
     ratio = T.test_transform(DataConfig(test_size=16, test_crop="ratio", test_resize_ratio=1.25))
@@ -128,6 +147,15 @@ def test_device_loader_refuses_what_it_cannot_do():
         L.check_device_loader(DataConfig(loader="device"), AugmentConfig())
     with pytest.raises(UserError, match="augment.randaugment_ops"):
         L.check_device_loader(DataConfig(loader="device", train_crop="pad_crop"), AugmentConfig(randaugment_ops=2))
+
+
+def test_randaugment_before_resize_refuses_the_cached_loader():
+    from types import SimpleNamespace
+
+    aug = AugmentConfig(randaugment_ops=2, randaugment_before_resize=True)
+    with pytest.raises(UserError, match="augment.randaugment_before_resize: the cached loader"):
+        L.build_loaders(SimpleNamespace(train=list(range(64))), DataConfig(loader="cached"), aug, train_size=16,
+                        test_size=16, batch_size=8, seed=0, device=torch.device("cpu"))
 
 
 def test_corrupt_images_become_markers_and_are_dropped_by_collate(tmp_path):
