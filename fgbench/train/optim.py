@@ -44,5 +44,6 @@ def build_optimizer(cfg, model: nn.Module, lr: float) -> torch.optim.Optimizer:
         case "adamw":
             return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas), eps=cfg.eps)
         case "radam":
-            return torch.optim.RAdam(groups, lr=lr, betas=tuple(cfg.betas), eps=cfg.eps)
+            return torch.optim.RAdam(groups, lr=lr, betas=tuple(cfg.betas), eps=cfg.eps,
+                                     decoupled_weight_decay=cfg.decoupled_weight_decay)
     raise ValueError(f"unknown optimizer {cfg.name!r}")

@@ -167,3 +167,63 @@ def test_inception_aux_logits_come_back_from_forward_train() -> None:
     m.eval()
     logits, aux = forward_train(m, torch.randn(2, 3, 64, 64))
     assert aux == []
+
+
+def test_pytorch_default_init_resets_every_layer_and_keeps_file_weights_on_top(tmp_path) -> None:
+    import math
+
+    def convs(model):
+        return [m for m in unwrap(model).modules() if isinstance(m, nn.Conv2d)]
+
+    torch.manual_seed(0)
+    tv = build_model(ModelConfig(arch="resnet18", cifar_stem=True), 10).model
+    torch.manual_seed(0)
+    sc = build_model(ModelConfig(arch="resnet18", cifar_stem=True, init="pytorch"), 10).model
+    # PyTorch's default bounds each weight by 1/sqrt(fan_in); torchvision's kaiming fan-out normal does not
+    for m in convs(sc):
+        fan_in = m.in_channels * m.kernel_size[0] * m.kernel_size[1]
+        assert m.weight.abs().max().item() <= 1 / math.sqrt(fan_in) + 1e-7
+    assert any(m.weight.abs().max().item() > 1 / math.sqrt(m.in_channels * 9) for m in convs(tv) if m.kernel_size == (3, 3))
+    bn = [m for m in sc.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert all(torch.all(m.weight == 1) and torch.all(m.bias == 0) for m in bn)
+    # a weights file loads over the reset
+    path = tmp_path / "w.pth"
+    torch.save(tv.state_dict(), path)
+    loaded = build_model(ModelConfig(arch="resnet18", cifar_stem=True, init="pytorch",
+                                     pretrained={"source": "file", "path": str(path)}), 10).model
+    assert torch.equal(loaded.conv1.weight, tv.conv1.weight)
+    with pytest.raises(RecipeError, match="would reset the torchvision weights"):
+        validate_recipe({"model": {"arch": "resnet18", "init": "pytorch", "pretrained": {"source": "torchvision"}}})
+
+
+def test_stochastic_depth_reaches_the_torchvision_model_or_is_refused() -> None:
+    from torchvision.ops import StochasticDepth
+
+    model = build_model(ModelConfig(arch="efficientnet_b0", stochastic_depth=0.05), 5).model
+    probs = [m.p for m in model.modules() if isinstance(m, StochasticDepth)]
+    assert probs and max(probs) < 0.05 and max(probs) > 0.04  # linearly ramped over the blocks up to 0.05
+    default = build_model(ModelConfig(arch="efficientnet_b0"), 5).model
+    assert max(m.p for m in default.modules() if isinstance(m, StochasticDepth)) > 0.15  # torchvision's 0.2
+    with pytest.raises(UserError, match="model.stochastic_depth: torchvision's resnet18 has no stochastic depth"):
+        build_model(ModelConfig(arch="resnet18", stochastic_depth=0.1), 5)
+
+
+def test_radam_decoupled_weight_decay_decays_the_weights_directly() -> None:
+    from fgbench.train.optim import build_optimizer
+
+    for decoupled in (False, True):
+        r = validate_recipe({"optim": {"name": "radam", "lr": 0.1, "weight_decay": 0.5,
+                                       "decoupled_weight_decay": decoupled}})
+        w = nn.Linear(1, 1, bias=False)
+        nn.init.constant_(w.weight, 2.0)
+        opt = build_optimizer(r.optim, w, 0.1)
+        assert opt.param_groups[0]["decoupled_weight_decay"] is decoupled
+        for _ in range(10):  # zero gradients: only the weight decay acts
+            w.weight.grad = torch.zeros_like(w.weight)
+            opt.step()
+        # decoupled: the weight shrinks by (1 - lr * wd) a step, nothing else (the moments stay 0);
+        # coupled: wd * w is the gradient, which the adaptive steps normalise to about lr a step
+        if decoupled:
+            assert w.weight.item() == pytest.approx(2.0 * 0.95 ** 10)
+        else:
+            assert abs(w.weight.item() - 2.0 * 0.95 ** 10) > 0.1

@@ -193,16 +193,38 @@ def _base_model(cfg: "ModelConfig", out: int) -> tuple[nn.Module, list[str]]:
     known = tvm.list_models(module=tvm)
     if arch not in known:
         raise _unknown_arch(arch, known)
+    kwargs = {}
+    if cfg.stochastic_depth is not None:
+        import inspect
+
+        # builders take **kwargs and pass them to the model class: ask the class
+        cls = inspect.signature(tvm.get_model_builder(arch)).return_annotation
+        if "stochastic_depth_prob" not in inspect.signature(cls).parameters:
+            raise UserError(f"model.stochastic_depth: torchvision's {arch} has no stochastic depth")
+        kwargs["stochastic_depth_prob"] = cfg.stochastic_depth
     if source == "torchvision":
-        model, report = pretrained.build_torchvision_pretrained(arch, cfg.pretrained.weights)
+        model, report = pretrained.build_torchvision_pretrained(arch, cfg.pretrained.weights, **kwargs)
         line = _replace_head(model, out)
         if line:
             report.append(line)
         return model, report
     try:
-        return tvm.get_model(arch, weights=None, num_classes=out), [f"built torchvision {arch} with {out} outputs"]
+        model = tvm.get_model(arch, weights=None, num_classes=out, **kwargs)
     except (ValueError, TypeError) as err:
         raise UserError(f"model.arch: cannot build {arch} with {out} classes: {err}") from None
+    return model, [f"built torchvision {arch} with {out} outputs"]
+
+
+def _pytorch_default_init(model: nn.Module) -> str:
+    """Every layer with parameters of its own back to PyTorch's default (``reset_parameters()``:
+    kaiming-uniform with a = sqrt(5) for convolutions and linear layers, ones and zeros for norms)."""
+    n = 0
+    for m in model.modules():
+        reset = getattr(m, "reset_parameters", None)
+        if callable(reset) and next(m.parameters(recurse=False), None) is not None:
+            reset()
+            n += 1
+    return f"init: {n} layers reset to PyTorch's per-layer defaults"
 
 
 def _cifar_stem(model: nn.Module) -> str:
@@ -257,6 +279,9 @@ def build_model(model_cfg: "ModelConfig", num_classes: int, *, data_cfg: "DataCo
     from . import variants
 
     report += variants.apply_structure(model, cfg, resnet=resnet)
+
+    if cfg.init == "pytorch":
+        report.append(_pytorch_default_init(model))
 
     if cfg.zero_init_residual:
         if not resnet:

@@ -75,8 +75,9 @@ def missing_weights_error(weights, detail: str = "") -> UserError:
     )
 
 
-def build_torchvision_pretrained(arch: str, weights_name: str) -> tuple[nn.Module, list[str]]:
-    """``torchvision.models.get_model(arch, weights=...)`` with download failures turned into UserErrors."""
+def build_torchvision_pretrained(arch: str, weights_name: str, **kwargs: Any) -> tuple[nn.Module, list[str]]:
+    """``torchvision.models.get_model(arch, weights=..., **kwargs)`` with download failures turned into
+    UserErrors."""
     from torchvision.models import get_model
 
     weights = torchvision_weights(arch, weights_name)
@@ -84,7 +85,7 @@ def build_torchvision_pretrained(arch: str, weights_name: str) -> tuple[nn.Modul
     if not path.is_file() and offline():
         raise missing_weights_error(weights, "FGBENCH_OFFLINE is set")
     try:
-        model = get_model(arch, weights=weights)
+        model = get_model(arch, weights=weights, **kwargs)
     except (OSError, RuntimeError) as err:  # URLError is an OSError; a truncated file is a RuntimeError
         if path.is_file() and not isinstance(err, OSError):
             raise UserError(f"model.pretrained.weights: cannot load {path}: {err}") from None
