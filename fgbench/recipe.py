@@ -300,12 +300,22 @@ class ModelConfig(_Section):
     cifar_stem: bool = False
     """ResNets: replace the 7x7/2 stem and max-pool with a 3x3 stride-1 conv and no pool (for 32x32)."""
 
+    init: Literal["default", "pytorch"] = "default"
+    """Initial weights of a model built without torchvision weights: `default` is the architecture's
+    own (torchvision's ResNets: kaiming fan-out convolutions, norm weights 1), `pytorch` resets every
+    layer to PyTorch's per-layer default (`reset_parameters()`), as SimpleClassification's own
+    ResNets. Weights from `pretrained` files load over it."""
+
     zero_init_residual: bool = False
     """ResNets: zero-init the weight of the last norm of each residual branch (bn2 of a basic block,
     bn3 of a bottleneck: the "zero gamma" trick). Applies after torchvision weights too, as the hoya seed."""
 
     pretrained: Pretrained = Field(default_factory=NoPretrained)
     """Where initial weights come from."""
+
+    stochastic_depth: float | None = Field(None, ge=0.0, lt=1.0)
+    """Stochastic depth probability of torchvision architectures that have it (EfficientNet,
+    ConvNeXt, Swin, ...). Unset: the architecture's default (0.2 for efficientnet_b2)."""
 
     dropout: float | None = Field(None, ge=0.0, lt=1.0)
     """Dropout on the classifier's input. Unset: the architecture's own default (none for ResNets).
@@ -347,6 +357,9 @@ class ModelConfig(_Section):
     @model_validator(mode="after")
     def _check(self) -> "ModelConfig":
         resnet = bool(_RESNET_ARCH.match(self.arch))
+        if self.init == "pytorch" and self.pretrained.source == "torchvision":
+            raise ValueError("init = \"pytorch\" would reset the torchvision weights; it applies to models built "
+                             "without them (pretrained.source none, file or moco)")
         resnet_only = {
             "cifar_stem": self.cifar_stem,
             "zero_init_residual": self.zero_init_residual,
@@ -423,6 +436,10 @@ class RAdamConfig(_AdamBase):
     name: Literal["radam"] = "radam"
     """Rectified Adam."""
 
+    decoupled_weight_decay: bool = False
+    """Decay the weights directly (p -= lr * weight_decay * p, as AdamW and LiyuanLucasLiu's RAdam
+    used by the hoya seed) instead of adding weight_decay * p to the gradient (coupled L2)."""
+
 
 Optimizer = _tagged_union("name", SGDConfig, AdamConfig, AdamWConfig, RAdamConfig)
 
@@ -460,6 +477,15 @@ class CosineSchedule(_ScheduleBase):
 
     min_lr: float = Field(0.0, ge=0)
     """LR at the end of the cosine."""
+
+    hold_epochs: float = Field(0.0, ge=0)
+    """Epochs held at the peak LR between the warm-up and the cosine (the hoya seed's
+    GradualWarmupScheduler holds one)."""
+
+    period_epochs: float | None = Field(None, gt=0)
+    """Length of the first stage's cosine in epochs, from its start to `min_lr` (unset: the rest of
+    the stage). Longer than what remains, training ends before the LR reaches `min_lr`, as the
+    hoya seed's CosineAnnealingLR(T_max=120) after a warm-up. Later stages span their own epochs."""
 
 
 class MultiStepSchedule(_ScheduleBase):
@@ -513,6 +539,15 @@ class AugmentConfig(_Section):
 
     randaugment_bins: int = Field(31, ge=2, le=100)
     """RandAugment magnitude bins (31 makes M out of 30, as the hoya seed)."""
+
+    randaugment_policy: Literal["torchvision", "ildoonet16"] = "torchvision"
+    """`torchvision`: torchvision's RandAugment (14 ops). `ildoonet16`: the hoya seed's 16-op port of
+    ildoonet's (ops drawn with replacement, each value M/(bins-1) of its range, random sign for
+    geometric ops; at M=15 four ops are no-ops and Posterize keeps 2 bits)."""
+
+    randaugment_before_resize: bool = False
+    """Apply RandAugment to the image as loaded, before the crop/resize (the hoya seed), instead of
+    after it (torchvision's and timm's order)."""
 
     trivialaugment: bool = False
     """TrivialAugmentWide."""

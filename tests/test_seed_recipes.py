@@ -93,7 +93,8 @@ def sc_expectations() -> dict[str, tuple[dict[str, Any], list[str]]]:
     for (ds, arch), (raw, ema) in SC_BASELINE.items():
         for with_ema in (False, True):
             exp = {**SC_COMMON, "data.dataset": SC_DATASETS[ds], "model.arch": arch, "optim.lr": 0.05,
-                   "model.pretrained.source": "none", "schedule.epochs": 200 if ds.startswith("cifar") else 500}
+                   "model.pretrained.source": "none", "model.init": "pytorch",
+                   "schedule.epochs": 200 if ds.startswith("cifar") else 500}
             if ds.startswith("cifar"):
                 mean, std = CIFAR_CONSTANTS[ds]
                 exp |= SC_CIFAR | {"data.mean": mean, "data.std": std}
@@ -105,7 +106,9 @@ def sc_expectations() -> dict[str, tuple[dict[str, Any], list[str]]]:
     for row, (arch, pre, cub, cars) in SC_PRETRAINED.items():
         for ds, reported in (("cub", cub), ("cars", cars)):
             exp = {**SC_COMMON, **SC_FG, **SC_EMA, **pre, "data.dataset": SC_DATASETS[ds], "model.arch": arch,
-                   "optim.lr": 0.005, "schedule.epochs": 500, "data.train_size": 224, "data.test_size": 224}
+                   "optim.lr": 0.005, "schedule.epochs": 500, "data.train_size": 224, "data.test_size": 224,
+                   # the seed's own ResNets keep PyTorch's default init under weights that do not come from torchvision
+                   "model.init": "default" if pre["model.pretrained.source"] == "torchvision" else "pytorch"}
             out[f"sc_{ds}_{row}_ema"] = (exp, [reported])
     for row, (epochs, size, two_stage, cub, cars) in SC_FIXRES.items():
         for ds, reported in (("cub", cub), ("cars", cars)):
@@ -216,17 +219,19 @@ def hy_expectations() -> dict[str, tuple[dict[str, Any], list[str]]]:
             exp["model.pretrained.source"] = "none"
         else:
             exp |= {"model.pretrained.source": "torchvision", "model.pretrained.weights": "IMAGENET1K_V1"}
-        if "EN" in t:
-            exp["model.dropout"] = 0.0  # the seed's EfficientNet head has no dropout
+        if "EN" in t:  # the seed's EfficientNet has no dropout before its head and no stochastic depth
+            exp |= {"model.dropout": 0.0, "model.stochastic_depth": 0.0}
         if "R" in t:
-            exp |= {"optim.name": "radam", "optim.lr": 1e-4, "optim.betas": [0.9, 0.999], "optim.eps": 1e-8}
+            exp |= {"optim.name": "radam", "optim.lr": 1e-4, "optim.betas": [0.9, 0.999], "optim.eps": 1e-8,
+                    "optim.decoupled_weight_decay": True}
         elif "A" in t:
             exp |= {"optim.name": "adam", "optim.lr": 1e-4, "optim.betas": [0.9, 0.999], "optim.eps": 1e-8}
         else:
             exp |= {"optim.name": "sgd", "optim.lr": 0.1, "optim.momentum": 0.9, "optim.nesterov": False}
-        if "C" in t:  # cosine_warmup: GradualWarmup(epochs // 10) then cosine
+        if "C" in t:  # cosine_warmup: GradualWarmup(epochs // 10), then CosineAnnealingLR(120) one epoch later
             exp |= {"schedule.name": "cosine", "schedule.warmup_epochs": 12, "schedule.warmup": "linear",
-                    "schedule.warmup_start_lr": 0.0, "schedule.min_lr": 0.0}
+                    "schedule.warmup_start_lr": 0.0, "schedule.min_lr": 0.0, "schedule.hold_epochs": 1.0,
+                    "schedule.period_epochs": 120.0}
         elif "W" in t:  # step_warmup: 5 warm-up epochs, then MultiStep counted from epoch 6
             exp |= {"schedule.name": "multistep", "schedule.warmup_epochs": 5, "schedule.warmup": "linear",
                     "schedule.warmup_start_lr": 0.0, "schedule.milestones": [36, 66, 96], "schedule.gamma": 0.1}
@@ -238,7 +243,8 @@ def hy_expectations() -> dict[str, tuple[dict[str, Any], list[str]]]:
         exp |= {"augment.mixup_alpha": 0.2 if "M" in t else 0.0, "augment.cutmix_alpha": 1.0 if "CM" in t else 0.0}
         if "M" in t or "CM" in t:
             exp["augment.mix_prob"] = 1.0
-        exp |= ({"augment.randaugment_ops": 3, "augment.randaugment_magnitude": 15, "augment.randaugment_bins": 31}
+        exp |= ({"augment.randaugment_ops": 3, "augment.randaugment_magnitude": 15, "augment.randaugment_bins": 31,
+                 "augment.randaugment_policy": "ildoonet16", "augment.randaugment_before_resize": True}
                 if "RA" in t else {"augment.randaugment_ops": 0, "augment.trivialaugment": False})
         out[hy_name(label)] = (exp, [val, test, f'"{label}"'])
     return out
