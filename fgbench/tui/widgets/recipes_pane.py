@@ -29,7 +29,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import ContentSwitcher, Label, OptionList, Static, TextArea
-from textual.widgets.option_list import Option
+from textual.widgets.option_list import Option, OptionDoesNotExist
 
 from fgbench.recipe import Recipe, RecipeError, atomic_write_text, parse_recipe_text
 from fgbench.tui import form as F
@@ -159,6 +159,11 @@ class RecipesPane(Vertical):
         highlighted = lst.highlighted
         lst.clear_options()
         lst.add_options(options)
+        if highlighted is None and self.path is not None:  # first fill: show the open recipe, scrolled to
+            try:
+                highlighted = lst.get_option_index(str(self.path))
+            except OptionDoesNotExist:
+                pass
         if highlighted is not None and highlighted < lst.option_count:
             lst.highlighted = highlighted
 
