@@ -22,3 +22,16 @@ def discover(dirs: list[tuple[str, Path]]) -> list[RecipeFile]:
         if d.is_dir():
             out.extend(RecipeFile(p, origin) for p in sorted(d.glob("*.toml")) if p.is_file())
     return out
+
+
+def listing(dirs: list[tuple[str, Path]], current: Path | None) -> list[tuple[str, Path | None]]:
+    """The recipe list as shown: an origin header (path None) before each directory's recipes, and
+    each recipe's name marked with ``●`` when it is the open one."""
+    out: list[tuple[str, Path | None]] = []
+    last_origin = None
+    for rf in discover(dirs):
+        if rf.origin != last_origin:
+            out.append((rf.origin, None))
+            last_origin = rf.origin
+        out.append((("● " if rf.path == current else "  ") + rf.name, rf.path))
+    return out

@@ -14,6 +14,14 @@ def _app(dirs, cmd, **kw):
                     initial_recipe=dirs.project / "tiny.toml", fgbench_cmd=cmd, watch_interval=0.2, **kw)
 
 
+async def _start_run(pilot) -> None:
+    """Ctrl+R once the recipe form has loaded, until the run's monitor is open."""
+    app = pilot.app
+    await ready_pane(pilot, "recipes")
+    await pilot.press("ctrl+r")
+    await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor opens")
+
+
 def _view(app) -> RunView:
     assert isinstance(app.screen, MonitorScreen), app.screen
     return app.screen.query_one(RunView)
@@ -25,9 +33,7 @@ async def test_start_watch_stop_and_resume(dirs):
     pid = None
     try:
         async with app.run_test(size=(100, 30)) as pilot:
-            await ready_pane(pilot, "recipes")
-            await pilot.press("ctrl+r")
-            await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor opens")
+            await _start_run(pilot)
             view = _view(app)
             model = app.store.model(app.screen.path)
             run_dir = app.screen.path
@@ -70,9 +76,7 @@ async def test_start_watch_stop_and_resume(dirs):
 async def test_a_crashing_trainer_is_reported_with_its_error_and_output(dirs):
     app = _app(dirs, fake_cmd("crash", delay=0.01))
     async with app.run_test(size=(100, 30)) as pilot:
-        await ready_pane(pilot, "recipes")
-        await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor opens")
+        await _start_run(pilot)
         view = _view(app)
         await wait_for(pilot, lambda: "run failed" in str(view.query_one("#run-log").render()), what="failure shown")
         text = str(view.query_one("#run-log").render())
@@ -84,9 +88,7 @@ async def test_a_crashing_trainer_is_reported_with_its_error_and_output(dirs):
 async def test_a_trainer_that_dies_before_starting_shows_its_output(dirs):
     app = _app(dirs, fake_cmd("hardcrash"))
     async with app.run_test(size=(100, 30)) as pilot:
-        await ready_pane(pilot, "recipes")
-        await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor opens")
+        await _start_run(pilot)
         view = _view(app)
         await wait_for(pilot, lambda: "exit code 3" in str(view.query_one("#run-log").render()), what="exit code")
         text = str(view.query_one("#run-log").render())
@@ -101,9 +103,7 @@ async def test_quitting_leaves_the_run_going_and_a_new_tui_reattaches(dirs):
     pid = None
     try:
         async with app.run_test(size=(100, 30)) as pilot:
-            await ready_pane(pilot, "recipes")
-            await pilot.press("ctrl+r")
-            await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor opens")
+            await _start_run(pilot)
             model = app.store.model(app.screen.path)
             await wait_for(pilot, lambda: model.step >= 2, what="running")
             pid = model.pid
@@ -146,9 +146,7 @@ async def test_a_redraw_before_the_monitor_has_composed_is_harmless(dirs):
 async def test_malformed_metric_lines_are_skipped(dirs):
     app = _app(dirs, fake_cmd("normal", epochs=2, steps_per_epoch=4, delay=0.01, garbage=True))
     async with app.run_test(size=(100, 30)) as pilot:
-        await ready_pane(pilot, "recipes")
-        await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor opens")
+        await _start_run(pilot)
         model = app.store.model(app.screen.path)
         await wait_for(pilot, lambda: model.status == "completed", what="completed")
         view = _view(app)

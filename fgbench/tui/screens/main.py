@@ -13,7 +13,7 @@ from textual.lazy import Lazy
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Static, TabbedContent, TabPane
 
-from fgbench.tui.recipe_files import RecipeFile, discover
+from fgbench.tui.recipe_files import listing
 from fgbench.tui.widgets.compare_pane import ComparePane
 from fgbench.tui.widgets.datasets_pane import DatasetsPane
 from fgbench.tui.widgets.deferred import Deferred
@@ -31,14 +31,9 @@ class RecipesPreview(Horizontal):
         self.current = current
 
     def compose(self) -> ComposeResult:
-        files: list[RecipeFile] = discover(self.dirs)
         text = Text(no_wrap=True, overflow="ellipsis")
-        last_origin = None
-        for rf in files:
-            if rf.origin != last_origin:
-                text.append(f"{rf.origin}\n", style="bold")
-                last_origin = rf.origin
-            text.append(("● " if rf.path == self.current else "  ") + rf.name + "\n")
+        for label, path in listing(self.dirs, self.current):
+            text.append(label + "\n", style="bold" if path is None else "")
         with Vertical(classes="recipe-side"):
             yield Label("Recipes", classes="pane-title")
             yield Static(text, classes="recipe-preview-list")

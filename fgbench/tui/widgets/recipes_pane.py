@@ -34,7 +34,7 @@ from textual.widgets.option_list import Option, OptionDoesNotExist
 from fgbench.recipe import Recipe, RecipeError, atomic_write_text, parse_recipe_text
 from fgbench.tui import form as F
 from fgbench.tui.messages import RecipeStatus
-from fgbench.tui.recipe_files import discover
+from fgbench.tui.recipe_files import discover, listing
 from fgbench.tui.screens.dialogs import ConfirmScreen, PickScreen, PromptScreen
 from fgbench.tui.widgets.recipe_form import RecipeForm
 
@@ -144,16 +144,10 @@ class RecipesPane(Vertical):
         return str(self.path)
 
     def refresh_list(self) -> None:
-        files = discover(self.dirs)
-        options: list[Option | None] = []
-        last_origin = None
-        for rf in files:
-            if rf.origin != last_origin:
-                options.append(Option(Text(rf.origin, style="bold"), disabled=True))
-                last_origin = rf.origin
-            marker = "● " if self.path is not None and rf.path == self.path else "  "
-            options.append(Option(marker + rf.name, id=str(rf.path)))
-        if not files:
+        entries = listing(self.dirs, self.path)
+        options: list[Option | None] = [Option(Text(label, style="bold"), disabled=True) if path is None
+                                        else Option(label, id=str(path)) for label, path in entries]
+        if not entries:
             options.append(Option("(no recipes yet)", disabled=True))
         lst = self.query_one("#recipe-list", OptionList)
         highlighted = lst.highlighted
