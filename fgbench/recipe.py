@@ -682,6 +682,11 @@ class EvalConfig(_Section):
     """Which split picks the best epoch. `val` needs a validation split; `test` is the seeds'
     (optimistic) habit, kept for reproduction only; `last` takes the final epoch."""
 
+    precision: Literal["fp32", "train"] = "fp32"
+    """Precision of every evaluation (validation, test, final sizes, `fgbench evaluate`/`predict`):
+    `fp32` evaluates in full precision even when `runtime.precision` trains under autocast (as
+    SimpleClassification and cyizhuo do); `train` evaluates under the training autocast."""
+
 
 class DistributedConfig(_Section):
     global_batch: bool = False

@@ -13,7 +13,8 @@ Decisions:
   selection score is at least the raw model's, else the raw one.
 * A later stage replaces the model, so the best epoch is tracked per stage: the run's ``best`` is
   the last stage's, and ``init_from = best_*`` takes the previous stage's best weights.
-* ``best.pt`` holds the best raw weights and the best EMA weights (each from its own best epoch);
+* ``best.pt`` holds the best raw weights and the best EMA weights (each from its own best epoch,
+  recorded per model in its ``epochs = {"raw", "ema"}``; ``epoch`` is the epoch it was written at);
   in-memory CPU copies of both are kept so that writing one never needs the other's epoch back.
 * ``last.pt`` is the resume point. It is written every ``checkpoint_every_epochs``, at the end of
   each stage, and when a stop is requested (then possibly in the middle of an epoch, with the
@@ -277,6 +278,7 @@ class Trainer:
             model=model, forward=forward, optimizer=self.optimizer, scheduler=scheduler,
             criterion=ClassificationLoss(self.num_classes, r.loss.label_smoothing, r.loss.smoothing_style),
             device=self.device, amp_dtype=AMP_DTYPES[r.runtime.precision], scaler=scaler,
+            eval_amp_dtype=AMP_DTYPES[r.runtime.precision] if r.eval.precision == "train" else None,
             grad_clip=r.optim.grad_clip, ema=self.ema, ema_every=r.ema.every,
             mixer=mixer if mixer.enabled else None, channels_last=r.runtime.channels_last,
             step=prev_step, stage_step=0, max_stage_steps=st.max_steps, **ddp,
@@ -394,8 +396,12 @@ class Trainer:
         if not self.main:
             return
         path = self.ckpt_dir / runs.BEST_CKPT
+        # each model's weights come from its own best epoch ("epoch" is when the file was written)
+        epochs = {m: (b["epoch"] if b is not None and self.best_states.get(m) is not None else None)
+                  for m, b in self.tracker.best.items()}
         payload = {
-            "format": C.FORMAT, "kind": "best", "stage": self.tracker.stage, "epoch": epoch, "step": self.engine.step,
+            "format": C.FORMAT, "kind": "best", "stage": self.tracker.stage, "epoch": epoch, "epochs": epochs,
+            "step": self.engine.step,
             "recipe": self.recipe_dict, "class_names": list(self.splits.class_names),
             "model": self.best_states["raw"], "ema": self.best_states["ema"],
             "best_tracker": self.tracker.state_dict(), "selected": self.tracker.selected(),
