@@ -667,6 +667,12 @@ class StageConfig(_Section):
     trainable: Literal["all", "bn_fc"] = "all"
     """`all` layers, or only BatchNorm and the classifier (the FixRes paper's fine-tuning)."""
 
+    train_crop: Literal["random_resized", "pad_crop", "resize_crop", "resize", "test"] | None = None
+    """Training preprocessing of this stage: one of `data.train_crop`'s policies (with the recipe's
+    augmentations), or `test`: the test preprocessing itself (`data.test_crop` at this stage's train
+    size; no flip, RandAugment, erasing, MixUp or CutMix), as the FixRes paper fine-tunes BN and the
+    classifier. Unset: `test` for a `trainable = "bn_fc"` stage, else as the stage before."""
+
     new_optimizer: bool = True
     """Start a fresh optimizer state (and EMA ramp) for this stage, as a separate run would."""
 
@@ -788,6 +794,13 @@ class Recipe(_Section):
     def _check(self) -> "Recipe":
         if self.eval.select_on == "val" and self.data.val_fraction == 0:
             raise ValueError("eval.select_on is 'val' but data.val_fraction is 0: hold out a validation split or select on 'last'")
+        crop = self.data.train_crop
+        for i, st in enumerate(self.stages):
+            crop = st.train_crop or ("test" if st.trainable == "bn_fc" else crop)
+            if self.data.loader == "device" and crop not in ("pad_crop", "resize"):
+                implied = "" if st.train_crop else " (a bn_fc stage trains on the test preprocessing unless told)"
+                raise ValueError(f"stages[{i}].train_crop: {crop!r}{implied} is not available with data.loader = "
+                                 "\"device\" (pad_crop or resize); set it, or use data.loader = \"standard\"")
         if isinstance(self.schedule, MultiStepSchedule) and self.schedule.milestones:
             if self.schedule.milestones[-1] > self.schedule.epochs:
                 raise ValueError("schedule.milestones lie beyond schedule.epochs")

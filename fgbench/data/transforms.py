@@ -10,7 +10,8 @@ Decisions:
   (``randaugment_policy = "ildoonet16"``, :mod:`fgbench.data.randaugment16`).
 * ``random_resized``, ``pad_crop``, ``resize_crop`` and ``resize`` are the seeds' four training
   geometries; ``ratio``, ``fixed``, ``resize`` and ``none`` their test geometries. Each has one
-  branch in a ``match``.
+  branch in a ``match``. A stage may train on ``test`` (``stages[].train_crop``): the test
+  transform itself at the stage's train size, with no augmentation (FixRes fine-tuning).
 * Normalization constants live here once. ``dataset`` means the CIFAR constants the seeds used
   (including the "kuangliu" CIFAR-10 std, on purpose: it reproduces them) or the catalog entry's
   own mean/std; ``learned`` does no Normalize because the model carries a learned normalizer.
@@ -83,6 +84,8 @@ def train_transform(data, augment, size: int | None = None) -> v2.Compose:
     """PIL image -> normalized float tensor, with the recipe's training augmentations.
     ``size`` overrides ``data.train_size`` (a later stage's size)."""
     size = size or data.train_size
+    if data.train_crop == "test":  # a stage that trains on the test preprocessing (FixRes fine-tuning)
+        return test_transform(data, size)
     steps: list = []
     policy = _randaugment(augment)
     if policy is not None and augment.randaugment_before_resize:
@@ -155,6 +158,8 @@ def draft_side(data, *, train: bool, size: int | None = None) -> int | None:
                 return min(data.train_resize)
             case "pad_crop":
                 return None
+            case "test":
+                return draft_side(data, train=False, size=size)
     size = size or data.test_size
     match data.test_crop:
         case "ratio":

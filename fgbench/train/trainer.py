@@ -274,6 +274,8 @@ class Trainer:
                        train_images=len(self.splits.train))
             forward = self.dist.wrap(forward)
         mixer = BatchMixer(r.augment, self.num_classes)
+        if st.train_crop == "test":  # the test preprocessing: no augmentation, mixing included
+            mixer = BatchMixer(r.augment.model_copy(update={"mixup_alpha": 0.0, "cutmix_alpha": 0.0}), self.num_classes)
         self.engine = Engine(
             model=model, forward=forward, optimizer=self.optimizer, scheduler=scheduler,
             criterion=ClassificationLoss(self.num_classes, r.loss.label_smoothing, r.loss.smoothing_style),
@@ -291,7 +293,10 @@ class Trainer:
     def _build_loaders(self, st: StageSpec) -> None:
         if self.loaders is not None:
             self.loaders.train.close()
-        self.loaders = L.build_loaders(self.splits, self.r.data, self.r.augment, train_size=st.train_size,
+        data = self.r.data
+        if st.train_crop is not None and st.train_crop != data.train_crop:
+            data = data.model_copy(update={"train_crop": st.train_crop})
+        self.loaders = L.build_loaders(self.splits, data, self.r.augment, train_size=st.train_size,
                                        test_size=st.test_size, batch_size=st.batch_size, seed=self.r.runtime.seed,
                                        device=self.device, shard=self.shard)
 
