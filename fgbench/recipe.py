@@ -118,6 +118,17 @@ class DataConfig(_Section):
     crop_scale: tuple[float, float] = (0.08, 1.0)
     """Area fraction range of RandomResizedCrop."""
 
+    crop_ratio: tuple[float, float] = (0.75, 1.3333333333333333)
+    """Aspect-ratio range (width / height) of RandomResizedCrop, drawn log-uniformly; torchvision's
+    and timm's default is 3/4 to 4/3."""
+
+    interpolation: Literal["bilinear", "bicubic", "random"] = "bilinear"
+    """Interpolation of the training resizes and crops (RandomResizedCrop, `resize`, `resize_crop`):
+    `random` draws bilinear or bicubic for each crop, as timm's `interpolation = "random"`."""
+
+    test_interpolation: Literal["bilinear", "bicubic"] = "bilinear"
+    """Interpolation of the test (and validation) resize."""
+
     crop_padding: int = Field(4, ge=0, le=256)
     """Padding in pixels for `pad_crop` and `resize_crop`."""
 
@@ -182,6 +193,11 @@ class DataConfig(_Section):
         lo, hi = self.crop_scale
         if not 0 < lo <= hi <= 1:
             raise ValueError("crop_scale must satisfy 0 < low <= high <= 1")
+        lo, hi = self.crop_ratio
+        if not 0 < lo <= hi <= 10:
+            raise ValueError("crop_ratio must satisfy 0 < low <= high <= 10")
+        if self.loader == "device" and (self.interpolation, self.test_interpolation) != ("bilinear", "bilinear"):
+            raise ValueError("interpolation: the device loader resizes bilinearly only; use data.loader = \"standard\"")
         if self.train_crop == "resize_crop" and self.train_resize is None:
             raise ValueError("train_crop 'resize_crop' needs data.train_resize, e.g. [512, 512]")
         if self.test_crop == "fixed" and self.test_resize is None:
@@ -487,6 +503,18 @@ class CosineSchedule(_ScheduleBase):
     the stage). Longer than what remains, training ends before the LR reaches `min_lr`, as the
     hoya seed's CosineAnnealingLR(T_max=120) after a warm-up. Later stages span their own epochs."""
 
+    warmup_in_period: bool = False
+    """The warm-up is part of the cosine's period, as timm's CosineLRScheduler (`warmup_prefix =
+    False`): after the warm-up the cosine is at `p = step / T` (T the stage's steps, or
+    `period_epochs`), not starting again from the peak. Off: the cosine starts at the peak after the
+    warm-up (and `hold_epochs`)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> "CosineSchedule":
+        if self.warmup_in_period and self.hold_epochs:
+            raise ValueError("warmup_in_period: a cosine that includes the warm-up has no hold at the peak (hold_epochs)")
+        return self
+
 
 class MultiStepSchedule(_ScheduleBase):
     name: Literal["multistep"] = "multistep"
@@ -530,6 +558,13 @@ class AugmentConfig(_Section):
 
     rotation: float = Field(0.0, ge=0, le=180)
     """Random rotation range in degrees (0 disables)."""
+
+    color_jitter: float = Field(0.0, ge=0, le=1)
+    """ColorJitter strength for brightness, contrast and saturation (each factor drawn from
+    [1 - v, 1 + v], as timm's `color_jitter = v`); 0 disables. Applied after the flip and rotation."""
+
+    color_jitter_hue: float = Field(0.0, ge=0, le=0.5)
+    """ColorJitter hue shift range [-v, v] (0 leaves the hue alone, as timm's scalar `color_jitter`)."""
 
     randaugment_ops: int = Field(0, ge=0, le=16)
     """RandAugment number of ops N (0 disables)."""

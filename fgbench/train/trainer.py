@@ -256,7 +256,8 @@ class Trainer:
             self.optimizer = build_optimizer(r.optim, model, st.lr)
         plan = plan_for_stage(r.schedule, lr=st.lr, epochs=st.epochs, steps_per_epoch=st.steps_per_epoch,
                               warmup_epochs=st.warmup_epochs, warmup_steps=st.warmup_steps, min_lr=st.min_lr,
-                              max_steps=st.max_steps, hold_epochs=st.hold_epochs, period_epochs=st.period_epochs)
+                              max_steps=st.max_steps, hold_epochs=st.hold_epochs, period_epochs=st.period_epochs,
+                              warmup_in_period=st.warmup_in_period)
         for g in self.optimizer.param_groups:
             g["initial_lr"] = st.lr
             g["lr"] = st.lr
