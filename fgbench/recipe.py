@@ -306,7 +306,8 @@ class ModelConfig(_Section):
     arch: str = Field("resnet18", min_length=1, pattern=r"^[a-z0-9_]+$")
     """Architecture: any torchvision classification model name (`resnet18`, `resnet50`,
     `efficientnet_b2`, `regnet_y_1_6gf`, ...) or one of fgbench's own: `resnet8_cifar`,
-    `resnet20_cifar` (CIFAR ResNets, 16-32-64 channels), `small_cnn`, `vit_cifar` (post-norm ViT for
+    `resnet20_cifar` (CIFAR ResNets, 16-32-64 channels), `small_cnn`, `toy_dilated` (enhuiz's four
+    dilated 3x3 convolutions of 32 channels), `vit_cifar` (post-norm ViT for
     small images, as enhuiz's `vit`) and `vitn_cifar` (pre-norm ViT with the `model.vit` options)."""
 
     num_classes: int | None = Field(None, ge=2)
