@@ -4,6 +4,8 @@ autocast. Checked by what the model sees during evaluation and by the run's repo
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -74,3 +76,53 @@ def test_a_bf16_run_reports_fp32_evaluations_unless_asked(tmp_path, tiny_folder)
     # ... which `fgbench evaluate` reproduces, being told the run evaluated under autocast
     again_t = evaluate_run(run_t, device="cpu")[0]
     assert again_t["loss"] == pytest.approx(ev_t["loss"], rel=1e-6)
+
+
+class Fixed(nn.Module):
+    """Returns the logits it was built with, batch by batch (the input only says how many)."""
+
+    def __init__(self, logits: torch.Tensor):
+        super().__init__()
+        self.logits, self.at = logits, 0
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        out = self.logits[self.at:self.at + x.shape[0]]
+        self.at += x.shape[0]
+        return out
+
+
+class Split:
+    def __init__(self, labels, batch):
+        self.labels, self.batch = labels, batch
+
+    def batches(self):
+        for i in range(0, len(self.labels), self.batch):
+            y = torch.tensor(self.labels[i:i + self.batch])
+            yield torch.zeros(len(y), 1), y, ()
+
+
+def test_evaluate_counts_top1_topk_loss_and_confusion_by_hand():
+    # 5 images, 4 classes; rows are logits. Ranks worked out by hand below.
+    logits = torch.tensor([
+        [4.0, 3.0, 2.0, 1.0],  # label 0: top-1 hit
+        [4.0, 3.0, 2.0, 1.0],  # label 1: second -> top-2 hit only
+        [1.0, 2.0, 3.0, 4.0],  # label 0: last -> miss
+        [0.0, 0.0, 5.0, 1.0],  # label 3: second -> top-2 hit only
+        [0.0, 9.0, 0.0, 0.0],  # label 1: top-1 hit
+    ])
+    labels = [0, 1, 0, 3, 1]
+    model = Fixed(logits)
+    ev = evaluate(model, Split(labels, batch=2), _engine(model, None), num_classes=4, top_k=2)
+    assert ev["top1"] == pytest.approx(100 * 2 / 5) and ev["top5"] == pytest.approx(100 * 4 / 5)
+    assert ev["images"] == 5
+    lsm = [math.log(sum(math.exp(v) for v in row)) - row[y] for row, y in zip(logits.tolist(), labels)]
+    assert ev["loss"] == pytest.approx(sum(lsm) / 5, rel=1e-6)
+    # confusion[true][predicted]: predictions are 0, 0, 3, 2, 1
+    expected = torch.zeros(4, 4, dtype=torch.long)
+    for t, p in zip(labels, [0, 0, 3, 2, 1]):
+        expected[t, p] += 1
+    assert torch.equal(ev["confusion"], expected)
+    # k larger than the classes is capped: every image is a top-k hit
+    model.at = 0
+    assert evaluate(model, Split(labels, batch=3), _engine(model, None), num_classes=4, top_k=10)["top5"] == 100.0
