@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from fgbench import paths, report, runs
+from fgbench.rundir.events import STATUSES
 from fgbench.errors import UserError
 
-RUN_STATUSES = ("running", "completed", "failed", "interrupted")
+RUN_STATUSES = (*STATUSES, "damaged")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -239,7 +240,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         infos = runs.list_runs(root)
     selected = []
     for r in infos:
-        if statuses and r.status not in statuses:
+        if statuses and r.status not in statuses and not ("damaged" in statuses and r.damaged):
             continue
         if args.name and not report.name_matches(args.name, r.name, r.run_id):
             continue
@@ -270,6 +271,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     out = sys.stdout
     out.write(f"run     {info.run_id}\npath    {run_dir}\nstatus  {info.status}"
               + (f" ({info.error})" if info.error else "") + "\n")
+    if info.damaged:
+        out.write(f"damaged {info.damaged}\n")
     out.write(f"recipe  {info.name}  dataset {info.dataset}  model {info.arch}"
               + (f"  sweep {info.info['sweep_tag']}" if info.info.get("sweep_tag") else "") + "\n")
     ckpts = [name for name in (runs.BEST_CKPT, runs.LAST_CKPT) if (run_dir / runs.CHECKPOINT_DIR / name).is_file()]
@@ -277,7 +280,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if not args.no_recipe:
         out.write("\n## resolved recipe (recipe.toml)\n")
         try:
-            out.write((run_dir / runs.RECIPE_FILE).read_text(encoding="utf-8"))
+            out.write((run_dir / runs.RECIPE_FILE).read_text(encoding="utf-8", errors="replace"))
         except FileNotFoundError:
             out.write("(no recipe.toml)\n")
     out.write("\n## summary\n")

@@ -216,10 +216,13 @@ def _size_key(size: str) -> tuple[int, str]:
 
 
 def run_row(run: Any) -> dict[str, Any]:
-    """One run (a ``fgbench.runs.RunInfo``) as a flat row of raw values."""
+    """One run (a ``fgbench.rundir.RunInfo``) as a flat row of raw values. A run whose files cannot
+    be read (``run.damaged``) shows as ``damaged`` with the reason, its numbers left out."""
+    damaged = getattr(run, "damaged", None)
     row = {
         "run": run.run_id,
-        "status": run.status,
+        "status": "damaged" if damaged else run.status,
+        "damaged": damaged,
         "recipe": run.name,
         "dataset": run.dataset,
         "model": run.arch,
@@ -246,6 +249,7 @@ LIST_COLUMNS: list[tuple[str, str, str]] = [
     ("ema_test_top1_last", "ema test@last", "acc"),
     ("duration_s", "time", "duration"),
     ("images_per_s", "img/s", "rate"),
+    ("damaged", "damaged", "text"),
 ]
 
 METRIC_COLUMNS: list[tuple[str, str, str]] = [
@@ -289,7 +293,7 @@ def _drop_empty(columns: list[tuple[str, str, str]], rows: list[dict[str, Any]],
 
 def list_table(runs: Sequence[Any]) -> tuple[list[tuple[str, str, str]], list[dict[str, Any]]]:
     rows = [_with_epochs(run_row(r)) for r in runs]
-    optional = ("ema_val_top1", "ema_test_top1_best", "ema_test_top1_last")
+    optional = ("ema_val_top1", "ema_test_top1_best", "ema_test_top1_last", "damaged")
     return _drop_empty(LIST_COLUMNS, rows, optional), rows
 
 

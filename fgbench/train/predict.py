@@ -32,7 +32,7 @@ from typing import Any, Sequence
 
 import torch
 
-from fgbench import runs
+from fgbench.rundir import layout as runs
 from fgbench.errors import UserError
 from fgbench.recipe import NoPretrained, Recipe, RecipeError, validate_recipe
 
