@@ -278,25 +278,25 @@ def cmd_show(args: argparse.Namespace) -> int:
     ckpts = [name for name in (runs.BEST_CKPT, runs.LAST_CKPT) if (run_dir / runs.CHECKPOINT_DIR / name).is_file()]
     out.write(f"checkpoints  {', '.join(ckpts) if ckpts else 'none'}\n")
     if not args.no_recipe:
-        out.write("\n## resolved recipe (recipe.toml)\n")
+        out.write(f"\n## resolved recipe ({runs.RECIPE_FILE})\n")
         try:
             out.write((run_dir / runs.RECIPE_FILE).read_text(encoding="utf-8", errors="replace"))
         except FileNotFoundError:
-            out.write("(no recipe.toml)\n")
+            out.write(f"(no {runs.RECIPE_FILE})\n")
     out.write("\n## summary\n")
     out.write(report.summary_text(info.summary))
     if not args.no_plots:
         out.write("\n## curves\n")
         text = report.curves_text(events, width=args.width)
         out.write(text if text else "no epoch has finished yet\n")
-    confusion = runs.read_json(run_dir / "confusion.json")
+    confusion = runs.read_json(run_dir / runs.CONFUSION_FILE)
     out.write("\n## classes\n")
     if isinstance(confusion, dict) and confusion.get("matrix"):
         out.write(report.confusion_text(confusion, pairs=args.pairs, all_classes=args.all_classes))
     else:
-        classes = runs.read_json(run_dir / "classes.json")
+        classes = runs.read_json(run_dir / runs.CLASSES_FILE)
         n = f"{len(classes)} classes; " if isinstance(classes, list) else ""
-        out.write(f"{n}no confusion.json yet (written when the run finishes)\n")
+        out.write(f"{n}no {runs.CONFUSION_FILE} yet (written when the run finishes)\n")
     return 0
 
 
@@ -422,7 +422,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"continue with: fgbench sweep --continue {state.tag}"
               + (f" --runs-root {args.runs_root}" if args.runs_root else ""))
     elif code == 1:
-        print(f"see the failed runs' log.txt; rerun them with: fgbench sweep --continue {state.tag} --retry-failed")
+        print(f"see the failed runs' {runs.LOG_FILE}; rerun them with: fgbench sweep --continue {state.tag} --retry-failed")
     return code
 
 

@@ -28,6 +28,8 @@ import math
 from fnmatch import fnmatchcase
 from typing import Any, Iterable, Sequence
 
+from fgbench.rundir.layout import SUMMARY_FILE
+
 BOOKKEEPING_FIELDS = ("name", "description", "sweep")
 
 # ------------------------------------------------------------------------------- recipe fields
@@ -615,7 +617,7 @@ def confusion_text(confusion: dict[str, Any], *, worst: int = 10, best: int = 5,
 def summary_text(summary: dict[str, Any]) -> str:
     """summary.json in a few readable lines."""
     if not summary:
-        return "no summary.json yet (the run has not finished an epoch)\n"
+        return f"no {SUMMARY_FILE} yet (the run has not finished an epoch)\n"
     n = summary_numbers(summary)
     lines = []
     rate = "-" if n["images_per_s"] is None else f"{n['images_per_s']:.0f}"

@@ -91,6 +91,11 @@ def test_a_crash_before_any_event_is_failed_with_its_exit_code(tmp_path: Path) -
     (status, error), = _statuses(tmp_path).values()
     assert status == "failed" and "code 3" in error
     assert "ImportError" in layout.RunDir(launched.run_dir).console.read_text()
+    # a failed launch is an ordinary run: listed everywhere (above) and deleted like any other
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert cli_main(["runs", "rm", "--runs-root", str(tmp_path), launched.run_dir.name, "--yes"]) == 0
+    assert not launched.run_dir.exists() and _statuses(tmp_path) == {}
 
 
 def test_sigint_through_the_launcher_is_interrupted_and_resumable(tmp_path: Path) -> None:
