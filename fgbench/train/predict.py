@@ -32,7 +32,7 @@ from typing import Any, Sequence
 
 import torch
 
-from fgbench import runs
+from fgbench.rundir import layout as runs
 from fgbench.errors import UserError
 from fgbench.recipe import NoPretrained, Recipe, RecipeError, validate_recipe
 
@@ -89,7 +89,8 @@ def load_run(run_dir: str | os.PathLike[str], *, checkpoint: str = "best", ema: 
     path = run_dir / runs.CHECKPOINT_DIR / (runs.BEST_CKPT if checkpoint == "best" else runs.LAST_CKPT)
     if not path.is_file():
         other = "last" if checkpoint == "best" else "best"
-        hint = (f"; try --checkpoint {other}" if (run_dir / runs.CHECKPOINT_DIR / f"{other}.pt").is_file()
+        other_file = runs.LAST_CKPT if other == "last" else runs.BEST_CKPT
+        hint = (f"; try --checkpoint {other}" if (run_dir / runs.CHECKPOINT_DIR / other_file).is_file()
                 else " (the run has not finished an epoch)")
         raise UserError(f"{path}: no such checkpoint{hint}")
     try:

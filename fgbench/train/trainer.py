@@ -48,7 +48,10 @@ from typing import Any
 
 import torch
 
-from fgbench import metrics, runs
+from fgbench.rundir import events as metrics
+from fgbench.rundir import layout as runs
+from fgbench.rundir import procs
+from fgbench.rundir.summary import Summary, write_summary
 from fgbench.data import loaders as L
 from fgbench.errors import UserError
 from fgbench.recipe import recipe_to_dict
@@ -533,9 +536,9 @@ class Trainer:
         }
 
     def write_summary(self) -> dict:
-        s = self.summary()
+        s = Summary.from_json(self.summary()).to_json()  # the one declared shape, checked
         if self.main:
-            runs.write_json(self.ctx.run_dir / runs.SUMMARY_FILE, s)
+            write_summary(self.ctx.run_dir, Summary.from_json(s))
         return s
 
     # ----------------------------------------------------------------------------------- run
@@ -671,7 +674,7 @@ class Trainer:
                                        f"{ev['top5']:.2f}%")
         sel = t.selected()
         if t.confusion.get(sel) is not None and self.main:
-            runs.write_json(self.ctx.run_dir / "confusion.json", {
+            runs.write_json(self.ctx.run_dir / runs.CONFUSION_FILE, {
                 "split": "test", "model": sel, "class_names": list(self.splits.class_names),
                 "matrix": t.confusion[sel], "epoch": t.best[sel]["epoch"] if t.best.get(sel) else None,
             })
@@ -689,6 +692,7 @@ class Trainer:
         self._emit(
             "run_started", run_id=ctx.run_id, recipe=self.recipe_dict, class_names=list(self.splits.class_names),
             device=_device_name(self.device), host=socket.gethostname(), pid=os.getpid(),
+            pid_start=procs.start_time(os.getpid()),
             versions={"fgbench": __version__, "python": platform.python_version(), "torch": torch.__version__,
                       "torchvision": torchvision.__version__},
             train_images=len(self.splits.train), val_images=len(self.splits.val),
