@@ -64,7 +64,8 @@ def scripted(monkeypatch):
 def _run(tmp_path, tiny_folder, capsys, *, select_on: str, stages: bool):
     extra = {"stages": [STAGE]} if stages else {}
     recipe = write_recipe(tmp_path, tiny_folder, schedule={"name": "cosine", "epochs": 4},
-                          ema={"enabled": True, "decay": 0.9, "ramp_steps": 0}, eval={"select_on": select_on}, **extra)
+                          ema={"enabled": True, "decay": 0.9, "ramp_steps": 0},
+                          eval={"select_on": select_on, "top_k": 3 if stages else 5}, **extra)
     run = tmp_path / "run"
     assert main(["run", str(recipe), "--run-dir", str(run), "--progress", "none"]) == 0
     return run, summary_of(run), capsys.readouterr().out
@@ -109,7 +110,9 @@ def test_selection_reports_test_at_the_selected_epoch_never_a_maximum_over_test(
     assert s["selected"] == selected and s["select_on"] == select_on
 
     # what the run prints at the end says the same
-    assert f"raw: best epoch {raw_e} (on {select_on}): val {raw_val:.2f}%, test {raw_test:.2f}%" in out
+    k = 3 if stages else 5
+    assert (f"raw: best epoch {raw_e} (on {select_on}): val {raw_val:.2f}%, test {raw_test:.2f}% "
+            f"(top-{k} {raw_test / 2 + 50:.2f}%)") in out
     assert f"ema: best epoch {ema_e} (on {select_on}): val {ema_val:.2f}%, test {ema_test:.2f}%" in out
     assert f"raw: last epoch {last_e}: test {SCRIPT[('raw', 'test')][last_e]:.2f}%" in out
 
