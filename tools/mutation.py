@@ -67,6 +67,7 @@ def prepare(name: str) -> Path:
         f"pytest_add_cli_args = {_toml_list(['-q', '-p', 'no:cacheprovider', '-m', 'not slow'])}\n"
         f"pytest_add_cli_args_test_selection = {_toml_list(tests)}\n"
         'process_isolation = "forkserver"\n'  # torch is not fork-safe once initialised
+        'timeout_multiplier = 60.0\n'  # a shared, loaded machine: a slow run is not a hang
     )
     (work / "pyproject.toml").write_text(pyproject, encoding="utf-8")
     return work
