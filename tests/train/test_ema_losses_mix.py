@@ -21,6 +21,8 @@ def test_ramp_decay_matches_simpleclassification():
     assert ramp_decay(0.9998, 2000, 1) == pytest.approx(0.9998 * (1 - math.exp(-1 / 2000)))
     assert ramp_decay(0.9998, 2000, 2000) == pytest.approx(0.9998 * (1 - math.exp(-1)))
     assert ramp_decay(0.99, 0, 5) == 0.99
+    # a ramp shorter than one update still ramps: 0.9 * (1 - e^-2) after the first of them
+    assert ramp_decay(0.9, 0.5, 1) == pytest.approx(0.9 * (1 - math.exp(-2)))
 
 
 def test_ema_updates_parameters_and_bn_buffers_by_hand():
