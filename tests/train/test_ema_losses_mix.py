@@ -80,6 +80,19 @@ def test_smoothing_styles_hard_targets(s):
         nn.CrossEntropyLoss(label_smoothing=s)(logits, y).item(), rel=1e-6)
 
 
+def test_defaults_and_no_smoothing_are_plain_cross_entropy():
+    torch.manual_seed(1)
+    logits, y = torch.randn(6, 5), torch.tensor([0, 1, 2, 3, 4, 0])
+    plain = nn.functional.cross_entropy(logits, y).item()
+    assert ClassificationLoss(5)(logits, y).item() == pytest.approx(plain, rel=1e-6)  # smoothing 0 by default
+    assert ClassificationLoss(5, 0.0, "cyizhuo")(logits, y).item() == pytest.approx(plain, rel=1e-6)
+    # the default style is torch's
+    assert ClassificationLoss(5, 0.2)(logits, y).item() == pytest.approx(
+        nn.CrossEntropyLoss(label_smoothing=0.2)(logits, y).item(), rel=1e-6)
+    with pytest.raises(ValueError, match="unknown smoothing style 'other'"):
+        smooth_targets(y, 5, 0.1, "other")
+
+
 def test_smoothing_of_mixed_targets_equals_mixing_smoothed_targets():
     C, s, lam = 4, 0.2, 0.7
     a, b = torch.tensor([1]), torch.tensor([2])
