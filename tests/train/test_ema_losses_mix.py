@@ -154,3 +154,33 @@ def test_mix_prob_and_switch():
             kinds.add("cutmix")
     assert kinds == {"plain", "cutmix"}
     assert not BatchMixer(AugmentConfig(), C).enabled
+
+
+@pytest.mark.parametrize(("section", "op"), [({"mixup_alpha": 0.4}, "MixUp"), ({"cutmix_alpha": 0.3}, "CutMix")])
+def test_a_mixed_batch_is_torchvisions_op_with_the_recipes_alpha(section, op):
+    """mix_prob = 1: exactly v2.MixUp / v2.CutMix with the recipe's alpha, with no extra random draw."""
+    from torchvision.transforms import v2
+
+    C = 5
+    x = torch.rand(6, 3, 12, 12)
+    y = torch.tensor([0, 1, 2, 3, 4, 0])
+    mixer = BatchMixer(AugmentConfig(**section), C)
+    alpha = next(iter(section.values()))
+    for seed in range(3):
+        torch.manual_seed(seed)
+        xm, t = mixer(x, y)
+        torch.manual_seed(seed)
+        xr, tr = getattr(v2, op)(alpha=alpha, num_classes=C)(x, y)
+        assert torch.equal(xm, xr) and torch.equal(t, tr)
+
+
+def test_switch_prob_zero_always_mixes_up():
+    torch.manual_seed(2)
+    C = 3
+    y = torch.tensor([0, 1, 2, 0])
+    x = torch.rand(4, 3, 8, 8)
+    both = BatchMixer(AugmentConfig(mixup_alpha=1.0, cutmix_alpha=1.0, mix_switch_prob=0.0), C)
+    for _ in range(10):
+        xm, t = both(x, y)
+        lam = t[1, y[1]].item()  # MixUp: every pixel is the same blend of the pair
+        assert torch.allclose(xm, lam * x + (1 - lam) * x.roll(1, 0), atol=1e-6)
