@@ -2,7 +2,7 @@
 
 Every name of ``fgbench.recipe.DatasetName`` has an :class:`Entry` here. The download engine
 (``fgbench.data.download``) turns an entry into a prepared dataset; the trainer asks
-:func:`prepared_index` for a :class:`~fgbench.data.index.DatasetIndex`; ``fgbench data list`` and
+:func:`fgbench.data.index.prepared_index` for a :class:`~fgbench.data.index.DatasetIndex`; ``fgbench data list`` and
 the TUI show :func:`entries` with :func:`status`.
 
 On-disk layout of a catalog dataset (``location(name)``, by default ``<datasets>/<name>``)::
@@ -389,32 +389,6 @@ def how_to_get(entry: Entry) -> str:
     if not entry.auto_download:
         return f"download it yourself ({entry.homepage}) and run `fgbench data import {entry.name} PATH`"
     return f"run `fgbench data download {entry.name}`"
-
-
-def prepared_index(name: str, root: str | os.PathLike[str] | None = None):
-    """The :class:`~fgbench.data.index.DatasetIndex` of a prepared dataset.
-
-    A ``UserError`` tells the user the command that prepares it when it is not ready.
-    """
-    from fgbench.data.index import folder_index
-
-    entry = get(name)
-    if name == "folder":
-        if root is None:
-            raise UserError("dataset 'folder' needs data.root (a folder with train/ and test/ or val/)")
-        return folder_index(root, "folder")
-    loc = location(name, root)
-    if name == "synthetic":
-        from fgbench.data.synthetic import ensure_synthetic
-
-        return folder_index(ensure_synthetic(loc), "synthetic")
-    st = status(name, root)
-    if st != "ready":
-        what = "was only partly downloaded or prepared" if st == "partial" else "is not downloaded"
-        raise UserError(f"{name}: {what} ({loc}): {how_to_get(entry)}")
-    from fgbench.data.prepare import read_index
-
-    return read_index(loc)
 
 
 def format_bytes(n: int | float | None) -> str:

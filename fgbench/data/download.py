@@ -49,15 +49,15 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterator, Literal
+from typing import Iterator
 
 from fgbench import settings
 from fgbench.data import catalog
 from fgbench.data.catalog import Entry, Source
+from fgbench.data.progress import Cancelled, Progress, ProgressFn, ProgressMeter, check_cancel
 from fgbench.errors import UserError
 
 CHUNK = 1 << 20
@@ -65,9 +65,6 @@ DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_RETRIES = 4
 #: seconds to wait before retry n (the last value repeats)
 RETRY_DELAYS_S: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
-PROGRESS_INTERVAL_S = 0.1
-
-Stage = Literal["download", "verify", "extract", "prepare"]
 
 
 class DownloadError(UserError):
@@ -80,62 +77,8 @@ class DamagedArchiveError(DownloadError):
 
 
 class UnsafeArchiveError(UserError):
-    """An archive member would escape the target folder or is a device file."""
-
-
-class Cancelled(Exception):
-    """The caller's cancel event was set; partial files are kept so a re-run resumes."""
-
-
-@dataclass
-class Progress:
-    stage: Stage
-    done_bytes: int
-    total_bytes: int | None
-    #: units per second over the last few seconds
-    speed: float
-    eta_s: float | None
-    message: str
-    #: "B" for bytes; verification of images counts "images"; "" for a step without amounts
-    unit: str = "B"
-
-    @property
-    def fraction(self) -> float | None:
-        if not self.total_bytes:
-            return None
-        return min(1.0, self.done_bytes / self.total_bytes)
-
-
-ProgressFn = Callable[[Progress], None]
-
-
-class ProgressMeter:
-    """Turns a stream of ``done`` counts into throttled Progress callbacks with speed and ETA."""
-
-    def __init__(self, progress: ProgressFn | None, stage: Stage, message: str, total: int | None, unit: str = "B"):
-        self.progress, self.stage, self.message, self.total, self.unit = progress, stage, message, total, unit
-        self.samples: deque[tuple[float, int]] = deque()
-        self.last_emit = 0.0
-
-    def update(self, done: int, *, force: bool = False) -> None:
-        if self.progress is None:
-            return
-        now = time.monotonic()
-        self.samples.append((now, done))
-        while len(self.samples) > 2 and now - self.samples[0][0] > 5.0:
-            self.samples.popleft()
-        if not force and now - self.last_emit < PROGRESS_INTERVAL_S:
-            return
-        self.last_emit = now
-        t0, d0 = self.samples[0]
-        speed = (done - d0) / (now - t0) if now > t0 else 0.0
-        eta = (self.total - done) / speed if self.total is not None and speed > 0 else None
-        self.progress(Progress(self.stage, done, self.total, speed, eta, self.message, self.unit))
-
-
-def _check_cancel(cancel: threading.Event | None) -> None:
-    if cancel is not None and cancel.is_set():
-        raise Cancelled()
+    """An archive member would escape the target folder, is a device file, carries one of
+    fgbench's own state-file names, or the archive unpacks to more than its budget."""
 
 
 # ------------------------------------------------------------------------------- HTTP fetch
@@ -213,7 +156,7 @@ def _attempt(url: str, part: Path, source: Source, meter: ProgressMeter, timeout
             raise _Fatal(f"the server offers {total} bytes, the catalog expects {source.size}")
         with open(part, mode) as f:
             while True:
-                _check_cancel(cancel)
+                check_cancel(cancel)
                 try:
                     chunk = response.read(CHUNK)
                 except (OSError, http.client.HTTPException) as err:  # connection dropped mid-stream
@@ -259,7 +202,7 @@ def file_md5(path: Path, progress: ProgressFn | None = None, cancel: threading.E
     done = 0
     with open(path, "rb") as f:
         while True:
-            _check_cancel(cancel)
+            check_cancel(cancel)
             chunk = f.read(CHUNK)
             if not chunk:
                 break
@@ -376,7 +319,7 @@ class _CountingReader:
         self.f, self.meter, self.cancel, self.n = f, meter, cancel, 0
 
     def read(self, size: int = -1) -> bytes:
-        _check_cancel(self.cancel)
+        check_cancel(self.cancel)
         data = self.f.read(size)
         self.n += len(data)
         self.meter.update(self.n)
@@ -450,7 +393,7 @@ def _extract_zip(archive: Path, dest: Path, meter: ProgressMeter, cancel) -> Non
     with zf:
         try:
             for info in zf.infolist():
-                _check_cancel(cancel)
+                check_cancel(cancel)
                 target = _safe_target(root_real, info.filename, archive)
                 mode = info.external_attr >> 16
                 if target is None:
@@ -573,12 +516,12 @@ def _place(src: Path, loc: Path, source: Source | None, *, move: bool, progress,
 
 
 def _finish(entry: Entry, loc: Path, search: Path, progress, how: str) -> None:
-    from fgbench.data import prepare
+    from fgbench.data import index, prepare
 
     if progress is not None:
         progress(Progress("prepare", 0, None, 0.0, None, f"{entry.name}: indexing", unit=""))
     prepared = prepare.prepare(entry, search)
-    prepare.write_index(loc, prepared, entry.name)
+    index.write_index(loc, prepared, entry.name)
     prepare.write_ready(loc, prepared, entry.name, how)  # last: from here on it is "ready"
     shutil.rmtree(loc / catalog.DOWNLOADS_DIR, ignore_errors=True)
     if progress is not None:
@@ -750,7 +693,7 @@ def verify_dataset(name: str, *, root=None, deep: bool = False, progress: Progre
     """Check a prepared dataset: counts against the catalog, every indexed file present, and with
     ``deep`` every image decoded (this imports the engine's image code, ``fgbench.data.fast``)."""
     from fgbench.data import prepare
-    from fgbench.data.index import DatasetIndex, folder_index
+    from fgbench.data.index import DatasetIndex, folder_index, read_index
 
     entry = catalog.get(name)
     loc = catalog.location(name, root)
@@ -768,7 +711,7 @@ def verify_dataset(name: str, *, root=None, deep: bool = False, progress: Progre
             report.problems.append(f"{name}: {what} ({loc}): {catalog.how_to_get(entry)}")
             return report
         try:
-            index = prepare.read_index(loc)
+            index = read_index(loc)
         except UserError as err:
             report.problems.append(str(err))
             return report

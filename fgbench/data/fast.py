@@ -123,9 +123,9 @@ def find_corrupt_images(paths: Sequence[str], *, progress: Callable | None = Non
     """Fully decode every image; return (path, reason) for those that fail, in input order.
 
     Threads, not processes: PIL releases the GIL while it decodes. ``progress`` receives
-    ``fgbench.data.download.Progress`` objects (stage "verify", unit "images").
+    ``fgbench.data.progress.Progress`` objects (stage "verify", unit "images").
     """
-    from fgbench.data.download import Cancelled, ProgressMeter
+    from fgbench.data.progress import Cancelled, ProgressMeter
 
     meter = ProgressMeter(progress, "verify", "decoding images", len(paths), unit="images")
     bad: list[tuple[str, str]] = []
@@ -237,7 +237,7 @@ class CachedImageDataset(torch.utils.data.Dataset):
         return np.asarray(resize_short_side(im, self.short_side), dtype=np.uint8)
 
     def _build(self, items, skip_corrupt, workers, progress) -> None:
-        from fgbench.data.download import ProgressMeter
+        from fgbench.data.progress import ProgressMeter
 
         t0 = time.perf_counter()
         suffix = f".tmp-{os.getpid()}"
