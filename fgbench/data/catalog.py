@@ -15,6 +15,9 @@ On-disk layout of a catalog dataset (``location(name)``, by default ``<datasets>
                                split, image paths (relative) and labels; no image is copied
     fgbench-ready.json         written last, atomically: the only thing that makes it "ready"
 
+These names are fgbench's alone: an archive member that carries one is refused, and the state
+files and folders are never written (or trusted) through a symbolic link.
+
 Decisions and trade-offs:
 
 * "Ready" is one marker file written after download, verification, extraction and preparation,
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -50,6 +54,11 @@ INDEX_FILE = "fgbench-index.json"
 DOWNLOADS_DIR = ".downloads"
 STEPS_DIR = ".steps"
 LOCK_FILE = ".lock"
+#: fgbench's own names in a dataset folder: an archive member with one of them (at any depth) is
+#: refused, so an archive can never mark a dataset ready or stand in for its index or steps
+STATE_NAMES = frozenset({READY_FILE, INDEX_FILE, DOWNLOADS_DIR, STEPS_DIR, LOCK_FILE})
+#: prefix of the scratch folder an archive is extracted into before it is moved into place
+EXTRACT_PREFIX = ".extract-"
 
 Status = Literal["missing", "partial", "ready"]
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip")
@@ -322,6 +331,19 @@ _ENTRIES: tuple[Entry, ...] = (
 _BY_NAME = {e.name: e for e in _ENTRIES}
 
 
+def is_reserved_name(name: str) -> bool:
+    """Whether a path component is one of fgbench's state names (see ``STATE_NAMES``)."""
+    return name in STATE_NAMES or name.startswith(EXTRACT_PREFIX)
+
+
+def is_state_file(path: Path) -> bool:
+    """A regular file that is not a link: state files are never read or written through links."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def entries() -> list[Entry]:
     """Every dataset fgbench knows, in display order."""
     return list(_BY_NAME.values())
@@ -365,7 +387,7 @@ def status(name: str, root: str | os.PathLike[str] | None = None) -> Status:
         return "ready" if (loc / "train").is_dir() and has_test else "missing"
     if entry.name == "synthetic":
         return "ready" if _synthetic.is_ready(loc) else ("partial" if loc.exists() else "missing")
-    if (loc / READY_FILE).is_file():
+    if is_state_file(loc / READY_FILE):
         return "ready"
     try:
         contents = [p for p in loc.iterdir() if p.name != LOCK_FILE]
