@@ -391,10 +391,8 @@ class _Extractor:
         for i in range(1, len(parts)):
             if parts[:i] in self.link_parts:
                 raise self.refuse(name, f"it would be written through the link {'/'.join(parts[:i])!r}")
-        target = os.path.join(self.root, *parts)
-        if not _inside(os.path.realpath(os.path.dirname(target)), self.root):
-            raise self.refuse(name, "it would be written outside the target folder (through a link)")
-        return target
+        # no link exists on disk before ``finish``, so the path cannot lead anywhere else
+        return os.path.join(self.root, *parts)
 
     def directory(self, name: str) -> None:
         parts = self.parts(name)
