@@ -54,20 +54,32 @@ def _class_dirs(split_dir: Path) -> list[str]:
     return sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
 
 
-def _images(d: Path) -> list[str]:
+def _images(d: Path, not_files: list[str] | None = None) -> list[str]:
+    """Image files under ``d``; names of images that are not regular files go to ``not_files``."""
     out = []
     for dirpath, dirs, files in os.walk(d):
         dirs[:] = [x for x in dirs if not x.startswith(".")]
-        out.extend(os.path.join(dirpath, f) for f in files
-                   if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."))
+        for f in files:
+            if not f.lower().endswith(IMAGE_EXTENSIONS) or f.startswith("."):
+                continue
+            path = os.path.join(dirpath, f)
+            try:
+                regular = stat.S_ISREG(os.stat(path).st_mode)  # never opened: a FIFO would block
+            except OSError:  # a dangling link
+                regular = False
+            if regular:
+                out.append(path)
+            elif not_files is not None:
+                not_files.append(path)
     return sorted(out)
 
 
 def scan_class_folders(
-    train_dir: Path, test_dir: Path, error: type[UserError] = UserError
+    train_dir: Path, test_dir: Path, error: type[UserError] = UserError, not_files: list[str] | None = None
 ) -> tuple[list[str], list[tuple[str, int]], list[tuple[str, int]]]:
     """Class names and (image path, label) pairs of two class-folder trees. Class order is the sorted
-    train folder names (ImageFolder's); a test class missing from train is an error, not a new label."""
+    train folder names (ImageFolder's); a test class missing from train is an error, not a new label,
+    and so is a train class folder without images. Non-regular files are listed in ``not_files``."""
     classes = _class_dirs(train_dir)
     if len(classes) < 2:
         raise error(f"{train_dir}: found {len(classes)} class folder(s), need at least 2")
@@ -75,8 +87,14 @@ def scan_class_folders(
     extra = sorted(set(_class_dirs(test_dir)) - set(classes))
     if extra:
         raise error(f"{test_dir}: classes not in {train_dir.name}/: {', '.join(extra[:5])}")
-    train = [(p, lookup[c]) for c in classes for p in _images(train_dir / c)]
-    test = [(p, lookup[c]) for c in _class_dirs(test_dir) for p in _images(test_dir / c)]
+    train = []
+    for c in classes:
+        found = _images(train_dir / c, not_files)
+        if not found:
+            raise error(f"{train_dir / c}: class folder without images ({', '.join(IMAGE_EXTENSIONS)}); "
+                        "add images or remove the folder")
+        train.extend((p, lookup[c]) for p in found)
+    test = [(p, lookup[c]) for c in _class_dirs(test_dir) for p in _images(test_dir / c, not_files)]
     return classes, train, test
 
 
@@ -93,12 +111,13 @@ def folder_index(root: str | os.PathLike[str], name: str = "folder") -> DatasetI
     test_dir = next((root / s for s in ("test", "val") if (root / s).is_dir()), None)
     if test_dir is None:
         raise UserError(f"{root}: no test/ or val/ folder beside train/")
-    classes, train, test = scan_class_folders(train_dir, test_dir)
+    not_files: list[str] = []
+    classes, train, test = scan_class_folders(train_dir, test_dir, not_files=not_files)
     if not train:
         raise UserError(f"{train_dir}: no images found")
     if not test:
         raise UserError(f"{test_dir}: no images found")
-    return DatasetIndex(name=name, class_names=classes, train=train, test=test, root=str(root))
+    return DatasetIndex(name=name, class_names=classes, train=train, test=test, root=str(root), not_files=not_files)
 
 
 def resolve_index(data) -> DatasetIndex:

@@ -260,6 +260,8 @@ def _prepare(args, *, world=None, launcher: bool = False) -> Prepared:
     else:
         device = _resolve_device(recipe.runtime.device)
     index = resolve_index(recipe.data)
+    for path in index.not_files if world is None or world.is_main else []:
+        print(f"{path}: not a regular file (a FIFO, device or dangling link); skipped", file=sys.stderr)
     splits = load_splits(index, recipe.data,
                          train_sizes=[st.train_size for st in recipe.stages if st.train_size],
                          test_sizes=[st.test_size for st in recipe.stages if st.test_size] + recipe.eval.final_test_sizes)
