@@ -17,18 +17,21 @@ Decisions:
 
 from __future__ import annotations
 
+import functools
 import os
 import re
-import tempfile
 import tomllib
-from pathlib import Path
+import types
+import typing
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Sequence, Union
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from fgbench.atomic import atomic_write_text
-from fgbench.errors import RecipeError
+from fgbench.errors import RecipeError, UserError, escape
+from fgbench.textfile import read_text_file
 
 SCHEMA_VERSION = 1
 
@@ -47,7 +50,43 @@ DatasetName = Literal[
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=False)
+    # strict: TOML has types, so `batch_size = true` or `lr = "0.05"` is an error, not a coercion (an
+    # int is still a float: `lr = 1`). allow_inf_nan: inf/nan are never a sane setting, in any field.
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=False,
+                              strict=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _toml_arrays(cls, data: Any) -> Any:
+        # TOML (and JSON) have arrays, not tuples, and strict mode wants a tuple for a tuple field:
+        # hand the array over as one. This changes the container, never a value.
+        if isinstance(data, dict):
+            tuples = _tuple_fields(cls)
+            if tuples and any(isinstance(data.get(k), list) for k in tuples):
+                data = {k: tuple(v) if k in tuples and isinstance(v, list) else v for k, v in data.items()}
+        return data
+
+
+class FieldProblem(ValueError):
+    """A cross-field problem found by a section's validator, reported at ``field`` (a path relative
+    to the section, e.g. ``min_lr`` or ``betas[1]``) instead of at the whole section. ``involves``
+    names the other fields it depends on, so a ``--set`` of any of them is blamed for it."""
+
+    def __init__(self, field: str, message: str, *involves: str):
+        super().__init__(message)
+        self.field = field
+        self.involves = involves
+
+
+@functools.cache
+def _tuple_fields(cls: type[BaseModel]) -> frozenset[str]:
+    out = set()
+    for name, info in cls.model_fields.items():
+        ann = info.annotation
+        args = [a for a in typing.get_args(ann) if a is not type(None)] if typing.get_origin(ann) in (Union, types.UnionType) else [ann]
+        if any(typing.get_origin(a) is tuple for a in args):
+            out.add(name)
+    return frozenset(out)
 
 
 def _tagged_union(tag: str, *variants: type[BaseModel]) -> Any:
@@ -68,10 +107,8 @@ def _tagged_union(tag: str, *variants: type[BaseModel]) -> Any:
 
 
 def union_members(annotation: Any) -> list[type[BaseModel]] | None:
-    """The variant classes of a tagged-union annotation (as on ``FieldInfo.annotation``), else None."""
-    import typing
-
-    if typing.get_origin(annotation) is not Union:
+    """The variant classes of a union of sub-models (as on ``FieldInfo.annotation``), else None."""
+    if typing.get_origin(annotation) not in (Union, types.UnionType):
         return None
     members = []
     for arg in typing.get_args(annotation):
@@ -84,10 +121,18 @@ def union_members(annotation: Any) -> list[type[BaseModel]] | None:
 
 
 def union_tag(members: list[type[BaseModel]]) -> str:
-    """The tag field shared by a union's variants (``name`` or ``source``)."""
-    for tag in ("name", "source"):
-        if all(tag in m.model_fields for m in members):
-            return tag
+    """The tag field of a union's variants: the one field every variant declares as a single,
+    distinct ``Literal`` (``name`` for optim and schedule, ``source`` for model.pretrained)."""
+    for name in members[0].model_fields:
+        values = []
+        for m in members:
+            f = m.model_fields.get(name)
+            if f is None or typing.get_origin(f.annotation) is not Literal or len(typing.get_args(f.annotation)) != 1:
+                break
+            values.append(typing.get_args(f.annotation)[0])
+        else:
+            if len(set(values)) == len(values):
+                return name
     raise ValueError(f"no tag field shared by {members}")
 
 
@@ -789,169 +834,348 @@ class Recipe(_Section):
         return self
 
 
+# --------------------------------------------------------------------------- schema walking
+#
+# One walker of the schema: the union sections, their tags and variants are discovered here from the
+# pydantic models, and everything else (error locations, the TOML writer, sweeps, the docs, the
+# TUI form) asks these functions instead of keeping its own list.
+
+
+def _strip_none(ann: Any) -> Any:
+    if typing.get_origin(ann) in (Union, types.UnionType):
+        args = [a for a in typing.get_args(ann) if a is not type(None)]
+        if len(args) < len(typing.get_args(ann)):
+            return args[0] if len(args) == 1 else Union[tuple(args)]  # type: ignore[return-value]
+    return ann
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def iter_fields(model: type[BaseModel] = Recipe, prefix: str = ""):
+    """Yield ``(dotted_path, FieldInfo)`` for every leaf and section of ``model``, depth first
+    (union sections are yielded, not entered: see :func:`union_sections`)."""
+    for name, info in model.model_fields.items():
+        path = f"{prefix}{name}"
+        yield path, info
+        ann = _strip_none(info.annotation)
+        if _is_model(ann):
+            yield from iter_fields(ann, path + ".")
+
+
+@functools.cache
+def union_sections() -> dict[str, tuple[str, dict[str, type[BaseModel]]]]:
+    """Every discriminated-union section of the recipe by dotted path (a list item is ``[]``, as in
+    ``stages[].x``): ``(tag field, {tag value: variant class})``, in schema order."""
+    out: dict[str, tuple[str, dict[str, type[BaseModel]]]] = {}
+
+    def visit(model: type[BaseModel], prefix: str) -> None:
+        for name, info in model.model_fields.items():
+            path = prefix + name
+            ann = _strip_none(info.annotation)
+            members = union_members(ann)
+            if members:
+                tag = union_tag(members)
+                out[path] = (tag, {m.model_fields[tag].default: m for m in members})
+                for m in members:
+                    visit(m, path + ".")
+            elif _is_model(ann):
+                visit(ann, path + ".")
+            elif typing.get_origin(ann) is list and _is_model(typing.get_args(ann)[0]):
+                visit(typing.get_args(ann)[0], path + "[].")
+
+    visit(Recipe, "")
+    return out
+
+
+def union_variants(field_path: str) -> dict[str, type[BaseModel]]:
+    """Variants of a discriminated-union section keyed by tag, e.g. ``optim`` -> {sgd: SGDConfig, ...}."""
+    return union_sections()[field_path][1]
+
+
+def union_tag_field(field_path: str) -> str:
+    """The tag field of a union section: ``optim`` -> ``name``, ``model.pretrained`` -> ``source``."""
+    return union_sections()[field_path][0]
+
+
+UNION_SECTIONS = tuple(union_sections())
+
+
+def _schema_path(parts: Sequence[str | int]) -> str:
+    return ".".join("[]" if isinstance(p, int) else p for p in parts).replace(".[]", "[]")
+
+
+def user_path(loc: Sequence[Any]) -> tuple[str | int, ...]:
+    """A pydantic error location as the user wrote it: pydantic puts the union tag into the
+    location (``optim.sgd.lr``); users wrote ``optim.lr``."""
+    out: list[str | int] = []
+    for item in loc:
+        if isinstance(item, str) and out:
+            union = union_sections().get(_schema_path(out))
+            if union is not None and item in union[1]:
+                continue
+        out.append(item)
+    return tuple(out)
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def path_text(parts: Sequence[str | int]) -> str:
+    """``stages[0].epochs``; a key that is not a bare TOML key is quoted and escaped
+    (``sweep.grid."optim.lr"``, ``data."\\x1b[31m"``), so every path prints on one line."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        key = part if _BARE_KEY.fullmatch(part) else '"' + escape(part).replace('"', '\\"') + '"'
+        out += ("." if out else "") + key
+    return out or "(recipe)"
+
+
 # ------------------------------------------------------------------------------ load / save
 
+MAX_RECIPE_BYTES = 1 << 20
+"""A recipe is a few kilobytes; anything over 1 MB is not one (and is not read)."""
+
+MAX_DEPTH = 20
+"""Deepest nesting of tables and arrays a recipe may have (the schema itself needs about 6)."""
 
 
+@dataclass(frozen=True)
+class Override:
+    """One ``--set KEY=VALUE``: the text as given, the key's parts and the parsed value."""
 
-def _loc(loc: tuple[Any, ...]) -> str:
-    # pydantic puts the union tag into the location (optim.sgd.lr); users wrote optim.lr.
-    parts: list[str] = []
-    for item in loc:
-        if isinstance(item, int):
-            parts.append(f"[{item}]")
-            continue
-        if item in _UNION_TAGS:
-            continue
-        parts.append(("." if parts else "") + str(item))
-    return "".join(parts) or "(recipe)"
+    text: str
+    key: tuple[str, ...]
+    value: Any
 
-
-_UNION_TAGS = {
-    "none", "torchvision", "file", "moco",
-    "sgd", "adam", "adamw", "radam",
-    "cosine", "multistep", "linear", "constant",
-}
+    @property
+    def source(self) -> str:
+        return f"--set {escape(self.text)}"
 
 
-def format_errors(err: ValidationError, source: str) -> list[str]:
+def parse_override(item: str) -> Override:
+    if "=" not in item:
+        raise RecipeError([f"--set {escape(item)}: expected KEY=VALUE, e.g. optim.lr=0.01"])
+    key, raw = item.split("=", 1)
+    parts = tuple(p.strip() for p in key.strip().split("."))
+    if not all(parts):
+        raise RecipeError([f"--set {escape(item)}: empty key part"])
+    try:
+        value = parse_override_value(raw)
+    except ValueError as err:
+        raise RecipeError([f"--set {escape(item)}: {escape(str(err))}"]) from None
+    problem = _too_deep(value, 1)
+    if problem:
+        raise RecipeError([f"--set {escape(item)}: {problem}"])
+    return Override(item, parts, value)
+
+
+def _field_of(e: dict[str, Any]) -> tuple[tuple[str | int, ...], tuple[tuple[str | int, ...], ...], str]:
+    """(path, other paths involved, message) of one pydantic error."""
+    path = user_path(e["loc"])
+    msg = e["msg"].removeprefix("Value error, ")
+    involves: tuple[tuple[str | int, ...], ...] = ()
+    error = (e.get("ctx") or {}).get("error")
+    if isinstance(error, FieldProblem):
+        path = path + _parse_rel(error.field)
+        involves = tuple(user_path(e["loc"]) + _parse_rel(f) for f in error.involves)
+    elif e["type"] == "union_tag_invalid":
+        ctx = e.get("ctx", {})
+        union = union_sections().get(_schema_path(path))
+        if union is not None:
+            path = path + (union[0],)
+        msg = f"unknown variant {ctx.get('tag')!r}, expected one of {ctx.get('expected_tags')}"
+    return path, involves, msg
+
+
+_REL_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _parse_rel(text: str) -> tuple[str | int, ...]:
+    return tuple(int(m.group(2)) if m.group(2) is not None else m.group(1) for m in _REL_PART.finditer(text))
+
+
+def _blame(path: tuple[str | int, ...], involves: Sequence[tuple[str | int, ...]],
+           overrides: Sequence[Override]) -> Override | None:
+    """The ``--set`` an error comes from: the last one whose key is the error's field, a table above
+    it or a key below it, or the tag of the union section the field is in."""
+    for ov in reversed(overrides):
+        for p in (path, *involves):
+            names = tuple(x for x in p if isinstance(x, str))
+            n = min(len(names), len(ov.key))
+            if names[:n] == ov.key[:n]:
+                return ov
+            section = _schema_path(ov.key[:-1])
+            if section in union_sections() and union_sections()[section][0] == ov.key[-1] \
+                    and names[:len(ov.key) - 1] == ov.key[:-1]:
+                return ov
+    return None
+
+
+def format_errors(err: ValidationError, source: str, overrides: Sequence[Override] = ()) -> list[str]:
+    """One line per problem: ``FILE: field.path: message``, or ``--set KEY=VALUE: message`` when an
+    override is where the problem comes from (with the field too when it is not the key itself)."""
     lines = []
     for e in err.errors(include_url=False):
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "union_tag_invalid":
-            ctx = e.get("ctx", {})
-            msg = f"unknown variant {ctx.get('tag')!r}, expected one of {ctx.get('expected_tags')}"
-        lines.append(f"{source}: {_loc(tuple(e['loc']))}: {msg}")
+        path, involves, msg = _field_of(e)
+        ov = _blame(path, involves, overrides)
+        msg = escape(msg)
+        if ov is not None:
+            if tuple(x for x in path if isinstance(x, str)) == ov.key and not any(isinstance(x, int) for x in path):
+                lines.append(f"{ov.source}: {msg}")
+            else:
+                lines.append(f"{ov.source}: {path_text(path)}: {msg}")
+        else:
+            lines.append(f"{escape(source)}: {path_text(path)}: {msg}")
     return lines
 
 
-def validate_recipe(data: dict[str, Any], source: str = "<recipe>") -> Recipe:
+def validate_recipe(data: dict[str, Any], source: str = "<recipe>", overrides: Sequence[Override | str] = ()) -> Recipe:
+    """The Recipe for ``data`` (overrides already applied), or a RecipeError naming ``source`` or
+    the ``--set`` each problem comes from."""
     try:
         return Recipe.model_validate(data)
     except ValidationError as err:
-        raise RecipeError(format_errors(err, source)) from None
+        ovs = [o if isinstance(o, Override) else parse_override(o) for o in overrides]
+        raise RecipeError(format_errors(err, source, ovs)) from None
+
+
+def _too_deep(value: Any, start: int = 0) -> str | None:
+    stack = [(value, start)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth >= MAX_DEPTH:
+            return f"nested more than {MAX_DEPTH} tables or arrays deep"
+        stack.extend((c, depth + 1) for c in children)
+    return None
 
 
 def parse_recipe_text(text: str, source: str = "<recipe>") -> dict[str, Any]:
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise RecipeError([f"{source}: TOML syntax: {err}"]) from None
+        raise RecipeError([f"{escape(source)}: TOML syntax: {escape(str(err))}"]) from None
+    except RecursionError:
+        raise RecipeError([f"{escape(source)}: TOML syntax: nested more than {MAX_DEPTH} tables or arrays deep"]) from None
+    problem = _too_deep(data)
+    if problem:
+        raise RecipeError([f"{escape(source)}: {problem}"])
+    return data
 
 
-def read_recipe_data(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> dict[str, Any]:
+def read_recipe_data(path: str | os.PathLike[str], overrides: Sequence[str | Override] = ()) -> dict[str, Any]:
     """The TOML data of a recipe file with ``--set`` overrides applied, not yet validated."""
-    p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RecipeError([f"{p}: file not found"]) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise RecipeError([f"{p}: cannot read: {err}"]) from None
-    data = parse_recipe_text(text, str(p))
+        text = read_text_file(path, MAX_RECIPE_BYTES, "recipe")
+    except RecipeError:
+        raise
+    except UserError as err:
+        raise RecipeError([str(err)]) from None
+    data = parse_recipe_text(text, str(path))
     if overrides:
-        data = apply_overrides(data, list(overrides), str(p))
+        data = apply_overrides(data, list(overrides))
     return data
 
 
 def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] | None = None) -> Recipe:
     """Read, apply ``--set`` overrides, validate. Every problem is raised as a RecipeError."""
-    return validate_recipe(read_recipe_data(path, overrides or ()), str(path))
+    ovs = [parse_override(o) for o in overrides or ()]
+    return validate_recipe(read_recipe_data(path, ovs), str(path), ovs)
 
 
 def parse_override_value(raw: str) -> Any:
     """``--set`` values are TOML values (``0.1``, ``true``, ``[224, 448]``, ``"adamw"``); a bare
-    word that is not valid TOML is taken as a string (``--set optim.name=adamw``)."""
+    word that is not valid TOML is taken as a string (``--set optim.name=adamw``). Raises
+    ValueError for text that starts like a TOML string, array or table but is not one."""
     try:
-        return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+        parsed = tomllib.loads(f"v = {raw}")
+    except tomllib.TOMLDecodeError as err:
+        if raw.strip()[:1] in ("[", "{", '"', "'"):
+            raise ValueError(f"not a TOML value: {err}") from None
         return raw
+    except RecursionError:
+        raise ValueError(f"not a TOML value: nested more than {MAX_DEPTH} arrays or tables deep") from None
+    if set(parsed) != {"v"}:
+        raise ValueError("not one TOML value (a newline or a second key in the value)")
+    return parsed["v"]
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "--set") -> dict[str, Any]:
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str | Override], source: str = "--set") -> dict[str, Any]:
+    """``data`` with each ``--set`` applied in order (``source`` is kept for old callers; errors name
+    the override itself)."""
     import copy
 
     out = copy.deepcopy(data)
     for item in overrides:
-        if "=" not in item:
-            raise RecipeError([f"{source}: --set {item}: expected KEY=VALUE, e.g. optim.lr=0.01"])
-        key, raw = item.split("=", 1)
-        parts = key.strip().split(".")
-        if not all(parts):
-            raise RecipeError([f"{source}: --set {item}: empty key part"])
+        ov = item if isinstance(item, Override) else parse_override(item)
         node = out
-        for part in parts[:-1]:
+        for i, part in enumerate(ov.key[:-1]):
             nxt = node.setdefault(part, {})
             if not isinstance(nxt, dict):
-                raise RecipeError([f"{source}: --set {key}: {part} is not a table"])
+                raise RecipeError([f"{ov.source}: {path_text(ov.key[:i + 1])}: is not a table, so it has no "
+                                   f"key {escape(ov.key[i + 1])!r}"])
             node = nxt
-        node[parts[-1]] = parse_override_value(raw)
+        node[ov.key[-1]] = copy.deepcopy(ov.value)
     return out
+
+
+# --------------------------------------------------------------------------------- writing
 
 
 def recipe_to_dict(recipe: Recipe, *, full: bool = True) -> dict[str, Any]:
     """Plain data for TOML: ``full`` keeps defaults (the resolved recipe), otherwise only what
-    differs from them. None is dropped since TOML has no null."""
+    differs from them, with the tag of every union section that is written (or that is not the
+    default variant), so the file loads back. None is dropped since TOML has no null."""
     data = recipe.model_dump(mode="json", exclude_none=True, exclude_defaults=not full)
     if not full:
         _keep_union_tags(recipe, data)
     return data
 
 
-def _keep_union_tags(recipe: Recipe, data: dict[str, Any]) -> None:
+def _keep_union_tags(model: BaseModel, data: dict[str, Any]) -> None:
     # exclude_defaults drops a union's tag (it is each variant's default), which would leave e.g.
-    # `[optim] lr = 0.01` with no `name`: unloadable. Put the tag back wherever the section is
-    # written or is not the default variant.
-    default = Recipe()
-    for path in UNION_SECTIONS:
-        parts = path.split(".")
-        obj: Any = recipe
-        ref: Any = default
-        for part in parts:
-            obj, ref = getattr(obj, part), getattr(ref, part)
-        node: Any = data
-        for part in parts:
-            node = node.get(part) if isinstance(node, dict) else None
-        if node is None and type(obj) is type(ref):
-            continue
-        node = data
-        for part in parts:
-            node = node.setdefault(part, {})
-        tag = "source" if parts[-1] == "pretrained" else "name"
-        node[tag] = getattr(obj, tag)
+    # `[optim] lr = 0.01` with no `name`: unloadable, or loaded as SGD. Put the tag back, first.
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        ann = _strip_none(info.annotation)
+        members = union_members(ann)
+        sub = data.get(name)
+        if members and isinstance(value, BaseModel):
+            tag = union_tag(members)
+            default = None if info.is_required() else info.get_default(call_default_factory=True)
+            if isinstance(sub, dict) or type(value) is not type(default):
+                rest = {k: v for k, v in (sub or {}).items() if k != tag}
+                data[name] = sub = {tag: getattr(value, tag), **rest}
+        if isinstance(value, BaseModel):
+            if isinstance(sub, dict):
+                _keep_union_tags(value, sub)
+            else:
+                nested: dict[str, Any] = {}
+                _keep_union_tags(value, nested)
+                if nested:
+                    data[name] = nested
+        elif isinstance(value, list) and isinstance(sub, list):
+            for item, item_data in zip(value, sub):
+                if isinstance(item, BaseModel) and isinstance(item_data, dict):
+                    _keep_union_tags(item, item_data)
 
 
 def dumps_recipe(recipe: Recipe, *, full: bool = True) -> str:
+    """The one TOML writer of recipes (``recipe show``, run directories, sweeps, the TUI's files):
+    ``full`` spells out every default, otherwise only what differs. Multi-line strings (a long
+    description) are written as TOML multi-line strings."""
     return tomli_w.dumps(recipe_to_dict(recipe, full=full), multiline_strings=True)
 
 
 def save_recipe(recipe: Recipe, path: str | os.PathLike[str], *, full: bool = False) -> None:
     atomic_write_text(path, dumps_recipe(recipe, full=full))
-
-
-# --------------------------------------------------------------------------- schema walking
-
-
-def iter_fields(model: type[BaseModel] = Recipe, prefix: str = ""):
-    """Yield ``(dotted_path, FieldInfo, annotation)`` for every leaf and section, depth first. The
-    README reference and its consistency test use it."""
-    for name, info in model.model_fields.items():
-        path = f"{prefix}{name}"
-        yield path, info
-        ann = info.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            yield from iter_fields(ann, path + ".")
-
-
-def union_variants(field_path: str) -> dict[str, type[BaseModel]]:
-    """Variants of a discriminated-union section keyed by tag, e.g. ``optim`` -> {sgd: SGDConfig, ...}."""
-    table = {
-        "optim": ("name", [SGDConfig, AdamConfig, AdamWConfig, RAdamConfig]),
-        "schedule": ("name", [CosineSchedule, MultiStepSchedule, LinearSchedule, ConstantSchedule]),
-        "model.pretrained": ("source", [NoPretrained, TorchvisionWeights, FileWeights, MocoWeights]),
-    }
-    tag, classes = table[field_path]
-    return {c.model_fields[tag].default: c for c in classes}
-
-
-UNION_SECTIONS = ("optim", "schedule", "model.pretrained")
