@@ -139,6 +139,13 @@ def union_tag(members: list[type[BaseModel]]) -> str:
 # ---------------------------------------------------------------------------------------- data
 
 
+MIN_SIDE, MAX_SIDE, MAX_RESIZE = 8, 2048, 8192
+"""Bounds of crop sizes (train/test sizes) and of resize targets, in pixels."""
+
+MAX_SEED = 2**32 - 1
+"""Largest seed: every generator fgbench seeds (Python, torch, NumPy) takes it as it is."""
+
+
 class DataConfig(_Section):
     dataset: DatasetName = "synthetic"
     """Which dataset to train on: a catalog entry (see `fgbench data list`), `synthetic` (the
@@ -194,7 +201,7 @@ class DataConfig(_Section):
     """Fraction of the training set held out (stratified, seeded) as a validation split. The best
     epoch is chosen on it, never on the test set. 0 disables it."""
 
-    val_seed: int = 0
+    val_seed: int = Field(0, ge=0, le=MAX_SEED)
     """Seed of the validation split, independent of the training seed."""
 
     batch_size: int = Field(64, ge=1, le=65536)
@@ -223,18 +230,31 @@ class DataConfig(_Section):
     @model_validator(mode="after")
     def _check(self) -> "DataConfig":
         if self.dataset == "folder" and not self.root:
-            raise ValueError("dataset 'folder' needs data.root (a folder with train/ and test/ or val/)")
+            raise FieldProblem("root", "dataset 'folder' needs data.root (a folder with train/ and test/ or val/)",
+                               "dataset")
         lo, hi = self.crop_scale
         if not 0 < lo <= hi <= 1:
-            raise ValueError("crop_scale must satisfy 0 < low <= high <= 1")
+            raise FieldProblem("crop_scale", "crop_scale must satisfy 0 < low <= high <= 1")
         if self.train_crop == "resize_crop" and self.train_resize is None:
-            raise ValueError("train_crop 'resize_crop' needs data.train_resize, e.g. [512, 512]")
+            raise FieldProblem("train_resize", "train_crop 'resize_crop' needs data.train_resize, e.g. [512, 512]",
+                               "train_crop")
         if self.test_crop == "fixed" and self.test_resize is None:
-            raise ValueError("test_crop 'fixed' needs data.test_resize, e.g. [512, 512]")
+            raise FieldProblem("test_resize", "test_crop 'fixed' needs data.test_resize, e.g. [512, 512]", "test_crop")
         if self.normalize == "explicit" and (self.mean is None or self.std is None):
-            raise ValueError("normalize 'explicit' needs data.mean and data.std")
-        if self.std is not None and any(s <= 0 for s in self.std):
-            raise ValueError("std values must be positive")
+            raise FieldProblem("mean" if self.mean is None else "std",
+                               "normalize 'explicit' needs data.mean and data.std", "normalize")
+        if self.std is not None:
+            for i, v in enumerate(self.std):
+                if v <= 0:
+                    raise FieldProblem(f"std[{i}]", "std values must be positive")
+        return self
+
+    @model_validator(mode="after")
+    def _check_resizes(self) -> "DataConfig":
+        for name in ("train_resize", "test_resize"):
+            for i, v in enumerate(getattr(self, name) or ()):
+                if not MIN_SIDE <= v <= MAX_RESIZE:
+                    raise FieldProblem(f"{name}[{i}]", f"a resize side must be between {MIN_SIDE} and {MAX_RESIZE} pixels")
         return self
 
 
@@ -319,11 +339,12 @@ class ViTConfig(_Section):
     @model_validator(mode="after")
     def _check(self) -> "ViTConfig":
         if self.width % self.heads:
-            raise ValueError(f"width {self.width} is not a multiple of heads {self.heads}")
+            raise FieldProblem("width", f"width {self.width} is not a multiple of heads {self.heads}", "heads")
         if self.width % 2:
-            raise ValueError("width must be even (sinusoidal position encoding)")
+            raise FieldProblem("width", "width must be even (sinusoidal position encoding)")
         if self.depth % (self.aux_heads + 1):
-            raise ValueError(f"depth {self.depth} does not split into aux_heads + 1 = {self.aux_heads + 1} equal blocks")
+            raise FieldProblem("depth", f"depth {self.depth} does not split into aux_heads + 1 = {self.aux_heads + 1} "
+                               "equal blocks", "aux_heads")
         return self
 
 
@@ -338,7 +359,7 @@ class ModelConfig(_Section):
     `resnet20_cifar` (CIFAR ResNets, 16-32-64 channels), `small_cnn`, `vit_cifar` (post-norm ViT for
     small images, as enhuiz's `vit`) and `vitn_cifar` (pre-norm ViT with the `model.vit` options)."""
 
-    num_classes: int | None = Field(None, ge=2)
+    num_classes: int | None = Field(None, ge=2, le=1_000_000)
     """Output classes. Unset: the dataset's class count (the head is replaced to match). The enhuiz
     seed keeps torchvision's 1000-output head on CIFAR-100 (`num_classes = 1000`)."""
 
@@ -384,7 +405,7 @@ class ModelConfig(_Section):
     mixstyle_p: float = Field(0.5, ge=0, le=1)
     """Probability that MixStyle mixes a given batch."""
 
-    mixstyle_alpha: float = Field(0.1, gt=0)
+    mixstyle_alpha: float = Field(0.1, gt=0, le=100)
     """Beta(alpha, alpha) distribution of MixStyle's mixing weight."""
 
     freeze_stages: int = Field(0, ge=0, le=5)
@@ -403,8 +424,8 @@ class ModelConfig(_Section):
     def _check(self) -> "ModelConfig":
         resnet = bool(_RESNET_ARCH.match(self.arch))
         if self.init == "pytorch" and self.pretrained.source == "torchvision":
-            raise ValueError("init = \"pytorch\" would reset the torchvision weights; it applies to models built "
-                             "without them (pretrained.source none, file or moco)")
+            raise FieldProblem("init", "init = \"pytorch\" would reset the torchvision weights; it applies to models "
+                               "built without them (pretrained.source none, file or moco)", "pretrained.source")
         resnet_only = {
             "cifar_stem": self.cifar_stem,
             "zero_init_residual": self.zero_init_residual,
@@ -414,17 +435,19 @@ class ModelConfig(_Section):
         }
         for name, used in resnet_only.items():
             if used and not resnet:
-                raise ValueError(f"{name} applies to ResNets only, not to arch '{self.arch}'")
+                raise FieldProblem(name, f"{name} applies to ResNets only, not to arch '{self.arch}'", "arch")
         if self.arch.endswith("_cifar") and resnet:
             if self.mixstyle_layers > 3 or self.freeze_stages > 4:
-                raise ValueError(f"{self.arch} has 3 stages: mixstyle_layers <= 3 and freeze_stages <= 4")
+                raise FieldProblem("mixstyle_layers" if self.mixstyle_layers > 3 else "freeze_stages",
+                                   f"{self.arch} has 3 stages: mixstyle_layers <= 3 and freeze_stages <= 4", "arch")
         if self.arch != "vitn_cifar":
             used = [n for n, on in (("rel_pos", self.vit.rel_pos), ("diag_mask", self.vit.diag_mask),
                                     ("temperature", self.vit.temperature != "none")) if on]
             if used:
-                raise ValueError(f"vit.{used[0]} needs arch 'vitn_cifar' (the pre-norm ViT)")
+                raise FieldProblem(f"vit.{used[0]}", f"vit.{used[0]} needs arch 'vitn_cifar' (the pre-norm ViT)", "arch")
         if self.arch in _VIT_ARCHS and self.pretrained.source == "torchvision":
-            raise ValueError(f"{self.arch} is fgbench's own architecture: no torchvision weights")
+            raise FieldProblem("pretrained.source", f"{self.arch} is fgbench's own architecture: no torchvision weights",
+                               "arch")
         return self
 
 
@@ -441,7 +464,7 @@ class _OptimBase(_Section):
     no_decay_norm_bias: bool = False
     """Exempt normalization weights and all biases from weight decay."""
 
-    grad_clip: float | None = Field(None, gt=0)
+    grad_clip: float | None = Field(None, gt=0, le=1e6)
     """Clip the global gradient norm to this value."""
 
 
@@ -463,8 +486,15 @@ class _AdamBase(_OptimBase):
     betas: tuple[float, float] = (0.9, 0.999)
     """Adam's (beta1, beta2)."""
 
-    eps: float = Field(1e-8, gt=0)
+    eps: float = Field(1e-8, gt=0, le=1)
     """Adam's epsilon."""
+
+    @model_validator(mode="after")
+    def _check_betas(self) -> "_AdamBase":
+        for i, b in enumerate(self.betas):
+            if not 0 <= b < 1:
+                raise FieldProblem(f"betas[{i}]", "Adam's betas must lie in [0, 1)")
+        return self
 
 
 class AdamConfig(_AdamBase):
@@ -492,42 +522,57 @@ Optimizer = _tagged_union("name", SGDConfig, AdamConfig, AdamWConfig, RAdamConfi
 # ------------------------------------------------------------------------------------ schedule
 
 
+MAX_STEPS = 10**9
+"""Upper bound of every count of optimizer steps in a recipe."""
+
+
 class _ScheduleBase(_Section):
     epochs: int = Field(10, ge=1, le=100000)
     """Training epochs of the first stage."""
 
-    max_steps: int | None = Field(None, ge=1)
+    max_steps: int | None = Field(None, ge=1, le=MAX_STEPS)
     """Stop after this many optimizer steps; the schedule spans them instead of `epochs`."""
 
-    warmup_epochs: float = Field(0.0, ge=0)
+    warmup_epochs: float = Field(0.0, ge=0, le=100000)
     """Warm-up length in epochs (fractions allowed), stepped per iteration."""
 
-    warmup_steps: int | None = Field(None, ge=0)
+    warmup_steps: int | None = Field(None, ge=0, le=MAX_STEPS)
     """Warm-up length in optimizer steps; overrides `warmup_epochs`."""
 
     warmup: Literal["linear", "quadratic"] = "linear"
     """Warm-up shape from `warmup_start_lr` to `lr`: linear, or quadratic (lr * (t/T)^2, as SimpleClassification)."""
 
-    warmup_start_lr: float = Field(0.0, ge=0)
+    warmup_start_lr: float = Field(0.0, ge=0, le=10)
     """LR at the first warm-up step."""
 
     stepping: Literal["iteration", "epoch"] = "iteration"
     """`iteration`: the LR changes every step. `epoch`: it is held for each epoch at the value of
     the epoch's first step (as the per-epoch PyTorch schedulers of the cyizhuo and hoya seeds)."""
 
+    @model_validator(mode="after")
+    def _check_warmup(self) -> "_ScheduleBase":
+        if self.max_steps is not None:
+            if self.warmup_steps is not None and self.warmup_steps >= self.max_steps:
+                raise FieldProblem("warmup_steps", f"the warm-up ({self.warmup_steps} steps) must be shorter than the run "
+                                   f"(max_steps = {self.max_steps})", "max_steps")
+        elif self.warmup_steps is None and self.warmup_epochs >= self.epochs:
+            raise FieldProblem("warmup_epochs", f"the warm-up ({self.warmup_epochs:g} epochs) must be shorter than the "
+                               f"run (epochs = {self.epochs})", "epochs")
+        return self
+
 
 class CosineSchedule(_ScheduleBase):
     name: Literal["cosine"] = "cosine"
     """Cosine decay from `lr` to `min_lr` after warm-up."""
 
-    min_lr: float = Field(0.0, ge=0)
+    min_lr: float = Field(0.0, ge=0, le=10)
     """LR at the end of the cosine."""
 
-    hold_epochs: float = Field(0.0, ge=0)
+    hold_epochs: float = Field(0.0, ge=0, le=100000)
     """Epochs held at the peak LR between the warm-up and the cosine (the hoya seed's
     GradualWarmupScheduler holds one)."""
 
-    period_epochs: float | None = Field(None, gt=0)
+    period_epochs: float | None = Field(None, gt=0, le=100000)
     """Length of the first stage's cosine in epochs, from its start to `min_lr` (unset: the rest of
     the stage). Longer than what remains, training ends before the LR reaches `min_lr`, as the
     hoya seed's CosineAnnealingLR(T_max=120) after a warm-up. Later stages span their own epochs."""
@@ -537,7 +582,7 @@ class MultiStepSchedule(_ScheduleBase):
     name: Literal["multistep"] = "multistep"
     """Multiply the LR by `gamma` at each milestone epoch."""
 
-    milestones: list[int] = Field(default_factory=lambda: [30, 60, 90])
+    milestones: list[int] = Field(default_factory=lambda: [30, 60, 90], max_length=1000)
     """Epochs at which the LR is decayed."""
 
     gamma: float = Field(0.1, gt=0, le=1)
@@ -545,8 +590,14 @@ class MultiStepSchedule(_ScheduleBase):
 
     @model_validator(mode="after")
     def _check(self) -> "MultiStepSchedule":
-        if sorted(self.milestones) != self.milestones or any(m < 1 for m in self.milestones):
-            raise ValueError("milestones must be positive and increasing")
+        for i, m in enumerate(self.milestones):
+            if m < 1:
+                raise FieldProblem(f"milestones[{i}]", "milestones must be positive")
+            if i and m <= self.milestones[i - 1]:
+                raise FieldProblem(f"milestones[{i}]", "milestones must be strictly increasing")
+            if self.max_steps is None and m > self.epochs:
+                raise FieldProblem(f"milestones[{i}]", f"milestone {m} lies beyond the run (epochs = {self.epochs})",
+                                   "epochs")
         return self
 
 
@@ -554,7 +605,7 @@ class LinearSchedule(_ScheduleBase):
     name: Literal["linear"] = "linear"
     """Linear decay from `lr` to `min_lr` after warm-up (DeepSpeed's WarmupDecayLR)."""
 
-    min_lr: float = Field(0.0, ge=0)
+    min_lr: float = Field(0.0, ge=0, le=10)
     """LR at the last step."""
 
 
@@ -600,10 +651,10 @@ class AugmentConfig(_Section):
     random_erasing: float = Field(0.0, ge=0, le=1)
     """Random erasing probability (0 disables)."""
 
-    mixup_alpha: float = Field(0.0, ge=0)
+    mixup_alpha: float = Field(0.0, ge=0, le=100)
     """MixUp Beta(alpha, alpha) parameter (0 disables)."""
 
-    cutmix_alpha: float = Field(0.0, ge=0)
+    cutmix_alpha: float = Field(0.0, ge=0, le=100)
     """CutMix Beta(alpha, alpha) parameter (0 disables)."""
 
     mix_prob: float = Field(1.0, ge=0, le=1)
@@ -615,9 +666,10 @@ class AugmentConfig(_Section):
     @model_validator(mode="after")
     def _check(self) -> "AugmentConfig":
         if self.randaugment_ops and self.trivialaugment:
-            raise ValueError("choose RandAugment or TrivialAugment, not both")
+            raise FieldProblem("trivialaugment", "choose RandAugment or TrivialAugment, not both", "randaugment_ops")
         if self.randaugment_magnitude >= self.randaugment_bins:
-            raise ValueError("randaugment_magnitude must be below randaugment_bins")
+            raise FieldProblem("randaugment_magnitude", "randaugment_magnitude must be below randaugment_bins",
+                               "randaugment_bins")
         return self
 
 
@@ -639,10 +691,10 @@ class EMAConfig(_Section):
     decay: float = Field(0.9998, gt=0, lt=1)
     """EMA decay after the ramp."""
 
-    ramp_steps: float = Field(2000.0, ge=0)
+    ramp_steps: float = Field(2000.0, ge=0, le=MAX_STEPS)
     """Ramp: decay(u) = decay * (1 - exp(-u / ramp_steps)) after u updates (0 disables the ramp)."""
 
-    every: int = Field(1, ge=1)
+    every: int = Field(1, ge=1, le=1_000_000)
     """Update the EMA every this many optimizer steps."""
 
 
@@ -662,19 +714,19 @@ class RuntimeConfig(_Section):
     compile: bool = False
     """Compile the model with torch.compile."""
 
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     """Seed of every random generator of the run."""
 
     deterministic: bool = False
     """Deterministic algorithms (slower on GPU; cudnn.benchmark off)."""
 
-    log_every_steps: int = Field(20, ge=1)
+    log_every_steps: int = Field(20, ge=1, le=1_000_000)
     """Write a step event every this many optimizer steps."""
 
-    eval_every_epochs: int = Field(1, ge=1)
+    eval_every_epochs: int = Field(1, ge=1, le=100000)
     """Evaluate every this many epochs (the last epoch of each stage is always evaluated)."""
 
-    checkpoint_every_epochs: int = Field(1, ge=1)
+    checkpoint_every_epochs: int = Field(1, ge=1, le=100000)
     """Write the `last` checkpoint every this many epochs (and always at the end of a stage)."""
 
 
@@ -682,7 +734,7 @@ class RuntimeConfig(_Section):
 
 
 class StageConfig(_Section):
-    name: str = Field("stage", min_length=1)
+    name: str = Field("stage", min_length=1, max_length=120)
     """Stage name shown in the logs, e.g. `fixres-448`."""
 
     epochs: int = Field(ge=1, le=100000)
@@ -697,10 +749,10 @@ class StageConfig(_Section):
     lr: float | None = Field(None, gt=0, le=10)
     """Peak LR of this stage (unset: as the first stage)."""
 
-    min_lr: float | None = Field(None, ge=0)
+    min_lr: float | None = Field(None, ge=0, le=10)
     """Final LR of this stage's cosine/linear decay (unset: as the first stage)."""
 
-    warmup_epochs: float | None = Field(None, ge=0)
+    warmup_epochs: float | None = Field(None, ge=0, le=100000)
     """Warm-up of this stage (unset: as the first stage)."""
 
     batch_size: int | None = Field(None, ge=1, le=65536)
@@ -717,7 +769,7 @@ class StageConfig(_Section):
 
 
 class EvalConfig(_Section):
-    final_test_sizes: list[int] = Field(default_factory=list)
+    final_test_sizes: list[int] = Field(default_factory=list, max_length=32)
     """Extra test sizes evaluated on the selected model at the end (e.g. [224, 448])."""
 
     top_k: int = Field(5, ge=1, le=100)
@@ -726,6 +778,13 @@ class EvalConfig(_Section):
     select_on: Literal["val", "test", "last"] = "val"
     """Which split picks the best epoch. `val` needs a validation split; `test` is the seeds'
     (optimistic) habit, kept for reproduction only; `last` takes the final epoch."""
+
+    @model_validator(mode="after")
+    def _check_sizes(self) -> "EvalConfig":
+        for i, size in enumerate(self.final_test_sizes):
+            if not MIN_SIDE <= size <= MAX_SIDE:
+                raise FieldProblem(f"final_test_sizes[{i}]", f"a test size must be between {MIN_SIDE} and {MAX_SIDE} pixels")
+        return self
 
 
 class DistributedConfig(_Section):
@@ -827,10 +886,45 @@ class Recipe(_Section):
     @model_validator(mode="after")
     def _check(self) -> "Recipe":
         if self.eval.select_on == "val" and self.data.val_fraction == 0:
-            raise ValueError("eval.select_on is 'val' but data.val_fraction is 0: hold out a validation split or select on 'last'")
-        if isinstance(self.schedule, MultiStepSchedule) and self.schedule.milestones:
-            if self.schedule.milestones[-1] > self.schedule.epochs:
-                raise ValueError("schedule.milestones lie beyond schedule.epochs")
+            raise FieldProblem("eval.select_on", "eval.select_on is 'val' but data.val_fraction is 0: hold out a "
+                               "validation split or select on 'last'", "data.val_fraction")
+        return self
+
+    @model_validator(mode="after")
+    def _check_lr_and_stages(self) -> "Recipe":
+        # What the recipe alone can tell about the LR plan of every stage (stage 0 is the recipe).
+        lr, min_lr = self.optim.lr, getattr(self.schedule, "min_lr", None)
+        if min_lr is not None and min_lr > lr:
+            raise FieldProblem("schedule.min_lr", f"min_lr {min_lr:g} is above the peak optim.lr {lr:g}", "optim.lr")
+        for i, st in enumerate(self.stages):
+            st_lr = st.lr if st.lr is not None else lr
+            st_min = st.min_lr if st.min_lr is not None else min_lr
+            if st_min is not None and st_min > st_lr:
+                where = "min_lr" if st.min_lr is not None else "lr"
+                raise FieldProblem(f"stages[{i}].{where}", f"this stage's min_lr {st_min:g} is above its lr {st_lr:g}",
+                                   f"stages[{i}].lr", f"stages[{i}].min_lr", "optim.lr", "schedule.min_lr")
+            if st.warmup_epochs is not None and st.warmup_epochs >= st.epochs:
+                raise FieldProblem(f"stages[{i}].warmup_epochs", f"the warm-up ({st.warmup_epochs:g} epochs) must be "
+                                   f"shorter than the stage (epochs = {st.epochs})", f"stages[{i}].epochs")
+        return self
+
+    @model_validator(mode="after")
+    def _check_patch_size(self) -> "Recipe":
+        if self.model.arch not in _VIT_ARCHS:
+            return self
+        p = self.model.vit.patch_size
+        sizes = [("data.train_size", self.data.train_size)]
+        if self.data.test_crop != "none":  # "none" keeps the images' own size, which only the data knows
+            sizes.append(("data.test_size", self.data.test_size))
+            sizes += [(f"eval.final_test_sizes[{i}]", v) for i, v in enumerate(self.eval.final_test_sizes)]
+        for i, st in enumerate(self.stages):
+            sizes.append((f"stages[{i}].train_size", st.train_size))
+            if self.data.test_crop != "none":
+                sizes.append((f"stages[{i}].test_size", st.test_size))
+        for field, size in sizes:
+            if size is not None and size % p:
+                raise FieldProblem(field, f"{size} px is not a multiple of model.vit.patch_size {p}",
+                                   "model.vit.patch_size", "model.arch")
         return self
 
 
