@@ -820,11 +820,11 @@ class SweepConfig(_Section):
     @model_validator(mode="after")
     def _check(self) -> "SweepConfig":
         if not self.grid and not self.variants:
-            raise ValueError("a sweep needs sweep.grid or sweep.variants")
+            raise FieldProblem("grid", "a sweep needs sweep.grid or sweep.variants", "variants")
         names = [v.name for v in self.variants]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"variant names must be unique: {', '.join(dup)}")
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise FieldProblem(f"variants[{i}].name", f"variant names must be unique: {name!r} is used twice")
 
         def leaves(node: Any, prefix: str):
             for k, v in node.items():
@@ -836,7 +836,7 @@ class SweepConfig(_Section):
 
         for path, values in leaves(self.grid, ""):
             if not isinstance(values, list) or not values:
-                raise ValueError(f"grid.{path}: expected a non-empty list of values")
+                raise FieldProblem(f"grid.{path}", "expected a non-empty list of values")
         return self
 
 
@@ -1083,6 +1083,8 @@ def _field_of(e: dict[str, Any]) -> tuple[tuple[str | int, ...], tuple[tuple[str
         if union is not None:
             path = path + (union[0],)
         msg = f"unknown variant {ctx.get('tag')!r}, expected one of {ctx.get('expected_tags')}"
+    elif e["type"] in ("union_tag_not_found", "model_type", "model_attributes_type", "dict_type"):
+        msg = "expected a table (a [section] or { key = value, ... })"
     return path, involves, msg
 
 

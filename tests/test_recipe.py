@@ -421,6 +421,8 @@ def test_cli_new_refuses_to_overwrite_and_bad_names(tmp_path: Path, capsys: pyte
     assert not (tmp_path / "y.toml").exists()
     assert "file not found" in capsys.readouterr().err
     assert cli.main(["recipe", "new", "!!!", "--dir", str(tmp_path)]) == 2
+    assert "not a recipe name" in capsys.readouterr().err
+    assert cli.main(["recipe", "new", "!!!.toml", "--dir", str(tmp_path)]) == 2  # a path whose stem is no name
     assert "not a usable recipe name" in capsys.readouterr().err
 
 
