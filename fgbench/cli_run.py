@@ -43,6 +43,10 @@ def _handle(args: argparse.Namespace) -> int:
         raise UserError("fgbench run: give a RECIPE file or --resume RUN_DIR")
     if not args.resume:
         check_output_dirs(args)
+        if args.recipe:
+            from fgbench.recipe import load_recipe
+
+            load_recipe(args.recipe, args.overrides)  # a bad recipe fails here, before torch is imported
     from fgbench.train.runner import run_command
 
     return run_command(args)

@@ -1160,7 +1160,10 @@ def parse_recipe_text(text: str, source: str = "<recipe>") -> dict[str, Any]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise RecipeError([f"{escape(source)}: TOML syntax: {escape(str(err))}"]) from None
+        msg = str(err)
+        if msg.endswith("(at end of document)"):  # say where that is, like every other syntax error
+            msg = msg.removesuffix("(at end of document)") + f"(at the end of the file, line {text.count(chr(10)) + 1})"
+        raise RecipeError([f"{escape(source)}: TOML syntax: {escape(msg)}"]) from None
     except RecursionError:
         raise RecipeError([f"{escape(source)}: TOML syntax: nested more than {MAX_DEPTH} tables or arrays deep"]) from None
     problem = _too_deep(data)
