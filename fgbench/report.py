@@ -85,16 +85,15 @@ def differing_fields(recipes: Sequence[dict[str, Any]], ignore: Iterable[str] = 
             out.append(k)
     # When a union's tag differs (optim.name sgd vs adam), the fields that only one variant has
     # (momentum, betas) follow from the tag: they are not variables of their own.
-    for section, tag in UNION_TAGS:
+    from fgbench.recipe import UNION_SECTIONS, union_tag_field
+
+    for section in UNION_SECTIONS:
+        tag = union_tag_field(section)
         if f"{section}.{tag}" in out:
             implied = {k for k in out if k.startswith(section + ".") and k != f"{section}.{tag}"
                        and any(k not in f for f in flats)}
             out = [k for k in out if k not in implied]
     return out
-
-
-#: the recipe's discriminated-union sections and their tag fields (see fgbench.recipe)
-UNION_TAGS = (("optim", "name"), ("schedule", "name"), ("model.pretrained", "source"))
 
 
 def get_path(data: dict[str, Any], dotted: str, default: Any = None) -> Any:

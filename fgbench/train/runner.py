@@ -152,7 +152,18 @@ def _empty_or_new(path: Path, create: bool = True) -> str:
             path.mkdir(parents=True)
         except FileExistsError:  # another process made it a moment ago
             return _empty_or_new(path, create)
+        except OSError as err:
+            raise UserError(f"{path}: --run-dir cannot be created: {err.strerror or err}") from None
     return "created"
+
+
+def _new_run_dir(name: str, root) -> Path:
+    """``runs.create_run_dir`` with a runs root that cannot be written reported as bad input."""
+    try:
+        return runs.create_run_dir(name, root)
+    except OSError as err:
+        where = getattr(err, "filename", None) or root or "the runs directory"
+        raise UserError(f"{where}: cannot create the run directory: {err.strerror or err}") from None
 
 
 _LOCK: RunLock | None = None
@@ -281,9 +292,80 @@ def _check_transforms(recipe) -> None:
         T.test_transform(data, size)
 
 
+MAGIC_BYTES = (b"PK\x03\x04", b"\x80")
+"""How a torch.save file starts: a zip archive (the format since torch 1.6) or a pickle (older)."""
+
+
+def preflight(recipe, splits, source: str | None = None) -> None:
+    """What only the dataset can tell about the recipe, checked before the run directory exists
+    (``source``: the recipe file, named in the message): the model's outputs hold every class, the
+    validation split has an image of every class, a pretrained file is a weights file."""
+    from fgbench.errors import escape
+
+    where = f"{escape(source)}: " if source else ""
+    n = splits.num_classes
+    want = recipe.model.num_classes
+    if want is not None and want < n:
+        raise UserError(f"{where}model.num_classes: {want} outputs cannot hold the {n} classes of "
+                        f"{recipe.data.dataset}; unset it to use the dataset's class count")
+    if recipe.data.val_fraction > 0:
+        labels = splits.train_source.labels
+        in_val = {labels[i] for i in splits.val}
+        missing = sorted(set(labels) - in_val)
+        if missing:
+            name = splits.class_names[missing[0]] if missing[0] < len(splits.class_names) else str(missing[0])
+            count = sum(1 for y in labels if y == missing[0])
+            raise UserError(f"{where}data.val_fraction: the validation split has no image of {len(missing)} of the "
+                            f"{n} classes (e.g. {escape(str(name))!r}, with {count} training image"
+                            f"{'s' if count != 1 else ''}); every class needs at least 2 training images, or "
+                            "set data.val_fraction = 0 and eval.select_on = \"last\"")
+    pre = recipe.model.pretrained
+    path = getattr(pre, "path", None)
+    if path:
+        field = f"{where}model.pretrained.path"
+        p = Path(path).expanduser()
+        shown = escape(str(p))
+        try:
+            st = os.stat(p)
+        except OSError:
+            raise UserError(f"{field}: {shown}: weights file not found") from None
+        import stat as S
+
+        if not S.S_ISREG(st.st_mode):
+            kind = "a directory" if S.S_ISDIR(st.st_mode) else "not a regular file (a FIFO or device)"
+            raise UserError(f"{field}: {shown} is {kind}, not a weights file")
+        try:
+            fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+            try:
+                head = os.read(fd, 4)
+            finally:
+                os.close(fd)
+        except OSError as err:
+            raise UserError(f"{field}: {shown}: cannot read: {err.strerror or err}") from None
+        if not head.startswith(MAGIC_BYTES):
+            raise UserError(f"{field}: {shown} is not a PyTorch weights file (torch.save writes a zip archive "
+                            "or a pickle)")
+
+
 def _prepare(args, *, world=None, launcher: bool = False) -> Prepared:
     """Load and check the recipe, the dataset and the model. ``world``: this process's place in
-    a DDP job; ``launcher``: the ``--nproc`` parent, which checks but trains nothing."""
+    a DDP job; ``launcher``: the ``--nproc`` parent, which checks but trains nothing. A problem
+    found after the recipe loaded names the recipe file too."""
+    try:
+        return _prepare_checked(args, world=world, launcher=launcher)
+    except RecipeError:
+        raise
+    except UserError as err:
+        if args.resume or not args.recipe:
+            raise
+        from fgbench.errors import escape
+
+        source = escape(str(args.recipe))
+        msg = str(err)
+        raise UserError(msg if msg.startswith(f"{source}: ") else f"{source}: {msg}") from None
+
+
+def _prepare_checked(args, *, world=None, launcher: bool = False) -> Prepared:
     from fgbench.train import distributed as D
 
     resume_ckpt = resume_best = None
@@ -320,6 +402,7 @@ def _prepare(args, *, world=None, launcher: bool = False) -> Prepared:
                          test_sizes=[st.test_size for st in recipe.stages if st.test_size] + recipe.eval.final_test_sizes)
     from fgbench.train.stages import resolve_stages
 
+    preflight(recipe, splits, None if args.resume else args.recipe)
     resolve_stages(D.global_batch_recipe(recipe, world_size), len(splits.train))  # what only the data can check
     D.check_batches(recipe, len(splits.train), world_size)
     if recipe.data.loader == "device":
@@ -376,7 +459,7 @@ def run_command(args) -> int:
             run_dir = Path(args.run_dir).expanduser()
             fresh = _empty_or_new(run_dir)
         else:
-            run_dir = runs.create_run_dir(p.recipe.name, args.runs_root)
+            run_dir = _new_run_dir(p.recipe.name, args.runs_root)
             fresh = "created"
         try:
             _lock_run(run_dir, fresh=fresh)
@@ -403,7 +486,7 @@ def _launch(args) -> int:
             created = fresh == "created"
             _lock_run(run_dir, fresh=fresh)
     elif args.node_rank == 0:
-        run_dir = runs.create_run_dir(p.recipe.name, args.runs_root).absolute()
+        run_dir = _new_run_dir(p.recipe.name, args.runs_root).absolute()
         created = True
         _lock_run(run_dir, fresh="created")
     else:
@@ -462,7 +545,7 @@ def _worker(args, world) -> tuple[int, bool]:
             return EXIT_BAD_INPUT, True
         d.device = p.device
         if world.is_main and run_dir is None:
-            run_dir = runs.create_run_dir(p.recipe.name, args.runs_root)
+            run_dir = _new_run_dir(p.recipe.name, args.runs_root)
             fresh = "created"
         elif fresh == "created":
             run_dir.mkdir(parents=True)
