@@ -8,15 +8,17 @@ then create the run directory and write its files. Everything up to that point r
 Once the run exists, every outcome is recorded as a ``run_finished`` event and in
 ``summary.json``: ``completed`` (exit 0), ``interrupted`` by SIGINT/SIGTERM after the current step
 and a ``last.pt`` checkpoint (exit 130), ``failed`` with the error and traceback (exit 1), or
-``failed`` because of bad data found while training, e.g. an undecodable image (exit 2, one line).
+``failed`` because the disk is full (exit 1, one line naming the file and the free space). Bad
+data found while training, e.g. an undecodable image, is exit 2 like any bad input.
 
 The trainer's stdout and stderr are copied into ``log.txt`` (a tee, so the terminal still shows
 them); the progress bar's in-place redraws go to the terminal only.
 
 A run directory that this invocation made (new, or given empty with ``--run-dir``) is removed (or
-emptied again) when a ``UserError`` stops the run before its first training batch: bad input
-leaves nothing behind, even when it is only found while the first stage is set up (e.g. a
-``device`` loader that cannot stack the images). A resumed run's directory is never removed.
+emptied again) when a ``UserError`` stops the run: bad input leaves nothing behind, also when it
+is only found while the first stage is set up (a ``device`` loader that cannot stack the images)
+or mid-run (an undecodable image without ``data.skip_corrupt``), and so is one whose first files
+could not be written for a full disk. A resumed run's directory is never removed.
 
 One process trains in a run directory at a time: the run's lock (``fgbench.rundir.lock``) is
 taken before anything is written there (for ``--resume``, before its status is trusted) and held
@@ -32,6 +34,7 @@ only rank 0 writes the run directory.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import random
@@ -44,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from fgbench.atomic import DiskFullError, disk_full_cause, free_text
 from fgbench.errors import UserError
 from fgbench.rundir import events as metrics
 from fgbench.rundir import layout as runs
@@ -397,6 +401,8 @@ def _prepare_checked(args, *, world=None, launcher: bool = False) -> Prepared:
     else:
         device = _resolve_device(recipe.runtime.device)
     index = resolve_index(recipe.data)
+    for path in index.not_files if world is None or world.is_main else []:
+        print(f"{path}: not a regular file (a FIFO, device or dangling link); skipped", file=sys.stderr)
     splits = load_splits(index, recipe.data,
                          train_sizes=[st.train_size for st in recipe.stages if st.train_size],
                          test_sizes=[st.test_size for st in recipe.stages if st.test_size] + recipe.eval.final_test_sizes)
@@ -569,30 +575,43 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
 
     main = dist is None or dist.rank == 0
     ddp_info = {"world_size": dist.size} if dist is not None else {}
-    if not main:
-        run_dir = run_dir or Path(f"/nonexistent/fgbench-rank-{dist.rank}")  # never written
-    elif resume_ckpt is None:
-        atomic_write_text(run_dir / runs.RECIPE_FILE, dumps_recipe(recipe, full=True))
-        runs.write_run_info(
-            run_dir, argv=sys.argv, overrides=list(args.overrides or []),
-            source_recipe=str(Path(args.recipe).resolve()) if args.recipe else None,
-            **procs.identity(), sweep_tag=getattr(args, "sweep_tag", None),
-            created=time.time(), cwd=os.getcwd(), **ddp_info,
-        )
-        runs.write_json(run_dir / runs.CLASSES_FILE, list(splits.class_names))
-    else:
-        info = runs.read_json(run_dir / runs.RUN_INFO_FILE) or {}
-        resumes = list(info.get("resumes", []))
-        resumes.append({"time": time.time(), "argv": sys.argv, "from_epoch": int(resume_ckpt["epoch"]),
-                        "from_step": int(resume_ckpt["step"]), **ddp_info})
-        runs.write_run_info(run_dir, **procs.identity(), resumes=resumes)
-
     orig_out, orig_err = sys.stdout, sys.stderr
     log_file = None
+    try:
+        if not main:
+            run_dir = run_dir or Path(f"/nonexistent/fgbench-rank-{dist.rank}")  # never written
+        elif resume_ckpt is None:
+            atomic_write_text(run_dir / runs.RECIPE_FILE, dumps_recipe(recipe, full=True))
+            runs.write_run_info(
+                run_dir, argv=sys.argv, overrides=list(args.overrides or []),
+                source_recipe=str(Path(args.recipe).resolve()) if args.recipe else None,
+                **procs.identity(), sweep_tag=getattr(args, "sweep_tag", None),
+                created=time.time(), cwd=os.getcwd(), **ddp_info,
+            )
+            runs.write_json(run_dir / runs.CLASSES_FILE, list(splits.class_names))
+        else:
+            info = runs.read_json(run_dir / runs.RUN_INFO_FILE) or {}
+            resumes = list(info.get("resumes", []))
+            resumes.append({"time": time.time(), "argv": sys.argv, "from_epoch": int(resume_ckpt["epoch"]),
+                            "from_step": int(resume_ckpt["step"]), **ddp_info})
+            runs.write_run_info(run_dir, **procs.identity(), resumes=resumes)
+        if main:
+            log_file = open(run_dir / runs.LOG_FILE, "a", encoding="utf-8", buffering=1)
+            writer: Any = metrics.MetricsWriter(run_dir / metrics.METRICS_FILE)
+    except OSError as err:
+        if disk_full_cause(err) is None:
+            raise
+        # the disk is full before the run could record anything: leave no half-made run behind
+        print(_disk_full_line(err, run_dir), file=orig_err, flush=True)
+        if log_file is not None:
+            with contextlib.suppress(OSError):
+                log_file.close()
+        if fresh is not None:
+            _discard(run_dir, fresh)
+        _unlock()
+        return EXIT_FAILED
     if main:
-        log_file = open(run_dir / runs.LOG_FILE, "a", encoding="utf-8", buffering=1)
         sys.stdout, sys.stderr = Tee(orig_out, log_file), Tee(orig_err, log_file)
-        writer: Any = metrics.MetricsWriter(run_dir / metrics.METRICS_FILE)
     else:
         from fgbench.train.distributed import NullWriter
 
@@ -627,8 +646,8 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
         return EXIT_INTERRUPTED
     except (UserError, RecipeError) as err:
         progress.close()
-        if main and fresh is not None and not (trainer is not None and trainer.training_started):
-            discard = True  # bad input found while setting up: leave nothing behind
+        if main and fresh is not None:
+            discard = True  # bad input (an undecodable image found mid-run too): leave nothing behind
             raise
         _finish_failed(writer, trainer, str(err), None, EXIT_BAD_INPUT)
         raise
@@ -642,20 +661,41 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
         return EXIT_INTERRUPTED
     except Exception as err:  # noqa: BLE001 - a crash is recorded, then reported with its traceback
         progress.close()
+        if disk_full_cause(err) is not None:
+            # one line, no traceback. The failed write removed its temporary file, so there is
+            # usually room for the closing event; earlier checkpoints are untouched.
+            line = _disk_full_line(err, run_dir)
+            print(line, file=orig_err, flush=True)
+            with contextlib.suppress(OSError):
+                _finish_failed(writer, trainer, line, None, EXIT_FAILED)
+            return EXIT_FAILED
         tb = traceback.format_exc()
         print(tb, file=sys.stderr, end="")
         _finish_failed(writer, trainer, f"{type(err).__name__}: {err}", tb, EXIT_FAILED)
         return EXIT_FAILED
     finally:
         _restore_signals(old_handlers)
-        writer.close()
         sys.stdout, sys.stderr = orig_out, orig_err
-        if log_file is not None:
-            log_file.close()
+        for f in (writer, log_file):
+            try:
+                if f is not None:
+                    f.close()
+            except OSError as err:  # a full disk may refuse the last flush; the outcome is already told
+                if disk_full_cause(err) is None:
+                    raise
         if discard:
             _discard(run_dir, fresh)
         if main:
             _unlock()
+
+
+def _disk_full_line(err: BaseException, run_dir: Path) -> str:
+    """One line for a full disk: the file (or the run directory) and the free space."""
+    if isinstance(err, DiskFullError):
+        return str(err)
+    cause = disk_full_cause(err)
+    where = getattr(cause, "filename", None) or run_dir
+    return f"{where}: disk full ({free_text(where)} free)"
 
 
 def _safe_summary(trainer, status: str) -> dict | None:
