@@ -448,6 +448,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.format == "json":
         sys.stdout.write(json.dumps(results, indent=2) + "\n")
         return 0
+    if results:
+        head = results[0]
+        print(f"{run_dir.name}: {head['checkpoint']} checkpoint, {'EMA' if head['model'] == 'ema' else 'raw'} "
+              f"weights from epoch {head['epoch']}")
     for res in results:
         print(res["image"])
         w = max(len(c["class"]) for c in res["top"])
@@ -469,8 +473,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     columns = [("test_size", "test size", "text"), ("top1", "top-1", "acc"), ("top5", f"top-{results[0]['k']}", "acc"),
                ("loss", "loss", "acc"), ("images", "images", "text")]
     head = results[0]
-    print(f"{run_dir.name}: {head['checkpoint']} checkpoint (epoch {head['epoch']}), "
-          f"{'EMA' if head['model'] == 'ema' else 'raw'} weights, {head['split']} split")
+    print(f"{run_dir.name}: {head['checkpoint']} checkpoint, {'EMA' if head['model'] == 'ema' else 'raw'} "
+          f"weights from epoch {head['epoch']}, {head['split']} split")
     rows = [{**r, "loss": r.get("loss")} for r in results]
     sys.stdout.write(report.render(columns, rows, "markdown" if args.format == "markdown" else "text"))
     return 0

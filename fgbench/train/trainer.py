@@ -13,7 +13,8 @@ Decisions:
   selection score is at least the raw model's, else the raw one.
 * A later stage replaces the model, so the best epoch is tracked per stage: the run's ``best`` is
   the last stage's, and ``init_from = best_*`` takes the previous stage's best weights.
-* ``best.pt`` holds the best raw weights and the best EMA weights (each from its own best epoch);
+* ``best.pt`` holds the best raw weights and the best EMA weights (each from its own best epoch,
+  recorded per model in its ``epochs = {"raw", "ema"}``; ``epoch`` is the epoch it was written at);
   in-memory CPU copies of both are kept so that writing one never needs the other's epoch back.
 * ``last.pt`` is the resume point. It is written every ``checkpoint_every_epochs``, at the end of
   each stage, and when a stop is requested (then possibly in the middle of an epoch, with the
@@ -259,7 +260,8 @@ class Trainer:
             self.optimizer = build_optimizer(r.optim, model, st.lr)
         plan = plan_for_stage(r.schedule, lr=st.lr, epochs=st.epochs, steps_per_epoch=st.steps_per_epoch,
                               warmup_epochs=st.warmup_epochs, warmup_steps=st.warmup_steps, min_lr=st.min_lr,
-                              max_steps=st.max_steps, hold_epochs=st.hold_epochs, period_epochs=st.period_epochs)
+                              max_steps=st.max_steps, hold_epochs=st.hold_epochs, period_epochs=st.period_epochs,
+                              warmup_in_period=st.warmup_in_period)
         for g in self.optimizer.param_groups:
             g["initial_lr"] = st.lr
             g["lr"] = st.lr
@@ -277,10 +279,13 @@ class Trainer:
                        train_images=len(self.splits.train))
             forward = self.dist.wrap(forward)
         mixer = BatchMixer(r.augment, self.num_classes)
+        if st.train_crop == "test":  # the test preprocessing: no augmentation, mixing included
+            mixer = BatchMixer(r.augment.model_copy(update={"mixup_alpha": 0.0, "cutmix_alpha": 0.0}), self.num_classes)
         self.engine = Engine(
             model=model, forward=forward, optimizer=self.optimizer, scheduler=scheduler,
             criterion=ClassificationLoss(self.num_classes, r.loss.label_smoothing, r.loss.smoothing_style),
             device=self.device, amp_dtype=AMP_DTYPES[r.runtime.precision], scaler=scaler,
+            eval_amp_dtype=AMP_DTYPES[r.runtime.precision] if r.eval.precision == "train" else None,
             grad_clip=r.optim.grad_clip, ema=self.ema, ema_every=r.ema.every,
             mixer=mixer if mixer.enabled else None, channels_last=r.runtime.channels_last,
             step=prev_step, stage_step=0, max_stage_steps=st.max_steps, **ddp,
@@ -293,7 +298,10 @@ class Trainer:
     def _build_loaders(self, st: StageSpec) -> None:
         if self.loaders is not None:
             self.loaders.train.close()
-        self.loaders = L.build_loaders(self.splits, self.r.data, self.r.augment, train_size=st.train_size,
+        data = self.r.data
+        if st.train_crop is not None and st.train_crop != data.train_crop:
+            data = data.model_copy(update={"train_crop": st.train_crop})
+        self.loaders = L.build_loaders(self.splits, data, self.r.augment, train_size=st.train_size,
                                        test_size=st.test_size, batch_size=st.batch_size, seed=self.r.runtime.seed,
                                        device=self.device, shard=self.shard)
 
@@ -398,8 +406,12 @@ class Trainer:
         if not self.main:
             return
         path = self.ckpt_dir / runs.BEST_CKPT
+        # each model's weights come from its own best epoch ("epoch" is when the file was written)
+        epochs = {m: (b["epoch"] if b is not None and self.best_states.get(m) is not None else None)
+                  for m, b in self.tracker.best.items()}
         payload = {
-            "format": C.FORMAT, "kind": "best", "stage": self.tracker.stage, "epoch": epoch, "step": self.engine.step,
+            "format": C.FORMAT, "kind": "best", "stage": self.tracker.stage, "epoch": epoch, "epochs": epochs,
+            "step": self.engine.step,
             "recipe": self.recipe_dict, "class_names": list(self.splits.class_names),
             "model": self.best_states["raw"], "ema": self.best_states["ema"],
             "best_tracker": self.tracker.state_dict(), "selected": self.tracker.selected(),
