@@ -269,6 +269,15 @@ def _with_epochs(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+MISSING = _MISSING
+"""the value of a recipe field that a run's recipe does not have (a compare table cell ``-``)"""
+
+
+def cell_text(value: Any, kind: str) -> str:
+    """One table cell as the Markdown and text tables print it (the TUI's tables use it too)."""
+    return _cell(value, kind)
+
+
 def _cell(value: Any, kind: str) -> str:
     if kind == "duration":
         return fmt_duration(value)

@@ -10,6 +10,8 @@ Layout (documented in the README; the trainer writes it, everything else reads i
         summary.json         the run's result, rewritten atomically after every epoch and at the end
         checkpoints/last.pt  resume point: model, optimizer, scheduler, scaler, EMA, epoch, step, RNG, recipe
         checkpoints/best.pt  the model of the best epoch (by eval.select_on), raw and EMA weights
+        confusion.json       the selected model's test confusion matrix at its best epoch
+        predictions.json     the selected model's prediction for every test image (error analysis)
 
 A run directory is created with ``mkdir`` (not ``exist_ok``), so two runs started in the same
 second never share one: the second gets a ``-2`` suffix.
@@ -40,6 +42,10 @@ LOG_FILE = "log.txt"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CKPT = "last.pt"
 BEST_CKPT = "best.pt"
+CONFUSION_FILE = "confusion.json"
+PREDICTIONS_FILE = "predictions.json"
+"""Per test image: its file (or None for in-memory datasets), true and predicted class, of the
+selected model's best weights (the model and epoch of confusion.json). Written at the end of a run."""
 
 
 def _slug(name: str) -> str:
