@@ -589,6 +589,23 @@ def confused_pairs(confusion: dict[str, Any], top: int = 10) -> list[tuple[str, 
     return pairs[:top]
 
 
+def misclassified(predictions: dict[str, Any], true_class: str, predicted_class: str) -> list[dict[str, Any]]:
+    """The test images of one confused pair, from ``predictions.json``: ``[{"index", "file"}]``
+    (``file`` None for a dataset kept in arrays), in test-split order."""
+    names = list(predictions.get("class_names") or [])
+    try:
+        t, p = names.index(true_class), names.index(predicted_class)
+    except ValueError:
+        return []
+    index = predictions.get("index") or []
+    files = predictions.get("file") or []
+    out = []
+    for k, (y, q) in enumerate(zip(predictions.get("label") or [], predictions.get("predicted") or [])):
+        if y == t and q == p:
+            out.append({"index": index[k] if k < len(index) else k, "file": files[k] if k < len(files) else None})
+    return out
+
+
 def confusion_text(confusion: dict[str, Any], *, worst: int = 10, best: int = 5, pairs: int = 10, all_classes: bool = False) -> str:
     acc = per_class_accuracy(confusion)
     model = confusion.get("model", "?")

@@ -162,15 +162,26 @@ class RunList(OptionList):
         Binding("p", "pin", "Pin", tooltip="Pin the run: listed first, never hidden by the filter"),
     ]
 
+    def _run_option(self) -> Option | None:
+        """The highlighted run (a group header is no run: the next run below it is meant)."""
+        i = self.highlighted if self.highlighted is not None else 0
+        while i < self.option_count and self.get_option_at_index(i).disabled:
+            i += 1
+        if i >= self.option_count:
+            return None
+        if i != self.highlighted:
+            self.highlighted = i
+        return self.get_option_at_index(i)
+
     def action_toggle_run(self) -> None:
         pane = self._pane()
-        option = self.highlighted_option
+        option = self._run_option()
         if pane is not None and option is not None and option.id:
             self.app.toggle_compare(Path(option.id))  # type: ignore[attr-defined]
 
     def action_pin(self) -> None:
         pane = self._pane()
-        option = self.highlighted_option
+        option = self._run_option()
         if pane is not None and option is not None and option.id:
             pane.toggle_pin(Path(option.id))
 
@@ -388,21 +399,23 @@ class ComparePane(Vertical):
         if self.smooth_steps and name in SMOOTHABLE and values:
             sm = smooth(steps, values, self.smooth_steps)
             return [Line(xs, values, dimmed(colour), snap.name, legend=False),
-                    Line(xs, sm, colour, snap.name, marker=marker)], xs, sm
-        return [Line(xs, values, colour, snap.name, marker=marker)], xs, values
+                    Line(xs, sm, colour, snap.name, marker=marker, legend=False)], xs, sm
+        # the runs' legend is the sidebar, the table and the cursor line (markers in all three)
+        return [Line(xs, values, colour, snap.name, marker=marker, legend=False)], xs, values
 
     def _layout_grid(self, n: int) -> None:
+        """Columns by the width (charts of at least 36 cells), two rows of charts in view where
+        the height allows, one otherwise (and when zoomed); more charts scroll."""
         grid = self.query_one("#compare-grid", Grid)
         area = self.query_one("#compare-charts")
         width = max(20, area.size.width or 60)
-        height = max(6, area.size.height or 12)
         zoomed = self.has_class("-zoom")
         cols = 1 if zoomed else max(1, min(3, width // 36, n or 1))
-        rows_visible = 1 if zoomed or height < 18 else 2
-        row_h = max(6, height // rows_visible)
+        rows_visible = 1 if zoomed or (area.size.height or 12) < 18 else 2
+        nrows = 1 if zoomed else max(1, -(-max(n, 1) // cols))
         grid.styles.grid_size_columns = cols
-        grid.styles.grid_rows = str(row_h)
-        grid.styles.height = row_h * max(1, -(-max(n, 1) // cols))
+        grid.styles.grid_rows = "1fr"
+        grid.styles.height = f"{100 * max(nrows, rows_visible) / rows_visible:g}%"
 
     def redraw(self) -> None:
         try:
@@ -445,6 +458,8 @@ class ComparePane(Vertical):
             self.cursor_x = min(max(self.cursor_x, self._xlim[0]), self._xlim[1])
         xlabel = {"step": "step", "epoch": "epoch", "time": "minutes"}[self.axis]
         for chart in self.query(CompareChart):
+            if not chart.query("PlotextPlot"):  # mounted, not composed yet: the next redraw draws it
+                continue
             extra = "log" if self.log_y else ""
             if self.smooth_steps and chart.series in SMOOTHABLE:
                 extra = " ".join(p for p in (extra, f"EMA {self.smooth_steps:g} steps") if p)
@@ -502,6 +517,8 @@ class ComparePane(Vertical):
         self._columns, self._rows = columns, rows
         table.clear(columns=True)
         book = self.app.colours  # type: ignore[attr-defined]
+        names = [str(r.get("recipe") or r["run"]) for r in rows]
+        labels = {r["path"]: (n if names.count(n) == 1 else f"{n} {r['run'][4:13]}") for r, n in zip(rows, names)}
         for key, header, kind in columns:
             label = Text(header)
             if key == self.sort_key:
@@ -511,10 +528,10 @@ class ComparePane(Vertical):
             cells: list[object] = []
             for key, _header, kind in columns:
                 cell = report.cell_text(row.get(key), kind)
-                if key == "run":
+                if key == "run":  # shown by recipe name (the export keeps the run id, as the CLI)
                     name = Path(row["path"]).name
                     t = Text(f"{book.marker(name)} ", style=rgb_style(colours.get(name, (200, 200, 200))))
-                    t.append(cell)
+                    t.append(labels.get(row["path"], cell))
                     cells.append(t)
                 elif kind in ("acc", "duration", "rate"):
                     cells.append(Text(cell, justify="right"))

@@ -28,8 +28,7 @@ def _lines(snap: Snapshot, names: tuple[str, ...], axis: str, smooth_steps: floa
         colour = SERIES_COLOURS.get(name, SERIES_COLOURS["loss"])
         if smooth_steps and name in SMOOTHABLE:
             out.append(Line(xs, values, dimmed(colour), "raw"))
-            out.append(Line(xs, smooth(steps, values, smooth_steps), colour,
-                            f"smoothed ({smooth_steps:g} steps)"))
+            out.append(Line(xs, smooth(steps, values, smooth_steps), colour, f"EMA {smooth_steps:g} steps"))
         else:
             out.append(Line(xs, values, colour, SERIES_LABELS.get(name, name)))
     return out
