@@ -274,6 +274,15 @@ def _with_epochs(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+MISSING = _MISSING
+"""the value of a recipe field that a run's recipe does not have (a compare table cell ``-``)"""
+
+
+def cell_text(value: Any, kind: str) -> str:
+    """One table cell as the Markdown and text tables print it (the TUI's tables use it too)."""
+    return _cell(value, kind)
+
+
 def _cell(value: Any, kind: str) -> str:
     if kind == "duration":
         return fmt_duration(value)
@@ -583,6 +592,23 @@ def confused_pairs(confusion: dict[str, Any], top: int = 10) -> list[tuple[str, 
                 pairs.append((ti, pj, int(v), 100.0 * int(v) / total if total else 0.0))
     pairs.sort(key=lambda p: (-p[2], -p[3], p[0], p[1]))
     return pairs[:top]
+
+
+def misclassified(predictions: dict[str, Any], true_class: str, predicted_class: str) -> list[dict[str, Any]]:
+    """The test images of one confused pair, from ``predictions.json``: ``[{"index", "file"}]``
+    (``file`` None for a dataset kept in arrays), in test-split order."""
+    names = list(predictions.get("class_names") or [])
+    try:
+        t, p = names.index(true_class), names.index(predicted_class)
+    except ValueError:
+        return []
+    index = predictions.get("index") or []
+    files = predictions.get("file") or []
+    out = []
+    for k, (y, q) in enumerate(zip(predictions.get("label") or [], predictions.get("predicted") or [])):
+        if y == t and q == p:
+            out.append({"index": index[k] if k < len(index) else k, "file": files[k] if k < len(files) else None})
+    return out
 
 
 def confusion_text(confusion: dict[str, Any], *, worst: int = 10, best: int = 5, pairs: int = 10, all_classes: bool = False) -> str:

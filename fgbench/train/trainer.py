@@ -2,7 +2,8 @@
 
 ``Trainer.run()`` drives ``train_one_epoch`` / ``evaluate`` (``fgbench.train.loop``) and owns every
 decision about what happens between them. It writes the metrics events, ``summary.json``,
-``checkpoints/{last,best}.pt``, ``classes.json`` and ``confusion.json`` of the run directory.
+``checkpoints/{last,best}.pt``, ``classes.json``, ``confusion.json`` and ``predictions.json`` of the
+run directory.
 
 Decisions:
 
@@ -685,11 +686,62 @@ class Trainer:
                                        f"top-1 {ev['top1']:.2f}%  top-{min(self.r.eval.top_k, self.num_classes)} "
                                        f"{ev['top5']:.2f}%")
         sel = t.selected()
+        if t.confusion.get(sel) is not None:
+            self._write_predictions(sel)  # every process: an evaluation (collective under DDP)
         if t.confusion.get(sel) is not None and self.main:
             runs.write_json(self.ctx.run_dir / runs.CONFUSION_FILE, {
                 "split": "test", "model": sel, "class_names": list(self.splits.class_names),
                 "matrix": t.confusion[sel], "epoch": t.best[sel]["epoch"] if t.best.get(sel) else None,
             })
+
+    def _write_predictions(self, sel: str) -> None:
+        """``predictions.json``: the selected model's best weights evaluated once more on the test
+        split (at the last stage's test size, as at its best epoch), keeping each image's
+        prediction, so that the TUI can show the images behind a confusion. One extra test pass
+        at the end of the run; the numbers of the run are not touched."""
+        state = self.best_states.get(sel)
+        if state is None or self.stage is None or self.engine is None:
+            return
+        target = self.model if sel == "raw" else self.ema.module
+        target.load_state_dict(state)
+        bs = self.r.data.eval_batch_size or self.stage.batch_size
+        if self.dist is not None and not self.r.data.eval_batch_size:
+            bs = max(1, bs // self.dist.size)
+        loader = L.eval_loader(self.splits, self.r.data, test_size=self.stage.test_size, batch_size=bs,
+                               device=self.device, shard=self.shard)
+        bad: set[str] = set()
+
+        def on_corrupt(paths: tuple[str, ...]) -> None:
+            bad.update(paths)
+            self._on_corrupt(paths)
+
+        ev = evaluate(target, loader, self.engine, num_classes=self.num_classes, top_k=self.r.eval.top_k,
+                      on_corrupt=on_corrupt, predictions=True)
+        src = self.splits.test_source
+        idx = self.splits.test if self.shard is None else self.splits.test[self.shard[0]::self.shard[1]]
+        if bad:
+            idx = [i for i in idx if src.describe(i) not in bad]
+        part = (idx, ev["labels"], ev["predicted"])
+        parts = self.dist.gather_objects(part) if self.dist is not None else [part]
+        if not self.main:
+            return
+        by_index: dict[int, tuple[int, int]] = {}
+        for ids, labels, preds in parts:
+            if len(ids) != len(preds):  # cannot tell which image each prediction is of
+                self.progress.line("predictions.json not written: images and predictions do not line up")
+                return
+            by_index.update({i: (y, p) for i, y, p in zip(ids, labels, preds)})
+        order = sorted(by_index)
+        files = getattr(src, "paths", None)
+        if files is None and hasattr(src, "ds") and not self.splits.skipped:
+            files = [p for p, _ in self.splits.index.test]  # the cached loader: the same images in order
+        best = self.tracker.best.get(sel)
+        runs.write_json(self.ctx.run_dir / runs.PREDICTIONS_FILE, {
+            "split": "test", "model": sel, "epoch": best["epoch"] if best else None,
+            "test_size": self.stage.test_size, "class_names": list(self.splits.class_names),
+            "index": order, "file": [files[i] if files is not None else None for i in order],
+            "label": [by_index[i][0] for i in order], "predicted": [by_index[i][1] for i in order],
+        })
 
     def _emit_started(self) -> None:
         ctx = self.ctx

@@ -301,7 +301,10 @@ def make_app(*, recipes_dirs: list[Path] | None = None, runs_root: Path | None =
 
 
 def main() -> int:
+    from fgbench.tui import images
+
     app = make_app()
+    images.prepare()  # textual-image asks the terminal what it can draw, before Textual owns it
     app.run()
     return int(app.return_code or 0)
 
