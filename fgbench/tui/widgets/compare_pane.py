@@ -426,14 +426,8 @@ class ComparePane(Vertical):
         snaps = self.snapshots()
         names = self.chart_names(snaps)
         if names != self._charts:
-            focused = self.screen.focused if self.is_attached else None
-            had_focus = isinstance(focused, CompareChart)
             self._charts = names
-            grid.remove_children()
-            grid.mount_all([CompareChart(n, id=f"chart-{n}") for n in names])
-            if had_focus and names:
-                self.call_after_refresh(self._focus_first_chart)
-            self.call_after_refresh(self.redraw)  # draw once the new charts have a size
+            self.run_worker(self._rebuild_charts(names), group="compare-charts", exclusive=True)
             return
         self._layout_grid(len(names))
         book = self.app.colours  # type: ignore[attr-defined]
@@ -468,6 +462,16 @@ class ComparePane(Vertical):
         self._draw_cursor(per_chart, colours)
         self._draw_table(snaps, table, colours)
         self._draw_hint(snaps)
+
+    async def _rebuild_charts(self, names: tuple[str, ...]) -> None:
+        grid = self.query_one("#compare-grid", Grid)
+        focused = self.screen.focused if self.is_attached else None
+        had_focus = isinstance(focused, CompareChart)
+        await grid.remove_children()
+        await grid.mount_all([CompareChart(n, id=f"chart-{n}") for n in names])
+        if had_focus and names:
+            self._focus_first_chart()
+        self.call_after_refresh(self.redraw)  # draw once the new charts have a size
 
     def _focus_first_chart(self) -> None:
         charts = list(self.query(CompareChart))
