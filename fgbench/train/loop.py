@@ -41,7 +41,8 @@ class Engine:
     scheduler: Any  # LambdaLR
     criterion: Callable
     device: torch.device
-    amp_dtype: torch.dtype | None = None
+    amp_dtype: torch.dtype | None = None  # autocast of the training step
+    eval_amp_dtype: torch.dtype | None = None  # autocast of evaluation (None: fp32, ``eval.precision``)
     scaler: Any = None  # torch.amp.GradScaler for fp16
     grad_clip: float | None = None
     ema: Any = None  # fgbench.train.ema.ModelEMA
@@ -64,6 +65,11 @@ class Engine:
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def eval_autocast(self):
+        if self.eval_amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.eval_amp_dtype)
 
     def lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
@@ -245,7 +251,7 @@ def evaluate(model: nn.Module, loader, engine: Engine, *, num_classes: int, top_
             y = y.to(dev, non_blocking=True)
             if cl is not None:
                 x = x.contiguous(memory_format=cl)
-            with engine.autocast():
+            with engine.eval_autocast():
                 logits = model(x)
             if not isinstance(logits, torch.Tensor):
                 logits = logits[0]
