@@ -38,7 +38,9 @@ from textual.css.query import NoMatches
 from textual.widgets import DataTable, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from fgbench import report, runs
+from fgbench import report
+from fgbench.rundir.reader import RunInfo
+from fgbench.rundir.summary import Summary, SummaryError
 from fgbench.tui.monitor import SMOOTH_STEPS, SMOOTHABLE, SERIES, RunRow, Snapshot, format_duration, smooth
 from fgbench.tui.plots import CHART_TITLES, Line, MetricPlot, dimmed, rgb_style
 from fgbench.tui.widgets.run_view import next_smoothing
@@ -141,13 +143,18 @@ def sort_rows(rows: list[dict[str, Any]], key: str, reverse: bool) -> list[dict[
     return sorted(present, key=k, reverse=reverse) + empty
 
 
-def run_infos(models: list[Any]) -> list[runs.RunInfo]:
-    """RunInfo records (what fgbench.report takes) from the TUI's run models."""
+def run_infos(models: list[Any]) -> list[RunInfo]:
+    """RunInfo records (what fgbench.report takes, as ``fgbench runs compare`` reads them) from the
+    TUI's run models: summary.json checked the same way, a damaged one counting as none."""
     out = []
     for m in models:
         with m.lock:
-            out.append(runs.RunInfo(m.path, m.status, str(m.recipe.get("name") or m.run_id), dict(m.recipe),
-                                    dict(m.summary), dict(m.info)))
+            try:
+                summary = Summary.from_json(m.summary).to_json() if m.summary else {}
+            except SummaryError:
+                summary = {}
+            out.append(RunInfo(path=m.path, status=m.status, name=str(m.recipe.get("name") or m.run_id),
+                               recipe=dict(m.recipe), summary=summary, info=dict(m.info)))
     return out
 
 
@@ -634,7 +641,7 @@ class ComparePane(Vertical):
         self.redraw()
 
     def action_export(self) -> None:
-        from fgbench.tui.screens.dialogs import PromptScreen
+        from fgbench.tui.dialogs import PromptScreen
 
         if not self._rows:
             self.app.notify("Select runs first: the table is empty", severity="warning", timeout=4)
