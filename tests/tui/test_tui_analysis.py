@@ -146,3 +146,20 @@ async def test_image_files_that_moved_are_named_not_drawn(ana_dirs):
         assert len(screen.shown) == 3
         assert not any(type(p).__name__ == "HalfcellImage" for p in screen.query(".picture"))
         assert "3 image files are no longer where the run read them" in str(screen.query_one("#images-note").render())
+
+
+async def test_the_run_view_names_the_worst_classes_and_pairs(ana_dirs):
+    run_dir = make_analysis_run(ana_dirs.runs)
+    app = _app(ana_dirs)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.pane("runs") is not None and app.pane("runs").table.row_count >= 1,
+                       what="runs listed")
+        from fgbench.tui.messages import OpenRun
+
+        app.post_message(OpenRun(run_dir))
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor")
+        log = app.screen.query_one("#run-log")
+        await wait_for(pilot, lambda: "worst classes" in str(log.render()), what="class rows")
+        text = str(log.render())
+        assert "bunting 25.0%, cardinal 50.0%, albatross 75.0%  (a: all 3)" in text
+        assert "bunting → cardinal (3), cardinal → bunting (2)" in text

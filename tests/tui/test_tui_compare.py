@@ -217,8 +217,9 @@ async def test_charts_series_filter_axes_log_zoom_and_cursor(cmp_dirs):
         assert x == pytest.approx(1 + 20 * 99 / 50)
         readout = str(pane.query_one("#compare-cursor").render())
         last = int(x)  # the last logged step at or before x (the fixture logs every step)
-        for seed, name in ((0.0, "cub_r50"), (0.03, "cub_r50_ema")):
-            assert f"{name} {_fixture_loss(last, seed):.4g}" in readout, readout
+        for seed, run in ((0.0, CUB), (0.03, CUB_EMA)):  # at 120 columns: marker, name and value
+            name = app.store.model(cmp_dirs.runs / run).snapshot().name
+            assert f"{app.colours.marker(run)} {name} {_fixture_loss(last, seed):.4g}" in readout, readout
         assert f"step {x:,.0f}" in readout
 
         # full screen: the focused chart alone

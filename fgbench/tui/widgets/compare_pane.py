@@ -277,7 +277,7 @@ class ComparePane(Vertical):
                             compact=True)
                 yield VerticalScroll(Grid(id="compare-grid"), id="compare-charts")
                 yield Static("", id="compare-cursor")
-                yield CompareTable(id="compare-table", cursor_type="row", show_cursor=False)
+                yield CompareTable(id="compare-table", cursor_type="row", show_cursor=False, fixed_columns=1)
                 yield Static("", id="compare-hint")
 
     def on_mount(self) -> None:
@@ -499,14 +499,23 @@ class ComparePane(Vertical):
             out.update(Text("[ ]: cursor (reads every run at one x)" if per_chart else "", style="dim"))
             return
         smoothed = bool(self.smooth_steps and chart.series in SMOOTHABLE)
-        text = Text(no_wrap=True, overflow="ellipsis")
-        text.append(f"{chart.title} @ {fmt_x(self.cursor_x, self.axis)}", style="bold")
-        if smoothed:
-            text.append(" (smoothed)", style="dim")
         book = self.app.colours  # type: ignore[attr-defined]
-        for snap, xs, ys in per_chart[chart.series]:
-            text.append(f"  {book.marker(snap.path.name)} ", style=rgb_style(colours[snap.path.name]))
-            text.append(f"{snap.name} {fmt_y(value_at(xs, ys, self.cursor_x))}")
+        reads = [(book.marker(snap.path.name), colours[snap.path.name], snap.name,
+                  fmt_y(value_at(xs, ys, self.cursor_x))) for snap, xs, ys in per_chart[chart.series]]
+
+        def line(with_names: bool) -> Text:
+            text = Text(no_wrap=True, overflow="ellipsis")
+            text.append(f"{chart.title} @ {fmt_x(self.cursor_x, self.axis)}", style="bold")
+            if smoothed:
+                text.append(" (smoothed)", style="dim")
+            for marker, colour, name, value in reads:
+                text.append(f"  {marker} ", style=rgb_style(colour))
+                text.append(f"{name} {value}" if with_names else value)
+            return text
+
+        text = line(True)
+        if text.cell_len > (out.size.width or 80):  # the markers name the runs (sidebar, table)
+            text = line(False)
         out.update(text)
 
     # ------------------------------------------------------------------ table
