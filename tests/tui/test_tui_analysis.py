@@ -163,3 +163,13 @@ async def test_the_run_view_names_the_worst_classes_and_pairs(ana_dirs):
         text = str(log.render())
         assert "bunting 25.0%, cardinal 50.0%, albatross 75.0%  (a: all 3)" in text
         assert "bunting → cardinal (3), cardinal → bunting (2)" in text
+
+
+def test_the_terminal_is_asked_about_pictures_only_where_it_may_draw_them():
+    from fgbench.tui.images import terminal_may_draw
+
+    assert terminal_may_draw({"TERM": "xterm-kitty"}) and terminal_may_draw({"TERM_PROGRAM": "WezTerm"})
+    assert terminal_may_draw({"KONSOLE_VERSION": "230804", "TERM": "xterm-256color"})
+    assert not terminal_may_draw({"TERM": "xterm-256color"})  # plain xterm over SSH: half blocks, no wait
+    assert not terminal_may_draw({"TERM": "xterm-kitty", "TMUX": "/tmp/tmux-1000/default,1,0"})
+    assert not terminal_may_draw({"TERM": "screen", "STY": "123.pts-0"})
