@@ -191,6 +191,7 @@ class MetricPlot(Vertical):
         super().__init__(**kwargs)
         self.title = title
         self._key: object = None
+        self.lines: list[Line] = []
 
     def compose(self) -> ComposeResult:
         from textual_plotext import PlotextPlot
@@ -212,6 +213,8 @@ class MetricPlot(Vertical):
         if key == self._key:
             return False
         self._key = key
+        self.lines = lines
+        """what is drawn (tests and the cursor read it)"""
         extra = "  ".join(p for p in (extra, f"x: {xlabel}") if p)
         self.query_one(".legend", Static).update(legend_text(self.title, [ln for ln in lines if ln.xs], extra))
         plt = self.plot.plt
