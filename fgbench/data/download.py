@@ -42,11 +42,13 @@ import http.client
 import os
 import re
 import shutil
+import socket
 import stat
 import tarfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from collections import deque
@@ -81,6 +83,10 @@ class DamagedArchiveError(DownloadError):
 
 class UnsafeArchiveError(UserError):
     """An archive member would escape the target folder or is a device file."""
+
+
+class DatasetBusy(UserError):
+    """Another process holds the dataset's lock."""
 
 
 class Cancelled(Exception):
@@ -132,6 +138,13 @@ class ProgressMeter:
         eta = (self.total - done) / speed if self.total is not None and speed > 0 else None
         self.progress(Progress(self.stage, done, self.total, speed, eta, self.message, self.unit))
 
+    def notice(self, text: str) -> None:
+        """Say something about the step now (a retry and when it happens), unthrottled."""
+        if self.progress is None:
+            return
+        done = self.samples[-1][1] if self.samples else 0
+        self.progress(Progress(self.stage, done, self.total, 0.0, None, f"{self.message}: {text}", self.unit))
+
 
 def _check_cancel(cancel: threading.Event | None) -> None:
     if cancel is not None and cancel.is_set():
@@ -147,6 +160,11 @@ class _Fatal(Exception):
 
 class _Retry(Exception):
     """A transient failure: retry the same URL after a pause."""
+
+
+class _Unresolved(_Fatal):
+    """The host name does not resolve (offline, or no DNS): retrying the same host in a few
+    seconds would not help, so the next URL is tried at once."""
 
 
 def _user_agent() -> str:
@@ -191,6 +209,9 @@ def _attempt(url: str, part: Path, source: Source, meter: ProgressMeter, timeout
         raise _Fatal(f"HTTP {err.code} {err.reason}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
         reason = getattr(err, "reason", None) or err
+        if isinstance(reason, socket.gaierror):
+            host = urllib.parse.urlsplit(url).hostname or url
+            raise _Unresolved(f"cannot resolve {host} ({reason.strerror or reason})") from None
         raise _Retry(str(reason)) from None
     with response:
         code = getattr(response, "status", None) or 200
@@ -246,6 +267,8 @@ def _fetch_url(url: str, part: Path, source: Source, meter: ProgressMeter, *, ti
             if failures > retries:
                 raise _Fatal(f"{err} (gave up after {retries} retries)") from None
             delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S)) - 1] if failures else 0.0
+            meter.notice(f"{err}; retry {failures} of {retries} in {delay:.0f} s" if failures
+                         else f"{err}; continuing at once")
             if cancel is not None:
                 if cancel.wait(delay):
                     raise Cancelled() from None
@@ -288,6 +311,7 @@ def fetch(urls: tuple[str, ...], dest: Path, source: Source, *, name: str, progr
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     failures = []
+    unresolved = 0
     for url in urls:
         meter = ProgressMeter(progress, "download", f"{name}: {source.filename}", source.size)
         try:
@@ -295,8 +319,15 @@ def fetch(urls: tuple[str, ...], dest: Path, source: Source, *, name: str, progr
             break
         except _Fatal as err:
             failures.append(f"{url}: {err}")
+            unresolved += isinstance(err, _Unresolved)
+            if url != urls[-1]:
+                meter.notice(f"{err}; trying the next address")
     else:
-        raise DownloadError(f"{name}: download failed: {'; '.join(failures)}. {_manual_hint(name, source)}")
+        if part.exists() and part.stat().st_size == 0:
+            part.unlink()
+        head = (f"{name}: no host could be resolved, this machine looks offline" if unresolved == len(urls)
+                else f"{name}: download failed")
+        raise DownloadError(f"{head}: {'; '.join(failures)}. {_manual_hint(name, source)}")
     problem = check_file(part, source, progress, cancel)
     if problem:
         part.unlink()
@@ -527,7 +558,7 @@ def _locked(loc: Path) -> Iterator[None]:
             try:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise UserError(f"{loc}: another fgbench process is working on this dataset; "
+                raise DatasetBusy(f"{loc}: another fgbench process is working on this dataset; "
                                 "wait for it to finish") from None
         yield
     finally:
@@ -619,9 +650,48 @@ def download_dataset(name: str, *, root=None, progress: ProgressFn | None = None
         raise UserError(f"{name}: not downloaded automatically ({entry.licence}): {catalog.how_to_get(entry)}")
     if catalog.status(name, root) == "ready":
         return loc
+    existed = loc.exists()
+    try:
+        _download_locked(entry, loc, progress=progress, cancel=cancel, timeout=timeout, retries=retries)
+    except DatasetBusy:
+        raise  # the other process's files, not ours to tidy
+    except BaseException:
+        _drop_if_empty(loc, created=not existed)
+        raise
+    return loc
+
+
+def _drop_if_empty(loc: Path, *, created: bool) -> None:
+    """After a failed or cancelled download: remove what holds no downloaded byte (an empty
+    ``.part``, empty bookkeeping folders, the lock file), so a dataset that got nothing is
+    ``missing``, not ``partial``. Anything with content stays for the next run to resume."""
+    for sub in (catalog.DOWNLOADS_DIR, catalog.STEPS_DIR):
+        d = loc / sub
+        try:
+            for f in d.iterdir():
+                if f.name.endswith(".part") and f.is_file() and f.stat().st_size == 0:
+                    f.unlink()
+            d.rmdir()  # only if empty
+        except OSError:
+            pass
+    try:
+        left = [p for p in loc.iterdir() if p.name != catalog.LOCK_FILE]
+    except OSError:
+        return
+    if not left:
+        (loc / catalog.LOCK_FILE).unlink(missing_ok=True)
+        if created:
+            try:
+                loc.rmdir()
+            except OSError:
+                pass
+
+
+def _download_locked(entry: Entry, loc: Path, *, progress, cancel, timeout: float, retries: int) -> None:
+    name = entry.name
     with _locked(loc):
         if (loc / catalog.READY_FILE).is_file():  # another process finished it meanwhile
-            return loc
+            return
         downloads = loc / catalog.DOWNLOADS_DIR
         for source in entry.sources:
             if _step_marker(loc, source).is_file():
@@ -639,7 +709,6 @@ def download_dataset(name: str, *, root=None, progress: ProgressFn | None = None
                 archive.unlink(missing_ok=True)
                 raise type(err)(f"{err}; the downloaded file was deleted, a new download fetches it again") from None
         _finish(entry, loc, loc, progress, "download")
-    return loc
 
 
 def import_dataset(name: str, source_path, *, root=None, progress: ProgressFn | None = None,

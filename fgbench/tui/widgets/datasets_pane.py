@@ -196,6 +196,19 @@ class DatasetsPane(Vertical):
             return True
         return False
 
+    def start_task(self, task: str, name: str) -> None:
+        """Select ``name`` and download it (``task`` "download") or ask for the file to import
+        ("import"): what the recipe side offers for a dataset that is not ready."""
+        table = self.query_one("#datasets-table", DataTable)
+        try:
+            table.move_cursor(row=table.get_row_index(name))
+        except Exception:  # noqa: BLE001 - not in the table (cannot happen for catalog names)
+            return
+        if task == "import":
+            self.action_import_dataset()
+        else:
+            self.action_download()
+
     def action_download(self) -> None:
         name = self.selected()
         if name and not self._busy():
