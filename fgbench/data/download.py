@@ -778,7 +778,8 @@ def remove_dataset(name: str, *, root=None) -> None:
     untouched."""
     entry = catalog.get(name)
     if entry.name == "folder":
-        raise UserError("folder: fgbench never owns your folder; delete it yourself if you want to")
+        raise UserError("folder: fgbench never owns your folder; delete it yourself if you want to "
+                        "(`fgbench data remove folder --root DIR` removes only the caches fgbench built for it)")
     loc = catalog.location(name, root)
     if not loc.exists():
         shutil.rmtree(catalog.cache_dir(name), ignore_errors=True)
@@ -791,6 +792,22 @@ def remove_dataset(name: str, *, root=None) -> None:
         _unready(loc)
         shutil.rmtree(loc)
     shutil.rmtree(catalog.cache_dir(name), ignore_errors=True)
+
+
+def remove_folder_caches(root) -> tuple[list[Path], int]:
+    """Delete the pixel caches fgbench built for the user folder ``root`` (``data.loader =
+    "cached"``); the folder itself is never touched. Caches of the older layout, shared by every
+    folder (``.cache/folder/train`` and ``test``), go too: they are rebuilt on the next cached run.
+    Returns the folders deleted and their size in bytes."""
+    base = catalog.cache_dir("folder")
+    targets = [catalog.cache_dir("folder", root)] + [base / split for split in ("train", "test")]
+    removed, size = [], 0
+    for d in targets:
+        if d.is_dir():
+            size += sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+            shutil.rmtree(d)
+            removed.append(d)
+    return removed, size
 
 
 # --------------------------------------------------------------------------------- verify
@@ -808,6 +825,8 @@ class VerifyReport:
     deep: bool = False
     #: images decoded by a deep verification (0 for CIFAR, whose pickles hold no image files)
     decoded: int = 0
+    #: the folder the test split is read from, for a user folder (``val`` when there is no ``test/``)
+    test_split: str = "test"
 
     @property
     def ok(self) -> bool:
@@ -830,6 +849,7 @@ def verify_dataset(name: str, *, root=None, deep: bool = False, progress: Progre
             report.problems.append(f"{loc}: not present ({catalog.how_to_get(entry)})")
             return report
         index = folder_index(loc, name)
+        report.test_split = Path(index.test_dir).name if index.test_dir else "test"
     else:
         st = catalog.status(name, root)
         if st != "ready":
@@ -882,6 +902,7 @@ __all__ = [
     "import_dataset",
     "missing_files",
     "remove_dataset",
+    "remove_folder_caches",
     "source_urls",
     "verify_dataset",
 ]

@@ -29,6 +29,8 @@ class DatasetIndex:
     #: "files": decode image files. "cifar": torchvision CIFAR pickles under ``root``.
     kind: Literal["files", "cifar"] = "files"
     root: str | None = None
+    #: the folder the test split was read from (a user folder: ``<root>/test`` or ``<root>/val``)
+    test_dir: str | None = None
 
     @property
     def num_classes(self) -> int:
@@ -83,7 +85,23 @@ def folder_index(root: str | os.PathLike[str], name: str = "folder") -> DatasetI
         raise UserError(f"{train_dir}: no images found")
     if not test:
         raise UserError(f"{test_dir}: no images found")
-    return DatasetIndex(name=name, class_names=classes, train=train, test=test, root=str(root))
+    return DatasetIndex(name=name, class_names=classes, train=train, test=test, root=str(root), test_dir=str(test_dir))
+
+
+def folder_report(index: DatasetIndex, val_images: int | None = None) -> list[str]:
+    """What a run says about a folder dataset it trains on: which folder it tests on and how many
+    images each part has, and that ``val/`` is left out when ``test/`` is there too."""
+    if index.name != "folder" or index.test_dir is None or index.root is None:
+        return []
+    root = Path(index.root)
+    test_dir = Path(index.test_dir)
+    held = f", {val_images} of them held out for validation" if val_images else ""
+    lines = [f"data: {root}: training on train/ ({len(index.train)} images{held}), "
+             f"testing on {test_dir.name}/ ({len(index.test)} images)"]
+    if test_dir.name == "test" and (root / "val").is_dir():
+        lines.append(f"data: {root} has both test/ and val/: testing on test/, val/ is not used "
+                     "(the validation split is held out of train/, see data.val_fraction)")
+    return lines
 
 
 def resolve_index(data) -> DatasetIndex:

@@ -70,6 +70,8 @@ class FgbenchApp(App):
         self.compare_selection: list[Path] = []
         self._wake = threading.Event()
         self.watch_rounds = 0
+        self._greeted = False
+        self.quit_message = ""
 
     # ---------------------------------------------------------------- screens
 
@@ -154,7 +156,39 @@ class FgbenchApp(App):
     def wake_watcher(self) -> None:
         self._wake.set()
 
+    def live_runs(self) -> list:
+        """The run list's rows of runs that are training now (the run store's status)."""
+        return [r for r in self.store.rows() if r.status == "running"]
+
+    def _lead_to_live_runs(self) -> None:
+        """On opening: a run that trains (started by an earlier fgbench) is what the user came back
+        for. One: its monitor opens. Several: the Runs pane, with how many."""
+        from fgbench.tui.screens.main import MainScreen
+        from fgbench.tui.screens.monitor import MonitorScreen
+
+        live = self.live_runs()
+        if not live or self.launcher.children or not isinstance(self.screen, MainScreen):
+            return
+        if len(live) == 1:
+            self.push_screen(MonitorScreen(live[0].path))
+            self.notify(f"{live[0].name} is training: its monitor (Esc: back to the panes)", timeout=5)
+        else:
+            self.main_screen.show_pane("runs")
+            self.notify(f"{len(live)} runs are training (status running in the list); Enter opens one", timeout=6)
+
+    async def action_quit(self) -> None:
+        live = self.live_runs()
+        if live:
+            names = ", ".join(r.run_id for r in live[:3]) + (f" and {len(live) - 3} more" if len(live) > 3 else "")
+            self.quit_message = (f"{len(live)} run{'s' if len(live) != 1 else ''} keep{'s' if len(live) == 1 else ''} "
+                                 f"training in the background: {names}. `fgbench` re-attaches; "
+                                 "`fgbench runs list --status running` lists them.")
+        self.exit(message=self.quit_message or None)
+
     def on_runs_changed(self, message: RunsChanged) -> None:
+        if not self._greeted and self.store.loaded_once:
+            self._greeted = True
+            self._lead_to_live_runs()
         runs_pane, compare = self.pane("runs"), self.pane("compare")
         if runs_pane is not None:
             runs_pane.update_rows()

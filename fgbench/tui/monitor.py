@@ -151,6 +151,7 @@ class Snapshot:
     skipped: int
     exit_code: int | None
     sampled: bool
+    last_checkpoint: dict[str, Any] | None = None
 
     @property
     def fraction(self) -> float | None:
@@ -203,6 +204,8 @@ class RunModel:
         self.launch: dict[str, Any] | None = None
         self.awaiting_start = False
         """A resume was launched and its run_started has not arrived yet."""
+        self.last_checkpoint: dict[str, Any] | None = None
+        """Epoch and step of the latest ``last.pt`` (what a resume continues from)."""
 
     # ------------------------------------------------------------------ reading
 
@@ -314,7 +317,8 @@ class RunModel:
         if isinstance(ev.get("steps_per_epoch"), int):
             self.steps_per_epoch = ev["steps_per_epoch"]
         extra = f" at {ev['train_size']}px" if ev.get("train_size") else ""
-        self._log(f"stage {ev.get('stage')}: {self.stage}, {ev.get('epochs')} epochs{extra}")
+        n = ev.get("epochs")
+        self._log(f"stage {ev.get('stage')}: {self.stage}, {n} epoch{'' if n == 1 else 's'}{extra}")
 
     def _epoch_x(self, epoch: int, step: int) -> float:
         start = self._epoch_end.get(epoch - 1, 0 if epoch == 1 else None)
@@ -387,7 +391,10 @@ class RunModel:
         self._log(", ".join(parts))
 
     def _on_checkpoint(self, ev: dict[str, Any], t: float | None) -> None:
-        self._log(f"checkpoint {ev.get('kind')} at epoch {ev.get('epoch')}")
+        if ev.get("kind") == "last":
+            self.last_checkpoint = {"epoch": ev.get("epoch"), "step": ev.get("step")}
+        which = f" ({'EMA' if ev.get('model') == 'ema' else 'raw'} model)" if ev.get("kind") == "best" else ""
+        self._log(f"checkpoint {ev.get('kind')}{which} at epoch {ev.get('epoch')}, step {ev.get('step')}")
 
     def _on_log(self, ev: dict[str, Any], t: float | None) -> None:
         level = str(ev.get("level", "info"))
@@ -487,6 +494,7 @@ class RunModel:
                 skipped=self.tailer.skipped,
                 exit_code=self.exit_code,
                 sampled=self.sampled,
+                last_checkpoint=dict(self.last_checkpoint) if self.last_checkpoint else None,
             )
 
 
@@ -572,6 +580,14 @@ class RunRow:
     epoch: int
     total_epochs: int | None
     error: str | None
+    last_event_time: float | None = None
+    """Time of the run's latest event: a live run's clock keeps moving from there."""
+
+    def live_duration_s(self, now: float) -> float | None:
+        """The time column: for a running run, the duration so far extended to ``now``."""
+        if self.status != "running" or self.last_event_time is None:
+            return self.duration_s
+        return (self.duration_s or 0.0) + max(0.0, now - self.last_event_time)
 
     def matches(self, text: str) -> bool:
         text = text.strip().lower()
@@ -674,6 +690,7 @@ class RunStore:
                     arch=str(m.recipe.get("model", {}).get("arch", m.summary.get("arch", "?"))),
                     best_val=val, best_test=test, duration_s=duration,
                     epoch=m.epoch, total_epochs=m.total_epochs, error=m.error,
+                    last_event_time=m.last_time,
                 ))
         return out
 

@@ -117,8 +117,8 @@ class DatasetsPane(Vertical):
         for entry in catalog.entries():
             root = self.root_for(entry.name)
             try:
-                status = catalog.status(entry.name, root)
-                loc = catalog.location(entry.name, root)
+                status = catalog.status_text(entry.name, root)  # the words of `fgbench data list`
+                loc = catalog.location(entry.name, root) if entry.name != "folder" else Path("(data.root)")
             except (UserError, OSError) as err:
                 status, loc = "missing", Path(str(err))
             try:
@@ -132,7 +132,7 @@ class DatasetsPane(Vertical):
                 str(entry.num_classes) if entry.num_classes else "-",
                 images,
                 catalog.size_text(entry),
-                Text(status, style=STATUS_STYLE.get(status, "")),
+                Text(status, style=STATUS_STYLE.get(status.split()[0], "")),
                 where,
             ]))
         if [k.value for k in table.rows] == [name for name, _ in rows]:
@@ -270,6 +270,8 @@ class DatasetsPane(Vertical):
                 report = download.verify_dataset(name, root=root, deep=False, progress=progress, cancel=cancel)
                 ok = report.ok
                 counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
+                if report.test_split != "test":
+                    counts += f" (test images from {report.test_split}/)"
                 text = (f"{name}: verified ({counts}); to decode every image run "
                         f"`fgbench data verify {name} --deep`" if ok else "; ".join(report.problems))
         except Exception as err:  # every failure becomes a message in the pane, never a crash

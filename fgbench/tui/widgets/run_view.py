@@ -59,6 +59,14 @@ def header_text(snap: Snapshot) -> Text:
     return text
 
 
+def stopped_text(snap: Snapshot) -> str:
+    """What a stopped run resumes from: the step its last checkpoint was written at."""
+    ck = snap.last_checkpoint
+    if ck and ck.get("step") is not None:
+        return f"resume with c (continues from the checkpoint written at step {ck['step']})"
+    return "resume with c (continues from the last checkpoint)"
+
+
 def bottom_renderable(snap: Snapshot, lines: int) -> Text:
     if snap.status == "failed":
         text = Text()
@@ -78,7 +86,7 @@ def bottom_renderable(snap: Snapshot, lines: int) -> Text:
     if snap.status in ("completed", "interrupted") and snap.summary:
         rows = summary_numbers(snap)
         if snap.status == "interrupted":
-            rows.append(("stopped", "resume with c (continues from the last checkpoint)"))
+            rows.append(("stopped", stopped_text(snap)))
         width = max(len(label) for label, _ in rows) + 2
         text = Text()
         for i, (label, value) in enumerate(rows):
@@ -89,7 +97,7 @@ def bottom_renderable(snap: Snapshot, lines: int) -> Text:
         return text
     text = Text()
     if snap.status == "interrupted":
-        text.append("stopped: resume with c (continues from the last checkpoint)\n", style="yellow")
+        text.append(f"stopped: {stopped_text(snap)}\n", style="yellow")
         lines -= 1
     logs = snap.logs[-lines:]
     if not logs:
