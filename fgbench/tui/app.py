@@ -72,6 +72,8 @@ class FgbenchApp(App):
         self.watch_rounds = 0
         self._greeted = False
         self.quit_message = ""
+        self.live_notice = ""
+        """What the opening said about runs that were already training ("" when none were)."""
 
     # ---------------------------------------------------------------- screens
 
@@ -171,10 +173,11 @@ class FgbenchApp(App):
             return
         if len(live) == 1:
             self.push_screen(MonitorScreen(live[0].path))
-            self.notify(f"{live[0].name} is training: its monitor (Esc: back to the panes)", timeout=5)
+            self.live_notice = f"{live[0].name} is training: its monitor (Esc: back to the panes)"
         else:
             self.main_screen.show_pane("runs")
-            self.notify(f"{len(live)} runs are training (status running in the list); Enter opens one", timeout=6)
+            self.live_notice = f"{len(live)} runs are training (status running in the list); Enter opens one"
+        self.notify(self.live_notice, timeout=6)
 
     async def action_quit(self) -> None:
         live = self.live_runs()

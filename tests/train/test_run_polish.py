@@ -70,3 +70,22 @@ def test_a_stop_request_erases_the_bar_and_it_is_not_drawn_again(capsys):
     p.tick(epoch=1, total_epochs=2, batch=4, batches=10, step=4, force=True)
     p.close()
     assert stream.getvalue() == drawn, "no stale bar line after the stop message"
+
+
+def test_the_first_ctrl_c_goes_through_the_bar(capsys):
+    import signal
+
+    from fgbench.train.runner import _install_signals, _restore_signals
+    from fgbench.train.trainer import StopFlag
+
+    p, stream = _bar()
+    p.tick(epoch=1, total_epochs=2, batch=3, batches=10, step=3, force=True)
+    stop = StopFlag()
+    old = _install_signals(stop, progress=p)
+    try:
+        signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+    finally:
+        _restore_signals(old)
+    assert stop.requested and p.stopping
+    assert stream.getvalue().endswith("\r\x1b[2K")
+    assert capsys.readouterr().err.startswith("SIGINT: finishing the current step")

@@ -219,3 +219,168 @@ async def test_an_offline_download_shows_the_whole_error_and_the_dataset_stays_m
         assert needed > 4
         assert message.content_region.height >= needed, "the advice at the end is cut off"
         assert str(table.get_cell("cub200", "status")) == "missing"
+
+
+# ------------------------------------------------------------------------------- runs
+
+import json  # noqa: E402
+import os  # noqa: E402
+import time  # noqa: E402
+
+from fgbench import metrics, runs  # noqa: E402
+from fgbench.recipe import load_recipe  # noqa: E402
+from fgbench.tui.launcher import Launcher  # noqa: E402
+from fgbench.tui.monitor import RunModel  # noqa: E402
+from fgbench.tui.screens.main import MainScreen  # noqa: E402
+from fgbench.tui.screens.monitor import MonitorScreen  # noqa: E402
+from tui_helpers import fake_cmd, fixture_runs, kill_quietly, make_fixture_run  # noqa: E402
+
+
+def _launch_elsewhere(dirs, n: int) -> list:
+    """Runs started by an earlier fgbench (another Launcher): still training when the app opens."""
+    launcher = Launcher(dirs.runs, fake_cmd("normal", epochs=400, steps_per_epoch=5, delay=0.05))
+    recipe = load_recipe(dirs.project / "tiny.toml")
+    out = []
+    for _ in range(n):
+        out.append(launcher.start(recipe))
+        time.sleep(1.05)  # run directories are named by the second they start
+    return out
+
+
+async def test_reopening_while_one_run_trains_opens_its_monitor_and_quitting_says_it_keeps_going(dirs):
+    launched = _launch_elsewhere(dirs, 1)
+    try:
+        app = _app(dirs, watch_interval=0.2)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), timeout=20, what="the live run's monitor")
+            assert app.screen.path == launched[0].run_dir
+            assert "is training" in app.live_notice
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="back to the panes")
+            await pilot.press("ctrl+q")
+        assert "1 run keeps training in the background" in app.quit_message
+        assert launched[0].run_dir.name in app.quit_message
+        assert runs.pid_alive(launched[0].pid), "quitting never stops a run"
+    finally:
+        for item in launched:
+            kill_quietly(item.pid)
+
+
+async def test_reopening_while_two_runs_train_says_how_many(dirs):
+    launched = _launch_elsewhere(dirs, 2)
+    try:
+        app = _app(dirs, watch_interval=0.2)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: app.live_notice, timeout=20, what="the notice")
+            assert app.live_notice.startswith("2 runs are training")
+            assert isinstance(app.screen, MainScreen)
+            assert app.main_screen.query_one("#panes").active == "runs"
+            await pilot.press("ctrl+q")
+        assert app.quit_message.startswith("2 runs keep training")
+    finally:
+        for item in launched:
+            kill_quietly(item.pid)
+
+
+async def test_no_live_run_opens_as_before_and_quits_quietly(dirs):
+    fixture_runs(dirs.runs)
+    app = _app(dirs, watch_interval=0.2)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.store.loaded_once and app.watch_rounds >= 2, what="runs read")
+        assert isinstance(app.screen, MainScreen) and app.live_notice == ""
+        await pilot.press("ctrl+q")
+    assert app.quit_message == ""
+
+
+def _live_run_dir(root: Path, seconds_ago: float) -> Path:
+    """A run whose trainer (this test process) is alive and whose latest event is old."""
+    run_dir = root / "20250305-130000-live"
+    run_dir.mkdir(parents=True)
+    runs.write_json(run_dir / runs.RUN_INFO_FILE, {"pid": os.getpid()})
+    t = time.time() - seconds_ago
+    with metrics.MetricsWriter(run_dir / metrics.METRICS_FILE) as w:
+        w.emit("run_started", run_id=run_dir.name, recipe={"name": "live"}, class_names=["a", "b"], device="cpu",
+               host="h", pid=os.getpid(), total_epochs=3, time=t - 20)
+        w.emit("step", epoch=1, step=1, loss=1.0, lr=0.1, time=t)
+    return run_dir
+
+
+async def test_the_time_column_of_a_live_run_moves_between_events(dirs):
+    run_dir = _live_run_dir(dirs.runs, seconds_ago=100)
+    app = _app(dirs, watch_interval=0.2, initial_pane="runs")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="opened on the live run")
+        await pilot.press("escape")
+        pane = app.pane("runs")
+        await wait_for(pilot, lambda: pane.table.row_count == 1, what="listed")
+        first = str(pane.table.get_cell(str(run_dir), "time"))
+        assert first.startswith("2m")  # 20 s to the last event, then 100 s of silence
+        await wait_for(pilot, lambda: str(pane.table.get_cell(str(run_dir), "time")) != first, timeout=5,
+                       what="the clock moves with no new event")
+
+
+async def test_the_stop_screen_says_which_step_the_checkpoint_was_written_at(dirs):
+    run_dir = make_fixture_run(dirs.runs, "20250304-120000-cifar_r18", name="cifar_r18", dataset="cifar10",
+                               arch="resnet18", status="interrupted")
+    app = _app(dirs, watch_interval=0.2, initial_pane="runs")
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane = await ready_pane(pilot, "runs")
+        await wait_for(pilot, lambda: pane.table.row_count == 1, what="listed")
+        pane.table.focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor")
+        log = app.screen.query_one("#run-log")
+        # 4 epochs of 25 steps, stopped after epoch 3: last.pt holds step 75
+        await wait_for(pilot, lambda: "checkpoint written at step 75" in str(log.render()), what="the step")
+    assert run_dir.is_dir()
+
+
+async def test_escape_leaves_the_runs_filter_then_clears_it(dirs):
+    fixture_runs(dirs.runs)
+    app = _app(dirs, watch_interval=0.2, initial_pane="runs")
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane = await ready_pane(pilot, "runs")
+        await wait_for(pilot, lambda: pane.table.row_count == 4, what="listed")
+        pane.table.focus()
+        await pilot.press("slash", "c", "u", "b")
+        field = pane.query_one("#runs-filter", Input)
+        await wait_for(pilot, lambda: pane.table.row_count == 2, what="filtered")
+        await pilot.press("escape")
+        assert pane.table.has_focus and field.value == "cub" and pane.table.row_count == 2
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: field.value == "" and pane.table.row_count == 4, what="filter cleared")
+
+
+def test_checkpoint_best_lines_name_the_model():
+    model = RunModel("/nonexistent/run")
+    model.feed([{"event": "checkpoint", "kind": "best", "model": "ema", "epoch": 2, "step": 10, "path": "b.pt"},
+                {"event": "checkpoint", "kind": "best", "model": "raw", "epoch": 3, "step": 15, "path": "b.pt"},
+                {"event": "checkpoint", "kind": "last", "epoch": 3, "step": 15, "path": "l.pt"}])
+    assert list(model.logs) == ["checkpoint best (EMA model) at epoch 2, step 10",
+                                "checkpoint best (raw model) at epoch 3, step 15",
+                                "checkpoint last at epoch 3, step 15"]
+    assert model.snapshot().last_checkpoint == {"epoch": 3, "step": 15}
+
+
+# ------------------------------------------------------------------------ status words
+
+
+async def test_dataset_status_words_are_the_cli_ones(dirs, monkeypatch, capsys):
+    from fgbench import cli
+
+    monkeypatch.setenv("FGBENCH_DATA", str(dirs.data))
+    (dirs.data / "cifar10").mkdir()
+    (dirs.data / "cifar10" / "something.part").write_bytes(b"half")  # a started download: partial
+    assert cli.main(["data", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    status_col = lines[0].index("STATUS")
+    path_col = lines[0].index("PATH")
+    cli_words = {line.split()[0]: line[status_col:path_col].strip() for line in lines[1:]}
+    assert cli_words["cifar10"] == "partial" and cli_words["intel_scenes"] == "missing (import)"
+    app = make_app(recipes_dirs=[dirs.project, dirs.user], runs_root=dirs.runs,
+                   initial_recipe=dirs.project / "tiny.toml", initial_pane="datasets")
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.pane("datasets").query_one("#datasets-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count > 3, what="catalog")
+        tui_words = {key.value: str(table.get_cell(key.value, "status")) for key in table.rows}
+    assert tui_words == cli_words

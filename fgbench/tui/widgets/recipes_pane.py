@@ -121,6 +121,8 @@ class RecipesPane(Vertical):
                 yield Static(Text(DEFAULT_HELP, style="dim"), id="field-help")
 
     def on_mount(self) -> None:
+        if not self.query("#recipe-form"):  # mounted while the app is closing: nothing to fill
+            return
         self.refresh_list()
         self._update_title()
 
