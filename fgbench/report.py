@@ -28,6 +28,8 @@ import math
 from fnmatch import fnmatchcase
 from typing import Any, Iterable, Sequence
 
+from fgbench.rundir.layout import SUMMARY_FILE
+
 BOOKKEEPING_FIELDS = ("name", "description", "sweep")
 
 # ------------------------------------------------------------------------------- recipe fields
@@ -83,16 +85,15 @@ def differing_fields(recipes: Sequence[dict[str, Any]], ignore: Iterable[str] = 
             out.append(k)
     # When a union's tag differs (optim.name sgd vs adam), the fields that only one variant has
     # (momentum, betas) follow from the tag: they are not variables of their own.
-    for section, tag in UNION_TAGS:
+    from fgbench.recipe import UNION_SECTIONS, union_tag_field
+
+    for section in UNION_SECTIONS:
+        tag = union_tag_field(section)
         if f"{section}.{tag}" in out:
             implied = {k for k in out if k.startswith(section + ".") and k != f"{section}.{tag}"
                        and any(k not in f for f in flats)}
             out = [k for k in out if k not in implied]
     return out
-
-
-#: the recipe's discriminated-union sections and their tag fields (see fgbench.recipe)
-UNION_TAGS = (("optim", "name"), ("schedule", "name"), ("model.pretrained", "source"))
 
 
 def get_path(data: dict[str, Any], dotted: str, default: Any = None) -> Any:
@@ -232,10 +233,13 @@ def _size_key(size: str) -> tuple[int, str]:
 
 
 def run_row(run: Any) -> dict[str, Any]:
-    """One run (a ``fgbench.runs.RunInfo``) as a flat row of raw values."""
+    """One run (a ``fgbench.rundir.RunInfo``) as a flat row of raw values. A run whose files cannot
+    be read (``run.damaged``) shows as ``damaged`` with the reason, its numbers left out."""
+    damaged = getattr(run, "damaged", None)
     row = {
         "run": run.run_id,
-        "status": run.status,
+        "status": "damaged" if damaged else run.status,
+        "damaged": damaged,
         "recipe": run.name,
         "dataset": run.dataset,
         "model": run.arch,
@@ -262,6 +266,7 @@ LIST_COLUMNS: list[tuple[str, str, str]] = [
     ("ema_test_top1_last", "ema test@last", "acc"),
     ("duration_s", "time", "duration"),
     ("images_per_s", "img/s", "rate"),
+    ("damaged", "damaged", "text"),
 ]
 
 METRIC_COLUMNS: list[tuple[str, str, str]] = [
@@ -285,6 +290,15 @@ def _with_epochs(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+MISSING = _MISSING
+"""the value of a recipe field that a run's recipe does not have (a compare table cell ``-``)"""
+
+
+def cell_text(value: Any, kind: str) -> str:
+    """One table cell as the Markdown and text tables print it (the TUI's tables use it too)."""
+    return _cell(value, kind)
+
+
 def _cell(value: Any, kind: str) -> str:
     if kind == "duration":
         return fmt_duration(value)
@@ -305,7 +319,7 @@ def _drop_empty(columns: list[tuple[str, str, str]], rows: list[dict[str, Any]],
 
 def list_table(runs: Sequence[Any]) -> tuple[list[tuple[str, str, str]], list[dict[str, Any]]]:
     rows = [_with_epochs(run_row(r)) for r in runs]
-    optional = ("ema_val_top1", "ema_test_top1_best", "ema_test_top1_last")
+    optional = ("ema_val_top1", "ema_test_top1_best", "ema_test_top1_last", "damaged")
     return _drop_empty(LIST_COLUMNS, rows, optional), rows
 
 
@@ -659,6 +673,23 @@ def accuracy_bar(pct: float, cells: int = BAR_CELLS) -> str:
     return "█" * full + (_EIGHTHS[part] if part else "")
 
 
+def misclassified(predictions: dict[str, Any], true_class: str, predicted_class: str) -> list[dict[str, Any]]:
+    """The test images of one confused pair, from ``predictions.json``: ``[{"index", "file"}]``
+    (``file`` None for a dataset kept in arrays), in test-split order."""
+    names = list(predictions.get("class_names") or [])
+    try:
+        t, p = names.index(true_class), names.index(predicted_class)
+    except ValueError:
+        return []
+    index = predictions.get("index") or []
+    files = predictions.get("file") or []
+    out = []
+    for k, (y, q) in enumerate(zip(predictions.get("label") or [], predictions.get("predicted") or [])):
+        if y == t and q == p:
+            out.append({"index": index[k] if k < len(index) else k, "file": files[k] if k < len(files) else None})
+    return out
+
+
 def confusion_text(confusion: dict[str, Any], *, worst: int = 10, best: int = 5, pairs: int = 10, all_classes: bool = False) -> str:
     acc = per_class_accuracy(confusion)
     model = confusion.get("model", "?")
@@ -689,7 +720,7 @@ def confusion_text(confusion: dict[str, Any], *, worst: int = 10, best: int = 5,
 def summary_text(summary: dict[str, Any]) -> str:
     """summary.json in a few readable lines."""
     if not summary:
-        return "no summary.json yet (the run has not finished an epoch)\n"
+        return f"no {SUMMARY_FILE} yet (the run has not finished an epoch)\n"
     n = summary_numbers(summary)
     lines = []
     rate = "-" if n["images_per_s"] is None else f"{n['images_per_s']:.0f}"

@@ -53,7 +53,8 @@ def test_runs_list_to_a_pipe_without_columns_is_never_cut(cli, runs_root, severa
     assert "…" not in out and several[0].name in out
 
 
-def test_export_dash_writes_to_standard_output(cli, runs_root, several):
+def test_export_dash_writes_to_standard_output(cli, runs_root, several, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where a file named "-" would appear
     code, out, err = cli("runs", "export", "--runs-root", runs_root, several[1].name, "--format", "csv", "-o", "-")
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))

@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Input, Select
 from fgbench.data import catalog
 from fgbench.data.catalog import Source
 from fgbench.tui.app import make_app
-from fgbench.tui.screens.dialogs import ChoiceScreen, ConfirmScreen, PromptScreen
+from fgbench.tui.dialogs import ChoiceScreen, ConfirmScreen, PromptScreen
 from tui_helpers import ready_pane, wait_for
 
 COMMENTED = '''\
@@ -300,7 +300,7 @@ def _live_run_dir(root: Path, seconds_ago: float) -> Path:
     t = time.time() - seconds_ago
     with metrics.MetricsWriter(run_dir / metrics.METRICS_FILE) as w:
         w.emit("run_started", run_id=run_dir.name, recipe={"name": "live"}, class_names=["a", "b"], device="cpu",
-               host="h", pid=os.getpid(), total_epochs=3, time=t - 20)
+               host=socket.gethostname(), pid=os.getpid(), total_epochs=3, time=t - 20)
         w.emit("step", epoch=1, step=1, loss=1.0, lr=0.1, time=t)
     return run_dir
 

@@ -40,7 +40,7 @@ from fgbench.recipe import Recipe, RecipeError, atomic_write_text, parse_recipe_
 from fgbench.tui import form as F
 from fgbench.tui.messages import RecipeStatus
 from fgbench.tui.recipe_files import discover, listing
-from fgbench.tui.screens.dialogs import ChoiceScreen, ConfirmScreen, PickScreen, PromptScreen
+from fgbench.tui.dialogs import ChoiceScreen, ConfirmScreen, PickScreen, PromptScreen
 from fgbench.tui.widgets.recipe_form import RecipeForm
 
 

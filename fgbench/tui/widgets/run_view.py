@@ -11,19 +11,37 @@ from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import ProgressBar, Static
 
-from fgbench.tui.monitor import Snapshot, format_duration, summary_numbers
-from fgbench.tui.plots import SERIES_COLOURS, SERIES_LABELS, Line, MetricPlot
+from fgbench.tui.monitor import SMOOTH_STEPS, SMOOTHABLE, Snapshot, format_duration, smooth, summary_numbers
+from fgbench.tui.plots import SERIES_COLOURS, SERIES_LABELS, Line, MetricPlot, dimmed
 from fgbench.tui.widgets.runs_pane import STATUS_STYLE
 
 TOP1_SERIES = ("train_top1", "val_top1", "test_top1", "ema_val_top1", "ema_test_top1")
 
 
-def _lines(snap: Snapshot, names: tuple[str, ...], axis: str) -> list[Line]:
+def _lines(snap: Snapshot, names: tuple[str, ...], axis: str, smooth_steps: float | None = None) -> list[Line]:
+    """The plotted lines of ``names``; a smoothable series with ``smooth_steps`` is drawn twice:
+    its raw values (dimmed, labelled "raw") under the smoothed ones."""
     out = []
     for name in names:
         steps, epochs, values = snap.series.get(name, ([], [], []))
-        out.append(Line(steps if axis == "step" else epochs, values, SERIES_COLOURS[name], SERIES_LABELS[name]))
+        xs = steps if axis == "step" else epochs
+        colour = SERIES_COLOURS.get(name, SERIES_COLOURS["loss"])
+        if smooth_steps and name in SMOOTHABLE:
+            out.append(Line(xs, values, dimmed(colour), "raw"))
+            out.append(Line(xs, smooth(steps, values, smooth_steps), colour, f"EMA {smooth_steps:g} steps"))
+        else:
+            out.append(Line(xs, values, colour, SERIES_LABELS.get(name, name)))
     return out
+
+
+SMOOTHING_LEVELS = (None, 10, 50, 200, 1000)
+"""what ``s`` cycles through: off, then time constants in steps"""
+
+
+def next_smoothing(current: float | None) -> float | None:
+    levels = list(SMOOTHING_LEVELS)
+    i = levels.index(current) if current in levels else 0
+    return levels[(i + 1) % len(levels)]
 
 
 def _num(v: float | None, fmt: str) -> str:
@@ -127,6 +145,7 @@ class RunView(Vertical):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.axis = "step"
+        self.smooth_steps: float | None = SMOOTH_STEPS
         self.snapshot: Snapshot | None = None
         self.draws = 0
 
@@ -156,7 +175,7 @@ class RunView(Vertical):
             bar.update(total=100, progress=round(100 * fraction, 1))
         self.query_one("#progress-text", Static).update(progress_text(snap))
         axis = self.axis
-        self.query_one("#plot-loss", MetricPlot).show(_lines(snap, ("loss", "loss_smooth"), axis), xlabel=axis)
+        self.query_one("#plot-loss", MetricPlot).show(_lines(snap, ("loss",), axis, self.smooth_steps), xlabel=axis)
         self.query_one("#plot-top1", MetricPlot).show(
             [ln for ln in _lines(snap, TOP1_SERIES, axis) if ln.xs], xlabel=axis)
         lr_lines = _lines(snap, ("lr",), axis)
@@ -170,6 +189,11 @@ class RunView(Vertical):
 
     def toggle_axis(self) -> None:
         self.axis = "epoch" if self.axis == "step" else "step"
+        if self.snapshot is not None:
+            self.show(self.snapshot)
+
+    def cycle_smoothing(self) -> None:
+        self.smooth_steps = next_smoothing(self.smooth_steps)
         if self.snapshot is not None:
             self.show(self.snapshot)
 

@@ -34,7 +34,9 @@ STATUS_STYLE = {
     "interrupted": "yellow",
 }
 
-COLUMNS = ("status", "started", "recipe", "dataset", "model", "val", "test", "time")
+# val and test: the raw model at its best epoch; ema test: the EMA model at its own best epoch
+# (one rule for every table of runs: fgbench.tui.monitor.best_numbers)
+COLUMNS = ("status", "started", "recipe", "dataset", "model", "val", "test", "ema test", "time")
 
 
 class RunsTable(DataTable):
@@ -117,6 +119,7 @@ class RunsPane(Vertical):
             row.arch,
             format_pct(row.best_val),
             format_pct(row.best_test),
+            format_pct(row.ema_test),
             format_duration(row.live_duration_s(time.time())),
         ]
 
