@@ -405,18 +405,18 @@ def status(name: str, root: str | os.PathLike[str] | None = None) -> Status:
 
 
 def status_text(name: str, root: str | os.PathLike[str] | None = None) -> str:
-    """The status as ``fgbench data list`` and the TUI's Datasets pane both word it: ``ready``,
-    ``partial``, ``missing``, ``missing (import)`` for a dataset only ``fgbench data import``
-    brings in, ``generated on use`` for the built-in synthetic set not made yet, and
-    ``data.root`` for ``folder`` (your own folder, named per recipe)."""
+    """The status as ``fgbench data list`` and the TUI's Datasets pane both word it (short, to fit
+    80 columns): ``ready``, ``partial``, ``missing``; ``to import`` for a missing dataset that only
+    ``fgbench data import`` brings in; ``built-in`` for the synthetic set before its first use
+    generates it; ``data.root`` for ``folder`` (your own folder, named per recipe)."""
     entry = get(name)
     if entry.name == "folder":
         return "data.root"
     st = status(name, root)
     if st == "missing" and entry.name == "synthetic":
-        return "generated on use"
+        return "built-in"
     if st == "missing" and not entry.auto_download:
-        return "missing (import)"
+        return "to import"
     return st
 
 

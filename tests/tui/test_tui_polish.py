@@ -376,7 +376,7 @@ async def test_dataset_status_words_are_the_cli_ones(dirs, monkeypatch, capsys):
     status_col = lines[0].index("STATUS")
     path_col = lines[0].index("PATH")
     cli_words = {line.split()[0]: line[status_col:path_col].strip() for line in lines[1:]}
-    assert cli_words["cifar10"] == "partial" and cli_words["intel_scenes"] == "missing (import)"
+    assert cli_words["cifar10"] == "partial" and cli_words["intel_scenes"] == "to import"
     app = make_app(recipes_dirs=[dirs.project, dirs.user], runs_root=dirs.runs,
                    initial_recipe=dirs.project / "tiny.toml", initial_pane="datasets")
     async with app.run_test(size=(120, 40)) as pilot:

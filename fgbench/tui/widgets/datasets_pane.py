@@ -36,7 +36,7 @@ from fgbench.tui.messages import DatasetPicked, DatasetTaskDone, DownloadProgres
 from fgbench.tui.monitor import format_duration
 from fgbench.tui.dialogs import PromptScreen
 
-STATUS_STYLE = {"ready": "bold green", "partial": "yellow", "missing": "dim"}
+STATUS_STYLE = {"ready": "bold green", "partial": "yellow", "missing": "dim", "to import": "dim", "data.root": "dim"}
 COLUMN_LABELS = ("name", "classes", "train/test", "size", "status", "location")
 COLUMN_KEYS = ("name", "classes", "images", "size", "status", "location")
 
@@ -132,7 +132,7 @@ class DatasetsPane(Vertical):
                 str(entry.num_classes) if entry.num_classes else "-",
                 images,
                 catalog.size_text(entry),
-                Text(status, style=STATUS_STYLE.get(status.split()[0], "")),
+                Text(status, style=STATUS_STYLE.get(status, "")),
                 where,
             ]))
         if [k.value for k in table.rows] == [name for name, _ in rows]:
