@@ -67,6 +67,7 @@ from typing import Any, Callable, Sequence, TextIO
 from fgbench import paths, runs
 from fgbench.errors import UserError
 from fgbench.recipe import (
+    UNION_SECTIONS,
     Recipe,
     RecipeError,
     SweepConfig,
@@ -74,6 +75,7 @@ from fgbench.recipe import (
     dumps_recipe,
     parse_override_value,
     read_recipe_data,
+    union_tag_field,
     union_variants,
     validate_recipe,
 )
@@ -83,8 +85,8 @@ SWEEPS_DIR = "sweeps"
 STATE_FILE = "sweep.json"
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9_.+-]+$")
 
-#: union sections and their tag field, as the recipe declares them
-UNION_TAGS = {"optim": "name", "schedule": "name", "model.pretrained": "source"}
+#: union sections and their tag field, as the recipe's schema declares them
+UNION_TAGS = {section: union_tag_field(section) for section in UNION_SECTIONS}
 
 PENDING, RUNNING, COMPLETED, FAILED, INTERRUPTED = "pending", "running", "completed", "failed", "interrupted"
 

@@ -2,7 +2,8 @@
 
 ``Trainer.run()`` drives ``train_one_epoch`` / ``evaluate`` (``fgbench.train.loop``) and owns every
 decision about what happens between them. It writes the metrics events, ``summary.json``,
-``checkpoints/{last,best}.pt``, ``classes.json`` and ``confusion.json`` of the run directory.
+``checkpoints/{last,best}.pt``, ``classes.json``, ``confusion.json`` and ``predictions.json`` of the
+run directory.
 
 Decisions:
 
@@ -212,6 +213,7 @@ class Trainer:
         self.last_results: dict | None = None
         self.last_epoch_done = 0
         self.skipped: set[str] = set()
+        self.evaluated: dict[str, int] = {}  # split -> images its last evaluation counted (skipped ones excluded)
         self.totals = {"train_time": 0.0, "train_images": 0, "duration": 0.0}
         self.peak_mem_mb: float | None = None
         self.engine: Engine | None = None
@@ -443,6 +445,7 @@ class Trainer:
                 ev = evaluate(model, loader, self.engine, num_classes=self.num_classes, top_k=self.r.eval.top_k,
                               on_corrupt=self._on_corrupt)
                 res[split] = ev
+                self.evaluated[split] = ev["images"]
                 self._emit("eval", epoch=epoch, step=self.engine.step, split=split, model=name, top1=ev["top1"],
                            top5=ev["top5"], loss=ev["loss"], test_size=test_size, images=ev["images"])
             out[name] = res
@@ -527,8 +530,9 @@ class Trainer:
             "step": self.engine.step if self.engine else 0, "duration_s": round(self._duration(), 3),
             "images_per_s": (self.totals["train_images"] / self.totals["train_time"]) if self.totals["train_time"] else None,
             "peak_mem_mb": self.peak_mem_mb,
-            "train_images": len(self.splits.train), "val_images": len(self.splits.val),
-            "test_images": len(self.splits.test), "select_on": self.r.eval.select_on,
+            "train_images": len(self.splits.train),
+            "val_images": self.evaluated.get("val", len(self.splits.val)),
+            "test_images": self.evaluated.get("test", len(self.splits.test)), "select_on": self.r.eval.select_on,
             "best": {"raw": t.public("raw"), "ema": t.public("ema") if self.r.ema.enabled else None},
             "selected": t.selected() if t.best.get("raw") or t.best.get("ema") else None,
             "last": last,
@@ -566,6 +570,7 @@ class Trainer:
         si0, e0, stats0 = self._position()
         if ctx.resume is not None:
             self._restore(ctx.resume, ctx.resume_best)
+            self._remove_stale_temps()
         self._emit_started()
         for line in ctx.model_report if ctx.resume is None else []:
             self._emit("log", level="info", message=line)
@@ -597,6 +602,7 @@ class Trainer:
                                        f"{self.loaders.train.steps_per_epoch} batches in epoch {epoch}")
                 if not res["completed"]:
                     self._save_last(stage=si, epoch=epoch - 1, batch=stats.batches, stats=stats)
+                    self._remove_stale_temps()
                     self.status = "interrupted"
                     self.write_summary()
                     return "interrupted"
@@ -608,14 +614,21 @@ class Trainer:
                 if stop and not final_epoch:
                     if self._saved_at != epoch:
                         self._save_last(stage=si, epoch=epoch)
+                    self._remove_stale_temps()
                     self.status = "interrupted"
                     self.write_summary()
                     return "interrupted"
                 if res["reached_max_steps"]:
                     break
         self._final()
+        self._remove_stale_temps()
         self.status = "completed"
         return "completed"
+
+    def _remove_stale_temps(self) -> None:
+        """Temporary checkpoint files a killed run left (``.last.pt.XXXX.tmp``)."""
+        if self.main:
+            C.remove_stale_temps(self.ckpt_dir, (runs.LAST_CKPT, runs.BEST_CKPT))
 
     def _train_epoch(self, st: StageSpec, epoch: int, stats: EpochStats) -> dict:
         assert self.loaders is not None and self.engine is not None
@@ -674,11 +687,62 @@ class Trainer:
                                        f"top-1 {ev['top1']:.2f}%  top-{min(self.r.eval.top_k, self.num_classes)} "
                                        f"{ev['top5']:.2f}%")
         sel = t.selected()
+        if t.confusion.get(sel) is not None:
+            self._write_predictions(sel)  # every process: an evaluation (collective under DDP)
         if t.confusion.get(sel) is not None and self.main:
             runs.write_json(self.ctx.run_dir / runs.CONFUSION_FILE, {
                 "split": "test", "model": sel, "class_names": list(self.splits.class_names),
                 "matrix": t.confusion[sel], "epoch": t.best[sel]["epoch"] if t.best.get(sel) else None,
             })
+
+    def _write_predictions(self, sel: str) -> None:
+        """``predictions.json``: the selected model's best weights evaluated once more on the test
+        split (at the last stage's test size, as at its best epoch), keeping each image's
+        prediction, so that the TUI can show the images behind a confusion. One extra test pass
+        at the end of the run; the numbers of the run are not touched."""
+        state = self.best_states.get(sel)
+        if state is None or self.stage is None or self.engine is None:
+            return
+        target = self.model if sel == "raw" else self.ema.module
+        target.load_state_dict(state)
+        bs = self.r.data.eval_batch_size or self.stage.batch_size
+        if self.dist is not None and not self.r.data.eval_batch_size:
+            bs = max(1, bs // self.dist.size)
+        loader = L.eval_loader(self.splits, self.r.data, test_size=self.stage.test_size, batch_size=bs,
+                               device=self.device, shard=self.shard)
+        bad: set[str] = set()
+
+        def on_corrupt(paths: tuple[str, ...]) -> None:
+            bad.update(paths)
+            self._on_corrupt(paths)
+
+        ev = evaluate(target, loader, self.engine, num_classes=self.num_classes, top_k=self.r.eval.top_k,
+                      on_corrupt=on_corrupt, predictions=True)
+        src = self.splits.test_source
+        idx = self.splits.test if self.shard is None else self.splits.test[self.shard[0]::self.shard[1]]
+        if bad:
+            idx = [i for i in idx if src.describe(i) not in bad]
+        part = (idx, ev["labels"], ev["predicted"])
+        parts = self.dist.gather_objects(part) if self.dist is not None else [part]
+        if not self.main:
+            return
+        by_index: dict[int, tuple[int, int]] = {}
+        for ids, labels, preds in parts:
+            if len(ids) != len(preds):  # cannot tell which image each prediction is of
+                self.progress.line("predictions.json not written: images and predictions do not line up")
+                return
+            by_index.update({i: (y, p) for i, y, p in zip(ids, labels, preds)})
+        order = sorted(by_index)
+        files = getattr(src, "paths", None)
+        if files is None and hasattr(src, "ds") and not self.splits.skipped:
+            files = [p for p, _ in self.splits.index.test]  # the cached loader: the same images in order
+        best = self.tracker.best.get(sel)
+        runs.write_json(self.ctx.run_dir / runs.PREDICTIONS_FILE, {
+            "split": "test", "model": sel, "epoch": best["epoch"] if best else None,
+            "test_size": self.stage.test_size, "class_names": list(self.splits.class_names),
+            "index": order, "file": [files[i] if files is not None else None for i in order],
+            "label": [by_index[i][0] for i in order], "predicted": [by_index[i][1] for i in order],
+        })
 
     def _emit_started(self) -> None:
         ctx = self.ctx

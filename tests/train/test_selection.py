@@ -18,6 +18,7 @@ import torch
 
 import fgbench.train.trainer as tr
 from fgbench.cli import main
+from fgbench.report import selected_epoch_text
 from fgbench.train import checkpoint as C
 
 from .conftest import summary_of, write_recipe
@@ -111,9 +112,11 @@ def test_selection_reports_test_at_the_selected_epoch_never_a_maximum_over_test(
 
     # what the run prints at the end says the same
     k = 3 if stages else 5
-    assert (f"raw: best epoch {raw_e} (on {select_on}): val {raw_val:.2f}%, test {raw_test:.2f}% "
+    said = {m: selected_epoch_text(e, select_on) for m, e in (("raw", raw_e), ("ema", ema_e))}
+    assert f"epoch {raw_e} " in said["raw"] and f"epoch {ema_e} " in said["ema"]
+    assert (f"raw: {said['raw']}: val {raw_val:.2f}%, test {raw_test:.2f}% "
             f"(top-{k} {raw_test / 2 + 50:.2f}%)") in out
-    assert f"ema: best epoch {ema_e} (on {select_on}): val {ema_val:.2f}%, test {ema_test:.2f}%" in out
+    assert f"ema: {said['ema']}: val {ema_val:.2f}%, test {ema_test:.2f}%" in out
     assert f"raw: last epoch {last_e}: test {SCRIPT[('raw', 'test')][last_e]:.2f}%" in out
 
     # best.pt holds each model's weights of its own best epoch, and says which epoch each is from
