@@ -20,6 +20,7 @@ import fgbench.train.trainer as tr
 from fgbench.cli import main
 from fgbench.report import selected_epoch_text
 from fgbench.train import checkpoint as C
+from fgbench.train.loop import evaluate as real_evaluate
 
 from .conftest import summary_of, write_recipe
 
@@ -43,9 +44,14 @@ def scripted(monkeypatch):
 
     def evaluate_all(self, epoch, test_size):
         current["trainer"], current["epoch"] = self, epoch
-        return orig_all(self, epoch, test_size)
+        try:
+            return orig_all(self, epoch, test_size)
+        finally:
+            current["epoch"] = None
 
-    def fake_evaluate(model, loader, engine, *, num_classes, top_k=5, on_corrupt=None):
+    def fake_evaluate(model, loader, engine, *, num_classes, top_k=5, on_corrupt=None, **kw):
+        if current.get("epoch") is None:  # not a per-epoch evaluation (predictions.json at the end): real
+            return real_evaluate(model, loader, engine, num_classes=num_classes, top_k=top_k, on_corrupt=on_corrupt, **kw)
         t = current["trainer"]
         name = "ema" if t.ema is not None and model is t.ema.module else "raw"
         split = "val" if loader is t.loaders.val else "test"
