@@ -3,6 +3,7 @@
     python tools/mutation.py                      # every profile, one after the other
     python tools/mutation.py schedule ema         # some profiles
     python tools/mutation.py --list               # the profiles, their code and their tests
+    python tools/mutation.py ema --only 'fgbench.train.ema.x_ramp_decay*'   # re-test some mutants
 
 A profile is a piece of code (a module, or some functions of one: mutmut mutant-name globs) and the
 tests that guard it. Each profile runs in its own scratch copy of the repository,
@@ -73,8 +74,9 @@ def prepare(name: str) -> Path:
     return work
 
 
-def run(name: str, max_children: int) -> int:
+def run(name: str, max_children: int, only: list[str] | None = None) -> int:
     _, globs, _ = PROFILES[name]
+    globs = only or globs
     work = prepare(name)
     env = {**os.environ, "PYTHONPATH": ""}  # the copy's own fgbench (mutmut puts mutants/ first)
     mutmut = [sys.executable, "-m", "mutmut"]
@@ -99,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("profiles", nargs="*", help=f"some of: {', '.join(PROFILES)} (default: all)")
     ap.add_argument("--list", action="store_true", help="show the profiles and exit")
     ap.add_argument("--max-children", type=int, default=1, help="mutants tested in parallel (default 1)")
+    ap.add_argument("--only", nargs="+", metavar="GLOB",
+                    help="re-test only these mutants (mutmut names or globs), e.g. after adding a test")
     args = ap.parse_args(argv)
     if args.list:
         for name, (sources, globs, tests) in PROFILES.items():
@@ -110,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     worst = 0
     for name in args.profiles or list(PROFILES):
-        worst = max(worst, run(name, args.max_children))
+        worst = max(worst, run(name, args.max_children, args.only))
     return worst
 
 
