@@ -39,7 +39,7 @@ PROFILES: dict[str, tuple[list[str], list[str], list[str]]] = {
     "mixing": (["fgbench/train/mix.py"], [], ["tests/train/test_ema_losses_mix.py"]),
     "selection": (["fgbench/train/trainer.py"], ["fgbench.train.trainer.xǁBestTrackerǁ*"],
                   ["tests/train/test_selection_tracker.py"]),
-    "evaluation": (["fgbench/train/loop.py"], ["fgbench.train.loop.x_evaluate*"],
+    "evaluation": (["fgbench/train/loop.py"], ["fgbench.train.loop.x_evaluate*", "fgbench.train.loop.x__evaluate*"],
                    ["tests/train/test_eval_precision.py"]),
     "resume": (["fgbench/train/trainer.py"],
                ["fgbench.train.trainer.xǁTrainerǁ_restore*", "fgbench.train.trainer.xǁTrainerǁ_position*"],

@@ -22,11 +22,11 @@ class Recorder(nn.Module):
     def __init__(self):
         super().__init__()
         self.fc = nn.Linear(12, 3)
-        self.seen: list[tuple[bool, torch.dtype]] = []
+        self.seen: list[tuple[bool, torch.dtype, bool]] = []  # autocast on, logits dtype, grad mode
 
     def forward(self, x):
         out = self.fc(x.flatten(1))
-        self.seen.append((torch.is_autocast_enabled("cpu"), out.dtype))
+        self.seen.append((torch.is_autocast_enabled("cpu"), out.dtype, torch.is_grad_enabled()))
         return out
 
 
@@ -42,7 +42,8 @@ def _engine(model, eval_amp):
                   device=torch.device("cpu"), amp_dtype=torch.bfloat16, eval_amp_dtype=eval_amp)
 
 
-@pytest.mark.parametrize(("eval_amp", "expected"), [(None, (False, torch.float32)), (torch.bfloat16, (True, torch.bfloat16))])
+@pytest.mark.parametrize(("eval_amp", "expected"), [(None, (False, torch.float32, False)),
+                                                    (torch.bfloat16, (True, torch.bfloat16, False))])
 def test_evaluate_uses_the_evaluation_precision_not_the_training_one(eval_amp, expected):
     model = Recorder()
     engine = _engine(model, eval_amp)

@@ -82,7 +82,7 @@ def test_state_round_trip_continues_exactly(select_on):
     """A tracker restored from its state (JSON-able, as in last.pt) after epoch 2 ends like one that ran on."""
     full, _ = _feed(select_on)
     half, _ = _feed(select_on, epochs=(1, 2))
-    state = json.loads(json.dumps(half.state_dict()))  # no inf, no tensors
+    state = json.loads(json.dumps(half.state_dict(), allow_nan=False))  # plain data: no inf, no tensors
     assert state["select_on"] == select_on and state["has_ema"] is True and state["stage"] == 0
     resumed = BestTracker(select_on, True)
     resumed.load_state_dict(state)
@@ -97,6 +97,13 @@ def test_state_round_trip_continues_exactly(select_on):
     assert again.stage == 3
 
 
+def test_last_selects_the_ema_when_its_last_validation_is_as_good():
+    for ema_val, expected in ((31.0, "ema"), (30.0, "ema"), (29.0, "raw")):  # raw's last val is 30
+        t = BestTracker("last", True)
+        t.update(4, {"raw": _res(30.0, 70.0, 4), "ema": _res(ema_val, 60.0, 4)})
+        assert t.selected() == expected, ema_val
+
+
 def test_unknown_rule_is_an_error():
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match="best"):
         BestTracker("best", True).update(1, {"raw": _res(1.0, 1.0, 1), "ema": None})
