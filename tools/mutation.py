@@ -60,6 +60,9 @@ def prepare(name: str) -> Path:
         if (work / sub).exists():
             shutil.rmtree(work / sub)
         shutil.copytree(REPO / sub, work / sub, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    # which tests cover which function is measured again every time (tests may have been added);
+    # mutmut would otherwise reuse its old map and never run a new test against an old mutant
+    (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     pyproject = (REPO / "pyproject.toml").read_text(encoding="utf-8")
     pyproject += (
         "\n[tool.mutmut]\n"
