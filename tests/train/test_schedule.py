@@ -169,3 +169,8 @@ def test_a_one_step_cosine_period_reaches_min_lr_after_one_step():
     # period_epochs 0.1 of a 10-step epoch is one step: the step after the start is at min_lr
     p = _from_recipe({"name": "cosine", "period_epochs": 0.1, "min_lr": 0.001})
     assert p.lr(0) == pytest.approx(0.1) and p.lr(1) == pytest.approx(0.001) and p.lr(50) == pytest.approx(0.001)
+
+
+def test_an_unknown_kind_is_an_error_naming_it():
+    with pytest.raises(ValueError, match="unknown schedule 'exp'"):
+        plan(kind="exp").lr(50)
