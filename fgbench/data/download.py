@@ -896,7 +896,7 @@ class VerifyReport:
 def verify_dataset(name: str, *, root=None, deep: bool = False, progress: ProgressFn | None = None,
                    cancel: threading.Event | None = None) -> VerifyReport:
     """Check a prepared dataset: counts against the catalog, every indexed file present, and with
-    ``deep`` every image decoded (this imports the engine's image code, ``fgbench.data.fast``)."""
+    ``deep`` every image decoded (this imports PIL, through ``fgbench.data.images``)."""
     from fgbench.data import prepare
     from fgbench.data.index import DatasetIndex, folder_index, read_index
 
@@ -937,7 +937,7 @@ def verify_dataset(name: str, *, root=None, deep: bool = False, progress: Progre
     if missing:
         report.problems.append(f"{name}: {len(missing)} indexed image(s) missing, e.g. {missing[0]}")
     if deep:
-        from fgbench.data.fast import find_corrupt_images
+        from fgbench.data.images import find_corrupt_images
 
         gone = set(missing)
         present = [p for p in all_paths if p not in gone]
