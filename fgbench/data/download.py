@@ -556,16 +556,18 @@ def _extract_zip(archive: Path, x: _Extractor, dest: Path, meter: ProgressMeter,
             raise DamagedArchiveError(f"{archive}: damaged archive ({err})") from None
 
 
-def _merge_into(src: Path, dst: Path, placed: list[tuple[str, ...]], rel: tuple[str, ...]) -> None:
+def _merge_into(src: Path, dst: Path, placed: list[tuple[str, ...]] | None, rel: tuple[str, ...]) -> None:
     """Move ``src`` to ``dst``; directories are merged (an earlier, partial move is completed).
     Never descends into a link of ``dst``: a link there is replaced, not followed. ``placed``
-    collects the links moved in (their parts relative to the target)."""
+    collects the links moved in (their parts relative to the target); None: the archive had none."""
     if src.is_dir() and not src.is_symlink() and dst.is_dir() and not dst.is_symlink():
         for child in src.iterdir():
             _merge_into(child, dst / child.name, placed, (*rel, child.name))
         src.rmdir()
         return
-    if src.is_symlink():
+    if placed is None:
+        pass
+    elif src.is_symlink():
         placed.append(rel)
     elif src.is_dir():
         placed.extend((*rel, *Path(d, n).relative_to(src).parts) for d, dirs, files in os.walk(src)
@@ -606,14 +608,14 @@ def extract_archive(archive: Path, target: Path, *, progress=None, cancel=None, 
         else:
             _extract_tar(archive, x, scratch, meter, cancel)
         meter.update(size, force=True)
-        placed: list[tuple[str, ...]] = []
+        placed: list[tuple[str, ...]] | None = [] if x.links else None
         for child in sorted(scratch.iterdir()):
             _merge_into(child, target / child.name, placed, (child.name,))
         root = os.path.realpath(target)
-        bad = [p for p in placed if _resolve_inside(root, list(p)) is None]
+        bad = [p for p in placed or [] if _resolve_inside(root, list(p)) is None]
         if bad:
             text = os.readlink(os.path.join(root, *bad[0]))
-            for p in placed:
+            for p in placed or []:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(os.path.join(root, *p))
             raise UnsafeArchiveError(f"{archive.name}: refusing to extract {'/'.join(bad[0])!r}: link {text!r} "
