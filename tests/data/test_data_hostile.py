@@ -284,3 +284,25 @@ def test_free_space_is_checked_before_an_import_naming_how_much(tmp_path, monkey
 class _Usage:
     def __init__(self, free: int):
         self.total, self.used, self.free = free, 0, free
+
+
+# ------------------------------------------------------------------ files that are not files
+
+
+def test_deep_verification_names_a_fifo_without_opening_it(tmp_path):
+    """A FIFO named like an image blocks whoever opens it; the deep check reports it unopened."""
+    import threading
+
+    from fgbench.data.images import find_corrupt_images
+
+    fifo = tmp_path / "x.jpg"
+    os.mkfifo(fifo)
+    found: list = []
+    t = threading.Thread(target=lambda: found.append(find_corrupt_images([str(fifo)], workers=1)), daemon=True)
+    t.start()
+    t.join(timeout=60)  # a hang guard, not a speed target
+    if t.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("the deep verification opened the FIFO")
+    [(path, reason)] = found[0]
+    assert path == str(fifo) and "not a regular file" in reason and "FIFO" in reason
