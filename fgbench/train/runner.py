@@ -435,7 +435,10 @@ def _prepare_checked(args, *, world=None, launcher: bool = False) -> Prepared:
         model = model.to(device)
         if recipe.runtime.channels_last:
             model = model.to(memory_format=torch.channels_last)
-    return Prepared(recipe, run_dir, resume_ckpt, resume_best, device, splits, model, built.report, world_size)
+    from fgbench.data.index import folder_report
+
+    report = [*folder_report(index, len(splits.val)), *built.report]
+    return Prepared(recipe, run_dir, resume_ckpt, resume_best, device, splits, model, report, world_size)
 
 
 def run_command(args) -> int:
@@ -626,8 +629,8 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
 
         writer = NullWriter()
     stop = StopFlag()
-    old_handlers = _install_signals(stop, quiet=not main)
     progress = Progress(args.progress if main else "none", stream=orig_out)
+    old_handlers = _install_signals(stop, quiet=not main, progress=progress)
     ctx = RunContext(recipe=recipe, run_dir=run_dir, run_id=run_dir.name, device=device, splits=splits, model=model,
                      model_report=report, writer=writer, progress=progress, stop=stop, resume=resume_ckpt,
                      resume_best=resume_best, dist=dist)
@@ -636,6 +639,9 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
     try:
         if main:
             print(f"run directory: {run_dir}", flush=True)
+            for line in report:
+                if line.startswith("data: "):  # which folder it tests on (also a log event)
+                    print(line, flush=True)
         trainer = Trainer(ctx)
         progress.total_steps = trainer.total_steps
         status = trainer.run()
@@ -752,11 +758,14 @@ def _print_result(s: dict) -> None:
     def pct(v):
         return "-" if v is None else f"{v:.2f}%"
 
-    lines = [f"finished {s['run_id']}: {s['epochs_done']} epochs, {s['step']} steps, {s['duration_s']:.0f}s"]
+    from fgbench.report import plural, selected_epoch_text
+
+    lines = [f"finished {s['run_id']}: {plural(s['epochs_done'], 'epoch')}, {plural(s['step'], 'step')}, "
+             f"{s['duration_s']:.0f}s"]
     for model in ("raw", "ema"):
         b = s["best"].get(model)
         if b:
-            lines.append(f"  {model}: best epoch {b['epoch']} (on {s['select_on']}): val {pct(b['val_top1'])}, "
+            lines.append(f"  {model}: {selected_epoch_text(b['epoch'], s['select_on'])}: val {pct(b['val_top1'])}, "
                          f"test {pct(b['test_top1'])} (top-5 {pct(b['test_top5'])})")
     last = s.get("last") or {}
     for model in ("raw", "ema"):
@@ -768,7 +777,7 @@ def _print_result(s: dict) -> None:
     print("\n".join(lines), flush=True)
 
 
-def _install_signals(stop, quiet: bool = False) -> dict:
+def _install_signals(stop, quiet: bool = False, progress=None) -> dict:
     old = {}
 
     def handler(signum, frame):
@@ -779,9 +788,12 @@ def _install_signals(stop, quiet: bool = False) -> dict:
         stop.signal = name
         if quiet:  # DDP ranks other than 0: rank 0 says it once
             return
+        text = f"{name}: finishing the current step, then writing a checkpoint (Ctrl-C again to leave at once)"
         try:
-            sys.stderr.write(f"\n{name}: finishing the current step, then writing a checkpoint "
-                             "(Ctrl-C again to leave at once)\n")
+            if progress is not None:
+                progress.notice(text)  # erases the bar (and the terminal's ^C) instead of leaving it stale
+            else:
+                sys.stderr.write(f"\n{text}\n")
         except Exception:  # noqa: BLE001
             pass
 
