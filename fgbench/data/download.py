@@ -72,6 +72,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from fgbench import settings
+from fgbench.atomic import DiskFullError, disk_full_cause, free_text
 from fgbench.data import catalog
 from fgbench.data.catalog import Entry, Source
 from fgbench.data.progress import Cancelled, Progress, ProgressFn, ProgressMeter, check_cancel
@@ -795,13 +796,28 @@ def download_dataset(name: str, *, root=None, progress: ProgressFn | None = None
         return loc
     existed = loc.exists()
     try:
-        _download_locked(entry, loc, progress=progress, cancel=cancel, timeout=timeout, retries=retries)
+        with _disk_full_is_a_failure(name, loc):
+            _download_locked(entry, loc, progress=progress, cancel=cancel, timeout=timeout, retries=retries)
     except DatasetBusy:
         raise  # the other process's files, not ours to tidy
     except BaseException:
         _drop_if_empty(loc, created=not existed)
         raise
     return loc
+
+
+@contextmanager
+def _disk_full_is_a_failure(name: str, loc: Path) -> Iterator[None]:
+    """A full disk anywhere in a download or import (a marker, the index, a copied file) is one
+    ``DownloadError`` line naming the file and the free space, not a traceback."""
+    try:
+        yield
+    except OSError as err:
+        if disk_full_cause(err) is None:
+            raise
+        where = err.filename if isinstance(err, DiskFullError) else (disk_full_cause(err).filename or loc)
+        raise DownloadError(f"{name}: {where}: disk full ({free_text(loc)} free); free some space or set "
+                            "FGBENCH_DATA to a bigger disk, then run the same command again") from None
 
 
 def _drop_if_empty(loc: Path, *, created: bool) -> None:
@@ -872,7 +888,7 @@ def import_dataset(name: str, source_path, *, root=None, progress: ProgressFn | 
         raise UserError(f"{src}: no such file or folder")
     loc = catalog.location(name, root)
     src_real = src.resolve()
-    with _locked(loc):
+    with _disk_full_is_a_failure(name, loc), _locked(loc):
         if src.is_dir():
             files = [src / s.filename for s in entry.sources if (src / s.filename).is_file()]
             if not files:  # an extracted tree: index it in place
