@@ -308,7 +308,7 @@ class FgbenchApp(App):
             self.notify(f"{path.name} has completed; nothing to resume", severity="warning", timeout=4)
             return
         try:
-            launched = self.launcher.resume(path)
+            self.launcher.resume(path)
         except UserError as err:
             self.notify(str(err), title="Not resumed", severity="error")
             return

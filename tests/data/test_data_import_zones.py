@@ -13,7 +13,7 @@ def test_pure_data_modules_import_no_torch_pil_or_numpy():
     code = (
         "import sys\n"
         "import fgbench.settings, fgbench.data.catalog, fgbench.data.download, fgbench.data.prepare\n"
-        "import fgbench.data.cli as c, argparse\n"
+        "import fgbench.cli.data as c, argparse\n"
         "p = argparse.ArgumentParser(); c.register(p.add_subparsers())\n"
         "heavy = sorted(m for m in ('torch', 'torchvision', 'PIL', 'numpy', 'textual') if m in sys.modules)\n"
         "print(','.join(heavy))\n"

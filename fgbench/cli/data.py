@@ -19,7 +19,7 @@ import sys
 import time
 from typing import TextIO
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+from fgbench.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 
 
 def register(sub: argparse._SubParsersAction) -> None:
