@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from fgbench import paths, report, runs
+from fgbench.rundir.events import STATUSES
 from fgbench.errors import UserError
 
-RUN_STATUSES = ("running", "completed", "failed", "interrupted")
+RUN_STATUSES = (*STATUSES, "damaged")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -239,7 +240,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         infos = runs.list_runs(root)
     selected = []
     for r in infos:
-        if statuses and r.status not in statuses:
+        if statuses and r.status not in statuses and not ("damaged" in statuses and r.damaged):
             continue
         if args.name and not report.name_matches(args.name, r.name, r.run_id):
             continue
@@ -270,30 +271,32 @@ def cmd_show(args: argparse.Namespace) -> int:
     out = sys.stdout
     out.write(f"run     {info.run_id}\npath    {run_dir}\nstatus  {info.status}"
               + (f" ({info.error})" if info.error else "") + "\n")
+    if info.damaged:
+        out.write(f"damaged {info.damaged}\n")
     out.write(f"recipe  {info.name}  dataset {info.dataset}  model {info.arch}"
               + (f"  sweep {info.info['sweep_tag']}" if info.info.get("sweep_tag") else "") + "\n")
     ckpts = [name for name in (runs.BEST_CKPT, runs.LAST_CKPT) if (run_dir / runs.CHECKPOINT_DIR / name).is_file()]
     out.write(f"checkpoints  {', '.join(ckpts) if ckpts else 'none'}\n")
     if not args.no_recipe:
-        out.write("\n## resolved recipe (recipe.toml)\n")
+        out.write(f"\n## resolved recipe ({runs.RECIPE_FILE})\n")
         try:
-            out.write((run_dir / runs.RECIPE_FILE).read_text(encoding="utf-8"))
+            out.write((run_dir / runs.RECIPE_FILE).read_text(encoding="utf-8", errors="replace"))
         except FileNotFoundError:
-            out.write("(no recipe.toml)\n")
+            out.write(f"(no {runs.RECIPE_FILE})\n")
     out.write("\n## summary\n")
     out.write(report.summary_text(info.summary))
     if not args.no_plots:
         out.write("\n## curves\n")
         text = report.curves_text(events, width=args.width)
         out.write(text if text else "no epoch has finished yet\n")
-    confusion = runs.read_json(run_dir / "confusion.json")
+    confusion = runs.read_json(run_dir / runs.CONFUSION_FILE)
     out.write("\n## classes\n")
     if isinstance(confusion, dict) and confusion.get("matrix"):
         out.write(report.confusion_text(confusion, pairs=args.pairs, all_classes=args.all_classes))
     else:
-        classes = runs.read_json(run_dir / "classes.json")
+        classes = runs.read_json(run_dir / runs.CLASSES_FILE)
         n = f"{len(classes)} classes; " if isinstance(classes, list) else ""
-        out.write(f"{n}no confusion.json yet (written when the run finishes)\n")
+        out.write(f"{n}no {runs.CONFUSION_FILE} yet (written when the run finishes)\n")
     return 0
 
 
@@ -419,7 +422,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"continue with: fgbench sweep --continue {state.tag}"
               + (f" --runs-root {args.runs_root}" if args.runs_root else ""))
     elif code == 1:
-        print(f"see the failed runs' log.txt; rerun them with: fgbench sweep --continue {state.tag} --retry-failed")
+        print(f"see the failed runs' {runs.LOG_FILE}; rerun them with: fgbench sweep --continue {state.tag} --retry-failed")
     return code
 
 

@@ -28,6 +28,8 @@ import math
 from fnmatch import fnmatchcase
 from typing import Any, Iterable, Sequence
 
+from fgbench.rundir.layout import SUMMARY_FILE
+
 BOOKKEEPING_FIELDS = ("name", "description", "sweep")
 
 # ------------------------------------------------------------------------------- recipe fields
@@ -215,10 +217,13 @@ def _size_key(size: str) -> tuple[int, str]:
 
 
 def run_row(run: Any) -> dict[str, Any]:
-    """One run (a ``fgbench.runs.RunInfo``) as a flat row of raw values."""
+    """One run (a ``fgbench.rundir.RunInfo``) as a flat row of raw values. A run whose files cannot
+    be read (``run.damaged``) shows as ``damaged`` with the reason, its numbers left out."""
+    damaged = getattr(run, "damaged", None)
     row = {
         "run": run.run_id,
-        "status": run.status,
+        "status": "damaged" if damaged else run.status,
+        "damaged": damaged,
         "recipe": run.name,
         "dataset": run.dataset,
         "model": run.arch,
@@ -245,6 +250,7 @@ LIST_COLUMNS: list[tuple[str, str, str]] = [
     ("ema_test_top1_last", "ema test@last", "acc"),
     ("duration_s", "time", "duration"),
     ("images_per_s", "img/s", "rate"),
+    ("damaged", "damaged", "text"),
 ]
 
 METRIC_COLUMNS: list[tuple[str, str, str]] = [
@@ -288,7 +294,7 @@ def _drop_empty(columns: list[tuple[str, str, str]], rows: list[dict[str, Any]],
 
 def list_table(runs: Sequence[Any]) -> tuple[list[tuple[str, str, str]], list[dict[str, Any]]]:
     rows = [_with_epochs(run_row(r)) for r in runs]
-    optional = ("ema_val_top1", "ema_test_top1_best", "ema_test_top1_last")
+    optional = ("ema_val_top1", "ema_test_top1_best", "ema_test_top1_last", "damaged")
     return _drop_empty(LIST_COLUMNS, rows, optional), rows
 
 
@@ -610,7 +616,7 @@ def confusion_text(confusion: dict[str, Any], *, worst: int = 10, best: int = 5,
 def summary_text(summary: dict[str, Any]) -> str:
     """summary.json in a few readable lines."""
     if not summary:
-        return "no summary.json yet (the run has not finished an epoch)\n"
+        return f"no {SUMMARY_FILE} yet (the run has not finished an epoch)\n"
     n = summary_numbers(summary)
     lines = []
     rate = "-" if n["images_per_s"] is None else f"{n['images_per_s']:.0f}"

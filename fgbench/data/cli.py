@@ -75,7 +75,7 @@ def _human_time(s: float | None) -> str:
 
 
 class ProgressPrinter:
-    """Renders ``fgbench.data.download.Progress`` on stderr."""
+    """Renders ``fgbench.data.progress.Progress`` on stderr."""
 
     def __init__(self, stream: TextIO | None = None, tty: bool | None = None):
         self.stream = stream or sys.stderr

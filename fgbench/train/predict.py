@@ -32,7 +32,7 @@ from typing import Any, Sequence
 
 import torch
 
-from fgbench import runs
+from fgbench.rundir import layout as runs
 from fgbench.errors import UserError
 from fgbench.recipe import NoPretrained, Recipe, RecipeError, validate_recipe
 
@@ -89,16 +89,13 @@ def load_run(run_dir: str | os.PathLike[str], *, checkpoint: str = "best", ema: 
     path = run_dir / runs.CHECKPOINT_DIR / (runs.BEST_CKPT if checkpoint == "best" else runs.LAST_CKPT)
     if not path.is_file():
         other = "last" if checkpoint == "best" else "best"
-        hint = (f"; try --checkpoint {other}" if (run_dir / runs.CHECKPOINT_DIR / f"{other}.pt").is_file()
+        other_file = runs.LAST_CKPT if other == "last" else runs.BEST_CKPT
+        hint = (f"; try --checkpoint {other}" if (run_dir / runs.CHECKPOINT_DIR / other_file).is_file()
                 else " (the run has not finished an epoch)")
         raise UserError(f"{path}: no such checkpoint{hint}")
+    ckpt = load_checkpoint(path)  # a CheckpointError is one line naming the file
     try:
-        ckpt = load_checkpoint(path)
-    except (ValueError, RuntimeError, OSError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UserError(f"{path}: cannot load checkpoint: {first}") from None
-    try:
-        recipe = validate_recipe(ckpt["recipe"], f"{path} (embedded recipe)")
+        recipe = validate_recipe(ckpt.get("recipe"), f"{path} (embedded recipe)")
     except RecipeError as err:
         raise UserError(f"{err.lines[0]}") from None
     class_names = list(ckpt.get("class_names") or [])

@@ -47,7 +47,10 @@ from typing import Any
 
 import torch
 
-from fgbench import metrics, runs
+from fgbench.rundir import events as metrics
+from fgbench.rundir import layout as runs
+from fgbench.rundir import procs
+from fgbench.rundir.summary import Summary, write_summary
 from fgbench.data import loaders as L
 from fgbench.errors import UserError
 from fgbench.recipe import recipe_to_dict
@@ -207,6 +210,7 @@ class Trainer:
         self.last_results: dict | None = None
         self.last_epoch_done = 0
         self.skipped: set[str] = set()
+        self.evaluated: dict[str, int] = {}  # split -> images its last evaluation counted (skipped ones excluded)
         self.totals = {"train_time": 0.0, "train_images": 0, "duration": 0.0}
         self.peak_mem_mb: float | None = None
         self.engine: Engine | None = None
@@ -427,6 +431,7 @@ class Trainer:
                 ev = evaluate(model, loader, self.engine, num_classes=self.num_classes, top_k=self.r.eval.top_k,
                               on_corrupt=self._on_corrupt)
                 res[split] = ev
+                self.evaluated[split] = ev["images"]
                 self._emit("eval", epoch=epoch, step=self.engine.step, split=split, model=name, top1=ev["top1"],
                            top5=ev["top5"], loss=ev["loss"], test_size=test_size, images=ev["images"])
             out[name] = res
@@ -511,8 +516,9 @@ class Trainer:
             "step": self.engine.step if self.engine else 0, "duration_s": round(self._duration(), 3),
             "images_per_s": (self.totals["train_images"] / self.totals["train_time"]) if self.totals["train_time"] else None,
             "peak_mem_mb": self.peak_mem_mb,
-            "train_images": len(self.splits.train), "val_images": len(self.splits.val),
-            "test_images": len(self.splits.test), "select_on": self.r.eval.select_on,
+            "train_images": len(self.splits.train),
+            "val_images": self.evaluated.get("val", len(self.splits.val)),
+            "test_images": self.evaluated.get("test", len(self.splits.test)), "select_on": self.r.eval.select_on,
             "best": {"raw": t.public("raw"), "ema": t.public("ema") if self.r.ema.enabled else None},
             "selected": t.selected() if t.best.get("raw") or t.best.get("ema") else None,
             "last": last,
@@ -521,9 +527,9 @@ class Trainer:
         }
 
     def write_summary(self) -> dict:
-        s = self.summary()
+        s = Summary.from_json(self.summary()).to_json()  # the one declared shape, checked
         if self.main:
-            runs.write_json(self.ctx.run_dir / runs.SUMMARY_FILE, s)
+            write_summary(self.ctx.run_dir, Summary.from_json(s))
         return s
 
     # ----------------------------------------------------------------------------------- run
@@ -550,6 +556,7 @@ class Trainer:
         si0, e0, stats0 = self._position()
         if ctx.resume is not None:
             self._restore(ctx.resume, ctx.resume_best)
+            self._remove_stale_temps()
         self._emit_started()
         for line in ctx.model_report if ctx.resume is None else []:
             self._emit("log", level="info", message=line)
@@ -581,6 +588,7 @@ class Trainer:
                                        f"{self.loaders.train.steps_per_epoch} batches in epoch {epoch}")
                 if not res["completed"]:
                     self._save_last(stage=si, epoch=epoch - 1, batch=stats.batches, stats=stats)
+                    self._remove_stale_temps()
                     self.status = "interrupted"
                     self.write_summary()
                     return "interrupted"
@@ -592,14 +600,21 @@ class Trainer:
                 if stop and not final_epoch:
                     if self._saved_at != epoch:
                         self._save_last(stage=si, epoch=epoch)
+                    self._remove_stale_temps()
                     self.status = "interrupted"
                     self.write_summary()
                     return "interrupted"
                 if res["reached_max_steps"]:
                     break
         self._final()
+        self._remove_stale_temps()
         self.status = "completed"
         return "completed"
+
+    def _remove_stale_temps(self) -> None:
+        """Temporary checkpoint files a killed run left (``.last.pt.XXXX.tmp``)."""
+        if self.main:
+            C.remove_stale_temps(self.ckpt_dir, (runs.LAST_CKPT, runs.BEST_CKPT))
 
     def _train_epoch(self, st: StageSpec, epoch: int, stats: EpochStats) -> dict:
         assert self.loaders is not None and self.engine is not None
@@ -659,7 +674,7 @@ class Trainer:
                                        f"{ev['top5']:.2f}%")
         sel = t.selected()
         if t.confusion.get(sel) is not None and self.main:
-            runs.write_json(self.ctx.run_dir / "confusion.json", {
+            runs.write_json(self.ctx.run_dir / runs.CONFUSION_FILE, {
                 "split": "test", "model": sel, "class_names": list(self.splits.class_names),
                 "matrix": t.confusion[sel], "epoch": t.best[sel]["epoch"] if t.best.get(sel) else None,
             })
@@ -677,6 +692,7 @@ class Trainer:
         self._emit(
             "run_started", run_id=ctx.run_id, recipe=self.recipe_dict, class_names=list(self.splits.class_names),
             device=_device_name(self.device), host=socket.gethostname(), pid=os.getpid(),
+            pid_start=procs.start_time(os.getpid()),
             versions={"fgbench": __version__, "python": platform.python_version(), "torch": torch.__version__,
                       "torchvision": torchvision.__version__},
             train_images=len(self.splits.train), val_images=len(self.splits.val),

@@ -136,9 +136,12 @@ class FgbenchApp(App):
         worker = get_current_worker()
         while not worker.is_cancelled:
             changed: set[Path] = set()
-            for path, code in self.launcher.reap().items():
-                self.store.set_exit_code(path, code)
+            for path, launched in self.launcher.reap().items():
                 changed.add(path)
+                if launched.rejection is not None and not path.exists():
+                    # rejected before it wrote anything: the launcher removed the directory
+                    self.call_from_thread(self.notify, launched.rejection.splitlines()[-1],
+                                          title=f"Not started: {path.name}", severity="error", timeout=10)
             try:
                 changed |= self.store.refresh()
             except OSError:
@@ -193,8 +196,7 @@ class FgbenchApp(App):
 
     def stop_run(self, path: Path) -> None:
         model = self.store.model(path)
-        pid = model.pid
-        if model.status != "running" or not self.launcher.stop(pid):
+        if model.status != "running" or not self.launcher.stop(path):
             self.notify(f"{path.name} is not running", severity="warning", timeout=4)
             return
         self.notify(f"Stopping {path.name}: sent SIGINT, it writes a checkpoint first", timeout=5)
@@ -213,10 +215,6 @@ class FgbenchApp(App):
         except UserError as err:
             self.notify(str(err), title="Not resumed", severity="error")
             return
-        with model.lock:
-            model.exit_code = None
-            model.pid = launched.pid
-            model.awaiting_start = True
         self.wake_watcher()
         self.notify(f"Resuming {path.name}", timeout=3)
 

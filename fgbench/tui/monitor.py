@@ -20,11 +20,11 @@ Decisions and trade-offs:
   LR and throughput curves of such a run is therefore a sample (every k-th step event, k about
   the number of step events / 8000), which at a few hundred plotted points is not visible; every
   evaluation is exact. New events after opening are read in full. Measured in ``BENCHMARKS.md``.
-* Status follows ``fgbench.runs``: the last ``run_finished`` after the last ``run_started`` says
-  completed / failed / interrupted; without one the run is ``running`` while its pid lives. A run
-  this TUI launched also knows its exit code, so a trainer that dies before it can write
-  ``run_finished`` (an import error, a segfault, the OOM killer) is reported as failed with its
-  exit code and the tail of its console output, not as a silent "interrupted".
+* Status, recipe, summary and damage come from :class:`fgbench.rundir.reader.RunReader`, the one
+  reader the CLI and sweeps use too, so a run has the same status here, in ``fgbench runs list``
+  and in a TUI restarted tomorrow (the rule is in :mod:`fgbench.rundir.status`). A trainer that
+  dies before it can write ``run_finished`` (an import error, the OOM killer) is failed because
+  the launcher's supervisor wrote its exit in the run directory, not because this TUI saw it.
 * Thread safety: a worker thread calls :meth:`RunModel.update`; the UI thread calls
   :meth:`RunModel.snapshot`. Both hold the model's lock, and a snapshot is plain data.
 """
@@ -42,19 +42,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fgbench import metrics, runs
 from fgbench.report import fmt_duration as format_duration
-
-CONSOLE_FILE = "console.txt"
-"""stdout and stderr of a trainer the TUI launched (the trainer writes its own log.txt too)."""
-LAUNCH_INFO = "launch.json"
-LAUNCHES_DIR = ".launches"
-
-
-def launch_dir(run_dir: Path) -> Path:
-    """Where the TUI keeps its launch files for a run: beside the run directory, which the
-    trainer wants new or empty (see :mod:`fgbench.tui.launcher`)."""
-    return Path(run_dir).parent / LAUNCHES_DIR / Path(run_dir).name
+from fgbench.rundir import events as metrics
+from fgbench.rundir import layout as runs
+from fgbench.rundir.reader import RunReader
 
 BULK_BYTES = 2_000_000
 SAMPLE_STEPS = 8000
@@ -168,16 +159,15 @@ class RunModel:
         self.path = Path(path)
         self.lock = threading.RLock()
         self.limit = limit
-        self.tailer = metrics.Tailer(self.path / metrics.METRICS_FILE)
+        self.reader = RunReader(self.path)
+        self.tailer = self.reader.tailer
         self.series = {name: Decimator(limit) for name in SERIES}
         self.loaded = False
         self.sampled = False
         self.events = 0
         self.run_id = self.path.name
-        self.pid: int | None = None
         self.started_event: dict[str, Any] | None = None
         self.finished: dict[str, Any] | None = None
-        self.exit_code: int | None = None
         self.epoch = 0
         self.total_epochs: int | None = None
         self.step = 0
@@ -196,61 +186,26 @@ class RunModel:
         self._smooth: float | None = None
         self._smooth_n = 0
         self._rate: deque[tuple[float, int]] = deque(maxlen=30)
-        self._mtimes: dict[str, float] = {}
-        self.recipe: dict[str, Any] = {}
-        self.info: dict[str, Any] = {}
-        self.summary: dict[str, Any] = {}
-        self.launch: dict[str, Any] | None = None
-        self.awaiting_start = False
-        """A resume was launched and its run_started has not arrived yet."""
+
+    # the run directory's files, as the one reader reads them
+    recipe = property(lambda self: self.reader.recipe)
+    info = property(lambda self: self.reader.info)
+    summary = property(lambda self: self.reader.summary.to_json() if self.reader.summary else {})
+    pid = property(lambda self: self.reader.pid)
 
     # ------------------------------------------------------------------ reading
 
     def update(self) -> bool:
         """Read what is new in the run directory. Returns whether anything changed."""
         with self.lock:
-            changed = self._refresh_files()
             if not self.loaded:
                 self.loaded = True
-                events = self._initial_events()
+                changed, events = self.reader.update(self._initial_events())
             else:
-                events = self.tailer.poll()
+                changed, events = self.reader.update()
             for ev in events:
                 self._feed(ev)
-            return changed or bool(events)
-
-    def _refresh_files(self) -> bool:
-        changed = False
-        for name, attr, reader in (
-            (runs.RECIPE_FILE, "recipe", _read_toml),
-            (runs.RUN_INFO_FILE, "info", runs.read_json),
-            (runs.SUMMARY_FILE, "summary", runs.read_json),
-        ):
-            p = self.path / name
-            try:
-                mtime = p.stat().st_mtime_ns
-            except OSError:
-                continue
-            if self._mtimes.get(name) != mtime:
-                self._mtimes[name] = mtime
-                value = reader(p)
-                if isinstance(value, dict):
-                    setattr(self, attr, value)
-                    changed = True
-        if self.launch is None:
-            launch = runs.read_json(launch_dir(self.path) / LAUNCH_INFO)
-            if isinstance(launch, dict):
-                self.launch = launch
-                changed = True
-                if not self.recipe:
-                    # the recipe as launched, until the trainer writes its resolved recipe.toml
-                    self.recipe = _read_toml(launch_dir(self.path) / "launch.toml") or {}
-        if self.pid is None:
-            for source in (self.info, self.launch or {}):
-                if isinstance(source.get("pid"), int):
-                    self.pid = source["pid"]
-                    break
-        return changed
+            return changed
 
     def _initial_events(self) -> list[dict[str, Any]]:
         path = self.tailer.path
@@ -271,6 +226,7 @@ class RunModel:
         with self.lock:
             self.loaded = True
             for ev in events:
+                self.reader.note(ev)
                 self._feed(ev)
 
     def _log(self, text: str) -> None:
@@ -294,15 +250,9 @@ class RunModel:
     def _on_run_started(self, ev: dict[str, Any], t: float | None) -> None:
         self.started_event = ev
         self.finished = None
-        self.exit_code = None
-        self.awaiting_start = False
-        if isinstance(ev.get("pid"), int):
-            self.pid = ev["pid"]
         for key in ("total_epochs", "total_steps", "steps_per_epoch"):
             if isinstance(ev.get(key), int):
                 setattr(self, key, ev[key])
-        if isinstance(ev.get("recipe"), dict) and not self.recipe:
-            self.recipe = ev["recipe"]
         parts = [f"{'resumed' if ev.get('resumed') else 'started'} on {ev.get('device', '?')}"]
         if ev.get("train_images") is not None:
             parts.append(f"{ev['train_images']} train / {ev.get('val_images', 0)} val / "
@@ -409,30 +359,19 @@ class RunModel:
 
     @property
     def status(self) -> str:
-        if self.finished is not None and not self.awaiting_start:
-            return str(self.finished.get("status", "failed"))
-        if runs.pid_alive(self.pid):
-            return "running"
-        if self.exit_code is not None and self.exit_code not in (0, 130):
-            return "failed"
-        if self.finished is not None:  # a resume that never started: the run is as it was
-            return str(self.finished.get("status", "failed"))
-        if self.started_event is None and self.launch is not None and self.exit_code != 130:
-            return "failed"  # launched from the TUI, stopped before it could start the run
-        return "interrupted"
+        return self.reader.status().status
 
     @property
     def error(self) -> str | None:
-        if self.status != "failed":
-            return None
-        if self.finished is not None and not self.awaiting_start and self.finished.get("error"):
-            return str(self.finished["error"])
-        if self.exit_code not in (None, 0, 130):
-            what = "resuming" if self.awaiting_start else "before reporting a result"
-            return f"the trainer exited with code {self.exit_code} {what}"
-        if self.started_event is None and self.launch is not None:
-            return "the trainer stopped before it started the run"
-        return None
+        return self.reader.status().error
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.reader.status().exit_code
+
+    @property
+    def damaged(self) -> str | None:
+        return self.reader.damaged
 
     def eta_s(self) -> float | None:
         total = self.total_steps
@@ -447,7 +386,7 @@ class RunModel:
 
     def console_tail(self, lines: int = 12) -> list[str]:
         """The last lines of what the trainer printed: console.txt (ours) or log.txt (its own)."""
-        for path in (launch_dir(self.path) / CONSOLE_FILE, self.path / runs.LOG_FILE):
+        for path in (self.path / runs.CONSOLE_FILE, self.path / runs.LOG_FILE):
             tail = tail_lines(path, lines)
             if tail:
                 return tail
@@ -593,7 +532,7 @@ def _best_numbers(model: RunModel) -> tuple[float | None, float | None]:
                 val, test = v, t if t is not None else test
             elif val is None and t is not None and (test is None or t > test):
                 test = t
-    if val is None and test is None:
+    if val is None and test is None and not model.damaged:
         val = model.best.get("val_top1")
         test = model.best.get("test_top1")
     return val, test
@@ -619,11 +558,6 @@ class RunStore:
                 m = self.models[p] = RunModel(p)
             return m
 
-    def set_exit_code(self, path: Path, code: int) -> None:
-        m = self.model(path)
-        with m.lock:
-            m.exit_code = code  # a later run_started (a resume) clears it again
-
     def refresh(self, *, deadline_s: float | None = None) -> set[Path]:
         """Read new events of every run; returns the runs that changed."""
         changed: set[Path] = set()
@@ -635,7 +569,7 @@ class RunStore:
         for p in sorted(self.root.iterdir()):
             if p.name.startswith(".") or not p.is_dir():
                 continue
-            if not (runs.is_run_dir(p) or (p / runs.RUN_INFO_FILE).is_file() or launch_dir(p).is_dir()):
+            if not runs.is_run_dir(p):
                 continue
             seen.add(p)
             m = self.model(p)
@@ -669,11 +603,11 @@ class RunStore:
                 out.append(RunRow(
                     path=m.path, run_id=m.run_id,
                     name=str(m.recipe.get("name") or m.summary.get("name") or m.run_id),
-                    status=m.status,
+                    status="damaged" if m.damaged else m.status,
                     dataset=str(m.recipe.get("data", {}).get("dataset", m.summary.get("dataset", "?"))),
                     arch=str(m.recipe.get("model", {}).get("arch", m.summary.get("arch", "?"))),
                     best_val=val, best_test=test, duration_s=duration,
-                    epoch=m.epoch, total_epochs=m.total_epochs, error=m.error,
+                    epoch=m.epoch, total_epochs=m.total_epochs, error=m.damaged or m.error,
                 ))
         return out
 

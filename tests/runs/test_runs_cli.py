@@ -71,7 +71,7 @@ def test_list_empty_and_bad_input(cli, runs_root: Path) -> None:
     code, out, err = cli("runs", "list", "--runs-root", runs_root)
     assert (code, out) == (0, "") and "no runs" in err
     code, out, err = cli("runs", "list", "--runs-root", runs_root, "--status", "done")
-    assert code == 2 and err.strip() == "--status done: choose from running, completed, failed, interrupted"
+    assert code == 2 and err.strip() == "--status done: choose from running, completed, failed, interrupted, damaged"
     code, out, err = cli("runs", "list", "--runs-root", runs_root, "--where", "optim.lr")
     assert code == 2 and "--where optim.lr: expected KEY=VALUE" in err and "Traceback" not in err
 
@@ -224,13 +224,12 @@ def test_rm_asks_and_only_deletes_on_yes(cli, runs_root: Path, three) -> None:
 
 
 def test_rm_refuses_a_running_run(cli, runs_root: Path) -> None:
+    from fgbench.rundir.lock import RunLock
+
     live = make_run(runs_root, "live", status=None)
-    runs.write_run_info(live, pid=os.getpid())
-    # run_started carries the pid the status check uses: rewrite it to ours
-    text = (live / METRICS_FILE).read_text().replace("999999999", str(os.getpid()))
-    (live / METRICS_FILE).write_text(text)
-    assert runs.read_run(live).status == "running"
-    code, _, err = cli("runs", "rm", "--runs-root", runs_root, live.name, "--yes")
+    with RunLock(live).acquire():  # what a trainer holds while it trains
+        assert runs.read_run(live).status == "running"
+        code, _, err = cli("runs", "rm", "--runs-root", runs_root, live.name, "--yes")
     assert code == 2 and "still running" in err and live.is_dir()
 
 

@@ -8,7 +8,7 @@ from textual.widgets import Input, Select, TextArea
 
 from fgbench.recipe import load_recipe
 from fgbench.tui.app import make_app
-from fgbench.tui.screens.dialogs import PickScreen, PromptScreen
+from fgbench.tui.dialogs import PickScreen, PromptScreen
 from tui_helpers import ready_pane, wait_for
 
 

@@ -224,5 +224,5 @@ async def test_a_resume_that_fails_to_start_is_reported(dirs):
         assert model.status == "interrupted"
         await pilot.press("c")
         await wait_for(pilot, lambda: model.status == "failed", what="failed resume")
-        assert model.error == "the trainer exited with code 3 resuming"
+        assert model.error == "the trainer exited with code 3"
         assert any("ImportError" in line for line in model.console_tail())

@@ -34,7 +34,7 @@ from fgbench import paths
 from fgbench.errors import UserError
 from fgbench.tui.messages import DatasetPicked, DatasetTaskDone, DownloadProgress
 from fgbench.tui.monitor import format_duration
-from fgbench.tui.screens.dialogs import PromptScreen
+from fgbench.tui.dialogs import PromptScreen
 
 STATUS_STYLE = {"ready": "bold green", "partial": "yellow", "missing": "dim"}
 COLUMN_LABELS = ("name", "classes", "train/test", "size", "status", "location")

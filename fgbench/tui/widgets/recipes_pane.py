@@ -35,7 +35,7 @@ from fgbench.recipe import Recipe, RecipeError, atomic_write_text, parse_recipe_
 from fgbench.tui import form as F
 from fgbench.tui.messages import RecipeStatus
 from fgbench.tui.recipe_files import discover, listing
-from fgbench.tui.screens.dialogs import ConfirmScreen, PickScreen, PromptScreen
+from fgbench.tui.dialogs import ConfirmScreen, PickScreen, PromptScreen
 from fgbench.tui.widgets.recipe_form import RecipeForm
 
 
