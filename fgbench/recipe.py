@@ -1243,26 +1243,18 @@ def recipe_to_dict(recipe: Recipe, *, full: bool = True) -> dict[str, Any]:
 
 def _keep_union_tags(model: BaseModel, data: dict[str, Any]) -> None:
     # exclude_defaults drops a union's tag (it is each variant's default), which would leave e.g.
-    # `[optim] lr = 0.01` with no `name`: unloadable, or loaded as SGD. Put the tag back, first.
+    # `[optim] lr = 0.01` with no `name`: unloadable, or loaded as SGD. Put the tag back, first. A
+    # section whose variant is not the default is always in `data` (as {} when its fields are all
+    # defaults), so walking what is there finds every union that needs its tag.
     for name, info in type(model).model_fields.items():
         value = getattr(model, name)
-        ann = _strip_none(info.annotation)
-        members = union_members(ann)
         sub = data.get(name)
-        if members and isinstance(value, BaseModel):
+        members = union_members(_strip_none(info.annotation))
+        if members and isinstance(value, BaseModel) and isinstance(sub, dict):
             tag = union_tag(members)
-            default = None if info.is_required() else info.get_default(call_default_factory=True)
-            if isinstance(sub, dict) or type(value) is not type(default):
-                rest = {k: v for k, v in (sub or {}).items() if k != tag}
-                data[name] = sub = {tag: getattr(value, tag), **rest}
-        if isinstance(value, BaseModel):
-            if isinstance(sub, dict):
-                _keep_union_tags(value, sub)
-            else:
-                nested: dict[str, Any] = {}
-                _keep_union_tags(value, nested)
-                if nested:
-                    data[name] = nested
+            data[name] = sub = {tag: getattr(value, tag), **{k: v for k, v in sub.items() if k != tag}}
+        if isinstance(value, BaseModel) and isinstance(sub, dict):
+            _keep_union_tags(value, sub)
         elif isinstance(value, list) and isinstance(sub, list):
             for item, item_data in zip(value, sub):
                 if isinstance(item, BaseModel) and isinstance(item_data, dict):
