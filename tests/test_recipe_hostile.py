@@ -403,3 +403,15 @@ def test_union_sections_come_from_the_schema() -> None:
     assert R.union_tag_field("model.pretrained") == "source" and R.union_tag_field("optim") == "name"
     assert set(R.union_variants("schedule")) == {"cosine", "multistep", "linear", "constant"}
     assert Recipe.model_fields["optim"].annotation is not None
+
+
+def test_run_rejects_a_bad_recipe_before_importing_torch(tmp_path: Path) -> None:
+    bad = write(tmp_path, "[optim]\nlr = \"0.05\"\n")
+    code = ("import sys\nfrom fgbench.cli import main\n"
+            f"rc = main(['run', {str(bad)!r}, '--runs-root', {str(tmp_path / 'runs')!r}])\n"
+            "print(rc, 'torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    assert proc.stdout.split() == ["2", "False"], proc.stderr
+    assert proc.stderr == f"{bad}: optim.lr: Input should be a valid number\n"
+    assert not (tmp_path / "runs").exists()
