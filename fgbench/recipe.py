@@ -170,6 +170,17 @@ class DataConfig(_Section):
     crop_scale: tuple[float, float] = (0.08, 1.0)
     """Area fraction range of RandomResizedCrop."""
 
+    crop_ratio: tuple[float, float] = (0.75, 1.3333333333333333)
+    """Aspect-ratio range (width / height) of RandomResizedCrop, drawn log-uniformly; torchvision's
+    and timm's default is 3/4 to 4/3."""
+
+    interpolation: Literal["bilinear", "bicubic", "random"] = "bilinear"
+    """Interpolation of the training resizes and crops (RandomResizedCrop, `resize`, `resize_crop`):
+    `random` draws bilinear or bicubic for each crop, as timm's `interpolation = "random"`."""
+
+    test_interpolation: Literal["bilinear", "bicubic"] = "bilinear"
+    """Interpolation of the test (and validation) resize."""
+
     crop_padding: int = Field(4, ge=0, le=256)
     """Padding in pixels for `pad_crop` and `resize_crop`."""
 
@@ -235,6 +246,12 @@ class DataConfig(_Section):
         lo, hi = self.crop_scale
         if not 0 < lo <= hi <= 1:
             raise FieldProblem("crop_scale", "crop_scale must satisfy 0 < low <= high <= 1")
+        lo, hi = self.crop_ratio
+        if not 0 < lo <= hi <= 10:
+            raise FieldProblem("crop_ratio", "crop_ratio must satisfy 0 < low <= high <= 10")
+        if self.loader == "device" and (self.interpolation, self.test_interpolation) != ("bilinear", "bilinear"):
+            raise FieldProblem("interpolation" if self.interpolation != "bilinear" else "test_interpolation",
+                               "the device loader resizes bilinearly only; use data.loader = \"standard\"", "loader")
         if self.train_crop == "resize_crop" and self.train_resize is None:
             raise FieldProblem("train_resize", "train_crop 'resize_crop' needs data.train_resize, e.g. [512, 512]",
                                "train_crop")
@@ -356,7 +373,8 @@ class ModelConfig(_Section):
     arch: str = Field("resnet18", min_length=1, pattern=r"^[a-z0-9_]+$")
     """Architecture: any torchvision classification model name (`resnet18`, `resnet50`,
     `efficientnet_b2`, `regnet_y_1_6gf`, ...) or one of fgbench's own: `resnet8_cifar`,
-    `resnet20_cifar` (CIFAR ResNets, 16-32-64 channels), `small_cnn`, `vit_cifar` (post-norm ViT for
+    `resnet20_cifar` (CIFAR ResNets, 16-32-64 channels), `small_cnn`, `toy_dilated` (enhuiz's four
+    dilated 3x3 convolutions of 32 channels), `vit_cifar` (post-norm ViT for
     small images, as enhuiz's `vit`) and `vitn_cifar` (pre-norm ViT with the `model.vit` options)."""
 
     num_classes: int | None = Field(None, ge=2, le=1_000_000)
@@ -577,6 +595,18 @@ class CosineSchedule(_ScheduleBase):
     the stage). Longer than what remains, training ends before the LR reaches `min_lr`, as the
     hoya seed's CosineAnnealingLR(T_max=120) after a warm-up. Later stages span their own epochs."""
 
+    warmup_in_period: bool = False
+    """The warm-up is part of the cosine's period, as timm's CosineLRScheduler (`warmup_prefix =
+    False`): after the warm-up the cosine is at `p = step / T` (T the stage's steps, or
+    `period_epochs`), not starting again from the peak. Off: the cosine starts at the peak after the
+    warm-up (and `hold_epochs`)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> "CosineSchedule":
+        if self.warmup_in_period and self.hold_epochs:
+            raise ValueError("warmup_in_period: a cosine that includes the warm-up has no hold at the peak (hold_epochs)")
+        return self
+
 
 class MultiStepSchedule(_ScheduleBase):
     name: Literal["multistep"] = "multistep"
@@ -626,6 +656,13 @@ class AugmentConfig(_Section):
 
     rotation: float = Field(0.0, ge=0, le=180)
     """Random rotation range in degrees (0 disables)."""
+
+    color_jitter: float = Field(0.0, ge=0, le=1)
+    """ColorJitter strength for brightness, contrast and saturation (each factor drawn from
+    [1 - v, 1 + v], as timm's `color_jitter = v`); 0 disables. Applied after the flip and rotation."""
+
+    color_jitter_hue: float = Field(0.0, ge=0, le=0.5)
+    """ColorJitter hue shift range [-v, v] (0 leaves the hue alone, as timm's scalar `color_jitter`)."""
 
     randaugment_ops: int = Field(0, ge=0, le=16)
     """RandAugment number of ops N (0 disables)."""
@@ -764,6 +801,12 @@ class StageConfig(_Section):
     trainable: Literal["all", "bn_fc"] = "all"
     """`all` layers, or only BatchNorm and the classifier (the FixRes paper's fine-tuning)."""
 
+    train_crop: Literal["random_resized", "pad_crop", "resize_crop", "resize", "test"] | None = None
+    """Training preprocessing of this stage: one of `data.train_crop`'s policies (with the recipe's
+    augmentations), or `test`: the test preprocessing itself (`data.test_crop` at this stage's train
+    size; no flip, RandAugment, erasing, MixUp or CutMix), as the FixRes paper fine-tunes BN and the
+    classifier. Unset: `test` for a `trainable = "bn_fc"` stage, else as the stage before."""
+
     new_optimizer: bool = True
     """Start a fresh optimizer state (and EMA ramp) for this stage, as a separate run would."""
 
@@ -778,6 +821,11 @@ class EvalConfig(_Section):
     select_on: Literal["val", "test", "last"] = "val"
     """Which split picks the best epoch. `val` needs a validation split; `test` is the seeds'
     (optimistic) habit, kept for reproduction only; `last` takes the final epoch."""
+
+    precision: Literal["fp32", "train"] = "fp32"
+    """Precision of every evaluation (validation, test, final sizes, `fgbench evaluate`/`predict`):
+    `fp32` evaluates in full precision even when `runtime.precision` trains under autocast (as
+    SimpleClassification and cyizhuo do); `train` evaluates under the training autocast."""
 
     @model_validator(mode="after")
     def _check_sizes(self) -> "EvalConfig":
@@ -888,6 +936,14 @@ class Recipe(_Section):
         if self.eval.select_on == "val" and self.data.val_fraction == 0:
             raise FieldProblem("eval.select_on", "eval.select_on is 'val' but data.val_fraction is 0: hold out a "
                                "validation split or select on 'last'", "data.val_fraction")
+        crop = self.data.train_crop
+        for i, st in enumerate(self.stages):
+            crop = st.train_crop or ("test" if st.trainable == "bn_fc" else crop)
+            if self.data.loader == "device" and crop not in ("pad_crop", "resize"):
+                implied = "" if st.train_crop else " (a bn_fc stage trains on the test preprocessing unless told)"
+                raise FieldProblem(f"stages[{i}].train_crop", f"{crop!r}{implied} is not available with data.loader = "
+                                   "\"device\" (pad_crop or resize); set it, or use data.loader = \"standard\"",
+                                   "data.loader", f"stages[{i}].trainable")
         return self
 
     @model_validator(mode="after")

@@ -10,6 +10,7 @@ Layout (the README's "The run directory" table is this list)::
         summary.json         the result (fgbench.rundir.summary), rewritten atomically every epoch
         classes.json         class names in index order
         confusion.json       test confusion matrix of the selected model
+        predictions.json     the selected model's prediction for every test image (error analysis)
         checkpoints/last.pt  the resume point
         checkpoints/best.pt  the best raw and EMA weights
         .lock                held (flock) by the one process that trains in the directory
@@ -42,6 +43,9 @@ LOG_FILE = "log.txt"
 SUMMARY_FILE = "summary.json"
 CLASSES_FILE = "classes.json"
 CONFUSION_FILE = "confusion.json"
+PREDICTIONS_FILE = "predictions.json"
+"""Per test image: its file (or None for in-memory datasets), true and predicted class, of the
+selected model's best weights (the model and epoch of confusion.json). Written at the end of a run."""
 CHECKPOINT_DIR = "checkpoints"
 LAST_CKPT = "last.pt"
 BEST_CKPT = "best.pt"

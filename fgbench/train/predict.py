@@ -116,15 +116,31 @@ def load_run(run_dir: str | os.PathLike[str], *, checkpoint: str = "best", ema: 
         raise UserError(f"{path}: weights do not fit the recipe's model ({str(err).splitlines()[0]})") from None
     model.to(dev).eval()
     size = test_size or _stage_test_size(recipe, ckpt.get("stage", 0))
-    epoch = ckpt.get("epoch")
-    return LoadedRun(recipe, class_names, model, checkpoint, int(epoch) if epoch is not None else None,
-                     "ema" if ema else "raw", size, dev)
+    epoch = weights_epoch(ckpt, "ema" if ema else "raw")
+    return LoadedRun(recipe, class_names, model, checkpoint, epoch, "ema" if ema else "raw", size, dev)
+
+
+def weights_epoch(ckpt: dict, which: str) -> int | None:
+    """The epoch the checkpoint's ``which`` ("raw"/"ema") weights are from. ``last.pt`` holds both
+    models of its ``epoch``; ``best.pt`` each model's own best epoch (``epochs``; older files: the
+    best tracker's record, which is the same number)."""
+    if ckpt.get("kind") == "best":
+        epochs = ckpt.get("epochs")
+        if isinstance(epochs, dict):
+            e = epochs.get(which)
+        else:
+            e = ((ckpt.get("best_tracker") or {}).get("best") or {}).get(which, {}) or {}
+            e = e.get("epoch")
+        return int(e) if e is not None else None
+    e = ckpt.get("epoch")
+    return int(e) if e is not None else None
 
 
 def _autocast(loaded: LoadedRun):
-    precision = loaded.recipe.runtime.precision
-    if loaded.device.type == "cuda" and precision in ("bf16", "fp16"):
-        return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+    """The run's evaluation precision (``eval.precision``): fp32 unless it evaluated under autocast."""
+    precision = loaded.recipe.runtime.precision if loaded.recipe.eval.precision == "train" else "fp32"
+    if precision in ("bf16", "fp16"):  # as the trainer's Engine.eval_autocast
+        return torch.autocast(loaded.device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
     return contextlib.nullcontext()
 
 
@@ -157,7 +173,8 @@ def predict_images(run_dir: str | os.PathLike[str], images: Sequence[str], *, to
             logits = logits[0]
         probs = logits.float().softmax(dim=1)[0]
         p, idx = probs.topk(k)
-        out.append({"image": str(image), "top": [
+        out.append({"image": str(image), "checkpoint": loaded.checkpoint, "model": loaded.weights,
+                    "epoch": loaded.epoch, "top": [
             {"class": loaded.class_names[j], "index": int(j), "probability": float(q)}
             for q, j in zip(p.tolist(), idx.tolist())
         ]})
@@ -172,7 +189,7 @@ class _EvalEngine:
         self.channels_last = loaded.recipe.runtime.channels_last and loaded.device.type == "cuda"
         self._loaded = loaded
 
-    def autocast(self):
+    def eval_autocast(self):
         return _autocast(self._loaded)
 
 

@@ -2,7 +2,8 @@
 
 ``Trainer.run()`` drives ``train_one_epoch`` / ``evaluate`` (``fgbench.train.loop``) and owns every
 decision about what happens between them. It writes the metrics events, ``summary.json``,
-``checkpoints/{last,best}.pt``, ``classes.json`` and ``confusion.json`` of the run directory.
+``checkpoints/{last,best}.pt``, ``classes.json``, ``confusion.json`` and ``predictions.json`` of the
+run directory.
 
 Decisions:
 
@@ -13,7 +14,8 @@ Decisions:
   selection score is at least the raw model's, else the raw one.
 * A later stage replaces the model, so the best epoch is tracked per stage: the run's ``best`` is
   the last stage's, and ``init_from = best_*`` takes the previous stage's best weights.
-* ``best.pt`` holds the best raw weights and the best EMA weights (each from its own best epoch);
+* ``best.pt`` holds the best raw weights and the best EMA weights (each from its own best epoch,
+  recorded per model in its ``epochs = {"raw", "ema"}``; ``epoch`` is the epoch it was written at);
   in-memory CPU copies of both are kept so that writing one never needs the other's epoch back.
 * ``last.pt`` is the resume point. It is written every ``checkpoint_every_epochs``, at the end of
   each stage, and when a stop is requested (then possibly in the middle of an epoch, with the
@@ -259,7 +261,8 @@ class Trainer:
             self.optimizer = build_optimizer(r.optim, model, st.lr)
         plan = plan_for_stage(r.schedule, lr=st.lr, epochs=st.epochs, steps_per_epoch=st.steps_per_epoch,
                               warmup_epochs=st.warmup_epochs, warmup_steps=st.warmup_steps, min_lr=st.min_lr,
-                              max_steps=st.max_steps, hold_epochs=st.hold_epochs, period_epochs=st.period_epochs)
+                              max_steps=st.max_steps, hold_epochs=st.hold_epochs, period_epochs=st.period_epochs,
+                              warmup_in_period=st.warmup_in_period)
         for g in self.optimizer.param_groups:
             g["initial_lr"] = st.lr
             g["lr"] = st.lr
@@ -277,10 +280,13 @@ class Trainer:
                        train_images=len(self.splits.train))
             forward = self.dist.wrap(forward)
         mixer = BatchMixer(r.augment, self.num_classes)
+        if st.train_crop == "test":  # the test preprocessing: no augmentation, mixing included
+            mixer = BatchMixer(r.augment.model_copy(update={"mixup_alpha": 0.0, "cutmix_alpha": 0.0}), self.num_classes)
         self.engine = Engine(
             model=model, forward=forward, optimizer=self.optimizer, scheduler=scheduler,
             criterion=ClassificationLoss(self.num_classes, r.loss.label_smoothing, r.loss.smoothing_style),
             device=self.device, amp_dtype=AMP_DTYPES[r.runtime.precision], scaler=scaler,
+            eval_amp_dtype=AMP_DTYPES[r.runtime.precision] if r.eval.precision == "train" else None,
             grad_clip=r.optim.grad_clip, ema=self.ema, ema_every=r.ema.every,
             mixer=mixer if mixer.enabled else None, channels_last=r.runtime.channels_last,
             step=prev_step, stage_step=0, max_stage_steps=st.max_steps, **ddp,
@@ -293,7 +299,10 @@ class Trainer:
     def _build_loaders(self, st: StageSpec) -> None:
         if self.loaders is not None:
             self.loaders.train.close()
-        self.loaders = L.build_loaders(self.splits, self.r.data, self.r.augment, train_size=st.train_size,
+        data = self.r.data
+        if st.train_crop is not None and st.train_crop != data.train_crop:
+            data = data.model_copy(update={"train_crop": st.train_crop})
+        self.loaders = L.build_loaders(self.splits, data, self.r.augment, train_size=st.train_size,
                                        test_size=st.test_size, batch_size=st.batch_size, seed=self.r.runtime.seed,
                                        device=self.device, shard=self.shard)
 
@@ -398,8 +407,12 @@ class Trainer:
         if not self.main:
             return
         path = self.ckpt_dir / runs.BEST_CKPT
+        # each model's weights come from its own best epoch ("epoch" is when the file was written)
+        epochs = {m: (b["epoch"] if b is not None and self.best_states.get(m) is not None else None)
+                  for m, b in self.tracker.best.items()}
         payload = {
-            "format": C.FORMAT, "kind": "best", "stage": self.tracker.stage, "epoch": epoch, "step": self.engine.step,
+            "format": C.FORMAT, "kind": "best", "stage": self.tracker.stage, "epoch": epoch, "epochs": epochs,
+            "step": self.engine.step,
             "recipe": self.recipe_dict, "class_names": list(self.splits.class_names),
             "model": self.best_states["raw"], "ema": self.best_states["ema"],
             "best_tracker": self.tracker.state_dict(), "selected": self.tracker.selected(),
@@ -673,11 +686,62 @@ class Trainer:
                                        f"top-1 {ev['top1']:.2f}%  top-{min(self.r.eval.top_k, self.num_classes)} "
                                        f"{ev['top5']:.2f}%")
         sel = t.selected()
+        if t.confusion.get(sel) is not None:
+            self._write_predictions(sel)  # every process: an evaluation (collective under DDP)
         if t.confusion.get(sel) is not None and self.main:
             runs.write_json(self.ctx.run_dir / runs.CONFUSION_FILE, {
                 "split": "test", "model": sel, "class_names": list(self.splits.class_names),
                 "matrix": t.confusion[sel], "epoch": t.best[sel]["epoch"] if t.best.get(sel) else None,
             })
+
+    def _write_predictions(self, sel: str) -> None:
+        """``predictions.json``: the selected model's best weights evaluated once more on the test
+        split (at the last stage's test size, as at its best epoch), keeping each image's
+        prediction, so that the TUI can show the images behind a confusion. One extra test pass
+        at the end of the run; the numbers of the run are not touched."""
+        state = self.best_states.get(sel)
+        if state is None or self.stage is None or self.engine is None:
+            return
+        target = self.model if sel == "raw" else self.ema.module
+        target.load_state_dict(state)
+        bs = self.r.data.eval_batch_size or self.stage.batch_size
+        if self.dist is not None and not self.r.data.eval_batch_size:
+            bs = max(1, bs // self.dist.size)
+        loader = L.eval_loader(self.splits, self.r.data, test_size=self.stage.test_size, batch_size=bs,
+                               device=self.device, shard=self.shard)
+        bad: set[str] = set()
+
+        def on_corrupt(paths: tuple[str, ...]) -> None:
+            bad.update(paths)
+            self._on_corrupt(paths)
+
+        ev = evaluate(target, loader, self.engine, num_classes=self.num_classes, top_k=self.r.eval.top_k,
+                      on_corrupt=on_corrupt, predictions=True)
+        src = self.splits.test_source
+        idx = self.splits.test if self.shard is None else self.splits.test[self.shard[0]::self.shard[1]]
+        if bad:
+            idx = [i for i in idx if src.describe(i) not in bad]
+        part = (idx, ev["labels"], ev["predicted"])
+        parts = self.dist.gather_objects(part) if self.dist is not None else [part]
+        if not self.main:
+            return
+        by_index: dict[int, tuple[int, int]] = {}
+        for ids, labels, preds in parts:
+            if len(ids) != len(preds):  # cannot tell which image each prediction is of
+                self.progress.line("predictions.json not written: images and predictions do not line up")
+                return
+            by_index.update({i: (y, p) for i, y, p in zip(ids, labels, preds)})
+        order = sorted(by_index)
+        files = getattr(src, "paths", None)
+        if files is None and hasattr(src, "ds") and not self.splits.skipped:
+            files = [p for p, _ in self.splits.index.test]  # the cached loader: the same images in order
+        best = self.tracker.best.get(sel)
+        runs.write_json(self.ctx.run_dir / runs.PREDICTIONS_FILE, {
+            "split": "test", "model": sel, "epoch": best["epoch"] if best else None,
+            "test_size": self.stage.test_size, "class_names": list(self.splits.class_names),
+            "index": order, "file": [files[i] if files is not None else None for i in order],
+            "label": [by_index[i][0] for i in order], "predicted": [by_index[i][1] for i in order],
+        })
 
     def _emit_started(self) -> None:
         ctx = self.ctx

@@ -201,7 +201,6 @@ def test_run_sweep_sequential_tags_every_run(tmp_path: Path, runs_root: Path) ->
 
 def test_parallel_slots_get_their_own_gpu_and_log(tmp_path: Path, runs_root: Path) -> None:
     state = make_state(tmp_path, runs_root)
-    t0 = time.monotonic()
     code = sweep.run_sweep(state, slots=["0", "1"], base_cmd=FAKE, poll_s=0.02, out=open(os.devnull, "w"))
     assert code == 0
     infos, _ = sweep.state_runs(state)
@@ -209,7 +208,6 @@ def test_parallel_slots_get_their_own_gpu_and_log(tmp_path: Path, runs_root: Pat
     assert sorted(seen) == ["0", "0", "1", "1"]
     logs = sorted((state.dir / "logs").iterdir())
     assert len(logs) == 4
-    assert time.monotonic() - t0 < 60
 
 
 def test_failed_run_then_retry_failed_keeps_the_old_directory(tmp_path: Path, runs_root: Path) -> None:
