@@ -330,6 +330,10 @@ def load_plan(
     """Read a recipe file, apply ``--set`` overrides to the base, expand and validate the sweep."""
     p = Path(path)
     data = read_recipe_data(p, overrides)
+    if overrides:
+        # the base with its --set, as `fgbench run` and `recipe validate` check it: a bad override is
+        # blamed on the override, not on the file or a sweep point
+        validate_recipe(data, str(p), overrides)
     grid = [parse_grid_arg(g) for g in cli_grid]
     return expand(data, str(p), cli_grid=grid, only=only)
 

@@ -415,3 +415,10 @@ def test_run_rejects_a_bad_recipe_before_importing_torch(tmp_path: Path) -> None
     assert proc.stdout.split() == ["2", "False"], proc.stderr
     assert proc.stderr == f"{bad}: optim.lr: Input should be a valid number\n"
     assert not (tmp_path / "runs").exists()
+
+
+def test_fgbench_sweep_blames_a_bad_set_on_the_override(tmp_path: Path, capsys) -> None:
+    rc, _, err = cli_err(["sweep", str(REPO / "recipes" / "sweep_sc_ema.toml"), "--dry-run", "--set", "optim.lr=50",
+                          "--runs-root", str(tmp_path / "runs")], capsys)
+    assert (rc, err) == (2, "--set optim.lr=50: Input should be less than or equal to 10\n")
+    assert not (tmp_path / "runs").exists()
