@@ -83,7 +83,9 @@ def _tuple_fields(cls: type[BaseModel]) -> frozenset[str]:
     out = set()
     for name, info in cls.model_fields.items():
         ann = info.annotation
-        args = [a for a in typing.get_args(ann) if a is not type(None)] if typing.get_origin(ann) in (Union, types.UnionType) else [ann]
+        args = [ann]
+        if typing.get_origin(ann) in (Union, types.UnionType):
+            args = [a for a in typing.get_args(ann) if a is not type(None)]
         if any(typing.get_origin(a) is tuple for a in args):
             out.add(name)
     return frozenset(out)
@@ -831,7 +833,8 @@ class EvalConfig(_Section):
     def _check_sizes(self) -> "EvalConfig":
         for i, size in enumerate(self.final_test_sizes):
             if not MIN_SIDE <= size <= MAX_SIDE:
-                raise FieldProblem(f"final_test_sizes[{i}]", f"a test size must be between {MIN_SIDE} and {MAX_SIDE} pixels")
+                raise FieldProblem(f"final_test_sizes[{i}]",
+                                   f"a test size must be between {MIN_SIDE} and {MAX_SIDE} pixels")
         return self
 
 
@@ -1221,7 +1224,8 @@ def parse_recipe_text(text: str, source: str = "<recipe>") -> dict[str, Any]:
             msg = msg.removesuffix("(at end of document)") + f"(at the end of the file, line {text.count(chr(10)) + 1})"
         raise RecipeError([f"{escape(source)}: TOML syntax: {escape(msg)}"]) from None
     except RecursionError:
-        raise RecipeError([f"{escape(source)}: TOML syntax: nested more than {MAX_DEPTH} tables or arrays deep"]) from None
+        raise RecipeError([f"{escape(source)}: TOML syntax: nested more than {MAX_DEPTH} tables or arrays deep"]) \
+            from None
     problem = _too_deep(data)
     if problem:
         raise RecipeError([f"{escape(source)}: {problem}"])
