@@ -10,7 +10,15 @@ Decisions:
 * A choice that brings its own fields (optimizer, LR schedule, pretrained source) is a
   discriminated union on a tag field; the TUI shows a variant picker from it.
 * Validators only check. They never fill in or rewrite values, so what ``recipe show`` prints is
-  what the user wrote plus the declared defaults, nothing more.
+  what the user wrote plus the declared defaults, nothing more. (The one "before" validator hands a
+  TOML array to a tuple field as a tuple: the container changes, never a value.)
+* Types are strict (TOML has types: ``batch_size = true`` is an error, not 1; an int is still a
+  float) and ``inf``/``nan`` are refused in every field, lists included.
+* A rule between fields raises ``FieldProblem`` naming the field to report (``schedule.min_lr``,
+  not ``schedule``) and the fields it involves, so an error blames the ``--set`` that caused it:
+  ``FILE: field.path: message`` for the file, ``--set KEY=VALUE: message`` for an override.
+* One walker of the schema (``union_sections``) finds the union sections and their tags; error
+  locations, the TOML writer (``dumps_recipe``, the only one), sweeps, the docs and the TUI use it.
 * Optional fields default to ``None`` because TOML has no null; ``save_recipe`` drops them.
 * This module is in the pure zone: no torch, no textual.
 """
@@ -1224,8 +1232,8 @@ def parse_recipe_text(text: str, source: str = "<recipe>") -> dict[str, Any]:
             msg = msg.removesuffix("(at end of document)") + f"(at the end of the file, line {text.count(chr(10)) + 1})"
         raise RecipeError([f"{escape(source)}: TOML syntax: {escape(msg)}"]) from None
     except RecursionError:
-        raise RecipeError([f"{escape(source)}: TOML syntax: nested more than {MAX_DEPTH} tables or arrays deep"]) \
-            from None
+        msg = f"TOML syntax: nested more than {MAX_DEPTH} tables or arrays deep"
+        raise RecipeError([f"{escape(source)}: {msg}"]) from None
     problem = _too_deep(data)
     if problem:
         raise RecipeError([f"{escape(source)}: {problem}"])
