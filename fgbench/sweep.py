@@ -65,7 +65,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
 
 from fgbench import paths, runs
-from fgbench.errors import UserError
+from fgbench.errors import UserError, escape
 from fgbench.recipe import (
     UNION_SECTIONS,
     Recipe,
@@ -122,7 +122,10 @@ def parse_grid_arg(item: str) -> tuple[str, list[Any]]:
     try:
         values = tomllib.loads(f"v = [{raw}]")["v"]
     except tomllib.TOMLDecodeError:
-        values = [parse_override_value(part.strip()) for part in _split_top_level(raw)]
+        try:
+            values = [parse_override_value(part.strip()) for part in _split_top_level(raw)]
+        except ValueError as err:  # a value that starts like a TOML array, table or string but is not one
+            raise UserError(f"--grid {escape(item)}: {escape(str(err))}") from None
     if any(v == "" for v in values):
         raise UserError(f"--grid {item}: empty value")
     return key, values

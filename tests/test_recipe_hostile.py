@@ -422,3 +422,10 @@ def test_fgbench_sweep_blames_a_bad_set_on_the_override(tmp_path: Path, capsys) 
                           "--runs-root", str(tmp_path / "runs")], capsys)
     assert (rc, err) == (2, "--set optim.lr=50: Input should be less than or equal to 10\n")
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_broken_grid_value_is_one_line(tmp_path: Path, capsys) -> None:
+    # parse_override_value refuses text that starts like TOML but is not; --grid says so, no traceback
+    rc, _, err = cli_err(["sweep", str(REPO / "recipes" / "sweep_sc_ema.toml"), "--dry-run", "--grid", "data.mean=[0.1,",
+                          "--runs-root", str(tmp_path / "runs")], capsys)
+    assert rc == 2 and err.startswith("--grid data.mean=[0.1,: not a TOML value") and err.count("\n") == 1
