@@ -429,3 +429,8 @@ def test_a_broken_grid_value_is_one_line(tmp_path: Path, capsys) -> None:
     rc, _, err = cli_err(["sweep", str(REPO / "recipes" / "sweep_sc_ema.toml"), "--dry-run", "--grid", "data.mean=[0.1,",
                           "--runs-root", str(tmp_path / "runs")], capsys)
     assert rc == 2 and err.startswith("--grid data.mean=[0.1,: not a TOML value") and err.count("\n") == 1
+
+
+def test_a_broken_where_value_is_one_line(tmp_path: Path, capsys) -> None:
+    rc, _, err = cli_err(["runs", "list", "--runs-root", str(tmp_path), "--where", "data.mean=[0.1,"], capsys)
+    assert rc == 2 and err.startswith("--where data.mean=[0.1,: not a TOML value") and err.count("\n") == 1
