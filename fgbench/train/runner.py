@@ -362,7 +362,9 @@ def _prepare(args, *, world=None, launcher: bool = False) -> Prepared:
 
         source = escape(str(args.recipe))
         msg = str(err)
-        raise UserError(msg if msg.startswith(f"{source}: ") else f"{source}: {msg}") from None
+        if msg.startswith((f"{source}: ", "-")):  # already named, or about a command-line flag
+            raise
+        raise UserError(f"{source}: {msg}") from None
 
 
 def _prepare_checked(args, *, world=None, launcher: bool = False) -> Prepared:
