@@ -41,8 +41,7 @@ import numpy as np
 import torch.utils.data
 from PIL import Image
 
-# CorruptImageError and find_corrupt_images stay importable from here (the loaders, the tests)
-from fgbench.data.images import CorruptImageError, default_workers, find_corrupt_images, require_regular_file  # noqa: F401
+from fgbench.data.images import CorruptImageError, _default_workers, find_corrupt_images, require_regular_file  # noqa: F401
 
 CACHE_FORMAT = 1
 AIRCRAFT_BANNER_PX = 20
@@ -208,7 +207,7 @@ class CachedImageDataset(torch.utils.data.Dataset):
         meter = ProgressMeter(progress, "prepare", f"caching images at short side {self.short_side}", len(items), unit="images")
         offset = 0
         try:
-            with open(tmp_data, "wb") as out, ThreadPoolExecutor(workers or default_workers()) as pool:
+            with open(tmp_data, "wb") as out, ThreadPoolExecutor(workers or _default_workers()) as pool:
                 for i, result in enumerate(pool.map(self._decode, items, chunksize=8)):
                     if isinstance(result, CorruptImageError):
                         if not skip_corrupt:

@@ -1,8 +1,8 @@
-"""Image checks that need PIL but not torch: the download engine's deep verification
-(``fgbench data verify --deep``, pure zone, imports this lazily) and the loaders share them.
+"""Checking image files without torch: what ``fgbench data verify --deep`` (also from the TUI,
+which never imports torch) and the loaders share.
 
-A file that is not a regular file (a FIFO named ``x.jpg``) is reported without being opened:
-opening a FIFO blocks until a writer appears, which would hang a verification or a loader.
+A file named like an image that is not a regular file (a FIFO, a device, a folder) is never
+opened: reading a FIFO would block forever.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
 
 from PIL import Image
-
-from fgbench.data.progress import Cancelled, ProgressMeter
 
 
 class CorruptImageError(Exception):
@@ -38,7 +36,7 @@ def require_regular_file(path: str | os.PathLike[str]) -> None:
         raise CorruptImageError(path, f"not a regular file but {kind}; not read")
 
 
-def default_workers() -> int:
+def _default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
@@ -59,9 +57,11 @@ def find_corrupt_images(paths: Sequence[str], *, progress: Callable | None = Non
     Threads, not processes: PIL releases the GIL while it decodes. ``progress`` receives
     ``fgbench.data.progress.Progress`` objects (stage "verify", unit "images").
     """
+    from fgbench.data.progress import Cancelled, ProgressMeter
+
     meter = ProgressMeter(progress, "verify", "decoding images", len(paths), unit="images")
     bad: list[tuple[str, str]] = []
-    with ThreadPoolExecutor(workers or default_workers()) as pool:
+    with ThreadPoolExecutor(workers or _default_workers()) as pool:
         for i, result in enumerate(pool.map(_check_one, paths, chunksize=16), 1):
             if cancel is not None and cancel.is_set():
                 pool.shutdown(cancel_futures=True)
