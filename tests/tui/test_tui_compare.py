@@ -302,3 +302,22 @@ def test_the_compare_modules_import_no_torch():
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == []
+
+
+async def test_pane_keys_leave_compare_from_any_of_its_widgets(cmp_dirs):
+    # a focused widget that the pane's hiding blurs hands focus to a sibling: one in the hidden
+    # pane would switch straight back to Compare
+    app = _app(cmp_dirs)
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane = await _ready(pilot)
+        app.set_compare([cmp_dirs.runs / CUB])
+        await wait_for(pilot, lambda: pane.query(CompareChart), what="charts")
+        tabs = app.main_screen.query_one("#panes")
+        for target in ("#compare-list", "#compare-table", "CompareChart"):
+            pane.query(target).first().focus()
+            await pilot.pause()
+            await pilot.press("3")
+            await wait_for(pilot, lambda: tabs.active == "runs" and app.focused is app.pane("runs").table,
+                           what=lambda: f"Runs from {target}: {tabs.active}, {app.focused}")
+            await pilot.press("4")
+            await wait_for(pilot, lambda: tabs.active == "compare", what="back to Compare")
