@@ -26,6 +26,7 @@ from typing import Any
 from fgbench import paths, report, runs
 from fgbench.rundir.events import STATUSES
 from fgbench.errors import UserError
+from fgbench.report import plural
 
 RUN_STATUSES = (*STATUSES, "damaged")
 
@@ -73,12 +74,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "step, metric, value, time). jsonl: every event, with run and name added. tensorboard: "
                        "an event-file directory with one sub-directory per run (needs the tensorboard extra: "
                        "pip install 'fgbench[tensorboard]').")
-    ex.add_argument("runs", nargs="*", metavar="RUN")
+    ex.add_argument("runs", nargs="*", metavar="RUN", help="runs or globs (default: every run, as runs list lists them)")
     _root_arg(ex)
     ex.add_argument("--sweep", metavar="TAG", help="the runs of this sweep")
     ex.add_argument("--format", choices=["csv", "jsonl", "tensorboard"], required=True)
     ex.add_argument("-o", "--output", required=True, metavar="PATH",
-                    help="output file (csv, jsonl) or directory (tensorboard); must not exist yet unless --force")
+                    help="output file (csv, jsonl; - for standard output) or directory (tensorboard); "
+                    "must not exist yet unless --force")
     ex.add_argument("--force", action="store_true", help="replace an existing output")
     ex.set_defaults(handler=cmd_export)
 
@@ -254,8 +256,24 @@ def cmd_list(args: argparse.Namespace) -> int:
             sys.stdout.write("[]\n")
         return 0
     columns, rows = report.list_table(selected)
-    sys.stdout.write(report.render(columns, rows, args.format))
+    limits = None
+    width = _terminal_width()
+    if args.format == "text" and width is not None:
+        columns, limits = report.fit_to_width(columns, rows, width)
+    sys.stdout.write(report.render(columns, rows, args.format, max_widths=limits))
     return 0
+
+
+def _terminal_width() -> int | None:
+    """The width a text table must fit: the terminal's (``COLUMNS`` wins). None when the output
+    goes to a pipe or file without ``COLUMNS``: then lines are never cut."""
+    import os
+
+    if os.environ.get("COLUMNS", "").strip().isdigit():
+        return max(40, int(os.environ["COLUMNS"]))
+    if sys.stdout.isatty():
+        return max(40, shutil.get_terminal_size().columns)
+    return None
 
 
 # ------------------------------------------------------------------------------------- show
@@ -329,7 +347,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    infos, _labels = _runs_for(args)
+    if args.runs or args.sweep:
+        infos, _labels = _runs_for(args)
+    else:  # no RUN: every run, in the order `runs list` shows them
+        root = _root(args)
+        infos = runs.list_runs(root)
+        if not infos:
+            raise UserError(f"no runs in {root} to export")
+    if args.output == "-":
+        if args.format == "tensorboard":
+            raise UserError("-o -: tensorboard writes a directory; give a directory path")
+        text, n = report.export_csv(infos) if args.format == "csv" else report.export_jsonl(infos)
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        print(f"{plural(len(infos), 'run')}, {plural(n, 'row' if args.format == 'csv' else 'event')}", file=sys.stderr)
+        return 0
     out = Path(args.output).expanduser()
     if out.exists() and not args.force:
         raise UserError(f"{out}: already exists (use --force to replace it)")
@@ -337,7 +369,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         from fgbench.export_tb import export_tensorboard
 
         n = export_tensorboard(infos, out, force=args.force)
-        print(f"{out}: {len(infos)} run(s), {n} scalar(s); view with: tensorboard --logdir {out}")
+        print(f"{out}: {plural(len(infos), 'run')}, {plural(n, 'scalar')}; view with: tensorboard --logdir {out}")
         return 0
     from fgbench.recipe import atomic_write_text
 
@@ -345,7 +377,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if out.is_dir():
         raise UserError(f"{out}: is a directory; give a file name")
     atomic_write_text(out, text)
-    print(f"{out}: {len(infos)} run(s), {n} {'row' if args.format == 'csv' else 'event'}(s)")
+    print(f"{out}: {plural(len(infos), 'run')}, {plural(n, 'row' if args.format == 'csv' else 'event')}")
     return 0
 
 

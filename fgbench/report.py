@@ -158,6 +158,22 @@ def fmt_recipe_value(value: Any) -> str:
     return fmt_value(value)
 
 
+def plural(n: Any, word: str, many: str | None = None) -> str:
+    """``1 epoch``, ``2 epochs`` (``many`` for irregular plurals)."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+SELECT_ON_TEXT = {"val": "chosen on validation", "test": "chosen on test", "last": "the last epoch"}
+
+
+def selected_epoch_text(epoch: Any, select_on: Any) -> str:
+    """How a run's selected epoch reads in a sentence: ``best epoch 3 (chosen on validation)``, or
+    ``epoch 5 (the last epoch)`` when ``eval.select_on = "last"`` (no "best" was chosen then)."""
+    if select_on == "last":
+        return f"epoch {fmt_value(epoch)} (the last epoch)"
+    return f"best epoch {fmt_value(epoch)} ({SELECT_ON_TEXT.get(select_on, f'chosen on {select_on}')})"
+
+
 def fmt_duration(seconds: Any) -> str:
     if not isinstance(seconds, (int, float)) or seconds != seconds:
         return "-"
@@ -346,9 +362,59 @@ def compare_table(
 # ---------------------------------------------------------------------------------- rendering
 
 
-def render(columns: Sequence[tuple[str, str, str]], rows: Sequence[dict[str, Any]], fmt: str = "markdown") -> str:
+#: ``runs list`` on a narrow terminal: columns left out first to last, then run and recipe
+#: names are cut (a run id keeps its date-time prefix, which still names the run)
+LIST_DROP_ORDER = ("images_per_s", "ema_test_top1_last", "ema_val_top1", "test_top1_last", "model",
+                   "ema_test_top1_best", "dataset", "duration_s")
+LIST_MIN_WIDTH = {"run": 16, "recipe": 10}  # run: the YYYYMMDD-HHMMSS prefix and "…"
+
+
+def fit_to_width(columns: Sequence[tuple[str, str, str]], rows: Sequence[dict[str, Any]], width: int,
+                 *, drop_order: Sequence[str] = LIST_DROP_ORDER, min_width: dict[str, int] | None = None,
+                 ) -> tuple[list[tuple[str, str, str]], dict[str, int]]:
+    """The columns of a ``text`` table that fit in ``width`` characters, and the widths to cut
+    the shrinkable columns to (``render(..., max_widths=...)``): shrinkable text columns are cut
+    first down to their minimum, then columns are left out in ``drop_order``."""
+    mins = LIST_MIN_WIDTH if min_width is None else min_width
+    cols = list(columns)
+
+    def natural(c: tuple[str, str, str]) -> int:
+        return max([len(c[1])] + [len(_cell(r.get(c[0]), c[2])) for r in rows])
+
+    def least(c: tuple[str, str, str]) -> int:
+        return min(natural(c), mins[c[0]]) if c[0] in mins else natural(c)
+
+    def total(cs, measure) -> int:
+        return sum(measure(c) for c in cs) + 2 * (len(cs) - 1)
+
+    for key in drop_order:
+        if total(cols, least) <= width:
+            break
+        cols = [c for c in cols if c[0] != key]
+    limits = {c[0]: natural(c) for c in cols if c[0] in mins}
+    over = total(cols, natural) - width
+    while over > 0:
+        key = max((k for k in limits if limits[k] > least(next(c for c in cols if c[0] == k))),
+                  key=lambda k: limits[k], default=None)
+        if key is None:
+            break
+        limits[key] -= 1
+        over -= 1
+    return cols, limits
+
+
+def _cut(text: str, width: int | None) -> str:
+    if width is None or len(text) <= width:
+        return text
+    return text[: max(1, width - 1)] + "…"
+
+
+def render(columns: Sequence[tuple[str, str, str]], rows: Sequence[dict[str, Any]], fmt: str = "markdown",
+           *, max_widths: dict[str, int] | None = None) -> str:
     """``markdown`` (padded pipes), ``text`` (aligned, no pipes), ``csv`` (raw values, full
-    precision, stable column keys) or ``json`` (a list of objects with raw values)."""
+    precision, stable column keys) or ``json`` (a list of objects with raw values).
+    ``max_widths``: text cells of these columns cut to that width with ``…`` (see
+    :func:`fit_to_width`)."""
     if fmt == "json":
         out = []
         for row in rows:
@@ -361,7 +427,8 @@ def render(columns: Sequence[tuple[str, str, str]], rows: Sequence[dict[str, Any
         for row in rows:
             w.writerow([_csv_value(row.get(key)) for key, _h, _kind in columns])
         return buf.getvalue()
-    cells = [[_cell(row.get(key), kind) for key, _h, kind in columns] for row in rows]
+    limits = max_widths or {}
+    cells = [[_cut(_cell(row.get(key), kind), limits.get(key)) for key, _h, kind in columns] for row in rows]
     headers = [h for _k, h, _kind in columns]
     numeric = [kind in ("acc", "duration", "rate") for _k, _h, kind in columns]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(headers)]
@@ -594,6 +661,18 @@ def confused_pairs(confusion: dict[str, Any], top: int = 10) -> list[tuple[str, 
     return pairs[:top]
 
 
+BAR_CELLS = 20
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+
+
+def accuracy_bar(pct: float, cells: int = BAR_CELLS) -> str:
+    """A bar of ``cells`` characters drawn in eighths of a cell: 0.625 % a step at 20 cells, so
+    95, 96, 97, 98 and 99 % are five different bars (whole cells of 10 % could not tell them apart)."""
+    eighths = int(round(max(0.0, min(100.0, pct)) / 100 * cells * 8))
+    full, part = divmod(eighths, 8)
+    return "█" * full + (_EIGHTHS[part] if part else "")
+
+
 def misclassified(predictions: dict[str, Any], true_class: str, predicted_class: str) -> list[dict[str, Any]]:
     """The test images of one confused pair, from ``predictions.json``: ``[{"index", "file"}]``
     (``file`` None for a dataset kept in arrays), in test-split order."""
@@ -626,8 +705,7 @@ def confusion_text(confusion: dict[str, Any], *, worst: int = 10, best: int = 5,
         if head:
             lines.append(f"  {head}")
         for name, correct, total, pct in items:
-            bar = "█" * int(round((pct or 0) / 10))
-            lines.append(f"  {name.ljust(name_w)}  {pct:6.2f}%  {correct:>5}/{total:<5} {bar}")
+            lines.append(f"  {name.ljust(name_w)}  {pct:6.2f}%  {correct:>5}/{total:<5} {accuracy_bar(pct or 0.0)}")
     top = confused_pairs(confusion, pairs)
     if top:
         lines.append("most confused pairs (true -> predicted):")
@@ -653,7 +731,8 @@ def summary_text(summary: dict[str, Any]) -> str:
     lines.append(head)
     lines.append(
         f"images: train {fmt_value(summary.get('train_images'))}, val {fmt_value(summary.get('val_images'))}, "
-        f"test {fmt_value(summary.get('test_images'))}; best epoch selected on {fmt_value(n['select_on'])}"
+        f"test {fmt_value(summary.get('test_images'))}; selected epoch: "
+        f"{SELECT_ON_TEXT.get(n['select_on'], fmt_value(n['select_on']))}"
         + (f"; {summary['skipped_images']} undecodable images skipped" if summary.get("skipped_images") else "")
     )
     best = summary.get("best") or {}
@@ -664,7 +743,7 @@ def summary_text(summary: dict[str, Any]) -> str:
             continue
         lm = last.get(model) or {}
         lines.append(
-            f"{model:>3}: best epoch {fmt_value(b.get('epoch'))}: val {fmt_value(_num(b.get('val_top1')))}  "
+            f"{model:>3}: {selected_epoch_text(b.get('epoch'), n['select_on'])}: val {fmt_value(_num(b.get('val_top1')))}  "
             f"test {fmt_value(_num(b.get('test_top1')))} (top-5 {fmt_value(_num(b.get('test_top5')))})  |  "
             f"last epoch {fmt_value(last.get('epoch'))}: val {fmt_value(_num(lm.get('val_top1')))}  "
             f"test {fmt_value(_num(lm.get('test_top1')))} (top-5 {fmt_value(_num(lm.get('test_top5')))})"

@@ -368,11 +368,19 @@ def location(name: str, root: str | os.PathLike[str] | None = None) -> Path:
     return paths.datasets_dir() / name
 
 
-def cache_dir(name: str) -> Path:
+def cache_dir(name: str, root: str | os.PathLike[str] | None = None) -> Path:
     """Where the trainer keeps ``data.loader = "cached"`` pixel caches of dataset ``name``
-    (``fgbench data remove`` deletes them with the dataset)."""
+    (``fgbench data remove`` deletes them with the dataset). A user's ``folder`` dataset gets one
+    cache folder per ``root`` (named by a hash of its resolved path), so that
+    ``fgbench data remove folder --root DIR`` can delete exactly that folder's caches."""
     get(name)
-    return paths.datasets_dir() / ".cache" / name
+    base = paths.datasets_dir() / ".cache" / name
+    if name == "folder" and root is not None:
+        import hashlib
+
+        key = hashlib.sha1(str(Path(root).expanduser().resolve()).encode()).hexdigest()[:16]
+        return base / key
+    return base
 
 
 def status(name: str, root: str | os.PathLike[str] | None = None) -> Status:
@@ -394,6 +402,22 @@ def status(name: str, root: str | os.PathLike[str] | None = None) -> Status:
     except (FileNotFoundError, NotADirectoryError):
         return "missing"
     return "partial" if contents else "missing"
+
+
+def status_text(name: str, root: str | os.PathLike[str] | None = None) -> str:
+    """The status as ``fgbench data list`` and the TUI's Datasets pane both word it (short, to fit
+    80 columns): ``ready``, ``partial``, ``missing``; ``to import`` for a missing dataset that only
+    ``fgbench data import`` brings in; ``built-in`` for the synthetic set before its first use
+    generates it; ``data.root`` for ``folder`` (your own folder, named per recipe)."""
+    entry = get(name)
+    if entry.name == "folder":
+        return "data.root"
+    st = status(name, root)
+    if st == "missing" and entry.name == "synthetic":
+        return "built-in"
+    if st == "missing" and not entry.auto_download:
+        return "to import"
+    return st
 
 
 def ready_info(name: str, root: str | os.PathLike[str] | None = None) -> dict | None:

@@ -56,11 +56,13 @@ import http.client
 import os
 import re
 import shutil
+import socket
 import stat
 import tarfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 import zlib
@@ -96,6 +98,10 @@ class UnsafeArchiveError(UserError):
     fgbench's own state-file names, or the archive unpacks to more than its budget."""
 
 
+class DatasetBusy(UserError):
+    """Another process holds the dataset's lock."""
+
+
 # ------------------------------------------------------------------------------- HTTP fetch
 
 
@@ -105,6 +111,11 @@ class _Fatal(Exception):
 
 class _Retry(Exception):
     """A transient failure: retry the same URL after a pause."""
+
+
+class _Unresolved(_Fatal):
+    """The host name does not resolve (offline, or no DNS): retrying the same host in a few
+    seconds would not help, so the next URL is tried at once."""
 
 
 def _user_agent() -> str:
@@ -149,6 +160,9 @@ def _attempt(url: str, part: Path, source: Source, meter: ProgressMeter, timeout
         raise _Fatal(f"HTTP {err.code} {err.reason}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
         reason = getattr(err, "reason", None) or err
+        if isinstance(reason, socket.gaierror):
+            host = urllib.parse.urlsplit(url).hostname or url
+            raise _Unresolved(f"cannot resolve {host} ({reason.strerror or reason})") from None
         raise _Retry(str(reason)) from None
     with response:
         code = getattr(response, "status", None) or 200
@@ -206,6 +220,8 @@ def _fetch_url(url: str, part: Path, source: Source, meter: ProgressMeter, *, ti
             if failures > retries:
                 raise _Fatal(f"{err} (gave up after {retries} retries)") from None
             delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S)) - 1] if failures else 0.0
+            meter.notice(f"{err}; retry {failures} of {retries} in {delay:.0f} s" if failures
+                         else f"{err}; continuing at once")
             if cancel is not None:
                 if cancel.wait(delay):
                     raise Cancelled() from None
@@ -248,6 +264,7 @@ def fetch(urls: tuple[str, ...], dest: Path, source: Source, *, name: str, progr
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     failures = []
+    unresolved = 0
     for url in urls:
         meter = ProgressMeter(progress, "download", f"{name}: {source.filename}", source.size)
         try:
@@ -255,8 +272,15 @@ def fetch(urls: tuple[str, ...], dest: Path, source: Source, *, name: str, progr
             break
         except _Fatal as err:
             failures.append(f"{url}: {err}")
+            unresolved += isinstance(err, _Unresolved)
+            if url != urls[-1]:
+                meter.notice(f"{err}; trying the next address")
     else:
-        raise DownloadError(f"{name}: download failed: {'; '.join(failures)}. {_manual_hint(name, source)}")
+        if part.exists() and part.stat().st_size == 0:
+            part.unlink()
+        head = (f"{name}: no host could be resolved, this machine looks offline" if unresolved == len(urls)
+                else f"{name}: download failed")
+        raise DownloadError(f"{head}: {'; '.join(failures)}. {_manual_hint(name, source)}")
     problem = check_file(part, source, progress, cancel)
     if problem:
         part.unlink()
@@ -659,7 +683,7 @@ def _locked(loc: Path) -> Iterator[None]:
             try:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise UserError(f"{loc}: another fgbench process is working on this dataset; "
+                raise DatasetBusy(f"{loc}: another fgbench process is working on this dataset; "
                                 "wait for it to finish") from None
         yield
     finally:
@@ -767,9 +791,48 @@ def download_dataset(name: str, *, root=None, progress: ProgressFn | None = None
         raise UserError(f"{name}: not downloaded automatically ({entry.licence}): {catalog.how_to_get(entry)}")
     if catalog.status(name, root) == "ready":
         return loc
+    existed = loc.exists()
+    try:
+        _download_locked(entry, loc, progress=progress, cancel=cancel, timeout=timeout, retries=retries)
+    except DatasetBusy:
+        raise  # the other process's files, not ours to tidy
+    except BaseException:
+        _drop_if_empty(loc, created=not existed)
+        raise
+    return loc
+
+
+def _drop_if_empty(loc: Path, *, created: bool) -> None:
+    """After a failed or cancelled download: remove what holds no downloaded byte (an empty
+    ``.part``, empty bookkeeping folders, the lock file), so a dataset that got nothing is
+    ``missing``, not ``partial``. Anything with content stays for the next run to resume."""
+    for sub in (catalog.DOWNLOADS_DIR, catalog.STEPS_DIR):
+        d = loc / sub
+        try:
+            for f in d.iterdir():
+                if f.name.endswith(".part") and f.is_file() and f.stat().st_size == 0:
+                    f.unlink()
+            d.rmdir()  # only if empty
+        except OSError:
+            pass
+    try:
+        left = [p for p in loc.iterdir() if p.name != catalog.LOCK_FILE]
+    except OSError:
+        return
+    if not left:
+        (loc / catalog.LOCK_FILE).unlink(missing_ok=True)
+        if created:
+            try:
+                loc.rmdir()
+            except OSError:
+                pass
+
+
+def _download_locked(entry: Entry, loc: Path, *, progress, cancel, timeout: float, retries: int) -> None:
+    name = entry.name
     with _locked(loc):
         if catalog.is_state_file(loc / catalog.READY_FILE):  # another process finished it meanwhile
-            return loc
+            return
         downloads = real_dir(loc / catalog.DOWNLOADS_DIR)
         for source in entry.sources:
             if _step_marker(loc, source).is_file():
@@ -787,7 +850,6 @@ def download_dataset(name: str, *, root=None, progress: ProgressFn | None = None
                 archive.unlink(missing_ok=True)
                 raise type(err)(f"{err}; the downloaded file was deleted, a new download fetches it again") from None
         _finish(entry, loc, loc, progress, "download")
-    return loc
 
 
 def import_dataset(name: str, source_path, *, root=None, progress: ProgressFn | None = None,
@@ -857,7 +919,8 @@ def remove_dataset(name: str, *, root=None) -> None:
     untouched."""
     entry = catalog.get(name)
     if entry.name == "folder":
-        raise UserError("folder: fgbench never owns your folder; delete it yourself if you want to")
+        raise UserError("folder: fgbench never owns your folder; delete it yourself if you want to "
+                        "(`fgbench data remove folder --root DIR` removes only the caches fgbench built for it)")
     loc = catalog.location(name, root)
     if not loc.exists():
         shutil.rmtree(catalog.cache_dir(name), ignore_errors=True)
@@ -870,6 +933,22 @@ def remove_dataset(name: str, *, root=None) -> None:
         _unready(loc)
         shutil.rmtree(loc)
     shutil.rmtree(catalog.cache_dir(name), ignore_errors=True)
+
+
+def remove_folder_caches(root) -> tuple[list[Path], int]:
+    """Delete the pixel caches fgbench built for the user folder ``root`` (``data.loader =
+    "cached"``); the folder itself is never touched. Caches of the older layout, shared by every
+    folder (``.cache/folder/train`` and ``test``), go too: they are rebuilt on the next cached run.
+    Returns the folders deleted and their size in bytes."""
+    base = catalog.cache_dir("folder")
+    targets = [catalog.cache_dir("folder", root)] + [base / split for split in ("train", "test")]
+    removed, size = [], 0
+    for d in targets:
+        if d.is_dir():
+            size += sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+            shutil.rmtree(d)
+            removed.append(d)
+    return removed, size
 
 
 # --------------------------------------------------------------------------------- verify
@@ -887,6 +966,8 @@ class VerifyReport:
     deep: bool = False
     #: images decoded by a deep verification (0 for CIFAR, whose pickles hold no image files)
     decoded: int = 0
+    #: the folder the test split is read from, for a user folder (``val`` when there is no ``test/``)
+    test_split: str = "test"
 
     @property
     def ok(self) -> bool:
@@ -909,6 +990,7 @@ def verify_dataset(name: str, *, root=None, deep: bool = False, progress: Progre
             report.problems.append(f"{loc}: not present ({catalog.how_to_get(entry)})")
             return report
         index = folder_index(loc, name)
+        report.test_split = Path(index.test_dir).name if index.test_dir else "test"
     else:
         st = catalog.status(name, root)
         if st != "ready":
@@ -961,6 +1043,7 @@ __all__ = [
     "import_dataset",
     "missing_files",
     "remove_dataset",
+    "remove_folder_caches",
     "source_urls",
     "verify_dataset",
 ]

@@ -44,6 +44,8 @@ class DatasetIndex:
     root: str | None = None
     #: files with an image name that are not regular files (FIFOs, devices), left out of the scan
     not_files: list[str] = field(default_factory=list)
+    #: the folder the test split was read from (a user folder: ``<root>/test`` or ``<root>/val``)
+    test_dir: str | None = None
 
     @property
     def num_classes(self) -> int:
@@ -117,7 +119,24 @@ def folder_index(root: str | os.PathLike[str], name: str = "folder") -> DatasetI
         raise UserError(f"{train_dir}: no images found")
     if not test:
         raise UserError(f"{test_dir}: no images found")
-    return DatasetIndex(name=name, class_names=classes, train=train, test=test, root=str(root), not_files=not_files)
+    return DatasetIndex(name=name, class_names=classes, train=train, test=test, root=str(root), not_files=not_files,
+                        test_dir=str(test_dir))
+
+
+def folder_report(index: DatasetIndex, val_images: int | None = None) -> list[str]:
+    """What a run says about a folder dataset it trains on: which folder it tests on and how many
+    images each part has, and that ``val/`` is left out when ``test/`` is there too."""
+    if index.name != "folder" or index.test_dir is None or index.root is None:
+        return []
+    root = Path(index.root)
+    test_dir = Path(index.test_dir)
+    held = f", {val_images} of them held out for validation" if val_images else ""
+    lines = [f"data: {root}: training on train/ ({len(index.train)} images{held}), "
+             f"testing on {test_dir.name}/ ({len(index.test)} images)"]
+    if test_dir.name == "test" and (root / "val").is_dir():
+        lines.append(f"data: {root} has both test/ and val/: testing on test/, val/ is not used "
+                     "(the validation split is held out of train/, see data.val_fraction)")
+    return lines
 
 
 def resolve_index(data) -> DatasetIndex:

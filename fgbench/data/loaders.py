@@ -279,7 +279,8 @@ def load_splits(index: DatasetIndex, data, *, train_sizes: Sequence[int] = (), t
     elif data.loader == "cached":
         from fgbench.data import catalog
 
-        cache = catalog.cache_dir(index.name)  # `fgbench data remove NAME` deletes it with the dataset
+        # `fgbench data remove NAME` deletes it with the dataset (a folder's: `... folder --root DIR`)
+        cache = catalog.cache_dir(index.name, index.root if index.name == "folder" else None)
         side = cache_short_side(data, train_sizes, test_sizes)
         train_src = CachedSource(index.train, side, cache / "train", data.skip_corrupt, banner)
         test_src = CachedSource(index.test, side, cache / "test", data.skip_corrupt, banner)

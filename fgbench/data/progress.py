@@ -68,6 +68,13 @@ class ProgressMeter:
         eta = (self.total - done) / speed if self.total is not None and speed > 0 else None
         self.progress(Progress(self.stage, done, self.total, speed, eta, self.message, self.unit))
 
+    def notice(self, text: str) -> None:
+        """Say something about the step now (a retry and when it happens), unthrottled."""
+        if self.progress is None:
+            return
+        done = self.samples[-1][1] if self.samples else 0
+        self.progress(Progress(self.stage, done, self.total, 0.0, None, f"{self.message}: {text}", self.unit))
+
 
 def check_cancel(cancel: threading.Event | None) -> None:
     if cancel is not None and cancel.is_set():

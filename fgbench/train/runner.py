@@ -252,17 +252,14 @@ def _load_for_resume(args, check: bool = True) -> tuple[Any, Path, dict, dict | 
     last = run_dir / runs.CHECKPOINT_DIR / runs.LAST_CKPT
     if not last.is_file():
         raise UserError(f"{run_dir}: no checkpoint to resume from ({last} is missing)")
-    try:
-        ckpt = C.load_checkpoint(last)
-    except Exception as err:
-        raise UserError(f"{last}: cannot read the checkpoint: {err}") from None
+    ckpt = C.load_checkpoint(last)  # a CheckpointError is one line naming the file
     best = None
     best_path = run_dir / runs.CHECKPOINT_DIR / runs.BEST_CKPT
     if best_path.is_file():
         try:
             best = C.load_checkpoint(best_path)
-        except Exception:
-            best = None
+        except C.CheckpointError as err:
+            raise C.CheckpointError(f"{err}; move it away to resume without the best weights so far") from None
     return recipe, run_dir, ckpt, best
 
 
@@ -436,7 +433,10 @@ def _prepare_checked(args, *, world=None, launcher: bool = False) -> Prepared:
         model = model.to(device)
         if recipe.runtime.channels_last:
             model = model.to(memory_format=torch.channels_last)
-    return Prepared(recipe, run_dir, resume_ckpt, resume_best, device, splits, model, built.report, world_size)
+    from fgbench.data.index import folder_report
+
+    report = [*folder_report(index, len(splits.val)), *built.report]
+    return Prepared(recipe, run_dir, resume_ckpt, resume_best, device, splits, model, report, world_size)
 
 
 def run_command(args) -> int:
@@ -598,11 +598,14 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
         if main:
             log_file = open(run_dir / runs.LOG_FILE, "a", encoding="utf-8", buffering=1)
             writer: Any = metrics.MetricsWriter(run_dir / metrics.METRICS_FILE)
+            _make_reserve(run_dir)
     except OSError as err:
         if disk_full_cause(err) is None:
             raise
         # the disk is full before the run could record anything: leave no half-made run behind
         print(_disk_full_line(err, run_dir), file=orig_err, flush=True)
+        if main:
+            _release_reserve(run_dir)
         if log_file is not None:
             with contextlib.suppress(OSError):
                 log_file.close()
@@ -617,8 +620,8 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
 
         writer = NullWriter()
     stop = StopFlag()
-    old_handlers = _install_signals(stop, quiet=not main)
     progress = Progress(args.progress if main else "none", stream=orig_out)
+    old_handlers = _install_signals(stop, quiet=not main, progress=progress)
     ctx = RunContext(recipe=recipe, run_dir=run_dir, run_id=run_dir.name, device=device, splits=splits, model=model,
                      model_report=report, writer=writer, progress=progress, stop=stop, resume=resume_ckpt,
                      resume_best=resume_best, dist=dist)
@@ -627,6 +630,9 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
     try:
         if main:
             print(f"run directory: {run_dir}", flush=True)
+            for line in report:
+                if line.startswith("data: "):  # which folder it tests on (also a log event)
+                    print(line, flush=True)
         trainer = Trainer(ctx)
         progress.total_steps = trainer.total_steps
         status = trainer.run()
@@ -662,10 +668,11 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
     except Exception as err:  # noqa: BLE001 - a crash is recorded, then reported with its traceback
         progress.close()
         if disk_full_cause(err) is not None:
-            # one line, no traceback. The failed write removed its temporary file, so there is
-            # usually room for the closing event; earlier checkpoints are untouched.
+            # One line, no traceback; earlier checkpoints are untouched. The reserve makes room
+            # for the summary and the closing event, so the run reads as failed.
             line = _disk_full_line(err, run_dir)
             print(line, file=orig_err, flush=True)
+            _release_reserve(run_dir)
             with contextlib.suppress(OSError):
                 _finish_failed(writer, trainer, line, None, EXIT_FAILED)
             return EXIT_FAILED
@@ -675,6 +682,8 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
         return EXIT_FAILED
     finally:
         _restore_signals(old_handlers)
+        if main:
+            _release_reserve(run_dir)
         sys.stdout, sys.stderr = orig_out, orig_err
         for f in (writer, log_file):
             try:
@@ -687,6 +696,24 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
             _discard(run_dir, fresh)
         if main:
             _unlock()
+
+
+#: a file of zeros kept in the run directory while training and deleted when the disk fills up,
+#: so that the summary and the closing event still fit (a full disk otherwise leaves no status)
+RESERVE_FILE = ".disk-reserve"
+RESERVE_BYTES = 256 << 10
+
+
+def _make_reserve(run_dir: Path) -> None:
+    with open(run_dir / RESERVE_FILE, "wb") as f:
+        f.write(bytes(RESERVE_BYTES))  # real blocks, not a sparse file
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _release_reserve(run_dir: Path) -> None:
+    with contextlib.suppress(OSError):
+        (run_dir / RESERVE_FILE).unlink()
 
 
 def _disk_full_line(err: BaseException, run_dir: Path) -> str:
@@ -722,11 +749,14 @@ def _print_result(s: dict) -> None:
     def pct(v):
         return "-" if v is None else f"{v:.2f}%"
 
-    lines = [f"finished {s['run_id']}: {s['epochs_done']} epochs, {s['step']} steps, {s['duration_s']:.0f}s"]
+    from fgbench.report import plural, selected_epoch_text
+
+    lines = [f"finished {s['run_id']}: {plural(s['epochs_done'], 'epoch')}, {plural(s['step'], 'step')}, "
+             f"{s['duration_s']:.0f}s"]
     for model in ("raw", "ema"):
         b = s["best"].get(model)
         if b:
-            lines.append(f"  {model}: best epoch {b['epoch']} (on {s['select_on']}): val {pct(b['val_top1'])}, "
+            lines.append(f"  {model}: {selected_epoch_text(b['epoch'], s['select_on'])}: val {pct(b['val_top1'])}, "
                          f"test {pct(b['test_top1'])} (top-5 {pct(b['test_top5'])})")
     last = s.get("last") or {}
     for model in ("raw", "ema"):
@@ -738,7 +768,7 @@ def _print_result(s: dict) -> None:
     print("\n".join(lines), flush=True)
 
 
-def _install_signals(stop, quiet: bool = False) -> dict:
+def _install_signals(stop, quiet: bool = False, progress=None) -> dict:
     old = {}
 
     def handler(signum, frame):
@@ -749,9 +779,12 @@ def _install_signals(stop, quiet: bool = False) -> dict:
         stop.signal = name
         if quiet:  # DDP ranks other than 0: rank 0 says it once
             return
+        text = f"{name}: finishing the current step, then writing a checkpoint (Ctrl-C again to leave at once)"
         try:
-            sys.stderr.write(f"\n{name}: finishing the current step, then writing a checkpoint "
-                             "(Ctrl-C again to leave at once)\n")
+            if progress is not None:
+                progress.notice(text)  # erases the bar (and the terminal's ^C) instead of leaving it stale
+            else:
+                sys.stderr.write(f"\n{text}\n")
         except Exception:  # noqa: BLE001
             pass
 

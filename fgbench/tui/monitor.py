@@ -186,6 +186,7 @@ class Snapshot:
     skipped: int
     exit_code: int | None
     sampled: bool
+    last_checkpoint: dict[str, Any] | None = None
 
     @property
     def fraction(self) -> float | None:
@@ -228,6 +229,8 @@ class RunModel:
         self._epoch_end: dict[int, int] = {}
         self._eval_seen: set[str] = set()
         self._rate: deque[tuple[float, int]] = deque(maxlen=30)
+        self.last_checkpoint: dict[str, Any] | None = None
+        """Epoch and step of the latest ``last.pt`` (what a resume continues from)."""
 
     # the run directory's files, as the one reader reads them
     recipe = property(lambda self: self.reader.recipe)
@@ -306,7 +309,8 @@ class RunModel:
         if isinstance(ev.get("steps_per_epoch"), int):
             self.steps_per_epoch = ev["steps_per_epoch"]
         extra = f" at {ev['train_size']}px" if ev.get("train_size") else ""
-        self._log(f"stage {ev.get('stage')}: {self.stage}, {ev.get('epochs')} epochs{extra}")
+        n = ev.get("epochs")
+        self._log(f"stage {ev.get('stage')}: {self.stage}, {n} epoch{'' if n == 1 else 's'}{extra}")
 
     def _epoch_x(self, epoch: int, step: int) -> float:
         start = self._epoch_end.get(epoch - 1, 0 if epoch == 1 else None)
@@ -395,7 +399,10 @@ class RunModel:
         self._log(", ".join(parts))
 
     def _on_checkpoint(self, ev: dict[str, Any], t: float | None) -> None:
-        self._log(f"checkpoint {ev.get('kind')} at epoch {ev.get('epoch')}")
+        if ev.get("kind") == "last":
+            self.last_checkpoint = {"epoch": ev.get("epoch"), "step": ev.get("step")}
+        which = f" ({'EMA' if ev.get('model') == 'ema' else 'raw'} model)" if ev.get("kind") == "best" else ""
+        self._log(f"checkpoint {ev.get('kind')}{which} at epoch {ev.get('epoch')}, step {ev.get('step')}")
 
     def _on_log(self, ev: dict[str, Any], t: float | None) -> None:
         level = str(ev.get("level", "info"))
@@ -485,6 +492,7 @@ class RunModel:
                 skipped=self.tailer.skipped,
                 exit_code=self.exit_code,
                 sampled=self.sampled,
+                last_checkpoint=dict(self.last_checkpoint) if self.last_checkpoint else None,
             )
 
 
@@ -574,6 +582,14 @@ class RunRow:
     epoch: int
     total_epochs: int | None
     error: str | None
+    last_event_time: float | None = None
+    """Time of the run's latest event: a live run's clock keeps moving from there."""
+
+    def live_duration_s(self, now: float) -> float | None:
+        """The time column: for a running run, the duration so far extended to ``now``."""
+        if self.status != "running" or self.last_event_time is None:
+            return self.duration_s
+        return (self.duration_s or 0.0) + max(0.0, now - self.last_event_time)
 
     def matches(self, text: str) -> bool:
         text = text.strip().lower()
@@ -670,6 +686,7 @@ class RunStore:
                     best_val=nums["val"], best_test=nums["test"], ema_val=nums["ema_val"],
                     ema_test=nums["ema_test"], duration_s=duration,
                     epoch=m.epoch, total_epochs=m.total_epochs, error=m.damaged or m.error,
+                    last_event_time=m.last_time,
                 ))
         return out
 

@@ -126,6 +126,23 @@ def reduce_points(xs: list[float], ys: list[float], limit: int) -> tuple[list[fl
     return out_x, out_y
 
 
+def even_ticks(lo: float, hi: float, rows: int, max_labels: int = 5) -> tuple[list[float], list[str]]:
+    """Y tick values and labels that land on whole rows, every k-th row from the top, for a plot
+    of ``rows`` data rows spanning ``lo``..``hi``. plotext's own ticks do not land on rows, and on a
+    small chart it drops the one that collides, leaving unevenly spaced labels (2.50, 1.83, 0.83)."""
+    if rows < 2 or not hi > lo:
+        return [], []
+    step_rows = max(1, math.ceil((rows - 1) / (max_labels - 1)))
+    values = [hi - (hi - lo) * i / (rows - 1) for i in range(0, rows, step_rows)]
+    step = (hi - lo) * step_rows / (rows - 1)
+    decimals = max(0, min(6, 1 - math.floor(math.log10(step))))
+    return values, [f"{v:.{decimals}f}" for v in values]
+
+
+PLOT_FRAME_ROWS = 3
+"""Rows of a plotext chart that are not data: the top frame, the x axis and its labels."""
+
+
 def legend_text(title: str, lines: list[Line], extra: str = "") -> Text:
     text = Text()
     text.append(title, style="bold")
@@ -192,6 +209,9 @@ class MetricPlot(Vertical):
         self.title = title
         self._key: object = None
         self.lines: list[Line] = []
+        self._yrange: tuple[float, float] | None = None
+        self._log_y = False
+        self._ylim: tuple[float, float] | None = None
 
     def compose(self) -> ComposeResult:
         from textual_plotext import PlotextPlot
@@ -233,10 +253,10 @@ class MetricPlot(Vertical):
             plt.plot(xs, ys, marker=ln.marker, color=ln.colour)
             drawn += 1
         plt.yscale("log" if log_y and drawn else "linear")
-        if ylim is not None and drawn:
-            plt.ylim(*ylim)
-        else:
-            plt.ylim(None, None)
+        plotted = [y for ln in lines for y in ln.ys if y > 0 or not log_y]
+        self._yrange = (ylim if ylim is not None else (min(plotted), max(plotted))) if drawn and plotted else None
+        self._log_y, self._ylim = log_y, ylim
+        self._set_ticks()
         if xlim is not None and drawn and xlim[1] > xlim[0]:
             plt.xlim(*xlim)
         else:
@@ -245,3 +265,31 @@ class MetricPlot(Vertical):
             plt.vline(cursor_x, "white")
         self.plot.refresh()
         return True
+
+    def _set_ticks(self) -> None:
+        """The y range and evenly spaced labels for the plot's current height (:func:`even_ticks`);
+        plotext keeps ticks across ``clear_data``, so they are always set (none without data)."""
+        plt = self.plot.plt
+        yrange = self._yrange
+        if yrange is None:
+            plt.ylim(None, None)
+            plt.yticks([])
+            return
+        lo, hi = yrange
+        rows = (self.plot.size.height or 0) - PLOT_FRAME_ROWS
+        if self._log_y:  # plotext's log axis: rows are even in log10(y), ticks given in y
+            plt.ylim(*(self._ylim or (None, None)))
+            if lo > 0 and hi > lo:
+                values, _ = even_ticks(math.log10(lo), math.log10(hi), rows)
+                plt.yticks([10 ** v for v in values], [f"{10 ** v:.2g}" for v in values])
+            else:
+                plt.yticks([])
+            return
+        if not hi > lo:  # a flat line: a little room around it
+            pad = abs(lo) * 0.05 or 0.5
+            lo, hi = lo - pad, hi + pad
+        plt.ylim(lo, hi)
+        plt.yticks(*even_ticks(lo, hi, rows))
+
+    def on_resize(self) -> None:
+        self._set_ticks()

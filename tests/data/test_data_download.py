@@ -89,9 +89,10 @@ def test_a_wrong_checksum_fails_deletes_the_file_and_never_looks_ready(serve_dat
     msg = str(err.value)
     assert "md5" in msg and "0" * 32 in msg and "fgbench data import cub200" in msg
     loc = catalog.location("cub200")
-    assert catalog.status("cub200") == "partial"
-    assert not list((loc / catalog.DOWNLOADS_DIR).iterdir())  # the bad file is gone
-    with pytest.raises(UserError, match="partly downloaded"):
+    # the bad file is gone and nothing else was kept: missing, not "partial"
+    assert not (loc / catalog.DOWNLOADS_DIR).exists() or not list((loc / catalog.DOWNLOADS_DIR).iterdir())
+    assert catalog.status("cub200") == "missing"
+    with pytest.raises(UserError, match="not downloaded"):
         data_index.prepared_index("cub200")
 
 

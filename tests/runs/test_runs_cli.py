@@ -121,7 +121,7 @@ def test_show_prints_recipe_summary_curves_and_confusions(cli, runs_root: Path, 
     assert code == 0, err
     assert f"run     {three[0].name}" in out
     assert 'name = "hy-B"' in out and "[optim]" in out  # resolved recipe
-    assert "raw: best epoch 2: val 70.00  test 69.00" in out
+    assert "raw: best epoch 2 (chosen on validation): val 70.00  test 69.00" in out
     assert "final test sizes: 224px raw 61.00; 448px raw 70.50" in out
     for title in ("train loss (x = step)", "val top-1 % (x = epoch)", "test top-1 % (x = epoch)", "learning rate"):
         assert title in out
@@ -159,7 +159,7 @@ def test_export_csv_and_jsonl_one_file_for_all_runs(cli, runs_root: Path, three,
     assert code == 0, err
     events = [json.loads(line) for line in out_jsonl.read_text().splitlines()]
     n = sum(len((p / METRICS_FILE).read_text().splitlines()) for p in three)
-    assert len(events) == n and f"{n} event(s)" in out
+    assert len(events) == n and f"{n} events" in out
     assert list(events[0])[:3] == ["run", "name", "v"] and events[0]["event"] == "run_started"
 
     # an existing output is not overwritten without --force

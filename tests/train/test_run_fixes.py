@@ -145,13 +145,14 @@ def test_cached_loader_crops_the_banner_and_lives_in_the_catalog_cache_dir(tmp_p
     cache = tmp_path / "elsewhere"
     seen = []
 
-    def cache_dir(name):
-        seen.append(name)
+    def cache_dir(name, root=None):
+        seen.append((name, root))
         return cache / name
 
     monkeypatch.setattr(catalog, "cache_dir", cache_dir)
     splits = L.load_splits(folder_index(root), recipe.data)
-    assert seen == ["folder"] and list((cache / "folder" / "train").glob("*.json"))
+    # a user folder's caches are its own (`fgbench data remove folder --root DIR` deletes them)
+    assert seen == [("folder", str(root))] and list((cache / "folder" / "train").glob("*.json"))
     img = splits.train_source.load(0)
     # the draft scale is chosen for the cropped image, the banner's 20 original rows are cut, and the
     # cache stores the short side the recipe needs: int(64 * 1.14) = 72
@@ -169,4 +170,4 @@ def test_the_default_cache_dir_is_the_catalog_one(tmp_path, tiny_folder):
                                        "train_size": 16, "test_size": 16, "test_crop": "none",
                                        "train_crop": "pad_crop"}}, "test")
     L.load_splits(folder_index(tiny_folder), recipe.data)
-    assert list((catalog.cache_dir("folder") / "test").glob("*.json"))
+    assert list((catalog.cache_dir("folder", tiny_folder) / "test").glob("*.json"))

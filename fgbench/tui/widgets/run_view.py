@@ -91,6 +91,14 @@ def class_rows(confusion: dict | None, worst: int = 3, pairs: int = 2) -> list[t
     return out
 
 
+def stopped_text(snap: Snapshot) -> str:
+    """What a stopped run resumes from: the step its last checkpoint was written at."""
+    ck = snap.last_checkpoint
+    if ck and ck.get("step") is not None:
+        return f"resume with c (continues from the checkpoint written at step {ck['step']})"
+    return "resume with c (continues from the last checkpoint)"
+
+
 def bottom_renderable(snap: Snapshot, lines: int, confusion: dict | None = None) -> Text:
     if snap.status == "failed":
         text = Text()
@@ -112,7 +120,7 @@ def bottom_renderable(snap: Snapshot, lines: int, confusion: dict | None = None)
         first_last = next((i for i, (label, _v) in enumerate(rows) if label.startswith("last")), len(rows))
         rows[first_last:first_last] = class_rows(confusion)
         if snap.status == "interrupted":
-            rows.append(("stopped", "resume with c (continues from the last checkpoint)"))
+            rows.append(("stopped", stopped_text(snap)))
         width = max(len(label) for label, _ in rows) + 2
         text = Text()
         for i, (label, value) in enumerate(rows):
@@ -123,7 +131,7 @@ def bottom_renderable(snap: Snapshot, lines: int, confusion: dict | None = None)
         return text
     text = Text()
     if snap.status == "interrupted":
-        text.append("stopped: resume with c (continues from the last checkpoint)\n", style="yellow")
+        text.append(f"stopped: {stopped_text(snap)}\n", style="yellow")
         lines -= 1
     logs = snap.logs[-lines:]
     if not logs:
