@@ -134,3 +134,14 @@ def test_the_runs_number_is_raw_and_ema_side_by_side_never_the_better_one():
     assert best_numbers({"best": {"raw": {"val_top1": 50.0, "test_top1": 49.0}, "ema": None}}) == {
         "val": 50.0, "test": 49.0, "ema_val": None, "ema_test": None}
     assert best_numbers({}) == {"val": None, "test": None, "ema_val": None, "ema_test": None}
+
+
+def test_a_legend_keeps_every_series_in_a_narrow_plot():
+    from fgbench.tui.plots import Line, legend_text
+
+    lines = [Line([1], [1], (1, 2, 3), label, marker=m) for label, m in
+             (("train", "·"), ("val", "•"), ("test", "x"), ("EMA val", "o"), ("EMA test", "+"))]
+    wide = str(legend_text("top-1", lines, "x: step", width=100))
+    assert wide == "top-1  · train  • val  x test  o EMA val  + EMA test  x: step"
+    narrow = str(legend_text("top-1", lines, "x: step", width=42))
+    assert narrow == "top-1 ·train •val xtest oEMA val +EMA test"  # compact, the axis note left out
