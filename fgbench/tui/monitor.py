@@ -25,6 +25,10 @@ Decisions and trade-offs:
   and in a TUI restarted tomorrow (the rule is in :mod:`fgbench.rundir.status`). A trainer that
   dies before it can write ``run_finished`` (an import error, the OOM killer) is failed because
   the launcher's supervisor wrote its exit in the run directory, not because this TUI saw it.
+* Smoothing is not stored: :func:`smooth` (a debiased EMA with its time constant in steps) is
+  applied when drawing, to the decimated raw series, so it can be changed or turned off at once
+  and the raw series is always there to draw beside it. For a run longer than the decimator's
+  buckets it averages bucket means, which is what the plot shows anyway.
 * Thread safety: a worker thread calls :meth:`RunModel.update`; the UI thread calls
   :meth:`RunModel.snapshot`. Both hold the model's lock, and a snapshot is plain data.
 """
