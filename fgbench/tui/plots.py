@@ -29,6 +29,8 @@ import zlib
 from dataclasses import dataclass
 
 from rich.text import Text
+
+from fgbench.rundir.events import SERIES as EVENT_SERIES
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
@@ -84,20 +86,8 @@ def dimmed(rgb: RGB, factor: float = 0.45) -> RGB:
     return (int(rgb[0] * factor), int(rgb[1] * factor), int(rgb[2] * factor))
 
 
-#: what each series of the metrics stream is called on a chart (fgbench.tui.monitor.SERIES)
-CHART_TITLES: dict[str, str] = {
-    "loss": "train loss (step)",
-    "lr": "learning rate",
-    "images_per_s": "images/s",
-    "grad_norm": "grad norm",
-    "step_top1": "train top-1 (step)",
-    "train_loss": "train loss (epoch)",
-    "train_top1": "train top-1",
-}
-for _m, _mlabel in (("", ""), ("ema_", "EMA ")):
-    for _split in ("val", "test"):
-        for _k, _klabel in (("top1", "top-1"), ("top5", "top-5"), ("loss", "loss")):
-            CHART_TITLES[f"{_m}{_split}_{_k}"] = f"{_mlabel}{_split} {_klabel}"
+#: what each series of the metrics stream is called on a chart: the event schema's labels
+CHART_TITLES: dict[str, str] = {name: s.label for name, s in EVENT_SERIES.items()}
 
 
 @dataclass
