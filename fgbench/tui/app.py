@@ -119,7 +119,8 @@ class FgbenchApp(App):
         from fgbench.tui.screens.help import HelpScreen
         from fgbench.tui.screens.main import MainScreen
         from fgbench.tui.screens.monitor import MonitorScreen
-        from fgbench.tui.widgets.compare_pane import ComparePane
+        from fgbench.tui.screens.analysis import AnalysisScreen
+        from fgbench.tui.widgets.compare_pane import ComparePane, CompareTable, RunList
         from fgbench.tui.widgets.datasets_pane import DatasetsPane, DatasetsTable
         from fgbench.tui.widgets.recipes_pane import RecipesPane
         from fgbench.tui.widgets.runs_pane import RunsPane, RunsTable
@@ -133,7 +134,8 @@ class FgbenchApp(App):
                                                 Binding("enter", "", "Open a recipe, a section or a choice")]),
             ("Runs", RunsTable.BINDINGS + RunsPane.BINDINGS),
             ("Monitor", MonitorScreen.BINDINGS),
-            ("Compare", ComparePane.BINDINGS),
+            ("Classes (a in the monitor)", AnalysisScreen.BINDINGS),
+            ("Compare", RunList.BINDINGS + ComparePane.BINDINGS + CompareTable.BINDINGS),
         ]))
 
     # ---------------------------------------------------------------- runs

@@ -29,6 +29,8 @@ import zlib
 from dataclasses import dataclass
 
 from rich.text import Text
+
+from fgbench.rundir.events import SERIES as EVENT_SERIES
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
@@ -84,20 +86,8 @@ def dimmed(rgb: RGB, factor: float = 0.45) -> RGB:
     return (int(rgb[0] * factor), int(rgb[1] * factor), int(rgb[2] * factor))
 
 
-#: what each series of the metrics stream is called on a chart (fgbench.tui.monitor.SERIES)
-CHART_TITLES: dict[str, str] = {
-    "loss": "train loss (step)",
-    "lr": "learning rate",
-    "images_per_s": "images/s",
-    "grad_norm": "grad norm",
-    "step_top1": "train top-1 (step)",
-    "train_loss": "train loss (epoch)",
-    "train_top1": "train top-1",
-}
-for _m, _mlabel in (("", ""), ("ema_", "EMA ")):
-    for _split in ("val", "test"):
-        for _k, _klabel in (("top1", "top-1"), ("top5", "top-5"), ("loss", "loss")):
-            CHART_TITLES[f"{_m}{_split}_{_k}"] = f"{_mlabel}{_split} {_klabel}"
+#: what each series of the metrics stream is called on a chart: the event schema's labels
+CHART_TITLES: dict[str, str] = {name: s.label for name, s in EVENT_SERIES.items()}
 
 
 @dataclass
@@ -143,16 +133,28 @@ PLOT_FRAME_ROWS = 3
 """Rows of a plotext chart that are not data: the top frame, the x axis and its labels."""
 
 
-def legend_text(title: str, lines: list[Line], extra: str = "") -> Text:
-    text = Text()
-    text.append(title, style="bold")
-    for line in lines:
-        if not line.legend:
-            continue
-        text.append(f"  {'━' if line.marker == 'braille' else line.marker} ", style=rgb_style(line.colour))
-        text.append(line.label)
-    if extra:
-        text.append(f"  {extra}", style="dim")
+def legend_text(title: str, lines: list[Line], extra: str = "", width: int | None = None) -> Text:
+    """The title, each line's marker and label, then ``extra``. Where that is wider than
+    ``width``, the compact form: single spaces, the marker against its label, ``extra`` last to
+    go, so every series keeps its entry in a 40-column plot."""
+    def build(compact: bool, with_extra: bool) -> Text:
+        gap = " " if compact else "  "
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(title, style="bold")
+        for line in lines:
+            if not line.legend:
+                continue
+            mark = "━" if line.marker == "braille" else line.marker
+            text.append(f"{gap}{mark}{'' if compact else ' '}", style=rgb_style(line.colour))
+            text.append(line.label)
+        if extra and with_extra:
+            text.append(f"{gap}{extra}", style="dim")
+        return text
+
+    for compact, with_extra in ((False, True), (True, True), (True, False)):
+        text = build(compact, with_extra)
+        if width is None or text.cell_len <= width:
+            return text
     return text
 
 
@@ -236,7 +238,8 @@ class MetricPlot(Vertical):
         self.lines = lines
         """what is drawn (tests and the cursor read it)"""
         extra = "  ".join(p for p in (extra, f"x: {xlabel}") if p)
-        self.query_one(".legend", Static).update(legend_text(self.title, [ln for ln in lines if ln.xs], extra))
+        self.query_one(".legend", Static).update(legend_text(self.title, [ln for ln in lines if ln.xs], extra,
+                                                             width=max(10, (self.size.width or 80) - 1)))
         plt = self.plot.plt
         plt.clear_data()
         drawn = 0
