@@ -234,7 +234,9 @@ class FgbenchApp(App):
             where = f"data.root {root}" if root else "data.root is not set: it"
             return f"{where} needs train/ and test/ (or val/) class folders", False
         what = "is only partly downloaded" if status == "partial" else "is not downloaded"
-        return f"{name} {what}: {catalog.how_to_get(entry)}", entry.auto_download
+        if entry.auto_download:
+            return f"{name} {what} ({catalog.size_text(entry)}).", True
+        return f"{name} {what}: {catalog.how_to_get(entry)}", False
 
     async def offer_dataset(self, name: str, problem: tuple[str, bool], *, running: bool) -> str | None:
         """Ask what to do about a dataset that is not ready: download (or import) it now, or, when
