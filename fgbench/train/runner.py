@@ -252,17 +252,14 @@ def _load_for_resume(args, check: bool = True) -> tuple[Any, Path, dict, dict | 
     last = run_dir / runs.CHECKPOINT_DIR / runs.LAST_CKPT
     if not last.is_file():
         raise UserError(f"{run_dir}: no checkpoint to resume from ({last} is missing)")
-    try:
-        ckpt = C.load_checkpoint(last)
-    except Exception as err:
-        raise UserError(f"{last}: cannot read the checkpoint: {err}") from None
+    ckpt = C.load_checkpoint(last)  # a CheckpointError is one line naming the file
     best = None
     best_path = run_dir / runs.CHECKPOINT_DIR / runs.BEST_CKPT
     if best_path.is_file():
         try:
             best = C.load_checkpoint(best_path)
-        except Exception:
-            best = None
+        except C.CheckpointError as err:
+            raise C.CheckpointError(f"{err}; move it away to resume without the best weights so far") from None
     return recipe, run_dir, ckpt, best
 
 
@@ -601,11 +598,14 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
         if main:
             log_file = open(run_dir / runs.LOG_FILE, "a", encoding="utf-8", buffering=1)
             writer: Any = metrics.MetricsWriter(run_dir / metrics.METRICS_FILE)
+            _make_reserve(run_dir)
     except OSError as err:
         if disk_full_cause(err) is None:
             raise
         # the disk is full before the run could record anything: leave no half-made run behind
         print(_disk_full_line(err, run_dir), file=orig_err, flush=True)
+        if main:
+            _release_reserve(run_dir)
         if log_file is not None:
             with contextlib.suppress(OSError):
                 log_file.close()
@@ -668,10 +668,11 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
     except Exception as err:  # noqa: BLE001 - a crash is recorded, then reported with its traceback
         progress.close()
         if disk_full_cause(err) is not None:
-            # one line, no traceback. The failed write removed its temporary file, so there is
-            # usually room for the closing event; earlier checkpoints are untouched.
+            # One line, no traceback; earlier checkpoints are untouched. The reserve makes room
+            # for the summary and the closing event, so the run reads as failed.
             line = _disk_full_line(err, run_dir)
             print(line, file=orig_err, flush=True)
+            _release_reserve(run_dir)
             with contextlib.suppress(OSError):
                 _finish_failed(writer, trainer, line, None, EXIT_FAILED)
             return EXIT_FAILED
@@ -681,6 +682,8 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
         return EXIT_FAILED
     finally:
         _restore_signals(old_handlers)
+        if main:
+            _release_reserve(run_dir)
         sys.stdout, sys.stderr = orig_out, orig_err
         for f in (writer, log_file):
             try:
@@ -693,6 +696,24 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
             _discard(run_dir, fresh)
         if main:
             _unlock()
+
+
+#: a file of zeros kept in the run directory while training and deleted when the disk fills up,
+#: so that the summary and the closing event still fit (a full disk otherwise leaves no status)
+RESERVE_FILE = ".disk-reserve"
+RESERVE_BYTES = 256 << 10
+
+
+def _make_reserve(run_dir: Path) -> None:
+    with open(run_dir / RESERVE_FILE, "wb") as f:
+        f.write(bytes(RESERVE_BYTES))  # real blocks, not a sparse file
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _release_reserve(run_dir: Path) -> None:
+    with contextlib.suppress(OSError):
+        (run_dir / RESERVE_FILE).unlink()
 
 
 def _disk_full_line(err: BaseException, run_dir: Path) -> str:

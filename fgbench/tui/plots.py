@@ -208,6 +208,7 @@ class MetricPlot(Vertical):
         super().__init__(**kwargs)
         self.title = title
         self._key: object = None
+        self.lines: list[Line] = []
         self._yrange: tuple[float, float] | None = None
         self._log_y = False
         self._ylim: tuple[float, float] | None = None
@@ -232,6 +233,8 @@ class MetricPlot(Vertical):
         if key == self._key:
             return False
         self._key = key
+        self.lines = lines
+        """what is drawn (tests and the cursor read it)"""
         extra = "  ".join(p for p in (extra, f"x: {xlabel}") if p)
         self.query_one(".legend", Static).update(legend_text(self.title, [ln for ln in lines if ln.xs], extra))
         plt = self.plot.plt

@@ -6,7 +6,7 @@ Decisions and trade-offs:
 * The numbers are those of ``fgbench runs show`` (:func:`fgbench.report.per_class_accuracy`,
   :func:`fgbench.report.confused_pairs`) over ``confusion.json``: the selected model at its best
   epoch on the test split. The images of a pair come from ``predictions.json`` (the same model and
-  epoch, see :data:`fgbench.runs.PREDICTIONS_FILE`); the header names the model and the epoch.
+  epoch, see :data:`fgbench.rundir.layout.PREDICTIONS_FILE`); the header names the model and the epoch.
 * Pictures are drawn by textual-image (:mod:`fgbench.tui.images`): Sixel or the Kitty protocol
   where the terminal has them, coloured half blocks elsewhere. A page holds as many images as fit
   across the screen; ``[``/``]`` page through the rest of the pair. Images are decoded only for the
@@ -28,7 +28,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
-from fgbench import report, runs
+from fgbench import report
+from fgbench.rundir import layout
 from fgbench.tui import images
 
 PAIRS = 30
@@ -100,8 +101,8 @@ class AnalysisScreen(Screen):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        conf = runs.read_json(self.path / runs.CONFUSION_FILE)
-        pred = runs.read_json(self.path / runs.PREDICTIONS_FILE)
+        conf = layout.read_json(self.path / layout.CONFUSION_FILE)
+        pred = layout.read_json(self.path / layout.PREDICTIONS_FILE)
         self.confusion = conf if isinstance(conf, dict) and conf.get("matrix") else None
         self.predictions = pred if isinstance(pred, dict) and pred.get("label") is not None else None
         self.query_one("#analysis-header", Static).update(self._header())

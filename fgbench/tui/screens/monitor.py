@@ -96,7 +96,13 @@ class MonitorScreen(Screen):
         model = self.model
         failed = model.status == "failed"
         snap = model.snapshot(with_console=failed)
-        views.first().show(snap)
+        view = views.first()
+        if view.confusion is None and snap.status in ("completed", "interrupted"):
+            from fgbench.rundir import layout
+
+            conf = layout.read_json(self.path / layout.CONFUSION_FILE)  # small; written once, at the end
+            view.confusion = conf if isinstance(conf, dict) else None
+        view.show(snap)
 
     def action_back(self) -> None:
         self.app.pop_screen()

@@ -38,7 +38,9 @@ from textual.css.query import NoMatches
 from textual.widgets import DataTable, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from fgbench import report, runs
+from fgbench import report
+from fgbench.rundir.reader import RunInfo
+from fgbench.rundir.summary import Summary, SummaryError
 from fgbench.tui.monitor import SMOOTH_STEPS, SMOOTHABLE, SERIES, RunRow, Snapshot, format_duration, smooth
 from fgbench.tui.plots import CHART_TITLES, Line, MetricPlot, dimmed, rgb_style
 from fgbench.tui.widgets.run_view import next_smoothing
@@ -141,13 +143,18 @@ def sort_rows(rows: list[dict[str, Any]], key: str, reverse: bool) -> list[dict[
     return sorted(present, key=k, reverse=reverse) + empty
 
 
-def run_infos(models: list[Any]) -> list[runs.RunInfo]:
-    """RunInfo records (what fgbench.report takes) from the TUI's run models."""
+def run_infos(models: list[Any]) -> list[RunInfo]:
+    """RunInfo records (what fgbench.report takes, as ``fgbench runs compare`` reads them) from the
+    TUI's run models: summary.json checked the same way, a damaged one counting as none."""
     out = []
     for m in models:
         with m.lock:
-            out.append(runs.RunInfo(m.path, m.status, str(m.recipe.get("name") or m.run_id), dict(m.recipe),
-                                    dict(m.summary), dict(m.info)))
+            try:
+                summary = Summary.from_json(m.summary).to_json() if m.summary else {}
+            except SummaryError:
+                summary = {}
+            out.append(RunInfo(path=m.path, status=m.status, name=str(m.recipe.get("name") or m.run_id),
+                               recipe=dict(m.recipe), summary=summary, info=dict(m.info)))
     return out
 
 
@@ -270,7 +277,7 @@ class ComparePane(Vertical):
                             compact=True)
                 yield VerticalScroll(Grid(id="compare-grid"), id="compare-charts")
                 yield Static("", id="compare-cursor")
-                yield CompareTable(id="compare-table", cursor_type="row", show_cursor=False)
+                yield CompareTable(id="compare-table", cursor_type="row", show_cursor=False, fixed_columns=1)
                 yield Static("", id="compare-hint")
 
     def on_mount(self) -> None:
@@ -426,14 +433,8 @@ class ComparePane(Vertical):
         snaps = self.snapshots()
         names = self.chart_names(snaps)
         if names != self._charts:
-            focused = self.screen.focused if self.is_attached else None
-            had_focus = isinstance(focused, CompareChart)
             self._charts = names
-            grid.remove_children()
-            grid.mount_all([CompareChart(n, id=f"chart-{n}") for n in names])
-            if had_focus and names:
-                self.call_after_refresh(self._focus_first_chart)
-            self.call_after_refresh(self.redraw)  # draw once the new charts have a size
+            self.run_worker(self._rebuild_charts(names), group="compare-charts", exclusive=True)
             return
         self._layout_grid(len(names))
         book = self.app.colours  # type: ignore[attr-defined]
@@ -469,6 +470,16 @@ class ComparePane(Vertical):
         self._draw_table(snaps, table, colours)
         self._draw_hint(snaps)
 
+    async def _rebuild_charts(self, names: tuple[str, ...]) -> None:
+        grid = self.query_one("#compare-grid", Grid)
+        focused = self.screen.focused if self.is_attached else None
+        had_focus = isinstance(focused, CompareChart)
+        await grid.remove_children()
+        await grid.mount_all([CompareChart(n, id=f"chart-{n}") for n in names])
+        if had_focus and names:
+            self._focus_first_chart()
+        self.call_after_refresh(self.redraw)  # draw once the new charts have a size
+
     def _focus_first_chart(self) -> None:
         charts = list(self.query(CompareChart))
         if charts:
@@ -488,14 +499,23 @@ class ComparePane(Vertical):
             out.update(Text("[ ]: cursor (reads every run at one x)" if per_chart else "", style="dim"))
             return
         smoothed = bool(self.smooth_steps and chart.series in SMOOTHABLE)
-        text = Text(no_wrap=True, overflow="ellipsis")
-        text.append(f"{chart.title} @ {fmt_x(self.cursor_x, self.axis)}", style="bold")
-        if smoothed:
-            text.append(" (smoothed)", style="dim")
         book = self.app.colours  # type: ignore[attr-defined]
-        for snap, xs, ys in per_chart[chart.series]:
-            text.append(f"  {book.marker(snap.path.name)} ", style=rgb_style(colours[snap.path.name]))
-            text.append(f"{snap.name} {fmt_y(value_at(xs, ys, self.cursor_x))}")
+        reads = [(book.marker(snap.path.name), colours[snap.path.name], snap.name,
+                  fmt_y(value_at(xs, ys, self.cursor_x))) for snap, xs, ys in per_chart[chart.series]]
+
+        def line(with_names: bool) -> Text:
+            text = Text(no_wrap=True, overflow="ellipsis")
+            text.append(f"{chart.title} @ {fmt_x(self.cursor_x, self.axis)}", style="bold")
+            if smoothed:
+                text.append(" (smoothed)", style="dim")
+            for marker, colour, name, value in reads:
+                text.append(f"  {marker} ", style=rgb_style(colour))
+                text.append(f"{name} {value}" if with_names else value)
+            return text
+
+        text = line(True)
+        if text.cell_len > (out.size.width or 80):  # the markers name the runs (sidebar, table)
+            text = line(False)
         out.update(text)
 
     # ------------------------------------------------------------------ table
@@ -630,7 +650,7 @@ class ComparePane(Vertical):
         self.redraw()
 
     def action_export(self) -> None:
-        from fgbench.tui.screens.dialogs import PromptScreen
+        from fgbench.tui.dialogs import PromptScreen
 
         if not self._rows:
             self.app.notify("Select runs first: the table is empty", severity="warning", timeout=4)

@@ -11,6 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import ProgressBar, Static
 
+from fgbench import report
 from fgbench.tui.monitor import SMOOTH_STEPS, SMOOTHABLE, Snapshot, format_duration, smooth, summary_numbers
 from fgbench.tui.plots import SERIES_COLOURS, SERIES_LABELS, Line, MetricPlot, dimmed
 from fgbench.tui.widgets.runs_pane import STATUS_STYLE
@@ -77,6 +78,19 @@ def header_text(snap: Snapshot) -> Text:
     return text
 
 
+def class_rows(confusion: dict | None, worst: int = 3, pairs: int = 2) -> list[tuple[str, str]]:
+    """The run's weakest classes and most confused pairs (those of ``fgbench runs show``), for the
+    result panel; ``a`` opens all of them with their images."""
+    if not isinstance(confusion, dict) or not confusion.get("matrix"):
+        return []
+    acc = sorted((a for a in report.per_class_accuracy(confusion) if a[3] is not None), key=lambda a: (a[3], a[0]))
+    out = [("worst classes", ", ".join(f"{name} {pct:.1f}%" for name, _c, _t, pct in acc[:worst])
+                                 + f"  (a: all {len(acc)})")]
+    top = report.confused_pairs(confusion, pairs)
+    out.append(("most confused", ", ".join(f"{t} → {p} ({n})" for t, p, n, _s in top) if top else "none"))
+    return out
+
+
 def stopped_text(snap: Snapshot) -> str:
     """What a stopped run resumes from: the step its last checkpoint was written at."""
     ck = snap.last_checkpoint
@@ -85,7 +99,7 @@ def stopped_text(snap: Snapshot) -> str:
     return "resume with c (continues from the last checkpoint)"
 
 
-def bottom_renderable(snap: Snapshot, lines: int) -> Text:
+def bottom_renderable(snap: Snapshot, lines: int, confusion: dict | None = None) -> Text:
     if snap.status == "failed":
         text = Text()
         text.append("✗ run failed", style="bold red")
@@ -103,6 +117,8 @@ def bottom_renderable(snap: Snapshot, lines: int) -> Text:
         return text
     if snap.status in ("completed", "interrupted") and snap.summary:
         rows = summary_numbers(snap)
+        first_last = next((i for i, (label, _v) in enumerate(rows) if label.startswith("last")), len(rows))
+        rows[first_last:first_last] = class_rows(confusion)
         if snap.status == "interrupted":
             rows.append(("stopped", stopped_text(snap)))
         width = max(len(label) for label, _ in rows) + 2
@@ -146,6 +162,8 @@ class RunView(Vertical):
         super().__init__(**kwargs)
         self.axis = "step"
         self.smooth_steps: float | None = SMOOTH_STEPS
+        self.confusion: dict | None = None
+        """confusion.json of a finished run (the monitor screen reads it)"""
         self.snapshot: Snapshot | None = None
         self.draws = 0
 
@@ -185,7 +203,7 @@ class RunView(Vertical):
             _lines(snap, ("images_per_s",), axis), xlabel=axis, extra=f"now {_num(snap.images_per_s, ',.0f')}")
         log_only = self.has_class("-log-only")
         lines = 40 if log_only else max(3, self.query_one("#run-bottom").size.height or 5)
-        self.query_one("#run-log", Static).update(bottom_renderable(snap, lines))
+        self.query_one("#run-log", Static).update(bottom_renderable(snap, lines, self.confusion))
 
     def toggle_axis(self) -> None:
         self.axis = "epoch" if self.axis == "step" else "step"
