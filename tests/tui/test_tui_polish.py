@@ -384,3 +384,10 @@ async def test_dataset_status_words_are_the_cli_ones(dirs, monkeypatch, capsys):
         await wait_for(pilot, lambda: table.row_count > 3, what="catalog")
         tui_words = {key.value: str(table.get_cell(key.value, "status")) for key in table.rows}
     assert tui_words == cli_words
+
+
+def test_the_stage_line_says_1_epoch_not_1_epochs():
+    model = RunModel("/nonexistent/run")
+    model.feed([{"event": "stage_started", "stage": 0, "name": "main", "epochs": 1, "train_size": 32},
+                {"event": "stage_started", "stage": 1, "name": "fixres", "epochs": 3}])
+    assert list(model.logs) == ["stage 0: main, 1 epoch at 32px", "stage 1: fixres, 3 epochs"]
