@@ -154,9 +154,14 @@ def even_xticks(x0: float, x1: float, cols: int, max_labels: int = 5) -> tuple[l
     label on a narrow chart: 0 105 315)."""
     if not x1 > x0 or cols < 2:
         return [], []
+    # steps and epochs: whole-number labels, each exactly its tick, where rounding a tick to a whole
+    # number moves it by less than half a column (a unit is at most one column wide)
+    whole = float(x0).is_integer() and float(x1).is_integer() and x1 - x0 >= cols - 1
     for n in range(max_labels, 1, -1):  # the most labels that fit
         step = (x1 - x0) / (n - 1)
         values = [x0 + step * i for i in range(n)]
+        if whole and step >= 1:
+            values = [float(round(v)) for v in values]
         labels = [_tick_text(v, step) for v in values]
         # room between labels, and for the half of the last one that overhangs the right edge
         if (cols - 1) / (n - 1) >= max(len(t) for t in labels) + 2 + len(labels[-1]) // 2 and len(set(labels)) == n:

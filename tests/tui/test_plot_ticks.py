@@ -111,3 +111,11 @@ async def test_the_monitor_plot_keeps_even_labels_when_resized():
             assert len(xs) >= 2 and xs[0] == "0" and xs[-1] == "49", xs  # both ends, none dropped
             axis = next(line for line in ANSI.sub("", canvas).splitlines() if "└" in line)
             assert axis.count("┬") == len(xs)
+
+
+@pytest.mark.parametrize("x0,x1,cols", [(1, 75, 34), (0, 420, 60), (1, 4000, 30), (0, 30, 34), (0.0, 0.5, 34)])
+def test_each_x_label_is_exactly_its_tick(x0, x1, cols):
+    values, labels = even_xticks(x0, x1, cols)
+    assert values and values[0] == x0 and values[-1] == x1
+    for v, t in zip(values, labels):
+        assert float(t) == pytest.approx(v, abs=10 ** -len(t.partition(".")[2]) / 2 + 1e-12), (v, t)
