@@ -284,7 +284,7 @@ class FgbenchApp(App):
         try:
             launched = self.launcher.start(validation.recipe)
         except (UserError, OSError) as err:
-            self.notify(str(err), title="Not started", severity="error")
+            self.notify(str(err), title="Not started", severity="error", markup=False)
             return
         self.store.model(launched.run_dir)
         self.wake_watcher()
@@ -312,7 +312,7 @@ class FgbenchApp(App):
         try:
             launched = self.launcher.resume(path)
         except UserError as err:
-            self.notify(str(err), title="Not resumed", severity="error")
+            self.notify(str(err), title="Not resumed", severity="error", markup=False)
             return
         self.wake_watcher()
         self.notify(f"Resuming {path.name}", timeout=3)

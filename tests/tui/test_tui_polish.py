@@ -210,6 +210,8 @@ async def test_an_offline_download_shows_the_whole_error_and_the_dataset_stays_m
         await wait_for(pilot, lambda: table.row_count > 3, what="catalog")
         table.focus()
         table.move_cursor(row=table.get_row_index("cub200"))
+        notes: list = []
+        app.notify = lambda message, **options: notes.append((message, options))
         await pilot.press("g")
         await wait_for(pilot, lambda: pane.active_task is None and pane.last_message, what="download ended")
         assert "no host could be resolved" in pane.last_message
@@ -219,6 +221,13 @@ async def test_an_offline_download_shows_the_whole_error_and_the_dataset_stays_m
         assert needed > 4
         assert message.content_region.height >= needed, "the advice at the end is cut off"
         assert str(table.get_cell("cub200", "status")) == "missing"
+        # the notification shows the text as it is: "[mirrors]" is not taken for markup and dropped
+        from textual.markup import to_content
+
+        text, options = notes[-1]
+        assert "[mirrors] cub200" in text
+        shown = text if options.get("markup") is False else to_content(text).plain
+        assert "[mirrors] cub200" in shown
 
 
 # ------------------------------------------------------------------------------- runs
