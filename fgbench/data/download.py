@@ -1019,7 +1019,7 @@ def verify_dataset(name: str, *, root=None, deep: bool = False, progress: Progre
     if missing:
         report.problems.append(f"{name}: {len(missing)} indexed image(s) missing, e.g. {missing[0]}")
     if deep:
-        from fgbench.data.fast import find_corrupt_images
+        from fgbench.data.images import find_corrupt_images
 
         gone = set(missing)
         present = [p for p in all_paths if p not in gone]

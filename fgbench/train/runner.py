@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from fgbench.atomic import DiskFullError, disk_full_cause, free_text
-from fgbench.errors import UserError
+from fgbench.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UserError
 from fgbench.rundir import events as metrics
 from fgbench.rundir import layout as runs
 from fgbench.rundir import procs
@@ -56,7 +56,6 @@ from fgbench.rundir.lock import LOCKED_ENV, RunBusy, RunLock, holder, locked_by_
 from fgbench.rundir.reader import RunReader
 from fgbench.recipe import RecipeError, dumps_recipe, load_recipe, validate_recipe
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class Tee(io.TextIOBase):
@@ -363,7 +362,9 @@ def _prepare(args, *, world=None, launcher: bool = False) -> Prepared:
 
         source = escape(str(args.recipe))
         msg = str(err)
-        raise UserError(msg if msg.startswith(f"{source}: ") else f"{source}: {msg}") from None
+        if msg.startswith((f"{source}: ", "-")):  # already named, or about a command-line flag
+            raise
+        raise UserError(f"{source}: {msg}") from None
 
 
 def _prepare_checked(args, *, world=None, launcher: bool = False) -> Prepared:

@@ -4,7 +4,7 @@ Decisions and trade-offs:
 
 * The TUI process never imports torch or torchvision (about 3 s and 650 MB before the first
   paint). Training runs in its own ``fgbench run`` process; this process only reads run
-  directories. ``tests/tui/test_import_hygiene.py`` proves it in a fresh interpreter.
+  directories. ``tests/test_import_zones.py`` proves it in a fresh interpreter.
 * :func:`make_app` is the factory: tests build the app against temporary recipe, data and run
   directories and inject the trainer command (a fake trainer that writes scripted events).
 * One background thread (the run watcher) refreshes every run directory incrementally once a
@@ -310,7 +310,7 @@ class FgbenchApp(App):
             self.notify(f"{path.name} has completed; nothing to resume", severity="warning", timeout=4)
             return
         try:
-            launched = self.launcher.resume(path)
+            self.launcher.resume(path)
         except UserError as err:
             self.notify(str(err), title="Not resumed", severity="error", markup=False)
             return

@@ -36,7 +36,16 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import ContentSwitcher, Label, OptionList, Static, TextArea
 from textual.widgets.option_list import Option, OptionDoesNotExist
 
-from fgbench.recipe import Recipe, RecipeError, atomic_write_text, parse_recipe_text
+from fgbench.errors import UserError
+from fgbench.recipe import (
+    MAX_RECIPE_BYTES,
+    Recipe,
+    RecipeError,
+    atomic_write_text,
+    parse_recipe_text,
+    read_recipe_data,
+)
+from fgbench.textfile import read_text_file
 from fgbench.tui import form as F
 from fgbench.tui.messages import RecipeStatus
 from fgbench.tui.recipe_files import discover, listing
@@ -47,11 +56,7 @@ from fgbench.tui.widgets.recipe_form import RecipeForm
 def read_doc(path: Path) -> tuple[dict[str, Any], Recipe | None]:
     """The document of a recipe file (defaults filled in when it validates). Raises RecipeError
     for a file that cannot be read or is not TOML."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise RecipeError([f"{path}: cannot read: {err}"]) from None
-    raw = parse_recipe_text(text, str(path))
+    raw = read_recipe_data(path)  # the recipe's one reader: never blocks on a FIFO, at most 1 MB
     check = F.validate(raw, str(path))
     if check.recipe is not None:
         return F.doc_from_recipe(check.recipe), check.recipe
@@ -60,8 +65,8 @@ def read_doc(path: Path) -> tuple[dict[str, Any], Recipe | None]:
 
 def _read_text(path: Path) -> str | None:
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        return read_text_file(path, MAX_RECIPE_BYTES, "recipe")
+    except UserError:
         return None
 
 

@@ -72,7 +72,8 @@ def check_output_dirs(args: argparse.Namespace) -> None:
             except OSError as err:
                 raise UserError(f"{_show(run_dir)}: --run-dir cannot be read: {err.strerror or err}") from None
             if not empty:
-                raise UserError(f"{_show(run_dir)}: --run-dir is not empty (give a new or empty directory, or --resume it)")
+                raise UserError(f"{_show(run_dir)}: --run-dir is not empty (give a new or empty directory, "
+                                "or --resume it)")
             _writable(run_dir, "--run-dir")
         else:
             _creatable(run_dir, "--run-dir")
