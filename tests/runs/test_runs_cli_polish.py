@@ -113,7 +113,7 @@ def test_a_run_dir_holding_only_the_launchers_files_is_accepted(tmp_path):
     trainer starts: that directory is still a fresh one, not a used one."""
     import argparse
 
-    from fgbench.cli_run import check_output_dirs
+    from fgbench.cli.train import check_output_dirs
     from fgbench.errors import UserError
 
     run_dir = tmp_path / "20250101-000000-x"
