@@ -65,7 +65,10 @@ def check_output_dirs(args: argparse.Namespace) -> None:
             raise UserError(f"{_show(run_dir)}: --run-dir exists and is not a directory")
         if run_dir.is_dir():
             try:
-                empty = not any(run_dir.iterdir())
+                from fgbench.rundir import layout
+
+                # a launcher's own files (launch.toml, launch.json) do not make it a used directory
+                empty = layout.RunDir(run_dir).is_fresh()
             except OSError as err:
                 raise UserError(f"{_show(run_dir)}: --run-dir cannot be read: {err.strerror or err}") from None
             if not empty:

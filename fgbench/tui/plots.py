@@ -12,6 +12,8 @@ Decisions and trade-offs:
   monitor also limits redraws to a few per second).
 * textual-plotext (and plotext, 50 ms) is imported when the first plot is composed, not with this
   module: the run list and the colours need this module before the first paint.
+* Tick labels are ours (:func:`even_ticks`, :func:`even_xticks`): y labels on whole rows, x labels
+  as many as fit, so plotext never drops a colliding middle label and leaves an uneven axis.
 * Braille markers give 2x4 dots per cell, the best resolution a terminal offers; they render in
   tmux, screen and every UTF-8 terminal. Where several runs share a chart (Compare), each run also
   has its own marker character (``MARKERS``), shown beside its name everywhere it appears, so
@@ -129,6 +131,34 @@ def even_ticks(lo: float, hi: float, rows: int, max_labels: int = 5) -> tuple[li
     return values, [f"{v:.{decimals}f}" for v in values]
 
 
+def _tick_text(v: float, step: float) -> str:
+    if step >= 1 and abs(v - round(v)) < 1e-9 * max(1.0, abs(v)):
+        return str(int(round(v)))
+    decimals = max(0, min(6, 1 - math.floor(math.log10(step)))) if step > 0 else 2
+    return f"{v:.{decimals}f}"
+
+
+def even_xticks(x0: float, x1: float, cols: int, max_labels: int = 5) -> tuple[list[float], list[str]]:
+    """X tick values and labels for ``cols`` data columns: as many evenly spaced labels (at most
+    ``max_labels``) as fit without touching, so plotext never has to drop one (it drops a middle
+    label on a narrow chart: 0 105 315)."""
+    if not x1 > x0 or cols < 2:
+        return [], []
+    # steps and epochs: whole-number labels, each exactly its tick, where rounding a tick to a whole
+    # number moves it by less than half a column (a unit is at most one column wide)
+    whole = float(x0).is_integer() and float(x1).is_integer() and x1 - x0 >= cols - 1
+    for n in range(max_labels, 1, -1):  # the most labels that fit
+        step = (x1 - x0) / (n - 1)
+        values = [x0 + step * i for i in range(n)]
+        if whole and step >= 1:
+            values = [float(round(v)) for v in values]
+        labels = [_tick_text(v, step) for v in values]
+        # room between labels, and for the half of the last one that overhangs the right edge
+        if (cols - 1) / (n - 1) >= max(len(t) for t in labels) + 2 + len(labels[-1]) // 2 and len(set(labels)) == n:
+            return values, labels
+    return [], []  # not even two labels fit: none rather than a misleading one
+
+
 PLOT_FRAME_ROWS = 3
 """Rows of a plotext chart that are not data: the top frame, the x axis and its labels."""
 
@@ -214,6 +244,8 @@ class MetricPlot(Vertical):
         self._yrange: tuple[float, float] | None = None
         self._log_y = False
         self._ylim: tuple[float, float] | None = None
+        self._ylabels: list[str] = []
+        self._xrange: tuple[float, float] | None = None
 
     def compose(self) -> ComposeResult:
         from textual_plotext import PlotextPlot
@@ -264,6 +296,10 @@ class MetricPlot(Vertical):
             plt.xlim(*xlim)
         else:
             plt.xlim(None, None)
+        xs_all = [x for ln in lines if ln.ys for x in ln.xs]
+        self._xrange = (xlim if xlim is not None and xlim[1] > xlim[0] else (min(xs_all), max(xs_all))) \
+            if drawn and xs_all else None
+        self._set_xticks()
         if cursor_x is not None and drawn:
             plt.vline(cursor_x, "white")
         self.plot.refresh()
@@ -284,7 +320,8 @@ class MetricPlot(Vertical):
             plt.ylim(*(self._ylim or (None, None)))
             if lo > 0 and hi > lo:
                 values, _ = even_ticks(math.log10(lo), math.log10(hi), rows)
-                plt.yticks([10 ** v for v in values], [f"{10 ** v:.2g}" for v in values])
+                self._ylabels = [f"{10 ** v:.2g}" for v in values]
+                plt.yticks([10 ** v for v in values], self._ylabels)
             else:
                 plt.yticks([])
             return
@@ -292,7 +329,23 @@ class MetricPlot(Vertical):
             pad = abs(lo) * 0.05 or 0.5
             lo, hi = lo - pad, hi + pad
         plt.ylim(lo, hi)
-        plt.yticks(*even_ticks(lo, hi, rows))
+        values, self._ylabels = even_ticks(lo, hi, rows)
+        plt.yticks(values, self._ylabels)
+
+    def _set_xticks(self) -> None:
+        """Evenly spaced x labels that fit the plot's current width (:func:`even_xticks`)."""
+        plt = self.plot.plt
+        if self._xrange is None:
+            plt.xticks([])
+            return
+        x0, x1 = self._xrange
+        # the y labels and the frame take the left columns; the widest of our y labels tells how many
+        ywidth = max((len(t) for t in self._ylabels), default=4)
+        values, labels = even_xticks(x0, x1, (self.plot.size.width or 0) - ywidth - 2)
+        if values:
+            plt.xlim(x0, x1)
+        plt.xticks(values, labels)
 
     def on_resize(self) -> None:
         self._set_ticks()
+        self._set_xticks()

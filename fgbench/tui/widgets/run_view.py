@@ -122,8 +122,8 @@ def bottom_renderable(snap: Snapshot, lines: int, confusion: dict | None = None)
         rows = summary_numbers(snap)
         first_last = next((i for i, (label, _v) in enumerate(rows) if label.startswith("last")), len(rows))
         rows[first_last:first_last] = class_rows(confusion)
-        if snap.status == "interrupted":
-            rows.append(("stopped", stopped_text(snap)))
+        if snap.status == "interrupted":  # first: what to do next, above the fold at 80x24
+            rows.insert(0, ("stopped", stopped_text(snap)))
         width = max(len(label) for label, _ in rows) + 2
         text = Text()
         for i, (label, value) in enumerate(rows):
