@@ -240,9 +240,11 @@ def _load_for_resume(args, check: bool = True) -> tuple[Any, Path, dict, dict | 
         raise UserError(f"{run_dir}: not a run directory (no {runs.RECIPE_FILE})")
     recipe = load_recipe(recipe_path)
     if check and not locked_by_parent(run_dir):
+        from fgbench.rundir.supervise import LAUNCH_ENV
+
         reader = RunReader(run_dir)
         reader.update()
-        status = reader.status().status
+        status = reader.status(own_launch=os.environ.get(LAUNCH_ENV)).status
         if status == "running":
             busy = holder(run_dir)
             raise UserError(str(RunBusy(run_dir, busy)) if busy is not None else
