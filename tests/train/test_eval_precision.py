@@ -179,3 +179,41 @@ def test_evaluate_sums_over_processes_when_the_engine_reduces():
     assert torch.equal(ev["confusion"], expected)
     single = evaluate(Fixed(logits), Split(labels, 3), _engine(model, None), num_classes=4, top_k=1)
     assert ev["loss"] == pytest.approx(single["loss"], rel=1e-9)
+
+
+class SeesLayout(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 10, 1)
+        self.layouts: list[bool] = []
+
+    def forward(self, x):
+        self.layouts.append(x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
+        return self.conv(x).mean(dim=(2, 3))
+
+
+class Images:
+    def __init__(self, n):
+        self.n = n
+
+    def batches(self):
+        g = torch.Generator().manual_seed(0)
+        yield torch.rand(self.n, 3, 4, 4, generator=g), torch.arange(self.n) % 10, ()
+
+
+def test_evaluate_channels_last_default_top_k_one_image_and_integer_confusion():
+    torch.manual_seed(0)
+    model = SeesLayout()
+    engine = _engine(model, None)
+    engine.channels_last = True
+    ev = evaluate(model, Images(7), engine, num_classes=10)
+    assert model.layouts == [True]  # the batch is moved to channels_last as the engine asks
+    assert ev["confusion"].dtype == torch.long and ev["confusion"].sum() == 7
+    # default k is 5 (of 10 classes): count the hits by hand from the logits
+    with torch.no_grad():
+        logits = model(next(Images(7).batches())[0])
+    ranks = (logits > logits.gather(1, (torch.arange(7) % 10)[:, None])).sum(1)
+    assert ev["top5"] == pytest.approx(100 * float((ranks < 5).sum()) / 7)
+    assert (ranks < 5).sum() != (ranks < 6).sum() and (ranks < 5).sum() != (ranks < 4).sum()  # k matters here
+    one = evaluate(Fixed(torch.tensor([[0.0, 2.0, 1.0]])), Split([1], 1), _engine(model, None), num_classes=3)
+    assert (one["images"], one["top1"]) == (1, 100.0)
