@@ -145,8 +145,7 @@ class BestTracker:
         b = self.best.get(model)
         if b is None:
             return None
-        return {"epoch": b["epoch"], "val_top1": b["val_top1"], "val_top5": b["val_top5"], "test_top1": b["test_top1"],
-                "test_top5": b["test_top5"]}
+        return {"epoch": b["epoch"], "val_top1": b["val_top1"], "test_top1": b["test_top1"], "test_top5": b["test_top5"]}
 
     def state_dict(self) -> dict:
         best = {k: (None if v is None else {kk: (None if vv == math.inf else vv) for kk, vv in v.items()})
@@ -770,8 +769,7 @@ class Trainer:
 def _split_view(v: dict | None) -> dict | None:
     if v is None:
         return None
-    return {"val_top1": v.get("val_top1"), "val_top5": v.get("val_top5"), "test_top1": v.get("test_top1"),
-            "test_top5": v.get("test_top5")}
+    return {"val_top1": v.get("val_top1"), "test_top1": v.get("test_top1"), "test_top5": v.get("test_top5")}
 
 
 def _device_name(device: torch.device) -> str:
