@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="node 0's address and a free port, the same on "
                    "every node (needed with --nnodes > 1)")
     p.add_argument("--sweep-tag", metavar="TAG", help=argparse.SUPPRESS)
+    p.add_argument("--trial", metavar="SPEC:NUMBER", help=argparse.SUPPRESS)  # a search trial (fgbench.search)
     p.set_defaults(handler=_handle)
 
 

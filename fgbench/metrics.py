@@ -51,11 +51,11 @@ EVENT_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "log": (("level", "message"), ()),
     # final evaluation of the selected model at extra test sizes
     "final_eval": (("model", "test_size", "top1"), ("top5", "epoch")),
-    # status: completed / failed / interrupted; summary as in summary.json
+    # status: completed / failed / interrupted / pruned (a search stopped it); summary as in summary.json
     "run_finished": (("status",), ("error", "traceback", "summary", "exit_code")),
 }
 
-STATUSES = ("running", "completed", "failed", "interrupted")
+STATUSES = ("running", "completed", "failed", "interrupted", "pruned")
 
 
 class EventError(ValueError):

@@ -119,7 +119,7 @@ def test_every_point_is_validated_before_anything_runs(tmp_path: Path) -> None:
 @pytest.mark.parametrize("table,message", [
     ('[sweep]\ngrid = { "optim.lr" = 0.1 }', "sweep: grid.optim.lr: expected a non-empty list of values"),
     ('[sweep]\ngrid = { "optim.lr" = [] }', "sweep: grid.optim.lr: expected a non-empty list of values"),
-    ("[sweep]\n", "sweep: a sweep needs sweep.grid or sweep.variants"),
+    ("[sweep]\n", "sweep: a sweep needs sweep.grid, sweep.variants or sweep.search"),
     ('[[sweep.variants]]\nname = "a b"', "sweep.variants[0].name: String should match pattern"),
     ('[[sweep.variants]]\nname = "a"\n[[sweep.variants]]\nname = "a"', "sweep: variant names must be unique: a"),
     ('[[sweep.variants]]\nname = "a"\nsett = {}', "sweep.variants[0].sett: Extra inputs are not permitted"),

@@ -75,7 +75,7 @@ def bottom_renderable(snap: Snapshot, lines: int) -> Text:
             text.append("last output:\n", style="dim")
             text.append("\n".join(snap.console_tail[-lines:]))
         return text
-    if snap.status in ("completed", "interrupted") and snap.summary:
+    if snap.status in ("completed", "interrupted", "pruned") and snap.summary:
         rows = summary_numbers(snap)
         if snap.status == "interrupted":
             rows.append(("stopped", "resume with c (continues from the last checkpoint)"))

@@ -26,6 +26,7 @@ STATUS_STYLE = {
     "completed": "",
     "failed": "bold red",
     "interrupted": "yellow",
+    "pruned": "magenta",
 }
 
 COLUMNS = ("status", "started", "recipe", "dataset", "model", "val", "test", "time")
