@@ -127,6 +127,9 @@ class JobState:
         return self.state in ACTIVE_STATES
 
     def text(self) -> str:
+        if self.state == "?":
+            # e.g. an array task cancelled before it started, on a cluster without accounting
+            return "not queued (no scheduler record)"
         out = self.state
         if self.restarts:
             out += f", requeued {self.restarts}x"
