@@ -1,0 +1,166 @@
+"""`fgbench sweep --launcher slurm` against a real SLURM: the one-node cluster on 127.0.0.1 that
+`.ci/slurm-up` starts (as root: munged, slurmctld, slurmd). Without one the test skips and says
+how to start it.
+
+One sweep of three tiny CPU runs (at most two at once): the long one is requeued with
+`scontrol requeue` after its first epoch and must resume from its checkpoint in the same run
+directory; the third is cancelled while it waits; `--status` shows both sides; `--continue`
+submits only the cancelled point; the ablation table ends with all three."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from fgbench import metrics, runs, slurm, sweep
+from runs_factory import REPO
+from test_real_runs import make_images
+
+pytestmark = pytest.mark.slow
+
+
+def _cluster_reason() -> str | None:
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        return "no SLURM client on PATH; start a one-node cluster with `sudo .ci/slurm-up` (see README, Sweeps)"
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError) as err:
+        return f"sinfo failed ({err}); start a one-node cluster with `sudo .ci/slurm-up`"
+    if not any(s.startswith(("idle", "mix", "alloc", "comp")) for s in out.split()):
+        return f"no SLURM node is up (sinfo: {out.strip() or 'nothing'}); start one with `sudo .ci/slurm-up`"
+    return None
+
+
+REASON = _cluster_reason()
+
+
+def _wait(cond, what: str, limit_s: float = 300.0, every: float = 0.3):
+    """Poll ``cond`` until it returns a true value (a hang guard, not a speed check)."""
+    end = time.monotonic() + limit_s
+    while time.monotonic() < end:
+        got = cond()
+        if got:
+            return got
+        time.sleep(every)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+@pytest.mark.skipif(REASON is not None, reason=REASON or "")
+def test_slurm_sweep_requeue_cancel_continue(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    make_images(data, {"train": 12, "test": 8})
+    root = tmp_path / "runs"
+    recipe = tmp_path / "s.toml"
+    recipe.write_text(textwrap.dedent(f"""
+        name = "sl"
+        [data]
+        dataset = "folder"
+        root = "{data}"
+        train_size = 16
+        test_size = 16
+        test_crop = "resize"
+        batch_size = 8
+        normalize = "imagenet"
+        val_fraction = 0.25
+        [model]
+        arch = "resnet8_cifar"
+        [schedule]
+        name = "cosine"
+        epochs = 3
+        [runtime]
+        device = "cpu"
+        [sweep]
+        launcher = "slurm"
+        [sweep.slurm]
+        cpus_per_run = 1
+        max_parallel = 2
+        time_limit_min = 10
+        [[sweep.variants]]
+        name = "long"
+        set = {{ "schedule.epochs" = 40 }}
+        [[sweep.variants]]
+        name = "short"
+        [[sweep.variants]]
+        name = "later"
+        set = {{ "optim.lr" = 0.05 }}
+        """), encoding="utf-8")
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+
+    def fg(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "fgbench", *argv, "--runs-root", str(root)], env=env,
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+    sub = fg("sweep", str(recipe), "--tag", "sl")
+    assert sub.returncode == 0, sub.stdout + sub.stderr
+    assert "submitted 3 point(s) as SLURM job array" in sub.stdout
+    state = sweep.SweepState.load("sl", root)
+    jobs = [p.job_id for p in state.points]
+    array = jobs[0].split("_")[0]
+    assert jobs == [f"{array}_0", f"{array}_1", f"{array}_2"]
+
+    # the third point waits behind the array's limit of 2: cancel it before it starts
+    assert slurm.query([jobs[2]])[jobs[2]].state == "PENDING"
+    cancelled = subprocess.run(["scancel", jobs[2]], capture_output=True, text=True)
+    assert cancelled.returncode == 0, cancelled.stderr
+
+    def long_dir_with_epoch():
+        p = sweep.SweepState.load("sl", root).points[0]
+        if p.run_dir and any(e["event"] == "epoch" for e in metrics.read_events(Path(p.run_dir) / metrics.METRICS_FILE)):
+            return p.run_dir
+        return None
+
+    long_dir = Path(_wait(long_dir_with_epoch, "the long point's first epoch"))
+    rq = subprocess.run(["scontrol", "requeue", jobs[0]], capture_output=True, text=True)
+    assert rq.returncode == 0, rq.stderr
+
+    def all_ended():
+        rows = sweep.live_points(sweep.SweepState.load("sl", root))
+        return rows if not any(r["active"] for r in rows) else None
+
+    rows = _wait(all_ended, "every job to end")
+    by_label = {r["label"]: r for r in rows}
+    assert by_label["long"]["status"] == "completed"
+    assert by_label["long"]["slurm"] == "COMPLETED, requeued 1x"
+    assert by_label["short"]["status"] == "completed" and by_label["short"]["slurm"] == "COMPLETED"
+    # SLURM forgets an array task cancelled before it started unless accounting (slurmdbd) is on
+    assert by_label["later"]["status"] == "pending"
+    assert by_label["later"]["slurm"].startswith(("CANCELLED", "not queued (no scheduler record)"))
+
+    # the requeued run resumed from its checkpoint in the same directory: two starts, each epoch once
+    events = metrics.read_events(long_dir / metrics.METRICS_FILE)
+    starts = [e for e in events if e["event"] == "run_started"]
+    assert len(starts) == 2 and starts[1].get("resumed")
+    finished = [e["status"] for e in events if e["event"] == "run_finished"]
+    assert finished == ["interrupted", "completed"]
+    assert sorted(e["epoch"] for e in events if e["event"] == "epoch") == list(range(1, 41))
+    assert sweep.SweepState.load("sl", root).points[0].run_dir == str(long_dir)
+    assert runs.read_run(long_dir).summary["epochs_done"] == 40
+
+    status = fg("sweep", "--status", "sl")
+    assert status.returncode == 0, status.stderr
+    lines = {ln.split()[1]: ln for ln in status.stdout.splitlines() if ln[:1].isdigit()}
+    assert "completed" in lines["long"] and "COMPLETED, requeued 1x" in lines["long"]
+    assert "pending" in lines["later"] and ("CANCELLED" in lines["later"] or "not queued" in lines["later"])
+
+    cont = fg("sweep", "--continue", "sl")
+    assert cont.returncode == 0, cont.stdout + cont.stderr
+    assert "submitted 1 point(s)" in cont.stdout
+    state = sweep.SweepState.load("sl", root)
+    assert state.points[2].previous_job_ids == [jobs[2]] and state.points[2].job_id != jobs[2]
+    assert [p.job_id for p in state.points[:2]] == jobs[:2]  # finished points are not resubmitted
+    _wait(all_ended, "the continued point")
+    final = fg("sweep", "--status", "sl")
+    table = [ln for ln in final.stdout.splitlines() if ln.startswith("| ")]
+    assert [ln.split("|")[1].strip() for ln in table[1:]] == ["long", "short", "later"]
+    assert all(r["status"] == "completed" for r in sweep.live_points(sweep.SweepState.load("sl", root)))
+    started = [p.run_dir for p in sweep.SweepState.load("sl", root).points]
+    assert len(set(started)) == 3 and all(json.loads((Path(d) / "run.json").read_text())["sweep_tag"] == "sl"
+                                           for d in started)
