@@ -40,6 +40,13 @@ def _handle(args: argparse.Namespace) -> int:
 
     if not args.recipe and not args.resume:
         raise UserError("fgbench run: give a RECIPE file or --resume RUN_DIR")
+    if args.trial:
+        # A search trial: import optuna (and SQLAlchemy) before torch. Imported after torch, the
+        # run's DataLoader workers outlived the run on Python 3.11 / torch 2.x and the process
+        # hung at exit joining them (seen with optuna 5.0); imported first, it exits cleanly.
+        from fgbench import search
+
+        search._optuna()
     from fgbench.train.runner import run_command
 
     return run_command(args)
