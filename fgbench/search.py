@@ -49,11 +49,15 @@ def _optuna():
     return optuna
 
 
-def make_sampler(cfg: dict[str, Any]):
+def make_sampler(cfg: dict[str, Any], offset: int = 0):
+    """The sampler; a seeded one is seeded with ``seed + offset`` (the number of trials so far):
+    every trial is asked by a fresh process, and the same seed there would draw the same values."""
     optuna = _optuna()
+    seed = cfg.get("seed")
+    seed = None if seed is None else int(seed) + offset
     if cfg.get("sampler") == "random":
-        return optuna.samplers.RandomSampler(seed=cfg.get("seed"))
-    return optuna.samplers.TPESampler(seed=cfg.get("seed"))
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
 
 
 def make_pruner(cfg: dict[str, Any]):
@@ -128,6 +132,7 @@ def create(spec: dict[str, Any]) -> None:
 def ask(spec: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """A new trial: (its number, recipe values for the searched fields)."""
     study = open_study(spec)
+    study.sampler = make_sampler(spec, offset=len(study.get_trials(deepcopy=False)))
     trial = study.ask(distributions(spec["params"]))
     return trial.number, decode_params(spec["params"], trial.params)
 

@@ -1040,3 +1040,23 @@ def best_recipe_text(state: SweepState) -> tuple[str, Point]:
     head = (f"# The best trial of search {state.tag}: {best.label}, {state.search['metric']} = {best.value:.2f}\n"
             f"# (run {best.run_dir}); sampled: {sets}\n")
     return head + body, best
+
+
+def scheduler_states(runs_root: str | os.PathLike[str]) -> dict[str, str]:
+    """Run directory -> the SLURM state of its point's job, for every SLURM sweep under the runs
+    root (what the TUI's Runs pane shows next to fgbench's status). One ``scontrol`` per array."""
+    from fgbench import slurm
+
+    if slurm.available() is not None:
+        return {}
+    by_job: dict[str, str] = {}
+    for state in list_sweeps(runs_root):
+        if state.launcher != "slurm":
+            continue
+        for p in state.points:
+            if p.job_id and p.run_dir:
+                by_job[p.job_id] = str(Path(p.run_dir).resolve())
+    if not by_job:
+        return {}
+    states = slurm.query(list(by_job))
+    return {run_dir: "SLURM " + states[job].text() for job, run_dir in by_job.items() if job in states}

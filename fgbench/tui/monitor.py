@@ -572,6 +572,8 @@ class RunRow:
     epoch: int
     total_epochs: int | None
     error: str | None
+    scheduler: str | None = None
+    """The SLURM state of the run's job, for a point of a SLURM sweep (``fgbench.sweep``)."""
 
     def matches(self, text: str) -> bool:
         text = text.strip().lower()
@@ -599,6 +601,10 @@ def _best_numbers(model: RunModel) -> tuple[float | None, float | None]:
     return val, test
 
 
+SCHEDULER_EVERY_S = 10.0
+"""How often the Runs pane asks SLURM about the jobs of SLURM sweeps."""
+
+
 class RunStore:
     """The run models of a runs directory, refreshed incrementally (call :meth:`refresh` from a
     worker thread)."""
@@ -610,6 +616,8 @@ class RunStore:
         self.loaded_once = False
         """True after the first full refresh: until then the list would be partial (and its order
         and cursor would depend on which run happened to load first)."""
+        self.scheduler: dict[str, str] = {}
+        self._scheduler_at = 0.0
 
     def model(self, path: str | os.PathLike[str]) -> RunModel:
         p = Path(path)
@@ -650,6 +658,17 @@ class RunStore:
                 changed.add(gone)
             if deadline_s is None or time.monotonic() - start <= deadline_s:
                 self.loaded_once = True
+        if time.monotonic() - self._scheduler_at > SCHEDULER_EVERY_S:
+            self._scheduler_at = time.monotonic()
+            try:
+                from fgbench.sweep import scheduler_states
+
+                states = scheduler_states(self.root)
+            except Exception:  # noqa: BLE001 - the scheduler is extra information, never an error here
+                states = {}
+            if states != self.scheduler:
+                changed |= {Path(p) for p in set(states) | set(self.scheduler) if states.get(p) != self.scheduler.get(p)}
+                self.scheduler = states
         return changed
 
     def rows(self) -> list[RunRow]:
@@ -674,6 +693,7 @@ class RunStore:
                     arch=str(m.recipe.get("model", {}).get("arch", m.summary.get("arch", "?"))),
                     best_val=val, best_test=test, duration_s=duration,
                     epoch=m.epoch, total_epochs=m.total_epochs, error=m.error,
+                    scheduler=self.scheduler.get(str(m.path.resolve())),
                 ))
         return out
 

@@ -162,15 +162,28 @@ def test_best_needs_a_search_and_a_completed_trial(tmp_path: Path, cli) -> None:
 
 # ------------------------------------------------------------------------------- a real search
 
-pytestmark_slow = pytest.mark.slow
+def _solid_colours(root: Path, per_class: dict[str, int]) -> None:
+    """Three classes of nearly solid colour: a trained model separates them in an epoch or two, a
+    model that does not learn (lr 1e-7) stays where its initial weights put it."""
+    import random
+
+    from PIL import Image
+
+    rng = random.Random(0)
+    for split, n in per_class.items():
+        for name, rgb in {"red": (220, 30, 30), "green": (30, 220, 30), "blue": (30, 30, 220)}.items():
+            d = root / split / name
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                im = Image.new("RGB", (16, 16))
+                im.putdata([tuple(max(0, min(255, c + rng.randint(-20, 20))) for c in rgb) for _ in range(256)])
+                im.save(d / f"{i}.png")
 
 
 @pytest.mark.slow
 def test_real_search_prunes_poor_trials_and_writes_the_best_recipe(tmp_path: Path) -> None:
-    from test_real_runs import make_images
-
     data = tmp_path / "data"
-    make_images(data, {"train": 12, "test": 8})
+    _solid_colours(data, {"train": 16, "test": 4})
     root = tmp_path / "runs"
     recipe = write(tmp_path, f"""
         name = "se"
@@ -196,7 +209,7 @@ def test_real_search_prunes_poor_trials_and_writes_the_best_recipe(tmp_path: Pat
         seed = 3
         pruner = "median"
         startup_trials = 1
-        warmup_epochs = 1
+        warmup_epochs = 0
         [sweep.search.params]
         "optim.lr" = {{ type = "choice", values = [0.1, 1e-7] }}
         """)
@@ -240,3 +253,16 @@ def test_real_search_prunes_poor_trials_and_writes_the_best_recipe(tmp_path: Pat
     again = subprocess.run([sys.executable, "-m", "fgbench", "sweep", "--best", "se", "-o", str(out), "--runs-root",
                             str(root)], env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_a_seeded_search_repeats_and_its_trials_differ(tmp_path: Path) -> None:
+    """Every trial is asked by a fresh process (a sweep point or a SLURM job): a seed must give one
+    sequence of values, not the same first value again and again."""
+    params = {"optim.lr": {"type": "uniform", "low": 0.0, "high": 1.0}}
+
+    def draws(db: str) -> list[float]:
+        spec = _spec(tmp_path, params=params, storage=f"sqlite:///{tmp_path / db}")
+        return [search.ask(spec)[1]["optim.lr"] for _ in range(4)]
+
+    a, b = draws("a.db"), draws("b.db")
+    assert a == b and len(set(a)) == 4

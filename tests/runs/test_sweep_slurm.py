@@ -164,3 +164,13 @@ def test_slurm_sweep_requeue_cancel_continue(tmp_path: Path) -> None:
     started = [p.run_dir for p in sweep.SweepState.load("sl", root).points]
     assert len(set(started)) == 3 and all(json.loads((Path(d) / "run.json").read_text())["sweep_tag"] == "sl"
                                            for d in started)
+
+    # the TUI's Runs pane shows the SLURM state next to fgbench's status
+    from fgbench.tui.monitor import RunStore
+    from fgbench.tui.widgets.runs_pane import status_text
+
+    store = RunStore(root)
+    store.refresh()
+    shown = {row.path.resolve(): status_text(row).plain for row in store.rows()}
+    assert shown[long_dir.resolve()] == "completed · SLURM COMPLETED, requeued 1x"
+    assert sorted(shown.values()).count("completed · SLURM COMPLETED") == 2

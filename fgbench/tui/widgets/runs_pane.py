@@ -51,7 +51,10 @@ def status_text(row: RunRow) -> Text:
     label = row.status
     if row.status == "running" and row.total_epochs:
         label = f"running {row.epoch}/{row.total_epochs}"
-    return Text(label, style=STATUS_STYLE.get(row.status, ""))
+    text = Text(label, style=STATUS_STYLE.get(row.status, ""))
+    if row.scheduler:  # a point of a SLURM sweep: the scheduler's side next to fgbench's
+        text.append(f" · {row.scheduler}", style="dim")
+    return text
 
 
 class RunsPane(Vertical):
