@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
+
+from fgbench.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,8 +40,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    from fgbench.errors import UserError
-
     if not args.recipe and not args.resume:
         raise UserError("fgbench run: give a RECIPE file or --resume RUN_DIR")
     if args.trial:
@@ -47,6 +49,67 @@ def _handle(args: argparse.Namespace) -> int:
         from fgbench import search
 
         search._optuna()
+    if not args.resume:
+        check_output_dirs(args)
+        if args.recipe:
+            from fgbench.recipe import load_recipe
+
+            load_recipe(args.recipe, args.overrides)  # a bad recipe fails here, before torch is imported
     from fgbench.train.runner import run_command
 
     return run_command(args)
+
+
+def check_output_dirs(args: argparse.Namespace) -> None:
+    """Where the run directory will go can be made: checked before torch is imported and before
+    anything is written, so ``--run-dir`` under a regular file, a ``--runs-root`` that is a file
+    or a directory that cannot be written is one line and exit 2, not a traceback after the
+    dataset was indexed."""
+    from fgbench import paths
+
+    if args.run_dir:
+        run_dir = Path(args.run_dir).expanduser()
+        if os.path.lexists(run_dir) and not run_dir.is_dir():
+            raise UserError(f"{_show(run_dir)}: --run-dir exists and is not a directory")
+        if run_dir.is_dir():
+            try:
+                empty = not any(run_dir.iterdir())
+            except OSError as err:
+                raise UserError(f"{_show(run_dir)}: --run-dir cannot be read: {err.strerror or err}") from None
+            if not empty:
+                raise UserError(f"{_show(run_dir)}: --run-dir is not empty (give a new or empty directory, or --resume it)")
+            _writable(run_dir, "--run-dir")
+        else:
+            _creatable(run_dir, "--run-dir")
+        return
+    if args.runs_root:
+        root, flag = Path(args.runs_root).expanduser(), "--runs-root"
+    else:
+        root, flag = paths.runs_dir(), "the runs directory (FGBENCH_RUNS / FGBENCH_HOME)"
+    if os.path.lexists(root) and not root.is_dir():
+        raise UserError(f"{_show(root)}: {flag} exists and is not a directory")
+    if root.is_dir():
+        _writable(root, flag)
+    else:
+        _creatable(root, flag)
+
+
+def _show(path: Path) -> str:
+    from fgbench.errors import escape
+
+    return escape(str(path))
+
+
+def _writable(path: Path, flag: str) -> None:
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UserError(f"{_show(path)}: {flag}: permission denied (cannot write in this directory)")
+
+
+def _creatable(path: Path, flag: str) -> None:
+    """``path`` does not exist: its nearest existing ancestor must be a writable directory."""
+    parent = path.absolute().parent
+    while not os.path.lexists(parent) and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{_show(path)}: {flag} cannot be created: {_show(parent)} is not a directory")
+    _writable(parent, flag)

@@ -41,8 +41,9 @@ Decisions:
   interrupted and exits 130 itself. A second SIGINT to a trainer would be taken as "stop now".
 * Parallel runs: one slot per GPU id (``--gpus 0,1`` or ``--gpus auto``, which reads
   ``CUDA_VISIBLE_DEVICES`` or ``nvidia-smi -L``); each run sees only its GPU through
-  ``CUDA_VISIBLE_DEVICES``. Without ``--gpus`` the runs go one after another, in the terminal's
-  foreground output; parallel runs write their console output to ``sweeps/<tag>/logs/``.
+  ``CUDA_VISIBLE_DEVICES``. Without ``--gpus`` the runs go one after another, their output copied
+  to the terminal; every run's console output is in its ``console.txt`` (``fgbench.rundir``'s
+  launcher and supervisor start each run, the same way the TUI does).
 * ``--nproc N`` trains each run with N processes (``fgbench run --nproc N``, DDP through
   torchrun). With ``--gpus``, the ids are grouped N at a time into slots (``--gpus 0,1,2,3
   --nproc 2``: two runs at a time, each on two GPUs). The sweep's SIGINT goes to each run's
@@ -68,6 +69,7 @@ from typing import Any, Callable, Sequence, TextIO
 from fgbench import paths, runs
 from fgbench.errors import UserError
 from fgbench.recipe import (
+    UNION_SECTIONS,
     Recipe,
     RecipeError,
     SweepConfig,
@@ -75,6 +77,7 @@ from fgbench.recipe import (
     dumps_recipe,
     parse_override_value,
     read_recipe_data,
+    union_tag_field,
     union_variants,
     validate_recipe,
 )
@@ -86,8 +89,8 @@ LOCK_FILE = "sweep.lock"
 BASE_FILE = "base.toml"
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9_.+-]+$")
 
-#: union sections and their tag field, as the recipe declares them
-UNION_TAGS = {"optim": "name", "schedule": "name", "model.pretrained": "source"}
+#: union sections and their tag field, as the recipe's schema declares them
+UNION_TAGS = {section: union_tag_field(section) for section in UNION_SECTIONS}
 
 PENDING, RUNNING, COMPLETED, FAILED, INTERRUPTED, PRUNED = (
     "pending", "running", "completed", "failed", "interrupted", "pruned")
@@ -594,6 +597,7 @@ class _Active:
     proc: subprocess.Popen
     slot: int
     log: TextIO | None
+    launched: Any = None
 
 
 def _status_from_exit(code: int, run_dir: str | None) -> str:
@@ -613,7 +617,10 @@ def _status_from_exit(code: int, run_dir: str | None) -> str:
 
 
 def _dir_is_empty(p: Path) -> bool:
-    return p.is_dir() and not any(p.iterdir())
+    """Nothing of a run in it yet (the launcher's own files do not count)."""
+    from fgbench.rundir import layout
+
+    return p.is_dir() and layout.RunDir(p).is_fresh()
 
 
 def reconcile(state: SweepState) -> None:
@@ -746,6 +753,9 @@ def run_sweep(
             old_handlers[sig] = signal.signal(sig, forward)
     import socket
 
+    from fgbench.rundir.launcher import LaunchError, Launcher
+
+    launcher = Launcher(state.runs_root, fgbench_cmd=base_cmd)
     state.controller = {"pid": os.getpid(), "host": socket.gethostname()}  # for `fgbench sweep --cancel`
     try:
         while queue or active:
@@ -766,11 +776,6 @@ def run_sweep(
                 env = dict(os.environ)
                 if slots[slot] is not None:
                     env["CUDA_VISIBLE_DEVICES"] = str(slots[slot])
-                log = None
-                if parallel:
-                    logf = state.dir / "logs" / f"{point.index + 1:02d}-{_slug(point.label)}.out"
-                    logf.parent.mkdir(parents=True, exist_ok=True)
-                    log = open(logf, "a", encoding="utf-8")
                 where = f" on GPU {slots[slot]}" if slots[slot] is not None else ""
                 verb = "resuming" if "--resume" in cmd else "starting"
                 print(f"sweep {state.tag}: [{point.index + 1}/{len(state.points)}] {verb} {point.label}{where} -> {point.run_dir}",
@@ -778,20 +783,29 @@ def run_sweep(
                 point.status = RUNNING
                 point.exit_code = None
                 state.save()
-                proc = subprocess.Popen(cmd, env=env, start_new_session=True,
-                                        stdout=log if log else None, stderr=subprocess.STDOUT if log else None)
-                active[slot] = _Active(point, proc, slot, log)
+                # through fgbench.rundir's launcher: a supervisor in its own session records the
+                # trainer's exit (exit.json) and console (console.txt) in the run directory
+                try:
+                    launched = launcher.spawn(Path(str(point.run_dir)), cmd[len(base_cmd):],
+                                              env={k: v for k, v in env.items() if k == "CUDA_VISIBLE_DEVICES"},
+                                              tee=not parallel)
+                except LaunchError as err:
+                    point.status = FAILED
+                    point.notes.append(str(err))
+                    state.save()
+                    raise UserError(f"sweep {state.tag}: {err}") from None
+                active[slot] = _Active(point, launched.process, slot, None, launched)
                 if on_start:
                     on_start(point)
             if not active:
                 break
             time.sleep(poll_s)
             for slot, a in list(active.items()):
-                code = a.proc.poll()
+                code = a.launched.poll() if a.launched is not None else a.proc.poll()
                 if code is None:
                     continue
-                if a.log:
-                    a.log.close()
+                if a.launched is not None and a.launched.rejection:
+                    print(a.launched.rejection, file=out, flush=True)  # the trainer refused its input
                 finish_point(state, a.point, code)
                 state.save()
                 print(f"sweep {state.tag}: [{a.point.index + 1}/{len(state.points)}] {a.point.label}: {a.point.status}",

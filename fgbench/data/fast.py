@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +56,17 @@ class CorruptImageError(Exception):
         super().__init__(f"{self.path}: cannot decode image ({reason})" if reason else f"{self.path}: cannot decode image")
 
 
+def require_regular_file(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`CorruptImageError` unless ``path`` is a regular file (links to one are fine)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as err:
+        raise CorruptImageError(path, f"{type(err).__name__}: {err.strerror or err}") from None
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode) else "a device or socket"
+        raise CorruptImageError(path, f"not a regular file but {kind}; not read")
+
+
 def draft_request(size: tuple[int, int], target_short_side: int, crop_bottom: int = 0) -> tuple[int, int]:
     """The size to pass to ``Image.draft`` so that the shorter side stays >= target *after* the
     bottom ``crop_bottom`` rows (original pixels) are cut away."""
@@ -73,8 +85,10 @@ def load_rgb(path: str | os.PathLike[str], target_short_side: int | None = None,
     (1, 1/2, 1/4, 1/8) whose shorter side is still >= ``target_short_side``; other formats are
     decoded at full size. ``crop_bottom`` removes that many rows of the *original* image from
     the bottom (20 for the FGVC-Aircraft banner). Any decoding failure raises
-    :class:`CorruptImageError` naming the file.
+    :class:`CorruptImageError` naming the file; so does a file that is not a regular file (a
+    FIFO named ``x.jpg`` would block the reader forever), which is never opened.
     """
+    require_regular_file(path)
     try:
         with Image.open(path) as im:
             orig_w, orig_h = im.size
@@ -111,6 +125,7 @@ def _default_workers() -> int:
 
 def _check_one(path: str) -> tuple[str, str] | None:
     try:
+        require_regular_file(path)
         with Image.open(path) as im:
             im.load()
     except Exception as err:  # noqa: BLE001
@@ -123,9 +138,9 @@ def find_corrupt_images(paths: Sequence[str], *, progress: Callable | None = Non
     """Fully decode every image; return (path, reason) for those that fail, in input order.
 
     Threads, not processes: PIL releases the GIL while it decodes. ``progress`` receives
-    ``fgbench.data.download.Progress`` objects (stage "verify", unit "images").
+    ``fgbench.data.progress.Progress`` objects (stage "verify", unit "images").
     """
-    from fgbench.data.download import Cancelled, ProgressMeter
+    from fgbench.data.progress import Cancelled, ProgressMeter
 
     meter = ProgressMeter(progress, "verify", "decoding images", len(paths), unit="images")
     bad: list[tuple[str, str]] = []
@@ -237,7 +252,7 @@ class CachedImageDataset(torch.utils.data.Dataset):
         return np.asarray(resize_short_side(im, self.short_side), dtype=np.uint8)
 
     def _build(self, items, skip_corrupt, workers, progress) -> None:
-        from fgbench.data.download import ProgressMeter
+        from fgbench.data.progress import ProgressMeter
 
         t0 = time.perf_counter()
         suffix = f".tmp-{os.getpid()}"

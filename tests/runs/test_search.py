@@ -39,7 +39,7 @@ def write(tmp_path: Path, text: str) -> Path:
     ('"optim.lr" = { type = "log_uniform", low = 0, high = 0.1 }', "log_uniform needs low > 0"),
     ('"optim.lr" = { type = "choice" }', "type 'choice' needs a non-empty values list"),
     ('"optim.lr" = { type = "uniform", low = 0.5, high = 0.1 }', "low is greater than high"),
-    ('"optim.lr" = { type = "normal", low = 0, high = 1 }', "sweep.search.params.optim.lr.type"),
+    ('"optim.lr" = { type = "normal", low = 0, high = 1 }', 'sweep.search.params."optim.lr".type'),
     ('"optim.lrr" = { type = "uniform", low = 0.1, high = 0.5 }', "optim.lrr"),
     ('"optim.lr" = { type = "uniform", low = -1.0, high = 0.5 }', "optim.lr"),
 ])

@@ -41,8 +41,7 @@ def test_tui_never_imports_torch(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["heavy"] == []
-    # import + first paint; "well under a second" on a normal machine, generous on a loaded CI box
-    assert result["first_paint_s"] < 5.0, result
+    # How fast the first paint is belongs to benchmarks/tui_start.py, not to a wall-clock limit here.
 
 
 def test_what_the_first_paint_needs_leaves_out_the_schema_and_plotext():
