@@ -72,8 +72,10 @@ def check_output_dirs(args: argparse.Namespace) -> None:
         if os.path.lexists(run_dir) and not run_dir.is_dir():
             raise UserError(f"{_show(run_dir)}: --run-dir exists and is not a directory")
         if run_dir.is_dir():
-            try:
-                empty = not any(run_dir.iterdir())
+            from fgbench.rundir import layout
+
+            try:  # a launcher's own files (launch.json, console.txt) do not count: the run is still new
+                empty = layout.RunDir(run_dir).is_fresh()
             except OSError as err:
                 raise UserError(f"{_show(run_dir)}: --run-dir cannot be read: {err.strerror or err}") from None
             if not empty:

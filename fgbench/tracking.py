@@ -22,7 +22,6 @@ Decisions:
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -235,7 +234,9 @@ class WandbTracker(_Tracker):
         d.mkdir(parents=True, exist_ok=True)
         run_id = _read_marker(self.ctx["run_dir"], "wandb")
         if run_id is None:
-            run_id = wandb.util.generate_id()
+            import uuid
+
+            run_id = uuid.uuid4().hex[:8]  # W&B run ids: lower-case letters and digits
             _write_marker(self.ctx["run_dir"], "wandb", run_id)
         self.run = wandb.init(project=self.cfg.project, entity=self.cfg.entity, mode=self.cfg.mode, dir=str(d),
                               id=run_id, resume="allow", name=str(event.get("run_id")),
@@ -333,7 +334,3 @@ def _settings_path() -> Path:
     from fgbench import paths
 
     return paths.settings_file()
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
