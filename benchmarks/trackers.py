@@ -7,7 +7,8 @@ baseline: ``fgbench.metrics.MetricsWriter``) and, with ``[tracking]``, handed to
 through ``fgbench.tracking.EventFanout``. Each round opens a fresh run directory in a temporary
 folder, sends ``run_started`` (with a real resolved recipe, so MLflow logs its parameters and W&B its
 config, as in a run), then ``--events`` step events with the fields the trainer writes, then
-``run_finished`` and closes; only the step events are timed. Configurations: bare file,
+``run_finished`` and closes; the step events are timed (per event), and separately the end (``run_finished``, flushing what a
+tracker queued, closing). Configurations: bare file,
 +tensorboard (its event-file writer), +mlflow (SQLite store in the temporary folder), +wandb
 (offline mode). Prints microseconds per step event (median of the rounds) and the ratio to the bare
 file; W&B and MLflow hand work to a background process or thread, so their per-step cost here is
@@ -31,6 +32,10 @@ from fgbench import metrics, tracking  # noqa: E402
 from fgbench.recipe import TrackingConfig, recipe_to_dict, validate_recipe  # noqa: E402
 
 
+END: dict[str, list[float]] = {"bare": [], "tensorboard": [], "mlflow": [], "wandb": []}
+"""Seconds spent in run_finished + close (flushing what a tracker queued), per round."""
+
+
 def one_round(kind: str, n: int, base: Path) -> float:
     run_dir = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=base))
     writer: object = metrics.MetricsWriter(run_dir / metrics.METRICS_FILE)
@@ -48,8 +53,10 @@ def one_round(kind: str, n: int, base: Path) -> float:
         writer.emit("step", epoch=1 + i // 100, step=i + 1, loss=2.0 / (i + 1), lr=0.1, images_per_s=1234.5,  # type: ignore[attr-defined]
                     top1=50.0, stage=0)
     dt = time.perf_counter() - t0
+    t1 = time.perf_counter()
     writer.emit("run_finished", status="completed", summary={"best": {"raw": {"val_top1": 50.0}}}, exit_code=0)  # type: ignore[attr-defined]
     writer.close()  # type: ignore[attr-defined]
+    END[kind].append(time.perf_counter() - t1)
     for listener in getattr(writer, "listeners", []):
         if getattr(listener, "failed", False):
             raise SystemExit(f"{kind}: the tracker failed; see above")
@@ -60,9 +67,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--only", action="append", choices=["tensorboard", "mlflow", "wandb"], help="measure only these")
     args = ap.parse_args()
     os.environ.setdefault("WANDB_SILENT", "true")
-    kinds = ["bare", "tensorboard", "mlflow", "wandb"]
+    kinds = ["bare", *(args.only or ["tensorboard", "mlflow", "wandb"])]
     times: dict[str, list[float]] = {k: [] for k in kinds}
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
@@ -73,11 +81,12 @@ def main() -> None:
                 times[k].append(one_round(k, args.events, base))
     bare = statistics.median(times["bare"])
     print(f"{args.events} step events x {args.rounds} rounds (median)")
-    print("| configuration | us per step event | ratio to the bare file |")
-    print("|---|---|---|")
+    print("| configuration | us per step event | ratio to the bare file | s at the end (run_finished, flush, close) |")
+    print("|---|---|---|---|")
     for k in kinds:
         m = statistics.median(times[k])
-        print(f"| {'bare metrics file' if k == 'bare' else 'file + ' + k} | {m * 1e6:.1f} | {m / bare:.2f} |")
+        end = statistics.median(END[k][-args.rounds:])
+        print(f"| {'bare metrics file' if k == 'bare' else 'file + ' + k} | {m * 1e6:.1f} | {m / bare:.2f} | {end:.2f} |")
 
 
 if __name__ == "__main__":

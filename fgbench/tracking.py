@@ -194,6 +194,7 @@ class MLflowTracker(_Tracker):
             self.client.update_run(run_id, status="RUNNING")
         self.run_id = run_id
         self.last_step = 0
+        self.pending: list[Any] = []
 
     def _log(self, event: dict[str, Any]) -> None:
         from mlflow.entities import Metric
@@ -203,9 +204,14 @@ class MLflowTracker(_Tracker):
         ms = int(1000 * float(event.get("time") or 0.0))
         rows = self._scalars(event)
         if rows:
-            self.client.log_batch(self.run_id, metrics=[
-                Metric(_mlflow_key(r["metric"]), float(r["value"]), ms, int(self.last_step)) for r in rows])
+            # asynchronous: a synchronous batch to a SQLite store costs tens of ms per step event
+            # (a transaction each); MLflow's queue writes them in the background, flushed at the end
+            self.pending.append(self.client.log_batch(self.run_id, synchronous=False, metrics=[
+                Metric(_mlflow_key(r["metric"]), float(r["value"]), ms, int(self.last_step)) for r in rows]))
         if event.get("event") == "run_finished":
+            for op in self.pending:
+                op.wait()  # every metric is in the store before the run is marked finished
+            self.pending.clear()
             summary = event.get("summary") or {}
             finals = [Metric(_mlflow_key(k), v, ms, int(self.last_step)) for k, v in summary_scalars(summary).items()]
             if finals:
@@ -215,6 +221,11 @@ class MLflowTracker(_Tracker):
             status = event.get("status")
             self.client.set_terminated(self.run_id, status={"completed": "FINISHED", "pruned": "KILLED",
                                                             "interrupted": "KILLED"}.get(status, "FAILED"))
+
+    def _close(self) -> None:
+        for op in self.pending:
+            op.wait()
+        self.pending.clear()
 
 
 def _mlflow_key(name: str) -> str:
