@@ -16,6 +16,9 @@ Decisions:
   ``epoch/val_top1``, ``eval/val/raw/top1``, ...), the same as ``runs export``; the x axis is the
   global optimizer step. The resolved recipe goes in as flattened parameters (``optim.lr``), the
   final ``summary.json`` as the run's summary / final metrics (``summary/best_raw_val_top1``...).
+* Cost per logged step (``benchmarks/trackers.py``): TensorBoard and W&B queue the scalars in
+  their own writers; MLflow gets them in batches (every epoch's end, every few seconds, and at the
+  end), because each ``log_batch`` is one transaction or request whatever its size.
 * Settings: ``[tracking]`` in settings.toml gives defaults for every run on the machine (an MLflow
   server, a W&B project); a recipe's ``[tracking.<name>]`` wins for that tracker.
 """
@@ -23,6 +26,7 @@ Decisions:
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -177,7 +181,15 @@ class MLflowTracker(_Tracker):
         self.client = MlflowClient(tracking_uri=uri)
         name = self.cfg.experiment or self.ctx.get("sweep_tag") or "fgbench"
         exp = self.client.get_experiment_by_name(name)
-        exp_id = exp.experiment_id if exp is not None else self.client.create_experiment(name)
+        if exp is not None:
+            exp_id = exp.experiment_id
+        else:
+            # a local store keeps its artifacts (summary.json) beside it, not in ./mlruns of
+            # whatever directory the run was started from
+            where = None
+            if uri.startswith("sqlite:///"):
+                where = (Path(uri[len("sqlite:///"):]).parent / "mlflow-artifacts").as_uri()
+            exp_id = self.client.create_experiment(name, artifact_location=where)
         run_id = _read_marker(self.ctx["run_dir"], "mlflow")
         if run_id is None:  # a resumed run continues its MLflow run
             tags = {"fgbench.run_id": str(event.get("run_id")), "mlflow.runName": str(event.get("run_id"))}
@@ -195,6 +207,13 @@ class MLflowTracker(_Tracker):
         self.run_id = run_id
         self.last_step = 0
         self.pending: list[Any] = []
+        self.flushed_at = time.monotonic()
+
+    def _flush(self) -> None:
+        for i in range(0, len(self.pending), MLFLOW_BATCH):
+            self.client.log_batch(self.run_id, metrics=self.pending[i:i + MLFLOW_BATCH])
+        self.pending = []
+        self.flushed_at = time.monotonic()
 
     def _log(self, event: dict[str, Any]) -> None:
         from mlflow.entities import Metric
@@ -202,16 +221,15 @@ class MLflowTracker(_Tracker):
         if isinstance(event.get("step"), int):
             self.last_step = event["step"]
         ms = int(1000 * float(event.get("time") or 0.0))
-        rows = self._scalars(event)
-        if rows:
-            # asynchronous: a synchronous batch to a SQLite store costs tens of ms per step event
-            # (a transaction each); MLflow's queue writes them in the background, flushed at the end
-            self.pending.append(self.client.log_batch(self.run_id, synchronous=False, metrics=[
-                Metric(_mlflow_key(r["metric"]), float(r["value"]), ms, int(self.last_step)) for r in rows]))
+        self.pending += [Metric(_mlflow_key(r["metric"]), float(r["value"]), ms, int(self.last_step))
+                         for r in self._scalars(event)]
+        # one batch every few seconds, not one per event: a batch is a transaction (tens of ms on
+        # a SQLite store, a request to a server), whatever its size
+        now = time.monotonic()
+        if self.pending and (len(self.pending) >= MLFLOW_BATCH or now - self.flushed_at >= MLFLOW_EVERY_S
+                             or event.get("event") in ("epoch", "run_finished")):
+            self._flush()
         if event.get("event") == "run_finished":
-            for op in self.pending:
-                op.wait()  # every metric is in the store before the run is marked finished
-            self.pending.clear()
             summary = event.get("summary") or {}
             finals = [Metric(_mlflow_key(k), v, ms, int(self.last_step)) for k, v in summary_scalars(summary).items()]
             if finals:
@@ -223,9 +241,14 @@ class MLflowTracker(_Tracker):
                                                             "interrupted": "KILLED"}.get(status, "FAILED"))
 
     def _close(self) -> None:
-        for op in self.pending:
-            op.wait()
-        self.pending.clear()
+        if self.pending:
+            self._flush()
+
+
+MLFLOW_BATCH = 1000
+"""Metrics per MLflow batch (the most ``log_batch`` takes)."""
+MLFLOW_EVERY_S = 5.0
+"""MLflow gets what was logged at least this often (and at every epoch's end)."""
 
 
 def _mlflow_key(name: str) -> str:
