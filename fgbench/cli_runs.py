@@ -535,10 +535,10 @@ def _slurm_flags(args: argparse.Namespace) -> dict[str, Any]:
 def _sweep_slurm(state, args: argparse.Namespace, *, fresh: bool) -> int:
     import time as _time
 
-    from fgbench import sweep
+    from fgbench import slurm, sweep
 
     try:
-        submitted = sweep.submit_slurm(state, retry_failed=args.retry_failed)
+        submitted = slurm.submit_points(state, retry_failed=args.retry_failed)
     except BaseException:
         if fresh:
             shutil.rmtree(state.dir, ignore_errors=True)  # nothing ran: leave nothing behind
@@ -555,12 +555,12 @@ def _sweep_slurm(state, args: argparse.Namespace, *, fresh: bool) -> int:
         print(f"follow it with: fgbench sweep --status {state.tag}{more}")
         return 0
     while True:
-        rows = sweep.live_points(state)
+        rows = slurm.live_points(state)
         if not any(r["active"] for r in rows):
             break
         _time.sleep(5)
     state = sweep.SweepState.load_dir(state.dir)
-    rows = sweep.live_points(state)
+    rows = slurm.live_points(state)
     _print_status_rows(state, rows)
     code = 0
     if any(r["status"] == "failed" for r in rows):
@@ -581,9 +581,9 @@ def _print_status_rows(state, rows: list[dict[str, Any]]) -> None:
 
 
 def _sweep_status(state, fmt: str) -> int:
-    from fgbench import sweep
+    from fgbench import slurm, sweep
 
-    rows = sweep.live_points(state)
+    rows = slurm.live_points(state)
     where = f"SLURM, {state.slurm.get('partition') or 'default partition'}" if state.launcher == "slurm" else "local"
     print(f"sweep {state.tag} ({where}): {len(rows)} point(s), from {state.source}")
     _print_status_rows(state, rows)
@@ -595,9 +595,9 @@ def _sweep_status(state, fmt: str) -> int:
 
 
 def _sweep_cancel(state) -> int:
-    from fgbench import sweep
+    from fgbench import slurm
 
-    what = sweep.cancel(state)
+    what = slurm.cancel_sweep(state)
     print(f"sweep {state.tag}: {what}")
     print(f"continue it later with: fgbench sweep --continue {state.tag}")
     return 0

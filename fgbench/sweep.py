@@ -911,89 +911,11 @@ def resolve_slurm(spec: SweepConfig | None, cli: dict[str, Any], source: str) ->
                         f"(with settings.toml and the command line): {first['msg']}") from None
 
 
-# ------------------------------------------------------------------------- launchers: slurm
-
-
-def submit_slurm(state: SweepState, *, retry_failed: bool = False) -> list[int]:
-    """Submit, as one job array, every point that is neither finished nor queued or running in
-    SLURM (failed ones only with ``retry_failed``); returns their indices."""
-    from fgbench import slurm
-
-    with locked(state.dir):
-        fresh = SweepState.load_dir(state.dir)
-        sched = slurm.query([p.job_id for p in fresh.points if p.job_id])
-        todo = []
-        for p in fresh.points:
-            if point_done(p) or (p.job_id and sched.get(p.job_id, slurm.JobState("?")).active):
-                continue
-            st = _run_status(p)
-            if st == FAILED and not retry_failed:
-                continue
-            todo.append(p.index)
-        if todo:
-            ids = slurm.submit(fresh, todo)
-            for i, job_id in zip(todo, ids):
-                p = fresh.points[i]
-                if p.job_id:
-                    p.previous_job_ids.append(p.job_id)
-                p.job_id = job_id
-                if p.status not in (PENDING, INTERRUPTED):
-                    p.status = INTERRUPTED if p.run_dir else PENDING
-            fresh.save()
-    state.points = fresh.points
-    return todo
-
-
 def _run_status(p: Point) -> str:
     """The run directory's status where the point has one, else what the state file says."""
     if p.run_dir and Path(p.run_dir).is_dir() and runs.is_run_dir(Path(p.run_dir)):
         return runs.read_run(p.run_dir).status
     return p.status
-
-
-def live_points(state: SweepState) -> list[dict[str, Any]]:
-    """One row per point: fgbench's status from the run directory and, for SLURM, the scheduler's
-    state of its job. A run whose job SLURM reports as running is running even where its process
-    is on another node (the run's pid means nothing here)."""
-    from fgbench import slurm
-
-    fresh = SweepState.load_dir(state.dir)
-    sched = slurm.query([p.job_id for p in fresh.points if p.job_id]) if fresh.launcher == "slurm" else {}
-    rows = []
-    for p in fresh.points:
-        st = _run_status(p)
-        js = sched.get(p.job_id) if p.job_id else None
-        if js is not None and js.state == "RUNNING" and st in (INTERRUPTED, PENDING, RUNNING):
-            st = RUNNING
-        elif js is not None and js.active and st == RUNNING:
-            st = INTERRUPTED if p.run_dir else PENDING  # requeued: waiting to resume
-        rows.append({"point": str(p.index + 1), "label": p.label, "status": st, "job": p.job_id or "",
-                     "slurm": js.text() if js is not None else "", "active": bool(js is not None and js.active),
-                     "value": p.value, "run_dir": p.run_dir or ""})
-    return rows
-
-
-def cancel(state: SweepState) -> str:
-    """Cancel what is left: ``scancel`` the points' SLURM jobs that are queued or running (a
-    running run checkpoints on SLURM's SIGTERM); a local sweep gets SIGINT, as from Ctrl-C."""
-    from fgbench import slurm
-
-    if state.launcher == "slurm":
-        sched = slurm.query([p.job_id for p in state.points if p.job_id])
-        ids = [p.job_id for p in state.points if p.job_id and sched[p.job_id].active]
-        if not ids:
-            return "no SLURM job of this sweep is queued or running"
-        slurm.cancel(ids)
-        return f"cancelled {len(ids)} SLURM job(s): {', '.join(ids)}"
-    import socket
-
-    c = state.controller or {}
-    if c.get("host") == socket.gethostname() and runs.pid_alive(c.get("pid")):
-        os.kill(int(c["pid"]), signal.SIGINT)
-        return f"asked the sweep process {c['pid']} to stop (its runs write a checkpoint first)"
-    if c.get("host") and c.get("host") != socket.gethostname():
-        raise UserError(f"sweep {state.tag}: runs on {c['host']}; cancel it there")
-    return "the sweep is not running"
 
 
 # ------------------------------------------------------------------------------- the table
@@ -1054,23 +976,3 @@ def best_recipe_text(state: SweepState) -> tuple[str, Point]:
     head = (f"# The best trial of search {state.tag}: {best.label}, {state.search['metric']} = {best.value:.2f}\n"
             f"# (run {best.run_dir}); sampled: {sets}\n")
     return head + body, best
-
-
-def scheduler_states(runs_root: str | os.PathLike[str]) -> dict[str, str]:
-    """Run directory -> the SLURM state of its point's job, for every SLURM sweep under the runs
-    root (what the TUI's Runs pane shows next to fgbench's status). One ``scontrol`` per array."""
-    from fgbench import slurm
-
-    if slurm.available() is not None:
-        return {}
-    by_job: dict[str, str] = {}
-    for state in list_sweeps(runs_root):
-        if state.launcher != "slurm":
-            continue
-        for p in state.points:
-            if p.job_id and p.run_dir:
-                by_job[p.job_id] = str(Path(p.run_dir).resolve())
-    if not by_job:
-        return {}
-    states = slurm.query(list(by_job))
-    return {run_dir: "SLURM " + states[job].text() for job, run_dir in by_job.items() if job in states}

@@ -38,7 +38,7 @@ import threading
 import time
 import tomllib
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -585,7 +585,7 @@ class RunRow:
     last_event_time: float | None = None
     """Time of the run's latest event: a live run's clock keeps moving from there."""
     scheduler: str | None = None
-    """The SLURM state of the run's job, for a point of a SLURM sweep (``fgbench.sweep``)."""
+    """The SLURM state of the run's job, for a point of a SLURM sweep (``fgbench.slurm``)."""
 
     def live_duration_s(self, now: float) -> float | None:
         """The time column: for a running run, the duration so far extended to ``now``."""
@@ -672,7 +672,7 @@ class RunStore:
         if time.monotonic() - self._scheduler_at > SCHEDULER_EVERY_S:
             self._scheduler_at = time.monotonic()
             try:
-                from fgbench.sweep import scheduler_states
+                from fgbench.slurm import scheduler_states
 
                 states = scheduler_states(self.root)
             except Exception:  # noqa: BLE001 - the scheduler is extra information, never an error here

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from fgbench import metrics, runs, search, sweep
-from fgbench.errors import UserError
 from fgbench.recipe import RecipeError, load_recipe
 from runs_factory import REPO
 

@@ -122,7 +122,7 @@ def test_slurm_sweep_requeue_cancel_continue(tmp_path: Path) -> None:
     assert rq.returncode == 0, rq.stderr
 
     def all_ended():
-        rows = sweep.live_points(sweep.SweepState.load("sl", root))
+        rows = slurm.live_points(sweep.SweepState.load("sl", root))
         return rows if not any(r["active"] for r in rows) else None
 
     rows = _wait(all_ended, "every job to end")
@@ -160,7 +160,7 @@ def test_slurm_sweep_requeue_cancel_continue(tmp_path: Path) -> None:
     final = fg("sweep", "--status", "sl")
     table = [ln for ln in final.stdout.splitlines() if ln.startswith("| ")]
     assert [ln.split("|")[1].strip() for ln in table[1:]] == ["long", "short", "later"]
-    assert all(r["status"] == "completed" for r in sweep.live_points(sweep.SweepState.load("sl", root)))
+    assert all(r["status"] == "completed" for r in slurm.live_points(sweep.SweepState.load("sl", root)))
     started = [p.run_dir for p in sweep.SweepState.load("sl", root).points]
     assert len(set(started)) == 3 and all(json.loads((Path(d) / "run.json").read_text())["sweep_tag"] == "sl"
                                            for d in started)
