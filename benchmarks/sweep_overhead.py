@@ -129,6 +129,7 @@ def main() -> None:
         make_data(tmp / "data")
         recipe = tmp / "r.toml"
         recipe.write_text(recipe_text(tmp / "data", args.points))
+        (tmp / "runs").mkdir()
         env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", FGBENCH_HOME=str(tmp / "home"))
         res: dict[str, list[float]] = {"baseline": [], "local": [], "slurm": []}
         for r in range(args.rounds):

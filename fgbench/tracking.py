@@ -18,7 +18,8 @@ Decisions:
   final ``summary.json`` as the run's summary / final metrics (``summary/best_raw_val_top1``...).
 * Cost per logged step (``benchmarks/trackers.py``): TensorBoard and W&B queue the scalars in
   their own writers; MLflow gets them in batches (every epoch's end, every few seconds, and at the
-  end), because each ``log_batch`` is one transaction or request whatever its size.
+  end), because each ``log_batch`` is one transaction or request whatever its size, written by
+  MLflow's asynchronous logging thread; the run waits for them only at its end.
 * Settings: ``[tracking]`` in settings.toml gives defaults for every run on the machine (an MLflow
   server, a W&B project); a recipe's ``[tracking.<name>]`` wins for that tracker.
 """
@@ -207,13 +208,20 @@ class MLflowTracker(_Tracker):
         self.run_id = run_id
         self.last_step = 0
         self.pending: list[Any] = []
+        self.ops: list[Any] = []
         self.flushed_at = time.monotonic()
 
-    def _flush(self) -> None:
+    def _flush(self, wait: bool = False) -> None:
+        # MLflow's asynchronous logging: its own thread writes the batch, the training loop goes on
         for i in range(0, len(self.pending), MLFLOW_BATCH):
-            self.client.log_batch(self.run_id, metrics=self.pending[i:i + MLFLOW_BATCH])
+            self.ops.append(self.client.log_batch(self.run_id, metrics=self.pending[i:i + MLFLOW_BATCH],
+                                                  synchronous=False))
         self.pending = []
         self.flushed_at = time.monotonic()
+        if wait:
+            for op in self.ops:
+                op.wait()
+            self.ops = []
 
     def _log(self, event: dict[str, Any]) -> None:
         from mlflow.entities import Metric
@@ -230,6 +238,7 @@ class MLflowTracker(_Tracker):
                              or event.get("event") in ("epoch", "run_finished")):
             self._flush()
         if event.get("event") == "run_finished":
+            self._flush(wait=True)  # every metric is in the store before the run is marked finished
             summary = event.get("summary") or {}
             finals = [Metric(_mlflow_key(k), v, ms, int(self.last_step)) for k, v in summary_scalars(summary).items()]
             if finals:
@@ -241,8 +250,7 @@ class MLflowTracker(_Tracker):
                                                             "interrupted": "KILLED"}.get(status, "FAILED"))
 
     def _close(self) -> None:
-        if self.pending:
-            self._flush()
+        self._flush(wait=True)
 
 
 MLFLOW_BATCH = 1000

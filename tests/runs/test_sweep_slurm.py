@@ -174,3 +174,60 @@ def test_slurm_sweep_requeue_cancel_continue(tmp_path: Path) -> None:
     shown = {row.path.resolve(): status_text(row).plain for row in store.rows()}
     assert shown[long_dir.resolve()] == "completed · SLURM COMPLETED, requeued 1x"
     assert sorted(shown.values()).count("completed · SLURM COMPLETED") == 2
+
+
+@pytest.mark.skipif(REASON is not None, reason=REASON or "")
+def test_slurm_search_jobs_share_one_study(tmp_path: Path) -> None:
+    """A search on SLURM: each array task asks the shared study (SQLite in the sweep folder) for
+    its trial when it starts, runs it, and tells the study how it ended."""
+    from fgbench import search
+
+    data = tmp_path / "data"
+    make_images(data, {"train": 8, "test": 4})
+    root = tmp_path / "runs"
+    recipe = tmp_path / "s.toml"
+    recipe.write_text(textwrap.dedent(f"""
+        name = "ss"
+        [data]
+        dataset = "folder"
+        root = "{data}"
+        train_size = 16
+        test_size = 16
+        test_crop = "resize"
+        batch_size = 8
+        val_fraction = 0.25
+        workers = 0
+        [model]
+        arch = "resnet8_cifar"
+        [schedule]
+        name = "cosine"
+        epochs = 2
+        [runtime]
+        device = "cpu"
+        [sweep.search]
+        trials = 3
+        sampler = "random"
+        seed = 1
+        pruner = "none"
+        [sweep.search.params]
+        "optim.lr" = {{ type = "log_uniform", low = 1e-3, high = 0.5 }}
+        """), encoding="utf-8")
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    res = subprocess.run([sys.executable, "-m", "fgbench", "sweep", str(recipe), "--launcher", "slurm", "--tag", "ss",
+                          "--runs-root", str(root), "--cpus-per-run", "1", "--max-parallel", "2", "--wait"],
+                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    state = sweep.SweepState.load("ss", root)
+    trials = search.trials_table(state.search)
+    assert sorted(p.trial for p in state.points) == [0, 1, 2] == sorted(trials)
+    for p in state.points:
+        assert runs.read_run(p.run_dir).status == "completed"
+        assert trials[p.trial]["state"] == "COMPLETE" and trials[p.trial]["value"] == p.value
+        assert trials[p.trial]["params"]["optim.lr"] == p.overrides["optim.lr"]
+        assert runs.read_run(p.run_dir).recipe["optim"]["lr"] == p.overrides["optim.lr"]
+    assert len({p.overrides["optim.lr"] for p in state.points}) == 3
+    # the table, best first
+    rows = [ln for ln in res.stdout.splitlines() if ln.startswith("| trial ")]
+    labels = [c for c in (ln.split("|")[1].strip() for ln in rows) if c != "trial"]  # not the header
+    best_first = sorted(state.points, key=lambda p: -p.value)
+    assert labels == [p.label for p in best_first]
