@@ -1,22 +1,22 @@
-"""Scheduling overhead per sweep point: from the moment a point may start to its run's first step.
+"""Scheduling overhead per sweep point: from submission to the run's first step.
 
-    python benchmarks/sweep_overhead.py [--points 4] [--no-slurm]
+    python benchmarks/sweep_overhead.py [--rounds 4] [--no-slurm]
 
-Three ways to run the same tiny CPU recipe (a ResNet-8 on a generated 3-class folder data set of
-16 px images, 1 epoch, a step event at every step), alternated so that machine load hits all alike:
+The same tiny CPU run (a ResNet-8 on a generated 3-class folder data set of 16 px images, one
+epoch, a ``step`` event at every step) started three ways, taking turns so that machine load hits
+all alike, each timed from just before the command is started to the run's first ``step`` event:
 
-* **baseline**: ``fgbench run`` started directly: time from ``Popen`` to the run's first ``step``
-  event (Python, torch import, data, model: the cost every run pays, with or without a sweep);
-* **local**: ``fgbench sweep --launcher local`` of ``--points`` points; per point, from when it may
-  start (the sweep's start for the first, the previous run's ``run_finished`` for the others: the
-  points go one after another) to its first ``step`` event;
-* **slurm**: the same sweep with ``--launcher slurm --max-parallel 1`` on the cluster SLURM's
-  client reaches (the one-node test cluster of ``.ci/slurm-up``, or a real one); per point, from the
-  submission (the first) or the previous point's ``run_finished`` to its first ``step``: sbatch,
-  the scheduler's decision, the job's start, submitit's unpickling and the ``fgbench run``.
+* **baseline**: ``fgbench run`` itself (Python, the torch import, the data, the model: what every
+  run pays, in a sweep or not);
+* **local**: ``fgbench sweep --launcher local`` of one point (the sweep's own start: reading and
+  validating the plan, the state file, the rundir supervisor, then the same ``fgbench run``);
+* **slurm**: ``fgbench sweep --launcher slurm`` of one point on the cluster SLURM's client reaches
+  (the one-node cluster of ``.ci/slurm-up``, or a real one): the sweep's start, submitit writing
+  the job, ``sbatch``, the scheduler's decision, the job's start on the node, submitit unpickling
+  the job, then the same ``fgbench run``.
 
-Prints the median seconds of each and the ratio to the baseline. The times come from the runs'
-own event timestamps (same clock, one machine).
+Prints each one's median and spread and the overhead per point (median minus the baseline's
+median). Times come from the runs' own event timestamps and this process's clock (one machine).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def make_data(root: Path) -> None:
 
 
 def recipe_text(data: Path, points: int) -> str:
-    lrs = ", ".join(str(0.1 + 0.01 * i) for i in range(points))
+    lrs = ", ".join(str(round(0.1 + 0.01 * i, 4)) for i in range(points))
     return textwrap.dedent(f"""
         name = "bench"
         [data]
@@ -90,11 +90,6 @@ def first_step(run_dir: Path) -> float:
     return min(e["time"] for e in ev if e["event"] == "step")
 
 
-def finished(run_dir: Path) -> float:
-    ev = metrics.read_events(run_dir / metrics.METRICS_FILE)
-    return max(e["time"] for e in ev if e["event"] == "run_finished")
-
-
 def baseline(recipe: Path, root: Path, env: dict) -> float:
     run_dir = Path(tempfile.mkdtemp(prefix="base-", dir=root))
     t0 = time.time()
@@ -103,24 +98,18 @@ def baseline(recipe: Path, root: Path, env: dict) -> float:
     return first_step(run_dir) - t0
 
 
-def sweep_points(recipe: Path, root: Path, env: dict, launcher: str, tag: str) -> list[float]:
+def sweep_one(recipe: Path, root: Path, env: dict, launcher: str, tag: str) -> float:
     t0 = time.time()
     subprocess.run([sys.executable, "-m", "fgbench", "sweep", str(recipe), "--launcher", launcher, "--tag", tag,
                     "--runs-root", str(root), *(["--wait"] if launcher == "slurm" else [])],
-                   env=env, check=True, stdout=subprocess.DEVNULL)
+                   env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = json.loads((root / "sweeps" / tag / "sweep.json").read_text())
-    dirs = [Path(p["run_dir"]) for p in state["points"]]
-    out, ready = [], t0
-    for d in dirs:
-        out.append(first_step(d) - ready)
-        ready = finished(d)
-    return out
+    return first_step(Path(state["points"][0]["run_dir"])) - t0
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--points", type=int, default=4)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--no-slurm", action="store_true")
     args = ap.parse_args()
     use_slurm = not args.no_slurm and shutil.which("sbatch") is not None
@@ -128,24 +117,23 @@ def main() -> None:
     try:
         make_data(tmp / "data")
         recipe = tmp / "r.toml"
-        recipe.write_text(recipe_text(tmp / "data", args.points))
+        recipe.write_text(recipe_text(tmp / "data", 1))
         (tmp / "runs").mkdir()
         env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", FGBENCH_HOME=str(tmp / "home"))
         res: dict[str, list[float]] = {"baseline": [], "local": [], "slurm": []}
         for r in range(args.rounds):
-            for _ in range(args.points):
-                res["baseline"].append(baseline(recipe, tmp / "runs", env))
-            res["local"] += sweep_points(recipe, tmp / "runs", env, "local", f"local{r}")
+            res["baseline"].append(baseline(recipe, tmp / "runs", env))
+            res["local"].append(sweep_one(recipe, tmp / "runs", env, "local", f"local{r}"))
             if use_slurm:
-                res["slurm"] += sweep_points(recipe, tmp / "runs", env, "slurm", f"slurm{r}")
+                res["slurm"].append(sweep_one(recipe, tmp / "runs", env, "slurm", f"slurm{r}"))
         base = statistics.median(res["baseline"])
-        print(f"{args.rounds} rounds x {args.points} points; median seconds from 'may start' to the first step")
-        print("| how | points | median s | min s | max s | ratio to a bare `fgbench run` |")
-        print("|---|---|---|---|---|---|")
+        print(f"{args.rounds} rounds; seconds from starting the command to the run's first step")
+        print("| how | runs | median s | min s | max s | overhead per point (median - baseline) | ratio |")
+        print("|---|---|---|---|---|---|---|")
         for k, v in res.items():
             if v:
-                print(f"| {k} | {len(v)} | {statistics.median(v):.2f} | {min(v):.2f} | {max(v):.2f} | "
-                      f"{statistics.median(v) / base:.2f} |")
+                m = statistics.median(v)
+                print(f"| {k} | {len(v)} | {m:.2f} | {min(v):.2f} | {max(v):.2f} | {m - base:+.2f} s | {m / base:.2f} |")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
