@@ -265,3 +265,29 @@ def test_a_seeded_search_repeats_and_its_trials_differ(tmp_path: Path) -> None:
 
     a, b = draws("a.db"), draws("b.db")
     assert a == b and len(set(a)) == 4
+
+
+def test_the_table_of_a_search_lists_trials_by_value_best_first(tmp_path: Path) -> None:
+    from runs_factory import make_run
+
+    root = tmp_path / "runs"
+    f = write(tmp_path, BASE + '[sweep.search]\ntrials = 4\n[sweep.search.params]\n'
+                               '"optim.lr" = { type = "uniform", low = 0.01, high = 0.2 }\n')
+    state = sweep.create_state(sweep.load_plan(f), "tb", root)
+    # trial order 0..3; values 50 (completed), 70 (completed), 90 (pruned: a pruned trial's value so
+    # far never ranks it above a completed one), 60 (completed)
+    plan = [("completed", 50.0, 0.05), ("completed", 70.0, 0.1), ("pruned", 90.0, 0.15), ("completed", 60.0, 0.02)]
+    for p, (status, value, lr) in zip(state.points, plan):
+        p.run_dir = str(make_run(root, f"tb-trial{p.index}", sets=[f"optim.lr={lr}"], status=status, val=[value] * 3,
+                                 stamp=1_700_000_000.0 + p.index))
+        p.trial, p.label, p.value, p.overrides, p.status = p.index, f"trial {p.index}", value, {"optim.lr": lr}, status
+        p.recipe_file = str(Path(p.run_dir) / runs.RECIPE_FILE)
+    state.save()
+    columns, rows = sweep.ablation_table(state)
+    assert [r["trial"] for r in rows] == ["trial 1", "trial 3", "trial 0", "trial 2"]
+    assert [r["value"] for r in rows] == [70.0, 60.0, 50.0, 90.0]
+    keys = [c[0] for c in columns]
+    assert keys[:3] == ["trial", "value", "status"] and "recipe:optim.lr" in keys
+    assert [r["recipe:optim.lr"] for r in rows] == [0.1, 0.02, 0.05, 0.15]
+    text, best = sweep.best_recipe_text(state)
+    assert best.label == "trial 1" and "val_top1 = 70.00" in text  # the best *completed* trial
