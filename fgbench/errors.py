@@ -1,9 +1,17 @@
-"""User-facing errors. Anything raised as a UserError is the user's to fix: the CLI prints its
-message (one line per problem, naming the file and the field or path) and exits 2, no traceback."""
+"""User-facing errors and the exit codes, declared here once.
+
+Anything raised as a UserError is the user's to fix: the CLI prints its message (one line per
+problem, naming the file and the field or path) and exits 2, no traceback.
+
+Exit codes of every command (the README's "Exit codes"): 0 done, 1 the work failed (the run
+directory says why), 2 bad input (nothing written), 130 interrupted (SIGINT/SIGTERM, resumable).
+"""
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class UserError(Exception):
-    exit_code = 2
+    exit_code = EXIT_BAD_INPUT
 
     def __init__(self, message: str):
         super().__init__(message)

@@ -10,7 +10,15 @@ Decisions:
 * A choice that brings its own fields (optimizer, LR schedule, pretrained source) is a
   discriminated union on a tag field; the TUI shows a variant picker from it.
 * Validators only check. They never fill in or rewrite values, so what ``recipe show`` prints is
-  what the user wrote plus the declared defaults, nothing more.
+  what the user wrote plus the declared defaults, nothing more. (The one "before" validator hands a
+  TOML array to a tuple field as a tuple: the container changes, never a value.)
+* Types are strict (TOML has types: ``batch_size = true`` is an error, not 1; an int is still a
+  float) and ``inf``/``nan`` are refused in every field, lists included.
+* A rule between fields raises ``FieldProblem`` naming the field to report (``schedule.min_lr``,
+  not ``schedule``) and the fields it involves, so an error blames the ``--set`` that caused it:
+  ``FILE: field.path: message`` for the file, ``--set KEY=VALUE: message`` for an override.
+* One walker of the schema (``union_sections``) finds the union sections and their tags; error
+  locations, the TOML writer (``dumps_recipe``, the only one), sweeps, the docs and the TUI use it.
 * Optional fields default to ``None`` because TOML has no null; ``save_recipe`` drops them.
 * This module is in the pure zone: no torch, no textual.
 """
@@ -83,7 +91,9 @@ def _tuple_fields(cls: type[BaseModel]) -> frozenset[str]:
     out = set()
     for name, info in cls.model_fields.items():
         ann = info.annotation
-        args = [a for a in typing.get_args(ann) if a is not type(None)] if typing.get_origin(ann) in (Union, types.UnionType) else [ann]
+        args = [ann]
+        if typing.get_origin(ann) in (Union, types.UnionType):
+            args = [a for a in typing.get_args(ann) if a is not type(None)]
         if any(typing.get_origin(a) is tuple for a in args):
             out.add(name)
     return frozenset(out)
@@ -831,7 +841,8 @@ class EvalConfig(_Section):
     def _check_sizes(self) -> "EvalConfig":
         for i, size in enumerate(self.final_test_sizes):
             if not MIN_SIDE <= size <= MAX_SIDE:
-                raise FieldProblem(f"final_test_sizes[{i}]", f"a test size must be between {MIN_SIDE} and {MAX_SIDE} pixels")
+                raise FieldProblem(f"final_test_sizes[{i}]",
+                                   f"a test size must be between {MIN_SIDE} and {MAX_SIDE} pixels")
         return self
 
 
@@ -1424,7 +1435,8 @@ def parse_recipe_text(text: str, source: str = "<recipe>") -> dict[str, Any]:
             msg = msg.removesuffix("(at end of document)") + f"(at the end of the file, line {text.count(chr(10)) + 1})"
         raise RecipeError([f"{escape(source)}: TOML syntax: {escape(msg)}"]) from None
     except RecursionError:
-        raise RecipeError([f"{escape(source)}: TOML syntax: nested more than {MAX_DEPTH} tables or arrays deep"]) from None
+        msg = f"TOML syntax: nested more than {MAX_DEPTH} tables or arrays deep"
+        raise RecipeError([f"{escape(source)}: {msg}"]) from None
     problem = _too_deep(data)
     if problem:
         raise RecipeError([f"{escape(source)}: {problem}"])
@@ -1502,26 +1514,18 @@ def recipe_to_dict(recipe: Recipe, *, full: bool = True) -> dict[str, Any]:
 
 def _keep_union_tags(model: BaseModel, data: dict[str, Any]) -> None:
     # exclude_defaults drops a union's tag (it is each variant's default), which would leave e.g.
-    # `[optim] lr = 0.01` with no `name`: unloadable, or loaded as SGD. Put the tag back, first.
+    # `[optim] lr = 0.01` with no `name`: unloadable, or loaded as SGD. Put the tag back, first. A
+    # section whose variant is not the default is always in `data` (as {} when its fields are all
+    # defaults), so walking what is there finds every union that needs its tag.
     for name, info in type(model).model_fields.items():
         value = getattr(model, name)
-        ann = _strip_none(info.annotation)
-        members = union_members(ann)
         sub = data.get(name)
-        if members and isinstance(value, BaseModel):
+        members = union_members(_strip_none(info.annotation))
+        if members and isinstance(value, BaseModel) and isinstance(sub, dict):
             tag = union_tag(members)
-            default = None if info.is_required() else info.get_default(call_default_factory=True)
-            if isinstance(sub, dict) or type(value) is not type(default):
-                rest = {k: v for k, v in (sub or {}).items() if k != tag}
-                data[name] = sub = {tag: getattr(value, tag), **rest}
-        if isinstance(value, BaseModel):
-            if isinstance(sub, dict):
-                _keep_union_tags(value, sub)
-            else:
-                nested: dict[str, Any] = {}
-                _keep_union_tags(value, nested)
-                if nested:
-                    data[name] = nested
+            data[name] = sub = {tag: getattr(value, tag), **{k: v for k, v in sub.items() if k != tag}}
+        if isinstance(value, BaseModel) and isinstance(sub, dict):
+            _keep_union_tags(value, sub)
         elif isinstance(value, list) and isinstance(sub, list):
             for item, item_data in zip(value, sub):
                 if isinstance(item, BaseModel) and isinstance(item_data, dict):

@@ -67,7 +67,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
 
 from fgbench import paths, runs
-from fgbench.errors import UserError
+from fgbench.errors import UserError, escape
 from fgbench.recipe import (
     UNION_SECTIONS,
     Recipe,
@@ -130,7 +130,10 @@ def parse_grid_arg(item: str) -> tuple[str, list[Any]]:
     try:
         values = tomllib.loads(f"v = [{raw}]")["v"]
     except tomllib.TOMLDecodeError:
-        values = [parse_override_value(part.strip()) for part in _split_top_level(raw)]
+        try:
+            values = [parse_override_value(part.strip()) for part in _split_top_level(raw)]
+        except ValueError as err:  # a value that starts like a TOML array, table or string but is not one
+            raise UserError(f"--grid {escape(item)}: {escape(str(err))}") from None
     if any(v == "" for v in values):
         raise UserError(f"--grid {item}: empty value")
     return key, values
@@ -391,6 +394,10 @@ def load_plan(
     """Read a recipe file, apply ``--set`` overrides to the base, expand and validate the sweep."""
     p = Path(path)
     data = read_recipe_data(p, overrides)
+    if overrides:
+        # the base with its --set, as `fgbench run` and `recipe validate` check it: a bad override is
+        # blamed on the override, not on the file or a sweep point
+        validate_recipe(data, str(p), overrides)
     grid = [parse_grid_arg(g) for g in cli_grid]
     return expand(data, str(p), cli_grid=grid, only=only)
 

@@ -47,7 +47,8 @@ def read_text_file(path: str | os.PathLike[str], limit: int, what: str = "file")
     except NotADirectoryError:
         raise UserError(f"{shown}: file not found (a part of the path is not a directory)") from None
     except (OSError, ValueError) as err:  # ValueError: a NUL byte in the path
-        raise UserError(f"{shown}: cannot read the {what}: {escape(getattr(err, 'strerror', None) or str(err))}") from None
+        why = getattr(err, "strerror", None) or str(err)
+        raise UserError(f"{shown}: cannot read the {what}: {escape(why)}") from None
     kind = _not_regular(st.st_mode)
     if kind:
         raise UserError(f"{shown}: is {kind}, not a {what} file")

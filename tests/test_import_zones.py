@@ -61,7 +61,7 @@ CASES = {
     "data commands": ("""
         import argparse
         import fgbench.settings, fgbench.data.catalog, fgbench.data.download, fgbench.data.prepare
-        import fgbench.data.cli as c
+        import fgbench.cli.data as c
         c.register(argparse.ArgumentParser().add_subparsers())
         from fgbench.cli import main
         assert main(['data', 'list']) == 0

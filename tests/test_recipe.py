@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -429,55 +427,6 @@ def test_cli_new_refuses_to_overwrite_and_bad_names(tmp_path: Path, capsys: pyte
 def test_cli_recipe_without_action_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["recipe"]) == 2
     assert "validate" in capsys.readouterr().out  # the group's help says what to type
-
-
-# ------------------------------------------------------------------------ import hygiene
-
-
-_PROBE = """
-import sys
-{body}
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "textual", "plotext"))
-print("HEAVY=" + ",".join(heavy))
-"""
-
-
-def _heavy_modules(body: str) -> list[str]:
-    r = subprocess.run([sys.executable, "-c", _PROBE.format(body=body)], capture_output=True, text=True,
-                       cwd=REPO, timeout=120)
-    assert r.returncode == 0, r.stderr
-    (line,) = [x for x in r.stdout.splitlines() if x.startswith("HEAVY=")]
-    return [m for m in line.removeprefix("HEAVY=").split(",") if m]
-
-
-@pytest.mark.parametrize(
-    "body",
-    [
-        "from fgbench.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass",
-        "from fgbench.cli import main\nrc = main(['recipe', 'validate', {recipe!r}])\nassert rc == 0, rc",
-        "from fgbench.cli import main\nrc = main(['recipe', 'show', {recipe!r}])\nassert rc == 0, rc",
-        "import fgbench.recipe, fgbench.metrics, fgbench.runs, fgbench.paths, fgbench.docs, fgbench.errors",
-    ],
-    ids=["help", "validate", "show", "pure-modules"],
-)
-def test_pure_zone_never_imports_torch_or_textual(body: str) -> None:
-    recipe = str(REPO / "recipes" / "sc_cub_r50_fixres_two_stage.toml")
-    assert _heavy_modules(body.format(recipe=recipe)) == []
-
-
-def test_help_does_not_even_build_the_recipe_schema() -> None:
-    # `fgbench --help` must feel instant: pydantic and the schema cost ~250 ms, so they stay out.
-    probe = ("import sys\nfrom fgbench.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-             "print('LOADED=' + ','.join(m for m in ('pydantic', 'fgbench.recipe') if m in sys.modules))")
-    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert "LOADED=\n" in r.stdout + "\n" and r.stdout.strip().endswith("LOADED="), r.stdout[-300:]
-
-
-def test_the_probe_sees_heavy_imports() -> None:
-    # the hygiene test must be able to fail: importing json is fine, importing textual is not
-    assert _heavy_modules("import json") == []
-    assert "textual" in _heavy_modules("import textual")
 
 
 def test_saved_files_get_the_usual_permissions(tmp_path: Path) -> None:

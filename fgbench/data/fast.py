@@ -32,8 +32,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -43,28 +41,10 @@ import numpy as np
 import torch.utils.data
 from PIL import Image
 
+from fgbench.data.images import CorruptImageError, _default_workers, find_corrupt_images, require_regular_file  # noqa: F401
+
 CACHE_FORMAT = 1
 AIRCRAFT_BANNER_PX = 20
-
-
-class CorruptImageError(Exception):
-    """An image file that cannot be decoded. ``path`` names it, ``reason`` says why."""
-
-    def __init__(self, path: str | os.PathLike[str], reason: str = ""):
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: cannot decode image ({reason})" if reason else f"{self.path}: cannot decode image")
-
-
-def require_regular_file(path: str | os.PathLike[str]) -> None:
-    """Raise :class:`CorruptImageError` unless ``path`` is a regular file (links to one are fine)."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as err:
-        raise CorruptImageError(path, f"{type(err).__name__}: {err.strerror or err}") from None
-    if not stat.S_ISREG(mode):
-        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode) else "a device or socket"
-        raise CorruptImageError(path, f"not a regular file but {kind}; not read")
 
 
 def draft_request(size: tuple[int, int], target_short_side: int, crop_bottom: int = 0) -> tuple[int, int]:
@@ -117,43 +97,6 @@ def resize_short_side(im: Image.Image, short_side: int) -> Image.Image:
     else:
         size = (size[0], short_side)
     return im.resize(size, Image.BILINEAR)
-
-
-def _default_workers() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
-
-
-def _check_one(path: str) -> tuple[str, str] | None:
-    try:
-        require_regular_file(path)
-        with Image.open(path) as im:
-            im.load()
-    except Exception as err:  # noqa: BLE001
-        return path, f"{type(err).__name__}: {err}"
-    return None
-
-
-def find_corrupt_images(paths: Sequence[str], *, progress: Callable | None = None,
-                        cancel: threading.Event | None = None, workers: int | None = None) -> list[tuple[str, str]]:
-    """Fully decode every image; return (path, reason) for those that fail, in input order.
-
-    Threads, not processes: PIL releases the GIL while it decodes. ``progress`` receives
-    ``fgbench.data.progress.Progress`` objects (stage "verify", unit "images").
-    """
-    from fgbench.data.progress import Cancelled, ProgressMeter
-
-    meter = ProgressMeter(progress, "verify", "decoding images", len(paths), unit="images")
-    bad: list[tuple[str, str]] = []
-    with ThreadPoolExecutor(workers or _default_workers()) as pool:
-        for i, result in enumerate(pool.map(_check_one, paths, chunksize=16), 1):
-            if cancel is not None and cancel.is_set():
-                pool.shutdown(cancel_futures=True)
-                raise Cancelled()
-            if result is not None:
-                bad.append(result)
-            meter.update(i)
-    meter.update(len(paths), force=True)
-    return bad
 
 
 class DraftImageDataset(torch.utils.data.Dataset):

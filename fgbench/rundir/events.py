@@ -23,7 +23,7 @@ from typing import Any, Iterable, Iterator
 
 SCHEMA_VERSION = 1
 
-from fgbench.rundir.layout import METRICS_FILE
+from fgbench.rundir.layout import METRICS_FILE  # noqa: F401 (part of this module's API)
 
 #: kind -> (required fields, optional fields)
 EVENT_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {

@@ -61,6 +61,12 @@ def _check_dict(value: Any, where: str) -> dict[str, Any] | None:
     return value
 
 
+def _check_keys(d: dict[str, Any], known: set[str], where: str) -> None:
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise SummaryError(f"{where}: {', '.join(unknown)} not declared in fgbench.rundir.summary")
+
+
 @dataclass
 class ModelBest:
     """One model's best epoch and its numbers at that epoch."""
@@ -136,11 +142,21 @@ class Summary:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: Any) -> "Summary":
-        """Check every field; raises :class:`SummaryError` naming the first wrong one."""
+    def from_json(cls, data: Any, *, strict: bool = False) -> "Summary":
+        """Check every field; raises :class:`SummaryError` naming the first wrong one. ``strict``
+        (the trainer's own check before it writes): a key this type does not declare is an error
+        too, so nothing the trainer computes is dropped on the way to the file."""
         d = _check_dict(data, "summary")
         if d is None:
             raise SummaryError("summary: expected a table, got null")
+        if strict:
+            _check_keys(d, {f.name for f in fields(cls)}, "summary")
+            for m, entry in (_check_dict(d.get("best"), "best") or {}).items():
+                _check_keys(entry or {}, {f.name for f in fields(ModelBest)}, f"best.{m}")
+            last = _check_dict(d.get("last"), "last") or {}
+            _check_keys(last, {f.name for f in fields(LastEpoch)}, "last")
+            for m in ("raw", "ema"):
+                _check_keys(last.get(m) or {}, {f.name for f in fields(SplitNumbers)}, f"last.{m}")
         s = cls()
         for f in fields(cls):
             if f.name in ("best", "last", "final_test_sizes"):

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from fgbench.atomic import DiskFullError, disk_full_cause, free_text
-from fgbench.errors import UserError
+from fgbench.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UserError
 from fgbench.rundir import events as metrics
 from fgbench.rundir import layout as runs
 from fgbench.rundir import procs
@@ -56,7 +56,6 @@ from fgbench.rundir.lock import LOCKED_ENV, RunBusy, RunLock, holder, locked_by_
 from fgbench.rundir.reader import RunReader
 from fgbench.recipe import RecipeError, dumps_recipe, load_recipe, validate_recipe
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class Tee(io.TextIOBase):
@@ -185,6 +184,8 @@ def _lock_run(run_dir: Path, *, fresh: str | None) -> None:
     except RunBusy as err:
         raise UserError(str(err)) from None
     except OSError as err:
+        if disk_full_cause(err) is not None:
+            raise DiskFullError(run_dir / runs.LOCK_FILE) from None  # exit 1, see run_command
         raise UserError(f"{run_dir}: cannot lock the run directory: {err.strerror or err}") from None
     if fresh is not None:
         try:
@@ -239,9 +240,11 @@ def _load_for_resume(args, check: bool = True) -> tuple[Any, Path, dict, dict | 
         raise UserError(f"{run_dir}: not a run directory (no {runs.RECIPE_FILE})")
     recipe = load_recipe(recipe_path)
     if check and not locked_by_parent(run_dir):
+        from fgbench.rundir.supervise import LAUNCH_ENV
+
         reader = RunReader(run_dir)
         reader.update()
-        status = reader.status().status
+        status = reader.status(own_launch=os.environ.get(LAUNCH_ENV)).status
         if status == "running":
             busy = holder(run_dir)
             raise UserError(str(RunBusy(run_dir, busy)) if busy is not None else
@@ -363,7 +366,9 @@ def _prepare(args, *, world=None, launcher: bool = False) -> Prepared:
 
         source = escape(str(args.recipe))
         msg = str(err)
-        raise UserError(msg if msg.startswith(f"{source}: ") else f"{source}: {msg}") from None
+        if msg.startswith((f"{source}: ", "-")):  # already named, or about a command-line flag
+            raise
+        raise UserError(f"{source}: {msg}") from None
 
 
 def _prepare_checked(args, *, world=None, launcher: bool = False) -> Prepared:
@@ -454,6 +459,10 @@ def run_command(args) -> int:
             _unlock()
     try:
         p = _prepare(args)
+    except DiskFullError as err:  # the lock of a --resume could not be written
+        _unlock()
+        print(str(err), file=sys.stderr, flush=True)
+        return EXIT_FAILED
     except BaseException:
         _unlock()  # a --resume that was locked, then stopped on bad input
         raise
@@ -469,9 +478,12 @@ def run_command(args) -> int:
             fresh = "created"
         try:
             _lock_run(run_dir, fresh=fresh)
-        except UserError:
+        except (UserError, DiskFullError) as err:
             if fresh == "created":
                 shutil.rmtree(run_dir, ignore_errors=True)
+            if isinstance(err, DiskFullError):  # a full disk is not bad input: one line, exit 1
+                print(str(err), file=sys.stderr, flush=True)
+                return EXIT_FAILED
             raise
     return _run_in_dir(args, p.recipe, run_dir, p.device, p.splits, p.model, p.report, p.resume_ckpt, p.resume_best,
                        fresh=fresh)

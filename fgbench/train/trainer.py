@@ -540,7 +540,7 @@ class Trainer:
         }
 
     def write_summary(self) -> dict:
-        s = Summary.from_json(self.summary()).to_json()  # the one declared shape, checked
+        s = Summary.from_json(self.summary(), strict=True).to_json()  # the one declared shape, checked
         if self.main:
             write_summary(self.ctx.run_dir, Summary.from_json(s))
         return s

@@ -4,7 +4,7 @@ Decisions and trade-offs:
 
 * The TUI process never imports torch or torchvision (about 3 s and 650 MB before the first
   paint). Training runs in its own ``fgbench run`` process; this process only reads run
-  directories. ``tests/tui/test_import_hygiene.py`` proves it in a fresh interpreter.
+  directories. ``tests/test_import_zones.py`` proves it in a fresh interpreter.
 * :func:`make_app` is the factory: tests build the app against temporary recipe, data and run
   directories and inject the trainer command (a fake trainer that writes scripted events).
 * One background thread (the run watcher) refreshes every run directory incrementally once a
@@ -119,7 +119,8 @@ class FgbenchApp(App):
         from fgbench.tui.screens.help import HelpScreen
         from fgbench.tui.screens.main import MainScreen
         from fgbench.tui.screens.monitor import MonitorScreen
-        from fgbench.tui.widgets.compare_pane import ComparePane
+        from fgbench.tui.screens.analysis import AnalysisScreen
+        from fgbench.tui.widgets.compare_pane import ComparePane, CompareTable, RunList
         from fgbench.tui.widgets.datasets_pane import DatasetsPane, DatasetsTable
         from fgbench.tui.widgets.recipes_pane import RecipesPane
         from fgbench.tui.widgets.runs_pane import RunsPane, RunsTable
@@ -133,7 +134,8 @@ class FgbenchApp(App):
                                                 Binding("enter", "", "Open a recipe, a section or a choice")]),
             ("Runs", RunsTable.BINDINGS + RunsPane.BINDINGS),
             ("Monitor", MonitorScreen.BINDINGS),
-            ("Compare", ComparePane.BINDINGS),
+            ("Classes (a in the monitor)", AnalysisScreen.BINDINGS),
+            ("Compare", RunList.BINDINGS + ComparePane.BINDINGS + CompareTable.BINDINGS),
         ]))
 
     # ---------------------------------------------------------------- runs
@@ -234,7 +236,9 @@ class FgbenchApp(App):
             where = f"data.root {root}" if root else "data.root is not set: it"
             return f"{where} needs train/ and test/ (or val/) class folders", False
         what = "is only partly downloaded" if status == "partial" else "is not downloaded"
-        return f"{name} {what}: {catalog.how_to_get(entry)}", entry.auto_download
+        if entry.auto_download:
+            return f"{name} {what} ({catalog.size_text(entry)}).", True
+        return f"{name} {what}: {catalog.how_to_get(entry)}", False
 
     async def offer_dataset(self, name: str, problem: tuple[str, bool], *, running: bool) -> str | None:
         """Ask what to do about a dataset that is not ready: download (or import) it now, or, when
@@ -282,7 +286,7 @@ class FgbenchApp(App):
         try:
             launched = self.launcher.start(validation.recipe)
         except (UserError, OSError) as err:
-            self.notify(str(err), title="Not started", severity="error")
+            self.notify(str(err), title="Not started", severity="error", markup=False)
             return
         self.store.model(launched.run_dir)
         self.wake_watcher()
@@ -308,9 +312,9 @@ class FgbenchApp(App):
             self.notify(f"{path.name} has completed; nothing to resume", severity="warning", timeout=4)
             return
         try:
-            launched = self.launcher.resume(path)
+            self.launcher.resume(path)
         except UserError as err:
-            self.notify(str(err), title="Not resumed", severity="error")
+            self.notify(str(err), title="Not resumed", severity="error", markup=False)
             return
         self.wake_watcher()
         self.notify(f"Resuming {path.name}", timeout=3)

@@ -10,9 +10,9 @@ Decisions and trade-offs:
   written into the document and the *whole* document is validated with
   :func:`fgbench.recipe.validate_recipe`; cross-field rules (``select_on = "val"`` needs a
   validation split) then appear live, exactly as ``fgbench recipe validate`` reports them.
-* Text typed into a number field goes into the document as typed and pydantic converts it. An
-  unparseable value therefore fails with the schema's own message ("Input should be a valid
-  number") instead of a second, TUI-made wording.
+* Text typed into a number field is read as a TOML value; text that is not a number goes into the
+  document as typed, and the (strict) schema rejects it with its own message ("Input should be a
+  valid number") instead of a second, TUI-made wording.
 * Error lines (``SOURCE: data.crop_scale[0]: msg``) are mapped back to the deepest field whose path
   is a prefix of the error's path; errors of a whole section (a model validator) land on the
   section, errors of the whole recipe on the recipe.

@@ -25,6 +25,10 @@ Decisions and trade-offs:
   and in a TUI restarted tomorrow (the rule is in :mod:`fgbench.rundir.status`). A trainer that
   dies before it can write ``run_finished`` (an import error, the OOM killer) is failed because
   the launcher's supervisor wrote its exit in the run directory, not because this TUI saw it.
+* Smoothing is not stored: :func:`smooth` (a debiased EMA with its time constant in steps) is
+  applied when drawing, to the decimated raw series, so it can be changed or turned off at once
+  and the raw series is always there to draw beside it. For a run longer than the decimator's
+  buckets it averages bucket means, which is what the plot shows anyway.
 * Thread safety: a worker thread calls :meth:`RunModel.update`; the UI thread calls
   :meth:`RunModel.snapshot`. Both hold the model's lock, and a snapshot is plain data.
 """
@@ -45,6 +49,7 @@ from typing import Any
 from fgbench.report import fmt_duration as format_duration
 from fgbench.rundir import events as metrics
 from fgbench.rundir import layout as runs
+from fgbench.rundir.events import SERIES as EVENT_SERIES
 from fgbench.rundir.reader import RunReader
 
 BULK_BYTES = 2_000_000
@@ -135,14 +140,12 @@ def smooth(steps: list[float], values: list[float], span_steps: float | None) ->
 
 
 #: the plot series of a run (names as in the events: ``ema_val_top1`` is an EMA evaluation).
-#: Step series (x = the step of each step event): loss, lr, images_per_s, grad_norm, step_top1.
-#: Epoch series: train_loss, train_top1. Evaluation series: ``[ema_]{val,test}_{top1,top5,loss}``.
-STEP_SERIES = ("loss", "lr", "images_per_s", "grad_norm", "step_top1")
-EVAL_SERIES = tuple(f"{m}{split}_{k}" for m in ("", "ema_") for split in ("val", "test")
-                    for k in ("top1", "top5", "loss"))
-SERIES = STEP_SERIES + ("train_loss", "train_top1") + EVAL_SERIES
+#: The names are the event schema's one table (:data:`fgbench.rundir.events.SERIES`): step series
+#: (loss, lr, images_per_s, grad_norm; x = the step of each step event), epoch series
+#: (train_loss, train_top1, epoch_time) and evaluations (``[ema_]{val,test}_{top1,top5,loss}``).
+SERIES = tuple(EVENT_SERIES)
 #: series that a moving average may smooth (noisy per-step values; never an evaluation or the LR)
-SMOOTHABLE = ("loss", "images_per_s", "grad_norm", "step_top1")
+SMOOTHABLE = ("loss", "images_per_s", "grad_norm")
 
 
 def _num(value: Any) -> float | None:
@@ -337,10 +340,9 @@ class RunModel:
         if ips is not None:
             self.images_per_s = ips
             self.series["images_per_s"].add(step, x, ips, w)
-        for key, name in (("grad_norm", "grad_norm"), ("top1", "step_top1")):
-            v = _num(ev.get(key))
-            if v is not None:
-                self.series[name].add(step, x, v, w)
+        v = _num(ev.get("grad_norm"))
+        if v is not None:
+            self.series["grad_norm"].add(step, x, v, w)
         if t is not None:
             self._rate.append((t, step))
 
@@ -380,6 +382,9 @@ class RunModel:
         loss = _num(ev.get("train_loss"))
         if loss is not None:
             self.series["train_loss"].add(step, float(epoch), loss, w)
+        et = _num(ev.get("epoch_time"))
+        if et is not None:
+            self.series["epoch_time"].add(step, float(epoch), et, w)
         if loss is not None:
             parts.append(f"loss {loss:.4f}")
         if top1 is not None:

@@ -11,7 +11,7 @@ from fgdata_builders import cub_files, tar_bytes
 from fgbench import cli
 from fgbench.data import catalog, download
 from fgbench.data import index as data_index
-from fgbench.data.cli import ProgressPrinter
+from fgbench.cli.data import ProgressPrinter
 from fgbench.data.download import Progress
 
 

@@ -146,13 +146,14 @@ async def test_switching_a_variant_away_and_back_keeps_its_values_and_the_focus(
         picker.value = "adam"
         await wait_for(pilot, lambda: "optim.betas" in form.rows, what="adam fields")
         assert "nesterov" not in form.doc["optim"]
-        assert app.focused is form.query_one("#v-optim", Select), "focus stays on the variant picker"
+        await wait_for(pilot, lambda: app.focused is form.query_one("#v-optim", Select),
+                       what="focus back on the variant picker, not the section header")
         form.query_one("#v-optim", Select).value = "sgd"
         await wait_for(pilot, lambda: "optim.momentum" in form.rows, what="sgd fields again")
         assert form.doc["optim"]["nesterov"] is True
         assert form.doc["optim"]["momentum"] == 0.8
         assert form.query_one("#f-optim__momentum", Input).value == "0.8"
-        assert app.focused is form.query_one("#v-optim", Select)
+        await wait_for(pilot, lambda: app.focused is form.query_one("#v-optim", Select), what="focus on the picker")
 
 
 # ------------------------------------------------------------------ datasets not there
@@ -210,6 +211,8 @@ async def test_an_offline_download_shows_the_whole_error_and_the_dataset_stays_m
         await wait_for(pilot, lambda: table.row_count > 3, what="catalog")
         table.focus()
         table.move_cursor(row=table.get_row_index("cub200"))
+        notes: list = []
+        app.notify = lambda message, **options: notes.append((message, options))
         await pilot.press("g")
         await wait_for(pilot, lambda: pane.active_task is None and pane.last_message, what="download ended")
         assert "no host could be resolved" in pane.last_message
@@ -219,6 +222,13 @@ async def test_an_offline_download_shows_the_whole_error_and_the_dataset_stays_m
         assert needed > 4
         assert message.content_region.height >= needed, "the advice at the end is cut off"
         assert str(table.get_cell("cub200", "status")) == "missing"
+        # the notification shows the text as it is: "[mirrors]" is not taken for markup and dropped
+        from textual.markup import to_content
+
+        text, options = notes[-1]
+        assert "[mirrors] cub200" in text
+        shown = text if options.get("markup") is False else to_content(text).plain
+        assert "[mirrors] cub200" in shown
 
 
 # ------------------------------------------------------------------------------- runs
@@ -384,3 +394,10 @@ async def test_dataset_status_words_are_the_cli_ones(dirs, monkeypatch, capsys):
         await wait_for(pilot, lambda: table.row_count > 3, what="catalog")
         tui_words = {key.value: str(table.get_cell(key.value, "status")) for key in table.rows}
     assert tui_words == cli_words
+
+
+def test_the_stage_line_says_1_epoch_not_1_epochs():
+    model = RunModel("/nonexistent/run")
+    model.feed([{"event": "stage_started", "stage": 0, "name": "main", "epochs": 1, "train_size": 32},
+                {"event": "stage_started", "stage": 1, "name": "fixres", "epochs": 3}])
+    assert list(model.logs) == ["stage 0: main, 1 epoch at 32px", "stage 1: fixres, 3 epochs"]

@@ -128,7 +128,7 @@ class AnalysisScreen(Screen):
         text.append(self.path.name, style="bold")
         c = self.confusion
         if c is None:
-            text.append("  no confusion.json: it is written when the run finishes", style="yellow")
+            text.append(f"  no {layout.CONFUSION_FILE}: it is written when the run finishes", style="yellow")
             return text
         acc = report.per_class_accuracy(c)
         right = sum(a[1] for a in acc)

@@ -36,7 +36,16 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import ContentSwitcher, Label, OptionList, Static, TextArea
 from textual.widgets.option_list import Option, OptionDoesNotExist
 
-from fgbench.recipe import Recipe, RecipeError, atomic_write_text, parse_recipe_text
+from fgbench.errors import UserError
+from fgbench.recipe import (
+    MAX_RECIPE_BYTES,
+    Recipe,
+    RecipeError,
+    atomic_write_text,
+    parse_recipe_text,
+    read_recipe_data,
+)
+from fgbench.textfile import read_text_file
 from fgbench.tui import form as F
 from fgbench.tui.messages import RecipeStatus
 from fgbench.tui.recipe_files import discover, listing
@@ -47,11 +56,7 @@ from fgbench.tui.widgets.recipe_form import RecipeForm
 def read_doc(path: Path) -> tuple[dict[str, Any], Recipe | None]:
     """The document of a recipe file (defaults filled in when it validates). Raises RecipeError
     for a file that cannot be read or is not TOML."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise RecipeError([f"{path}: cannot read: {err}"]) from None
-    raw = parse_recipe_text(text, str(path))
+    raw = read_recipe_data(path)  # the recipe's one reader: never blocks on a FIFO, at most 1 MB
     check = F.validate(raw, str(path))
     if check.recipe is not None:
         return F.doc_from_recipe(check.recipe), check.recipe
@@ -60,8 +65,8 @@ def read_doc(path: Path) -> tuple[dict[str, Any], Recipe | None]:
 
 def _read_text(path: Path) -> str | None:
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        return read_text_file(path, MAX_RECIPE_BYTES, "recipe")
+    except UserError:
         return None
 
 
@@ -238,7 +243,7 @@ class RecipesPane(Vertical):
         try:
             doc, recipe = read_doc(path)
         except RecipeError as err:
-            self.app.notify(str(err), title="Cannot open", severity="error", timeout=8)
+            self.app.notify(str(err), title="Cannot open", severity="error", timeout=8, markup=False)
             return False
         self.path = path
         self.disk_text = _read_text(path)
@@ -271,7 +276,7 @@ class RecipesPane(Vertical):
             try:
                 doc, _ = read_doc(Path(choice))
             except RecipeError as err:
-                self.app.notify(str(err), title="Cannot open", severity="error")
+                self.app.notify(str(err), title="Cannot open", severity="error", markup=False)
                 return
             doc["name"] = f"{doc.get('name', 'recipe')}-new"
         await self._start_unsaved(doc)
@@ -302,7 +307,7 @@ class RecipesPane(Vertical):
         lines = [f"{e.path or '(recipe)'}: {e.message}" for e in validation.errors]
         self.last_refusal = lines
         shown = lines[:8] + ([f"... and {len(lines) - 8} more"] if len(lines) > 8 else [])
-        self.app.notify("\n".join(shown), title=f"{what}: {len(lines)} problem{'s' if len(lines) != 1 else ''}",
+        self.app.notify("\n".join(shown), markup=False, title=f"{what}: {len(lines)} problem{'s' if len(lines) != 1 else ''}",
                         severity="error", timeout=10)
 
     def _validated(self, what: str) -> Recipe | None:
@@ -365,7 +370,7 @@ class RecipesPane(Vertical):
         try:
             atomic_write_text(path, text)
         except OSError as err:
-            self.app.notify(f"{path}: {err}", title="Not saved", severity="error")
+            self.app.notify(f"{path}: {err}", title="Not saved", severity="error", markup=False)
             return
         self.path = path
         self.disk_text = text
@@ -434,7 +439,7 @@ class RecipesPane(Vertical):
                 try:
                     doc = parse_recipe_text(text, "TOML view")
                 except RecipeError as err:
-                    self.app.notify(str(err), title="Not applied", severity="error", timeout=8)
+                    self.app.notify(str(err), title="Not applied", severity="error", timeout=8, markup=False)
                     return False
                 check = F.validate(doc, self.form.source)
                 if check.recipe is not None:

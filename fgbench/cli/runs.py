@@ -243,7 +243,11 @@ def _parse_where(items: list[str]) -> list[tuple[str, Any, bool]]:
         key = key.strip()
         if not key or not all(key.split(".")):
             raise UserError(f"--where {item}: empty key part")
-        out.append((key, parse_override_value(raw.strip()), negate))
+        try:
+            value = parse_override_value(raw.strip())
+        except ValueError as err:  # starts like a TOML array, table or string but is not one
+            raise UserError(f"--where {item}: {err}") from None
+        out.append((key, value, negate))
     return out
 
 

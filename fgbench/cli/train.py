@@ -72,14 +72,19 @@ def check_output_dirs(args: argparse.Namespace) -> None:
         if os.path.lexists(run_dir) and not run_dir.is_dir():
             raise UserError(f"{_show(run_dir)}: --run-dir exists and is not a directory")
         if run_dir.is_dir():
-            from fgbench.rundir import layout
+            from fgbench.rundir.layout import RunDir
+            from fgbench.rundir.lock import RunBusy, holder
 
-            try:  # a launcher's own files (launch.json, console.txt) do not count: the run is still new
-                empty = layout.RunDir(run_dir).is_fresh()
+            try:
+                fresh = RunDir(run_dir).is_fresh()  # empty, or only what a launcher put there
             except OSError as err:
                 raise UserError(f"{_show(run_dir)}: --run-dir cannot be read: {err.strerror or err}") from None
-            if not empty:
-                raise UserError(f"{_show(run_dir)}: --run-dir is not empty (give a new or empty directory, or --resume it)")
+            if not fresh:
+                busy = holder(run_dir)
+                if busy is not None:
+                    raise UserError(str(RunBusy(run_dir, busy)))
+                raise UserError(f"{_show(run_dir)}: --run-dir is not empty (give a new or empty directory, "
+                                "or --resume it)")
             _writable(run_dir, "--run-dir")
         else:
             _creatable(run_dir, "--run-dir")

@@ -19,7 +19,7 @@ import sys
 import time
 from typing import TextIO
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+from fgbench.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -203,6 +203,11 @@ def cmd_download(args: argparse.Namespace) -> int:
     for e in entries:
         if e.name == "folder" or (not e.auto_download and e.name != "synthetic"):
             raise UserError(f"{e.name}: cannot be downloaded automatically: {catalog.how_to_get(e)}")
+    from fgbench import settings
+
+    for e in entries:
+        if e.sources:
+            settings.mirror_for(e.name)  # a bad mirror URL or settings.toml: exit 2 before any download
     printer = ProgressPrinter()
     failed = 0
     for e in entries:
