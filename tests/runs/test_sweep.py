@@ -333,3 +333,37 @@ def test_cli_errors_are_one_line_exit_2(cli, tmp_path: Path, runs_root: Path, ar
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert not (runs_root / "sweeps").exists() or message == "no such sweep"
+
+
+def test_cancel_of_a_local_sweep_stops_it_like_ctrl_c(tmp_path: Path, runs_root: Path, monkeypatch) -> None:
+    """`fgbench sweep --cancel TAG` of a local sweep: SIGINT to the sweep process recorded in the
+    state (here this test process), which stops its run with a checkpoint; --continue resumes."""
+    import threading
+
+    from fgbench import slurm
+
+    monkeypatch.setenv("FAKE_EPOCH_S", "0.3")
+    state = make_state(tmp_path, runs_root, epochs=20, n=2, tag="lc")
+    said: list[str] = []
+
+    def cancel_when_running() -> None:
+        for _ in range(400):
+            s = sweep.SweepState.load("lc", runs_root)
+            p = s.points[0]
+            if s.controller and p.run_dir and any(
+                    e["event"] == "epoch" for e in metrics.read_events(Path(p.run_dir) / metrics.METRICS_FILE)):
+                said.append(slurm.cancel_sweep(s))
+                return
+            time.sleep(0.05)
+
+    t = threading.Thread(target=cancel_when_running)
+    t.start()
+    code = sweep.run_sweep(state, base_cmd=FAKE, poll_s=0.02, out=open(os.devnull, "w"))
+    t.join()
+    assert said and said[0].startswith(f"asked the sweep process {os.getpid()} to stop")
+    assert code == 130 and [p.status for p in state.points] == ["interrupted", "pending"]
+    assert sweep.SweepState.load("lc", runs_root).controller is None
+    assert slurm.cancel_sweep(sweep.SweepState.load("lc", runs_root)) == "the sweep is not running"
+    monkeypatch.setenv("FAKE_EPOCH_S", "0.01")
+    assert sweep.run_sweep(state, base_cmd=FAKE, poll_s=0.02, out=open(os.devnull, "w")) == 0
+    assert [p.status for p in state.points] == ["completed", "completed"]

@@ -156,6 +156,17 @@ def test_slurm_sweep_requeue_cancel_continue(tmp_path: Path) -> None:
     state = sweep.SweepState.load("sl", root)
     assert state.points[2].previous_job_ids == [jobs[2]] and state.points[2].job_id != jobs[2]
     assert [p.job_id for p in state.points[:2]] == jobs[:2]  # finished points are not resubmitted
+
+    # `fgbench sweep --cancel` cancels what is left (the resubmitted point), and only that
+    second = state.points[2].job_id
+    cancel = fg("sweep", "--cancel", "sl")
+    assert cancel.returncode == 0, cancel.stderr
+    assert f"cancelled 1 SLURM job(s): {second}" in cancel.stdout
+    _wait(all_ended, "the cancelled point")
+    assert fg("sweep", "--cancel", "sl").stdout.startswith("sweep sl: no SLURM job of this sweep is queued or running")
+    cont = fg("sweep", "--continue", "sl")
+    assert cont.returncode == 0 and "submitted 1 point(s)" in cont.stdout, cont.stdout + cont.stderr
+    assert sweep.SweepState.load("sl", root).points[2].previous_job_ids == [jobs[2], second]
     _wait(all_ended, "the continued point")
     final = fg("sweep", "--status", "sl")
     table = [ln for ln in final.stdout.splitlines() if ln.startswith("| ")]
