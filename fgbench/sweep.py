@@ -904,9 +904,12 @@ def resolve_slurm(spec: SweepConfig | None, cli: dict[str, Any], source: str) ->
             first = err.errors()[0]
             raise UserError(f"{paths.settings_file()}: slurm.{'.'.join(str(x) for x in first['loc'])}: "
                             f"{first['msg']}") from None
+    sbatch = dict(merged.get("sbatch", {}))  # sbatch options add up: settings, then recipe, then --sbatch
     if spec is not None and spec.slurm is not None:
-        merged.update(spec.slurm.model_dump(exclude_unset=True))
-    sbatch = {**merged.get("sbatch", {}), **cli.get("sbatch", {})}
+        written = spec.slurm.model_dump(exclude_unset=True)
+        sbatch.update(written.get("sbatch", {}))
+        merged.update(written)
+    sbatch.update(cli.get("sbatch", {}))
     merged.update(cli)
     if sbatch:
         merged["sbatch"] = sbatch

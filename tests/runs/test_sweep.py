@@ -367,3 +367,46 @@ def test_cancel_of_a_local_sweep_stops_it_like_ctrl_c(tmp_path: Path, runs_root:
     monkeypatch.setenv("FAKE_EPOCH_S", "0.01")
     assert sweep.run_sweep(state, base_cmd=FAKE, poll_s=0.02, out=open(os.devnull, "w")) == 0
     assert [p.status for p in state.points] == ["completed", "completed"]
+
+
+def test_slurm_settings_merge_and_bad_input_is_one_line(cli, tmp_path: Path, runs_root: Path, monkeypatch) -> None:
+    from fgbench import paths
+
+    paths.settings_file().parent.mkdir(parents=True, exist_ok=True)
+    paths.settings_file().write_text('[slurm]\npartition = "gpu"\naccount = "lab"\nmax_parallel = 4\n'
+                                     'sbatch = { constraint = "a100" }\n')
+    f = write(tmp_path, BASE + """
+    [sweep]
+    grid = { "optim.lr" = [0.1, 0.2] }
+    launcher = "slurm"
+    [sweep.slurm]
+    account = "mine"
+    time_limit_min = 30
+    sbatch = { exclude = "node7" }
+    """)
+    code, out, err = cli("sweep", f, "--max-parallel", "2", "--sbatch", "qos=high", "--dry-run", "--runs-root", runs_root)
+    assert code == 0, err
+    line = [ln for ln in out.splitlines() if ln.startswith("slurm: ")][0]
+    assert "partition=gpu" in line and "account=mine" in line and "time_limit_min=30" in line
+    assert "max_parallel=2" in line and "{'constraint': 'a100', 'exclude': 'node7', 'qos': 'high'}" in line
+    # what submitit turns it into: the sbatch script's own lines
+    import submitit.slurm.slurm as S
+
+    from fgbench import slurm
+
+    plan = sweep.load_plan(f)
+    cfg = sweep.resolve_slurm(plan.spec, {}, str(f))
+    params = slurm.executor_parameters(cfg, "fgbench-t")
+    params.pop("job_name")
+    script = S._make_sbatch_string(command="true", folder=str(tmp_path / "j"), map_count=6, job_name="x", **params)
+    for flag in ("--array=0-5%4", "--partition=gpu", "--account=mine", "--time=30", "--signal=USR2@120",
+                 "--constraint=a100", "--exclude=node7", "--cpus-per-task=2", "--ntasks-per-node=1"):
+        assert f"#SBATCH {flag}\n" in script, flag
+    # no SLURM client: one line, exit 2, nothing written
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    code, out, err = cli("sweep", f, "--tag", "x", "--runs-root", runs_root)
+    assert code == 2 and "sbatch" in err and "not found on PATH" in err and len(err.strip().splitlines()) == 1
+    assert not (runs_root / "sweeps").exists()
+    paths.settings_file().write_text('[slurm]\nmax_parallel = 0\n')
+    code, out, err = cli("sweep", f, "--dry-run", "--runs-root", runs_root)
+    assert code == 2 and f"{paths.settings_file()}: slurm.max_parallel" in err
