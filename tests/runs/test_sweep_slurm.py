@@ -242,3 +242,63 @@ def test_slurm_search_jobs_share_one_study(tmp_path: Path) -> None:
     labels = [c for c in (ln.split("|")[1].strip() for ln in rows) if c != "trial"]  # not the header
     best_first = sorted(state.points, key=lambda p: -p.value)
     assert labels == [p.label for p in best_first]
+
+
+@pytest.mark.skipif(REASON is not None, reason=REASON or "")
+def test_slurm_time_limit_signal_checkpoints_then_requeues(tmp_path: Path) -> None:
+    """The signal SLURM sends before a time limit (SIGUSR2, submitit's --signal): submitit asks
+    PointJob.checkpoint, which stops the run with SIGINT (the run itself ignores SIGUSR2), then
+    requeues the job; the requeued job resumes the run from last.pt."""
+    data = tmp_path / "data"
+    make_images(data, {"train": 8, "test": 4})
+    root = tmp_path / "runs"
+    recipe = tmp_path / "s.toml"
+    recipe.write_text(textwrap.dedent(f"""
+        name = "tl"
+        [data]
+        dataset = "folder"
+        root = "{data}"
+        train_size = 16
+        test_size = 16
+        test_crop = "resize"
+        batch_size = 8
+        val_fraction = 0.25
+        workers = 0
+        [model]
+        arch = "resnet8_cifar"
+        [schedule]
+        name = "cosine"
+        epochs = 30
+        [runtime]
+        device = "cpu"
+        [sweep]
+        grid = {{ "optim.lr" = [0.1] }}
+        """), encoding="utf-8")
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    sub = subprocess.run([sys.executable, "-m", "fgbench", "sweep", str(recipe), "--launcher", "slurm", "--tag", "tl",
+                          "--runs-root", str(root), "--cpus-per-run", "1"], env=env, cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120)
+    assert sub.returncode == 0, sub.stdout + sub.stderr
+    job = sweep.SweepState.load("tl", root).points[0].job_id
+
+    def run_dir_with_epoch():
+        p = sweep.SweepState.load("tl", root).points[0]
+        if p.run_dir and any(e["event"] == "epoch" for e in metrics.read_events(Path(p.run_dir) / metrics.METRICS_FILE)):
+            return p.run_dir
+        return None
+
+    run_dir = Path(_wait(run_dir_with_epoch, "the first epoch"))
+    sig = subprocess.run(["scancel", "--signal=USR2", job], capture_output=True, text=True)
+    assert sig.returncode == 0, sig.stderr
+
+    def ended():
+        rows = slurm.live_points(sweep.SweepState.load("tl", root))
+        return rows if not any(r["active"] for r in rows) else None
+
+    (row,) = _wait(ended, "the job to end")
+    assert row["status"] == "completed" and row["slurm"] == "COMPLETED, requeued 1x"
+    events = metrics.read_events(run_dir / metrics.METRICS_FILE)
+    finished = [e for e in events if e["event"] == "run_finished"]
+    assert [e["status"] for e in finished] == ["interrupted", "completed"]
+    assert finished[0]["error"] == "stopped by SIGINT"  # PointJob.checkpoint's SIGINT, not SLURM's SIGTERM
+    assert sorted(e["epoch"] for e in events if e["event"] == "epoch") == list(range(1, 31))
