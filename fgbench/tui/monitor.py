@@ -11,7 +11,7 @@ Decisions and trade-offs:
   ``limit`` and ``2 * limit`` points by averaging neighbours into equal-size buckets and doubling
   the bucket size when full. Adding a point is O(1) amortised and a redraw reads at most a few
   hundred points however long the run. Averaging (not striding) keeps a noisy loss readable.
-* Reading is incremental: a :class:`fgbench.metrics.Tailer` returns only the bytes appended since
+* Reading is incremental: a :class:`fgbench.rundir.events.Tailer` returns only the bytes appended since
   the last poll, so refreshing a finished run costs one ``stat``.
 * Opening a long run must be fast (target: one million step events in under a second). A file
   larger than ``BULK_BYTES`` is not parsed line by line: the non-step events (evaluations, epochs,
@@ -48,7 +48,7 @@ from typing import Any
 
 from fgbench.report import fmt_duration as format_duration
 from fgbench.rundir import events as metrics
-from fgbench.rundir import layout as runs
+from fgbench import rundir
 from fgbench.rundir.events import SERIES as EVENT_SERIES
 from fgbench.rundir.reader import RunReader
 
@@ -456,7 +456,7 @@ class RunModel:
 
     def console_tail(self, lines: int = 12) -> list[str]:
         """The last lines of what the trainer printed: console.txt (ours) or log.txt (its own)."""
-        for path in (self.path / runs.CONSOLE_FILE, self.path / runs.LOG_FILE):
+        for path in (self.path / rundir.CONSOLE_FILE, self.path / rundir.LOG_FILE):
             tail = tail_lines(path, lines)
             if tail:
                 return tail
@@ -659,7 +659,7 @@ class RunStore:
         for p in sorted(self.root.iterdir()):
             if p.name.startswith(".") or not p.is_dir():
                 continue
-            if not runs.is_run_dir(p):
+            if not rundir.is_run_dir(p):
                 continue
             seen.add(p)
             m = self.model(p)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from fgbench import report, runs
+from fgbench import report, rundir
 from fgbench.tui.app import make_app
 from fgbench.tui.widgets.compare_pane import CompareChart, run_matches, series_matches, sort_rows, value_at
 from fgbench.tui.monitor import RunRow
@@ -31,9 +31,9 @@ def cmp_dirs(dirs):
     fixture_runs(dirs.runs)
     # a sweep of two runs, and one run with another learning rate
     for run_id in (CUB, CUB_EMA):
-        info = runs.read_json(dirs.runs / run_id / runs.RUN_INFO_FILE)
-        runs.write_json(dirs.runs / run_id / runs.RUN_INFO_FILE, {**info, "sweep_tag": "abl"})
-    recipe_path = dirs.runs / CUB_EMA / runs.RECIPE_FILE
+        info = rundir.read_json(dirs.runs / run_id / rundir.RUN_INFO_FILE)
+        rundir.write_json(dirs.runs / run_id / rundir.RUN_INFO_FILE, {**info, "sweep_tag": "abl"})
+    recipe_path = dirs.runs / CUB_EMA / rundir.RECIPE_FILE
     recipe = tomllib.loads(recipe_path.read_text())
     recipe["optim"]["lr"] = 0.005
     recipe_path.write_text(tomli_w.dumps(recipe))
@@ -252,7 +252,7 @@ async def test_the_table_is_runs_compare_sorts_and_exports_as_the_cli_writes(cmp
         app.set_compare([cmp_dirs.runs / r for r in chosen])
         table = pane.query_one("#compare-table")
         await wait_for(pilot, lambda: table.row_count == 3, what="table")
-        cli_cols, _ = report.compare_table([runs.read_run(cmp_dirs.runs / r) for r in chosen])
+        cli_cols, _ = report.compare_table([rundir.read_run(cmp_dirs.runs / r) for r in chosen])
         headers = [str(c.label) for c in table.columns.values()]
         assert headers == [h for _k, h, _kind in cli_cols]
         # the columns that differ: the dataset, the model and the learning rate (not the name)
@@ -280,7 +280,7 @@ async def test_the_table_is_runs_compare_sorts_and_exports_as_the_cli_writes(cmp
             return [Path(str(k.value)).name for k in table.rows]
         pane.sort_by("val_top1")
         await pilot.pause()
-        vals = {r: report.summary_numbers(runs.read_run(cmp_dirs.runs / r).summary)["val_top1"] for r in chosen}
+        vals = {r: report.summary_numbers(rundir.read_run(cmp_dirs.runs / r).summary)["val_top1"] for r in chosen}
         assert vals[CARS] is None
         by_val = sorted([CUB, CUB_EMA], key=lambda r: vals[r], reverse=True)
         assert order() == by_val + [CARS]
@@ -325,7 +325,7 @@ async def test_pane_keys_leave_compare_from_any_of_its_widgets(cmp_dirs):
 
 async def test_runs_and_compare_show_raw_and_ema_side_by_side_never_the_better_one(cmp_dirs):
     # the EMA model beats the raw one: the Runs pane once showed the EMA's numbers as "the run's"
-    path = cmp_dirs.runs / CUB / runs.SUMMARY_FILE
+    path = cmp_dirs.runs / CUB / rundir.SUMMARY_FILE
     summary = json.loads(path.read_text())
     raw = summary["best"]["raw"]
     summary["best"]["ema"] = {"epoch": 4, "val_top1": raw["val_top1"] + 5, "test_top1": raw["test_top1"] + 4.25,

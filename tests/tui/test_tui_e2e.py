@@ -10,7 +10,9 @@ import importlib.util
 
 import pytest
 
-from fgbench import metrics, paths
+from fgbench import paths
+
+from fgbench.rundir import events as metrics
 from fgbench.tui.app import make_app
 from fgbench.tui.screens.monitor import MonitorScreen
 from fgbench.tui.widgets.run_view import RunView

@@ -237,7 +237,9 @@ import json  # noqa: E402
 import os  # noqa: E402
 import time  # noqa: E402
 
-from fgbench import metrics, runs  # noqa: E402
+from fgbench import rundir  # noqa: E402
+
+from fgbench.rundir import events as metrics
 from fgbench.recipe import load_recipe  # noqa: E402
 from fgbench.tui.launcher import Launcher  # noqa: E402
 from fgbench.tui.monitor import RunModel  # noqa: E402
@@ -270,7 +272,7 @@ async def test_reopening_while_one_run_trains_opens_its_monitor_and_quitting_say
             await pilot.press("ctrl+q")
         assert "1 run keeps training in the background" in app.quit_message
         assert launched[0].run_dir.name in app.quit_message
-        assert runs.pid_alive(launched[0].pid), "quitting never stops a run"
+        assert rundir.pid_alive(launched[0].pid), "quitting never stops a run"
     finally:
         for item in launched:
             kill_quietly(item.pid)
@@ -306,7 +308,7 @@ def _live_run_dir(root: Path, seconds_ago: float) -> Path:
     """A run whose trainer (this test process) is alive and whose latest event is old."""
     run_dir = root / "20250305-130000-live"
     run_dir.mkdir(parents=True)
-    runs.write_json(run_dir / runs.RUN_INFO_FILE, {"pid": os.getpid()})
+    rundir.write_json(run_dir / rundir.RUN_INFO_FILE, {"pid": os.getpid()})
     t = time.time() - seconds_ago
     with metrics.MetricsWriter(run_dir / metrics.METRICS_FILE) as w:
         w.emit("run_started", run_id=run_dir.name, recipe={"name": "live"}, class_names=["a", "b"], device="cpu",
