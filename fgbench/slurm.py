@@ -281,9 +281,9 @@ def cancel_sweep(state: Any) -> str:
     import socket
 
     c = state.controller or {}
-    from fgbench import runs
+    from fgbench import rundir
 
-    if c.get("host") == socket.gethostname() and runs.pid_alive(c.get("pid")):
+    if c.get("host") == socket.gethostname() and rundir.pid_alive(c.get("pid")):
         os.kill(int(c["pid"]), signal.SIGINT)
         return f"asked the sweep process {c['pid']} to stop (its runs write a checkpoint first)"
     if c.get("host") and c.get("host") != socket.gethostname():
@@ -386,7 +386,7 @@ class PointJob:
                 proc.send_signal(signal.SIGINT)
             except ProcessLookupError:
                 pass
-            from fgbench.runs import pid_alive
+            from fgbench.rundir import pid_alive
 
             deadline = time.monotonic() + 60
             while pid_alive(proc.pid) and time.monotonic() < deadline:

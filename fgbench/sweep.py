@@ -66,7 +66,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
 
-from fgbench import paths, runs
+from fgbench import paths, rundir
 from fgbench.errors import UserError, escape
 from fgbench.recipe import (
     UNION_SECTIONS,
@@ -465,7 +465,7 @@ class SweepState:
         return self.dir / STATE_FILE
 
     def save(self) -> None:
-        runs.write_json(self.path, {
+        rundir.write_json(self.path, {
             "format": self.format, "tag": self.tag, "source": self.source, "runs_root": self.runs_root,
             "created": self.created, "launcher": self.launcher, "slurm": self.slurm, "search": self.search,
             "run_args": self.run_args, "controller": self.controller, "points": [asdict(p) for p in self.points],
@@ -474,7 +474,7 @@ class SweepState:
     @classmethod
     def load(cls, tag: str, runs_root: str | os.PathLike[str] | None = None) -> "SweepState":
         path = sweep_dir(tag, runs_root) / STATE_FILE
-        data = runs.read_json(path)
+        data = rundir.read_json(path)
         if data is None:
             where = sweep_dir(tag, runs_root).parent
             known = sorted(p.name for p in where.iterdir() if (p / STATE_FILE).is_file()) if where.is_dir() else []
@@ -543,7 +543,7 @@ def create_state(plan: Plan, tag: str, runs_root: str | os.PathLike[str] | None 
             spec["study"] = tag
             spec["base_file"] = str(d / BASE_FILE)
             state.search = spec
-            runs.write_json(d / S.SPEC_FILE, spec)
+            rundir.write_json(d / S.SPEC_FILE, spec)
             S.create(spec)
         state.save()
     except BaseException:
@@ -610,7 +610,7 @@ class _Active:
 def _status_from_exit(code: int, run_dir: str | None) -> str:
     if run_dir and Path(run_dir).is_dir():
         try:
-            st = runs.read_run(run_dir).status
+            st = rundir.read_run(run_dir).status
         except OSError:
             st = None
         if st in (COMPLETED, FAILED, INTERRUPTED, PRUNED):
@@ -639,7 +639,7 @@ def reconcile(state: SweepState) -> None:
         if not p.run_dir or not Path(p.run_dir).is_dir() or _dir_is_empty(Path(p.run_dir)):
             p.status = INTERRUPTED
             continue
-        st = runs.read_run(p.run_dir).status
+        st = rundir.read_run(p.run_dir).status
         if st == RUNNING:
             raise UserError(f"sweep {state.tag}: {p.run_dir} is still running; wait for it or stop it first")
         p.status = st if st in (COMPLETED, FAILED, INTERRUPTED, PRUNED) else INTERRUPTED
@@ -652,13 +652,13 @@ def point_command(point: Point, state: SweepState, base_cmd: Sequence[str], extr
     used one is kept and listed in ``previous_run_dirs``)."""
     run_dir = Path(point.run_dir) if point.run_dir else None
     trial = ["--trial", f"{state.dir / 'search.json'}:{point.trial}"] if point.trial is not None else []
-    if run_dir is not None and (run_dir / runs.CHECKPOINT_DIR / runs.LAST_CKPT).is_file() \
-            and runs.read_run(run_dir).status in (INTERRUPTED, RUNNING):
+    if run_dir is not None and (run_dir / rundir.CHECKPOINT_DIR / rundir.LAST_CKPT).is_file() \
+            and rundir.read_run(run_dir).status in (INTERRUPTED, RUNNING):
         return [*base_cmd, "run", "--resume", str(run_dir), "--sweep-tag", state.tag, *trial, *extra]
     if run_dir is None or not _dir_is_empty(run_dir):
         if run_dir is not None:
             point.previous_run_dirs.append(str(run_dir))
-        run_dir = runs.create_run_dir(point.name, state.runs_root)
+        run_dir = rundir.create_run_dir(point.name, state.runs_root)
         point.run_dir = str(run_dir)
     return [*base_cmd, "run", str(point.recipe_file), "--run-dir", str(run_dir), "--sweep-tag", state.tag, *trial,
             *extra]
@@ -669,9 +669,9 @@ _command_for = point_command  # the name older callers use
 
 def point_done(point: Point) -> bool:
     """True when the point's run finished for good (completed or pruned): never run again."""
-    if not point.run_dir or not Path(point.run_dir).is_dir() or not runs.is_run_dir(Path(point.run_dir)):
+    if not point.run_dir or not Path(point.run_dir).is_dir() or not rundir.is_run_dir(Path(point.run_dir)):
         return False
-    return runs.read_run(point.run_dir).status in DONE
+    return rundir.read_run(point.run_dir).status in DONE
 
 
 def ensure_trial(state: SweepState, point: Point) -> None:
@@ -708,7 +708,7 @@ def finish_point(state: SweepState, point: Point, code: int) -> None:
     point.exit_code = code
     point.status = _status_from_exit(code, point.run_dir)
     if state.search is not None and point.trial is not None and point.run_dir:
-        from fgbench import metrics
+        from fgbench.rundir import events as metrics
         from fgbench import search as S
 
         events = metrics.read_events(Path(point.run_dir) / metrics.METRICS_FILE)
@@ -841,12 +841,12 @@ def _is_main_thread() -> bool:
 
 
 def state_runs(state: SweepState) -> tuple[list[Any], list[str]]:
-    """The sweep's runs (``fgbench.runs.RunInfo``) in point order, with their labels; points
+    """The sweep's runs (``fgbench.rundir.RunInfo``) in point order, with their labels; points
     that never got a run directory are left out."""
     infos, labels = [], []
     for p in state.points:
-        if p.run_dir and Path(p.run_dir).is_dir() and runs.is_run_dir(Path(p.run_dir)):
-            infos.append(runs.read_run(p.run_dir))
+        if p.run_dir and Path(p.run_dir).is_dir() and rundir.is_run_dir(Path(p.run_dir)):
+            infos.append(rundir.read_run(p.run_dir))
             labels.append(p.label)
     return infos, labels
 
@@ -923,8 +923,8 @@ def resolve_slurm(spec: SweepConfig | None, cli: dict[str, Any], source: str) ->
 
 def _run_status(p: Point) -> str:
     """The run directory's status where the point has one, else what the state file says."""
-    if p.run_dir and Path(p.run_dir).is_dir() and runs.is_run_dir(Path(p.run_dir)):
-        return runs.read_run(p.run_dir).status
+    if p.run_dir and Path(p.run_dir).is_dir() and rundir.is_run_dir(Path(p.run_dir)):
+        return rundir.read_run(p.run_dir).status
     return p.status
 
 
@@ -937,13 +937,13 @@ def ablation_table(state: SweepState) -> tuple[list[tuple[str, str, str]], list[
     from fgbench import report
 
     fresh = SweepState.load_dir(state.dir) if state.path.is_file() else state
-    pts = [p for p in fresh.points if p.run_dir and Path(p.run_dir).is_dir() and runs.is_run_dir(Path(p.run_dir))]
+    pts = [p for p in fresh.points if p.run_dir and Path(p.run_dir).is_dir() and rundir.is_run_dir(Path(p.run_dir))]
     if not pts:
         return [], []
-    infos = [runs.read_run(p.run_dir) for p in pts]
+    infos = [rundir.read_run(p.run_dir) for p in pts]
     if fresh.search is None:
         return report.compare_table(infos, [p.label for p in pts], fields=[], label_header="variant")
-    from fgbench import metrics
+    from fgbench.rundir import events as metrics
     from fgbench import search as S
 
     values = []
@@ -968,7 +968,7 @@ def best_recipe_text(state: SweepState) -> tuple[str, Point]:
     if state.search is None:
         raise UserError(f"sweep {state.tag}: --best needs a search (sweep.search); compare a grid with "
                         f"`fgbench runs compare --sweep {state.tag}`")
-    from fgbench import metrics
+    from fgbench.rundir import events as metrics
     from fgbench import search as S
 
     best: Point | None = None
