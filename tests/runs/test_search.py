@@ -291,3 +291,19 @@ def test_the_table_of_a_search_lists_trials_by_value_best_first(tmp_path: Path) 
     assert [r["recipe:optim.lr"] for r in rows] == [0.1, 0.02, 0.05, 0.15]
     text, best = sweep.best_recipe_text(state)
     assert best.label == "trial 1" and "val_top1 = 70.00" in text  # the best *completed* trial
+
+
+def test_successive_halving_prunes_the_worse_half_at_a_rung(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, pruner="successive_halving", warmup_epochs=1, reduction_factor=2)
+    n0, _ = search.ask(spec)
+    r0 = search.TrialReporter(spec, n0, Stop())
+    r0(_eval(1, 80.0))
+    search.tell(spec, n0, "completed", 80.0)
+    n1, _ = search.ask(spec)
+    good = Stop()
+    search.TrialReporter(spec, n1, good)(_eval(1, 90.0))  # better than the rung's other trial: goes on
+    assert not good.requested
+    n2, _ = search.ask(spec)
+    poor = Stop()
+    search.TrialReporter(spec, n2, poor)(_eval(1, 10.0))  # in the worse half at the first rung
+    assert poor.requested and poor.signal == "pruned"
