@@ -632,6 +632,14 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
 
         writer = NullWriter()
     stop = StopFlag()
+    if main:  # trackers and a search trial's pruner see every event (fgbench.tracking)
+        from fgbench.tracking import EventFanout, run_listeners
+
+        listeners = run_listeners(recipe, run_dir, sweep_tag=getattr(args, "sweep_tag", None),
+                                  trial=getattr(args, "trial", None), stop=stop,
+                                  report=lambda m, w=writer: w.emit("log", level="warning", message=m))
+        if listeners:
+            writer = EventFanout(writer, listeners)
     progress = Progress(args.progress if main else "none", stream=orig_out)
     old_handlers = _install_signals(stop, quiet=not main, progress=progress)
     ctx = RunContext(recipe=recipe, run_dir=run_dir, run_id=run_dir.name, device=device, splits=splits, model=model,
@@ -649,7 +657,13 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
         progress.total_steps = trainer.total_steps
         status = trainer.run()
         progress.close()
+        if status == "interrupted" and stop.signal == "pruned":
+            trainer.status = status = "pruned"  # a search's pruner stopped it (fgbench.search)
         summary = trainer.write_summary()
+        if status == "pruned":
+            writer.emit("run_finished", status="pruned", summary=summary, exit_code=EXIT_OK,
+                        error="pruned by the search")
+            return EXIT_OK
         if status == "completed":
             writer.emit("run_finished", status="completed", summary=summary, exit_code=EXIT_OK)
             if main:

@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from fgbench import metrics, runs  # noqa: E402
+from fgbench.rundir import layout  # noqa: E402
 
 stop = False
 
@@ -49,7 +50,7 @@ def main(argv: list[str]) -> int:
     resumed = "resume" in opts
     run_dir = Path(opts["resume"] if resumed else opts["run-dir"])
     if not resumed:
-        assert run_dir.is_dir() and not any(run_dir.iterdir()), "--run-dir must be new or empty"
+        assert run_dir.is_dir() and layout.RunDir(run_dir).is_fresh(), "--run-dir must be new or empty"
         shutil.copy(positional[0], run_dir / runs.RECIPE_FILE)
     recipe = tomllib.loads((run_dir / runs.RECIPE_FILE).read_text())
     runs.write_run_info(run_dir, pid=os.getpid(), sweep_tag=opts.get("sweep-tag"), argv=["fake"] + argv,
