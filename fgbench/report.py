@@ -206,7 +206,7 @@ def summary_numbers(summary: dict[str, Any]) -> dict[str, Any]:
         "best_epoch": best_raw.get("epoch"),
         "val_top1": _num(best_raw.get("val_top1")),
         "test_top1_best": _num(best_raw.get("test_top1")),
-        "test_top5_best": _num(best_raw.get("test_top5")),
+        "test_topk_best": _num(best_raw.get("test_topk")),
         "test_top1_last": _num(last_raw.get("test_top1")),
         "ema_best_epoch": best_ema.get("epoch"),
         "ema_val_top1": _num(best_ema.get("val_top1")),
@@ -737,6 +737,7 @@ def summary_text(summary: dict[str, Any]) -> str:
     )
     best = summary.get("best") or {}
     last = summary.get("last") or {}
+    k_label = f"top-{summary['top_k']}" if summary.get("top_k") else "top-k"
     for model in ("raw", "ema"):
         b = best.get(model)
         if not b:
@@ -744,9 +745,9 @@ def summary_text(summary: dict[str, Any]) -> str:
         lm = last.get(model) or {}
         lines.append(
             f"{model:>3}: {selected_epoch_text(b.get('epoch'), n['select_on'])}: val {fmt_value(_num(b.get('val_top1')))}  "
-            f"test {fmt_value(_num(b.get('test_top1')))} (top-5 {fmt_value(_num(b.get('test_top5')))})  |  "
+            f"test {fmt_value(_num(b.get('test_top1')))} ({k_label} {fmt_value(_num(b.get('test_topk')))})  |  "
             f"last epoch {fmt_value(last.get('epoch'))}: val {fmt_value(_num(lm.get('val_top1')))}  "
-            f"test {fmt_value(_num(lm.get('test_top1')))} (top-5 {fmt_value(_num(lm.get('test_top5')))})"
+            f"test {fmt_value(_num(lm.get('test_top1')))} ({k_label} {fmt_value(_num(lm.get('test_topk')))})"
         )
     sizes = summary.get("final_test_sizes") or {}
     if sizes:
@@ -790,12 +791,12 @@ def event_scalars(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                     rows.append({**base, "metric": f"{kind}/{k}", "value": v})
         elif kind == "eval":
             prefix = f"eval/{ev.get('split', '?')}/{ev.get('model', '?')}"
-            for k in ("top1", "top5", "loss"):
+            for k in ("top1", "topk", "loss"):
                 if _is_scalar(ev.get(k)):
                     rows.append({**base, "metric": f"{prefix}/{k}", "value": ev[k]})
         elif kind == "final_eval":
             base["step"] = last_step
-            for k in ("top1", "top5"):
+            for k in ("top1", "topk"):
                 if _is_scalar(ev.get(k)):
                     rows.append({**base, "metric": f"final/{ev.get('model', '?')}/{k}@{ev.get('test_size')}", "value": ev[k]})
     return rows

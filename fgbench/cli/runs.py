@@ -666,7 +666,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.format == "json":
         sys.stdout.write(json.dumps(results, indent=2) + "\n")
         return 0
-    columns = [("test_size", "test size", "text"), ("top1", "top-1", "acc"), ("top5", f"top-{results[0]['k']}", "acc"),
+    columns = [("test_size", "test size", "text"), ("top1", "top-1", "acc"), ("topk", f"top-{results[0]['k']}", "acc"),
                ("loss", "loss", "acc"), ("images", "images", "text")]
     head = results[0]
     print(f"{run_dir.name}: {head['checkpoint']} checkpoint, {'EMA' if head['model'] == 'ema' else 'raw'} "

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: top-k fields are named ``topk`` (v1: ``top5``, whatever k was) and epoch events list the
+``improved`` models (v1: a bool called ``best``). :func:`parse_line` reads v1 lines as v2."""
 
 from fgbench.rundir.layout import METRICS_FILE  # noqa: F401 (part of this module's API)
 
@@ -31,7 +33,7 @@ EVENT_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "run_started": (
         ("run_id", "recipe", "class_names", "device", "host", "pid"),
         ("pid_start", "versions", "resumed", "train_images", "val_images", "test_images", "steps_per_epoch",
-         "total_epochs", "total_steps", "world_size"),
+         "total_epochs", "total_steps", "world_size", "top_k"),
     ),
     "stage_started": (
         ("stage", "name", "epochs", "first_epoch"),
@@ -40,17 +42,17 @@ EVENT_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # loss: mean over the steps since the last step event; images_per_s over the same window
     "step": (("epoch", "step", "loss", "lr"), ("images_per_s", "top1", "grad_norm", "stage")),
     # one evaluation: split val/test/train, model raw/ema
-    "eval": (("epoch", "step", "split", "model", "top1"), ("top5", "loss", "test_size", "images")),
+    "eval": (("epoch", "step", "split", "model", "top1"), ("topk", "loss", "test_size", "images")),
     "epoch": (
         ("epoch", "step", "train_loss", "train_top1", "lr"),
-        ("stage", "images_per_s", "epoch_time", "peak_mem_mb", "val_top1", "val_top5", "test_top1",
-         "test_top5", "ema_val_top1", "ema_test_top1", "ema_test_top5", "ema_val_top5",
+        ("stage", "images_per_s", "epoch_time", "peak_mem_mb", "val_top1", "val_topk", "test_top1",
+         "test_topk", "ema_val_top1", "ema_test_top1", "ema_test_topk", "ema_val_topk",
          "skipped_images", "improved", "taus"),
     ),
     "checkpoint": (("epoch", "step", "kind", "path"), ("model",)),
     "log": (("level", "message"), ()),
     # final evaluation of the selected model at extra test sizes
-    "final_eval": (("model", "test_size", "top1"), ("top5", "epoch")),
+    "final_eval": (("model", "test_size", "top1"), ("topk", "epoch")),
     # status: completed / failed / interrupted / pruned (a search stopped it); summary as in summary.json
     "run_finished": (("status",), ("error", "traceback", "summary", "exit_code")),
 }
@@ -58,12 +60,12 @@ EVENT_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 #: kind -> when the trainer writes it (the README's event table is generated from this and EVENT_FIELDS)
 EVENT_DOCS: dict[str, str] = {
     "run_started": "the trainer starts or resumes the run; `recipe` is the resolved recipe, `pid_start` the "
-                   "process's start time (so a reused pid is recognised)",
+                   "process's start time (so a reused pid is recognised), `top_k` the k of every `topk` field",
     "stage_started": "a stage begins (every run has at least one)",
     "step": "every `runtime.log_every_steps` optimizer steps; `loss` and `images_per_s` are means since the "
             "previous step event",
-    "eval": "one evaluation of one model (`raw`/`ema`) on one split (`val`/`test`); `top5` holds top-k for "
-            "`eval.top_k`",
+    "eval": "one evaluation of one model (`raw`/`ema`) on one split (`val`/`test`); `topk` is the top-k "
+            "accuracy for the run's `top_k`",
     "epoch": "an epoch ends: its training numbers and the evaluations' top-1/top-k; `improved` lists the "
              "models (`raw`, `ema`) whose best epoch this now is",
     "checkpoint": "a checkpoint was written (`kind` `last` or `best`; `model` names the improved models)",
@@ -105,7 +107,7 @@ def _eval_series() -> list[Series]:
     out = []
     for model in ("raw", "ema"):
         for split in ("val", "test"):
-            for metric in ("top1", "top5", "loss"):
+            for metric in ("top1", "topk", "loss"):
                 prefix = "ema_" if model == "ema" else ""
                 label = f"{'EMA ' if model == 'ema' else ''}{split} {metric.replace('top', 'top-')}"
                 out.append(Series(f"{prefix}{split}_{metric}", label, "eval", metric, split, model))
@@ -123,7 +125,7 @@ SERIES: dict[str, Series] = {s.name: s for s in [
     *_eval_series(),
 ]}
 """The one table of series names: the monitor, ``runs show`` and exports all name series by it.
-``val_top5`` holds the top-k accuracy for ``eval.top_k`` (5 unless the recipe says otherwise)."""
+``val_topk`` is the top-k accuracy for the run's ``top_k`` (``run_started``)."""
 
 
 def series_values(ev: dict[str, Any]) -> Iterator[tuple[str, float]]:
@@ -215,7 +217,17 @@ def parse_line(line: str | bytes) -> dict[str, Any] | None:
         return None
     if not isinstance(obj, dict) or not isinstance(obj.get("event"), str):
         return None
+    if obj.get("v") == 1:
+        obj = _from_v1(obj)
     return obj
+
+
+def _from_v1(obj: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 event under version-2 names (runs written before the rename stay readable)."""
+    out = {(k[:-4] + "topk" if k.endswith("top5") else k): v for k, v in obj.items()}
+    if out.get("event") == "epoch" and "best" in out:
+        out.pop("best")  # v1 said only whether some model improved, not which: nothing to carry over
+    return out
 
 
 @dataclass

@@ -9,7 +9,9 @@ never a wrong number read from a misplaced field.
 Numbers: accuracies are percentages (0..100). ``best.raw`` and ``best.ema`` are each model's own
 best epoch by ``select_on`` with the validation and test numbers *at that epoch*; ``last`` is the
 last evaluated epoch; ``selected`` is the model whose best is the run's result (``"raw"`` or
-``"ema"``, by ``select_on``). ``test_top5`` holds top-k for the recipe's ``eval.top_k``.
+``"ema"``, by ``select_on``). ``test_topk`` is the top-k accuracy for ``k = top_k`` (the recipe's
+``eval.top_k``, at most the number of classes). Files written before these names (``test_top5``)
+are read as the same field.
 """
 
 from __future__ import annotations
@@ -60,6 +62,13 @@ def _check_dict(value: Any, where: str) -> dict[str, Any] | None:
     return value
 
 
+def _legacy(d: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Summaries written before top-k was named for what it holds called it ``test_top5``."""
+    if d is not None and "test_top5" in d and "test_topk" not in d:
+        d = {("test_topk" if k == "test_top5" else k): v for k, v in d.items()}
+    return d
+
+
 def _check_keys(d: dict[str, Any], known: set[str], where: str) -> None:
     unknown = sorted(set(d) - known)
     if unknown:
@@ -73,16 +82,16 @@ class ModelBest:
     epoch: int | None = None
     val_top1: float | None = None
     test_top1: float | None = None
-    test_top5: float | None = None
+    test_topk: float | None = None
 
     @classmethod
     def parse(cls, data: Any, where: str) -> "ModelBest | None":
-        d = _check_dict(data, where)
+        d = _legacy(_check_dict(data, where))
         if d is None:
             return None
         return cls(
             epoch=_check_int(d.get("epoch"), f"{where}.epoch"),
-            **{k: _check_num(d.get(k), f"{where}.{k}") for k in ("val_top1", "test_top1", "test_top5")},
+            **{k: _check_num(d.get(k), f"{where}.{k}") for k in ("val_top1", "test_top1", "test_topk")},
         )
 
 
@@ -92,14 +101,14 @@ class SplitNumbers:
 
     val_top1: float | None = None
     test_top1: float | None = None
-    test_top5: float | None = None
+    test_topk: float | None = None
 
     @classmethod
     def parse(cls, data: Any, where: str) -> "SplitNumbers | None":
-        d = _check_dict(data, where)
+        d = _legacy(_check_dict(data, where))
         if d is None:
             return None
-        return cls(**{k: _check_num(d.get(k), f"{where}.{k}") for k in ("val_top1", "test_top1", "test_top5")})
+        return cls(**{k: _check_num(d.get(k), f"{where}.{k}") for k in ("val_top1", "test_top1", "test_topk")})
 
 
 @dataclass
@@ -126,6 +135,7 @@ class Summary:
     val_images: int | None = None
     test_images: int | None = None
     select_on: str | None = None
+    top_k: int | None = None
     best: dict[str, ModelBest | None] = field(default_factory=lambda: {"raw": None, "ema": None})
     selected: str | None = None
     last: LastEpoch | None = None

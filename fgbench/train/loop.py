@@ -285,7 +285,7 @@ def _evaluate(model: nn.Module, loader, engine: Engine, *, num_classes: int, top
     n = max(images, 1)
     out = {
         "top1": 100.0 * c1 / n,
-        "top5": 100.0 * ck / n,
+        "topk": 100.0 * ck / n,
         "loss": loss_sum / n,
         "images": images,
         "confusion": confusion.view(num_classes, num_classes).cpu(),

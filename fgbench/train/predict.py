@@ -227,7 +227,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], *, test_sizes: Sequence[int] |
         res = evaluate(loaded.model, loader, engine, num_classes=len(loaded.class_names),
                        top_k=recipe.eval.top_k, on_corrupt=corrupt)
         results.append({
-            "test_size": size, "top1": res["top1"], "top5": res["top5"], "k": min(recipe.eval.top_k, len(loaded.class_names)),
+            "test_size": size, "top1": res["top1"], "topk": res["topk"], "k": min(recipe.eval.top_k, len(loaded.class_names)),
             "loss": res["loss"], "images": res["images"], "checkpoint": loaded.checkpoint, "epoch": loaded.epoch,
             "model": loaded.weights, "split": split, "test_crop": size_data.test_crop,
             "class_names": loaded.class_names, "confusion": res["confusion"].tolist(),

@@ -772,7 +772,7 @@ def _finish_failed(writer, trainer, error: str, tb: str | None, code: int) -> No
 
 
 def _print_result(s: dict, k: int = 5) -> None:
-    """The final lines; ``k`` is the top-k that ``test_top5`` holds (``eval.top_k``, capped at the classes)."""
+    """The final lines; ``k`` is the top-k that ``test_topk`` holds (``eval.top_k``, capped at the classes)."""
     def pct(v):
         return "-" if v is None else f"{v:.2f}%"
 
@@ -784,7 +784,7 @@ def _print_result(s: dict, k: int = 5) -> None:
         b = s["best"].get(model)
         if b:
             lines.append(f"  {model}: {selected_epoch_text(b['epoch'], s['select_on'])}: val {pct(b['val_top1'])}, "
-                         f"test {pct(b['test_top1'])} (top-{k} {pct(b['test_top5'])})")
+                         f"test {pct(b['test_top1'])} (top-{k} {pct(b['test_topk'])})")
     last = s.get("last") or {}
     for model in ("raw", "ema"):
         v = last.get(model)

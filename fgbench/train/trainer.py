@@ -121,9 +121,9 @@ class BestTracker:
                     "epoch": epoch,
                     "score": score,
                     "val_top1": res["val"]["top1"] if res.get("val") else None,
-                    "val_top5": res["val"]["top5"] if res.get("val") else None,
+                    "val_topk": res["val"]["topk"] if res.get("val") else None,
                     "test_top1": res["test"]["top1"],
-                    "test_top5": res["test"]["top5"],
+                    "test_topk": res["test"]["topk"],
                 }
                 self.confusion[model] = res["test"]["confusion"].tolist()
                 improved.append(model)
@@ -145,7 +145,7 @@ class BestTracker:
         b = self.best.get(model)
         if b is None:
             return None
-        return {"epoch": b["epoch"], "val_top1": b["val_top1"], "test_top1": b["test_top1"], "test_top5": b["test_top5"]}
+        return {"epoch": b["epoch"], "val_top1": b["val_top1"], "test_top1": b["test_top1"], "test_topk": b["test_topk"]}
 
     def state_dict(self) -> dict:
         best = {k: (None if v is None else {kk: (None if vv == math.inf else vv) for kk, vv in v.items()})
@@ -446,7 +446,7 @@ class Trainer:
                 res[split] = ev
                 self.evaluated[split] = ev["images"]
                 self._emit("eval", epoch=epoch, step=self.engine.step, split=split, model=name, top1=ev["top1"],
-                           top5=ev["top5"], loss=ev["loss"], test_size=test_size, images=ev["images"])
+                           topk=ev["topk"], loss=ev["loss"], test_size=test_size, images=ev["images"])
             out[name] = res
         return out
 
@@ -475,13 +475,13 @@ class Trainer:
                 for split in ("val", "test"):
                     if mres.get(split) is not None:
                         fields[f"{prefix}{split}_top1"] = mres[split]["top1"]
-                        fields[f"{prefix}{split}_top5"] = mres[split]["top5"]
+                        fields[f"{prefix}{split}_topk"] = mres[split]["topk"]
             improved = self.tracker.update(epoch, results)
             fields["improved"] = list(improved)
             self.last_results = {
                 "epoch": epoch,
                 **{m: (None if v is None else {f"{s}_{k}": (v[s][k] if v.get(s) else None)
-                                               for s in ("val", "test") for k in ("top1", "top5")})
+                                               for s in ("val", "test") for k in ("top1", "topk")})
                    for m, v in results.items()},
             }
         extra = {k: v for k, v in extra_metrics(self.model).items() if k in metrics.EVENT_FIELDS["epoch"][1]}
@@ -532,6 +532,7 @@ class Trainer:
             "train_images": len(self.splits.train),
             "val_images": self.evaluated.get("val", len(self.splits.val)),
             "test_images": self.evaluated.get("test", len(self.splits.test)), "select_on": self.r.eval.select_on,
+            "top_k": min(self.r.eval.top_k, self.num_classes),
             "best": {"raw": t.public("raw"), "ema": t.public("ema") if self.r.ema.enabled else None},
             "selected": t.selected() if t.best.get("raw") or t.best.get("ema") else None,
             "last": last,
@@ -678,13 +679,13 @@ class Trainer:
                     ev = evaluate(target, loader, self.engine, num_classes=self.num_classes, top_k=self.r.eval.top_k,
                                   on_corrupt=self._on_corrupt)
                     best = t.best.get(model_name)
-                    self._emit("final_eval", model=model_name, test_size=size, top1=ev["top1"], top5=ev["top5"],
+                    self._emit("final_eval", model=model_name, test_size=size, top1=ev["top1"], topk=ev["topk"],
                                epoch=best["epoch"] if best else None)
                     entry = self.final_sizes.setdefault(str(size), {"raw": None, "ema": None})
                     entry[model_name] = ev["top1"]
                     self.progress.line(f"final test at {size}px ({model_name}, epoch {best['epoch'] if best else '?'}): "
                                        f"top-1 {ev['top1']:.2f}%  top-{min(self.r.eval.top_k, self.num_classes)} "
-                                       f"{ev['top5']:.2f}%")
+                                       f"{ev['topk']:.2f}%")
         sel = t.selected()
         if t.confusion.get(sel) is not None:
             self._write_predictions(sel)  # every process: an evaluation (collective under DDP)
@@ -762,14 +763,15 @@ class Trainer:
             train_images=len(self.splits.train), val_images=len(self.splits.val),
             test_images=len(self.splits.test), steps_per_epoch=self.stages[0].steps_per_epoch,
             total_epochs=self.total_epochs, total_steps=self.total_steps,
-            world_size=self.dist.size if self.dist is not None else 1, **extra,
+            world_size=self.dist.size if self.dist is not None else 1,
+            top_k=min(self.r.eval.top_k, self.num_classes), **extra,
         )
 
 
 def _split_view(v: dict | None) -> dict | None:
     if v is None:
         return None
-    return {"val_top1": v.get("val_top1"), "test_top1": v.get("test_top1"), "test_top5": v.get("test_top5")}
+    return {"val_top1": v.get("val_top1"), "test_top1": v.get("test_top1"), "test_topk": v.get("test_topk")}
 
 
 def _device_name(device: torch.device) -> str:

@@ -142,7 +142,7 @@ def smooth(steps: list[float], values: list[float], span_steps: float | None) ->
 #: the plot series of a run (names as in the events: ``ema_val_top1`` is an EMA evaluation).
 #: The names are the event schema's one table (:data:`fgbench.rundir.events.SERIES`): step series
 #: (loss, lr, images_per_s, grad_norm; x = the step of each step event), epoch series
-#: (train_loss, train_top1, epoch_time) and evaluations (``[ema_]{val,test}_{top1,top5,loss}``).
+#: (train_loss, train_top1, epoch_time) and evaluations (``[ema_]{val,test}_{top1,topk,loss}``).
 SERIES = tuple(EVENT_SERIES)
 #: series that a moving average may smooth (noisy per-step values; never an evaluation or the LR)
 SMOOTHABLE = ("loss", "images_per_s", "grad_norm")
@@ -362,7 +362,7 @@ class RunModel:
         self._eval_seen.add(name)
         step, epoch, w = int(ev["step"]), float(ev["epoch"]), self._wall(t)
         if split != "train":
-            for key in ("top1", "top5", "loss"):
+            for key in ("top1", "topk", "loss"):
                 v = _num(ev.get(key))
                 if v is not None:
                     self.series[f"{prefix}_{key}"].add(step, epoch, v, w)
@@ -725,11 +725,12 @@ def summary_numbers(snap: Snapshot) -> list[tuple[str, str]]:
     s = snap.summary
     out: list[tuple[str, str]] = []
     best = s.get("best") or {}
+    k_label = f"top-{s['top_k']}" if isinstance(s.get("top_k"), int) else "top-k"
     for model in ("raw", "ema"):
         b = best.get(model) if isinstance(best, dict) else None
         if isinstance(b, dict):
             out.append((f"best {model}", f"epoch {b.get('epoch', '-')}: val {_fmt(b.get('val_top1'))} "
-                        f"test {_fmt(b.get('test_top1'))} (top-5 {_fmt(b.get('test_top5'))})"))
+                        f"test {_fmt(b.get('test_top1'))} ({k_label} {_fmt(b.get('test_topk'))})"))
     last = s.get("last") or {}
     if isinstance(last, dict):
         for model in ("raw", "ema"):

@@ -77,9 +77,9 @@ def main(argv: list[str]) -> int:
             ckpt.write_text(json.dumps({"epoch": epoch}))
             summary = {"run_id": run_dir.name, "name": recipe["name"], "status": "running", "epochs_done": epoch,
                        "total_epochs": epochs, "step": epoch * 10, "duration_s": epoch * epoch_s,
-                       "best": {"raw": {"epoch": epoch, "val_top1": acc, "test_top1": acc - 1, "test_top5": None},
+                       "best": {"raw": {"epoch": epoch, "val_top1": acc, "test_top1": acc - 1, "test_topk": None},
                                 "ema": None},
-                       "last": {"epoch": epoch, "raw": {"val_top1": acc, "test_top1": acc - 1, "test_top5": None},
+                       "last": {"epoch": epoch, "raw": {"val_top1": acc, "test_top1": acc - 1, "test_topk": None},
                                 "ema": None}}
             runs.write_json(run_dir / runs.SUMMARY_FILE, summary)
             if stop:

@@ -55,7 +55,7 @@ def make_run(
                 step += 1
                 w.emit("step", epoch=e, step=step, loss=2.0 / step, lr=0.1 / e, images_per_s=100.0, time=t0 + step)
             fields = dict(epoch=e, step=step, train_loss=2.0 / e, train_top1=40.0 + 10 * e, lr=0.1 / e,
-                          val_top1=val[e - 1], test_top1=test[e - 1], test_top5=min(100.0, test[e - 1] + 20),
+                          val_top1=val[e - 1], test_top1=test[e - 1], test_topk=min(100.0, test[e - 1] + 20),
                           images_per_s=100.0, epoch_time=1.0)
             if ema_val:
                 fields.update(ema_val_top1=ema_val[e - 1], ema_test_top1=ema_test[e - 1])
@@ -74,15 +74,15 @@ def make_run(
         "step": epochs * steps_per_epoch, "duration_s": 75.0 * epochs, "images_per_s": 123.4, "peak_mem_mb": None,
         "train_images": 90, "val_images": 10, "test_images": 30, "select_on": "val",
         "best": {"raw": {"epoch": best_i + 1, "val_top1": val[best_i], "test_top1": test[best_i],
-                         "test_top5": min(100.0, test[best_i] + 20)},
+                         "test_topk": min(100.0, test[best_i] + 20)},
                  "ema": None},
-        "last": {"epoch": epochs, "raw": {"val_top1": val[-1], "test_top1": test[-1], "test_top5": None}, "ema": None},
+        "last": {"epoch": epochs, "raw": {"val_top1": val[-1], "test_top1": test[-1], "test_topk": None}, "ema": None},
         "final_test_sizes": final_sizes or {}, "skipped_images": 0,
     }
     if ema_val:
         bi = max(range(epochs), key=lambda i: (ema_val[i], -i))
-        summary["best"]["ema"] = {"epoch": bi + 1, "val_top1": ema_val[bi], "test_top1": ema_test[bi], "test_top5": None}
-        summary["last"]["ema"] = {"val_top1": ema_val[-1], "test_top1": ema_test[-1], "test_top5": None}
+        summary["best"]["ema"] = {"epoch": bi + 1, "val_top1": ema_val[bi], "test_top1": ema_test[bi], "test_topk": None}
+        summary["last"]["ema"] = {"val_top1": ema_val[-1], "test_top1": ema_test[-1], "test_topk": None}
     rundir.write_json(run_dir / rundir.SUMMARY_FILE, summary)
     rundir.write_json(run_dir / "classes.json", classes)
     if confusion is not None:

@@ -115,7 +115,7 @@ def test_evaluate_counts_top1_topk_loss_and_confusion_by_hand():
     labels = [0, 1, 0, 3, 1]
     model = Fixed(logits)
     ev = evaluate(model, Split(labels, batch=2), _engine(model, None), num_classes=4, top_k=2)
-    assert ev["top1"] == pytest.approx(100 * 2 / 5) and ev["top5"] == pytest.approx(100 * 4 / 5)
+    assert ev["top1"] == pytest.approx(100 * 2 / 5) and ev["topk"] == pytest.approx(100 * 4 / 5)
     assert ev["images"] == 5
     lsm = [math.log(sum(math.exp(v) for v in row)) - row[y] for row, y in zip(logits.tolist(), labels)]
     assert ev["loss"] == pytest.approx(sum(lsm) / 5, rel=1e-6)
@@ -126,7 +126,7 @@ def test_evaluate_counts_top1_topk_loss_and_confusion_by_hand():
     assert torch.equal(ev["confusion"], expected)
     # k larger than the classes is capped: every image is a top-k hit
     model.at = 0
-    assert evaluate(model, Split(labels, batch=3), _engine(model, None), num_classes=4, top_k=10)["top5"] == 100.0
+    assert evaluate(model, Split(labels, batch=3), _engine(model, None), num_classes=4, top_k=10)["topk"] == 100.0
 
 
 class Batches3:
@@ -156,7 +156,7 @@ def test_evaluate_predictions_corrupt_batches_tuples_and_train_mode_restored():
     ev = evaluate(model, Batches3(labels), _engine(model, None), num_classes=4, top_k=2, on_corrupt=seen.append,
                   predictions=True)
     assert seen == [("bad.jpg",), ("worse.jpg",)]
-    assert ev["images"] == 5 and ev["top1"] == pytest.approx(40.0) and ev["top5"] == pytest.approx(80.0)
+    assert ev["images"] == 5 and ev["top1"] == pytest.approx(40.0) and ev["topk"] == pytest.approx(80.0)
     assert ev["predicted"] == [0, 0, 3, 2, 1] and ev["labels"] == labels
     assert model.training  # put back as it was
     assert "predicted" not in evaluate(Fixed(logits), Split(labels, 5), _engine(model, None), num_classes=4)
@@ -213,7 +213,7 @@ def test_evaluate_channels_last_default_top_k_one_image_and_integer_confusion():
     with torch.no_grad():
         logits = model(next(Images(7).batches())[0])
     ranks = (logits > logits.gather(1, (torch.arange(7) % 10)[:, None])).sum(1)
-    assert ev["top5"] == pytest.approx(100 * float((ranks < 5).sum()) / 7)
+    assert ev["topk"] == pytest.approx(100 * float((ranks < 5).sum()) / 7)
     assert (ranks < 5).sum() != (ranks < 6).sum()  # k matters here
     one = evaluate(Fixed(torch.tensor([[0.0, 2.0, 1.0]])), Split([1], 1), _engine(model, None), num_classes=3)
     assert (one["images"], one["top1"]) == (1, 100.0)

@@ -138,7 +138,7 @@ def test_completed_run_writes_every_file_of_the_contract(reference_run):
     assert [ev["step"] for ev in steps] == list(range(2, 33, 2))  # log_every_steps = 2, 4 epochs x 8 steps
     epochs = [ev for ev in events if ev["event"] == "epoch"]
     assert [ev["epoch"] for ev in epochs] == [1, 2, 3, 4] and epochs[-1]["step"] == 32
-    assert all({"val_top1", "test_top1", "ema_val_top1", "ema_test_top5"} <= set(ev) for ev in epochs)
+    assert all({"val_top1", "test_top1", "ema_val_top1", "ema_test_topk"} <= set(ev) for ev in epochs)
     evals = {(ev["split"], ev["model"]) for ev in events if ev["event"] == "eval"}
     assert evals == {("val", "raw"), ("test", "raw"), ("val", "ema"), ("test", "ema")}
 

@@ -59,7 +59,7 @@ def scripted(monkeypatch):
         seen["calls"].append((epoch, name, split))
         seen["weights"][(epoch, name)] = C.cpu_state_dict(model)
         top1 = SCRIPT[(name, split)][epoch]
-        return {"top1": top1, "top5": top1 / 2 + 50, "loss": 1.0, "images": 10,
+        return {"top1": top1, "topk": top1 / 2 + 50, "loss": 1.0, "images": 10,
                 "confusion": torch.zeros(num_classes, num_classes, dtype=torch.long)}
 
     monkeypatch.setattr(tr.Trainer, "_evaluate_all", evaluate_all)
@@ -105,13 +105,13 @@ def test_selection_reports_test_at_the_selected_epoch_never_a_maximum_over_test(
     assert len(scripted["calls"]) == 4 * last_e
 
     assert s["best"]["raw"] == {"epoch": raw_e, "val_top1": raw_val, "test_top1": raw_test,
-                                "test_top5": raw_test / 2 + 50}
+                                "test_topk": raw_test / 2 + 50}
     assert s["best"]["ema"] == {"epoch": ema_e, "val_top1": ema_val, "test_top1": ema_test,
-                                "test_top5": ema_test / 2 + 50}
+                                "test_topk": ema_test / 2 + 50}
     assert s["last"]["epoch"] == last_e
     for model in ("raw", "ema"):
         val, test = SCRIPT[(model, "val")][last_e], SCRIPT[(model, "test")][last_e]
-        assert s["last"][model] == {"val_top1": val, "test_top1": test, "test_top5": test / 2 + 50}
+        assert s["last"][model] == {"val_top1": val, "test_top1": test, "test_topk": test / 2 + 50}
     assert s["selected"] == selected and s["select_on"] == select_on
 
     # what the run prints at the end says the same

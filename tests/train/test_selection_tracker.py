@@ -17,8 +17,8 @@ EMA = {1: (10.0, 95.0), 2: (20.0, 30.0), 3: (55.0, 25.0), 4: (25.0, 60.0)}
 
 def _res(val, test, epoch, *, with_val=True):
     conf = torch.full((2, 2), epoch, dtype=torch.long)  # marks the epoch it comes from
-    return {"val": {"top1": val, "top5": val + 1} if with_val else None,
-            "test": {"top1": test, "top5": test + 1, "confusion": conf}}
+    return {"val": {"top1": val, "topk": val + 1} if with_val else None,
+            "test": {"top1": test, "topk": test + 1, "confusion": conf}}
 
 
 def _feed(select_on, *, ema=True, with_val=True, tracker=None, epochs=(1, 2, 3, 4)):
@@ -43,7 +43,7 @@ def test_the_tracker_keeps_each_models_numbers_at_its_own_selected_epoch(select_
     assert got == improved
     for model, table, e in (("raw", RAW, raw_e), ("ema", EMA, ema_e)):
         val, test = table[e]
-        assert t.public(model) == {"epoch": e, "val_top1": val, "test_top1": test, "test_top5": test + 1}
+        assert t.public(model) == {"epoch": e, "val_top1": val, "test_top1": test, "test_topk": test + 1}
         assert t.confusion[model] == [[e, e], [e, e]]
     assert t.selected() == selected
 
@@ -67,7 +67,7 @@ def test_without_ema_or_without_a_validation_split():
     # "last" with no validation numbers: the EMA is selected, numbers at the last epoch
     t3, _ = _feed("last", with_val=False)
     assert t3.selected() == "ema" and t3.public("raw") == {"epoch": 4, "val_top1": None, "test_top1": 70.0,
-                                                          "test_top5": 71.0}
+                                                          "test_topk": 71.0}
     t4 = BestTracker("val", True)
     t4.update(1, {"raw": _res(5.0, 5.0, 1), "ema": None})
     assert t4.selected() == "raw"

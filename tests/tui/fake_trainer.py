@@ -100,7 +100,7 @@ def main() -> int:
                 host="test", pid=os.getpid(), resumed=resume, train_images=90, val_images=10, test_images=50,
                 steps_per_epoch=spe, total_epochs=epochs, total_steps=epochs * spe)
     writer.emit("stage_started", stage=0, name="main", epochs=epochs, first_epoch=first_epoch, steps_per_epoch=spe)
-    best = {"epoch": 0, "val_top1": -1.0, "test_top1": None, "test_top5": None}
+    best = {"epoch": 0, "val_top1": -1.0, "test_top1": None, "test_topk": None}
 
     def summary(status: str, epoch: int) -> dict:
         data = {"run_id": run_dir.name, "name": recipe.get("name"), "status": status,
@@ -109,7 +109,7 @@ def main() -> int:
                 "images_per_s": 1000.0, "peak_mem_mb": None, "train_images": 90, "val_images": 10,
                 "test_images": 50, "select_on": "val", "best": {"raw": dict(best), "ema": None},
                 "last": {"epoch": epoch, "raw": {"val_top1": best["val_top1"], "test_top1": best["test_top1"],
-                                                 "test_top5": None}, "ema": None},
+                                                 "test_topk": None}, "ema": None},
                 "final_test_sizes": {}, "skipped_images": 0}
         rundir.write_json(run_dir / rundir.SUMMARY_FILE, data)
         return data
@@ -143,9 +143,9 @@ def main() -> int:
         val = 40.0 + 10 * epoch
         test = 38.0 + 10 * epoch
         writer.emit("eval", epoch=epoch, step=step, split="val", model="raw", top1=val)
-        writer.emit("eval", epoch=epoch, step=step, split="test", model="raw", top1=test, top5=90.0)
+        writer.emit("eval", epoch=epoch, step=step, split="test", model="raw", top1=test, topk=90.0)
         if val > best["val_top1"]:
-            best = {"epoch": epoch, "val_top1": val, "test_top1": test, "test_top5": 90.0}
+            best = {"epoch": epoch, "val_top1": val, "test_top1": test, "test_topk": 90.0}
         writer.emit("epoch", epoch=epoch, step=step, train_loss=2.0 / (1 + 0.3 * step), train_top1=35.0 + 10 * epoch,
                     lr=0.05, val_top1=val, test_top1=test, epoch_time=delay * spe)
         summary("running", epoch)

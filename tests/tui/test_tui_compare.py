@@ -98,7 +98,7 @@ def test_the_run_filter_matches_words_and_recipe_values():
 
 
 def test_the_series_filter_and_the_cursor_reading():
-    assert series_matches("top5", "ema_test_top5") and not series_matches("top5", "test_top1")
+    assert series_matches("topk", "ema_test_topk") and not series_matches("topk", "test_top1")
     assert series_matches("grad lr", "lr") and series_matches("grad lr", "grad_norm")
     assert series_matches("EMA", "ema_val_top1") and series_matches("*", "images_per_s")
     xs, ys = [1.0, 2.0, 4.0], [10.0, 20.0, 40.0]
@@ -174,8 +174,8 @@ async def test_charts_series_filter_axes_log_zoom_and_cursor(cmp_dirs):
 
         # / chooses the series
         await pilot.press("slash")
-        await pilot.press(*"top5")
-        await wait_for(pilot, lambda: _charts(pane) == ["test_top5"], what=lambda: f"top5 chart {_charts(pane)}")
+        await pilot.press(*"topk")
+        await wait_for(pilot, lambda: _charts(pane) == ["test_topk"], what=lambda: f"topk chart {_charts(pane)}")
         pane.query_one("#compare-series").value = "loss lr"
         await wait_for(pilot, lambda: _charts(pane) == ["loss", "lr", "train_loss"], what=lambda: _charts(pane))
         pane.query_one("#compare-series").value = ""
@@ -329,7 +329,7 @@ async def test_runs_and_compare_show_raw_and_ema_side_by_side_never_the_better_o
     summary = json.loads(path.read_text())
     raw = summary["best"]["raw"]
     summary["best"]["ema"] = {"epoch": 4, "val_top1": raw["val_top1"] + 5, "test_top1": raw["test_top1"] + 4.25,
-                              "test_top5": 99.0}
+                              "test_topk": 99.0}
     path.write_text(json.dumps(summary))
     app = _app(cmp_dirs)
     async with app.run_test(size=(80, 24)) as pilot:

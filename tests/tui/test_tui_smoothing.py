@@ -110,16 +110,16 @@ def test_every_series_of_the_metrics_stream_is_kept_with_its_wall_time(tmp_path)
     model.feed([
         {"event": "step", "epoch": 1, "step": 5, "loss": 2.0, "lr": 0.1, "images_per_s": 900.0, "grad_norm": 3.5,
          "time": t0},
-        {"event": "eval", "epoch": 1, "step": 5, "split": "val", "model": "raw", "top1": 30.0, "top5": 60.0,
+        {"event": "eval", "epoch": 1, "step": 5, "split": "val", "model": "raw", "top1": 30.0, "topk": 60.0,
          "loss": 1.9, "time": t0 + 60},
-        {"event": "eval", "epoch": 1, "step": 5, "split": "test", "model": "ema", "top1": 31.0, "top5": 61.0,
+        {"event": "eval", "epoch": 1, "step": 5, "split": "test", "model": "ema", "top1": 31.0, "topk": 61.0,
          "time": t0 + 90},
         {"event": "epoch", "epoch": 1, "step": 5, "train_loss": 2.1, "train_top1": 25.0, "lr": 0.1,
          "epoch_time": 118.0, "time": t0 + 120},
     ])
     snap = model.snapshot()
     expect = {"loss": 2.0, "lr": 0.1, "images_per_s": 900.0, "grad_norm": 3.5, "epoch_time": 118.0,
-              "val_top1": 30.0, "val_top5": 60.0, "val_loss": 1.9, "ema_test_top1": 31.0, "ema_test_top5": 61.0,
+              "val_top1": 30.0, "val_topk": 60.0, "val_loss": 1.9, "ema_test_top1": 31.0, "ema_test_topk": 61.0,
               "train_loss": 2.1, "train_top1": 25.0}
     for name, value in expect.items():
         assert snap.series[name][2] == [value], name

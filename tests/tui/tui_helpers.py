@@ -131,11 +131,11 @@ def make_fixture_run(root: Path, run_id: str, *, name: str, dataset: str, arch: 
             val = 30.0 + 40 * (1 - 1 / (1 + (0.5 + seed) * epoch))
             test = val - 1.5
             w.emit("eval", epoch=epoch, step=step, split="val", model="raw", top1=val, time=t)
-            w.emit("eval", epoch=epoch, step=step, split="test", model="raw", top1=test, top5=test + 15, time=t)
+            w.emit("eval", epoch=epoch, step=step, split="test", model="raw", top1=test, topk=test + 15, time=t)
             w.emit("eval", epoch=epoch, step=step, split="test", model="ema", top1=test + 0.7, time=t)
             if best is None or val > best["val_top1"]:
                 best = {"epoch": epoch, "val_top1": round(val, 2), "test_top1": round(test, 2),
-                        "test_top5": round(test + 15, 2)}
+                        "test_topk": round(test + 15, 2)}
             w.emit("epoch", epoch=epoch, step=step, train_loss=3.0 / (1 + 0.04 * step), train_top1=val + 5,
                    lr=0.1 * (1 - step / total), val_top1=val, test_top1=test, epoch_time=12.5, time=t)
             if status == "interrupted" and epoch == epochs - 1:
@@ -147,7 +147,7 @@ def make_fixture_run(root: Path, run_id: str, *, name: str, dataset: str, arch: 
             "images_per_s": 1000.0, "peak_mem_mb": 2048.0, "train_images": 5394, "val_images": 600,
             "test_images": 5794, "select_on": "val", "best": {"raw": best, "ema": None},
             "last": {"epoch": epoch, "raw": {"val_top1": round(val, 2), "test_top1": round(test, 2),
-                                             "test_top5": round(test + 15, 2)}, "ema": None},
+                                             "test_topk": round(test + 15, 2)}, "ema": None},
             "final_test_sizes": {}, "skipped_images": 0,
         }
         rundir.write_json(run_dir / rundir.SUMMARY_FILE, summary)

@@ -236,7 +236,7 @@ class ComparePane(Vertical):
         Binding("w", "filter_runs", "Filter runs", tooltip="Filter the runs: words, status, sweep tag, "
                 "or recipe values such as optim.lr=0.005"),
         Binding("slash", "filter_series", "Series", tooltip="Choose the charts: words of series names "
-                "(loss, top5, ema, lr, grad ...), * for all"),
+                "(loss, topk, ema, lr, grad ...), * for all"),
         Binding("x", "axis", "X axis", tooltip="x-axis: optimizer step, epoch or wall time"),
         Binding("l", "log", "Log y", tooltip="Logarithmic y axis on or off"),
         Binding("s", "smooth", "Smoothing", tooltip="Smoothing of step series: off, or a debiased EMA over "
@@ -273,7 +273,7 @@ class ComparePane(Vertical):
                 yield Input(placeholder="w: filter runs (words, optim.lr=0.005)", id="compare-filter", compact=True)
                 yield RunList(id="compare-list")
             with Vertical(id="compare-main"):
-                yield Input(placeholder="/: series (loss top1 top5 ema lr grad, * all)", id="compare-series",
+                yield Input(placeholder="/: series (loss top1 topk ema lr grad, * all)", id="compare-series",
                             compact=True)
                 yield VerticalScroll(Grid(id="compare-grid"), id="compare-charts", can_focus=False)
                 yield Static("", id="compare-cursor")
