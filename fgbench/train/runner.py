@@ -258,12 +258,14 @@ def _prepare(args, *, world=None, launcher: bool = False) -> Prepared:
     index = resolve_index(recipe.data)
     splits = load_splits(index, recipe.data,
                          train_sizes=[st.train_size for st in recipe.stages if st.train_size],
-                         test_sizes=[st.test_size for st in recipe.stages if st.test_size] + recipe.eval.final_test_sizes)
+                         test_sizes=[st.test_size for st in recipe.stages if st.test_size] + recipe.eval.final_test_sizes,
+                         augment=recipe.augment, device=device,
+                         epochs=recipe.schedule.epochs + sum(st.epochs for st in recipe.stages))
     from fgbench.train.stages import resolve_stages
 
     resolve_stages(D.global_batch_recipe(recipe, world_size), len(splits.train))  # what only the data can check
     D.check_batches(recipe, len(splits.train), world_size)
-    if recipe.data.loader == "device":
+    if splits.loader == "device":
         from fgbench.data.loaders import check_device_loader
 
         check_device_loader(recipe.data, recipe.augment)

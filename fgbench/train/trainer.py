@@ -288,7 +288,7 @@ class Trainer:
 
     def _build_loaders(self, st: StageSpec) -> None:
         if self.loaders is not None:
-            self.loaders.train.close()
+            self.loaders.close()
         self.loaders = L.build_loaders(self.splits, self.r.data, self.r.augment, train_size=st.train_size,
                                        test_size=st.test_size, batch_size=st.batch_size, seed=self.r.runtime.seed,
                                        device=self.device, shard=self.shard)
@@ -682,8 +682,11 @@ class Trainer:
             train_images=len(self.splits.train), val_images=len(self.splits.val),
             test_images=len(self.splits.test), steps_per_epoch=self.stages[0].steps_per_epoch,
             total_epochs=self.total_epochs, total_steps=self.total_steps,
-            world_size=self.dist.size if self.dist is not None else 1, **extra,
+            world_size=self.dist.size if self.dist is not None else 1,
+            loader=self.splits.choice.as_event() if self.splits.choice else None, **extra,
         )
+        if self.splits.choice is not None and ctx.resume is None:
+            self._log_event(f"data loader: {self.splits.choice.kind} ({self.splits.choice.reason})")
 
 
 def _split_view(v: dict | None) -> dict | None:
