@@ -247,3 +247,58 @@ def test_synthetic_generation_is_deterministic_and_atomic(tmp_path, monkeypatch)
         synthetic.ensure_synthetic(target)
     assert not synthetic.is_ready(target) and not target.exists()
     assert list(tmp_path.glob(".syn.*")) == []
+
+
+def _jpeg_folder(root, sizes):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c in ("a", "b"):
+            d = root / split / c
+            d.mkdir(parents=True)
+            for i, (w, h) in enumerate(sizes):
+                Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(d / f"{i}.jpg", quality=80)
+    return root
+
+
+def test_auto_loader_picks_device_cached_or_standard_and_says_why(tmp_path, tiny_folder, monkeypatch):
+    def choose(root, epochs=3, **data):
+        d = DataConfig(dataset="folder", root=str(root), train_size=16, test_size=16, test_crop="none", **data)
+        return L.choose_loader(folder_index(root), d, AugmentConfig(hflip=True), epochs=epochs,
+                               cache_root=tmp_path / "cache")
+
+    # same-size PNGs, pad-and-crop: the whole split fits in memory
+    c = choose(tiny_folder, train_crop="pad_crop")
+    assert c.kind == "device" and "fit the memory budget" in c.reason
+    assert choose(tiny_folder, train_crop="pad_crop", loader="standard").kind == "standard"
+    # RandomResizedCrop is not a device-loader transform; PNGs gain nothing from a cache
+    c = choose(tiny_folder, train_crop="random_resized")
+    assert c.kind == "standard" and "data.train_crop" in c.reason and "not JPEGs" in c.reason
+    jpegs = _jpeg_folder(tmp_path / "jpegs", [(40, 30), (30, 40), (40, 30)])
+    c = choose(jpegs, train_crop="random_resized")
+    assert c.kind == "cached" and "JPEGs decoded every epoch" in c.reason
+    assert choose(jpegs, epochs=1, train_crop="random_resized").kind == "standard"
+    # images of different sizes cannot be pad-cropped from one stack; too little memory: not device
+    assert choose(jpegs, train_crop="pad_crop").kind == "cached"
+    monkeypatch.setattr(L, "memory_budget", lambda device=None: 1000)
+    c = choose(tiny_folder, train_crop="pad_crop")
+    assert c.kind == "standard" and "exceed the memory budget" in c.reason
+
+
+def test_device_loader_pad_crops_same_size_images_as_they_are(tiny_folder):
+    """The device loader stacks the images the standard pad-and-crop reads (no resize first), and
+    its evaluation tensors are the standard loader's, bit for bit."""
+    index = folder_index(tiny_folder)
+    data = DataConfig(dataset="folder", root=str(tiny_folder), train_size=16, test_size=16, train_crop="pad_crop",
+                      test_crop="ratio", loader="device", val_fraction=0.0, batch_size=8)
+    splits = L.load_splits(index, data)
+    assert splits.loader == "device"
+    assert L._device_train_geometry(splits, data, 16) == []
+    loaders = L.build_loaders(splits, data, AugmentConfig(), train_size=16, test_size=16, batch_size=8, seed=0,
+                              device=torch.device("cpu"))
+    etf = T.test_transform(data)
+    xb, yb, _ = next(iter(loaders.test.batches()))
+    for k in range(3):
+        assert torch.equal(xb[k], etf(splits.test_source.load(k)))
+    assert loaders.test.batch_size == 16  # twice the training batch
