@@ -1,9 +1,11 @@
 """fgbench: train fine-grained image classifiers from TOML recipes.
 
-The package has three import zones, and the boundary is tested (tests/test_import_hygiene.py):
+The package has three import zones, proven twice: statically by the import-linter contracts in
+pyproject.toml and at run time by tests/test_import_zones.py:
 
-* pure (``recipe``, ``metrics``, ``runs``, ``paths``, ``cli``, ``data.catalog``,
-  ``data.download``): stdlib, pydantic, platformdirs, tomli-w. ``fgbench --help`` and
+* pure (``recipe``, ``rundir``, ``paths``, ``cli``, ``sweep``, ``report``, ``data.catalog``,
+  ``data.download``): stdlib, pydantic, platformdirs, tomli-w. ``rundir``, which owns the run
+  directory, does without pydantic too. ``fgbench --help`` and
   ``fgbench recipe validate`` stay here, so they answer in a fraction of a second.
 * engine (``fgbench.train``, ``data.transforms``, ``data.loaders``): adds torch and torchvision.
   Importing torch costs about 3 s and 650 MB; only the trainer process pays it.

@@ -293,6 +293,49 @@ def reference_block() -> str:
     return f"{START_MARKER}\n{recipe_reference_markdown()}{END_MARKER}\n"
 
 
+EVENTS_START = "<!-- events-reference:start -->"
+EVENTS_END = "<!-- events-reference:end -->"
+
+
+def events_reference_markdown() -> str:
+    """The metrics-event table, from ``fgbench.rundir.events`` (EVENT_FIELDS and EVENT_DOCS)."""
+    from fgbench.rundir.events import EVENT_DOCS, EVENT_FIELDS, SCHEMA_VERSION
+
+    lines = [f"<!-- Generated from fgbench/rundir/events.py (schema version {SCHEMA_VERSION}) by "
+             "`python -m fgbench.docs`; do not edit by hand. -->",
+             "| event | written when | required fields | optional fields |", "| --- | --- | --- | --- |"]
+    for kind, (required, optional) in EVENT_FIELDS.items():
+        req = ", ".join(f"`{f}`" for f in required)
+        opt = ", ".join(f"`{f}`" for f in optional) or "-"
+        lines.append(f"| `{kind}` | {_cell(EVENT_DOCS[kind])} | {req} | {opt} |")
+    return "\n".join(lines) + "\n"
+
+
+def events_block() -> str:
+    return f"{EVENTS_START}\n{events_reference_markdown()}{EVENTS_END}\n"
+
+
+def _between(text: str, start: str, end: str) -> tuple[int, int] | None:
+    a = text.find(start)
+    if a < 0:
+        return None
+    b = text.find(end, a)
+    if b < 0:
+        raise MarkerError(f"{start} without a following {end}")
+    b += len(end)
+    if text[b:b + 1] == "\n":
+        b += 1
+    return a, b
+
+
+def replace_events_block(text: str) -> str:
+    """``text`` with its events block (if it has the markers) regenerated."""
+    span = _between(text, EVENTS_START, EVENTS_END)
+    if span is None:
+        return text
+    return text[:span[0]] + events_block() + text[span[1]:]
+
+
 # ---------------------------------------------------------------------------- README block
 
 
@@ -329,7 +372,7 @@ def replace_block(text: str, block: str | None = None) -> tuple[str, bool]:
 
 def is_current(text: str) -> bool:
     try:
-        return extract_block(text) == reference_block()
+        return extract_block(text) == reference_block() and replace_events_block(text) == text
     except MarkerError:
         return False
 
@@ -362,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         new, found = replace_block(text)
+        new = replace_events_block(new)
     except MarkerError as err:
         print(f"{path}: {err}", file=sys.stderr)
         return 2

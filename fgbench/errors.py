@@ -1,17 +1,35 @@
-"""User-facing errors. Anything raised as a UserError is the user's to fix: the CLI prints its
-message (one line per problem, naming the file and the field or path) and exits 2, no traceback."""
+"""User-facing errors and the exit codes, declared here once.
+
+Anything raised as a UserError is the user's to fix: the CLI prints its message (one line per
+problem, naming the file and the field or path) and exits 2, no traceback.
+
+Exit codes of every command (the README's "Exit codes"): 0 done, 1 the work failed (the run
+directory says why), 2 bad input (nothing written), 130 interrupted (SIGINT/SIGTERM, resumable).
+"""
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class UserError(Exception):
-    exit_code = 2
+    exit_code = EXIT_BAD_INPUT
 
     def __init__(self, message: str):
         super().__init__(message)
 
 
 class RecipeError(UserError):
-    """A user's recipe is wrong. ``str()`` is one line per problem: ``FILE: field.path: message``."""
+    """A user's recipe is wrong. ``str()`` is one line per problem: ``FILE: field.path: message``
+    (or ``--set KEY=VALUE: message`` when an override is the cause)."""
 
     def __init__(self, lines: list[str]):
         self.lines = lines
         super().__init__("\n".join(lines))
+
+
+def escape(text: str) -> str:
+    """``text`` with every character that is not printable (control characters, terminal escape
+    sequences, line and paragraph separators) written as a Python escape, so that a name taken
+    from a user's file always prints as itself, on one line."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)

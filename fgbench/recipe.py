@@ -10,25 +10,36 @@ Decisions:
 * A choice that brings its own fields (optimizer, LR schedule, pretrained source) is a
   discriminated union on a tag field; the TUI shows a variant picker from it.
 * Validators only check. They never fill in or rewrite values, so what ``recipe show`` prints is
-  what the user wrote plus the declared defaults, nothing more.
+  what the user wrote plus the declared defaults, nothing more. (The one "before" validator hands a
+  TOML array to a tuple field as a tuple: the container changes, never a value.)
+* Types are strict (TOML has types: ``batch_size = true`` is an error, not 1; an int is still a
+  float) and ``inf``/``nan`` are refused in every field, lists included.
+* A rule between fields raises ``FieldProblem`` naming the field to report (``schedule.min_lr``,
+  not ``schedule``) and the fields it involves, so an error blames the ``--set`` that caused it:
+  ``FILE: field.path: message`` for the file, ``--set KEY=VALUE: message`` for an override.
+* One walker of the schema (``union_sections``) finds the union sections and their tags; error
+  locations, the TOML writer (``dumps_recipe``, the only one), sweeps, the docs and the TUI use it.
 * Optional fields default to ``None`` because TOML has no null; ``save_recipe`` drops them.
 * This module is in the pure zone: no torch, no textual.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
-import tempfile
 import tomllib
-from pathlib import Path
+import types
+import typing
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Sequence, Union
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from fgbench.atomic import atomic_write_text
-from fgbench.errors import RecipeError
+from fgbench.errors import RecipeError, UserError, escape
+from fgbench.textfile import read_text_file
 
 SCHEMA_VERSION = 1
 
@@ -47,7 +58,45 @@ DatasetName = Literal[
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=False)
+    # strict: TOML has types, so `batch_size = true` or `lr = "0.05"` is an error, not a coercion (an
+    # int is still a float: `lr = 1`). allow_inf_nan: inf/nan are never a sane setting, in any field.
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=False,
+                              strict=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _toml_arrays(cls, data: Any) -> Any:
+        # TOML (and JSON) have arrays, not tuples, and strict mode wants a tuple for a tuple field:
+        # hand the array over as one. This changes the container, never a value.
+        if isinstance(data, dict):
+            tuples = _tuple_fields(cls)
+            if tuples and any(isinstance(data.get(k), list) for k in tuples):
+                data = {k: tuple(v) if k in tuples and isinstance(v, list) else v for k, v in data.items()}
+        return data
+
+
+class FieldProblem(ValueError):
+    """A cross-field problem found by a section's validator, reported at ``field`` (a path relative
+    to the section, e.g. ``min_lr`` or ``betas[1]``) instead of at the whole section. ``involves``
+    names the other fields it depends on, so a ``--set`` of any of them is blamed for it."""
+
+    def __init__(self, field: str, message: str, *involves: str):
+        super().__init__(message)
+        self.field = field
+        self.involves = involves
+
+
+@functools.cache
+def _tuple_fields(cls: type[BaseModel]) -> frozenset[str]:
+    out = set()
+    for name, info in cls.model_fields.items():
+        ann = info.annotation
+        args = [ann]
+        if typing.get_origin(ann) in (Union, types.UnionType):
+            args = [a for a in typing.get_args(ann) if a is not type(None)]
+        if any(typing.get_origin(a) is tuple for a in args):
+            out.add(name)
+    return frozenset(out)
 
 
 def _tagged_union(tag: str, *variants: type[BaseModel]) -> Any:
@@ -68,10 +117,8 @@ def _tagged_union(tag: str, *variants: type[BaseModel]) -> Any:
 
 
 def union_members(annotation: Any) -> list[type[BaseModel]] | None:
-    """The variant classes of a tagged-union annotation (as on ``FieldInfo.annotation``), else None."""
-    import typing
-
-    if typing.get_origin(annotation) is not Union:
+    """The variant classes of a union of sub-models (as on ``FieldInfo.annotation``), else None."""
+    if typing.get_origin(annotation) not in (Union, types.UnionType):
         return None
     members = []
     for arg in typing.get_args(annotation):
@@ -84,14 +131,29 @@ def union_members(annotation: Any) -> list[type[BaseModel]] | None:
 
 
 def union_tag(members: list[type[BaseModel]]) -> str:
-    """The tag field shared by a union's variants (``name`` or ``source``)."""
-    for tag in ("name", "source"):
-        if all(tag in m.model_fields for m in members):
-            return tag
+    """The tag field of a union's variants: the one field every variant declares as a single,
+    distinct ``Literal`` (``name`` for optim and schedule, ``source`` for model.pretrained)."""
+    for name in members[0].model_fields:
+        values = []
+        for m in members:
+            f = m.model_fields.get(name)
+            if f is None or typing.get_origin(f.annotation) is not Literal or len(typing.get_args(f.annotation)) != 1:
+                break
+            values.append(typing.get_args(f.annotation)[0])
+        else:
+            if len(set(values)) == len(values):
+                return name
     raise ValueError(f"no tag field shared by {members}")
 
 
 # ---------------------------------------------------------------------------------------- data
+
+
+MIN_SIDE, MAX_SIDE, MAX_RESIZE = 8, 2048, 8192
+"""Bounds of crop sizes (train/test sizes) and of resize targets, in pixels."""
+
+MAX_SEED = 2**32 - 1
+"""Largest seed: every generator fgbench seeds (Python, torch, NumPy) takes it as it is."""
 
 
 class DataConfig(_Section):
@@ -117,6 +179,17 @@ class DataConfig(_Section):
 
     crop_scale: tuple[float, float] = (0.08, 1.0)
     """Area fraction range of RandomResizedCrop."""
+
+    crop_ratio: tuple[float, float] = (0.75, 1.3333333333333333)
+    """Aspect-ratio range (width / height) of RandomResizedCrop, drawn log-uniformly; torchvision's
+    and timm's default is 3/4 to 4/3."""
+
+    interpolation: Literal["bilinear", "bicubic", "random"] = "bilinear"
+    """Interpolation of the training resizes and crops (RandomResizedCrop, `resize`, `resize_crop`):
+    `random` draws bilinear or bicubic for each crop, as timm's `interpolation = "random"`."""
+
+    test_interpolation: Literal["bilinear", "bicubic"] = "bilinear"
+    """Interpolation of the test (and validation) resize."""
 
     crop_padding: int = Field(4, ge=0, le=256)
     """Padding in pixels for `pad_crop` and `resize_crop`."""
@@ -149,7 +222,7 @@ class DataConfig(_Section):
     """Fraction of the training set held out (stratified, seeded) as a validation split. The best
     epoch is chosen on it, never on the test set. 0 disables it."""
 
-    val_seed: int = 0
+    val_seed: int = Field(0, ge=0, le=MAX_SEED)
     """Seed of the validation split, independent of the training seed."""
 
     batch_size: int = Field(64, ge=1, le=65536)
@@ -188,18 +261,37 @@ class DataConfig(_Section):
     @model_validator(mode="after")
     def _check(self) -> "DataConfig":
         if self.dataset == "folder" and not self.root:
-            raise ValueError("dataset 'folder' needs data.root (a folder with train/ and test/ or val/)")
+            raise FieldProblem("root", "dataset 'folder' needs data.root (a folder with train/ and test/ or val/)",
+                               "dataset")
         lo, hi = self.crop_scale
         if not 0 < lo <= hi <= 1:
-            raise ValueError("crop_scale must satisfy 0 < low <= high <= 1")
+            raise FieldProblem("crop_scale", "crop_scale must satisfy 0 < low <= high <= 1")
+        lo, hi = self.crop_ratio
+        if not 0 < lo <= hi <= 10:
+            raise FieldProblem("crop_ratio", "crop_ratio must satisfy 0 < low <= high <= 10")
+        if self.loader == "device" and (self.interpolation, self.test_interpolation) != ("bilinear", "bilinear"):
+            raise FieldProblem("interpolation" if self.interpolation != "bilinear" else "test_interpolation",
+                               "the device loader resizes bilinearly only; use data.loader = \"standard\"", "loader")
         if self.train_crop == "resize_crop" and self.train_resize is None:
-            raise ValueError("train_crop 'resize_crop' needs data.train_resize, e.g. [512, 512]")
+            raise FieldProblem("train_resize", "train_crop 'resize_crop' needs data.train_resize, e.g. [512, 512]",
+                               "train_crop")
         if self.test_crop == "fixed" and self.test_resize is None:
-            raise ValueError("test_crop 'fixed' needs data.test_resize, e.g. [512, 512]")
+            raise FieldProblem("test_resize", "test_crop 'fixed' needs data.test_resize, e.g. [512, 512]", "test_crop")
         if self.normalize == "explicit" and (self.mean is None or self.std is None):
-            raise ValueError("normalize 'explicit' needs data.mean and data.std")
-        if self.std is not None and any(s <= 0 for s in self.std):
-            raise ValueError("std values must be positive")
+            raise FieldProblem("mean" if self.mean is None else "std",
+                               "normalize 'explicit' needs data.mean and data.std", "normalize")
+        if self.std is not None:
+            for i, v in enumerate(self.std):
+                if v <= 0:
+                    raise FieldProblem(f"std[{i}]", "std values must be positive")
+        return self
+
+    @model_validator(mode="after")
+    def _check_resizes(self) -> "DataConfig":
+        for name in ("train_resize", "test_resize"):
+            for i, v in enumerate(getattr(self, name) or ()):
+                if not MIN_SIDE <= v <= MAX_RESIZE:
+                    raise FieldProblem(f"{name}[{i}]", f"a resize side must be between {MIN_SIDE} and {MAX_RESIZE} pixels")
         return self
 
 
@@ -284,11 +376,12 @@ class ViTConfig(_Section):
     @model_validator(mode="after")
     def _check(self) -> "ViTConfig":
         if self.width % self.heads:
-            raise ValueError(f"width {self.width} is not a multiple of heads {self.heads}")
+            raise FieldProblem("width", f"width {self.width} is not a multiple of heads {self.heads}", "heads")
         if self.width % 2:
-            raise ValueError("width must be even (sinusoidal position encoding)")
+            raise FieldProblem("width", "width must be even (sinusoidal position encoding)")
         if self.depth % (self.aux_heads + 1):
-            raise ValueError(f"depth {self.depth} does not split into aux_heads + 1 = {self.aux_heads + 1} equal blocks")
+            raise FieldProblem("depth", f"depth {self.depth} does not split into aux_heads + 1 = {self.aux_heads + 1} "
+                               "equal blocks", "aux_heads")
         return self
 
 
@@ -300,10 +393,11 @@ class ModelConfig(_Section):
     arch: str = Field("resnet18", min_length=1, pattern=r"^[a-z0-9_]+$")
     """Architecture: any torchvision classification model name (`resnet18`, `resnet50`,
     `efficientnet_b2`, `regnet_y_1_6gf`, ...) or one of fgbench's own: `resnet8_cifar`,
-    `resnet20_cifar` (CIFAR ResNets, 16-32-64 channels), `small_cnn`, `vit_cifar` (post-norm ViT for
+    `resnet20_cifar` (CIFAR ResNets, 16-32-64 channels), `small_cnn`, `toy_dilated` (enhuiz's four
+    dilated 3x3 convolutions of 32 channels), `vit_cifar` (post-norm ViT for
     small images, as enhuiz's `vit`) and `vitn_cifar` (pre-norm ViT with the `model.vit` options)."""
 
-    num_classes: int | None = Field(None, ge=2)
+    num_classes: int | None = Field(None, ge=2, le=1_000_000)
     """Output classes. Unset: the dataset's class count (the head is replaced to match). The enhuiz
     seed keeps torchvision's 1000-output head on CIFAR-100 (`num_classes = 1000`)."""
 
@@ -349,7 +443,7 @@ class ModelConfig(_Section):
     mixstyle_p: float = Field(0.5, ge=0, le=1)
     """Probability that MixStyle mixes a given batch."""
 
-    mixstyle_alpha: float = Field(0.1, gt=0)
+    mixstyle_alpha: float = Field(0.1, gt=0, le=100)
     """Beta(alpha, alpha) distribution of MixStyle's mixing weight."""
 
     freeze_stages: int = Field(0, ge=0, le=5)
@@ -368,8 +462,8 @@ class ModelConfig(_Section):
     def _check(self) -> "ModelConfig":
         resnet = bool(_RESNET_ARCH.match(self.arch))
         if self.init == "pytorch" and self.pretrained.source == "torchvision":
-            raise ValueError("init = \"pytorch\" would reset the torchvision weights; it applies to models built "
-                             "without them (pretrained.source none, file or moco)")
+            raise FieldProblem("init", "init = \"pytorch\" would reset the torchvision weights; it applies to models "
+                               "built without them (pretrained.source none, file or moco)", "pretrained.source")
         resnet_only = {
             "cifar_stem": self.cifar_stem,
             "zero_init_residual": self.zero_init_residual,
@@ -379,17 +473,19 @@ class ModelConfig(_Section):
         }
         for name, used in resnet_only.items():
             if used and not resnet:
-                raise ValueError(f"{name} applies to ResNets only, not to arch '{self.arch}'")
+                raise FieldProblem(name, f"{name} applies to ResNets only, not to arch '{self.arch}'", "arch")
         if self.arch.endswith("_cifar") and resnet:
             if self.mixstyle_layers > 3 or self.freeze_stages > 4:
-                raise ValueError(f"{self.arch} has 3 stages: mixstyle_layers <= 3 and freeze_stages <= 4")
+                raise FieldProblem("mixstyle_layers" if self.mixstyle_layers > 3 else "freeze_stages",
+                                   f"{self.arch} has 3 stages: mixstyle_layers <= 3 and freeze_stages <= 4", "arch")
         if self.arch != "vitn_cifar":
             used = [n for n, on in (("rel_pos", self.vit.rel_pos), ("diag_mask", self.vit.diag_mask),
                                     ("temperature", self.vit.temperature != "none")) if on]
             if used:
-                raise ValueError(f"vit.{used[0]} needs arch 'vitn_cifar' (the pre-norm ViT)")
+                raise FieldProblem(f"vit.{used[0]}", f"vit.{used[0]} needs arch 'vitn_cifar' (the pre-norm ViT)", "arch")
         if self.arch in _VIT_ARCHS and self.pretrained.source == "torchvision":
-            raise ValueError(f"{self.arch} is fgbench's own architecture: no torchvision weights")
+            raise FieldProblem("pretrained.source", f"{self.arch} is fgbench's own architecture: no torchvision weights",
+                               "arch")
         return self
 
 
@@ -406,7 +502,7 @@ class _OptimBase(_Section):
     no_decay_norm_bias: bool = False
     """Exempt normalization weights and all biases from weight decay."""
 
-    grad_clip: float | None = Field(None, gt=0)
+    grad_clip: float | None = Field(None, gt=0, le=1e6)
     """Clip the global gradient norm to this value."""
 
 
@@ -428,8 +524,15 @@ class _AdamBase(_OptimBase):
     betas: tuple[float, float] = (0.9, 0.999)
     """Adam's (beta1, beta2)."""
 
-    eps: float = Field(1e-8, gt=0)
+    eps: float = Field(1e-8, gt=0, le=1)
     """Adam's epsilon."""
+
+    @model_validator(mode="after")
+    def _check_betas(self) -> "_AdamBase":
+        for i, b in enumerate(self.betas):
+            if not 0 <= b < 1:
+                raise FieldProblem(f"betas[{i}]", "Adam's betas must lie in [0, 1)")
+        return self
 
 
 class AdamConfig(_AdamBase):
@@ -457,52 +560,79 @@ Optimizer = _tagged_union("name", SGDConfig, AdamConfig, AdamWConfig, RAdamConfi
 # ------------------------------------------------------------------------------------ schedule
 
 
+MAX_STEPS = 10**9
+"""Upper bound of every count of optimizer steps in a recipe."""
+
+
 class _ScheduleBase(_Section):
     epochs: int = Field(10, ge=1, le=100000)
     """Training epochs of the first stage."""
 
-    max_steps: int | None = Field(None, ge=1)
+    max_steps: int | None = Field(None, ge=1, le=MAX_STEPS)
     """Stop after this many optimizer steps; the schedule spans them instead of `epochs`."""
 
-    warmup_epochs: float = Field(0.0, ge=0)
+    warmup_epochs: float = Field(0.0, ge=0, le=100000)
     """Warm-up length in epochs (fractions allowed), stepped per iteration."""
 
-    warmup_steps: int | None = Field(None, ge=0)
+    warmup_steps: int | None = Field(None, ge=0, le=MAX_STEPS)
     """Warm-up length in optimizer steps; overrides `warmup_epochs`."""
 
     warmup: Literal["linear", "quadratic"] = "linear"
     """Warm-up shape from `warmup_start_lr` to `lr`: linear, or quadratic (lr * (t/T)^2, as SimpleClassification)."""
 
-    warmup_start_lr: float = Field(0.0, ge=0)
+    warmup_start_lr: float = Field(0.0, ge=0, le=10)
     """LR at the first warm-up step."""
 
     stepping: Literal["iteration", "epoch"] = "iteration"
     """`iteration`: the LR changes every step. `epoch`: it is held for each epoch at the value of
     the epoch's first step (as the per-epoch PyTorch schedulers of the cyizhuo and hoya seeds)."""
 
+    @model_validator(mode="after")
+    def _check_warmup(self) -> "_ScheduleBase":
+        if self.max_steps is not None:
+            if self.warmup_steps is not None and self.warmup_steps >= self.max_steps:
+                raise FieldProblem("warmup_steps", f"the warm-up ({self.warmup_steps} steps) must be shorter than the run "
+                                   f"(max_steps = {self.max_steps})", "max_steps")
+        elif self.warmup_steps is None and self.warmup_epochs >= self.epochs:
+            raise FieldProblem("warmup_epochs", f"the warm-up ({self.warmup_epochs:g} epochs) must be shorter than the "
+                               f"run (epochs = {self.epochs})", "epochs")
+        return self
+
 
 class CosineSchedule(_ScheduleBase):
     name: Literal["cosine"] = "cosine"
     """Cosine decay from `lr` to `min_lr` after warm-up."""
 
-    min_lr: float = Field(0.0, ge=0)
+    min_lr: float = Field(0.0, ge=0, le=10)
     """LR at the end of the cosine."""
 
-    hold_epochs: float = Field(0.0, ge=0)
+    hold_epochs: float = Field(0.0, ge=0, le=100000)
     """Epochs held at the peak LR between the warm-up and the cosine (the hoya seed's
     GradualWarmupScheduler holds one)."""
 
-    period_epochs: float | None = Field(None, gt=0)
+    period_epochs: float | None = Field(None, gt=0, le=100000)
     """Length of the first stage's cosine in epochs, from its start to `min_lr` (unset: the rest of
     the stage). Longer than what remains, training ends before the LR reaches `min_lr`, as the
     hoya seed's CosineAnnealingLR(T_max=120) after a warm-up. Later stages span their own epochs."""
+
+    warmup_in_period: bool = False
+    """The warm-up is part of the cosine's period, as timm's CosineLRScheduler (`warmup_prefix =
+    False`): after the warm-up the cosine is at `p = step / T` (T the stage's steps, or
+    `period_epochs`), not starting again from the peak. Off: the cosine starts at the peak after the
+    warm-up (and `hold_epochs`)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> "CosineSchedule":
+        if self.warmup_in_period and self.hold_epochs:
+            raise ValueError("warmup_in_period: a cosine that includes the warm-up has no hold at the peak (hold_epochs)")
+        return self
 
 
 class MultiStepSchedule(_ScheduleBase):
     name: Literal["multistep"] = "multistep"
     """Multiply the LR by `gamma` at each milestone epoch."""
 
-    milestones: list[int] = Field(default_factory=lambda: [30, 60, 90])
+    milestones: list[int] = Field(default_factory=lambda: [30, 60, 90], max_length=1000)
     """Epochs at which the LR is decayed."""
 
     gamma: float = Field(0.1, gt=0, le=1)
@@ -510,8 +640,14 @@ class MultiStepSchedule(_ScheduleBase):
 
     @model_validator(mode="after")
     def _check(self) -> "MultiStepSchedule":
-        if sorted(self.milestones) != self.milestones or any(m < 1 for m in self.milestones):
-            raise ValueError("milestones must be positive and increasing")
+        for i, m in enumerate(self.milestones):
+            if m < 1:
+                raise FieldProblem(f"milestones[{i}]", "milestones must be positive")
+            if i and m <= self.milestones[i - 1]:
+                raise FieldProblem(f"milestones[{i}]", "milestones must be strictly increasing")
+            if self.max_steps is None and m > self.epochs:
+                raise FieldProblem(f"milestones[{i}]", f"milestone {m} lies beyond the run (epochs = {self.epochs})",
+                                   "epochs")
         return self
 
 
@@ -519,7 +655,7 @@ class LinearSchedule(_ScheduleBase):
     name: Literal["linear"] = "linear"
     """Linear decay from `lr` to `min_lr` after warm-up (DeepSpeed's WarmupDecayLR)."""
 
-    min_lr: float = Field(0.0, ge=0)
+    min_lr: float = Field(0.0, ge=0, le=10)
     """LR at the last step."""
 
 
@@ -540,6 +676,13 @@ class AugmentConfig(_Section):
 
     rotation: float = Field(0.0, ge=0, le=180)
     """Random rotation range in degrees (0 disables)."""
+
+    color_jitter: float = Field(0.0, ge=0, le=1)
+    """ColorJitter strength for brightness, contrast and saturation (each factor drawn from
+    [1 - v, 1 + v], as timm's `color_jitter = v`); 0 disables. Applied after the flip and rotation."""
+
+    color_jitter_hue: float = Field(0.0, ge=0, le=0.5)
+    """ColorJitter hue shift range [-v, v] (0 leaves the hue alone, as timm's scalar `color_jitter`)."""
 
     randaugment_ops: int = Field(0, ge=0, le=16)
     """RandAugment number of ops N (0 disables)."""
@@ -565,10 +708,10 @@ class AugmentConfig(_Section):
     random_erasing: float = Field(0.0, ge=0, le=1)
     """Random erasing probability (0 disables)."""
 
-    mixup_alpha: float = Field(0.0, ge=0)
+    mixup_alpha: float = Field(0.0, ge=0, le=100)
     """MixUp Beta(alpha, alpha) parameter (0 disables)."""
 
-    cutmix_alpha: float = Field(0.0, ge=0)
+    cutmix_alpha: float = Field(0.0, ge=0, le=100)
     """CutMix Beta(alpha, alpha) parameter (0 disables)."""
 
     mix_prob: float = Field(1.0, ge=0, le=1)
@@ -580,9 +723,10 @@ class AugmentConfig(_Section):
     @model_validator(mode="after")
     def _check(self) -> "AugmentConfig":
         if self.randaugment_ops and self.trivialaugment:
-            raise ValueError("choose RandAugment or TrivialAugment, not both")
+            raise FieldProblem("trivialaugment", "choose RandAugment or TrivialAugment, not both", "randaugment_ops")
         if self.randaugment_magnitude >= self.randaugment_bins:
-            raise ValueError("randaugment_magnitude must be below randaugment_bins")
+            raise FieldProblem("randaugment_magnitude", "randaugment_magnitude must be below randaugment_bins",
+                               "randaugment_bins")
         return self
 
 
@@ -604,10 +748,10 @@ class EMAConfig(_Section):
     decay: float = Field(0.9998, gt=0, lt=1)
     """EMA decay after the ramp."""
 
-    ramp_steps: float = Field(2000.0, ge=0)
+    ramp_steps: float = Field(2000.0, ge=0, le=MAX_STEPS)
     """Ramp: decay(u) = decay * (1 - exp(-u / ramp_steps)) after u updates (0 disables the ramp)."""
 
-    every: int = Field(1, ge=1)
+    every: int = Field(1, ge=1, le=1_000_000)
     """Update the EMA every this many optimizer steps."""
 
 
@@ -627,19 +771,19 @@ class RuntimeConfig(_Section):
     compile: bool = False
     """Compile the model with torch.compile."""
 
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     """Seed of every random generator of the run."""
 
     deterministic: bool = False
     """Deterministic algorithms (slower on GPU; cudnn.benchmark off)."""
 
-    log_every_steps: int = Field(20, ge=1)
+    log_every_steps: int = Field(20, ge=1, le=1_000_000)
     """Write a step event every this many optimizer steps."""
 
-    eval_every_epochs: int = Field(1, ge=1)
+    eval_every_epochs: int = Field(1, ge=1, le=100000)
     """Evaluate every this many epochs (the last epoch of each stage is always evaluated)."""
 
-    checkpoint_every_epochs: int = Field(1, ge=1)
+    checkpoint_every_epochs: int = Field(1, ge=1, le=100000)
     """Write the `last` checkpoint every this many epochs (and always at the end of a stage)."""
 
 
@@ -647,7 +791,7 @@ class RuntimeConfig(_Section):
 
 
 class StageConfig(_Section):
-    name: str = Field("stage", min_length=1)
+    name: str = Field("stage", min_length=1, max_length=120)
     """Stage name shown in the logs, e.g. `fixres-448`."""
 
     epochs: int = Field(ge=1, le=100000)
@@ -662,10 +806,10 @@ class StageConfig(_Section):
     lr: float | None = Field(None, gt=0, le=10)
     """Peak LR of this stage (unset: as the first stage)."""
 
-    min_lr: float | None = Field(None, ge=0)
+    min_lr: float | None = Field(None, ge=0, le=10)
     """Final LR of this stage's cosine/linear decay (unset: as the first stage)."""
 
-    warmup_epochs: float | None = Field(None, ge=0)
+    warmup_epochs: float | None = Field(None, ge=0, le=100000)
     """Warm-up of this stage (unset: as the first stage)."""
 
     batch_size: int | None = Field(None, ge=1, le=65536)
@@ -677,12 +821,18 @@ class StageConfig(_Section):
     trainable: Literal["all", "bn_fc"] = "all"
     """`all` layers, or only BatchNorm and the classifier (the FixRes paper's fine-tuning)."""
 
+    train_crop: Literal["random_resized", "pad_crop", "resize_crop", "resize", "test"] | None = None
+    """Training preprocessing of this stage: one of `data.train_crop`'s policies (with the recipe's
+    augmentations), or `test`: the test preprocessing itself (`data.test_crop` at this stage's train
+    size; no flip, RandAugment, erasing, MixUp or CutMix), as the FixRes paper fine-tunes BN and the
+    classifier. Unset: `test` for a `trainable = "bn_fc"` stage, else as the stage before."""
+
     new_optimizer: bool = True
     """Start a fresh optimizer state (and EMA ramp) for this stage, as a separate run would."""
 
 
 class EvalConfig(_Section):
-    final_test_sizes: list[int] = Field(default_factory=list)
+    final_test_sizes: list[int] = Field(default_factory=list, max_length=32)
     """Extra test sizes evaluated on the selected model at the end (e.g. [224, 448])."""
 
     top_k: int = Field(5, ge=1, le=100)
@@ -691,6 +841,19 @@ class EvalConfig(_Section):
     select_on: Literal["val", "test", "last"] = "val"
     """Which split picks the best epoch. `val` needs a validation split; `test` is the seeds'
     (optimistic) habit, kept for reproduction only; `last` takes the final epoch."""
+
+    precision: Literal["fp32", "train"] = "fp32"
+    """Precision of every evaluation (validation, test, final sizes, `fgbench evaluate`/`predict`):
+    `fp32` evaluates in full precision even when `runtime.precision` trains under autocast (as
+    SimpleClassification and cyizhuo do); `train` evaluates under the training autocast."""
+
+    @model_validator(mode="after")
+    def _check_sizes(self) -> "EvalConfig":
+        for i, size in enumerate(self.final_test_sizes):
+            if not MIN_SIDE <= size <= MAX_SIDE:
+                raise FieldProblem(f"final_test_sizes[{i}]",
+                                   f"a test size must be between {MIN_SIDE} and {MAX_SIDE} pixels")
+        return self
 
 
 class DistributedConfig(_Section):
@@ -726,11 +889,11 @@ class SweepConfig(_Section):
     @model_validator(mode="after")
     def _check(self) -> "SweepConfig":
         if not self.grid and not self.variants:
-            raise ValueError("a sweep needs sweep.grid or sweep.variants")
+            raise FieldProblem("grid", "a sweep needs sweep.grid or sweep.variants", "variants")
         names = [v.name for v in self.variants]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"variant names must be unique: {', '.join(dup)}")
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise FieldProblem(f"variants[{i}].name", f"variant names must be unique: {name!r} is used twice")
 
         def leaves(node: Any, prefix: str):
             for k, v in node.items():
@@ -742,7 +905,7 @@ class SweepConfig(_Section):
 
         for path, values in leaves(self.grid, ""):
             if not isinstance(values, list) or not values:
-                raise ValueError(f"grid.{path}: expected a non-empty list of values")
+                raise FieldProblem(f"grid.{path}", "expected a non-empty list of values")
         return self
 
 
@@ -792,176 +955,396 @@ class Recipe(_Section):
     @model_validator(mode="after")
     def _check(self) -> "Recipe":
         if self.eval.select_on == "val" and self.data.val_fraction == 0:
-            raise ValueError("eval.select_on is 'val' but data.val_fraction is 0: hold out a validation split or select on 'last'")
-        if isinstance(self.schedule, MultiStepSchedule) and self.schedule.milestones:
-            if self.schedule.milestones[-1] > self.schedule.epochs:
-                raise ValueError("schedule.milestones lie beyond schedule.epochs")
+            raise FieldProblem("eval.select_on", "eval.select_on is 'val' but data.val_fraction is 0: hold out a "
+                               "validation split or select on 'last'", "data.val_fraction")
+        crop = self.data.train_crop
+        for i, st in enumerate(self.stages):
+            crop = st.train_crop or ("test" if st.trainable == "bn_fc" else crop)
+            if self.data.loader == "device" and crop not in ("pad_crop", "resize"):
+                implied = "" if st.train_crop else " (a bn_fc stage trains on the test preprocessing unless told)"
+                raise FieldProblem(f"stages[{i}].train_crop", f"{crop!r}{implied} is not available with data.loader = "
+                                   "\"device\" (pad_crop or resize); set it, or use data.loader = \"standard\"",
+                                   "data.loader", f"stages[{i}].trainable")
         return self
+
+    @model_validator(mode="after")
+    def _check_lr_and_stages(self) -> "Recipe":
+        # What the recipe alone can tell about the LR plan of every stage (stage 0 is the recipe).
+        lr, min_lr = self.optim.lr, getattr(self.schedule, "min_lr", None)
+        if min_lr is not None and min_lr > lr:
+            raise FieldProblem("schedule.min_lr", f"min_lr {min_lr:g} is above the peak optim.lr {lr:g}", "optim.lr")
+        for i, st in enumerate(self.stages):
+            st_lr = st.lr if st.lr is not None else lr
+            st_min = st.min_lr if st.min_lr is not None else min_lr
+            if st_min is not None and st_min > st_lr:
+                where = "min_lr" if st.min_lr is not None else "lr"
+                raise FieldProblem(f"stages[{i}].{where}", f"this stage's min_lr {st_min:g} is above its lr {st_lr:g}",
+                                   f"stages[{i}].lr", f"stages[{i}].min_lr", "optim.lr", "schedule.min_lr")
+            if st.warmup_epochs is not None and st.warmup_epochs >= st.epochs:
+                raise FieldProblem(f"stages[{i}].warmup_epochs", f"the warm-up ({st.warmup_epochs:g} epochs) must be "
+                                   f"shorter than the stage (epochs = {st.epochs})", f"stages[{i}].epochs")
+        return self
+
+    @model_validator(mode="after")
+    def _check_patch_size(self) -> "Recipe":
+        if self.model.arch not in _VIT_ARCHS:
+            return self
+        p = self.model.vit.patch_size
+        sizes = [("data.train_size", self.data.train_size)]
+        if self.data.test_crop != "none":  # "none" keeps the images' own size, which only the data knows
+            sizes.append(("data.test_size", self.data.test_size))
+            sizes += [(f"eval.final_test_sizes[{i}]", v) for i, v in enumerate(self.eval.final_test_sizes)]
+        for i, st in enumerate(self.stages):
+            sizes.append((f"stages[{i}].train_size", st.train_size))
+            if self.data.test_crop != "none":
+                sizes.append((f"stages[{i}].test_size", st.test_size))
+        for field, size in sizes:
+            if size is not None and size % p:
+                raise FieldProblem(field, f"{size} px is not a multiple of model.vit.patch_size {p}",
+                                   "model.vit.patch_size", "model.arch")
+        return self
+
+
+# --------------------------------------------------------------------------- schema walking
+#
+# One walker of the schema: the union sections, their tags and variants are discovered here from the
+# pydantic models, and everything else (error locations, the TOML writer, sweeps, the docs, the
+# TUI form) asks these functions instead of keeping its own list.
+
+
+def _strip_none(ann: Any) -> Any:
+    if typing.get_origin(ann) in (Union, types.UnionType):
+        args = [a for a in typing.get_args(ann) if a is not type(None)]
+        if len(args) < len(typing.get_args(ann)):
+            return args[0] if len(args) == 1 else Union[tuple(args)]  # type: ignore[return-value]
+    return ann
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def iter_fields(model: type[BaseModel] = Recipe, prefix: str = ""):
+    """Yield ``(dotted_path, FieldInfo)`` for every leaf and section of ``model``, depth first
+    (union sections are yielded, not entered: see :func:`union_sections`)."""
+    for name, info in model.model_fields.items():
+        path = f"{prefix}{name}"
+        yield path, info
+        ann = _strip_none(info.annotation)
+        if _is_model(ann):
+            yield from iter_fields(ann, path + ".")
+
+
+@functools.cache
+def union_sections() -> dict[str, tuple[str, dict[str, type[BaseModel]]]]:
+    """Every discriminated-union section of the recipe by dotted path (a list item is ``[]``, as in
+    ``stages[].x``): ``(tag field, {tag value: variant class})``, in schema order."""
+    out: dict[str, tuple[str, dict[str, type[BaseModel]]]] = {}
+
+    def visit(model: type[BaseModel], prefix: str) -> None:
+        for name, info in model.model_fields.items():
+            path = prefix + name
+            ann = _strip_none(info.annotation)
+            members = union_members(ann)
+            if members:
+                tag = union_tag(members)
+                out[path] = (tag, {m.model_fields[tag].default: m for m in members})
+                for m in members:
+                    visit(m, path + ".")
+            elif _is_model(ann):
+                visit(ann, path + ".")
+            elif typing.get_origin(ann) is list and _is_model(typing.get_args(ann)[0]):
+                visit(typing.get_args(ann)[0], path + "[].")
+
+    visit(Recipe, "")
+    return out
+
+
+def union_variants(field_path: str) -> dict[str, type[BaseModel]]:
+    """Variants of a discriminated-union section keyed by tag, e.g. ``optim`` -> {sgd: SGDConfig, ...}."""
+    return union_sections()[field_path][1]
+
+
+def union_tag_field(field_path: str) -> str:
+    """The tag field of a union section: ``optim`` -> ``name``, ``model.pretrained`` -> ``source``."""
+    return union_sections()[field_path][0]
+
+
+UNION_SECTIONS = tuple(union_sections())
+
+
+def _schema_path(parts: Sequence[str | int]) -> str:
+    return ".".join("[]" if isinstance(p, int) else p for p in parts).replace(".[]", "[]")
+
+
+def user_path(loc: Sequence[Any]) -> tuple[str | int, ...]:
+    """A pydantic error location as the user wrote it: pydantic puts the union tag into the
+    location (``optim.sgd.lr``); users wrote ``optim.lr``."""
+    out: list[str | int] = []
+    for item in loc:
+        if isinstance(item, str) and out:
+            union = union_sections().get(_schema_path(out))
+            if union is not None and item in union[1]:
+                continue
+        out.append(item)
+    return tuple(out)
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def path_text(parts: Sequence[str | int]) -> str:
+    """``stages[0].epochs``; a key that is not a bare TOML key is quoted and escaped
+    (``sweep.grid."optim.lr"``, ``data."\\x1b[31m"``), so every path prints on one line."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        key = part if _BARE_KEY.fullmatch(part) else '"' + escape(part).replace('"', '\\"') + '"'
+        out += ("." if out else "") + key
+    return out or "(recipe)"
 
 
 # ------------------------------------------------------------------------------ load / save
 
+MAX_RECIPE_BYTES = 1 << 20
+"""A recipe is a few kilobytes; anything over 1 MB is not one (and is not read)."""
+
+MAX_DEPTH = 20
+"""Deepest nesting of tables and arrays a recipe may have (the schema itself needs about 6)."""
 
 
+@dataclass(frozen=True)
+class Override:
+    """One ``--set KEY=VALUE``: the text as given, the key's parts and the parsed value."""
 
-def _loc(loc: tuple[Any, ...]) -> str:
-    # pydantic puts the union tag into the location (optim.sgd.lr); users wrote optim.lr.
-    parts: list[str] = []
-    for item in loc:
-        if isinstance(item, int):
-            parts.append(f"[{item}]")
-            continue
-        if item in _UNION_TAGS:
-            continue
-        parts.append(("." if parts else "") + str(item))
-    return "".join(parts) or "(recipe)"
+    text: str
+    key: tuple[str, ...]
+    value: Any
 
-
-_UNION_TAGS = {
-    "none", "torchvision", "file", "moco",
-    "sgd", "adam", "adamw", "radam",
-    "cosine", "multistep", "linear", "constant",
-}
+    @property
+    def source(self) -> str:
+        return f"--set {escape(self.text)}"
 
 
-def format_errors(err: ValidationError, source: str) -> list[str]:
+def parse_override(item: str) -> Override:
+    if "=" not in item:
+        raise RecipeError([f"--set {escape(item)}: expected KEY=VALUE, e.g. optim.lr=0.01"])
+    key, raw = item.split("=", 1)
+    parts = tuple(p.strip() for p in key.strip().split("."))
+    if not all(parts):
+        raise RecipeError([f"--set {escape(item)}: empty key part"])
+    try:
+        value = parse_override_value(raw)
+    except ValueError as err:
+        raise RecipeError([f"--set {escape(item)}: {escape(str(err))}"]) from None
+    problem = _too_deep(value, 1)
+    if problem:
+        raise RecipeError([f"--set {escape(item)}: {problem}"])
+    return Override(item, parts, value)
+
+
+def _field_of(e: dict[str, Any]) -> tuple[tuple[str | int, ...], tuple[tuple[str | int, ...], ...], str]:
+    """(path, other paths involved, message) of one pydantic error."""
+    path = user_path(e["loc"])
+    msg = e["msg"].removeprefix("Value error, ")
+    involves: tuple[tuple[str | int, ...], ...] = ()
+    error = (e.get("ctx") or {}).get("error")
+    if isinstance(error, FieldProblem):
+        path = path + _parse_rel(error.field)
+        involves = tuple(user_path(e["loc"]) + _parse_rel(f) for f in error.involves)
+    elif e["type"] == "union_tag_invalid":
+        ctx = e.get("ctx", {})
+        union = union_sections().get(_schema_path(path))
+        if union is not None:
+            path = path + (union[0],)
+        msg = f"unknown variant {ctx.get('tag')!r}, expected one of {ctx.get('expected_tags')}"
+    elif e["type"] in ("union_tag_not_found", "model_type", "model_attributes_type", "dict_type"):
+        msg = "expected a table (a [section] or { key = value, ... })"
+    return path, involves, msg
+
+
+_REL_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _parse_rel(text: str) -> tuple[str | int, ...]:
+    return tuple(int(m.group(2)) if m.group(2) is not None else m.group(1) for m in _REL_PART.finditer(text))
+
+
+def _blame(path: tuple[str | int, ...], involves: Sequence[tuple[str | int, ...]],
+           overrides: Sequence[Override]) -> Override | None:
+    """The ``--set`` an error comes from: the last one whose key is the error's field, a table above
+    it or a key below it, or the tag of the union section the field is in."""
+    for ov in reversed(overrides):
+        for p in (path, *involves):
+            names = tuple(x for x in p if isinstance(x, str))
+            n = min(len(names), len(ov.key))
+            if names[:n] == ov.key[:n]:
+                return ov
+            section = _schema_path(ov.key[:-1])
+            if section in union_sections() and union_sections()[section][0] == ov.key[-1] \
+                    and names[:len(ov.key) - 1] == ov.key[:-1]:
+                return ov
+    return None
+
+
+def format_errors(err: ValidationError, source: str, overrides: Sequence[Override] = ()) -> list[str]:
+    """One line per problem: ``FILE: field.path: message``, or ``--set KEY=VALUE: message`` when an
+    override is where the problem comes from (with the field too when it is not the key itself)."""
     lines = []
     for e in err.errors(include_url=False):
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "union_tag_invalid":
-            ctx = e.get("ctx", {})
-            msg = f"unknown variant {ctx.get('tag')!r}, expected one of {ctx.get('expected_tags')}"
-        lines.append(f"{source}: {_loc(tuple(e['loc']))}: {msg}")
+        path, involves, msg = _field_of(e)
+        ov = _blame(path, involves, overrides)
+        msg = escape(msg)
+        if ov is not None:
+            if tuple(x for x in path if isinstance(x, str)) == ov.key and not any(isinstance(x, int) for x in path):
+                lines.append(f"{ov.source}: {msg}")
+            else:
+                lines.append(f"{ov.source}: {path_text(path)}: {msg}")
+        else:
+            lines.append(f"{escape(source)}: {path_text(path)}: {msg}")
     return lines
 
 
-def validate_recipe(data: dict[str, Any], source: str = "<recipe>") -> Recipe:
+def validate_recipe(data: dict[str, Any], source: str = "<recipe>", overrides: Sequence[Override | str] = ()) -> Recipe:
+    """The Recipe for ``data`` (overrides already applied), or a RecipeError naming ``source`` or
+    the ``--set`` each problem comes from."""
     try:
         return Recipe.model_validate(data)
     except ValidationError as err:
-        raise RecipeError(format_errors(err, source)) from None
+        ovs = [o if isinstance(o, Override) else parse_override(o) for o in overrides]
+        raise RecipeError(format_errors(err, source, ovs)) from None
+
+
+def _too_deep(value: Any, start: int = 0) -> str | None:
+    stack = [(value, start)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth >= MAX_DEPTH:
+            return f"nested more than {MAX_DEPTH} tables or arrays deep"
+        stack.extend((c, depth + 1) for c in children)
+    return None
 
 
 def parse_recipe_text(text: str, source: str = "<recipe>") -> dict[str, Any]:
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise RecipeError([f"{source}: TOML syntax: {err}"]) from None
+        msg = str(err)
+        if msg.endswith("(at end of document)"):  # say where that is, like every other syntax error
+            msg = msg.removesuffix("(at end of document)") + f"(at the end of the file, line {text.count(chr(10)) + 1})"
+        raise RecipeError([f"{escape(source)}: TOML syntax: {escape(msg)}"]) from None
+    except RecursionError:
+        msg = f"TOML syntax: nested more than {MAX_DEPTH} tables or arrays deep"
+        raise RecipeError([f"{escape(source)}: {msg}"]) from None
+    problem = _too_deep(data)
+    if problem:
+        raise RecipeError([f"{escape(source)}: {problem}"])
+    return data
 
 
-def read_recipe_data(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> dict[str, Any]:
+def read_recipe_data(path: str | os.PathLike[str], overrides: Sequence[str | Override] = ()) -> dict[str, Any]:
     """The TOML data of a recipe file with ``--set`` overrides applied, not yet validated."""
-    p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RecipeError([f"{p}: file not found"]) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise RecipeError([f"{p}: cannot read: {err}"]) from None
-    data = parse_recipe_text(text, str(p))
+        text = read_text_file(path, MAX_RECIPE_BYTES, "recipe")
+    except RecipeError:
+        raise
+    except UserError as err:
+        raise RecipeError([str(err)]) from None
+    data = parse_recipe_text(text, str(path))
     if overrides:
-        data = apply_overrides(data, list(overrides), str(p))
+        data = apply_overrides(data, list(overrides))
     return data
 
 
 def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] | None = None) -> Recipe:
     """Read, apply ``--set`` overrides, validate. Every problem is raised as a RecipeError."""
-    return validate_recipe(read_recipe_data(path, overrides or ()), str(path))
+    ovs = [parse_override(o) for o in overrides or ()]
+    return validate_recipe(read_recipe_data(path, ovs), str(path), ovs)
 
 
 def parse_override_value(raw: str) -> Any:
     """``--set`` values are TOML values (``0.1``, ``true``, ``[224, 448]``, ``"adamw"``); a bare
-    word that is not valid TOML is taken as a string (``--set optim.name=adamw``)."""
+    word that is not valid TOML is taken as a string (``--set optim.name=adamw``). Raises
+    ValueError for text that starts like a TOML string, array or table but is not one."""
     try:
-        return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+        parsed = tomllib.loads(f"v = {raw}")
+    except tomllib.TOMLDecodeError as err:
+        if raw.strip()[:1] in ("[", "{", '"', "'"):
+            raise ValueError(f"not a TOML value: {err}") from None
         return raw
+    except RecursionError:
+        raise ValueError(f"not a TOML value: nested more than {MAX_DEPTH} arrays or tables deep") from None
+    if set(parsed) != {"v"}:
+        raise ValueError("not one TOML value (a newline or a second key in the value)")
+    return parsed["v"]
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "--set") -> dict[str, Any]:
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str | Override], source: str = "--set") -> dict[str, Any]:
+    """``data`` with each ``--set`` applied in order (``source`` is kept for old callers; errors name
+    the override itself)."""
     import copy
 
     out = copy.deepcopy(data)
     for item in overrides:
-        if "=" not in item:
-            raise RecipeError([f"{source}: --set {item}: expected KEY=VALUE, e.g. optim.lr=0.01"])
-        key, raw = item.split("=", 1)
-        parts = key.strip().split(".")
-        if not all(parts):
-            raise RecipeError([f"{source}: --set {item}: empty key part"])
+        ov = item if isinstance(item, Override) else parse_override(item)
         node = out
-        for part in parts[:-1]:
+        for i, part in enumerate(ov.key[:-1]):
             nxt = node.setdefault(part, {})
             if not isinstance(nxt, dict):
-                raise RecipeError([f"{source}: --set {key}: {part} is not a table"])
+                raise RecipeError([f"{ov.source}: {path_text(ov.key[:i + 1])}: is not a table, so it has no "
+                                   f"key {escape(ov.key[i + 1])!r}"])
             node = nxt
-        node[parts[-1]] = parse_override_value(raw)
+        node[ov.key[-1]] = copy.deepcopy(ov.value)
     return out
+
+
+# --------------------------------------------------------------------------------- writing
 
 
 def recipe_to_dict(recipe: Recipe, *, full: bool = True) -> dict[str, Any]:
     """Plain data for TOML: ``full`` keeps defaults (the resolved recipe), otherwise only what
-    differs from them. None is dropped since TOML has no null."""
+    differs from them, with the tag of every union section that is written (or that is not the
+    default variant), so the file loads back. None is dropped since TOML has no null."""
     data = recipe.model_dump(mode="json", exclude_none=True, exclude_defaults=not full)
     if not full:
         _keep_union_tags(recipe, data)
     return data
 
 
-def _keep_union_tags(recipe: Recipe, data: dict[str, Any]) -> None:
+def _keep_union_tags(model: BaseModel, data: dict[str, Any]) -> None:
     # exclude_defaults drops a union's tag (it is each variant's default), which would leave e.g.
-    # `[optim] lr = 0.01` with no `name`: unloadable. Put the tag back wherever the section is
-    # written or is not the default variant.
-    default = Recipe()
-    for path in UNION_SECTIONS:
-        parts = path.split(".")
-        obj: Any = recipe
-        ref: Any = default
-        for part in parts:
-            obj, ref = getattr(obj, part), getattr(ref, part)
-        node: Any = data
-        for part in parts:
-            node = node.get(part) if isinstance(node, dict) else None
-        if node is None and type(obj) is type(ref):
-            continue
-        node = data
-        for part in parts:
-            node = node.setdefault(part, {})
-        tag = "source" if parts[-1] == "pretrained" else "name"
-        node[tag] = getattr(obj, tag)
+    # `[optim] lr = 0.01` with no `name`: unloadable, or loaded as SGD. Put the tag back, first. A
+    # section whose variant is not the default is always in `data` (as {} when its fields are all
+    # defaults), so walking what is there finds every union that needs its tag.
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        sub = data.get(name)
+        members = union_members(_strip_none(info.annotation))
+        if members and isinstance(value, BaseModel) and isinstance(sub, dict):
+            tag = union_tag(members)
+            data[name] = sub = {tag: getattr(value, tag), **{k: v for k, v in sub.items() if k != tag}}
+        if isinstance(value, BaseModel) and isinstance(sub, dict):
+            _keep_union_tags(value, sub)
+        elif isinstance(value, list) and isinstance(sub, list):
+            for item, item_data in zip(value, sub):
+                if isinstance(item, BaseModel) and isinstance(item_data, dict):
+                    _keep_union_tags(item, item_data)
 
 
 def dumps_recipe(recipe: Recipe, *, full: bool = True) -> str:
+    """The one TOML writer of recipes (``recipe show``, run directories, sweeps, the TUI's files):
+    ``full`` spells out every default, otherwise only what differs. Multi-line strings (a long
+    description) are written as TOML multi-line strings."""
     return tomli_w.dumps(recipe_to_dict(recipe, full=full), multiline_strings=True)
 
 
 def save_recipe(recipe: Recipe, path: str | os.PathLike[str], *, full: bool = False) -> None:
     atomic_write_text(path, dumps_recipe(recipe, full=full))
-
-
-# --------------------------------------------------------------------------- schema walking
-
-
-def iter_fields(model: type[BaseModel] = Recipe, prefix: str = ""):
-    """Yield ``(dotted_path, FieldInfo, annotation)`` for every leaf and section, depth first. The
-    README reference and its consistency test use it."""
-    for name, info in model.model_fields.items():
-        path = f"{prefix}{name}"
-        yield path, info
-        ann = info.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            yield from iter_fields(ann, path + ".")
-
-
-def union_variants(field_path: str) -> dict[str, type[BaseModel]]:
-    """Variants of a discriminated-union section keyed by tag, e.g. ``optim`` -> {sgd: SGDConfig, ...}."""
-    table = {
-        "optim": ("name", [SGDConfig, AdamConfig, AdamWConfig, RAdamConfig]),
-        "schedule": ("name", [CosineSchedule, MultiStepSchedule, LinearSchedule, ConstantSchedule]),
-        "model.pretrained": ("source", [NoPretrained, TorchvisionWeights, FileWeights, MocoWeights]),
-    }
-    tag, classes = table[field_path]
-    return {c.model_fields[tag].default: c for c in classes}
-
-
-UNION_SECTIONS = ("optim", "schedule", "model.pretrained")

@@ -28,6 +28,8 @@ import math
 from fnmatch import fnmatchcase
 from typing import Any, Iterable, Sequence
 
+from fgbench.rundir.layout import SUMMARY_FILE
+
 BOOKKEEPING_FIELDS = ("name", "description", "sweep")
 
 # ------------------------------------------------------------------------------- recipe fields
@@ -83,16 +85,15 @@ def differing_fields(recipes: Sequence[dict[str, Any]], ignore: Iterable[str] = 
             out.append(k)
     # When a union's tag differs (optim.name sgd vs adam), the fields that only one variant has
     # (momentum, betas) follow from the tag: they are not variables of their own.
-    for section, tag in UNION_TAGS:
+    from fgbench.recipe import UNION_SECTIONS, union_tag_field
+
+    for section in UNION_SECTIONS:
+        tag = union_tag_field(section)
         if f"{section}.{tag}" in out:
             implied = {k for k in out if k.startswith(section + ".") and k != f"{section}.{tag}"
                        and any(k not in f for f in flats)}
             out = [k for k in out if k not in implied]
     return out
-
-
-#: the recipe's discriminated-union sections and their tag fields (see fgbench.recipe)
-UNION_TAGS = (("optim", "name"), ("schedule", "name"), ("model.pretrained", "source"))
 
 
 def get_path(data: dict[str, Any], dotted: str, default: Any = None) -> Any:
@@ -157,6 +158,22 @@ def fmt_recipe_value(value: Any) -> str:
     return fmt_value(value)
 
 
+def plural(n: Any, word: str, many: str | None = None) -> str:
+    """``1 epoch``, ``2 epochs`` (``many`` for irregular plurals)."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+SELECT_ON_TEXT = {"val": "chosen on validation", "test": "chosen on test", "last": "the last epoch"}
+
+
+def selected_epoch_text(epoch: Any, select_on: Any) -> str:
+    """How a run's selected epoch reads in a sentence: ``best epoch 3 (chosen on validation)``, or
+    ``epoch 5 (the last epoch)`` when ``eval.select_on = "last"`` (no "best" was chosen then)."""
+    if select_on == "last":
+        return f"epoch {fmt_value(epoch)} (the last epoch)"
+    return f"best epoch {fmt_value(epoch)} ({SELECT_ON_TEXT.get(select_on, f'chosen on {select_on}')})"
+
+
 def fmt_duration(seconds: Any) -> str:
     if not isinstance(seconds, (int, float)) or seconds != seconds:
         return "-"
@@ -216,10 +233,13 @@ def _size_key(size: str) -> tuple[int, str]:
 
 
 def run_row(run: Any) -> dict[str, Any]:
-    """One run (a ``fgbench.runs.RunInfo``) as a flat row of raw values."""
+    """One run (a ``fgbench.rundir.RunInfo``) as a flat row of raw values. A run whose files cannot
+    be read (``run.damaged``) shows as ``damaged`` with the reason, its numbers left out."""
+    damaged = getattr(run, "damaged", None)
     row = {
         "run": run.run_id,
-        "status": run.status,
+        "status": "damaged" if damaged else run.status,
+        "damaged": damaged,
         "recipe": run.name,
         "dataset": run.dataset,
         "model": run.arch,
@@ -246,6 +266,7 @@ LIST_COLUMNS: list[tuple[str, str, str]] = [
     ("ema_test_top1_last", "ema test@last", "acc"),
     ("duration_s", "time", "duration"),
     ("images_per_s", "img/s", "rate"),
+    ("damaged", "damaged", "text"),
 ]
 
 METRIC_COLUMNS: list[tuple[str, str, str]] = [
@@ -269,6 +290,15 @@ def _with_epochs(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+MISSING = _MISSING
+"""the value of a recipe field that a run's recipe does not have (a compare table cell ``-``)"""
+
+
+def cell_text(value: Any, kind: str) -> str:
+    """One table cell as the Markdown and text tables print it (the TUI's tables use it too)."""
+    return _cell(value, kind)
+
+
 def _cell(value: Any, kind: str) -> str:
     if kind == "duration":
         return fmt_duration(value)
@@ -289,7 +319,7 @@ def _drop_empty(columns: list[tuple[str, str, str]], rows: list[dict[str, Any]],
 
 def list_table(runs: Sequence[Any]) -> tuple[list[tuple[str, str, str]], list[dict[str, Any]]]:
     rows = [_with_epochs(run_row(r)) for r in runs]
-    optional = ("ema_val_top1", "ema_test_top1_best", "ema_test_top1_last")
+    optional = ("ema_val_top1", "ema_test_top1_best", "ema_test_top1_last", "damaged")
     return _drop_empty(LIST_COLUMNS, rows, optional), rows
 
 
@@ -332,9 +362,59 @@ def compare_table(
 # ---------------------------------------------------------------------------------- rendering
 
 
-def render(columns: Sequence[tuple[str, str, str]], rows: Sequence[dict[str, Any]], fmt: str = "markdown") -> str:
+#: ``runs list`` on a narrow terminal: columns left out first to last, then run and recipe
+#: names are cut (a run id keeps its date-time prefix, which still names the run)
+LIST_DROP_ORDER = ("images_per_s", "ema_test_top1_last", "ema_val_top1", "test_top1_last", "model",
+                   "ema_test_top1_best", "dataset", "duration_s")
+LIST_MIN_WIDTH = {"run": 16, "recipe": 10}  # run: the YYYYMMDD-HHMMSS prefix and "…"
+
+
+def fit_to_width(columns: Sequence[tuple[str, str, str]], rows: Sequence[dict[str, Any]], width: int,
+                 *, drop_order: Sequence[str] = LIST_DROP_ORDER, min_width: dict[str, int] | None = None,
+                 ) -> tuple[list[tuple[str, str, str]], dict[str, int]]:
+    """The columns of a ``text`` table that fit in ``width`` characters, and the widths to cut
+    the shrinkable columns to (``render(..., max_widths=...)``): shrinkable text columns are cut
+    first down to their minimum, then columns are left out in ``drop_order``."""
+    mins = LIST_MIN_WIDTH if min_width is None else min_width
+    cols = list(columns)
+
+    def natural(c: tuple[str, str, str]) -> int:
+        return max([len(c[1])] + [len(_cell(r.get(c[0]), c[2])) for r in rows])
+
+    def least(c: tuple[str, str, str]) -> int:
+        return min(natural(c), mins[c[0]]) if c[0] in mins else natural(c)
+
+    def total(cs, measure) -> int:
+        return sum(measure(c) for c in cs) + 2 * (len(cs) - 1)
+
+    for key in drop_order:
+        if total(cols, least) <= width:
+            break
+        cols = [c for c in cols if c[0] != key]
+    limits = {c[0]: natural(c) for c in cols if c[0] in mins}
+    over = total(cols, natural) - width
+    while over > 0:
+        key = max((k for k in limits if limits[k] > least(next(c for c in cols if c[0] == k))),
+                  key=lambda k: limits[k], default=None)
+        if key is None:
+            break
+        limits[key] -= 1
+        over -= 1
+    return cols, limits
+
+
+def _cut(text: str, width: int | None) -> str:
+    if width is None or len(text) <= width:
+        return text
+    return text[: max(1, width - 1)] + "…"
+
+
+def render(columns: Sequence[tuple[str, str, str]], rows: Sequence[dict[str, Any]], fmt: str = "markdown",
+           *, max_widths: dict[str, int] | None = None) -> str:
     """``markdown`` (padded pipes), ``text`` (aligned, no pipes), ``csv`` (raw values, full
-    precision, stable column keys) or ``json`` (a list of objects with raw values)."""
+    precision, stable column keys) or ``json`` (a list of objects with raw values).
+    ``max_widths``: text cells of these columns cut to that width with ``…`` (see
+    :func:`fit_to_width`)."""
     if fmt == "json":
         out = []
         for row in rows:
@@ -347,7 +427,8 @@ def render(columns: Sequence[tuple[str, str, str]], rows: Sequence[dict[str, Any
         for row in rows:
             w.writerow([_csv_value(row.get(key)) for key, _h, _kind in columns])
         return buf.getvalue()
-    cells = [[_cell(row.get(key), kind) for key, _h, kind in columns] for row in rows]
+    limits = max_widths or {}
+    cells = [[_cut(_cell(row.get(key), kind), limits.get(key)) for key, _h, kind in columns] for row in rows]
     headers = [h for _k, h, _kind in columns]
     numeric = [kind in ("acc", "duration", "rate") for _k, _h, kind in columns]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(headers)]
@@ -580,6 +661,35 @@ def confused_pairs(confusion: dict[str, Any], top: int = 10) -> list[tuple[str, 
     return pairs[:top]
 
 
+BAR_CELLS = 20
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+
+
+def accuracy_bar(pct: float, cells: int = BAR_CELLS) -> str:
+    """A bar of ``cells`` characters drawn in eighths of a cell: 0.625 % a step at 20 cells, so
+    95, 96, 97, 98 and 99 % are five different bars (whole cells of 10 % could not tell them apart)."""
+    eighths = int(round(max(0.0, min(100.0, pct)) / 100 * cells * 8))
+    full, part = divmod(eighths, 8)
+    return "█" * full + (_EIGHTHS[part] if part else "")
+
+
+def misclassified(predictions: dict[str, Any], true_class: str, predicted_class: str) -> list[dict[str, Any]]:
+    """The test images of one confused pair, from ``predictions.json``: ``[{"index", "file"}]``
+    (``file`` None for a dataset kept in arrays), in test-split order."""
+    names = list(predictions.get("class_names") or [])
+    try:
+        t, p = names.index(true_class), names.index(predicted_class)
+    except ValueError:
+        return []
+    index = predictions.get("index") or []
+    files = predictions.get("file") or []
+    out = []
+    for k, (y, q) in enumerate(zip(predictions.get("label") or [], predictions.get("predicted") or [])):
+        if y == t and q == p:
+            out.append({"index": index[k] if k < len(index) else k, "file": files[k] if k < len(files) else None})
+    return out
+
+
 def confusion_text(confusion: dict[str, Any], *, worst: int = 10, best: int = 5, pairs: int = 10, all_classes: bool = False) -> str:
     acc = per_class_accuracy(confusion)
     model = confusion.get("model", "?")
@@ -595,8 +705,7 @@ def confusion_text(confusion: dict[str, Any], *, worst: int = 10, best: int = 5,
         if head:
             lines.append(f"  {head}")
         for name, correct, total, pct in items:
-            bar = "█" * int(round((pct or 0) / 10))
-            lines.append(f"  {name.ljust(name_w)}  {pct:6.2f}%  {correct:>5}/{total:<5} {bar}")
+            lines.append(f"  {name.ljust(name_w)}  {pct:6.2f}%  {correct:>5}/{total:<5} {accuracy_bar(pct or 0.0)}")
     top = confused_pairs(confusion, pairs)
     if top:
         lines.append("most confused pairs (true -> predicted):")
@@ -611,7 +720,7 @@ def confusion_text(confusion: dict[str, Any], *, worst: int = 10, best: int = 5,
 def summary_text(summary: dict[str, Any]) -> str:
     """summary.json in a few readable lines."""
     if not summary:
-        return "no summary.json yet (the run has not finished an epoch)\n"
+        return f"no {SUMMARY_FILE} yet (the run has not finished an epoch)\n"
     n = summary_numbers(summary)
     lines = []
     rate = "-" if n["images_per_s"] is None else f"{n['images_per_s']:.0f}"
@@ -622,7 +731,8 @@ def summary_text(summary: dict[str, Any]) -> str:
     lines.append(head)
     lines.append(
         f"images: train {fmt_value(summary.get('train_images'))}, val {fmt_value(summary.get('val_images'))}, "
-        f"test {fmt_value(summary.get('test_images'))}; best epoch selected on {fmt_value(n['select_on'])}"
+        f"test {fmt_value(summary.get('test_images'))}; selected epoch: "
+        f"{SELECT_ON_TEXT.get(n['select_on'], fmt_value(n['select_on']))}"
         + (f"; {summary['skipped_images']} undecodable images skipped" if summary.get("skipped_images") else "")
     )
     best = summary.get("best") or {}
@@ -633,7 +743,7 @@ def summary_text(summary: dict[str, Any]) -> str:
             continue
         lm = last.get(model) or {}
         lines.append(
-            f"{model:>3}: best epoch {fmt_value(b.get('epoch'))}: val {fmt_value(_num(b.get('val_top1')))}  "
+            f"{model:>3}: {selected_epoch_text(b.get('epoch'), n['select_on'])}: val {fmt_value(_num(b.get('val_top1')))}  "
             f"test {fmt_value(_num(b.get('test_top1')))} (top-5 {fmt_value(_num(b.get('test_top5')))})  |  "
             f"last epoch {fmt_value(last.get('epoch'))}: val {fmt_value(_num(lm.get('val_top1')))}  "
             f"test {fmt_value(_num(lm.get('test_top1')))} (top-5 {fmt_value(_num(lm.get('test_top5')))})"

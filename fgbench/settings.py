@@ -26,27 +26,30 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fgbench import paths
-from fgbench.errors import UserError
+from fgbench.errors import UserError, escape
+from fgbench.textfile import read_text_file
 
 MIRROR_ENV_PREFIX = "FGBENCH_MIRROR_"
-_URL_SCHEMES = ("http://", "https://", "file://")
+_URL_SCHEMES = ("http", "https", "file")
+MAX_SETTINGS_BYTES = 1 << 20
 
 
 def load_settings(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """The settings file as a dict ({} when it does not exist)."""
+    """The settings file as a dict ({} when it does not exist). A FIFO, a device, a directory or a
+    file over 1 MB in its place is an error, never a hang (see ``fgbench.textfile``)."""
     p = Path(path) if path is not None else paths.settings_file()
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not os.path.lexists(p):
         return {}
-    except OSError as err:
-        raise UserError(f"{p}: cannot read settings: {err.strerror or err}") from None
+    text = read_text_file(p, MAX_SETTINGS_BYTES, "settings")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise UserError(f"{p}: not valid TOML: {err}") from None
+        raise UserError(f"{escape(str(p))}: not valid TOML: {err}") from None
+    except RecursionError:
+        raise UserError(f"{escape(str(p))}: not valid TOML: nested too deeply") from None
     return data
 
 
@@ -67,7 +70,7 @@ def mirror_for(name: str) -> tuple[str, str] | None:
         return env, var
     data = load_settings()
     mirrors = data.get("mirrors", {})
-    origin_file = paths.settings_file()
+    origin_file = escape(str(paths.settings_file()))
     if not isinstance(mirrors, dict):
         raise UserError(f"{origin_file}: mirrors: expected a table of dataset = \"URL\"")
     value = mirrors.get(name)
@@ -81,5 +84,18 @@ def mirror_for(name: str) -> tuple[str, str] | None:
 
 
 def _check_url(url: str, origin: str) -> None:
-    if not url.lower().startswith(_URL_SCHEMES):
-        raise UserError(f"{origin}: {url!r} is not an http(s):// or file:// URL")
+    """An ``http(s)://host/...`` or ``file:///path`` URL, or a UserError naming ``origin``."""
+    shown = repr(url) if len(url) <= 200 else repr(url[:200] + "...")
+    if not url.lower().startswith(tuple(f"{s}://" for s in _URL_SCHEMES)):
+        raise UserError(f"{origin}: {shown} is not an http(s):// or file:// URL")
+    if not url.isprintable() or any(ch.isspace() for ch in url):
+        raise UserError(f"{origin}: {shown}: a URL may not contain spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError as err:
+        raise UserError(f"{origin}: {shown} is not a valid URL ({err})") from None
+    if parts.scheme.lower() in ("http", "https") and not parts.hostname:
+        raise UserError(f"{origin}: {shown} has no host name")
+    if parts.scheme.lower() == "file" and not parts.path:
+        raise UserError(f"{origin}: {shown} has no path")

@@ -65,8 +65,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
 
 from fgbench import paths, runs
-from fgbench.errors import UserError
+from fgbench.errors import UserError, escape
 from fgbench.recipe import (
+    UNION_SECTIONS,
     Recipe,
     RecipeError,
     SweepConfig,
@@ -74,6 +75,7 @@ from fgbench.recipe import (
     dumps_recipe,
     parse_override_value,
     read_recipe_data,
+    union_tag_field,
     union_variants,
     validate_recipe,
 )
@@ -83,8 +85,8 @@ SWEEPS_DIR = "sweeps"
 STATE_FILE = "sweep.json"
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9_.+-]+$")
 
-#: union sections and their tag field, as the recipe declares them
-UNION_TAGS = {"optim": "name", "schedule": "name", "model.pretrained": "source"}
+#: union sections and their tag field, as the recipe's schema declares them
+UNION_TAGS = {section: union_tag_field(section) for section in UNION_SECTIONS}
 
 PENDING, RUNNING, COMPLETED, FAILED, INTERRUPTED = "pending", "running", "completed", "failed", "interrupted"
 
@@ -120,7 +122,10 @@ def parse_grid_arg(item: str) -> tuple[str, list[Any]]:
     try:
         values = tomllib.loads(f"v = [{raw}]")["v"]
     except tomllib.TOMLDecodeError:
-        values = [parse_override_value(part.strip()) for part in _split_top_level(raw)]
+        try:
+            values = [parse_override_value(part.strip()) for part in _split_top_level(raw)]
+        except ValueError as err:  # a value that starts like a TOML array, table or string but is not one
+            raise UserError(f"--grid {escape(item)}: {escape(str(err))}") from None
     if any(v == "" for v in values):
         raise UserError(f"--grid {item}: empty value")
     return key, values
@@ -328,6 +333,10 @@ def load_plan(
     """Read a recipe file, apply ``--set`` overrides to the base, expand and validate the sweep."""
     p = Path(path)
     data = read_recipe_data(p, overrides)
+    if overrides:
+        # the base with its --set, as `fgbench run` and `recipe validate` check it: a bad override is
+        # blamed on the override, not on the file or a sweep point
+        validate_recipe(data, str(p), overrides)
     grid = [parse_grid_arg(g) for g in cli_grid]
     return expand(data, str(p), cli_grid=grid, only=only)
 

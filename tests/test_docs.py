@@ -191,3 +191,15 @@ def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_cli_prints_the_block(capsys: pytest.CaptureFixture[str]) -> None:
     assert docs.main([]) == 0
     assert capsys.readouterr().out == docs.reference_block()
+
+
+def test_readme_holds_exactly_the_generated_event_table() -> None:
+    from fgbench.rundir.events import EVENT_DOCS, EVENT_FIELDS
+
+    text = README.read_text(encoding="utf-8")
+    assert docs.EVENTS_START in text and docs.EVENTS_END in text, f"README.md has no event table block; {FIX}"
+    assert docs.replace_events_block(text) == text, f"README.md's event table is stale; {FIX}"
+    assert set(EVENT_DOCS) == set(EVENT_FIELDS)  # every event kind says when it is written
+    for kind, (required, optional) in EVENT_FIELDS.items():
+        row = next(line for line in text.splitlines() if line.startswith(f"| `{kind}` |"))
+        assert all(f"`{f}`" in row for f in (*required, *optional)), kind

@@ -1,4 +1,5 @@
-"""The metrics stream (fgbench.metrics) and the run directory (fgbench.runs), without torch."""
+"""The metrics stream (fgbench.rundir.events) and run directories (fgbench.rundir), without torch.
+The status rule has its own tests in tests/rundir/."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from fgbench import metrics, runs
-from fgbench.metrics import EVENT_FIELDS, EventError, MetricsWriter, Tailer, make_event, parse_line, read_events
+from fgbench.rundir import events as metrics
+from fgbench.rundir import layout as runs
+from fgbench.rundir import reader
+from fgbench.rundir.events import EVENT_FIELDS, EventError, MetricsWriter, Tailer, make_event, parse_line, read_events
 
 
 def _required(kind: str) -> dict[str, object]:
@@ -222,42 +225,6 @@ def _dead_pid() -> int:
     return p.pid
 
 
-@pytest.mark.parametrize("status", ["completed", "failed", "interrupted"])
-def test_status_from_the_finished_event(status: str) -> None:
-    fields = {"status": status} | ({"error": "CUDA out of memory"} if status == "failed" else {})
-    events = _events(_started(os.getpid()), ("run_finished", fields))
-    assert runs.status_from_events(events, None) == (status, fields.get("error"))
-
-
-def test_running_while_the_pid_lives_interrupted_once_it_is_dead() -> None:
-    assert runs.status_from_events(_events(_started(os.getpid())), None) == ("running", None)
-    assert runs.status_from_events(_events(_started(_dead_pid())), None) == ("interrupted", None)
-    # no events at all yet: the pid from run.json decides
-    assert runs.status_from_events([], os.getpid()) == ("running", None)
-    assert runs.status_from_events([], None) == ("interrupted", None)
-
-
-def test_a_zombie_trainer_is_not_running() -> None:
-    p = subprocess.Popen([sys.executable, "-c", "pass"])
-    try:
-        for _ in range(200):  # exited but not reaped: a zombie
-            with open(f"/proc/{p.pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    break
-            time.sleep(0.02)
-        assert not runs.pid_alive(p.pid)
-        assert runs.status_from_events(_events(_started(p.pid)), None) == ("interrupted", None)
-    finally:
-        p.wait()
-
-
-def test_a_resumed_run_is_running_again() -> None:
-    events = _events(_started(_dead_pid()), ("run_finished", {"status": "interrupted"}), _started(os.getpid()))
-    assert runs.status_from_events(events, None) == ("running", None)
-    events += _events(("run_finished", {"status": "completed"}))
-    assert runs.status_from_events(events, None) == ("completed", None)
-
-
 def test_read_run_and_list_runs(tmp_path: Path) -> None:
     root = tmp_path / "runs"
     a = runs.create_run_dir("alpha", root, now=1_700_000_000)
@@ -273,14 +240,14 @@ def test_read_run_and_list_runs(tmp_path: Path) -> None:
     runs.write_run_info(b, pid=_dead_pid())
     (root / "not-a-run").mkdir()
 
-    info = runs.read_run(a)
+    info = reader.read_run(a)
     assert (info.status, info.error, info.name, info.dataset, info.arch) == ("failed", "boom", "alpha", "cifar10", "resnet18")
-    assert info.summary == {"epochs_done": 3} and info.info["argv"] == ["fgbench", "run", "x.toml"]
+    assert info.summary["epochs_done"] == 3 and info.info["argv"] == ["fgbench", "run", "x.toml"]
     assert info.run_id == a.name
-    listed = runs.list_runs(root)
+    listed = reader.list_runs(root)
     assert [r.name for r in listed] == ["alpha", "beta"]
     assert listed[1].status == "interrupted"  # no events, dead pid
-    assert runs.list_runs(tmp_path / "absent") == []
+    assert reader.list_runs(tmp_path / "absent") == []
 
 
 def test_write_run_info_merges(tmp_path: Path) -> None:
@@ -338,7 +305,7 @@ def test_run_dirs_are_unique_under_concurrency(tmp_path: Path) -> None:
 
 
 def test_run_dirs_in_separate_processes_do_not_collide(tmp_path: Path) -> None:
-    code = ("import sys; from fgbench.runs import create_run_dir; "
+    code = ("import sys; from fgbench.rundir.layout import create_run_dir; "
             "print(create_run_dir('proc', sys.argv[1], now=1_700_000_000))")
     repo = Path(__file__).resolve().parent.parent
     procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True,
@@ -361,7 +328,7 @@ def test_default_run_root_follows_the_environment(tmp_path: Path, monkeypatch: p
 
 
 def test_tailer_restarts_when_the_file_is_replaced_by_a_longer_one(tmp_path):
-    from fgbench.metrics import Tailer, encode, make_event
+    from fgbench.rundir.events import Tailer, encode, make_event
 
     path = tmp_path / "metrics.jsonl"
     path.write_text(encode(make_event("log", level="info", message="old")))
@@ -376,7 +343,7 @@ def test_tailer_restarts_when_the_file_is_replaced_by_a_longer_one(tmp_path):
 def test_resolve_run_by_recipe_name_takes_the_newest_and_refuses_ambiguity(tmp_path):
     import pytest
 
-    from fgbench.runs import create_run_dir, resolve_run
+    from fgbench.rundir.layout import create_run_dir, resolve_run
 
     older = create_run_dir("quickstart", tmp_path, now=1_700_000_000)
     newer = create_run_dir("quickstart", tmp_path, now=1_700_000_100)

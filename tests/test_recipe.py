@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -50,6 +48,17 @@ def errors_of(tmp_path: Path, text: str, overrides: list[str] | None = None) -> 
     return [line.removeprefix(f"{p}: ") for line in lines]
 
 
+def override_errors_of(tmp_path: Path, text: str, overrides: list[str]) -> list[str]:
+    """The lines of a recipe whose problems all come from its ``--set`` overrides: they name the
+    override, not the file."""
+    p = write(tmp_path, text)
+    with pytest.raises(RecipeError) as info:
+        load_recipe(p, overrides)
+    for line in info.value.lines:
+        assert line.startswith("--set ") and str(p) not in line, line
+    return info.value.lines
+
+
 # ------------------------------------------------------------------------------ unknown keys
 
 
@@ -90,7 +99,7 @@ def test_every_problem_is_reported_one_line_each(tmp_path: Path) -> None:
 
 def test_unknown_union_tag_lists_the_choices(tmp_path: Path) -> None:
     (line,) = errors_of(tmp_path, "[optim]\nname = 'lamb'\n")
-    assert line.startswith("optim: ")
+    assert line.startswith("optim.name: ")  # the field that holds the tag, not the section
     assert "'lamb'" in line and all(f"'{t}'" in line for t in ("sgd", "adam", "adamw", "radam"))
 
 
@@ -133,7 +142,7 @@ def test_union_variants_parse_to_their_classes(tmp_path: Path) -> None:
         ("[[stages]]\nname = 'x'\n", "stages[0].epochs: Field required"),
         ("name = 'has space'\n", "name: String should match pattern '^[A-Za-z0-9_.+-]+$'"),
         ("[data]\ntrain_size = 'big'\n",
-         "data.train_size: Input should be a valid integer, unable to parse string as an integer"),
+         "data.train_size: Input should be a valid integer"),
         ("[data]\ndataset = 'imagenet'\n", None),
     ],
 )
@@ -158,20 +167,20 @@ def test_values_on_the_bounds_are_accepted(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("[data]\ndataset = 'folder'\n", "data: dataset 'folder' needs data.root"),
-        ("[data]\ncrop_scale = [0.5, 0.2]\n", "data: crop_scale must satisfy 0 < low <= high <= 1"),
-        ("[data]\ntrain_crop = 'resize_crop'\n", "data: train_crop 'resize_crop' needs data.train_resize"),
-        ("[data]\ntest_crop = 'fixed'\n", "data: test_crop 'fixed' needs data.test_resize"),
-        ("[data]\nnormalize = 'explicit'\nmean = [0.5, 0.5, 0.5]\n", "data: normalize 'explicit' needs data.mean and data.std"),
-        ("[data]\nnormalize = 'explicit'\nmean = [0.5, 0.5, 0.5]\nstd = [0.2, 0, 0.2]\n", "data: std values must be positive"),
-        ("[augment]\nrandaugment_ops = 2\ntrivialaugment = true\n", "augment: choose RandAugment or TrivialAugment"),
+        ("[data]\ndataset = 'folder'\n", "data.root: dataset 'folder' needs data.root"),
+        ("[data]\ncrop_scale = [0.5, 0.2]\n", "data.crop_scale: crop_scale must satisfy 0 < low <= high <= 1"),
+        ("[data]\ntrain_crop = 'resize_crop'\n", "data.train_resize: train_crop 'resize_crop' needs data.train_resize"),
+        ("[data]\ntest_crop = 'fixed'\n", "data.test_resize: test_crop 'fixed' needs data.test_resize"),
+        ("[data]\nnormalize = 'explicit'\nmean = [0.5, 0.5, 0.5]\n", "data.std: normalize 'explicit' needs data.mean and data.std"),
+        ("[data]\nnormalize = 'explicit'\nmean = [0.5, 0.5, 0.5]\nstd = [0.2, 0, 0.2]\n", "data.std[1]: std values must be positive"),
+        ("[augment]\nrandaugment_ops = 2\ntrivialaugment = true\n", "augment.trivialaugment: choose RandAugment or TrivialAugment"),
         ("[augment]\nrandaugment_ops = 2\nrandaugment_magnitude = 10\nrandaugment_bins = 10\n",
-         "augment: randaugment_magnitude must be below randaugment_bins"),
+         "augment.randaugment_magnitude: randaugment_magnitude must be below randaugment_bins"),
         ("[schedule]\nname = 'multistep'\nepochs = 100\nmilestones = [60, 30]\n",
-         "schedule: milestones must be positive and increasing"),
+         "schedule.milestones[1]: milestones must be strictly increasing"),
         ("[schedule]\nname = 'multistep'\nepochs = 50\nmilestones = [30, 60]\n",
-         "(recipe): schedule.milestones lie beyond schedule.epochs"),
-        ("[data]\nval_fraction = 0\n", "(recipe): eval.select_on is 'val' but data.val_fraction is 0"),
+         "schedule.milestones[1]: milestone 60 lies beyond the run (epochs = 50)"),
+        ("[data]\nval_fraction = 0\n", "eval.select_on: eval.select_on is 'val' but data.val_fraction is 0"),
     ],
 )
 def test_cross_field_validators(tmp_path: Path, text: str, expected: str) -> None:
@@ -222,18 +231,19 @@ def test_overrides_do_not_mutate_their_input() -> None:
     [
         ("optim.lr", "--set optim.lr: expected KEY=VALUE"),
         ("optim..lr=1", "--set optim..lr=1: empty key part"),
-        ("name.x=1", "--set name.x: name is not a table"),
+        ("name.x=1", "--set name.x=1: name: is not a table, so it has no key 'x'"),
     ],
 )
 def test_override_syntax_errors(tmp_path: Path, override: str, expected: str) -> None:
-    (line,) = errors_of(tmp_path, "name = 'a'\n", [override])
+    (line,) = override_errors_of(tmp_path, "name = 'a'\n", [override])
     assert line.startswith(expected), line
 
 
 def test_override_values_are_validated(tmp_path: Path) -> None:
     text = "[optim]\nname = 'sgd'\n"
-    assert errors_of(tmp_path, text, ["optim.lr=-1"]) == ["optim.lr: Input should be greater than 0"]
-    assert errors_of(tmp_path, text, ["optim.momentom=0.8"]) == ["optim.momentom: Extra inputs are not permitted"]
+    assert override_errors_of(tmp_path, text, ["optim.lr=-1"]) == ["--set optim.lr=-1: Input should be greater than 0"]
+    assert override_errors_of(tmp_path, text, ["optim.momentom=0.8"]) == [
+        "--set optim.momentom=0.8: Extra inputs are not permitted"]
 
 
 def test_override_of_a_union_key_on_a_recipe_without_that_section(tmp_path: Path) -> None:
@@ -322,7 +332,7 @@ def test_missing_and_unreadable_files(tmp_path: Path) -> None:
     bad.write_bytes(b"name = '\xff\xfe'\n")
     with pytest.raises(RecipeError) as info:
         load_recipe(bad)
-    assert str(info.value).startswith(f"{bad}: cannot read:") and "\n" not in str(info.value)
+    assert str(info.value).startswith(f"{bad}: not UTF-8 text") and "\n" not in str(info.value)
 
 
 def test_validate_recipe_names_its_source() -> None:
@@ -352,7 +362,7 @@ def test_cli_validate_with_overrides(tmp_path: Path, capsys: pytest.CaptureFixtu
     good = write(tmp_path, "name = 'g'\n[optim]\nname = 'sgd'\n", "good.toml")
     assert cli.main(["recipe", "validate", str(good), "--set", "optim.lr=5"]) == 0
     assert cli.main(["recipe", "validate", str(good), "--set", "optim.lr=50"]) == 2
-    assert capsys.readouterr().err.strip() == f"{good}: optim.lr: Input should be less than or equal to 10"
+    assert capsys.readouterr().err.strip() == "--set optim.lr=50: Input should be less than or equal to 10"
 
 
 def test_cli_validate_all_project_recipes(capsys: pytest.CaptureFixture[str]) -> None:
@@ -409,61 +419,14 @@ def test_cli_new_refuses_to_overwrite_and_bad_names(tmp_path: Path, capsys: pyte
     assert not (tmp_path / "y.toml").exists()
     assert "file not found" in capsys.readouterr().err
     assert cli.main(["recipe", "new", "!!!", "--dir", str(tmp_path)]) == 2
+    assert "not a recipe name" in capsys.readouterr().err
+    assert cli.main(["recipe", "new", "!!!.toml", "--dir", str(tmp_path)]) == 2  # a path whose stem is no name
     assert "not a usable recipe name" in capsys.readouterr().err
 
 
 def test_cli_recipe_without_action_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["recipe"]) == 2
     assert "validate" in capsys.readouterr().out  # the group's help says what to type
-
-
-# ------------------------------------------------------------------------ import hygiene
-
-
-_PROBE = """
-import sys
-{body}
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "textual", "plotext"))
-print("HEAVY=" + ",".join(heavy))
-"""
-
-
-def _heavy_modules(body: str) -> list[str]:
-    r = subprocess.run([sys.executable, "-c", _PROBE.format(body=body)], capture_output=True, text=True,
-                       cwd=REPO, timeout=120)
-    assert r.returncode == 0, r.stderr
-    (line,) = [x for x in r.stdout.splitlines() if x.startswith("HEAVY=")]
-    return [m for m in line.removeprefix("HEAVY=").split(",") if m]
-
-
-@pytest.mark.parametrize(
-    "body",
-    [
-        "from fgbench.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass",
-        "from fgbench.cli import main\nrc = main(['recipe', 'validate', {recipe!r}])\nassert rc == 0, rc",
-        "from fgbench.cli import main\nrc = main(['recipe', 'show', {recipe!r}])\nassert rc == 0, rc",
-        "import fgbench.recipe, fgbench.metrics, fgbench.runs, fgbench.paths, fgbench.docs, fgbench.errors",
-    ],
-    ids=["help", "validate", "show", "pure-modules"],
-)
-def test_pure_zone_never_imports_torch_or_textual(body: str) -> None:
-    recipe = str(REPO / "recipes" / "sc_cub_r50_fixres_two_stage.toml")
-    assert _heavy_modules(body.format(recipe=recipe)) == []
-
-
-def test_help_does_not_even_build_the_recipe_schema() -> None:
-    # `fgbench --help` must feel instant: pydantic and the schema cost ~250 ms, so they stay out.
-    probe = ("import sys\nfrom fgbench.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-             "print('LOADED=' + ','.join(m for m in ('pydantic', 'fgbench.recipe') if m in sys.modules))")
-    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert "LOADED=\n" in r.stdout + "\n" and r.stdout.strip().endswith("LOADED="), r.stdout[-300:]
-
-
-def test_the_probe_sees_heavy_imports() -> None:
-    # the hygiene test must be able to fail: importing json is fine, importing textual is not
-    assert _heavy_modules("import json") == []
-    assert "textual" in _heavy_modules("import textual")
 
 
 def test_saved_files_get_the_usual_permissions(tmp_path: Path) -> None:

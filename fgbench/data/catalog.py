@@ -2,7 +2,7 @@
 
 Every name of ``fgbench.recipe.DatasetName`` has an :class:`Entry` here. The download engine
 (``fgbench.data.download``) turns an entry into a prepared dataset; the trainer asks
-:func:`prepared_index` for a :class:`~fgbench.data.index.DatasetIndex`; ``fgbench data list`` and
+:func:`fgbench.data.index.prepared_index` for a :class:`~fgbench.data.index.DatasetIndex`; ``fgbench data list`` and
 the TUI show :func:`entries` with :func:`status`.
 
 On-disk layout of a catalog dataset (``location(name)``, by default ``<datasets>/<name>``)::
@@ -14,6 +14,9 @@ On-disk layout of a catalog dataset (``location(name)``, by default ``<datasets>
     fgbench-index.json         the prepared index: class names in the official order and, per
                                split, image paths (relative) and labels; no image is copied
     fgbench-ready.json         written last, atomically: the only thing that makes it "ready"
+
+These names are fgbench's alone: an archive member that carries one is refused, and the state
+files and folders are never written (or trusted) through a symbolic link.
 
 Decisions and trade-offs:
 
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -50,6 +54,11 @@ INDEX_FILE = "fgbench-index.json"
 DOWNLOADS_DIR = ".downloads"
 STEPS_DIR = ".steps"
 LOCK_FILE = ".lock"
+#: fgbench's own names in a dataset folder: an archive member with one of them (at any depth) is
+#: refused, so an archive can never mark a dataset ready or stand in for its index or steps
+STATE_NAMES = frozenset({READY_FILE, INDEX_FILE, DOWNLOADS_DIR, STEPS_DIR, LOCK_FILE})
+#: prefix of the scratch folder an archive is extracted into before it is moved into place
+EXTRACT_PREFIX = ".extract-"
 
 Status = Literal["missing", "partial", "ready"]
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip")
@@ -322,6 +331,19 @@ _ENTRIES: tuple[Entry, ...] = (
 _BY_NAME = {e.name: e for e in _ENTRIES}
 
 
+def is_reserved_name(name: str) -> bool:
+    """Whether a path component is one of fgbench's state names (see ``STATE_NAMES``)."""
+    return name in STATE_NAMES or name.startswith(EXTRACT_PREFIX)
+
+
+def is_state_file(path: Path) -> bool:
+    """A regular file that is not a link: state files are never read or written through links."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def entries() -> list[Entry]:
     """Every dataset fgbench knows, in display order."""
     return list(_BY_NAME.values())
@@ -346,11 +368,19 @@ def location(name: str, root: str | os.PathLike[str] | None = None) -> Path:
     return paths.datasets_dir() / name
 
 
-def cache_dir(name: str) -> Path:
+def cache_dir(name: str, root: str | os.PathLike[str] | None = None) -> Path:
     """Where the trainer keeps ``data.loader = "cached"`` pixel caches of dataset ``name``
-    (``fgbench data remove`` deletes them with the dataset)."""
+    (``fgbench data remove`` deletes them with the dataset). A user's ``folder`` dataset gets one
+    cache folder per ``root`` (named by a hash of its resolved path), so that
+    ``fgbench data remove folder --root DIR`` can delete exactly that folder's caches."""
     get(name)
-    return paths.datasets_dir() / ".cache" / name
+    base = paths.datasets_dir() / ".cache" / name
+    if name == "folder" and root is not None:
+        import hashlib
+
+        key = hashlib.sha1(str(Path(root).expanduser().resolve()).encode()).hexdigest()[:16]
+        return base / key
+    return base
 
 
 def status(name: str, root: str | os.PathLike[str] | None = None) -> Status:
@@ -365,13 +395,29 @@ def status(name: str, root: str | os.PathLike[str] | None = None) -> Status:
         return "ready" if (loc / "train").is_dir() and has_test else "missing"
     if entry.name == "synthetic":
         return "ready" if _synthetic.is_ready(loc) else ("partial" if loc.exists() else "missing")
-    if (loc / READY_FILE).is_file():
+    if is_state_file(loc / READY_FILE):
         return "ready"
     try:
         contents = [p for p in loc.iterdir() if p.name != LOCK_FILE]
     except (FileNotFoundError, NotADirectoryError):
         return "missing"
     return "partial" if contents else "missing"
+
+
+def status_text(name: str, root: str | os.PathLike[str] | None = None) -> str:
+    """The status as ``fgbench data list`` and the TUI's Datasets pane both word it (short, to fit
+    80 columns): ``ready``, ``partial``, ``missing``; ``to import`` for a missing dataset that only
+    ``fgbench data import`` brings in; ``built-in`` for the synthetic set before its first use
+    generates it; ``data.root`` for ``folder`` (your own folder, named per recipe)."""
+    entry = get(name)
+    if entry.name == "folder":
+        return "data.root"
+    st = status(name, root)
+    if st == "missing" and entry.name == "synthetic":
+        return "built-in"
+    if st == "missing" and not entry.auto_download:
+        return "to import"
+    return st
 
 
 def ready_info(name: str, root: str | os.PathLike[str] | None = None) -> dict | None:
@@ -389,32 +435,6 @@ def how_to_get(entry: Entry) -> str:
     if not entry.auto_download:
         return f"download it yourself ({entry.homepage}) and run `fgbench data import {entry.name} PATH`"
     return f"run `fgbench data download {entry.name}`"
-
-
-def prepared_index(name: str, root: str | os.PathLike[str] | None = None):
-    """The :class:`~fgbench.data.index.DatasetIndex` of a prepared dataset.
-
-    A ``UserError`` tells the user the command that prepares it when it is not ready.
-    """
-    from fgbench.data.index import folder_index
-
-    entry = get(name)
-    if name == "folder":
-        if root is None:
-            raise UserError("dataset 'folder' needs data.root (a folder with train/ and test/ or val/)")
-        return folder_index(root, "folder")
-    loc = location(name, root)
-    if name == "synthetic":
-        from fgbench.data.synthetic import ensure_synthetic
-
-        return folder_index(ensure_synthetic(loc), "synthetic")
-    st = status(name, root)
-    if st != "ready":
-        what = "was only partly downloaded or prepared" if st == "partial" else "is not downloaded"
-        raise UserError(f"{name}: {what} ({loc}): {how_to_get(entry)}")
-    from fgbench.data.prepare import read_index
-
-    return read_index(loc)
 
 
 def format_bytes(n: int | float | None) -> str:

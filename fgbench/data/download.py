@@ -19,12 +19,24 @@ Decisions and trade-offs:
   must never splice two different byte streams.
 * The md5 is computed in a separate pass after the download (a resumed file would otherwise
   need its first part re-read anyway); it costs a few seconds per GB.
-* Extraction is our own loop over the members, not ``extractall``: every member name is checked
-  before anything is written (absolute paths, ``..``, links whose target resolves outside the
-  folder, device files and FIFOs are refused with an error naming the member), writes go through
-  ``realpath`` so an earlier symlink cannot redirect a later file, and archive permission bits
-  are not applied. Members are extracted into a scratch folder that is moved into place only
-  when the whole archive succeeded.
+* Extraction is our own loop over the members, not ``extractall``. Every member name is checked
+  before anything is written: absolute paths, ``..``, device files, FIFOs and fgbench's own
+  state names (``fgbench-ready.json``, ``fgbench-index.json``, ``.steps``, ...: an archive must
+  never mark a dataset ready) are refused with an error naming the member. Files and folders are
+  written first, while no link exists on disk, with ``O_NOFOLLOW | O_EXCL``; a member below a
+  link member is refused. Links are created last and each is then judged by where it finally
+  points, following every link on the way (so chains such as ``x -> y/../..`` then ``y -> ..``
+  are caught), once in the scratch folder and again after the move into the dataset folder.
+  Archive permission bits are not applied. Members are extracted into a scratch folder that is
+  moved into place only when the whole archive succeeded.
+* Bombs are bounded: an archive may unpack to ``EXPAND_FACTOR`` (4) times its size plus 64 MiB,
+  the size being the catalog's where known, else the file's own (imports, the Cars mirror);
+  every member costs at least 512 bytes. Image archives unpack to about 1.0-1.1x.
+* Free space is checked before a download (the rest of the file plus its extraction) and before
+  an import or an extraction of unknown size; the error says how much is needed.
+* fgbench's own state (lock, ``.downloads/``, ``.steps/``, markers, index) is never written
+  through a link: folders must be real folders, files are opened with ``O_NOFOLLOW`` or replaced
+  atomically, and "ready" needs a regular file, not a link.
 * A mirror (``FGBENCH_MIRROR_<NAME>`` or ``[mirrors]`` in the settings file) *replaces* the
   catalog URLs instead of being tried first: a user who sets one wants no traffic elsewhere, and
   the tests must never reach the internet.
@@ -37,27 +49,32 @@ Decisions and trade-offs:
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import http.client
 import os
 import re
 import shutil
+import socket
 import stat
 import tarfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
-from collections import deque
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterator, Literal
+from typing import Iterator
 
 from fgbench import settings
 from fgbench.data import catalog
 from fgbench.data.catalog import Entry, Source
+from fgbench.data.progress import Cancelled, Progress, ProgressFn, ProgressMeter, check_cancel
 from fgbench.errors import UserError
 
 CHUNK = 1 << 20
@@ -65,9 +82,6 @@ DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_RETRIES = 4
 #: seconds to wait before retry n (the last value repeats)
 RETRY_DELAYS_S: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
-PROGRESS_INTERVAL_S = 0.1
-
-Stage = Literal["download", "verify", "extract", "prepare"]
 
 
 class DownloadError(UserError):
@@ -80,62 +94,12 @@ class DamagedArchiveError(DownloadError):
 
 
 class UnsafeArchiveError(UserError):
-    """An archive member would escape the target folder or is a device file."""
+    """An archive member would escape the target folder, is a device file, carries one of
+    fgbench's own state-file names, or the archive unpacks to more than its budget."""
 
 
-class Cancelled(Exception):
-    """The caller's cancel event was set; partial files are kept so a re-run resumes."""
-
-
-@dataclass
-class Progress:
-    stage: Stage
-    done_bytes: int
-    total_bytes: int | None
-    #: units per second over the last few seconds
-    speed: float
-    eta_s: float | None
-    message: str
-    #: "B" for bytes; verification of images counts "images"; "" for a step without amounts
-    unit: str = "B"
-
-    @property
-    def fraction(self) -> float | None:
-        if not self.total_bytes:
-            return None
-        return min(1.0, self.done_bytes / self.total_bytes)
-
-
-ProgressFn = Callable[[Progress], None]
-
-
-class ProgressMeter:
-    """Turns a stream of ``done`` counts into throttled Progress callbacks with speed and ETA."""
-
-    def __init__(self, progress: ProgressFn | None, stage: Stage, message: str, total: int | None, unit: str = "B"):
-        self.progress, self.stage, self.message, self.total, self.unit = progress, stage, message, total, unit
-        self.samples: deque[tuple[float, int]] = deque()
-        self.last_emit = 0.0
-
-    def update(self, done: int, *, force: bool = False) -> None:
-        if self.progress is None:
-            return
-        now = time.monotonic()
-        self.samples.append((now, done))
-        while len(self.samples) > 2 and now - self.samples[0][0] > 5.0:
-            self.samples.popleft()
-        if not force and now - self.last_emit < PROGRESS_INTERVAL_S:
-            return
-        self.last_emit = now
-        t0, d0 = self.samples[0]
-        speed = (done - d0) / (now - t0) if now > t0 else 0.0
-        eta = (self.total - done) / speed if self.total is not None and speed > 0 else None
-        self.progress(Progress(self.stage, done, self.total, speed, eta, self.message, self.unit))
-
-
-def _check_cancel(cancel: threading.Event | None) -> None:
-    if cancel is not None and cancel.is_set():
-        raise Cancelled()
+class DatasetBusy(UserError):
+    """Another process holds the dataset's lock."""
 
 
 # ------------------------------------------------------------------------------- HTTP fetch
@@ -147,6 +111,11 @@ class _Fatal(Exception):
 
 class _Retry(Exception):
     """A transient failure: retry the same URL after a pause."""
+
+
+class _Unresolved(_Fatal):
+    """The host name does not resolve (offline, or no DNS): retrying the same host in a few
+    seconds would not help, so the next URL is tried at once."""
 
 
 def _user_agent() -> str:
@@ -191,6 +160,9 @@ def _attempt(url: str, part: Path, source: Source, meter: ProgressMeter, timeout
         raise _Fatal(f"HTTP {err.code} {err.reason}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
         reason = getattr(err, "reason", None) or err
+        if isinstance(reason, socket.gaierror):
+            host = urllib.parse.urlsplit(url).hostname or url
+            raise _Unresolved(f"cannot resolve {host} ({reason.strerror or reason})") from None
         raise _Retry(str(reason)) from None
     with response:
         code = getattr(response, "status", None) or 200
@@ -211,9 +183,10 @@ def _attempt(url: str, part: Path, source: Source, meter: ProgressMeter, timeout
         meter.total = total
         if source.size is not None and total is not None and total != source.size:
             raise _Fatal(f"the server offers {total} bytes, the catalog expects {source.size}")
-        with open(part, mode) as f:
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode == "ab" else os.O_TRUNC)
+        with os.fdopen(_open_state(part, flags), mode) as f:
             while True:
-                _check_cancel(cancel)
+                check_cancel(cancel)
                 try:
                     chunk = response.read(CHUNK)
                 except (OSError, http.client.HTTPException) as err:  # connection dropped mid-stream
@@ -223,7 +196,8 @@ def _attempt(url: str, part: Path, source: Source, meter: ProgressMeter, timeout
                 try:
                     f.write(chunk)
                 except OSError as err:  # a local problem (disk full): retrying would not help
-                    raise DownloadError(f"{part}: cannot write ({err.strerror or err})") from None
+                    free = f", {_free_text(part.parent)} free" if _disk_full(err) else ""
+                    raise DownloadError(f"{part}: cannot write ({err.strerror or err}{free})") from None
                 have += len(chunk)
                 meter.update(have)
                 if source.size is not None and have > source.size:
@@ -246,6 +220,8 @@ def _fetch_url(url: str, part: Path, source: Source, meter: ProgressMeter, *, ti
             if failures > retries:
                 raise _Fatal(f"{err} (gave up after {retries} retries)") from None
             delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S)) - 1] if failures else 0.0
+            meter.notice(f"{err}; retry {failures} of {retries} in {delay:.0f} s" if failures
+                         else f"{err}; continuing at once")
             if cancel is not None:
                 if cancel.wait(delay):
                     raise Cancelled() from None
@@ -259,7 +235,7 @@ def file_md5(path: Path, progress: ProgressFn | None = None, cancel: threading.E
     done = 0
     with open(path, "rb") as f:
         while True:
-            _check_cancel(cancel)
+            check_cancel(cancel)
             chunk = f.read(CHUNK)
             if not chunk:
                 break
@@ -288,6 +264,7 @@ def fetch(urls: tuple[str, ...], dest: Path, source: Source, *, name: str, progr
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     failures = []
+    unresolved = 0
     for url in urls:
         meter = ProgressMeter(progress, "download", f"{name}: {source.filename}", source.size)
         try:
@@ -295,8 +272,15 @@ def fetch(urls: tuple[str, ...], dest: Path, source: Source, *, name: str, progr
             break
         except _Fatal as err:
             failures.append(f"{url}: {err}")
+            unresolved += isinstance(err, _Unresolved)
+            if url != urls[-1]:
+                meter.notice(f"{err}; trying the next address")
     else:
-        raise DownloadError(f"{name}: download failed: {'; '.join(failures)}. {_manual_hint(name, source)}")
+        if part.exists() and part.stat().st_size == 0:
+            part.unlink()
+        head = (f"{name}: no host could be resolved, this machine looks offline" if unresolved == len(urls)
+                else f"{name}: download failed")
+        raise DownloadError(f"{head}: {'; '.join(failures)}. {_manual_hint(name, source)}")
     problem = check_file(part, source, progress, cancel)
     if problem:
         part.unlink()
@@ -331,42 +315,186 @@ def source_urls(entry: Entry, source: Source) -> tuple[str, ...]:
 
 # ------------------------------------------------------------------------------ extraction
 
+#: An archive may unpack to at most EXPAND_FACTOR times its size plus EXPAND_SLACK (the size the
+#: catalog knows, else the file's own size: imports and the unchecksummed Cars mirror). Image
+#: archives barely compress (JPEGs, CIFAR's pickles: 1.0-1.1x), so this only stops bombs.
+EXPAND_FACTOR = 4
+EXPAND_SLACK = 64 << 20
+#: every member is charged at least one tar block, so an archive of millions of empty files is a bomb too
+MEMBER_COST = 512
+#: links followed while judging where one link points (more is a loop)
+MAX_LINK_HOPS = 40
+
+
+def extraction_budget(archive_bytes: int) -> int:
+    """The most bytes an archive of ``archive_bytes`` may unpack to (see ``EXPAND_FACTOR``)."""
+    return EXPAND_FACTOR * archive_bytes + EXPAND_SLACK
+
 
 def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def _safe_target(root_real: str, name: str, archive: Path) -> str | None:
-    """The real path a member may be written to; None for names that mean "the root itself"."""
-    def refuse(why: str):
-        raise UnsafeArchiveError(f"{archive.name}: refusing to extract {name!r}: {why}")
+def _resolve_inside(root: str, parts: list[str]) -> list[str] | None:
+    """Follow ``parts`` (relative to ``root``) one component at a time, links included: the parts
+    of where it finally points, or None when any step leaves ``root``, a link is absolute, or
+    links nest deeper than ``MAX_LINK_HOPS`` (a loop). Judged on the tree as it is on disk."""
+    cur: list[str] = []
+    todo = list(parts)
+    hops = 0
+    while todo:
+        comp = todo.pop(0)
+        if comp in ("", "."):
+            continue
+        if comp == "..":
+            if not cur:
+                return None
+            cur.pop()
+            continue
+        candidate = os.path.join(root, *cur, comp)
+        if os.path.islink(candidate):
+            hops += 1
+            text = os.readlink(candidate)
+            if hops > MAX_LINK_HOPS or os.path.isabs(text) or text.startswith("\\"):
+                return None
+            todo = text.replace("\\", "/").split("/") + todo  # relative to the link's own folder: cur
+            continue
+        cur.append(comp)
+    return cur
 
-    if "\x00" in name:
-        refuse("NUL in the name")
-    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
-        refuse("absolute path")
-    parts = [p for p in PurePosixPath(name.replace("\\", "/")).parts if p not in ("", ".")]
-    if ".." in parts:
-        refuse("'..' in the path")
-    if not parts:
-        return None
-    target = os.path.join(root_real, *parts)
-    # resolve symlinks extracted earlier: a link to outside must not carry later members out
-    parent_real = os.path.realpath(os.path.dirname(target))
-    if not _inside(parent_real, root_real):
-        refuse("it would be written outside the target folder (through a link)")
-    full = os.path.join(parent_real, parts[-1])
-    if os.path.islink(full) and not _inside(os.path.realpath(full), root_real):
-        refuse("it would be written through a link that points outside the target folder")
-    return full
+
+def _free_text(path: Path | str) -> str:
+    try:
+        return catalog.format_bytes(shutil.disk_usage(path).free)
+    except OSError:
+        return "unknown"
 
 
-def _check_link(root_real: str, target: str, linkname: str, archive: Path, name: str) -> None:
-    if os.path.isabs(linkname) or linkname.startswith("\\"):
-        raise UnsafeArchiveError(f"{archive.name}: refusing to extract {name!r}: link to absolute path {linkname!r}")
-    resolved = os.path.realpath(os.path.join(os.path.dirname(target), linkname))
-    if not _inside(resolved, root_real):
-        raise UnsafeArchiveError(f"{archive.name}: refusing to extract {name!r}: link {linkname!r} points outside the target folder")
+class _Extractor:
+    """One archive's members written under ``root`` (the scratch folder), in two phases.
+
+    Files and folders first, while no link exists on disk, so nothing can be written through
+    one; a member below a link member is refused. Links last, and only once every member is
+    out is each one judged by where it finally points, chains included."""
+
+    def __init__(self, archive: Path, dest: Path, budget: int):
+        self.archive = archive
+        self.root = os.path.realpath(dest)
+        self.budget = budget
+        self.used = 0
+        self.links: list[tuple[str, tuple[str, ...], str]] = []  # (member, parts, link text)
+        self.link_parts: set[tuple[str, ...]] = set()
+        self.files: set[tuple[str, ...]] = set()
+
+    def refuse(self, name: str, why: str) -> UnsafeArchiveError:
+        return UnsafeArchiveError(f"{self.archive.name}: refusing to extract {name!r}: {why}")
+
+    def parts(self, name: str) -> tuple[str, ...]:
+        """The member's path components; refuses names that could leave the folder or that are
+        fgbench's own state files (a member must never make a dataset look ready)."""
+        if "\x00" in name:
+            raise self.refuse(name, "NUL in the name")
+        if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+            raise self.refuse(name, "absolute path")
+        parts = tuple(p for p in PurePosixPath(name.replace("\\", "/")).parts if p not in ("", "."))
+        if ".." in parts:
+            raise self.refuse(name, "'..' in the path")
+        for p in parts:
+            if catalog.is_reserved_name(p):
+                raise self.refuse(name, f"{p!r} is the name of one of fgbench's own files")
+        return parts
+
+    def charge(self, name: str, n: int) -> None:
+        self.used += n
+        if self.used > self.budget:
+            raise self.refuse(name, f"the archive unpacks to more than {catalog.format_bytes(self.budget)} "
+                                    f"({EXPAND_FACTOR}x its size + {catalog.format_bytes(EXPAND_SLACK)}): "
+                                    "a decompression bomb, or not the file fgbench expects")
+
+    def path_for(self, name: str, parts: tuple[str, ...]) -> str:
+        for i in range(1, len(parts)):
+            if parts[:i] in self.link_parts:
+                raise self.refuse(name, f"it would be written through the link {'/'.join(parts[:i])!r}")
+        # no link exists on disk before ``finish``, so the path cannot lead anywhere else
+        return os.path.join(self.root, *parts)
+
+    def directory(self, name: str) -> None:
+        parts = self.parts(name)
+        self.charge(name, MEMBER_COST)
+        if parts:
+            if parts in self.link_parts:
+                raise self.refuse(name, "a folder and a link of the same name")
+            os.makedirs(self.path_for(name, parts), exist_ok=True)
+
+    def file(self, name: str, src) -> None:
+        parts = self.parts(name)
+        if not parts:
+            return
+        if parts in self.link_parts:
+            raise self.refuse(name, "a file and a link of the same name")
+        target = self.path_for(name, parts)
+        self.charge(name, MEMBER_COST)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target)
+        elif os.path.lexists(target):
+            os.unlink(target)
+        # O_EXCL | O_NOFOLLOW: a link appearing here by any route is never written through
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_BINARY, 0o666)
+        with os.fdopen(fd, "wb") as out:
+            while True:
+                chunk = src.read(CHUNK)
+                if not chunk:
+                    break
+                self.charge(name, len(chunk))
+                out.write(chunk)
+        self.files.add(parts)
+
+    def hard_link(self, name: str, linkname: str) -> None:
+        try:
+            source = self.parts(linkname)
+        except UnsafeArchiveError as err:
+            why = str(err).rsplit(": ", 1)[-1]
+            raise self.refuse(name, f"hard link to {linkname!r}: {why}") from None
+        if source not in self.files:
+            raise self.refuse(name, f"hard link to {linkname!r}, which is not a file extracted before it")
+        with open(os.path.join(self.root, *source), "rb") as src:
+            self.file(name, src)  # a copy: a hard link would share the inode with nothing useful
+
+    def link(self, name: str, linkname: str) -> None:
+        parts = self.parts(name)
+        if not parts:
+            raise self.refuse(name, "a link in place of the folder itself")
+        if "\x00" in linkname or os.path.isabs(linkname) or linkname.startswith("\\") or re.match(r"^[A-Za-z]:", linkname):
+            raise self.refuse(name, f"link to absolute path {linkname!r}")
+        self.path_for(name, parts)
+        self.charge(name, MEMBER_COST + len(linkname))
+        self.links.append((name, parts, linkname))
+        self.link_parts.add(parts)
+
+    def finish(self) -> None:
+        """Create the links, then judge each by where it finally points (chains included)."""
+        for name, parts, linkname in self.links:
+            target = os.path.join(self.root, *parts)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            if os.path.isdir(target) and not os.path.islink(target):
+                raise self.refuse(name, "a link and a folder of the same name")
+            if os.path.lexists(target):
+                os.unlink(target)
+            os.symlink(linkname, target)
+        check_links(self.root, self.links, self.archive)
+
+
+def check_links(root: str, links: list[tuple[str, tuple[str, ...], str]], archive: Path) -> None:
+    """Refuse, naming the member, the first link under ``root`` that resolves outside it."""
+    for name, parts, linkname in links:
+        if _resolve_inside(root, list(parts)) is None:
+            raise UnsafeArchiveError(f"{archive.name}: refusing to extract {name!r}: link {linkname!r} "
+                                     "points outside the target folder")
+
+
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_BINARY = getattr(os, "O_BINARY", 0)
 
 
 class _CountingReader:
@@ -376,25 +504,18 @@ class _CountingReader:
         self.f, self.meter, self.cancel, self.n = f, meter, cancel, 0
 
     def read(self, size: int = -1) -> bytes:
-        _check_cancel(self.cancel)
+        check_cancel(self.cancel)
         data = self.f.read(size)
         self.n += len(data)
         self.meter.update(self.n)
         return data
 
 
-def _write_stream(src, target: str) -> None:
-    if os.path.lexists(target) and not os.path.isfile(target):
-        if os.path.isdir(target) and not os.path.islink(target):
-            shutil.rmtree(target)
-        else:
-            os.unlink(target)
-    with open(target, "wb") as out:
-        shutil.copyfileobj(src, out, CHUNK)
+def _disk_full(err: BaseException) -> bool:
+    return isinstance(err, OSError) and err.errno == errno.ENOSPC
 
 
-def _extract_tar(archive: Path, dest: Path, meter: ProgressMeter, cancel) -> None:
-    root_real = os.path.realpath(dest)
+def _extract_tar(archive: Path, x: _Extractor, dest: Path, meter: ProgressMeter, cancel) -> None:
     with open(archive, "rb") as raw:
         reader = _CountingReader(raw, meter, cancel)
         try:
@@ -404,44 +525,28 @@ def _extract_tar(archive: Path, dest: Path, meter: ProgressMeter, cancel) -> Non
         with tar:
             try:
                 for m in tar:
-                    target = _safe_target(root_real, m.name, archive)
-                    if target is None:
-                        continue
                     if m.isdir():
-                        os.makedirs(target, exist_ok=True)
+                        x.directory(m.name)
                     elif m.isreg():
-                        os.makedirs(os.path.dirname(target), exist_ok=True)
-                        src = tar.extractfile(m)
-                        _write_stream(src, target)
+                        x.file(m.name, tar.extractfile(m))
                     elif m.issym():
-                        _check_link(root_real, target, m.linkname, archive, m.name)
-                        os.makedirs(os.path.dirname(target), exist_ok=True)
-                        if os.path.lexists(target):
-                            os.unlink(target)
-                        os.symlink(m.linkname, target)
+                        x.link(m.name, m.linkname)
                     elif m.islnk():
-                        try:
-                            source = _safe_target(root_real, m.linkname, archive)
-                        except UnsafeArchiveError as err:
-                            why = str(err).rsplit(": ", 1)[-1]
-                            raise UnsafeArchiveError(f"{archive.name}: refusing to extract {m.name!r}: "
-                                                     f"hard link to {m.linkname!r}: {why}") from None
-                        if source is None or not os.path.isfile(source):
-                            raise UnsafeArchiveError(f"{archive.name}: refusing to extract {m.name!r}: hard link to {m.linkname!r}, which is not a file extracted before it")
-                        os.makedirs(os.path.dirname(target), exist_ok=True)
-                        with open(source, "rb") as src:
-                            _write_stream(src, target)
+                        x.parts(m.name)
+                        x.hard_link(m.name, m.linkname)
                     else:
+                        x.parts(m.name)
                         kind = "a device file" if (m.ischr() or m.isblk()) else "a FIFO" if m.isfifo() else f"an unsupported member type {m.type!r}"
-                        raise UnsafeArchiveError(f"{archive.name}: refusing to extract {m.name!r}: {kind}")
-            except (tarfile.TarError, EOFError, OSError) as err:
-                if isinstance(err, OSError) and err.errno is not None and err.errno in (28,):  # ENOSPC
-                    raise DownloadError(f"{archive}: the disk is full while extracting to {dest}") from None
+                        raise x.refuse(m.name, kind)
+                x.finish()
+            except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
+                if _disk_full(err):
+                    raise DownloadError(f"{dest}: the disk is full while extracting {archive.name} "
+                                        f"({_free_text(dest)} free)") from None
                 raise DamagedArchiveError(f"{archive}: damaged archive ({err})") from None
 
 
-def _extract_zip(archive: Path, dest: Path, meter: ProgressMeter, cancel) -> None:
-    root_real = os.path.realpath(dest)
+def _extract_zip(archive: Path, x: _Extractor, dest: Path, meter: ProgressMeter, cancel) -> None:
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError) as err:
@@ -450,39 +555,45 @@ def _extract_zip(archive: Path, dest: Path, meter: ProgressMeter, cancel) -> Non
     with zf:
         try:
             for info in zf.infolist():
-                _check_cancel(cancel)
-                target = _safe_target(root_real, info.filename, archive)
+                check_cancel(cancel)
                 mode = info.external_attr >> 16
-                if target is None:
-                    continue
                 if stat.S_ISLNK(mode):
-                    linkname = zf.read(info).decode("utf-8", "replace")
-                    _check_link(root_real, target, linkname, archive, info.filename)
-                    os.makedirs(os.path.dirname(target), exist_ok=True)
-                    if os.path.lexists(target):
-                        os.unlink(target)
-                    os.symlink(linkname, target)
+                    x.parts(info.filename)
+                    if info.file_size > 4096:
+                        raise x.refuse(info.filename, f"a link of {info.file_size} bytes")
+                    x.link(info.filename, zf.read(info).decode("utf-8", "replace"))
                 elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
-                    raise UnsafeArchiveError(f"{archive.name}: refusing to extract {info.filename!r}: a device file or FIFO")
+                    x.parts(info.filename)
+                    raise x.refuse(info.filename, "a device file or FIFO")
                 elif info.is_dir():
-                    os.makedirs(target, exist_ok=True)
+                    x.directory(info.filename)
                 else:
-                    os.makedirs(os.path.dirname(target), exist_ok=True)
                     with zf.open(info) as src:
-                        _write_stream(src, target)
+                        x.file(info.filename, src)
                 done += info.compress_size
                 meter.update(done)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as err:
+            x.finish()
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error) as err:
+            if _disk_full(err):
+                raise DownloadError(f"{dest}: the disk is full while extracting {archive.name} "
+                                    f"({_free_text(dest)} free)") from None
             raise DamagedArchiveError(f"{archive}: damaged archive ({err})") from None
 
 
-def _merge_into(src: Path, dst: Path) -> None:
-    """Move ``src`` to ``dst``; directories are merged (an earlier, partial move is completed)."""
+def _merge_into(src: Path, dst: Path, placed: list[tuple[str, ...]], rel: tuple[str, ...]) -> None:
+    """Move ``src`` to ``dst``; directories are merged (an earlier, partial move is completed).
+    Never descends into a link of ``dst``: a link there is replaced, not followed. ``placed``
+    collects the links moved in (their parts relative to the target)."""
     if src.is_dir() and not src.is_symlink() and dst.is_dir() and not dst.is_symlink():
         for child in src.iterdir():
-            _merge_into(child, dst / child.name)
+            _merge_into(child, dst / child.name, placed, (*rel, child.name))
         src.rmdir()
         return
+    if src.is_symlink():
+        placed.append(rel)
+    elif src.is_dir():
+        placed.extend((*rel, *Path(d, n).relative_to(src).parts) for d, dirs, files in os.walk(src)
+                      for n in dirs + files if os.path.islink(os.path.join(d, n)))
     if dst.is_dir() and not dst.is_symlink():
         shutil.rmtree(dst)
     elif os.path.lexists(dst):
@@ -490,23 +601,47 @@ def _merge_into(src: Path, dst: Path) -> None:
     os.replace(src, dst)
 
 
-def extract_archive(archive: Path, target: Path, *, progress=None, cancel=None, message: str = "") -> None:
+def _remove_entry(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        path.unlink()
+
+
+def extract_archive(archive: Path, target: Path, *, progress=None, cancel=None, message: str = "",
+                    budget: int | None = None) -> None:
     """Safely extract ``archive`` into ``target``: first into a scratch folder beside it, then
-    moved into place, so a failure or interrupt never leaves half an archive in ``target``."""
+    moved into place, so a failure or interrupt never leaves half an archive in ``target``.
+
+    ``budget``: the most bytes it may unpack to (default: ``extraction_budget`` of its size).
+    Links are judged twice: in the scratch folder, and again once merged into ``target`` (where
+    an earlier archive's links could change where they lead); a link refused there is removed
+    with every other link this archive brought."""
     target.mkdir(parents=True, exist_ok=True)
+    size = archive.stat().st_size
     scratch = target / f".extract-{archive.name}"
-    if scratch.exists():
-        shutil.rmtree(scratch)
+    _remove_entry(scratch)
     scratch.mkdir()
-    meter = ProgressMeter(progress, "extract", message or f"extracting {archive.name}", archive.stat().st_size)
+    meter = ProgressMeter(progress, "extract", message or f"extracting {archive.name}", size)
+    x = _Extractor(archive, scratch, extraction_budget(size) if budget is None else budget)
     try:
         if archive.name.lower().endswith(".zip") or (zipfile.is_zipfile(archive) and not tarfile.is_tarfile(archive)):
-            _extract_zip(archive, scratch, meter, cancel)
+            _extract_zip(archive, x, scratch, meter, cancel)
         else:
-            _extract_tar(archive, scratch, meter, cancel)
-        meter.update(archive.stat().st_size, force=True)
+            _extract_tar(archive, x, scratch, meter, cancel)
+        meter.update(size, force=True)
+        placed: list[tuple[str, ...]] = []
         for child in sorted(scratch.iterdir()):
-            _merge_into(child, target / child.name)
+            _merge_into(child, target / child.name, placed, (child.name,))
+        root = os.path.realpath(target)
+        bad = [p for p in placed if _resolve_inside(root, list(p)) is None]
+        if bad:
+            text = os.readlink(os.path.join(root, *bad[0]))
+            for p in placed:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(root, *p))
+            raise UnsafeArchiveError(f"{archive.name}: refusing to extract {'/'.join(bad[0])!r}: link {text!r} "
+                                     "points outside the target folder once merged with what is already there")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -514,10 +649,31 @@ def extract_archive(archive: Path, target: Path, *, progress=None, cancel=None, 
 # ------------------------------------------------------------------------------- pipeline
 
 
+def real_dir(path: Path) -> Path:
+    """Create (or accept) ``path`` as a real folder inside a dataset folder; a link or a file in
+    its place is an error: fgbench never writes through a link there."""
+    if os.path.islink(path) or (os.path.lexists(path) and not path.is_dir()):
+        raise UserError(f"{path}: is a link or not a folder; fgbench never writes through links in a "
+                        "dataset folder: remove it and run again")
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def _open_state(path: Path, flags: int, mode: int = 0o644) -> int:
+    """``os.open`` of one of fgbench's own files in a dataset folder, refusing a link in its place."""
+    try:
+        return os.open(path, flags | _O_NOFOLLOW | _O_BINARY | getattr(os, "O_CLOEXEC", 0), mode)
+    except OSError as err:
+        if err.errno == errno.ELOOP or os.path.islink(path):
+            raise UserError(f"{path}: is a link; fgbench never writes through links in a dataset folder: "
+                            "remove it and run again") from None
+        raise
+
+
 @contextmanager
 def _locked(loc: Path) -> Iterator[None]:
     loc.mkdir(parents=True, exist_ok=True)
-    f = open(loc / catalog.LOCK_FILE, "a+")
+    f = os.fdopen(_open_state(loc / catalog.LOCK_FILE, os.O_RDWR | os.O_CREAT), "a+")
     try:
         try:
             import fcntl
@@ -527,7 +683,7 @@ def _locked(loc: Path) -> Iterator[None]:
             try:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise UserError(f"{loc}: another fgbench process is working on this dataset; "
+                raise DatasetBusy(f"{loc}: another fgbench process is working on this dataset; "
                                 "wait for it to finish") from None
         yield
     finally:
@@ -541,7 +697,7 @@ def _step_marker(loc: Path, source: Source) -> Path:
 def _mark_step(loc: Path, source: Source) -> None:
     from fgbench.atomic import atomic_write_text
 
-    (loc / catalog.STEPS_DIR).mkdir(exist_ok=True)
+    real_dir(loc / catalog.STEPS_DIR)  # atomic_write_text replaces a link at the marker itself
     atomic_write_text(_step_marker(loc, source), time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
 
 
@@ -557,15 +713,25 @@ def _unready(loc: Path) -> None:
 def _place(src: Path, loc: Path, source: Source | None, *, move: bool, progress, cancel, name: str) -> None:
     """Extract an archive (or put a plain file such as a .mat) into ``loc``."""
     filename = source.filename if source is not None else src.name
+    size = src.stat().st_size
+    if not move:  # a move within the folder needs no room; a copy or an extraction does
+        _need_space(loc, size, "to copy or extract " + src.name, name)
     if source is not None and not source.is_archive:
         tmp = loc / f".{filename}.tmp"
         if move:
             os.replace(src, tmp)
         else:
-            shutil.copyfile(src, tmp)
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            with open(src, "rb") as fin, os.fdopen(_open_state(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "wb") as fout:
+                shutil.copyfileobj(fin, fout, CHUNK)
         os.replace(tmp, loc / filename)
     else:
-        extract_archive(src, loc, progress=progress, cancel=cancel, message=f"{name}: extracting {filename}")
+        if move:
+            _need_space(loc, size, "to extract " + src.name, name)
+        known = source.size if source is not None and source.size is not None else size
+        extract_archive(src, loc, progress=progress, cancel=cancel, message=f"{name}: extracting {filename}",
+                        budget=extraction_budget(known))
         if move:
             src.unlink()
     if source is not None:
@@ -573,12 +739,12 @@ def _place(src: Path, loc: Path, source: Source | None, *, move: bool, progress,
 
 
 def _finish(entry: Entry, loc: Path, search: Path, progress, how: str) -> None:
-    from fgbench.data import prepare
+    from fgbench.data import index, prepare
 
     if progress is not None:
         progress(Progress("prepare", 0, None, 0.0, None, f"{entry.name}: indexing", unit=""))
     prepared = prepare.prepare(entry, search)
-    prepare.write_index(loc, prepared, entry.name)
+    index.write_index(loc, prepared, entry.name)
     prepare.write_ready(loc, prepared, entry.name, how)  # last: from here on it is "ready"
     shutil.rmtree(loc / catalog.DOWNLOADS_DIR, ignore_errors=True)
     if progress is not None:
@@ -586,17 +752,23 @@ def _finish(entry: Entry, loc: Path, search: Path, progress, how: str) -> None:
         progress(Progress("prepare", 1, 1, 0.0, None, f"{entry.name}: ready, {n} images", unit=""))
 
 
+def _need_space(loc: Path, need: int, what: str, name: str) -> None:
+    """Refuse to start a step that needs ``need`` bytes in ``loc`` when the disk has less free."""
+    free = shutil.disk_usage(loc).free
+    if free < need:
+        raise DownloadError(f"{name}: needs about {catalog.format_bytes(need)} free in {loc} ({what}), only "
+                            f"{catalog.format_bytes(free)} available; free some space or set FGBENCH_DATA to a bigger disk")
+
+
 def _free_space_check(loc: Path, entry: Entry, source: Source) -> None:
+    """Before a download: room for the rest of the file and, for an archive, its extraction. The
+    Cars mirror has no known size; its extraction is checked once the file is here."""
     if source.size is None:
         return
     part = loc / catalog.DOWNLOADS_DIR / (source.filename + ".part")
     have = part.stat().st_size if part.exists() else 0
     need = (source.size - have) + (source.size if source.is_archive else 0)
-    free = shutil.disk_usage(loc).free
-    if free < need:
-        raise DownloadError(f"{entry.name}: needs about {catalog.format_bytes(need)} free in {loc} "
-                            f"(download and extraction), only {catalog.format_bytes(free)} available; "
-                            "free some space or set FGBENCH_DATA to a bigger disk")
+    _need_space(loc, need, "download and extraction", entry.name)
 
 
 def download_dataset(name: str, *, root=None, progress: ProgressFn | None = None,
@@ -619,10 +791,49 @@ def download_dataset(name: str, *, root=None, progress: ProgressFn | None = None
         raise UserError(f"{name}: not downloaded automatically ({entry.licence}): {catalog.how_to_get(entry)}")
     if catalog.status(name, root) == "ready":
         return loc
+    existed = loc.exists()
+    try:
+        _download_locked(entry, loc, progress=progress, cancel=cancel, timeout=timeout, retries=retries)
+    except DatasetBusy:
+        raise  # the other process's files, not ours to tidy
+    except BaseException:
+        _drop_if_empty(loc, created=not existed)
+        raise
+    return loc
+
+
+def _drop_if_empty(loc: Path, *, created: bool) -> None:
+    """After a failed or cancelled download: remove what holds no downloaded byte (an empty
+    ``.part``, empty bookkeeping folders, the lock file), so a dataset that got nothing is
+    ``missing``, not ``partial``. Anything with content stays for the next run to resume."""
+    for sub in (catalog.DOWNLOADS_DIR, catalog.STEPS_DIR):
+        d = loc / sub
+        try:
+            for f in d.iterdir():
+                if f.name.endswith(".part") and f.is_file() and f.stat().st_size == 0:
+                    f.unlink()
+            d.rmdir()  # only if empty
+        except OSError:
+            pass
+    try:
+        left = [p for p in loc.iterdir() if p.name != catalog.LOCK_FILE]
+    except OSError:
+        return
+    if not left:
+        (loc / catalog.LOCK_FILE).unlink(missing_ok=True)
+        if created:
+            try:
+                loc.rmdir()
+            except OSError:
+                pass
+
+
+def _download_locked(entry: Entry, loc: Path, *, progress, cancel, timeout: float, retries: int) -> None:
+    name = entry.name
     with _locked(loc):
-        if (loc / catalog.READY_FILE).is_file():  # another process finished it meanwhile
-            return loc
-        downloads = loc / catalog.DOWNLOADS_DIR
+        if catalog.is_state_file(loc / catalog.READY_FILE):  # another process finished it meanwhile
+            return
+        downloads = real_dir(loc / catalog.DOWNLOADS_DIR)
         for source in entry.sources:
             if _step_marker(loc, source).is_file():
                 continue
@@ -639,7 +850,6 @@ def download_dataset(name: str, *, root=None, progress: ProgressFn | None = None
                 archive.unlink(missing_ok=True)
                 raise type(err)(f"{err}; the downloaded file was deleted, a new download fetches it again") from None
         _finish(entry, loc, loc, progress, "download")
-    return loc
 
 
 def import_dataset(name: str, source_path, *, root=None, progress: ProgressFn | None = None,
@@ -709,7 +919,8 @@ def remove_dataset(name: str, *, root=None) -> None:
     untouched."""
     entry = catalog.get(name)
     if entry.name == "folder":
-        raise UserError("folder: fgbench never owns your folder; delete it yourself if you want to")
+        raise UserError("folder: fgbench never owns your folder; delete it yourself if you want to "
+                        "(`fgbench data remove folder --root DIR` removes only the caches fgbench built for it)")
     loc = catalog.location(name, root)
     if not loc.exists():
         shutil.rmtree(catalog.cache_dir(name), ignore_errors=True)
@@ -722,6 +933,22 @@ def remove_dataset(name: str, *, root=None) -> None:
         _unready(loc)
         shutil.rmtree(loc)
     shutil.rmtree(catalog.cache_dir(name), ignore_errors=True)
+
+
+def remove_folder_caches(root) -> tuple[list[Path], int]:
+    """Delete the pixel caches fgbench built for the user folder ``root`` (``data.loader =
+    "cached"``); the folder itself is never touched. Caches of the older layout, shared by every
+    folder (``.cache/folder/train`` and ``test``), go too: they are rebuilt on the next cached run.
+    Returns the folders deleted and their size in bytes."""
+    base = catalog.cache_dir("folder")
+    targets = [catalog.cache_dir("folder", root)] + [base / split for split in ("train", "test")]
+    removed, size = [], 0
+    for d in targets:
+        if d.is_dir():
+            size += sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+            shutil.rmtree(d)
+            removed.append(d)
+    return removed, size
 
 
 # --------------------------------------------------------------------------------- verify
@@ -739,6 +966,8 @@ class VerifyReport:
     deep: bool = False
     #: images decoded by a deep verification (0 for CIFAR, whose pickles hold no image files)
     decoded: int = 0
+    #: the folder the test split is read from, for a user folder (``val`` when there is no ``test/``)
+    test_split: str = "test"
 
     @property
     def ok(self) -> bool:
@@ -750,7 +979,7 @@ def verify_dataset(name: str, *, root=None, deep: bool = False, progress: Progre
     """Check a prepared dataset: counts against the catalog, every indexed file present, and with
     ``deep`` every image decoded (this imports the engine's image code, ``fgbench.data.fast``)."""
     from fgbench.data import prepare
-    from fgbench.data.index import DatasetIndex, folder_index
+    from fgbench.data.index import DatasetIndex, folder_index, read_index
 
     entry = catalog.get(name)
     loc = catalog.location(name, root)
@@ -761,6 +990,7 @@ def verify_dataset(name: str, *, root=None, deep: bool = False, progress: Progre
             report.problems.append(f"{loc}: not present ({catalog.how_to_get(entry)})")
             return report
         index = folder_index(loc, name)
+        report.test_split = Path(index.test_dir).name if index.test_dir else "test"
     else:
         st = catalog.status(name, root)
         if st != "ready":
@@ -768,7 +998,7 @@ def verify_dataset(name: str, *, root=None, deep: bool = False, progress: Progre
             report.problems.append(f"{name}: {what} ({loc}): {catalog.how_to_get(entry)}")
             return report
         try:
-            index = prepare.read_index(loc)
+            index = read_index(loc)
         except UserError as err:
             report.problems.append(str(err))
             return report
@@ -789,7 +1019,7 @@ def verify_dataset(name: str, *, root=None, deep: bool = False, progress: Progre
     if missing:
         report.problems.append(f"{name}: {len(missing)} indexed image(s) missing, e.g. {missing[0]}")
     if deep:
-        from fgbench.data.fast import find_corrupt_images
+        from fgbench.data.images import find_corrupt_images
 
         gone = set(missing)
         present = [p for p in all_paths if p not in gone]
@@ -813,6 +1043,7 @@ __all__ = [
     "import_dataset",
     "missing_files",
     "remove_dataset",
+    "remove_folder_caches",
     "source_urls",
     "verify_dataset",
 ]

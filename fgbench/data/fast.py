@@ -38,7 +38,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -50,17 +49,10 @@ import numpy as np
 import torch.utils.data
 from PIL import Image
 
+from fgbench.data.images import CorruptImageError, _default_workers, find_corrupt_images, require_regular_file  # noqa: F401
+
 CACHE_FORMAT = 2  # 2: lossless decode need instead of a resized short side
 AIRCRAFT_BANNER_PX = 20
-
-
-class CorruptImageError(Exception):
-    """An image file that cannot be decoded. ``path`` names it, ``reason`` says why."""
-
-    def __init__(self, path: str | os.PathLike[str], reason: str = ""):
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: cannot decode image ({reason})" if reason else f"{self.path}: cannot decode image")
 
 
 @dataclass(frozen=True)
@@ -121,8 +113,10 @@ def load_rgb(path: str | os.PathLike[str], need: "DecodeNeed | int | None" = Non
     at the smallest libjpeg scale (1, 1/2, 1/4, 1/8) that still meets it; other formats, and
     JPEGs without a need, are decoded at full size. ``crop_bottom`` removes that many rows of
     the *original* image from the bottom (20 for the FGVC-Aircraft banner). Any decoding failure
-    raises :class:`CorruptImageError` naming the file.
+    raises :class:`CorruptImageError` naming the file; so does a file that is not a regular file (a
+    FIFO named ``x.jpg`` would block the reader forever), which is never opened.
     """
+    require_regular_file(path)
     try:
         with Image.open(path) as im:
             orig_w, orig_h = im.size
@@ -140,40 +134,6 @@ def load_rgb(path: str | os.PathLike[str], need: "DecodeNeed | int | None" = Non
     return rgb
 
 
-def _default_workers() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
-
-
-def _check_one(path: str) -> tuple[str, str] | None:
-    try:
-        with Image.open(path) as im:
-            im.load()
-    except Exception as err:  # noqa: BLE001
-        return path, f"{type(err).__name__}: {err}"
-    return None
-
-
-def find_corrupt_images(paths: Sequence[str], *, progress: Callable | None = None,
-                        cancel: threading.Event | None = None, workers: int | None = None) -> list[tuple[str, str]]:
-    """Fully decode every image; return (path, reason) for those that fail, in input order.
-
-    Threads, not processes: PIL releases the GIL while it decodes. ``progress`` receives
-    ``fgbench.data.download.Progress`` objects (stage "verify", unit "images").
-    """
-    from fgbench.data.download import Cancelled, ProgressMeter
-
-    meter = ProgressMeter(progress, "verify", "decoding images", len(paths), unit="images")
-    bad: list[tuple[str, str]] = []
-    with ThreadPoolExecutor(workers or _default_workers()) as pool:
-        for i, result in enumerate(pool.map(_check_one, paths, chunksize=16), 1):
-            if cancel is not None and cancel.is_set():
-                pool.shutdown(cancel_futures=True)
-                raise Cancelled()
-            if result is not None:
-                bad.append(result)
-            meter.update(i)
-    meter.update(len(paths), force=True)
-    return bad
 
 
 class DraftImageDataset(torch.utils.data.Dataset):
@@ -275,7 +235,7 @@ class CachedImageDataset(torch.utils.data.Dataset):
         return np.asarray(im, dtype=np.uint8)
 
     def _build(self, items, skip_corrupt, workers, progress) -> None:
-        from fgbench.data.download import ProgressMeter
+        from fgbench.data.progress import ProgressMeter
 
         t0 = time.perf_counter()
         suffix = f".tmp-{os.getpid()}"

@@ -23,7 +23,14 @@ Decisions:
   pad-and-random-crop and flips in batches there, with no DataLoader and no worker processes (the
   airbench approach). It is for small images; other augmentations are refused with the field name.
 * Workers ignore SIGINT/SIGTERM: a Ctrl-C reaches the whole process group, and only the trainer
-  should react to it (it finishes the step and checkpoints), not die of a dead worker.
+  should react to it (it finishes the step and checkpoints), not die of a dead worker. Because
+  they ignore SIGTERM, Python's multiprocessing exit handler (SIGTERM, then wait) would wait for
+  them forever when a script exits without ``close()``; an exit handler of ours, which runs
+  before it, shuts down every live worker pool the clean way first. A parent that dies without
+  exit handlers (SIGKILL) is noticed by PyTorch's worker watchdog, and on Linux the kernel sends
+  the workers SIGKILL as well (``PR_SET_PDEATHSIG``).
+* The device loader honours ``data.skip_corrupt`` like the others: undecodable images are left
+  out of the stacked split and reported (once) with the first batch.
 * Under DDP (``shard = (rank, world)``) every process draws the same global permutation and
   batch as a single process with the global batch size would, and keeps positions
   ``rank::world`` of each batch: the union of one step's shards is exactly the single-process
@@ -34,10 +41,12 @@ Decisions:
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import random
 import signal
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -476,7 +485,7 @@ def choose_loader(index: DatasetIndex, data, augment=None, *, epochs: int = 1, d
     if cache_root is None:
         from fgbench.data import catalog
 
-        cache_root = catalog.cache_dir(index.name)
+        cache_root = catalog.cache_dir(index.name, index.root if index.name == "folder" else None)
     probe = Path(cache_root)
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
@@ -506,7 +515,8 @@ def load_splits(index: DatasetIndex, data, *, train_sizes: Sequence[int] = (), t
     elif choice.kind == "cached":
         from fgbench.data import catalog
 
-        cache = catalog.cache_dir(index.name)  # `fgbench data remove NAME` deletes it with the dataset
+        # `fgbench data remove NAME` deletes it with the dataset (a folder's: `... folder --root DIR`)
+        cache = catalog.cache_dir(index.name, index.root if index.name == "folder" else None)
         need = cache_need(data, augment, train_sizes, test_sizes)
         train_src = CachedSource(index.train, need, cache / "train", data.skip_corrupt, banner)
         test_src = CachedSource(index.test, need, cache / "test", data.skip_corrupt, banner)
@@ -667,7 +677,44 @@ def _worker_init(_worker_id: int) -> None:
     # Only the trainer reacts to Ctrl-C / SIGTERM (it finishes the step and checkpoints).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _die_with_parent()
     torch.set_num_threads(1)
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel SIGKILLs this worker when its parent dies (PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: PyTorch's watchdog still notices within seconds
+        pass
+
+
+#: iterators that may own worker processes; shut down at exit (see the module docstring)
+_LIVE_ITERATORS: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_EXIT_HOOK = False
+
+
+def _track(it):
+    """Remember a DataLoader iterator so that :func:`_shutdown_workers` can stop its workers."""
+    global _EXIT_HOOK
+    if hasattr(it, "_shutdown_workers"):
+        if not _EXIT_HOOK:
+            # registered after torch imported multiprocessing, so it runs before its exit handler
+            atexit.register(_shutdown_workers)
+            _EXIT_HOOK = True
+        _LIVE_ITERATORS.add(it)
+    return it
+
+
+def _shutdown_workers() -> None:
+    for it in list(_LIVE_ITERATORS):
+        try:
+            it._shutdown_workers()
+        except Exception:  # noqa: BLE001 - at exit, one pool must not keep the others alive
+            pass
 
 
 # -------------------------------------------------------------------------------------- loaders
@@ -760,14 +807,14 @@ class WorkerTrainLoader(TrainLoader):
     def batches(self, epoch: int, start_batch: int = 0):
         self.batch_sampler.split = None
         self.sampler.set_epoch(epoch, start_batch)
-        return iter(self.loader)
+        return _track(iter(self.loader))
 
     def eval_batches(self, split: str):
         self.batch_sampler.split = split
-        return iter(self.loader)
+        return _track(iter(self.loader))
 
     def close(self) -> None:
-        # Persistent workers are shut down with their iterator; drop our reference.
+        # Persistent workers live with the loader's iterator: stop them now, then drop it.
         it = getattr(self.loader, "_iterator", None) if self.loader is not None else None
         if it is not None and hasattr(it, "_shutdown_workers"):
             it._shutdown_workers()
@@ -797,7 +844,7 @@ class WorkerEvalLoader(EvalLoader):
         )
 
     def batches(self):
-        return iter(self.loader)
+        return _track(iter(self.loader))
 
 
 # ---------------------------------------------------------------------------------- device loader
@@ -821,27 +868,33 @@ def check_device_loader(data, augment) -> None:
 
 
 def _stack_split(source: Source, indices: list[int], geometry: list, what: str,
-                 need=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 N x 3 x H x W of the split after the deterministic geometry steps, each image decoded
-    as the standard loader decodes it for the same steps (``need``)."""
+                 skip_corrupt: bool = False, need=None) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+    """uint8 N x 3 x H x W of the split after the deterministic geometry steps, the labels, and
+    the images left out as undecodable (``skip_corrupt``; otherwise the first one is an error).
+    Each image is decoded as the standard loader decodes it for the same steps (``need``)."""
     from torchvision.transforms import v2
 
     if not indices:  # an empty shard of a small split (DDP)
-        return torch.empty((0, 3, 1, 1), dtype=torch.uint8), torch.empty(0, dtype=torch.long)
+        return torch.empty((0, 3, 1, 1), dtype=torch.uint8), torch.empty(0, dtype=torch.long), ()
     if isinstance(source, ArraySource) and not geometry:
         import numpy as np
 
         arr = np.ascontiguousarray(source.images[indices])
         x = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
-        return x, torch.tensor([source.labels[i] for i in indices], dtype=torch.long)
+        return x, torch.tensor([source.labels[i] for i in indices], dtype=torch.long), ()
     prep = v2.Compose(geometry + [v2.ToImage()])
     xs, ys = [], []
+    skipped: list[str] = []
     shape = None
     for i in indices:
         try:
             img = source.load(i, need)
         except decode_errors() as err:
-            raise UserError(f"{source.describe(i)}: cannot decode image ({err})") from None
+            if skip_corrupt:
+                skipped.append(source.describe(i))
+                continue
+            raise UserError(f"{source.describe(i)}: cannot decode image ({err}); fix or remove it, "
+                            "or set data.skip_corrupt = true") from None
         t = prep(img).as_subclass(torch.Tensor)
         if shape is None:
             shape = t.shape
@@ -851,7 +904,9 @@ def _stack_split(source: Source, indices: list[int], geometry: list, what: str,
                             "(set data.test_crop to resize or crop them)")
         xs.append(t)
         ys.append(source.labels[i])
-    return torch.stack(xs), torch.tensor(ys, dtype=torch.long)
+    if not xs:
+        raise UserError(f"the {what} split: no image could be decoded (data.skip_corrupt skipped all {len(skipped)})")
+    return torch.stack(xs), torch.tensor(ys, dtype=torch.long), tuple(skipped)
 
 
 def _normalizer(data, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -869,8 +924,9 @@ class DeviceTrainLoader(TrainLoader):
     """The whole training split on the device; crop and flip per batch there."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int, data, augment,
-                 size: int, device: torch.device, shard: tuple[int, int] | None = None):
+                 size: int, device: torch.device, shard: tuple[int, int] | None = None, skipped: tuple[str, ...] = ()):
         self.x, self.y = x.to(device), y.to(device)
+        self.skipped = skipped  # undecodable images left out, reported with the first batch
         self.shard = shard
         self.batch_size, self.seed, self.device = batch_size, seed, device
         self.drop_last = data.drop_last
@@ -921,26 +977,29 @@ class DeviceTrainLoader(TrainLoader):
         for b in range(start_batch, self.steps_per_epoch):
             idx = perm[b * self.batch_size:(b + 1) * self.batch_size]
             gd.manual_seed(mix_seed(self.seed, epoch, b, 0xC409))
+            bad = self.skipped if b == start_batch else ()
             if self.shard is None:
                 xb = self._augment(self.x.index_select(0, idx), gd)
-                yield self.norm(xb), self.y.index_select(0, idx), ()
+                yield self.norm(xb), self.y.index_select(0, idx), bad
             else:
                 keep = slice(self.shard[0], None, self.shard[1])
                 mine = idx[keep]
                 xb = self._augment(self.x.index_select(0, mine), gd, draw=len(idx), keep=keep)
-                yield self.norm(xb), self.y.index_select(0, mine), ()
+                yield self.norm(xb), self.y.index_select(0, mine), bad
 
 
 class DeviceEvalLoader(EvalLoader):
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, data, device: torch.device):
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, data, device: torch.device,
+                 skipped: tuple[str, ...] = ()):
         self.x, self.y = x.to(device), y.to(device)
         self.batch_size = batch_size
         self.norm = _normalizer(data, device)
         self.images = len(self.x)
+        self.skipped = skipped
 
     def batches(self):
         for b in range(0, len(self.x), self.batch_size):
-            yield self.norm(self.x[b:b + self.batch_size]), self.y[b:b + self.batch_size], ()
+            yield self.norm(self.x[b:b + self.batch_size]), self.y[b:b + self.batch_size], (self.skipped if b == 0 else ())
 
 
 # ---------------------------------------------------------------------------------------- build
@@ -1003,17 +1062,19 @@ def build_loaders(splits: Splits, data, augment, *, train_size: int, test_size: 
         from torchvision.transforms import v2
 
         train_geo = _device_train_geometry(splits, data, train_size)
-        x, y = _stack_split(splits.train_source, splits.train, train_geo, "train",
-                            decode_need(v2.Compose(train_geo), data) if train_geo else None)
-        train = DeviceTrainLoader(x, y, batch_size, seed, data, augment, train_size, device, shard)
+        skip = data.skip_corrupt
+        x, y, bad = _stack_split(splits.train_source, splits.train, train_geo, "train", skip,
+                                 decode_need(v2.Compose(train_geo), data) if train_geo else None)
+        train = DeviceTrainLoader(x, y, batch_size, seed, data, augment, train_size, device, shard, bad)
         test_geo = T.test_geometry(data, test_size)
         test_need = decode_need(v2.Compose(test_geo), data) if test_geo else None
         val = None
         if splits.val:
-            vx, vy = _stack_split(splits.train_source, _shard(splits.val, shard), test_geo, "val", test_need)
-            val = DeviceEvalLoader(vx, vy, eval_bs, data, device)
-        tx, ty = _stack_split(splits.test_source, _shard(splits.test, shard), test_geo, "test", test_need)
-        return StageLoaders(train, val, DeviceEvalLoader(tx, ty, eval_bs, data, device))
+            vx, vy, vbad = _stack_split(splits.train_source, _shard(splits.val, shard), test_geo, "val", skip,
+                                        test_need)
+            val = DeviceEvalLoader(vx, vy, eval_bs, data, device, vbad)
+        tx, ty, tbad = _stack_split(splits.test_source, _shard(splits.test, shard), test_geo, "test", skip, test_need)
+        return StageLoaders(train, val, DeviceEvalLoader(tx, ty, eval_bs, data, device, tbad))
     raw_first = bool(augment.randaugment_ops and augment.randaugment_before_resize)
     if raw_first and kind == "cached":
         raise UserError("augment.randaugment_before_resize: the cached loader keeps decoded copies, not the images "
@@ -1044,7 +1105,8 @@ def eval_loader(splits: Splits, data, *, test_size: int, batch_size: int, device
         from torchvision.transforms import v2
 
         geo = T.test_geometry(data, test_size)
-        x, y = _stack_split(src, idx, geo, split, decode_need(v2.Compose(geo), data) if geo else None)
-        return DeviceEvalLoader(x, y, batch_size, data, device)
+        x, y, bad = _stack_split(src, idx, geo, split, data.skip_corrupt,
+                                 decode_need(v2.Compose(geo), data) if geo else None)
+        return DeviceEvalLoader(x, y, batch_size, data, device, bad)
     etf = fast_transform(T.test_transform(data, test_size))
     return WorkerEvalLoader(EvalDataset(src, idx, etf, decode_need(etf, data)), batch_size, data, device)

@@ -38,12 +38,8 @@ from typing import Callable, Literal
 
 from fgbench.data import catalog
 from fgbench.data.catalog import Entry
-from fgbench.data.index import DatasetIndex
 from fgbench.data.index import scan_class_folders as index_scan_class_folders
 from fgbench.errors import UserError
-
-INDEX_FORMAT = 1
-
 
 class PrepareError(UserError):
     """The files are there but not in the expected layout, or their counts are wrong."""
@@ -69,30 +65,7 @@ class Prepared:
         return self.counts.get("test", len(self.test))
 
 
-# ------------------------------------------------------------------------------ index file
-
-
-def write_index(loc: Path, prepared: Prepared, name: str) -> None:
-    """Write ``fgbench-index.json`` atomically. The base is stored relative to ``loc`` when it is
-    inside it (so the folder can be moved), else absolute (data imported from elsewhere)."""
-    from fgbench.atomic import atomic_write_text
-
-    base = prepared.base.resolve()
-    try:
-        base_text = base.relative_to(loc.resolve()).as_posix() or "."
-    except ValueError:
-        base_text = str(base)
-    doc = {
-        "format": INDEX_FORMAT,
-        "name": name,
-        "kind": prepared.kind,
-        "base": base_text,
-        "class_names": prepared.class_names,
-        "counts": {"train": prepared.train_count, "test": prepared.test_count},
-        "train": [[p, y] for p, y in prepared.train],
-        "test": [[p, y] for p, y in prepared.test],
-    }
-    atomic_write_text(loc / catalog.INDEX_FILE, json.dumps(doc, separators=(",", ":")))
+# ------------------------------------------------------------------------------ ready marker
 
 
 def write_ready(loc: Path, prepared: Prepared, name: str, how: str) -> None:
@@ -111,31 +84,6 @@ def write_ready(loc: Path, prepared: Prepared, name: str, how: str) -> None:
     }
     atomic_write_text(loc / catalog.READY_FILE, json.dumps(doc, indent=2) + "\n")
 
-
-def index_base(loc: Path, doc: dict) -> Path:
-    base = Path(doc.get("base", "."))
-    return base if base.is_absolute() else (loc / base)
-
-
-def read_index(loc: str | os.PathLike[str]) -> DatasetIndex:
-    loc = Path(loc)
-    path = loc / catalog.INDEX_FILE
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: missing; prepare the dataset again (fgbench data download/import)") from None
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path}: unreadable index ({err}); prepare the dataset again") from None
-    if doc.get("format") != INDEX_FORMAT:
-        raise UserError(f"{path}: index format {doc.get('format')!r}, expected {INDEX_FORMAT}; prepare it again")
-    base = index_base(loc, doc)
-    name = doc.get("name", loc.name)
-    if doc.get("kind") == "cifar":
-        return DatasetIndex(name=name, class_names=list(doc["class_names"]), kind="cifar", root=str(base))
-    b = str(base)
-    train = [(os.path.join(b, p), int(y)) for p, y in doc["train"]]
-    test = [(os.path.join(b, p), int(y)) for p, y in doc["test"]]
-    return DatasetIndex(name=name, class_names=list(doc["class_names"]), train=train, test=test, root=b)
 
 
 # ----------------------------------------------------------------------------- layout search

@@ -32,9 +32,13 @@ Interpretations of the spec, documented here once:
   *input* pixel (a*x + b*y + c, d*x + e*y + f), so TranslateXabs with v = +10 moves the content
   10 px to the LEFT (and TranslateYabs with +10 moves it up); -10 moves it right (down). The sign
   is random anyway, so both directions occur equally often.
-* CutoutAbs paints a square of side ``int(v)`` with corner ``centre - side // 2``, clipped to the
-  image (near a border the painted area is smaller than side x side), filled with RGB
-  (125, 123, 114). The centre is a uniformly random pixel.
+* CutoutAbs does the seed's arithmetic exactly: ``cx = numpy.random.uniform(w)`` (numpy's ``low``
+  is then w and ``high`` 1.0, so cx is uniform on (1, w]), ``x0 = int(max(0, cx - v / 2))``,
+  ``x1 = min(w, x0 + v)`` (the same for y), and PIL's ``ImageDraw.rectangle((x0, y0, x1, y1))``
+  paints RGB (125, 123, 114) with **both corners included**: a (v + 1) x (v + 1) box, 21 x 21 at
+  the seed's M = 15 (v = 20). At the top and left border the box is shifted inward (x0 = 0, still
+  v + 1 wide); at the bottom and right it is cut by the image edge. At M = 0 (v = 0) it paints one
+  pixel, as the seed does (its ``v < 0`` guard lets v = 0 through).
 * SolarizeAdd adds ``int(v)`` to every channel value (clipped to 255), then inverts the values
   >= 128, all in numpy on the uint8 array.
 * Randomness comes from torch's global generator (``torch.randint``, ``torch.rand``), the one
@@ -48,7 +52,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from PIL import Image, ImageEnhance, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 OPS: tuple[str, ...] = (
     "AutoContrast",
@@ -136,18 +140,20 @@ def _affine(img: Image.Image, data: tuple[float, ...]) -> Image.Image:
 
 
 def _cutout(img: Image.Image, v: float, rng: torch.Generator | None) -> Image.Image:
-    side = int(v)
-    if side <= 0:
-        return img.copy()
+    ux, uy = torch.rand(2, generator=rng).tolist()
+    return paint_cutout(img, v, ux, uy)
+
+
+def paint_cutout(img: Image.Image, v: float, ux: float, uy: float) -> Image.Image:
+    """The seed's CutoutAbs with its two uniform draws given (``ux``, ``uy`` in [0, 1))."""
     w, h = img.size
-    cx = int(torch.randint(w, (1,), generator=rng).item())
-    cy = int(torch.randint(h, (1,), generator=rng).item())
-    x0, y0 = cx - side // 2, cy - side // 2
-    x1, y1 = min(w, x0 + side), min(h, y0 + side)
-    x0, y0 = max(0, x0), max(0, y0)
-    arr = np.array(img)  # a writable copy
-    arr[y0:y1, x0:x1] = CUTOUT_FILL
-    return Image.fromarray(arr, "RGB")
+    cx = w + (1.0 - w) * ux  # numpy.random.uniform(w): low = w, high = 1.0
+    cy = h + (1.0 - h) * uy
+    x0, y0 = int(max(0, cx - v / 2.0)), int(max(0, cy - v / 2.0))
+    x1, y1 = min(w, x0 + v), min(h, y0 + v)
+    out = img.copy()
+    ImageDraw.Draw(out).rectangle((x0, y0, x1, y1), CUTOUT_FILL)  # both corners included
+    return out
 
 
 def _solarize_add(img: Image.Image, v: float) -> Image.Image:

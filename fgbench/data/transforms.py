@@ -2,7 +2,8 @@
 
 Decisions:
 
-* The order is torchvision's reference order: geometry (crop, flip, rotation), then the policy
+* The order is torchvision's reference order: geometry (crop, flip, rotation), colour jitter (as
+  timm, after the flip), then the policy
   (RandAugment or TrivialAugmentWide) on the cropped PIL image, then to a float tensor, Normalize,
   and RandomErasing last (it erases in normalized space, so the erased area is the mean, as in the
   references). ``augment.randaugment_before_resize`` moves RandAugment in front of the geometry,
@@ -10,7 +11,10 @@ Decisions:
   (``randaugment_policy = "ildoonet16"``, :mod:`fgbench.data.randaugment16`).
 * ``random_resized``, ``pad_crop``, ``resize_crop`` and ``resize`` are the seeds' four training
   geometries; ``ratio``, ``fixed``, ``resize`` and ``none`` their test geometries. Each has one
-  branch in a ``match``.
+  branch in a ``match``. A stage may train on ``test`` (``stages[].train_crop``): the test
+  transform itself at the stage's train size, with no augmentation (FixRes fine-tuning).
+* ``data.interpolation = "random"`` is timm's: each crop draws bilinear or bicubic (from torch's
+  generator, which the loaders seed per sample, so it is reproducible like every other draw).
 * Normalization constants live here once. ``dataset`` means the CIFAR constants the seeds used
   (including the "kuangliu" CIFAR-10 std, on purpose: it reproduces them) or the catalog entry's
   own mean/std; ``learned`` does no Normalize because the model carries a learned normalizer.
@@ -81,24 +85,32 @@ def train_transform(data, augment, size: int | None = None) -> v2.Compose:
     """PIL image -> normalized float tensor, with the recipe's training augmentations.
     ``size`` overrides ``data.train_size`` (a later stage's size)."""
     size = size or data.train_size
+    if data.train_crop == "test":  # a stage that trains on the test preprocessing (FixRes fine-tuning)
+        return test_transform(data, size)
     steps: list = []
     policy = _randaugment(augment)
     if policy is not None and augment.randaugment_before_resize:
         steps.append(policy)
+    resize = _interpolated(data.interpolation)
     match data.train_crop:
         case "random_resized":
-            steps.append(v2.RandomResizedCrop(size, scale=tuple(data.crop_scale), antialias=True))
+            steps.append(resize(lambda i: v2.RandomResizedCrop(size, scale=tuple(data.crop_scale),
+                                                               ratio=tuple(data.crop_ratio), interpolation=i,
+                                                               antialias=True)))
         case "pad_crop":
             steps.append(v2.RandomCrop(size, padding=data.crop_padding or None, pad_if_needed=True))
         case "resize_crop":
-            steps.append(v2.Resize(tuple(data.train_resize), antialias=True))
+            steps.append(resize(lambda i: v2.Resize(tuple(data.train_resize), interpolation=i, antialias=True)))
             steps.append(v2.RandomCrop(size, padding=data.crop_padding or None, pad_if_needed=True))
         case "resize":
-            steps.append(v2.Resize((size, size), antialias=True))
+            steps.append(resize(lambda i: v2.Resize((size, size), interpolation=i, antialias=True)))
     if augment.hflip:
         steps.append(v2.RandomHorizontalFlip())
     if augment.rotation:
         steps.append(v2.RandomRotation(augment.rotation))
+    if augment.color_jitter or augment.color_jitter_hue:
+        v = augment.color_jitter
+        steps.append(v2.ColorJitter(brightness=v, contrast=v, saturation=v, hue=augment.color_jitter_hue))
     if policy is not None:
         if not augment.randaugment_before_resize:
             steps.append(policy)
@@ -108,6 +120,31 @@ def train_transform(data, augment, size: int | None = None) -> v2.Compose:
     if augment.random_erasing:
         steps.append(v2.RandomErasing(p=augment.random_erasing, value=0))
     return v2.Compose(steps)
+
+
+INTERPOLATION = {"bilinear": v2.InterpolationMode.BILINEAR, "bicubic": v2.InterpolationMode.BICUBIC}
+
+
+class RandomChoicePerImage(torch.nn.Module):
+    """One of ``options`` per call, drawn from torch's generator (seeded per sample by the loaders):
+    timm's random interpolation, one draw per crop."""
+
+    def __init__(self, options: list):
+        super().__init__()
+        self.options = torch.nn.ModuleList(options)
+
+    def forward(self, *inputs):
+        i = int(torch.randint(len(self.options), (1,)).item())
+        return self.options[i](*inputs)
+
+
+def _interpolated(mode: str):
+    """``make(interpolation) -> transform`` wrapped for the recipe's interpolation choice."""
+    def build(make):
+        if mode == "random":
+            return RandomChoicePerImage([make(INTERPOLATION["bilinear"]), make(INTERPOLATION["bicubic"])])
+        return make(INTERPOLATION[mode])
+    return build
 
 
 def _randaugment(augment):
@@ -125,13 +162,14 @@ def _randaugment(augment):
 def test_geometry(data, size: int | None = None) -> list:
     """The resize/crop steps of the test transform (shared with the device loader's preparation)."""
     size = size or data.test_size
+    i = INTERPOLATION[data.test_interpolation]
     match data.test_crop:
         case "ratio":
-            return [v2.Resize(int(size * data.test_resize_ratio), antialias=True), v2.CenterCrop(size)]
+            return [v2.Resize(int(size * data.test_resize_ratio), interpolation=i, antialias=True), v2.CenterCrop(size)]
         case "fixed":
-            return [v2.Resize(tuple(data.test_resize), antialias=True), v2.CenterCrop(size)]
+            return [v2.Resize(tuple(data.test_resize), interpolation=i, antialias=True), v2.CenterCrop(size)]
         case "resize":
-            return [v2.Resize((size, size), antialias=True)]
+            return [v2.Resize((size, size), interpolation=i, antialias=True)]
         case "none":
             return []
     raise AssertionError(data.test_crop)

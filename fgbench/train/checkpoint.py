@@ -5,17 +5,28 @@ loading one never runs code from the file. It is written to a temporary file in 
 directory, flushed to disk, then renamed over the old one: a crash (or SIGKILL) mid-write leaves
 the previous checkpoint intact. RNG states are stored as tensors/lists: torch CPU (and CUDA) generator
 states and Python's ``random`` state; numpy's global generator is not used by the trainer.
+
+A file that cannot be loaded is one :class:`CheckpointError` line naming it: damaged (truncated,
+empty, not a checkpoint) or refused (it holds a Python object that a plain-data checkpoint never
+contains, which the safe loader would not run). torch's own message is not shown: it suggests
+loading with ``weights_only=False``, i.e. running the file's code, which fgbench never does.
+
+Temporary files of an atomic write that a kill interrupted (``.last.pt.XXXX.tmp``) are removed by
+:func:`remove_stale_temps`, which the trainer calls on resume and at the end of a run.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import re
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from fgbench.atomic import atomic_write
+from fgbench.atomic import atomic_write, stale_temps
+from fgbench.errors import UserError
 
 FORMAT = 1
 
@@ -50,8 +61,43 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> No
     atomic_write(path, lambda f: torch.save(payload, f))
 
 
+class CheckpointError(UserError):
+    """A checkpoint file that cannot be used (one line, naming the file)."""
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    """The checkpoint at ``path``, loaded with ``weights_only=True``; ``CheckpointError`` if it
+    is damaged, refused or not an fgbench checkpoint."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except Exception as err:  # noqa: BLE001 - torch raises RuntimeError, UnpicklingError, EOFError, ...
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if found:
+            raise CheckpointError(f"{path}: refused: it holds a Python object ({found.group(1)}) that a plain-data "
+                                  "checkpoint never contains; fgbench does not load it") from None
+        raise CheckpointError(f"{path}: damaged or not a checkpoint ({_reason(err)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise ValueError(f"{path}: not an fgbench checkpoint (format {FORMAT})")
+        raise CheckpointError(f"{path}: not an fgbench checkpoint (format {FORMAT})")
     return ckpt
+
+
+def _reason(err: BaseException) -> str:
+    text = str(err).splitlines()[0].split(". ")[0] if str(err).strip() else ""
+    if not text or "weights_only" in text or "Weights only" in text:
+        return "truncated" if isinstance(err, EOFError) else "unreadable"
+    return text[:160]
+
+
+def remove_stale_temps(ckpt_dir: str | os.PathLike[str], names: tuple[str, ...]) -> list[Path]:
+    """Delete what interrupted atomic writes of ``names`` (e.g. ``last.pt``) left in ``ckpt_dir``."""
+    removed = []
+    for name in names:
+        for tmp in stale_temps(Path(ckpt_dir) / name):
+            try:
+                tmp.unlink()
+                removed.append(tmp)
+            except FileNotFoundError:
+                pass
+    return removed

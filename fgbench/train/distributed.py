@@ -71,11 +71,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from fgbench.errors import UserError
+from fgbench.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UserError
 
 CONTROL_ENV = "FGBENCH_DDP_CONTROL"  # the launcher's control directory (worker pids and exit codes)
 SHUTDOWN_TIMEOUT_S = "120"
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 # -------------------------------------------------------------------------------- the world

@@ -41,7 +41,8 @@ class Engine:
     scheduler: Any  # LambdaLR
     criterion: Callable
     device: torch.device
-    amp_dtype: torch.dtype | None = None
+    amp_dtype: torch.dtype | None = None  # autocast of the training step
+    eval_amp_dtype: torch.dtype | None = None  # autocast of evaluation (None: fp32, ``eval.precision``)
     scaler: Any = None  # torch.amp.GradScaler for fp16
     grad_clip: float | None = None
     ema: Any = None  # fgbench.train.ema.ModelEMA
@@ -64,6 +65,11 @@ class Engine:
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def eval_autocast(self):
+        if self.eval_amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.eval_amp_dtype)
 
     def lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
@@ -219,10 +225,12 @@ def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batche
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, engine: Engine, *, num_classes: int, top_k: int = 5,
-             on_corrupt: Callable[[tuple[str, ...]], None] | None = None) -> dict:
+             on_corrupt: Callable[[tuple[str, ...]], None] | None = None, predictions: bool = False) -> dict:
     """Top-1 / top-k accuracy (percent), mean loss and the confusion matrix of one split.
     Under DDP (``engine.reduce``) ``loader`` holds this process's shard and the counts are summed
-    over the processes, so every process returns the numbers of the whole split."""
+    over the processes, so every process returns the numbers of the whole split.
+    ``predictions``: also return ``labels`` and ``predicted`` (top-1 class) per image, in the
+    loader's order (this process's shard only; undecodable images skipped)."""
     was_training = model.training
     model.eval()
     dev = engine.device
@@ -230,6 +238,8 @@ def evaluate(model: nn.Module, loader, engine: Engine, *, num_classes: int, top_
     sums = torch.zeros(3, dtype=torch.float64, device=dev)  # loss, top1, topk
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=dev)
     images = 0
+    preds: list[torch.Tensor] = []
+    truth: list[torch.Tensor] = []
     cl = torch.channels_last if engine.channels_last else None
     try:
         for x, y, bad in loader.batches():
@@ -241,7 +251,7 @@ def evaluate(model: nn.Module, loader, engine: Engine, *, num_classes: int, top_
             y = y.to(dev, non_blocking=True)
             if cl is not None:
                 x = x.contiguous(memory_format=cl)
-            with engine.autocast():
+            with engine.eval_autocast():
                 logits = model(x)
             if not isinstance(logits, torch.Tensor):
                 logits = logits[0]
@@ -251,6 +261,9 @@ def evaluate(model: nn.Module, loader, engine: Engine, *, num_classes: int, top_
             sums += torch.stack([F.cross_entropy(logits, y, reduction="sum").double(),
                                  hit[:, 0].sum().double(), hit.any(dim=1).sum().double()])
             confusion += torch.bincount(y * num_classes + top[:, 0], minlength=num_classes * num_classes)
+            if predictions:
+                preds.append(top[:, 0])
+                truth.append(y)
             images += y.shape[0]
         reduce = getattr(engine, "reduce", None)
         if reduce is not None:
@@ -264,10 +277,14 @@ def evaluate(model: nn.Module, loader, engine: Engine, *, num_classes: int, top_
     finally:
         model.train(was_training)
     n = max(images, 1)
-    return {
+    out = {
         "top1": 100.0 * c1 / n,
         "top5": 100.0 * ck / n,
         "loss": loss_sum / n,
         "images": images,
         "confusion": confusion.view(num_classes, num_classes).cpu(),
     }
+    if predictions:
+        out["predicted"] = torch.cat(preds).tolist() if preds else []
+        out["labels"] = torch.cat(truth).tolist() if truth else []
+    return out

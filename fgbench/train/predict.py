@@ -32,7 +32,7 @@ from typing import Any, Sequence
 
 import torch
 
-from fgbench import runs
+from fgbench.rundir import layout as runs
 from fgbench.errors import UserError
 from fgbench.recipe import NoPretrained, Recipe, RecipeError, validate_recipe
 
@@ -89,16 +89,13 @@ def load_run(run_dir: str | os.PathLike[str], *, checkpoint: str = "best", ema: 
     path = run_dir / runs.CHECKPOINT_DIR / (runs.BEST_CKPT if checkpoint == "best" else runs.LAST_CKPT)
     if not path.is_file():
         other = "last" if checkpoint == "best" else "best"
-        hint = (f"; try --checkpoint {other}" if (run_dir / runs.CHECKPOINT_DIR / f"{other}.pt").is_file()
+        other_file = runs.LAST_CKPT if other == "last" else runs.BEST_CKPT
+        hint = (f"; try --checkpoint {other}" if (run_dir / runs.CHECKPOINT_DIR / other_file).is_file()
                 else " (the run has not finished an epoch)")
         raise UserError(f"{path}: no such checkpoint{hint}")
+    ckpt = load_checkpoint(path)  # a CheckpointError is one line naming the file
     try:
-        ckpt = load_checkpoint(path)
-    except (ValueError, RuntimeError, OSError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UserError(f"{path}: cannot load checkpoint: {first}") from None
-    try:
-        recipe = validate_recipe(ckpt["recipe"], f"{path} (embedded recipe)")
+        recipe = validate_recipe(ckpt.get("recipe"), f"{path} (embedded recipe)")
     except RecipeError as err:
         raise UserError(f"{err.lines[0]}") from None
     class_names = list(ckpt.get("class_names") or [])
@@ -119,15 +116,31 @@ def load_run(run_dir: str | os.PathLike[str], *, checkpoint: str = "best", ema: 
         raise UserError(f"{path}: weights do not fit the recipe's model ({str(err).splitlines()[0]})") from None
     model.to(dev).eval()
     size = test_size or _stage_test_size(recipe, ckpt.get("stage", 0))
-    epoch = ckpt.get("epoch")
-    return LoadedRun(recipe, class_names, model, checkpoint, int(epoch) if epoch is not None else None,
-                     "ema" if ema else "raw", size, dev)
+    epoch = weights_epoch(ckpt, "ema" if ema else "raw")
+    return LoadedRun(recipe, class_names, model, checkpoint, epoch, "ema" if ema else "raw", size, dev)
+
+
+def weights_epoch(ckpt: dict, which: str) -> int | None:
+    """The epoch the checkpoint's ``which`` ("raw"/"ema") weights are from. ``last.pt`` holds both
+    models of its ``epoch``; ``best.pt`` each model's own best epoch (``epochs``; older files: the
+    best tracker's record, which is the same number)."""
+    if ckpt.get("kind") == "best":
+        epochs = ckpt.get("epochs")
+        if isinstance(epochs, dict):
+            e = epochs.get(which)
+        else:
+            e = ((ckpt.get("best_tracker") or {}).get("best") or {}).get(which, {}) or {}
+            e = e.get("epoch")
+        return int(e) if e is not None else None
+    e = ckpt.get("epoch")
+    return int(e) if e is not None else None
 
 
 def _autocast(loaded: LoadedRun):
-    precision = loaded.recipe.runtime.precision
-    if loaded.device.type == "cuda" and precision in ("bf16", "fp16"):
-        return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+    """The run's evaluation precision (``eval.precision``): fp32 unless it evaluated under autocast."""
+    precision = loaded.recipe.runtime.precision if loaded.recipe.eval.precision == "train" else "fp32"
+    if precision in ("bf16", "fp16"):  # as the trainer's Engine.eval_autocast
+        return torch.autocast(loaded.device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
     return contextlib.nullcontext()
 
 
@@ -160,7 +173,8 @@ def predict_images(run_dir: str | os.PathLike[str], images: Sequence[str], *, to
             logits = logits[0]
         probs = logits.float().softmax(dim=1)[0]
         p, idx = probs.topk(k)
-        out.append({"image": str(image), "top": [
+        out.append({"image": str(image), "checkpoint": loaded.checkpoint, "model": loaded.weights,
+                    "epoch": loaded.epoch, "top": [
             {"class": loaded.class_names[j], "index": int(j), "probability": float(q)}
             for q, j in zip(p.tolist(), idx.tolist())
         ]})
@@ -175,7 +189,7 @@ class _EvalEngine:
         self.channels_last = loaded.recipe.runtime.channels_last and loaded.device.type == "cuda"
         self._loaded = loaded
 
-    def autocast(self):
+    def eval_autocast(self):
         return _autocast(self._loaded)
 
 

@@ -4,6 +4,10 @@ Plain stdlib (no tqdm). The bar is redrawn in place with ``\\r`` at most ten tim
 numbers the loop already has (step counters every step; loss and accuracy from the last logging
 step), so it never forces a GPU sync. It writes to the real terminal and not to ``log.txt``; the
 lines mode (and every epoch summary) goes through ``print`` and so into the log as well.
+
+The bar shows only the current epoch's numbers: at an epoch's first step the previous epoch's
+loss and accuracy are dropped until the first logging step of the new one. A stop request
+(:meth:`Progress.notice`) erases the bar instead of leaving its last state above the message.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ class Progress:
         self.loss: float | None = None
         self.top1: float | None = None
         self.images_per_s: float | None = None
+        self._epoch: int | None = None
+        self.stopping = False
+        """A stop was requested: the bar is not drawn again (the notice replaced it)."""
 
     def start(self, step: int) -> None:
         self._t0, self._step0 = time.monotonic(), step
@@ -47,8 +54,12 @@ class Progress:
 
     def tick(self, *, epoch: int, total_epochs: int, batch: int, batches: int, step: int, force: bool = False) -> None:
         """Every step: redraw the bar (rate-limited)."""
-        if self.mode != "bar":
+        if self.mode != "bar" or self.stopping:
             return
+        if epoch != self._epoch:
+            # a new epoch: the last logged loss and accuracy were the previous epoch's
+            self._epoch = epoch
+            self.loss = self.top1 = self.images_per_s = None
         now = time.monotonic()
         if not force and now - self._last_draw < 0.1:
             return
@@ -72,6 +83,7 @@ class Progress:
                top1: float | None, lr: float, images_per_s: float | None) -> None:
         """On logging steps (values already synced)."""
         self.loss, self.top1, self.images_per_s = loss, top1, images_per_s
+        self._epoch = epoch
         if self.mode == "lines":
             acc = f"  acc {top1:.1f}%" if top1 is not None else ""
             ips = f"  {images_per_s:.0f} img/s" if images_per_s else ""
@@ -87,6 +99,20 @@ class Progress:
             self.stream.flush()
             self._drawn = False
         print(text, flush=True)
+
+    def notice(self, text: str) -> None:
+        """A message at a stop request (from the signal handler): the bar line, with the ``^C`` the
+        terminal echoed into it, is erased rather than left above the message as a stale line,
+        and is not drawn again. The text goes to stderr (and so into the log)."""
+        self.stopping = True
+        if self._drawn:
+            self.stream.write("\r\x1b[2K")
+            self.stream.flush()
+            self._drawn = False
+        elif self.mode == "bar":
+            self.stream.write("\r\x1b[2K")  # the ^C alone on its line
+            self.stream.flush()
+        print(text, file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self._drawn:

@@ -8,15 +8,22 @@ then create the run directory and write its files. Everything up to that point r
 Once the run exists, every outcome is recorded as a ``run_finished`` event and in
 ``summary.json``: ``completed`` (exit 0), ``interrupted`` by SIGINT/SIGTERM after the current step
 and a ``last.pt`` checkpoint (exit 130), ``failed`` with the error and traceback (exit 1), or
-``failed`` because of bad data found while training, e.g. an undecodable image (exit 2, one line).
+``failed`` because the disk is full (exit 1, one line naming the file and the free space). Bad
+data found while training, e.g. an undecodable image, is exit 2 like any bad input.
 
 The trainer's stdout and stderr are copied into ``log.txt`` (a tee, so the terminal still shows
 them); the progress bar's in-place redraws go to the terminal only.
 
 A run directory that this invocation made (new, or given empty with ``--run-dir``) is removed (or
-emptied again) when a ``UserError`` stops the run before its first training batch: bad input
-leaves nothing behind, even when it is only found while the first stage is set up (e.g. a
-``device`` loader that cannot stack the images). A resumed run's directory is never removed.
+emptied again) when a ``UserError`` stops the run: bad input leaves nothing behind, also when it
+is only found while the first stage is set up (a ``device`` loader that cannot stack the images)
+or mid-run (an undecodable image without ``data.skip_corrupt``), and so is one whose first files
+could not be written for a full disk. A resumed run's directory is never removed.
+
+One process trains in a run directory at a time: the run's lock (``fgbench.rundir.lock``) is
+taken before anything is written there (for ``--resume``, before its status is trusted) and held
+until the process exits, so a second ``fgbench run --run-dir DIR`` or ``--resume`` of the same run
+exits 2 naming the holder instead of interleaving metrics and overwriting checkpoints.
 
 ``--nproc N`` / ``--nnodes`` run the same code in N processes through torchrun
 (``fgbench.train.distributed``): this process becomes the launcher (checks everything, creates the
@@ -27,12 +34,12 @@ only rank 0 writes the run directory.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import random
 import shutil
 import signal
-import socket
 import sys
 import time
 import traceback
@@ -40,11 +47,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from fgbench import metrics, runs
-from fgbench.errors import UserError
+from fgbench.atomic import DiskFullError, disk_full_cause, free_text
+from fgbench.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UserError
+from fgbench.rundir import events as metrics
+from fgbench.rundir import layout as runs
+from fgbench.rundir import procs
+from fgbench.rundir.lock import LOCKED_ENV, RunBusy, RunLock, holder, locked_by_parent
+from fgbench.rundir.reader import RunReader
 from fgbench.recipe import RecipeError, dumps_recipe, load_recipe, validate_recipe
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class Tee(io.TextIOBase):
@@ -123,27 +134,86 @@ def seed_everything(seed: int) -> None:
         pass
 
 
+def _check_fresh(path: Path) -> None:
+    if not runs.RunDir(path).is_fresh():
+        busy = holder(path)
+        if busy is not None:
+            raise UserError(str(RunBusy(path, busy)))
+        raise UserError(f"{path}: --run-dir is not empty (give a new or empty directory, or --resume it)")
+
+
 def _empty_or_new(path: Path, create: bool = True) -> str:
-    """Check (and create) a ``--run-dir``; returns "created" or "emptied" (it existed, empty): what
-    to undo if the run stops on bad input before it starts training."""
-    if path.exists():
+    """Check (and create) a ``--run-dir``; returns "created" or "emptied" (it existed, empty, or held
+    only a launcher's files): what to undo if the run stops on bad input before it starts training."""
+    if path.exists() or path.is_symlink():
         if not path.is_dir():
             raise UserError(f"{path}: --run-dir exists and is not a directory")
-        if any(path.iterdir()):
-            raise UserError(f"{path}: --run-dir is not empty (give a new or empty directory, or --resume it)")
+        _check_fresh(path)
         return "emptied"
     if create:
-        path.mkdir(parents=True)
+        try:
+            path.mkdir(parents=True)
+        except FileExistsError:  # another process made it a moment ago
+            return _empty_or_new(path, create)
+        except OSError as err:
+            raise UserError(f"{path}: --run-dir cannot be created: {err.strerror or err}") from None
     return "created"
+
+
+def _new_run_dir(name: str, root) -> Path:
+    """``runs.create_run_dir`` with a runs root that cannot be written reported as bad input."""
+    try:
+        return runs.create_run_dir(name, root)
+    except OSError as err:
+        where = getattr(err, "filename", None) or root or "the runs directory"
+        raise UserError(f"{where}: cannot create the run directory: {err.strerror or err}") from None
+
+
+_LOCK: RunLock | None = None
+"""The run lock this process holds (one run per process); released at exit by the kernel."""
+
+
+def _lock_run(run_dir: Path, *, fresh: str | None) -> None:
+    """Take the run's lock for this process, or exit 2 naming the holder. A new directory is checked
+    again once locked: another process may have written into it in between."""
+    global _LOCK
+    if locked_by_parent(run_dir) or (_LOCK is not None and _LOCK.run_dir == run_dir):
+        return
+    try:
+        lock = RunLock(run_dir).acquire()
+    except RunBusy as err:
+        raise UserError(str(err)) from None
+    except OSError as err:
+        raise UserError(f"{run_dir}: cannot lock the run directory: {err.strerror or err}") from None
+    if fresh is not None:
+        try:
+            _check_fresh(run_dir)
+        except UserError:
+            lock.release()
+            raise
+    _LOCK = lock
+    os.environ[LOCKED_ENV] = str(run_dir.absolute())  # torchrun workers of this run: already held
+
+
+def _unlock() -> None:
+    global _LOCK
+    if _LOCK is not None:
+        _LOCK.release()
+        _LOCK = None
+    os.environ.pop(LOCKED_ENV, None)
 
 
 def _discard(run_dir: Path, fresh: str) -> None:
     """Undo a run directory that bad input stopped before training: remove what this invocation
-    created, or empty again a directory that was given empty."""
+    created, or empty again a directory that was given empty (a launcher's files stay for it)."""
+    _unlock()
     if fresh == "created":
         shutil.rmtree(run_dir, ignore_errors=True)
         return
+    keep = runs.LAUNCH_FILES - {runs.LOCK_FILE} if runs.RunDir(run_dir).launch.exists() else frozenset()
     for p in run_dir.iterdir():
+        if p.name in keep:
+            continue
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p, ignore_errors=True)
         else:
@@ -167,28 +237,28 @@ def _load_for_resume(args, check: bool = True) -> tuple[Any, Path, dict, dict | 
     if not recipe_path.is_file():
         raise UserError(f"{run_dir}: not a run directory (no {runs.RECIPE_FILE})")
     recipe = load_recipe(recipe_path)
-    if check:
-        events = metrics.read_events(run_dir / metrics.METRICS_FILE)
-        info = runs.read_json(run_dir / runs.RUN_INFO_FILE) or {}
-        status, _ = runs.status_from_events(events, info.get("pid"))
+    if check and not locked_by_parent(run_dir):
+        reader = RunReader(run_dir)
+        reader.update()
+        status = reader.status().status
         if status == "running":
-            raise UserError(f"{run_dir}: the run is still running (pid {info.get('pid')}); stop it first")
+            busy = holder(run_dir)
+            raise UserError(str(RunBusy(run_dir, busy)) if busy is not None else
+                            f"{run_dir}: the run is still running (pid {reader.pid}); stop it first")
         if status == "completed":
             raise UserError(f"{run_dir}: the run has already completed")
+        _lock_run(run_dir, fresh=None)
     last = run_dir / runs.CHECKPOINT_DIR / runs.LAST_CKPT
     if not last.is_file():
         raise UserError(f"{run_dir}: no checkpoint to resume from ({last} is missing)")
-    try:
-        ckpt = C.load_checkpoint(last)
-    except Exception as err:
-        raise UserError(f"{last}: cannot read the checkpoint: {err}") from None
+    ckpt = C.load_checkpoint(last)  # a CheckpointError is one line naming the file
     best = None
     best_path = run_dir / runs.CHECKPOINT_DIR / runs.BEST_CKPT
     if best_path.is_file():
         try:
             best = C.load_checkpoint(best_path)
-        except Exception:
-            best = None
+        except C.CheckpointError as err:
+            raise C.CheckpointError(f"{err}; move it away to resume without the best weights so far") from None
     return recipe, run_dir, ckpt, best
 
 
@@ -222,9 +292,82 @@ def _check_transforms(recipe) -> None:
         T.test_transform(data, size)
 
 
+MAGIC_BYTES = (b"PK\x03\x04", b"\x80")
+"""How a torch.save file starts: a zip archive (the format since torch 1.6) or a pickle (older)."""
+
+
+def preflight(recipe, splits, source: str | None = None) -> None:
+    """What only the dataset can tell about the recipe, checked before the run directory exists
+    (``source``: the recipe file, named in the message): the model's outputs hold every class, the
+    validation split has an image of every class, a pretrained file is a weights file."""
+    from fgbench.errors import escape
+
+    where = f"{escape(source)}: " if source else ""
+    n = splits.num_classes
+    want = recipe.model.num_classes
+    if want is not None and want < n:
+        raise UserError(f"{where}model.num_classes: {want} outputs cannot hold the {n} classes of "
+                        f"{recipe.data.dataset}; unset it to use the dataset's class count")
+    if recipe.data.val_fraction > 0:
+        labels = splits.train_source.labels
+        in_val = {labels[i] for i in splits.val}
+        missing = sorted(set(labels) - in_val)
+        if missing:
+            name = splits.class_names[missing[0]] if missing[0] < len(splits.class_names) else str(missing[0])
+            count = sum(1 for y in labels if y == missing[0])
+            raise UserError(f"{where}data.val_fraction: the validation split has no image of {len(missing)} of the "
+                            f"{n} classes (e.g. {escape(str(name))!r}, with {count} training image"
+                            f"{'s' if count != 1 else ''}); every class needs at least 2 training images, or "
+                            "set data.val_fraction = 0 and eval.select_on = \"last\"")
+    pre = recipe.model.pretrained
+    path = getattr(pre, "path", None)
+    if path:
+        field = f"{where}model.pretrained.path"
+        p = Path(path).expanduser()
+        shown = escape(str(p))
+        try:
+            st = os.stat(p)
+        except OSError:
+            raise UserError(f"{field}: {shown}: weights file not found") from None
+        import stat as S
+
+        if not S.S_ISREG(st.st_mode):
+            kind = "a directory" if S.S_ISDIR(st.st_mode) else "not a regular file (a FIFO or device)"
+            raise UserError(f"{field}: {shown} is {kind}, not a weights file")
+        try:
+            fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+            try:
+                head = os.read(fd, 4)
+            finally:
+                os.close(fd)
+        except OSError as err:
+            raise UserError(f"{field}: {shown}: cannot read: {err.strerror or err}") from None
+        if not head.startswith(MAGIC_BYTES):
+            raise UserError(f"{field}: {shown} is not a PyTorch weights file (torch.save writes a zip archive "
+                            "or a pickle)")
+
+
 def _prepare(args, *, world=None, launcher: bool = False) -> Prepared:
     """Load and check the recipe, the dataset and the model. ``world``: this process's place in
-    a DDP job; ``launcher``: the ``--nproc`` parent, which checks but trains nothing."""
+    a DDP job; ``launcher``: the ``--nproc`` parent, which checks but trains nothing. A problem
+    found after the recipe loaded names the recipe file too."""
+    try:
+        return _prepare_checked(args, world=world, launcher=launcher)
+    except RecipeError:
+        raise
+    except UserError as err:
+        if args.resume or not args.recipe:
+            raise
+        from fgbench.errors import escape
+
+        source = escape(str(args.recipe))
+        msg = str(err)
+        if msg.startswith((f"{source}: ", "-")):  # already named, or about a command-line flag
+            raise
+        raise UserError(f"{source}: {msg}") from None
+
+
+def _prepare_checked(args, *, world=None, launcher: bool = False) -> Prepared:
     from fgbench.train import distributed as D
 
     resume_ckpt = resume_best = None
@@ -256,6 +399,8 @@ def _prepare(args, *, world=None, launcher: bool = False) -> Prepared:
     else:
         device = _resolve_device(recipe.runtime.device)
     index = resolve_index(recipe.data)
+    for path in index.not_files if world is None or world.is_main else []:
+        print(f"{path}: not a regular file (a FIFO, device or dangling link); skipped", file=sys.stderr)
     splits = load_splits(index, recipe.data,
                          train_sizes=[st.train_size for st in recipe.stages if st.train_size],
                          test_sizes=[st.test_size for st in recipe.stages if st.test_size] + recipe.eval.final_test_sizes,
@@ -263,6 +408,7 @@ def _prepare(args, *, world=None, launcher: bool = False) -> Prepared:
                          epochs=recipe.schedule.epochs + sum(st.epochs for st in recipe.stages))
     from fgbench.train.stages import resolve_stages
 
+    preflight(recipe, splits, None if args.resume else args.recipe)
     resolve_stages(D.global_batch_recipe(recipe, world_size), len(splits.train))  # what only the data can check
     D.check_batches(recipe, len(splits.train), world_size)
     if splits.loader == "device":
@@ -290,7 +436,10 @@ def _prepare(args, *, world=None, launcher: bool = False) -> Prepared:
         model = model.to(device)
         if recipe.runtime.channels_last:
             model = model.to(memory_format=torch.channels_last)
-    return Prepared(recipe, run_dir, resume_ckpt, resume_best, device, splits, model, built.report, world_size)
+    from fgbench.data.index import folder_report
+
+    report = [*folder_report(index, len(splits.val)), *built.report]
+    return Prepared(recipe, run_dir, resume_ckpt, resume_best, device, splits, model, report, world_size)
 
 
 def run_command(args) -> int:
@@ -302,8 +451,15 @@ def run_command(args) -> int:
     if world is not None:
         return _run_worker(args, world)
     if D.wants_launch(args):
-        return _launch(args)
-    p = _prepare(args)
+        try:
+            return _launch(args)
+        finally:
+            _unlock()
+    try:
+        p = _prepare(args)
+    except BaseException:
+        _unlock()  # a --resume that was locked, then stopped on bad input
+        raise
 
     # ---- from here on the run directory exists
     run_dir, fresh = p.run_dir, None
@@ -312,8 +468,14 @@ def run_command(args) -> int:
             run_dir = Path(args.run_dir).expanduser()
             fresh = _empty_or_new(run_dir)
         else:
-            run_dir = runs.create_run_dir(p.recipe.name, args.runs_root)
+            run_dir = _new_run_dir(p.recipe.name, args.runs_root)
             fresh = "created"
+        try:
+            _lock_run(run_dir, fresh=fresh)
+        except UserError:
+            if fresh == "created":
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
     return _run_in_dir(args, p.recipe, run_dir, p.device, p.splits, p.model, p.report, p.resume_ckpt, p.resume_best,
                        fresh=fresh)
 
@@ -329,16 +491,20 @@ def _launch(args) -> int:
     elif args.run_dir:
         run_dir = Path(args.run_dir).expanduser().absolute()
         if args.node_rank == 0:
-            created = _empty_or_new(run_dir) == "created"
+            fresh = _empty_or_new(run_dir)
+            created = fresh == "created"
+            _lock_run(run_dir, fresh=fresh)
     elif args.node_rank == 0:
-        run_dir = runs.create_run_dir(p.recipe.name, args.runs_root).absolute()
+        run_dir = _new_run_dir(p.recipe.name, args.runs_root).absolute()
         created = True
+        _lock_run(run_dir, fresh="created")
     else:
         run_dir = None  # other nodes never write it
     del p  # the workers build their own model and data
     code = D.launch(args, run_dir=run_dir)
-    if created and run_dir is not None and run_dir.is_dir() and not any(run_dir.iterdir()):
-        run_dir.rmdir()  # the workers stopped before writing anything (bad input): leave nothing behind
+    if created and run_dir is not None and run_dir.is_dir() and runs.RunDir(run_dir).is_fresh():
+        _unlock()
+        shutil.rmtree(run_dir, ignore_errors=True)  # the workers stopped before writing anything (bad input)
     return code
 
 
@@ -388,10 +554,12 @@ def _worker(args, world) -> tuple[int, bool]:
             return EXIT_BAD_INPUT, True
         d.device = p.device
         if world.is_main and run_dir is None:
-            run_dir = runs.create_run_dir(p.recipe.name, args.runs_root)
+            run_dir = _new_run_dir(p.recipe.name, args.runs_root)
             fresh = "created"
         elif fresh == "created":
             run_dir.mkdir(parents=True)
+        if world.is_main and p.run_dir is None:
+            _lock_run(run_dir, fresh=fresh)
         code = _run_in_dir(args, p.recipe, run_dir, p.device, p.splits, p.model, p.report, p.resume_ckpt,
                            p.resume_best, fresh=fresh, dist=d)
         return code, code == EXIT_OK or (code == EXIT_INTERRUPTED and d.stopped)
@@ -410,37 +578,53 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
 
     main = dist is None or dist.rank == 0
     ddp_info = {"world_size": dist.size} if dist is not None else {}
-    if not main:
-        run_dir = run_dir or Path(f"/nonexistent/fgbench-rank-{dist.rank}")  # never written
-    elif resume_ckpt is None:
-        atomic_write_text(run_dir / runs.RECIPE_FILE, dumps_recipe(recipe, full=True))
-        runs.write_run_info(
-            run_dir, argv=sys.argv, overrides=list(args.overrides or []),
-            source_recipe=str(Path(args.recipe).resolve()) if args.recipe else None,
-            pid=os.getpid(), host=socket.gethostname(), sweep_tag=getattr(args, "sweep_tag", None),
-            created=time.time(), cwd=os.getcwd(), **ddp_info,
-        )
-        runs.write_json(run_dir / "classes.json", list(splits.class_names))
-    else:
-        info = runs.read_json(run_dir / runs.RUN_INFO_FILE) or {}
-        resumes = list(info.get("resumes", []))
-        resumes.append({"time": time.time(), "argv": sys.argv, "from_epoch": int(resume_ckpt["epoch"]),
-                        "from_step": int(resume_ckpt["step"]), **ddp_info})
-        runs.write_run_info(run_dir, pid=os.getpid(), host=socket.gethostname(), resumes=resumes)
-
     orig_out, orig_err = sys.stdout, sys.stderr
     log_file = None
+    try:
+        if not main:
+            run_dir = run_dir or Path(f"/nonexistent/fgbench-rank-{dist.rank}")  # never written
+        elif resume_ckpt is None:
+            atomic_write_text(run_dir / runs.RECIPE_FILE, dumps_recipe(recipe, full=True))
+            runs.write_run_info(
+                run_dir, argv=sys.argv, overrides=list(args.overrides or []),
+                source_recipe=str(Path(args.recipe).resolve()) if args.recipe else None,
+                **procs.identity(), sweep_tag=getattr(args, "sweep_tag", None),
+                created=time.time(), cwd=os.getcwd(), **ddp_info,
+            )
+            runs.write_json(run_dir / runs.CLASSES_FILE, list(splits.class_names))
+        else:
+            info = runs.read_json(run_dir / runs.RUN_INFO_FILE) or {}
+            resumes = list(info.get("resumes", []))
+            resumes.append({"time": time.time(), "argv": sys.argv, "from_epoch": int(resume_ckpt["epoch"]),
+                            "from_step": int(resume_ckpt["step"]), **ddp_info})
+            runs.write_run_info(run_dir, **procs.identity(), resumes=resumes)
+        if main:
+            log_file = open(run_dir / runs.LOG_FILE, "a", encoding="utf-8", buffering=1)
+            writer: Any = metrics.MetricsWriter(run_dir / metrics.METRICS_FILE)
+            _make_reserve(run_dir)
+    except OSError as err:
+        if disk_full_cause(err) is None:
+            raise
+        # the disk is full before the run could record anything: leave no half-made run behind
+        print(_disk_full_line(err, run_dir), file=orig_err, flush=True)
+        if main:
+            _release_reserve(run_dir)
+        if log_file is not None:
+            with contextlib.suppress(OSError):
+                log_file.close()
+        if fresh is not None:
+            _discard(run_dir, fresh)
+        _unlock()
+        return EXIT_FAILED
     if main:
-        log_file = open(run_dir / runs.LOG_FILE, "a", encoding="utf-8", buffering=1)
         sys.stdout, sys.stderr = Tee(orig_out, log_file), Tee(orig_err, log_file)
-        writer: Any = metrics.MetricsWriter(run_dir / metrics.METRICS_FILE)
     else:
         from fgbench.train.distributed import NullWriter
 
         writer = NullWriter()
     stop = StopFlag()
-    old_handlers = _install_signals(stop, quiet=not main)
     progress = Progress(args.progress if main else "none", stream=orig_out)
+    old_handlers = _install_signals(stop, quiet=not main, progress=progress)
     ctx = RunContext(recipe=recipe, run_dir=run_dir, run_id=run_dir.name, device=device, splits=splits, model=model,
                      model_report=report, writer=writer, progress=progress, stop=stop, resume=resume_ckpt,
                      resume_best=resume_best, dist=dist)
@@ -449,6 +633,9 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
     try:
         if main:
             print(f"run directory: {run_dir}", flush=True)
+            for line in report:
+                if line.startswith("data: "):  # which folder it tests on (also a log event)
+                    print(line, flush=True)
         trainer = Trainer(ctx)
         progress.total_steps = trainer.total_steps
         status = trainer.run()
@@ -468,8 +655,8 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
         return EXIT_INTERRUPTED
     except (UserError, RecipeError) as err:
         progress.close()
-        if main and fresh is not None and not (trainer is not None and trainer.training_started):
-            discard = True  # bad input found while setting up: leave nothing behind
+        if main and fresh is not None:
+            discard = True  # bad input (an undecodable image found mid-run too): leave nothing behind
             raise
         _finish_failed(writer, trainer, str(err), None, EXIT_BAD_INPUT)
         raise
@@ -483,18 +670,62 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
         return EXIT_INTERRUPTED
     except Exception as err:  # noqa: BLE001 - a crash is recorded, then reported with its traceback
         progress.close()
+        if disk_full_cause(err) is not None:
+            # One line, no traceback; earlier checkpoints are untouched. The reserve makes room
+            # for the summary and the closing event, so the run reads as failed.
+            line = _disk_full_line(err, run_dir)
+            print(line, file=orig_err, flush=True)
+            _release_reserve(run_dir)
+            with contextlib.suppress(OSError):
+                _finish_failed(writer, trainer, line, None, EXIT_FAILED)
+            return EXIT_FAILED
         tb = traceback.format_exc()
         print(tb, file=sys.stderr, end="")
         _finish_failed(writer, trainer, f"{type(err).__name__}: {err}", tb, EXIT_FAILED)
         return EXIT_FAILED
     finally:
         _restore_signals(old_handlers)
-        writer.close()
+        if main:
+            _release_reserve(run_dir)
         sys.stdout, sys.stderr = orig_out, orig_err
-        if log_file is not None:
-            log_file.close()
+        for f in (writer, log_file):
+            try:
+                if f is not None:
+                    f.close()
+            except OSError as err:  # a full disk may refuse the last flush; the outcome is already told
+                if disk_full_cause(err) is None:
+                    raise
         if discard:
             _discard(run_dir, fresh)
+        if main:
+            _unlock()
+
+
+#: a file of zeros kept in the run directory while training and deleted when the disk fills up,
+#: so that the summary and the closing event still fit (a full disk otherwise leaves no status)
+RESERVE_FILE = ".disk-reserve"
+RESERVE_BYTES = 256 << 10
+
+
+def _make_reserve(run_dir: Path) -> None:
+    with open(run_dir / RESERVE_FILE, "wb") as f:
+        f.write(bytes(RESERVE_BYTES))  # real blocks, not a sparse file
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _release_reserve(run_dir: Path) -> None:
+    with contextlib.suppress(OSError):
+        (run_dir / RESERVE_FILE).unlink()
+
+
+def _disk_full_line(err: BaseException, run_dir: Path) -> str:
+    """One line for a full disk: the file (or the run directory) and the free space."""
+    if isinstance(err, DiskFullError):
+        return str(err)
+    cause = disk_full_cause(err)
+    where = getattr(cause, "filename", None) or run_dir
+    return f"{where}: disk full ({free_text(where)} free)"
 
 
 def _safe_summary(trainer, status: str) -> dict | None:
@@ -521,11 +752,14 @@ def _print_result(s: dict) -> None:
     def pct(v):
         return "-" if v is None else f"{v:.2f}%"
 
-    lines = [f"finished {s['run_id']}: {s['epochs_done']} epochs, {s['step']} steps, {s['duration_s']:.0f}s"]
+    from fgbench.report import plural, selected_epoch_text
+
+    lines = [f"finished {s['run_id']}: {plural(s['epochs_done'], 'epoch')}, {plural(s['step'], 'step')}, "
+             f"{s['duration_s']:.0f}s"]
     for model in ("raw", "ema"):
         b = s["best"].get(model)
         if b:
-            lines.append(f"  {model}: best epoch {b['epoch']} (on {s['select_on']}): val {pct(b['val_top1'])}, "
+            lines.append(f"  {model}: {selected_epoch_text(b['epoch'], s['select_on'])}: val {pct(b['val_top1'])}, "
                          f"test {pct(b['test_top1'])} (top-5 {pct(b['test_top5'])})")
     last = s.get("last") or {}
     for model in ("raw", "ema"):
@@ -537,7 +771,7 @@ def _print_result(s: dict) -> None:
     print("\n".join(lines), flush=True)
 
 
-def _install_signals(stop, quiet: bool = False) -> dict:
+def _install_signals(stop, quiet: bool = False, progress=None) -> dict:
     old = {}
 
     def handler(signum, frame):
@@ -548,9 +782,12 @@ def _install_signals(stop, quiet: bool = False) -> dict:
         stop.signal = name
         if quiet:  # DDP ranks other than 0: rank 0 says it once
             return
+        text = f"{name}: finishing the current step, then writing a checkpoint (Ctrl-C again to leave at once)"
         try:
-            sys.stderr.write(f"\n{name}: finishing the current step, then writing a checkpoint "
-                             "(Ctrl-C again to leave at once)\n")
+            if progress is not None:
+                progress.notice(text)  # erases the bar (and the terminal's ^C) instead of leaving it stale
+            else:
+                sys.stderr.write(f"\n{text}\n")
         except Exception:  # noqa: BLE001
             pass
 

@@ -16,6 +16,9 @@ Decisions:
   A cosine may first hold the peak for H steps and may have its own period P:
   ``p = (step - W - H) / P``, capped at 1; with P longer than what remains, training ends before
   ``min_lr`` (the hoya seed: 12 warm-up epochs, 1 held, T_max 120 over the 107 left).
+* ``warmup_in_period`` (cosine): timm's CosineLRScheduler with ``warmup_prefix = False``, in which
+  the warm-up is part of the period: after it, ``p = step / T`` (T the stage's steps or P), so the
+  cosine goes on from where it would be at step W instead of restarting at the peak.
 * Multi-step milestones are epochs: in 0-based epoch ``e = step // steps_per_epoch`` the LR is
   ``peak * gamma ** (number of milestones <= e)``, which is ``MultiStepLR`` stepped per epoch. The hoya
   seed's GradualWarmupScheduler shifted its milestones by the warm-up length; that quirk is not
@@ -45,6 +48,7 @@ class LRPlan:
     stepping: str = "iteration"  # iteration | epoch
     hold_steps: int = 0  # at the peak after warm-up (cosine)
     decay_steps: int | None = None  # the cosine's period; None: the rest of the stage
+    warmup_in_period: bool = False  # cosine: p counts from step 0, warm-up included (timm)
 
     def lr(self, step: int) -> float:
         if self.stepping == "epoch":
@@ -63,6 +67,8 @@ class LRPlan:
         start = w + self.hold_steps
         if step < start:
             return self.peak
+        if self.kind == "cosine" and self.warmup_in_period:
+            start = 0
         span = self.decay_steps or max(1, self.total_steps - start)
         p = min(1.0, (step - start) / span)
         if self.kind == "cosine":
@@ -78,7 +84,8 @@ class LRPlan:
 
 def plan_for_stage(schedule, *, lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: float,
                    warmup_steps: int | None, min_lr: float | None, max_steps: int | None = None,
-                   hold_epochs: float = 0.0, period_epochs: float | None = None) -> LRPlan:
+                   hold_epochs: float = 0.0, period_epochs: float | None = None,
+                   warmup_in_period: bool = False) -> LRPlan:
     """The plan of one stage from the recipe's ``schedule`` section and the stage's overrides
     (``warmup_steps``, when set, wins over ``warmup_epochs``)."""
     total = max_steps if max_steps else epochs * steps_per_epoch
@@ -101,4 +108,5 @@ def plan_for_stage(schedule, *, lr: float, epochs: int, steps_per_epoch: int, wa
         stepping=schedule.stepping,
         hold_steps=int(round(hold_epochs * steps_per_epoch)),
         decay_steps=max(1, int(round(period_epochs * steps_per_epoch))) if period_epochs else None,
+        warmup_in_period=warmup_in_period,
     )

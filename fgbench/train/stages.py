@@ -9,6 +9,9 @@ Decisions:
 * ``schedule.max_steps`` bounds the first stage only; its epoch count becomes
   ``ceil(max_steps / steps_per_epoch)`` and the last of those epochs may be partial.
 * Epochs are numbered globally from 1 across stages, as the metrics stream wants.
+* A stage's training preprocessing (``train_crop``) is as the stage before unless set, except that a
+  ``trainable = "bn_fc"`` stage defaults to ``test`` (the test preprocessing, no augmentation), as
+  the FixRes paper fine-tunes BN and the classifier at the test resolution.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ class StageSpec:
     max_steps: int | None = None
     hold_epochs: float = 0.0
     period_epochs: float | None = None
+    train_crop: str | None = None  # None: data.train_crop; "test": the test preprocessing
+    warmup_in_period: bool = False  # cosine: the warm-up is part of the period (timm)
 
     @property
     def last_epoch(self) -> int:
@@ -66,6 +71,7 @@ def resolve_stages(recipe, n_train: int) -> list[StageSpec]:
         lr=recipe.optim.lr, min_lr=getattr(sched, "min_lr", None), warmup_epochs=sched.warmup_epochs,
         warmup_steps=sched.warmup_steps, batch_size=data.batch_size, steps_per_epoch=spe, max_steps=sched.max_steps,
         hold_epochs=getattr(sched, "hold_epochs", 0.0), period_epochs=getattr(sched, "period_epochs", None),
+        warmup_in_period=getattr(sched, "warmup_in_period", False),
     )
     out = [first]
     for i, st in enumerate(recipe.stages, start=1):
@@ -86,5 +92,7 @@ def resolve_stages(recipe, n_train: int) -> list[StageSpec]:
             warmup_steps=None if warm_override else first.warmup_steps,
             batch_size=bs, steps_per_epoch=spe, init_from=st.init_from, trainable=st.trainable,
             new_optimizer=st.new_optimizer, hold_epochs=first.hold_epochs,
+            train_crop=st.train_crop or ("test" if st.trainable == "bn_fc" else prev.train_crop),
+            warmup_in_period=first.warmup_in_period,
         ))
     return out

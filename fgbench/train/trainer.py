@@ -2,7 +2,8 @@
 
 ``Trainer.run()`` drives ``train_one_epoch`` / ``evaluate`` (``fgbench.train.loop``) and owns every
 decision about what happens between them. It writes the metrics events, ``summary.json``,
-``checkpoints/{last,best}.pt``, ``classes.json`` and ``confusion.json`` of the run directory.
+``checkpoints/{last,best}.pt``, ``classes.json``, ``confusion.json`` and ``predictions.json`` of the
+run directory.
 
 Decisions:
 
@@ -13,7 +14,8 @@ Decisions:
   selection score is at least the raw model's, else the raw one.
 * A later stage replaces the model, so the best epoch is tracked per stage: the run's ``best`` is
   the last stage's, and ``init_from = best_*`` takes the previous stage's best weights.
-* ``best.pt`` holds the best raw weights and the best EMA weights (each from its own best epoch);
+* ``best.pt`` holds the best raw weights and the best EMA weights (each from its own best epoch,
+  recorded per model in its ``epochs = {"raw", "ema"}``; ``epoch`` is the epoch it was written at);
   in-memory CPU copies of both are kept so that writing one never needs the other's epoch back.
 * ``last.pt`` is the resume point. It is written every ``checkpoint_every_epochs``, at the end of
   each stage, and when a stop is requested (then possibly in the middle of an epoch, with the
@@ -47,7 +49,10 @@ from typing import Any
 
 import torch
 
-from fgbench import metrics, runs
+from fgbench.rundir import events as metrics
+from fgbench.rundir import layout as runs
+from fgbench.rundir import procs
+from fgbench.rundir.summary import Summary, write_summary
 from fgbench.data import loaders as L
 from fgbench.errors import UserError
 from fgbench.recipe import recipe_to_dict
@@ -207,6 +212,7 @@ class Trainer:
         self.last_results: dict | None = None
         self.last_epoch_done = 0
         self.skipped: set[str] = set()
+        self.evaluated: dict[str, int] = {}  # split -> images its last evaluation counted (skipped ones excluded)
         self.totals = {"train_time": 0.0, "train_images": 0, "duration": 0.0}
         self.peak_mem_mb: float | None = None
         self.engine: Engine | None = None
@@ -255,7 +261,8 @@ class Trainer:
             self.optimizer = build_optimizer(r.optim, model, st.lr)
         plan = plan_for_stage(r.schedule, lr=st.lr, epochs=st.epochs, steps_per_epoch=st.steps_per_epoch,
                               warmup_epochs=st.warmup_epochs, warmup_steps=st.warmup_steps, min_lr=st.min_lr,
-                              max_steps=st.max_steps, hold_epochs=st.hold_epochs, period_epochs=st.period_epochs)
+                              max_steps=st.max_steps, hold_epochs=st.hold_epochs, period_epochs=st.period_epochs,
+                              warmup_in_period=st.warmup_in_period)
         for g in self.optimizer.param_groups:
             g["initial_lr"] = st.lr
             g["lr"] = st.lr
@@ -273,10 +280,13 @@ class Trainer:
                        train_images=len(self.splits.train))
             forward = self.dist.wrap(forward)
         mixer = BatchMixer(r.augment, self.num_classes)
+        if st.train_crop == "test":  # the test preprocessing: no augmentation, mixing included
+            mixer = BatchMixer(r.augment.model_copy(update={"mixup_alpha": 0.0, "cutmix_alpha": 0.0}), self.num_classes)
         self.engine = Engine(
             model=model, forward=forward, optimizer=self.optimizer, scheduler=scheduler,
             criterion=ClassificationLoss(self.num_classes, r.loss.label_smoothing, r.loss.smoothing_style),
             device=self.device, amp_dtype=AMP_DTYPES[r.runtime.precision], scaler=scaler,
+            eval_amp_dtype=AMP_DTYPES[r.runtime.precision] if r.eval.precision == "train" else None,
             grad_clip=r.optim.grad_clip, ema=self.ema, ema_every=r.ema.every,
             mixer=mixer if mixer.enabled else None, channels_last=r.runtime.channels_last,
             step=prev_step, stage_step=0, max_stage_steps=st.max_steps, **ddp,
@@ -289,7 +299,10 @@ class Trainer:
     def _build_loaders(self, st: StageSpec) -> None:
         if self.loaders is not None:
             self.loaders.close()
-        self.loaders = L.build_loaders(self.splits, self.r.data, self.r.augment, train_size=st.train_size,
+        data = self.r.data
+        if st.train_crop is not None and st.train_crop != data.train_crop:
+            data = data.model_copy(update={"train_crop": st.train_crop})
+        self.loaders = L.build_loaders(self.splits, data, self.r.augment, train_size=st.train_size,
                                        test_size=st.test_size, batch_size=st.batch_size, seed=self.r.runtime.seed,
                                        device=self.device, shard=self.shard)
 
@@ -394,8 +407,12 @@ class Trainer:
         if not self.main:
             return
         path = self.ckpt_dir / runs.BEST_CKPT
+        # each model's weights come from its own best epoch ("epoch" is when the file was written)
+        epochs = {m: (b["epoch"] if b is not None and self.best_states.get(m) is not None else None)
+                  for m, b in self.tracker.best.items()}
         payload = {
-            "format": C.FORMAT, "kind": "best", "stage": self.tracker.stage, "epoch": epoch, "step": self.engine.step,
+            "format": C.FORMAT, "kind": "best", "stage": self.tracker.stage, "epoch": epoch, "epochs": epochs,
+            "step": self.engine.step,
             "recipe": self.recipe_dict, "class_names": list(self.splits.class_names),
             "model": self.best_states["raw"], "ema": self.best_states["ema"],
             "best_tracker": self.tracker.state_dict(), "selected": self.tracker.selected(),
@@ -427,6 +444,7 @@ class Trainer:
                 ev = evaluate(model, loader, self.engine, num_classes=self.num_classes, top_k=self.r.eval.top_k,
                               on_corrupt=self._on_corrupt)
                 res[split] = ev
+                self.evaluated[split] = ev["images"]
                 self._emit("eval", epoch=epoch, step=self.engine.step, split=split, model=name, top1=ev["top1"],
                            top5=ev["top5"], loss=ev["loss"], test_size=test_size, images=ev["images"])
             out[name] = res
@@ -511,8 +529,9 @@ class Trainer:
             "step": self.engine.step if self.engine else 0, "duration_s": round(self._duration(), 3),
             "images_per_s": (self.totals["train_images"] / self.totals["train_time"]) if self.totals["train_time"] else None,
             "peak_mem_mb": self.peak_mem_mb,
-            "train_images": len(self.splits.train), "val_images": len(self.splits.val),
-            "test_images": len(self.splits.test), "select_on": self.r.eval.select_on,
+            "train_images": len(self.splits.train),
+            "val_images": self.evaluated.get("val", len(self.splits.val)),
+            "test_images": self.evaluated.get("test", len(self.splits.test)), "select_on": self.r.eval.select_on,
             "best": {"raw": t.public("raw"), "ema": t.public("ema") if self.r.ema.enabled else None},
             "selected": t.selected() if t.best.get("raw") or t.best.get("ema") else None,
             "last": last,
@@ -521,9 +540,9 @@ class Trainer:
         }
 
     def write_summary(self) -> dict:
-        s = self.summary()
+        s = Summary.from_json(self.summary(), strict=True).to_json()  # the one declared shape, checked
         if self.main:
-            runs.write_json(self.ctx.run_dir / runs.SUMMARY_FILE, s)
+            write_summary(self.ctx.run_dir, Summary.from_json(s))
         return s
 
     # ----------------------------------------------------------------------------------- run
@@ -550,6 +569,7 @@ class Trainer:
         si0, e0, stats0 = self._position()
         if ctx.resume is not None:
             self._restore(ctx.resume, ctx.resume_best)
+            self._remove_stale_temps()
         self._emit_started()
         for line in ctx.model_report if ctx.resume is None else []:
             self._emit("log", level="info", message=line)
@@ -581,6 +601,7 @@ class Trainer:
                                        f"{self.loaders.train.steps_per_epoch} batches in epoch {epoch}")
                 if not res["completed"]:
                     self._save_last(stage=si, epoch=epoch - 1, batch=stats.batches, stats=stats)
+                    self._remove_stale_temps()
                     self.status = "interrupted"
                     self.write_summary()
                     return "interrupted"
@@ -592,14 +613,21 @@ class Trainer:
                 if stop and not final_epoch:
                     if self._saved_at != epoch:
                         self._save_last(stage=si, epoch=epoch)
+                    self._remove_stale_temps()
                     self.status = "interrupted"
                     self.write_summary()
                     return "interrupted"
                 if res["reached_max_steps"]:
                     break
         self._final()
+        self._remove_stale_temps()
         self.status = "completed"
         return "completed"
+
+    def _remove_stale_temps(self) -> None:
+        """Temporary checkpoint files a killed run left (``.last.pt.XXXX.tmp``)."""
+        if self.main:
+            C.remove_stale_temps(self.ckpt_dir, (runs.LAST_CKPT, runs.BEST_CKPT))
 
     def _train_epoch(self, st: StageSpec, epoch: int, stats: EpochStats) -> dict:
         assert self.loaders is not None and self.engine is not None
@@ -658,11 +686,62 @@ class Trainer:
                                        f"top-1 {ev['top1']:.2f}%  top-{min(self.r.eval.top_k, self.num_classes)} "
                                        f"{ev['top5']:.2f}%")
         sel = t.selected()
+        if t.confusion.get(sel) is not None:
+            self._write_predictions(sel)  # every process: an evaluation (collective under DDP)
         if t.confusion.get(sel) is not None and self.main:
-            runs.write_json(self.ctx.run_dir / "confusion.json", {
+            runs.write_json(self.ctx.run_dir / runs.CONFUSION_FILE, {
                 "split": "test", "model": sel, "class_names": list(self.splits.class_names),
                 "matrix": t.confusion[sel], "epoch": t.best[sel]["epoch"] if t.best.get(sel) else None,
             })
+
+    def _write_predictions(self, sel: str) -> None:
+        """``predictions.json``: the selected model's best weights evaluated once more on the test
+        split (at the last stage's test size, as at its best epoch), keeping each image's
+        prediction, so that the TUI can show the images behind a confusion. One extra test pass
+        at the end of the run; the numbers of the run are not touched."""
+        state = self.best_states.get(sel)
+        if state is None or self.stage is None or self.engine is None:
+            return
+        target = self.model if sel == "raw" else self.ema.module
+        target.load_state_dict(state)
+        bs = self.r.data.eval_batch_size or self.stage.batch_size
+        if self.dist is not None and not self.r.data.eval_batch_size:
+            bs = max(1, bs // self.dist.size)
+        loader = L.eval_loader(self.splits, self.r.data, test_size=self.stage.test_size, batch_size=bs,
+                               device=self.device, shard=self.shard)
+        bad: set[str] = set()
+
+        def on_corrupt(paths: tuple[str, ...]) -> None:
+            bad.update(paths)
+            self._on_corrupt(paths)
+
+        ev = evaluate(target, loader, self.engine, num_classes=self.num_classes, top_k=self.r.eval.top_k,
+                      on_corrupt=on_corrupt, predictions=True)
+        src = self.splits.test_source
+        idx = self.splits.test if self.shard is None else self.splits.test[self.shard[0]::self.shard[1]]
+        if bad:
+            idx = [i for i in idx if src.describe(i) not in bad]
+        part = (idx, ev["labels"], ev["predicted"])
+        parts = self.dist.gather_objects(part) if self.dist is not None else [part]
+        if not self.main:
+            return
+        by_index: dict[int, tuple[int, int]] = {}
+        for ids, labels, preds in parts:
+            if len(ids) != len(preds):  # cannot tell which image each prediction is of
+                self.progress.line("predictions.json not written: images and predictions do not line up")
+                return
+            by_index.update({i: (y, p) for i, y, p in zip(ids, labels, preds)})
+        order = sorted(by_index)
+        files = getattr(src, "paths", None)
+        if files is None and hasattr(src, "ds") and not self.splits.skipped:
+            files = [p for p, _ in self.splits.index.test]  # the cached loader: the same images in order
+        best = self.tracker.best.get(sel)
+        runs.write_json(self.ctx.run_dir / runs.PREDICTIONS_FILE, {
+            "split": "test", "model": sel, "epoch": best["epoch"] if best else None,
+            "test_size": self.stage.test_size, "class_names": list(self.splits.class_names),
+            "index": order, "file": [files[i] if files is not None else None for i in order],
+            "label": [by_index[i][0] for i in order], "predicted": [by_index[i][1] for i in order],
+        })
 
     def _emit_started(self) -> None:
         ctx = self.ctx
@@ -677,6 +756,7 @@ class Trainer:
         self._emit(
             "run_started", run_id=ctx.run_id, recipe=self.recipe_dict, class_names=list(self.splits.class_names),
             device=_device_name(self.device), host=socket.gethostname(), pid=os.getpid(),
+            pid_start=procs.start_time(os.getpid()),
             versions={"fgbench": __version__, "python": platform.python_version(), "torch": torch.__version__,
                       "torchvision": torchvision.__version__},
             train_images=len(self.splits.train), val_images=len(self.splits.val),

@@ -4,7 +4,7 @@ Decisions and trade-offs:
 
 * The TUI process never imports torch or torchvision (about 3 s and 650 MB before the first
   paint). Training runs in its own ``fgbench run`` process; this process only reads run
-  directories. ``tests/tui/test_import_hygiene.py`` proves it in a fresh interpreter.
+  directories. ``tests/test_import_zones.py`` proves it in a fresh interpreter.
 * :func:`make_app` is the factory: tests build the app against temporary recipe, data and run
   directories and inject the trainer command (a fake trainer that writes scripted events).
 * One background thread (the run watcher) refreshes every run directory incrementally once a
@@ -20,9 +20,11 @@ Decisions and trade-offs:
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
 
+from textual import work
 from textual.app import App
 from textual.binding import Binding
 from textual.css.query import NoMatches
@@ -68,6 +70,10 @@ class FgbenchApp(App):
         self.compare_selection: list[Path] = []
         self._wake = threading.Event()
         self.watch_rounds = 0
+        self._greeted = False
+        self.quit_message = ""
+        self.live_notice = ""
+        """What the opening said about runs that were already training ("" when none were)."""
 
     # ---------------------------------------------------------------- screens
 
@@ -136,9 +142,12 @@ class FgbenchApp(App):
         worker = get_current_worker()
         while not worker.is_cancelled:
             changed: set[Path] = set()
-            for path, code in self.launcher.reap().items():
-                self.store.set_exit_code(path, code)
+            for path, launched in self.launcher.reap().items():
                 changed.add(path)
+                if launched.rejection is not None and not path.exists():
+                    # rejected before it wrote anything: the launcher removed the directory
+                    self.call_from_thread(self.notify, launched.rejection.splitlines()[-1],
+                                          title=f"Not started: {path.name}", severity="error", timeout=10)
             try:
                 changed |= self.store.refresh()
             except OSError:
@@ -152,7 +161,40 @@ class FgbenchApp(App):
     def wake_watcher(self) -> None:
         self._wake.set()
 
+    def live_runs(self) -> list:
+        """The run list's rows of runs that are training now (the run store's status)."""
+        return [r for r in self.store.rows() if r.status == "running"]
+
+    def _lead_to_live_runs(self) -> None:
+        """On opening: a run that trains (started by an earlier fgbench) is what the user came back
+        for. One: its monitor opens. Several: the Runs pane, with how many."""
+        from fgbench.tui.screens.main import MainScreen
+        from fgbench.tui.screens.monitor import MonitorScreen
+
+        live = self.live_runs()
+        if not live or self.launcher.children or not isinstance(self.screen, MainScreen):
+            return
+        if len(live) == 1:
+            self.push_screen(MonitorScreen(live[0].path))
+            self.live_notice = f"{live[0].name} is training: its monitor (Esc: back to the panes)"
+        else:
+            self.main_screen.show_pane("runs")
+            self.live_notice = f"{len(live)} runs are training (status running in the list); Enter opens one"
+        self.notify(self.live_notice, timeout=6)
+
+    async def action_quit(self) -> None:
+        live = self.live_runs()
+        if live:
+            names = ", ".join(r.run_id for r in live[:3]) + (f" and {len(live) - 3} more" if len(live) > 3 else "")
+            self.quit_message = (f"{len(live)} run{'s' if len(live) != 1 else ''} keep{'s' if len(live) == 1 else ''} "
+                                 f"training in the background: {names}. `fgbench` re-attaches; "
+                                 "`fgbench runs list --status running` lists them.")
+        self.exit(message=self.quit_message or None)
+
     def on_runs_changed(self, message: RunsChanged) -> None:
+        if not self._greeted and self.store.loaded_once:
+            self._greeted = True
+            self._lead_to_live_runs()
         runs_pane, compare = self.pane("runs"), self.pane("compare")
         if runs_pane is not None:
             runs_pane.update_rows()
@@ -169,7 +211,61 @@ class FgbenchApp(App):
 
         self.push_screen(MonitorScreen(message.path))
 
-    def action_run_recipe(self) -> None:
+    def dataset_problem(self, name: str, root: str | Path | None = None) -> tuple[str, bool] | None:
+        """Why dataset ``name`` (at ``root``, a recipe's ``data.root``) cannot be trained on yet, and
+        whether a download would fix it; None when it is ready (or generated on first use)."""
+        from fgbench.data import catalog
+
+        try:
+            entry = catalog.get(name)
+        except UserError:
+            return None  # an unknown name is the recipe validation's to report
+        if name == "synthetic":
+            return None
+        if root is None and name != "folder" and self.data_root is not None:
+            root = self.data_root / name
+        try:
+            status = catalog.status(name, root)
+        except (UserError, OSError) as err:
+            return str(err), False
+        if status == "ready":
+            return None
+        if name == "folder":
+            where = f"data.root {root}" if root else "data.root is not set: it"
+            return f"{where} needs train/ and test/ (or val/) class folders", False
+        what = "is only partly downloaded" if status == "partial" else "is not downloaded"
+        return f"{name} {what}: {catalog.how_to_get(entry)}", entry.auto_download
+
+    async def offer_dataset(self, name: str, problem: tuple[str, bool], *, running: bool) -> str | None:
+        """Ask what to do about a dataset that is not ready: download (or import) it now, or, when
+        about to run, run anyway. Returns the answer (None: cancelled)."""
+        from fgbench.tui.dialogs import ChoiceScreen
+
+        text, downloadable = problem
+        if name == "folder":
+            choices = [("r", "run", "run anyway")] if running else [("o", "ok", "set data.root in the recipe")]
+        elif downloadable:
+            choices = [("d", "download", "download it now")]
+        else:
+            choices = [("i", "import", "import it in the Datasets pane")]
+        if running and name != "folder":
+            choices.append(("r", "run", "run anyway"))
+        head = "Not started yet: " if running else ""
+        answer = await self.push_screen_wait(ChoiceScreen(head + text, choices))
+        if answer in ("download", "import"):
+            self.main_screen.show_pane("datasets")
+            datasets = self.pane("datasets")
+            for _ in range(100):  # the pane may still be mounting (Lazy)
+                if datasets is not None:
+                    break
+                await asyncio.sleep(0.05)
+                datasets = self.pane("datasets")
+            if datasets is not None:
+                datasets.start_task("download" if answer == "download" else "import", name)
+        return answer
+
+    @work(exclusive=True, group="run-recipe")
+    async def action_run_recipe(self) -> None:
         pane = self.pane("recipes")
         if pane is None:
             self.notify("The recipe editor is still loading", severity="warning", timeout=3)
@@ -178,6 +274,10 @@ class FgbenchApp(App):
         if validation.recipe is None:
             pane.refuse("Not started", validation)
             self.main_screen.show_pane("recipes")
+            return
+        data = validation.recipe.data
+        problem = self.dataset_problem(data.dataset, data.root)
+        if problem is not None and await self.offer_dataset(data.dataset, problem, running=True) != "run":
             return
         try:
             launched = self.launcher.start(validation.recipe)
@@ -193,8 +293,7 @@ class FgbenchApp(App):
 
     def stop_run(self, path: Path) -> None:
         model = self.store.model(path)
-        pid = model.pid
-        if model.status != "running" or not self.launcher.stop(pid):
+        if model.status != "running" or not self.launcher.stop(path):
             self.notify(f"{path.name} is not running", severity="warning", timeout=4)
             return
         self.notify(f"Stopping {path.name}: sent SIGINT, it writes a checkpoint first", timeout=5)
@@ -209,14 +308,10 @@ class FgbenchApp(App):
             self.notify(f"{path.name} has completed; nothing to resume", severity="warning", timeout=4)
             return
         try:
-            launched = self.launcher.resume(path)
+            self.launcher.resume(path)
         except UserError as err:
             self.notify(str(err), title="Not resumed", severity="error")
             return
-        with model.lock:
-            model.exit_code = None
-            model.pid = launched.pid
-            model.awaiting_start = True
         self.wake_watcher()
         self.notify(f"Resuming {path.name}", timeout=3)
 
@@ -244,7 +339,13 @@ class FgbenchApp(App):
         datasets = self.pane("datasets")
         if datasets is not None:
             datasets.set_current(message.name)
-        self.notify(f"{pane.recipe_name()} now uses data.dataset = {message.name}", timeout=4)
+        data = pane.form.doc.get("data") or {}
+        problem = self.dataset_problem(message.name, data.get("root") if isinstance(data, dict) else None)
+        if problem is None:
+            self.notify(f"{pane.recipe_name()} now uses data.dataset = {message.name}", timeout=4)
+        else:  # say it now, not when a run fails on it seconds after Ctrl+R
+            self.run_worker(self.offer_dataset(message.name, problem, running=False), group="dataset-offer",
+                            exclusive=True)
 
     def on_recipe_status(self, message: RecipeStatus) -> None:
         datasets = self.pane("datasets")
@@ -303,7 +404,10 @@ def make_app(*, recipes_dirs: list[Path] | None = None, runs_root: Path | None =
 
 
 def main() -> int:
+    from fgbench.tui import images
+
     app = make_app()
+    images.prepare()  # textual-image asks the terminal what it can draw, before Textual owns it
     app.run()
     return int(app.return_code or 0)
 

@@ -10,17 +10,17 @@ Decisions and trade-offs:
   written into the document and the *whole* document is validated with
   :func:`fgbench.recipe.validate_recipe`; cross-field rules (``select_on = "val"`` needs a
   validation split) then appear live, exactly as ``fgbench recipe validate`` reports them.
-* Text typed into a number field goes into the document as typed and pydantic converts it. An
-  unparseable value therefore fails with the schema's own message ("Input should be a valid
-  number") instead of a second, TUI-made wording.
+* Text typed into a number field is read as a TOML value; text that is not a number goes into the
+  document as typed, and the (strict) schema rejects it with its own message ("Input should be a
+  valid number") instead of a second, TUI-made wording.
 * Error lines (``SOURCE: data.crop_scale[0]: msg``) are mapped back to the deepest field whose path
   is a prefix of the error's path; errors of a whole section (a model validator) land on the
   section, errors of the whole recipe on the recipe.
 * Saving writes only what differs from the defaults (short, readable files), plus the tag of every
   union section that is written (``[optim] lr = 0.01`` without ``name`` would load back as the
-  default variant). ``recipe_to_dict`` keeps the tags of the unions it knows; :func:`minimal_dict`
-  finds unions from the schema, so a new one is covered too. :func:`recipe_toml` is tested to
-  round-trip.
+  default variant). ``fgbench.recipe`` finds the unions from the schema and is the one TOML writer
+  (``dumps_recipe``), so the editor's files and ``fgbench recipe show`` are written alike.
+  :func:`recipe_toml` is tested to round-trip.
 * Unions are recognised from the schema (a union of sub-models whose variants share one
   single-value ``Literal`` field, or a declared string discriminator), not from a list of names.
 * Pure zone: pydantic and the standard library only (no textual), so it is unit-testable.
@@ -35,13 +35,14 @@ import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal, Union
 
 import tomli_w
 from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
 from pydantic import BaseModel
 
-from fgbench.recipe import Recipe, RecipeError, recipe_to_dict, validate_recipe
+from fgbench.recipe import Recipe, RecipeError, dumps_recipe, recipe_to_dict, union_members, validate_recipe
+from fgbench.recipe import union_tag as recipe_union_tag
 
 
 class _Missing:
@@ -231,35 +232,16 @@ def spec_for(key: str, info: Any) -> FieldSpec:
 
 
 def union_models(ann: Any) -> list[type[BaseModel]] | None:
-    """The variant models of a union of sub-models (``Annotated[Model, Tag(...)]`` members too)."""
-    if typing.get_origin(ann) not in (Union, types.UnionType):
-        return None
-    members = []
-    for arg in typing.get_args(ann):
-        if typing.get_origin(arg) is Annotated:
-            arg = typing.get_args(arg)[0]
-        if not _is_model(arg):
-            return None
-        members.append(arg)
-    return members if len(members) > 1 else None
+    """The variant models of a union of sub-models (the recipe's one schema walker decides)."""
+    return union_members(ann)
 
 
 def union_tag(info: Any, members: list[type[BaseModel]]) -> str | None:
-    """The field that tells the variants apart: the declared discriminator when it is a field
-    name, else the one field every variant declares as a single, distinct ``Literal``."""
-    if isinstance(info.discriminator, str):
-        return info.discriminator
-    for name in members[0].model_fields:
-        values = []
-        for m in members:
-            f = m.model_fields.get(name)
-            if f is None or typing.get_origin(f.annotation) is not Literal or len(typing.get_args(f.annotation)) != 1:
-                break
-            values.append(typing.get_args(f.annotation)[0])
-        else:
-            if len(set(values)) == len(values):
-                return name
-    return None
+    """The field that tells the variants apart (see :func:`fgbench.recipe.union_tag`), or None."""
+    try:
+        return recipe_union_tag(members)
+    except ValueError:
+        return None
 
 
 @functools.lru_cache(maxsize=None)
@@ -495,34 +477,14 @@ def doc_from_recipe(recipe: Recipe) -> dict[str, Any]:
 
 def minimal_dict(recipe: Recipe) -> dict[str, Any]:
     """What differs from the defaults, with every union tag kept so the file loads back."""
-    data = recipe_to_dict(recipe, full=False)
-    _restore_tags(recipe, data)
-    return data
-
-
-def _restore_tags(model: BaseModel, data: dict[str, Any]) -> None:
-    cls = type(model)
-    for key, sub in list(data.items()):
-        info = cls.model_fields.get(key)
-        if info is None:
-            continue
-        value = getattr(model, key)
-        members = union_models(_strip_optional(info.annotation)[0])
-        tag = union_tag(info, members) if members else None
-        if tag and isinstance(sub, dict) and isinstance(value, BaseModel):
-            data[key] = {tag: getattr(value, tag), **{k: v for k, v in sub.items() if k != tag}}
-            sub = data[key]
-        if isinstance(value, BaseModel) and isinstance(sub, dict):
-            _restore_tags(value, sub)
-        elif isinstance(value, list) and isinstance(sub, list):
-            for item, item_data in zip(value, sub):
-                if isinstance(item, BaseModel) and isinstance(item_data, dict):
-                    _restore_tags(item, item_data)
+    return recipe_to_dict(recipe, full=False)
 
 
 def recipe_toml(recipe: Recipe) -> str:
-    return tomli_w.dumps(minimal_dict(recipe))
+    """The file the editor saves: what differs from the defaults (the recipe's one TOML writer)."""
+    return dumps_recipe(recipe, full=False)
 
 
 def full_toml(recipe: Recipe) -> str:
-    return tomli_w.dumps(recipe.model_dump(mode="json", exclude_none=True))
+    """The resolved recipe, every default spelled out (the recipe's one TOML writer)."""
+    return dumps_recipe(recipe, full=True)

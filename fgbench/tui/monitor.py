@@ -20,11 +20,11 @@ Decisions and trade-offs:
   LR and throughput curves of such a run is therefore a sample (every k-th step event, k about
   the number of step events / 8000), which at a few hundred plotted points is not visible; every
   evaluation is exact. New events after opening are read in full. Measured in ``BENCHMARKS.md``.
-* Status follows ``fgbench.runs``: the last ``run_finished`` after the last ``run_started`` says
-  completed / failed / interrupted; without one the run is ``running`` while its pid lives. A run
-  this TUI launched also knows its exit code, so a trainer that dies before it can write
-  ``run_finished`` (an import error, a segfault, the OOM killer) is reported as failed with its
-  exit code and the tail of its console output, not as a silent "interrupted".
+* Status, recipe, summary and damage come from :class:`fgbench.rundir.reader.RunReader`, the one
+  reader the CLI and sweeps use too, so a run has the same status here, in ``fgbench runs list``
+  and in a TUI restarted tomorrow (the rule is in :mod:`fgbench.rundir.status`). A trainer that
+  dies before it can write ``run_finished`` (an import error, the OOM killer) is failed because
+  the launcher's supervisor wrote its exit in the run directory, not because this TUI saw it.
 * Thread safety: a worker thread calls :meth:`RunModel.update`; the UI thread calls
   :meth:`RunModel.snapshot`. Both hold the model's lock, and a snapshot is plain data.
 """
@@ -38,33 +38,25 @@ import threading
 import time
 import tomllib
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fgbench import metrics, runs
 from fgbench.report import fmt_duration as format_duration
-
-CONSOLE_FILE = "console.txt"
-"""stdout and stderr of a trainer the TUI launched (the trainer writes its own log.txt too)."""
-LAUNCH_INFO = "launch.json"
-LAUNCHES_DIR = ".launches"
-
-
-def launch_dir(run_dir: Path) -> Path:
-    """Where the TUI keeps its launch files for a run: beside the run directory, which the
-    trainer wants new or empty (see :mod:`fgbench.tui.launcher`)."""
-    return Path(run_dir).parent / LAUNCHES_DIR / Path(run_dir).name
+from fgbench.rundir import events as metrics
+from fgbench.rundir import layout as runs
+from fgbench.rundir.reader import RunReader
 
 BULK_BYTES = 2_000_000
 SAMPLE_STEPS = 8000
-SMOOTHING = 0.9
+SMOOTH_STEPS = 50
+"""The default time constant (in steps) of the smoothed step curves in the monitor and Compare."""
 
 _NON_STEP = re.compile(rb'"event":\s?"(?!step")')
 
 
 class Decimator:
-    """A stream of (step, epoch, value) points kept to at most ``2 * limit`` bucket means."""
+    """A stream of (step, epoch, time, value) points kept to at most ``2 * limit`` bucket means."""
 
     __slots__ = ("limit", "cap", "done", "acc", "count", "last")
 
@@ -76,41 +68,81 @@ class Decimator:
         self.count = 0
         self.last: float | None = None
 
-    def add(self, step: float, epoch: float, value: float) -> None:
+    def add(self, step: float, epoch: float, value: float, time_s: float = 0.0) -> None:
         self.count += 1
         self.last = value
         acc = self.acc
         if acc is None:
-            acc = self.acc = [step, epoch, value, 1]
+            acc = self.acc = [step, epoch, value, 1, time_s]
         else:
             acc[0] += step
             acc[1] += epoch
             acc[2] += value
             acc[3] += 1
+            acc[4] += time_s
         if acc[3] >= self.cap:
             self.done.append(acc)
             self.acc = None
             if len(self.done) >= 2 * self.limit:
                 d = self.done
-                self.done = [[a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]] for a, b in zip(d[0::2], d[1::2])]
+                self.done = [[a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3], a[4] + b[4]]
+                             for a, b in zip(d[0::2], d[1::2])]
                 self.cap *= 2
 
+    def _buckets(self) -> list[list[float]]:
+        return self.done + ([self.acc] if self.acc is not None else [])
+
     def points(self) -> tuple[list[float], list[float], list[float]]:
-        buckets = self.done + ([self.acc] if self.acc is not None else [])
+        buckets = self._buckets()
         steps = [b[0] / b[3] for b in buckets]
         epochs = [b[1] / b[3] for b in buckets]
         values = [b[2] / b[3] for b in buckets]
         return steps, epochs, values
 
+    def times(self) -> list[float]:
+        """Seconds since the run's first event, per point (bucket means, like :meth:`points`)."""
+        return [b[4] / b[3] for b in self._buckets()]
+
     def __len__(self) -> int:
         return len(self.done) + (self.acc is not None)
 
 
-#: the plot series of a run (names as in the events: ``ema_val_top1`` is an EMA evaluation)
-SERIES = (
-    "loss", "loss_smooth", "lr", "images_per_s",
-    "train_top1", "val_top1", "test_top1", "ema_val_top1", "ema_test_top1",
-)
+def smooth(steps: list[float], values: list[float], span_steps: float | None) -> list[float]:
+    """The debiased exponential moving average of a step series, with its time constant measured
+    in optimizer steps (a point's weight falls by 1/e every ``span_steps`` steps).
+
+    Each point stands for the steps since the previous one (a logged loss is the mean over the
+    steps since the last step event), so it gets the weight ``1 - exp(-gap / span)``; dividing
+    by the sum of the weights so far removes the pull towards zero of a plain EMA started at 0
+    (TensorBoard's debiasing), without giving the first value the extra weight of an EMA started
+    at it. The result does not depend on ``runtime.log_every_steps``. ``span_steps`` None or 0:
+    no smoothing (the values themselves)."""
+    if not span_steps or span_steps <= 0 or not values:
+        return list(values)
+    out = []
+    num = den = 0.0
+    prev = 0.0
+    for i, (s, v) in enumerate(zip(steps, values)):
+        gap = s - prev if i or s > 0 else 1.0
+        if gap <= 0:  # a repeated or out-of-order step (a resumed run): one step's worth
+            gap = 1.0
+        prev = s
+        d = math.exp(-gap / span_steps)
+        num = d * num + (1.0 - d) * v
+        den = d * den + (1.0 - d)
+        out.append(num / den)
+    return out
+
+
+#: the plot series of a run (names as in the events: ``ema_val_top1`` is an EMA evaluation).
+#: Step series (x = the step of each step event): loss, lr, images_per_s, grad_norm, step_top1.
+#: Epoch series: train_loss, train_top1. Evaluation series: ``[ema_]{val,test}_{top1,top5,loss}``.
+STEP_SERIES = ("loss", "lr", "images_per_s", "grad_norm", "step_top1")
+EVAL_SERIES = tuple(f"{m}{split}_{k}" for m in ("", "ema_") for split in ("val", "test")
+                    for k in ("top1", "top5", "loss"))
+SERIES = STEP_SERIES + ("train_loss", "train_top1") + EVAL_SERIES
+#: series that a moving average may smooth (noisy per-step values; never an evaluation or the LR)
+SMOOTHABLE = ("loss", "images_per_s", "grad_norm", "step_top1")
 
 
 def _num(value: Any) -> float | None:
@@ -131,6 +163,9 @@ class Snapshot:
     dataset: str
     arch: str
     series: dict[str, tuple[list[float], list[float], list[float]]]
+    """name -> (steps, epochs, values); see SERIES"""
+    times: dict[str, list[float]]
+    """name -> seconds since the run's first event, per point of ``series[name]``"""
     epoch: int
     total_epochs: int | None
     step: int
@@ -151,6 +186,7 @@ class Snapshot:
     skipped: int
     exit_code: int | None
     sampled: bool
+    last_checkpoint: dict[str, Any] | None = None
 
     @property
     def fraction(self) -> float | None:
@@ -168,16 +204,15 @@ class RunModel:
         self.path = Path(path)
         self.lock = threading.RLock()
         self.limit = limit
-        self.tailer = metrics.Tailer(self.path / metrics.METRICS_FILE)
+        self.reader = RunReader(self.path)
+        self.tailer = self.reader.tailer
         self.series = {name: Decimator(limit) for name in SERIES}
         self.loaded = False
         self.sampled = False
         self.events = 0
         self.run_id = self.path.name
-        self.pid: int | None = None
         self.started_event: dict[str, Any] | None = None
         self.finished: dict[str, Any] | None = None
-        self.exit_code: int | None = None
         self.epoch = 0
         self.total_epochs: int | None = None
         self.step = 0
@@ -193,64 +228,29 @@ class RunModel:
         self.best: dict[str, float] = {}
         self._epoch_end: dict[int, int] = {}
         self._eval_seen: set[str] = set()
-        self._smooth: float | None = None
-        self._smooth_n = 0
         self._rate: deque[tuple[float, int]] = deque(maxlen=30)
-        self._mtimes: dict[str, float] = {}
-        self.recipe: dict[str, Any] = {}
-        self.info: dict[str, Any] = {}
-        self.summary: dict[str, Any] = {}
-        self.launch: dict[str, Any] | None = None
-        self.awaiting_start = False
-        """A resume was launched and its run_started has not arrived yet."""
+        self.last_checkpoint: dict[str, Any] | None = None
+        """Epoch and step of the latest ``last.pt`` (what a resume continues from)."""
+
+    # the run directory's files, as the one reader reads them
+    recipe = property(lambda self: self.reader.recipe)
+    info = property(lambda self: self.reader.info)
+    summary = property(lambda self: self.reader.summary.to_json() if self.reader.summary else {})
+    pid = property(lambda self: self.reader.pid)
 
     # ------------------------------------------------------------------ reading
 
     def update(self) -> bool:
         """Read what is new in the run directory. Returns whether anything changed."""
         with self.lock:
-            changed = self._refresh_files()
             if not self.loaded:
                 self.loaded = True
-                events = self._initial_events()
+                changed, events = self.reader.update(self._initial_events())
             else:
-                events = self.tailer.poll()
+                changed, events = self.reader.update()
             for ev in events:
                 self._feed(ev)
-            return changed or bool(events)
-
-    def _refresh_files(self) -> bool:
-        changed = False
-        for name, attr, reader in (
-            (runs.RECIPE_FILE, "recipe", _read_toml),
-            (runs.RUN_INFO_FILE, "info", runs.read_json),
-            (runs.SUMMARY_FILE, "summary", runs.read_json),
-        ):
-            p = self.path / name
-            try:
-                mtime = p.stat().st_mtime_ns
-            except OSError:
-                continue
-            if self._mtimes.get(name) != mtime:
-                self._mtimes[name] = mtime
-                value = reader(p)
-                if isinstance(value, dict):
-                    setattr(self, attr, value)
-                    changed = True
-        if self.launch is None:
-            launch = runs.read_json(launch_dir(self.path) / LAUNCH_INFO)
-            if isinstance(launch, dict):
-                self.launch = launch
-                changed = True
-                if not self.recipe:
-                    # the recipe as launched, until the trainer writes its resolved recipe.toml
-                    self.recipe = _read_toml(launch_dir(self.path) / "launch.toml") or {}
-        if self.pid is None:
-            for source in (self.info, self.launch or {}):
-                if isinstance(source.get("pid"), int):
-                    self.pid = source["pid"]
-                    break
-        return changed
+            return changed
 
     def _initial_events(self) -> list[dict[str, Any]]:
         path = self.tailer.path
@@ -271,6 +271,7 @@ class RunModel:
         with self.lock:
             self.loaded = True
             for ev in events:
+                self.reader.note(ev)
                 self._feed(ev)
 
     def _log(self, text: str) -> None:
@@ -294,15 +295,9 @@ class RunModel:
     def _on_run_started(self, ev: dict[str, Any], t: float | None) -> None:
         self.started_event = ev
         self.finished = None
-        self.exit_code = None
-        self.awaiting_start = False
-        if isinstance(ev.get("pid"), int):
-            self.pid = ev["pid"]
         for key in ("total_epochs", "total_steps", "steps_per_epoch"):
             if isinstance(ev.get(key), int):
                 setattr(self, key, ev[key])
-        if isinstance(ev.get("recipe"), dict) and not self.recipe:
-            self.recipe = ev["recipe"]
         parts = [f"{'resumed' if ev.get('resumed') else 'started'} on {ev.get('device', '?')}"]
         if ev.get("train_images") is not None:
             parts.append(f"{ev['train_images']} train / {ev.get('val_images', 0)} val / "
@@ -314,7 +309,8 @@ class RunModel:
         if isinstance(ev.get("steps_per_epoch"), int):
             self.steps_per_epoch = ev["steps_per_epoch"]
         extra = f" at {ev['train_size']}px" if ev.get("train_size") else ""
-        self._log(f"stage {ev.get('stage')}: {self.stage}, {ev.get('epochs')} epochs{extra}")
+        n = ev.get("epochs")
+        self._log(f"stage {ev.get('stage')}: {self.stage}, {n} epoch{'' if n == 1 else 's'}{extra}")
 
     def _epoch_x(self, epoch: int, step: int) -> float:
         start = self._epoch_end.get(epoch - 1, 0 if epoch == 1 else None)
@@ -328,33 +324,46 @@ class RunModel:
         epoch = int(ev["epoch"])
         self.step, self.epoch = max(self.step, step), max(self.epoch, epoch)
         x = self._epoch_x(epoch, step)
+        w = self._wall(t)
         loss = _num(ev.get("loss"))
         if loss is not None:
             self.loss = loss
-            self.series["loss"].add(step, x, loss)
-            self._smooth_n += 1
-            self._smooth = loss if self._smooth is None else SMOOTHING * self._smooth + (1 - SMOOTHING) * loss
-            self.series["loss_smooth"].add(step, x, self._smooth)
+            self.series["loss"].add(step, x, loss, w)
         lr = _num(ev.get("lr"))
         if lr is not None:
             self.lr = lr
-            self.series["lr"].add(step, x, lr)
+            self.series["lr"].add(step, x, lr, w)
         ips = _num(ev.get("images_per_s"))
         if ips is not None:
             self.images_per_s = ips
-            self.series["images_per_s"].add(step, x, ips)
+            self.series["images_per_s"].add(step, x, ips, w)
+        for key, name in (("grad_norm", "grad_norm"), ("top1", "step_top1")):
+            v = _num(ev.get(key))
+            if v is not None:
+                self.series[name].add(step, x, v, w)
         if t is not None:
             self._rate.append((t, step))
+
+    def _wall(self, t: float | None) -> float:
+        """Seconds since the run's first event (the wall-time x of the plots)."""
+        if t is None:
+            t = self.last_time
+        return 0.0 if t is None or self.first_time is None else t - self.first_time
 
     def _on_eval(self, ev: dict[str, Any], t: float | None) -> None:
         split, model = ev.get("split"), ev.get("model")
         top1 = _num(ev.get("top1"))
         if top1 is None or split not in ("val", "test", "train"):
             return
-        name = f"{'ema_' if model == 'ema' else ''}{split}_top1"
+        prefix = f"{'ema_' if model == 'ema' else ''}{split}"
+        name = f"{prefix}_top1"
         self._eval_seen.add(name)
-        if name in self.series and name != "train_top1":
-            self.series[name].add(int(ev["step"]), float(ev["epoch"]), top1)
+        step, epoch, w = int(ev["step"]), float(ev["epoch"]), self._wall(t)
+        if split != "train":
+            for key in ("top1", "top5", "loss"):
+                v = _num(ev.get(key))
+                if v is not None:
+                    self.series[f"{prefix}_{key}"].add(step, epoch, v, w)
         self.best[name] = max(self.best.get(name, -1.0), top1)
 
     def _on_epoch(self, ev: dict[str, Any], t: float | None) -> None:
@@ -363,11 +372,14 @@ class RunModel:
             self.steps_per_epoch = max(1, step - self._epoch_end[epoch - 1])
         self._epoch_end[epoch] = step
         self.epoch, self.step = max(self.epoch, epoch), max(self.step, step)
+        w = self._wall(t)
         top1 = _num(ev.get("train_top1"))
         if top1 is not None:
-            self.series["train_top1"].add(step, float(epoch), top1)
+            self.series["train_top1"].add(step, float(epoch), top1, w)
         parts = [f"epoch {epoch}"]
         loss = _num(ev.get("train_loss"))
+        if loss is not None:
+            self.series["train_loss"].add(step, float(epoch), loss, w)
         if loss is not None:
             parts.append(f"loss {loss:.4f}")
         if top1 is not None:
@@ -379,7 +391,7 @@ class RunModel:
                 parts.append(f"{label} {v:.2f}%")
                 if key not in self._eval_seen:
                     # a trainer that reports evaluations only inside epoch events
-                    self.series[key].add(step, float(epoch), v)
+                    self.series[key].add(step, float(epoch), v, w)
                     self.best[key] = max(self.best.get(key, -1.0), v)
         et = _num(ev.get("epoch_time"))
         if et is not None:
@@ -387,7 +399,10 @@ class RunModel:
         self._log(", ".join(parts))
 
     def _on_checkpoint(self, ev: dict[str, Any], t: float | None) -> None:
-        self._log(f"checkpoint {ev.get('kind')} at epoch {ev.get('epoch')}")
+        if ev.get("kind") == "last":
+            self.last_checkpoint = {"epoch": ev.get("epoch"), "step": ev.get("step")}
+        which = f" ({'EMA' if ev.get('model') == 'ema' else 'raw'} model)" if ev.get("kind") == "best" else ""
+        self._log(f"checkpoint {ev.get('kind')}{which} at epoch {ev.get('epoch')}, step {ev.get('step')}")
 
     def _on_log(self, ev: dict[str, Any], t: float | None) -> None:
         level = str(ev.get("level", "info"))
@@ -409,30 +424,19 @@ class RunModel:
 
     @property
     def status(self) -> str:
-        if self.finished is not None and not self.awaiting_start:
-            return str(self.finished.get("status", "failed"))
-        if runs.pid_alive(self.pid):
-            return "running"
-        if self.exit_code is not None and self.exit_code not in (0, 130):
-            return "failed"
-        if self.finished is not None:  # a resume that never started: the run is as it was
-            return str(self.finished.get("status", "failed"))
-        if self.started_event is None and self.launch is not None and self.exit_code != 130:
-            return "failed"  # launched from the TUI, stopped before it could start the run
-        return "interrupted"
+        return self.reader.status().status
 
     @property
     def error(self) -> str | None:
-        if self.status != "failed":
-            return None
-        if self.finished is not None and not self.awaiting_start and self.finished.get("error"):
-            return str(self.finished["error"])
-        if self.exit_code not in (None, 0, 130):
-            what = "resuming" if self.awaiting_start else "before reporting a result"
-            return f"the trainer exited with code {self.exit_code} {what}"
-        if self.started_event is None and self.launch is not None:
-            return "the trainer stopped before it started the run"
-        return None
+        return self.reader.status().error
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.reader.status().exit_code
+
+    @property
+    def damaged(self) -> str | None:
+        return self.reader.damaged
 
     def eta_s(self) -> float | None:
         total = self.total_steps
@@ -447,7 +451,7 @@ class RunModel:
 
     def console_tail(self, lines: int = 12) -> list[str]:
         """The last lines of what the trainer printed: console.txt (ours) or log.txt (its own)."""
-        for path in (launch_dir(self.path) / CONSOLE_FILE, self.path / runs.LOG_FILE):
+        for path in (self.path / runs.CONSOLE_FILE, self.path / runs.LOG_FILE):
             tail = tail_lines(path, lines)
             if tail:
                 return tail
@@ -467,6 +471,7 @@ class RunModel:
                 dataset=str(self.recipe.get("data", {}).get("dataset", self.summary.get("dataset", "?"))),
                 arch=str(self.recipe.get("model", {}).get("arch", self.summary.get("arch", "?"))),
                 series={name: dec.points() for name, dec in self.series.items()},
+                times={name: dec.times() for name, dec in self.series.items()},
                 epoch=self.epoch,
                 total_epochs=self.total_epochs or _int(self.summary.get("total_epochs")),
                 step=self.step,
@@ -487,6 +492,7 @@ class RunModel:
                 skipped=self.tailer.skipped,
                 exit_code=self.exit_code,
                 sampled=self.sampled,
+                last_checkpoint=dict(self.last_checkpoint) if self.last_checkpoint else None,
             )
 
 
@@ -567,11 +573,23 @@ class RunRow:
     dataset: str
     arch: str
     best_val: float | None
+    """raw model, at its best epoch (see :func:`best_numbers`)"""
     best_test: float | None
+    ema_val: float | None
+    """EMA model, at its own best epoch; None without EMA"""
+    ema_test: float | None
     duration_s: float | None
     epoch: int
     total_epochs: int | None
     error: str | None
+    last_event_time: float | None = None
+    """Time of the run's latest event: a live run's clock keeps moving from there."""
+
+    def live_duration_s(self, now: float) -> float | None:
+        """The time column: for a running run, the duration so far extended to ``now``."""
+        if self.status != "running" or self.last_event_time is None:
+            return self.duration_s
+        return (self.duration_s or 0.0) + max(0.0, now - self.last_event_time)
 
     def matches(self, text: str) -> bool:
         text = text.strip().lower()
@@ -581,22 +599,20 @@ class RunRow:
         return all(word in hay for word in text.split())
 
 
-def _best_numbers(model: RunModel) -> tuple[float | None, float | None]:
-    best = (model.summary or {}).get("best") or {}
-    raw = best.get("raw") if isinstance(best, dict) else None
-    ema = best.get("ema") if isinstance(best, dict) else None
-    val = test = None
-    for entry in (raw, ema):
-        if isinstance(entry, dict):
-            v, t = _num(entry.get("val_top1")), _num(entry.get("test_top1"))
-            if v is not None and (val is None or v > val):
-                val, test = v, t if t is not None else test
-            elif val is None and t is not None and (test is None or t > test):
-                test = t
-    if val is None and test is None:
-        val = model.best.get("val_top1")
-        test = model.best.get("test_top1")
-    return val, test
+def best_numbers(summary: dict[str, Any]) -> dict[str, float | None]:
+    """The run's numbers, one rule everywhere (the Runs pane, Compare, ``fgbench runs list`` and
+    ``runs compare``): the raw model's and the EMA model's side by side, each at *its own* best
+    epoch (by ``eval.select_on``), from ``summary.json``. Never a maximum over test epochs, and
+    never "whichever model looks better": that choice would hide which model a number is from."""
+    best = summary.get("best") if isinstance(summary, dict) else None
+    best = best if isinstance(best, dict) else {}
+    out: dict[str, float | None] = {}
+    for model, prefix in (("raw", ""), ("ema", "ema_")):
+        entry = best.get(model)
+        entry = entry if isinstance(entry, dict) else {}
+        out[f"{prefix}val"] = _num(entry.get("val_top1"))
+        out[f"{prefix}test"] = _num(entry.get("test_top1"))
+    return out
 
 
 class RunStore:
@@ -619,11 +635,6 @@ class RunStore:
                 m = self.models[p] = RunModel(p)
             return m
 
-    def set_exit_code(self, path: Path, code: int) -> None:
-        m = self.model(path)
-        with m.lock:
-            m.exit_code = code  # a later run_started (a resume) clears it again
-
     def refresh(self, *, deadline_s: float | None = None) -> set[Path]:
         """Read new events of every run; returns the runs that changed."""
         changed: set[Path] = set()
@@ -635,7 +646,7 @@ class RunStore:
         for p in sorted(self.root.iterdir()):
             if p.name.startswith(".") or not p.is_dir():
                 continue
-            if not (runs.is_run_dir(p) or (p / runs.RUN_INFO_FILE).is_file() or launch_dir(p).is_dir()):
+            if not runs.is_run_dir(p):
                 continue
             seen.add(p)
             m = self.model(p)
@@ -662,18 +673,20 @@ class RunStore:
             with m.lock:
                 if not m.loaded:
                     continue
-                val, test = _best_numbers(m)
+                nums = best_numbers(m.summary)
                 duration = _num(m.summary.get("duration_s"))
                 if duration is None and m.first_time is not None and m.last_time is not None:
                     duration = m.last_time - m.first_time
                 out.append(RunRow(
                     path=m.path, run_id=m.run_id,
                     name=str(m.recipe.get("name") or m.summary.get("name") or m.run_id),
-                    status=m.status,
+                    status="damaged" if m.damaged else m.status,
                     dataset=str(m.recipe.get("data", {}).get("dataset", m.summary.get("dataset", "?"))),
                     arch=str(m.recipe.get("model", {}).get("arch", m.summary.get("arch", "?"))),
-                    best_val=val, best_test=test, duration_s=duration,
-                    epoch=m.epoch, total_epochs=m.total_epochs, error=m.error,
+                    best_val=nums["val"], best_test=nums["test"], ema_val=nums["ema_val"],
+                    ema_test=nums["ema_test"], duration_s=duration,
+                    epoch=m.epoch, total_epochs=m.total_epochs, error=m.damaged or m.error,
+                    last_event_time=m.last_time,
                 ))
         return out
 

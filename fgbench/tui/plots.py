@@ -13,7 +13,13 @@ Decisions and trade-offs:
 * textual-plotext (and plotext, 50 ms) is imported when the first plot is composed, not with this
   module: the run list and the colours need this module before the first paint.
 * Braille markers give 2x4 dots per cell, the best resolution a terminal offers; they render in
-  tmux, screen and every UTF-8 terminal.
+  tmux, screen and every UTF-8 terminal. Where several runs share a chart (Compare), each run also
+  has its own marker character (``MARKERS``), shown beside its name everywhere it appears, so
+  the runs stay apart on a monochrome terminal and in a 3-row chart where colours blur.
+* A smoothed series is drawn over its raw values: the raw line in a dimmed copy of the colour,
+  the smoothed one in the colour itself (as TensorBoard and W&B do), so smoothing never hides
+  what was measured.
+* The log scale is plotext's own (``yscale("log")``): tick labels stay the real values.
 """
 
 from __future__ import annotations
@@ -43,9 +49,11 @@ PALETTE: tuple[RGB, ...] = (
     (148, 103, 189),  # purple
 )
 
+#: one marker per palette entry: a run's marker follows its colour (ColourBook.index)
+MARKERS = ("•", "x", "+", "o", "*", "#", "@", "%", "=", "~")
+
 SERIES_COLOURS: dict[str, RGB] = {
-    "loss": (120, 120, 120),
-    "loss_smooth": PALETTE[0],
+    "loss": PALETTE[0],
     "train_top1": PALETTE[7],
     "val_top1": PALETTE[1],
     "test_top1": PALETTE[2],
@@ -56,8 +64,7 @@ SERIES_COLOURS: dict[str, RGB] = {
 }
 
 SERIES_LABELS: dict[str, str] = {
-    "loss": "raw",
-    "loss_smooth": "smoothed",
+    "loss": "loss",
     "train_top1": "train",
     "val_top1": "val",
     "test_top1": "test",
@@ -72,12 +79,36 @@ def rgb_style(rgb: RGB) -> str:
     return f"rgb({rgb[0]},{rgb[1]},{rgb[2]})"
 
 
+def dimmed(rgb: RGB, factor: float = 0.45) -> RGB:
+    """The colour of a raw series drawn under its smoothed one."""
+    return (int(rgb[0] * factor), int(rgb[1] * factor), int(rgb[2] * factor))
+
+
+#: what each series of the metrics stream is called on a chart (fgbench.tui.monitor.SERIES)
+CHART_TITLES: dict[str, str] = {
+    "loss": "train loss (step)",
+    "lr": "learning rate",
+    "images_per_s": "images/s",
+    "grad_norm": "grad norm",
+    "step_top1": "train top-1 (step)",
+    "train_loss": "train loss (epoch)",
+    "train_top1": "train top-1",
+}
+for _m, _mlabel in (("", ""), ("ema_", "EMA ")):
+    for _split in ("val", "test"):
+        for _k, _klabel in (("top1", "top-1"), ("top5", "top-5"), ("loss", "loss")):
+            CHART_TITLES[f"{_m}{_split}_{_k}"] = f"{_mlabel}{_split} {_klabel}"
+
+
 @dataclass
 class Line:
     xs: list[float]
     ys: list[float]
     colour: RGB
     label: str
+    marker: str = "braille"
+    legend: bool = True
+    """False for a raw series under its smoothed copy: one legend entry per run"""
 
 
 def reduce_points(xs: list[float], ys: list[float], limit: int) -> tuple[list[float], list[float]]:
@@ -95,11 +126,30 @@ def reduce_points(xs: list[float], ys: list[float], limit: int) -> tuple[list[fl
     return out_x, out_y
 
 
+def even_ticks(lo: float, hi: float, rows: int, max_labels: int = 5) -> tuple[list[float], list[str]]:
+    """Y tick values and labels that land on whole rows, every k-th row from the top, for a plot
+    of ``rows`` data rows spanning ``lo``..``hi``. plotext's own ticks do not land on rows, and on a
+    small chart it drops the one that collides, leaving unevenly spaced labels (2.50, 1.83, 0.83)."""
+    if rows < 2 or not hi > lo:
+        return [], []
+    step_rows = max(1, math.ceil((rows - 1) / (max_labels - 1)))
+    values = [hi - (hi - lo) * i / (rows - 1) for i in range(0, rows, step_rows)]
+    step = (hi - lo) * step_rows / (rows - 1)
+    decimals = max(0, min(6, 1 - math.floor(math.log10(step))))
+    return values, [f"{v:.{decimals}f}" for v in values]
+
+
+PLOT_FRAME_ROWS = 3
+"""Rows of a plotext chart that are not data: the top frame, the x axis and its labels."""
+
+
 def legend_text(title: str, lines: list[Line], extra: str = "") -> Text:
     text = Text()
     text.append(title, style="bold")
     for line in lines:
-        text.append("  ━ ", style=rgb_style(line.colour))
+        if not line.legend:
+            continue
+        text.append(f"  {'━' if line.marker == 'braille' else line.marker} ", style=rgb_style(line.colour))
         text.append(line.label)
     if extra:
         text.append(f"  {extra}", style="dim")
@@ -114,6 +164,12 @@ class ColourBook:
     def __init__(self, palette: tuple[RGB, ...] = PALETTE):
         self.palette = palette
         self.assigned: dict[str, int] = {}
+
+    def marker(self, key: str) -> str:
+        """The run's marker character (assign its colour first)."""
+        if key not in self.assigned:
+            self.colour(key)
+        return MARKERS[self.assigned[key] % len(MARKERS)]
 
     def colour(self, key: str, in_use: set[int] | None = None) -> RGB:
         if key not in self.assigned:
@@ -152,6 +208,10 @@ class MetricPlot(Vertical):
         super().__init__(**kwargs)
         self.title = title
         self._key: object = None
+        self.lines: list[Line] = []
+        self._yrange: tuple[float, float] | None = None
+        self._log_y = False
+        self._ylim: tuple[float, float] | None = None
 
     def compose(self) -> ComposeResult:
         from textual_plotext import PlotextPlot
@@ -164,13 +224,17 @@ class MetricPlot(Vertical):
         return self.query_one("PlotextPlot")
 
     def show(self, lines: list[Line], *, xlabel: str, log_y: bool = False, extra: str = "",
-             ylim: tuple[float, float] | None = None) -> bool:
-        """Replace the plotted lines. Returns False (and draws nothing) if nothing changed."""
-        key = (tuple((tuple(ln.xs[-3:]), len(ln.xs), tuple(ln.ys[-3:]), ln.colour, ln.label) for ln in lines),
-               xlabel, log_y, extra, ylim)
+             ylim: tuple[float, float] | None = None, xlim: tuple[float, float] | None = None,
+             cursor_x: float | None = None) -> bool:
+        """Replace the plotted lines. Returns False (and draws nothing) if nothing changed.
+        ``xlim``: a shared x range (Compare aligns its charts); ``cursor_x``: a vertical line."""
+        key = (tuple((tuple(ln.xs[-3:]), len(ln.xs), tuple(ln.ys[-3:]), ln.colour, ln.label, ln.marker)
+                     for ln in lines), xlabel, log_y, extra, ylim, xlim, cursor_x, self.plot.size)
         if key == self._key:
             return False
         self._key = key
+        self.lines = lines
+        """what is drawn (tests and the cursor read it)"""
         extra = "  ".join(p for p in (extra, f"x: {xlabel}") if p)
         self.query_one(".legend", Static).update(legend_text(self.title, [ln for ln in lines if ln.xs], extra))
         plt = self.plot.plt
@@ -180,17 +244,52 @@ class MetricPlot(Vertical):
         # plotext's line drawing costs per point, so average down to the plot's resolution.
         limit = max(40, 2 * (self.plot.size.width or 100))
         for ln in lines:
-            xs, ys = reduce_points(ln.xs, ln.ys, limit)
-            if log_y:
+            xs, ys = reduce_points(ln.xs, ln.ys, limit if ln.marker == "braille" else limit // 2)
+            if log_y:  # a log axis has no place for zero or below
                 pairs = [(x, y) for x, y in zip(xs, ys) if y > 0]
-                xs, ys = [p[0] for p in pairs], [math.log10(p[1]) for p in pairs]
+                xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
             if not xs:
                 continue
-            plt.plot(xs, ys, marker="braille", color=ln.colour)
+            plt.plot(xs, ys, marker=ln.marker, color=ln.colour)
             drawn += 1
-        if ylim is not None and drawn:
-            plt.ylim(*ylim)
+        plt.yscale("log" if log_y and drawn else "linear")
+        plotted = [y for ln in lines for y in ln.ys if y > 0 or not log_y]
+        self._yrange = (ylim if ylim is not None else (min(plotted), max(plotted))) if drawn and plotted else None
+        self._log_y, self._ylim = log_y, ylim
+        self._set_ticks()
+        if xlim is not None and drawn and xlim[1] > xlim[0]:
+            plt.xlim(*xlim)
         else:
-            plt.ylim(None, None)
+            plt.xlim(None, None)
+        if cursor_x is not None and drawn:
+            plt.vline(cursor_x, "white")
         self.plot.refresh()
         return True
+
+    def _set_ticks(self) -> None:
+        """The y range and evenly spaced labels for the plot's current height (:func:`even_ticks`);
+        plotext keeps ticks across ``clear_data``, so they are always set (none without data)."""
+        plt = self.plot.plt
+        yrange = self._yrange
+        if yrange is None:
+            plt.ylim(None, None)
+            plt.yticks([])
+            return
+        lo, hi = yrange
+        rows = (self.plot.size.height or 0) - PLOT_FRAME_ROWS
+        if self._log_y:  # plotext's log axis: rows are even in log10(y), ticks given in y
+            plt.ylim(*(self._ylim or (None, None)))
+            if lo > 0 and hi > lo:
+                values, _ = even_ticks(math.log10(lo), math.log10(hi), rows)
+                plt.yticks([10 ** v for v in values], [f"{10 ** v:.2g}" for v in values])
+            else:
+                plt.yticks([])
+            return
+        if not hi > lo:  # a flat line: a little room around it
+            pad = abs(lo) * 0.05 or 0.5
+            lo, hi = lo - pad, hi + pad
+        plt.ylim(lo, hi)
+        plt.yticks(*even_ticks(lo, hi, rows))
+
+    def on_resize(self) -> None:
+        self._set_ticks()

@@ -11,6 +11,7 @@ from fgdata_builders import class_folder_files, mat_bytes
 
 from fgbench import settings
 from fgbench.data import catalog, download, prepare
+from fgbench.data import index as data_index
 from fgbench.errors import UserError
 from fgbench.recipe import DatasetName
 
@@ -77,11 +78,11 @@ def test_status_missing_partial_ready():
 
 def test_prepared_index_tells_how_to_get_the_data():
     with pytest.raises(UserError, match=r"cub200: is not downloaded .*run `fgbench data download cub200`"):
-        catalog.prepared_index("cub200")
+        data_index.prepared_index("cub200")
     with pytest.raises(UserError, match=r"fgbench data import intel_scenes PATH"):
-        catalog.prepared_index("intel_scenes")
+        data_index.prepared_index("intel_scenes")
     with pytest.raises(UserError, match="needs data.root"):
-        catalog.prepared_index("folder")
+        data_index.prepared_index("folder")
 
 
 def test_folder_entry_uses_the_users_folder(tmp_path):
@@ -92,7 +93,7 @@ def test_folder_entry_uses_the_users_folder(tmp_path):
             (tmp_path / split / c).mkdir(parents=True)
             (tmp_path / split / c / "x.jpg").write_bytes(jpeg_bytes())
     assert catalog.status("folder", tmp_path) == "ready"
-    index = catalog.prepared_index("folder", tmp_path)
+    index = data_index.prepared_index("folder", tmp_path)
     assert index.class_names == ["a", "b"] and len(index.test) == 2
 
 

@@ -10,7 +10,8 @@ from fgdata_builders import cub_files, tar_bytes
 
 from fgbench import cli
 from fgbench.data import catalog, download
-from fgbench.data.cli import ProgressPrinter
+from fgbench.data import index as data_index
+from fgbench.cli.data import ProgressPrinter
 from fgbench.data.download import Progress
 
 
@@ -69,7 +70,7 @@ def test_download_verify_remove_round_trip(capsys, cub):
 
 def test_deep_verify_with_a_corrupt_image_fails_and_names_it(capsys, cub):
     download.download_dataset("cub200")
-    victim = catalog.prepared_index("cub200").train[0][0]
+    victim = data_index.prepared_index("cub200").train[0][0]
     open(victim, "wb").write(b"\xff\xd8\xff\xe0broken")
     code, _, err = run(capsys, "verify", "cub200", "--deep")
     assert code == 1 and victim in err and "skip_corrupt" in err

@@ -21,7 +21,9 @@ from fgdata_builders import (
 )
 
 from fgbench.data import catalog, download
+from fgbench.data import index as data_index
 from fgbench.data.catalog import Source
+from fgbench.data import progress as progress_mod
 from fgbench.data.download import Cancelled, DownloadError
 from fgbench.errors import UserError
 
@@ -41,7 +43,7 @@ def test_cub_download_prepares_the_official_split_and_class_order(serve_dataset,
     loc = download.download_dataset("cub200", progress=seen.append)
     assert loc == catalog.location("cub200")
     assert catalog.status("cub200") == "ready"
-    index = catalog.prepared_index("cub200")
+    index = data_index.prepared_index("cub200")
     assert index.class_names == facts["classes"]  # classes.txt order, not sorted
     assert (len(index.train), len(index.test)) == (facts["train"], facts["test"])
     for path, label in index.train + index.test:
@@ -87,10 +89,11 @@ def test_a_wrong_checksum_fails_deletes_the_file_and_never_looks_ready(serve_dat
     msg = str(err.value)
     assert "md5" in msg and "0" * 32 in msg and "fgbench data import cub200" in msg
     loc = catalog.location("cub200")
-    assert catalog.status("cub200") == "partial"
-    assert not list((loc / catalog.DOWNLOADS_DIR).iterdir())  # the bad file is gone
-    with pytest.raises(UserError, match="partly downloaded"):
-        catalog.prepared_index("cub200")
+    # the bad file is gone and nothing else was kept: missing, not "partial"
+    assert not (loc / catalog.DOWNLOADS_DIR).exists() or not list((loc / catalog.DOWNLOADS_DIR).iterdir())
+    assert catalog.status("cub200") == "missing"
+    with pytest.raises(UserError, match="not downloaded"):
+        data_index.prepared_index("cub200")
 
 
 def test_a_wrong_size_is_refused_before_downloading(serve_dataset, server, patch_entry):
@@ -138,7 +141,7 @@ def test_a_404_falls_back_to_the_alternate_url(server, patch_entry):
 def test_cancel_during_download_keeps_the_part_and_a_rerun_resumes(serve_dataset, server, monkeypatch):
     data, _ = _cub(serve_dataset)
     monkeypatch.setattr(download, "CHUNK", 256)
-    monkeypatch.setattr(download, "PROGRESS_INTERVAL_S", 0.0)
+    monkeypatch.setattr(progress_mod, "PROGRESS_INTERVAL_S", 0.0)
     cancel = threading.Event()
 
     def progress(p):
@@ -197,7 +200,7 @@ def test_aircraft_variants_in_official_order(serve_dataset):
     files, facts = aircraft_files()
     serve_dataset("fgvc_aircraft", {"fgvc-aircraft-2013b.tar.gz": tar_bytes(files)}, facts)
     download.download_dataset("fgvc_aircraft")
-    index = catalog.prepared_index("fgvc_aircraft")
+    index = data_index.prepared_index("fgvc_aircraft")
     assert index.class_names == facts["classes"]
     assert "F-16A/B" in index.class_names
     assert (len(index.train), len(index.test)) == (facts["train"], facts["test"])
@@ -209,7 +212,7 @@ def test_class_folder_mirror_without_checksum_is_verified_by_counts(serve_datase
     serve_dataset("stanford_cars", {"Stanford-Cars-dataset.tar.gz": tar_bytes(files, pax_comment="0123abcd")},
                   facts, md5s={"Stanford-Cars-dataset.tar.gz": None}, sizes=False)
     download.download_dataset("stanford_cars")
-    index = catalog.prepared_index("stanford_cars")
+    index = data_index.prepared_index("stanford_cars")
     assert index.class_names == facts["classes"]  # sorted folder names
     assert (len(index.train), len(index.test)) == (facts["train"], facts["test"])
 
@@ -228,7 +231,7 @@ def test_cifar10_keeps_the_torchvision_layout(serve_dataset):
     files, facts = cifar10_files()
     serve_dataset("cifar10", {"cifar-10-python.tar.gz": tar_bytes(files)}, facts)
     loc = download.download_dataset("cifar10")
-    index = catalog.prepared_index("cifar10")
+    index = data_index.prepared_index("cifar10")
     assert index.kind == "cifar"
     assert index.class_names == facts["classes"]
     assert (loc / "cifar-10-batches-py" / "data_batch_1").is_file()
@@ -241,7 +244,7 @@ def test_cifar100_fine_labels(serve_dataset):
     files, facts = cifar100_files()
     serve_dataset("cifar100", {"cifar-100-python.tar.gz": tar_bytes(files)}, facts)
     download.download_dataset("cifar100")
-    index = catalog.prepared_index("cifar100")
+    index = data_index.prepared_index("cifar100")
     assert index.kind == "cifar" and index.class_names == facts["classes"]
 
 
@@ -249,7 +252,7 @@ def test_pets_two_archives_class_ids_and_breed_names(serve_dataset):
     images, annotations, facts = pets_archives()
     serve_dataset("oxford_pets", {"images.tar.gz": images, "annotations.tar.gz": annotations}, facts)
     download.download_dataset("oxford_pets")
-    index = catalog.prepared_index("oxford_pets")
+    index = data_index.prepared_index("oxford_pets")
     assert index.class_names == facts["classes"]
     assert (len(index.train), len(index.test)) == (facts["train"], facts["test"])
     assert all(p.endswith(".jpg") and os.path.isfile(p) for p, _ in index.train + index.test)
@@ -262,7 +265,7 @@ def test_flowers_reads_labels_and_splits_from_mat_files(serve_dataset):
     files = flowers_files(labels, trnid=[1, 2, 3], valid=[4, 5, 6], tstid=[7, 8, 9])
     serve_dataset("flowers102", files, {"classes": ["001", "002", "003"], "train": 6, "test": 3})
     download.download_dataset("flowers102")
-    index = catalog.prepared_index("flowers102")
+    index = data_index.prepared_index("flowers102")
     assert index.class_names == ["001", "002", "003"]
     assert [os.path.basename(p) for p, _ in index.train] == [f"image_{i:05d}.jpg" for i in range(1, 7)]
     assert [y for _, y in index.train] == [0, 1, 2, 0, 1, 2]
@@ -280,7 +283,7 @@ def test_import_intel_zip_with_nested_folders(tmp_path, patch_entry):
     archive = tmp_path / "archive.zip"
     archive.write_bytes(data)
     download.import_dataset("intel_scenes", archive)
-    index = catalog.prepared_index("intel_scenes")
+    index = data_index.prepared_index("intel_scenes")
     assert index.class_names == facts["classes"]
     assert (len(index.train), len(index.test)) == (facts["train"], facts["test"])
     assert not any("seg_pred" in p for p, _ in index.train + index.test)
@@ -295,7 +298,7 @@ def test_import_an_extracted_folder_indexes_it_in_place_and_remove_keeps_it(tmp_
         p.write_bytes(data)
     patch_entry("cub200", train_images=facts["train"], test_images=facts["test"], num_classes=3)
     loc = download.import_dataset("cub200", tmp_path / "mine" / "CUB_200_2011")
-    index = catalog.prepared_index("cub200")
+    index = data_index.prepared_index("cub200")
     assert all(p.startswith(str((tmp_path / "mine").resolve())) for p, _ in index.train)
     assert not (loc / "CUB_200_2011").exists()  # nothing copied
     download.remove_dataset("cub200")
@@ -367,7 +370,7 @@ def test_download_into_an_explicit_root(serve_dataset, tmp_path):
     download.download_dataset("cub200", root=root)
     assert catalog.status("cub200", root) == "ready"
     assert catalog.status("cub200") == "missing"
-    assert catalog.prepared_index("cub200", root).train[0][0].startswith(str(root))
+    assert data_index.prepared_index("cub200", root).train[0][0].startswith(str(root))
 
 
 def test_import_an_extracted_cifar_folder(tmp_path, patch_entry):
@@ -377,7 +380,7 @@ def test_import_an_extracted_cifar_folder(tmp_path, patch_entry):
         (tmp_path / "dl" / rel).write_bytes(data)
     patch_entry("cifar10", train_images=facts["train"], test_images=facts["test"])
     download.import_dataset("cifar10", tmp_path / "dl")
-    index = catalog.prepared_index("cifar10")
+    index = data_index.prepared_index("cifar10")
     assert index.kind == "cifar" and os.path.samefile(index.root, tmp_path / "dl")
     assert download.verify_dataset("cifar10").counts == {"classes": 10, "train": facts["train"], "test": facts["test"]}
 

@@ -12,6 +12,7 @@ from fgdata_builders import cub_files, jpeg_bytes, tar_bytes
 from PIL import Image
 
 from fgbench.data import catalog, download
+from fgbench.data import index as data_index
 from fgbench.data.fast import (
     CachedImageDataset,
     CorruptImageError,
@@ -170,7 +171,7 @@ def test_deep_verify_finds_a_corrupt_jpeg_in_a_prepared_dataset(serve_dataset):
     serve_dataset("cub200", {"CUB_200_2011.tgz": tar_bytes(files)}, facts)
     download.download_dataset("cub200")
     assert download.verify_dataset("cub200", deep=True).ok
-    victim = catalog.prepared_index("cub200").test[1][0]
+    victim = data_index.prepared_index("cub200").test[1][0]
     with open(victim, "r+b") as f:
         f.truncate(100)
     shallow = download.verify_dataset("cub200")
@@ -178,7 +179,7 @@ def test_deep_verify_finds_a_corrupt_jpeg_in_a_prepared_dataset(serve_dataset):
     deep = download.verify_dataset("cub200", deep=True)
     assert not deep.ok and [p for p, _ in deep.corrupt] == [victim]
     assert any(victim in p for p in deep.problems)
-    os.remove(catalog.prepared_index("cub200").train[0][0])
+    os.remove(data_index.prepared_index("cub200").train[0][0])
     assert "1 indexed image(s) missing" in download.verify_dataset("cub200").problems[0]
 
 

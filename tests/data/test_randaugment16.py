@@ -124,37 +124,60 @@ def test_geometric_ops_use_the_full_range_at_m30_with_the_given_sign():
     assert np.array_equal(np.asarray(apply_op(img, "Solarize", 15, sign=-1)), np.asarray(apply_op(img, "Solarize", 15)))
 
 
-def _cutout_boxes(side: int, n: int) -> set[tuple[int, int]]:
-    """Every (start, stop) a side-long span centred on a pixel of an n-long axis can have after clipping."""
-    return {(max(0, c - side // 2), min(n, c - side // 2 + side)) for c in range(n)}
+def _painted_box(out: np.ndarray, before: np.ndarray) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of the painted pixels, inclusive, after checking they form one solid rectangle."""
+    painted = np.all(out == FILL, axis=-1)
+    assert np.array_equal(painted, np.any(out != before, axis=-1))  # only the painted pixels changed
+    rows, cols = np.flatnonzero(painted.any(axis=1)), np.flatnonzero(painted.any(axis=0))
+    x0, y0, x1, y1 = int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])
+    assert painted[y0:y1 + 1, x0:x1 + 1].all() and painted.sum() == (y1 - y0 + 1) * (x1 - x0 + 1)
+    return x0, y0, x1, y1
 
 
-def test_cutout_paints_a_clipped_40px_square_at_m30():
-    a = noise()
-    xs, ys = _cutout_boxes(40, W), _cutout_boxes(40, H)
-    widths = set()
-    for seed in range(30):
-        out = np.asarray(apply_op(pil(a), "CutoutAbs", 30, rng=torch.Generator().manual_seed(seed)))
-        painted = np.all(out == FILL, axis=-1)
-        assert np.array_equal(painted, np.any(out != a, axis=-1))  # only the painted pixels changed
-        rows, cols = np.flatnonzero(painted.any(axis=1)), np.flatnonzero(painted.any(axis=0))
-        y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-        assert painted[y0:y1, x0:x1].all() and painted.sum() == (y1 - y0) * (x1 - x0)  # one solid rectangle
-        assert (x0, x1) in xs and (y0, y1) in ys
-        widths.add(x1 - x0)
-    assert max(widths) == 40 and min(widths) < 40  # full size inside, clipped at a border
-    # The same generator seed gives the same square; rng=None follows torch's global seed.
+def test_cutout_paints_the_seeds_inclusive_box_shifted_in_at_the_top_left():
+    # 150 x 150 like the Intel images, M = 15: v = 15/30 * 40 = 20. The seed: cx = uniform(w) lies in
+    # (1, w], x0 = int(max(0, cx - 10)), x1 = min(w, x0 + 20), and PIL paints x0..x1 inclusive.
+    a = np.random.default_rng(1).integers(0, 256, (150, 150, 3), dtype=np.uint8)
+    assert not np.all(a == FILL, axis=-1).any()
+    cases = {  # centre -> painted columns (inclusive), worked out by hand from the lines above
+        75.5: (65, 85),  # inside: 21 wide
+        3.0: (0, 20),  # left border: x0 = 0, still 21 wide (shifted inward, not cut)
+        145.25: (135, 149),  # right border: x1 = 150 is off the image, 15 wide
+    }
+    for cx, (x0, x1) in cases.items():
+        for cy, (y0, y1) in cases.items():
+            u = lambda c: (150 - c) / (150 - 1)  # noqa: E731 - uniform(w) = w + (1 - w) u
+            out = np.asarray(ra16.paint_cutout(pil(a), 20.0, u(cx), u(cy)))
+            assert _painted_box(out, a) == (x0, y0, x1, y1), (cx, cy)
+    # through apply_op with random draws: 21 x 21 wherever the box does not reach the right/bottom edge
+    sizes = collections.Counter()
+    for seed in range(60):
+        out = np.asarray(apply_op(pil(a), "CutoutAbs", 15, rng=torch.Generator().manual_seed(seed)))
+        x0, y0, x1, y1 = _painted_box(out, a)
+        assert 0 <= x0 <= 140 and 0 <= y0 <= 140  # int(max(0, cx - 10)) for cx in (1, 150]
+        assert x1 == min(x0 + 20, 149) and y1 == min(y0 + 20, 149)
+        sizes[(x1 - x0 + 1, y1 - y0 + 1)] += 1
+    assert sizes.most_common(1)[0][0] == (21, 21)
+    # The same generator seed gives the same box; rng=None follows torch's global seed.
     g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
-    assert apply_op(pil(a), "CutoutAbs", 30, rng=g()).tobytes() == apply_op(pil(a), "CutoutAbs", 30, rng=g()).tobytes()
+    assert apply_op(pil(a), "CutoutAbs", 15, rng=g()).tobytes() == apply_op(pil(a), "CutoutAbs", 15, rng=g()).tobytes()
     torch.manual_seed(5)
-    first = apply_op(pil(a), "CutoutAbs", 30).tobytes()
+    first = apply_op(pil(a), "CutoutAbs", 15).tobytes()
     torch.manual_seed(5)
-    assert apply_op(pil(a), "CutoutAbs", 30).tobytes() == first
+    assert apply_op(pil(a), "CutoutAbs", 15).tobytes() == first
 
 
-def test_cutout_at_m0_is_identity():
-    a = noise()
-    assert np.array_equal(np.asarray(apply_op(pil(a), "CutoutAbs", 0)), a)
+def test_cutout_at_m30_on_a_non_square_image_and_one_pixel_at_m0():
+    a = noise()  # 48 wide, 40 high: v = 40 at M = 30
+    for seed in range(20):
+        out = np.asarray(apply_op(pil(a), "CutoutAbs", 30, rng=torch.Generator().manual_seed(seed)))
+        x0, y0, x1, y1 = _painted_box(out, a)
+        assert x1 == min(x0 + 40, W - 1) and y1 == min(y0 + 40, H - 1)
+        assert x0 <= W - 20 and y0 <= H - 20
+    # the seed's guard is v < 0: at v = 0 it still draws the rectangle (x0, y0, x0, y0), one pixel
+    out = np.asarray(apply_op(pil(a), "CutoutAbs", 0, rng=torch.Generator().manual_seed(0)))
+    x0, y0, x1, y1 = _painted_box(out, a)
+    assert (x1 - x0, y1 - y0) == (0, 0)
 
 
 def test_same_torch_seed_same_output_whatever_python_and_numpy_do():

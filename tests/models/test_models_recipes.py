@@ -34,6 +34,7 @@ EZ_ROWS = {
     "vitn_12x256_8x8_dm": ("vitn_cifar", {}),
     "vitn_12x256_8x8_lt": ("vitn_cifar", {}),
     "vitn_12x256_8x8_ltv": ("vitn_cifar", {}),
+    "toy_dilated": ("toy_dilated", {}),
 }
 
 
@@ -60,7 +61,8 @@ def test_enhuiz_recipe_settings(path: Path) -> None:
     if row == "resnet18_clr1e-4":
         assert r.schedule.name == "constant" and r.optim.lr == 1e-4 and not r.schedule.warmup_steps
     else:
-        assert r.schedule.name == "linear" and r.optim.lr == 2e-4 and r.schedule.min_lr == 0
+        assert r.schedule.name == "linear" and r.optim.lr == 2e-4
+        assert r.schedule.min_lr == 1e-6  # DeepSpeed's WarmupDecayLR decays to warmup_min_lr, not to 0
         assert r.schedule.warmup_steps == 500 and r.schedule.warmup == "linear" and r.schedule.warmup_start_lr == 1e-6
     aug = row == "resnet18_aug"
     assert r.augment.hflip is aug and r.augment.rotation == (15 if aug else 0)
@@ -85,6 +87,26 @@ def test_enhuiz_recipe_builds_and_runs(path: Path) -> None:
     m.train()
     logits, aux = forward_train(m, torch.rand(2, 3, 32, 32))
     assert logits.shape == (2, r.model.num_classes or 100) and len(aux) == r.model.vit.aux_heads * r.model.arch.startswith("vit")
+
+
+def test_toy_dilated_is_four_dilated_convolutions_that_keep_the_resolution() -> None:
+    from fgbench.train.models.cifar import ToyDilated
+
+    torch.manual_seed(0)
+    m = ToyDilated(1000).eval()
+    convs = [x for x in m.modules() if isinstance(x, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size, c.dilation, c.padding) for c in convs] == [
+        (32, (3, 3), (d, d), (d, d)) for d in (1, 2, 4, 8)]
+    assert m.fc.in_features == 32 and m.fc.out_features == 1000
+    # an impulse at the centre of a 32x32 input reaches exactly 1 + 2 + 4 + 8 = 15 pixels each way
+    x = torch.zeros(1, 3, 32, 32)
+    y = x.clone()
+    y[0, :, 16, 16] = 1.0
+    with torch.no_grad():
+        diff = (m.features(y) - m.features(x)).abs().sum(dim=(0, 1))
+    assert diff.shape == (32, 32)
+    rows = diff.sum(dim=1).nonzero().flatten()
+    assert (int(rows.min()), int(rows.max())) == (16 - 15, 16 + 15)
 
 
 def test_hoya_evonorm_recipe_builds_with_evonorm() -> None:

@@ -71,7 +71,7 @@ def test_image_size_must_be_a_multiple_of_the_patch() -> None:
 def test_vit_options_need_the_prenorm_vit() -> None:
     with pytest.raises(RecipeError, match="vit.rel_pos needs arch 'vitn_cifar'"):
         validate_recipe({"model": {"arch": "vit_cifar", "vit": {"rel_pos": True}}}, "r.toml")
-    with pytest.raises(RecipeError, match="model.vit: .*depth 12 does not split into aux_heads \\+ 1 = 5"):
+    with pytest.raises(RecipeError, match="model.vit.depth: depth 12 does not split into aux_heads \\+ 1 = 5"):
         validate_recipe({"model": {"arch": "vit_cifar", "vit": {"aux_heads": 4}}}, "r.toml")
 
 

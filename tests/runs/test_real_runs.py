@@ -182,7 +182,7 @@ def test_evaluate_reproduces_the_runs_numbers(real: dict, cli) -> None:
     code, out, err = cli("evaluate", "--runs-root", real["root"], d.name, "--test-size", "24", "--checkpoint", "last",
                          "--device", "cpu")
     assert code == 0, err
-    assert "last checkpoint (epoch 12), raw weights, test split" in out
+    assert "last checkpoint, raw weights from epoch 12, test split" in out
     assert out.splitlines()[2].split()[0] == "24"
     code, _, err = cli("evaluate", "--runs-root", real["root"], _point_dirs(real)[3].name, "--ema", "--device", "cpu")
     assert code == 2 and "no EMA weights" in err and len(err.strip().splitlines()) == 1
@@ -204,8 +204,9 @@ def test_predict_generated_images(real: dict, cli, tmp_path: Path) -> None:
         assert {t["class"] for t in r["top"]} == set(COLORS)
     code, out, err = cli("predict", "--runs-root", real["root"], d.name, images[0], "--ema", "--device", "cpu")
     assert code == 0, err
-    assert out.splitlines()[0] == str(images[0])
-    assert out.splitlines()[1].split()[0] == "1." and out.splitlines()[1].endswith("%")
+    assert out.splitlines()[0].startswith(f"{d.name}: best checkpoint, EMA weights from epoch ")
+    assert out.splitlines()[1] == str(images[0])
+    assert out.splitlines()[2].split()[0] == "1." and out.splitlines()[2].endswith("%")
     # errors: one line, exit 2
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")

@@ -117,11 +117,11 @@ def test_every_point_is_validated_before_anything_runs(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("table,message", [
-    ('[sweep]\ngrid = { "optim.lr" = 0.1 }', "sweep: grid.optim.lr: expected a non-empty list of values"),
-    ('[sweep]\ngrid = { "optim.lr" = [] }', "sweep: grid.optim.lr: expected a non-empty list of values"),
-    ("[sweep]\n", "sweep: a sweep needs sweep.grid or sweep.variants"),
+    ('[sweep]\ngrid = { "optim.lr" = 0.1 }', "sweep.grid.optim.lr: expected a non-empty list of values"),
+    ('[sweep]\ngrid = { "optim.lr" = [] }', "sweep.grid.optim.lr: expected a non-empty list of values"),
+    ("[sweep]\n", "sweep.grid: a sweep needs sweep.grid or sweep.variants"),
     ('[[sweep.variants]]\nname = "a b"', "sweep.variants[0].name: String should match pattern"),
-    ('[[sweep.variants]]\nname = "a"\n[[sweep.variants]]\nname = "a"', "sweep: variant names must be unique: a"),
+    ('[[sweep.variants]]\nname = "a"\n[[sweep.variants]]\nname = "a"', "sweep.variants[1].name: variant names must be unique: 'a'"),
     ('[[sweep.variants]]\nname = "a"\nsett = {}', "sweep.variants[0].sett: Extra inputs are not permitted"),
     ('[[sweep.variants]]\nname = "a"\nset = { "name" = "x" }', "sweep.variants[0].set.name: cannot be set by a variant"),
     ('[sweep]\ngrid = { "schedule.epochs.x" = [1] }', "schedule.epochs is not a table"),
@@ -201,7 +201,6 @@ def test_run_sweep_sequential_tags_every_run(tmp_path: Path, runs_root: Path) ->
 
 def test_parallel_slots_get_their_own_gpu_and_log(tmp_path: Path, runs_root: Path) -> None:
     state = make_state(tmp_path, runs_root)
-    t0 = time.monotonic()
     code = sweep.run_sweep(state, slots=["0", "1"], base_cmd=FAKE, poll_s=0.02, out=open(os.devnull, "w"))
     assert code == 0
     infos, _ = sweep.state_runs(state)
@@ -209,7 +208,6 @@ def test_parallel_slots_get_their_own_gpu_and_log(tmp_path: Path, runs_root: Pat
     assert sorted(seen) == ["0", "0", "1", "1"]
     logs = sorted((state.dir / "logs").iterdir())
     assert len(logs) == 4
-    assert time.monotonic() - t0 < 60
 
 
 def test_failed_run_then_retry_failed_keeps_the_old_directory(tmp_path: Path, runs_root: Path) -> None:

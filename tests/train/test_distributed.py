@@ -201,7 +201,7 @@ def test_ddp_matches_a_single_process_run_with_the_same_global_batch(ddp_env, dd
     assert set(writes) == {0, 1}  # both workers were audited
     assert writes[0] and not writes[1], writes[1][:5]
     assert sorted(p.relative_to(ddp).as_posix() for p in ddp.rglob("*") if p.is_file()) == [
-        "checkpoints/best.pt", "checkpoints/last.pt", "classes.json", "confusion.json", "log.txt",
+        ".lock", "checkpoints/best.pt", "checkpoints/last.pt", "classes.json", "confusion.json", "log.txt",
         "metrics.jsonl", "recipe.toml", "run.json", "summary.json"]
     assert "Traceback" not in ddp_run["err"] and "ChildFailedError" not in ddp_run["err"]
     assert "finished" in ddp_run["out"] and "run directory:" in (ddp / "log.txt").read_text()

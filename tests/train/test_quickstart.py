@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -30,16 +29,11 @@ def test_quickstart_reaches_90_percent(full_synthetic, tmp_path, capsys):
 
     torch.set_num_threads(2)  # the recipe's promise is for 2 cores
     run = tmp_path / "run"
-    t0 = time.monotonic()
     code = main(["run", "recipes/quickstart.toml", "--set", f"data.root={full_synthetic}", "--run-dir", str(run),
                  "--progress", "none"])
-    wall = time.monotonic() - t0
     assert code == 0
     s = json.loads((run / "summary.json").read_text())
-    print(f"quickstart: {wall:.0f}s, best raw test {s['best']['raw']['test_top1']:.2f}%, "
+    print(f"quickstart: best raw test {s['best']['raw']['test_top1']:.2f}%, "
           f"ema {s['best']['ema']['test_top1']:.2f}%, last {s['last']['raw']['test_top1']:.2f}%")
     assert s["best"]["raw"]["test_top1"] >= 90 and s["best"]["ema"]["test_top1"] >= 90
     assert s["last"]["raw"]["test_top1"] >= 90
-    # The recipe takes about a minute on an idle 2-core machine; a CI box shared with other jobs
-    # gets a generous bound so that the test checks accuracy, not the neighbours' load.
-    assert wall < 600

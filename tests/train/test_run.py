@@ -102,10 +102,31 @@ def validate_event(ev: dict) -> None:
     assert ev["v"] == metrics.SCHEMA_VERSION
 
 
+def test_predictions_are_the_images_behind_the_confusion_matrix(reference_run, tiny_folder):
+    """predictions.json: one entry per test image, its file and true class as the dataset has
+    them, and predictions that add up to confusion.json's matrix (same model, same epoch)."""
+    from fgbench import runs as R
+
+    pred = json.loads((reference_run / R.PREDICTIONS_FILE).read_text())
+    conf = json.loads((reference_run / R.CONFUSION_FILE).read_text())
+    assert (pred["model"], pred["epoch"], pred["split"]) == (conf["model"], conf["epoch"], "test")
+    classes = sorted(p.name for p in (tiny_folder / "test").iterdir())
+    assert pred["class_names"] == conf["class_names"] == classes
+    assert len(pred["file"]) == len(pred["label"]) == len(pred["predicted"]) == 6 * len(classes)
+    for f, y in zip(pred["file"], pred["label"]):
+        assert Path(f).parent.name == classes[y] and Path(f).is_file()
+    n = len(classes)
+    matrix = [[0] * n for _ in range(n)]
+    for y, p in zip(pred["label"], pred["predicted"]):
+        matrix[y][p] += 1
+    assert matrix == conf["matrix"]
+    assert any(y != p for y, p in zip(pred["label"], pred["predicted"])), "a tiny run makes some mistakes"
+
+
 def test_completed_run_writes_every_file_of_the_contract(reference_run):
     run = reference_run
     for name in ("recipe.toml", "run.json", "metrics.jsonl", "log.txt", "summary.json", "classes.json",
-                 "confusion.json", "checkpoints/last.pt", "checkpoints/best.pt"):
+                 "confusion.json", "predictions.json", "checkpoints/last.pt", "checkpoints/best.pt"):
         assert (run / name).is_file(), name
     events = events_of(run)
     for ev in events:
@@ -320,7 +341,7 @@ def test_corrupt_image_stops_naming_the_file_or_is_skipped_and_counted(tmp_path,
     assert run_cli(str(recipe), "--run-dir", str(run)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(bad) in err[0] and "skip_corrupt" in err[0]
-    assert events_of(run)[-1]["status"] == "failed"
+    assert not run.exists()  # exit 2 is bad input: no run directory, also when found mid-run
     run2 = tmp_path / "run2"
     assert run_cli(str(recipe), "--set", "data.skip_corrupt=true", "--run-dir", str(run2)) == 0
     assert summary_of(run2)["skipped_images"] == 1

@@ -52,8 +52,9 @@ def test_bad_input_found_while_setting_up_the_first_stage_is_undone(tmp_path, ti
     capsys.readouterr()
 
 
-def test_bad_data_found_while_training_is_still_recorded(tmp_path, tiny_folder, capsys):
-    """The undo is only for set-up: once training has started, the failed run stays as a record."""
+def test_bad_data_found_while_training_leaves_no_run_directory(tmp_path, tiny_folder, capsys):
+    """Exit 2 is bad input wherever it is found: an undecodable image met mid-run leaves no run
+    directory (a given empty one is left empty), like every other exit 2."""
     import shutil
 
     from fgbench.data.synthetic import CLASS_NAMES
@@ -65,8 +66,12 @@ def test_bad_data_found_while_training_is_still_recorded(tmp_path, tiny_folder, 
                           eval={"select_on": "last"})
     run = tmp_path / "run"
     assert run_cli(str(recipe), "--run-dir", str(run)) == 2
-    assert summary_of(run)["status"] == "failed"
-    capsys.readouterr()
+    assert not run.exists()
+    runs_root = tmp_path / "runs"
+    assert run_cli(str(recipe), "--runs-root", str(runs_root)) == 2
+    assert not runs_root.exists() or not any(runs_root.iterdir())
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all("zz_broken.png" in line for line in err)
 
 
 # ------------------------------------------------- 2. final test sizes with test_crop = "none"
@@ -140,13 +145,14 @@ def test_cached_loader_crops_the_banner_and_lives_in_the_catalog_cache_dir(tmp_p
     cache = tmp_path / "elsewhere"
     seen = []
 
-    def cache_dir(name):
-        seen.append(name)
+    def cache_dir(name, root=None):
+        seen.append((name, root))
         return cache / name
 
     monkeypatch.setattr(catalog, "cache_dir", cache_dir)
     splits = L.load_splits(folder_index(root), recipe.data)
-    assert seen == ["folder"] and list((cache / "folder" / "train").glob("*.json"))
+    # a user folder's caches are its own (`fgbench data remove folder --root DIR` deletes them)
+    assert seen == [("folder", str(root))] and list((cache / "folder" / "train").glob("*.json"))
     img = splits.train_source.load(0)
     # the banner's 20 original rows are cut, and the cache keeps every other pixel: RandomResizedCrop's
     # smallest crop (8 % of the area at ratio 3/4) of a 200 x 140 image is far below 64 px, so no
@@ -165,4 +171,4 @@ def test_the_default_cache_dir_is_the_catalog_one(tmp_path, tiny_folder):
                                        "train_size": 16, "test_size": 16, "test_crop": "none",
                                        "train_crop": "pad_crop"}}, "test")
     L.load_splits(folder_index(tiny_folder), recipe.data)
-    assert list((catalog.cache_dir("folder") / "test").glob("*.json"))
+    assert list((catalog.cache_dir("folder", tiny_folder) / "test").glob("*.json"))

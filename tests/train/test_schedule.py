@@ -29,14 +29,16 @@ def test_quadratic_warmup_from_zero_then_cosine_to_min():
 
 
 def test_linear_warmup_from_start_lr_then_linear_decay():
-    # enhuiz: 1e-6 -> 2e-4 over 500 steps, then linearly to 0 at 5000
+    # enhuiz: DeepSpeed WarmupDecayLR, 1e-6 -> 2e-4 over 500 steps, then linearly down to
+    # warmup_min_lr = 1e-6 at 5000: lr = min + (max - min) * (5000 - step) / (5000 - 500)
     p = plan(kind="linear", peak=2e-4, total_steps=5000, steps_per_epoch=390, warmup_steps=500,
-             warmup_start_lr=1e-6, min_lr=0.0)
+             warmup_start_lr=1e-6, min_lr=1e-6)
     assert p.lr(0) == pytest.approx(1e-6)
     assert p.lr(250) == pytest.approx(1e-6 + (2e-4 - 1e-6) * 0.5)
     assert p.lr(500) == pytest.approx(2e-4)
-    assert p.lr(2750) == pytest.approx(1e-4)
-    assert p.lr(5000) == pytest.approx(0.0)
+    assert p.lr(2750) == pytest.approx(1e-6 + (2e-4 - 1e-6) * 2250 / 4500)
+    assert p.lr(4999) == pytest.approx(1e-6 + (2e-4 - 1e-6) * 1 / 4500)
+    assert p.lr(5000) == pytest.approx(1e-6)
 
 
 def test_multistep_milestones_are_epochs():

@@ -2,14 +2,16 @@
 
 Usage (the TUI launcher appends the ``fgbench`` arguments after ``--``)::
 
-    python fake_trainer.py [--mode normal|crash|hardcrash|slow] [--epochs N] [--steps-per-epoch N]
-                           [--delay S] [--garbage] -- run RECIPE --run-dir DIR --progress lines
+    python fake_trainer.py [--mode normal|crash|hardcrash|reject] [--epochs N] [--steps-per-epoch N]
+                           [--delay S] [--garbage] [--checkpoint-every-epoch]
+                           -- run RECIPE --run-dir DIR --progress lines
     python fake_trainer.py ... -- run --resume DIR --progress lines
 
 It keeps the trainer's contracts: run.json with the pid, recipe.toml, metrics.jsonl through
 ``fgbench.metrics.MetricsWriter``, summary.json, SIGINT -> checkpoints/last.pt, run_finished
 "interrupted", exit 130; a crash -> run_finished "failed" with error and traceback, exit 1;
-"hardcrash" dies with exit 3 before writing anything, like an import error.
+"hardcrash" dies with exit 3 before writing anything, like an import error; "reject" exits 2 at
+once, like a trainer whose dataset is not downloaded.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from fgbench import runs  # noqa: E402
-from fgbench.metrics import MetricsWriter, read_events  # noqa: E402
+from fgbench.rundir import layout as runs  # noqa: E402
+from fgbench.rundir.events import MetricsWriter, read_events  # noqa: E402
+from fgbench.rundir.lock import RunBusy, RunLock  # noqa: E402
 
 
 def parse(argv: list[str]) -> tuple[dict, list[str]]:
@@ -39,8 +42,8 @@ def parse(argv: list[str]) -> tuple[dict, list[str]]:
     i = 0
     while i < len(own):
         key = own[i].lstrip("-").replace("-", "_")
-        if key == "garbage":
-            opts["garbage"] = True
+        if key in ("garbage", "checkpoint_every_epoch"):
+            opts[key] = True
             i += 1
             continue
         opts[key] = own[i + 1]
@@ -51,6 +54,9 @@ def parse(argv: list[str]) -> tuple[dict, list[str]]:
 def main() -> int:
     opts, args = parse(sys.argv[1:])
     mode = opts["mode"]
+    if mode == "reject":
+        print("fake trainer: dataset 'nope' is not downloaded", file=sys.stderr)
+        return 2
     if mode == "hardcrash":
         print("Traceback (most recent call last):", file=sys.stderr)
         print("ImportError: fake trainer could not import its engine", file=sys.stderr)
@@ -63,10 +69,16 @@ def main() -> int:
     else:
         recipe_path = Path(args[1])
         run_dir = Path(args[args.index("--run-dir") + 1])
-        if run_dir.exists() and any(run_dir.iterdir()):
+        if not runs.RunDir(run_dir).is_fresh():
             print(f"{run_dir}: --run-dir is not empty", file=sys.stderr)
             return 2
         run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = RunLock(run_dir).acquire(command="fake trainer")  # the trainer's contract: one process per run
+    except RunBusy as err:
+        print(err, file=sys.stderr)
+        return 2
+    if not resume:
         shutil.copyfile(recipe_path, run_dir / runs.RECIPE_FILE)
         recipe = tomllib.loads(recipe_path.read_text())
     epochs = int(opts["epochs"] or recipe.get("schedule", {}).get("epochs", 3))
@@ -137,6 +149,11 @@ def main() -> int:
         writer.emit("epoch", epoch=epoch, step=step, train_loss=2.0 / (1 + 0.3 * step), train_top1=35.0 + 10 * epoch,
                     lr=0.05, val_top1=val, test_top1=test, epoch_time=delay * spe)
         summary("running", epoch)
+        if opts.get("checkpoint_every_epoch"):
+            ckpt = run_dir / runs.CHECKPOINT_DIR / runs.LAST_CKPT
+            ckpt.parent.mkdir(exist_ok=True)
+            ckpt.write_bytes(b"fake checkpoint")
+            writer.emit("checkpoint", epoch=epoch, step=step, kind="last", path=str(ckpt))
     final = summary("completed", epochs)
     writer.emit("run_finished", status="completed", summary=final, exit_code=0)
     print("done", flush=True)

@@ -221,7 +221,7 @@ async def test_a_download_can_be_cancelled_and_resumed(dirs, cub_mirror):
 async def test_import_an_extracted_folder(dirs, cub_mirror, tmp_path):
     from textual.widgets import Input
 
-    from fgbench.tui.screens.dialogs import PromptScreen
+    from fgbench.tui.dialogs import PromptScreen
 
     cub_mirror()  # the catalog facts of the tiny set; nothing is downloaded
     data, _, _ = tiny_cub()

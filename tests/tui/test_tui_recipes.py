@@ -8,7 +8,7 @@ from textual.widgets import Input, Select, TextArea
 
 from fgbench.recipe import load_recipe
 from fgbench.tui.app import make_app
-from fgbench.tui.screens.dialogs import PickScreen, PromptScreen
+from fgbench.tui.dialogs import ChoiceScreen, ConfirmScreen, PickScreen, PromptScreen
 from tui_helpers import ready_pane, wait_for
 
 
@@ -49,6 +49,9 @@ async def test_invalid_value_is_marked_save_refused_then_fixed_and_saved(dirs):
         await _type_into(pilot, editor, "0.05")
         await wait_for(pilot, lambda: not form.rows["optim.lr"].has_class("-error"), what="error cleared")
         await pilot.press("ctrl+s")
+        # a project recipe: asked first (copy into the user folder, or overwrite)
+        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen), what="overwrite question")
+        await pilot.press("o")
         await wait_for(pilot, lambda: not pane.dirty, what="saved")
         saved = load_recipe(path)
         assert saved.optim.lr == 0.05
@@ -85,12 +88,17 @@ async def test_variant_picker_stages_and_save_as(dirs):
         prompt = app.screen.query_one(Input)
         prompt.value = "tiny_fixres"
         await pilot.press("enter")
+        # the file's stem is offered as the recipe's name
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="rename question")
+        assert "'tiny_fixres'" in str(app.screen.question)
+        await pilot.press("y")
         target = dirs.user / "tiny_fixres.toml"
         await wait_for(pilot, lambda: target.is_file() and not pane.dirty, what="saved as")
         saved = load_recipe(target)
         assert saved.optim.name == "adamw" and saved.optim.lr == 0.001  # sgd default not carried over
         assert [s.epochs for s in saved.stages] == [2]
         assert saved == form.validation.recipe
+        assert saved.name == "tiny_fixres"
         # the minimal file still names the union variant
         assert tomllib.loads(target.read_text())["optim"]["name"] == "adamw"
         assert pane.path == target

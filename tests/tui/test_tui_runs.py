@@ -175,7 +175,10 @@ async def test_run_list_filter_and_compare(dirs):
         await wait_for(pilot, lambda: compare.query_one("#compare-table").row_count == 2, what="compare table")
         table = compare.query_one("#compare-table")
         names = sorted(str(table.get_cell_at((i, 0))) for i in range(2))
-        assert names == ["■ cub_r50", "■ cub_r50_ema"]
+        # the first column is the legend: each run's marker (its colour too) and its name
+        marks = {p.name: app.colours.marker(p.name) for p in app.compare_selection}
+        assert names == sorted([f"{marks['20250301-090000-cub_r50']} cub_r50",
+                                f"{marks['20250302-100000-cub_r50_ema']} cub_r50_ema"])
         # stable colours: distinct while shown together, unchanged when another run joins
         colours = dict(app.colours.colours([p.name for p in app.compare_selection]))
         assert len(set(colours.values())) == 2
@@ -224,5 +227,5 @@ async def test_a_resume_that_fails_to_start_is_reported(dirs):
         assert model.status == "interrupted"
         await pilot.press("c")
         await wait_for(pilot, lambda: model.status == "failed", what="failed resume")
-        assert model.error == "the trainer exited with code 3 resuming"
+        assert model.error == "the trainer exited with code 3"
         assert any("ImportError" in line for line in model.console_tail())

@@ -127,3 +127,38 @@ def test_monitor_of_a_failed_run(snap_compare, snap_dirs, size):
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_help_screen(snap_compare, snap_dirs, size):
     assert snap_compare(_app(snap_dirs, "runs"), terminal_size=size, run_before=_settle, press=["question_mark"])
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_compare_workspace_with_cursor_and_sorted_table(snap_compare, snap_dirs, size):
+    async def select(pilot):
+        await _settle(pilot)
+        app = pilot.app
+        pane = app.pane("compare")
+        app.set_compare([snap_dirs.runs / "20250301-090000-cub_r50", snap_dirs.runs / "20250302-100000-cub_r50_ema"])
+        await wait_for(pilot, lambda: pane.query_one("#compare-table").row_count == 2, what="compare table")
+        await wait_for(pilot, lambda: pane.query("#chart-loss") and pane.query_one("#chart-loss").lines,
+                       what="charts drawn")
+        pane.sort_by("val_top1")
+        for _ in range(30):
+            pane.action_cursor(1)
+        await pilot.pause()
+        await pilot.pause()
+
+    assert snap_compare(_app(snap_dirs, "compare"), terminal_size=size, run_before=select)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_error_analysis_view(snap_compare, dirs, size, monkeypatch):
+    from test_tui_analysis import make_analysis_run, open_analysis
+
+    monkeypatch.setenv("FGBENCH_IMAGES", "halfcell")
+    run_dir = make_analysis_run(dirs.runs)
+
+    async def open_it(pilot):
+        await wait_for(pilot, lambda: all(pilot.app.pane(p) is not None for p in ("datasets", "recipes", "runs",
+                                                                                   "compare")), what="panes")
+        await open_analysis(pilot, run_dir)
+        await pilot.pause()
+
+    assert snap_compare(_app(dirs, "runs"), terminal_size=size, run_before=open_it)

@@ -2,7 +2,7 @@
 
 The order of operations is the contract (each step's report lines say what happened):
 
-1. the architecture: fgbench's own (``resnet8_cifar``, ``resnet20_cifar``, ``small_cnn``,
+1. the architecture: fgbench's own (``resnet8_cifar``, ``resnet20_cifar``, ``small_cnn``, ``toy_dilated``,
    ``vit_cifar``, ``vitn_cifar``) or any torchvision classification model by name, built with the
    right head size; with torchvision weights it is built pretrained and its head replaced;
 2. structural changes: the CIFAR stem, GroupNorm / EvoNorm-S0 in place of BatchNorm, MixStyle;
@@ -49,6 +49,7 @@ OWN_ARCHS = {
     "resnet8_cifar": cifar.resnet8_cifar,
     "resnet20_cifar": cifar.resnet20_cifar,
     "small_cnn": cifar.small_cnn,
+    "toy_dilated": cifar.toy_dilated,
 }
 
 

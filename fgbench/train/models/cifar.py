@@ -12,6 +12,10 @@ Decisions:
   parameters. resnet20_cifar has 0.27 M parameters.
 * ``small_cnn`` is the smallest thing that learns the synthetic fine-grained set quickly on two
   CPU cores: three conv-BN-ReLU stages, global average pooling, a linear classifier.
+* ``toy_dilated`` is enhuiz's ``toy-dilated`` (src/models/toy.py, as read in the seeds' notes): four
+  3x3 convolutions of 32 channels with dilation 1, 2, 4, 8 and padding equal to the dilation (the
+  resolution is kept), each followed by BatchNorm2d and GELU, then global average pooling and a
+  linear classifier. The convolutions keep PyTorch's default bias (nn.Conv2d's).
 """
 
 from __future__ import annotations
@@ -76,6 +80,28 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+class ToyDilated(nn.Module):
+    """enhuiz's toy-dilated: 4 x (3x3 conv of 32 channels, dilation 1/2/4/8, BN, GELU), avg-pool, fc."""
+
+    def __init__(self, num_classes: int = 1000, width: int = 32, dilations: tuple[int, ...] = (1, 2, 4, 8)):
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = 3
+        for d in dilations:
+            layers += [nn.Conv2d(cin, width, 3, padding=d, dilation=d), nn.BatchNorm2d(width), nn.GELU()]
+            cin = width
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+def toy_dilated(num_classes: int) -> ToyDilated:
+    return ToyDilated(num_classes)
 
 
 def resnet8_cifar(num_classes: int) -> CifarResNet:

@@ -31,7 +31,10 @@ class MonitorScreen(Screen):
         Binding("x", "stop", "Stop", tooltip="Stop the run: SIGINT, it writes a checkpoint and exits"),
         Binding("c", "resume", "Resume", tooltip="Continue a stopped run from its last checkpoint"),
         Binding("e", "axis", "Step/epoch", tooltip="Plot against optimizer steps or epochs"),
+        Binding("s", "smooth", "Smoothing", tooltip="Loss smoothing: off, or an EMA over 10/50/200/1000 steps "
+                "(debiased; the raw loss stays drawn)"),
         Binding("l", "log", "Log", tooltip="Show only the log / error output, larger"),
+        Binding("a", "analysis", "Classes", tooltip="Per-class accuracy, confused pairs and their test images"),
     ]
 
     def __init__(self, path: Path):
@@ -93,7 +96,13 @@ class MonitorScreen(Screen):
         model = self.model
         failed = model.status == "failed"
         snap = model.snapshot(with_console=failed)
-        views.first().show(snap)
+        view = views.first()
+        if view.confusion is None and snap.status in ("completed", "interrupted"):
+            from fgbench.rundir import layout
+
+            conf = layout.read_json(self.path / layout.CONFUSION_FILE)  # small; written once, at the end
+            view.confusion = conf if isinstance(conf, dict) else None
+        view.show(snap)
 
     def action_back(self) -> None:
         self.app.pop_screen()
@@ -106,6 +115,14 @@ class MonitorScreen(Screen):
 
     def action_axis(self) -> None:
         self.query_one(RunView).toggle_axis()
+
+    def action_smooth(self) -> None:
+        self.query_one(RunView).cycle_smoothing()
+
+    def action_analysis(self) -> None:
+        from fgbench.tui.screens.analysis import AnalysisScreen
+
+        self.app.push_screen(AnalysisScreen(self.path))
 
     def action_log(self) -> None:
         self.query_one(RunView).toggle_log()

@@ -34,9 +34,9 @@ from fgbench import paths
 from fgbench.errors import UserError
 from fgbench.tui.messages import DatasetPicked, DatasetTaskDone, DownloadProgress
 from fgbench.tui.monitor import format_duration
-from fgbench.tui.screens.dialogs import PromptScreen
+from fgbench.tui.dialogs import PromptScreen
 
-STATUS_STYLE = {"ready": "bold green", "partial": "yellow", "missing": "dim"}
+STATUS_STYLE = {"ready": "bold green", "partial": "yellow", "missing": "dim", "to import": "dim", "data.root": "dim"}
 COLUMN_LABELS = ("name", "classes", "train/test", "size", "status", "location")
 COLUMN_KEYS = ("name", "classes", "images", "size", "status", "location")
 
@@ -117,8 +117,8 @@ class DatasetsPane(Vertical):
         for entry in catalog.entries():
             root = self.root_for(entry.name)
             try:
-                status = catalog.status(entry.name, root)
-                loc = catalog.location(entry.name, root)
+                status = catalog.status_text(entry.name, root)  # the words of `fgbench data list`
+                loc = catalog.location(entry.name, root) if entry.name != "folder" else Path("(data.root)")
             except (UserError, OSError) as err:
                 status, loc = "missing", Path(str(err))
             try:
@@ -196,6 +196,19 @@ class DatasetsPane(Vertical):
             return True
         return False
 
+    def start_task(self, task: str, name: str) -> None:
+        """Select ``name`` and download it (``task`` "download") or ask for the file to import
+        ("import"): what the recipe side offers for a dataset that is not ready."""
+        table = self.query_one("#datasets-table", DataTable)
+        try:
+            table.move_cursor(row=table.get_row_index(name))
+        except Exception:  # noqa: BLE001 - not in the table (cannot happen for catalog names)
+            return
+        if task == "import":
+            self.action_import_dataset()
+        else:
+            self.action_download()
+
     def action_download(self) -> None:
         name = self.selected()
         if name and not self._busy():
@@ -257,6 +270,8 @@ class DatasetsPane(Vertical):
                 report = download.verify_dataset(name, root=root, deep=False, progress=progress, cancel=cancel)
                 ok = report.ok
                 counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
+                if report.test_split != "test":
+                    counts += f" (test images from {report.test_split}/)"
                 text = (f"{name}: verified ({counts}); to decode every image run "
                         f"`fgbench data verify {name} --deep`" if ok else "; ".join(report.problems))
         except Exception as err:  # every failure becomes a message in the pane, never a crash

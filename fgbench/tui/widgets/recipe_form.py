@@ -256,6 +256,9 @@ class RecipeForm(VerticalScroll):
         self.sections: dict[str, FormSection] = {}
         self.validation = F.validate(self.doc, source)
         self.errors_by_field: dict[str, list[str]] = {}
+        self.variant_memory: dict[tuple[str, str], dict[str, Any]] = {}
+        """(union path, variant) -> that variant's values when the user switched away from it, so
+        switching back restores them (``nesterov = true`` survives a look at Adam)."""
 
     # -------------------------------------------------------------- building
 
@@ -334,6 +337,7 @@ class RecipeForm(VerticalScroll):
         self.doc = doc
         if source is not None:
             self.source = source
+        self.variant_memory.clear()
         self.rows.clear()
         self.sections.clear()
         await self.remove_children()
@@ -425,6 +429,7 @@ class RecipeForm(VerticalScroll):
             self._changed(section_path)
             if section is not None:
                 await section.build()
+                self._refocus(widget_id("set", section_path))
             return
         path = getattr(event.switch, "field_path", None)
         spec = self._spec_of(path) if path else None
@@ -453,11 +458,18 @@ class RecipeForm(VerticalScroll):
             new_tag = str(event.value)
             if F.current_variant(section.spec, old) == new_tag and isinstance(old, dict) and old.get(section.spec.tag):
                 return
-            F.set_in(self.doc, fpath, F.switch_variant(section.spec, old, new_tag))
+            if isinstance(old, dict):
+                self.variant_memory[(union_path, F.current_variant(section.spec, old))] = dict(old)
+            new = F.switch_variant(section.spec, old, new_tag)
+            remembered = self.variant_memory.get((union_path, new_tag))
+            if remembered is not None:  # back to a variant seen before: its values, then the carried ones
+                new = {**remembered, **new}
+            F.set_in(self.doc, fpath, new)
             self._changed(union_path)
             await section.build()
             section.title = section._make_title(0)
             self.apply_errors()
+            self._refocus(widget_id("v", union_path))
             return
         path = getattr(event.select, "field_path", None)
         spec = self._spec_of(path) if path else None
@@ -522,6 +534,14 @@ class RecipeForm(VerticalScroll):
                 self.post_message(self.FieldFocused(node.field_path, node.spec, variant))
                 return
             node = node.parent  # type: ignore[assignment]
+
+    def _refocus(self, dom_id: str) -> None:
+        """Focus the rebuilt control the user just used (a rebuild removed the old one, and focus
+        would fall back to the section header)."""
+        try:
+            self.query_one(f"#{dom_id}").focus()
+        except NoMatches:
+            pass
 
     # -------------------------------------------------------------- queries
 

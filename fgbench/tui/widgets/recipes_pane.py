@@ -9,9 +9,14 @@ Decisions and trade-offs:
   is not even TOML cannot be shown as a form; the error says where the syntax breaks.
 * "Unsaved" compares the validated recipe with the one on disk (so typing ``0.10`` over ``0.1``
   is not a change); while the document is invalid it compares the raw documents.
-* Saving writes only what differs from the defaults (see :func:`fgbench.tui.form.recipe_toml`),
-  atomically; saving or running an invalid recipe is refused with the list of problems, both in
-  a notification and at the fields.
+* Saving edits the file in place and changes only what the user changed: comments, layout,
+  a hand-wrapped description and explicit defaults stay (tomlkit, see
+  :mod:`fgbench.tui.recipe_save`). A new file holds only what differs from the defaults (see
+  :func:`fgbench.tui.form.recipe_toml`). Writes are atomic; saving or running an invalid recipe
+  is refused with the list of problems, both in a notification and at the fields.
+* Only the last recipe folder (the user's own) is written without asking. Ctrl+S on a recipe of
+  another folder (the project's ``recipes/``, tracked in git) asks: save a copy in the user's
+  folder (the default) or overwrite. Save as offers the new file's stem as the recipe's ``name``.
 * The TOML view is editable; leaving it (Ctrl+T again) applies the text: a syntax error keeps you
   in the view with the error, a schema error is applied and marked at its field like any edit.
 """
@@ -31,26 +36,38 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import ContentSwitcher, Label, OptionList, Static, TextArea
 from textual.widgets.option_list import Option, OptionDoesNotExist
 
-from fgbench.recipe import Recipe, RecipeError, atomic_write_text, parse_recipe_text
+from fgbench.errors import UserError
+from fgbench.recipe import (
+    MAX_RECIPE_BYTES,
+    Recipe,
+    RecipeError,
+    atomic_write_text,
+    parse_recipe_text,
+    read_recipe_data,
+)
+from fgbench.textfile import read_text_file
 from fgbench.tui import form as F
 from fgbench.tui.messages import RecipeStatus
 from fgbench.tui.recipe_files import discover, listing
-from fgbench.tui.screens.dialogs import ConfirmScreen, PickScreen, PromptScreen
+from fgbench.tui.dialogs import ChoiceScreen, ConfirmScreen, PickScreen, PromptScreen
 from fgbench.tui.widgets.recipe_form import RecipeForm
 
 
 def read_doc(path: Path) -> tuple[dict[str, Any], Recipe | None]:
     """The document of a recipe file (defaults filled in when it validates). Raises RecipeError
     for a file that cannot be read or is not TOML."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise RecipeError([f"{path}: cannot read: {err}"]) from None
-    raw = parse_recipe_text(text, str(path))
+    raw = read_recipe_data(path)  # the recipe's one reader: never blocks on a FIFO, at most 1 MB
     check = F.validate(raw, str(path))
     if check.recipe is not None:
         return F.doc_from_recipe(check.recipe), check.recipe
     return raw, None
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return read_text_file(path, MAX_RECIPE_BYTES, "recipe")
+    except UserError:
+        return None
 
 
 DEFAULT_HELP = ("Enter on a recipe opens it. Tab / Shift+Tab move between fields, Enter opens a section "
@@ -76,11 +93,14 @@ class RecipesPane(Vertical):
         self.baseline_doc: dict[str, Any] = {}
         self.last_refusal: list[str] = []
         self._toml_shown = ""
+        self.disk_text: str | None = None
+        """The text of the open file as last read or written (what a save edits in place)."""
         doc: dict[str, Any] | None = None
         if initial is not None:
             try:
                 doc, self.baseline = read_doc(initial)
                 self.path = initial
+                self.disk_text = _read_text(initial)
             except RecipeError:
                 doc = None
         if doc is None:
@@ -106,6 +126,8 @@ class RecipesPane(Vertical):
                 yield Static(Text(DEFAULT_HELP, style="dim"), id="field-help")
 
     def on_mount(self) -> None:
+        if not self.query("#recipe-form"):  # mounted while the app is closing: nothing to fill
+            return
         self.refresh_list()
         self._update_title()
 
@@ -224,6 +246,7 @@ class RecipesPane(Vertical):
             self.app.notify(str(err), title="Cannot open", severity="error", timeout=8)
             return False
         self.path = path
+        self.disk_text = _read_text(path)
         self.baseline = recipe
         self.baseline_doc = copy.deepcopy(doc)
         await self._show_doc(doc)
@@ -265,6 +288,7 @@ class RecipesPane(Vertical):
 
     async def _start_unsaved(self, doc: dict[str, Any]) -> None:
         self.path = None
+        self.disk_text = None
         self.baseline = None
         self.baseline_doc = {}
         await self._show_doc(doc)
@@ -296,22 +320,60 @@ class RecipesPane(Vertical):
         self.last_refusal = []
         return validation.recipe
 
-    def action_save(self) -> None:
+    def is_own(self, path: Path) -> bool:
+        """Whether ``path`` is in the user's own recipe folder (written without asking)."""
+        try:
+            path.resolve().relative_to(self.save_dir.resolve())
+            return True
+        except ValueError:
+            return False
+
+    @work(exclusive=True, group="recipe-save")
+    async def action_save(self) -> None:
         recipe = self._validated("Not saved")
         if recipe is None:
             return
         if self.path is None:
-            self.action_save_as()
+            await self._save_as(recipe)
             return
+        if not self.is_own(self.path):
+            answer = await self.app.push_screen_wait(ChoiceScreen(
+                f"{self.display_path()} is a {self._origin_of(self.path)} recipe, not one of yours in "
+                f"{self.save_dir}. Save your changes as a copy there, or overwrite the file?",
+                [("s", "copy", "save a copy in your folder"), ("o", "overwrite", "overwrite it")]))
+            if answer is None:
+                return
+            if answer == "copy":
+                await self._save_as(recipe, suggest=self.save_dir / self.path.name)
+                return
         self._write(self.path, recipe)
 
+    def _origin_of(self, path: Path) -> str:
+        for origin, d in self.dirs:
+            try:
+                path.relative_to(d)
+                return origin
+            except ValueError:
+                continue
+        return "other"
+
+    def _text_for(self, recipe: Recipe) -> str:
+        """What is written: the open file edited in place where there is one, else the minimal form."""
+        if self.disk_text is not None:
+            from fgbench.tui.recipe_save import preserving_toml
+
+            return preserving_toml(self.disk_text, recipe, self._source())
+        return F.recipe_toml(recipe)
+
     def _write(self, path: Path, recipe: Recipe) -> None:
+        text = self._text_for(recipe)
         try:
-            atomic_write_text(path, F.recipe_toml(recipe))
+            atomic_write_text(path, text)
         except OSError as err:
             self.app.notify(f"{path}: {err}", title="Not saved", severity="error")
             return
         self.path = path
+        self.disk_text = text
         self.baseline = recipe
         self.baseline_doc = copy.deepcopy(self.form.doc)
         self.form.source = str(path)
@@ -324,8 +386,12 @@ class RecipesPane(Vertical):
         recipe = self._validated("Not saved")
         if recipe is None:
             return
+        await self._save_as(recipe)
+
+    async def _save_as(self, recipe: Recipe, suggest: Path | None = None) -> None:
+        default = suggest.name if suggest is not None else f"{recipe.name}.toml"
         answer = await self.app.push_screen_wait(PromptScreen(
-            "Save recipe as", f"{recipe.name}.toml",
+            "Save recipe as", default,
             f"A file name in {self.save_dir}, or a path. Enter: save   Escape: cancel"))
         if not answer:
             return
@@ -337,6 +403,16 @@ class RecipesPane(Vertical):
         if target.exists() and target != self.path and not await self.app.push_screen_wait(
                 ConfirmScreen(f"{target} exists. Overwrite it?")):
             return
+        if target.stem != recipe.name and await self.app.push_screen_wait(ConfirmScreen(
+                f"Also name the recipe {target.stem!r} after its file (it is {recipe.name!r} now)?")):
+            await self.form.set_value("name", target.stem)
+            renamed = self.form.validation.recipe
+            if renamed is None:  # the stem is not a valid name: keep the old one
+                await self.form.set_value("name", recipe.name)
+                self.app.notify(f"{target.stem!r} is not a valid recipe name; kept {recipe.name!r}",
+                                severity="warning", timeout=5)
+            else:
+                recipe = renamed
         self._write(target, recipe)
 
     # ------------------------------------------------------------------ TOML view
@@ -347,7 +423,7 @@ class RecipesPane(Vertical):
     def _doc_toml(self) -> str:
         recipe = self.form.validation.recipe
         if recipe is not None:
-            return F.recipe_toml(recipe)
+            return self._text_for(recipe)  # as Ctrl+S would write it, comments and all
         try:
             return tomli_w.dumps(self.form.doc)
         except (TypeError, ValueError):

@@ -11,19 +11,38 @@ from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import ProgressBar, Static
 
-from fgbench.tui.monitor import Snapshot, format_duration, summary_numbers
-from fgbench.tui.plots import SERIES_COLOURS, SERIES_LABELS, Line, MetricPlot
+from fgbench import report
+from fgbench.tui.monitor import SMOOTH_STEPS, SMOOTHABLE, Snapshot, format_duration, smooth, summary_numbers
+from fgbench.tui.plots import SERIES_COLOURS, SERIES_LABELS, Line, MetricPlot, dimmed
 from fgbench.tui.widgets.runs_pane import STATUS_STYLE
 
 TOP1_SERIES = ("train_top1", "val_top1", "test_top1", "ema_val_top1", "ema_test_top1")
 
 
-def _lines(snap: Snapshot, names: tuple[str, ...], axis: str) -> list[Line]:
+def _lines(snap: Snapshot, names: tuple[str, ...], axis: str, smooth_steps: float | None = None) -> list[Line]:
+    """The plotted lines of ``names``; a smoothable series with ``smooth_steps`` is drawn twice:
+    its raw values (dimmed, labelled "raw") under the smoothed ones."""
     out = []
     for name in names:
         steps, epochs, values = snap.series.get(name, ([], [], []))
-        out.append(Line(steps if axis == "step" else epochs, values, SERIES_COLOURS[name], SERIES_LABELS[name]))
+        xs = steps if axis == "step" else epochs
+        colour = SERIES_COLOURS.get(name, SERIES_COLOURS["loss"])
+        if smooth_steps and name in SMOOTHABLE:
+            out.append(Line(xs, values, dimmed(colour), "raw"))
+            out.append(Line(xs, smooth(steps, values, smooth_steps), colour, f"EMA {smooth_steps:g} steps"))
+        else:
+            out.append(Line(xs, values, colour, SERIES_LABELS.get(name, name)))
     return out
+
+
+SMOOTHING_LEVELS = (None, 10, 50, 200, 1000)
+"""what ``s`` cycles through: off, then time constants in steps"""
+
+
+def next_smoothing(current: float | None) -> float | None:
+    levels = list(SMOOTHING_LEVELS)
+    i = levels.index(current) if current in levels else 0
+    return levels[(i + 1) % len(levels)]
 
 
 def _num(v: float | None, fmt: str) -> str:
@@ -59,7 +78,28 @@ def header_text(snap: Snapshot) -> Text:
     return text
 
 
-def bottom_renderable(snap: Snapshot, lines: int) -> Text:
+def class_rows(confusion: dict | None, worst: int = 3, pairs: int = 2) -> list[tuple[str, str]]:
+    """The run's weakest classes and most confused pairs (those of ``fgbench runs show``), for the
+    result panel; ``a`` opens all of them with their images."""
+    if not isinstance(confusion, dict) or not confusion.get("matrix"):
+        return []
+    acc = sorted((a for a in report.per_class_accuracy(confusion) if a[3] is not None), key=lambda a: (a[3], a[0]))
+    out = [("worst classes", ", ".join(f"{name} {pct:.1f}%" for name, _c, _t, pct in acc[:worst])
+                                 + f"  (a: all {len(acc)})")]
+    top = report.confused_pairs(confusion, pairs)
+    out.append(("most confused", ", ".join(f"{t} → {p} ({n})" for t, p, n, _s in top) if top else "none"))
+    return out
+
+
+def stopped_text(snap: Snapshot) -> str:
+    """What a stopped run resumes from: the step its last checkpoint was written at."""
+    ck = snap.last_checkpoint
+    if ck and ck.get("step") is not None:
+        return f"resume with c (continues from the checkpoint written at step {ck['step']})"
+    return "resume with c (continues from the last checkpoint)"
+
+
+def bottom_renderable(snap: Snapshot, lines: int, confusion: dict | None = None) -> Text:
     if snap.status == "failed":
         text = Text()
         text.append("✗ run failed", style="bold red")
@@ -77,8 +117,10 @@ def bottom_renderable(snap: Snapshot, lines: int) -> Text:
         return text
     if snap.status in ("completed", "interrupted") and snap.summary:
         rows = summary_numbers(snap)
+        first_last = next((i for i, (label, _v) in enumerate(rows) if label.startswith("last")), len(rows))
+        rows[first_last:first_last] = class_rows(confusion)
         if snap.status == "interrupted":
-            rows.append(("stopped", "resume with c (continues from the last checkpoint)"))
+            rows.append(("stopped", stopped_text(snap)))
         width = max(len(label) for label, _ in rows) + 2
         text = Text()
         for i, (label, value) in enumerate(rows):
@@ -89,7 +131,7 @@ def bottom_renderable(snap: Snapshot, lines: int) -> Text:
         return text
     text = Text()
     if snap.status == "interrupted":
-        text.append("stopped: resume with c (continues from the last checkpoint)\n", style="yellow")
+        text.append(f"stopped: {stopped_text(snap)}\n", style="yellow")
         lines -= 1
     logs = snap.logs[-lines:]
     if not logs:
@@ -119,6 +161,9 @@ class RunView(Vertical):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.axis = "step"
+        self.smooth_steps: float | None = SMOOTH_STEPS
+        self.confusion: dict | None = None
+        """confusion.json of a finished run (the monitor screen reads it)"""
         self.snapshot: Snapshot | None = None
         self.draws = 0
 
@@ -148,7 +193,7 @@ class RunView(Vertical):
             bar.update(total=100, progress=round(100 * fraction, 1))
         self.query_one("#progress-text", Static).update(progress_text(snap))
         axis = self.axis
-        self.query_one("#plot-loss", MetricPlot).show(_lines(snap, ("loss", "loss_smooth"), axis), xlabel=axis)
+        self.query_one("#plot-loss", MetricPlot).show(_lines(snap, ("loss",), axis, self.smooth_steps), xlabel=axis)
         self.query_one("#plot-top1", MetricPlot).show(
             [ln for ln in _lines(snap, TOP1_SERIES, axis) if ln.xs], xlabel=axis)
         lr_lines = _lines(snap, ("lr",), axis)
@@ -158,10 +203,15 @@ class RunView(Vertical):
             _lines(snap, ("images_per_s",), axis), xlabel=axis, extra=f"now {_num(snap.images_per_s, ',.0f')}")
         log_only = self.has_class("-log-only")
         lines = 40 if log_only else max(3, self.query_one("#run-bottom").size.height or 5)
-        self.query_one("#run-log", Static).update(bottom_renderable(snap, lines))
+        self.query_one("#run-log", Static).update(bottom_renderable(snap, lines, self.confusion))
 
     def toggle_axis(self) -> None:
         self.axis = "epoch" if self.axis == "step" else "step"
+        if self.snapshot is not None:
+            self.show(self.snapshot)
+
+    def cycle_smoothing(self) -> None:
+        self.smooth_steps = next_smoothing(self.smooth_steps)
         if self.snapshot is not None:
             self.show(self.snapshot)
 

@@ -2,11 +2,17 @@
 
 The table is rebuilt from :class:`fgbench.tui.monitor.RunStore` rows whenever the run watcher
 reports a change; cells are updated in place when the set of rows did not change, so the cursor
-and scroll position stay where the user left them while runs tick.
+and scroll position stay where the user left them while runs tick. While a run is live its time
+column is redrawn every second, counting on from its latest event (a trainer between logging
+steps writes nothing for a while, and a frozen clock reads as a hung run).
+
+``/`` focuses the filter; Escape leaves it for the table (the filter stays applied), and Escape
+on the table clears a filter.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from rich.text import Text
@@ -28,7 +34,9 @@ STATUS_STYLE = {
     "interrupted": "yellow",
 }
 
-COLUMNS = ("status", "started", "recipe", "dataset", "model", "val", "test", "time")
+# val and test: the raw model at its best epoch; ema test: the EMA model at its own best epoch
+# (one rule for every table of runs: fgbench.tui.monitor.best_numbers)
+COLUMNS = ("status", "started", "recipe", "dataset", "model", "val", "test", "ema test", "time")
 
 
 class RunsTable(DataTable):
@@ -59,6 +67,8 @@ class RunsPane(Vertical):
         Binding("c", "resume", "Resume", tooltip="Continue a stopped run from its last checkpoint"),
         Binding("space", "mark", "Compare ±", tooltip="Add the run to (or remove it from) the Compare pane"),
         Binding("slash", "filter", "Filter", tooltip="Filter the list by words (status, recipe, dataset, model)"),
+        Binding("escape", "leave_filter", "Leave filter", show=False,
+                tooltip="In the filter: back to the list (the filter stays); on the list: clear the filter"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -74,6 +84,20 @@ class RunsPane(Vertical):
 
     def on_mount(self) -> None:
         self.update_rows()
+        self.set_interval(1.0, self._tick_live)
+
+    def _tick_live(self) -> None:
+        """Move the time column of live runs (nothing to do when none is running)."""
+        if not self.is_mounted or not self.table.row_count:
+            return
+        now = time.time()
+        for row in self.visible_rows():
+            if row.status == "running" and row.last_event_time is not None:
+                try:
+                    self.table.update_cell(str(row.path), "time", format_duration(row.live_duration_s(now)),
+                                           update_width=True)
+                except Exception:  # noqa: BLE001 - the row went away between the two reads
+                    pass
 
     @property
     def table(self) -> DataTable:
@@ -95,7 +119,8 @@ class RunsPane(Vertical):
             row.arch,
             format_pct(row.best_val),
             format_pct(row.best_test),
-            format_duration(row.duration_s),
+            format_pct(row.ema_test),
+            format_duration(row.live_duration_s(time.time())),
         ]
 
     def visible_rows(self) -> list[RunRow]:
@@ -165,6 +190,13 @@ class RunsPane(Vertical):
 
     def action_filter(self) -> None:
         self.query_one("#runs-filter", Input).focus()
+
+    def action_leave_filter(self) -> None:
+        field = self.query_one("#runs-filter", Input)
+        if field.has_focus:
+            self.table.focus()
+        elif field.value:
+            field.value = ""
 
     def action_stop(self) -> None:
         path = self.selected_path()

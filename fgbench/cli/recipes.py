@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
 from fgbench import paths
-from fgbench.errors import UserError
+from fgbench.errors import UserError, escape
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,17 +34,29 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from fgbench.recipe import RecipeError, load_recipe
+    """Each file as ``fgbench run`` reads it and, when it has a ``[sweep]`` table, every point of
+    the sweep as ``fgbench sweep`` expands and validates it (the same code)."""
+    from fgbench.recipe import RecipeError, parse_override, read_recipe_data, validate_recipe
 
+    try:
+        overrides = [parse_override(o) for o in args.overrides]
+    except RecipeError as err:
+        print(str(err), file=sys.stderr)
+        return 2
     failed = 0
     for f in args.files:
         try:
-            load_recipe(f, args.overrides)
-        except RecipeError as err:
+            data = read_recipe_data(f, overrides)
+            recipe = validate_recipe(data, str(f), overrides)
+            if recipe.sweep is not None:
+                from fgbench.sweep import expand
+
+                expand(data, str(f))
+        except UserError as err:
             failed += 1
             print(str(err), file=sys.stderr)
         else:
-            print(f"{f}: ok")
+            print(f"{escape(str(f))}: ok")
     return 2 if failed else 0
 
 
@@ -55,6 +68,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+_NAME = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9_.+-]*$")
+
+
 def cmd_new(args: argparse.Namespace) -> int:
     from fgbench.recipe import Recipe, load_recipe, save_recipe
 
@@ -63,25 +79,37 @@ def cmd_new(args: argparse.Namespace) -> int:
         target = Path(name)
         stem = target.stem
     else:
+        if not _NAME.match(name):
+            raise UserError(f"{name!r}: not a recipe name (letters, digits and _.+-, not starting with a "
+                            "dot; give a path ending in .toml to write somewhere else)")
         stem = name
         target = Path(args.dir) if args.dir else paths.user_recipes_dir()
+        if target.exists() and not target.is_dir():
+            raise UserError(f"{escape(str(target))}: --dir is not a directory")
         target = target / f"{name}.toml"
-    if target.exists() and not args.force:
-        raise UserError(f"{target}: already exists (use --force to overwrite)")
+    shown = escape(str(target))
+    if target.is_dir():
+        raise UserError(f"{shown}: is a directory")
+    if (target.exists() or target.is_symlink()) and not args.force:
+        raise UserError(f"{shown}: already exists (use --force to overwrite)")
+    if target.exists() and not target.is_file():
+        raise UserError(f"{shown}: exists and is not a regular file")
+    recipe_name = _safe_name(stem)
     if args.source:
         base = load_recipe(args.source)
-        recipe = base.model_copy(update={"name": _safe_name(stem)})
+        recipe = base.model_copy(update={"name": recipe_name})
     else:
-        recipe = Recipe(name=_safe_name(stem))
-    save_recipe(recipe, target, full=args.source is None)
-    print(target)
+        recipe = Recipe(name=recipe_name)
+    try:
+        save_recipe(recipe, target, full=args.source is None)
+    except OSError as err:
+        raise UserError(f"{shown}: cannot write the recipe: {err.strerror or err}") from None
+    print(shown)
     return 0
 
 
 def _safe_name(stem: str) -> str:
-    import re
-
-    cleaned = re.sub(r"[^A-Za-z0-9_.+-]+", "-", stem).strip("-")
+    cleaned = re.sub(r"[^A-Za-z0-9_.+-]+", "-", stem).strip("-")[:120].strip("-")
     if not cleaned:
         raise UserError(f"{stem!r}: not a usable recipe name")
     return cleaned

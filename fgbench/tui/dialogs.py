@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -78,6 +78,36 @@ class PickScreen(ModalScreen[str | None]):
     def _picked(self, event: OptionList.OptionSelected) -> None:
         event.stop()
         self.dismiss(event.option.id)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ChoiceScreen(ModalScreen[str | None]):
+    """A question with a few answers, each on its own key; Enter gives the first (the default),
+    Escape cancels (None). ``choices``: (key, answer id, label)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, question: str, choices: list[tuple[str, str, str]]):
+        super().__init__(classes="dialog-screen")
+        self.question = question
+        self.choices = choices
+        self.keys = {key: answer for key, answer, _label in choices}
+        self.keys["enter"] = choices[0][1]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(self.question, classes="dialog-title")
+            first = self.choices[0]
+            lines = [f"{first[0]} or Enter: {first[2]}"] + [f"{k}: {label}" for k, _a, label in self.choices[1:]]
+            yield Static("   ".join(lines + ["Escape: cancel"]), classes="dialog-help")
+
+    def on_key(self, event: events.Key) -> None:
+        answer = self.keys.get(event.key)
+        if answer is not None:
+            event.stop()
+            self.dismiss(answer)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -19,7 +19,7 @@ import sys
 import time
 from typing import TextIO
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+from fgbench.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _root_arg(im)
     im.set_defaults(handler=cmd_import)
 
-    rm = ds.add_parser("remove", help="delete a downloaded dataset")
+    rm = ds.add_parser("remove", help="delete a downloaded dataset (folder --root DIR: only fgbench's caches of DIR)")
     rm.add_argument("name", metavar="NAME")
     rm.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     _root_arg(rm)
@@ -75,7 +75,7 @@ def _human_time(s: float | None) -> str:
 
 
 class ProgressPrinter:
-    """Renders ``fgbench.data.download.Progress`` on stderr."""
+    """Renders ``fgbench.data.progress.Progress`` on stderr."""
 
     def __init__(self, stream: TextIO | None = None, tty: bool | None = None):
         self.stream = stream or sys.stderr
@@ -139,12 +139,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     rows = [("NAME", "CLASSES", "TRAIN/TEST", "SIZE", "STATUS", "PATH")]
     for e in catalog.entries():
         images = f"{e.train_images}/{e.test_images}" if e.images is not None else "-"
-        if e.name == "folder":
-            status, where = "-", "(data.root)"
-        else:
-            status, where = catalog.status(e.name), str(catalog.location(e.name))
-            if status == "missing" and not e.auto_download and e.sources == () and e.name != "synthetic":
-                status = "missing (import)"
+        status = catalog.status_text(e.name)  # the same words as the TUI's Datasets pane
+        where = "(data.root)" if e.name == "folder" else str(catalog.location(e.name))
         rows.append((e.name, "-" if e.num_classes is None else str(e.num_classes), images, catalog.size_text(e), status, where))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
@@ -207,6 +203,11 @@ def cmd_download(args: argparse.Namespace) -> int:
     for e in entries:
         if e.name == "folder" or (not e.auto_download and e.name != "synthetic"):
             raise UserError(f"{e.name}: cannot be downloaded automatically: {catalog.how_to_get(e)}")
+    from fgbench import settings
+
+    for e in entries:
+        if e.sources:
+            settings.mirror_for(e.name)  # a bad mirror URL or settings.toml: exit 2 before any download
     printer = ProgressPrinter()
     failed = 0
     for e in entries:
@@ -245,7 +246,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     printer.close()
     if report.counts:
         c = report.counts
-        print(f"{args.name}: {c.get('classes')} classes, {c.get('train')} train / {c.get('test')} test images ({report.location})")
+        test = "test images" if report.test_split == "test" else f"test images (from {report.test_split}/)"
+        print(f"{args.name}: {c.get('classes')} classes, {c.get('train')} train / {c.get('test')} {test} ({report.location})")
     for problem in report.problems:
         print(problem, file=sys.stderr)
     if report.ok:
@@ -290,7 +292,16 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
     entry = catalog.get(args.name)
     if entry.name == "folder":
-        raise UserError("folder: fgbench never owns your folder; delete it yourself if you want to")
+        if not args.root:
+            raise UserError("folder: give --root DIR, the folder whose caches to remove (fgbench never deletes "
+                            "your folder itself)")
+        removed, size = download.remove_folder_caches(args.root)
+        if removed:
+            print(f"folder: removed the caches fgbench built for {args.root} ({catalog.format_bytes(size)}); "
+                  "the folder itself is untouched")
+        else:
+            print(f"folder: no caches of {args.root} to remove; the folder itself is never touched")
+        return EXIT_OK
     loc = catalog.location(args.name, args.root)
     if not loc.exists():
         print(f"{args.name}: nothing to remove ({loc} does not exist)")

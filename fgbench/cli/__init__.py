@@ -5,8 +5,8 @@ The top-level parser lives here; each area registers its own sub-commands
 (torch, textual) only inside the handler, so ``fgbench --help`` and ``fgbench recipe validate``
 stay in the pure zone and answer fast.
 
-Exit codes: 0 done, 1 the work failed, 2 bad input (a one-line message, no traceback),
-130 interrupted.
+Exit codes are declared once, in :mod:`fgbench.errors`: 0 done, 1 the work failed, 2 bad input
+(a one-line message, no traceback), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -16,16 +16,15 @@ import importlib
 import sys
 
 from fgbench import __version__
-from fgbench.errors import UserError
+from fgbench.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, UserError
 
 COMMAND_MODULES = (
-    "fgbench.cli_recipe",
-    "fgbench.cli_run",
-    "fgbench.data.cli",
-    "fgbench.cli_runs",
+    "fgbench.cli.recipes",   # fgbench recipe new|validate|show
+    "fgbench.cli.train",     # fgbench run
+    "fgbench.cli.data",      # fgbench data list|download|verify|import|remove
+    "fgbench.cli.runs",      # fgbench runs ..., sweep, predict, evaluate
 )
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class _Parser(argparse.ArgumentParser):

@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from fgbench import paths, report, runs
+from fgbench.rundir.events import STATUSES
 from fgbench.errors import UserError
+from fgbench.report import plural
 
-RUN_STATUSES = ("running", "completed", "failed", "interrupted")
+RUN_STATUSES = (*STATUSES, "damaged")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -72,12 +74,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "step, metric, value, time). jsonl: every event, with run and name added. tensorboard: "
                        "an event-file directory with one sub-directory per run (needs the tensorboard extra: "
                        "pip install 'fgbench[tensorboard]').")
-    ex.add_argument("runs", nargs="*", metavar="RUN")
+    ex.add_argument("runs", nargs="*", metavar="RUN", help="runs or globs (default: every run, as runs list lists them)")
     _root_arg(ex)
     ex.add_argument("--sweep", metavar="TAG", help="the runs of this sweep")
     ex.add_argument("--format", choices=["csv", "jsonl", "tensorboard"], required=True)
     ex.add_argument("-o", "--output", required=True, metavar="PATH",
-                    help="output file (csv, jsonl) or directory (tensorboard); must not exist yet unless --force")
+                    help="output file (csv, jsonl; - for standard output) or directory (tensorboard); "
+                    "must not exist yet unless --force")
     ex.add_argument("--force", action="store_true", help="replace an existing output")
     ex.set_defaults(handler=cmd_export)
 
@@ -219,7 +222,11 @@ def _parse_where(items: list[str]) -> list[tuple[str, Any, bool]]:
         key = key.strip()
         if not key or not all(key.split(".")):
             raise UserError(f"--where {item}: empty key part")
-        out.append((key, parse_override_value(raw.strip()), negate))
+        try:
+            value = parse_override_value(raw.strip())
+        except ValueError as err:  # starts like a TOML array, table or string but is not one
+            raise UserError(f"--where {item}: {err}") from None
+        out.append((key, value, negate))
     return out
 
 
@@ -239,7 +246,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         infos = runs.list_runs(root)
     selected = []
     for r in infos:
-        if statuses and r.status not in statuses:
+        if statuses and r.status not in statuses and not ("damaged" in statuses and r.damaged):
             continue
         if args.name and not report.name_matches(args.name, r.name, r.run_id):
             continue
@@ -253,8 +260,24 @@ def cmd_list(args: argparse.Namespace) -> int:
             sys.stdout.write("[]\n")
         return 0
     columns, rows = report.list_table(selected)
-    sys.stdout.write(report.render(columns, rows, args.format))
+    limits = None
+    width = _terminal_width()
+    if args.format == "text" and width is not None:
+        columns, limits = report.fit_to_width(columns, rows, width)
+    sys.stdout.write(report.render(columns, rows, args.format, max_widths=limits))
     return 0
+
+
+def _terminal_width() -> int | None:
+    """The width a text table must fit: the terminal's (``COLUMNS`` wins). None when the output
+    goes to a pipe or file without ``COLUMNS``: then lines are never cut."""
+    import os
+
+    if os.environ.get("COLUMNS", "").strip().isdigit():
+        return max(40, int(os.environ["COLUMNS"]))
+    if sys.stdout.isatty():
+        return max(40, shutil.get_terminal_size().columns)
+    return None
 
 
 # ------------------------------------------------------------------------------------- show
@@ -270,30 +293,32 @@ def cmd_show(args: argparse.Namespace) -> int:
     out = sys.stdout
     out.write(f"run     {info.run_id}\npath    {run_dir}\nstatus  {info.status}"
               + (f" ({info.error})" if info.error else "") + "\n")
+    if info.damaged:
+        out.write(f"damaged {info.damaged}\n")
     out.write(f"recipe  {info.name}  dataset {info.dataset}  model {info.arch}"
               + (f"  sweep {info.info['sweep_tag']}" if info.info.get("sweep_tag") else "") + "\n")
     ckpts = [name for name in (runs.BEST_CKPT, runs.LAST_CKPT) if (run_dir / runs.CHECKPOINT_DIR / name).is_file()]
     out.write(f"checkpoints  {', '.join(ckpts) if ckpts else 'none'}\n")
     if not args.no_recipe:
-        out.write("\n## resolved recipe (recipe.toml)\n")
+        out.write(f"\n## resolved recipe ({runs.RECIPE_FILE})\n")
         try:
-            out.write((run_dir / runs.RECIPE_FILE).read_text(encoding="utf-8"))
+            out.write((run_dir / runs.RECIPE_FILE).read_text(encoding="utf-8", errors="replace"))
         except FileNotFoundError:
-            out.write("(no recipe.toml)\n")
+            out.write(f"(no {runs.RECIPE_FILE})\n")
     out.write("\n## summary\n")
     out.write(report.summary_text(info.summary))
     if not args.no_plots:
         out.write("\n## curves\n")
         text = report.curves_text(events, width=args.width)
         out.write(text if text else "no epoch has finished yet\n")
-    confusion = runs.read_json(run_dir / "confusion.json")
+    confusion = runs.read_json(run_dir / runs.CONFUSION_FILE)
     out.write("\n## classes\n")
     if isinstance(confusion, dict) and confusion.get("matrix"):
         out.write(report.confusion_text(confusion, pairs=args.pairs, all_classes=args.all_classes))
     else:
-        classes = runs.read_json(run_dir / "classes.json")
+        classes = runs.read_json(run_dir / runs.CLASSES_FILE)
         n = f"{len(classes)} classes; " if isinstance(classes, list) else ""
-        out.write(f"{n}no confusion.json yet (written when the run finishes)\n")
+        out.write(f"{n}no {runs.CONFUSION_FILE} yet (written when the run finishes)\n")
     return 0
 
 
@@ -326,7 +351,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    infos, _labels = _runs_for(args)
+    if args.runs or args.sweep:
+        infos, _labels = _runs_for(args)
+    else:  # no RUN: every run, in the order `runs list` shows them
+        root = _root(args)
+        infos = runs.list_runs(root)
+        if not infos:
+            raise UserError(f"no runs in {root} to export")
+    if args.output == "-":
+        if args.format == "tensorboard":
+            raise UserError("-o -: tensorboard writes a directory; give a directory path")
+        text, n = report.export_csv(infos) if args.format == "csv" else report.export_jsonl(infos)
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        print(f"{plural(len(infos), 'run')}, {plural(n, 'row' if args.format == 'csv' else 'event')}", file=sys.stderr)
+        return 0
     out = Path(args.output).expanduser()
     if out.exists() and not args.force:
         raise UserError(f"{out}: already exists (use --force to replace it)")
@@ -334,7 +373,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         from fgbench.export_tb import export_tensorboard
 
         n = export_tensorboard(infos, out, force=args.force)
-        print(f"{out}: {len(infos)} run(s), {n} scalar(s); view with: tensorboard --logdir {out}")
+        print(f"{out}: {plural(len(infos), 'run')}, {plural(n, 'scalar')}; view with: tensorboard --logdir {out}")
         return 0
     from fgbench.recipe import atomic_write_text
 
@@ -342,7 +381,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if out.is_dir():
         raise UserError(f"{out}: is a directory; give a file name")
     atomic_write_text(out, text)
-    print(f"{out}: {len(infos)} run(s), {n} {'row' if args.format == 'csv' else 'event'}(s)")
+    print(f"{out}: {plural(len(infos), 'run')}, {plural(n, 'row' if args.format == 'csv' else 'event')}")
     return 0
 
 
@@ -419,7 +458,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"continue with: fgbench sweep --continue {state.tag}"
               + (f" --runs-root {args.runs_root}" if args.runs_root else ""))
     elif code == 1:
-        print(f"see the failed runs' log.txt; rerun them with: fgbench sweep --continue {state.tag} --retry-failed")
+        print(f"see the failed runs' {runs.LOG_FILE}; rerun them with: fgbench sweep --continue {state.tag} --retry-failed")
     return code
 
 
@@ -445,6 +484,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.format == "json":
         sys.stdout.write(json.dumps(results, indent=2) + "\n")
         return 0
+    if results:
+        head = results[0]
+        print(f"{run_dir.name}: {head['checkpoint']} checkpoint, {'EMA' if head['model'] == 'ema' else 'raw'} "
+              f"weights from epoch {head['epoch']}")
     for res in results:
         print(res["image"])
         w = max(len(c["class"]) for c in res["top"])
@@ -466,8 +509,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     columns = [("test_size", "test size", "text"), ("top1", "top-1", "acc"), ("top5", f"top-{results[0]['k']}", "acc"),
                ("loss", "loss", "acc"), ("images", "images", "text")]
     head = results[0]
-    print(f"{run_dir.name}: {head['checkpoint']} checkpoint (epoch {head['epoch']}), "
-          f"{'EMA' if head['model'] == 'ema' else 'raw'} weights, {head['split']} split")
+    print(f"{run_dir.name}: {head['checkpoint']} checkpoint, {'EMA' if head['model'] == 'ema' else 'raw'} "
+          f"weights from epoch {head['epoch']}, {head['split']} split")
     rows = [{**r, "loss": r.get("loss")} for r in results]
     sys.stdout.write(report.render(columns, rows, "markdown" if args.format == "markdown" else "text"))
     return 0

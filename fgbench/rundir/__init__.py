@@ -1,0 +1,24 @@
+"""The run directory, owned here and nowhere else (pure zone: stdlib only).
+
+Everything that reads or writes a run directory goes through this package, so that every reader
+says the same thing about a run:
+
+* :mod:`~fgbench.rundir.layout`: the file names and how run directories are made, listed and named;
+* :mod:`~fgbench.rundir.events`: the ``metrics.jsonl`` event schema, its writer and tailer, and the
+  one table of series names;
+* :mod:`~fgbench.rundir.summary`: ``summary.json`` as a type the trainer writes and readers check;
+* :mod:`~fgbench.rundir.status`: the one rule for a run's status;
+* :mod:`~fgbench.rundir.reader`: the incremental reader (CLI, sweeps, ``--resume``, TUI);
+* :mod:`~fgbench.rundir.lock`: one process trains in a directory at a time;
+* :mod:`~fgbench.rundir.launcher` and :mod:`~fgbench.rundir.supervise`: starting and stopping
+  trainers, with their exit recorded in the directory.
+
+Before this package, the same knowledge was spread over eight modules whose copies disagreed (a
+run "failed" in the TUI that launched it was "interrupted" in ``fgbench runs list``).
+"""
+
+from fgbench.rundir.layout import RunDir, create_run_dir, is_run_dir, read_json, resolve_run, run_dirs, write_json
+from fgbench.rundir.reader import RunInfo, RunReader, list_runs, read_run
+
+__all__ = ["RunDir", "RunInfo", "RunReader", "create_run_dir", "is_run_dir", "list_runs", "read_json", "read_run",
+           "resolve_run", "run_dirs", "write_json"]

@@ -1,0 +1,285 @@
+"""The metrics stream (``metrics.jsonl``): the only interface between the trainer and what watches it.
+
+The trainer appends one complete JSON object per line to ``run_dir/metrics.jsonl`` and flushes
+after each event. The CLI, the TUI monitor, ``fgbench runs`` and the tests all read the same file
+with :class:`Tailer`, which returns only complete lines, so a reader racing the writer never sees
+half an event. Malformed lines (a crash mid-write, a disk filling up) are counted and skipped.
+
+Every event has ``v`` (schema version), ``event`` (its kind) and ``time`` (Unix seconds). The
+fields of each kind are listed in ``EVENT_FIELDS``: required fields first, then optional ones.
+Readers must ignore fields they do not know, so that adding a field is not a version bump.
+Accuracies are percentages (0..100); ``epoch`` is 1-based and counts across stages; ``step`` is the
+global optimizer step, also across stages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+SCHEMA_VERSION = 1
+
+from fgbench.rundir.layout import METRICS_FILE  # noqa: F401 (part of this module's API)
+
+#: kind -> (required fields, optional fields)
+EVENT_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # recipe: the resolved recipe as a dict; class_names in index order; versions: python/torch/...
+    "run_started": (
+        ("run_id", "recipe", "class_names", "device", "host", "pid"),
+        ("pid_start", "versions", "resumed", "train_images", "val_images", "test_images", "steps_per_epoch",
+         "total_epochs", "total_steps", "world_size", "loader"),
+    ),
+    "stage_started": (
+        ("stage", "name", "epochs", "first_epoch"),
+        ("train_size", "test_size", "lr", "init_from", "trainable", "steps_per_epoch", "total_steps"),
+    ),
+    # loss: mean over the steps since the last step event; images_per_s over the same window
+    "step": (("epoch", "step", "loss", "lr"), ("images_per_s", "top1", "grad_norm", "stage")),
+    # one evaluation: split val/test/train, model raw/ema
+    "eval": (("epoch", "step", "split", "model", "top1"), ("top5", "loss", "test_size", "images")),
+    "epoch": (
+        ("epoch", "step", "train_loss", "train_top1", "lr"),
+        ("stage", "images_per_s", "epoch_time", "peak_mem_mb", "val_top1", "val_top5", "test_top1",
+         "test_top5", "ema_val_top1", "ema_test_top1", "ema_test_top5", "ema_val_top5",
+         "skipped_images", "best", "taus"),
+    ),
+    "checkpoint": (("epoch", "step", "kind", "path"), ("model",)),
+    "log": (("level", "message"), ()),
+    # final evaluation of the selected model at extra test sizes
+    "final_eval": (("model", "test_size", "top1"), ("top5", "epoch")),
+    # status: completed / failed / interrupted; summary as in summary.json
+    "run_finished": (("status",), ("error", "traceback", "summary", "exit_code")),
+}
+
+#: kind -> when the trainer writes it (the README's event table is generated from this and EVENT_FIELDS)
+EVENT_DOCS: dict[str, str] = {
+    "run_started": "the trainer starts or resumes the run; `recipe` is the resolved recipe, `pid_start` the "
+                   "process's start time (so a reused pid is recognised)",
+    "stage_started": "a stage begins (every run has at least one)",
+    "step": "every `runtime.log_every_steps` optimizer steps; `loss` and `images_per_s` are means since the "
+            "previous step event",
+    "eval": "one evaluation of one model (`raw`/`ema`) on one split (`val`/`test`); `top5` holds top-k for "
+            "`eval.top_k`",
+    "epoch": "an epoch ends: its training numbers and the evaluations' top-1/top-k; `best` is true when this "
+             "epoch improved a model's best",
+    "checkpoint": "a checkpoint was written (`kind` `last` or `best`; `model` names the improved models)",
+    "log": "a line for the log (warnings, skipped images)",
+    "final_eval": "the best weights of a model evaluated at an extra `eval.final_test_sizes` size",
+    "run_finished": "the run ends: `status` (`completed`, `failed`, `interrupted`), the exit code, and the "
+                    "summary as in `summary.json`",
+}
+
+STATUSES = ("running", "completed", "failed", "interrupted")
+"""Every status a run can have; :func:`fgbench.rundir.status.run_status` is the one rule."""
+FINISHED_STATUSES = ("completed", "failed", "interrupted")
+"""The statuses a ``run_finished`` event may carry."""
+
+
+@dataclass(frozen=True)
+class Series:
+    """One plottable series of the event stream: ``value(event)`` is its point, or None."""
+
+    name: str
+    label: str
+    event: str
+    field: str
+    split: str | None = None
+    model: str | None = None
+
+    def value(self, ev: dict[str, Any]) -> float | None:
+        if ev.get("event") != self.event:
+            return None
+        if self.split is not None and (ev.get("split") != self.split or ev.get("model") != self.model):
+            return None
+        v = ev.get(self.field)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in (float("inf"), float("-inf")):
+            return None
+        return float(v)
+
+
+def _eval_series() -> list[Series]:
+    out = []
+    for model in ("raw", "ema"):
+        for split in ("val", "test"):
+            for metric in ("top1", "top5", "loss"):
+                prefix = "ema_" if model == "ema" else ""
+                label = f"{'EMA ' if model == 'ema' else ''}{split} {metric.replace('top', 'top-')}"
+                out.append(Series(f"{prefix}{split}_{metric}", label, "eval", metric, split, model))
+    return out
+
+
+SERIES: dict[str, Series] = {s.name: s for s in [
+    Series("loss", "train loss", "step", "loss"),
+    Series("lr", "learning rate", "step", "lr"),
+    Series("images_per_s", "images/s", "step", "images_per_s"),
+    Series("grad_norm", "gradient norm", "step", "grad_norm"),
+    Series("train_loss", "train loss (epoch)", "epoch", "train_loss"),
+    Series("train_top1", "train top-1", "epoch", "train_top1"),
+    Series("epoch_time", "epoch time (s)", "epoch", "epoch_time"),
+    *_eval_series(),
+]}
+"""The one table of series names: the monitor, ``runs show`` and exports all name series by it.
+``val_top5`` holds the top-k accuracy for ``eval.top_k`` (5 unless the recipe says otherwise)."""
+
+
+def series_values(ev: dict[str, Any]) -> Iterator[tuple[str, float]]:
+    """The (series name, value) points one event contributes."""
+    for s in SERIES.values():
+        v = s.value(ev)
+        if v is not None:
+            yield s.name, v
+
+
+class EventError(ValueError):
+    pass
+
+
+def make_event(kind: str, /, **fields: Any) -> dict[str, Any]:
+    """Build an event, checking that the required fields are there and no unknown ones are.
+    ``kind`` is positional-only: the checkpoint event has a field named ``kind`` of its own."""
+    try:
+        required, optional = EVENT_FIELDS[kind]
+    except KeyError:
+        raise EventError(f"unknown event kind {kind!r}") from None
+    missing = [f for f in required if f not in fields]
+    if missing:
+        raise EventError(f"{kind}: missing fields {missing}")
+    unknown = [f for f in fields if f not in required and f not in optional and f != "time"]
+    if unknown:
+        raise EventError(f"{kind}: unknown fields {unknown}")
+    event = {"v": SCHEMA_VERSION, "event": kind, "time": fields.pop("time", None) or time.time()}
+    event.update(fields)
+    return event
+
+
+def encode(event: dict[str, Any]) -> str:
+    return json.dumps(event, separators=(",", ":"), allow_nan=False, default=_default) + "\n"
+
+
+def _default(obj: Any) -> Any:
+    # numpy / torch scalars reach here from the trainer
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _finite(event: dict[str, Any]) -> dict[str, Any]:
+    # JSON has no NaN; a diverged loss is still worth recording, so write it as null.
+    return {k: (None if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))) else v)
+            for k, v in event.items()}
+
+
+class MetricsWriter:
+    """Appends events to ``metrics.jsonl``; one ``write`` per event, flushed, so a reader or a
+    crash sees whole lines. Opened in append mode so that a resumed run continues the same file."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = open(self.path, "a", encoding="utf-8", buffering=1)
+        # A crash can leave a partial last line; start on a fresh line so ours stays parseable.
+        if self._f.tell() > 0:
+            with open(self.path, "rb") as r:
+                r.seek(-1, os.SEEK_END)
+                if r.read(1) != b"\n":
+                    self._f.write("\n")
+
+    def emit(self, kind: str, /, **fields: Any) -> dict[str, Any]:
+        event = make_event(kind, **fields)
+        self._f.write(encode(_finite(event)))
+        self._f.flush()
+        return event
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+
+    def __enter__(self) -> "MetricsWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def parse_line(line: str | bytes) -> dict[str, Any] | None:
+    """One event, or None for a line that is not a well-formed event (skipped, never fatal)."""
+    try:
+        obj = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(obj, dict) or not isinstance(obj.get("event"), str):
+        return None
+    return obj
+
+
+@dataclass
+class Tailer:
+    """Reads new complete events from a growing metrics file, from where it stopped last time.
+
+    ``poll()`` returns the events appended since the previous call. A trailing line without its
+    newline is left for the next poll (the writer may be in the middle of it). If the file shrinks
+    or is replaced by another file (a new inode), reading starts over.
+    """
+
+    path: Path
+    offset: int = 0
+    skipped: int = 0
+    _partial: bytes = field(default=b"", repr=False)
+    _inode: int | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+
+    def poll(self, max_bytes: int | None = None) -> list[dict[str, Any]]:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return []
+        size = st.st_size
+        if size < self.offset or (self._inode is not None and st.st_ino != self._inode):
+            self.offset, self._partial = 0, b""
+        self._inode = st.st_ino
+        if size == self.offset:
+            return []
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            chunk = f.read(max_bytes if max_bytes else size - self.offset)
+        self.offset += len(chunk)
+        data = self._partial + chunk
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            self._partial = data
+            return []
+        self._partial = data[cut + 1:]
+        events = []
+        for raw in data[:cut].split(b"\n"):
+            if not raw.strip():
+                continue
+            ev = parse_line(raw)
+            if ev is None:
+                self.skipped += 1
+            else:
+                events.append(ev)
+        return events
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        yield from self.poll()
+
+
+def read_events(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """All complete events of a metrics file (the partial last line, if any, is left out)."""
+    return Tailer(Path(path)).poll()
+
+
+def last_of(events: Iterable[dict[str, Any]], kind: str) -> dict[str, Any] | None:
+    found = None
+    for ev in events:
+        if ev.get("event") == kind:
+            found = ev
+    return found

@@ -1,0 +1,208 @@
+"""Reading a run directory, incrementally: one reader for the CLI, sweeps, ``--resume`` and the TUI.
+
+:class:`RunReader` keeps what it has read: :meth:`RunReader.update` costs a few ``stat`` calls and
+the bytes appended to ``metrics.jsonl`` since the last call, so the TUI can refresh a hundred runs
+a second and the CLI reads each run once with the same code. It returns the new events, so a
+caller that draws curves (the TUI's run model) feeds them on without reading the file twice.
+
+Damage is contained: a ``summary.json`` with wrong types, a ``recipe.toml`` that is not UTF-8 or
+not TOML, a ``run.json`` that is not a table make :attr:`RunReader.damaged` say why; the run is
+still listed (as damaged), and other runs are never affected.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fgbench.rundir import layout, lock
+from fgbench.rundir.events import Tailer
+from fgbench.rundir.status import Status, run_status
+from fgbench.rundir.summary import Summary, SummaryError, read_summary
+
+
+def _read_toml(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None, None
+    except OSError as err:
+        return None, f"{path.name}: {err.strerror or err}"
+    try:
+        return tomllib.loads(raw.decode("utf-8")), None
+    except UnicodeDecodeError:
+        return None, f"{path.name}: not UTF-8 text"
+    except tomllib.TOMLDecodeError as err:
+        return None, f"{path.name}: not TOML ({err})"
+
+
+class RunReader:
+    """What the files of one run directory say, kept up to date by :meth:`update`."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.dir = layout.RunDir(path)
+        self.path = self.dir.path
+        self.tailer = Tailer(self.dir.metrics)
+        self.recipe: dict[str, Any] = {}
+        self.info: dict[str, Any] = {}
+        self.summary: Summary | None = None
+        self.launch: dict[str, Any] | None = None
+        self.exit_record: dict[str, Any] | None = None
+        self.started: dict[str, Any] | None = None
+        self.finished: dict[str, Any] | None = None
+        self._finished_after_start = False
+        self.class_names: list[str] = []
+        self.events_read = 0
+        self._damage: dict[str, str] = {}
+        self._mtimes: dict[str, int | None] = {}
+
+    # ------------------------------------------------------------------ reading
+
+    def _changed(self, name: str, path: Path) -> bool:
+        try:
+            st = path.stat()
+            stamp: int | None = st.st_mtime_ns ^ (st.st_size << 1)
+        except OSError:
+            stamp = None
+        if self._mtimes.get(name, -1) == stamp:
+            return False
+        self._mtimes[name] = stamp
+        return True
+
+    def _refresh_files(self) -> bool:
+        changed = False
+        d = self.dir
+        if self._changed("recipe", d.recipe):
+            recipe, err = _read_toml(d.recipe)
+            if recipe is None and err is None and not self.recipe:
+                recipe, err = _read_toml(d.launch_recipe)  # launched, not yet written by the trainer
+            self._set_damage("recipe", err)
+            self.recipe = recipe or {}
+            changed = True
+        if not self.recipe and self._changed("launch_recipe", d.launch_recipe):
+            recipe, _ = _read_toml(d.launch_recipe)
+            self.recipe = recipe or {}
+            changed = changed or bool(recipe)
+        if self._changed("info", d.info):
+            info = layout.read_json(d.info)
+            self._set_damage("info", None if info is None or isinstance(info, dict) or not d.info.exists()
+                             else f"{layout.RUN_INFO_FILE}: not a table")
+            self.info = info if isinstance(info, dict) else {}
+            changed = True
+        if self._changed("summary", d.summary):
+            try:
+                self.summary = read_summary(self.path)
+                self._set_damage("summary", None)
+            except SummaryError as err:
+                self.summary = None
+                self._set_damage("summary", str(err))
+            changed = True
+        for name, attr, p in (("launch", "launch", d.launch), ("exit", "exit_record", d.exit)):
+            if self._changed(name, p):
+                value = layout.read_json(p)
+                setattr(self, attr, value if isinstance(value, dict) else None)
+                changed = True
+        return changed
+
+    def _set_damage(self, key: str, reason: str | None) -> None:
+        if reason:
+            self._damage[key] = reason
+        else:
+            self._damage.pop(key, None)
+
+    def update(self, events: list[dict[str, Any]] | None = None) -> tuple[bool, list[dict[str, Any]]]:
+        """Read what is new. Returns (whether anything changed, the new events). ``events``: use
+        these instead of polling the file (a caller that reads a large file its own way)."""
+        changed = self._refresh_files()
+        new = self.tailer.poll() if events is None else events
+        for ev in new:
+            self.note(ev)
+        return changed or bool(new), new
+
+    def note(self, ev: dict[str, Any]) -> None:
+        """Take one event into account (status, start and finish)."""
+        self.events_read += 1
+        kind = ev.get("event")
+        if kind == "run_started":
+            self.started, self._finished_after_start = ev, False
+            if isinstance(ev.get("class_names"), list):
+                self.class_names = [str(c) for c in ev["class_names"]]
+            if not self.recipe and isinstance(ev.get("recipe"), dict):
+                self.recipe = ev["recipe"]
+        elif kind == "run_finished":
+            self.finished, self._finished_after_start = ev, True
+
+    # ------------------------------------------------------------------ derived
+
+    @property
+    def damaged(self) -> str | None:
+        """Why the run's files cannot be read, or None."""
+        return "; ".join(self._damage.values()) or None
+
+    def status(self) -> Status:
+        return run_status(
+            started=self.started, finished=self.finished, finished_after_start=self._finished_after_start,
+            lock_holder=lock.holder(self.path), lock_exists=self.dir.lock.exists(),
+            launch=self.launch, exit_record=self.exit_record,
+        )
+
+    @property
+    def name(self) -> str:
+        return str(self.recipe.get("name") or (self.summary.name if self.summary else None) or self.path.name)
+
+    @property
+    def pid(self) -> int | None:
+        for source in (self.started or {}, self.info, (self.launch or {}).get("trainer") or {}):
+            if isinstance(source.get("pid"), int):
+                return source["pid"]
+        return None
+
+    def info_view(self) -> "RunInfo":
+        st = self.status()
+        return RunInfo(path=self.path, status=st.status, name=self.name, recipe=self.recipe,
+                       summary=self.summary.to_json() if self.summary else {}, info=self.info, error=st.error,
+                       exit_code=st.exit_code, damaged=self.damaged)
+
+
+@dataclass
+class RunInfo:
+    """One run as a list shows it: read once from the run directory."""
+
+    path: Path
+    status: str
+    name: str
+    recipe: dict[str, Any]
+    summary: dict[str, Any]
+    """summary.json as checked by :class:`fgbench.rundir.summary.Summary` (every key present), or {}"""
+    info: dict[str, Any]
+    error: str | None = None
+    exit_code: int | None = None
+    damaged: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    @property
+    def dataset(self) -> str:
+        data = self.recipe.get("data")
+        return str(data.get("dataset", "?")) if isinstance(data, dict) else "?"
+
+    @property
+    def arch(self) -> str:
+        model = self.recipe.get("model")
+        return str(model.get("arch", "?")) if isinstance(model, dict) else "?"
+
+
+def read_run(run_dir: str | os.PathLike[str]) -> RunInfo:
+    reader = RunReader(run_dir)
+    reader.update()
+    return reader.info_view()
+
+
+def list_runs(root: str | os.PathLike[str] | None = None) -> list[RunInfo]:
+    return [read_run(p) for p in layout.run_dirs(root)]

@@ -1,0 +1,128 @@
+"""`eval.precision`: evaluation is fp32 by default even when training runs under autocast (the
+SimpleClassification and cyizhuo seeds evaluate in fp32); `train` evaluates under the training
+autocast. Checked by what the model sees during evaluation and by the run's reported losses."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from fgbench.cli import main
+from fgbench.train.loop import Engine, evaluate
+
+from .conftest import events_of, write_recipe
+
+
+class Recorder(nn.Module):
+    """A linear classifier that records whether autocast was on and the dtype of its logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(12, 3)
+        self.seen: list[tuple[bool, torch.dtype]] = []
+
+    def forward(self, x):
+        out = self.fc(x.flatten(1))
+        self.seen.append((torch.is_autocast_enabled("cpu"), out.dtype))
+        return out
+
+
+class Batches:
+    def batches(self):
+        g = torch.Generator().manual_seed(0)
+        yield torch.rand(4, 3, 2, 2, generator=g), torch.tensor([0, 1, 2, 0]), ()
+
+
+def _engine(model, eval_amp):
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    return Engine(model=model, forward=model, optimizer=opt, scheduler=None, criterion=None,
+                  device=torch.device("cpu"), amp_dtype=torch.bfloat16, eval_amp_dtype=eval_amp)
+
+
+@pytest.mark.parametrize(("eval_amp", "expected"), [(None, (False, torch.float32)), (torch.bfloat16, (True, torch.bfloat16))])
+def test_evaluate_uses_the_evaluation_precision_not_the_training_one(eval_amp, expected):
+    model = Recorder()
+    engine = _engine(model, eval_amp)
+    with engine.autocast():  # the training step's context is bf16 either way
+        assert torch.is_autocast_enabled("cpu")
+    evaluate(model, Batches(), engine, num_classes=3)
+    assert model.seen == [expected]
+
+
+def _bf16_run(tmp_path, tiny_folder, precision):
+    recipe = write_recipe(tmp_path, tiny_folder, name=f"{precision}.toml", schedule={"name": "constant", "epochs": 1},
+                          runtime={"device": "cpu", "precision": "bf16", "seed": 1, "log_every_steps": 4},
+                          eval={"precision": precision})
+    run = tmp_path / precision
+    assert main(["run", str(recipe), "--run-dir", str(run), "--progress", "none"]) == 0
+    ev = [e for e in events_of(run) if e["event"] == "eval" and e["split"] == "test" and e["model"] == "raw"]
+    return run, ev[-1]
+
+
+def test_a_bf16_run_reports_fp32_evaluations_unless_asked(tmp_path, tiny_folder):
+    from fgbench.train.predict import evaluate_run
+
+    run, ev = _bf16_run(tmp_path, tiny_folder, "fp32")
+    # fgbench evaluate follows the run's eval.precision; here fp32: the same loss to float precision
+    again = evaluate_run(run, device="cpu")[0]
+    assert again["loss"] == pytest.approx(ev["loss"], rel=1e-6) and again["top1"] == ev["top1"]
+
+    run_t, ev_t = _bf16_run(tmp_path, tiny_folder, "train")
+    # the same training (bf16 either way), evaluated under bf16 autocast: a different loss ...
+    assert ev_t["loss"] != pytest.approx(ev["loss"], rel=1e-4)
+    # ... which `fgbench evaluate` reproduces, being told the run evaluated under autocast
+    again_t = evaluate_run(run_t, device="cpu")[0]
+    assert again_t["loss"] == pytest.approx(ev_t["loss"], rel=1e-6)
+
+
+class Fixed(nn.Module):
+    """Returns the logits it was built with, batch by batch (the input only says how many)."""
+
+    def __init__(self, logits: torch.Tensor):
+        super().__init__()
+        self.logits, self.at = logits, 0
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        out = self.logits[self.at:self.at + x.shape[0]]
+        self.at += x.shape[0]
+        return out
+
+
+class Split:
+    def __init__(self, labels, batch):
+        self.labels, self.batch = labels, batch
+
+    def batches(self):
+        for i in range(0, len(self.labels), self.batch):
+            y = torch.tensor(self.labels[i:i + self.batch])
+            yield torch.zeros(len(y), 1), y, ()
+
+
+def test_evaluate_counts_top1_topk_loss_and_confusion_by_hand():
+    # 5 images, 4 classes; rows are logits. Ranks worked out by hand below.
+    logits = torch.tensor([
+        [4.0, 3.0, 2.0, 1.0],  # label 0: top-1 hit
+        [4.0, 3.0, 2.0, 1.0],  # label 1: second -> top-2 hit only
+        [1.0, 2.0, 3.0, 4.0],  # label 0: last -> miss
+        [0.0, 0.0, 5.0, 1.0],  # label 3: second -> top-2 hit only
+        [0.0, 9.0, 0.0, 0.0],  # label 1: top-1 hit
+    ])
+    labels = [0, 1, 0, 3, 1]
+    model = Fixed(logits)
+    ev = evaluate(model, Split(labels, batch=2), _engine(model, None), num_classes=4, top_k=2)
+    assert ev["top1"] == pytest.approx(100 * 2 / 5) and ev["top5"] == pytest.approx(100 * 4 / 5)
+    assert ev["images"] == 5
+    lsm = [math.log(sum(math.exp(v) for v in row)) - row[y] for row, y in zip(logits.tolist(), labels)]
+    assert ev["loss"] == pytest.approx(sum(lsm) / 5, rel=1e-6)
+    # confusion[true][predicted]: predictions are 0, 0, 3, 2, 1
+    expected = torch.zeros(4, 4, dtype=torch.long)
+    for t, p in zip(labels, [0, 0, 3, 2, 1]):
+        expected[t, p] += 1
+    assert torch.equal(ev["confusion"], expected)
+    # k larger than the classes is capped: every image is a top-k hit
+    model.at = 0
+    assert evaluate(model, Split(labels, batch=3), _engine(model, None), num_classes=4, top_k=10)["top5"] == 100.0
