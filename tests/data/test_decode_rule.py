@@ -142,6 +142,6 @@ def test_the_cached_and_device_loaders_decode_as_the_standard_one(photo, tmp_pat
     etf = L.fast_transform(T.test_transform(d, 224))
     standard = etf(src.load(0, L.decode_need(etf, d)))
     geo = T.test_geometry(d, 224)
-    x, _ = L._stack_split(src, [0], geo, "test", L.decode_need(v2.Compose(geo), d))
+    x, _, _ = L._stack_split(src, [0], geo, "test", False, L.decode_need(v2.Compose(geo), d))
     device = L._normalizer(d, torch.device("cpu"))(x)[0]
     assert torch.equal(standard, device)
