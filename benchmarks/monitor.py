@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fgbench import metrics  # noqa: E402
+from fgbench.rundir import events as metrics  # noqa: E402
 from fgbench.tui.monitor import RunModel  # noqa: E402
 
 

@@ -36,7 +36,8 @@ def _tensorboard():
 
 def export_tensorboard(run_infos: Sequence[Any], out: Path, *, force: bool = False) -> int:
     """Write one event file per run under ``out``; returns the number of scalars written."""
-    from fgbench import metrics, report
+    from fgbench import report
+    from fgbench.rundir import events as metrics
 
     Event, Summary, EventFileWriter = _tensorboard()
     out = Path(out)

@@ -806,7 +806,7 @@ EXPORT_CSV_COLUMNS = ("run", "name", "sweep", "event", "epoch", "step", "metric"
 
 def export_csv(run_infos: Sequence[Any]) -> tuple[str, int]:
     """All runs' scalars in one tidy CSV (one row per value). Returns (text, rows)."""
-    from fgbench import metrics
+    from fgbench.rundir import events as metrics
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -823,7 +823,7 @@ def export_csv(run_infos: Sequence[Any]) -> tuple[str, int]:
 
 def export_jsonl(run_infos: Sequence[Any]) -> tuple[str, int]:
     """Every event of every run, one JSON object per line, with ``run`` and ``name`` first."""
-    from fgbench import metrics
+    from fgbench.rundir import events as metrics
 
     lines = []
     for run in run_infos:

@@ -6,7 +6,7 @@ directories with the standard library (tested in a fresh interpreter: torch is n
 tensorboard` imports the optional ``tensorboard`` package inside its handler.
 
 A run is named by its directory path, its directory name under the runs root, or a unique prefix
-of that name (``fgbench.runs.resolve_run``); ``compare``, ``export`` and ``rm`` also take globs
+of that name (``fgbench.rundir.resolve_run``); ``compare``, ``export`` and ``rm`` also take globs
 (``'2024*-hy_intel*'``) matched against the directory names under the runs root.
 
 Deleting is explicit: ``runs rm`` is the only command that removes a run directory; it lists what
@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fgbench import paths, report, runs
+from fgbench import paths, report, rundir
 from fgbench.rundir.events import STATUSES
 from fgbench.errors import UserError
 from fgbench.report import plural
@@ -180,13 +180,13 @@ def select_runs(refs: list[str], root: Path) -> list[Path]:
                 found = [Path(p) for p in sorted(globmod.glob(ref))]
             else:
                 found = sorted(root.glob(ref)) if root.is_dir() else []
-            found = [p for p in found if p.is_dir() and runs.is_run_dir(p)]
+            found = [p for p in found if p.is_dir() and rundir.is_run_dir(p)]
             if not found:
                 raise UserError(f"{ref}: no run matches (looked in {root})")
             out.extend(found)
         else:
             try:
-                out.append(runs.resolve_run(ref, root))
+                out.append(rundir.resolve_run(ref, root))
             except FileNotFoundError as err:
                 raise UserError(str(err)) from None
     seen: set[Path] = set()
@@ -199,7 +199,7 @@ def select_runs(refs: list[str], root: Path) -> list[Path]:
     return unique
 
 
-def _sweep_runs(tag: str, root: Path) -> tuple[list[runs.RunInfo], list[str]]:
+def _sweep_runs(tag: str, root: Path) -> tuple[list[rundir.RunInfo], list[str]]:
     from fgbench import sweep
 
     state = sweep.SweepState.load(tag, root)
@@ -243,7 +243,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.sweep:
         infos, _labels = _sweep_runs(args.sweep, root)
     else:
-        infos = runs.list_runs(root)
+        infos = rundir.list_runs(root)
     selected = []
     for r in infos:
         if statuses and r.status not in statuses and not ("damaged" in statuses and r.damaged):
@@ -284,11 +284,11 @@ def _terminal_width() -> int | None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from fgbench import metrics
+    from fgbench.rundir import events as metrics
 
     root = _root(args)
     run_dir = select_runs([args.run], root)[0]
-    info = runs.read_run(run_dir)
+    info = rundir.read_run(run_dir)
     events = metrics.read_events(run_dir / metrics.METRICS_FILE)
     out = sys.stdout
     out.write(f"run     {info.run_id}\npath    {run_dir}\nstatus  {info.status}"
@@ -297,35 +297,35 @@ def cmd_show(args: argparse.Namespace) -> int:
         out.write(f"damaged {info.damaged}\n")
     out.write(f"recipe  {info.name}  dataset {info.dataset}  model {info.arch}"
               + (f"  sweep {info.info['sweep_tag']}" if info.info.get("sweep_tag") else "") + "\n")
-    ckpts = [name for name in (runs.BEST_CKPT, runs.LAST_CKPT) if (run_dir / runs.CHECKPOINT_DIR / name).is_file()]
+    ckpts = [name for name in (rundir.BEST_CKPT, rundir.LAST_CKPT) if (run_dir / rundir.CHECKPOINT_DIR / name).is_file()]
     out.write(f"checkpoints  {', '.join(ckpts) if ckpts else 'none'}\n")
     if not args.no_recipe:
-        out.write(f"\n## resolved recipe ({runs.RECIPE_FILE})\n")
+        out.write(f"\n## resolved recipe ({rundir.RECIPE_FILE})\n")
         try:
-            out.write((run_dir / runs.RECIPE_FILE).read_text(encoding="utf-8", errors="replace"))
+            out.write((run_dir / rundir.RECIPE_FILE).read_text(encoding="utf-8", errors="replace"))
         except FileNotFoundError:
-            out.write(f"(no {runs.RECIPE_FILE})\n")
+            out.write(f"(no {rundir.RECIPE_FILE})\n")
     out.write("\n## summary\n")
     out.write(report.summary_text(info.summary))
     if not args.no_plots:
         out.write("\n## curves\n")
         text = report.curves_text(events, width=args.width)
         out.write(text if text else "no epoch has finished yet\n")
-    confusion = runs.read_json(run_dir / runs.CONFUSION_FILE)
+    confusion = rundir.read_json(run_dir / rundir.CONFUSION_FILE)
     out.write("\n## classes\n")
     if isinstance(confusion, dict) and confusion.get("matrix"):
         out.write(report.confusion_text(confusion, pairs=args.pairs, all_classes=args.all_classes))
     else:
-        classes = runs.read_json(run_dir / runs.CLASSES_FILE)
+        classes = rundir.read_json(run_dir / rundir.CLASSES_FILE)
         n = f"{len(classes)} classes; " if isinstance(classes, list) else ""
-        out.write(f"{n}no {runs.CONFUSION_FILE} yet (written when the run finishes)\n")
+        out.write(f"{n}no {rundir.CONFUSION_FILE} yet (written when the run finishes)\n")
     return 0
 
 
 # ---------------------------------------------------------------------------------- compare
 
 
-def _runs_for(args: argparse.Namespace) -> tuple[list[runs.RunInfo], list[str] | None]:
+def _runs_for(args: argparse.Namespace) -> tuple[list[rundir.RunInfo], list[str] | None]:
     root = _root(args)
     if args.sweep and args.runs:
         raise UserError("give RUN arguments or --sweep TAG, not both")
@@ -333,7 +333,7 @@ def _runs_for(args: argparse.Namespace) -> tuple[list[runs.RunInfo], list[str] |
         return _sweep_runs(args.sweep, root)
     if not args.runs:
         raise UserError("name at least one RUN (a run directory, its name, a prefix or a glob), or --sweep TAG")
-    return [runs.read_run(p) for p in select_runs(args.runs, root)], None
+    return [rundir.read_run(p) for p in select_runs(args.runs, root)], None
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -355,7 +355,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         infos, _labels = _runs_for(args)
     else:  # no RUN: every run, in the order `runs list` shows them
         root = _root(args)
-        infos = runs.list_runs(root)
+        infos = rundir.list_runs(root)
         if not infos:
             raise UserError(f"no runs in {root} to export")
     if args.output == "-":
@@ -391,7 +391,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_rm(args: argparse.Namespace) -> int:
     root = _root(args)
     targets = select_runs(args.runs, root)
-    infos = [runs.read_run(p) for p in targets]
+    infos = [rundir.read_run(p) for p in targets]
     alive = [i for i in infos if i.status == "running"]
     if alive:
         raise UserError(f"{alive[0].path}: is still running; stop it before deleting it")
@@ -458,7 +458,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"continue with: fgbench sweep --continue {state.tag}"
               + (f" --runs-root {args.runs_root}" if args.runs_root else ""))
     elif code == 1:
-        print(f"see the failed runs' {runs.LOG_FILE}; rerun them with: fgbench sweep --continue {state.tag} --retry-failed")
+        print(f"see the failed runs' {rundir.LOG_FILE}; rerun them with: fgbench sweep --continue {state.tag} --retry-failed")
     return code
 
 

@@ -64,11 +64,17 @@ def check_output_dirs(args: argparse.Namespace) -> None:
         if os.path.lexists(run_dir) and not run_dir.is_dir():
             raise UserError(f"{_show(run_dir)}: --run-dir exists and is not a directory")
         if run_dir.is_dir():
+            from fgbench.rundir.layout import RunDir
+            from fgbench.rundir.lock import RunBusy, holder
+
             try:
-                empty = not any(run_dir.iterdir())
+                fresh = RunDir(run_dir).is_fresh()  # empty, or only what a launcher put there
             except OSError as err:
                 raise UserError(f"{_show(run_dir)}: --run-dir cannot be read: {err.strerror or err}") from None
-            if not empty:
+            if not fresh:
+                busy = holder(run_dir)
+                if busy is not None:
+                    raise UserError(str(RunBusy(run_dir, busy)))
                 raise UserError(f"{_show(run_dir)}: --run-dir is not empty (give a new or empty directory, "
                                 "or --resume it)")
             _writable(run_dir, "--run-dir")

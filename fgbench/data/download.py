@@ -72,6 +72,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from fgbench import settings
+from fgbench.atomic import DiskFullError, disk_full_cause, free_text
 from fgbench.data import catalog
 from fgbench.data.catalog import Entry, Source
 from fgbench.data.progress import Cancelled, Progress, ProgressFn, ProgressMeter, check_cancel
@@ -580,16 +581,18 @@ def _extract_zip(archive: Path, x: _Extractor, dest: Path, meter: ProgressMeter,
             raise DamagedArchiveError(f"{archive}: damaged archive ({err})") from None
 
 
-def _merge_into(src: Path, dst: Path, placed: list[tuple[str, ...]], rel: tuple[str, ...]) -> None:
+def _merge_into(src: Path, dst: Path, placed: list[tuple[str, ...]] | None, rel: tuple[str, ...]) -> None:
     """Move ``src`` to ``dst``; directories are merged (an earlier, partial move is completed).
     Never descends into a link of ``dst``: a link there is replaced, not followed. ``placed``
-    collects the links moved in (their parts relative to the target)."""
+    collects the links moved in (their parts relative to the target); None: the archive had none."""
     if src.is_dir() and not src.is_symlink() and dst.is_dir() and not dst.is_symlink():
         for child in src.iterdir():
             _merge_into(child, dst / child.name, placed, (*rel, child.name))
         src.rmdir()
         return
-    if src.is_symlink():
+    if placed is None:
+        pass
+    elif src.is_symlink():
         placed.append(rel)
     elif src.is_dir():
         placed.extend((*rel, *Path(d, n).relative_to(src).parts) for d, dirs, files in os.walk(src)
@@ -630,14 +633,14 @@ def extract_archive(archive: Path, target: Path, *, progress=None, cancel=None, 
         else:
             _extract_tar(archive, x, scratch, meter, cancel)
         meter.update(size, force=True)
-        placed: list[tuple[str, ...]] = []
+        placed: list[tuple[str, ...]] | None = [] if x.links else None
         for child in sorted(scratch.iterdir()):
             _merge_into(child, target / child.name, placed, (child.name,))
         root = os.path.realpath(target)
-        bad = [p for p in placed if _resolve_inside(root, list(p)) is None]
+        bad = [p for p in placed or [] if _resolve_inside(root, list(p)) is None]
         if bad:
             text = os.readlink(os.path.join(root, *bad[0]))
-            for p in placed:
+            for p in placed or []:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(os.path.join(root, *p))
             raise UnsafeArchiveError(f"{archive.name}: refusing to extract {'/'.join(bad[0])!r}: link {text!r} "
@@ -793,13 +796,28 @@ def download_dataset(name: str, *, root=None, progress: ProgressFn | None = None
         return loc
     existed = loc.exists()
     try:
-        _download_locked(entry, loc, progress=progress, cancel=cancel, timeout=timeout, retries=retries)
+        with _disk_full_is_a_failure(name, loc):
+            _download_locked(entry, loc, progress=progress, cancel=cancel, timeout=timeout, retries=retries)
     except DatasetBusy:
         raise  # the other process's files, not ours to tidy
     except BaseException:
         _drop_if_empty(loc, created=not existed)
         raise
     return loc
+
+
+@contextmanager
+def _disk_full_is_a_failure(name: str, loc: Path) -> Iterator[None]:
+    """A full disk anywhere in a download or import (a marker, the index, a copied file) is one
+    ``DownloadError`` line naming the file and the free space, not a traceback."""
+    try:
+        yield
+    except OSError as err:
+        if disk_full_cause(err) is None:
+            raise
+        where = err.filename if isinstance(err, DiskFullError) else (disk_full_cause(err).filename or loc)
+        raise DownloadError(f"{name}: {where}: disk full ({free_text(loc)} free); free some space or set "
+                            "FGBENCH_DATA to a bigger disk, then run the same command again") from None
 
 
 def _drop_if_empty(loc: Path, *, created: bool) -> None:
@@ -870,7 +888,7 @@ def import_dataset(name: str, source_path, *, root=None, progress: ProgressFn | 
         raise UserError(f"{src}: no such file or folder")
     loc = catalog.location(name, root)
     src_real = src.resolve()
-    with _locked(loc):
+    with _disk_full_is_a_failure(name, loc), _locked(loc):
         if src.is_dir():
             files = [src / s.filename for s in entry.sources if (src / s.filename).is_file()]
             if not files:  # an extracted tree: index it in place
@@ -977,7 +995,7 @@ class VerifyReport:
 def verify_dataset(name: str, *, root=None, deep: bool = False, progress: ProgressFn | None = None,
                    cancel: threading.Event | None = None) -> VerifyReport:
     """Check a prepared dataset: counts against the catalog, every indexed file present, and with
-    ``deep`` every image decoded (this imports the engine's image code, ``fgbench.data.fast``)."""
+    ``deep`` every image decoded (this imports PIL, through ``fgbench.data.images``)."""
     from fgbench.data import prepare
     from fgbench.data.index import DatasetIndex, folder_index, read_index
 

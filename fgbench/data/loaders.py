@@ -27,8 +27,9 @@ Decisions:
   they ignore SIGTERM, Python's multiprocessing exit handler (SIGTERM, then wait) would wait for
   them forever when a script exits without ``close()``; an exit handler of ours, which runs
   before it, shuts down every live worker pool the clean way first. A parent that dies without
-  exit handlers (SIGKILL) is noticed by PyTorch's worker watchdog, and on Linux the kernel sends
-  the workers SIGKILL as well (``PR_SET_PDEATHSIG``).
+  exit handlers (SIGKILL) is noticed by PyTorch's worker watchdog within seconds. (Not
+  ``PR_SET_PDEATHSIG``: it fires when the forking *thread* ends, which would kill the workers of
+  a loader first iterated in a short-lived thread.)
 * The device loader honours ``data.skip_corrupt`` like the others: undecodable images are left
   out of the stacked split and reported (once) with the first batch.
 * Under DDP (``shard = (rank, world)``) every process draws the same global permutation and
@@ -677,19 +678,7 @@ def _worker_init(_worker_id: int) -> None:
     # Only the trainer reacts to Ctrl-C / SIGTERM (it finishes the step and checkpoints).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _die_with_parent()
     torch.set_num_threads(1)
-
-
-def _die_with_parent() -> None:
-    """Linux: the kernel SIGKILLs this worker when its parent dies (PR_SET_PDEATHSIG)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: PyTorch's watchdog still notices within seconds
-        pass
 
 
 #: iterators that may own worker processes; shut down at exit (see the module docstring)

@@ -45,7 +45,7 @@ EVENT_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("epoch", "step", "train_loss", "train_top1", "lr"),
         ("stage", "images_per_s", "epoch_time", "peak_mem_mb", "val_top1", "val_top5", "test_top1",
          "test_top5", "ema_val_top1", "ema_test_top1", "ema_test_top5", "ema_val_top5",
-         "skipped_images", "best", "taus"),
+         "skipped_images", "improved", "taus"),
     ),
     "checkpoint": (("epoch", "step", "kind", "path"), ("model",)),
     "log": (("level", "message"), ()),
@@ -64,8 +64,8 @@ EVENT_DOCS: dict[str, str] = {
             "previous step event",
     "eval": "one evaluation of one model (`raw`/`ema`) on one split (`val`/`test`); `top5` holds top-k for "
             "`eval.top_k`",
-    "epoch": "an epoch ends: its training numbers and the evaluations' top-1/top-k; `best` is true when this "
-             "epoch improved a model's best",
+    "epoch": "an epoch ends: its training numbers and the evaluations' top-1/top-k; `improved` lists the "
+             "models (`raw`, `ema`) whose best epoch this now is",
     "checkpoint": "a checkpoint was written (`kind` `last` or `best`; `model` names the improved models)",
     "log": "a line for the log (warnings, skipped images)",
     "final_eval": "the best weights of a model evaluated at an extra `eval.final_test_sizes` size",

@@ -142,11 +142,17 @@ class RunReader:
         """Why the run's files cannot be read, or None."""
         return "; ".join(self._damage.values()) or None
 
-    def status(self) -> Status:
+    def status(self, *, own_launch: str | None = None) -> Status:
+        """The run's status by the one rule. ``own_launch``: the launch id of the calling trainer
+        (a resume started by a launcher): that launch's live supervisor is the caller's own, not
+        another trainer."""
+        launch = self.launch
+        if own_launch is not None and isinstance(launch, dict) and launch.get("launch") == own_launch:
+            launch = None
         return run_status(
             started=self.started, finished=self.finished, finished_after_start=self._finished_after_start,
             lock_holder=lock.holder(self.path), lock_exists=self.dir.lock.exists(),
-            launch=self.launch, exit_record=self.exit_record,
+            launch=launch, exit_record=self.exit_record,
         )
 
     @property

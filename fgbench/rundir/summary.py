@@ -9,8 +9,7 @@ never a wrong number read from a misplaced field.
 Numbers: accuracies are percentages (0..100). ``best.raw`` and ``best.ema`` are each model's own
 best epoch by ``select_on`` with the validation and test numbers *at that epoch*; ``last`` is the
 last evaluated epoch; ``selected`` is the model whose best is the run's result (``"raw"`` or
-``"ema"``, by ``select_on``). ``val_top5``/``test_top5`` hold top-k for the recipe's
-``eval.top_k``.
+``"ema"``, by ``select_on``). ``test_top5`` holds top-k for the recipe's ``eval.top_k``.
 """
 
 from __future__ import annotations
@@ -73,7 +72,6 @@ class ModelBest:
 
     epoch: int | None = None
     val_top1: float | None = None
-    val_top5: float | None = None
     test_top1: float | None = None
     test_top5: float | None = None
 
@@ -84,7 +82,7 @@ class ModelBest:
             return None
         return cls(
             epoch=_check_int(d.get("epoch"), f"{where}.epoch"),
-            **{k: _check_num(d.get(k), f"{where}.{k}") for k in ("val_top1", "val_top5", "test_top1", "test_top5")},
+            **{k: _check_num(d.get(k), f"{where}.{k}") for k in ("val_top1", "test_top1", "test_top5")},
         )
 
 
@@ -93,7 +91,6 @@ class SplitNumbers:
     """One model's numbers at one (the last) epoch."""
 
     val_top1: float | None = None
-    val_top5: float | None = None
     test_top1: float | None = None
     test_top5: float | None = None
 
@@ -102,7 +99,7 @@ class SplitNumbers:
         d = _check_dict(data, where)
         if d is None:
             return None
-        return cls(**{k: _check_num(d.get(k), f"{where}.{k}") for k in ("val_top1", "val_top5", "test_top1", "test_top5")})
+        return cls(**{k: _check_num(d.get(k), f"{where}.{k}") for k in ("val_top1", "test_top1", "test_top5")})
 
 
 @dataclass

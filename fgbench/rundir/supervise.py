@@ -31,6 +31,8 @@ import time
 from fgbench.rundir import layout, procs
 
 TAIL_BYTES = 4000
+LAUNCH_ENV = "FGBENCH_LAUNCH_ID"
+"""Set for the trainer: the id of the launch (``launch.json``) that started it."""
 
 
 def _write_launch(rd: layout.RunDir, launch_id: str, command: list[str], trainer: dict | None) -> None:
@@ -73,7 +75,9 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
-        child = subprocess.Popen(command, stdin=subprocess.DEVNULL,
+        # the trainer learns which launch it belongs to: its own supervisor is not "another" trainer
+        env = {**os.environ, LAUNCH_ENV: launch_id}
+        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, env=env,
                                  stdout=subprocess.PIPE if tee else console_fd, stderr=subprocess.STDOUT)
     except OSError as err:
         os.write(console_fd, f"cannot start {command[0]}: {err}\n".encode())

@@ -184,6 +184,8 @@ def _lock_run(run_dir: Path, *, fresh: str | None) -> None:
     except RunBusy as err:
         raise UserError(str(err)) from None
     except OSError as err:
+        if disk_full_cause(err) is not None:
+            raise DiskFullError(run_dir / runs.LOCK_FILE) from None  # exit 1, see run_command
         raise UserError(f"{run_dir}: cannot lock the run directory: {err.strerror or err}") from None
     if fresh is not None:
         try:
@@ -238,9 +240,11 @@ def _load_for_resume(args, check: bool = True) -> tuple[Any, Path, dict, dict | 
         raise UserError(f"{run_dir}: not a run directory (no {runs.RECIPE_FILE})")
     recipe = load_recipe(recipe_path)
     if check and not locked_by_parent(run_dir):
+        from fgbench.rundir.supervise import LAUNCH_ENV
+
         reader = RunReader(run_dir)
         reader.update()
-        status = reader.status().status
+        status = reader.status(own_launch=os.environ.get(LAUNCH_ENV)).status
         if status == "running":
             busy = holder(run_dir)
             raise UserError(str(RunBusy(run_dir, busy)) if busy is not None else
@@ -457,6 +461,10 @@ def run_command(args) -> int:
             _unlock()
     try:
         p = _prepare(args)
+    except DiskFullError as err:  # the lock of a --resume could not be written
+        _unlock()
+        print(str(err), file=sys.stderr, flush=True)
+        return EXIT_FAILED
     except BaseException:
         _unlock()  # a --resume that was locked, then stopped on bad input
         raise
@@ -472,9 +480,12 @@ def run_command(args) -> int:
             fresh = "created"
         try:
             _lock_run(run_dir, fresh=fresh)
-        except UserError:
+        except (UserError, DiskFullError) as err:
             if fresh == "created":
                 shutil.rmtree(run_dir, ignore_errors=True)
+            if isinstance(err, DiskFullError):  # a full disk is not bad input: one line, exit 1
+                print(str(err), file=sys.stderr, flush=True)
+                return EXIT_FAILED
             raise
     return _run_in_dir(args, p.recipe, run_dir, p.device, p.splits, p.model, p.report, p.resume_ckpt, p.resume_best,
                        fresh=fresh)

@@ -477,7 +477,7 @@ class Trainer:
                         fields[f"{prefix}{split}_top1"] = mres[split]["top1"]
                         fields[f"{prefix}{split}_top5"] = mres[split]["top5"]
             improved = self.tracker.update(epoch, results)
-            fields["best"] = bool(improved)
+            fields["improved"] = list(improved)
             self.last_results = {
                 "epoch": epoch,
                 **{m: (None if v is None else {f"{s}_{k}": (v[s][k] if v.get(s) else None)
@@ -506,7 +506,7 @@ class Trainer:
         if res.get("images_per_s"):
             parts.append(f"{res['images_per_s']:.0f} img/s")
         parts.append(f"{res['train_time']:.1f}s")
-        if f.get("best"):
+        if f.get("improved"):
             parts.append("*")
         self.progress.line("  ".join(parts))
 

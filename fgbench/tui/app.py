@@ -119,7 +119,8 @@ class FgbenchApp(App):
         from fgbench.tui.screens.help import HelpScreen
         from fgbench.tui.screens.main import MainScreen
         from fgbench.tui.screens.monitor import MonitorScreen
-        from fgbench.tui.widgets.compare_pane import ComparePane
+        from fgbench.tui.screens.analysis import AnalysisScreen
+        from fgbench.tui.widgets.compare_pane import ComparePane, CompareTable, RunList
         from fgbench.tui.widgets.datasets_pane import DatasetsPane, DatasetsTable
         from fgbench.tui.widgets.recipes_pane import RecipesPane
         from fgbench.tui.widgets.runs_pane import RunsPane, RunsTable
@@ -133,7 +134,8 @@ class FgbenchApp(App):
                                                 Binding("enter", "", "Open a recipe, a section or a choice")]),
             ("Runs", RunsTable.BINDINGS + RunsPane.BINDINGS),
             ("Monitor", MonitorScreen.BINDINGS),
-            ("Compare", ComparePane.BINDINGS),
+            ("Classes (a in the monitor)", AnalysisScreen.BINDINGS),
+            ("Compare", RunList.BINDINGS + ComparePane.BINDINGS + CompareTable.BINDINGS),
         ]))
 
     # ---------------------------------------------------------------- runs
@@ -234,7 +236,9 @@ class FgbenchApp(App):
             where = f"data.root {root}" if root else "data.root is not set: it"
             return f"{where} needs train/ and test/ (or val/) class folders", False
         what = "is only partly downloaded" if status == "partial" else "is not downloaded"
-        return f"{name} {what}: {catalog.how_to_get(entry)}", entry.auto_download
+        if entry.auto_download:
+            return f"{name} {what} ({catalog.size_text(entry)}).", True
+        return f"{name} {what}: {catalog.how_to_get(entry)}", False
 
     async def offer_dataset(self, name: str, problem: tuple[str, bool], *, running: bool) -> str | None:
         """Ask what to do about a dataset that is not ready: download (or import) it now, or, when
@@ -282,7 +286,7 @@ class FgbenchApp(App):
         try:
             launched = self.launcher.start(validation.recipe)
         except (UserError, OSError) as err:
-            self.notify(str(err), title="Not started", severity="error")
+            self.notify(str(err), title="Not started", severity="error", markup=False)
             return
         self.store.model(launched.run_dir)
         self.wake_watcher()
@@ -310,7 +314,7 @@ class FgbenchApp(App):
         try:
             self.launcher.resume(path)
         except UserError as err:
-            self.notify(str(err), title="Not resumed", severity="error")
+            self.notify(str(err), title="Not resumed", severity="error", markup=False)
             return
         self.wake_watcher()
         self.notify(f"Resuming {path.name}", timeout=3)

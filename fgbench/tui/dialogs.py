@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -98,7 +99,7 @@ class ChoiceScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(self.question, classes="dialog-title")
+            yield Static(Text(self.question), classes="dialog-title")  # plain text: paths, [sections]
             first = self.choices[0]
             lines = [f"{first[0]} or Enter: {first[2]}"] + [f"{k}: {label}" for k, _a, label in self.choices[1:]]
             yield Static("   ".join(lines + ["Escape: cancel"]), classes="dialog-help")

@@ -7,7 +7,8 @@ Decisions and trade-offs:
   terminal's answers would be read by Textual instead. So :func:`prepare` imports it before the
   app starts (``fgbench.tui.app.main``); without that, or when the terminal answers nothing (plain
   SSH, tmux without Sixel), pictures are drawn with coloured half blocks, which work everywhere.
-* Asking costs about 0.5 s before the first paint (textual-image's imports and a 0.1 s wait for
+* Asking cost 0.85 s before the first paint in tmux on the 2-core development machine
+  (textual-image's imports, 0.4 s, and a 0.1 s wait for
   each answer a terminal may never give), too much to pay on every start in terminals that cannot
   draw pictures anyway. So ``auto`` asks only when the environment names a terminal known for
   pictures (kitty, WezTerm, iTerm2, Konsole, foot, mlterm, mintty, VS Code) outside tmux and

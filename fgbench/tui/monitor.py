@@ -11,7 +11,7 @@ Decisions and trade-offs:
   ``limit`` and ``2 * limit`` points by averaging neighbours into equal-size buckets and doubling
   the bucket size when full. Adding a point is O(1) amortised and a redraw reads at most a few
   hundred points however long the run. Averaging (not striding) keeps a noisy loss readable.
-* Reading is incremental: a :class:`fgbench.metrics.Tailer` returns only the bytes appended since
+* Reading is incremental: a :class:`fgbench.rundir.events.Tailer` returns only the bytes appended since
   the last poll, so refreshing a finished run costs one ``stat``.
 * Opening a long run must be fast (target: one million step events in under a second). A file
   larger than ``BULK_BYTES`` is not parsed line by line: the non-step events (evaluations, epochs,
@@ -25,6 +25,10 @@ Decisions and trade-offs:
   and in a TUI restarted tomorrow (the rule is in :mod:`fgbench.rundir.status`). A trainer that
   dies before it can write ``run_finished`` (an import error, the OOM killer) is failed because
   the launcher's supervisor wrote its exit in the run directory, not because this TUI saw it.
+* Smoothing is not stored: :func:`smooth` (a debiased EMA with its time constant in steps) is
+  applied when drawing, to the decimated raw series, so it can be changed or turned off at once
+  and the raw series is always there to draw beside it. For a run longer than the decimator's
+  buckets it averages bucket means, which is what the plot shows anyway.
 * Thread safety: a worker thread calls :meth:`RunModel.update`; the UI thread calls
   :meth:`RunModel.snapshot`. Both hold the model's lock, and a snapshot is plain data.
 """
@@ -44,7 +48,8 @@ from typing import Any
 
 from fgbench.report import fmt_duration as format_duration
 from fgbench.rundir import events as metrics
-from fgbench.rundir import layout as runs
+from fgbench import rundir
+from fgbench.rundir.events import SERIES as EVENT_SERIES
 from fgbench.rundir.reader import RunReader
 
 BULK_BYTES = 2_000_000
@@ -135,14 +140,12 @@ def smooth(steps: list[float], values: list[float], span_steps: float | None) ->
 
 
 #: the plot series of a run (names as in the events: ``ema_val_top1`` is an EMA evaluation).
-#: Step series (x = the step of each step event): loss, lr, images_per_s, grad_norm, step_top1.
-#: Epoch series: train_loss, train_top1. Evaluation series: ``[ema_]{val,test}_{top1,top5,loss}``.
-STEP_SERIES = ("loss", "lr", "images_per_s", "grad_norm", "step_top1")
-EVAL_SERIES = tuple(f"{m}{split}_{k}" for m in ("", "ema_") for split in ("val", "test")
-                    for k in ("top1", "top5", "loss"))
-SERIES = STEP_SERIES + ("train_loss", "train_top1") + EVAL_SERIES
+#: The names are the event schema's one table (:data:`fgbench.rundir.events.SERIES`): step series
+#: (loss, lr, images_per_s, grad_norm; x = the step of each step event), epoch series
+#: (train_loss, train_top1, epoch_time) and evaluations (``[ema_]{val,test}_{top1,top5,loss}``).
+SERIES = tuple(EVENT_SERIES)
 #: series that a moving average may smooth (noisy per-step values; never an evaluation or the LR)
-SMOOTHABLE = ("loss", "images_per_s", "grad_norm", "step_top1")
+SMOOTHABLE = ("loss", "images_per_s", "grad_norm")
 
 
 def _num(value: Any) -> float | None:
@@ -337,10 +340,9 @@ class RunModel:
         if ips is not None:
             self.images_per_s = ips
             self.series["images_per_s"].add(step, x, ips, w)
-        for key, name in (("grad_norm", "grad_norm"), ("top1", "step_top1")):
-            v = _num(ev.get(key))
-            if v is not None:
-                self.series[name].add(step, x, v, w)
+        v = _num(ev.get("grad_norm"))
+        if v is not None:
+            self.series["grad_norm"].add(step, x, v, w)
         if t is not None:
             self._rate.append((t, step))
 
@@ -380,6 +382,9 @@ class RunModel:
         loss = _num(ev.get("train_loss"))
         if loss is not None:
             self.series["train_loss"].add(step, float(epoch), loss, w)
+        et = _num(ev.get("epoch_time"))
+        if et is not None:
+            self.series["epoch_time"].add(step, float(epoch), et, w)
         if loss is not None:
             parts.append(f"loss {loss:.4f}")
         if top1 is not None:
@@ -451,7 +456,7 @@ class RunModel:
 
     def console_tail(self, lines: int = 12) -> list[str]:
         """The last lines of what the trainer printed: console.txt (ours) or log.txt (its own)."""
-        for path in (self.path / runs.CONSOLE_FILE, self.path / runs.LOG_FILE):
+        for path in (self.path / rundir.CONSOLE_FILE, self.path / rundir.LOG_FILE):
             tail = tail_lines(path, lines)
             if tail:
                 return tail
@@ -646,7 +651,7 @@ class RunStore:
         for p in sorted(self.root.iterdir()):
             if p.name.startswith(".") or not p.is_dir():
                 continue
-            if not runs.is_run_dir(p):
+            if not rundir.is_run_dir(p):
                 continue
             seen.add(p)
             m = self.model(p)

@@ -12,6 +12,8 @@ Decisions and trade-offs:
   monitor also limits redraws to a few per second).
 * textual-plotext (and plotext, 50 ms) is imported when the first plot is composed, not with this
   module: the run list and the colours need this module before the first paint.
+* Tick labels are ours (:func:`even_ticks`, :func:`even_xticks`): y labels on whole rows, x labels
+  as many as fit, so plotext never drops a colliding middle label and leaves an uneven axis.
 * Braille markers give 2x4 dots per cell, the best resolution a terminal offers; they render in
   tmux, screen and every UTF-8 terminal. Where several runs share a chart (Compare), each run also
   has its own marker character (``MARKERS``), shown beside its name everywhere it appears, so
@@ -29,6 +31,8 @@ import zlib
 from dataclasses import dataclass
 
 from rich.text import Text
+
+from fgbench.rundir.events import SERIES as EVENT_SERIES
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
@@ -84,20 +88,8 @@ def dimmed(rgb: RGB, factor: float = 0.45) -> RGB:
     return (int(rgb[0] * factor), int(rgb[1] * factor), int(rgb[2] * factor))
 
 
-#: what each series of the metrics stream is called on a chart (fgbench.tui.monitor.SERIES)
-CHART_TITLES: dict[str, str] = {
-    "loss": "train loss (step)",
-    "lr": "learning rate",
-    "images_per_s": "images/s",
-    "grad_norm": "grad norm",
-    "step_top1": "train top-1 (step)",
-    "train_loss": "train loss (epoch)",
-    "train_top1": "train top-1",
-}
-for _m, _mlabel in (("", ""), ("ema_", "EMA ")):
-    for _split in ("val", "test"):
-        for _k, _klabel in (("top1", "top-1"), ("top5", "top-5"), ("loss", "loss")):
-            CHART_TITLES[f"{_m}{_split}_{_k}"] = f"{_mlabel}{_split} {_klabel}"
+#: what each series of the metrics stream is called on a chart: the event schema's labels
+CHART_TITLES: dict[str, str] = {name: s.label for name, s in EVENT_SERIES.items()}
 
 
 @dataclass
@@ -139,20 +131,60 @@ def even_ticks(lo: float, hi: float, rows: int, max_labels: int = 5) -> tuple[li
     return values, [f"{v:.{decimals}f}" for v in values]
 
 
+def _tick_text(v: float, step: float) -> str:
+    if step >= 1 and abs(v - round(v)) < 1e-9 * max(1.0, abs(v)):
+        return str(int(round(v)))
+    decimals = max(0, min(6, 1 - math.floor(math.log10(step)))) if step > 0 else 2
+    return f"{v:.{decimals}f}"
+
+
+def even_xticks(x0: float, x1: float, cols: int, max_labels: int = 5) -> tuple[list[float], list[str]]:
+    """X tick values and labels for ``cols`` data columns: as many evenly spaced labels (at most
+    ``max_labels``) as fit without touching, so plotext never has to drop one (it drops a middle
+    label on a narrow chart: 0 105 315)."""
+    if not x1 > x0 or cols < 2:
+        return [], []
+    # steps and epochs: whole-number labels, each exactly its tick, where rounding a tick to a whole
+    # number moves it by less than half a column (a unit is at most one column wide)
+    whole = float(x0).is_integer() and float(x1).is_integer() and x1 - x0 >= cols - 1
+    for n in range(max_labels, 1, -1):  # the most labels that fit
+        step = (x1 - x0) / (n - 1)
+        values = [x0 + step * i for i in range(n)]
+        if whole and step >= 1:
+            values = [float(round(v)) for v in values]
+        labels = [_tick_text(v, step) for v in values]
+        # room between labels, and for the half of the last one that overhangs the right edge
+        if (cols - 1) / (n - 1) >= max(len(t) for t in labels) + 2 + len(labels[-1]) // 2 and len(set(labels)) == n:
+            return values, labels
+    return [], []  # not even two labels fit: none rather than a misleading one
+
+
 PLOT_FRAME_ROWS = 3
 """Rows of a plotext chart that are not data: the top frame, the x axis and its labels."""
 
 
-def legend_text(title: str, lines: list[Line], extra: str = "") -> Text:
-    text = Text()
-    text.append(title, style="bold")
-    for line in lines:
-        if not line.legend:
-            continue
-        text.append(f"  {'━' if line.marker == 'braille' else line.marker} ", style=rgb_style(line.colour))
-        text.append(line.label)
-    if extra:
-        text.append(f"  {extra}", style="dim")
+def legend_text(title: str, lines: list[Line], extra: str = "", width: int | None = None) -> Text:
+    """The title, each line's marker and label, then ``extra``. Where that is wider than
+    ``width``, the compact form: single spaces, the marker against its label, ``extra`` last to
+    go, so every series keeps its entry in a 40-column plot."""
+    def build(compact: bool, with_extra: bool) -> Text:
+        gap = " " if compact else "  "
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(title, style="bold")
+        for line in lines:
+            if not line.legend:
+                continue
+            mark = "━" if line.marker == "braille" else line.marker
+            text.append(f"{gap}{mark}{'' if compact else ' '}", style=rgb_style(line.colour))
+            text.append(line.label)
+        if extra and with_extra:
+            text.append(f"{gap}{extra}", style="dim")
+        return text
+
+    for compact, with_extra in ((False, True), (True, True), (True, False)):
+        text = build(compact, with_extra)
+        if width is None or text.cell_len <= width:
+            return text
     return text
 
 
@@ -212,6 +244,8 @@ class MetricPlot(Vertical):
         self._yrange: tuple[float, float] | None = None
         self._log_y = False
         self._ylim: tuple[float, float] | None = None
+        self._ylabels: list[str] = []
+        self._xrange: tuple[float, float] | None = None
 
     def compose(self) -> ComposeResult:
         from textual_plotext import PlotextPlot
@@ -236,7 +270,8 @@ class MetricPlot(Vertical):
         self.lines = lines
         """what is drawn (tests and the cursor read it)"""
         extra = "  ".join(p for p in (extra, f"x: {xlabel}") if p)
-        self.query_one(".legend", Static).update(legend_text(self.title, [ln for ln in lines if ln.xs], extra))
+        self.query_one(".legend", Static).update(legend_text(self.title, [ln for ln in lines if ln.xs], extra,
+                                                             width=max(10, (self.size.width or 80) - 1)))
         plt = self.plot.plt
         plt.clear_data()
         drawn = 0
@@ -261,6 +296,10 @@ class MetricPlot(Vertical):
             plt.xlim(*xlim)
         else:
             plt.xlim(None, None)
+        xs_all = [x for ln in lines if ln.ys for x in ln.xs]
+        self._xrange = (xlim if xlim is not None and xlim[1] > xlim[0] else (min(xs_all), max(xs_all))) \
+            if drawn and xs_all else None
+        self._set_xticks()
         if cursor_x is not None and drawn:
             plt.vline(cursor_x, "white")
         self.plot.refresh()
@@ -281,7 +320,8 @@ class MetricPlot(Vertical):
             plt.ylim(*(self._ylim or (None, None)))
             if lo > 0 and hi > lo:
                 values, _ = even_ticks(math.log10(lo), math.log10(hi), rows)
-                plt.yticks([10 ** v for v in values], [f"{10 ** v:.2g}" for v in values])
+                self._ylabels = [f"{10 ** v:.2g}" for v in values]
+                plt.yticks([10 ** v for v in values], self._ylabels)
             else:
                 plt.yticks([])
             return
@@ -289,7 +329,23 @@ class MetricPlot(Vertical):
             pad = abs(lo) * 0.05 or 0.5
             lo, hi = lo - pad, hi + pad
         plt.ylim(lo, hi)
-        plt.yticks(*even_ticks(lo, hi, rows))
+        values, self._ylabels = even_ticks(lo, hi, rows)
+        plt.yticks(values, self._ylabels)
+
+    def _set_xticks(self) -> None:
+        """Evenly spaced x labels that fit the plot's current width (:func:`even_xticks`)."""
+        plt = self.plot.plt
+        if self._xrange is None:
+            plt.xticks([])
+            return
+        x0, x1 = self._xrange
+        # the y labels and the frame take the left columns; the widest of our y labels tells how many
+        ywidth = max((len(t) for t in self._ylabels), default=4)
+        values, labels = even_xticks(x0, x1, (self.plot.size.width or 0) - ywidth - 2)
+        if values:
+            plt.xlim(x0, x1)
+        plt.xticks(values, labels)
 
     def on_resize(self) -> None:
         self._set_ticks()
+        self._set_xticks()

@@ -108,6 +108,7 @@ def links_under(root: Path) -> list[str]:
 
 @pytest.mark.parametrize("fmt, members, member, why", CASES)
 def test_hostile_archive_is_refused_and_leaves_nothing(tmp_path, fmt, members, member, why):
+    Path("/tmp/fgbench-hostile-evil.txt").unlink(missing_ok=True)  # what a broken extractor wrote before
     archive = tmp_path / f"hostile.{fmt}"
     archive.write_bytes(build(fmt, members))
     target = tmp_path / "box" / "target"
@@ -284,3 +285,124 @@ def test_free_space_is_checked_before_an_import_naming_how_much(tmp_path, monkey
 class _Usage:
     def __init__(self, free: int):
         self.total, self.used, self.free = free, 0, free
+
+
+# ------------------------------------------------------------------ files that are not files
+
+
+def test_deep_verification_names_a_fifo_without_opening_it(tmp_path):
+    """A FIFO named like an image blocks whoever opens it; the deep check reports it unopened."""
+    import threading
+
+    from fgbench.data.images import find_corrupt_images
+
+    fifo = tmp_path / "x.jpg"
+    os.mkfifo(fifo)
+    found: list = []
+    t = threading.Thread(target=lambda: found.append(find_corrupt_images([str(fifo)], workers=1)), daemon=True)
+    t.start()
+    t.join(timeout=60)  # a hang guard, not a speed target
+    if t.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("the deep verification opened the FIFO")
+    [(path, reason)] = found[0]
+    assert path == str(fifo) and "not a regular file" in reason and "FIFO" in reason
+
+
+# ------------------------------------------------------------------------------- a full disk
+
+
+def _tmpfs_ok() -> bool:
+    import subprocess
+    import sys
+
+    if sys.platform != "linux" or os.geteuid() != 0 or os.environ.get("FGBENCH_TEST_DISK") == "simulated":
+        return False
+    probe = Path("/tmp") / f"fgbench-data-tmpfs-{os.getpid()}"
+    probe.mkdir(exist_ok=True)
+    try:
+        ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(probe)],
+                            capture_output=True).returncode == 0
+        if ok:
+            subprocess.run(["umount", str(probe)], check=True)
+        return ok
+    finally:
+        probe.rmdir()
+
+
+@pytest.mark.parametrize("moment", ["extract", "index"])
+def test_a_full_disk_during_a_download_is_one_line_and_a_rerun_finishes(serve_dataset, server, tmp_path,
+                                                                        monkeypatch, moment):
+    """The disk fills up while the archive is extracted, or while the index is written: one error
+    naming the place and the free space, not ready, the verified archive kept; once there is room
+    again the same command finishes without downloading again. A real tmpfs where one can be
+    mounted, else writes that fail with ENOSPC at the same two points."""
+    import errno
+    import subprocess
+
+    from fgbench import atomic
+    from fgbench.data import index
+
+    files, facts = cub_files(per_class=1)
+    serve_dataset("cub200", {"CUB_200_2011.tgz": build("tar.gz", [("file", p, d) for p, d in files.items()])}, facts)
+    data = tmp_path / "data"
+    data.mkdir()
+    real = _tmpfs_ok()
+    if real:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(data)], check=True)
+    monkeypatch.setenv("FGBENCH_DATA", str(data))
+    filler = data / "filler"
+    try:
+        def fill():
+            if real:
+                with open(filler, "wb") as f:
+                    try:
+                        while True:
+                            f.write(bytes(1 << 16))
+                            f.flush()
+                    except OSError as err:
+                        assert err.errno == errno.ENOSPC
+            elif moment == "extract":
+                def no_room(self, name, n):
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                monkeypatch.setattr(download._Extractor, "charge", no_room)
+            else:
+                def no_room_text(path, text):
+                    raise atomic.DiskFullError(path)
+                monkeypatch.setattr(atomic, "atomic_write_text", no_room_text)  # write_index imports it when called
+
+        if moment == "extract":
+            orig_fetch = download.fetch
+
+            def fetch(*a, **k):
+                out = orig_fetch(*a, **k)
+                fill()
+                return out
+
+            monkeypatch.setattr(download, "fetch", fetch)
+        else:
+            orig_write = index.write_index
+
+            def write_index(*a, **k):
+                fill()
+                return orig_write(*a, **k)
+
+            monkeypatch.setattr(index, "write_index", write_index)
+        with pytest.raises(download.DownloadError) as err:
+            download.download_dataset("cub200")
+        msg = str(err.value)
+        assert "\n" not in msg and "full" in msg and " free" in msg and str(data) in msg
+        assert catalog.status("cub200") != "ready"
+        assert (catalog.location("cub200") / catalog.DOWNLOADS_DIR / "CUB_200_2011.tgz").is_file() or moment == "index"
+        gets = len(server.gets("/cub200/CUB_200_2011.tgz"))
+        monkeypatch.undo()  # room again, same catalog entry and mirror
+        serve_dataset("cub200", {"CUB_200_2011.tgz": build("tar.gz", [("file", p, d) for p, d in files.items()])},
+                      facts)
+        monkeypatch.setenv("FGBENCH_DATA", str(data))
+        filler.unlink(missing_ok=True)
+        download.download_dataset("cub200")
+        assert catalog.status("cub200") == "ready"
+        assert len(server.gets("/cub200/CUB_200_2011.tgz")) == gets  # nothing downloaded twice
+    finally:
+        if real:
+            subprocess.run(["umount", "-l", str(data)], check=False)

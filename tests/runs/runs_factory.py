@@ -7,7 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fgbench import metrics, runs
+from fgbench import rundir
+
+from fgbench.rundir import events as metrics
 from fgbench.recipe import apply_overrides, dumps_recipe, validate_recipe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,12 +36,12 @@ def make_run(
 ) -> Path:
     """A finished (or running/failed) run directory with ``epochs`` epoch events."""
     recipe = validate_recipe(apply_overrides({"name": name}, sets or []))
-    run_dir = runs.create_run_dir(name, root, now=stamp)
-    (run_dir / runs.RECIPE_FILE).write_text(dumps_recipe(recipe, full=True), encoding="utf-8")
+    run_dir = rundir.create_run_dir(name, root, now=stamp)
+    (run_dir / rundir.RECIPE_FILE).write_text(dumps_recipe(recipe, full=True), encoding="utf-8")
     info: dict[str, Any] = {"argv": ["fgbench", "run"], "pid": 999_999_999}
     if sweep_tag:
         info["sweep_tag"] = sweep_tag
-    runs.write_run_info(run_dir, **info)
+    rundir.write_run_info(run_dir, **info)
     classes = classes or ["alpha", "beta", "gamma"]
     val = val or [50.0 + 10 * e for e in range(epochs)]
     test = test or [48.0 + 10 * e for e in range(epochs)]
@@ -81,10 +83,10 @@ def make_run(
         bi = max(range(epochs), key=lambda i: (ema_val[i], -i))
         summary["best"]["ema"] = {"epoch": bi + 1, "val_top1": ema_val[bi], "test_top1": ema_test[bi], "test_top5": None}
         summary["last"]["ema"] = {"val_top1": ema_val[-1], "test_top1": ema_test[-1], "test_top5": None}
-    runs.write_json(run_dir / runs.SUMMARY_FILE, summary)
-    runs.write_json(run_dir / "classes.json", classes)
+    rundir.write_json(run_dir / rundir.SUMMARY_FILE, summary)
+    rundir.write_json(run_dir / "classes.json", classes)
     if confusion is not None:
-        runs.write_json(run_dir / "confusion.json",
+        rundir.write_json(run_dir / "confusion.json",
                         {"split": "test", "model": "raw", "class_names": classes, "matrix": confusion})
     return run_dir
 

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from fgbench import metrics, runs, sweep
+from fgbench import rundir, sweep
+
+from fgbench.rundir import events as metrics
 from runs_factory import REPO
 
 pytestmark = pytest.mark.slow
@@ -109,7 +111,7 @@ def test_sweep_interrupted_then_continued(real: dict) -> None:
     uninterrupted = metrics.read_events(Path(state.points[3].run_dir) / metrics.METRICS_FILE)
     curve = [(e["epoch"], e["train_loss"], e["test_top1"]) for e in events if e["event"] == "epoch"]
     assert curve == [(e["epoch"], e["train_loss"], e["test_top1"]) for e in uninterrupted if e["event"] == "epoch"]
-    infos = [runs.read_run(d) for d in _point_dirs(real)]
+    infos = [rundir.read_run(d) for d in _point_dirs(real)]
     assert [i.status for i in infos] == ["completed"] * 4
     assert [i.info.get("sweep_tag") for i in infos] == ["real"] * 4
     # the final ablation table: one row per point, labelled by its grid values
@@ -131,7 +133,7 @@ def test_list_and_compare_the_sweep(real: dict, cli) -> None:
     assert len(table) == 4
     assert {k for k in table[0] if "." in k} == {"ema.enabled", "schedule.epochs"}  # what the sweep varied
     for row, d in zip(table, _point_dirs(real)):
-        s = runs.read_json(d / runs.SUMMARY_FILE)
+        s = rundir.read_json(d / rundir.SUMMARY_FILE)
         assert row["test_top1_best"] == s["best"]["raw"]["test_top1"]
         assert row["test_top1_last"] == s["last"]["raw"]["test_top1"]
         assert row["test@24"] == s["final_test_sizes"]["24"]["raw"]
@@ -144,7 +146,7 @@ def test_export_real_runs(real: dict, cli, tmp_path: Path) -> None:
     assert code == 0, err
     rows = list(csv.DictReader(out.open()))
     for d in _point_dirs(real):
-        s = runs.read_json(d / runs.SUMMARY_FILE)
+        s = rundir.read_json(d / rundir.SUMMARY_FILE)
         last = [r for r in rows if r["run"] == d.name and r["metric"] == "epoch/test_top1"][-1]
         assert float(last["value"]) == s["last"]["raw"]["test_top1"]
         assert int(last["epoch"]) == s["epochs_done"]
@@ -168,7 +170,7 @@ def test_evaluate_reproduces_the_runs_numbers(real: dict, cli) -> None:
     from fgbench.train.predict import evaluate_run
 
     d = _point_dirs(real)[1]
-    s = runs.read_json(d / runs.SUMMARY_FILE)
+    s = rundir.read_json(d / rundir.SUMMARY_FILE)
     res = evaluate_run(d, device="cpu")
     assert res[0]["top1"] == pytest.approx(s["best"]["raw"]["test_top1"], abs=1e-6)
     assert res[0]["images"] == s["test_images"]
@@ -223,7 +225,7 @@ def test_predict_agrees_with_the_runs_test_accuracy(real: dict) -> None:
     from fgbench.train.predict import predict_images
 
     d = _point_dirs(real)[3]  # no EMA, 12 epochs
-    s = runs.read_json(d / runs.SUMMARY_FILE)
+    s = rundir.read_json(d / rundir.SUMMARY_FILE)
     items = [(p, p.parent.name) for p in sorted((real["data"] / "test").glob("*/*.png"))]
     res = predict_images(d, [str(p) for p, _ in items], top_k=1, device="cpu")
     correct = sum(r["top"][0]["class"] == label for r, (_, label) in zip(res, items))

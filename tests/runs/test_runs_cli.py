@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fgbench import report, runs
-from fgbench.metrics import METRICS_FILE
+from fgbench import report, rundir
+from fgbench.rundir.events import METRICS_FILE
 
 from runs_factory import make_run
 
@@ -225,7 +225,7 @@ def test_rm_refuses_a_running_run(cli, runs_root: Path) -> None:
 
     live = make_run(runs_root, "live", status=None)
     with RunLock(live).acquire():  # what a trainer holds while it trains
-        assert runs.read_run(live).status == "running"
+        assert rundir.read_run(live).status == "running"
         code, _, err = cli("runs", "rm", "--runs-root", runs_root, live.name, "--yes")
     assert code == 2 and "still running" in err and live.is_dir()
 

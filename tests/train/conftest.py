@@ -63,7 +63,7 @@ def write_recipe(tmp_path: Path, root: Path, name: str = "r.toml", **sections) -
 
 
 def events_of(run_dir: Path) -> list[dict]:
-    from fgbench import metrics
+    from fgbench.rundir import events as metrics
 
     return metrics.read_events(run_dir / "metrics.jsonl")
 

@@ -195,6 +195,10 @@ def test_ddp_matches_a_single_process_run_with_the_same_global_batch(ddp_env, dd
     assert len(started) == 1 and started[0]["world_size"] == 2 and started[0]["steps_per_epoch"] == STEPS_PER_EPOCH
     assert json.loads((ddp / "run.json").read_text())["world_size"] == 2
     assert json.loads((ddp / "confusion.json").read_text())["matrix"] == json.loads((single / "confusion.json").read_text())["matrix"]
+    # every test image's prediction, gathered from both shards in test-split order
+    pred_ddp, pred_single = (json.loads((d / "predictions.json").read_text()) for d in (ddp, single))
+    for key in ("index", "file", "label", "predicted", "model", "epoch"):
+        assert pred_ddp[key] == pred_single[key], key
 
     # Only rank 0 wrote into the run directory; it holds exactly the contract's files.
     writes = writes_by_rank(ddp_run["audit"])
@@ -202,7 +206,7 @@ def test_ddp_matches_a_single_process_run_with_the_same_global_batch(ddp_env, dd
     assert writes[0] and not writes[1], writes[1][:5]
     assert sorted(p.relative_to(ddp).as_posix() for p in ddp.rglob("*") if p.is_file()) == [
         ".lock", "checkpoints/best.pt", "checkpoints/last.pt", "classes.json", "confusion.json", "log.txt",
-        "metrics.jsonl", "recipe.toml", "run.json", "summary.json"]
+        "metrics.jsonl", "predictions.json", "recipe.toml", "run.json", "summary.json"]
     assert "Traceback" not in ddp_run["err"] and "ChildFailedError" not in ddp_run["err"]
     assert "finished" in ddp_run["out"] and "run directory:" in (ddp / "log.txt").read_text()
 

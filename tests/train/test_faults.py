@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fgbench import metrics
+from fgbench.rundir import events
 from fgbench.cli import main
 from fgbench.data.synthetic import CLASS_NAMES
 
@@ -98,6 +98,10 @@ class SimulatedDisk:
     kind = "simulated"
 
     def __init__(self, path: Path, monkeypatch):
+        import fgbench.recipe  # noqa: F401 - imported before patching, so they get the metered writers
+        import fgbench.rundir.layout  # noqa: F401
+        import fgbench.train.checkpoint  # noqa: F401
+        import fgbench.train.trainer  # noqa: F401
         from fgbench import atomic
         from fgbench.train import runner
 
@@ -141,23 +145,23 @@ class SimulatedDisk:
                     disk.available += meter[0].n
                 raise
 
-        monkeypatch.setattr(atomic, "atomic_write", atomic_write)
-        monkeypatch.setattr(atomic, "atomic_write_text",
-                            lambda path, text: atomic_write(path, lambda f: f.write(text.encode("utf-8"))))
-        import fgbench.recipe
-        import fgbench.runs
-        import fgbench.train.checkpoint
+        def atomic_write_text(path, text):
+            atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
-        for mod in (fgbench.recipe, fgbench.runs):
-            monkeypatch.setattr(mod, "atomic_write_text", atomic.atomic_write_text)
-        monkeypatch.setattr(fgbench.train.checkpoint, "atomic_write", atomic_write)
-        orig_emit = metrics.MetricsWriter.emit
+        # every module that imported the atomic writers by name writes through the meter
+        originals = {"atomic_write": (orig_atomic, atomic_write),
+                     "atomic_write_text": (atomic.atomic_write_text, atomic_write_text)}
+        for mod in [m for name, m in sys.modules.items() if name.startswith("fgbench") and m is not None]:
+            for attr, (old, new) in originals.items():
+                if getattr(mod, attr, None) is old:
+                    monkeypatch.setattr(mod, attr, new)
+        orig_emit = events.MetricsWriter.emit
 
         def emit(self, kind, /, **fields):
-            consume(self.path, len(metrics.encode(metrics._finite(metrics.make_event(kind, **fields)))))
+            consume(self.path, len(events.encode(events._finite(events.make_event(kind, **fields)))))
             return orig_emit(self, kind, **fields)
 
-        monkeypatch.setattr(metrics.MetricsWriter, "emit", emit)
+        monkeypatch.setattr(events.MetricsWriter, "emit", emit)
         orig_make, orig_release = runner._make_reserve, runner._release_reserve
 
         def make_reserve(run_dir):

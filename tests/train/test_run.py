@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fgbench import metrics
+from fgbench.rundir import events as metrics
 from fgbench.cli import main
 from fgbench.train import checkpoint as C
 
@@ -105,7 +105,7 @@ def validate_event(ev: dict) -> None:
 def test_predictions_are_the_images_behind_the_confusion_matrix(reference_run, tiny_folder):
     """predictions.json: one entry per test image, its file and true class as the dataset has
     them, and predictions that add up to confusion.json's matrix (same model, same epoch)."""
-    from fgbench import runs as R
+    from fgbench import rundir as R
 
     pred = json.loads((reference_run / R.PREDICTIONS_FILE).read_text())
     conf = json.loads((reference_run / R.CONFUSION_FILE).read_text())
@@ -277,7 +277,7 @@ def test_sigkill_after_a_checkpoint_then_resume_matches(tmp_path, tiny_folder, r
     proc.kill()
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL
-    from fgbench.runs import read_run
+    from fgbench.rundir import read_run
 
     assert read_run(run).status == "interrupted"  # no run_finished, pid gone
     code, out, err = run_subprocess("--resume", str(run))

@@ -78,7 +78,7 @@ def test_bad_data_found_while_training_leaves_no_run_directory(tmp_path, tiny_fo
 
 
 def test_final_test_sizes_resize_when_the_recipe_uses_images_as_they_are(tmp_path, tiny_folder):
-    from fgbench import metrics
+    from fgbench.rundir import events as metrics
     from fgbench.train.predict import evaluate_run
 
     recipe = write_recipe(tmp_path, tiny_folder, schedule={"name": "cosine", "epochs": 2},

@@ -67,3 +67,43 @@ def test_two_trainers_never_share_a_run_and_a_stale_lock_is_taken_over(tmp_path,
         second.send_signal(signal.SIGINT)
         second.communicate(timeout=120)
     assert second.returncode == 130
+
+
+def test_a_launched_run_stops_and_resumes_through_the_launcher(tmp_path, tiny_folder) -> None:
+    """The TUI's and the sweeps' path with the real trainer: the resumed trainer must not take its
+    own launch's supervisor for another trainer."""
+    import time
+
+    from fgbench.rundir.launcher import Launcher, stop
+    from fgbench.rundir.reader import read_run
+
+    recipe = write_recipe(tmp_path, tiny_folder, schedule={"name": "cosine", "epochs": 200}).read_text()
+    launcher = Launcher(tmp_path / "runs")
+    launcher.extra_env["PYTHONPATH"] = str(REPO)
+    first = launcher.start(recipe, "tiny", args=["--progress", "none"])
+    rd = layout.RunDir(first.run_dir)
+
+    def wait(cond, what):
+        end = time.monotonic() + 180
+        while time.monotonic() < end:
+            if cond():
+                return
+            assert first.process.poll() is None or what == "exit", (what, rd.console.read_text()[-2000:])
+            time.sleep(0.1)
+        raise AssertionError(what)
+
+    wait(lambda: rd.last_ckpt.is_file(), "a checkpoint")
+    assert read_run(rd.path).status == "running"
+    assert stop(rd.path)
+    assert first.wait(120) == 130
+    assert read_run(rd.path).status == "interrupted"
+    again = launcher.resume(rd.path, args=["--progress", "none"])
+    end = time.monotonic() + 180
+    while time.monotonic() < end and rd.metrics.read_text().count('"run_started"') < 2:
+        assert again.process.poll() is None, rd.console.read_text()[-2000:]
+        time.sleep(0.1)
+    assert rd.metrics.read_text().count('"run_started"') == 2
+    assert read_run(rd.path).status == "running"
+    assert stop(rd.path)
+    assert again.wait(120) == 130
+    assert read_run(rd.path).status == "interrupted"

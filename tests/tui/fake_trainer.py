@@ -8,7 +8,7 @@ Usage (the TUI launcher appends the ``fgbench`` arguments after ``--``)::
     python fake_trainer.py ... -- run --resume DIR --progress lines
 
 It keeps the trainer's contracts: run.json with the pid, recipe.toml, metrics.jsonl through
-``fgbench.metrics.MetricsWriter``, summary.json, SIGINT -> checkpoints/last.pt, run_finished
+``fgbench.rundir.events.MetricsWriter``, summary.json, SIGINT -> checkpoints/last.pt, run_finished
 "interrupted", exit 130; a crash -> run_finished "failed" with error and traceback, exit 1;
 "hardcrash" dies with exit 3 before writing anything, like an import error; "reject" exits 2 at
 once, like a trainer whose dataset is not downloaded.
@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from fgbench.rundir import layout as runs  # noqa: E402
+from fgbench import rundir  # noqa: E402
 from fgbench.rundir.events import MetricsWriter, read_events  # noqa: E402
 from fgbench.rundir.lock import RunBusy, RunLock  # noqa: E402
 
@@ -65,11 +65,11 @@ def main() -> int:
     resume = "--resume" in args
     if resume:
         run_dir = Path(args[args.index("--resume") + 1])
-        recipe = tomllib.loads((run_dir / runs.RECIPE_FILE).read_text())
+        recipe = tomllib.loads((run_dir / rundir.RECIPE_FILE).read_text())
     else:
         recipe_path = Path(args[1])
         run_dir = Path(args[args.index("--run-dir") + 1])
-        if not runs.RunDir(run_dir).is_fresh():
+        if not rundir.RunDir(run_dir).is_fresh():
             print(f"{run_dir}: --run-dir is not empty", file=sys.stderr)
             return 2
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -79,12 +79,12 @@ def main() -> int:
         print(err, file=sys.stderr)
         return 2
     if not resume:
-        shutil.copyfile(recipe_path, run_dir / runs.RECIPE_FILE)
+        shutil.copyfile(recipe_path, run_dir / rundir.RECIPE_FILE)
         recipe = tomllib.loads(recipe_path.read_text())
     epochs = int(opts["epochs"] or recipe.get("schedule", {}).get("epochs", 3))
     spe = int(opts["steps_per_epoch"])
     delay = float(opts["delay"])
-    runs.write_run_info(run_dir, pid=os.getpid())
+    rundir.write_run_info(run_dir, pid=os.getpid())
     stop = {"flag": False}
     signal.signal(signal.SIGINT, lambda *_: stop.__setitem__("flag", True))
 
@@ -111,7 +111,7 @@ def main() -> int:
                 "last": {"epoch": epoch, "raw": {"val_top1": best["val_top1"], "test_top1": best["test_top1"],
                                                  "test_top5": None}, "ema": None},
                 "final_test_sizes": {}, "skipped_images": 0}
-        runs.write_json(run_dir / runs.SUMMARY_FILE, data)
+        rundir.write_json(run_dir / rundir.SUMMARY_FILE, data)
         return data
 
     for epoch in range(first_epoch, epochs + 1):
@@ -119,7 +119,7 @@ def main() -> int:
             time.sleep(delay)
             step += 1
             if stop["flag"]:
-                ckpt = run_dir / runs.CHECKPOINT_DIR / runs.LAST_CKPT
+                ckpt = run_dir / rundir.CHECKPOINT_DIR / rundir.LAST_CKPT
                 ckpt.parent.mkdir(exist_ok=True)
                 ckpt.write_bytes(b"fake checkpoint")
                 writer.emit("checkpoint", epoch=epoch - 1, step=(epoch - 1) * spe, kind="last", path=str(ckpt))
@@ -150,7 +150,7 @@ def main() -> int:
                     lr=0.05, val_top1=val, test_top1=test, epoch_time=delay * spe)
         summary("running", epoch)
         if opts.get("checkpoint_every_epoch"):
-            ckpt = run_dir / runs.CHECKPOINT_DIR / runs.LAST_CKPT
+            ckpt = run_dir / rundir.CHECKPOINT_DIR / rundir.LAST_CKPT
             ckpt.parent.mkdir(exist_ok=True)
             ckpt.write_bytes(b"fake checkpoint")
             writer.emit("checkpoint", epoch=epoch, step=step, kind="last", path=str(ckpt))

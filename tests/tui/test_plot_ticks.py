@@ -8,7 +8,7 @@ import re
 import plotext
 import pytest
 
-from fgbench.tui.plots import PLOT_FRAME_ROWS, MetricPlot, Line, even_ticks
+from fgbench.tui.plots import PLOT_FRAME_ROWS, Line, MetricPlot, even_ticks, even_xticks
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -46,6 +46,39 @@ def test_plotext_with_our_ticks_shows_evenly_spaced_labels(height, lo, hi):
     assert labels[0][1] == round(hi, labels[0][2])  # the top label is the top of the data
 
 
+def _xlabels(canvas: str) -> list[tuple[int, str]]:
+    """(column of the label's centre, text) of the x labels under the axis line."""
+    lines = ANSI.sub("", canvas).splitlines()
+    axis = next(i for i, line in enumerate(lines) if "└" in line)
+    row = lines[axis + 1] if axis + 1 < len(lines) else ""
+    return [(m.start() + (len(m.group()) - 1) / 2, m.group()) for m in re.finditer(r"\S+", row)]
+
+
+@pytest.mark.parametrize("width", range(20, 90, 7))
+@pytest.mark.parametrize("x1", [420, 30, 1.0, 1_000_000, 0.003])
+def test_x_labels_are_all_shown_and_evenly_spaced(width, x1):
+    plt = plotext
+    plt.clear_figure()
+    plt.plotsize(width, 8)
+    xs = [x1 * i / 200 for i in range(201)]
+    plt.plot(xs, [2.5 - 2 * x / x1 for x in xs], marker="braille")
+    values, labels = even_ticks(0.5, 2.5, 8 - PLOT_FRAME_ROWS)
+    plt.ylim(0.5, 2.5)
+    plt.yticks(values, labels)
+    xv, xl = even_xticks(0, x1, width - max(map(len, labels)) - 2)
+    plt.xlim(0, x1)
+    plt.xticks(xv, xl)
+    canvas = plt.build()
+    shown = _xlabels(canvas)
+    assert [t for _c, t in shown] == xl, "plotext dropped a label"
+    axis = next(line for line in ANSI.sub("", canvas).splitlines() if "└" in line)
+    marks = [i for i, ch in enumerate(axis) if ch == "┬"]
+    assert len(marks) == len(xl)
+    if len(marks) >= 3:  # the tick marks under the data are evenly spaced (to a column's rounding)
+        gaps = [b - a for a, b in zip(marks, marks[1:])]
+        assert max(gaps) - min(gaps) <= 1, gaps
+
+
 def test_plotext_alone_is_uneven_on_a_small_chart():
     """The case the function exists for (if plotext fixes it, even_ticks can go)."""
     plt = plotext
@@ -68,9 +101,21 @@ async def test_the_monitor_plot_keeps_even_labels_when_resized():
         plot = app.query_one(MetricPlot)
         await pilot.pause()
         plot.show([Line(list(range(50)), [2.5 - 2 * x / 49 for x in range(50)], (255, 0, 0), "loss")], xlabel="step")
-        for size in ((50, 10), (60, 13), (40, 9)):
+        for size in ((50, 10), (60, 13), (40, 9), (26, 9)):
             await pilot.resize_terminal(*size)
             await pilot.pause()
             inner = plot.plot
             canvas = inner.plt.build()
             assert _evenly_spaced(_labels(canvas)), (size, _labels(canvas))
+            xs = [t for _c, t in _xlabels(canvas)]
+            assert len(xs) >= 2 and xs[0] == "0" and xs[-1] == "49", xs  # both ends, none dropped
+            axis = next(line for line in ANSI.sub("", canvas).splitlines() if "└" in line)
+            assert axis.count("┬") == len(xs)
+
+
+@pytest.mark.parametrize("x0,x1,cols", [(1, 75, 34), (0, 420, 60), (1, 4000, 30), (0, 30, 34), (0.0, 0.5, 34)])
+def test_each_x_label_is_exactly_its_tick(x0, x1, cols):
+    values, labels = even_xticks(x0, x1, cols)
+    assert values and values[0] == x0 and values[-1] == x1
+    for v, t in zip(values, labels):
+        assert float(t) == pytest.approx(v, abs=10 ** -len(t.partition(".")[2]) / 2 + 1e-12), (v, t)

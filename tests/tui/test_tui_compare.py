@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from fgbench import report, runs
+from fgbench import report, rundir
 from fgbench.tui.app import make_app
 from fgbench.tui.widgets.compare_pane import CompareChart, run_matches, series_matches, sort_rows, value_at
 from fgbench.tui.monitor import RunRow
@@ -31,9 +31,9 @@ def cmp_dirs(dirs):
     fixture_runs(dirs.runs)
     # a sweep of two runs, and one run with another learning rate
     for run_id in (CUB, CUB_EMA):
-        info = runs.read_json(dirs.runs / run_id / runs.RUN_INFO_FILE)
-        runs.write_json(dirs.runs / run_id / runs.RUN_INFO_FILE, {**info, "sweep_tag": "abl"})
-    recipe_path = dirs.runs / CUB_EMA / runs.RECIPE_FILE
+        info = rundir.read_json(dirs.runs / run_id / rundir.RUN_INFO_FILE)
+        rundir.write_json(dirs.runs / run_id / rundir.RUN_INFO_FILE, {**info, "sweep_tag": "abl"})
+    recipe_path = dirs.runs / CUB_EMA / rundir.RECIPE_FILE
     recipe = tomllib.loads(recipe_path.read_text())
     recipe["optim"]["lr"] = 0.005
     recipe_path.write_text(tomli_w.dumps(recipe))
@@ -252,7 +252,7 @@ async def test_the_table_is_runs_compare_sorts_and_exports_as_the_cli_writes(cmp
         app.set_compare([cmp_dirs.runs / r for r in chosen])
         table = pane.query_one("#compare-table")
         await wait_for(pilot, lambda: table.row_count == 3, what="table")
-        cli_cols, _ = report.compare_table([runs.read_run(cmp_dirs.runs / r) for r in chosen])
+        cli_cols, _ = report.compare_table([rundir.read_run(cmp_dirs.runs / r) for r in chosen])
         headers = [str(c.label) for c in table.columns.values()]
         assert headers == [h for _k, h, _kind in cli_cols]
         # the columns that differ: the dataset, the model and the learning rate (not the name)
@@ -280,7 +280,7 @@ async def test_the_table_is_runs_compare_sorts_and_exports_as_the_cli_writes(cmp
             return [Path(str(k.value)).name for k in table.rows]
         pane.sort_by("val_top1")
         await pilot.pause()
-        vals = {r: report.summary_numbers(runs.read_run(cmp_dirs.runs / r).summary)["val_top1"] for r in chosen}
+        vals = {r: report.summary_numbers(rundir.read_run(cmp_dirs.runs / r).summary)["val_top1"] for r in chosen}
         assert vals[CARS] is None
         by_val = sorted([CUB, CUB_EMA], key=lambda r: vals[r], reverse=True)
         assert order() == by_val + [CARS]
@@ -302,3 +302,51 @@ def test_the_compare_modules_import_no_torch():
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == []
+
+
+async def test_pane_keys_leave_compare_from_any_of_its_widgets(cmp_dirs):
+    # a focused widget that the pane's hiding blurs hands focus to a sibling: one in the hidden
+    # pane would switch straight back to Compare
+    app = _app(cmp_dirs)
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane = await _ready(pilot)
+        app.set_compare([cmp_dirs.runs / CUB])
+        await wait_for(pilot, lambda: pane.query(CompareChart), what="charts")
+        tabs = app.main_screen.query_one("#panes")
+        for target in ("#compare-list", "#compare-table", "CompareChart"):
+            pane.query(target).first().focus()
+            await pilot.pause()
+            await pilot.press("3")
+            await wait_for(pilot, lambda: tabs.active == "runs" and app.focused is app.pane("runs").table,
+                           what=lambda: f"Runs from {target}: {tabs.active}, {app.focused}")
+            await pilot.press("4")
+            await wait_for(pilot, lambda: tabs.active == "compare", what="back to Compare")
+
+
+async def test_runs_and_compare_show_raw_and_ema_side_by_side_never_the_better_one(cmp_dirs):
+    # the EMA model beats the raw one: the Runs pane once showed the EMA's numbers as "the run's"
+    path = cmp_dirs.runs / CUB / rundir.SUMMARY_FILE
+    summary = json.loads(path.read_text())
+    raw = summary["best"]["raw"]
+    summary["best"]["ema"] = {"epoch": 4, "val_top1": raw["val_top1"] + 5, "test_top1": raw["test_top1"] + 4.25,
+                              "test_top5": 99.0}
+    path.write_text(json.dumps(summary))
+    app = _app(cmp_dirs)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _ready(pilot)
+        await pilot.press("3")
+        table = app.pane("runs").table
+        await wait_for(pilot, lambda: table.row_count == 4, what="runs")
+        cells = {col: str(table.get_cell(str(cmp_dirs.runs / CUB), col)) for col in ("val", "test", "ema test")}
+        assert cells == {"val": f"{raw['val_top1']:.2f}", "test": f"{raw['test_top1']:.2f}",
+                         "ema test": f"{raw['test_top1'] + 4.25:.2f}"}
+        # at 80 columns the three numbers are on screen, before dataset and model
+        assert list(table.columns)[3:6] == ["val", "test", "ema test"]
+        app.set_compare([cmp_dirs.runs / CUB, cmp_dirs.runs / CUB_EMA])
+        await pilot.press("4")
+        ctable = app.pane("compare").query_one("#compare-table")
+        await wait_for(pilot, lambda: ctable.row_count == 2, what="compare table")
+        row = {str(c.key.value): str(v) for c, v in zip(ctable.columns.values(),
+                                                         ctable.get_row(str(cmp_dirs.runs / CUB)))}
+        assert row["test_top1_best"] == f"{raw['test_top1']:.2f}"
+        assert row["ema_test_top1_best"] == f"{raw['test_top1'] + 4.25:.2f}"

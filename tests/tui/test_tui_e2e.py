@@ -10,7 +10,9 @@ import importlib.util
 
 import pytest
 
-from fgbench import metrics, paths
+from fgbench import paths
+
+from fgbench.rundir import events as metrics
 from fgbench.tui.app import make_app
 from fgbench.tui.screens.monitor import MonitorScreen
 from fgbench.tui.widgets.run_view import RunView
@@ -32,9 +34,10 @@ async def test_quickstart_runs_to_completion_from_the_tui(dirs):
             pane = await ready_pane(pilot, "recipes")
             editor = await pane.form.reveal("schedule.epochs")
             editor.focus()
-            await pilot.press("end", *["backspace"] * 4, "1")
+            # 2: the quickstart's one warm-up epoch must be shorter than the run
+            await pilot.press("end", *["backspace"] * 4, "2")
             await wait_for(pilot, lambda: pane.form.validation.recipe is not None
-                           and pane.form.validation.recipe.schedule.epochs == 1, what="epochs = 1")
+                           and pane.form.validation.recipe.schedule.epochs == 2, what="epochs = 2")
             await pilot.press("ctrl+r")
             await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor")
             model = app.store.model(app.screen.path)

@@ -146,13 +146,14 @@ async def test_switching_a_variant_away_and_back_keeps_its_values_and_the_focus(
         picker.value = "adam"
         await wait_for(pilot, lambda: "optim.betas" in form.rows, what="adam fields")
         assert "nesterov" not in form.doc["optim"]
-        assert app.focused is form.query_one("#v-optim", Select), "focus stays on the variant picker"
+        await wait_for(pilot, lambda: app.focused is form.query_one("#v-optim", Select),
+                       what="focus back on the variant picker, not the section header")
         form.query_one("#v-optim", Select).value = "sgd"
         await wait_for(pilot, lambda: "optim.momentum" in form.rows, what="sgd fields again")
         assert form.doc["optim"]["nesterov"] is True
         assert form.doc["optim"]["momentum"] == 0.8
         assert form.query_one("#f-optim__momentum", Input).value == "0.8"
-        assert app.focused is form.query_one("#v-optim", Select)
+        await wait_for(pilot, lambda: app.focused is form.query_one("#v-optim", Select), what="focus on the picker")
 
 
 # ------------------------------------------------------------------ datasets not there
@@ -210,6 +211,8 @@ async def test_an_offline_download_shows_the_whole_error_and_the_dataset_stays_m
         await wait_for(pilot, lambda: table.row_count > 3, what="catalog")
         table.focus()
         table.move_cursor(row=table.get_row_index("cub200"))
+        notes: list = []
+        app.notify = lambda message, **options: notes.append((message, options))
         await pilot.press("g")
         await wait_for(pilot, lambda: pane.active_task is None and pane.last_message, what="download ended")
         assert "no host could be resolved" in pane.last_message
@@ -219,6 +222,13 @@ async def test_an_offline_download_shows_the_whole_error_and_the_dataset_stays_m
         assert needed > 4
         assert message.content_region.height >= needed, "the advice at the end is cut off"
         assert str(table.get_cell("cub200", "status")) == "missing"
+        # the notification shows the text as it is: "[mirrors]" is not taken for markup and dropped
+        from textual.markup import to_content
+
+        text, options = notes[-1]
+        assert "[mirrors] cub200" in text
+        shown = text if options.get("markup") is False else to_content(text).plain
+        assert "[mirrors] cub200" in shown
 
 
 # ------------------------------------------------------------------------------- runs
@@ -227,7 +237,9 @@ import json  # noqa: E402
 import os  # noqa: E402
 import time  # noqa: E402
 
-from fgbench import metrics, runs  # noqa: E402
+from fgbench import rundir  # noqa: E402
+
+from fgbench.rundir import events as metrics
 from fgbench.recipe import load_recipe  # noqa: E402
 from fgbench.tui.launcher import Launcher  # noqa: E402
 from fgbench.tui.monitor import RunModel  # noqa: E402
@@ -260,7 +272,7 @@ async def test_reopening_while_one_run_trains_opens_its_monitor_and_quitting_say
             await pilot.press("ctrl+q")
         assert "1 run keeps training in the background" in app.quit_message
         assert launched[0].run_dir.name in app.quit_message
-        assert runs.pid_alive(launched[0].pid), "quitting never stops a run"
+        assert rundir.pid_alive(launched[0].pid), "quitting never stops a run"
     finally:
         for item in launched:
             kill_quietly(item.pid)
@@ -296,7 +308,7 @@ def _live_run_dir(root: Path, seconds_ago: float) -> Path:
     """A run whose trainer (this test process) is alive and whose latest event is old."""
     run_dir = root / "20250305-130000-live"
     run_dir.mkdir(parents=True)
-    runs.write_json(run_dir / runs.RUN_INFO_FILE, {"pid": os.getpid()})
+    rundir.write_json(run_dir / rundir.RUN_INFO_FILE, {"pid": os.getpid()})
     t = time.time() - seconds_ago
     with metrics.MetricsWriter(run_dir / metrics.METRICS_FILE) as w:
         w.emit("run_started", run_id=run_dir.name, recipe={"name": "live"}, class_names=["a", "b"], device="cpu",
@@ -384,3 +396,10 @@ async def test_dataset_status_words_are_the_cli_ones(dirs, monkeypatch, capsys):
         await wait_for(pilot, lambda: table.row_count > 3, what="catalog")
         tui_words = {key.value: str(table.get_cell(key.value, "status")) for key in table.rows}
     assert tui_words == cli_words
+
+
+def test_the_stage_line_says_1_epoch_not_1_epochs():
+    model = RunModel("/nonexistent/run")
+    model.feed([{"event": "stage_started", "stage": 0, "name": "main", "epochs": 1, "train_size": 32},
+                {"event": "stage_started", "stage": 1, "name": "fixres", "epochs": 3}])
+    assert list(model.logs) == ["stage 0: main, 1 epoch at 32px", "stage 1: fixres, 3 epochs"]

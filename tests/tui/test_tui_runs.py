@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fgbench import metrics
+from fgbench.rundir import events as metrics
 from fgbench.tui.app import make_app
 from fgbench.tui.screens.monitor import MonitorScreen
 from fgbench.tui.widgets.run_view import RunView
@@ -211,12 +211,12 @@ async def test_stop_of_a_run_that_is_not_running_is_refused(dirs):
 
 
 async def test_a_resume_that_fails_to_start_is_reported(dirs):
-    from fgbench import runs
+    from fgbench import rundir
 
     fixture_runs(dirs.runs)
     stopped = dirs.runs / "20250304-120000-cifar_r18"
-    (stopped / runs.CHECKPOINT_DIR).mkdir()
-    (stopped / runs.CHECKPOINT_DIR / runs.LAST_CKPT).write_bytes(b"checkpoint")
+    (stopped / rundir.CHECKPOINT_DIR).mkdir()
+    (stopped / rundir.CHECKPOINT_DIR / rundir.LAST_CKPT).write_bytes(b"checkpoint")
     app = _app(dirs, fake_cmd("hardcrash"), initial_pane="runs")
     async with app.run_test(size=(100, 30)) as pilot:
         pane = app.pane("runs")

@@ -109,16 +109,16 @@ def test_every_series_of_the_metrics_stream_is_kept_with_its_wall_time(tmp_path)
     t0 = 1000.0
     model.feed([
         {"event": "step", "epoch": 1, "step": 5, "loss": 2.0, "lr": 0.1, "images_per_s": 900.0, "grad_norm": 3.5,
-         "top1": 20.0, "time": t0},
+         "time": t0},
         {"event": "eval", "epoch": 1, "step": 5, "split": "val", "model": "raw", "top1": 30.0, "top5": 60.0,
          "loss": 1.9, "time": t0 + 60},
         {"event": "eval", "epoch": 1, "step": 5, "split": "test", "model": "ema", "top1": 31.0, "top5": 61.0,
          "time": t0 + 90},
         {"event": "epoch", "epoch": 1, "step": 5, "train_loss": 2.1, "train_top1": 25.0, "lr": 0.1,
-         "time": t0 + 120},
+         "epoch_time": 118.0, "time": t0 + 120},
     ])
     snap = model.snapshot()
-    expect = {"loss": 2.0, "lr": 0.1, "images_per_s": 900.0, "grad_norm": 3.5, "step_top1": 20.0,
+    expect = {"loss": 2.0, "lr": 0.1, "images_per_s": 900.0, "grad_norm": 3.5, "epoch_time": 118.0,
               "val_top1": 30.0, "val_top5": 60.0, "val_loss": 1.9, "ema_test_top1": 31.0, "ema_test_top5": 61.0,
               "train_loss": 2.1, "train_top1": 25.0}
     for name, value in expect.items():
@@ -134,3 +134,14 @@ def test_the_runs_number_is_raw_and_ema_side_by_side_never_the_better_one():
     assert best_numbers({"best": {"raw": {"val_top1": 50.0, "test_top1": 49.0}, "ema": None}}) == {
         "val": 50.0, "test": 49.0, "ema_val": None, "ema_test": None}
     assert best_numbers({}) == {"val": None, "test": None, "ema_val": None, "ema_test": None}
+
+
+def test_a_legend_keeps_every_series_in_a_narrow_plot():
+    from fgbench.tui.plots import Line, legend_text
+
+    lines = [Line([1], [1], (1, 2, 3), label, marker=m) for label, m in
+             (("train", "·"), ("val", "•"), ("test", "x"), ("EMA val", "o"), ("EMA test", "+"))]
+    wide = str(legend_text("top-1", lines, "x: step", width=100))
+    assert wide == "top-1  · train  • val  x test  o EMA val  + EMA test  x: step"
+    narrow = str(legend_text("top-1", lines, "x: step", width=42))
+    assert narrow == "top-1 ·train •val xtest oEMA val +EMA test"  # compact, the axis note left out

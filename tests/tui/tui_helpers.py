@@ -11,7 +11,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
 
-from fgbench import metrics, runs
+from fgbench import rundir
+
+from fgbench.rundir import events as metrics
 from fgbench.recipe import dumps_recipe, validate_recipe
 
 HERE = Path(__file__).resolve().parent
@@ -78,14 +80,14 @@ async def ready_pane(pilot, name: str):
 def wait_pid_gone(pid: int, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not runs.pid_alive(pid):
+        if not rundir.pid_alive(pid):
             return True
         time.sleep(0.05)
     return False
 
 
 def kill_quietly(pid: int | None) -> None:
-    if pid and runs.pid_alive(pid):
+    if pid and rundir.pid_alive(pid):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -101,8 +103,8 @@ def make_fixture_run(root: Path, run_id: str, *, name: str, dataset: str, arch: 
     run_dir.mkdir(parents=True)
     recipe = validate_recipe({"name": name, "data": {"dataset": dataset}, "model": {"arch": arch},
                               "schedule": {"epochs": epochs}})
-    (run_dir / runs.RECIPE_FILE).write_text(dumps_recipe(recipe, full=True))
-    runs.write_json(run_dir / runs.RUN_INFO_FILE, {"pid": DEAD_PID, "created": t0})
+    (run_dir / rundir.RECIPE_FILE).write_text(dumps_recipe(recipe, full=True))
+    rundir.write_json(run_dir / rundir.RUN_INFO_FILE, {"pid": DEAD_PID, "created": t0})
     total = epochs * steps_per_epoch
     t = t0
     best = None
@@ -148,7 +150,7 @@ def make_fixture_run(root: Path, run_id: str, *, name: str, dataset: str, arch: 
                                              "test_top5": round(test + 15, 2)}, "ema": None},
             "final_test_sizes": {}, "skipped_images": 0,
         }
-        runs.write_json(run_dir / runs.SUMMARY_FILE, summary)
+        rundir.write_json(run_dir / rundir.SUMMARY_FILE, summary)
         if status == "completed":
             w.emit("run_finished", status="completed", summary=summary, exit_code=0, time=t)
     return run_dir

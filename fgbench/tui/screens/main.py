@@ -90,6 +90,9 @@ class MainScreen(Screen):
 
     def show_pane(self, pane: str) -> None:
         tabs = self.query_one("#panes", TabbedContent)
+        # Unfocus first: a focused widget that its pane's hiding blurs hands the focus to a sibling
+        # (Textual's rule), and a sibling in the hidden pane would switch straight back to it.
+        self.set_focus(None)
         tabs.active = pane
         self.call_after_refresh(self.focus_pane, pane)
 

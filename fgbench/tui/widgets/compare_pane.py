@@ -275,7 +275,7 @@ class ComparePane(Vertical):
             with Vertical(id="compare-main"):
                 yield Input(placeholder="/: series (loss top1 top5 ema lr grad, * all)", id="compare-series",
                             compact=True)
-                yield VerticalScroll(Grid(id="compare-grid"), id="compare-charts")
+                yield VerticalScroll(Grid(id="compare-grid"), id="compare-charts", can_focus=False)
                 yield Static("", id="compare-cursor")
                 yield CompareTable(id="compare-table", cursor_type="row", show_cursor=False, fixed_columns=1)
                 yield Static("", id="compare-hint")

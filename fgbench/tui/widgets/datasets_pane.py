@@ -312,5 +312,5 @@ class DatasetsPane(Vertical):
         self.query_one("#download-row").display = False
         self.show_message(message.text, error=not message.ok)
         self.refresh_table()
-        self.app.notify(message.text, severity="information" if message.ok else "error",
+        self.app.notify(message.text, markup=False, severity="information" if message.ok else "error",
                         timeout=5 if message.ok else 10)

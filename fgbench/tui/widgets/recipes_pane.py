@@ -243,7 +243,7 @@ class RecipesPane(Vertical):
         try:
             doc, recipe = read_doc(path)
         except RecipeError as err:
-            self.app.notify(str(err), title="Cannot open", severity="error", timeout=8)
+            self.app.notify(str(err), title="Cannot open", severity="error", timeout=8, markup=False)
             return False
         self.path = path
         self.disk_text = _read_text(path)
@@ -276,7 +276,7 @@ class RecipesPane(Vertical):
             try:
                 doc, _ = read_doc(Path(choice))
             except RecipeError as err:
-                self.app.notify(str(err), title="Cannot open", severity="error")
+                self.app.notify(str(err), title="Cannot open", severity="error", markup=False)
                 return
             doc["name"] = f"{doc.get('name', 'recipe')}-new"
         await self._start_unsaved(doc)
@@ -307,7 +307,7 @@ class RecipesPane(Vertical):
         lines = [f"{e.path or '(recipe)'}: {e.message}" for e in validation.errors]
         self.last_refusal = lines
         shown = lines[:8] + ([f"... and {len(lines) - 8} more"] if len(lines) > 8 else [])
-        self.app.notify("\n".join(shown), title=f"{what}: {len(lines)} problem{'s' if len(lines) != 1 else ''}",
+        self.app.notify("\n".join(shown), markup=False, title=f"{what}: {len(lines)} problem{'s' if len(lines) != 1 else ''}",
                         severity="error", timeout=10)
 
     def _validated(self, what: str) -> Recipe | None:
@@ -370,7 +370,7 @@ class RecipesPane(Vertical):
         try:
             atomic_write_text(path, text)
         except OSError as err:
-            self.app.notify(f"{path}: {err}", title="Not saved", severity="error")
+            self.app.notify(f"{path}: {err}", title="Not saved", severity="error", markup=False)
             return
         self.path = path
         self.disk_text = text
@@ -439,7 +439,7 @@ class RecipesPane(Vertical):
                 try:
                     doc = parse_recipe_text(text, "TOML view")
                 except RecipeError as err:
-                    self.app.notify(str(err), title="Not applied", severity="error", timeout=8)
+                    self.app.notify(str(err), title="Not applied", severity="error", timeout=8, markup=False)
                     return False
                 check = F.validate(doc, self.form.source)
                 if check.recipe is not None:

@@ -17,6 +17,9 @@ from fgbench.tui.plots import SERIES_COLOURS, SERIES_LABELS, Line, MetricPlot, d
 from fgbench.tui.widgets.runs_pane import STATUS_STYLE
 
 TOP1_SERIES = ("train_top1", "val_top1", "test_top1", "ema_val_top1", "ema_test_top1")
+#: the top-1 chart's five series differ by marker too (a 3-row chart at 80x24, a monochrome
+#: terminal): one point per evaluation, so a marker per point reads well
+TOP1_MARKERS = {"train_top1": "·", "val_top1": "•", "test_top1": "x", "ema_val_top1": "o", "ema_test_top1": "+"}
 
 
 def _lines(snap: Snapshot, names: tuple[str, ...], axis: str, smooth_steps: float | None = None) -> list[Line]:
@@ -31,7 +34,7 @@ def _lines(snap: Snapshot, names: tuple[str, ...], axis: str, smooth_steps: floa
             out.append(Line(xs, values, dimmed(colour), "raw"))
             out.append(Line(xs, smooth(steps, values, smooth_steps), colour, f"EMA {smooth_steps:g} steps"))
         else:
-            out.append(Line(xs, values, colour, SERIES_LABELS.get(name, name)))
+            out.append(Line(xs, values, colour, SERIES_LABELS.get(name, name), marker=TOP1_MARKERS.get(name, "braille")))
     return out
 
 
@@ -119,8 +122,8 @@ def bottom_renderable(snap: Snapshot, lines: int, confusion: dict | None = None)
         rows = summary_numbers(snap)
         first_last = next((i for i, (label, _v) in enumerate(rows) if label.startswith("last")), len(rows))
         rows[first_last:first_last] = class_rows(confusion)
-        if snap.status == "interrupted":
-            rows.append(("stopped", stopped_text(snap)))
+        if snap.status == "interrupted":  # first: what to do next, above the fold at 80x24
+            rows.insert(0, ("stopped", stopped_text(snap)))
         width = max(len(label) for label, _ in rows) + 2
         text = Text()
         for i, (label, value) in enumerate(rows):
@@ -174,7 +177,7 @@ class RunView(Vertical):
             yield Static("", id="progress-text")
         with Grid(id="run-plots"):
             yield MetricPlot("loss", id="plot-loss")
-            yield MetricPlot("top-1 %", id="plot-top1")
+            yield MetricPlot("top-1", id="plot-top1")
             yield MetricPlot("learning rate", id="plot-lr")
             yield MetricPlot("images/s", id="plot-speed")
         with VerticalScroll(id="run-bottom"):

@@ -36,7 +36,8 @@ STATUS_STYLE = {
 
 # val and test: the raw model at its best epoch; ema test: the EMA model at its own best epoch
 # (one rule for every table of runs: fgbench.tui.monitor.best_numbers)
-COLUMNS = ("status", "started", "recipe", "dataset", "model", "val", "test", "ema test", "time")
+# (the numbers before dataset and model: raw and EMA side by side fit in 80 columns)
+COLUMNS = ("status", "started", "recipe", "val", "test", "ema test", "dataset", "model", "time")
 
 
 class RunsTable(DataTable):
@@ -115,11 +116,11 @@ class RunsPane(Vertical):
             status,
             started_text(row.run_id),
             row.name,
-            row.dataset,
-            row.arch,
             format_pct(row.best_val),
             format_pct(row.best_test),
             format_pct(row.ema_test),
+            row.dataset,
+            row.arch,
             format_duration(row.live_duration_s(time.time())),
         ]
 
