@@ -5,11 +5,22 @@ Decisions:
 * **Everything random is a function of its position**, so that a resumed run sees exactly what an
   uninterrupted one would have seen, whatever the number of workers. The training order of an
   epoch is ``randperm`` from a generator seeded by (seed, epoch); the augmentation of one sample is
-  drawn after seeding torch's RNG with (seed, epoch, sample). The batch sampler therefore yields
+  drawn after seeding torch's CPU generator with (seed, epoch, sample) (``default_generator.manual_seed``,
+  about 1 us; ``torch.manual_seed`` also walks every accelerator backend and cost 60-90 us a sample). The batch sampler therefore yields
   ``(epoch, position)`` pairs instead of bare indices, which also works with persistent workers
   (the dataset copy inside a worker never needs to be told the epoch). In the main process
   (``workers = 0``) the seeding happens inside ``fork_rng`` so it never disturbs the global stream
   that MixUp/CutMix and dropout draw from (and that the checkpoint saves).
+* One pool of persistent workers per stage serves the training epochs and the stage's evaluation
+  splits (``StageDataset`` keys are ``(epoch, position)`` or ``(split, position)``; the batch
+  sampler, which runs in the main process, is switched between them), so workers start once per
+  stage, not once per epoch and evaluation.
+* ``data.loader = "auto"`` (:func:`choose_loader`) picks ``device``, ``cached`` or ``standard`` for
+  the data; every choice hands the model the same images: JPEG drafts follow one lossless rule
+  (:func:`decode_need`, read from the transform object), the cache stores that decode, the device
+  loader stacks what the standard transform's deterministic steps give and normalises with the
+  same arithmetic, and the transform's tensor tail is fused with the same operations
+  (:class:`ToNormalizedTensor`).
 * Resuming in the middle of an epoch is skipping the first ``start_batch`` batches of that epoch's
   permutation: no sample is decoded twice.
 * The validation split is stratified (per class, ``round(n * fraction)``, at least one image when
