@@ -655,7 +655,7 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
         if status == "completed":
             writer.emit("run_finished", status="completed", summary=summary, exit_code=EXIT_OK)
             if main:
-                _print_result(summary)
+                _print_result(summary, k=min(recipe.eval.top_k, splits.num_classes))
             return EXIT_OK
         writer.emit("run_finished", status="interrupted", summary=summary, exit_code=EXIT_INTERRUPTED,
                     error=f"stopped by {stop.signal or 'request'}")
@@ -759,7 +759,8 @@ def _finish_failed(writer, trainer, error: str, tb: str | None, code: int) -> No
     writer.emit("run_finished", **fields)
 
 
-def _print_result(s: dict) -> None:
+def _print_result(s: dict, k: int = 5) -> None:
+    """The final lines; ``k`` is the top-k that ``test_top5`` holds (``eval.top_k``, capped at the classes)."""
     def pct(v):
         return "-" if v is None else f"{v:.2f}%"
 
@@ -771,7 +772,7 @@ def _print_result(s: dict) -> None:
         b = s["best"].get(model)
         if b:
             lines.append(f"  {model}: {selected_epoch_text(b['epoch'], s['select_on'])}: val {pct(b['val_top1'])}, "
-                         f"test {pct(b['test_top1'])} (top-5 {pct(b['test_top5'])})")
+                         f"test {pct(b['test_top1'])} (top-{k} {pct(b['test_top5'])})")
     last = s.get("last") or {}
     for model in ("raw", "ema"):
         v = last.get(model)
