@@ -229,7 +229,7 @@ class DataConfig(_Section):
     """Training batch size (per process under torchrun unless `distributed.global_batch`)."""
 
     eval_batch_size: int | None = Field(None, ge=1, le=65536)
-    """Evaluation batch size; defaults to the training batch size."""
+    """Evaluation batch size; defaults to twice the training batch size (per process)."""
 
     workers: int = Field(2, ge=0, le=128)
     """DataLoader worker processes (0 loads in the training process)."""
@@ -237,10 +237,20 @@ class DataConfig(_Section):
     drop_last: bool = True
     """Drop the last incomplete training batch of each epoch."""
 
-    loader: Literal["standard", "cached", "device"] = "standard"
-    """`standard`: decode images each epoch. `cached`: a prepared uint8 memory-mapped cache of the
-    images resized to the recipe's scale. `device`: hold the whole split as uint8 tensors on the
-    training device and crop/flip there in batches, with no DataLoader (small images only)."""
+    loader: Literal["auto", "standard", "cached", "device"] = "auto"
+    """`standard`: decode images each epoch in worker processes. `cached`: decode each image once
+    into a uint8 memory-mapped file (the same pixels, at the cost of disk). `device`: hold the
+    whole split as uint8 tensors on the training device and crop/flip there in batches, with no
+    DataLoader (pad-and-crop or resize, flips, mixing). `auto`: `device` when the decoded splits
+    fit a memory budget and the augmentation allows it, else `cached` for JPEGs read every epoch
+    when the disk allows, else `standard`; the log says which and why. All give the model the
+    same images."""
+
+    decode: Literal["auto", "off"] = "auto"
+    """JPEG decoding at a reduced libjpeg scale (1/2, 1/4, 1/8). `auto`: only where it is lossless,
+    i.e. every crop the transform can take (RandomResizedCrop at its smallest scale and extreme
+    aspect ratio; the resize before a center crop) still has at least the output size in source
+    pixels. `off`: always decode at full size."""
 
     skip_corrupt: bool = False
     """Skip images that cannot be decoded (counted in the metrics) instead of stopping."""

@@ -407,13 +407,15 @@ def _prepare_checked(args, *, world=None, launcher: bool = False) -> Prepared:
         print(f"{path}: not a regular file (a FIFO, device or dangling link); skipped", file=sys.stderr)
     splits = load_splits(index, recipe.data,
                          train_sizes=[st.train_size for st in recipe.stages if st.train_size],
-                         test_sizes=[st.test_size for st in recipe.stages if st.test_size] + recipe.eval.final_test_sizes)
+                         test_sizes=[st.test_size for st in recipe.stages if st.test_size] + recipe.eval.final_test_sizes,
+                         augment=recipe.augment, device=device,
+                         epochs=recipe.schedule.epochs + sum(st.epochs for st in recipe.stages))
     from fgbench.train.stages import resolve_stages
 
     preflight(recipe, splits, None if args.resume else args.recipe)
     resolve_stages(D.global_batch_recipe(recipe, world_size), len(splits.train))  # what only the data can check
     D.check_batches(recipe, len(splits.train), world_size)
-    if recipe.data.loader == "device":
+    if splits.loader == "device":
         from fgbench.data.loaders import check_device_loader
 
         check_device_loader(recipe.data, recipe.augment)
