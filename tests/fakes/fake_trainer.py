@@ -19,6 +19,7 @@ Options:
   defaults to 0.05 s).
 * ``--val-start V`` and ``--val-gain G``: epoch ``e`` reaches val top-1 ``min(100, V + G * e)`` and
   test top-1 one point less (defaults: V = 50, G = 1000 x the recipe's ``optim.lr``).
+  The best epoch is the latest with the highest val top-1.
 * ``--garbage``: a malformed line is appended to metrics.jsonl after step 2.
 
 Whatever the options, like the real trainer it: refuses a ``--run-dir`` that holds more than a
@@ -211,9 +212,9 @@ def main(argv: list[str]) -> int:
         writer.emit("eval", epoch=epoch, step=step, split="val", model="raw", top1=val)
         writer.emit("eval", epoch=epoch, step=step, split="test", model="raw", top1=test, top5=90.0)
         last = {"val_top1": val, "test_top1": test, "test_top5": 90.0}
-        if val > best["val_top1"]:
+        if val >= best["val_top1"]:  # the latest epoch with the highest val top-1
             best = {"epoch": epoch, **last}
-        writer.emit("epoch", epoch=epoch, step=step, train_loss=2.0 / (1 + 0.3 * step), train_top1=val, lr=lr,
+        writer.emit("epoch", epoch=epoch, step=step, train_loss=1.0 / epoch, train_top1=val, lr=lr,
                     val_top1=val, test_top1=test, epoch_time=delay * spe)
         summary("running", epoch)
         checkpoint(epoch, step)
