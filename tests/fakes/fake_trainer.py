@@ -11,7 +11,7 @@ Usage (own options first, then ``--`` and the ``fgbench`` arguments; with no own
 
 Options:
 
-* ``--mode normal|crash|hardcrash|reject``: ``crash`` raises at step 3 (run_finished "failed" with
+* ``--mode normal|crash|hardcrash|reject``: ``crash`` fails at step 3 (run_finished "failed" with
   error and traceback, exit 1); ``hardcrash`` exits 3 before writing anything, like an import
   error; ``reject`` exits 2 at once, like a trainer whose dataset is not downloaded.
 * ``--epochs N`` (default: the recipe's ``schedule.epochs``), ``--steps-per-epoch N`` (default 10).
@@ -26,9 +26,9 @@ Whatever the options, like the real trainer it: refuses a ``--run-dir`` that hol
 launcher's files (exit 2); takes the run lock (:class:`fgbench.rundir.lock.RunLock`; a held lock
 exits 2 naming the holder); writes recipe.toml, run.json (its identity, ``argv``, ``sweep_tag``
 and ``cuda_visible_devices``), metrics.jsonl through :class:`fgbench.rundir.events.MetricsWriter`
-and, after every epoch, summary.json and checkpoints/last.pt (a checkpoint event); on SIGINT writes checkpoints/last.pt (the last finished
-epoch), run_finished "interrupted" and exits 130; ``--resume`` continues from last.pt (exit 2
-without one). A recipe with ``runtime.seed = 13`` fails at its first epoch (run_finished "failed",
+and, after every epoch, summary.json and checkpoints/last.pt (with a checkpoint event); on
+SIGINT (checked every step) it writes last.pt of the last finished epoch, run_finished
+"interrupted" and exits 130; ``--resume`` continues from last.pt (exit 2 without one). A recipe with ``runtime.seed = 13`` fails at its first epoch (run_finished "failed",
 error "seed 13 always fails", exit 1).
 """
 
