@@ -28,7 +28,8 @@ exits 2 naming the holder); writes recipe.toml, run.json (its identity, ``argv``
 and ``cuda_visible_devices``), metrics.jsonl through :class:`fgbench.rundir.events.MetricsWriter`
 and, after every epoch, summary.json and checkpoints/last.pt (with a checkpoint event); on
 SIGINT (checked every step) it writes last.pt of the last finished epoch, run_finished
-"interrupted" and exits 130; ``--resume`` continues from last.pt (exit 2 without one). A recipe with ``runtime.seed = 13`` fails at its first epoch (run_finished "failed",
+"interrupted" and exits 130; ``--resume`` continues from last.pt (JSON ``{"epoch": E, "step": S}``; ``step`` may be left out;
+exit 2 without a readable one). A recipe with ``runtime.seed = 13`` fails at its first epoch (run_finished "failed",
 error "seed 13 always fails", exit 1).
 """
 
@@ -105,6 +106,7 @@ def main(argv: list[str]) -> int:
 
     opts, args = parse(argv)
     mode = opts["mode"]
+    spe = int(opts["steps_per_epoch"])
     if mode == "reject":
         print("fake trainer: dataset 'nope' is not downloaded", file=sys.stderr)
         return 2
@@ -130,7 +132,7 @@ def main(argv: list[str]) -> int:
     if resume:
         try:
             ckpt = json.loads(rd.last_ckpt.read_text())
-            first_epoch, step = int(ckpt["epoch"]) + 1, int(ckpt["step"])
+            first_epoch, step = int(ckpt["epoch"]) + 1, int(ckpt.get("step", int(ckpt["epoch"]) * spe))
         except (OSError, ValueError, KeyError, TypeError):
             print(f"{run_dir}: no checkpoint to resume from ({rd.last_ckpt} is missing or unreadable)",
                   file=sys.stderr)
@@ -142,7 +144,6 @@ def main(argv: list[str]) -> int:
                           cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
 
     epochs = int(opts["epochs"] or recipe.get("schedule", {}).get("epochs", 3))
-    spe = int(opts["steps_per_epoch"])
     delay = float(opts["delay"]) if opts["delay"] is not None else float(os.environ.get("FAKE_EPOCH_S", "0.05")) / spe
     lr = float(recipe.get("optim", {}).get("lr", 0.1))
     val_start = float(opts["val_start"])
