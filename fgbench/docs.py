@@ -345,18 +345,12 @@ class MarkerError(ValueError):
 
 def extract_block(text: str) -> str | None:
     """What lies between the markers, markers included; None without both markers."""
-    start = text.find(START_MARKER)
-    if start < 0:
+    span = _between(text, START_MARKER, END_MARKER)
+    if span is None:
         return None
-    end = text.find(END_MARKER, start)
-    if end < 0:
-        raise MarkerError(f"{START_MARKER} without a following {END_MARKER}")
     if text.count(START_MARKER) > 1:
         raise MarkerError(f"{START_MARKER} appears more than once")
-    end += len(END_MARKER)
-    if text[end:end + 1] == "\n":
-        end += 1
-    return text[start:end]
+    return text[span[0]:span[1]]
 
 
 def replace_block(text: str, block: str | None = None) -> tuple[str, bool]:

@@ -229,7 +229,7 @@ class DataConfig(_Section):
     """Training batch size (per process under torchrun unless `distributed.global_batch`)."""
 
     eval_batch_size: int | None = Field(None, ge=1, le=65536)
-    """Evaluation batch size; defaults to the training batch size."""
+    """Evaluation batch size; defaults to twice the training batch size (per process)."""
 
     workers: int = Field(2, ge=0, le=128)
     """DataLoader worker processes (0 loads in the training process)."""
@@ -237,10 +237,20 @@ class DataConfig(_Section):
     drop_last: bool = True
     """Drop the last incomplete training batch of each epoch."""
 
-    loader: Literal["standard", "cached", "device"] = "standard"
-    """`standard`: decode images each epoch. `cached`: a prepared uint8 memory-mapped cache of the
-    images resized to the recipe's scale. `device`: hold the whole split as uint8 tensors on the
-    training device and crop/flip there in batches, with no DataLoader (small images only)."""
+    loader: Literal["auto", "standard", "cached", "device"] = "auto"
+    """`standard`: decode images each epoch in worker processes. `cached`: decode each image once
+    into a uint8 memory-mapped file (the same pixels, at the cost of disk). `device`: hold the
+    whole split as uint8 tensors on the training device and crop/flip there in batches, with no
+    DataLoader (pad-and-crop or resize, flips, mixing). `auto`: `device` when the decoded splits
+    fit a memory budget and the augmentation allows it, else `cached` for JPEGs read every epoch
+    when the disk allows, else `standard`; the log says which and why. All give the model the
+    same images."""
+
+    decode: Literal["auto", "off"] = "auto"
+    """JPEG decoding at a reduced libjpeg scale (1/2, 1/4, 1/8). `auto`: only where it is lossless,
+    i.e. every crop the transform can take (RandomResizedCrop at its smallest scale and extreme
+    aspect ratio; the resize before a center crop) still has at least the output size in source
+    pixels. `off`: always decode at full size."""
 
     skip_corrupt: bool = False
     """Skip images that cannot be decoded (counted in the metrics) instead of stopping."""
@@ -868,6 +878,141 @@ class SweepVariant(_Section):
     """What the variant changes, in words (shown by `fgbench sweep --dry-run`)."""
 
 
+class SlurmConfig(_Section):
+    """How `fgbench sweep --launcher slurm` submits (settings.toml's `[slurm]` gives the defaults;
+    the recipe's `[sweep.slurm]` and the command line win)."""
+
+    partition: str | None = None
+    """SLURM partition (`sbatch --partition`); unset: the cluster's default partition."""
+
+    account: str | None = None
+    """Account to charge (`sbatch --account`)."""
+
+    qos: str | None = None
+    """Quality of service (`sbatch --qos`)."""
+
+    time_limit_min: int = Field(60, ge=1)
+    """Time limit of each job in minutes. A job that reaches it checkpoints and is requeued."""
+
+    gpus_per_run: int = Field(0, ge=0)
+    """GPUs per node for each run (`--gpus-per-node`); each run trains with this many processes."""
+
+    cpus_per_run: int = Field(2, ge=1)
+    """CPUs for each run (per node) (`--cpus-per-task`)."""
+
+    nodes_per_run: int = Field(1, ge=1)
+    """Nodes per run: more than 1 trains one run with DDP across nodes (torchrun on each node)."""
+
+    mem_gb: float | None = Field(None, gt=0)
+    """Memory per node in GB (`--mem`); unset: the partition's default."""
+
+    max_parallel: int = Field(16, ge=1)
+    """Concurrency limit of the job array: at most this many points run at once (`--array=...%N`)."""
+
+    signal_delay_s: int = Field(120, ge=10)
+    """Seconds before the time limit at which SLURM signals the job to checkpoint (`--signal`)."""
+
+    sbatch: dict[str, str | int | bool] = Field(default_factory=dict)
+    """Further sbatch options, e.g. `{ constraint = "a100", exclude = "node7" }`."""
+
+    setup: list[str] = Field(default_factory=list)
+    """Shell lines run in each job before the run, e.g. `["module load cuda/12.1"]`."""
+
+
+class SearchParam(_Section):
+    """One searched recipe field."""
+
+    type: Literal["uniform", "log_uniform", "int", "choice"]
+    """Distribution: `uniform` / `log_uniform` floats in [low, high], `int` in [low, high] (with
+    `step`), `choice` among `values`."""
+
+    low: float | None = None
+    """Lower bound (uniform, log_uniform, int)."""
+
+    high: float | None = None
+    """Upper bound, inclusive (uniform, log_uniform, int)."""
+
+    step: int | None = Field(None, ge=1)
+    """Step of an `int` distribution (1 when unset)."""
+
+    values: list[Any] | None = None
+    """The choices of a `choice` distribution (numbers, strings, booleans or lists)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> "SearchParam":
+        if self.type == "choice":
+            if not self.values:
+                raise ValueError("type 'choice' needs a non-empty values list")
+            if self.low is not None or self.high is not None:
+                raise ValueError("type 'choice' takes values, not low/high")
+            return self
+        if self.values is not None:
+            raise ValueError(f"type {self.type!r} takes low and high, not values")
+        if self.low is None or self.high is None:
+            raise ValueError(f"type {self.type!r} needs low and high")
+        if self.low > self.high:
+            raise ValueError("low is greater than high")
+        if self.type == "log_uniform" and self.low <= 0:
+            raise ValueError("log_uniform needs low > 0")
+        if self.type == "int" and (self.low != int(self.low) or self.high != int(self.high)):
+            raise ValueError("type 'int' needs whole-number low and high")
+        if self.step is not None and self.type != "int":
+            raise ValueError("step goes with type 'int' only")
+        return self
+
+
+class SearchConfig(_Section):
+    """A search (Optuna): trials sampled from distributions, poor ones pruned from their `eval` events."""
+
+    params: dict[str, SearchParam] = Field(min_length=1)
+    """Dotted recipe field -> distribution, e.g. `"optim.lr" = { type = "log_uniform", low = 1e-4, high = 0.1 }`."""
+
+    trials: int = Field(20, ge=1)
+    """Trial budget: how many runs the search starts (pruned ones count)."""
+
+    metric: Literal["val_top1", "ema_val_top1"] = "val_top1"
+    """What is maximised: the best validation top-1 of the raw (or EMA) model. Never a test number."""
+
+    sampler: Literal["tpe", "random"] = "tpe"
+    """Optuna sampler."""
+
+    seed: int | None = None
+    """Sampler seed (unset: random)."""
+
+    pruner: Literal["median", "successive_halving", "none"] = "median"
+    """Stops poor trials early from their per-epoch validation top-1."""
+
+    startup_trials: int = Field(2, ge=0)
+    """Median pruner: trials that finish before any is pruned."""
+
+    warmup_epochs: int = Field(1, ge=0)
+    """Epochs a trial always runs before it can be pruned (successive halving: its minimum resource, at least 1)."""
+
+    reduction_factor: int = Field(3, ge=2)
+    """Successive halving: keep the best 1/reduction_factor of trials at each rung."""
+
+    storage: str | None = None
+    """Optuna RDB storage URL shared by all trials (e.g. `postgresql://...`); unset: SQLite in the sweep folder."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flatten_params(cls, data: Any) -> Any:
+        # `[sweep.search.params.optim.lr]` nests tables; a distribution is the table that has `type`.
+        if isinstance(data, dict) and isinstance(data.get("params"), dict):
+            flat: dict[str, Any] = {}
+
+            def walk(node: dict, prefix: str) -> None:
+                for k, v in node.items():
+                    if isinstance(v, dict) and "type" not in v:
+                        walk(v, f"{prefix}{k}.")
+                    else:
+                        flat[f"{prefix}{k}"] = v
+
+            walk(data["params"], "")
+            data = {**data, "params": flat}
+        return data
+
+
 class SweepConfig(_Section):
     grid: dict[str, Any] = Field(default_factory=dict)
     """Dotted recipe field -> list of values; every combination is run (crossed with each
@@ -876,10 +1021,25 @@ class SweepConfig(_Section):
     variants: list[SweepVariant] = Field(default_factory=list)
     """Named variants, run in this order; each is a set of field changes (crossed with the grid)."""
 
+    search: SearchConfig | None = None
+    """A search instead of a grid: Optuna samples the fields, prunes poor trials (see the README)."""
+
+    launcher: Literal["local", "slurm"] = "local"
+    """Where the points run: `local` (this machine, one after another or one per GPU) or `slurm`
+    (a job array submitted through submitit)."""
+
+    slurm: SlurmConfig | None = None
+    """SLURM job settings for `launcher = "slurm"` (defaults from settings.toml's `[slurm]`)."""
+
     @model_validator(mode="after")
     def _check(self) -> "SweepConfig":
+        if self.search is not None:
+            if self.grid or self.variants:
+                raise FieldProblem("search", "sweep.search cannot be combined with sweep.grid or sweep.variants",
+                                   "grid", "variants")
+            return self
         if not self.grid and not self.variants:
-            raise FieldProblem("grid", "a sweep needs sweep.grid or sweep.variants", "variants")
+            raise FieldProblem("grid", "a sweep needs sweep.grid, sweep.variants or sweep.search", "variants", "search")
         names = [v.name for v in self.variants]
         for i, name in enumerate(names):
             if name in names[:i]:
@@ -897,6 +1057,56 @@ class SweepConfig(_Section):
             if not isinstance(values, list) or not values:
                 raise FieldProblem(f"grid.{path}", "expected a non-empty list of values")
         return self
+
+
+class TensorBoardTracking(_Section):
+    enabled: bool = True
+    """Write TensorBoard event files live during the run (needs `pip install 'fgbench[tensorboard]'`)."""
+
+    log_dir: str | None = None
+    """Event-file directory; unset: `tensorboard/` inside the run directory."""
+
+
+class MLflowTracking(_Section):
+    enabled: bool = True
+    """Log to MLflow (needs `pip install 'fgbench[mlflow]'`)."""
+
+    tracking_uri: str | None = None
+    """Any MLflow tracking URI; unset: SQLite at `<runs root>/mlflow.db`."""
+
+    experiment: str | None = None
+    """Experiment name; unset: the sweep tag, or `fgbench` for a single run."""
+
+
+class WandbTracking(_Section):
+    enabled: bool = True
+    """Log to Weights & Biases (needs `pip install 'fgbench[wandb]'`)."""
+
+    project: str = "fgbench"
+    """W&B project."""
+
+    entity: str | None = None
+    """W&B entity (team or user); unset: your default."""
+
+    mode: Literal["offline", "online"] = "offline"
+    """`offline` writes run files locally with no account (`wandb sync` uploads them later)."""
+
+    dir: str | None = None
+    """Where W&B writes its files; unset: the run directory."""
+
+
+class TrackingConfig(_Section):
+    """Experiment trackers fed from the run's events. The metrics file stays the source of truth: a
+    tracker that fails is logged once and never stops training."""
+
+    tensorboard: TensorBoardTracking | None = None
+    """TensorBoard event files; unset here: settings.toml's `[tracking.tensorboard]`, if any."""
+
+    mlflow: MLflowTracking | None = None
+    """MLflow run with metrics, the resolved recipe as parameters and the final summary."""
+
+    wandb: WandbTracking | None = None
+    """Weights & Biases run (offline by default)."""
 
 
 class Recipe(_Section):
@@ -941,6 +1151,9 @@ class Recipe(_Section):
 
     sweep: SweepConfig | None = None
     """Sweep definition, used by `fgbench sweep` (see the README's Sweeps section); a single run ignores it."""
+
+    tracking: TrackingConfig | None = None
+    """Experiment trackers (TensorBoard, MLflow, W&B) fed live from the run's events."""
 
     @model_validator(mode="after")
     def _check(self) -> "Recipe":

@@ -41,8 +41,9 @@ Decisions:
   interrupted and exits 130 itself. A second SIGINT to a trainer would be taken as "stop now".
 * Parallel runs: one slot per GPU id (``--gpus 0,1`` or ``--gpus auto``, which reads
   ``CUDA_VISIBLE_DEVICES`` or ``nvidia-smi -L``); each run sees only its GPU through
-  ``CUDA_VISIBLE_DEVICES``. Without ``--gpus`` the runs go one after another, in the terminal's
-  foreground output; parallel runs write their console output to ``sweeps/<tag>/logs/``.
+  ``CUDA_VISIBLE_DEVICES``. Without ``--gpus`` the runs go one after another, their output copied
+  to the terminal; every run's console output is in its ``console.txt`` (``fgbench.rundir``'s
+  launcher and supervisor start each run, the same way the TUI does).
 * ``--nproc N`` trains each run with N processes (``fgbench run --nproc N``, DDP through
   torchrun). With ``--gpus``, the ids are grouped N at a time into slots (``--gpus 0,1,2,3
   --nproc 2``: two runs at a time, each on two GPUs). The sweep's SIGINT goes to each run's
@@ -51,6 +52,7 @@ Decisions:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import json
@@ -64,7 +66,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
 
-from fgbench import paths, runs
+from fgbench import paths, rundir
 from fgbench.errors import UserError, escape
 from fgbench.recipe import (
     UNION_SECTIONS,
@@ -83,12 +85,18 @@ from fgbench.recipe import (
 STATE_FORMAT = 1
 SWEEPS_DIR = "sweeps"
 STATE_FILE = "sweep.json"
+LOCK_FILE = "sweep.lock"
+BASE_FILE = "base.toml"
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9_.+-]+$")
 
 #: union sections and their tag field, as the recipe's schema declares them
 UNION_TAGS = {section: union_tag_field(section) for section in UNION_SECTIONS}
 
-PENDING, RUNNING, COMPLETED, FAILED, INTERRUPTED = "pending", "running", "completed", "failed", "interrupted"
+PENDING, RUNNING, COMPLETED, FAILED, INTERRUPTED, PRUNED = (
+    "pending", "running", "completed", "failed", "interrupted", "pruned")
+#: a point in one of these is finished: --continue never runs it again
+DONE = (COMPLETED, PRUNED)
+LAUNCHERS = ("local", "slurm")
 
 
 # ------------------------------------------------------------------------------- expansion
@@ -236,6 +244,13 @@ class Point:
     status: str = PENDING
     exit_code: int | None = None
     previous_run_dirs: list[str] = field(default_factory=list)
+    job_id: str | None = None
+    """The SLURM job (array task ``A_i``) that runs the point, for ``--launcher slurm``."""
+    previous_job_ids: list[str] = field(default_factory=list)
+    trial: int | None = None
+    """The Optuna trial number of a search point (assigned when the point starts)."""
+    value: float | None = None
+    """A search point's value: its best validation top-1 (``sweep.search.metric``)."""
 
 
 @dataclass
@@ -244,6 +259,9 @@ class Plan:
     base_name: str
     points: list[Point]
     recipes: list[Recipe]
+    spec: SweepConfig | None = None
+    base: dict[str, Any] | None = None
+    """The base recipe as written (``--set`` applied, no ``sweep`` table), kept for a search."""
 
 
 def expand(
@@ -262,6 +280,10 @@ def expand(
     if raw_sweep is not None:
         # Validated inside an otherwise default recipe so that errors carry the `sweep.` path.
         spec = validate_recipe({"sweep": raw_sweep}, source).sweep
+    if spec is not None and spec.search is not None:
+        if cli_grid or only:
+            raise UserError(f"{source}: sweep.search: --grid and --only go with grids and variants, not a search")
+        return _expand_search(base, source, spec)
     grid: dict[str, list[Any]] = flatten_set(spec.grid) if spec else {}
     for key, values in cli_grid:
         grid[key] = values
@@ -320,7 +342,46 @@ def expand(
             if e not in seen:
                 seen.append(e)
         raise RecipeError(seen)
-    return Plan(source=source, base_name=base_name, points=points, recipes=recipes)
+    return Plan(source=source, base_name=base_name, points=points, recipes=recipes, spec=spec, base=base)
+
+
+def _expand_search(base: dict[str, Any], source: str, spec: SweepConfig) -> Plan:
+    """A search's points: ``trials`` of them, each labelled ``trial N`` once it starts. Checked up
+    front: the base recipe, and each searched field at its bounds (or each of its choices), so a
+    typo in a field name fails now, not in the tenth trial."""
+    search = spec.search
+    assert search is not None
+    errors: list[str] = []
+    base_name = str(base.get("name", "unnamed"))
+    try:
+        recipe = validate_recipe(base, source)
+    except RecipeError as err:
+        raise RecipeError(err.lines) from None
+    if recipe.data.val_fraction == 0:
+        errors.append(f"{source}: sweep.search.metric: {search.metric} needs a validation split "
+                      "(data.val_fraction > 0); a search never optimises a test number")
+    if search.metric == "ema_val_top1" and not recipe.ema.enabled:
+        errors.append(f"{source}: sweep.search.metric: ema_val_top1 needs ema.enabled = true")
+    for key, param in search.params.items():
+        if key.split(".")[0] in ("sweep", "name"):
+            errors.append(f"{source}: sweep.search.params.{key}: cannot be searched")
+            continue
+        probes = param.values if param.type == "choice" else [param.low, param.high]
+        for value in probes:
+            if param.type == "int":
+                value = int(value)
+            try:
+                data, _notes = apply_set(base, {key: value})
+                validate_recipe(data, f"{source}: sweep.search.params.{key}={_label_value(value)}")
+            except ValueError as err:
+                errors.append(f"{source}: sweep.search.params.{key}: {err}")
+            except RecipeError as err:
+                errors.extend(err.lines)
+    if errors:
+        raise RecipeError(list(dict.fromkeys(errors)))
+    points = [Point(index=i, label=f"trial {i + 1}", name=f"{base_name}-trial", variant=None, overrides={})
+              for i in range(search.trials)]
+    return Plan(source=source, base_name=base_name, points=points, recipes=[], spec=spec, base=base)
 
 
 def load_plan(
@@ -342,6 +403,15 @@ def load_plan(
 
 
 def plan_text(plan: Plan) -> str:
+    if plan.spec is not None and plan.spec.search is not None:
+        se = plan.spec.search
+        lines = [f"{plan.source}: a search of {se.trials} trial(s), maximising {se.metric} "
+                 f"({se.sampler} sampler, {se.pruner} pruner)"]
+        for key, p in se.params.items():
+            what = (", ".join(_label_value(v) for v in p.values or []) if p.type == "choice"
+                    else f"{_label_value(p.low)} .. {_label_value(p.high)}" + (f" step {p.step}" if p.step else ""))
+            lines.append(f"  {key}: {p.type} {what}")
+        return "\n".join(lines) + "\n"
     lines = [f"{plan.source}: {len(plan.points)} run(s)"]
     w = max(len(p.label) for p in plan.points)
     for p in plan.points:
@@ -376,6 +446,15 @@ class SweepState:
     created: float
     points: list[Point]
     format: int = STATE_FORMAT
+    launcher: str = "local"
+    slurm: dict[str, Any] | None = None
+    """The resolved SLURM settings (``SlurmConfig``) the points are submitted with."""
+    search: dict[str, Any] | None = None
+    """A search's spec (``fgbench.search``): params, metric, pruner, storage URL, study name."""
+    run_args: list[str] = field(default_factory=list)
+    """Extra ``fgbench run`` arguments given to every point (``--device``, ``--nproc``)."""
+    controller: dict[str, Any] | None = None
+    """The local sweep process (pid, host) while it runs, so that ``--cancel`` can reach it."""
 
     @property
     def dir(self) -> Path:
@@ -386,15 +465,16 @@ class SweepState:
         return self.dir / STATE_FILE
 
     def save(self) -> None:
-        runs.write_json(self.path, {
+        rundir.write_json(self.path, {
             "format": self.format, "tag": self.tag, "source": self.source, "runs_root": self.runs_root,
-            "created": self.created, "points": [asdict(p) for p in self.points],
+            "created": self.created, "launcher": self.launcher, "slurm": self.slurm, "search": self.search,
+            "run_args": self.run_args, "controller": self.controller, "points": [asdict(p) for p in self.points],
         })
 
     @classmethod
     def load(cls, tag: str, runs_root: str | os.PathLike[str] | None = None) -> "SweepState":
         path = sweep_dir(tag, runs_root) / STATE_FILE
-        data = runs.read_json(path)
+        data = rundir.read_json(path)
         if data is None:
             where = sweep_dir(tag, runs_root).parent
             known = sorted(p.name for p in where.iterdir() if (p / STATE_FILE).is_file()) if where.is_dir() else []
@@ -405,25 +485,73 @@ class SweepState:
         try:
             points = [Point(**p) for p in data["points"]]
             return cls(tag=data["tag"], source=data["source"], runs_root=data["runs_root"],
-                       created=data["created"], points=points)
+                       created=data["created"], points=points, launcher=data.get("launcher", "local"),
+                       slurm=data.get("slurm"), search=data.get("search"), run_args=list(data.get("run_args") or []),
+                       controller=data.get("controller"))
         except (KeyError, TypeError) as err:
             raise UserError(f"{path}: damaged sweep state ({err})") from None
 
+    @classmethod
+    def load_dir(cls, d: str | os.PathLike[str]) -> "SweepState":
+        """The state in sweep folder ``d`` (``<runs root>/sweeps/<tag>``), wherever the runs root is mounted."""
+        d = Path(d)
+        return cls.load(d.name, d.parent.parent)
 
-def create_state(plan: Plan, tag: str, runs_root: str | os.PathLike[str] | None = None) -> SweepState:
-    """Write the state file and each point's resolved recipe; refuse an existing tag."""
+
+@contextlib.contextmanager
+def locked(d: str | os.PathLike[str]):
+    """Exclusive lock on a sweep folder's state: SLURM jobs of one sweep update it concurrently."""
+    import fcntl
+
+    Path(d).mkdir(parents=True, exist_ok=True)
+    with open(Path(d) / LOCK_FILE, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def create_state(plan: Plan, tag: str, runs_root: str | os.PathLike[str] | None = None, *,
+                 launcher: str = "local", slurm: dict[str, Any] | None = None,
+                 run_args: Sequence[str] = ()) -> SweepState:
+    """Write the state file and each point's resolved recipe (a search: its base recipe and its
+    Optuna study); refuse an existing tag. Nothing is left behind when this fails."""
     check_tag(tag)
     root = Path(runs_root) if runs_root is not None else paths.runs_dir()
     d = sweep_dir(tag, root)
     if (d / STATE_FILE).exists():
         raise UserError(f"sweep {tag!r} exists ({d}): continue it with `fgbench sweep --continue {tag}` or pick another --tag")
     state = SweepState(tag=tag, source=str(Path(plan.source).resolve()), runs_root=str(root.resolve()),
-                       created=time.time(), points=[copy.deepcopy(p) for p in plan.points])
-    for point, recipe in zip(state.points, plan.recipes):
-        f = d / "recipes" / f"{point.index + 1:02d}-{_slug(point.label)}.toml"
-        atomic_write_text(f, dumps_recipe(recipe, full=True))
-        point.recipe_file = str(f)
-    state.save()
+                       created=time.time(), points=[copy.deepcopy(p) for p in plan.points], launcher=launcher,
+                       slurm=slurm, run_args=list(run_args))
+    existed = d.exists()
+    try:
+        for point, recipe in zip(state.points, plan.recipes):
+            f = d / "recipes" / f"{point.index + 1:02d}-{_slug(point.label)}.toml"
+            atomic_write_text(f, dumps_recipe(recipe, full=True))
+            point.recipe_file = str(f)
+        if plan.spec is not None and plan.spec.search is not None:
+            from fgbench import search as S
+
+            import tomli_w
+
+            atomic_write_text(d / BASE_FILE, tomli_w.dumps(plan.base or {}))
+            spec = plan.spec.search.model_dump(mode="json")
+            spec["params"] = {k: v for k, v in spec["params"].items()}
+            spec["storage"] = S.storage_url(spec, d)
+            spec["study"] = tag
+            spec["base_file"] = str(d / BASE_FILE)
+            state.search = spec
+            rundir.write_json(d / S.SPEC_FILE, spec)
+            S.create(spec)
+        state.save()
+    except BaseException:
+        if not existed:
+            import shutil
+
+            shutil.rmtree(d, ignore_errors=True)
+        raise
     return state
 
 
@@ -476,15 +604,16 @@ class _Active:
     proc: subprocess.Popen
     slot: int
     log: TextIO | None
+    launched: Any = None
 
 
 def _status_from_exit(code: int, run_dir: str | None) -> str:
     if run_dir and Path(run_dir).is_dir():
         try:
-            st = runs.read_run(run_dir).status
+            st = rundir.read_run(run_dir).status
         except OSError:
             st = None
-        if st in (COMPLETED, FAILED, INTERRUPTED):
+        if st in (COMPLETED, FAILED, INTERRUPTED, PRUNED):
             # trust the run's own record, but an exit code of 130 always means interrupted
             return INTERRUPTED if code == 130 else st
     if code == 0:
@@ -495,7 +624,10 @@ def _status_from_exit(code: int, run_dir: str | None) -> str:
 
 
 def _dir_is_empty(p: Path) -> bool:
-    return p.is_dir() and not any(p.iterdir())
+    """Nothing of a run in it yet (the launcher's own files do not count)."""
+    from fgbench.rundir import layout
+
+    return p.is_dir() and layout.RunDir(p).is_fresh()
 
 
 def reconcile(state: SweepState) -> None:
@@ -507,24 +639,81 @@ def reconcile(state: SweepState) -> None:
         if not p.run_dir or not Path(p.run_dir).is_dir() or _dir_is_empty(Path(p.run_dir)):
             p.status = INTERRUPTED
             continue
-        st = runs.read_run(p.run_dir).status
+        st = rundir.read_run(p.run_dir).status
         if st == RUNNING:
             raise UserError(f"sweep {state.tag}: {p.run_dir} is still running; wait for it or stop it first")
-        p.status = st if st in (COMPLETED, FAILED, INTERRUPTED) else INTERRUPTED
+        p.status = st if st in (COMPLETED, FAILED, INTERRUPTED, PRUNED) else INTERRUPTED
 
 
-def _command_for(point: Point, state: SweepState, base_cmd: Sequence[str], extra: Sequence[str]) -> list[str]:
-    """A fresh run of the point's recipe file in a new run directory, or ``--resume`` of its
-    interrupted run when that run has a ``last.pt`` to continue from."""
+def point_command(point: Point, state: SweepState, base_cmd: Sequence[str], extra: Sequence[str]) -> list[str]:
+    """The ``fgbench run`` of a point, decided from its run directory when it starts (by the local
+    sweep, or by its SLURM job on the node): ``--resume`` of an interrupted run that has a
+    ``last.pt``, else a fresh run of the point's recipe file in a new, empty run directory (a
+    used one is kept and listed in ``previous_run_dirs``)."""
     run_dir = Path(point.run_dir) if point.run_dir else None
-    if point.status == INTERRUPTED and run_dir is not None and (run_dir / runs.CHECKPOINT_DIR / runs.LAST_CKPT).is_file():
-        return [*base_cmd, "run", "--resume", str(run_dir), "--sweep-tag", state.tag, *extra]
+    trial = ["--trial", f"{state.dir / 'search.json'}:{point.trial}"] if point.trial is not None else []
+    if run_dir is not None and (run_dir / rundir.CHECKPOINT_DIR / rundir.LAST_CKPT).is_file() \
+            and rundir.read_run(run_dir).status in (INTERRUPTED, RUNNING):
+        return [*base_cmd, "run", "--resume", str(run_dir), "--sweep-tag", state.tag, *trial, *extra]
     if run_dir is None or not _dir_is_empty(run_dir):
         if run_dir is not None:
             point.previous_run_dirs.append(str(run_dir))
-        run_dir = runs.create_run_dir(point.name, state.runs_root)
+        run_dir = rundir.create_run_dir(point.name, state.runs_root)
         point.run_dir = str(run_dir)
-    return [*base_cmd, "run", str(point.recipe_file), "--run-dir", str(run_dir), "--sweep-tag", state.tag, *extra]
+    return [*base_cmd, "run", str(point.recipe_file), "--run-dir", str(run_dir), "--sweep-tag", state.tag, *trial,
+            *extra]
+
+
+_command_for = point_command  # the name older callers use
+
+
+def point_done(point: Point) -> bool:
+    """True when the point's run finished for good (completed or pruned): never run again."""
+    if not point.run_dir or not Path(point.run_dir).is_dir() or not rundir.is_run_dir(Path(point.run_dir)):
+        return False
+    return rundir.read_run(point.run_dir).status in DONE
+
+
+def ensure_trial(state: SweepState, point: Point) -> None:
+    """A search point that has not started gets its trial now: Optuna samples the fields, and the
+    point gets its label, overrides and recipe file (written beside the others)."""
+    if state.search is None or point.trial is not None:
+        return
+    import tomllib
+
+    from fgbench import search as S
+
+    number, values = S.ask(state.search)
+    base = tomllib.loads(Path(state.search["base_file"]).read_text(encoding="utf-8"))
+    data, notes = apply_set(base, values)
+    point.trial = number
+    point.overrides = values
+    point.notes = notes
+    point.label = f"trial {number}"
+    point.name = f"{base.get('name', 'unnamed')}-trial{number}"[:120]
+    data["name"] = point.name
+    try:
+        recipe = validate_recipe(data, f"{state.source}: sweep.search trial {number}")
+    except RecipeError as err:
+        S.tell(state.search, number, FAILED, None)
+        raise UserError("; ".join(err.lines)) from None
+    f = state.dir / "recipes" / f"{point.index + 1:02d}-trial{number}.toml"
+    atomic_write_text(f, dumps_recipe(recipe, full=True))
+    point.recipe_file = str(f)
+
+
+def finish_point(state: SweepState, point: Point, code: int) -> None:
+    """Record how a point's run ended (exit code and the run's own status); a search trial's
+    outcome goes to the study."""
+    point.exit_code = code
+    point.status = _status_from_exit(code, point.run_dir)
+    if state.search is not None and point.trial is not None and point.run_dir:
+        from fgbench.rundir import events as metrics
+        from fgbench import search as S
+
+        events = metrics.read_events(Path(point.run_dir) / metrics.METRICS_FILE)
+        point.value = S.trial_value(events, state.search.get("metric", "val_top1"))
+        S.tell(state.search, point.trial, point.status, point.value)
 
 
 def run_sweep(
@@ -543,6 +732,7 @@ def run_sweep(
     out = out or sys.stdout
     base_cmd = list(base_cmd) if base_cmd else [sys.executable, "-m", "fgbench"]
     reconcile(state)
+    extra_args = [*state.run_args, *extra_args]
     todo_status = {PENDING, INTERRUPTED} | ({FAILED} if retry_failed else set())
     queue = [p for p in state.points if p.status in todo_status]
     done_before = sum(p.status == COMPLETED for p in state.points)
@@ -568,21 +758,31 @@ def run_sweep(
     if in_main:
         for sig in (signal.SIGINT, signal.SIGTERM):
             old_handlers[sig] = signal.signal(sig, forward)
+    import socket
+
+    from fgbench.rundir.launcher import LaunchError, Launcher
+
+    launcher = Launcher(state.runs_root, fgbench_cmd=base_cmd)
+    state.controller = {"pid": os.getpid(), "host": socket.gethostname()}  # for `fgbench sweep --cancel`
     try:
         while queue or active:
             free = [s for s in range(len(slots)) if s not in active]
             while free and queue and not stopping["flag"]:
                 slot = free.pop(0)
                 point = queue.pop(0)
-                cmd = _command_for(point, state, base_cmd, extra_args)
+                try:
+                    ensure_trial(state, point)
+                except UserError as err:
+                    point.status = FAILED
+                    point.notes.append(str(err))
+                    print(f"sweep {state.tag}: [{point.index + 1}/{len(state.points)}] {err}", file=out, flush=True)
+                    state.save()
+                    free.insert(0, slot)
+                    continue
+                cmd = point_command(point, state, base_cmd, extra_args)
                 env = dict(os.environ)
                 if slots[slot] is not None:
                     env["CUDA_VISIBLE_DEVICES"] = str(slots[slot])
-                log = None
-                if parallel:
-                    logf = state.dir / "logs" / f"{point.index + 1:02d}-{_slug(point.label)}.out"
-                    logf.parent.mkdir(parents=True, exist_ok=True)
-                    log = open(logf, "a", encoding="utf-8")
                 where = f" on GPU {slots[slot]}" if slots[slot] is not None else ""
                 verb = "resuming" if "--resume" in cmd else "starting"
                 print(f"sweep {state.tag}: [{point.index + 1}/{len(state.points)}] {verb} {point.label}{where} -> {point.run_dir}",
@@ -590,22 +790,30 @@ def run_sweep(
                 point.status = RUNNING
                 point.exit_code = None
                 state.save()
-                proc = subprocess.Popen(cmd, env=env, start_new_session=True,
-                                        stdout=log if log else None, stderr=subprocess.STDOUT if log else None)
-                active[slot] = _Active(point, proc, slot, log)
+                # through fgbench.rundir's launcher: a supervisor in its own session records the
+                # trainer's exit (exit.json) and console (console.txt) in the run directory
+                try:
+                    launched = launcher.spawn(Path(str(point.run_dir)), cmd[len(base_cmd):],
+                                              env={k: v for k, v in env.items() if k == "CUDA_VISIBLE_DEVICES"},
+                                              tee=not parallel)
+                except LaunchError as err:
+                    point.status = FAILED
+                    point.notes.append(str(err))
+                    state.save()
+                    raise UserError(f"sweep {state.tag}: {err}") from None
+                active[slot] = _Active(point, launched.process, slot, None, launched)
                 if on_start:
                     on_start(point)
             if not active:
                 break
             time.sleep(poll_s)
             for slot, a in list(active.items()):
-                code = a.proc.poll()
+                code = a.launched.poll() if a.launched is not None else a.proc.poll()
                 if code is None:
                     continue
-                if a.log:
-                    a.log.close()
-                a.point.exit_code = code
-                a.point.status = _status_from_exit(code, a.point.run_dir)
+                if a.launched is not None and a.launched.rejection:
+                    print(a.launched.rejection, file=out, flush=True)  # the trainer refused its input
+                finish_point(state, a.point, code)
                 state.save()
                 print(f"sweep {state.tag}: [{a.point.index + 1}/{len(state.points)}] {a.point.label}: {a.point.status}",
                       file=out, flush=True)
@@ -616,6 +824,7 @@ def run_sweep(
                 a.proc.send_signal(signal.SIGINT)
                 a.proc.wait()
             a.point.status = _status_from_exit(a.proc.returncode, a.point.run_dir)
+        state.controller = None
         state.save()
         if in_main:
             for sig, h in old_handlers.items():
@@ -632,12 +841,12 @@ def _is_main_thread() -> bool:
 
 
 def state_runs(state: SweepState) -> tuple[list[Any], list[str]]:
-    """The sweep's runs (``fgbench.runs.RunInfo``) in point order, with their labels; points
+    """The sweep's runs (``fgbench.rundir.RunInfo``) in point order, with their labels; points
     that never got a run directory are left out."""
     infos, labels = [], []
     for p in state.points:
-        if p.run_dir and Path(p.run_dir).is_dir() and runs.is_run_dir(Path(p.run_dir)):
-            infos.append(runs.read_run(p.run_dir))
+        if p.run_dir and Path(p.run_dir).is_dir() and rundir.is_run_dir(Path(p.run_dir)):
+            infos.append(rundir.read_run(p.run_dir))
             labels.append(p.label)
     return infos, labels
 
@@ -654,3 +863,126 @@ def list_sweeps(runs_root: str | os.PathLike[str] | None = None) -> list[SweepSt
             except UserError:
                 continue
     return out
+
+
+# ------------------------------------------------------------------------- launchers: settings
+
+
+def resolve_launcher(cli: str | None, spec: SweepConfig | None) -> str:
+    """``--launcher``, else the recipe's ``sweep.launcher`` when written, else settings.toml's
+    ``[sweep] launcher``, else ``local``."""
+    if cli:
+        return cli
+    if spec is not None and "launcher" in spec.model_fields_set:
+        return spec.launcher
+    from fgbench import settings
+
+    value = (settings.load_settings().get("sweep") or {}).get("launcher")
+    if value is None:
+        return "local"
+    if value not in LAUNCHERS:
+        raise UserError(f"{paths.settings_file()}: sweep.launcher: {value!r} is not one of {', '.join(LAUNCHERS)}")
+    return value
+
+
+def resolve_slurm(spec: SweepConfig | None, cli: dict[str, Any], source: str) -> dict[str, Any]:
+    """The SLURM settings of a sweep: settings.toml's ``[slurm]``, then what the recipe's
+    ``[sweep.slurm]`` wrote, then the command line; validated as one ``SlurmConfig``."""
+    from pydantic import ValidationError
+
+    from fgbench import settings
+    from fgbench.recipe import SlurmConfig
+
+    merged: dict[str, Any] = {}
+    table = settings.load_settings().get("slurm")
+    if table is not None:
+        if not isinstance(table, dict):
+            raise UserError(f"{paths.settings_file()}: slurm: expected a table")
+        try:
+            merged.update(SlurmConfig.model_validate(table).model_dump(exclude_unset=True))
+        except ValidationError as err:
+            first = err.errors()[0]
+            raise UserError(f"{paths.settings_file()}: slurm.{'.'.join(str(x) for x in first['loc'])}: "
+                            f"{first['msg']}") from None
+    sbatch = dict(merged.get("sbatch", {}))  # sbatch options add up: settings, then recipe, then --sbatch
+    if spec is not None and spec.slurm is not None:
+        written = spec.slurm.model_dump(exclude_unset=True)
+        sbatch.update(written.get("sbatch", {}))
+        merged.update(written)
+    sbatch.update(cli.get("sbatch", {}))
+    merged.update(cli)
+    if sbatch:
+        merged["sbatch"] = sbatch
+    try:
+        return SlurmConfig.model_validate(merged).model_dump(mode="json")
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise UserError(f"{source}: sweep.slurm.{'.'.join(str(x) for x in first['loc'])} "
+                        f"(with settings.toml and the command line): {first['msg']}") from None
+
+
+def _run_status(p: Point) -> str:
+    """The run directory's status where the point has one, else what the state file says."""
+    if p.run_dir and Path(p.run_dir).is_dir() and rundir.is_run_dir(Path(p.run_dir)):
+        return rundir.read_run(p.run_dir).status
+    return p.status
+
+
+# ------------------------------------------------------------------------------- the table
+
+
+def ablation_table(state: SweepState) -> tuple[list[tuple[str, str, str]], list[dict[str, Any]]]:
+    """The sweep's table: rows in point order; a search's trials by value, best first (pruned and
+    failed trials after, by their value so far), with the searched fields as columns."""
+    from fgbench import report
+
+    fresh = SweepState.load_dir(state.dir) if state.path.is_file() else state
+    pts = [p for p in fresh.points if p.run_dir and Path(p.run_dir).is_dir() and rundir.is_run_dir(Path(p.run_dir))]
+    if not pts:
+        return [], []
+    infos = [rundir.read_run(p.run_dir) for p in pts]
+    if fresh.search is None:
+        return report.compare_table(infos, [p.label for p in pts], fields=[], label_header="variant")
+    from fgbench.rundir import events as metrics
+    from fgbench import search as S
+
+    values = []
+    for p in pts:
+        v = p.value
+        if v is None:
+            v = S.trial_value(metrics.read_events(Path(p.run_dir) / metrics.METRICS_FILE), fresh.search["metric"])
+        values.append(v)
+    order = sorted(range(len(pts)), key=lambda i: (infos[i].status != COMPLETED, -(values[i] if values[i] is not None else -1e9)))
+    columns, rows = report.compare_table([infos[i] for i in order], [pts[i].label for i in order],
+                                         fields=list(fresh.search["params"]), label_header="trial")
+    for row, i in zip(rows, order):
+        row["value"] = values[i]
+    columns.insert(1, ("value", fresh.search["metric"], "acc"))
+    if ("status", "status", "text") not in columns and any(r["status"] != COMPLETED for r in rows):
+        columns.insert(2, ("status", "status", "text"))
+    return columns, rows
+
+
+def best_recipe_text(state: SweepState) -> tuple[str, Point]:
+    """The recipe file of a search's best completed trial, headed by where it came from."""
+    if state.search is None:
+        raise UserError(f"sweep {state.tag}: --best needs a search (sweep.search); compare a grid with "
+                        f"`fgbench runs compare --sweep {state.tag}`")
+    from fgbench.rundir import events as metrics
+    from fgbench import search as S
+
+    best: Point | None = None
+    for p in state.points:
+        if p.trial is None or not p.recipe_file or _run_status(p) != COMPLETED:
+            continue
+        if p.value is None and p.run_dir:
+            p.value = S.trial_value(metrics.read_events(Path(p.run_dir) / metrics.METRICS_FILE), state.search["metric"])
+        if p.value is not None and (best is None or p.value > (best.value or -1)):
+            best = p
+    if best is None:
+        raise UserError(f"sweep {state.tag}: no trial has completed yet")
+    body = Path(best.recipe_file).read_text(encoding="utf-8")  # type: ignore[arg-type]
+    sets = ", ".join(f"{k} = {_label_value(v)}" for k, v in best.overrides.items())
+    head = (f"# The best trial of search {state.tag}: {best.label}, {state.search['metric']} = {best.value:.2f}\n"
+            f"# (run {best.run_dir}); sampled: {sets}\n")
+    return head + body, best

@@ -35,12 +35,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="node 0's address and a free port, the same on "
                    "every node (needed with --nnodes > 1)")
     p.add_argument("--sweep-tag", metavar="TAG", help=argparse.SUPPRESS)
+    p.add_argument("--trial", metavar="SPEC:NUMBER", help=argparse.SUPPRESS)  # a search trial (fgbench.search)
     p.set_defaults(handler=_handle)
 
 
 def _handle(args: argparse.Namespace) -> int:
     if not args.recipe and not args.resume:
         raise UserError("fgbench run: give a RECIPE file or --resume RUN_DIR")
+    if args.trial:
+        # A search trial: import optuna (and SQLAlchemy) before torch. Imported after torch, the
+        # run's DataLoader workers outlived the run on Python 3.11 / torch 2.x and the process
+        # hung at exit joining them (seen with optuna 5.0); imported first, it exits cleanly.
+        from fgbench import search
+
+        search._optuna()
     if not args.resume:
         check_output_dirs(args)
         if args.recipe:

@@ -3,20 +3,26 @@
 Three tools, used by the trainer's loaders and by ``fgbench data verify --deep``:
 
 * :func:`load_rgb` decodes with a JPEG *draft*: libjpeg can scale by 1/2, 1/4 or 1/8 while it
-  decodes, which skips most of the inverse DCT work. We ask for the smallest scale whose shorter
-  side is still at least the size the pipeline needs, so no detail the model would see is lost.
-  With CUB-like ~500x375 images that only kicks in for targets of 187 px or less; larger photos
-  (Aircraft, Cars, user folders) gain at 224 and 448 too. It also crops the FGVC-Aircraft
-  copyright banner (``crop_bottom``) in original-image pixels, scaled with the draft.
-* :class:`CachedImageDataset` decodes every image once, resizes it so its shorter side is at most
-  ``short_side`` (never upscaled), and stores all of them in one uint8 file that later epochs,
-  runs and DataLoader workers memory-map: no JPEG decode after the first pass. The price is disk:
-  raw pixels take several times the JPEG bytes (CUB at short side 256: about 3 GB).
+  decodes, which skips most of the inverse DCT work. The scale is chosen from a
+  :class:`DecodeNeed`, what the transform's first resampling step needs of the image: a draft is
+  used only when every output the transform can produce still comes from at least as many source
+  pixels as it has (for RandomResizedCrop: its smallest crop at the extreme aspect ratio; for
+  Resize then CenterCrop: the resize target). Decoding is therefore lossless in the sense that
+  matters here: no crop is upsampled that full decoding would not have upsampled. With the usual
+  RandomResizedCrop scale (0.08, 1) this rules drafts out for training on photos below about
+  2,600 x 2,000 px at 224; it helps evaluation (Resize 255 then crop 224 of a 1000 x 700 photo
+  decodes at 1/2) and small targets. It also crops the FGVC-Aircraft copyright banner
+  (``crop_bottom``) in original-image pixels, scaled with the draft.
+* :class:`CachedImageDataset` decodes every image once, exactly as :func:`load_rgb` does for the
+  same need (full size, or the lossless draft), and stores all of them in one uint8 file that later
+  epochs, runs and DataLoader workers memory-map: no JPEG decode after the first pass, and the
+  same pixels the standard loader would hand to the transform. The price is disk: raw pixels,
+  width x height x 3 bytes per image (0.56 MB at 500x375; CUB's 11,788 images at that size: 6.6 GB).
 * :func:`find_corrupt_images` decodes every file fully and returns the ones that fail.
 
 Decisions:
 
-* The cache key hashes every path with its size and mtime plus the resize settings, so an edited
+* The cache key hashes every path with its size and mtime plus the decode need, so an edited
   dataset or another scale gets a new cache instead of silently stale pixels. It is built under a
   file lock (two DDP ranks do not build it twice) into temporary files that are renamed into
   place, the index last: an interrupted build is never mistaken for a finished one.
@@ -32,8 +38,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -43,37 +51,79 @@ from PIL import Image
 
 from fgbench.data.images import CorruptImageError, _default_workers, find_corrupt_images, require_regular_file  # noqa: F401
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: lossless decode need instead of a resized short side
 AIRCRAFT_BANNER_PX = 20
 
 
-def draft_request(size: tuple[int, int], target_short_side: int, crop_bottom: int = 0) -> tuple[int, int]:
-    """The size to pass to ``Image.draft`` so that the shorter side stays >= target *after* the
-    bottom ``crop_bottom`` rows (original pixels) are cut away."""
+@dataclass(frozen=True)
+class DecodeNeed:
+    """The least a transform needs of a decoded image (after the banner crop), in decoded pixels:
+    ``short`` for the shorter side, ``width`` and ``height`` for each side, ``area`` for width x
+    height (RandomResizedCrop: its smallest crop at the extreme aspect ratio). A need of zeros
+    allows any scale; :meth:`fraction` says how far an image may be scaled down."""
+
+    short: float = 0
+    width: float = 0
+    height: float = 0
+    area: float = 0
+
+    def fraction(self, w: int, h: int) -> float:
+        """The smallest scale factor of a ``w`` x ``h`` image that still meets the need (1 or
+        more: decode at full size)."""
+        if w <= 0 or h <= 0:
+            return 1.0
+        return max(self.short / min(w, h), self.width / w, self.height / h, math.sqrt(self.area / (w * h)))
+
+    def union(self, other: "DecodeNeed | None") -> "DecodeNeed | None":
+        """What both need (None, full size, wins)."""
+        if other is None:
+            return None
+        return DecodeNeed(max(self.short, other.short), max(self.width, other.width),
+                          max(self.height, other.height), max(self.area, other.area))
+
+    def key(self) -> list[float]:
+        return [self.short, self.width, self.height, self.area]
+
+
+def as_need(need: "DecodeNeed | int | None") -> DecodeNeed | None:
+    """A bare int is a shorter side."""
+    if need is None or isinstance(need, DecodeNeed):
+        return need
+    return DecodeNeed(short=int(need)) if need else None
+
+
+def draft_request(size: tuple[int, int], need: "DecodeNeed | int", crop_bottom: int = 0) -> tuple[int, int]:
+    """The size to pass to ``Image.draft`` so that the image *after* the bottom ``crop_bottom``
+    rows (original pixels) are cut away still meets ``need`` (an int: a shorter side). Pillow
+    picks the largest scale 1/k whose ``ceil(side / k)`` is at least the request on both axes."""
+    need = as_need(need)
     w, h = size
-    short = min(w, h - crop_bottom) if 0 < crop_bottom < h else min(w, h)
-    if target_short_side >= short:
+    hc = h - crop_bottom if 0 < crop_bottom < h else h
+    f = need.fraction(w, hc) if need is not None else 1.0
+    if f >= 1:
         return w, h
-    t = int(target_short_side)
-    return max(1, -(-w * t // short)), max(1, -(-h * t // short))  # integer ceil: no float rounding
+    return max(1, math.ceil(w * f - 1e-9)), max(1, math.ceil(h * f - 1e-9))
 
 
-def load_rgb(path: str | os.PathLike[str], target_short_side: int | None = None, *, crop_bottom: int = 0) -> Image.Image:
+def load_rgb(path: str | os.PathLike[str], need: "DecodeNeed | int | None" = None, *,
+             crop_bottom: int = 0) -> Image.Image:
     """Decode ``path`` as an RGB image.
 
-    For a JPEG and a ``target_short_side``, decoding happens at the smallest libjpeg scale
-    (1, 1/2, 1/4, 1/8) whose shorter side is still >= ``target_short_side``; other formats are
-    decoded at full size. ``crop_bottom`` removes that many rows of the *original* image from
-    the bottom (20 for the FGVC-Aircraft banner). Any decoding failure raises
-    :class:`CorruptImageError` naming the file; so does a file that is not a regular file (a
+    For a JPEG and a ``need`` (:class:`DecodeNeed`; an int is a shorter side), decoding happens
+    at the smallest libjpeg scale (1, 1/2, 1/4, 1/8) that still meets it; other formats, and
+    JPEGs without a need, are decoded at full size. ``crop_bottom`` removes that many rows of
+    the *original* image from the bottom (20 for the FGVC-Aircraft banner). Any decoding failure
+    raises :class:`CorruptImageError` naming the file; so does a file that is not a regular file (a
     FIFO named ``x.jpg`` would block the reader forever), which is never opened.
     """
     require_regular_file(path)
     try:
         with Image.open(path) as im:
             orig_w, orig_h = im.size
-            if target_short_side and im.format == "JPEG":
-                im.draft("RGB", draft_request(im.size, target_short_side, crop_bottom))
+            if need and im.format == "JPEG":
+                req = draft_request(im.size, need, crop_bottom)
+                if req != im.size:
+                    im.draft("RGB", req)
             rgb = im.convert("RGB")  # forces the decode inside the try
     except Exception as err:  # noqa: BLE001 - PIL raises many types (OSError, SyntaxError, ValueError...)
         raise CorruptImageError(path, f"{type(err).__name__}: {err}") from None
@@ -84,28 +134,15 @@ def load_rgb(path: str | os.PathLike[str], target_short_side: int | None = None,
     return rgb
 
 
-def resize_short_side(im: Image.Image, short_side: int) -> Image.Image:
-    """Downscale so the shorter side is ``short_side`` (aspect kept); smaller images unchanged."""
-    w, h = im.size
-    short = min(w, h)
-    if short <= short_side:
-        return im
-    scale = short_side / short
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    if w <= h:
-        size = (short_side, size[1])
-    else:
-        size = (size[0], short_side)
-    return im.resize(size, Image.BILINEAR)
 
 
 class DraftImageDataset(torch.utils.data.Dataset):
     """(path, label) items decoded on every access with :func:`load_rgb` (no cache)."""
 
-    def __init__(self, items: Sequence[tuple[str, int]], target_short_side: int | None = None, *,
+    def __init__(self, items: Sequence[tuple[str, int]], need: DecodeNeed | int | None = None, *,
                  crop_bottom: int = 0, transform: Callable | None = None):
         self.items = list(items)
-        self.target_short_side = target_short_side
+        self.need = as_need(need)
         self.crop_bottom = crop_bottom
         self.transform = transform
 
@@ -114,13 +151,13 @@ class DraftImageDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         path, label = self.items[i]
-        im = load_rgb(path, self.target_short_side, crop_bottom=self.crop_bottom)
+        im = load_rgb(path, self.need, crop_bottom=self.crop_bottom)
         return (self.transform(im) if self.transform else im), label
 
 
-def cache_key(items: Sequence[tuple[str, int]], short_side: int, crop_bottom: int = 0) -> str:
+def cache_key(items: Sequence[tuple[str, int]], need: DecodeNeed | None, crop_bottom: int = 0) -> str:
     h = hashlib.sha1()
-    h.update(json.dumps([CACHE_FORMAT, short_side, crop_bottom]).encode())
+    h.update(json.dumps([CACHE_FORMAT, need.key() if need is not None else None, crop_bottom]).encode())
     for path, label in items:
         try:
             st = os.stat(path)
@@ -132,25 +169,28 @@ def cache_key(items: Sequence[tuple[str, int]], short_side: int, crop_bottom: in
 
 
 class CachedImageDataset(torch.utils.data.Dataset):
-    """Images resized to the recipe's scale, decoded once into a memory-mapped uint8 file.
+    """Images decoded once, as :func:`load_rgb` decodes them for ``need``, into a memory-mapped
+    uint8 file.
 
-    ``items``: (path, label) pairs. ``short_side``: images are downscaled so their shorter side
-    is at most this (use the largest size the pipeline reads, e.g. ``int(test_size * 1.14)``).
+    ``items``: (path, label) pairs. ``need``: what every transform that will read the cache needs
+    (:meth:`DecodeNeed.union` of them; an int is a shorter side; None: full size). A JPEG is
+    stored at the lossless draft scale for it, never resized otherwise, so a transform receives
+    exactly the pixels it would receive from :func:`load_rgb`.
     ``cache_dir`` holds ``<key>.u8`` (pixels), ``<key>.rows.npy`` (offset, height, width, label)
     and ``<key>.json`` (written last). ``skip_corrupt``: leave undecodable images out (counted in
     ``skipped``) instead of raising :class:`CorruptImageError`.
     """
 
-    def __init__(self, items: Sequence[tuple[str, int]], short_side: int, cache_dir: str | os.PathLike[str], *,
-                 skip_corrupt: bool = False, crop_bottom: int = 0, transform: Callable | None = None,
-                 workers: int | None = None, progress: Callable | None = None):
-        self.short_side = int(short_side)
+    def __init__(self, items: Sequence[tuple[str, int]], need: DecodeNeed | int | None,
+                 cache_dir: str | os.PathLike[str], *, skip_corrupt: bool = False, crop_bottom: int = 0,
+                 transform: Callable | None = None, workers: int | None = None, progress: Callable | None = None):
+        self.need = as_need(need)
         self.crop_bottom = crop_bottom
         self.transform = transform
         self.cache_dir = Path(cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         items = [(str(p), int(y)) for p, y in items]
-        self.key = cache_key(items, self.short_side, crop_bottom)
+        self.key = cache_key(items, self.need, crop_bottom)
         self.data_path = self.cache_dir / f"{self.key}.u8"
         self.rows_path = self.cache_dir / f"{self.key}.rows.npy"
         self.meta_path = self.cache_dir / f"{self.key}.json"
@@ -189,10 +229,10 @@ class CachedImageDataset(torch.utils.data.Dataset):
     def _decode(self, item: tuple[str, int]):
         path, _label = item
         try:
-            im = load_rgb(path, self.short_side, crop_bottom=self.crop_bottom)
+            im = load_rgb(path, self.need, crop_bottom=self.crop_bottom)
         except CorruptImageError as err:
             return err
-        return np.asarray(resize_short_side(im, self.short_side), dtype=np.uint8)
+        return np.asarray(im, dtype=np.uint8)
 
     def _build(self, items, skip_corrupt, workers, progress) -> None:
         from fgbench.data.progress import ProgressMeter
@@ -204,7 +244,7 @@ class CachedImageDataset(torch.utils.data.Dataset):
         rows: list[tuple[int, int, int, int]] = []
         skipped_paths: list[str] = []
         skipped_index: list[int] = []
-        meter = ProgressMeter(progress, "prepare", f"caching images at short side {self.short_side}", len(items), unit="images")
+        meter = ProgressMeter(progress, "prepare", "caching decoded images", len(items), unit="images")
         offset = 0
         try:
             with open(tmp_data, "wb") as out, ThreadPoolExecutor(workers or _default_workers()) as pool:
@@ -228,7 +268,7 @@ class CachedImageDataset(torch.utils.data.Dataset):
             os.replace(tmp_rows, self.rows_path)
             meta = {
                 "format": CACHE_FORMAT,
-                "short_side": self.short_side,
+                "need": self.need.key() if self.need is not None else None,
                 "crop_bottom": self.crop_bottom,
                 "images": len(rows),
                 "bytes": offset,

@@ -5,11 +5,22 @@ Decisions:
 * **Everything random is a function of its position**, so that a resumed run sees exactly what an
   uninterrupted one would have seen, whatever the number of workers. The training order of an
   epoch is ``randperm`` from a generator seeded by (seed, epoch); the augmentation of one sample is
-  drawn after seeding torch's RNG with (seed, epoch, sample). The batch sampler therefore yields
+  drawn after seeding torch's CPU generator with (seed, epoch, sample) (``default_generator.manual_seed``,
+  about 1 us; ``torch.manual_seed`` also walks every accelerator backend and cost 60-90 us a sample). The batch sampler therefore yields
   ``(epoch, position)`` pairs instead of bare indices, which also works with persistent workers
   (the dataset copy inside a worker never needs to be told the epoch). In the main process
   (``workers = 0``) the seeding happens inside ``fork_rng`` so it never disturbs the global stream
   that MixUp/CutMix and dropout draw from (and that the checkpoint saves).
+* One pool of persistent workers per stage serves the training epochs and the stage's evaluation
+  splits (``StageDataset`` keys are ``(epoch, position)`` or ``(split, position)``; the batch
+  sampler, which runs in the main process, is switched between them), so workers start once per
+  stage, not once per epoch and evaluation.
+* ``data.loader = "auto"`` (:func:`choose_loader`) picks ``device``, ``cached`` or ``standard`` for
+  the data; every choice hands the model the same images: JPEG drafts follow one lossless rule
+  (:func:`decode_need`, read from the transform object), the cache stores that decode, the device
+  loader stacks what the standard transform's deterministic steps give and normalises with the
+  same arithmetic, and the transform's tensor tail is fused with the same operations
+  (:class:`ToNormalizedTensor`).
 * Resuming in the middle of an epoch is skipping the first ``start_batch`` batches of that epoch's
   permutation: no sample is decoded twice.
 * The validation split is stratified (per class, ``round(n * fraction)``, at least one image when
@@ -44,6 +55,7 @@ from __future__ import annotations
 
 import atexit
 import math
+import os
 import random
 import signal
 import weakref
@@ -87,8 +99,9 @@ def _fast():
     return fast
 
 
-def decode_image(path: str, draft: int | None = None, crop_bottom: int = 0):
-    """PIL RGB image, JPEGs decoded at a reduced scale when ``draft`` allows (``fgbench.data.fast``);
+def decode_image(path: str, draft=None, crop_bottom: int = 0):
+    """PIL RGB image, JPEGs decoded at a reduced scale only where ``draft`` (a
+    ``fgbench.data.fast.DecodeNeed``, or an int shorter side) allows it losslessly;
     ``crop_bottom`` rows of the original image are cut off (the FGVC Aircraft banner). Raises one
     of ``decode_errors()`` when the file cannot be decoded."""
     fast = _fast()
@@ -98,7 +111,7 @@ def decode_image(path: str, draft: int | None = None, crop_bottom: int = 0):
 
     with Image.open(path) as im:
         orig_h = im.size[1]
-        if draft and im.format == "JPEG":
+        if isinstance(draft, int) and draft and im.format == "JPEG":
             im.draft("RGB", (draft, draft))
         img = im.convert("RGB")
     if crop_bottom:
@@ -132,7 +145,7 @@ class Source:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def load(self, i: int, draft: int | None = None):
+    def load(self, i: int, draft=None):
         raise NotImplementedError
 
     def describe(self, i: int) -> str:
@@ -145,7 +158,7 @@ class FileSource(Source):
         self.labels = [int(y) for _, y in items]
         self.crop_bottom = crop_bottom
 
-    def load(self, i: int, draft: int | None = None):
+    def load(self, i: int, draft=None):
         return decode_image(self.paths[i], draft, self.crop_bottom)
 
     def describe(self, i: int) -> str:
@@ -160,7 +173,7 @@ class ArraySource(Source):
         self.labels = [int(y) for y in labels]
         self.name = name
 
-    def load(self, i: int, draft: int | None = None):
+    def load(self, i: int, draft=None):
         from PIL import Image
 
         return Image.fromarray(self.images[i])
@@ -172,14 +185,14 @@ class ArraySource(Source):
 class CachedSource(Source):
     """Images from the data helper's uint8 memmap cache (``data.loader = "cached"``)."""
 
-    def __init__(self, items: Sequence[tuple[str, int]], short_side: int, cache_dir: Path, skip_corrupt: bool,
+    def __init__(self, items: Sequence[tuple[str, int]], need, cache_dir: Path, skip_corrupt: bool,
                  crop_bottom: int = 0):
         fast = _fast()
         if fast is None or not hasattr(fast, "CachedImageDataset"):
             raise UserError("data.loader: \"cached\" needs fgbench.data.fast, which is not available here; "
                             "use \"standard\"")
         try:
-            self.ds = fast.CachedImageDataset(list(items), short_side, cache_dir, skip_corrupt=skip_corrupt,
+            self.ds = fast.CachedImageDataset(list(items), need, cache_dir, skip_corrupt=skip_corrupt,
                                               crop_bottom=crop_bottom)
         except decode_errors() as err:
             path = getattr(err, "path", None)
@@ -192,7 +205,7 @@ class CachedSource(Source):
         self.skipped = int(getattr(self.ds, "skipped", 0))
         self.skipped_paths = list(getattr(self.ds, "skipped_paths", []))
 
-    def load(self, i: int, draft: int | None = None):
+    def load(self, i: int, draft=None):
         return self.ds[i][0]
 
 
@@ -242,6 +255,11 @@ class Splits:
     val: list[int]
     test: list[int]
     skipped: int = 0  # images the cache left out as undecodable
+    choice: "LoaderChoice | None" = None  # the loader (data.loader, or what "auto" chose) and why
+
+    @property
+    def loader(self) -> str:
+        return self.choice.kind if self.choice is not None else "standard"
 
     @property
     def class_names(self) -> list[str]:
@@ -255,43 +273,327 @@ class Splits:
 AIRCRAFT_BANNER_PX = 20
 
 
-def cache_short_side(data, train_sizes: Sequence[int] = (), test_sizes: Sequence[int] = ()) -> int:
-    """Shorter side of the images in the ``cached`` loader's cache: the largest side any transform
-    of the run resizes to, over every stage and final test size (the test resize, e.g. 255 for
-    224; for random-resized crops the training size times ``test_resize_ratio``, so that crops are
-    not upsampled from a too-small copy)."""
-    sides = []
+# ----------------------------------------------------------------------------- decoding rule
+
+
+def decode_need(transform, data=None):
+    """What ``transform``'s first step needs of the decoded image (``fgbench.data.fast.DecodeNeed``),
+    read from the transform object itself, so it follows whatever scale, ratio and size the recipe
+    gave it; None means full-size decoding.
+
+    * RandomResizedCrop (anything with ``size``, ``scale`` and ``ratio``): its smallest crop, at
+      ``scale[0]`` of the area and the extreme aspect ratios, must keep at least the output size
+      (plus one pixel for rounding) in source pixels on both axes, and so must the whole image.
+    * Resize(int) (the shorter side), Resize((h, w)) (each side): the resize target.
+    * Anything else first (RandomCrop, CenterCrop, a policy before the resize, none): full size,
+      because every reduction would remove pixels that reach the model.
+
+    ``data.decode = "off"`` always decodes at full size."""
+    if data is not None and getattr(data, "decode", "auto") == "off":
+        return None
+    fast = _fast()
+    if fast is None or not hasattr(fast, "DecodeNeed"):
+        return None
+    steps = list(getattr(transform, "transforms", [transform]))
+    if not steps:
+        return None
+    first = steps[0]
+    size = getattr(first, "size", None)
+    if size is None:
+        return None
+    size = [int(v) for v in size] if isinstance(size, (list, tuple)) else [int(size)]
+    if hasattr(first, "scale") and hasattr(first, "ratio"):  # RandomResizedCrop
+        out_h, out_w = (size[0], size[0]) if len(size) == 1 else (size[0], size[1])
+        smin = float(first.scale[0])
+        rmin, rmax = float(first.ratio[0]), float(first.ratio[1])
+        # crop width sqrt(A s r) is smallest at (scale[0], ratio[0]); its height sqrt(A s / r) at ratio[1]
+        area = max((out_w + 1) ** 2 / (smin * rmin), (out_h + 1) ** 2 * rmax / smin)
+        return fast.DecodeNeed(short=max(out_h, out_w), area=area)
+    from torchvision.transforms import v2
+
+    if isinstance(first, v2.Resize):
+        if getattr(first, "max_size", None) is not None:
+            return None
+        if len(size) == 1:
+            return fast.DecodeNeed(short=size[0])
+        return fast.DecodeNeed(height=size[0], width=size[1])
+    return None
+
+
+def union_need(needs):
+    """One need that satisfies all of ``needs`` (None, full size, if any of them is None)."""
+    out = None
+    for i, need in enumerate(needs):
+        if need is None:
+            return None
+        out = need if i == 0 else out.union(need)
+    return out
+
+
+def cache_need(data, augment=None, train_sizes: Sequence[int] = (), test_sizes: Sequence[int] = ()):
+    """What the ``cached`` loader must store: the union of what every transform of the run needs
+    (train and test transforms at every stage and final test size; a stage may train with the
+    test transform), so that each of them receives the pixels of a lossless decode."""
+    from fgbench.recipe import AugmentConfig
+
+    augment = augment or AugmentConfig()
+    needs = []
     for size in {data.train_size, *train_sizes}:
-        sides.append(int(size * data.test_resize_ratio) if data.train_crop == "random_resized"
-                     else T.draft_side(data, train=True, size=size) or size)
+        needs.append(decode_need(T.train_transform(data, augment, size), data))
+        needs.append(decode_need(T.test_transform(data, size), data))
     for size in {data.test_size, *test_sizes}:
-        sides.append(T.draft_side(data, train=False, size=size) or size)
-    return max(sides)
+        needs.append(decode_need(T.test_transform(data, size), data))
+    return union_need(needs)
 
 
-def load_splits(index: DatasetIndex, data, *, train_sizes: Sequence[int] = (), test_sizes: Sequence[int] = ()) -> Splits:
+# ------------------------------------------------------------------------------- loader choice
+
+
+def memory_budget(device=None) -> int:
+    """Bytes the ``device`` loader may hold for ``loader = "auto"``: a quarter of the memory
+    available now (the GPU's total on CUDA), at most 4 GiB on the CPU."""
+    if device is not None and getattr(device, "type", "cpu") == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory * 0.25)
+    avail = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            avail = 2**31
+    return int(min(avail * 0.25, 4 * 2**30))
+
+
+def _image_sizes(source: "Source", limit: int | None = None) -> list[tuple[int, int]]:
+    """(width, height) of a split's images, from the file headers (no decoding)."""
+    if isinstance(source, ArraySource):
+        h, w = source.images.shape[1:3]
+        return [(int(w), int(h))] * len(source)
+    from PIL import Image
+
+    out = []
+    paths = source.paths if limit is None else source.paths[:limit]
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                out.append(im.size)
+        except DECODE_ERRORS:
+            out.append((0, 0))
+    return out
+
+
+def _formats(source: "FileSource", limit: int = 64) -> set[str]:
+    from PIL import Image
+
+    fmts = set()
+    step = max(1, len(source.paths) // limit)
+    for path in source.paths[::step]:
+        try:
+            with Image.open(path) as im:
+                fmts.add(im.format or "?")
+        except DECODE_ERRORS:
+            fmts.add("?")
+    return fmts
+
+
+@dataclass(frozen=True)
+class LoaderChoice:
+    """The loader a run uses and, for ``loader = "auto"``, why (the log and ``run_started`` say it)."""
+
+    kind: str
+    reason: str
+
+    def as_event(self) -> dict[str, str]:
+        return {"kind": self.kind, "reason": self.reason}
+
+
+def choose_loader(index: DatasetIndex, data, augment=None, *, epochs: int = 1, device=None,
+                  train_sizes: Sequence[int] = (), test_sizes: Sequence[int] = (),
+                  cache_root: Path | None = None) -> LoaderChoice:
+    """Resolve ``data.loader = "auto"``. In order:
+
+    1. ``device`` when the recipe's augmentation is one the device loader does exactly as the
+       standard one (pad-and-crop or resize, flips, mixing), the training images all have one size
+       (pad-and-crop works on the images as they are), and every split, decoded, fits
+       :func:`memory_budget`;
+    2. ``cached`` when the images are JPEGs decoded again every epoch (more than one epoch) and the
+       cache fits in half of the free disk space where it is kept;
+    3. ``standard`` otherwise.
+
+    Every choice hands the model the same images: the device loader stacks what the standard
+    transform's deterministic steps produce, the cache stores the lossless decode."""
+    if data.loader != "auto":
+        return LoaderChoice(data.loader, "set in the recipe")
+    from fgbench.recipe import AugmentConfig
+
+    augment = augment or AugmentConfig()
+    if index.kind == "cifar":
+        train_src, test_src = cifar_sources(index)
+        n_train, n_test = len(train_src), len(test_src)
+    else:
+        train_src, test_src = FileSource(index.train), FileSource(index.test)
+        n_train, n_test = len(train_src), len(test_src)
+    budget = memory_budget(device)
+    why_not_device = None
+    try:
+        check_device_loader(data, augment)
+    except UserError as err:
+        why_not_device = str(err).split(":")[0] + " needs the standard transforms"
+    sizes = set(train_sizes) | {data.train_size}
+    if why_not_device is None and len(sizes) > 1:
+        why_not_device = "stages train at different sizes"
+    if why_not_device is None:
+        tr_sizes = _image_sizes(train_src)
+        if data.train_crop == "pad_crop":
+            if len(set(tr_sizes)) != 1 or (0, 0) in tr_sizes:
+                why_not_device = "the training images differ in size (pad-and-crop needs them as they are)"
+            else:
+                w, h = tr_sizes[0]
+                train_bytes = 3 * w * h * n_train
+        else:
+            train_bytes = 3 * data.train_size ** 2 * n_train
+        if why_not_device is None:
+            test_px = max({data.test_size, *test_sizes}) ** 2
+            if data.test_crop == "none":
+                te = _image_sizes(test_src, limit=64)
+                test_px = max(w * h for w, h in te) if te else test_px
+            total = train_bytes + 3 * test_px * n_test * 2  # validation and test splits, with headroom
+            if total > budget:
+                why_not_device = (f"the decoded splits ({total / 2**20:.0f} MiB) exceed the memory budget "
+                                  f"({budget / 2**20:.0f} MiB)")
+            else:
+                return LoaderChoice("device", f"the decoded splits ({total / 2**20:.0f} MiB) fit the memory budget "
+                                              f"({budget / 2**20:.0f} MiB)")
+    if index.kind == "cifar":
+        return LoaderChoice("standard", f"not device: {why_not_device}; the images are already in memory")
+    if epochs < 2:
+        return LoaderChoice("standard", f"not device: {why_not_device}; one epoch decodes each image once anyway")
+    if bool(augment.randaugment_ops and augment.randaugment_before_resize):
+        return LoaderChoice("standard", f"not device: {why_not_device}; augment.randaugment_before_resize "
+                                        "needs the images as loaded")
+    if "JPEG" not in _formats(train_src):
+        return LoaderChoice("standard", f"not device: {why_not_device}; the images are not JPEGs")
+    fast = _fast()
+    if fast is None or not hasattr(fast, "CachedImageDataset"):
+        return LoaderChoice("standard", f"not device: {why_not_device}; no cache support here")
+    need = cache_need(data, augment, train_sizes, test_sizes)
+    est = 0
+    for src in (train_src, test_src):
+        sample = src.paths[::max(1, len(src.paths) // 64)]
+        fs = _image_sizes(FileSource([(q, 0) for q in sample]))
+        per = 0.0
+        for w, h in fs:
+            f = min(1.0, need.fraction(w, h)) if need is not None else 1.0
+            k = next((k for k in (8, 4, 2) if 1 / k >= f), 1)
+            per += 3 * math.ceil(w / k) * math.ceil(h / k)
+        est += int(per / max(1, len(fs)) * len(src))
+    if cache_root is None:
+        from fgbench.data import catalog
+
+        cache_root = catalog.cache_dir(index.name, index.root if index.name == "folder" else None)
+    probe = Path(cache_root)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    import shutil
+
+    free = shutil.disk_usage(probe).free
+    if est > free * 0.5:
+        return LoaderChoice("standard", f"not device: {why_not_device}; a decoded cache ({est / 2**30:.1f} GiB) "
+                                        f"would take more than half the free disk ({free / 2**30:.1f} GiB)")
+    return LoaderChoice("cached", f"not device: {why_not_device}; JPEGs decoded every epoch, cached once "
+                                  f"(about {est / 2**20:.0f} MiB of {free / 2**30:.1f} GiB free)")
+
+
+def load_splits(index: DatasetIndex, data, *, train_sizes: Sequence[int] = (), test_sizes: Sequence[int] = (),
+                augment=None, epochs: int = 1, device=None) -> Splits:
     """Sources for the recipe's dataset, with the validation split held out from train.
     ``train_sizes``/``test_sizes``: every size the run will use (stages, final evaluation), so the
-    ``cached`` loader stores images large enough for all of them."""
+    ``cached`` loader stores images large enough for all of them. ``augment``, ``epochs`` and
+    ``device`` let ``data.loader = "auto"`` choose (:func:`choose_loader`); ``splits.loader``
+    says what was chosen and why."""
+    choice = choose_loader(index, data, augment, epochs=epochs, device=device, train_sizes=train_sizes,
+                           test_sizes=test_sizes)
     skipped = 0
     banner = AIRCRAFT_BANNER_PX if data.crop_banner else 0
     if index.kind == "cifar":
         train_src, test_src = cifar_sources(index)
-    elif data.loader == "cached":
+    elif choice.kind == "cached":
         from fgbench.data import catalog
 
         # `fgbench data remove NAME` deletes it with the dataset (a folder's: `... folder --root DIR`)
         cache = catalog.cache_dir(index.name, index.root if index.name == "folder" else None)
-        side = cache_short_side(data, train_sizes, test_sizes)
-        train_src = CachedSource(index.train, side, cache / "train", data.skip_corrupt, banner)
-        test_src = CachedSource(index.test, side, cache / "test", data.skip_corrupt, banner)
+        need = cache_need(data, augment, train_sizes, test_sizes)
+        train_src = CachedSource(index.train, need, cache / "train", data.skip_corrupt, banner)
+        test_src = CachedSource(index.test, need, cache / "test", data.skip_corrupt, banner)
         skipped = train_src.skipped + test_src.skipped
     else:
         train_src, test_src = FileSource(index.train, banner), FileSource(index.test, banner)
     if len(train_src) == 0 or len(test_src) == 0:
         raise UserError(f"data.dataset: {index.name} has an empty train or test split")
     train, val = stratified_split(train_src.labels, data.val_fraction, data.val_seed)
-    return Splits(index, train_src, test_src, train, val, list(range(len(test_src))), skipped)
+    return Splits(index, train_src, test_src, train, val, list(range(len(test_src))), skipped, choice)
+
+
+# ------------------------------------------------------------------------------ cheaper tail
+
+
+class ToNormalizedTensor:
+    """``ToImage``, ``ToDtype(float32, scale=True)`` and ``Normalize`` in one call, with the same
+    operations in the same order (so the same bits), without v2's per-transform dispatch: about
+    15 us instead of 70 us for a 32 px image. ``mean``/``std`` None: no Normalize."""
+
+    def __init__(self, mean=None, std=None):
+        self.mean = None if mean is None else torch.as_tensor(list(mean), dtype=torch.float32).view(-1, 1, 1)
+        self.std = None if std is None else torch.as_tensor(list(std), dtype=torch.float32).view(-1, 1, 1)
+
+    def __call__(self, img):
+        if isinstance(img, torch.Tensor):
+            t = img.as_subclass(torch.Tensor)
+        else:
+            import numpy as np
+
+            a = np.array(img, copy=True)
+            if a.ndim == 2:
+                a = a[:, :, None]
+            t = torch.as_tensor(a).permute((2, 0, 1))
+        if t.dtype != torch.uint8:
+            raise TypeError(f"ToNormalizedTensor expects uint8 images, not {t.dtype}")
+        x = t.to(torch.float32).mul_(1.0 / 255)
+        if self.mean is not None:
+            x = x.sub(self.mean).div_(self.std)
+        return x
+
+    def __repr__(self) -> str:
+        return f"ToNormalizedTensor(mean={None if self.mean is None else self.mean.flatten().tolist()}, " \
+               f"std={None if self.std is None else self.std.flatten().tolist()})"
+
+
+def fast_transform(transform):
+    """``transform`` (a v2.Compose) with its ``ToImage, ToDtype(float32, scale=True)[, Normalize]``
+    run replaced by :class:`ToNormalizedTensor`; the same output, cheaper. Anything else is kept."""
+    from torchvision.transforms import v2
+
+    steps = list(getattr(transform, "transforms", []))
+    for i, step in enumerate(steps):
+        if not isinstance(step, v2.ToImage):
+            continue
+        nxt = steps[i + 1] if i + 1 < len(steps) else None
+        if not (isinstance(nxt, v2.ToDtype) and nxt.scale and nxt.dtype == torch.float32):
+            return transform
+        j = i + 2
+        mean = std = None
+        if j < len(steps) and isinstance(steps[j], v2.Normalize) and not steps[j].inplace:
+            mean, std = steps[j].mean, steps[j].std
+            j += 1
+        return v2.Compose(steps[:i] + [ToNormalizedTensor(mean, std)] + steps[j:])
+    return transform
 
 
 # ------------------------------------------------------------------------------------- datasets
@@ -315,12 +617,17 @@ class TrainDataset(Dataset):
         except decode_errors():
             return Corrupt(self.source.describe(i))
         s = mix_seed(self.seed, epoch, i)
+        # Seeding the CPU generator alone is what the transforms draw from, and costs about 1 us;
+        # torch.manual_seed also walks every accelerator backend (60-90 us per sample).
         if torch.utils.data.get_worker_info() is None:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(s)
+            state = torch.default_generator.get_state()
+            torch.default_generator.manual_seed(s)
+            try:
                 x = self.transform(img)
+            finally:
+                torch.default_generator.set_state(state)
         else:
-            torch.manual_seed(s)
+            torch.default_generator.manual_seed(s)
             x = self.transform(img)
         return x, self.source.labels[i]
 
@@ -433,15 +740,64 @@ class EvalLoader:
         raise NotImplementedError
 
 
+class StageDataset(Dataset):
+    """A stage's training split and its evaluation splits behind one index, so that one pool of
+    persistent workers serves them all: ``(epoch, position)`` is a training sample,
+    ``(split, position)`` a sample of evaluation split ``split``."""
+
+    def __init__(self, train: "TrainDataset", evals: dict[str, "EvalDataset"] | None = None):
+        self.train, self.evals = train, dict(evals or {})
+
+    def __len__(self) -> int:
+        return len(self.train)
+
+    def __getitem__(self, key: tuple):
+        head, pos = key
+        if isinstance(head, str):
+            return self.evals[head][pos]
+        return self.train[key]
+
+
+class StageBatchSampler:
+    """Training batches from the :class:`EpochBatchSampler`, or the batches of one evaluation
+    split, whichever the main process chose last (the sampler runs in the main process; workers
+    only receive the keys)."""
+
+    def __init__(self, train: EpochBatchSampler, eval_sizes: dict[str, int], eval_batch_size: int):
+        self.train, self.eval_sizes, self.eval_batch_size = train, eval_sizes, eval_batch_size
+        self.split: str | None = None
+
+    def __len__(self) -> int:
+        if self.split is None:
+            return len(self.train)
+        return math.ceil(self.eval_sizes[self.split] / self.eval_batch_size)
+
+    def __iter__(self):
+        if self.split is None:
+            yield from self.train
+            return
+        n, bs = self.eval_sizes[self.split], self.eval_batch_size
+        for b in range(0, n, bs):
+            yield [(self.split, p) for p in range(b, min(n, b + bs))]
+
+
 class WorkerTrainLoader(TrainLoader):
+    """The training split through a DataLoader whose workers live as long as the stage: every
+    epoch, and every evaluation of the stage's splits (``evals``, see :class:`PooledEvalLoader`),
+    reuses them, so worker start-up is paid once per stage instead of once or more per epoch."""
+
     def __init__(self, dataset: TrainDataset, batch_size: int, seed: int, data, device: torch.device,
-                 shard: tuple[int, int] | None = None):
+                 shard: tuple[int, int] | None = None, evals: dict[str, "EvalDataset"] | None = None,
+                 eval_batch_size: int | None = None):
         self.sampler = EpochBatchSampler(len(dataset), batch_size, seed, data.drop_last, shard)
         self.steps_per_epoch = self.sampler.batches_per_epoch()
         self.images = len(dataset)
+        evals = dict(evals or {})
+        self.batch_sampler = StageBatchSampler(self.sampler, {k: len(v) for k, v in evals.items()},
+                                               eval_batch_size or batch_size)
         self.loader = DataLoader(
-            dataset, batch_sampler=self.sampler, num_workers=data.workers, collate_fn=collate,
-            pin_memory=device.type == "cuda", persistent_workers=data.workers > 0,
+            StageDataset(dataset, evals), batch_sampler=self.batch_sampler, num_workers=data.workers,
+            collate_fn=collate, pin_memory=device.type == "cuda", persistent_workers=data.workers > 0,
             worker_init_fn=_worker_init if data.workers > 0 else None,
             # Its own generator: every iter() draws a base seed, which must not come from (and
             # shift) the global stream that the checkpoint restores in the middle of an epoch.
@@ -449,7 +805,12 @@ class WorkerTrainLoader(TrainLoader):
         )
 
     def batches(self, epoch: int, start_batch: int = 0):
+        self.batch_sampler.split = None
         self.sampler.set_epoch(epoch, start_batch)
+        return _track(iter(self.loader))
+
+    def eval_batches(self, split: str):
+        self.batch_sampler.split = split
         return _track(iter(self.loader))
 
     def close(self) -> None:
@@ -460,12 +821,22 @@ class WorkerTrainLoader(TrainLoader):
         self.loader = None  # type: ignore[assignment]
 
 
+class PooledEvalLoader(EvalLoader):
+    """An evaluation split served by the training loader's workers."""
+
+    def __init__(self, train: WorkerTrainLoader, split: str, images: int):
+        self.train, self.split, self.images = train, split, images
+
+    def batches(self):
+        return self.train.eval_batches(self.split)
+
+
 class WorkerEvalLoader(EvalLoader):
+    """A split on its own DataLoader (final evaluation at other test sizes, ``fgbench evaluate``)."""
+
     def __init__(self, dataset: EvalDataset, batch_size: int, data, device: torch.device):
         self.images = len(dataset)
         self.loader = DataLoader(
-            # Not persistent: evaluation runs once per epoch, and keeping a second and third pool of
-            # workers alive beside the training pool costs more memory than restarting them costs time.
             dataset, batch_size=batch_size, shuffle=False, num_workers=data.workers, collate_fn=collate,
             pin_memory=device.type == "cuda", persistent_workers=False,
             worker_init_fn=_worker_init if data.workers > 0 else None,
@@ -497,9 +868,10 @@ def check_device_loader(data, augment) -> None:
 
 
 def _stack_split(source: Source, indices: list[int], geometry: list, what: str,
-                 skip_corrupt: bool = False) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+                 skip_corrupt: bool = False, need=None) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
     """uint8 N x 3 x H x W of the split after the deterministic geometry steps, the labels, and
-    the images left out as undecodable (``skip_corrupt``; otherwise the first one is an error)."""
+    the images left out as undecodable (``skip_corrupt``; otherwise the first one is an error).
+    Each image is decoded as the standard loader decodes it for the same steps (``need``)."""
     from torchvision.transforms import v2
 
     if not indices:  # an empty shard of a small split (DDP)
@@ -516,7 +888,7 @@ def _stack_split(source: Source, indices: list[int], geometry: list, what: str,
     shape = None
     for i in indices:
         try:
-            img = source.load(i)
+            img = source.load(i, need)
         except decode_errors() as err:
             if skip_corrupt:
                 skipped.append(source.describe(i))
@@ -538,12 +910,14 @@ def _stack_split(source: Source, indices: list[int], geometry: list, what: str,
 
 
 def _normalizer(data, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """uint8 batch -> float, the arithmetic of ``ToDtype(float32, scale=True)`` and ``Normalize``
+    in their order, so the device loader's tensors equal the standard loader's bit for bit."""
     stats = T.normalization(data)
     if stats is None:
-        return lambda x: x.float().div_(255)
-    mean = torch.tensor(stats[0], device=device).view(1, 3, 1, 1) * 255
-    std = torch.tensor(stats[1], device=device).view(1, 3, 1, 1) * 255
-    return lambda x: (x.float() - mean) / std
+        return lambda x: x.to(torch.float32).mul_(1.0 / 255)
+    mean = torch.tensor(stats[0], dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(stats[1], dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    return lambda x: x.to(torch.float32).mul_(1.0 / 255).sub_(mean).div_(std)
 
 
 class DeviceTrainLoader(TrainLoader):
@@ -638,53 +1012,85 @@ class StageLoaders:
     test: EvalLoader
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def close(self) -> None:
+        """Stop the stage's workers (the evaluation splits share the training loader's)."""
+        self.train.close()
+
 
 def _shard(indices: list[int], shard: tuple[int, int] | None) -> list[int]:
     return indices if shard is None else indices[shard[0]::shard[1]]
+
+
+def _device_train_geometry(splits: Splits, data, train_size: int) -> list:
+    """The deterministic steps the device loader applies before stacking the training split:
+    ``resize`` is Resize(train_size x train_size) as in the standard transform; ``pad_crop`` uses
+    the images as they are when they share one size (so the crops are the standard loader's),
+    and otherwise (an explicit ``loader = "device"`` only) the test geometry at the training size."""
+    from torchvision.transforms import v2
+
+    if data.train_crop != "pad_crop":
+        return [v2.Resize((train_size, train_size), antialias=True)]
+    src = splits.train_source
+    if isinstance(src, ArraySource):
+        return []
+    sizes = set(_image_sizes(src))
+    return [] if len(sizes) == 1 and (0, 0) not in sizes else T.test_geometry(data, train_size)
+
+
+def _eval_batch_size(data, batch_size: int, shard: tuple[int, int] | None) -> int:
+    """``data.eval_batch_size``, else twice the (per-process) training batch: evaluation keeps no
+    activations for a backward pass, and larger batches cost less per image."""
+    if data.eval_batch_size:
+        return data.eval_batch_size
+    return 2 * (batch_size // shard[1] if shard else batch_size)
 
 
 def build_loaders(splits: Splits, data, augment, *, train_size: int, test_size: int, batch_size: int,
                   seed: int, device: torch.device, shard: tuple[int, int] | None = None) -> StageLoaders:
     """Loaders for one stage (sizes and batch size may differ between stages). ``batch_size`` is
     the global training batch; with ``shard = (rank, world)`` this process gets its part of each
-    batch and of each evaluation split (evaluated ``data.eval_batch_size`` or ``batch_size / world``
-    images at a time)."""
-    eval_bs = data.eval_batch_size or (batch_size // shard[1] if shard else batch_size)
+    batch and of each evaluation split (evaluated ``data.eval_batch_size`` or twice
+    ``batch_size / world`` images at a time). The loader is ``splits.loader`` (``data.loader``, or
+    what ``auto`` chose)."""
+    eval_bs = _eval_batch_size(data, batch_size, shard)
+    kind = splits.loader if getattr(splits, "choice", None) is not None else data.loader
     if len(splits.train) < batch_size and data.drop_last:
         raise UserError(f"data.batch_size: {batch_size} is larger than the training split "
                         f"({len(splits.train)} images) and data.drop_last is set")
-    if data.loader == "device":
+    if kind == "device":
         check_device_loader(data, augment)
         from torchvision.transforms import v2
 
-        train_geo = (T.test_geometry(data, train_size) if data.train_crop == "pad_crop"
-                     else [v2.Resize((train_size, train_size), antialias=True)])
+        train_geo = _device_train_geometry(splits, data, train_size)
         skip = data.skip_corrupt
-        x, y, bad = _stack_split(splits.train_source, splits.train, train_geo, "train", skip)
+        x, y, bad = _stack_split(splits.train_source, splits.train, train_geo, "train", skip,
+                                 decode_need(v2.Compose(train_geo), data) if train_geo else None)
         train = DeviceTrainLoader(x, y, batch_size, seed, data, augment, train_size, device, shard, bad)
+        test_geo = T.test_geometry(data, test_size)
+        test_need = decode_need(v2.Compose(test_geo), data) if test_geo else None
         val = None
         if splits.val:
-            vx, vy, vbad = _stack_split(splits.train_source, _shard(splits.val, shard),
-                                        T.test_geometry(data, test_size), "val", skip)
+            vx, vy, vbad = _stack_split(splits.train_source, _shard(splits.val, shard), test_geo, "val", skip,
+                                        test_need)
             val = DeviceEvalLoader(vx, vy, eval_bs, data, device, vbad)
-        tx, ty, tbad = _stack_split(splits.test_source, _shard(splits.test, shard), T.test_geometry(data, test_size),
-                                    "test", skip)
+        tx, ty, tbad = _stack_split(splits.test_source, _shard(splits.test, shard), test_geo, "test", skip, test_need)
         return StageLoaders(train, val, DeviceEvalLoader(tx, ty, eval_bs, data, device, tbad))
     raw_first = bool(augment.randaugment_ops and augment.randaugment_before_resize)
-    if raw_first and data.loader == "cached":
-        raise UserError("augment.randaugment_before_resize: the cached loader keeps resized copies, not the images "
+    if raw_first and kind == "cached":
+        raise UserError("augment.randaugment_before_resize: the cached loader keeps decoded copies, not the images "
                         "as loaded; use data.loader = \"standard\"")
-    ttf = T.train_transform(data, augment, train_size)
-    etf = T.test_transform(data, test_size)
-    # RandAugment before the resize sees the image as loaded: no reduced JPEG decoding for training
-    tdraft = None if raw_first else T.draft_side(data, train=True, size=train_size)
-    edraft = T.draft_side(data, train=False, size=test_size)
-    train = WorkerTrainLoader(TrainDataset(splits.train_source, splits.train, ttf, seed, tdraft), batch_size, seed,
-                              data, device, shard)
-    val = (WorkerEvalLoader(EvalDataset(splits.train_source, _shard(splits.val, shard), etf, edraft), eval_bs, data,
-                            device) if splits.val else None)
-    test = WorkerEvalLoader(EvalDataset(splits.test_source, _shard(splits.test, shard), etf, edraft), eval_bs, data,
-                            device)
+    ttf = fast_transform(T.train_transform(data, augment, train_size))
+    etf = fast_transform(T.test_transform(data, test_size))
+    # What each transform needs of the decoded image; a policy before the resize needs it all.
+    tneed, eneed = decode_need(ttf, data), decode_need(etf, data)
+    evals: dict[str, EvalDataset] = {}
+    if splits.val:
+        evals["val"] = EvalDataset(splits.train_source, _shard(splits.val, shard), etf, eneed)
+    evals["test"] = EvalDataset(splits.test_source, _shard(splits.test, shard), etf, eneed)
+    train = WorkerTrainLoader(TrainDataset(splits.train_source, splits.train, ttf, seed, tneed), batch_size, seed,
+                              data, device, shard, evals=evals, eval_batch_size=eval_bs)
+    val = PooledEvalLoader(train, "val", len(evals["val"])) if "val" in evals else None
+    test = PooledEvalLoader(train, "test", len(evals["test"]))
     return StageLoaders(train, val, test)
 
 
@@ -694,9 +1100,13 @@ def eval_loader(splits: Splits, data, *, test_size: int, batch_size: int, device
     with ``shard``, this process's part of the split."""
     src = splits.test_source if split == "test" else splits.train_source
     idx = _shard(splits.test if split == "test" else splits.val, shard)
-    if data.loader == "device":
-        x, y, bad = _stack_split(src, idx, T.test_geometry(data, test_size), split, data.skip_corrupt)
+    kind = splits.loader if getattr(splits, "choice", None) is not None else data.loader
+    if kind == "device":
+        from torchvision.transforms import v2
+
+        geo = T.test_geometry(data, test_size)
+        x, y, bad = _stack_split(src, idx, geo, split, data.skip_corrupt,
+                                 decode_need(v2.Compose(geo), data) if geo else None)
         return DeviceEvalLoader(x, y, batch_size, data, device, bad)
-    etf = T.test_transform(data, test_size)
-    return WorkerEvalLoader(EvalDataset(src, idx, etf, T.draft_side(data, train=False, size=test_size)),
-                            batch_size, data, device)
+    etf = fast_transform(T.test_transform(data, test_size))
+    return WorkerEvalLoader(EvalDataset(src, idx, etf, decode_need(etf, data)), batch_size, data, device)

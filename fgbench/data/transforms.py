@@ -18,8 +18,6 @@ Decisions:
 * Normalization constants live here once. ``dataset`` means the CIFAR constants the seeds used
   (including the "kuangliu" CIFAR-10 std, on purpose: it reproduces them) or the catalog entry's
   own mean/std; ``learned`` does no Normalize because the model carries a learned normalizer.
-* ``draft_side`` tells the fast JPEG decoder how small it may decode an image for a transform: the
-  first resize the transform does (never below the crop), so nothing is decoded larger than used.
 """
 
 from __future__ import annotations
@@ -180,27 +178,3 @@ def test_geometry(data, size: int | None = None) -> list:
 def test_transform(data, size: int | None = None) -> v2.Compose:
     """PIL image -> normalized float tensor, deterministic (also used for the validation split)."""
     return v2.Compose(test_geometry(data, size) + _to_tensor(data))
-
-
-def draft_side(data, *, train: bool, size: int | None = None) -> int | None:
-    """The smallest shorter side an image may be decoded at for this transform (None: full size)."""
-    if train:
-        size = size or data.train_size
-        match data.train_crop:
-            case "random_resized" | "resize":
-                return size
-            case "resize_crop":
-                return min(data.train_resize)
-            case "pad_crop":
-                return None
-            case "test":
-                return draft_side(data, train=False, size=size)
-    size = size or data.test_size
-    match data.test_crop:
-        case "ratio":
-            return int(size * data.test_resize_ratio)
-        case "fixed":
-            return min(data.test_resize)
-        case "resize":
-            return size
-    return None

@@ -31,7 +31,7 @@ EVENT_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "run_started": (
         ("run_id", "recipe", "class_names", "device", "host", "pid"),
         ("pid_start", "versions", "resumed", "train_images", "val_images", "test_images", "steps_per_epoch",
-         "total_epochs", "total_steps", "world_size"),
+         "total_epochs", "total_steps", "world_size", "loader"),
     ),
     "stage_started": (
         ("stage", "name", "epochs", "first_epoch"),
@@ -51,7 +51,7 @@ EVENT_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "log": (("level", "message"), ()),
     # final evaluation of the selected model at extra test sizes
     "final_eval": (("model", "test_size", "top1"), ("top5", "epoch")),
-    # status: completed / failed / interrupted; summary as in summary.json
+    # status: completed / failed / interrupted / pruned (a search stopped it); summary as in summary.json
     "run_finished": (("status",), ("error", "traceback", "summary", "exit_code")),
 }
 
@@ -69,13 +69,13 @@ EVENT_DOCS: dict[str, str] = {
     "checkpoint": "a checkpoint was written (`kind` `last` or `best`; `model` names the improved models)",
     "log": "a line for the log (warnings, skipped images)",
     "final_eval": "the best weights of a model evaluated at an extra `eval.final_test_sizes` size",
-    "run_finished": "the run ends: `status` (`completed`, `failed`, `interrupted`), the exit code, and the "
+    "run_finished": "the run ends: `status` (`completed`, `failed`, `interrupted`, `pruned`), the exit code, and the "
                     "summary as in `summary.json`",
 }
 
-STATUSES = ("running", "completed", "failed", "interrupted")
+STATUSES = ("running", "completed", "failed", "interrupted", "pruned")
 """Every status a run can have; :func:`fgbench.rundir.status.run_status` is the one rule."""
-FINISHED_STATUSES = ("completed", "failed", "interrupted")
+FINISHED_STATUSES = ("completed", "failed", "interrupted", "pruned")
 """The statuses a ``run_finished`` event may carry."""
 
 

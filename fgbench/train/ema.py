@@ -51,9 +51,6 @@ class ModelEMA:
                 self._int_ema.append(t)
                 self._int_src.append(src)
 
-    def current_decay(self) -> float:
-        return ramp_decay(self.decay, self.ramp_steps, self.updates)
-
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         if id(model) != self._source_id:
@@ -64,10 +61,6 @@ class ModelEMA:
         torch._foreach_lerp_(self._float_ema, self._float_src, 1.0 - d)
         for e, s in zip(self._int_ema, self._int_src):
             e.copy_(s)
-
-    def refresh(self, model: nn.Module) -> None:
-        """Re-pair with the model's tensors (after ``model.to(...)`` replaced its buffers)."""
-        self._pairs(model)
 
     def state_dict(self) -> dict:
         return {"module": self.module.state_dict(), "updates": self.updates}

@@ -223,7 +223,6 @@ def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batche
     }
 
 
-@torch.no_grad()
 def evaluate(model: nn.Module, loader, engine: Engine, *, num_classes: int, top_k: int = 5,
              on_corrupt: Callable[[tuple[str, ...]], None] | None = None, predictions: bool = False) -> dict:
     """Top-1 / top-k accuracy (percent), mean loss and the confusion matrix of one split.
@@ -231,6 +230,13 @@ def evaluate(model: nn.Module, loader, engine: Engine, *, num_classes: int, top_
     over the processes, so every process returns the numbers of the whole split.
     ``predictions``: also return ``labels`` and ``predicted`` (top-1 class) per image, in the
     loader's order (this process's shard only; undecodable images skipped)."""
+    with torch.no_grad():  # not a decorator, so that the mutation tests can reach the body
+        return _evaluate(model, loader, engine, num_classes=num_classes, top_k=top_k, on_corrupt=on_corrupt,
+                         predictions=predictions)
+
+
+def _evaluate(model: nn.Module, loader, engine: Engine, *, num_classes: int, top_k: int,
+              on_corrupt: Callable[[tuple[str, ...]], None] | None, predictions: bool) -> dict:
     was_training = model.training
     model.eval()
     dev = engine.device

@@ -407,13 +407,15 @@ def _prepare_checked(args, *, world=None, launcher: bool = False) -> Prepared:
         print(f"{path}: not a regular file (a FIFO, device or dangling link); skipped", file=sys.stderr)
     splits = load_splits(index, recipe.data,
                          train_sizes=[st.train_size for st in recipe.stages if st.train_size],
-                         test_sizes=[st.test_size for st in recipe.stages if st.test_size] + recipe.eval.final_test_sizes)
+                         test_sizes=[st.test_size for st in recipe.stages if st.test_size] + recipe.eval.final_test_sizes,
+                         augment=recipe.augment, device=device,
+                         epochs=recipe.schedule.epochs + sum(st.epochs for st in recipe.stages))
     from fgbench.train.stages import resolve_stages
 
     preflight(recipe, splits, None if args.resume else args.recipe)
     resolve_stages(D.global_batch_recipe(recipe, world_size), len(splits.train))  # what only the data can check
     D.check_batches(recipe, len(splits.train), world_size)
-    if recipe.data.loader == "device":
+    if splits.loader == "device":
         from fgbench.data.loaders import check_device_loader
 
         check_device_loader(recipe.data, recipe.augment)
@@ -632,6 +634,14 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
 
         writer = NullWriter()
     stop = StopFlag()
+    if main:  # trackers and a search trial's pruner see every event (fgbench.tracking)
+        from fgbench.tracking import EventFanout, run_listeners
+
+        listeners = run_listeners(recipe, run_dir, sweep_tag=getattr(args, "sweep_tag", None),
+                                  trial=getattr(args, "trial", None), stop=stop,
+                                  report=lambda m, w=writer: w.emit("log", level="warning", message=m))
+        if listeners:
+            writer = EventFanout(writer, listeners)
     progress = Progress(args.progress if main else "none", stream=orig_out)
     old_handlers = _install_signals(stop, quiet=not main, progress=progress)
     ctx = RunContext(recipe=recipe, run_dir=run_dir, run_id=run_dir.name, device=device, splits=splits, model=model,
@@ -649,11 +659,17 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
         progress.total_steps = trainer.total_steps
         status = trainer.run()
         progress.close()
+        if status == "interrupted" and stop.signal == "pruned":
+            trainer.status = status = "pruned"  # a search's pruner stopped it (fgbench.search)
         summary = trainer.write_summary()
+        if status == "pruned":
+            writer.emit("run_finished", status="pruned", summary=summary, exit_code=EXIT_OK,
+                        error="pruned by the search")
+            return EXIT_OK
         if status == "completed":
             writer.emit("run_finished", status="completed", summary=summary, exit_code=EXIT_OK)
             if main:
-                _print_result(summary)
+                _print_result(summary, k=min(recipe.eval.top_k, splits.num_classes))
             return EXIT_OK
         writer.emit("run_finished", status="interrupted", summary=summary, exit_code=EXIT_INTERRUPTED,
                     error=f"stopped by {stop.signal or 'request'}")
@@ -757,7 +773,8 @@ def _finish_failed(writer, trainer, error: str, tb: str | None, code: int) -> No
     writer.emit("run_finished", **fields)
 
 
-def _print_result(s: dict) -> None:
+def _print_result(s: dict, k: int = 5) -> None:
+    """The final lines; ``k`` is the top-k that ``test_top5`` holds (``eval.top_k``, capped at the classes)."""
     def pct(v):
         return "-" if v is None else f"{v:.2f}%"
 
@@ -769,7 +786,7 @@ def _print_result(s: dict) -> None:
         b = s["best"].get(model)
         if b:
             lines.append(f"  {model}: {selected_epoch_text(b['epoch'], s['select_on'])}: val {pct(b['val_top1'])}, "
-                         f"test {pct(b['test_top1'])} (top-5 {pct(b['test_top5'])})")
+                         f"test {pct(b['test_top1'])} (top-{k} {pct(b['test_top5'])})")
     last = s.get("last") or {}
     for model in ("raw", "ema"):
         v = last.get(model)

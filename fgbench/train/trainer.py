@@ -298,7 +298,7 @@ class Trainer:
 
     def _build_loaders(self, st: StageSpec) -> None:
         if self.loaders is not None:
-            self.loaders.train.close()
+            self.loaders.close()
         data = self.r.data
         if st.train_crop is not None and st.train_crop != data.train_crop:
             data = data.model_copy(update={"train_crop": st.train_crop})
@@ -762,8 +762,11 @@ class Trainer:
             train_images=len(self.splits.train), val_images=len(self.splits.val),
             test_images=len(self.splits.test), steps_per_epoch=self.stages[0].steps_per_epoch,
             total_epochs=self.total_epochs, total_steps=self.total_steps,
-            world_size=self.dist.size if self.dist is not None else 1, **extra,
+            world_size=self.dist.size if self.dist is not None else 1,
+            loader=self.splits.choice.as_event() if self.splits.choice else None, **extra,
         )
+        if self.splits.choice is not None and ctx.resume is None:
+            self._log_event(f"data loader: {self.splits.choice.kind} ({self.splits.choice.reason})")
 
 
 def _split_view(v: dict | None) -> dict | None:

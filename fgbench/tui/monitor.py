@@ -589,6 +589,8 @@ class RunRow:
     error: str | None
     last_event_time: float | None = None
     """Time of the run's latest event: a live run's clock keeps moving from there."""
+    scheduler: str | None = None
+    """The SLURM state of the run's job, for a point of a SLURM sweep (``fgbench.slurm``)."""
 
     def live_duration_s(self, now: float) -> float | None:
         """The time column: for a running run, the duration so far extended to ``now``."""
@@ -620,6 +622,10 @@ def best_numbers(summary: dict[str, Any]) -> dict[str, float | None]:
     return out
 
 
+SCHEDULER_EVERY_S = 10.0
+"""How often the Runs pane asks SLURM about the jobs of SLURM sweeps."""
+
+
 class RunStore:
     """The run models of a runs directory, refreshed incrementally (call :meth:`refresh` from a
     worker thread)."""
@@ -631,6 +637,8 @@ class RunStore:
         self.loaded_once = False
         """True after the first full refresh: until then the list would be partial (and its order
         and cursor would depend on which run happened to load first)."""
+        self.scheduler: dict[str, str] = {}
+        self._scheduler_at = 0.0
 
     def model(self, path: str | os.PathLike[str]) -> RunModel:
         p = Path(path)
@@ -666,6 +674,17 @@ class RunStore:
                 changed.add(gone)
             if deadline_s is None or time.monotonic() - start <= deadline_s:
                 self.loaded_once = True
+        if time.monotonic() - self._scheduler_at > SCHEDULER_EVERY_S:
+            self._scheduler_at = time.monotonic()
+            try:
+                from fgbench.slurm import scheduler_states
+
+                states = scheduler_states(self.root)
+            except Exception:  # noqa: BLE001 - the scheduler is extra information, never an error here
+                states = {}
+            if states != self.scheduler:
+                changed |= {Path(p) for p in set(states) | set(self.scheduler) if states.get(p) != self.scheduler.get(p)}
+                self.scheduler = states
         return changed
 
     def rows(self) -> list[RunRow]:
@@ -692,6 +711,7 @@ class RunStore:
                     ema_test=nums["ema_test"], duration_s=duration,
                     epoch=m.epoch, total_epochs=m.total_epochs, error=m.damaged or m.error,
                     last_event_time=m.last_time,
+                    scheduler=self.scheduler.get(str(m.path.resolve())),
                 ))
         return out
 

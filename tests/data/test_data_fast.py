@@ -19,7 +19,6 @@ from fgbench.data.fast import (
     draft_request,
     find_corrupt_images,
     load_rgb,
-    resize_short_side,
 )
 
 
@@ -87,20 +86,22 @@ def _write_images(d, n, size=(48, 36)):
     return items
 
 
-def test_cache_builds_once_and_matches_direct_decoding(tmp_path):
+def test_cache_builds_once_and_stores_exactly_the_lossless_decode(tmp_path):
     items = _write_images(tmp_path / "img", 7)
     ds = CachedImageDataset(items, 24, tmp_path / "cache", workers=2)
     assert ds.built_now and len(ds) == 7 and ds.skipped == 0
     im, label = ds[3]
     assert isinstance(im, Image.Image) and im.mode == "RGB" and label == 0
-    assert min(im.size) == 24
-    direct = resize_short_side(load_rgb(items[3][0], 24), 24)
-    assert np.array_equal(np.asarray(im), np.asarray(direct))
+    # a shorter side of 24 from 48 x 36 is a 1/1 decode: 1/2 would give 18 < 24; nothing is resized
+    assert im.size == (48, 36)
+    full = Image.open(items[3][0]).convert("RGB")
+    assert np.array_equal(np.asarray(im), np.asarray(full))
     again = CachedImageDataset(items, 24, tmp_path / "cache")
     assert not again.built_now and np.array_equal(np.asarray(again[3][0]), np.asarray(im))
-    # another scale is another cache; small images are never upscaled
-    big = CachedImageDataset(items, 64, tmp_path / "cache")
-    assert big.built_now and big[0][0].size == (48, 36)
+    # another need is another cache; a need of 16 allows libjpeg's 1/2 scale, the same pixels as load_rgb
+    small = CachedImageDataset(items, 16, tmp_path / "cache")
+    assert small.built_now and small[3][0].size == (24, 18)
+    assert np.array_equal(np.asarray(small[3][0]), np.asarray(load_rgb(items[3][0], 16)))
     # no temporary files left behind
     assert not [p for p in os.listdir(tmp_path / "cache") if ".tmp-" in p]
 

@@ -1,6 +1,7 @@
 """Every way a run ends, launched for real (the fake trainer, through the one launcher), then read by
-the CLI (``fgbench runs list --format json``), the TUI's run store and ``--resume``'s reader: all
-must say the same status. No torch: the fake trainer speaks the trainer's process contract."""
+the CLI (``fgbench runs list --format json``), the TUI's run store, a sweep's point status and
+``--resume``'s reader: all must say the same status. No torch: the fake trainer speaks the
+trainer's process contract."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from fgbench import sweep
 from fgbench.cli import main as cli_main
 from fgbench.rundir import layout, procs
 from fgbench.rundir.launcher import Launcher, stop
@@ -54,7 +56,11 @@ def _statuses(root: Path) -> dict[str, tuple[str, str | None]]:
     store.refresh()
     tui = {r.run_id: (r.status, r.error) for r in store.rows()}
     direct = {p.name: (read_run(p).status, read_run(p).error) for p in layout.run_dirs(root)}
-    assert {k: v[0] for k, v in tui.items()} == cli == {k: v[0] for k, v in direct.items()}, (cli, tui, direct)
+    swept = {p.name: sweep._run_status(sweep.Point(index=0, label=p.name, name=p.name, variant=None, overrides={},
+                                                   run_dir=str(p)))
+             for p in layout.run_dirs(root)}  # what a sweep's table and --status say of its point
+    assert {k: v[0] for k, v in tui.items()} == cli == swept == {k: v[0] for k, v in direct.items()}, \
+        (cli, tui, swept, direct)
     assert tui == direct
     return direct
 

@@ -68,7 +68,7 @@ def test_list_empty_and_bad_input(cli, runs_root: Path) -> None:
     code, out, err = cli("runs", "list", "--runs-root", runs_root)
     assert (code, out) == (0, "") and "no runs" in err
     code, out, err = cli("runs", "list", "--runs-root", runs_root, "--status", "done")
-    assert code == 2 and err.strip() == "--status done: choose from running, completed, failed, interrupted, damaged"
+    assert code == 2 and err.strip() == "--status done: choose from running, completed, failed, interrupted, pruned, damaged"
     code, out, err = cli("runs", "list", "--runs-root", runs_root, "--where", "optim.lr")
     assert code == 2 and "--where optim.lr: expected KEY=VALUE" in err and "Traceback" not in err
 

@@ -120,7 +120,7 @@ def test_every_point_is_validated_before_anything_runs(tmp_path: Path) -> None:
 @pytest.mark.parametrize("table,message", [
     ('[sweep]\ngrid = { "optim.lr" = 0.1 }', "sweep.grid.optim.lr: expected a non-empty list of values"),
     ('[sweep]\ngrid = { "optim.lr" = [] }', "sweep.grid.optim.lr: expected a non-empty list of values"),
-    ("[sweep]\n", "sweep.grid: a sweep needs sweep.grid or sweep.variants"),
+    ("[sweep]\n", "sweep.grid: a sweep needs sweep.grid, sweep.variants or sweep.search"),
     ('[[sweep.variants]]\nname = "a b"', "sweep.variants[0].name: String should match pattern"),
     ('[[sweep.variants]]\nname = "a"\n[[sweep.variants]]\nname = "a"', "sweep.variants[1].name: variant names must be unique: 'a'"),
     ('[[sweep.variants]]\nname = "a"\nsett = {}', "sweep.variants[0].sett: Extra inputs are not permitted"),
@@ -207,8 +207,8 @@ def test_parallel_slots_get_their_own_gpu_and_log(tmp_path: Path, runs_root: Pat
     infos, _ = sweep.state_runs(state)
     seen = [i.info["cuda_visible_devices"] for i in infos]
     assert sorted(seen) == ["0", "0", "1", "1"]
-    logs = sorted((state.dir / "logs").iterdir())
-    assert len(logs) == 4
+    # each run's console output is in its own directory (the rundir supervisor's console.txt)
+    assert all((i.path / "console.txt").is_file() and (i.path / "exit.json").is_file() for i in infos) and len(infos) == 4
 
 
 def test_failed_run_then_retry_failed_keeps_the_old_directory(tmp_path: Path, runs_root: Path) -> None:
@@ -317,7 +317,7 @@ def test_cli_dry_run_prints_the_plan_and_starts_nothing(cli, runs_root: Path) ->
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["sweep"], "fgbench sweep: give a RECIPE, or --continue TAG"),
+    (["sweep"], "fgbench sweep: give a RECIPE, or --continue / --status / --cancel / --best TAG"),
     (["sweep", "--continue", "nope"], "no such sweep"),
     (["sweep", "--continue", "x", "--grid", "optim.lr=1,2"], "--continue TAG takes no RECIPE"),
     (["sweep", "RECIPE", "--retry-failed"], "--retry-failed goes with --continue TAG"),
@@ -334,3 +334,80 @@ def test_cli_errors_are_one_line_exit_2(cli, tmp_path: Path, runs_root: Path, ar
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert not (runs_root / "sweeps").exists() or message == "no such sweep"
+
+
+def test_cancel_of_a_local_sweep_stops_it_like_ctrl_c(tmp_path: Path, runs_root: Path, monkeypatch) -> None:
+    """`fgbench sweep --cancel TAG` of a local sweep: SIGINT to the sweep process recorded in the
+    state (here this test process), which stops its run with a checkpoint; --continue resumes."""
+    import threading
+
+    from fgbench import slurm
+
+    monkeypatch.setenv("FAKE_EPOCH_S", "0.3")
+    state = make_state(tmp_path, runs_root, epochs=20, n=2, tag="lc")
+    said: list[str] = []
+
+    def cancel_when_running() -> None:
+        for _ in range(400):
+            s = sweep.SweepState.load("lc", runs_root)
+            p = s.points[0]
+            if s.controller and p.run_dir and any(
+                    e["event"] == "epoch" for e in metrics.read_events(Path(p.run_dir) / metrics.METRICS_FILE)):
+                said.append(slurm.cancel_sweep(s))
+                return
+            time.sleep(0.05)
+
+    t = threading.Thread(target=cancel_when_running)
+    t.start()
+    code = sweep.run_sweep(state, base_cmd=FAKE, poll_s=0.02, out=open(os.devnull, "w"))
+    t.join()
+    assert said and said[0].startswith(f"asked the sweep process {os.getpid()} to stop")
+    assert code == 130 and [p.status for p in state.points] == ["interrupted", "pending"]
+    assert sweep.SweepState.load("lc", runs_root).controller is None
+    assert slurm.cancel_sweep(sweep.SweepState.load("lc", runs_root)) == "the sweep is not running"
+    monkeypatch.setenv("FAKE_EPOCH_S", "0.01")
+    assert sweep.run_sweep(state, base_cmd=FAKE, poll_s=0.02, out=open(os.devnull, "w")) == 0
+    assert [p.status for p in state.points] == ["completed", "completed"]
+
+
+def test_slurm_settings_merge_and_bad_input_is_one_line(cli, tmp_path: Path, runs_root: Path, monkeypatch) -> None:
+    from fgbench import paths
+
+    paths.settings_file().parent.mkdir(parents=True, exist_ok=True)
+    paths.settings_file().write_text('[slurm]\npartition = "gpu"\naccount = "lab"\nmax_parallel = 4\n'
+                                     'sbatch = { constraint = "a100" }\n')
+    f = write(tmp_path, BASE + """
+    [sweep]
+    grid = { "optim.lr" = [0.1, 0.2] }
+    launcher = "slurm"
+    [sweep.slurm]
+    account = "mine"
+    time_limit_min = 30
+    sbatch = { exclude = "node7" }
+    """)
+    code, out, err = cli("sweep", f, "--max-parallel", "2", "--sbatch", "qos=high", "--dry-run", "--runs-root", runs_root)
+    assert code == 0, err
+    line = [ln for ln in out.splitlines() if ln.startswith("slurm: ")][0]
+    assert "partition=gpu" in line and "account=mine" in line and "time_limit_min=30" in line
+    assert "max_parallel=2" in line and "{'constraint': 'a100', 'exclude': 'node7', 'qos': 'high'}" in line
+    # what submitit turns it into: the sbatch script's own lines
+    import submitit.slurm.slurm as S
+
+    from fgbench import slurm
+
+    plan = sweep.load_plan(f)
+    cfg = sweep.resolve_slurm(plan.spec, {}, str(f))
+    params = slurm.executor_parameters(cfg, "fgbench-t")
+    params.pop("job_name")
+    script = S._make_sbatch_string(command="true", folder=str(tmp_path / "j"), map_count=6, job_name="x", **params)
+    for flag in ("--array=0-5%4", "--partition=gpu", "--account=mine", "--time=30", "--signal=USR2@120",
+                 "--constraint=a100", "--exclude=node7", "--cpus-per-task=2", "--ntasks-per-node=1"):
+        assert f"#SBATCH {flag}\n" in script, flag
+    # no SLURM client: one line, exit 2, nothing written
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    code, out, err = cli("sweep", f, "--tag", "x", "--runs-root", runs_root)
+    assert code == 2 and "sbatch" in err and "not found on PATH" in err and len(err.strip().splitlines()) == 1
+    assert not (runs_root / "sweeps").exists()
+    paths.settings_file().write_text('[slurm]\nmax_parallel = 0\n')
+    code, out, err = cli("sweep", f, "--dry-run", "--runs-root", runs_root)
+    assert code == 2 and f"{paths.settings_file()}: slurm.max_parallel" in err

@@ -70,6 +70,61 @@ def test_worker_and_main_process_loading_give_the_same_batches(tiny_folder):
     assert all(torch.equal(a, b) for a, b in zip(*out))
 
 
+def test_one_worker_pool_serves_training_and_evaluation_across_epochs(tiny_folder):
+    """Training epochs and evaluations interleaved on the stage's one persistent pool give what
+    separate, fresh loaders give, and the workers are started once."""
+    index = folder_index(tiny_folder)
+    aug = AugmentConfig(hflip=True)
+    data = DataConfig(dataset="folder", root=str(tiny_folder), train_size=16, train_crop="pad_crop",
+                      test_crop="none", workers=1, batch_size=8)
+    src = L.FileSource(index.train)
+    etf = T.test_transform(data)
+    ev = L.EvalDataset(src, list(range(10)), etf, None)
+    ds = L.TrainDataset(src, list(range(40)), T.train_transform(data, aug), 5, None)
+    pooled = L.WorkerTrainLoader(ds, 8, 5, data, torch.device("cpu"), evals={"test": ev}, eval_batch_size=4)
+    test = L.PooledEvalLoader(pooled, "test", len(ev))
+    got = []
+    for epoch in (1, 2):
+        got.append([x for x, _, _ in pooled.batches(epoch)])
+        got.append([x for x, _, _ in test.batches()])
+    pids = pooled.loader._iterator._workers
+    assert len(pids) == 1 and all(w.is_alive() for w in pids)
+    fresh_data = data.model_copy(update={"workers": 0})
+    for epoch, (train_b, test_b) in zip((1, 2), zip(got[::2], got[1::2])):
+        ref = L.WorkerTrainLoader(ds, 8, 5, fresh_data, torch.device("cpu"))
+        assert all(torch.equal(a, b) for a, b in zip(train_b, [x for x, _, _ in ref.batches(epoch)]))
+        assert [len(b) for b in test_b] == [4, 4, 2]
+        ref_test = L.WorkerEvalLoader(ev, 4, fresh_data, torch.device("cpu"))
+        assert all(torch.equal(a, b) for a, b in zip(test_b, [x for x, _, _ in ref_test.batches()]))
+    assert not torch.equal(got[0][0], got[2][0])  # another epoch, another order
+    pooled.close()
+    assert not any(w.is_alive() for w in pids)
+
+
+@pytest.mark.parametrize("crop,normalize,aug", [
+    ("pad_crop", "imagenet", AugmentConfig(hflip=True)),
+    ("random_resized", "none", AugmentConfig(hflip=True, random_erasing=0.5)),
+    ("resize", "imagenet", AugmentConfig(hflip=True, trivialaugment=True)),
+])
+def test_the_fused_tensor_step_gives_the_same_bits_as_torchvision(tiny_folder, crop, normalize, aug):
+    index = folder_index(tiny_folder)
+    data = DataConfig(train_size=16, train_crop=crop, normalize=normalize)
+    tf = T.train_transform(data, aug)
+    fast = L.fast_transform(tf)
+    assert any(isinstance(t, L.ToNormalizedTensor) for t in fast.transforms)
+    assert not any(isinstance(t, (T.v2.ToImage, T.v2.Normalize)) for t in fast.transforms)
+    src = L.FileSource(index.train)
+    for i in range(6):
+        img = src.load(i)
+        torch.manual_seed(i)
+        a = tf(img)
+        torch.manual_seed(i)
+        b = fast(img)
+        assert a.dtype == b.dtype == torch.float32 and torch.equal(a, b)
+    ev = T.test_transform(data)
+    assert torch.equal(ev(src.load(0)), L.fast_transform(ev)(src.load(0)))
+
+
 @pytest.mark.parametrize("crop,extra,shape", [
     ("random_resized", {}, (3, 12, 12)),
     ("pad_crop", {"crop_padding": 4}, (3, 12, 12)),
@@ -131,7 +186,10 @@ def test_device_loader_crops_flips_and_normalizes_in_batches():
     batches = list(loader.batches(epoch=1))
     assert len(batches) == 3
     assert sorted(torch.cat([b[1] for b in batches]).tolist()) == list(range(n))
-    padded = torch.nn.functional.pad(x, (pad,) * 4).float() / 255
+    from torchvision.transforms.v2 import functional as TF
+
+    # exactly what the standard loader's ToDtype(float32, scale=True) makes of the padded images
+    padded = TF.to_dtype(torch.nn.functional.pad(x, (pad,) * 4), torch.float32, scale=True)
     for xb, yb, bad in batches:
         assert bad == () and xb.shape == (4, 3, size, size)
         for img, label in zip(xb, yb):
@@ -189,3 +247,58 @@ def test_synthetic_generation_is_deterministic_and_atomic(tmp_path, monkeypatch)
         synthetic.ensure_synthetic(target)
     assert not synthetic.is_ready(target) and not target.exists()
     assert list(tmp_path.glob(".syn.*")) == []
+
+
+def _jpeg_folder(root, sizes):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c in ("a", "b"):
+            d = root / split / c
+            d.mkdir(parents=True)
+            for i, (w, h) in enumerate(sizes):
+                Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(d / f"{i}.jpg", quality=80)
+    return root
+
+
+def test_auto_loader_picks_device_cached_or_standard_and_says_why(tmp_path, tiny_folder, monkeypatch):
+    def choose(root, epochs=3, **data):
+        d = DataConfig(dataset="folder", root=str(root), train_size=16, test_size=16, test_crop="none", **data)
+        return L.choose_loader(folder_index(root), d, AugmentConfig(hflip=True), epochs=epochs,
+                               cache_root=tmp_path / "cache")
+
+    # same-size PNGs, pad-and-crop: the whole split fits in memory
+    c = choose(tiny_folder, train_crop="pad_crop")
+    assert c.kind == "device" and "fit the memory budget" in c.reason
+    assert choose(tiny_folder, train_crop="pad_crop", loader="standard").kind == "standard"
+    # RandomResizedCrop is not a device-loader transform; PNGs gain nothing from a cache
+    c = choose(tiny_folder, train_crop="random_resized")
+    assert c.kind == "standard" and "data.train_crop" in c.reason and "not JPEGs" in c.reason
+    jpegs = _jpeg_folder(tmp_path / "jpegs", [(40, 30), (30, 40), (40, 30)])
+    c = choose(jpegs, train_crop="random_resized")
+    assert c.kind == "cached" and "JPEGs decoded every epoch" in c.reason
+    assert choose(jpegs, epochs=1, train_crop="random_resized").kind == "standard"
+    # images of different sizes cannot be pad-cropped from one stack; too little memory: not device
+    assert choose(jpegs, train_crop="pad_crop").kind == "cached"
+    monkeypatch.setattr(L, "memory_budget", lambda device=None: 1000)
+    c = choose(tiny_folder, train_crop="pad_crop")
+    assert c.kind == "standard" and "exceed the memory budget" in c.reason
+
+
+def test_device_loader_pad_crops_same_size_images_as_they_are(tiny_folder):
+    """The device loader stacks the images the standard pad-and-crop reads (no resize first), and
+    its evaluation tensors are the standard loader's, bit for bit."""
+    index = folder_index(tiny_folder)
+    data = DataConfig(dataset="folder", root=str(tiny_folder), train_size=16, test_size=16, train_crop="pad_crop",
+                      test_crop="ratio", loader="device", val_fraction=0.0, batch_size=8)
+    splits = L.load_splits(index, data)
+    assert splits.loader == "device"
+    assert L._device_train_geometry(splits, data, 16) == []
+    loaders = L.build_loaders(splits, data, AugmentConfig(), train_size=16, test_size=16, batch_size=8, seed=0,
+                              device=torch.device("cpu"))
+    etf = T.test_transform(data)
+    xb, yb, _ = next(iter(loaders.test.batches()))
+    for k in range(3):
+        assert torch.equal(xb[k], etf(splits.test_source.load(k)))
+    assert loaders.test.batch_size == 16  # twice the training batch

@@ -21,6 +21,8 @@ def test_ramp_decay_matches_simpleclassification():
     assert ramp_decay(0.9998, 2000, 1) == pytest.approx(0.9998 * (1 - math.exp(-1 / 2000)))
     assert ramp_decay(0.9998, 2000, 2000) == pytest.approx(0.9998 * (1 - math.exp(-1)))
     assert ramp_decay(0.99, 0, 5) == 0.99
+    # a ramp shorter than one update still ramps: 0.9 * (1 - e^-2) after the first of them
+    assert ramp_decay(0.9, 0.5, 1) == pytest.approx(0.9 * (1 - math.exp(-2)))
 
 
 def test_ema_updates_parameters_and_bn_buffers_by_hand():
@@ -76,6 +78,19 @@ def test_smoothing_styles_hard_targets(s):
     # torch style is exactly nn.CrossEntropyLoss(label_smoothing=s)
     assert ClassificationLoss(C, s, "torch")(logits, y).item() == pytest.approx(
         nn.CrossEntropyLoss(label_smoothing=s)(logits, y).item(), rel=1e-6)
+
+
+def test_defaults_and_no_smoothing_are_plain_cross_entropy():
+    torch.manual_seed(1)
+    logits, y = torch.randn(6, 5), torch.tensor([0, 1, 2, 3, 4, 0])
+    plain = nn.functional.cross_entropy(logits, y).item()
+    assert ClassificationLoss(5)(logits, y).item() == pytest.approx(plain, rel=1e-6)  # smoothing 0 by default
+    assert ClassificationLoss(5, 0.0, "cyizhuo")(logits, y).item() == pytest.approx(plain, rel=1e-6)
+    # the default style is torch's
+    assert ClassificationLoss(5, 0.2)(logits, y).item() == pytest.approx(
+        nn.CrossEntropyLoss(label_smoothing=0.2)(logits, y).item(), rel=1e-6)
+    with pytest.raises(ValueError, match="unknown smoothing style 'other'"):
+        smooth_targets(y, 5, 0.1, "other")
 
 
 def test_smoothing_of_mixed_targets_equals_mixing_smoothed_targets():
@@ -139,3 +154,33 @@ def test_mix_prob_and_switch():
             kinds.add("cutmix")
     assert kinds == {"plain", "cutmix"}
     assert not BatchMixer(AugmentConfig(), C).enabled
+
+
+@pytest.mark.parametrize(("section", "op"), [({"mixup_alpha": 0.4}, "MixUp"), ({"cutmix_alpha": 0.3}, "CutMix")])
+def test_a_mixed_batch_is_torchvisions_op_with_the_recipes_alpha(section, op):
+    """mix_prob = 1: exactly v2.MixUp / v2.CutMix with the recipe's alpha, with no extra random draw."""
+    from torchvision.transforms import v2
+
+    C = 5
+    x = torch.rand(6, 3, 12, 12)
+    y = torch.tensor([0, 1, 2, 3, 4, 0])
+    mixer = BatchMixer(AugmentConfig(**section), C)
+    alpha = next(iter(section.values()))
+    for seed in range(3):
+        torch.manual_seed(seed)
+        xm, t = mixer(x, y)
+        torch.manual_seed(seed)
+        xr, tr = getattr(v2, op)(alpha=alpha, num_classes=C)(x, y)
+        assert torch.equal(xm, xr) and torch.equal(t, tr)
+
+
+def test_switch_prob_zero_always_mixes_up():
+    torch.manual_seed(2)
+    C = 3
+    y = torch.tensor([0, 1, 2, 0])
+    x = torch.rand(4, 3, 8, 8)
+    both = BatchMixer(AugmentConfig(mixup_alpha=1.0, cutmix_alpha=1.0, mix_switch_prob=0.0), C)
+    for _ in range(10):
+        xm, t = both(x, y)
+        lam = t[1, y[1]].item()  # MixUp: every pixel is the same blend of the pair
+        assert torch.allclose(xm, lam * x + (1 - lam) * x.roll(1, 0), atol=1e-6)

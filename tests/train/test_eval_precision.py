@@ -22,11 +22,11 @@ class Recorder(nn.Module):
     def __init__(self):
         super().__init__()
         self.fc = nn.Linear(12, 3)
-        self.seen: list[tuple[bool, torch.dtype]] = []
+        self.seen: list[tuple[bool, torch.dtype, bool]] = []  # autocast on, logits dtype, grad mode
 
     def forward(self, x):
         out = self.fc(x.flatten(1))
-        self.seen.append((torch.is_autocast_enabled("cpu"), out.dtype))
+        self.seen.append((torch.is_autocast_enabled("cpu"), out.dtype, torch.is_grad_enabled()))
         return out
 
 
@@ -42,7 +42,8 @@ def _engine(model, eval_amp):
                   device=torch.device("cpu"), amp_dtype=torch.bfloat16, eval_amp_dtype=eval_amp)
 
 
-@pytest.mark.parametrize(("eval_amp", "expected"), [(None, (False, torch.float32)), (torch.bfloat16, (True, torch.bfloat16))])
+@pytest.mark.parametrize(("eval_amp", "expected"), [(None, (False, torch.float32, False)),
+                                                    (torch.bfloat16, (True, torch.bfloat16, False))])
 def test_evaluate_uses_the_evaluation_precision_not_the_training_one(eval_amp, expected):
     model = Recorder()
     engine = _engine(model, eval_amp)
@@ -126,3 +127,93 @@ def test_evaluate_counts_top1_topk_loss_and_confusion_by_hand():
     # k larger than the classes is capped: every image is a top-k hit
     model.at = 0
     assert evaluate(model, Split(labels, batch=3), _engine(model, None), num_classes=4, top_k=10)["top5"] == 100.0
+
+
+class Batches3:
+    """Two batches and an empty one (every image of it undecodable), as the loaders yield them."""
+
+    def __init__(self, labels):
+        self.labels = labels
+
+    def batches(self):
+        yield torch.zeros(2, 1), torch.tensor(self.labels[:2]), ()
+        yield torch.zeros(0, 1), torch.zeros(0, dtype=torch.long), ("bad.jpg",)
+        yield torch.zeros(3, 1), torch.tensor(self.labels[2:]), ("worse.jpg",)
+
+
+class Pair(Fixed):
+    """A model whose output is (logits, aux): evaluation uses the first."""
+
+    def forward(self, x):
+        return super().forward(x), torch.zeros(x.shape[0], 4)
+
+
+def test_evaluate_predictions_corrupt_batches_tuples_and_train_mode_restored():
+    logits = torch.tensor([[4.0, 3, 2, 1], [4.0, 3, 2, 1], [1.0, 2, 3, 4], [0.0, 0, 5, 1], [0.0, 9, 0, 0]])
+    labels = [0, 1, 0, 3, 1]
+    model = Pair(logits).train()
+    seen = []
+    ev = evaluate(model, Batches3(labels), _engine(model, None), num_classes=4, top_k=2, on_corrupt=seen.append,
+                  predictions=True)
+    assert seen == [("bad.jpg",), ("worse.jpg",)]
+    assert ev["images"] == 5 and ev["top1"] == pytest.approx(40.0) and ev["top5"] == pytest.approx(80.0)
+    assert ev["predicted"] == [0, 0, 3, 2, 1] and ev["labels"] == labels
+    assert model.training  # put back as it was
+    assert "predicted" not in evaluate(Fixed(logits), Split(labels, 5), _engine(model, None), num_classes=4)
+    empty = evaluate(Fixed(logits), Split([], 5), _engine(model, None), num_classes=4, predictions=True)
+    assert (empty["images"], empty["top1"], empty["predicted"], empty["labels"]) == (0, 0.0, [], [])
+
+
+def test_evaluate_sums_over_processes_when_the_engine_reduces():
+    """Under DDP every count is all-reduced; a fake all-reduce over two identical shards doubles them."""
+    logits = torch.tensor([[4.0, 3, 2, 1], [1.0, 2, 3, 4], [0.0, 9, 0, 0]])
+    labels = [0, 0, 1]
+    model = Fixed(logits)
+    engine = _engine(model, None)
+    engine.reduce = lambda t: t.mul_(2)
+    ev = evaluate(model, Split(labels, 3), engine, num_classes=4, top_k=1)
+    assert ev["images"] == 6 and ev["top1"] == pytest.approx(100 * 2 / 3)
+    expected = torch.zeros(4, 4, dtype=torch.long)
+    for t, p in zip(labels, [0, 3, 1]):
+        expected[t, p] += 2
+    assert torch.equal(ev["confusion"], expected)
+    single = evaluate(Fixed(logits), Split(labels, 3), _engine(model, None), num_classes=4, top_k=1)
+    assert ev["loss"] == pytest.approx(single["loss"], rel=1e-9)
+
+
+class SeesLayout(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 10, 1)
+        self.layouts: list[bool] = []
+
+    def forward(self, x):
+        self.layouts.append(x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
+        return self.conv(x).mean(dim=(2, 3))
+
+
+class Images:
+    def __init__(self, n):
+        self.n = n
+
+    def batches(self):
+        g = torch.Generator().manual_seed(0)
+        yield torch.rand(self.n, 3, 4, 4, generator=g), torch.arange(self.n) % 10, ()
+
+
+def test_evaluate_channels_last_default_top_k_one_image_and_integer_confusion():
+    torch.manual_seed(0)
+    model = SeesLayout()
+    engine = _engine(model, None)
+    engine.channels_last = True
+    ev = evaluate(model, Images(7), engine, num_classes=10)
+    assert model.layouts == [True]  # the batch is moved to channels_last as the engine asks
+    assert ev["confusion"].dtype == torch.long and ev["confusion"].sum() == 7
+    # default k is 5 (of 10 classes): count the hits by hand from the logits
+    with torch.no_grad():
+        logits = model(next(Images(7).batches())[0])
+    ranks = (logits > logits.gather(1, (torch.arange(7) % 10)[:, None])).sum(1)
+    assert ev["top5"] == pytest.approx(100 * float((ranks < 5).sum()) / 7)
+    assert (ranks < 5).sum() != (ranks < 6).sum()  # k matters here
+    one = evaluate(Fixed(torch.tensor([[0.0, 2.0, 1.0]])), Split([1], 1), _engine(model, None), num_classes=3)
+    assert (one["images"], one["top1"]) == (1, 100.0)

@@ -129,12 +129,13 @@ def test_timm_cosine_counts_the_warmup_in_its_period(stepping):
 
 
 def test_bad_values_are_one_line_errors():
-    for data, msg in (({"crop_ratio": [2.0, 1.0]}, "data.crop_ratio: crop_ratio must satisfy"),
+    for data, msg in (({"crop_ratio": [2.0, 1.0]}, "crop_ratio must satisfy"),
                       ({"loader": "device", "train_crop": "pad_crop", "test_crop": "none", "interpolation": "bicubic"},
-                       "data.interpolation: the device loader")):
+                       "interpolation: the device loader")):
         with pytest.raises(RecipeError) as err:
             validate_recipe({"data": data}, "r.toml")
-        assert err.value.lines[0].startswith(f"r.toml: {msg}"), err.value.lines
+        assert len(err.value.lines) == 1 and err.value.lines[0].startswith("r.toml: data"), err.value.lines
+        assert msg in err.value.lines[0]
     with pytest.raises(RecipeError) as err:
         validate_recipe({"schedule": {"name": "cosine", "warmup_in_period": True, "hold_epochs": 1}}, "r.toml")
     assert "warmup_in_period" in err.value.lines[0]

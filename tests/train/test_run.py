@@ -133,6 +133,8 @@ def test_completed_run_writes_every_file_of_the_contract(reference_run):
         validate_event(ev)
     kinds = [ev["event"] for ev in events]
     assert kinds[0] == "run_started" and kinds[-1] == "run_finished" and events[-1]["status"] == "completed"
+    assert events[0]["loader"] == {"kind": "standard", "reason": "set in the recipe"}
+    assert any(ev["event"] == "log" and ev["message"] == "data loader: standard (set in the recipe)" for ev in events)
     assert kinds.count("stage_started") == 2 and kinds.count("epoch") == 4
     steps = [ev for ev in events if ev["event"] == "step"]
     assert [ev["step"] for ev in steps] == list(range(2, 33, 2))  # log_every_steps = 2, 4 epochs x 8 steps

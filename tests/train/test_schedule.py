@@ -138,3 +138,39 @@ def test_period_applies_to_the_first_stage_only_and_hold_to_all():
     assert (second.hold_epochs, second.period_epochs) == (1.0, None)
     with pytest.raises(Exception, match="period_epochs"):
         validate_recipe({"schedule": {"name": "cosine", "period_epochs": 0}})
+
+
+def _from_recipe(schedule: dict, *, lr=0.1, epochs=10, spe=10, min_lr=None, warmup_steps=None) -> LRPlan:
+    r = validate_recipe({"schedule": {"epochs": epochs, **schedule}})
+    s = r.schedule
+    return plan_for_stage(s, lr=lr, epochs=epochs, steps_per_epoch=spe, warmup_epochs=s.warmup_epochs,
+                          warmup_steps=warmup_steps, min_lr=min_lr, hold_epochs=getattr(s, "hold_epochs", 0.0),
+                          period_epochs=getattr(s, "period_epochs", None),
+                          warmup_in_period=getattr(s, "warmup_in_period", False))
+
+
+def test_every_schedule_field_reaches_the_plan():
+    # quadratic warm-up from the recipe: 0.1 * (step / 20)^2 over 2 epochs of 10 steps
+    p = _from_recipe({"name": "cosine", "warmup_epochs": 2, "warmup": "quadratic"})
+    assert p.lr(5) == pytest.approx(0.1 * (5 / 20) ** 2) and p.lr(10) == pytest.approx(0.1 * 0.25)
+    # multi-step milestones and gamma from the recipe (no min_lr field on this schedule)
+    m = _from_recipe({"name": "multistep", "milestones": [3, 7], "gamma": 0.5})
+    assert [m.lr(e * 10) for e in (0, 2, 3, 6, 7, 9)] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
+    c = _from_recipe({"name": "constant", "warmup_epochs": 1})
+    assert c.lr(5) == pytest.approx(0.05) and c.lr(50) == pytest.approx(0.1)
+    # a stage's own min_lr wins over the schedule's; unset, the schedule's is used
+    own = _from_recipe({"name": "cosine", "min_lr": 0.01}, min_lr=0.02)
+    inherited = _from_recipe({"name": "cosine", "min_lr": 0.01})
+    assert own.lr(99) == pytest.approx(0.02 + 0.08 * 0.5 * (1 + math.cos(math.pi * 99 / 100)))
+    assert inherited.lr(99) == pytest.approx(0.01 + 0.09 * 0.5 * (1 + math.cos(math.pi * 99 / 100)))
+
+
+def test_a_one_step_cosine_period_reaches_min_lr_after_one_step():
+    # period_epochs 0.1 of a 10-step epoch is one step: the step after the start is at min_lr
+    p = _from_recipe({"name": "cosine", "period_epochs": 0.1, "min_lr": 0.001})
+    assert p.lr(0) == pytest.approx(0.1) and p.lr(1) == pytest.approx(0.001) and p.lr(50) == pytest.approx(0.001)
+
+
+def test_an_unknown_kind_is_an_error_naming_it():
+    with pytest.raises(ValueError, match="unknown schedule 'exp'"):
+        plan(kind="exp").lr(50)

@@ -118,7 +118,7 @@ def bottom_renderable(snap: Snapshot, lines: int, confusion: dict | None = None)
             text.append("last output:\n", style="dim")
             text.append("\n".join(snap.console_tail[-lines:]))
         return text
-    if snap.status in ("completed", "interrupted") and snap.summary:
+    if snap.status in ("completed", "interrupted", "pruned") and snap.summary:
         rows = summary_numbers(snap)
         first_last = next((i for i, (label, _v) in enumerate(rows) if label.startswith("last")), len(rows))
         rows[first_last:first_last] = class_rows(confusion)

@@ -32,6 +32,7 @@ STATUS_STYLE = {
     "completed": "",
     "failed": "bold red",
     "interrupted": "yellow",
+    "pruned": "magenta",
 }
 
 # val and test: the raw model at its best epoch; ema test: the EMA model at its own best epoch
@@ -59,7 +60,10 @@ def status_text(row: RunRow) -> Text:
     label = row.status
     if row.status == "running" and row.total_epochs:
         label = f"running {row.epoch}/{row.total_epochs}"
-    return Text(label, style=STATUS_STYLE.get(row.status, ""))
+    text = Text(label, style=STATUS_STYLE.get(row.status, ""))
+    if row.scheduler:  # a point of a SLURM sweep: the scheduler's side next to fgbench's
+        text.append(f" · {row.scheduler}", style="dim")
+    return text
 
 
 class RunsPane(Vertical):

@@ -1,0 +1,337 @@
+"""End to end: ``fgbench run`` against a plain PyTorch training script of the same settings.
+
+Usage (from the repository root)::
+
+    python benchmarks/end_to_end.py                    # both jobs, 3 alternated pairs each
+    python benchmarks/end_to_end.py --jobs png32 --pairs 5 --json out.json
+    python benchmarks/end_to_end.py --fgbench-path /path/to/other/checkout   # "before" numbers
+
+What runs, from process start to process exit, as a user runs it:
+
+* ``fgbench run recipe.toml`` of a recipe the benchmark writes;
+* ``plain.py``: a training script written below in the style of torchvision's classification
+  references (``ImageFolder``, ``DataLoader`` with workers and shuffling, ``torchvision.models``,
+  SGD, an LR lambda stepped every iteration, one evaluation of the test split per epoch, a
+  checkpoint per epoch), with the same transforms, model, initialisation, optimizer, schedule,
+  batch size, epochs and worker count as the recipe.
+
+The two jobs (the image folders are generated in a temporary directory, real formats):
+
+* ``png32``: 250 training and 80 test PNGs of 32 x 32 (fgbench's synthetic classes), ResNet-18
+  (torchvision's, ``--cifar-stem`` for the 3x3 stride-1 stem), batch 32, SGD (0.02, momentum
+  0.9, wd 5e-4), one linear warm-up epoch then cosine, 4 epochs, pad-4 random crop and flip, 2
+  workers, fp32, on the CPU.
+* ``jpeg224``: 160 training and 40 test JPEGs of about 500 x 375 (the same classes, resized, with
+  grain, quality 90), MobileNetV3-small (``--arch`` for another torchvision model),
+  RandomResizedCrop(224) and flip for training, Resize(255) and CenterCrop(224) for testing,
+  batch 16, 3 epochs, otherwise as above.
+
+The models are small on purpose: on a 2-core CPU a ResNet-18 at 224 px spends nearly all its time
+in the step, which both programs share, and the benchmark is about everything around the step.
+
+fgbench runs with its defaults for everything the plain script has no counterpart for
+(``data.loader = "auto"``, its evaluation batch, its memory format); both train on the whole
+training split (``val_fraction = 0``) and report the test accuracy after the last epoch.
+
+Each pair runs fgbench and the plain script back to back, the order alternating from pair to
+pair, so that load from other processes on a shared machine hits both alike; ratios are taken
+within a pair and then the median over pairs. Wall time is the process's, CPU time is user +
+system of the process and every child it waited for (its loader workers), from ``getrusage``.
+Training images/s is training images over the time spent in the training loops (fgbench: its
+``epoch`` events; plain: timed the same way around each epoch's loop). The per-phase breakdown
+comes from fgbench's event times and from timestamps the plain script prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+JOBS = {
+    "png32": dict(fmt="png", train_per_class=25, test_per_class=8, size=32, arch="resnet18", cifar_stem=False,
+                  batch=32, epochs=4, train_crop="pad_crop", test_crop="none"),
+    "jpeg224": dict(fmt="jpeg", train_per_class=16, test_per_class=4, size=224, arch="mobilenet_v3_small",
+                    cifar_stem=False, batch=16, epochs=3, train_crop="random_resized", test_crop="ratio"),
+}
+LR, MOMENTUM, WD, WORKERS, WARMUP_EPOCHS = 0.02, 0.9, 5e-4, 2, 1
+SHAPES = [(500, 375), (375, 500), (500, 333), (480, 360), (500, 400)]
+
+PLAIN = r'''
+"""A plain training script in the style of torchvision's classification references."""
+import json, math, os, sys, time
+T0 = time.time()
+import torch, torchvision
+from torch import nn
+from torchvision import datasets, transforms
+
+cfg = json.loads(sys.argv[1])
+marks = {"imports_done": time.time()}
+torch.manual_seed(cfg["seed"])
+mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+if cfg["train_crop"] == "pad_crop":
+    train_tf = transforms.Compose([transforms.RandomCrop(cfg["size"], padding=4), transforms.RandomHorizontalFlip(),
+                                   transforms.ToTensor(), transforms.Normalize(mean, std)])
+    test_tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean, std)])
+else:
+    train_tf = transforms.Compose([transforms.RandomResizedCrop(cfg["size"]), transforms.RandomHorizontalFlip(),
+                                   transforms.ToTensor(), transforms.Normalize(mean, std)])
+    test_tf = transforms.Compose([transforms.Resize(int(cfg["size"] * 1.14)), transforms.CenterCrop(cfg["size"]),
+                                  transforms.ToTensor(), transforms.Normalize(mean, std)])
+train_set = datasets.ImageFolder(os.path.join(cfg["root"], "train"), train_tf)
+test_set = datasets.ImageFolder(os.path.join(cfg["root"], "test"), test_tf)
+train_loader = torch.utils.data.DataLoader(train_set, batch_size=cfg["batch"], shuffle=True,
+                                           num_workers=cfg["workers"], drop_last=True)
+test_loader = torch.utils.data.DataLoader(test_set, batch_size=cfg["batch"], shuffle=False, num_workers=cfg["workers"])
+marks["data_ready"] = time.time()
+model = torchvision.models.get_model(cfg["arch"], weights=None, num_classes=len(train_set.classes))
+if cfg["cifar_stem"]:
+    model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
+    model.maxpool = nn.Identity()
+criterion = nn.CrossEntropyLoss()
+optimizer = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["wd"])
+steps = len(train_loader)
+total, warm = cfg["epochs"] * steps, cfg["warmup_epochs"] * steps
+def lr_lambda(s):
+    if s < warm:
+        return s / warm
+    return 0.5 * (1 + math.cos(math.pi * (s - warm) / (total - warm)))
+scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
+marks["model_ready"] = time.time()
+train_time = train_images = 0.0
+phases = {"train": 0.0, "eval": 0.0, "checkpoint": 0.0}
+acc = None
+for epoch in range(cfg["epochs"]):
+    model.train()
+    t = time.time()
+    for x, y in train_loader:
+        loss = criterion(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        train_images += x.shape[0]
+    dt = time.time() - t
+    phases["train"] += dt
+    t = time.time()
+    model.eval()
+    correct = n = 0
+    with torch.inference_mode():
+        for x, y in test_loader:
+            correct += (model(x).argmax(1) == y).sum().item()
+            n += y.numel()
+    acc = 100.0 * correct / n
+    phases["eval"] += time.time() - t
+    t = time.time()
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "lr_scheduler": scheduler.state_dict(), "epoch": epoch}, os.path.join(cfg["out"], "checkpoint.pth"))
+    phases["checkpoint"] += time.time() - t
+marks["end"] = time.time()
+print(json.dumps({"t0": T0, "marks": marks, "phases": phases, "train_images": train_images, "top1": acc}))
+'''
+
+
+def make_folder(root: Path, job: dict) -> Path:
+    """The synthetic classes as a real-format folder: 32 px PNGs, or ~500x375 JPEGs with grain."""
+    import numpy as np
+    from PIL import Image
+
+    sys.path.insert(0, str(REPO))
+    from fgbench.data import synthetic
+
+    src = root / "src"
+    synthetic.generate(src, train_per_class=job["train_per_class"], test_per_class=job["test_per_class"],
+                       size=32 if job["fmt"] == "png" else 64)
+    if job["fmt"] == "png":
+        return src
+    out = root / "jpeg"
+    rng = np.random.default_rng(0)
+    for i, p in enumerate(sorted(src.rglob("*.png"))):
+        w, h = SHAPES[i % len(SHAPES)]
+        im = Image.open(p).convert("RGB").resize((w, h), Image.BICUBIC)
+        arr = np.asarray(im).astype(np.int16) + rng.normal(0, 6, size=(h, w, 3)).astype(np.int16)
+        dest = out / p.relative_to(src).with_suffix(".jpg")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(dest, "JPEG", quality=90)
+    shutil.rmtree(src)
+    return out
+
+
+def recipe_text(job: dict, root: Path) -> str:
+    return textwrap.dedent(f"""\
+        name = "end-to-end"
+        [data]
+        dataset = "folder"
+        root = "{root}"
+        train_size = {job["size"]}
+        test_size = {job["size"]}
+        train_crop = "{job["train_crop"]}"
+        crop_padding = 4
+        test_crop = "{job["test_crop"]}"
+        normalize = "imagenet"
+        val_fraction = 0.0
+        batch_size = {job["batch"]}
+        workers = {WORKERS}
+        drop_last = true
+        [model]
+        arch = "{job["arch"]}"
+        cifar_stem = {"true" if job["cifar_stem"] else "false"}
+        [optim]
+        name = "sgd"
+        lr = {LR}
+        momentum = {MOMENTUM}
+        weight_decay = {WD}
+        [schedule]
+        name = "cosine"
+        epochs = {job["epochs"]}
+        warmup_epochs = {WARMUP_EPOCHS}
+        warmup = "linear"
+        [eval]
+        select_on = "last"
+        [runtime]
+        device = "cpu"
+        seed = 0
+        """)
+
+
+def _timed(cmd: list[str], env: dict) -> tuple[float, float, subprocess.CompletedProcess]:
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd[:4]} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    return wall, cpu, proc
+
+
+def run_fgbench(recipe: Path, run_dir: Path, fgbench_path: Path, cache_home: Path) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(fgbench_path), "FGBENCH_HOME": str(cache_home)}
+    t_launch = time.time()
+    wall, cpu, _ = _timed([sys.executable, "-m", "fgbench", "run", str(recipe), "--run-dir", str(run_dir),
+                           "--progress", "none"], env)
+    t_exit = time.time()
+    events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    started = next(e for e in events if e["event"] == "run_started")
+    epochs = [e for e in events if e["event"] == "epoch"]
+    finished = next(e for e in events if e["event"] == "run_finished")
+    train = sum(e["epoch_time"] for e in epochs)
+    images = sum(e["images_per_s"] * e["epoch_time"] for e in epochs)
+    # between the end of an epoch's training and its epoch event: evaluation, checkpoints, metrics
+    after, prev = 0.0, started["time"]
+    stage_starts = [e["time"] for e in events if e["event"] == "stage_started"]
+    for e in epochs:
+        begin = max([prev] + [t for t in stage_starts if t <= e["time"]])
+        after += max(0.0, e["time"] - begin - e["epoch_time"])
+        prev = e["time"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    last = (summary.get("last") or {}).get("raw") or {}
+    return {
+        "wall": wall, "cpu": cpu, "images_per_s": images / train if train else None,
+        "top1": last.get("test_top1"), "loader": started.get("loader"),
+        "phases": {"start (imports, indexing, model)": started["time"] - t_launch, "train loops": train,
+                   "eval + checkpoints + metrics": after, "final (after the last epoch)": finished["time"] - prev,
+                   "exit": t_exit - finished["time"]},
+    }
+
+
+def run_plain(script: Path, job: dict, root: Path, out: Path) -> dict:
+    cfg = dict(job, root=str(root), out=str(out), seed=0, lr=LR, momentum=MOMENTUM, wd=WD, workers=WORKERS,
+               warmup_epochs=WARMUP_EPOCHS)
+    out.mkdir(parents=True, exist_ok=True)
+    t_launch = time.time()
+    wall, cpu, proc = _timed([sys.executable, str(script), json.dumps(cfg)], dict(os.environ))
+    t_exit = time.time()
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    m, ph = res["marks"], res["phases"]
+    return {
+        "wall": wall, "cpu": cpu, "images_per_s": res["train_images"] / ph["train"], "top1": res["top1"],
+        "phases": {"start (imports, indexing, model)": m["model_ready"] - t_launch, "train loops": ph["train"],
+                   "eval + checkpoints + metrics": ph["eval"] + ph["checkpoint"], "final (after the last epoch)": 0.0,
+                   "exit": t_exit - m["end"]},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--jobs", nargs="+", choices=list(JOBS), default=list(JOBS))
+    ap.add_argument("--pairs", type=int, default=3)
+    ap.add_argument("--fgbench-path", type=Path, default=REPO, help="the fgbench checkout to run (default: this one)")
+    ap.add_argument("--keep-cache", action="store_true",
+                    help="let later fgbench runs reuse the first run's decoded-image cache (default: each run starts cold)")
+    ap.add_argument("--arch", help="torchvision model for every job (default: resnet18 / mobilenet_v3_small)")
+    ap.add_argument("--cifar-stem", action="store_true", help="png32: ResNet with the 3x3 stride-1 stem")
+    ap.add_argument("--json", metavar="PATH")
+    args = ap.parse_args(argv)
+    for job in JOBS.values():
+        job["arch"] = args.arch or job["arch"]
+    JOBS["png32"]["cifar_stem"] = args.cifar_stem
+
+    import torch
+    import torchvision
+
+    print(f"python {platform.python_version()}, torch {torch.__version__}, torchvision {torchvision.__version__}, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, fgbench from {args.fgbench_path}", flush=True)
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="fgbench-e2e-") as tmp:
+        tmp = Path(tmp)
+        script = tmp / "plain.py"
+        script.write_text(PLAIN)
+        for name in args.jobs:
+            job = JOBS[name]
+            root = make_folder(tmp / name, job)
+            recipe = tmp / f"{name}.toml"
+            recipe.write_text(recipe_text(job, root))
+            pairs = []
+            for i in range(args.pairs):
+                home = tmp / f"home-{name}" if args.keep_cache else tmp / f"home-{name}-{i}"
+                order = ("fgbench", "plain") if i % 2 == 0 else ("plain", "fgbench")
+                pair = {}
+                for who in order:
+                    if who == "fgbench":
+                        pair[who] = run_fgbench(recipe, tmp / f"run-{name}-{i}", args.fgbench_path, home)
+                    else:
+                        pair[who] = run_plain(script, job, root, tmp / f"plain-{name}-{i}")
+                f, p = pair["fgbench"], pair["plain"]
+                pair["ratios"] = {"wall": f["wall"] / p["wall"], "cpu": f["cpu"] / p["cpu"],
+                                  "images_per_s": f["images_per_s"] / p["images_per_s"]}
+                pair["load"] = os.getloadavg()[0]
+                pairs.append(pair)
+                r = pair["ratios"]
+                print(f"{name} pair {i + 1} ({order[0]} first, load {pair['load']:.1f}): "
+                      f"wall {f['wall']:.1f} / {p['wall']:.1f} s (x{r['wall']:.3f})  "
+                      f"cpu {f['cpu']:.1f} / {p['cpu']:.1f} s (x{r['cpu']:.3f})  "
+                      f"train img/s {f['images_per_s']:.0f} / {p['images_per_s']:.0f} (x{r['images_per_s']:.3f})  "
+                      f"top-1 {f['top1']:.1f} / {p['top1']:.1f}  loader {f['loader'] and f['loader']['kind']}",
+                      flush=True)
+            med = {k: statistics.median(p["ratios"][k] for p in pairs) for k in ("wall", "cpu", "images_per_s")}
+            phases = {who: {k: statistics.median(p[who]["phases"][k] for p in pairs) for k in pairs[0][who]["phases"]}
+                      for who in ("fgbench", "plain")}
+            print(f"{name} median over {len(pairs)} pairs: wall x{med['wall']:.3f}  cpu x{med['cpu']:.3f}  "
+                  f"train img/s x{med['images_per_s']:.3f}  top-1 fgbench "
+                  f"{statistics.median(p['fgbench']['top1'] for p in pairs):.1f} / plain "
+                  f"{statistics.median(p['plain']['top1'] for p in pairs):.1f}", flush=True)
+            for k in phases["fgbench"]:
+                print(f"    {k:34s} fgbench {phases['fgbench'][k]:6.2f} s   plain {phases['plain'][k]:6.2f} s")
+            results[name] = {"pairs": pairs, "median_ratios": med, "median_phases": phases}
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
