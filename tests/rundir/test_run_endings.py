@@ -9,7 +9,6 @@ import io
 import json
 import os
 import signal
-import sys
 import time
 from contextlib import redirect_stdout
 from pathlib import Path
@@ -22,14 +21,13 @@ from fgbench.rundir import layout, procs
 from fgbench.rundir.launcher import Launcher, stop
 from fgbench.rundir.reader import read_run
 from fgbench.tui.monitor import RunStore
+from fakes.fake_trainer import fake_cmd
 
-HERE = Path(__file__).resolve().parent
-FAKE = HERE.parent / "tui" / "fake_trainer.py"
 RECIPE = 'name = "endings"\n[data]\ndataset = "synthetic"\n[model]\narch = "resnet8"\n[schedule]\nepochs = 3\n'
 
 
-def _launcher(root: Path, *opts: str) -> Launcher:
-    return Launcher(root, [sys.executable, str(FAKE), *opts, "--"])
+def _launcher(root: Path, mode: str = "normal", **opts) -> Launcher:
+    return Launcher(root, fake_cmd(mode, **opts))
 
 
 def _wait(cond, what: str, timeout: float = 30.0) -> None:
@@ -68,7 +66,7 @@ def _statuses(root: Path) -> dict[str, tuple[str, str | None]]:
 
 
 def test_completed(tmp_path: Path) -> None:
-    launched = _launcher(tmp_path, "--delay", "0").start(RECIPE, "endings")
+    launched = _launcher(tmp_path, delay=0).start(RECIPE, "endings")
     assert launched.wait(60) == 0
     st = _statuses(tmp_path)
     assert st == {launched.run_dir.name: ("completed", None)}
@@ -76,7 +74,7 @@ def test_completed(tmp_path: Path) -> None:
 
 
 def test_rejected_input_before_the_start_leaves_nothing(tmp_path: Path) -> None:
-    launched = _launcher(tmp_path, "--mode", "reject").start(RECIPE, "endings")
+    launched = _launcher(tmp_path, "reject").start(RECIPE, "endings")
     assert launched.wait(60) == 2
     assert not launched.run_dir.exists()
     assert "not downloaded" in (launched.rejection or "")
@@ -85,14 +83,14 @@ def test_rejected_input_before_the_start_leaves_nothing(tmp_path: Path) -> None:
 
 
 def test_an_exception_is_failed_with_its_error(tmp_path: Path) -> None:
-    launched = _launcher(tmp_path, "--mode", "crash").start(RECIPE, "endings")
+    launched = _launcher(tmp_path, "crash").start(RECIPE, "endings")
     assert launched.wait(60) == 1
     (status, error), = _statuses(tmp_path).values()
     assert status == "failed" and "out of memory (fake)" in error
 
 
 def test_a_crash_before_any_event_is_failed_with_its_exit_code(tmp_path: Path) -> None:
-    launched = _launcher(tmp_path, "--mode", "hardcrash").start(RECIPE, "endings")
+    launched = _launcher(tmp_path, "hardcrash").start(RECIPE, "endings")
     assert launched.wait(60) == 3
     (status, error), = _statuses(tmp_path).values()
     assert status == "failed" and "code 3" in error
@@ -105,7 +103,7 @@ def test_a_crash_before_any_event_is_failed_with_its_exit_code(tmp_path: Path) -
 
 
 def test_sigint_through_the_launcher_is_interrupted_and_resumable(tmp_path: Path) -> None:
-    launcher = _launcher(tmp_path, "--delay", "0.05", "--epochs", "50")
+    launcher = _launcher(tmp_path, delay=0.05, epochs=50)
     launched = launcher.start(RECIPE, "endings")
     _wait(lambda: "step" in _events(launched.run_dir), "the first step")
     assert _statuses(tmp_path)[launched.run_dir.name][0] == "running"
@@ -123,8 +121,7 @@ def test_sigint_through_the_launcher_is_interrupted_and_resumable(tmp_path: Path
 @pytest.mark.parametrize("after_checkpoint", [False, True])
 def test_sigkill_of_the_whole_session_is_interrupted(tmp_path: Path, after_checkpoint: bool) -> None:
     """kill -9 of everything (a lost node): nothing can record how it ended."""
-    launched = _launcher(tmp_path, "--delay", "0.02", "--epochs", "200", "--steps-per-epoch", "3",
-                         "--checkpoint-every-epoch").start(RECIPE, "endings")
+    launched = _launcher(tmp_path, delay=0.02, epochs=200, steps_per_epoch=3).start(RECIPE, "endings")
     wanted = "checkpoint" if after_checkpoint else "step"
     _wait(lambda: wanted in _events(launched.run_dir), wanted)
     os.killpg(launched.pid, signal.SIGKILL)  # the supervisor's session: supervisor and trainer
@@ -137,7 +134,7 @@ def test_sigkill_of_the_whole_session_is_interrupted(tmp_path: Path, after_check
 
 def test_an_oom_style_sigkill_of_the_trainer_is_failed(tmp_path: Path) -> None:
     """The kernel kills only the trainer; the supervisor records it."""
-    launched = _launcher(tmp_path, "--delay", "0.05", "--epochs", "50").start(RECIPE, "endings")
+    launched = _launcher(tmp_path, delay=0.05, epochs=50).start(RECIPE, "endings")
     _wait(lambda: "step" in _events(launched.run_dir), "the first step")
     trainer = layout.read_json(layout.RunDir(launched.run_dir).launch)["trainer"]
     os.kill(trainer["pid"], signal.SIGKILL)
@@ -148,7 +145,7 @@ def test_an_oom_style_sigkill_of_the_trainer_is_failed(tmp_path: Path) -> None:
 
 def test_a_reused_pid_is_not_the_run(tmp_path: Path) -> None:
     """A run killed long ago whose recorded pid now belongs to another process (here: this test)."""
-    launched = _launcher(tmp_path, "--delay", "0.05", "--epochs", "50").start(RECIPE, "endings")
+    launched = _launcher(tmp_path, delay=0.05, epochs=50).start(RECIPE, "endings")
     _wait(lambda: "step" in _events(launched.run_dir), "the first step")
     os.killpg(launched.pid, signal.SIGKILL)
     launched.wait(60)

@@ -1,4 +1,4 @@
-"""Fixtures of the runs tests; the run-directory factory is in runs_factory.py."""
+"""Fixtures of the runs tests; the run-directory factory is tests/fakes/run_factory.py."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from runs_factory import make_run
+from fakes.run_factory import make_run
 
 from fgbench.rundir import layout
 from fgbench.tui.monitor import RunStore

@@ -19,7 +19,8 @@ import pytest
 from fgbench import rundir, sweep
 
 from fgbench.rundir import events as metrics
-from runs_factory import REPO
+
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 

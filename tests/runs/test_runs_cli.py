@@ -12,7 +12,7 @@ import pytest
 from fgbench import report, rundir
 from fgbench.rundir.events import METRICS_FILE
 
-from runs_factory import make_run
+from fakes.run_factory import make_run
 
 
 @pytest.fixture

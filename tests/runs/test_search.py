@@ -13,7 +13,8 @@ import pytest
 
 from fgbench import metrics, runs, search, sweep
 from fgbench.recipe import RecipeError, load_recipe
-from runs_factory import REPO
+
+REPO = Path(__file__).resolve().parents[2]
 
 BASE = """
 name = "toy"
@@ -268,7 +269,7 @@ def test_a_seeded_search_repeats_and_its_trials_differ(tmp_path: Path) -> None:
 
 
 def test_the_table_of_a_search_lists_trials_by_value_best_first(tmp_path: Path) -> None:
-    from runs_factory import make_run
+    from fakes.run_factory import make_run
 
     root = tmp_path / "runs"
     f = write(tmp_path, BASE + '[sweep.search]\ntrials = 4\n[sweep.search.params]\n'

@@ -17,9 +17,10 @@ import pytest
 from fgbench import metrics, runs, sweep
 from fgbench.errors import UserError
 from fgbench.recipe import RecipeError
+from fakes.fake_trainer import FAKE_TRAINER
 
 HERE = Path(__file__).resolve().parent
-FAKE = [sys.executable, str(HERE / "fake_trainer.py")]
+FAKE = [sys.executable, str(FAKE_TRAINER)]
 REPO = HERE.parents[1]
 
 

@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 
 from fgbench import metrics, runs, slurm, sweep
-from runs_factory import REPO
 from test_real_runs import make_images
+
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,9 @@ from fgbench.tui.app import make_app
 from fgbench.tui.screens.analysis import AnalysisScreen, bar
 from fgbench.tui.screens.monitor import MonitorScreen
 from fgbench.tui.widgets.run_view import RunView
-from tui_helpers import fake_cmd, make_fixture_run, wait_for
+from fakes.fake_trainer import fake_cmd
+from fakes.run_factory import make_fixture_run
+from tui_helpers import wait_for
 
 RUN = "20250305-130000-birds"
 CLASSES = ["albatross", "bunting", "cardinal"]

@@ -15,7 +15,9 @@ from fgbench import report, rundir
 from fgbench.tui.app import make_app
 from fgbench.tui.widgets.compare_pane import CompareChart, run_matches, series_matches, sort_rows, value_at
 from fgbench.tui.monitor import RunRow
-from tui_helpers import REPO, fake_cmd, fixture_runs, wait_for
+from fakes.fake_trainer import fake_cmd
+from fakes.run_factory import fixture_runs
+from tui_helpers import REPO, wait_for
 
 CUB, CUB_EMA, CARS, CIFAR = ("20250301-090000-cub_r50", "20250302-100000-cub_r50_ema", "20250303-110000-cars_r18",
                              "20250304-120000-cifar_r18")

@@ -245,7 +245,9 @@ from fgbench.tui.launcher import Launcher  # noqa: E402
 from fgbench.tui.monitor import RunModel  # noqa: E402
 from fgbench.tui.screens.main import MainScreen  # noqa: E402
 from fgbench.tui.screens.monitor import MonitorScreen  # noqa: E402
-from tui_helpers import fake_cmd, fixture_runs, kill_quietly, make_fixture_run  # noqa: E402
+from fakes.fake_trainer import fake_cmd  # noqa: E402
+from fakes.run_factory import fixture_runs, make_fixture_run  # noqa: E402
+from tui_helpers import kill_quietly  # noqa: E402
 
 
 def _launch_elsewhere(dirs, n: int) -> list:

@@ -6,7 +6,9 @@ from fgbench.rundir import events as metrics
 from fgbench.tui.app import make_app
 from fgbench.tui.screens.monitor import MonitorScreen
 from fgbench.tui.widgets.run_view import RunView
-from tui_helpers import fake_cmd, fixture_runs, kill_quietly, ready_pane, wait_for, wait_pid_gone
+from fakes.fake_trainer import fake_cmd
+from fakes.run_factory import fixture_runs
+from tui_helpers import kill_quietly, ready_pane, wait_for, wait_pid_gone
 
 
 def _app(dirs, cmd, **kw):

@@ -17,7 +17,9 @@ from textual.widgets import Input
 from fgbench.tui.app import make_app
 from fgbench.tui.screens.monitor import MonitorScreen
 from fgbench.tui.widgets.run_view import RunView
-from tui_helpers import fake_cmd, fixture_runs, wait_for
+from fakes.fake_trainer import fake_cmd
+from fakes.run_factory import fixture_runs
+from tui_helpers import wait_for
 
 SIZES = [(80, 24), (120, 40)]
 NO_DATA = Path("/nonexistent/fgbench-snapshot-data")
