@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from fgbench.errors import UserError
+from fgbench.rundir.layout import LOG_FILE
 
 ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
                  "RESIZING", "SUSPENDED", "STOPPED", "SIGNALING", "RESV_DEL_HOLD", "SPECIAL_EXIT"}
@@ -373,7 +374,7 @@ class PointJob:
             state.save()
             status = point.status
         if status == sweep.FAILED:
-            raise RuntimeError(f"point {index + 1} ({point.label}) failed with exit code {code}: see {point.run_dir}/log.txt")
+            raise RuntimeError(f"point {index + 1} ({point.label}) failed with exit code {code}: see {Path(point.run_dir) / LOG_FILE}")
         return code
 
     def checkpoint(self, index: int) -> Any:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from fgbench.errors import UserError
+from fgbench.rundir.layout import METRICS_FILE, SUMMARY_FILE
 
 Listener = Callable[[dict[str, Any]], None]
 
@@ -117,7 +118,7 @@ class _Tracker:
     def _fail(self, err: BaseException) -> None:
         self.failed = True
         message = f"tracking: {self.name} failed and is off for this run ({type(err).__name__}: {err}); " \
-                  "metrics.jsonl has everything"
+                  f"{METRICS_FILE} has everything"
         try:
             print(message, file=sys.stderr, flush=True)
         except Exception:  # noqa: BLE001
@@ -244,7 +245,7 @@ class MLflowTracker(_Tracker):
             if finals:
                 self.client.log_batch(self.run_id, metrics=finals)
             if summary:
-                self.client.log_dict(self.run_id, summary, "summary.json")
+                self.client.log_dict(self.run_id, summary, SUMMARY_FILE)
             status = event.get("status")
             self.client.set_terminated(self.run_id, status={"completed": "FINISHED", "pruned": "KILLED",
                                                             "interrupted": "KILLED"}.get(status, "FAILED"))

@@ -11,7 +11,7 @@ import pytest
 from fgdata_builders import cub_files, jpeg_bytes, tar_bytes
 from PIL import Image
 
-from fgbench.data import catalog, download
+from fgbench.data import download
 from fgbench.data import index as data_index
 from fgbench.data.fast import (
     CachedImageDataset,

@@ -10,7 +10,7 @@ from PIL import Image
 
 from fgbench.cli import main
 
-from .conftest import summary_of, write_recipe
+from .conftest import write_recipe
 
 
 def run_cli(*argv: str) -> int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-import pytest
 from rich.text import Text
 from textual.widgets import DataTable, Input, Select
 
@@ -233,7 +232,6 @@ async def test_an_offline_download_shows_the_whole_error_and_the_dataset_stays_m
 
 # ------------------------------------------------------------------------------- runs
 
-import json  # noqa: E402
 import os  # noqa: E402
 import time  # noqa: E402
 
