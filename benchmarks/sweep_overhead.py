@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fgbench import metrics  # noqa: E402
+from fgbench.rundir import events as metrics  # noqa: E402
 
 
 def make_data(root: Path) -> None:

@@ -3,7 +3,7 @@
     python benchmarks/trackers.py [--events 2000] [--rounds 3]
 
 What a run does at every logged step is one ``step`` event: written to ``metrics.jsonl`` (the
-baseline: ``fgbench.metrics.MetricsWriter``) and, with ``[tracking]``, handed to each tracker
+baseline: ``fgbench.rundir.events.MetricsWriter``) and, with ``[tracking]``, handed to each tracker
 through ``fgbench.tracking.EventFanout``. Each round opens a fresh run directory in a temporary
 folder, sends ``run_started`` (with a real resolved recipe, so MLflow logs its parameters and W&B its
 config, as in a run), then ``--events`` step events with the fields the trainer writes, then
@@ -28,7 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fgbench import metrics, tracking  # noqa: E402
+from fgbench import tracking  # noqa: E402
+from fgbench.rundir import events as metrics  # noqa: E402
 from fgbench.recipe import TrackingConfig, recipe_to_dict, validate_recipe  # noqa: E402
 
 

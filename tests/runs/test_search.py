@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from fgbench import metrics, runs, search, sweep
+from fgbench import rundir, search, sweep
+from fgbench.rundir import events as metrics
 from fgbench.recipe import RecipeError, load_recipe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -218,7 +219,7 @@ def test_real_search_prunes_poor_trials_and_writes_the_best_recipe(tmp_path: Pat
                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
     state = sweep.SweepState.load("se", root)
-    statuses = [runs.read_run(p.run_dir).status for p in state.points]
+    statuses = [rundir.read_run(p.run_dir).status for p in state.points]
     assert set(statuses) <= {"completed", "pruned"} and "pruned" in statuses and "completed" in statuses
     trials = search.trials_table(state.search)
     for p, st in zip(state.points, statuses):
@@ -227,8 +228,8 @@ def test_real_search_prunes_poor_trials_and_writes_the_best_recipe(tmp_path: Pat
         ev = metrics.read_events(Path(p.run_dir) / metrics.METRICS_FILE)
         assert metrics.last_of(ev, "run_finished")["status"] == st
         if st == "pruned":  # stopped early, after the warm-up epoch
-            assert runs.read_run(p.run_dir).summary["status"] == "pruned"
-            assert runs.read_run(p.run_dir).summary["epochs_done"] < 4
+            assert rundir.read_run(p.run_dir).summary["status"] == "pruned"
+            assert rundir.read_run(p.run_dir).summary["epochs_done"] < 4
         else:
             assert trials[p.trial]["value"] == search.trial_value(ev, "val_top1") == p.value
     # the table: trials by value, best first, pruned after the completed ones
@@ -282,7 +283,7 @@ def test_the_table_of_a_search_lists_trials_by_value_best_first(tmp_path: Path) 
         p.run_dir = str(make_run(root, f"tb-trial{p.index}", sets=[f"optim.lr={lr}"], status=status, val=[value] * 3,
                                  stamp=1_700_000_000.0 + p.index))
         p.trial, p.label, p.value, p.overrides, p.status = p.index, f"trial {p.index}", value, {"optim.lr": lr}, status
-        p.recipe_file = str(Path(p.run_dir) / runs.RECIPE_FILE)
+        p.recipe_file = str(Path(p.run_dir) / rundir.RECIPE_FILE)
     state.save()
     columns, rows = sweep.ablation_table(state)
     assert [r["trial"] for r in rows] == ["trial 1", "trial 3", "trial 0", "trial 2"]

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from fgbench import metrics, runs, sweep
+from fgbench import rundir, sweep
+from fgbench.rundir import events as metrics
 from fgbench.errors import UserError
 from fgbench.recipe import RecipeError
 from fakes.fake_trainer import FAKE_TRAINER
@@ -182,7 +183,7 @@ def test_state_file_round_trip_and_tag_reuse_refused(tmp_path: Path, runs_root: 
     with pytest.raises(UserError, match="--tag"):
         sweep.check_tag("a/b")
     # the sweeps folder is not mistaken for a run
-    assert runs.list_runs(runs_root) == []
+    assert rundir.list_runs(runs_root) == []
 
 
 def test_run_sweep_sequential_tags_every_run(tmp_path: Path, runs_root: Path) -> None:
@@ -223,7 +224,7 @@ def test_failed_run_then_retry_failed_keeps_the_old_directory(tmp_path: Path, ru
     assert sweep.run_sweep(state, base_cmd=FAKE, poll_s=0.02, out=devnull) == 1
     assert [p.status for p in state.points] == ["completed", "failed"]
     first_dir = state.points[1].run_dir
-    assert runs.read_run(first_dir).status == "failed"
+    assert rundir.read_run(first_dir).status == "failed"
     # continuing without --retry-failed leaves it failed
     assert sweep.run_sweep(state, base_cmd=FAKE, poll_s=0.02, out=devnull) == 1
     assert state.points[1].run_dir == first_dir
@@ -236,7 +237,7 @@ def test_failed_run_then_retry_failed_keeps_the_old_directory(tmp_path: Path, ru
 def test_reconcile_after_a_killed_sweep(tmp_path: Path, runs_root: Path) -> None:
     state = make_state(tmp_path, runs_root, n=2)
     state.points[0].status = "running"  # the sweep died while this ran; its run dir was never filled
-    state.points[0].run_dir = str(runs.create_run_dir("x", runs_root))
+    state.points[0].run_dir = str(rundir.create_run_dir("x", runs_root))
     sweep.reconcile(state)
     assert state.points[0].status == "interrupted"
 
@@ -264,7 +265,7 @@ def test_interrupted_sweep_continues_where_it_stopped(tmp_path: Path, runs_root:
     while time.monotonic() < deadline:  # wait until the second run has finished an epoch
         st = json.loads(state.path.read_text())
         p = st["points"][1]
-        if p["status"] == "running" and p["run_dir"] and Path(p["run_dir"], runs.SUMMARY_FILE).exists():
+        if p["status"] == "running" and p["run_dir"] and Path(p["run_dir"], rundir.SUMMARY_FILE).exists():
             break
         time.sleep(0.05)
     else:
@@ -278,7 +279,7 @@ def test_interrupted_sweep_continues_where_it_stopped(tmp_path: Path, runs_root:
     assert [p.status for p in state.points] == ["completed", "interrupted", "pending", "pending"], out
     interrupted_dir = state.points[1].run_dir
     assert (Path(interrupted_dir) / "checkpoints" / "last.pt").is_file()
-    assert runs.read_run(interrupted_dir).status == "interrupted"
+    assert rundir.read_run(interrupted_dir).status == "interrupted"
 
     monkeypatch.setenv("FAKE_EPOCH_S", "0.01")
     code = sweep.run_sweep(state, base_cmd=FAKE, poll_s=0.02, out=open(os.devnull, "w"))

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from fgbench import metrics, runs, slurm, sweep
+from fgbench import rundir, slurm, sweep
+from fgbench.rundir import events as metrics
 from test_real_runs import make_images
 
 REPO = Path(__file__).resolve().parents[2]
@@ -143,7 +144,7 @@ def test_slurm_sweep_requeue_cancel_continue(tmp_path: Path) -> None:
     assert finished == ["interrupted", "completed"]
     assert sorted(e["epoch"] for e in events if e["event"] == "epoch") == list(range(1, 41))
     assert sweep.SweepState.load("sl", root).points[0].run_dir == str(long_dir)
-    assert runs.read_run(long_dir).summary["epochs_done"] == 40
+    assert rundir.read_run(long_dir).summary["epochs_done"] == 40
 
     status = fg("sweep", "--status", "sl")
     assert status.returncode == 0, status.stderr
@@ -233,10 +234,10 @@ def test_slurm_search_jobs_share_one_study(tmp_path: Path) -> None:
     trials = search.trials_table(state.search)
     assert sorted(p.trial for p in state.points) == [0, 1, 2] == sorted(trials)
     for p in state.points:
-        assert runs.read_run(p.run_dir).status == "completed"
+        assert rundir.read_run(p.run_dir).status == "completed"
         assert trials[p.trial]["state"] == "COMPLETE" and trials[p.trial]["value"] == p.value
         assert trials[p.trial]["params"]["optim.lr"] == p.overrides["optim.lr"]
-        assert runs.read_run(p.run_dir).recipe["optim"]["lr"] == p.overrides["optim.lr"]
+        assert rundir.read_run(p.run_dir).recipe["optim"]["lr"] == p.overrides["optim.lr"]
     assert len({p.overrides["optim.lr"] for p in state.points}) == 3
     # the table, best first
     rows = [ln for ln in res.stdout.splitlines() if ln.startswith("| trial ")]

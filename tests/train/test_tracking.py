@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from fgbench import metrics, report, runs, tracking
+from fgbench import report, rundir, tracking
+from fgbench.rundir import events as metrics
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -68,7 +69,7 @@ def _run(tmp_path: Path, recipe: Path, *, extra_code: str = "") -> tuple[Path, s
     res = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
                          timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
-    (run_dir,) = [p for p in root.iterdir() if runs.is_run_dir(p)]
+    (run_dir,) = [p for p in root.iterdir() if rundir.is_run_dir(p)]
     return run_dir, res.stdout + res.stderr
 
 
@@ -150,7 +151,7 @@ def test_three_trackers_read_back_with_their_own_readers(tmp_path: Path) -> None
     assert mrun.data.params["optim.lr"] == "0.1" and mrun.data.params["schedule.epochs"] == "2"
     hist = sorted((m.step, m.value) for m in client.get_metric_history(mrun.info.run_id, "epoch/val_top1"))
     assert hist == ours["epoch/val_top1"]
-    summary = runs.read_run(run_dir).summary
+    summary = rundir.read_run(run_dir).summary
     assert not (tmp_path / "mlruns").exists()  # artifacts go beside the store, not into the cwd
     art = Path(client.download_artifacts(mrun.info.run_id, "summary.json", str(tmp_path)))
     assert json.loads(art.read_text()) == summary
@@ -188,9 +189,9 @@ def test_a_failing_tracker_is_reported_once_and_never_stops_training(tmp_path: P
     run_dir, out = _run(tmp_path, recipe, extra_code="print('imported:', sorted(m for m in ('mlflow', 'wandb', "
                                                      "'optuna', 'submitit') if m in sys.modules))")
     assert "imported: []" in out
-    assert runs.read_run(run_dir).status == "completed"
+    assert rundir.read_run(run_dir).status == "completed"
     assert out.count("tracking: tensorboard failed") == 1
-    log = (run_dir / runs.LOG_FILE).read_text()
+    log = (run_dir / rundir.LOG_FILE).read_text()
     assert log.count("tracking: tensorboard failed") == 1
     logs = [e for e in metrics.read_events(run_dir / metrics.METRICS_FILE) if e["event"] == "log"
             and "tracking: tensorboard failed" in e["message"]]
