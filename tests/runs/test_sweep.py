@@ -412,3 +412,20 @@ def test_slurm_settings_merge_and_bad_input_is_one_line(cli, tmp_path: Path, run
     paths.settings_file().write_text('[slurm]\nmax_parallel = 0\n')
     code, out, err = cli("sweep", f, "--dry-run", "--runs-root", runs_root)
     assert code == 2 and f"{paths.settings_file()}: slurm.max_parallel" in err
+
+
+def test_a_point_rejected_on_bad_input_is_failed_and_leaves_no_directory(tmp_path: Path, runs_root: Path) -> None:
+    """Exit 2 (say, the dataset is not downloaded): the point is failed, never interrupted; the sweep
+    does not ask for --continue; no empty run directory stays behind."""
+    import io
+
+    state = make_state(tmp_path, runs_root, n=2)
+    out = io.StringIO()
+    rejecting = [sys.executable, str(FAKE_TRAINER), "--mode", "reject", "--"]
+    code = sweep.run_sweep(state, base_cmd=rejecting, poll_s=0.02, out=out)
+    assert code == 1, out.getvalue()  # failed work, not 130 (interrupted)
+    assert [p.status for p in state.points] == ["failed", "failed"]
+    assert [p.exit_code for p in state.points] == [2, 2]
+    assert rundir.list_runs(runs_root) == []
+    assert not [p for p in runs_root.iterdir() if p.name != "sweeps"]
+    assert "--continue" not in out.getvalue()
