@@ -468,11 +468,13 @@ def test_sweep_passes_nproc_to_each_run_and_groups_gpus(ddp_env, tmp_path, monke
     seen = {}
 
     def fake_run_sweep(state, *, slots, retry_failed, extra_args):
-        seen.update(slots=list(slots), extra=list(extra_args), points=len(state.points))
+        seen.update(slots=list(slots), extra=list(extra_args), points=len(state.points), run_args=list(state.run_args))
         return 0
 
     monkeypatch.setattr(sweep, "run_sweep", fake_run_sweep)
     assert main(["sweep", str(ddp_env["recipe"]), "--grid", "optim.lr=0.1,0.01", "--runs-root", str(tmp_path),
                  "--nproc", "2", "--gpus", "0,1,2,3"]) == 0
-    assert seen == {"slots": ["0,1", "2,3"], "extra": ["--nproc", "2", "--progress", "lines"], "points": 2}
+    # --nproc is recorded in the sweep's state (every point and every --continue gets it)
+    assert seen == {"slots": ["0,1", "2,3"], "extra": ["--progress", "lines"], "points": 2,
+                    "run_args": ["--nproc", "2"]}
     capsys.readouterr()

@@ -46,7 +46,9 @@ def test_a_stage_trains_on_the_preprocessing_it_chooses(tmp_path, tiny_folder, m
 
     def build(self, st):
         orig(self, st)
-        seen[st.index] = (st, self.loaders.train.loader.dataset.transform, self.engine.mixer)
+        dataset = self.loaders.train.loader.dataset
+        dataset = getattr(dataset, "train", dataset)  # the stage's one worker pool serves training and evaluation
+        seen[st.index] = (st, dataset.transform, self.engine.mixer)
 
     monkeypatch.setattr(tr.Trainer, "_build_loaders", build)
     recipe = write_recipe(
