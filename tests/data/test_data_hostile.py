@@ -22,6 +22,7 @@ from fgdata_builders import cub_files
 from fgbench.data import catalog, download
 from fgbench.data.download import UnsafeArchiveError, extract_archive
 from fgbench.errors import UserError
+from fakes.disk import tmpfs_works
 
 FORMATS = ["tar", "tar.gz", "zip"]
 
@@ -312,24 +313,6 @@ def test_deep_verification_names_a_fifo_without_opening_it(tmp_path):
 # ------------------------------------------------------------------------------- a full disk
 
 
-def _tmpfs_ok() -> bool:
-    import subprocess
-    import sys
-
-    if sys.platform != "linux" or os.geteuid() != 0 or os.environ.get("FGBENCH_TEST_DISK") == "simulated":
-        return False
-    probe = Path("/tmp") / f"fgbench-data-tmpfs-{os.getpid()}"
-    probe.mkdir(exist_ok=True)
-    try:
-        ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(probe)],
-                            capture_output=True).returncode == 0
-        if ok:
-            subprocess.run(["umount", str(probe)], check=True)
-        return ok
-    finally:
-        probe.rmdir()
-
-
 @pytest.mark.parametrize("moment", ["extract", "index"])
 def test_a_full_disk_during_a_download_is_one_line_and_a_rerun_finishes(serve_dataset, server, tmp_path,
                                                                         monkeypatch, moment):
@@ -347,7 +330,7 @@ def test_a_full_disk_during_a_download_is_one_line_and_a_rerun_finishes(serve_da
     serve_dataset("cub200", {"CUB_200_2011.tgz": build("tar.gz", [("file", p, d) for p, d in files.items()])}, facts)
     data = tmp_path / "data"
     data.mkdir()
-    real = _tmpfs_ok()
+    real = tmpfs_works()
     if real:
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(data)], check=True)
     monkeypatch.setenv("FGBENCH_DATA", str(data))

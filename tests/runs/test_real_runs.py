@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -19,31 +18,11 @@ import pytest
 from fgbench import rundir, sweep
 
 from fgbench.rundir import events as metrics
+from fakes.tiny_data import COLORS, make_images
 
 REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
-
-# Three colour classes, close to each other and noisy, so that a few epochs do not reach 100%.
-COLORS = {"blue": (115, 115, 140), "green": (115, 140, 115), "red": (140, 115, 115)}
-
-
-def make_images(root: Path, per_class: dict[str, int], seed: int = 0) -> None:
-    """16x16 PNGs (the test size, so predict and the trainer see the same pixels)."""
-    from PIL import Image
-
-    rng = random.Random(seed)
-    for split, n in per_class.items():
-        for name, rgb in COLORS.items():
-            d = root / split / name
-            d.mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                tint = [c + rng.randint(-40, 40) for c in rgb]  # per image and channel: classes overlap
-                px = [tuple(max(0, min(255, c + rng.randint(-60, 60))) for c in tint) for _ in range(16 * 16)]
-                im = Image.new("RGB", (16, 16))
-                im.putdata(px)
-                im.save(d / f"{i}.png")
-
 
 TINY = ["--set", "data.dataset=folder", "--set", "data.train_size=16", "--set", "data.test_size=16",
         "--set", "data.test_crop=resize",

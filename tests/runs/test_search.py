@@ -14,6 +14,7 @@ import pytest
 from fgbench import rundir, search, sweep
 from fgbench.rundir import events as metrics
 from fgbench.recipe import RecipeError, load_recipe
+from fakes.tiny_data import folder_recipe_head
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -186,19 +187,7 @@ def test_real_search_prunes_poor_trials_and_writes_the_best_recipe(tmp_path: Pat
     data = tmp_path / "data"
     _solid_colours(data, {"train": 16, "test": 4})
     root = tmp_path / "runs"
-    recipe = write(tmp_path, f"""
-        name = "se"
-        [data]
-        dataset = "folder"
-        root = "{data}"
-        train_size = 16
-        test_size = 16
-        test_crop = "resize"
-        batch_size = 8
-        normalize = "imagenet"
-        val_fraction = 0.25
-        [model]
-        arch = "resnet8_cifar"
+    recipe = write(tmp_path, folder_recipe_head(data, "se") + textwrap.dedent(f"""
         [schedule]
         name = "cosine"
         epochs = 4
@@ -213,7 +202,7 @@ def test_real_search_prunes_poor_trials_and_writes_the_best_recipe(tmp_path: Pat
         warmup_epochs = 0
         [sweep.search.params]
         "optim.lr" = {{ type = "choice", values = [0.1, 1e-7] }}
-        """)
+        """))
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     res = subprocess.run([sys.executable, "-m", "fgbench", "sweep", str(recipe), "--tag", "se", "--runs-root", str(root)],
                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)

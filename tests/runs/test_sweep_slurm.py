@@ -22,7 +22,7 @@ import pytest
 
 from fgbench import rundir, slurm, sweep
 from fgbench.rundir import events as metrics
-from test_real_runs import make_images
+from fakes.tiny_data import folder_recipe_head, make_images
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -61,19 +61,7 @@ def test_slurm_sweep_requeue_cancel_continue(tmp_path: Path) -> None:
     make_images(data, {"train": 12, "test": 8})
     root = tmp_path / "runs"
     recipe = tmp_path / "s.toml"
-    recipe.write_text(textwrap.dedent(f"""
-        name = "sl"
-        [data]
-        dataset = "folder"
-        root = "{data}"
-        train_size = 16
-        test_size = 16
-        test_crop = "resize"
-        batch_size = 8
-        normalize = "imagenet"
-        val_fraction = 0.25
-        [model]
-        arch = "resnet8_cifar"
+    recipe.write_text(folder_recipe_head(data, "sl") + textwrap.dedent(f"""
         [schedule]
         name = "cosine"
         epochs = 3
@@ -199,19 +187,7 @@ def test_slurm_search_jobs_share_one_study(tmp_path: Path) -> None:
     make_images(data, {"train": 8, "test": 4})
     root = tmp_path / "runs"
     recipe = tmp_path / "s.toml"
-    recipe.write_text(textwrap.dedent(f"""
-        name = "ss"
-        [data]
-        dataset = "folder"
-        root = "{data}"
-        train_size = 16
-        test_size = 16
-        test_crop = "resize"
-        batch_size = 8
-        val_fraction = 0.25
-        workers = 0
-        [model]
-        arch = "resnet8_cifar"
+    recipe.write_text(folder_recipe_head(data, "ss", workers=0) + textwrap.dedent(f"""
         [schedule]
         name = "cosine"
         epochs = 2
@@ -255,19 +231,7 @@ def test_slurm_time_limit_signal_checkpoints_then_requeues(tmp_path: Path) -> No
     make_images(data, {"train": 8, "test": 4})
     root = tmp_path / "runs"
     recipe = tmp_path / "s.toml"
-    recipe.write_text(textwrap.dedent(f"""
-        name = "tl"
-        [data]
-        dataset = "folder"
-        root = "{data}"
-        train_size = 16
-        test_size = 16
-        test_crop = "resize"
-        batch_size = 8
-        val_fraction = 0.25
-        workers = 0
-        [model]
-        arch = "resnet8_cifar"
+    recipe.write_text(folder_recipe_head(data, "tl", workers=0) + textwrap.dedent(f"""
         [schedule]
         name = "cosine"
         epochs = 30

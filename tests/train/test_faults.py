@@ -12,7 +12,6 @@ run the same three tests; neither is skipped.
 from __future__ import annotations
 
 import errno
-import functools
 import os
 import shutil
 import signal
@@ -25,6 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from fakes.disk import tmpfs_works
 from fgbench.rundir import events
 from fgbench.cli import main
 from fgbench.data.synthetic import CLASS_NAMES
@@ -43,24 +43,6 @@ def err_lines(capsys) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------ the disk
-
-
-@functools.lru_cache(maxsize=1)
-def tmpfs_works() -> bool:
-    if sys.platform != "linux" or os.geteuid() != 0:
-        return False
-    probe = Path("/tmp") / f"fgbench-tmpfs-probe-{os.getpid()}"
-    probe.mkdir(exist_ok=True)
-    try:
-        ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(probe)],
-                            capture_output=True).returncode == 0
-        if ok:
-            subprocess.run(["umount", str(probe)], check=True)
-        return ok
-    except (OSError, subprocess.CalledProcessError):
-        return False
-    finally:
-        probe.rmdir()
 
 
 class TmpfsDisk:
@@ -189,7 +171,7 @@ class SimulatedDisk:
 @pytest.fixture
 def disk(tmp_path, monkeypatch):
     # FGBENCH_TEST_DISK=simulated runs the fallback where a tmpfs could be mounted
-    kind = TmpfsDisk if tmpfs_works() and os.environ.get("FGBENCH_TEST_DISK") != "simulated" else SimulatedDisk
+    kind = TmpfsDisk if tmpfs_works() else SimulatedDisk
     d = kind(tmp_path / "disk", monkeypatch)
     yield d
     d.close()

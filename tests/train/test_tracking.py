@@ -16,32 +16,17 @@ import pytest
 
 from fgbench import report, rundir, tracking
 from fgbench.rundir import events as metrics
+from fakes.tiny_data import folder_recipe_head, make_images
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _tiny_recipe(tmp_path: Path, tracking_toml: str) -> Path:
-    sys.path.insert(0, str(REPO / "tests" / "runs"))
-    from test_real_runs import make_images
-
     data = tmp_path / "data"
     if not data.exists():
         make_images(data, {"train": 8, "test": 4})
     f = tmp_path / "r.toml"
-    f.write_text(textwrap.dedent(f"""
-        name = "tr"
-        [data]
-        dataset = "folder"
-        root = "{data}"
-        train_size = 16
-        test_size = 16
-        test_crop = "resize"
-        batch_size = 8
-        normalize = "imagenet"
-        val_fraction = 0.25
-        workers = 0
-        [model]
-        arch = "resnet8_cifar"
+    f.write_text(folder_recipe_head(data, "tr", workers=0) + textwrap.dedent(f"""
         [optim]
         name = "sgd"
         lr = 0.1
