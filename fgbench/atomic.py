@@ -64,6 +64,15 @@ def stale_temps(path: str | os.PathLike[str]) -> list[Path]:
         return []
 
 
+def temp_target(name: str) -> str | None:
+    """The file name an :func:`atomic_write` temporary named ``name`` is for (``.launch.json.k3x9.tmp``
+    -> ``launch.json``), or None when ``name`` is not one."""
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return None
+    target, dot, _random = name[1:-len(".tmp")].rpartition(".")
+    return target if dot and target else None
+
+
 def _umask() -> int:
     # os.umask can only be read by setting it; put it straight back.
     mask = os.umask(0)

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from fgbench import paths
-from fgbench.atomic import atomic_write_text
+from fgbench.atomic import atomic_write_text, temp_target
 
 RECIPE_FILE = "recipe.toml"
 RUN_INFO_FILE = "run.json"
@@ -58,6 +58,14 @@ EXIT_FILE = "exit.json"
 LAUNCH_FILES = frozenset({LOCK_FILE, LAUNCH_FILE, CONSOLE_FILE, LAUNCH_RECIPE, EXIT_FILE})
 """Files a launcher (or the lock) puts in a run directory before the trainer writes anything: a
 directory holding only these is still "new" for ``fgbench run --run-dir``."""
+
+
+def is_launch_file(name: str, files: frozenset[str] = LAUNCH_FILES) -> bool:
+    """``name`` is one of ``files`` or the temporary file of an atomic write of one: the supervisor
+    rewrites ``launch.json`` just after starting the trainer, while the trainer may be checking
+    that its directory holds nothing else."""
+    return name in files or temp_target(name) in files
+
 
 RUN_MARKERS = (RECIPE_FILE, METRICS_FILE, RUN_INFO_FILE, LAUNCH_FILE)
 """A directory holding any of these is a run (for ``runs list``, the TUI and ``runs rm`` alike)."""
@@ -101,7 +109,7 @@ class RunDir:
     def is_fresh(self) -> bool:
         """True when nothing but launcher files is inside (a new run may start here)."""
         try:
-            return all(p.name in LAUNCH_FILES for p in self.path.iterdir())
+            return all(is_launch_file(p.name) for p in self.path.iterdir())
         except FileNotFoundError:
             return True
 

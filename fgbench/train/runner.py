@@ -214,7 +214,7 @@ def _discard(run_dir: Path, fresh: str) -> None:
         return
     keep = runs.LAUNCH_FILES - {runs.LOCK_FILE} if runs.RunDir(run_dir).launch.exists() else frozenset()
     for p in run_dir.iterdir():
-        if p.name in keep:
+        if runs.is_launch_file(p.name, keep):
             continue
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p, ignore_errors=True)

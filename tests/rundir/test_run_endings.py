@@ -30,19 +30,38 @@ def _launcher(root: Path, mode: str = "normal", **opts) -> Launcher:
     return Launcher(root, fake_cmd(mode, **opts))
 
 
-def _wait(cond, what: str, timeout: float = 30.0) -> None:
+def _wait(cond, what: str, timeout: float = 30.0, run_dir: Path | None = None) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if cond():
             return
         time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}" + (_state(run_dir) if run_dir is not None else ""))
+
+
+def _state(run_dir: Path) -> str:
+    """What a run directory holds, for a timeout's message (one CI run once waited 30 s in vain for
+    the fake trainer's first step, and did not say why)."""
+    files = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else "no directory"
+    parts = [f"; {run_dir} holds {files}"]
+    for name in (layout.CONSOLE_FILE, layout.EXIT_FILE, layout.LAUNCH_FILE, layout.METRICS_FILE):
+        p = run_dir / name
+        if p.is_file():
+            parts.append(f"\n--- {name}:\n{p.read_text(errors='replace')[-2000:]}")
+    return "".join(parts)
 
 
 def _events(run_dir: Path) -> list[str]:
     from fgbench.rundir.events import read_events
 
     return [e["event"] for e in read_events(layout.RunDir(run_dir).metrics)]
+
+
+def _dead(run_dir: Path) -> bool:
+    """The killed trainer has let go of its run: one reader, since readers asked one after the
+    other while it dies can disagree (a full suite once had `runs list` say running and the next
+    reader interrupted). ``_statuses`` then checks that they all agree."""
+    return read_run(run_dir).status != "running"
 
 
 def _statuses(root: Path) -> dict[str, tuple[str, str | None]]:
@@ -105,7 +124,7 @@ def test_a_crash_before_any_event_is_failed_with_its_exit_code(tmp_path: Path) -
 def test_sigint_through_the_launcher_is_interrupted_and_resumable(tmp_path: Path) -> None:
     launcher = _launcher(tmp_path, delay=0.05, epochs=50)
     launched = launcher.start(RECIPE, "endings")
-    _wait(lambda: "step" in _events(launched.run_dir), "the first step")
+    _wait(lambda: "step" in _events(launched.run_dir), "the first step", run_dir=launched.run_dir)
     assert _statuses(tmp_path)[launched.run_dir.name][0] == "running"
     assert stop(launched.run_dir)
     assert launched.wait(60) == 130
@@ -126,8 +145,7 @@ def test_sigkill_of_the_whole_session_is_interrupted(tmp_path: Path, after_check
     _wait(lambda: wanted in _events(launched.run_dir), wanted)
     os.killpg(launched.pid, signal.SIGKILL)  # the supervisor's session: supervisor and trainer
     launched.wait(60)
-    _wait(lambda: layout.RunDir(launched.run_dir).lock.exists() and _statuses(tmp_path)[launched.run_dir.name][0]
-          != "running", "the trainer to die")
+    _wait(lambda: layout.RunDir(launched.run_dir).lock.exists() and _dead(launched.run_dir), "the trainer to die")
     assert _statuses(tmp_path) == {launched.run_dir.name: ("interrupted", None)}
     assert layout.RunDir(launched.run_dir).last_ckpt.is_file() == after_checkpoint
 
@@ -135,7 +153,7 @@ def test_sigkill_of_the_whole_session_is_interrupted(tmp_path: Path, after_check
 def test_an_oom_style_sigkill_of_the_trainer_is_failed(tmp_path: Path) -> None:
     """The kernel kills only the trainer; the supervisor records it."""
     launched = _launcher(tmp_path, delay=0.05, epochs=50).start(RECIPE, "endings")
-    _wait(lambda: "step" in _events(launched.run_dir), "the first step")
+    _wait(lambda: "step" in _events(launched.run_dir), "the first step", run_dir=launched.run_dir)
     trainer = layout.read_json(layout.RunDir(launched.run_dir).launch)["trainer"]
     os.kill(trainer["pid"], signal.SIGKILL)
     assert launched.wait(60) == 137
@@ -146,11 +164,11 @@ def test_an_oom_style_sigkill_of_the_trainer_is_failed(tmp_path: Path) -> None:
 def test_a_reused_pid_is_not_the_run(tmp_path: Path) -> None:
     """A run killed long ago whose recorded pid now belongs to another process (here: this test)."""
     launched = _launcher(tmp_path, delay=0.05, epochs=50).start(RECIPE, "endings")
-    _wait(lambda: "step" in _events(launched.run_dir), "the first step")
+    _wait(lambda: "step" in _events(launched.run_dir), "the first step", run_dir=launched.run_dir)
     os.killpg(launched.pid, signal.SIGKILL)
     launched.wait(60)
     rd = layout.RunDir(launched.run_dir)
-    _wait(lambda: _statuses(tmp_path)[rd.name][0] != "running", "the trainer to die")
+    _wait(lambda: _dead(rd.path), "the trainer to die")
     # every pid the directory records now names a live process with another start time
     me = procs.identity()
     impostor = {**me, "pid_start": "other-boot:42"}
@@ -162,3 +180,20 @@ def test_a_reused_pid_is_not_the_run(tmp_path: Path) -> None:
     # without a lock file (a run from before locks) the recorded pids decide: still not running
     rd.lock.unlink()
     assert _statuses(tmp_path) == {rd.name: ("interrupted", None)}
+
+
+def test_a_launch_file_being_rewritten_does_not_make_the_directory_taken(tmp_path: Path) -> None:
+    # The supervisor rewrites launch.json (atomically, through a temporary file next to it) just
+    # after starting the trainer, which meanwhile checks that the directory holds only launch
+    # files: caught in that instant, the trainer refused its own directory (exit 2, directory
+    # removed; seen twice in CI rehearsals, as a sweep point "failed" and a run that never started).
+    rd = layout.RunDir(tmp_path / "run")
+    rd.path.mkdir()
+    for name in (layout.LOCK_FILE, layout.LAUNCH_FILE, layout.CONSOLE_FILE):
+        (rd.path / name).write_text("{}")
+    (rd.path / f".{layout.LAUNCH_FILE}.k2x9_q.tmp").write_text("{")
+    assert rd.is_fresh()
+    (rd.path / f".{layout.SUMMARY_FILE}.k2x9_q.tmp").write_text("{")  # a run's own file: not fresh
+    assert not rd.is_fresh()
+    assert not layout.is_launch_file(f"{layout.LAUNCH_FILE}.k2x9_q.tmp")
+    assert not layout.is_launch_file(f".{layout.LAUNCH_FILE}.k2x9_q")
