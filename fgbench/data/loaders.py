@@ -1037,7 +1037,7 @@ def _device_train_geometry(splits: Splits, data, train_size: int) -> list:
     return [] if len(sizes) == 1 and (0, 0) not in sizes else T.test_geometry(data, train_size)
 
 
-def _eval_batch_size(data, batch_size: int, shard: tuple[int, int] | None) -> int:
+def eval_batch_size(data, batch_size: int, shard: tuple[int, int] | None) -> int:
     """``data.eval_batch_size``, else twice the (per-process) training batch: evaluation keeps no
     activations for a backward pass, and larger batches cost less per image."""
     if data.eval_batch_size:
@@ -1052,7 +1052,7 @@ def build_loaders(splits: Splits, data, augment, *, train_size: int, test_size: 
     batch and of each evaluation split (evaluated ``data.eval_batch_size`` or twice
     ``batch_size / world`` images at a time). The loader is ``splits.loader`` (``data.loader``, or
     what ``auto`` chose)."""
-    eval_bs = _eval_batch_size(data, batch_size, shard)
+    eval_bs = eval_batch_size(data, batch_size, shard)
     kind = splits.loader if getattr(splits, "choice", None) is not None else data.loader
     if len(splits.train) < batch_size and data.drop_last:
         raise UserError(f"data.batch_size: {batch_size} is larger than the training split "

@@ -660,9 +660,8 @@ class Trainer:
         sizes = self.r.eval.final_test_sizes
         t = self.tracker
         if sizes and not self.final_sizes:
-            bs = self.r.data.eval_batch_size or (self.stage.batch_size if self.stage else self.r.data.batch_size)
-            if self.dist is not None and not self.r.data.eval_batch_size:
-                bs = max(1, bs // self.dist.size)  # stage batch sizes are global here
+            bs = L.eval_batch_size(self.r.data, self.stage.batch_size if self.stage else self.r.data.batch_size,
+                                   self.shard)  # stage batch sizes are global here
             for model_name in ("raw", "ema"):
                 state = self.best_states.get(model_name)
                 if state is None:
@@ -699,17 +698,17 @@ class Trainer:
         """``predictions.json``: the selected model's best weights evaluated once more on the test
         split (at the last stage's test size, as at its best epoch), keeping each image's
         prediction, so that the TUI can show the images behind a confusion. One extra test pass
-        at the end of the run; the numbers of the run are not touched."""
+        at the end of the run, through the stage's own test loader; the numbers of the run are not
+        touched."""
         state = self.best_states.get(sel)
         if state is None or self.stage is None or self.engine is None:
             return
         target = self.model if sel == "raw" else self.ema.module
         target.load_state_dict(state)
-        bs = self.r.data.eval_batch_size or self.stage.batch_size
-        if self.dist is not None and not self.r.data.eval_batch_size:
-            bs = max(1, bs // self.dist.size)
-        loader = L.eval_loader(self.splits, self.r.data, test_size=self.stage.test_size, batch_size=bs,
-                               device=self.device, shard=self.shard)
+        # the last stage's own test loader, the one its epochs were evaluated with: the same images,
+        # transform, shard and batch, and no second pool of workers or decoded copy of the split
+        assert self.loaders is not None
+        loader = self.loaders.test
         bad: set[str] = set()
 
         def on_corrupt(paths: tuple[str, ...]) -> None:
