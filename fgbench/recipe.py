@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Sequence, Union
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from fgbench.atomic import atomic_write_text
 from fgbench.errors import RecipeError, UserError, escape
@@ -765,11 +765,22 @@ class RuntimeConfig(_Section):
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     """Autocast precision of the forward pass; fp16 adds a gradient scaler."""
 
-    channels_last: bool = False
-    """Use the channels-last memory format (faster convolutions on recent GPUs)."""
+    channels_last: Literal["auto", True, False] = "auto"
+    """Channels-last memory format. `auto`: on for `resnet8_cifar`, `resnet20_cifar` and `small_cnn`
+    on the CPU (measured 1.2-1.35x faster per step there, `benchmarks/cpu_options.py`), off
+    otherwise (slower for torchvision's models at 32 px; not yet measured on CUDA). The run's log
+    and `run_started` say what was chosen."""
 
     compile: bool = False
     """Compile the model with torch.compile."""
+
+    @field_validator("channels_last", mode="before")
+    @classmethod
+    def _channels_last_exactly(cls, v: Any) -> Any:
+        # a Literal of booleans would take 1 and 0 for true and false; TOML has booleans
+        if v is True or v is False or v == "auto" and isinstance(v, str):
+            return v
+        raise ValueError('should be "auto", true or false')
 
     seed: int = Field(0, ge=0, le=MAX_SEED)
     """Seed of every random generator of the run."""

@@ -33,7 +33,7 @@ EVENT_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "run_started": (
         ("run_id", "recipe", "class_names", "device", "host", "pid"),
         ("pid_start", "versions", "resumed", "train_images", "val_images", "test_images", "steps_per_epoch",
-         "total_epochs", "total_steps", "world_size", "top_k", "loader"),
+         "total_epochs", "total_steps", "world_size", "top_k", "loader", "memory_format"),
     ),
     "stage_started": (
         ("stage", "name", "epochs", "first_epoch"),

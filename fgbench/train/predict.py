@@ -47,6 +47,7 @@ class LoadedRun:
     weights: str  # raw | ema
     test_size: int
     device: torch.device
+    channels_last: bool = False  # the memory format training used (runtime.channels_last on this device)
 
 
 def pick_device(name: str) -> torch.device:
@@ -83,7 +84,7 @@ def _state_dict(entry: Any) -> dict[str, torch.Tensor] | None:
 def load_run(run_dir: str | os.PathLike[str], *, checkpoint: str = "best", ema: bool = False,
              device: str = "auto", test_size: int | None = None) -> LoadedRun:
     from fgbench.train.checkpoint import load_checkpoint
-    from fgbench.train.models import build_model
+    from fgbench.train.models import build_model, channels_last_for
 
     run_dir = Path(run_dir)
     path = run_dir / runs.CHECKPOINT_DIR / (runs.BEST_CKPT if checkpoint == "best" else runs.LAST_CKPT)
@@ -115,9 +116,12 @@ def load_run(run_dir: str | os.PathLike[str], *, checkpoint: str = "best", ema: 
     except RuntimeError as err:
         raise UserError(f"{path}: weights do not fit the recipe's model ({str(err).splitlines()[0]})") from None
     model.to(dev).eval()
+    channels_last = channels_last_for(recipe.runtime.channels_last, recipe.model.arch, dev.type)[0]
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     size = test_size or _stage_test_size(recipe, ckpt.get("stage", 0))
     epoch = weights_epoch(ckpt, "ema" if ema else "raw")
-    return LoadedRun(recipe, class_names, model, checkpoint, epoch, "ema" if ema else "raw", size, dev)
+    return LoadedRun(recipe, class_names, model, checkpoint, epoch, "ema" if ema else "raw", size, dev, channels_last)
 
 
 def weights_epoch(ckpt: dict, which: str) -> int | None:
@@ -186,7 +190,7 @@ class _EvalEngine:
 
     def __init__(self, loaded: LoadedRun):
         self.device = loaded.device
-        self.channels_last = loaded.recipe.runtime.channels_last and loaded.device.type == "cuda"
+        self.channels_last = loaded.channels_last
         self._loaded = loaded
 
     def eval_autocast(self):

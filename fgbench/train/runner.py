@@ -438,11 +438,15 @@ def _prepare_checked(args, *, world=None, launcher: bool = False) -> Prepared:
         if world_size > 1 and recipe.distributed.sync_bn:
             model = D.convert_sync_bn(model, device)
         model = model.to(device)
-        if recipe.runtime.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+    from fgbench.train.models import channels_last_for
+
+    channels_last, why = channels_last_for(recipe.runtime.channels_last, recipe.model.arch, device.type)
+    if channels_last and not launcher:
+        model = model.to(memory_format=torch.channels_last)
     from fgbench.data.index import folder_report
 
-    report = [*folder_report(index, len(splits.val)), *built.report]
+    report = [*folder_report(index, len(splits.val)), *built.report,
+              f"memory format: {'channels_last' if channels_last else 'NCHW'} ({why})"]
     return Prepared(recipe, run_dir, resume_ckpt, resume_best, device, splits, model, report, world_size)
 
 

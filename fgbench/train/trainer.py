@@ -61,7 +61,7 @@ from fgbench.train.ema import ModelEMA
 from fgbench.train.loop import Engine, EpochStats, StepHooks, evaluate, train_one_epoch
 from fgbench.train.losses import ClassificationLoss
 from fgbench.train.mix import BatchMixer
-from fgbench.train.models import extra_metrics, set_trainable
+from fgbench.train.models import channels_last_for, extra_metrics, set_trainable
 from fgbench.train.optim import build_optimizer
 from fgbench.train.progress import Progress
 from fgbench.train.schedule import plan_for_stage
@@ -190,6 +190,8 @@ class Trainer:
         self.ctx = ctx
         self.r = ctx.recipe
         self.device = ctx.device
+        # (use channels_last, why): the runner converted the model by the same rule
+        self.memory_format = channels_last_for(self.r.runtime.channels_last, self.r.model.arch, self.device.type)
         self.splits = ctx.splits
         self.model = ctx.model
         self.writer = ctx.writer
@@ -288,7 +290,8 @@ class Trainer:
             device=self.device, amp_dtype=AMP_DTYPES[r.runtime.precision], scaler=scaler,
             eval_amp_dtype=AMP_DTYPES[r.runtime.precision] if r.eval.precision == "train" else None,
             grad_clip=r.optim.grad_clip, ema=self.ema, ema_every=r.ema.every,
-            mixer=mixer if mixer.enabled else None, channels_last=r.runtime.channels_last,
+            mixer=mixer if mixer.enabled else None,
+            channels_last=self.memory_format[0],
             step=prev_step, stage_step=0, max_stage_steps=st.max_steps, **ddp,
         )
         self.plan = plan
@@ -764,7 +767,9 @@ class Trainer:
             total_epochs=self.total_epochs, total_steps=self.total_steps,
             world_size=self.dist.size if self.dist is not None else 1,
             top_k=min(self.r.eval.top_k, self.num_classes),
-            loader=self.splits.choice.as_event() if self.splits.choice else None, **extra,
+            loader=self.splits.choice.as_event() if self.splits.choice else None,
+            memory_format={"channels_last": self.memory_format[0], "reason": self.memory_format[1]},
+            **extra,
         )
         if self.splits.choice is not None and ctx.resume is None:
             self._log_event(f"data loader: {self.splits.choice.kind} ({self.splits.choice.reason})")

@@ -202,3 +202,47 @@ def test_first_ctrl_c_asks_for_a_checkpoint_and_the_second_leaves_at_once(capsys
     finally:
         _restore_signals(old)
     assert signal.getsignal(signal.SIGINT) is before
+
+
+@pytest.mark.parametrize(("setting", "arch", "device", "expected"), [
+    ("auto", "resnet8_cifar", "cpu", True), ("auto", "resnet20_cifar", "cpu", True), ("auto", "small_cnn", "cpu", True),
+    ("auto", "toy_dilated", "cpu", False), ("auto", "resnet18", "cpu", False), ("auto", "resnet8_cifar", "cuda", False),
+    (True, "resnet18", "cpu", True), (False, "small_cnn", "cpu", False), (True, "small_cnn", "cuda", True),
+])
+def test_channels_last_auto_is_on_only_where_it_was_measured_faster(setting, arch, device, expected):
+    from fgbench.train.models import channels_last_for
+
+    on, why = channels_last_for(setting, arch, device)
+    assert on is expected
+    assert why.startswith("auto: " if setting == "auto" else "runtime.channels_last = ")
+
+
+def test_channels_last_auto_trains_and_evaluates_in_channels_last_and_says_so(tmp_path, tiny_folder, capsys):
+    # small_cnn on the CPU: auto chooses channels_last; the run says so, its weights are stored in
+    # that format, and `fgbench evaluate` of best.pt gives the test accuracy the run reported.
+    recipe = write_recipe(tmp_path, tiny_folder, schedule={"name": "cosine", "epochs": 2})
+    run = tmp_path / "run"
+    assert run_cli(str(recipe), "--run-dir", str(run)) == 0
+    ev = events_of(run)
+    started = next(e for e in ev if e["event"] == "run_started")
+    assert started["recipe"]["runtime"]["channels_last"] == "auto"
+    assert started["memory_format"] == {"channels_last": True,
+                                        "reason": "auto: small_cnn trains faster in channels_last on the CPU"}
+    assert any(e["message"].startswith("memory format: channels_last (auto: ") for e in ev if e["event"] == "log")
+    best = C.load_checkpoint(run / "checkpoints" / "best.pt")
+    convs = [v for v in best["model"].values() if v.dim() == 4]
+    assert convs and all(v.is_contiguous(memory_format=torch.channels_last) for v in convs)
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--format", "json"]) == 0
+    out = capsys.readouterr().out
+    import json
+
+    got = json.loads(out)[0]["top1"]
+    assert got == summary_of(run)["best"]["raw"]["test_top1"]
+    # and false is NCHW
+    run2 = tmp_path / "run2"
+    assert run_cli(str(recipe), "--run-dir", str(run2), "--set", "runtime.channels_last=false") == 0
+    started = next(e for e in events_of(run2) if e["event"] == "run_started")
+    assert started["memory_format"]["channels_last"] is False
+    best = C.load_checkpoint(run2 / "checkpoints" / "best.pt")
+    assert all(v.is_contiguous() for v in best["model"].values() if v.dim() == 4)

@@ -7,10 +7,11 @@ The API the trainer codes against:
 * ``forward_train(model, x) -> (logits, [aux logits])``
 * ``extra_metrics(model) -> dict`` (e.g. ``{"taus": [...]}``)
 * ``classifier(model) -> nn.Module``
+* ``channels_last_for(runtime.channels_last, arch, device_type) -> (bool, why)``
 
 See ``build.py`` for the order in which a recipe's model options are applied.
 """
 
-from .build import BuiltModel, build_model, classifier, extra_metrics, forward_train, set_trainable, unwrap
+from .build import BuiltModel, build_model, channels_last_for, classifier, extra_metrics, forward_train, set_trainable, unwrap
 
-__all__ = ["BuiltModel", "build_model", "classifier", "extra_metrics", "forward_train", "set_trainable", "unwrap"]
+__all__ = ["BuiltModel", "build_model", "channels_last_for", "classifier", "extra_metrics", "forward_train", "set_trainable", "unwrap"]

@@ -53,6 +53,24 @@ OWN_ARCHS = {
 }
 
 
+# Models whose training step ran faster in channels_last than in NCHW on the CPU
+# (benchmarks/cpu_options.py on the 2-core development machine, BENCHMARKS.md): x1.35 resnet8_cifar,
+# x1.26 resnet20_cifar, x1.20 small_cnn; slower: toy_dilated x0.84, torchvision resnet18 at 32 px
+# x0.90, shufflenet_v2_x0_5 at 224 px x0.97.
+CHANNELS_LAST_ON_CPU = ("resnet8_cifar", "resnet20_cifar", "small_cnn")
+
+
+def channels_last_for(setting: object, arch: str, device_type: str) -> tuple[bool, str]:
+    """``runtime.channels_last`` resolved for this model and device: (use it, why)."""
+    if setting is True or setting is False:
+        return bool(setting), f"runtime.channels_last = {str(setting).lower()}"
+    if device_type == "cpu":
+        if arch in CHANNELS_LAST_ON_CPU:
+            return True, f"auto: {arch} trains faster in channels_last on the CPU"
+        return False, f"auto: {arch} is not one of the models measured faster in channels_last on the CPU"
+    return False, f"auto: channels_last is not measured on {device_type} yet"
+
+
 @dataclass
 class BuiltModel:
     model: nn.Module

@@ -109,7 +109,8 @@ class FieldRow(Widget):
 
 
 def _choice_options(spec: F.FieldSpec, value: Any) -> list[tuple[str, Any]]:
-    options = [(str(c), c) for c in spec.choices]
+    # a choice can be a TOML boolean (runtime.channels_last: "auto", true, false): spelled as in TOML
+    options = [(str(c).lower() if isinstance(c, bool) else str(c), c) for c in spec.choices]
     if value is not F.MISSING and value not in spec.choices:
         options.append((f"{value} (not allowed)", value))
     return options
