@@ -462,9 +462,14 @@ class RunModel:
                 return tail
         return []
 
-    def snapshot(self, *, with_console: bool = False) -> Snapshot:
+    def snapshot(self, *, console_if_failed: bool = False) -> Snapshot:
+        """The run as one consistent picture. The status is read once, here: it is worked out
+        from files and processes that change under us, and a caller that read it apart from the
+        snapshot once drew a run as failed without the output it died with (a full suite caught
+        the trainer's exit between the two reads; nothing redrew the finished run after)."""
         with self.lock:
-            status = self.status
+            ended = self.reader.status()
+            status = ended.status
             duration = _num(self.summary.get("duration_s"))
             if duration is None and self.first_time is not None and self.last_time is not None:
                 duration = self.last_time - self.first_time
@@ -487,15 +492,15 @@ class RunModel:
                 loss=self.loss,
                 lr=self.lr,
                 logs=list(self.logs)[-50:],
-                error=self.error,
+                error=ended.error,
                 traceback=(self.finished or {}).get("traceback"),
-                console_tail=self.console_tail() if with_console else [],
+                console_tail=self.console_tail() if console_if_failed and status == "failed" else [],
                 summary=dict(self.summary or (self.finished or {}).get("summary") or {}),
                 best=dict(self.best),
                 duration_s=duration,
                 events=self.events,
                 skipped=self.tailer.skipped,
-                exit_code=self.exit_code,
+                exit_code=ended.exit_code,
                 sampled=self.sampled,
                 last_checkpoint=dict(self.last_checkpoint) if self.last_checkpoint else None,
             )

@@ -7,20 +7,12 @@ import tomllib
 from textual.widgets import Input, Select, TextArea
 
 from fgbench.recipe import load_recipe
-from fgbench.tui.app import make_app
 from fgbench.tui.dialogs import ChoiceScreen, ConfirmScreen, PickScreen, PromptScreen
-from tui_helpers import ready_pane, wait_for
+from tui_helpers import ready_pane, tui_app, type_into, wait_for
 
 
 def _app(dirs, **kw):
-    return make_app(recipes_dirs=[dirs.project, dirs.user], runs_root=dirs.runs, data_root=dirs.data,
-                    initial_recipe=dirs.project / "tiny.toml", **kw)
-
-
-async def _type_into(pilot, editor: Input, text: str) -> None:
-    editor.focus()
-    await pilot.pause()
-    await pilot.press("end", *["backspace"] * (len(editor.value) + 1), *text)
+    return tui_app(dirs, **kw)
 
 
 async def test_invalid_value_is_marked_save_refused_then_fixed_and_saved(dirs):
@@ -31,7 +23,7 @@ async def test_invalid_value_is_marked_save_refused_then_fixed_and_saved(dirs):
         pane = await ready_pane(pilot, "recipes")
         form = pane.form
         editor = await form.reveal("optim.lr")
-        await _type_into(pilot, editor, "-1")
+        await type_into(pilot, editor, "-1")
         await wait_for(pilot, lambda: form.rows["optim.lr"].has_class("-error"), what="error at optim.lr")
         # the schema's message, shown under the field
         await wait_for(pilot, lambda: "greater than 0" in str(form.rows["optim.lr"].query_one(".field-error").render()),
@@ -46,7 +38,7 @@ async def test_invalid_value_is_marked_save_refused_then_fixed_and_saved(dirs):
         assert path.read_text() == before, "an invalid recipe must not be saved"
         assert pane.last_refusal == ["optim.lr: Input should be greater than 0"]
 
-        await _type_into(pilot, editor, "0.05")
+        await type_into(pilot, editor, "0.05")
         await wait_for(pilot, lambda: not form.rows["optim.lr"].has_class("-error"), what="error cleared")
         await pilot.press("ctrl+s")
         # a project recipe: asked first (copy into the user folder, or overwrite)
@@ -80,7 +72,7 @@ async def test_variant_picker_stages_and_save_as(dirs):
         await wait_for(pilot, lambda: "stages[0].epochs" in form.rows, what="stage fields")
         await wait_for(pilot, lambda: "Field required" in str(
             form.rows["stages[0].epochs"].query_one(".field-error").render()), what="required error")
-        await _type_into(pilot, form.editor("stages[0].epochs"), "2")
+        await type_into(pilot, form.editor("stages[0].epochs"), "2")
         await wait_for(pilot, lambda: form.validation.ok, what=lambda: f"valid again {form.doc.get('stages')} {form.validation.errors}")
 
         await pilot.press("f2")
@@ -146,7 +138,7 @@ async def test_new_from_template_duplicate_and_revert(dirs):
         # open the project recipe again from the list, then revert an edit
         await pane.open_path(dirs.project / "tiny.toml")
         editor = await pane.form.reveal("name")
-        await _type_into(pilot, editor, "changed")
+        await type_into(pilot, editor, "changed")
         await wait_for(pilot, lambda: pane.dirty, what="dirty")
         await pilot.press("f5")
         await wait_for(pilot, lambda: not pane.dirty and pane.recipe_name() == "tiny", what="reverted")
@@ -186,3 +178,27 @@ async def test_every_schema_field_has_a_control_in_the_form(dirs):
         await pilot.pause()
         missing = [p for p in leaves if not form.query(f"#{editor_id(p)}")]
         assert missing == []
+
+
+async def test_a_choice_between_auto_and_booleans_shows_and_saves_toml_booleans(dirs):
+    # runtime.channels_last is "auto", true or false: the picker spells the booleans as TOML does,
+    # and choosing false saves a TOML boolean, not the string "False"
+    path = dirs.project / "tiny.toml"
+    app = _app(dirs)
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane = await ready_pane(pilot, "recipes")
+        form = pane.form
+        picker = await form.reveal("runtime.channels_last")
+        assert isinstance(picker, Select) and picker.value == "auto"
+        labels = [str(prompt) for prompt, _value in picker._options if _value is not Select.NULL]
+        assert labels == ["auto", "true", "false"]
+        picker.value = False
+        await wait_for(pilot, lambda: form.doc.get("runtime", {}).get("channels_last") is False,
+                       what=lambda: f"false in the document {form.doc.get('runtime')}")
+        assert form.validation.ok and form.validation.recipe.runtime.channels_last is False
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen), what="overwrite question")
+        await pilot.press("o")
+        await wait_for(pilot, lambda: not pane.dirty, what="saved")
+        assert tomllib.loads(path.read_text())["runtime"]["channels_last"] is False
+        assert load_recipe(path).runtime.channels_last is False

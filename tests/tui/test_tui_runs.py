@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from fgbench.rundir import events as metrics
-from fgbench.tui.app import make_app
 from fgbench.tui.screens.monitor import MonitorScreen
 from fgbench.tui.widgets.run_view import RunView
 from fakes.fake_trainer import fake_cmd
 from fakes.run_factory import fixture_runs
-from tui_helpers import kill_quietly, ready_pane, wait_for, wait_pid_gone
+from tui_helpers import kill_quietly, ready_pane, tui_app, wait_for, wait_pid_gone
 
 
 def _app(dirs, cmd, **kw):
-    return make_app(recipes_dirs=[dirs.project, dirs.user], runs_root=dirs.runs, data_root=dirs.data,
-                    initial_recipe=dirs.project / "tiny.toml", fgbench_cmd=cmd, watch_interval=0.2, **kw)
+    return tui_app(dirs, fgbench_cmd=cmd, watch_interval=0.2, **kw)
 
 
 async def _start_run(pilot) -> None:
@@ -97,6 +95,28 @@ async def test_a_trainer_that_dies_before_starting_shows_its_output(dirs):
         assert "ImportError: fake trainer could not import its engine" in text
         # the run directory stayed empty (the trainer never started), yet the run is listed as failed
         assert [(r.status, r.name) for r in app.store.rows()] == [("failed", "tiny")]
+
+
+def test_a_snapshot_reads_the_status_once_and_shows_the_output_of_the_run_it_calls_failed(tmp_path):
+    """The status is worked out from files and processes that change while it is read. A
+    snapshot taken as the trainer exits reads it once: the status, the error, the exit code and
+    the output all belong to that one reading (the monitor once read the status apart from the
+    snapshot and drew "run failed (exit code 3)" without the trainer's last words)."""
+    from fgbench.rundir.status import Status
+    from fgbench.tui.monitor import RunModel
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "console.txt").write_text("ImportError: no engine\n")
+    model = RunModel(run_dir)
+    readings = iter([Status("failed", "the trainer exited with code 3", 3), Status("running")])
+    model.reader.status = lambda **_kw: next(readings, Status("running"))  # the trainer exits mid-read
+    snap = model.snapshot(console_if_failed=True)
+    assert (snap.status, snap.error, snap.exit_code) == ("failed", "the trainer exited with code 3", 3)
+    assert snap.console_tail == ["ImportError: no engine"]
+    readings = iter([Status("running"), Status("failed", "the trainer exited with code 3", 3)])
+    snap = model.snapshot(console_if_failed=True)
+    assert (snap.status, snap.error, snap.exit_code, snap.console_tail) == ("running", None, None, [])
 
 
 async def test_quitting_leaves_the_run_going_and_a_new_tui_reattaches(dirs):

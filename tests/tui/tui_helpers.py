@@ -74,8 +74,33 @@ def wait_pid_gone(pid: int, timeout: float = 10.0) -> bool:
 
 
 def kill_quietly(pid: int | None) -> None:
-    if pid and rundir.pid_alive(pid):
-        try:
+    """SIGKILL a launched run: its whole process group (the launcher starts each supervisor in a
+    session of its own), so that killing the supervisor does not leave its trainer running. A
+    full suite had three such orphans training on beside the TUI tests that followed."""
+    if not pid or not rundir.pid_alive(pid):
+        return
+    try:
+        group = os.getpgid(pid)
+        if group != os.getpgrp():  # never this test process's own group
+            os.killpg(group, signal.SIGKILL)
+        else:
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    except ProcessLookupError:
+        pass
+
+
+def tui_app(dirs: SimpleNamespace, **kw):
+    """The app on a test's folders (``make_dirs``), opened on the tiny recipe; ``kw`` go to
+    ``make_app`` (``data_root`` defaults to the test's data folder)."""
+    from fgbench.tui.app import make_app
+
+    kw.setdefault("data_root", dirs.data)
+    return make_app(recipes_dirs=[dirs.project, dirs.user], runs_root=dirs.runs,
+                    initial_recipe=dirs.project / "tiny.toml", **kw)
+
+
+async def type_into(pilot, editor, text: str) -> None:
+    """Replace an Input's text as a user does: focus, clear with backspace, type."""
+    editor.focus()
+    await pilot.pause()
+    await pilot.press("end", *["backspace"] * (len(editor.value) + 1), *text)

@@ -55,6 +55,8 @@ class MainScreen(Screen):
         self.initial_recipe = initial_recipe
         self.data_root = data_root
         self.initial_pane = initial_pane
+        self._opened = False
+        self._asked_pane: str | None = None
 
     def compose(self) -> ComposeResult:
         # Only the pane shown first is mounted before the first paint; the others are mounted
@@ -82,13 +84,27 @@ class MainScreen(Screen):
         return module.RecipesPane(self.recipes_dirs, self.initial_recipe, id="recipes-pane")
 
     def on_mount(self) -> None:
-        self.call_after_refresh(self.focus_pane, self.initial_pane)
+        self.call_after_refresh(self._open)
+
+    def _open(self) -> None:
+        """The first refresh is done: the tabs have taken their first pane. A pane asked for
+        before that (the run watcher's first report, on a loaded machine) is shown now; until now
+        the tabs' own activation of the first pane, still on its way, would have undone it."""
+        self._opened = True
+        pane, self._asked_pane = self._asked_pane, None
+        if pane is not None and pane != self.initial_pane:
+            self.show_pane(pane)
+        else:
+            self.focus_pane(self.initial_pane)
 
     def on_resize(self, event) -> None:
         # hints beside the form fields only where there is room; the help line always has them
         self.set_class(event.size.width < 100, "-narrow")
 
     def show_pane(self, pane: str) -> None:
+        if not self._opened:
+            self._asked_pane = pane
+            return
         tabs = self.query_one("#panes", TabbedContent)
         # Unfocus first: a focused widget that its pane's hiding blurs hands the focus to a sibling
         # (Textual's rule), and a sibling in the hidden pane would switch straight back to it.
@@ -97,6 +113,16 @@ class MainScreen(Screen):
         self.call_after_refresh(self.focus_pane, pane)
 
     def focus_pane(self, pane: str) -> None:
+        """Focus the main widget of ``pane`` if it is still the pane shown. A request made for a
+        pane that has since been left is dropped: focusing a widget of a hidden pane shows that
+        pane again (the opening's focus of Recipes, retried while the pane mounts, once took the
+        user back from the Runs pane that two live runs had opened)."""
+        try:
+            active = self.query_one("#panes", TabbedContent).active
+            if active and active != pane:
+                return
+        except NoMatches:
+            return
         target = {
             "datasets": "#datasets-table",
             "recipes": "#recipe-list",

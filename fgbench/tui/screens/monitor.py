@@ -94,8 +94,7 @@ class MonitorScreen(Screen):
             return
         self._last_draw = time.monotonic()
         model = self.model
-        failed = model.status == "failed"
-        snap = model.snapshot(with_console=failed)
+        snap = model.snapshot(console_if_failed=True)
         view = views.first()
         if view.confusion is None and snap.status in ("completed", "interrupted"):
             from fgbench.rundir import layout
