@@ -240,6 +240,7 @@ class MetricPlot(Vertical):
         super().__init__(**kwargs)
         self.title = title
         self._key: object = None
+        self._shown: tuple[list[Line], dict] | None = None  # show()'s arguments, drawn again on a resize
         self.lines: list[Line] = []
         self._yrange: tuple[float, float] | None = None
         self._log_y = False
@@ -267,6 +268,7 @@ class MetricPlot(Vertical):
         if key == self._key:
             return False
         self._key = key
+        self._shown = (lines, dict(xlabel=xlabel, log_y=log_y, extra=extra, ylim=ylim, xlim=xlim, cursor_x=cursor_x))
         self.lines = lines
         """what is drawn (tests and the cursor read it)"""
         extra = "  ".join(p for p in (extra, f"x: {xlabel}") if p)
@@ -347,5 +349,12 @@ class MetricPlot(Vertical):
         plt.xticks(values, labels)
 
     def on_resize(self) -> None:
-        self._set_ticks()
-        self._set_xticks()
+        # the ticks, the legend's width and the points kept per column are all for a size: draw
+        # the same lines again for the new one (the plot may already have drawn itself at its new
+        # size with what was worked out for the old, and would keep that frame)
+        if self._shown is not None:
+            lines, args = self._shown
+            self.show(lines, **args)
+        else:
+            self._set_ticks()
+            self._set_xticks()

@@ -7,13 +7,12 @@ from pathlib import Path
 import pytest
 
 from fgbench.rundir import layout
-from fgbench.tui.app import make_app
 from fgbench.tui.screens.analysis import AnalysisScreen, bar
 from fgbench.tui.screens.monitor import MonitorScreen
 from fgbench.tui.widgets.run_view import RunView
 from fakes.fake_trainer import fake_cmd
 from fakes.run_factory import make_fixture_run
-from tui_helpers import wait_for
+from tui_helpers import tui_app, wait_for
 
 RUN = "20250305-130000-birds"
 CLASSES = ["albatross", "bunting", "cardinal"]
@@ -51,9 +50,7 @@ def make_analysis_run(root: Path, *, predictions: bool = True, with_files: bool 
 
 
 def _app(dirs):
-    return make_app(recipes_dirs=[dirs.project, dirs.user], runs_root=dirs.runs, data_root=dirs.data,
-                    initial_recipe=dirs.project / "tiny.toml", fgbench_cmd=fake_cmd(), initial_pane="runs",
-                    watch_interval=0.2)
+    return tui_app(dirs, fgbench_cmd=fake_cmd(), initial_pane="runs", watch_interval=0.2)
 
 
 async def open_analysis(pilot, run_dir: Path) -> AnalysisScreen:

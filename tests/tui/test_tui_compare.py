@@ -12,12 +12,11 @@ import pytest
 import tomli_w
 
 from fgbench import report, rundir
-from fgbench.tui.app import make_app
 from fgbench.tui.widgets.compare_pane import CompareChart, run_matches, series_matches, sort_rows, value_at
 from fgbench.tui.monitor import RunRow
 from fakes.fake_trainer import fake_cmd
 from fakes.run_factory import fixture_runs
-from tui_helpers import REPO, wait_for
+from tui_helpers import REPO, tui_app, wait_for
 
 CUB, CUB_EMA, CARS, CIFAR = ("20250301-090000-cub_r50", "20250302-100000-cub_r50_ema", "20250303-110000-cars_r18",
                              "20250304-120000-cifar_r18")
@@ -43,9 +42,7 @@ def cmp_dirs(dirs):
 
 
 def _app(dirs):
-    return make_app(recipes_dirs=[dirs.project, dirs.user], runs_root=dirs.runs, data_root=dirs.data,
-                    initial_recipe=dirs.project / "tiny.toml", fgbench_cmd=fake_cmd(), initial_pane="compare",
-                    watch_interval=0.2)
+    return tui_app(dirs, fgbench_cmd=fake_cmd(), initial_pane="compare", watch_interval=0.2)
 
 
 async def _ready(pilot):
@@ -295,6 +292,31 @@ async def test_the_table_is_runs_compare_sorts_and_exports_as_the_cli_writes(cmp
         await pilot.pause()
         keys = [c[0] for c in pane._columns]
         assert pane.sort_key == keys[keys.index("val_top1") + 1]
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=lambda s: f"{s[0]}x{s[1]}")
+async def test_charts_are_laid_out_for_the_room_the_table_leaves_them(cmp_dirs, size):
+    """The table grows with the runs selected and takes rows from the charts above it, the
+    pane's own size unchanged: the charts are laid out and drawn again for what is left (they
+    were drawn once for the empty table's room and kept, ticks and all, until something else
+    redrew them)."""
+    app = _app(cmp_dirs)
+    async with app.run_test(size=size) as pilot:
+        pane = await _ready(pilot)
+        app.set_compare([cmp_dirs.runs / r for r in (CUB, CUB_EMA, CIFAR)])
+        await wait_for(pilot, lambda: pane.query_one("#compare-table").row_count == 3, what="table")
+        for _ in range(3):
+            await pilot.pause()
+        for resize in (None, (size[0] + 40, size[1] + 16)):  # then the terminal resized
+            if resize is not None:
+                await pilot.resize_terminal(*resize)
+                for _ in range(3):
+                    await pilot.pause()
+            shown = app.export_screenshot()  # the screen, as the snapshot tests see it
+            pane.redraw()  # the pane drawn again for the room its charts have now
+            for _ in range(3):
+                await pilot.pause()
+            assert app.export_screenshot() == shown
 
 
 def test_the_compare_modules_import_no_torch():

@@ -14,8 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from textual.widgets import DataTable
 
-from fgbench.tui.app import make_app
-from tui_helpers import wait_for
+from tui_helpers import tui_app, wait_for
 
 CLASSES = ["Zebra_Finch", "Cardinal"]
 
@@ -125,8 +124,7 @@ def cub_mirror(monkeypatch, dirs):
 
 
 def _app(dirs):
-    return make_app(recipes_dirs=[dirs.project, dirs.user], runs_root=dirs.runs, data_root=dirs.data,
-                    initial_recipe=dirs.project / "tiny.toml", initial_pane="datasets")
+    return tui_app(dirs, initial_pane="datasets")
 
 
 def _row_of(table: DataTable, name: str) -> int:

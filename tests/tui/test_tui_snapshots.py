@@ -14,12 +14,11 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input
 
-from fgbench.tui.app import make_app
 from fgbench.tui.screens.monitor import MonitorScreen
 from fgbench.tui.widgets.run_view import RunView
 from fakes.fake_trainer import fake_cmd
 from fakes.run_factory import fixture_runs
-from tui_helpers import wait_for
+from tui_helpers import tui_app, wait_for
 
 SIZES = [(80, 24), (120, 40)]
 NO_DATA = Path("/nonexistent/fgbench-snapshot-data")
@@ -32,9 +31,7 @@ def snap_dirs(dirs):
 
 
 def _app(dirs, pane: str):
-    return make_app(recipes_dirs=[dirs.project, dirs.user], runs_root=dirs.runs, data_root=NO_DATA,
-                    initial_recipe=dirs.project / "tiny.toml", fgbench_cmd=fake_cmd(), initial_pane=pane,
-                    watch_interval=0.2)
+    return tui_app(dirs, data_root=NO_DATA, fgbench_cmd=fake_cmd(), initial_pane=pane, watch_interval=0.2)
 
 
 async def _settle(pilot, *, runs: bool = True) -> None:

@@ -25,12 +25,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, OptionList, Static
+from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
 from fgbench import report
 from fgbench.rundir import layout
 from fgbench.tui import images
+from fgbench.tui.widgets.fitted_table import FittedTable
 
 PAIRS = 30
 """confused pairs listed (largest counts first)"""
@@ -90,7 +91,7 @@ class AnalysisScreen(Screen):
         with Horizontal(id="analysis-top"):
             with Vertical(id="analysis-classes"):
                 yield Static("per-class accuracy", classes="analysis-title", id="classes-title")
-                yield DataTable(id="class-table", cursor_type="row", zebra_stripes=False)
+                yield FittedTable(id="class-table", cursor_type="row", zebra_stripes=False)
             with Vertical(id="analysis-pairs"):
                 yield Static("most confused (true → predicted)", classes="analysis-title")
                 yield OptionList(id="pair-list")
@@ -106,9 +107,6 @@ class AnalysisScreen(Screen):
         self.confusion = conf if isinstance(conf, dict) and conf.get("matrix") else None
         self.predictions = pred if isinstance(pred, dict) and pred.get("label") is not None else None
         self.query_one("#analysis-header", Static).update(self._header())
-        table = self.query_one("#class-table", DataTable)
-        for col in ("class", "top-1 %", "right/all", ""):
-            table.add_column(col, key=col or "bar")
         self._fill_classes()
         lst = self.query_one("#pair-list", OptionList)
         if self.confusion is not None:
@@ -140,9 +138,10 @@ class AnalysisScreen(Screen):
         return text
 
     def _fill_classes(self) -> None:
-        table = self.query_one("#class-table", DataTable)
-        table.clear()
+        table = self.query_one("#class-table", FittedTable)
+        columns = [("class", "class"), ("top-1 %", "top-1 %"), ("right/all", "right/all"), ("bar", "")]
         if self.confusion is None:
+            table.set_rows(columns, [])
             return
         acc = report.per_class_accuracy(self.confusion)
         if self.sort == "worst":
@@ -151,9 +150,9 @@ class AnalysisScreen(Screen):
             acc.sort(key=lambda a: (-(a[3] if a[3] is not None else -1.0), a[0]))
         else:
             acc.sort(key=lambda a: a[0])
-        for name, correct, total, pct in acc:
-            table.add_row(name, Text("-" if pct is None else f"{pct:.2f}", justify="right"),
-                          Text(f"{correct}/{total}", justify="right"), bar(pct), key=name)
+        table.set_rows(columns, [(name, [name, Text("-" if pct is None else f"{pct:.2f}", justify="right"),
+                                         Text(f"{correct}/{total}", justify="right"), bar(pct)])
+                                 for name, correct, total, pct in acc])
         self.query_one("#classes-title", Static).update(f"per-class accuracy ({self.sort} first)"
                                                         if self.sort != "name" else "per-class accuracy (by name)")
 

@@ -43,6 +43,7 @@ from fgbench.rundir.reader import RunInfo
 from fgbench.rundir.summary import Summary, SummaryError
 from fgbench.tui.monitor import SMOOTH_STEPS, SMOOTHABLE, SERIES, RunRow, Snapshot, format_duration, smooth
 from fgbench.tui.plots import CHART_TITLES, Line, MetricPlot, dimmed, rgb_style
+from fgbench.tui.widgets.fitted_table import FittedTable
 from fgbench.tui.widgets.run_view import next_smoothing
 
 DEFAULT_CHARTS = ("loss", "val_top1", "test_top1", "ema_test_top1", "lr", "images_per_s")
@@ -214,7 +215,7 @@ class CompareChart(MetricPlot):
         self.series = series
 
 
-class CompareTable(DataTable):
+class CompareTable(FittedTable):
     BINDINGS = [
         Binding("o", "sort_next", "Sort", tooltip="Sort the table by the next column"),
         Binding("O", "sort_reverse", "Reverse", tooltip="Reverse the sort order"),
@@ -229,6 +230,19 @@ class CompareTable(DataTable):
         for node in self.ancestors:
             if isinstance(node, ComparePane):
                 node.sort_reverse()
+
+
+class ChartsArea(VerticalScroll):
+    """The charts' scrolling area. How many rows of charts it shows depends on its size, which
+    changes with the terminal, with zooming, and without the pane's size changing (the table below
+    grows with the runs selected): it asks the pane to lay the charts out again whenever it is
+    resized, the one place a resize redraws them."""
+
+    def on_resize(self, event) -> None:
+        for node in self.ancestors:
+            if isinstance(node, ComparePane):
+                node.call_after_refresh(node.redraw)
+                return
 
 
 class ComparePane(Vertical):
@@ -275,7 +289,7 @@ class ComparePane(Vertical):
             with Vertical(id="compare-main"):
                 yield Input(placeholder="/: series (loss top1 topk ema lr grad, * all)", id="compare-series",
                             compact=True)
-                yield VerticalScroll(Grid(id="compare-grid"), id="compare-charts", can_focus=False)
+                yield ChartsArea(Grid(id="compare-grid"), id="compare-charts", can_focus=False)
                 yield Static("", id="compare-cursor")
                 yield CompareTable(id="compare-table", cursor_type="row", show_cursor=False, fixed_columns=1)
                 yield Static("", id="compare-hint")
@@ -535,17 +549,18 @@ class ComparePane(Vertical):
     def _draw_table(self, snaps: list[Snapshot], table: CompareTable, colours) -> None:
         columns, rows = self.table_data()
         self._columns, self._rows = columns, rows
-        table.clear(columns=True)
         book = self.app.colours  # type: ignore[attr-defined]
         names = [str(r.get("recipe") or r["run"]) for r in rows]
         labels = {r["path"]: (n if names.count(n) == 1 else f"{n} {r['run'][4:13]}") for r, n in zip(rows, names)}
+        headers: list[tuple[str, Text]] = []
         for key, header, kind in columns:
             label = Text(header)
             if key == self.sort_key:
                 label.append(" ▼" if self.sort_desc else " ▲", style="bold")
-            table.add_column(label, key=key)
+            headers.append((key, label))
+        body: list[tuple[str, list[str | Text]]] = []
         for row in rows:
-            cells: list[object] = []
+            cells: list[str | Text] = []
             for key, _header, kind in columns:
                 cell = report.cell_text(row.get(key), kind)
                 if key == "run":  # shown by recipe name (the export keeps the run id, as the CLI)
@@ -557,7 +572,8 @@ class ComparePane(Vertical):
                     cells.append(Text(cell, justify="right"))
                 else:
                     cells.append(cell)
-            table.add_row(*cells, key=row["path"])
+            body.append((row["path"], cells))
+        table.set_rows(headers, body)
 
     def sort_by(self, key: str) -> None:
         if key == self.sort_key:
@@ -599,9 +615,6 @@ class ComparePane(Vertical):
 
     def runs_changed(self, paths: set[Path]) -> None:
         self.update_runs()
-
-    def on_resize(self, event) -> None:
-        self.call_after_refresh(self.redraw)
 
     def action_filter_runs(self) -> None:
         self.query_one("#compare-filter", Input).focus()

@@ -35,6 +35,7 @@ from fgbench.errors import UserError
 from fgbench.tui.messages import DatasetPicked, DatasetTaskDone, DownloadProgress
 from fgbench.tui.monitor import format_duration
 from fgbench.tui.dialogs import PromptScreen
+from fgbench.tui.widgets.fitted_table import FittedTable
 
 STATUS_STYLE = {"ready": "bold green", "partial": "yellow", "missing": "dim", "to import": "dim", "data.root": "dim"}
 COLUMN_LABELS = ("name", "classes", "train/test", "size", "status", "location")
@@ -47,7 +48,7 @@ def _bytes(n: float | None) -> str:
     return format_bytes(n)
 
 
-class DatasetsTable(DataTable):
+class DatasetsTable(FittedTable):
     """The catalog; Enter picks the dataset for the current recipe (shown in the footer)."""
 
     BINDINGS = [Binding("enter", "select_cursor", "Use", tooltip="Use this dataset in the current recipe")]
@@ -82,9 +83,6 @@ class DatasetsPane(Vertical):
         yield Static("", id="datasets-message")
 
     def on_mount(self) -> None:
-        table = self.query_one("#datasets-table", DataTable)
-        for label, key in zip(COLUMN_LABELS, COLUMN_KEYS):
-            table.add_column(label, key=key)
         self.query_one("#download-row").display = False
         self.current_dataset = self.app.current_dataset()  # type: ignore[attr-defined]
         self.refresh_table()
@@ -108,7 +106,7 @@ class DatasetsPane(Vertical):
 
     def refresh_table(self) -> None:
         catalog = self._catalog()
-        table = self.query_one("#datasets-table", DataTable)
+        table = self.query_one("#datasets-table", DatasetsTable)
         base = self.datasets_dir()
         self.query_one("#datasets-dir", Static).update(Text(f"in {base}", style="dim"))
         if catalog is None:
@@ -135,15 +133,8 @@ class DatasetsPane(Vertical):
                 Text(status, style=STATUS_STYLE.get(status, "")),
                 where,
             ]))
-        if [k.value for k in table.rows] == [name for name, _ in rows]:
-            # in place: the cursor stays put and no highlight event fires
-            for name, cells in rows:
-                for key, value in zip(COLUMN_KEYS, cells):
-                    table.update_cell(name, key, value)
-            return
-        table.clear()
-        for name, cells in rows:
-            table.add_row(*cells, key=name)
+        # in place while the widths hold: the cursor stays put and no highlight event fires
+        table.set_rows(list(zip(COLUMN_KEYS, COLUMN_LABELS)), rows)
 
     def selected(self) -> str | None:
         table = self.query_one("#datasets-table", DataTable)

@@ -1,8 +1,9 @@
 """The Runs pane: every run directory with its status and results, filterable by text.
 
 The table is rebuilt from :class:`fgbench.tui.monitor.RunStore` rows whenever the run watcher
-reports a change; cells are updated in place when the set of rows did not change, so the cursor
-and scroll position stay where the user left them while runs tick. While a run is live its time
+reports a change; cells are updated in place when the rows and the column widths did not change,
+so the cursor and scroll position stay where the user left them while runs tick (a rebuilt table
+puts the cursor back on its run). While a run is live its time
 column is redrawn every second, counting on from its latest event (a trainer between logging
 steps writes nothing for a while, and a frozen clock reads as a hung run).
 
@@ -26,6 +27,7 @@ from textual.widgets import DataTable, Input, Label, Static
 from fgbench.tui.messages import OpenRun
 from fgbench.tui.monitor import RunRow, format_duration, format_pct
 from fgbench.tui.plots import rgb_style
+from fgbench.tui.widgets.fitted_table import FittedTable
 
 STATUS_STYLE = {
     "running": "bold green",
@@ -41,7 +43,7 @@ STATUS_STYLE = {
 COLUMNS = ("status", "started", "recipe", "val", "test", "ema test", "dataset", "model", "time")
 
 
-class RunsTable(DataTable):
+class RunsTable(FittedTable):
     """The run list; Enter opens the monitor (shown in the footer)."""
 
     BINDINGS = [Binding("enter", "select_cursor", "Monitor", tooltip="Open the live monitor of the run")]
@@ -81,10 +83,7 @@ class RunsPane(Vertical):
             yield Label("Runs", classes="pane-title")
             yield Input(placeholder="filter: type words (status, recipe, dataset, model)", id="runs-filter",
                         compact=True)
-        table = RunsTable(id="runs-table", cursor_type="row", zebra_stripes=False)
-        for label in COLUMNS:
-            table.add_column(label, key=label)
-        yield table
+        yield RunsTable(id="runs-table", cursor_type="row", zebra_stripes=False)
         yield Static("", id="runs-status")
 
     def on_mount(self) -> None:
@@ -93,22 +92,15 @@ class RunsPane(Vertical):
 
     def _tick_live(self) -> None:
         """Move the time column of live runs (nothing to do when none is running)."""
-        if not self.is_mounted or not self.table.row_count:
-            return
-        now = time.time()
-        for row in self.visible_rows():
-            if row.status == "running" and row.last_event_time is not None:
-                try:
-                    self.table.update_cell(str(row.path), "time", format_duration(row.live_duration_s(now)),
-                                           update_width=True)
-                except Exception:  # noqa: BLE001 - the row went away between the two reads
-                    pass
+        if self.is_mounted and any(row.status == "running" and row.last_event_time is not None
+                                   for row in self.visible_rows()):
+            self.update_rows()
 
     @property
-    def table(self) -> DataTable:
-        return self.query_one("#runs-table", DataTable)
+    def table(self) -> RunsTable:
+        return self.query_one("#runs-table", RunsTable)
 
-    def _row_cells(self, row: RunRow) -> list[object]:
+    def _row_cells(self, row: RunRow) -> list[str | Text]:
         marks = self.app.compare_selection  # type: ignore[attr-defined]
         status = status_text(row)
         if row.path in marks:  # marked for Compare: its colour there
@@ -138,21 +130,8 @@ class RunsPane(Vertical):
         except NoMatches:  # not composed yet; on_mount fills the table
             return
         rows = self.visible_rows()
-        keys = [str(r.path) for r in rows]
-        current = [rk.value for rk in table.rows]
-        if keys == current:
-            for row in rows:
-                for label, value in zip(COLUMNS, self._row_cells(row)):
-                    table.update_cell(str(row.path), label, value, update_width=True)
-        else:
-            cursor_key = None
-            if table.row_count and 0 <= table.cursor_row < table.row_count:
-                cursor_key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
-            table.clear()
-            for row in rows:
-                table.add_row(*self._row_cells(row), key=str(row.path))
-            if cursor_key in keys:
-                table.move_cursor(row=keys.index(cursor_key))
+        table.set_rows([(label, label) for label in COLUMNS],
+                       [(str(row.path), self._row_cells(row)) for row in rows])
         if not self.app.store.loaded_once:  # type: ignore[attr-defined]
             self.query_one("#runs-status", Static).update("reading the runs directory...")
             return

@@ -1,0 +1,71 @@
+"""A DataTable whose columns are as wide as their widest cell from the first frame it draws.
+
+Textual's DataTable measures new rows when it is next idle, but a frame drawn before that (the
+app repaints when *it* is idle, which under load can come first) caches every cell at the old
+column widths, and the cache is not dropped when the widths change: the table keeps showing
+cells cut to their headers' widths ("inte" for "interrupted") until some cell is updated again.
+A list of finished runs is never updated again. :meth:`FittedTable.set_rows` measures the cells
+itself and gives every column a fixed width, so there is nothing left to measure later.
+
+Cells are shown as written: a ``str`` becomes plain :class:`rich.text.Text`, never markup (a
+class named ``[bird]`` or a run in ``/data/[old]`` is shown, not parsed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.cells import cell_len
+from rich.text import Text
+from textual.widgets import DataTable
+
+def as_text(value: object) -> Text:
+    if isinstance(value, Text):
+        return value
+    return Text(str(value))
+
+
+def cell_width(value: Text) -> int:
+    return max((cell_len(line) for line in value.plain.split("\n")), default=0)
+
+
+class FittedTable(DataTable):
+    """A DataTable filled only through :meth:`set_rows` (columns and rows at once)."""
+
+    def set_rows(self, columns: Sequence[tuple[str, str | Text]],
+                 rows: Sequence[tuple[str, Sequence[str | Text]]]) -> bool:
+        """Show ``rows`` (``(row key, cells)``) under ``columns`` (``(column key, label)``).
+
+        When the columns, the row keys and every column's width are what is shown already, the
+        cells that differ are updated in place: the cursor and the scroll position stay and no
+        highlight event fires. Otherwise the table is rebuilt with fixed column widths, and the
+        cursor goes back to the row it was on when that row is still there. Returns whether the
+        table was rebuilt.
+        """
+        labels = [(key, as_text(label)) for key, label in columns]
+        body = [(key, [as_text(c) for c in cells]) for key, cells in rows]
+        for key, cells in body:
+            if len(cells) != len(labels):
+                raise ValueError(f"row {key!r} has {len(cells)} cells for {len(labels)} columns")
+        widths = [max([cell_width(label)] + [cell_width(cells[i]) for _, cells in body])
+                  for i, (_, label) in enumerate(labels)]
+        shown = [(str(k.value), c.label, c.width, c.auto_width) for k, c in self.columns.items()]
+        wanted = [(key, label, width, False) for (key, label), width in zip(labels, widths)]
+        if shown == wanted and [str(k.value) for k in self.rows] == [key for key, _ in body]:
+            for key, cells in body:
+                for (column, _), value in zip(labels, cells):
+                    if self.get_cell(key, column) != value:
+                        self.update_cell(key, column, value)
+            return False
+        cursor_key = None
+        if self.row_count and 0 <= self.cursor_row < self.row_count:
+            cursor_key = self.coordinate_to_cell_key((self.cursor_row, 0)).row_key.value
+        self.clear(columns=True)
+        for (key, label), width in zip(labels, widths):
+            self.add_column(label, key=key, width=width)
+        for key, cells in body:
+            self.add_row(*cells, key=key)
+        keys = [key for key, _ in body]
+        if cursor_key in keys:
+            self.move_cursor(row=keys.index(cursor_key), animate=False)
+        return True
