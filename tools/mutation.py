@@ -4,6 +4,8 @@
     python tools/mutation.py schedule ema         # some profiles
     python tools/mutation.py --list               # the profiles, their code and their tests
     python tools/mutation.py ema --only 'fgbench.train.ema.x_ramp_decay*'   # re-test some mutants
+    python tools/mutation.py resume --only 'fgbench.train.trainer.x*_restore__mutmut_7?' \
+        --tests tests/train/test_selection.py -k resumed   # survivors against a new test only
 
 A profile is a piece of code (a module, or some functions of one: mutmut mutant-name globs) and the
 tests that guard it. Each profile runs in its own scratch copy of the repository,
@@ -44,7 +46,7 @@ PROFILES: dict[str, tuple[list[str], list[str], list[str]]] = {
                    ["tests/train/test_eval_precision.py", "-k", "not a_bf16_run"]),
     "resume": (["fgbench/train/trainer.py"],
                ["fgbench.train.trainer.xǁTrainerǁ_restore*", "fgbench.train.trainer.xǁTrainerǁ_position*"],
-               ["tests/train/test_training_state.py", "tests/train/test_run.py"]),
+               ["tests/train/test_training_state.py", "tests/train/test_run.py", "tests/train/test_selection.py"]),
 }
 
 
@@ -52,8 +54,9 @@ def _toml_list(items: list[str]) -> str:
     return "[" + ", ".join(f'"{i}"' for i in items) + "]"
 
 
-def prepare(name: str) -> Path:
+def prepare(name: str, tests_override: list[str] | None = None) -> Path:
     sources, _, tests = PROFILES[name]
+    tests = tests_override or tests
     work = WORK / name
     work.mkdir(parents=True, exist_ok=True)
     for sub in ("fgbench", "tests"):
@@ -78,10 +81,10 @@ def prepare(name: str) -> Path:
     return work
 
 
-def run(name: str, max_children: int, only: list[str] | None = None) -> int:
+def run(name: str, max_children: int, only: list[str] | None = None, tests: list[str] | None = None) -> int:
     _, globs, _ = PROFILES[name]
     globs = only or globs
-    work = prepare(name)
+    work = prepare(name, tests)
     env = {**os.environ, "PYTHONPATH": ""}  # the copy's own fgbench (mutmut puts mutants/ first)
     mutmut = [sys.executable, "-m", "mutmut"]
     print(f"== {name}: {', '.join(PROFILES[name][0])} {' '.join(globs)}", flush=True)
@@ -105,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("profiles", nargs="*", help=f"some of: {', '.join(PROFILES)} (default: all)")
     ap.add_argument("--list", action="store_true", help="show the profiles and exit")
     ap.add_argument("--max-children", type=int, default=1, help="mutants tested in parallel (default 1)")
+    ap.add_argument("--tests", nargs=argparse.REMAINDER, metavar="PYTEST_ARGS",
+                    help="run these tests (pytest arguments, last on the line) instead of the profile's: a "
+                         "survivor that a newly added test kills is killed, whatever the other tests do")
     ap.add_argument("--only", nargs="+", metavar="GLOB",
                     help="re-test only these mutants (mutmut names or globs), e.g. after adding a test")
     args = ap.parse_args(argv)
@@ -118,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     worst = 0
     for name in args.profiles or list(PROFILES):
-        worst = max(worst, run(name, args.max_children, args.only))
+        worst = max(worst, run(name, args.max_children, args.only, args.tests))
     return worst
 
 

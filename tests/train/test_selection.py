@@ -12,6 +12,7 @@ hand (the comments say where), not computed by the code under test.
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -151,3 +152,71 @@ def test_evaluate_and_predict_print_the_epoch_of_the_weights_they_load(tmp_path,
         assert main(["predict", str(run), str(image), "--format", "json", *flags]) == 0
         res = json.loads(capsys.readouterr().out)
         assert res[0]["epoch"] == epoch and res[0]["model"] == weights.lower() and res[0]["checkpoint"] == ckpt
+
+
+@pytest.mark.parametrize("stages", [False, True], ids=["one-stage", "two-stages"])
+def test_a_resumed_run_reports_and_stores_what_the_uninterrupted_run_does(tmp_path, tiny_folder, capsys, scripted,
+                                                                         monkeypatch, stages):
+    # One stage: raw's best validation epoch is 2, the EMA's 3, and epoch 4 improves neither; the
+    # run is stopped after epoch 3, resumed and stopped again after one step of epoch 4, then
+    # resumed to the end. Each model's best weights, the final evaluation of those weights and
+    # everything the summary reports must be what the run without interruptions gives: the best
+    # weights of epochs 2 and 3 exist only in the best.pt the resumes start from.
+    # Two stages: stopped at the end of stage 0 (epoch 4), so the resume starts stage 1, then one
+    # step into stage 1's first epoch (5), where the epoch within the stage is not the run's.
+    sections = dict(schedule={"name": "cosine", "epochs": 4}, ema={"enabled": True, "decay": 0.9, "ramp_steps": 0},
+                    eval={"select_on": "val", "final_test_sizes": [16]}, **({"stages": [STAGE]} if stages else {}))
+    stop_after, best_epochs = (4, {"raw": 5, "ema": 6}) if stages else (3, {"raw": 2, "ema": 3})
+    # one undecodable training image, skipped: the count of skipped images is part of the report
+    folder = tmp_path / "data"
+    shutil.copytree(tiny_folder, folder)
+    cls = sorted(p.name for p in (folder / "train").iterdir())[0]
+    (folder / "train" / cls / "broken.png").write_bytes(b"not a png")
+    sections["data"] = {"skip_corrupt": True}
+    ref_dir, run = tmp_path / "ref", tmp_path / "run"
+    ref_dir.mkdir()
+    recipe = write_recipe(ref_dir, folder, **sections)
+    assert main(["run", str(recipe), "--run-dir", str(ref_dir / "run"), "--progress", "none"]) == 0
+    ref = summary_of(ref_dir / "run")
+    steps_per_epoch = ref["step"] // (6 if stages else 4)
+
+    original = tr.StopFlag
+
+    def stop_at(call: int):
+        class Stop(original):
+            calls = 0
+
+            def __call__(self) -> bool:
+                Stop.calls += 1
+                if Stop.calls == call:
+                    self.requested, self.signal = True, "SIGINT"
+                return self.requested
+        return Stop
+
+    monkeypatch.setattr(tr, "StopFlag", stop_at(stop_after * steps_per_epoch))  # the epoch's last step
+    assert main(["run", str(recipe), "--run-dir", str(run), "--progress", "none"]) == 130
+    first = summary_of(run)
+    assert (first["status"], first["epochs_done"], first["skipped_images"]) == ("interrupted", stop_after, 1)
+    monkeypatch.setattr(tr, "StopFlag", stop_at(1))  # one step into the next epoch
+    assert main(["run", "--resume", str(run), "--progress", "none"]) == 130
+    second = summary_of(run)
+    last = C.load_checkpoint(run / "checkpoints/last.pt")
+    assert (last["batch"], last["stage"], last["step"]) == (1, int(stages), stop_after * steps_per_epoch + 1)
+    # nothing evaluated since: the same report (a new stage starts its own best, none yet)
+    for key in ("status", "epochs_done", "last", "final_test_sizes", "skipped_images",
+                *(() if stages else ("best", "selected"))):
+        assert second[key] == first[key], key
+    assert second["duration_s"] >= first["duration_s"]  # the run's time so far, not this process's
+    monkeypatch.setattr(tr, "StopFlag", original)
+    assert main(["run", "--resume", str(run), "--progress", "none"]) == 0
+    out = summary_of(run)
+    assert out["duration_s"] >= second["duration_s"]
+    assert out["final_test_sizes"]["16"]["raw"] is not None and out["final_test_sizes"]["16"]["ema"] is not None
+    for key in ("status", "epochs_done", "step", "best", "last", "selected", "final_test_sizes", "skipped_images",
+                "train_images", "test_images"):
+        assert out[key] == ref[key], key
+    a, b = C.load_checkpoint(ref_dir / "run/checkpoints/best.pt"), C.load_checkpoint(run / "checkpoints/best.pt")
+    assert a["epochs"] == b["epochs"] == best_epochs
+    assert _same(a["model"], b["model"]) and _same(a["ema"], b["ema"])
+    assert (json.loads((ref_dir / "run/predictions.json").read_text())
+            == json.loads((run / "predictions.json").read_text()))
