@@ -80,8 +80,11 @@ def test_slurm_sweep_requeue_cancel_continue(tmp_path: Path) -> None:
         name = "short"
         [[sweep.variants]]
         name = "later"
-        set = {{ "optim.lr" = 0.05 }}
+        set = {{ "optim.lr" = 0.05, "schedule.epochs" = 150 }}
         """), encoding="utf-8")
+    # "later" trains for about ten seconds once started, so that the `--cancel` below lands while its
+    # resubmitted job is queued or running: with three epochs (well under a second) it once finished
+    # first, and the `--continue` after the cancel rightly found nothing to submit
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
 
     def fg(*argv: str) -> subprocess.CompletedProcess:
