@@ -767,9 +767,9 @@ class RuntimeConfig(_Section):
 
     channels_last: Literal["auto", True, False] = "auto"
     """Channels-last memory format. `auto`: on for `resnet8_cifar`, `resnet20_cifar` and `small_cnn`
-    on the CPU (measured 1.2-1.35x faster per step there, `benchmarks/cpu_options.py`), off
-    otherwise (slower for torchvision's models at 32 px; not yet measured on CUDA). The run's log
-    and `run_started` say what was chosen."""
+    on the CPU (measured 1.2-1.6x faster per step on two CPUs, `benchmarks/cpu_options.py`), off
+    otherwise (not faster on both CPUs measured; not yet measured on CUDA). The run's log and
+    `run_started` say what was chosen."""
 
     compile: bool = False
     """Compile the model with torch.compile."""

@@ -53,10 +53,10 @@ OWN_ARCHS = {
 }
 
 
-# Models whose training step ran faster in channels_last than in NCHW on the CPU
-# (benchmarks/cpu_options.py on the 2-core development machine, BENCHMARKS.md): x1.35 resnet8_cifar,
-# x1.26 resnet20_cifar, x1.20 small_cnn; slower: toy_dilated x0.84, torchvision resnet18 at 32 px
-# x0.90, shufflenet_v2_x0_5 at 224 px x0.97.
+# Models whose training step ran faster in channels_last than in NCHW on the CPU, on both machines
+# measured with benchmarks/cpu_options.py (BENCHMARKS.md): resnet8_cifar x1.35 / x1.60, resnet20_cifar
+# x1.26 / x1.36, small_cnn x1.20 / x1.33. Not on both: toy_dilated x0.84 / x1.09, shufflenet_v2_x0_5
+# at 224 px x0.97 / x1.18; slower on both: torchvision resnet18 at 32 px x0.90 / x0.89.
 CHANNELS_LAST_ON_CPU = ("resnet8_cifar", "resnet20_cifar", "small_cnn")
 
 
