@@ -72,6 +72,9 @@ async def test_variant_picker_stages_and_save_as(dirs):
         await wait_for(pilot, lambda: "stages[0].epochs" in form.rows, what="stage fields")
         await wait_for(pilot, lambda: "Field required" in str(
             form.rows["stages[0].epochs"].query_one(".field-error").render()), what="required error")
+        # adding an item continues in its first field (the stage's name); only then type elsewhere
+        await wait_for(pilot, lambda: app.focused is form.editor("stages[0].name"),
+                       what=lambda: f"focus on the new stage's name, not {app.focused}")
         await type_into(pilot, form.editor("stages[0].epochs"), "2")
         await wait_for(pilot, lambda: form.validation.ok, what=lambda: f"valid again {form.doc.get('stages')} {form.validation.errors}")
 

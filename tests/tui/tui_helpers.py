@@ -100,7 +100,11 @@ def tui_app(dirs: SimpleNamespace, **kw):
 
 
 async def type_into(pilot, editor, text: str) -> None:
-    """Replace an Input's text as a user does: focus, clear with backspace, type."""
+    """Replace an Input's text as a user does: focus, clear with backspace, type; then check that
+    the keys reached it (under load, a focus move the app had queued before, such as a new list
+    item focusing its first field, once took them to another field)."""
     editor.focus()
-    await pilot.pause()
+    await wait_for(pilot, lambda: editor.has_focus, what=f"focus on {editor}")
     await pilot.press("end", *["backspace"] * (len(editor.value) + 1), *text)
+    await wait_for(pilot, lambda: editor.value == text,
+                   what=lambda: f"{text!r} typed into {editor} (it holds {editor.value!r}; focus is on {editor.app.focused})")
