@@ -211,6 +211,9 @@ class RunModel:
         self.tailer = self.reader.tailer
         self.series = {name: Decimator(limit) for name in SERIES}
         self.loaded = False
+        self.changes = 0
+        """How many reads found something new (by whoever read: the monitor's polls or the run
+        store's refresh), so that the store can tell its listeners about changes others read."""
         self.sampled = False
         self.events = 0
         self.run_id = self.path.name
@@ -253,6 +256,8 @@ class RunModel:
                 changed, events = self.reader.update()
             for ev in events:
                 self._feed(ev)
+            if changed:
+                self.changes += 1
             return changed
 
     def _initial_events(self) -> list[dict[str, Any]]:
@@ -273,6 +278,7 @@ class RunModel:
     def feed(self, events: list[dict[str, Any]]) -> None:
         with self.lock:
             self.loaded = True
+            self.changes += 1
             for ev in events:
                 self.reader.note(ev)
                 self._feed(ev)
@@ -644,6 +650,8 @@ class RunStore:
         and cursor would depend on which run happened to load first)."""
         self.scheduler: dict[str, str] = {}
         self._scheduler_at = 0.0
+        self._reported: dict[Path, tuple[int, str]] = {}
+        """Per run, (its model's ``changes``, its status) when :meth:`refresh` last reported it."""
 
     def model(self, path: str | os.PathLike[str]) -> RunModel:
         p = Path(path)
@@ -668,14 +676,20 @@ class RunStore:
                 continue
             seen.add(p)
             m = self.model(p)
-            status_before = m.status if m.loaded else None
-            if m.update() or not status_before or m.status != status_before:
+            m.update()
+            # A run is reported when it is new to the list, when its status moved, or when it
+            # has news, whoever read them: the monitor polls the run it shows through the same
+            # model, and a quiet run it had read first was once never listed.
+            now = (m.changes, m.status)
+            if self._reported.get(p) != now:
+                self._reported[p] = now
                 changed.add(p)
             if deadline_s is not None and time.monotonic() - start > deadline_s:
                 break
         with self.lock:
             for gone in [p for p in self.models if p not in seen and not p.exists()]:
                 del self.models[gone]
+                self._reported.pop(gone, None)
                 changed.add(gone)
             if deadline_s is None or time.monotonic() - start <= deadline_s:
                 self.loaded_once = True

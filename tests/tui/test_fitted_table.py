@@ -92,3 +92,26 @@ def test_a_row_with_the_wrong_number_of_cells_is_refused():
         with pytest.raises(ValueError, match="row 'a' has 1 cells for 2 columns"):
             table.set_rows(COLUMNS, [("a", [Text("x")])])
     run(test)
+
+
+def test_patch_cells_changes_only_cells_that_fit_and_otherwise_nothing():
+    async def test(app, table, pilot):
+        table.set_rows(COLUMNS, [("a", ["running", "x"]), ("b", ["completed", "y"])])
+        table.move_cursor(row=1)
+        await pilot.pause()
+        app.highlights.clear()
+        # fits the widths set_rows gave ("completed" is 9 wide): changed in place, cursor kept
+        assert table.patch_cells([("a", "status", "running!!")]) is True
+        await pilot.pause()
+        assert lines(table, 3)[1].split() == ["running!!", "x"]
+        assert table.cursor_row == 1 and app.highlights == []
+        # too wide for its column, or a row or column not shown: refused, and nothing changes,
+        # not even the cells of the batch that would have fitted
+        for batch in ([("b", "status", "y"), ("a", "status", "interrupted")],
+                      [("b", "status", "y"), ("gone", "status", "x")],
+                      [("b", "status", "y"), ("a", "nope", "x")]):
+            assert table.patch_cells(batch) is False
+            await pilot.pause()
+            assert [line.split() for line in lines(table, 3)[1:]] == [["running!!", "x"], ["completed", "y"]]
+            assert [str(table.get_cell(k, "status")) for k in ("a", "b")] == ["running!!", "completed"]
+    run(test)

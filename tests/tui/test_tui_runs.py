@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from fgbench.rundir import events as metrics
 from fgbench.tui.screens.monitor import MonitorScreen
 from fgbench.tui.widgets.run_view import RunView
@@ -251,3 +253,83 @@ async def test_a_resume_that_fails_to_start_is_reported(dirs):
         await wait_for(pilot, lambda: model.status == "failed", what="failed resume")
         assert model.error == "the trainer exited with code 3"
         assert any("ImportError" in line for line in model.console_tail())
+
+
+async def test_a_quiet_live_runs_time_moves_in_the_list_by_its_own_cell(dirs):
+    # A run between events (one step a minute here) is still running: its time cell counts the
+    # seconds since its last event, touched alone each second, while the rest of the list (four
+    # finished runs) and the cursor stay as they are.
+    fixture_runs(dirs.runs)
+    app = _app(dirs, fake_cmd("normal", epochs=3, steps_per_epoch=2, delay=60))
+    pid = None
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _start_run(pilot)
+            path = app.screen.path
+            model = app.store.model(path)
+            await wait_for(pilot, lambda: model.status == "running", what="running")
+            pid = model.pid
+            await pilot.press("escape")
+            app.action_pane("runs")
+            pane = app.pane("runs")
+            await wait_for(pilot, lambda: pane.table.row_count == 5, what=lambda: f"5 runs listed, not {pane.table.row_count}; store {[(r.path.name, r.status) for r in app.store.rows()]} screen {app.screen}")
+            key = str(path)
+            finished = {str(r.path): pane._row_cells(r) for r in app.store.rows() if r.status != "running"}
+            pane.table.move_cursor(row=pane.table.get_row_index(key))
+            # the whole table given again from the per-second tick (the store's own updates may
+            # still do so when the run directory changes)
+            from_tick = []
+            real_set_rows = pane.table.set_rows
+
+            def spy(*a, **k):
+                if any(frame.function == "_tick_live" for frame in inspect.stack(0)):
+                    from_tick.append(1)
+                return real_set_rows(*a, **k)
+
+            pane.table.set_rows = spy
+            # nor every run's status read again (the store's rows: a lock check and files per run)
+            real_store_rows = app.store.rows
+
+            def store_spy():
+                if any(frame.function == "_tick_live" for frame in inspect.stack(0)):
+                    from_tick.append(2)
+                return real_store_rows()
+
+            app.store.rows = store_spy
+
+            def seconds() -> str:
+                return str(pane.table.get_cell(key, "time"))
+
+            first = seconds()
+            await wait_for(pilot, lambda: seconds() != first, what=lambda: f"the time to move from {first}")
+            second = seconds()
+            await wait_for(pilot, lambda: seconds() != second, what=lambda: f"the time to move from {second}")
+            assert model.step == 0  # no event came: the tick alone moved it
+            assert from_tick == []
+            assert pane.table.coordinate_to_cell_key((pane.table.cursor_row, 0)).row_key.value == key
+            for k, cells in finished.items():
+                assert [str(pane.table.get_cell(k, c)) for c in ("recipe", "time")] == [str(cells[2]), str(cells[8])]
+    finally:
+        kill_quietly(pid)
+
+
+def test_the_store_reports_runs_and_news_that_the_monitor_read_first(tmp_path):
+    # The monitor polls the run it shows through the store's own model: the store must still tell
+    # the run list about that run (new to the list) and about its news (a new epoch), once each.
+    from fakes.run_factory import make_run
+
+    from fgbench.tui.monitor import RunStore
+
+    first = make_run(tmp_path, "first", status=None, epochs=1)  # no run_finished: its status moves
+    store = RunStore(tmp_path)
+    assert store.refresh() == {first}
+    assert store.refresh() == set()
+    second = make_run(tmp_path, "second", stamp=1_700_000_100.0)
+    store.model(second).update()  # the monitor opened it first
+    assert store.refresh() == {second}
+    assert store.refresh() == set()
+    with (first / metrics.METRICS_FILE).open("a", encoding="utf-8") as f:
+        f.write('{"event": "log", "time": 1700000200.0, "level": "info", "message": "news"}\n')
+    assert store.model(first).update()  # the monitor reads the news first
+    assert store.refresh() == {first}
+    assert store.refresh() == set()

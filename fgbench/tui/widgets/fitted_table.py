@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import DataTable
+from textual.widgets.data_table import CellDoesNotExist
+
 
 def as_text(value: object) -> Text:
     if isinstance(value, Text):
@@ -68,4 +70,23 @@ class FittedTable(DataTable):
         keys = [key for key, _ in body]
         if cursor_key in keys:
             self.move_cursor(row=keys.index(cursor_key), animate=False)
+        return True
+
+    def patch_cells(self, cells: Sequence[tuple[str, str, str | Text]]) -> bool:
+        """Update some cells (``(row key, column key, value)``) in place, without measuring the
+        rest of the table: the cheap path for a value that changes every second, such as a live
+        run's time, in a table of thousands of rows. Done only when every cell exists and every
+        value fits its column's fixed width; otherwise nothing changes and False is returned, and
+        the caller gives the whole table to :meth:`set_rows`."""
+        values = [(row, column, as_text(value)) for row, column, value in cells]
+        try:
+            for row, column, value in values:
+                self.get_cell(row, column)
+                if cell_width(value) > self.columns[column].width:
+                    return False
+        except (CellDoesNotExist, KeyError):
+            return False
+        for row, column, value in values:
+            if self.get_cell(row, column) != value:
+                self.update_cell(row, column, value)
         return True

@@ -78,6 +78,9 @@ class RunsPane(Vertical):
                 tooltip="In the filter: back to the list (the filter stays); on the list: clear the filter"),
     ]
 
+    _live_rows: list[RunRow] = []
+    """The live runs among the rows the last update listed: what the per-second tick moves."""
+
     def compose(self) -> ComposeResult:
         with Horizontal(id="runs-top"):
             yield Label("Runs", classes="pane-title")
@@ -91,9 +94,20 @@ class RunsPane(Vertical):
         self.set_interval(1.0, self._tick_live)
 
     def _tick_live(self) -> None:
-        """Move the time column of live runs (nothing to do when none is running)."""
-        if self.is_mounted and any(row.status == "running" and row.last_event_time is not None
-                                   for row in self.visible_rows()):
+        """Move the time column of live runs (nothing to do when none is running). Only their
+        time cells are touched, from the rows the last update listed (every change of a run
+        updates the list), unless a new time no longer fits the column: with thousands of runs,
+        listing every run again each second blocked the app for a tenth of a second or more
+        (BENCHMARKS.md, Monitor)."""
+        live = self._live_rows
+        if not live or not self.is_mounted:
+            return
+        now = time.time()
+        try:
+            table = self.table
+        except NoMatches:
+            return
+        if not table.patch_cells([(str(row.path), "time", format_duration(row.live_duration_s(now))) for row in live]):
             self.update_rows()
 
     @property
@@ -120,22 +134,27 @@ class RunsPane(Vertical):
             format_duration(row.live_duration_s(time.time())),
         ]
 
-    def visible_rows(self) -> list[RunRow]:
+    def visible_rows(self, every: list[RunRow] | None = None) -> list[RunRow]:
+        """The rows the filter keeps, of ``every`` row (default: the run store's rows now)."""
         text = self.query_one("#runs-filter", Input).value
-        return [r for r in self.app.store.rows() if r.matches(text)]  # type: ignore[attr-defined]
+        if every is None:
+            every = self.app.store.rows()  # type: ignore[attr-defined]
+        return [r for r in every if r.matches(text)]
 
     def update_rows(self) -> None:
         try:
             table = self.table
         except NoMatches:  # not composed yet; on_mount fills the table
             return
-        rows = self.visible_rows()
+        every = self.app.store.rows()  # type: ignore[attr-defined]  # it reads every run's status: once
+        rows = self.visible_rows(every)
         table.set_rows([(label, label) for label in COLUMNS],
                        [(str(row.path), self._row_cells(row)) for row in rows])
+        self._live_rows = [row for row in rows if row.status == "running" and row.last_event_time is not None]
         if not self.app.store.loaded_once:  # type: ignore[attr-defined]
             self.query_one("#runs-status", Static).update("reading the runs directory...")
             return
-        total = len(self.app.store.rows())  # type: ignore[attr-defined]
+        total = len(every)
         running = sum(1 for r in rows if r.status == "running")
         status = f"{len(rows)} of {total} runs" if len(rows) != total else f"{total} run{'s' if total != 1 else ''}"
         if running:
