@@ -127,6 +127,12 @@ def decode_errors() -> tuple[type[BaseException], ...]:
     return DECODE_ERRORS + extra
 
 
+def is_missing(described: str) -> bool:
+    """A sample reported bad (by the path a ``Source`` describes it with) whose file is gone: deleted
+    or moved after the dataset was indexed, which is told apart from an undecodable file."""
+    return os.sep in described and not os.path.lexists(described)
+
+
 @dataclass(frozen=True)
 class Corrupt:
     """Returned by a dataset in place of a sample that could not be decoded."""
