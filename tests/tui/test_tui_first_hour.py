@@ -3,6 +3,8 @@ behind an Escape. Driven as a user drives it (keys, through Pilot)."""
 
 from __future__ import annotations
 
+from textual.widgets import DataTable
+
 from fgbench.recipe import load_recipe
 from fgbench.tui.dialogs import ChoiceScreen
 from tui_helpers import ready_pane, tui_app, type_into, wait_for
@@ -86,3 +88,32 @@ async def test_quitting_a_clean_recipe_asks_nothing(dirs):
         assert not pane.dirty
         await pilot.press("ctrl+q")
         await wait_for(pilot, lambda: app._exit, what="the app quits at once")
+
+
+async def test_escape_on_a_dataset_that_is_not_downloaded_leaves_the_recipe_unchanged(dirs):
+    app = tui_app(dirs, initial_pane="datasets")
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane = await ready_pane(pilot, "recipes")
+        datasets = app.pane("datasets")
+        table = datasets.query_one("#datasets-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count > 3, what="catalog")
+        started = []
+        datasets.start_task = lambda task, name: started.append((task, name))
+        assert pane.form.doc["data"]["dataset"] == "synthetic" and not pane.dirty
+        table.focus()
+        table.move_cursor(row=table.get_row_index("cub200"))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen), what="the download offer")
+        assert "cub200 is not downloaded" in app.screen.question
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ChoiceScreen), what="the offer closes")
+        for _ in range(3):
+            await pilot.pause()
+        assert pane.form.doc["data"]["dataset"] == "synthetic", "Escape changed nothing"
+        assert not pane.dirty and started == []
+        # answering the offer takes the dataset, as before
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen), what="the offer again")
+        await pilot.press("d")
+        await wait_for(pilot, lambda: pane.form.doc["data"]["dataset"] == "cub200", what="the recipe takes cub200")
+        assert started == [("download", "cub200")]
