@@ -186,6 +186,8 @@ class FgbenchApp(App):
 
     async def action_quit(self) -> None:
         pane = self.pane("recipes")
+        if pane is not None:
+            pane.current()  # keys typed just before Ctrl+Q count
         if pane is not None and pane.dirty:
             self._ask_before_quitting(pane)  # a worker: the answer needs a dialog
             return

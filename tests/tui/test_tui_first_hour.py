@@ -3,10 +3,12 @@ behind an Escape. Driven as a user drives it (keys, through Pilot)."""
 
 from __future__ import annotations
 
-from textual.widgets import DataTable
+from textual import events
+from textual.widgets import DataTable, Select
 
 from fgbench.recipe import load_recipe
-from fgbench.tui.dialogs import ChoiceScreen
+from fgbench.tui import form as F
+from fgbench.tui.dialogs import ChoiceScreen, PromptScreen
 from tui_helpers import ready_pane, tui_app, type_into, wait_for
 
 
@@ -117,3 +119,74 @@ async def test_escape_on_a_dataset_that_is_not_downloaded_leaves_the_recipe_unch
         await pilot.press("d")
         await wait_for(pilot, lambda: pane.form.doc["data"]["dataset"] == "cub200", what="the recipe takes cub200")
         assert started == [("download", "cub200")]
+
+
+# ------------------------------------------------------------------ keys typed ahead
+# A terminal hands keys to the app as they come; the app forwards each to the focused widget's
+# queue and goes on. Posting them all at once, then acting, is what a fast typist on a loaded
+# machine does to the app: the keys are ahead of the events they cause.
+
+
+def _type_ahead(app, keys: list[str]) -> None:
+    for key in keys:
+        app.post_message(events.Key(key, key if len(key) == 1 else None))
+
+
+async def _settle(pilot, rounds: int = 20) -> None:
+    for _ in range(rounds):
+        await pilot.pause(0.02)
+
+
+async def test_a_value_typed_just_before_a_section_rebuild_is_kept_and_shown(dirs):
+    app = tui_app(dirs)
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane = await ready_pane(pilot, "recipes")
+        form = pane.form
+        editor = await form.reveal("optim.weight_decay")
+        editor.focus()
+        await wait_for(pilot, lambda: editor.has_focus, what="focus on weight_decay")
+        _type_ahead(app, ["end", *["backspace"] * 8, *"0.002"])
+        # the optimizer switched at once (a click on the picker, handled beside the queued keys)
+        form.query_one("#v-optim", Select).value = "adamw"
+        await wait_for(pilot, lambda: form.doc["optim"]["name"] == "adamw", what="the switch to adamw")
+        await _settle(pilot)
+        shown = form.editor("optim.weight_decay").value
+        spec = form.rows["optim.weight_decay"].spec
+        # What the field shows is what the document holds and what a save writes: never a typed
+        # value on screen over a default in the file, nor the reverse. (Keys still queued for the
+        # field the switch removed go with it; typed as a user does, the Tab to the picker comes
+        # after them.)
+        held = form.doc["optim"].get("weight_decay", F.MISSING)
+        assert shown == F.display_value(spec, held), (shown, form.doc["optim"])
+        saved = pane.current().recipe.optim.weight_decay
+        assert (shown, saved) in (("0.002", 0.002), ("", spec.default)), (shown, saved)  # typed, or the default
+
+
+async def test_save_as_offers_the_name_typed_just_before(dirs):
+    app = tui_app(dirs)
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane = await ready_pane(pilot, "recipes")
+        editor = await pane.form.reveal("name")
+        editor.focus()
+        await wait_for(pilot, lambda: editor.has_focus, what="focus on name")
+        _type_ahead(app, ["end", *["backspace"] * 10, *"longer_name", "f2"])
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen), what="the save-as prompt")
+        assert app.screen.value == "longer_name.toml"
+        await pilot.press("escape")
+        await _settle(pilot)
+        # the deletions typed first were applied first: the field holds what was typed
+        assert editor.value == "longer_name" and pane.form.doc["name"] == "longer_name"
+
+
+async def test_ctrl_q_right_after_typing_still_asks(dirs):
+    app = tui_app(dirs)
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane = await ready_pane(pilot, "recipes")
+        editor = await pane.form.reveal("optim.lr")
+        editor.focus()
+        await wait_for(pilot, lambda: editor.has_focus, what="focus on lr")
+        _type_ahead(app, ["end", *["backspace"] * 6, *"0.0123", "ctrl+q"])
+        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen) or app._exit, what="an answer to Ctrl+Q")
+        assert not app._exit, "quit with the typed value lost"
+        assert pane.form.doc["optim"]["lr"] == 0.0123
+        await pilot.press("escape")

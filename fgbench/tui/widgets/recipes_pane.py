@@ -148,6 +148,10 @@ class RecipesPane(Vertical):
         return self.form.doc != self.baseline_doc
 
     def current(self) -> F.Validation:
+        """The recipe as the form shows it, keys typed just before included (see
+        ``RecipeForm.commit_typed``)."""
+        if self.form.commit_typed(""):
+            self.form.post_message(RecipeForm.Changed(self.form, ""))
         return self.form.validate()
 
     def recipe_name(self) -> str:
