@@ -190,3 +190,96 @@ async def test_ctrl_q_right_after_typing_still_asks(dirs):
         assert not app._exit, "quit with the typed value lost"
         assert pane.form.doc["optim"]["lr"] == 0.0123
         await pilot.press("escape")
+
+
+# ------------------------------------------------------------------ names that fit
+
+LONG = "sc_cub_r50_fixres_two_stage_long_recipe_name-lr3"  # 48 characters: a sweep point's name
+
+
+async def test_the_runs_pane_at_80_columns_keeps_every_number_with_a_48_character_name(dirs):
+    from fakes.run_factory import fixture_runs, make_fixture_run
+    from fgbench.tui.widgets.runs_pane import COLUMNS
+
+    assert len(LONG) == 48
+    fixture_runs(dirs.runs)
+    make_fixture_run(dirs.runs, f"20250305-130000-{LONG}", name=LONG, dataset="cub200", arch="resnet50")
+    app = tui_app(dirs, initial_pane="runs", watch_interval=0.2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await ready_pane(pilot, "runs")
+        table = pane.table
+        await wait_for(pilot, lambda: table.row_count == 5, what="five runs listed")
+        await _settle(pilot)
+        columns = list(table.columns.values())
+        assert [str(c.label) for c in columns] == list(COLUMNS)
+        upto_ema = columns[:list(COLUMNS).index("ema test") + 1]
+        used = sum(c.width + 2 * table.cell_padding for c in upto_ema)
+        # the run's numbers, val, test and ema test, are inside the table's width (dataset, model
+        # and time may scroll, as they do at 80 columns without a long name)
+        assert used <= table.size.width - table.styles.scrollbar_size_vertical, (
+            used, [(str(c.label), c.width) for c in columns])
+        row = next(k for k in table.rows if LONG in str(k.value))
+        name = table.get_cell(row, "recipe").plain
+        assert len(name) < len(LONG) and "…" in name
+        head, tail = name.split("…")
+        assert LONG.startswith(head) and LONG.endswith(tail) and tail.endswith("-lr3"), name
+        assert table.get_cell(row, "val").plain.strip(), "the numbers are there"
+        # wider: the name is whole again
+        await pilot.resize_terminal(140, 30)
+        await wait_for(pilot, lambda: table.get_cell(row, "recipe").plain == LONG, what="the whole name at 140")
+
+
+async def test_the_recipe_list_uses_the_width_it_has_and_cuts_in_the_middle(dirs):
+    names = ["ez_cifar100_resnet18_clr1e-4", "ez_cifar100_resnet18_ms1", "ez_cifar100_resnet18_ms2"]
+    for n in names:
+        (dirs.project / f"{n}.toml").write_text(f'name = "{n}"\n')
+    app = tui_app(dirs)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = await ready_pane(pilot, "recipes")
+        lst = pane.query_one("#recipe-list")
+        await wait_for(pilot, lambda: lst.option_count >= 5, what="the recipes listed")
+        await _settle(pilot)
+        shown = [str(lst.get_option_at_index(i).prompt) for i in range(lst.option_count)]
+        assert lst.size.width >= 32, "the list widens with the terminal"
+        for n in names:  # whole at 120 columns
+            assert f"  {n}" in shown, shown
+    app = tui_app(dirs)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await ready_pane(pilot, "recipes")
+        lst = pane.query_one("#recipe-list")
+        await wait_for(pilot, lambda: lst.option_count >= 5, what="the recipes listed")
+        await _settle(pilot)
+        shown = [str(lst.get_option_at_index(i).prompt) for i in range(lst.option_count)]
+        cut = [s for s in shown if "…" in s]
+        assert cut, shown
+        # cut in the middle: the endings that tell ms1 from ms2 stay
+        assert any(s.endswith("ms1") for s in cut) and any(s.endswith("ms2") for s in cut), shown
+        room = lst.scrollable_content_region.width
+        assert all(len(s) <= room for s in shown), (room, shown)
+
+
+async def test_the_compare_sidebar_tells_two_runs_of_one_recipe_apart_and_its_footer_fits(dirs):
+    from textual.widgets import Footer
+
+    from fakes.run_factory import make_fixture_run
+
+    make_fixture_run(dirs.runs, "20250301-090000-quickstart", name="quickstart", dataset="synthetic", arch="resnet18")
+    make_fixture_run(dirs.runs, "20250302-100000-quickstart", name="quickstart", dataset="synthetic", arch="resnet18")
+    make_fixture_run(dirs.runs, f"20250305-130000-{LONG}", name=LONG, dataset="cub200", arch="resnet50")
+    app = tui_app(dirs, initial_pane="compare", watch_interval=0.2)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = await ready_pane(pilot, "compare")
+        lst = pane.query_one("#compare-list")
+        await wait_for(pilot, lambda: lst.option_count == 3, what="three runs listed")
+        lst.focus()
+        await _settle(pilot)
+        shown = [lst.get_option_at_index(i).prompt.plain for i in range(lst.option_count)]
+        twins = [s for s in shown if "quickstart" in s]
+        assert len(twins) == 2 and twins[0] != twins[1], shown
+        assert any("03-01 09:00" in s for s in twins) and any("03-02 10:00" in s for s in twins), shown
+        room = lst.scrollable_content_region.width
+        assert all(len(s) <= room for s in shown), (room, shown)
+        long = next(s for s in shown if "…" in s)
+        assert long.rstrip().endswith("-lr3"), long  # cut in the middle: the variant stays
+        footer = app.screen.query_one(Footer)
+        assert footer.virtual_size.width <= footer.size.width, (footer.virtual_size.width, footer.size.width)
