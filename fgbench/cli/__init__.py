@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "fgbench.cli.train",     # fgbench run
     "fgbench.cli.data",      # fgbench data list|download|verify|import|remove
     "fgbench.cli.runs",      # fgbench runs ..., sweep, predict, evaluate
+    "fgbench.cli.bench",     # fgbench bench
 )
 
 
