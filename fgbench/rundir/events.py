@@ -31,7 +31,7 @@ SCHEMA_VERSION = 3
 #: of the wall time spent waiting for the next batch, and milliseconds per step of each part
 TIMING_FIELDS = ("data_wait_frac", "data_ms", "forward_ms", "backward_ms", "optimizer_ms", "ema_ms")
 
-from fgbench.rundir.layout import METRICS_FILE  # noqa: F401 (part of this module's API)
+from fgbench.rundir.layout import METRICS_FILE  # noqa: F401, E402 (part of this module's API)
 
 #: kind -> (required fields, optional fields)
 EVENT_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
