@@ -20,8 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe field, e.g. --set data.workers=4 (repeatable)")
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], help="override runtime.device")
-    p.add_argument("--seconds", type=_seconds, default=3.0, metavar="S",
-                   help="seconds per measurement, after a short warm-up (default 3)")
+    p.add_argument("--seconds", type=_seconds, default=2.0, metavar="S",
+                   help="seconds per measurement, after a short warm-up (default 2)")
     p.add_argument("--json", metavar="FILE", help="also write the numbers to FILE")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(handler=_handle)

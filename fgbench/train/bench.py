@@ -118,12 +118,12 @@ def _loader_rate(loader, *, seconds: float) -> tuple[int, float, float]:
     first = next(it)
     t_first = time.perf_counter() - t0
     images, t1 = 0, time.perf_counter()
-    for x, y, _bad in it:
+    for _x, y, _bad in it:
         images += int(y.shape[0])
         if time.perf_counter() - t1 >= seconds and images >= 2 * int(first[1].shape[0]):
             break
     else:  # one epoch was shorter than the time asked: a second epoch continues the count
-        for x, y, _bad in loader.batches(2, 0):
+        for _x, y, _bad in loader.batches(2, 0):
             images += int(y.shape[0])
             if time.perf_counter() - t1 >= seconds:
                 break
@@ -136,7 +136,7 @@ def _loader_rate(loader, *, seconds: float) -> tuple[int, float, float]:
 def _cycle_on_device(batches: Iterator, device: torch.device, n: int) -> Iterator:
     """``n`` batches taken once and moved to the device, then repeated for ever."""
     held = []
-    for x, y, bad in itertools.islice(batches, n):
+    for x, y, _bad in itertools.islice(batches, n):
         held.append((x.to(device), y.to(device), ()))
     if not held:
         raise RuntimeError("the training loader gave no batches")
@@ -330,7 +330,7 @@ def diagnose(limit: Rate, loaders: list[Rate], e2e: Rate, cheaper: Rate | None, 
                           "and the step share the CPU cores (fewer data.workers may help)")
     if cheaper is not None and cheaper.ratio is not None and cheaper.ratio > 1.1:
         advice.append(f"bf16 autocast + channels_last is {cheaper.ratio:.2f}x the step rate here: set "
-                      "runtime.precision = \"bf16\" and runtime.channels_last = \"on\" if this recipe's precision "
+                      "runtime.precision = \"bf16\" and runtime.channels_last = true if this recipe's precision "
                       "is not part of what it reproduces (check the accuracy on a short run)")
     if not advice:
         advice.append("nothing obvious: end to end is close to the limit")
