@@ -243,11 +243,15 @@ class Trainer:
 
     def _on_corrupt(self, paths: tuple[str, ...]) -> None:
         if not self.r.data.skip_corrupt:
+            if L.is_missing(paths[0]):
+                raise UserError(f"{paths[0]}: image file missing (deleted or moved while the run trained); put it "
+                                "back, or set data.skip_corrupt = true")
             raise UserError(f"{paths[0]}: cannot decode image; fix or remove it, or set data.skip_corrupt = true")
         new = [p for p in paths if p not in self.skipped]
         self.skipped.update(paths)
         for p in new:
-            self._emit("log", level="warning", message=f"skipped undecodable image {p}")
+            what = "missing" if L.is_missing(p) else "undecodable"
+            self._emit("log", level="warning", message=f"skipped {what} image {p}")
 
     def _duration(self) -> float:
         return self.totals["duration"] + (time.monotonic() - self._t_session)

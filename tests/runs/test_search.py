@@ -188,7 +188,7 @@ def test_real_search_prunes_poor_trials_and_writes_the_best_recipe(tmp_path: Pat
     data = tmp_path / "data"
     _solid_colours(data, {"train": 16, "test": 4})
     root = tmp_path / "runs"
-    recipe = write(tmp_path, folder_recipe_head(data, "se") + textwrap.dedent(f"""
+    recipe = write(tmp_path, folder_recipe_head(data, "se") + textwrap.dedent("""
         [schedule]
         name = "cosine"
         epochs = 4
@@ -202,7 +202,7 @@ def test_real_search_prunes_poor_trials_and_writes_the_best_recipe(tmp_path: Pat
         startup_trials = 1
         warmup_epochs = 0
         [sweep.search.params]
-        "optim.lr" = {{ type = "choice", values = [0.1, 1e-7] }}
+        "optim.lr" = { type = "choice", values = [0.1, 1e-7] }
         """))
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     res = subprocess.run([sys.executable, "-m", "fgbench", "sweep", str(recipe), "--tag", "se", "--runs-root", str(root)],

@@ -62,7 +62,7 @@ def test_slurm_sweep_requeue_cancel_continue(tmp_path: Path) -> None:
     make_images(data, {"train": 12, "test": 8})
     root = tmp_path / "runs"
     recipe = tmp_path / "s.toml"
-    recipe.write_text(folder_recipe_head(data, "sl") + textwrap.dedent(f"""
+    recipe.write_text(folder_recipe_head(data, "sl") + textwrap.dedent("""
         [schedule]
         name = "cosine"
         epochs = 3
@@ -76,12 +76,12 @@ def test_slurm_sweep_requeue_cancel_continue(tmp_path: Path) -> None:
         time_limit_min = 10
         [[sweep.variants]]
         name = "long"
-        set = {{ "schedule.epochs" = 40 }}
+        set = { "schedule.epochs" = 40 }
         [[sweep.variants]]
         name = "short"
         [[sweep.variants]]
         name = "later"
-        set = {{ "optim.lr" = 0.05, "schedule.epochs" = 150 }}
+        set = { "optim.lr" = 0.05, "schedule.epochs" = 150 }
         """), encoding="utf-8")
     # "later" trains for about ten seconds once started, so that the `--cancel` below lands while its
     # resubmitted job is queued or running: with three epochs (well under a second) it once finished
@@ -191,7 +191,7 @@ def test_slurm_search_jobs_share_one_study(tmp_path: Path) -> None:
     make_images(data, {"train": 8, "test": 4})
     root = tmp_path / "runs"
     recipe = tmp_path / "s.toml"
-    recipe.write_text(folder_recipe_head(data, "ss", workers=0) + textwrap.dedent(f"""
+    recipe.write_text(folder_recipe_head(data, "ss", workers=0) + textwrap.dedent("""
         [schedule]
         name = "cosine"
         epochs = 2
@@ -203,7 +203,7 @@ def test_slurm_search_jobs_share_one_study(tmp_path: Path) -> None:
         seed = 1
         pruner = "none"
         [sweep.search.params]
-        "optim.lr" = {{ type = "log_uniform", low = 1e-3, high = 0.5 }}
+        "optim.lr" = { type = "log_uniform", low = 1e-3, high = 0.5 }
         """), encoding="utf-8")
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     res = subprocess.run([sys.executable, "-m", "fgbench", "sweep", str(recipe), "--launcher", "slurm", "--tag", "ss",
@@ -235,14 +235,14 @@ def test_slurm_time_limit_signal_checkpoints_then_requeues(tmp_path: Path) -> No
     make_images(data, {"train": 8, "test": 4})
     root = tmp_path / "runs"
     recipe = tmp_path / "s.toml"
-    recipe.write_text(folder_recipe_head(data, "tl", workers=0) + textwrap.dedent(f"""
+    recipe.write_text(folder_recipe_head(data, "tl", workers=0) + textwrap.dedent("""
         [schedule]
         name = "cosine"
         epochs = 30
         [runtime]
         device = "cpu"
         [sweep]
-        grid = {{ "optim.lr" = [0.1] }}
+        grid = { "optim.lr" = [0.1] }
         """), encoding="utf-8")
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     sub = subprocess.run([sys.executable, "-m", "fgbench", "sweep", str(recipe), "--launcher", "slurm", "--tag", "tl",

@@ -26,7 +26,7 @@ def _tiny_recipe(tmp_path: Path, tracking_toml: str) -> Path:
     if not data.exists():
         make_images(data, {"train": 8, "test": 4})
     f = tmp_path / "r.toml"
-    f.write_text(folder_recipe_head(data, "tr", workers=0) + textwrap.dedent(f"""
+    f.write_text(folder_recipe_head(data, "tr", workers=0) + textwrap.dedent("""
         [optim]
         name = "sgd"
         lr = 0.1
