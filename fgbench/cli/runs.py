@@ -61,12 +61,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     cp = rs.add_parser("compare", help="one table of several runs; columns are the recipe fields that differ",
                        description="Compare runs in one table (Markdown by default, pasteable into a README). "
-                       "Only the recipe fields whose values differ between the runs become columns.")
+                       "Only the recipe fields whose values differ between the runs become columns. Runs that differ only "
+                       "in runtime.seed are one row (a group): n, mean, 95 %% t interval, sd, min-max, and each row's "
+                       "difference to the baseline row with a Holm-adjusted interval, resolved or within noise.")
     cp.add_argument("runs", nargs="*", metavar="RUN", help="runs or globs of run-directory names")
     _root_arg(cp)
     cp.add_argument("--sweep", metavar="TAG", help="the runs of this sweep, in the sweep's order, labelled by variant")
     cp.add_argument("--format", choices=["markdown", "csv", "json", "text"], default="markdown")
     cp.add_argument("--fields", metavar="A,B", help="show these recipe fields instead of the differing ones")
+    cp.add_argument("--baseline", metavar="NAME",
+                    help="the row the others are compared with (a row label, run or recipe name; default: the first row)")
     cp.set_defaults(handler=cmd_compare)
 
     ex = rs.add_parser("export", help="all metrics of several runs into one CSV / JSONL file, or TensorBoard logs",
@@ -364,9 +368,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     fields = [f.strip() for f in args.fields.split(",") if f.strip()] if args.fields else None
     if labels is not None and fields is None:
         fields = []  # the variant label already names what differs
-    columns, rows = report.compare_table(infos, labels, fields=fields,
-                                         label_header="variant" if labels is not None else "run")
+    columns, rows, notes = report.group_compare_table(infos, labels, fields=fields, baseline=args.baseline,
+                                                      label_header="variant" if labels is not None else "run")
     sys.stdout.write(report.render(columns, rows, args.format))
+    if notes and args.format in ("markdown", "text"):
+        sys.stdout.write("\n" + "".join(f"{n}\n" for n in notes))
     return 0
 
 
