@@ -29,6 +29,7 @@ from fnmatch import fnmatchcase
 from typing import Any, Iterable, Sequence
 
 from fgbench.rundir.layout import SUMMARY_FILE
+from fgbench.rundir.confusion import class_count, iter_cells
 
 BOOKKEEPING_FIELDS = ("name", "description", "sweep")
 
@@ -808,31 +809,35 @@ def curves_text(events: Sequence[dict[str, Any]], *, width: int = 56, height: in
 
 
 def per_class_accuracy(confusion: dict[str, Any]) -> list[tuple[str, int, int, float | None]]:
-    """(class name, correct, total, accuracy %) per class, in index order."""
+    """(class name, correct, total, accuracy %) per class, in index order; from a dense ``matrix``
+    or the non-zero ``cells`` of a large confusion (``fgbench.rundir.confusion``), in one pass."""
     names = list(confusion.get("class_names") or [])
-    matrix = confusion.get("matrix") or []
-    out = []
-    for i, row in enumerate(matrix):
-        total = sum(int(v) for v in row)
-        correct = int(row[i]) if i < len(row) else 0
-        name = names[i] if i < len(names) else str(i)
-        out.append((name, correct, total, (100.0 * correct / total) if total else None))
-    return out
+    n = class_count(confusion)
+    correct, total = [0] * n, [0] * n
+    for i, j, v in iter_cells(confusion):
+        if 0 <= i < n:
+            total[i] += v
+            if i == j:
+                correct[i] += v
+    return [(names[i] if i < len(names) else str(i), correct[i], total[i],
+             (100.0 * correct[i] / total[i]) if total[i] else None) for i in range(n)]
 
 
 def confused_pairs(confusion: dict[str, Any], top: int = 10) -> list[tuple[str, str, int, float]]:
     """The most frequent mistakes: (true class, predicted class, count, % of the true class's
     images), largest count first; ties by share, then by name for a stable order."""
     names = list(confusion.get("class_names") or [])
-    matrix = confusion.get("matrix") or []
+    totals: dict[int, int] = {}
+    off = []
+    for i, j, v in iter_cells(confusion):
+        totals[i] = totals.get(i, 0) + v
+        if i != j:
+            off.append((i, j, v))
     pairs = []
-    for i, row in enumerate(matrix):
-        total = sum(int(v) for v in row)
-        for j, v in enumerate(row):
-            if i != j and int(v) > 0:
-                ti = names[i] if i < len(names) else str(i)
-                pj = names[j] if j < len(names) else str(j)
-                pairs.append((ti, pj, int(v), 100.0 * int(v) / total if total else 0.0))
+    for i, j, v in off:
+        ti = names[i] if 0 <= i < len(names) else str(i)
+        pj = names[j] if 0 <= j < len(names) else str(j)
+        pairs.append((ti, pj, v, 100.0 * v / totals[i] if totals[i] else 0.0))
     pairs.sort(key=lambda p: (-p[2], -p[3], p[0], p[1]))
     return pairs[:top]
 

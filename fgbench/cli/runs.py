@@ -291,9 +291,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         out.write("\n## curves\n")
         text = report.curves_text(events, width=args.width)
         out.write(text if text else "no epoch has finished yet\n")
-    confusion = rundir.read_json(run_dir / rundir.CONFUSION_FILE)
+    from fgbench.rundir.confusion import has_confusion, read_confusion
+
+    confusion = read_confusion(run_dir)
     out.write("\n## classes\n")
-    if isinstance(confusion, dict) and confusion.get("matrix"):
+    if has_confusion(confusion):
         out.write(report.confusion_text(confusion, pairs=args.pairs, all_classes=args.all_classes))
     else:
         classes = rundir.read_json(run_dir / rundir.CLASSES_FILE)
