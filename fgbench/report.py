@@ -274,6 +274,9 @@ LIST_COLUMNS: list[tuple[str, str, str]] = [
     ("damaged", "damaged", "text"),
 ]
 
+#: the telemetry of summary.json (fgbench.train.telemetry), shown when some run has it
+TELEMETRY_COLUMNS: list[tuple[str, str, str]] = [("data_wait_frac", "data wait", "share"), ("gpu_util", "GPU", "percent")]
+
 METRIC_COLUMNS: list[tuple[str, str, str]] = [
     ("val_top1", "val top-1 @best", "acc"),
     ("test_top1_best", "test top-1 @best", "acc"),
@@ -361,8 +364,7 @@ def compare_table(
                 sizes.append(key)
     sizes.sort(key=lambda k: (k.startswith("ema_"), _size_key(k.split("@", 1)[1])))
     metric_cols += [(k, ("EMA test @" if k.startswith("ema_") else "test @") + k.split("@", 1)[1], "acc") for k in sizes]
-    metric_cols += [("epochs", "epochs", "text"), ("duration_s", "time", "duration"),
-                    ("data_wait_frac", "data wait", "share"), ("gpu_util", "GPU", "percent")]
+    metric_cols += [("epochs", "epochs", "text"), ("duration_s", "time", "duration"), *TELEMETRY_COLUMNS]
     optional = [c[0] for c in metric_cols if c[0] not in ("epochs", "duration_s", "test_top1_best", "test_top1_last")]
     # (data wait and GPU are left out when no run has them: runs from before telemetry, CPU runs)
     columns += _drop_empty(metric_cols, rows, optional)
@@ -448,6 +450,9 @@ def group_compare_table(
         if len(g) > 1:
             durations = [r["duration_s"] for _s, r in per_run if r.get("duration_s") is not None]
             row["duration_s"] = sum(durations) / len(durations) if durations else None
+            for key, _h, _k in TELEMETRY_COLUMNS:  # means, like the time
+                vals = [r[key] for _s, r in per_run if r.get(key) is not None]
+                row[key] = sum(vals) / len(vals) if vals else None
             row["epochs"] = per_run[0][1]["epochs"] if per_run else "-"
         rows.append(row)
         values.append(by_metric)
@@ -498,6 +503,7 @@ def group_compare_table(
     columns += _drop_empty(metric_cols, rows, optional)
     columns += diff_cols
     columns += [("epochs", "epochs", "text"), ("duration_s", "time", "duration")]
+    columns += _drop_empty(TELEMETRY_COLUMNS, rows, [c[0] for c in TELEMETRY_COLUMNS])
     return columns, rows, notes
 
 

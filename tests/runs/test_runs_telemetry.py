@@ -8,6 +8,8 @@ import io
 import json
 from pathlib import Path
 
+import pytest
+
 from fgbench import rundir
 from fgbench.rundir import events as metrics
 
@@ -22,7 +24,7 @@ def _with_telemetry(run: Path, data_wait: float | None, gpu: float | None) -> No
 
 def test_list_and_compare_show_data_wait_and_gpu(cli, runs_root: Path) -> None:
     a = make_run(runs_root, "cpu-run")
-    b = make_run(runs_root, "gpu-run", stamp=1_700_000_100)
+    b = make_run(runs_root, "gpu-run", sets=["optim.lr=0.2"], stamp=1_700_000_100)
     _with_telemetry(a, 0.414, None)
     _with_telemetry(b, 0.02, 87.25)
     code, out, err = cli("runs", "list", "--runs-root", runs_root)
@@ -34,6 +36,16 @@ def test_list_and_compare_show_data_wait_and_gpu(cli, runs_root: Path) -> None:
     assert code == 0, err
     rows = json.loads(out)
     assert [(r["data_wait_frac"], r["gpu_util"]) for r in rows] == [(0.414, None), (0.02, 87.25)]
+
+
+def test_a_group_of_seeds_shows_the_mean_data_wait(cli, runs_root: Path) -> None:
+    for seed, wait in ((1, 0.30), (2, 0.50)):
+        _with_telemetry(make_run(runs_root, "seeded", sets=[f"runtime.seed={seed}"], stamp=1_700_000_000 + seed),
+                        wait, None)
+    code, out, err = cli("runs", "compare", "--runs-root", runs_root, "*", "--format", "json")
+    assert code == 0, err
+    (row,) = json.loads(out)
+    assert row["n"] == 2 and row["data_wait_frac"] == pytest.approx(0.40) and "gpu_util" not in row
 
 
 def test_runs_without_telemetry_have_no_such_columns(cli, runs_root: Path) -> None:
