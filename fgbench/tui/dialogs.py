@@ -11,7 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from fgbench.tui.widgets.text_input import TextInput
+from fgbench.tui.text_input import TextInput
 
 
 class PromptScreen(ModalScreen[str | None]):

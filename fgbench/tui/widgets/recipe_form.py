@@ -35,7 +35,7 @@ from textual.widgets import Button, Collapsible, Input, Label, Select, Static, S
 
 from fgbench.recipe import Recipe
 from fgbench.tui import form as F
-from fgbench.tui.widgets.text_input import TextInput
+from fgbench.tui.text_input import TextInput
 
 
 def widget_id(prefix: str, path: str) -> str:
