@@ -1,6 +1,6 @@
 """Groups of runs: runs of the same experiment that differ only in their seed.
 
-Pure zone (stdlib only).
+Pure zone (stdlib only; not even :mod:`fgbench.report`, which uses this module).
 
 Identity. Two runs belong to the same group when their resolved recipes (``recipe.toml`` in the
 run directory, every default written out) are equal once these fields are left out:
@@ -13,8 +13,8 @@ run directory, every default written out) are equal once these fields are left o
 
 Everything else counts, including fields that only change numerics slightly (``data.workers``,
 ``runtime.device``, ``data.eval_batch_size``): a group never hides a difference a reader could
-not see. The comparison is over the flattened recipe (``optim.lr``, ``data.train_size``, ...):
-numbers compare by value (an int 1 equals a float 1.0), a field present in one recipe and absent
+not see. The comparison is over every field of the nested recipe (``optim.lr``,
+``data.train_size``, ...): numbers compare by value (an int 1 equals a float 1.0), a field present in one recipe and absent
 in the other differs, lists compare as a whole. A run whose recipe could not be read is a group
 of its own. The key is a short SHA-256 of that canonical form, so it is stable across processes
 and fgbench versions that write the same recipe.
@@ -30,8 +30,6 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-from fgbench.report import flatten
 
 SEED_FIELD = "runtime.seed"
 
@@ -52,7 +50,7 @@ def _ignored(key: str) -> bool:
     return any(key == f or key.startswith(f + ".") for f in IDENTITY_IGNORED)
 
 
-def _canonical(value: Any) -> Any:
+def _canonical(value: Any, path: str = "") -> Any:
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
     if isinstance(value, (int, float)):
@@ -60,14 +58,19 @@ def _canonical(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_canonical(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _canonical(v) for k, v in sorted(value.items())}
+        out = {}
+        for k in sorted(value, key=str):
+            sub = f"{path}.{k}" if path else str(k)
+            if not _ignored(sub):
+                out[str(k)] = _canonical(value[k], sub)
+        return out
     return repr(value)
 
 
 def identity_fields(recipe: dict[str, Any]) -> dict[str, Any]:
-    """The flattened recipe fields that decide a run's group (sorted by name)."""
-    flat = flatten(recipe)
-    return {k: _canonical(flat[k]) for k in sorted(flat) if not _ignored(k)}
+    """The resolved recipe as group identity sees it: the ignored fields left out, numbers as
+    floats, tables with sorted keys."""
+    return _canonical(recipe)
 
 
 def identity(recipe: dict[str, Any]) -> str:
