@@ -1046,6 +1046,10 @@ class SweepConfig(_Section):
     variants: list[SweepVariant] = Field(default_factory=list)
     """Named variants, run in this order; each is a set of field changes (crossed with the grid)."""
 
+    seeds: list[int] | None = Field(None, min_length=1, max_length=10_000)
+    """Run every point once per seed (`runtime.seed`), e.g. `[0, 1, 2]`; each (point, seed) is its own
+    run, and the runs of a point form a group in the ablation table. `fgbench sweep --seeds` replaces it."""
+
     search: SearchConfig | None = None
     """A search instead of a grid: Optuna samples the fields, prunes poor trials (see the README)."""
 
@@ -1059,12 +1063,19 @@ class SweepConfig(_Section):
     @model_validator(mode="after")
     def _check(self) -> "SweepConfig":
         if self.search is not None:
-            if self.grid or self.variants:
-                raise FieldProblem("search", "sweep.search cannot be combined with sweep.grid or sweep.variants",
-                                   "grid", "variants")
+            if self.grid or self.variants or self.seeds:
+                raise FieldProblem("search", "sweep.search cannot be combined with sweep.grid, sweep.variants "
+                                   "or sweep.seeds", "grid", "variants", "seeds")
             return self
-        if not self.grid and not self.variants:
-            raise FieldProblem("grid", "a sweep needs sweep.grid, sweep.variants or sweep.search", "variants", "search")
+        if not self.grid and not self.variants and not self.seeds:
+            raise FieldProblem("grid", "a sweep needs sweep.grid, sweep.variants, sweep.seeds or sweep.search",
+                               "variants", "seeds", "search")
+        if self.seeds:
+            for i, seed in enumerate(self.seeds):
+                if not 0 <= seed <= MAX_SEED:
+                    raise FieldProblem(f"seeds[{i}]", f"a seed is between 0 and {MAX_SEED}, not {seed}")
+                if seed in self.seeds[:i]:
+                    raise FieldProblem(f"seeds[{i}]", f"seeds must be unique: {seed} is used twice")
         names = [v.name for v in self.variants]
         for i, name in enumerate(names):
             if name in names[:i]:

@@ -23,7 +23,9 @@ COMMAND_MODULES = (
     "fgbench.cli.recipes",   # fgbench recipe new|validate|show
     "fgbench.cli.train",     # fgbench run
     "fgbench.cli.data",      # fgbench data list|download|verify|import|remove
-    "fgbench.cli.runs",      # fgbench runs ..., sweep, predict, evaluate
+    "fgbench.cli.runs",      # fgbench runs ..., predict, evaluate
+    "fgbench.cli.sweep",     # fgbench sweep
+    "fgbench.cli.bench",     # fgbench bench
 )
 
 

@@ -46,7 +46,7 @@ def _handle(args: argparse.Namespace) -> int:
         # A search trial: import optuna (and SQLAlchemy) before torch. Imported after torch, the
         # run's DataLoader workers outlived the run on Python 3.11 / torch 2.x and the process
         # hung at exit joining them (seen with optuna 5.0); imported first, it exits cleanly.
-        from fgbench import search
+        from fgbench.sweeps import search
 
         search._optuna()
     if not args.resume:

@@ -7,6 +7,8 @@ optimizer, scheduler, scaler, EMA, loss, mixer, precision), built once per stage
 Cost control: the step itself never calls ``.item()``. Loss and accuracy are summed into float64
 tensors on the device; they are read back (one CPU-GPU sync) only on logging steps, when the loop
 is asked to stop, and at the end of the epoch. Those are the only sync points, marked below.
+The step's data wait and phases are timed by ``fgbench.train.telemetry.StepClock`` (host clocks,
+and on CUDA events read only right after those same sync points): timing adds no sync.
 Running sums are float64 so that the epoch's numbers do not depend on where they were read.
 
 Under DDP (``Engine.reduce`` set; ``fgbench.train.distributed``) ``forward`` is the
@@ -31,6 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fgbench.train.models import forward_train
+from fgbench.rundir.confusion import DENSE_MAX_CLASSES
+from fgbench.train.telemetry import StepClock
 
 
 @dataclass
@@ -99,6 +103,7 @@ class StepHooks:
     on_tick: Callable[[int, int], None] = lambda batch, step: None  # every step, no sync
     on_corrupt: Callable[[tuple[str, ...]], None] = lambda paths: None  # raises unless skipping
     should_stop: Callable[[], bool] = lambda: False
+    clock: StepClock | None = None  # times the data wait and the step's phases (fgbench.train.telemetry)
 
 
 def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batches: int, stats: EpochStats,
@@ -121,8 +126,11 @@ def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batche
     t_start = time.perf_counter()
     stopped = reached_max = False
     cl = torch.channels_last if engine.channels_last else None
+    clock = hooks.clock if hooks.clock is not None else StepClock(dev)
+    clock.begin()
 
     for x, y, bad in batches:
+        clock.batch()
         if bad:
             hooks.on_corrupt(bad)
         if y.numel() == 0:
@@ -130,6 +138,7 @@ def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batche
                 raise RuntimeError(f"every image of this process's share of batch {stats.batches + 1} of epoch {epoch} "
                                    "was undecodable; remove those files (fgbench data verify --deep)")
             stats.batches += 1
+            clock.end_step()
             continue
         x = x.to(dev, non_blocking=True)
         y = y.to(dev, non_blocking=True)
@@ -143,6 +152,7 @@ def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batche
             loss = engine.criterion(logits, target)
             for a in aux:
                 loss = loss + engine.criterion(a, target)
+        clock.mark()  # forward
         backward_loss = loss
         if engine.world > 1:
             n_global = min(engine.global_batch, engine.train_images - stats.batches * engine.global_batch)
@@ -153,6 +163,7 @@ def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batche
         grad_norm = None
         if engine.scaler is not None:
             engine.scaler.scale(backward_loss).backward()
+            clock.mark()  # backward
             if engine.grad_clip:
                 engine.scaler.unscale_(opt)
                 grad_norm = nn.utils.clip_grad_norm_(model.parameters(), engine.grad_clip)
@@ -160,14 +171,17 @@ def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batche
             engine.scaler.update()
         else:
             backward_loss.backward()
+            clock.mark()  # backward
             if engine.grad_clip:
                 grad_norm = nn.utils.clip_grad_norm_(model.parameters(), engine.grad_clip)
             opt.step()
         engine.scheduler.step()
         engine.step += 1
         engine.stage_step += 1
+        clock.mark()  # optimizer
         if engine.ema is not None and engine.stage_step % engine.ema_every == 0:
             engine.ema.update(model)
+        clock.mark()  # ema
 
         n = y.shape[0]
         with torch.no_grad():
@@ -187,12 +201,13 @@ def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batche
             now = time.perf_counter()
             event = {"epoch": epoch, "step": engine.step, "loss": loss_sum / max(k, 1),
                      "top1": 100.0 * correct / max(k, 1), "lr": engine.last_lr,
-                     "images_per_s": k / max(now - win_time, 1e-9)}
+                     "images_per_s": k / max(now - win_time, 1e-9), **clock.window()}
             if grad_norm is not None:
                 event["grad_norm"] = float(grad_norm)  # already synced by tolist above
             hooks.on_log(event)
             win_acc, win_seen, win_time = acc.clone(), seen, now
         hooks.on_tick(stats.batches, engine.step)
+        clock.end_step()
         if engine.max_stage_steps is not None and engine.stage_step >= engine.max_stage_steps:
             reached_max = True
             break
@@ -220,12 +235,15 @@ def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batche
         "images": seen,
         "train_time": stats.train_time,
         "images_per_s": stats.timed_images / stats.train_time if stats.train_time > 0 else None,
+        "telemetry": clock.epoch(),  # data wait and phase times of this call's steps (after the sync above)
     }
 
 
 def evaluate(model: nn.Module, loader, engine: Engine, *, num_classes: int, top_k: int = 5,
              on_corrupt: Callable[[tuple[str, ...]], None] | None = None, predictions: bool = False) -> dict:
-    """Top-1 / top-k accuracy (percent), mean loss and the confusion matrix of one split.
+    """Top-1 / top-k accuracy (percent), mean loss and the confusion matrix of one split:
+    ``confusion``, a dense ``(C, C)`` tensor up to ``DENSE_MAX_CLASSES`` classes; past that
+    ``confusion`` is None and ``confusion_cells`` holds the non-zero ``(true, predicted, count)`` rows.
     Under DDP (``engine.reduce``) ``loader`` holds this process's shard and the counts are summed
     over the processes, so every process returns the numbers of the whole split.
     ``predictions``: also return ``labels`` and ``predicted`` (top-1 class) per image, in the
@@ -242,7 +260,12 @@ def _evaluate(model: nn.Module, loader, engine: Engine, *, num_classes: int, top
     dev = engine.device
     k = min(top_k, num_classes)
     sums = torch.zeros(3, dtype=torch.float64, device=dev)  # loss, top1, topk
-    confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=dev)
+    reduce = getattr(engine, "reduce", None)
+    # Up to DENSE_MAX_CLASSES (or under DDP, whose processes sum their counts) the matrix is counted
+    # densely; past it only the cells that occur: 10,000 classes would be a 10^8-cell matrix.
+    dense = num_classes <= DENSE_MAX_CLASSES or reduce is not None
+    confusion = torch.zeros(num_classes * num_classes if dense else 0, dtype=torch.long, device=dev)
+    codes: list[torch.Tensor] = []
     images = 0
     preds: list[torch.Tensor] = []
     truth: list[torch.Tensor] = []
@@ -266,12 +289,14 @@ def _evaluate(model: nn.Module, loader, engine: Engine, *, num_classes: int, top
             hit = top == y[:, None]
             sums += torch.stack([F.cross_entropy(logits, y, reduction="sum").double(),
                                  hit[:, 0].sum().double(), hit.any(dim=1).sum().double()])
-            confusion += torch.bincount(y * num_classes + top[:, 0], minlength=num_classes * num_classes)
+            if dense:
+                confusion += torch.bincount(y * num_classes + top[:, 0], minlength=num_classes * num_classes)
+            else:
+                codes.append(y * num_classes + top[:, 0])
             if predictions:
                 preds.append(top[:, 0])
                 truth.append(y)
             images += y.shape[0]
-        reduce = getattr(engine, "reduce", None)
         if reduce is not None:
             sums = torch.cat([sums, sums.new_tensor([images])])
             reduce(sums)
@@ -288,8 +313,18 @@ def _evaluate(model: nn.Module, loader, engine: Engine, *, num_classes: int, top
         "topk": 100.0 * ck / n,
         "loss": loss_sum / n,
         "images": images,
-        "confusion": confusion.view(num_classes, num_classes).cpu(),
     }
+    if dense and num_classes <= DENSE_MAX_CLASSES:
+        out["confusion"] = confusion.view(num_classes, num_classes).cpu()
+    else:
+        if dense:
+            code = confusion.nonzero().flatten()
+            count = confusion[code]
+        else:
+            code, count = (torch.cat(codes).unique(return_counts=True) if codes
+                           else (torch.zeros(0, dtype=torch.long, device=dev),) * 2)
+        out["confusion"] = None
+        out["confusion_cells"] = torch.stack([code // num_classes, code % num_classes, count], dim=1).cpu()
     if predictions:
         out["predicted"] = torch.cat(preds).tolist() if preds else []
         out["labels"] = torch.cat(truth).tolist() if truth else []
