@@ -310,7 +310,7 @@ class ComparePane(Vertical):
         Binding("left_square_bracket", "cursor(-1)", "Cursor ←", show=False, tooltip="Move the cursor left (every run's "
                 "value at one x is read out under the charts)"),
         Binding("right_square_bracket", "cursor(1)", "Cursor →", show=False, tooltip="Move the cursor right"),
-        Binding("g", "groups", "Groups", tooltip="Runs that differ only in the seed: one mean curve with a "
+        Binding("g", "groups", "Groups", show=False, tooltip="Runs that differ only in the seed: one mean curve with a "
                 "min-max band (on), or each run (off)"),
         Binding("e", "export", "Export", tooltip="Write the table as Markdown (.md) or CSV (.csv), "
                 "as fgbench runs compare does"),
