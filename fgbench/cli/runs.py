@@ -295,7 +295,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     confusion = read_confusion(run_dir)
     out.write("\n## classes\n")
-    if has_confusion(confusion):
+    if confusion is not None and has_confusion(confusion):
         out.write(report.confusion_text(confusion, pairs=args.pairs, all_classes=args.all_classes))
     else:
         classes = rundir.read_json(run_dir / rundir.CLASSES_FILE)

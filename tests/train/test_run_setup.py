@@ -1,4 +1,4 @@
-"""Trainer fixes: bad input leaves nothing behind, final test sizes with test_crop = "none",
+"""Setting a run up: bad input leaves nothing behind, final test sizes with test_crop = "none",
 the FGVC-Aircraft banner crop under draft decoding, and the cached loader's cache directory."""
 
 from __future__ import annotations

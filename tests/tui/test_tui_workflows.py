@@ -1,4 +1,4 @@
-"""Rough edges found by hand (issue 12), each driven as a user meets it: saving keeps a recipe's
+"""Workflows as a user meets them: saving keeps a recipe's
 file as written, variant values survive a look at another variant, a dataset that is not there is
 said at once, offline errors are shown whole, and the Runs pane / monitor details."""
 
