@@ -596,9 +596,29 @@ def fit_to_width(columns: Sequence[tuple[str, str, str]], rows: Sequence[dict[st
 
 
 def _cut(text: str, width: int | None) -> str:
+    """A run id keeps its date-time prefix (a unique prefix ``runs show`` accepts); any other
+    name is cut in the middle (:func:`cut_middle`)."""
     if width is None or len(text) <= width:
         return text
     return text[: max(1, width - 1)] + "…"
+
+
+def _middle(text: str, width: int | None) -> str:
+    return text if width is None else cut_middle(text, width)
+
+
+def cut_middle(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters, cut in the middle with ``…``: names differ at
+    their ends (``ez_cifar100_resnet18_ms1`` / ``_ms2``, ``<recipe>-<variant>``), so the start and
+    the end stay, the end getting the extra character. The one rule for names in every table
+    and list, CLI and TUI."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return "…"[:max(width, 0)]
+    keep = width - 1
+    head = keep // 2
+    return text[:head] + "…" + text[len(text) - (keep - head):]
 
 
 def render(columns: Sequence[tuple[str, str, str]], rows: Sequence[dict[str, Any]], fmt: str = "markdown",
@@ -621,7 +641,8 @@ def render(columns: Sequence[tuple[str, str, str]], rows: Sequence[dict[str, Any
             w.writerow([_csv_value(v) for key, _h, kind in columns for _k, v in _machine_parts(key, kind, row.get(key))])
         return buf.getvalue()
     limits = max_widths or {}
-    cells = [[_cut(_cell(row.get(key), kind), limits.get(key)) for key, _h, kind in columns] for row in rows]
+    cells = [[(_cut if key == "run" else _middle)(_cell(row.get(key), kind), limits.get(key))
+              for key, _h, kind in columns] for row in rows]
     headers = [h for _k, h, _kind in columns]
     numeric = [kind in ("acc", "duration", "rate", "stat", "diff") for _k, _h, kind in columns]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(headers)]
