@@ -78,3 +78,27 @@ def test_resume_answers_a_missing_dataset_before_importing_torch(tmp_path: Path)
     assert (rc, torch_loaded) == (2, False), err
     assert err.startswith(f"{run_dir / 'recipe.toml'}: data.dataset: stanford_cars is not downloaded")
     assert sorted(p.name for p in run_dir.iterdir()) == before
+
+
+def _fgbench(args: list[str], home: Path, **env: str) -> subprocess.CompletedProcess:
+    full = {**os.environ, "PYTHONPATH": str(REPO), "FGBENCH_HOME": str(home), **env}
+    for key in ("FGBENCH_DATA", "FGBENCH_RUNS", "COLUMNS"):
+        if key not in env:
+            full.pop(key, None)
+    return subprocess.run([sys.executable, "-m", "fgbench", *args], capture_output=True, text=True, env=full,
+                          timeout=300)
+
+
+def test_data_list_fits_80_columns_and_says_where_the_paths_are(tmp_path: Path) -> None:
+    home = tmp_path / "a-rather-long-home-directory-name" / "fgbench"
+    proc = _fgbench(["data", "list"], home, COLUMNS="80")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert max(len(line) for line in lines[:-1]) <= 80, lines  # the table; then where it is, whole
+    row = next(line for line in lines if line.startswith("cub200 "))
+    assert row.split()[-1] == "cub200"
+    assert lines[-1] == f"PATH is under {home / 'datasets'}"
+    # to a pipe without COLUMNS nothing is cut: the full path, for scripts
+    piped = _fgbench(["data", "list"], home)
+    row = next(line for line in piped.stdout.splitlines() if line.startswith("cub200 "))
+    assert row.split()[-1] == str(home / "datasets" / "cub200")
