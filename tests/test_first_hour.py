@@ -102,3 +102,32 @@ def test_data_list_fits_80_columns_and_says_where_the_paths_are(tmp_path: Path) 
     piped = _fgbench(["data", "list"], home)
     row = next(line for line in piped.stdout.splitlines() if line.startswith("cub200 "))
     assert row.split()[-1] == str(home / "datasets" / "cub200")
+
+
+def test_bash_completion_completes_commands_and_options(tmp_path: Path) -> None:
+    import shutil
+
+    proc = _fgbench(["completion", "bash"], tmp_path / "home")
+    assert proc.returncode == 0, proc.stderr
+    script = tmp_path / "fgbench.bash"
+    script.write_text(proc.stdout)
+    bash = shutil.which("bash")
+    assert bash is not None
+    probe = (f"source {script}\n"
+             "complete_words() { COMP_WORDS=(\"$@\"); COMP_CWORD=$(($# - 1)); COMP_LINE=\"$*\"; "
+             "COMP_POINT=${#COMP_LINE}; COMPREPLY=(); _shtab_fgbench; echo \"${COMPREPLY[*]}\"; }\n"
+             "complete_words fgbench ru\n"
+             "complete_words fgbench run --prog\n"
+             "complete_words fgbench completion f\n")
+    out = subprocess.run([bash, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.stdout.splitlines() == ["run runs", "--progress", "fish"], out
+
+
+def test_zsh_and_fish_completion_scripts_name_every_command(tmp_path: Path) -> None:
+    for shell in ("zsh", "fish"):
+        proc = _fgbench(["completion", shell], tmp_path / "home")
+        assert proc.returncode == 0, proc.stderr
+        for command in ("run", "runs", "data", "recipe", "sweep", "completion"):
+            assert command in proc.stdout
+    bad = _fgbench(["completion", "csh"], tmp_path / "home")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
