@@ -131,3 +131,37 @@ def test_zsh_and_fish_completion_scripts_name_every_command(tmp_path: Path) -> N
             assert command in proc.stdout
     bad = _fgbench(["completion", "csh"], tmp_path / "home")
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def _settings_probe(tmp_path: Path) -> tuple[str, str]:
+    """(the settings file fgbench reads, what it said on stderr), without FGBENCH_HOME, with the XDG
+    directories of a fresh user under ``tmp_path``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("FGBENCH_HOME", "FGBENCH_DATA", "FGBENCH_RUNS")}
+    env.update(PYTHONPATH=str(REPO), HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / "config"),
+               XDG_DATA_HOME=str(tmp_path / "data"))
+    code = ("from fgbench import paths, settings\n"
+            "for _ in range(3):\n    settings.load_settings()\n"
+            "print(paths.settings_file())")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip(), proc.stderr
+
+
+def test_settings_live_in_the_user_config_directory(tmp_path: Path) -> None:
+    new = tmp_path / "config" / "fgbench" / "settings.toml"
+    where, said = _settings_probe(tmp_path)
+    assert (where, said) == (str(new), "")
+
+
+def test_settings_in_the_old_place_are_still_read_and_said_once(tmp_path: Path) -> None:
+    old = tmp_path / "data" / "fgbench" / "settings.toml"
+    new = tmp_path / "config" / "fgbench" / "settings.toml"
+    old.parent.mkdir(parents=True)
+    old.write_text('[mirrors]\ncub200 = "https://m.example/CUB.tgz"\n')
+    where, said = _settings_probe(tmp_path)
+    assert where == str(old)
+    assert said.count("\n") == 1 and said.count(str(old)) == 2 and str(new) in said, said
+    # once moved, the new place is read and nothing is said
+    new.parent.mkdir(parents=True)
+    old.rename(new)
+    assert _settings_probe(tmp_path) == (str(new), "")
