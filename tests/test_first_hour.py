@@ -165,3 +165,34 @@ def test_settings_in_the_old_place_are_still_read_and_said_once(tmp_path: Path) 
     new.parent.mkdir(parents=True)
     old.rename(new)
     assert _settings_probe(tmp_path) == (str(new), "")
+
+
+def test_recipe_show_writes_toml_as_a_person_does(tmp_path: Path) -> None:
+    proc = _fgbench(["recipe", "show", str(REPO / "recipes" / "quickstart.toml")], tmp_path / "home")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert '(data.loader = "device")."""' in out and '\\"' not in out  # quotes as written
+    assert "crop_scale = [0.08, 1.0]\n" in out  # a list on one line
+    import tomllib
+
+    from fgbench.recipe import load_recipe, validate_recipe
+
+    assert validate_recipe(tomllib.loads(out)) == load_recipe(REPO / "recipes" / "quickstart.toml")
+
+
+def test_every_description_survives_the_writer() -> None:
+    import tomllib
+
+    from hypothesis import given, settings, strategies as st
+
+    from fgbench.recipe import dumps_recipe, validate_recipe
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.text(alphabet=st.sampled_from(['a', '"', "'", "\\", "\n", "\r", "\t", "é", "\x7f", "\u2028", " "]),
+                   min_size=1, max_size=20))
+    def roundtrip(text: str) -> None:
+        recipe = validate_recipe({"name": "q", "description": text, "stages": [{"epochs": 1}]})
+        for full in (True, False):
+            assert validate_recipe(tomllib.loads(dumps_recipe(recipe, full=full))) == recipe
+
+    roundtrip()
