@@ -292,7 +292,7 @@ async def test_the_compare_export_writes_under_the_runs_root_and_says_where(dirs
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)  # where fgbench was started: nothing is written here
     runs = [make_fixture_run(dirs.runs, f"2025030{i}-090000-r{i}", name=f"r{i}", dataset="synthetic",
-                             arch="resnet18", seed=0.01 * i) for i in (1, 2)]
+                             arch=arch, seed=0.01 * i) for i, arch in ((1, "resnet18"), (2, "resnet50"))]
     app = tui_app(dirs, initial_pane="compare", watch_interval=0.2)
     async with app.run_test(size=(120, 40)) as pilot:
         pane = await ready_pane(pilot, "compare")
