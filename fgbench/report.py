@@ -433,6 +433,7 @@ def group_compare_table(
         row = _with_epochs(run_row(g.first)) if len(g) == 1 else {"status": f"{len(done)}/{len(g)} completed"
                                                                  if len(done) < len(g) else "completed"}
         row[label_header] = _group_label(member_labels)
+        row.setdefault("path", str(g.first.path))
         row["n"] = len(done)
         row["seeds"] = ",".join("?" if s is None else str(s) for s, _r in per_run) if per_run else "-"
         row["runs"] = [r.run_id for r in g.runs]
@@ -946,6 +947,10 @@ def summary_text(summary: dict[str, Any]) -> str:
             f"time {fmt_duration(n['duration_s'])}  {rate} img/s")
     if n["peak_mem_mb"] is not None:
         head += f"  peak mem {n['peak_mem_mb']:.0f} MB"
+    if n["data_wait_frac"] is not None:
+        head += f"  data wait {_cell(n['data_wait_frac'], 'share')}"
+    if n["gpu_util"] is not None:
+        head += f"  GPU {_cell(n['gpu_util'], 'percent')}"
     lines.append(head)
     lines.append(
         f"images: train {fmt_value(summary.get('train_images'))}, val {fmt_value(summary.get('val_images'))}, "
