@@ -29,6 +29,7 @@ from fnmatch import fnmatchcase
 from typing import Any, Iterable, Sequence
 
 from fgbench.rundir.layout import SUMMARY_FILE
+from fgbench.textsafe import safe
 
 BOOKKEEPING_FIELDS = ("name", "description", "sweep")
 
@@ -428,8 +429,10 @@ def render(columns: Sequence[tuple[str, str, str]], rows: Sequence[dict[str, Any
             w.writerow([_csv_value(row.get(key)) for key, _h, _kind in columns])
         return buf.getvalue()
     limits = max_widths or {}
-    cells = [[_cut(_cell(row.get(key), kind), limits.get(key)) for key, _h, kind in columns] for row in rows]
-    headers = [h for _k, h, _kind in columns]
+    # every cell and header made safe to display (names and recipe keys come from disk) before
+    # widths are measured, so an escaped name is also measured as it is shown
+    cells = [[_cut(safe(_cell(row.get(key), kind)), limits.get(key)) for key, _h, kind in columns] for row in rows]
+    headers = [safe(h) for _k, h, _kind in columns]
     numeric = [kind in ("acc", "duration", "rate") for _k, _h, kind in columns]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(headers)]
 
@@ -465,7 +468,7 @@ def _csv_value(v: Any) -> str:
         return "true" if v else "false"
     if isinstance(v, (list, dict)):
         return json.dumps(v, separators=(",", ":"))
-    return str(v)
+    return safe(str(v))  # a name from disk never writes an escape sequence to a terminal
 
 
 # ------------------------------------------------------------------------------------- curves

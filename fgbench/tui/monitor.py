@@ -40,7 +40,6 @@ import os
 import re
 import threading
 import time
-import tomllib
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +49,7 @@ from fgbench.report import fmt_duration as format_duration
 from fgbench.rundir import events as metrics
 from fgbench import rundir
 from fgbench.rundir.events import SERIES as EVENT_SERIES
+from fgbench.rundir import files
 from fgbench.rundir.reader import RunReader
 
 BULK_BYTES = 2_000_000
@@ -268,8 +268,11 @@ class RunModel:
             return []
         if size <= BULK_BYTES:
             return self.tailer.poll()
+        try:
+            events, end = scan_metrics(path, SAMPLE_STEPS)
+        except files.RunFileError:
+            return self.tailer.poll()  # the tailer refuses it the same way and says why
         self.sampled = True
-        events, end = scan_metrics(path, SAMPLE_STEPS)
         self.tailer.offset = end
         return events
 
@@ -521,22 +524,8 @@ def _fmt(v: Any, digits: int = 2) -> str:
     return "-" if n is None else f"{n:.{digits}f}"
 
 
-def _read_toml(path: Path) -> dict[str, Any] | None:
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def tail_lines(path: Path, n: int, max_bytes: int = 64_000) -> list[str]:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - max_bytes))
-            data = f.read()
-    except OSError:
-        return []
+    data = files.tail_bytes(path, max_bytes)  # never blocks on a FIFO, never reads a device
     text = data.decode("utf-8", errors="replace").replace("\r\n", "\n")
     # progress bars redraw with \r: keep what a terminal would show last
     lines = [ln.rsplit("\r", 1)[-1] for ln in text.split("\n")]
@@ -549,8 +538,7 @@ def scan_metrics(path: Path, samples: int = SAMPLE_STEPS) -> tuple[list[dict[str
     """Events of a large metrics file: every non-step event, and step events sampled at evenly
     spaced byte offsets. Returns the events in file order and the offset after the last complete
     line (where a Tailer continues)."""
-    with open(path, "rb") as f:
-        data = f.read()
+    data = files.read_bytes(path) or b""  # RunFileError: the caller's reader reports the damage
     end = data.rfind(b"\n") + 1
     data = data[:end]
     found: dict[int, bytes] = {}
