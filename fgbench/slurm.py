@@ -282,11 +282,15 @@ def cancel_sweep(state: Any) -> str:
     import socket
 
     c = state.controller or {}
-    from fgbench import rundir
+    from fgbench.rundir import procs
 
-    if c.get("host") == socket.gethostname() and rundir.pid_alive(c.get("pid")):
+    # the rule for signals: only the process the sweep recorded (pid, start time, host) is signalled
+    if procs.alive(c.get("pid"), c.get("pid_start"), c.get("host")):
         os.kill(int(c["pid"]), signal.SIGINT)
         return f"asked the sweep process {c['pid']} to stop (its runs write a checkpoint first)"
+    if procs.unverifiable(c.get("pid"), c.get("pid_start"), c.get("host")):
+        return (f"the sweep's process is unknown (pid {c.get('pid')} is recorded without a start time that matches "
+                "it): nothing was signalled")
     if c.get("host") and c.get("host") != socket.gethostname():
         raise UserError(f"sweep {state.tag}: runs on {c['host']}; cancel it there")
     return "the sweep is not running"

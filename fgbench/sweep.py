@@ -758,12 +758,11 @@ def run_sweep(
     if in_main:
         for sig in (signal.SIGINT, signal.SIGTERM):
             old_handlers[sig] = signal.signal(sig, forward)
-    import socket
-
+    from fgbench.rundir import procs
     from fgbench.rundir.launcher import LaunchError, Launcher
 
     launcher = Launcher(state.runs_root, fgbench_cmd=base_cmd)
-    state.controller = {"pid": os.getpid(), "host": socket.gethostname()}  # for `fgbench sweep --cancel`
+    state.controller = procs.identity()  # for `fgbench sweep --cancel`: pid, start time and host
     try:
         while queue or active:
             free = [s for s in range(len(slots)) if s not in active]
