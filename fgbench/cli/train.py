@@ -46,17 +46,19 @@ def _handle(args: argparse.Namespace) -> int:
         # A search trial: import optuna (and SQLAlchemy) before torch. Imported after torch, the
         # run's DataLoader workers outlived the run on Python 3.11 / torch 2.x and the process
         # hung at exit joining them (seen with optuna 5.0); imported first, it exits cleanly.
-        from fgbench import search
+        from fgbench.sweeps import search
 
         search._optuna()
     if args.resume:
         check_resumable(args)
+        _check_resumed_dataset(args)
     else:
         check_output_dirs(args)
         if args.recipe:
             from fgbench.recipe import load_recipe
 
-            load_recipe(args.recipe, args.overrides)  # a bad recipe fails here, before torch is imported
+            recipe = load_recipe(args.recipe, args.overrides)  # a bad recipe fails here, before torch is imported
+            check_dataset(recipe, args.recipe)
     from fgbench.train.runner import run_command
 
     return run_command(args)
@@ -77,6 +79,31 @@ def check_resumable(args: argparse.Namespace) -> None:
     reader.update()
     if reader.damaged:
         raise UserError(f"{_show(run_dir)}: cannot resume a damaged run: {reader.damaged}")
+
+
+def check_dataset(recipe, source: str | os.PathLike[str]) -> None:
+    """The recipe's dataset can be read: a file check before torch is imported (which costs
+    seconds of CPU) and before anything is written, so a dataset that is not downloaded is one
+    line naming it and the command that gets it, exit 2."""
+    from fgbench.data import catalog
+
+    catalog.require_ready(recipe.data.dataset, recipe.data.root, where=f"{_show(Path(source))}: ")
+
+
+def _check_resumed_dataset(args: argparse.Namespace) -> None:
+    """``--resume``: the same check on the run's own recipe. A run directory whose recipe cannot
+    be read is left to the runner, which owns those messages."""
+    from fgbench.errors import UserError as _Bad
+    from fgbench.recipe import load_recipe
+    from fgbench.rundir.layout import RunDir
+
+    source = RunDir(Path(args.resume).expanduser()).recipe
+    try:
+        recipe = load_recipe(source, args.overrides) if source.is_file() else None
+    except (_Bad, OSError):
+        recipe = None
+    if recipe is not None:
+        check_dataset(recipe, source)
 
 
 def check_output_dirs(args: argparse.Namespace) -> None:

@@ -26,7 +26,7 @@ SCHEMA_VERSION = 2
 ``improved`` models (v1: a bool called ``best``). :func:`parse_line` reads v1 lines as v2."""
 
 from fgbench.rundir import files  # noqa: E402
-from fgbench.rundir.layout import METRICS_FILE  # noqa: F401,E402 (part of this module's API)
+from fgbench.rundir.layout import METRICS_FILE  # noqa: F401, E402 (part of this module's API)
 
 #: kind -> (required fields, optional fields)
 EVENT_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {

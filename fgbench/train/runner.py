@@ -9,7 +9,7 @@ Once the run exists, every outcome is recorded as a ``run_finished`` event and i
 ``summary.json``: ``completed`` (exit 0), ``interrupted`` by SIGINT/SIGTERM after the current step
 and a ``last.pt`` checkpoint (exit 130), ``failed`` with the error and traceback (exit 1), or
 ``failed`` because the disk is full (exit 1, one line naming the file and the free space). Bad
-data found while training, e.g. an undecodable image, is exit 2 like any bad input.
+data found while training, e.g. an undecodable or missing image, is exit 2 like any bad input.
 
 The trainer's stdout and stderr are copied into ``log.txt`` (a tee, so the terminal still shows
 them); the progress bar's in-place redraws go to the terminal only.
@@ -17,8 +17,11 @@ them); the progress bar's in-place redraws go to the terminal only.
 A run directory that this invocation made (new, or given empty with ``--run-dir``) is removed (or
 emptied again) when a ``UserError`` stops the run: bad input leaves nothing behind, also when it
 is only found while the first stage is set up (a ``device`` loader that cannot stack the images)
-or mid-run (an undecodable image without ``data.skip_corrupt``), and so is one whose first files
-could not be written for a full disk. A resumed run's directory is never removed.
+or in the first epoch (an undecodable image without ``data.skip_corrupt``), and so is one whose
+first files could not be written for a full disk. A run with results (a checkpoint, or an ended
+epoch: ``RunDir.has_results``) is never removed by fgbench: bad data found later ends it ``failed``
+(exit 2) with its checkpoints, and the one line says how to ``--resume`` it once the file is fixed.
+A resumed run's directory is never removed.
 
 One process trains in a run directory at a time: the run's lock (``fgbench.rundir.lock``) is
 taken before anything is written there (for ``--resume``, before its status is trusted) and held
@@ -207,8 +210,11 @@ def _unlock() -> None:
 
 def _discard(run_dir: Path, fresh: str) -> None:
     """Undo a run directory that bad input stopped before training: remove what this invocation
-    created, or empty again a directory that was given empty (a launcher's files stay for it)."""
+    created, or empty again a directory that was given empty (a launcher's files stay for it).
+    A directory with results (``RunDir.has_results``) is never touched."""
     _unlock()
+    if runs.RunDir(run_dir).has_results():
+        return
     if fresh == "created":
         shutil.rmtree(run_dir, ignore_errors=True)
         return
@@ -684,11 +690,17 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
         return EXIT_INTERRUPTED
     except (UserError, RecipeError) as err:
         progress.close()
-        if main and fresh is not None:
-            discard = True  # bad input (an undecodable image found mid-run too): leave nothing behind
+        if main and fresh is not None and not runs.RunDir(run_dir).has_results():
+            discard = True  # bad input before any epoch ended (an undecodable image too): leave nothing behind
             raise
-        _finish_failed(writer, trainer, str(err), None, EXIT_BAD_INPUT)
-        raise
+        # a run with results is never deleted: it ends failed, its checkpoints kept, and says how to go on
+        line = str(err)
+        if main and runs.RunDir(run_dir).last_ckpt.is_file():
+            line += f"; the run is kept (failed): fix that, then continue with: fgbench run --resume {run_dir}"
+        _finish_failed(writer, trainer, line, None, EXIT_BAD_INPUT)
+        if line == str(err):
+            raise
+        raise UserError(line) from None
     except KeyboardInterrupt:
         # A second Ctrl-C while stopping: leave at once, the last checkpoint stays valid.
         progress.close()

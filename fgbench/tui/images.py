@@ -107,7 +107,7 @@ def _halfcell_quietly() -> type:
                     size = _terminal.CellSize(width // columns, height // rows)
             except Exception:  # noqa: BLE001 - no terminal: the default
                 pass
-            setattr(_terminal.get_cell_size, "_result", size)
+            _terminal.get_cell_size._result = size  # type: ignore[attr-defined]  # its cache
         saved = sys.__stdout__
         sys.__stdout__ = _NotATerminal(saved)  # type: ignore[misc]
         try:

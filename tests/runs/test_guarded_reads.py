@@ -126,7 +126,7 @@ def test_every_reader_lists_the_damaged_runs_and_the_rest_as_usual(damaged_root)
             assert row["status"] == "completed" and row["test_top1_best"] == 68.0, name
         else:
             assert row["status"] == "damaged" and why in row["damaged"], (name, row)
-    for name, (code, stdout, stderr) in out["show"].items():
+    for name, (code, _stdout, stderr) in out["show"].items():
         assert code == 0 and "Traceback" not in stderr, (name, stderr)
     assert "68.00" in out["show"][runs["good"].name][1]
     code, stdout, stderr = out["compare"]
@@ -142,7 +142,7 @@ def test_every_reader_lists_the_damaged_runs_and_the_rest_as_usual(damaged_root)
             # never a number read from a damaged summary; the other files' damage leaves it shown
             assert status == "damaged" and why in error, (name, store[runs[name].name])
             assert best == (None if file == layout.SUMMARY_FILE else 68.0), (name, best)
-    for name, (code, stdout, stderr) in out["resume"].items():
+    for code, _stdout, stderr in out["resume"].values():
         assert code == 2 and "cannot resume a damaged run" in stderr and len(stderr.strip().splitlines()) == 1, stderr
 
 
