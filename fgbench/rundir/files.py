@@ -44,6 +44,7 @@ CAPS: dict[str, int] = {
     ".lock": 64 * KB,
     "classes.json": 64 * MB,
     "confusion.json": 512 * MB,
+    "confusion.npy": 512 * MB,
     "predictions.json": 512 * MB,
     "metrics.jsonl": 4096 * MB,
 }
