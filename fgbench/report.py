@@ -217,6 +217,8 @@ def summary_numbers(summary: dict[str, Any]) -> dict[str, Any]:
         "duration_s": _num(summary.get("duration_s")),
         "images_per_s": _num(summary.get("images_per_s")),
         "peak_mem_mb": _num(summary.get("peak_mem_mb")),
+        "data_wait_frac": _num(summary.get("data_wait_frac")),
+        "gpu_util": _num(summary.get("gpu_util")),
         "step": summary.get("step"),
         "select_on": summary.get("select_on"),
     }
@@ -268,8 +270,13 @@ LIST_COLUMNS: list[tuple[str, str, str]] = [
     ("ema_test_top1_last", "ema test@last", "acc"),
     ("duration_s", "time", "duration"),
     ("images_per_s", "img/s", "rate"),
+    ("data_wait_frac", "data wait", "share"),
+    ("gpu_util", "GPU", "percent"),
     ("damaged", "damaged", "text"),
 ]
+
+#: the telemetry of summary.json (fgbench.train.telemetry), shown when some run has it
+TELEMETRY_COLUMNS: list[tuple[str, str, str]] = [("data_wait_frac", "data wait", "share"), ("gpu_util", "GPU", "percent")]
 
 METRIC_COLUMNS: list[tuple[str, str, str]] = [
     ("val_top1", "val top-1 @best", "acc"),
@@ -306,6 +313,10 @@ def _cell(value: Any, kind: str) -> str:
         return fmt_duration(value)
     if kind == "rate":
         return "-" if value is None else f"{value:.0f}"
+    if kind == "share":  # a fraction 0..1 shown as a percentage
+        return "-" if value is None else f"{100 * value:.0f}%"
+    if kind == "percent":
+        return "-" if value is None else f"{value:.0f}%"
     if kind == "recipe":
         return "-" if value is _MISSING or value is None else fmt_recipe_value(value)
     if kind == "acc":
@@ -323,7 +334,7 @@ def _drop_empty(columns: list[tuple[str, str, str]], rows: list[dict[str, Any]],
 
 def list_table(runs: Sequence[Any]) -> tuple[list[tuple[str, str, str]], list[dict[str, Any]]]:
     rows = [_with_epochs(run_row(r)) for r in runs]
-    optional = ("ema_val_top1", "ema_test_top1_best", "ema_test_top1_last", "damaged")
+    optional = ("ema_val_top1", "ema_test_top1_best", "ema_test_top1_last", "damaged", "data_wait_frac", "gpu_util")
     return _drop_empty(LIST_COLUMNS, rows, optional), rows
 
 
@@ -354,8 +365,9 @@ def compare_table(
                 sizes.append(key)
     sizes.sort(key=lambda k: (k.startswith("ema_"), _size_key(k.split("@", 1)[1])))
     metric_cols += [(k, ("EMA test @" if k.startswith("ema_") else "test @") + k.split("@", 1)[1], "acc") for k in sizes]
-    metric_cols += [("epochs", "epochs", "text"), ("duration_s", "time", "duration")]
+    metric_cols += [("epochs", "epochs", "text"), ("duration_s", "time", "duration"), *TELEMETRY_COLUMNS]
     optional = [c[0] for c in metric_cols if c[0] not in ("epochs", "duration_s", "test_top1_best", "test_top1_last")]
+    # (data wait and GPU are left out when no run has them: runs from before telemetry, CPU runs)
     columns += _drop_empty(metric_cols, rows, optional)
     # A status column only when it tells something (a sweep with a failed or running row).
     if any(r["status"] != "completed" for r in rows):
@@ -439,6 +451,9 @@ def group_compare_table(
         if len(g) > 1:
             durations = [r["duration_s"] for _s, r in per_run if r.get("duration_s") is not None]
             row["duration_s"] = sum(durations) / len(durations) if durations else None
+            for key, _h, _k in TELEMETRY_COLUMNS:  # means, like the time
+                vals = [r[key] for _s, r in per_run if r.get(key) is not None]
+                row[key] = sum(vals) / len(vals) if vals else None
             row["epochs"] = per_run[0][1]["epochs"] if per_run else "-"
         rows.append(row)
         values.append(by_metric)
@@ -489,6 +504,7 @@ def group_compare_table(
     columns += _drop_empty(metric_cols, rows, optional)
     columns += diff_cols
     columns += [("epochs", "epochs", "text"), ("duration_s", "time", "duration")]
+    columns += _drop_empty(TELEMETRY_COLUMNS, rows, [c[0] for c in TELEMETRY_COLUMNS])
     return columns, rows, notes
 
 
@@ -541,8 +557,8 @@ def _machine_parts(key: str, kind: str, value: Any) -> list[tuple[str, Any]]:
 
 #: ``runs list`` on a narrow terminal: columns left out first to last, then run and recipe
 #: names are cut (a run id keeps its date-time prefix, which still names the run)
-LIST_DROP_ORDER = ("images_per_s", "ema_test_top1_last", "ema_val_top1", "test_top1_last", "model",
-                   "ema_test_top1_best", "dataset", "duration_s")
+LIST_DROP_ORDER = ("gpu_util", "data_wait_frac", "images_per_s", "ema_test_top1_last", "ema_val_top1",
+                   "test_top1_last", "model", "ema_test_top1_best", "dataset", "duration_s")
 LIST_MIN_WIDTH = {"run": 16, "recipe": 10}  # run: the YYYYMMDD-HHMMSS prefix and "…"
 
 
@@ -581,9 +597,29 @@ def fit_to_width(columns: Sequence[tuple[str, str, str]], rows: Sequence[dict[st
 
 
 def _cut(text: str, width: int | None) -> str:
+    """A run id keeps its date-time prefix (a unique prefix ``runs show`` accepts); any other
+    name is cut in the middle (:func:`cut_middle`)."""
     if width is None or len(text) <= width:
         return text
     return text[: max(1, width - 1)] + "…"
+
+
+def _middle(text: str, width: int | None) -> str:
+    return text if width is None else cut_middle(text, width)
+
+
+def cut_middle(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters, cut in the middle with ``…``: names differ at
+    their ends (``ez_cifar100_resnet18_ms1`` / ``_ms2``, ``<recipe>-<variant>``), so the start and
+    the end stay, the end getting the extra character. The one rule for names in every table
+    and list, CLI and TUI."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return "…"[:max(width, 0)]
+    keep = width - 1
+    head = keep // 2
+    return text[:head] + "…" + text[len(text) - (keep - head):]
 
 
 def render(columns: Sequence[tuple[str, str, str]], rows: Sequence[dict[str, Any]], fmt: str = "markdown",
@@ -608,7 +644,8 @@ def render(columns: Sequence[tuple[str, str, str]], rows: Sequence[dict[str, Any
     limits = max_widths or {}
     # every cell and header made safe to display (names and recipe keys come from disk) before
     # widths are measured, so an escaped name is also measured as it is shown
-    cells = [[_cut(safe(_cell(row.get(key), kind)), limits.get(key)) for key, _h, kind in columns] for row in rows]
+    cells = [[(_cut if key == "run" else _middle)(safe(_cell(row.get(key), kind)), limits.get(key))
+              for key, _h, kind in columns] for row in rows]
     headers = [safe(h) for _k, h, _kind in columns]
     numeric = [kind in ("acc", "duration", "rate", "stat", "diff") for _k, _h, kind in columns]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(headers)]
@@ -959,7 +996,8 @@ def event_scalars(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every scalar of a run's metrics as tidy rows {event, epoch, step, metric, value, time}.
 
     Names: ``step/<field>`` (loss, lr, images_per_s, ...), ``epoch/<field>`` (train_loss,
-    val_top1, ema_test_top1, ...), ``eval/<split>/<model>/<field>``, and
+    val_top1, ema_test_top1, data_wait_frac, ...), ``system/<field>`` (cpu_percent, rss_mb,
+    gpu_util, ...; the health samples), ``eval/<split>/<model>/<field>``, and
     ``final/<model>/<field>@<test size>`` for the end-of-run evaluation at extra sizes (its step
     is the run's last step)."""
     rows: list[dict[str, Any]] = []
@@ -969,7 +1007,7 @@ def event_scalars(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         if _is_scalar(ev.get("step")):
             last_step = ev["step"]
         base = {"event": kind, "epoch": ev.get("epoch"), "step": ev.get("step"), "time": ev.get("time")}
-        if kind in ("step", "epoch"):
+        if kind in ("step", "epoch", "system"):
             for k, v in ev.items():
                 if k not in _INDEX_FIELDS and _is_scalar(v):
                     rows.append({**base, "metric": f"{kind}/{k}", "value": v})

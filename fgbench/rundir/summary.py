@@ -142,6 +142,10 @@ class Summary:
     final_test_sizes: dict[str, dict[str, float | None]] = field(default_factory=dict)
     """test size (as a string) -> {"raw": top-1, "ema": top-1} of each model's best weights"""
     skipped_images: int = 0
+    data_wait_frac: float | None = None
+    """the share of the training steps' wall time spent waiting for the next batch (0..1)"""
+    gpu_util: float | None = None
+    """the GPU's mean utilisation (percent) over the run's health samples; None without a GPU"""
 
     # ------------------------------------------------------------------ (de)serialising
 

@@ -190,6 +190,6 @@ def test_damaged_run_directories_never_hang_crash_or_inject(data) -> None:
         assert rows[good.name]["status"] == "completed" and rows[good.name]["test_top1_best"] == 68.0
         assert len(rows) == 1 + n_bad
         assert out["store"][good.name][:2] == ["completed", 68.0]
-        for status, _best, name, arch, error in out["store"].values():
+        for _status, _best, name, arch, error in out["store"].values():
             assert not _raw_controls(f"{name}{arch}{error or ''}")
         assert _digest(good) == before  # the good run is intact

@@ -117,3 +117,33 @@ def test_skip_corrupt_skips_a_file_deleted_mid_run_and_counts_it_as_missing(tmp_
     logged = [e["message"] for e in events_of(run) if e["event"] == "log" and str(victim) in e.get("message", "")]
     assert len(logged) == 1 and "missing" in logged[0]
     assert json.loads((run / "summary.json").read_text())["skipped_images"] == 1
+
+
+def _header_bomb(path: Path, side: int = 60000) -> None:
+    """A 60-byte PNG whose header claims side x side pixels (no pixel data)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("loader", ["standard", "device", "cached"])
+def test_a_header_bomb_in_the_training_set_is_one_line(tmp_path, data, capsys, loader, monkeypatch):
+    """Issue 21 item 10: a decompression bomb (Pillow refuses it with an error that is not an
+    OSError) gave a 37-line traceback with the device loader."""
+    monkeypatch.setenv("FGBENCH_HOME", str(tmp_path / "home"))  # the cached loader's cache
+    bomb = data / "train" / CLASS_NAMES[1] / "zz_bomb.png"
+    _header_bomb(bomb)
+    recipe = write_recipe(tmp_path, data, schedule={"name": "cosine", "epochs": 1}, data={"loader": loader})
+    run = tmp_path / "run"
+    assert run_cli(str(recipe), "--run-dir", str(run)) == 2
+    out = capsys.readouterr()
+    lines = [ln for ln in out.err.splitlines() if ln.strip() and "Warning" not in ln]
+    assert len(lines) == 1, lines
+    assert "Traceback" not in out.err + out.out
+    assert lines[0].count(str(bomb)) == 1 and "cannot decode image" in lines[0]
+    assert not run.exists()

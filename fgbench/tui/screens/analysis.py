@@ -29,6 +29,7 @@ from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
 from fgbench import report
+from fgbench.data.images import CorruptImageError, open_picture
 from fgbench.rundir import layout
 from fgbench.rundir.confusion import has_confusion, read_confusion
 from fgbench.tui import images
@@ -217,7 +218,11 @@ class AnalysisScreen(Screen):
             # a file name is shown as text (never markup), made safe: image names set the title once
             caption = Static(Text(safe(Path(f).name) if f else safe(f"#{item.get('index')}")), classes="caption")
             if f and cls is not None and Path(f).is_file():
-                tiles.append(Vertical(cls(f, classes="picture"), caption, classes="image-tile"))
+                try:
+                    picture = cls(open_picture(f), classes="picture")
+                except CorruptImageError as err:  # shown as a placeholder: never a crash of the TUI
+                    picture = Static(Text(f"(cannot show: {err.reason})", style="dim"), classes="picture")
+                tiles.append(Vertical(picture, caption, classes="image-tile"))
             else:
                 missing += f is not None and not Path(f).is_file()
                 tiles.append(Vertical(Static(Text("(no picture)", style="dim"), classes="picture"), caption,

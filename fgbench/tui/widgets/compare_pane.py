@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
@@ -44,6 +45,7 @@ from fgbench.rundir.summary import Summary, SummaryError
 from fgbench.tui.monitor import SMOOTH_STEPS, SMOOTHABLE, SERIES, RunRow, Snapshot, format_duration, smooth
 from fgbench.tui.plots import CHART_TITLES, Line, MetricPlot, dimmed, rgb_style
 from fgbench.tui.widgets.fitted_table import FittedTable
+from fgbench.tui.widgets.runs_pane import started_text
 from fgbench.tui.widgets.run_view import next_smoothing
 
 DEFAULT_CHARTS = ("loss", "val_top1", "test_top1", "ema_test_top1", "lr", "images_per_s")
@@ -247,18 +249,18 @@ class ChartsArea(VerticalScroll):
 
 class ComparePane(Vertical):
     BINDINGS = [
-        Binding("w", "filter_runs", "Filter runs", tooltip="Filter the runs: words, status, sweep tag, "
+        Binding("w", "filter_runs", "Filter", tooltip="Filter the runs: words, status, sweep tag, "
                 "or recipe values such as optim.lr=0.005"),
         Binding("slash", "filter_series", "Series", tooltip="Choose the charts: words of series names "
                 "(loss, topk, ema, lr, grad ...), * for all"),
         Binding("x", "axis", "X axis", tooltip="x-axis: optimizer step, epoch or wall time"),
         Binding("l", "log", "Log y", tooltip="Logarithmic y axis on or off"),
-        Binding("s", "smooth", "Smoothing", tooltip="Smoothing of step series: off, or a debiased EMA over "
+        Binding("s", "smooth", "Smooth", tooltip="Smoothing of step series: off, or a debiased EMA over "
                 "10/50/200/1000 steps (the raw series stays drawn)"),
-        Binding("z", "zoom", "Full screen", tooltip="The focused chart alone, full screen (z or escape again: back)"),
-        Binding("left_square_bracket", "cursor(-1)", "Cursor ←", tooltip="Move the cursor left (every run's "
+        Binding("z", "zoom", "Zoom", tooltip="The focused chart alone, full screen (z or escape again: back)"),
+        Binding("left_square_bracket", "cursor(-1)", "Cursor ←", show=False, tooltip="Move the cursor left (every run's "
                 "value at one x is read out under the charts)"),
-        Binding("right_square_bracket", "cursor(1)", "Cursor →", tooltip="Move the cursor right"),
+        Binding("right_square_bracket", "cursor(1)", "Cursor →", show=False, tooltip="Move the cursor right"),
         Binding("e", "export", "Export", tooltip="Write the table as Markdown (.md) or CSV (.csv), "
                 "as fgbench runs compare does"),
         Binding("a", "clear", "Clear", tooltip="Clear the selection"),
@@ -297,6 +299,19 @@ class ComparePane(Vertical):
     def on_mount(self) -> None:
         self.update_runs()
 
+    _twins: set[str] = set()
+    _list_room = 0
+
+    @on(events.Resize)
+    def _resized(self) -> None:
+        """Names are cut to the sidebar's width: cut again when it changes."""
+        try:
+            lst = self.query_one("#compare-list", RunList)
+        except NoMatches:
+            return
+        if lst.scrollable_content_region.width - lst.styles.scrollbar_size_vertical != self._list_room:
+            self.update_runs()
+
     # ------------------------------------------------------------------ sidebar
 
     def _sweep(self, path: Path) -> str | None:
@@ -327,7 +342,12 @@ class ComparePane(Vertical):
         else:
             text.append("   ")
         text.append("^" if row.path in self.pins else " ", style="bold")
-        text.append(row.name)
+        # names cut in the middle to the room left; runs of one recipe told apart by their start
+        stamp = f" {started_text(row.run_id)}" if row.name in self._twins else ""
+        room = self._list_room - len(text.plain) - len(stamp)
+        text.append(report.cut_middle(row.name, room) if room > 4 else row.name)
+        if stamp:
+            text.append(stamp, style="dim")
         if row.status != "completed":
             text.append(f" {row.status}", style="dim")
         return text
@@ -342,6 +362,8 @@ class ComparePane(Vertical):
         book = self.app.colours  # type: ignore[attr-defined]
         colours = book.colours([p.name for p in selected])
         rows = self.visible_rows()
+        self._twins = {n for n, c in Counter(r.name for r in rows).items() if c > 1}
+        self._list_room = lst.scrollable_content_region.width - lst.styles.scrollbar_size_vertical
         options: list[Option] = []
         group: object = object()
         grouped = any(self._sweep(r.path) for r in rows)
