@@ -949,6 +949,10 @@ def summary_text(summary: dict[str, Any]) -> str:
             f"time {fmt_duration(n['duration_s'])}  {rate} img/s")
     if n["peak_mem_mb"] is not None:
         head += f"  peak mem {n['peak_mem_mb']:.0f} MB"
+    if n["data_wait_frac"] is not None:
+        head += f"  data wait {_cell(n['data_wait_frac'], 'share')}"
+    if n["gpu_util"] is not None:
+        head += f"  GPU {_cell(n['gpu_util'], 'percent')}"
     lines.append(head)
     lines.append(
         f"images: train {fmt_value(summary.get('train_images'))}, val {fmt_value(summary.get('val_images'))}, "

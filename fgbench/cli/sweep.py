@@ -49,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     sw.add_argument("--dry-run", action="store_true", help="validate and print the plan; run nothing")
     sw.add_argument("--format", choices=["markdown", "csv", "json", "text"], default="markdown",
                     help="format of the final table")
+    sw.add_argument("--baseline", metavar="NAME",
+                    help="the table's baseline row (a row label, run or recipe name; default: the first row): "
+                    "every other row's difference to it, with an interval, resolved or within noise")
     sw.add_argument("--status", metavar="TAG", help="each point's fgbench status and SLURM state, then the table so far")
     sw.add_argument("--cancel", metavar="TAG", help="cancel what is left of a sweep (SLURM jobs; a local sweep is stopped "
                     "as with Ctrl-C); continue later with --continue TAG")
@@ -81,7 +84,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if len(modes) > 1:
         raise UserError("give one of --continue, --status, --cancel and --best")
     if args.status:
-        return _sweep_status(S.SweepState.load(args.status, root), args.format)
+        return _sweep_status(S.SweepState.load(args.status, root), args.format, args.baseline)
     if args.cancel:
         return _sweep_cancel(S.SweepState.load(args.cancel, root))
     if args.best:
@@ -202,13 +205,27 @@ def _wait(state: Any, args: argparse.Namespace) -> int:
     return _sweep_report(state, code, args)
 
 
-def _sweep_report(state: Any, code: int, args: argparse.Namespace) -> int:
-    from fgbench.sweeps import state as S, tables
+def _print_table(state: Any, fmt: str, baseline: str | None) -> None:
+    from fgbench.sweeps import tables
 
-    columns, rows = tables.ablation_table(state)
+    try:
+        columns, rows, notes = tables.sweep_table(state, baseline)
+    except UserError as err:  # a --baseline that names no row: the table without it, the work kept
+        if baseline is None:
+            raise
+        print(str(err), file=sys.stderr)
+        columns, rows, notes = tables.sweep_table(state)
     if rows:
         print()
-        sys.stdout.write(report.render(columns, rows, args.format))
+        sys.stdout.write(report.render(columns, rows, fmt))
+        if notes and fmt in ("markdown", "text"):
+            sys.stdout.write("\n" + "".join(f"{n}\n" for n in notes))
+
+
+def _sweep_report(state: Any, code: int, args: argparse.Namespace) -> int:
+    from fgbench.sweeps import state as S
+
+    _print_table(state, args.format, args.baseline)
     statuses = [S.point_status(p) for p in S.SweepState.load_dir(state.dir).points] if state.path.is_file() else []
     counts = {s: statuses.count(s) for s in ("completed", "pruned", "failed", "interrupted", "running", "pending")}
     print(f"\nsweep {state.tag}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
@@ -244,7 +261,7 @@ def _print_status_rows(state: Any, rows: list[dict[str, Any]]) -> None:
     sys.stdout.write(report.render(columns, rows, "text"))
 
 
-def _sweep_status(state: Any, fmt: str) -> int:
+def _sweep_status(state: Any, fmt: str, baseline: str | None = None) -> int:
     from fgbench.sweeps import tables
 
     rows = tables.status_rows(state)
@@ -253,10 +270,7 @@ def _sweep_status(state: Any, fmt: str) -> int:
         where = f"SLURM, {state.slurm.get('partition') or 'default partition'}"
     print(f"sweep {state.tag} ({where}): {len(rows)} point(s), from {state.source}")
     _print_status_rows(state, rows)
-    columns, table = tables.ablation_table(state)
-    if table:
-        print()
-        sys.stdout.write(report.render(columns, table, fmt))
+    _print_table(state, fmt, baseline)
     return 0
 
 

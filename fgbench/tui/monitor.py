@@ -636,7 +636,7 @@ class RunRow:
     last_event_time: float | None = None
     """Time of the run's latest event: a live run's clock keeps moving from there."""
     scheduler: str | None = None
-    """The SLURM state of the run's job, for a point of a SLURM sweep (``fgbench.slurm``)."""
+    """The SLURM state of the run's job, for a point of a SLURM sweep (``fgbench.sweeps.slurm``)."""
 
     def live_duration_s(self, now: float) -> float | None:
         """The time column: for a running run, the duration so far extended to ``now``."""
