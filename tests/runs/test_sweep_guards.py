@@ -69,6 +69,15 @@ def test_a_missing_dataset_is_one_line_before_anything_is_written(cli, tmp_path:
     assert list(runs_root.iterdir()) == []  # no sweep state, no run directory
 
 
+def test_continue_checks_the_datasets_of_the_points_left(cli, tmp_path: Path, runs_root: Path) -> None:
+    f = write(tmp_path, BASE + '[data]\ndataset = "cub200"\n[sweep]\ngrid = { "optim.lr" = [0.1, 0.2] }\n')
+    S.create_state(P.load_plan(f), "nc", runs_root)  # planned where the dataset was (a shared disk, say)
+    code, out, err = cli("sweep", "--continue", "nc", "--runs-root", runs_root)
+    assert code == 2 and len(err.strip().splitlines()) == 1, out + err
+    assert err.startswith("sweep nc: data.dataset: cub200 is not downloaded")
+    assert [p.name for p in runs_root.iterdir()] == ["sweeps"]
+
+
 def test_a_sweep_stopped_while_its_trainer_starts_leaves_no_run_without_its_recipe(
         tmp_path: Path, runs_root: Path) -> None:
     """Ctrl-C while the trainer is still importing (it has written nothing): the directory the
