@@ -269,12 +269,12 @@ class _Bench:
                 else:
                     lds = self.loaders(kind, self.splits_for(kind))
                 try:
-                    images, secs, first = _loader_rate(lds.train, seconds=self.seconds)
+                    images, secs, t_first = _loader_rate(lds.train, seconds=self.seconds)
                 finally:
                     if lds is not own_loaders:
                         lds.close()
                 note = "the recipe's" if kind == own else ""
-                rate = Rate(f"loader: {kind}", images, secs, None, note, {"first_batch_s": first, "kind": kind})
+                rate = Rate(f"loader: {kind}", images, secs, None, note, {"first_batch_s": t_first, "kind": kind})
                 rate.ratio = rate.images_per_s / limit.images_per_s
                 rates.append(rate)
             # 4. a cheaper step
