@@ -433,6 +433,7 @@ def group_compare_table(
         row = _with_epochs(run_row(g.first)) if len(g) == 1 else {"status": f"{len(done)}/{len(g)} completed"
                                                                  if len(done) < len(g) else "completed"}
         row[label_header] = _group_label(member_labels)
+        row.setdefault("path", str(g.first.path))
         row["n"] = len(done)
         row["seeds"] = ",".join("?" if s is None else str(s) for s, _r in per_run) if per_run else "-"
         row["runs"] = [r.run_id for r in g.runs]

@@ -317,3 +317,42 @@ def last_of(events: Iterable[dict[str, Any]], kind: str) -> dict[str, Any] | Non
         if ev.get("event") == kind:
             found = ev
     return found
+
+
+REPLAYED_KINDS = frozenset({"step", "epoch", "eval", "checkpoint"})
+"""Events of training progress, which a resume from an earlier checkpoint writes again."""
+
+
+def drop_replayed(path: str | os.PathLike[str], *, step: int, final_done: bool = True) -> int:
+    """Before a resume from a checkpoint taken at ``step``: remove the progress events a killed
+    session wrote past it (steps, epochs, evaluations, checkpoints; and ``final_eval`` events
+    when the final evaluation is to be redone, ``final_done`` False), which the resumed run
+    writes again, so that every epoch appears once in ``metrics.jsonl``. Everything else stays
+    (the killed session's ``run_started``, logs, system samples). The writer de-duplicates, so
+    that every reader of the file (``runs show``, the TUI, exports, trackers) sees one epoch once.
+    The file is rewritten atomically; returns how many events were dropped."""
+    from fgbench.atomic import atomic_write
+
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        return 0
+    keep: list[bytes] = []
+    dropped = 0
+    lines = data.split(b"\n")
+    tail = lines.pop()  # b"" after a final newline; else a partial line the kill cut short
+    for raw in lines:
+        ev = parse_line(raw) if raw.strip() else None
+        if ev is not None:
+            kind = ev.get("event")
+            s = ev.get("step")
+            if ((kind in REPLAYED_KINDS and isinstance(s, int) and s > step)
+                    or (kind == "final_eval" and not final_done)):
+                dropped += 1
+                continue
+        keep.append(raw)
+    if not dropped and not tail:
+        return 0
+    atomic_write(p, lambda f: f.write(b"".join(line + b"\n" for line in keep)))
+    return dropped

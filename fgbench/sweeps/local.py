@@ -82,18 +82,18 @@ def detect_gpus(spec: str | None) -> list[str | None]:
     if spec == "auto":
         env = os.environ.get("CUDA_VISIBLE_DEVICES")
         if env is not None and env.strip():
-            ids = [x.strip() for x in env.split(",") if x.strip()]
+            ids: list[str | None] = [x.strip() for x in env.split(",") if x.strip()]
             return ids or [None]
         try:
             out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
         except (OSError, subprocess.SubprocessError):
             return [None]
-        ids = [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
-        return ids or [None]
-    ids = [x.strip() for x in spec.split(",")]
-    if not ids or any(not x for x in ids):
+        found: list[str | None] = [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
+        return found or [None]
+    given: list[str | None] = [x.strip() for x in spec.split(",")]
+    if not given or any(not x for x in given):
         raise UserError(f"--gpus {spec}: expected auto or a list of GPU ids such as 0,1")
-    return ids
+    return given
 
 
 def group_slots(slots: Sequence[str | None], nproc: int) -> list[str | None]:

@@ -112,7 +112,9 @@ def parse_grid_arg(item: str) -> tuple[str, list[Any]]:
 
 
 def _split_top_level(raw: str) -> list[str]:
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in raw:
         if ch in "[{":
             depth += 1
@@ -145,16 +147,16 @@ def apply_set(base: dict[str, Any], overrides: dict[str, Any]) -> tuple[dict[str
         tag_key = f"{section}.{tag}"
         if tag_key not in overrides:
             continue
-        node = _get_table(out, section)
+        table = _get_table(out, section)
         variants = union_variants(section)
-        cls = variants.get(node.get(tag)) if node is not None else None
-        if cls is None:
+        cls = variants.get(str(table.get(tag))) if table is not None else None
+        if cls is None or table is None:
             continue  # an unknown tag: validation reports it with the list of choices
-        dropped = [name for name in node if name not in cls.model_fields and f"{section}.{name}" not in overrides]
+        dropped = [name for name in table if name not in cls.model_fields and f"{section}.{name}" not in overrides]
         for name in dropped:
-            del node[name]
+            del table[name]
         if dropped:
-            notes.append(f"{tag_key} is now {node.get(tag)!r}: dropped {', '.join(f'{section}.{n}' for n in dropped)}")
+            notes.append(f"{tag_key} is now {table.get(tag)!r}: dropped {', '.join(f'{section}.{n}' for n in dropped)}")
     return out, notes
 
 
@@ -348,7 +350,8 @@ def expand(
         for combo in (itertools.product(*grid.values()) if grid else [()]):
             grid_label = " ".join(f"{short[k]}={label_value(v)}" for k, v in zip(grid.keys(), combo))
             group = " ".join(x for x in (variant.name if variant else "", grid_label) if x)
-            for seed in seeds or [None]:
+            seed_axis: list[int | None] = list(seeds) if seeds else [None]
+            for seed in seed_axis:
                 overrides = dict(vset)
                 overrides.update(zip(grid.keys(), combo))
                 label = group
@@ -403,7 +406,7 @@ def _expand_search(base: dict[str, Any], source: str, spec: SweepConfig) -> Plan
         if key.split(".")[0] in ("sweep", "name"):
             errors.append(f"{source}: sweep.search.params.{key}: cannot be searched")
             continue
-        probes = param.values if param.type == "choice" else [param.low, param.high]
+        probes: list[Any] = list(param.values or []) if param.type == "choice" else [param.low, param.high]
         for value in probes:
             if param.type == "int":
                 value = int(value)
@@ -471,10 +474,11 @@ def plan_text(plan: Plan) -> str:
         se = plan.spec.search
         lines = [f"{plan.source}: a search of {se.trials} trial(s), maximising {se.metric} "
                  f"({se.sampler} sampler, {se.pruner} pruner)"]
-        for key, p in se.params.items():
-            what = (", ".join(label_value(v) for v in p.values or []) if p.type == "choice"
-                    else f"{label_value(p.low)} .. {label_value(p.high)}" + (f" step {p.step}" if p.step else ""))
-            lines.append(f"  {key}: {p.type} {what}")
+        for key, param in se.params.items():
+            what = (", ".join(label_value(v) for v in param.values or []) if param.type == "choice"
+                    else f"{label_value(param.low)} .. {label_value(param.high)}"
+                    + (f" step {param.step}" if param.step else ""))
+            lines.append(f"  {key}: {param.type} {what}")
         return "\n".join(lines) + "\n"
     lines = [f"{plan.source}: {len(plan.points)} run(s)"]
     w = max(len(p.label) for p in plan.points)

@@ -614,6 +614,9 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
             )
             runs.write_json(run_dir / runs.CLASSES_FILE, list(splits.class_names))
         else:
+            # what a killed session wrote past the checkpoint is trained again: each epoch once in the file
+            metrics.drop_replayed(run_dir / metrics.METRICS_FILE, step=int(resume_ckpt["step"]),
+                                  final_done=bool(resume_ckpt.get("final_sizes")))
             info = runs.read_json(run_dir / runs.RUN_INFO_FILE) or {}
             resumes = list(info.get("resumes", []))
             resumes.append({"time": time.time(), "argv": sys.argv, "from_epoch": int(resume_ckpt["epoch"]),

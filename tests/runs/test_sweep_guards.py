@@ -4,7 +4,6 @@ writer; and what its commands show: deleted runs, every point in the table, `--b
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -163,7 +162,7 @@ sys.exit(local.run_sweep(state, base_cmd={fake!r}, poll_s=0.02))
 def test_a_second_sweep_writer_is_refused_naming_the_first(tmp_path: Path, runs_root: Path, monkeypatch) -> None:
     """Two `fgbench sweep --continue TAG` at once: the second says who runs the sweep and exits
     2, instead of training every pending point a second time."""
-    state = make_state(tmp_path, runs_root, "w2", n=2, epochs=40)
+    make_state(tmp_path, runs_root, "w2", n=2, epochs=40)
     driver = tmp_path / "driver.py"
     driver.write_text(SWEEP_DRIVER.format(repo=str(REPO), tag="w2", root=str(runs_root), fake=FAKE))
     proc = subprocess.Popen([sys.executable, str(driver)], env=dict(os.environ, FAKE_EPOCH_S="0.2"),
