@@ -30,6 +30,7 @@ Decisions:
   is dropped and the plan says so, instead of failing every such variant.
 * Seeds are an axis like any other, with one difference: a point's *group* is its label without
   the seed (``B+A`` for ``B+A seed=1``), so the runs of one group differ only in ``runtime.seed``.
+  A grid over ``runtime.seed`` (with no ``seeds``) is taken as the seed axis.
   Each (point, seed) is its own run directory. A sweep that also sweeps ``runtime.seed`` through
   its grid or a variant is refused: one seed axis.
 """
@@ -317,6 +318,9 @@ def expand(
     if seeds is None and spec is not None and spec.seeds is not None:
         seeds = spec.seeds
     seeds = list(seeds or [])
+    grid_seeds = grid.get(SEED_FIELD)
+    if not seeds and grid_seeds and all(isinstance(v, int) and not isinstance(v, bool) for v in grid_seeds):
+        seeds = list(grid.pop(SEED_FIELD))  # a grid over runtime.seed is the seed axis, its runs one group
     variants = list(spec.variants) if spec else []
     if only:
         wanted = list(only)
