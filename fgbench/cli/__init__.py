@@ -18,6 +18,7 @@ from typing import NoReturn
 
 from fgbench import __version__
 from fgbench.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, UserError
+from fgbench.textsafe import safe_lines
 
 COMMAND_MODULES = (
     "fgbench.cli.recipes",   # fgbench recipe new|validate|show
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(handler(args) or 0)
     except UserError as err:
-        print(str(err), file=sys.stderr)
+        print(safe_lines(str(err)), file=sys.stderr)  # it may quote a file's content or a name
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -20,6 +20,7 @@ import time
 from typing import TextIO
 
 from fgbench.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from fgbench.textsafe import safe
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -99,7 +100,7 @@ class ProgressPrinter:
             if key != self.current:
                 self.current = key
                 total = f" ({format_bytes(p.total_bytes)})" if p.unit == "B" and p.total_bytes else ""
-                print(f"{p.stage}: {p.message}{total}", file=self.stream, flush=True)
+                print(f"{p.stage}: {safe(p.message)}{total}", file=self.stream, flush=True)
             return
         if key != self.current and self.open_line:
             self.stream.write("\n")
@@ -113,7 +114,7 @@ class ProgressPrinter:
             bar = "[" + "#" * filled + "." * (n - filled) + f"] {frac * 100:5.1f}%"
         eta = f"ETA {_human_time(p.eta_s)}" if p.eta_s is not None else ""
         tail = "  ".join(x for x in (bar, amount, speed, eta) if x)
-        head = f"{p.stage:8s} {p.message}"
+        head = f"{p.stage:8s} {safe(p.message)}"  # a message may name a file from an archive
         room = max(10, width - 1 - len(tail) - 2)
         if len(head) > room:  # shorten the message, never the numbers
             head = head[: room - 3] + "..."
@@ -271,9 +272,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if report.counts:
         c = report.counts
         test = "test images" if report.test_split == "test" else f"test images (from {report.test_split}/)"
-        print(f"{args.name}: {c.get('classes')} classes, {c.get('train')} train / {c.get('test')} {test} ({report.location})")
-    for problem in report.problems:
-        print(problem, file=sys.stderr)
+        print(f"{args.name}: {c.get('classes')} classes, {c.get('train')} train / {c.get('test')} {test} "
+              f"({safe(str(report.location))})")
+    for problem in report.problems:  # they name image files and folders: shown safe
+        print(safe(problem), file=sys.stderr)
     if report.ok:
         detail = ""
         if args.deep:
