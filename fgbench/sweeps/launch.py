@@ -18,10 +18,10 @@ from fgbench import rundir
 from fgbench.errors import UserError
 from fgbench.recipe import RecipeError, atomic_write_text, dumps_recipe, validate_recipe
 from fgbench.rundir.status import INTERRUPT_CODES
-
-INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 from fgbench.sweeps.plan import FAILED, INTERRUPTED, RUNNING, Point, apply_set
 from fgbench.sweeps.state import SweepState, settle
+
+INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def point_command(point: Point, state: SweepState, base_cmd: Sequence[str], extra: Sequence[str]) -> list[str]:
