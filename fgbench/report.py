@@ -30,6 +30,7 @@ from typing import Any, Iterable, Sequence
 
 from fgbench.rundir.layout import SUMMARY_FILE
 from fgbench.rundir.confusion import class_count, iter_cells
+from fgbench.textsafe import safe
 
 BOOKKEEPING_FIELDS = ("name", "description", "sweep")
 
@@ -818,9 +819,11 @@ def render(columns: Sequence[tuple[str, str, str]], rows: Sequence[dict[str, Any
             w.writerow([_csv_value(v) for key, _h, kind in columns for _k, v in _machine_parts(key, kind, row.get(key))])
         return buf.getvalue()
     limits = max_widths or {}
-    cells = [[(_cut if key == "run" else _middle)(_cell(row.get(key), kind), limits.get(key))
+    # every cell and header made safe to display (names and recipe keys come from disk) before
+    # widths are measured, so an escaped name is also measured as it is shown
+    cells = [[(_cut if key == "run" else _middle)(safe(_cell(row.get(key), kind)), limits.get(key))
               for key, _h, kind in columns] for row in rows]
-    headers = [h for _k, h, _kind in columns]
+    headers = [safe(h) for _k, h, _kind in columns]
     numeric = [kind in ("acc", "duration", "rate", "stat", "diff") for _k, _h, kind in columns]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(headers)]
 
@@ -856,7 +859,7 @@ def _csv_value(v: Any) -> str:
         return "true" if v else "false"
     if isinstance(v, (list, dict)):
         return json.dumps(v, separators=(",", ":"))
-    return str(v)
+    return safe(str(v))  # a name from disk never writes an escape sequence to a terminal
 
 
 # ------------------------------------------------------------------------------------- curves

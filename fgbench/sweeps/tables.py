@@ -72,6 +72,8 @@ def _search_table(fresh: SweepState) -> tuple[list[tuple[str, str, str]], list[d
     from fgbench.rundir import events as metrics
     from fgbench.sweeps import search as S
 
+    spec = fresh.search
+    assert spec is not None
     pts = [p for p in fresh.points if has_run(p)]
     if not pts:
         return [], []
@@ -80,14 +82,18 @@ def _search_table(fresh: SweepState) -> tuple[list[tuple[str, str, str]], list[d
     for p in pts:
         v = p.value
         if v is None:
-            v = S.trial_value(metrics.read_events(Path(str(p.run_dir)) / metrics.METRICS_FILE), fresh.search["metric"])
+            v = S.trial_value(metrics.read_events(Path(str(p.run_dir)) / metrics.METRICS_FILE), spec["metric"])
         values.append(v)
-    order = sorted(range(len(pts)), key=lambda i: (infos[i].status != COMPLETED, -(values[i] if values[i] is not None else -1e9)))
+    def rank(i: int) -> tuple[bool, float]:
+        v = values[i]
+        return infos[i].status != COMPLETED, -(v if v is not None else -1e9)
+
+    order = sorted(range(len(pts)), key=rank)
     columns, rows = report.compare_table([infos[i] for i in order], [pts[i].label for i in order],
-                                         fields=list(fresh.search["params"]), label_header="trial")
+                                         fields=list(spec["params"]), label_header="trial")
     for row, i in zip(rows, order):
         row["value"] = values[i]
-    columns.insert(1, ("value", fresh.search["metric"], "acc"))
+    columns.insert(1, ("value", spec["metric"], "acc"))
     if ("status", "status", "text") not in columns and any(r["status"] != COMPLETED for r in rows):
         columns.insert(2, ("status", "status", "text"))
     return columns, rows

@@ -323,11 +323,13 @@ class FgbenchApp(App):
         self.push_screen(MonitorScreen(launched.run_dir))
 
     def stop_run(self, path: Path) -> None:
-        model = self.store.model(path)
-        if model.status != "running" or not self.launcher.stop(path):
-            self.notify(f"{path.name} is not running", severity="warning", timeout=4)
+        # the one rule for signals (fgbench.rundir.launcher.request_stop): a process whose start
+        # time does not match what the run recorded is never signalled, and the answer says so
+        answer = self.launcher.request_stop(path)
+        if not answer.sent:
+            self.notify(answer.message, severity="warning", timeout=6)
             return
-        self.notify(f"Stopping {path.name}: sent SIGINT, it writes a checkpoint first", timeout=5)
+        self.notify(answer.message, timeout=5)
         self.wake_watcher()
 
     def resume_run(self, path: Path) -> None:
