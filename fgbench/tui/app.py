@@ -24,11 +24,11 @@ import asyncio
 import threading
 from pathlib import Path
 
-from textual import work
+
 from textual.app import App
 from textual.binding import Binding
 from textual.css.query import NoMatches
-from textual.worker import get_current_worker
+from textual.worker import Worker, get_current_worker
 
 from fgbench import paths
 from fgbench.errors import UserError
@@ -36,12 +36,13 @@ from fgbench.tui.launcher import Launcher
 from fgbench.tui.messages import DatasetPicked, OpenRun, RecipeStatus, RunsChanged
 from fgbench.tui.monitor import RunStore
 from fgbench.tui.plots import ColourBook
+from fgbench.tui.workers import ReportsWorkerFailures, work
 
 WATCH_INTERVAL_S = 1.0
 PANE_KEYS = Binding.Group("Panes", compact=True)
 
 
-class FgbenchApp(App):
+class FgbenchApp(ReportsWorkerFailures, App):
     CSS_PATH = "app.tcss"
     TITLE = "fgbench"
     ENABLE_COMMAND_PALETTE = False
@@ -83,7 +84,7 @@ class FgbenchApp(App):
         self.theme = "textual-dark"
         self.push_screen(MainScreen(recipes_dirs=self.recipes_dirs, initial_recipe=self.initial_recipe,
                                     data_root=self.data_root, initial_pane=self.initial_pane))
-        self.run_worker(self._watch_runs, thread=True, group="run-watcher", exclusive=True, name="run watcher")
+        self.run_worker(self._watch_runs, thread=True, group="run-watcher", exclusive=True, name="run watcher", exit_on_error=False)
 
     @property
     def main_screen(self):
@@ -219,6 +220,15 @@ class FgbenchApp(App):
                                  f"training in the background: {names}. `fgbench` re-attaches; "
                                  "`fgbench runs list --status running` lists them.")
         self.exit(message=self.quit_message or None)
+
+    def worker_failed(self, worker: Worker) -> None:
+        """The one place a failed background task is reported (see :mod:`fgbench.tui.workers`)."""
+        err = worker.error
+        what = worker.name or worker.group or "a background task"
+        self.log.error(f"worker {what!r} failed", err)
+        self.notify(f"{what} failed: {type(err).__name__}: {err}. The workbench keeps running; "
+                    "the details are in the Textual log.", title="Something went wrong", severity="error",
+                    timeout=15, markup=False)
 
     def on_runs_changed(self, message: RunsChanged) -> None:
         if not self._greeted and self.store.loaded_once:
@@ -375,7 +385,7 @@ class FgbenchApp(App):
             self.notify(f"{pane.recipe_name()} now uses data.dataset = {message.name}", timeout=4)
         else:  # say it now, not when a run fails on it seconds after Ctrl+R
             self.run_worker(self._pick_missing_dataset(pane, message.name, problem), group="dataset-offer",
-                            exclusive=True)
+                            exclusive=True, exit_on_error=False)
 
     async def _pick_missing_dataset(self, pane, name: str, problem: tuple[str, bool]) -> None:
         """The recipe takes a dataset that is not ready only once the user answered the offer

@@ -20,12 +20,14 @@ from textual.worker import get_current_worker
 
 from fgbench.tui.messages import RunUpdated
 from fgbench.tui.widgets.run_view import RunView
+from fgbench.tui.typed import workbench
+from fgbench.tui.workers import ReportsWorkerFailures
 
 POLL_S = 0.25
 MAX_FPS = 4
 
 
-class MonitorScreen(Screen):
+class MonitorScreen(ReportsWorkerFailures, Screen):
     BINDINGS = [
         Binding("escape", "back", "Back", tooltip="Back to the panes (the run keeps going)"),
         Binding("x", "stop", "Stop", tooltip="Stop the run: SIGINT, it writes a checkpoint and exits"),
@@ -50,11 +52,11 @@ class MonitorScreen(Screen):
 
     @property
     def model(self):
-        return self.app.store.model(self.path)  # type: ignore[attr-defined]
+        return workbench(self).store.model(self.path)
 
     def on_mount(self) -> None:
         self.redraw()
-        self.run_worker(self._poll, thread=True, group="monitor", exclusive=True, name=f"monitor {self.path.name}")
+        self.run_worker(self._poll, thread=True, group="monitor", exclusive=True, name=f"monitor {self.path.name}", exit_on_error=False)
 
     def on_unmount(self) -> None:
         self._stop.set()
@@ -106,10 +108,10 @@ class MonitorScreen(Screen):
         self.app.pop_screen()
 
     def action_stop(self) -> None:
-        self.app.stop_run(self.path)  # type: ignore[attr-defined]
+        workbench(self).stop_run(self.path)
 
     def action_resume(self) -> None:
-        self.app.resume_run(self.path)  # type: ignore[attr-defined]
+        workbench(self).resume_run(self.path)
 
     def action_axis(self) -> None:
         self.query_one(RunView).toggle_axis()

@@ -54,6 +54,8 @@ from fgbench.tui.plots import CHART_TITLES, Line, MetricPlot, dimmed, rgb_style
 from fgbench.tui.widgets.fitted_table import FittedTable
 from fgbench.tui.widgets.runs_pane import started_text
 from fgbench.tui.widgets.run_view import next_smoothing
+from fgbench.tui.typed import workbench
+from fgbench.tui.workers import ReportsWorkerFailures
 
 DEFAULT_CHARTS = ("loss", "val_top1", "test_top1", "ema_test_top1", "lr", "images_per_s")
 """the charts shown while the series filter is empty (those some selected run has)"""
@@ -236,7 +238,7 @@ class RunList(OptionList):
         pane = self._pane()
         option = self._run_option()
         if pane is not None and option is not None and option.id:
-            self.app.toggle_compare(Path(option.id))  # type: ignore[attr-defined]
+            workbench(self).toggle_compare(Path(option.id))
 
     def action_pin(self) -> None:
         pane = self._pane()
@@ -296,7 +298,7 @@ class ChartsArea(VerticalScroll):
                 return
 
 
-class ComparePane(Vertical):
+class ComparePane(ReportsWorkerFailures, Vertical):
     BINDINGS = [
         Binding("w", "filter_runs", "Filter", tooltip="Filter the runs: words, status, sweep tag, "
                 "or recipe values such as optim.lr=0.005"),
@@ -371,7 +373,7 @@ class ComparePane(Vertical):
     # ------------------------------------------------------------------ sidebar
 
     def _sweep(self, path: Path) -> str | None:
-        info = self.app.store.model(path).info  # type: ignore[attr-defined]
+        info = workbench(self).store.model(path).info
         tag = info.get("sweep_tag") if isinstance(info, dict) else None
         return str(tag) if tag else None
 
@@ -381,7 +383,7 @@ class ComparePane(Vertical):
             text = self.query_one("#compare-filter", Input).value
         except NoMatches:
             text = ""
-        store = self.app.store  # type: ignore[attr-defined]
+        store = workbench(self).store
         rows = []
         for r in store.rows():
             if r.path in self.pins or run_matches(text, r, store.model(r.path).recipe, self._sweep(r.path)):
@@ -414,8 +416,8 @@ class ComparePane(Vertical):
             lst = self.query_one("#compare-list", RunList)
         except NoMatches:  # not composed yet; on_mount calls this again
             return
-        selected = list(self.app.compare_selection)  # type: ignore[attr-defined]
-        book = self.app.colours  # type: ignore[attr-defined]
+        selected = list(workbench(self).compare_selection)
+        book = workbench(self).colours
         colours = book.colours([p.name for p in selected])
         rows = self.visible_rows()
         self._twins = {n for n, c in Counter(r.name for r in rows).items() if c > 1}
@@ -477,13 +479,13 @@ class ComparePane(Vertical):
     def _option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()  # Enter selects, as Space does
         if event.option.id:
-            self.app.toggle_compare(Path(event.option.id))  # type: ignore[attr-defined]
+            workbench(self).toggle_compare(Path(event.option.id))
 
     # ------------------------------------------------------------------ charts
 
     def snapshots(self) -> list[Snapshot]:
-        store = self.app.store  # type: ignore[attr-defined]
-        return [store.model(p).snapshot() for p in self.app.compare_selection]  # type: ignore[attr-defined]
+        store = workbench(self).store
+        return [store.model(p).snapshot() for p in workbench(self).compare_selection]
 
     def chart_names(self, snaps: list[Snapshot]) -> tuple[str, ...]:
         have = [n for n in SERIES if any(s.series.get(n, ([], [], []))[2] for s in snaps)]
@@ -526,10 +528,10 @@ class ComparePane(Vertical):
         names = self.chart_names(snaps)
         if names != self._charts:
             self._charts = names
-            self.run_worker(self._rebuild_charts(names), group="compare-charts", exclusive=True)
+            self.run_worker(self._rebuild_charts(names), group="compare-charts", exclusive=True, exit_on_error=False)
             return
         self._layout_grid(len(names))
-        book = self.app.colours  # type: ignore[attr-defined]
+        book = workbench(self).colours
         colours = book.colours([s.path.name for s in snaps])
         per_chart: dict[str, list[tuple[Snapshot, list[float], list[float]]]] = {}
         all_lines: dict[str, list[Line]] = {}
@@ -581,7 +583,7 @@ class ComparePane(Vertical):
             return [[s] for s in snaps]
         from fgbench.groups import group_runs
 
-        store = self.app.store  # type: ignore[attr-defined]
+        store = workbench(self).store
         runs = run_infos([store.model(s.path) for s in snaps])
         by_path = {s.path: s for s in snaps}
         found = [[by_path[r.path] for r in g.runs] for g in group_runs(runs)]
@@ -617,7 +619,7 @@ class ComparePane(Vertical):
             out.update(Text("[ ]: cursor (reads every run at one x)" if per_chart else "", style="dim"))
             return
         smoothed = bool(self.smooth_steps and chart.series in SMOOTHABLE)
-        book = self.app.colours  # type: ignore[attr-defined]
+        book = workbench(self).colours
         reads = [(book.marker(snap.path.name), colours[snap.path.name], snap.name,
                   fmt_y(value_at(xs, ys, self.cursor_x))) for snap, xs, ys in per_chart[chart.series]]
 
@@ -641,8 +643,8 @@ class ComparePane(Vertical):
     def table_data(self) -> tuple[list[tuple[str, str, str]], list[dict[str, Any]]]:
         """The ablation table of the selected runs, as ``fgbench runs compare`` builds it, sorted
         as shown."""
-        store = self.app.store  # type: ignore[attr-defined]
-        infos = run_infos([store.model(p) for p in self.app.compare_selection])  # type: ignore[attr-defined]
+        store = workbench(self).store
+        infos = run_infos([store.model(p) for p in workbench(self).compare_selection])
         if not infos:
             self._notes = []
             return [], []
@@ -654,7 +656,7 @@ class ComparePane(Vertical):
     def _draw_table(self, snaps: list[Snapshot], table: CompareTable, colours) -> None:
         columns, rows = self.table_data()
         self._columns, self._rows = columns, rows
-        book = self.app.colours  # type: ignore[attr-defined]
+        book = workbench(self).colours
         names = [str(r.get("recipe") or r["run"]) for r in rows]
         labels = {r["path"]: (n if names.count(n) == 1 else f"{n} {r['run'][4:13]}") for r, n in zip(rows, names)}
         headers: list[tuple[str, Text]] = []
@@ -781,7 +783,7 @@ class ComparePane(Vertical):
             return
         # under the runs directory, not wherever fgbench was started: a file (never a folder, which
         # would read as a run directory), named by the time so that exports never overwrite
-        root = self.app.runs_root  # type: ignore[attr-defined]
+        root = workbench(self).runs_root
         default = str(root / time.strftime("compare-%Y%m%d-%H%M%S.md"))
         self.app.push_screen(PromptScreen("Export the table to (.md: Markdown, .csv: CSV)", default,
                                           f"In the runs directory {root} unless you give another path.   "
@@ -792,7 +794,7 @@ class ComparePane(Vertical):
             return
         path = Path(target).expanduser()
         if not path.is_absolute() and path.parent == Path("."):  # a bare name: in the runs directory
-            path = self.app.runs_root / path  # type: ignore[attr-defined]
+            path = workbench(self).runs_root / path
         fmt = {".md": "markdown", ".markdown": "markdown", ".csv": "csv"}.get(path.suffix.lower())
         if fmt is None:
             self.app.notify(f"{path}: the name must end in .md or .csv", severity="error", timeout=6)
@@ -804,7 +806,7 @@ class ComparePane(Vertical):
             self.app.notify(f"Wrote {len(self._rows)} runs to {path}", timeout=4)
 
     def action_clear(self) -> None:
-        self.app.set_compare([])  # type: ignore[attr-defined]
+        workbench(self).set_compare([])
 
 
 def export_table(columns, rows, path: Path, fmt: str, notes: list[str] | None = None) -> bool | str:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -38,6 +38,8 @@ from fgbench.tui.messages import DatasetPicked, DatasetTaskDone, DownloadProgres
 from fgbench.tui.monitor import format_duration
 from fgbench.tui.dialogs import PromptScreen
 from fgbench.tui.widgets.fitted_table import FittedTable
+from fgbench.tui.typed import workbench
+from fgbench.tui.workers import ReportsWorkerFailures, work
 
 STATUS_STYLE = {"ready": "bold green", "partial": "yellow", "missing": "dim", "to import": "dim", "data.root": "dim"}
 COLUMN_LABELS = ("name", "classes", "train/test", "size", "status", "location")
@@ -56,7 +58,7 @@ class DatasetsTable(FittedTable):
     BINDINGS = [Binding("enter", "select_cursor", "Use", tooltip="Use this dataset in the current recipe")]
 
 
-class DatasetsPane(Vertical):
+class DatasetsPane(ReportsWorkerFailures, Vertical):
     BINDINGS = [
         Binding("g", "download", "Download", tooltip="Download, verify, extract and prepare (resumable)"),
         Binding("v", "verify", "Verify", tooltip="Check counts and that every indexed file is there"),
@@ -86,7 +88,7 @@ class DatasetsPane(Vertical):
 
     def on_mount(self) -> None:
         self.query_one("#download-row").display = False
-        self.current_dataset = self.app.current_dataset()  # type: ignore[attr-defined]
+        self.current_dataset = workbench(self).current_dataset()
         self.refresh_table()
 
     # ------------------------------------------------------------------ data

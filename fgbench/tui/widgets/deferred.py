@@ -23,8 +23,10 @@ from textual.app import ComposeResult
 from textual.containers import Container
 from textual.widget import Widget
 
+from fgbench.tui.workers import ReportsWorkerFailures
 
-class Deferred(Container):
+
+class Deferred(ReportsWorkerFailures, Container):
     DEFAULT_CSS = "Deferred { height: 1fr; width: 1fr; }"
 
     def __init__(self, module: str, build: Callable[[ModuleType], Widget], placeholder: Widget | None = None):
@@ -38,7 +40,8 @@ class Deferred(Container):
             yield self.placeholder
 
     def on_mount(self) -> None:
-        self.call_after_refresh(self.run_worker, self._load, name=f"load {self.module}", group="deferred")
+        self.call_after_refresh(self.run_worker, self._load, name=f"load {self.module}", group="deferred",
+                                exit_on_error=False)
 
     async def _load(self) -> None:
         module = importlib.import_module(self.module)

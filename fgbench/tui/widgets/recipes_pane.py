@@ -29,7 +29,7 @@ from typing import Any
 
 import tomli_w
 from rich.text import Text
-from textual import events, on, work
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -52,6 +52,7 @@ from fgbench.tui.messages import RecipeStatus
 from fgbench.tui.recipe_files import discover, listing
 from fgbench.tui.dialogs import ChoiceScreen, ConfirmScreen, PickScreen, PromptScreen
 from fgbench.tui.widgets.recipe_form import RecipeForm
+from fgbench.tui.workers import ReportsWorkerFailures, work
 
 
 def read_doc(path: Path) -> tuple[dict[str, Any], Recipe | None]:
@@ -75,7 +76,7 @@ DEFAULT_HELP = ("Enter on a recipe opens it. Tab / Shift+Tab move between fields
                 "or a choice, Esc goes back to the list. The help of the focused field shows here.")
 
 
-class RecipesPane(Vertical):
+class RecipesPane(ReportsWorkerFailures, Vertical):
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", tooltip="Save (refused with the list of problems if invalid)"),
         Binding("f2", "save_as", "Save as", tooltip="Save under a new name in your recipe folder"),
@@ -465,7 +466,7 @@ class RecipesPane(Vertical):
                 # widgets follow in a moment.
                 self.form.doc = doc
                 self.form.validation = F.validate(doc, self.form.source)
-                self.run_worker(self._apply_doc(doc), group="recipe-toml", exclusive=True)
+                self.run_worker(self._apply_doc(doc), group="recipe-toml", exclusive=True, exit_on_error=False)
         switcher.current = "recipe-form"
         return True
 

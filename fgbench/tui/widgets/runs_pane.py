@@ -28,6 +28,7 @@ from fgbench.tui.messages import OpenRun
 from fgbench.tui.monitor import RunRow, format_duration, format_pct
 from fgbench.tui.plots import rgb_style
 from fgbench.tui.widgets.fitted_table import FittedTable
+from fgbench.tui.typed import workbench
 
 STATUS_STYLE = {
     "running": "bold green",
@@ -115,10 +116,10 @@ class RunsPane(Vertical):
         return self.query_one("#runs-table", RunsTable)
 
     def _row_cells(self, row: RunRow) -> list[str | Text]:
-        marks = self.app.compare_selection  # type: ignore[attr-defined]
+        marks = workbench(self).compare_selection
         status = status_text(row)
         if row.path in marks:  # marked for Compare: its colour there
-            colour = self.app.colours.colours([p.name for p in marks])[row.path.name]  # type: ignore[attr-defined]
+            colour = workbench(self).colours.colours([p.name for p in marks])[row.path.name]
             status = Text("■ ", style=rgb_style(colour)) + status
         else:
             status = Text("  ") + status
@@ -138,7 +139,7 @@ class RunsPane(Vertical):
         """The rows the filter keeps, of ``every`` row (default: the run store's rows now)."""
         text = self.query_one("#runs-filter", Input).value
         if every is None:
-            every = self.app.store.rows()  # type: ignore[attr-defined]
+            every = workbench(self).store.rows()
         return [r for r in every if r.matches(text)]
 
     def update_rows(self) -> None:
@@ -146,13 +147,13 @@ class RunsPane(Vertical):
             table = self.table
         except NoMatches:  # not composed yet; on_mount fills the table
             return
-        every = self.app.store.rows()  # type: ignore[attr-defined]  # it reads every run's status: once
+        every = workbench(self).store.rows()  # it reads every run's status: once
         rows = self.visible_rows(every)
         table.set_rows([(label, label) for label in COLUMNS],
                        [(str(row.path), self._row_cells(row)) for row in rows],
                        squeeze={"recipe": 20})  # 20: status to ema test still fit 80 columns
         self._live_rows = [row for row in rows if row.status == "running" and row.last_event_time is not None]
-        if not self.app.store.loaded_once:  # type: ignore[attr-defined]
+        if not workbench(self).store.loaded_once:
             self.query_one("#runs-status", Static).update("reading the runs directory...")
             return
         total = len(every)
@@ -160,7 +161,7 @@ class RunsPane(Vertical):
         status = f"{len(rows)} of {total} runs" if len(rows) != total else f"{total} run{'s' if total != 1 else ''}"
         if running:
             status += f", {running} running"
-        marks = len(self.app.compare_selection)  # type: ignore[attr-defined]
+        marks = len(workbench(self).compare_selection)
         if marks:
             status += f", {marks} marked for Compare"
         self.query_one("#runs-status", Static).update(status)
@@ -205,14 +206,14 @@ class RunsPane(Vertical):
     def action_stop(self) -> None:
         path = self.selected_path()
         if path is not None:
-            self.app.stop_run(path)  # type: ignore[attr-defined]
+            workbench(self).stop_run(path)
 
     def action_resume(self) -> None:
         path = self.selected_path()
         if path is not None:
-            self.app.resume_run(path)  # type: ignore[attr-defined]
+            workbench(self).resume_run(path)
 
     def action_mark(self) -> None:
         path = self.selected_path()
         if path is not None:
-            self.app.toggle_compare(path)  # type: ignore[attr-defined]
+            workbench(self).toggle_compare(path)
