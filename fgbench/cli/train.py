@@ -49,18 +49,36 @@ def _handle(args: argparse.Namespace) -> int:
         from fgbench.sweeps import search
 
         search._optuna()
-    if not args.resume:
+    if args.resume:
+        check_resumable(args)
+        _check_resumed_dataset(args)
+    else:
         check_output_dirs(args)
         if args.recipe:
             from fgbench.recipe import load_recipe
 
             recipe = load_recipe(args.recipe, args.overrides)  # a bad recipe fails here, before torch is imported
             check_dataset(recipe, args.recipe)
-    else:
-        _check_resumed_dataset(args)
     from fgbench.train.runner import run_command
 
     return run_command(args)
+
+
+def check_resumable(args: argparse.Namespace) -> None:
+    """The run to resume can be read: a damaged one (a FIFO, a device or a forged file among its
+    files, see ``fgbench.rundir.files``) is one line and exit 2, before torch is imported and
+    before the trainer would open its files for writing."""
+    from fgbench.rundir.layout import resolve_run
+    from fgbench.rundir.reader import RunReader
+
+    try:
+        run_dir = resolve_run(args.resume, args.runs_root)
+    except FileNotFoundError as err:
+        raise UserError(f"--resume: {err}") from None
+    reader = RunReader(run_dir)
+    reader.update()
+    if reader.damaged:
+        raise UserError(f"{_show(run_dir)}: cannot resume a damaged run: {reader.damaged}")
 
 
 def check_dataset(recipe, source: str | os.PathLike[str]) -> None:

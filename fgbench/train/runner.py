@@ -52,6 +52,7 @@ from typing import Any, TextIO
 
 from fgbench.atomic import DiskFullError, disk_full_cause, free_text
 from fgbench.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UserError
+from fgbench.textsafe import safe, safe_lines
 from fgbench.rundir import events as metrics
 from fgbench.rundir import layout as runs
 from fgbench.rundir import procs
@@ -410,7 +411,7 @@ def _prepare_checked(args, *, world=None, launcher: bool = False) -> Prepared:
         device = _resolve_device(recipe.runtime.device)
     index = resolve_index(recipe.data)
     for path in index.not_files if world is None or world.is_main else []:
-        print(f"{path}: not a regular file (a FIFO, device or dangling link); skipped", file=sys.stderr)
+        print(f"{safe(str(path))}: not a regular file (a FIFO, device or dangling link); skipped", file=sys.stderr)
     splits = load_splits(index, recipe.data,
                          train_sizes=[st.train_size for st in recipe.stages if st.train_size],
                          test_sizes=[st.test_size for st in recipe.stages if st.test_size] + recipe.eval.final_test_sizes,
@@ -473,7 +474,7 @@ def run_command(args) -> int:
         p = _prepare(args)
     except DiskFullError as err:  # the lock of a --resume could not be written
         _unlock()
-        print(str(err), file=sys.stderr, flush=True)
+        print(safe_lines(str(err)), file=sys.stderr, flush=True)
         return EXIT_FAILED
     except BaseException:
         _unlock()  # a --resume that was locked, then stopped on bad input
@@ -494,7 +495,7 @@ def run_command(args) -> int:
             if fresh == "created":
                 shutil.rmtree(run_dir, ignore_errors=True)
             if isinstance(err, DiskFullError):  # a full disk is not bad input: one line, exit 1
-                print(str(err), file=sys.stderr, flush=True)
+                print(safe_lines(str(err)), file=sys.stderr, flush=True)
                 return EXIT_FAILED
             raise
     return _run_in_dir(args, p.recipe, run_dir, p.device, p.splits, p.model, p.report, p.resume_ckpt, p.resume_best,
@@ -541,7 +542,7 @@ def _run_worker(args, world) -> int:
     try:
         code, symmetric = _worker(args, world)
     except UserError as err:  # found after preparation (bad data), possibly by this process only
-        print(str(err), file=sys.stderr)
+        print(safe_lines(str(err)), file=sys.stderr)
         code = EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -571,7 +572,7 @@ def _worker(args, world) -> tuple[int, bool]:
         failed = d.failed_ranks(error is not None)
         if failed:
             if error is not None and world.rank == failed[0]:
-                print(str(error), file=sys.stderr)  # one line for the job, from the lowest failing rank
+                print(safe_lines(str(error)), file=sys.stderr)  # one line for the job, from the lowest failing rank
             return EXIT_BAD_INPUT, True
         d.device = p.device
         if world.is_main and run_dir is None:
@@ -614,6 +615,9 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
             )
             runs.write_json(run_dir / runs.CLASSES_FILE, list(splits.class_names))
         else:
+            # what a killed session wrote past the checkpoint is trained again: each epoch once in the file
+            metrics.drop_replayed(run_dir / metrics.METRICS_FILE, step=int(resume_ckpt["step"]),
+                                  final_done=bool(resume_ckpt.get("final_sizes")))
             info = runs.read_json(run_dir / runs.RUN_INFO_FILE) or {}
             resumes = list(info.get("resumes", []))
             resumes.append({"time": time.time(), "argv": sys.argv, "from_epoch": int(resume_ckpt["epoch"]),
@@ -661,10 +665,10 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
     discard = False
     try:
         if main:
-            print(f"run directory: {run_dir}", flush=True)
+            print(f"run directory: {safe(str(run_dir))}", flush=True)
             for line in report:
                 if line.startswith("data: "):  # which folder it tests on (also a log event)
-                    print(line, flush=True)
+                    print(safe(line), flush=True)
         trainer = Trainer(ctx)
         progress.total_steps = trainer.total_steps
         status = trainer.run()
@@ -685,7 +689,8 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
                     error=f"stopped by {stop.signal or 'request'}")
         if main:
             more = f" --nproc {dist.world.local_size}" if dist is not None else ""
-            print(f"interrupted ({stop.signal or 'stop requested'}); checkpoint written. "
+            at = f" at step {trainer.engine.step}" if trainer.engine is not None else ""
+            print(f"interrupted ({stop.signal or 'stop requested'}); checkpoint written{at}. "
                   f"Continue with: fgbench run --resume {run_dir}{more}", flush=True)
         return EXIT_INTERRUPTED
     except (UserError, RecipeError) as err:
@@ -715,13 +720,13 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
             # One line, no traceback; earlier checkpoints are untouched. The reserve makes room
             # for the summary and the closing event, so the run reads as failed.
             line = _disk_full_line(err, run_dir)
-            print(line, file=orig_err, flush=True)
+            print(safe(line), file=orig_err, flush=True)
             _release_reserve(run_dir)
             with contextlib.suppress(OSError):
                 _finish_failed(writer, trainer, line, None, EXIT_FAILED)
             return EXIT_FAILED
         tb = traceback.format_exc()
-        print(tb, file=sys.stderr, end="")
+        print(safe_lines(tb), file=sys.stderr, end="")  # an error may quote a file name from the data set
         _finish_failed(writer, trainer, f"{type(err).__name__}: {err}", tb, EXIT_FAILED)
         return EXIT_FAILED
     finally:
