@@ -196,3 +196,32 @@ def test_every_description_survives_the_writer() -> None:
             assert validate_recipe(tomllib.loads(dumps_recipe(recipe, full=full))) == recipe
 
     roundtrip()
+
+
+def test_the_readme_quotes_the_quickstart_as_benchmarks_recorded_it() -> None:
+    """The README's quickstart figures are those of the transcript BENCHMARKS.md records (the
+    numbers were measured once, there); the recipe's own description claims no other time."""
+    import re
+    import tomllib
+
+    bench = (REPO / "BENCHMARKS.md").read_text(encoding="utf-8")
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    finished = re.search(r"finished \S+-quickstart: (\d+) epochs, \d+ steps, (\d+)s\n"
+                         r"\s+raw: best epoch (\d+) \(chosen on validation\): val ([\d.]+)%, test ([\d.]+)%.*\n"
+                         r"\s+ema: best epoch (\d+) \(chosen on validation\): val [\d.]+%, test ([\d.]+)%.*\n"
+                         r"\s+raw: last epoch \d+: test ([\d.]+)%", bench)
+    assert finished, "BENCHMARKS.md records the quickstart's transcript"
+    epochs, seconds, best, val, test, ema_best, ema_test, last = finished.groups()
+    shell = re.search(r"Wall clock from the shell: ([\d.]+) s", bench)
+    assert shell
+    para = readme[readme.index("The quickstart trains a small"):]
+    para = " ".join(para[:para.index("\n\n")].split())
+    assert f"best on validation at epoch {best} (val {val} %)" in para, para
+    assert f"test top-1 {test} % at that epoch" in para, para
+    assert f"{last} % at the last epoch" in para, para
+    assert f"(EMA: best at epoch {ema_best}, test {ema_test} %)" in para, para
+    assert f"{seconds} s of training, {round(float(shell.group(1)))} s from the shell" in para, para
+    recipe = tomllib.loads((REPO / "recipes" / "quickstart.toml").read_text(encoding="utf-8"))
+    assert int(epochs) == recipe["schedule"]["epochs"]
+    assert "minute" not in recipe["description"] or "under a minute" in recipe["description"]
+    assert int(seconds) < 60
