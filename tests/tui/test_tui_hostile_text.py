@@ -145,3 +145,17 @@ def test_the_image_widget_is_imported_without_asking_the_terminal(monkeypatch):
         os.close(master)
     assert b"widget HalfcellImage" in out, out
     assert b"\x1b" not in out, f"the terminal was asked something: {out!r}"
+
+
+async def test_a_forged_confusion_and_predictions_open_as_absent(dirs, monkeypatch):
+    monkeypatch.setenv("FGBENCH_IMAGES", "halfcell")
+    run_dir = make_fixture_run(dirs.runs, "20250305-130000-forged", name="forged", dataset="cub200", arch="resnet18",
+                               epochs=2)
+    # wrong types the trainer never writes: duplicate class names, a ragged matrix, files that are numbers
+    layout.write_json(run_dir / layout.CONFUSION_FILE, {"class_names": ["a", "a"], "matrix": [[1, 2], [3]]})
+    layout.write_json(run_dir / layout.PREDICTIONS_FILE, {"class_names": 3, "label": "x", "file": [7]})
+    app = _app(dirs, initial_pane="runs")
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_analysis(pilot, run_dir)
+        assert screen.confusion is None and screen.predictions is None
+        assert "no confusion.json" in _screen_text(app)
