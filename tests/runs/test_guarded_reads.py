@@ -224,3 +224,23 @@ def test_export_under_proc_is_one_line_and_leaves_nothing(runs_root: Path, cli) 
         assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
         assert err.startswith(f"{target}: cannot write the export: ")
         assert not os.path.lexists(target)
+
+
+def test_the_tui_store_survives_a_runs_root_it_cannot_list(runs_root: Path, monkeypatch) -> None:
+    from fgbench.tui.monitor import RunStore
+
+    make_run(runs_root, "good")
+    store = RunStore(runs_root)
+    real_iterdir = Path.iterdir
+
+    def denied(self):
+        if self == runs_root:
+            raise PermissionError(13, "Permission denied")
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", denied)  # as root, chmod cannot make it unreadable
+    assert store.refresh() == set() and store.loaded_once
+    assert store.root_error == f"{runs_root}: cannot read the runs directory: Permission denied"
+    monkeypatch.setattr(Path, "iterdir", real_iterdir)
+    store.refresh()
+    assert store.root_error is None and [r.name for r in store.rows()] == ["good"]
