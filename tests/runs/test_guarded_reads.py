@@ -244,3 +244,13 @@ def test_the_tui_store_survives_a_runs_root_it_cannot_list(runs_root: Path, monk
     monkeypatch.setattr(Path, "iterdir", real_iterdir)
     store.refresh()
     assert store.root_error is None and [r.name for r in store.rows()] == ["good"]
+
+
+def test_rm_of_a_run_linked_into_the_root_removes_only_the_link(runs_root: Path, tmp_path: Path, cli) -> None:
+    elsewhere = make_run(tmp_path / "elsewhere", "kept")
+    link = runs_root / "20240101-000000-link"
+    link.symlink_to(elsewhere)
+    code, out, err = cli("runs", "rm", link.name, "--yes", "--runs-root", runs_root)
+    assert code == 0 and "Traceback" not in err, err
+    assert f"a link to {elsewhere}: only the link is removed" in out
+    assert not os.path.lexists(link) and (elsewhere / layout.SUMMARY_FILE).is_file()
