@@ -159,3 +159,18 @@ async def test_a_forged_confusion_and_predictions_open_as_absent(dirs, monkeypat
         screen = await open_analysis(pilot, run_dir)
         assert screen.confusion is None and screen.predictions is None
         assert "no confusion.json" in _screen_text(app)
+
+
+async def test_the_compare_pane_shows_hostile_recipe_values_visibly(dirs):
+    evil = make_fixture_run(dirs.runs, "20250305-130000-evil", name="evil", dataset="cub200", arch="resnet18")
+    plain = make_fixture_run(dirs.runs, "20250305-140000-plain", name="plain", dataset="cub200", arch="resnet50")
+    _hostile_recipe(evil, f"n{TITLE}", f"m{RLO}")
+    app = _app(dirs, initial_pane="runs")
+    async with app.run_test(size=(160, 40)) as pilot:
+        await wait_for(pilot, lambda: app.pane("runs").table.row_count == 2, what="listed")
+        app.set_compare([evil, plain])
+        await pilot.press("4")
+        ctable = app.pane("compare").query_one("#compare-table")
+        await wait_for(pilot, lambda: ctable.row_count == 2, what="compare table")
+        await pilot.pause()
+        _assert_safe(_screen_text(app), r"m\u202e")
