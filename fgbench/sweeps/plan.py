@@ -30,6 +30,7 @@ Decisions:
   is dropped and the plan says so, instead of failing every such variant.
 * Seeds are an axis like any other, with one difference: a point's *group* is its label without
   the seed (``B+A`` for ``B+A seed=1``), so the runs of one group differ only in ``runtime.seed``.
+  A grid over ``runtime.seed`` (with no ``seeds``) is taken as the seed axis.
   Each (point, seed) is its own run directory. A sweep that also sweeps ``runtime.seed`` through
   its grid or a variant is refused: one seed axis.
 """
@@ -44,7 +45,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from fgbench.errors import UserError, escape
 from fgbench.recipe import (
@@ -317,6 +318,9 @@ def expand(
     if seeds is None and spec is not None and spec.seeds is not None:
         seeds = spec.seeds
     seeds = list(seeds or [])
+    grid_seeds = grid.get(SEED_FIELD)
+    if not seeds and grid_seeds and all(isinstance(v, int) and not isinstance(v, bool) for v in grid_seeds):
+        seeds = list(grid.pop(SEED_FIELD))  # a grid over runtime.seed is the seed axis, its runs one group
     variants = list(spec.variants) if spec else []
     if only:
         wanted = list(only)
@@ -443,19 +447,14 @@ def load_plan(
     return expand(data, str(p), cli_grid=grid, only=only, seeds=seeds)
 
 
-def check_datasets(recipes: Sequence[Recipe], source: str) -> None:
+def check_datasets(datasets: Iterable[tuple[str, str | None]], source: str) -> None:
     """Refuse a sweep whose points need a dataset that is not ready, before anything is written or
     started: one line naming the dataset and the command that gets it (a file check; no torch).
-    Without it, every point imports torch and fails with the same line, one after another."""
+    Without it, every point imports torch and fails with the same line, one after another.
+    ``datasets``: each point's (``data.dataset``, ``data.root``)."""
     from fgbench.data import catalog
 
-    seen: set[tuple[str, str | None]] = set()
-    for recipe in recipes:
-        key = (recipe.data.dataset, recipe.data.root)
-        if key in seen:
-            continue
-        seen.add(key)
-        name, root = key
+    for name, root in dict.fromkeys(datasets):
         if name == "synthetic":
             continue  # built in: generated on first use
         status = catalog.status(name, root)

@@ -689,7 +689,8 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
                     error=f"stopped by {stop.signal or 'request'}")
         if main:
             more = f" --nproc {dist.world.local_size}" if dist is not None else ""
-            print(f"interrupted ({stop.signal or 'stop requested'}); checkpoint written. "
+            at = f" at step {trainer.engine.step}" if trainer.engine is not None else ""
+            print(f"interrupted ({stop.signal or 'stop requested'}); checkpoint written{at}. "
                   f"Continue with: fgbench run --resume {run_dir}{more}", flush=True)
         return EXIT_INTERRUPTED
     except (UserError, RecipeError) as err:

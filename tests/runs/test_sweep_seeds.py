@@ -218,3 +218,12 @@ def test_the_end_of_sweep_table_shows_groups_of_seeds(cli, fake_sweeps, tmp_path
     assert rows[1]["diff:test_top1_best"] == "baseline" and rows[0]["diff:test_top1_best"].diff == pytest.approx(-20.0)
     code, out, err = cli("sweep", "--status", "gr", "--baseline", "nope", "--runs-root", runs_root)
     assert code == 0 and "--baseline nope: no row of the table match" in err and "| B+lr" in out
+
+
+def test_a_grid_over_runtime_seed_is_the_seed_axis(tmp_path: Path) -> None:
+    f = write(tmp_path, BASE + '[sweep]\ngrid = { "runtime.seed" = [3, 4], "optim.lr" = [0.1, 0.2] }\n')
+    plan = P.load_plan(f)
+    assert [(p.label, p.group_label, p.seed) for p in plan.points] == [
+        ("lr=0.1 seed=3", "lr=0.1", 3), ("lr=0.1 seed=4", "lr=0.1", 4),
+        ("lr=0.2 seed=3", "lr=0.2", 3), ("lr=0.2 seed=4", "lr=0.2", 4)]
+    assert [r.runtime.seed for r in plan.recipes] == [3, 4, 3, 4]

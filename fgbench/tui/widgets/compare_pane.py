@@ -30,7 +30,7 @@ Decisions and trade-offs:
 from __future__ import annotations
 
 import bisect
-import os
+import time
 import tomllib
 from collections import Counter
 from dataclasses import dataclass
@@ -780,14 +780,20 @@ class ComparePane(Vertical):
         if not self._rows:
             self.app.notify("Select runs first: the table is empty", severity="warning", timeout=4)
             return
-        default = os.path.join(os.getcwd(), "fgbench-compare.md")
+        # under the runs directory, not wherever fgbench was started: a file (never a folder, which
+        # would read as a run directory), named by the time so that exports never overwrite
+        root = self.app.runs_root  # type: ignore[attr-defined]
+        default = str(root / time.strftime("compare-%Y%m%d-%H%M%S.md"))
         self.app.push_screen(PromptScreen("Export the table to (.md: Markdown, .csv: CSV)", default,
+                                          f"In the runs directory {root} unless you give another path.   "
                                           "Enter: write   Escape: cancel"), self._export_to)
 
     def _export_to(self, target: str | None) -> None:
         if not target:
             return
         path = Path(target).expanduser()
+        if not path.is_absolute() and path.parent == Path("."):  # a bare name: in the runs directory
+            path = self.app.runs_root / path  # type: ignore[attr-defined]
         fmt = {".md": "markdown", ".markdown": "markdown", ".csv": "csv"}.get(path.suffix.lower())
         if fmt is None:
             self.app.notify(f"{path}: the name must end in .md or .csv", severity="error", timeout=6)
