@@ -293,6 +293,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         out.write(text if text is not None else f"(no {rundir.RECIPE_FILE})\n")
     out.write("\n## summary\n")
     out.write(report.summary_text(info.summary))
+    if isinstance(info.recipe.get("reference"), dict):
+        out.write("\n## reference (the seed's numbers, and this run's under the same rule)\n")
+        out.write(report.reference_text(info.recipe, [info]))
     if not args.no_plots:
         out.write("\n## curves\n")
         text = report.curves_text(events, width=args.width)
