@@ -1235,11 +1235,21 @@ def event_scalars(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-EXPORT_CSV_COLUMNS = ("run", "name", "sweep", "event", "epoch", "step", "metric", "value", "time")
+EXPORT_CSV_COLUMNS = ("run", "name", "sweep", "group", "seed", "event", "epoch", "step", "metric", "value", "time")
+
+
+def _group_and_seed(run: Any) -> dict[str, Any]:
+    """``group``: the run's group key (:func:`fgbench.groups.identity`: runs with the same key differ
+    only in the seed), ``seed``: its ``runtime.seed``; both None for a recipe that cannot be read."""
+    from fgbench import groups as G
+
+    recipe = run.recipe if isinstance(run.recipe, dict) else {}
+    return {"group": G.identity(recipe) if recipe else None, "seed": G.seed_of(recipe)}
 
 
 def export_csv(run_infos: Sequence[Any]) -> tuple[str, int]:
-    """All runs' scalars in one tidy CSV (one row per value). Returns (text, rows)."""
+    """All runs' scalars in one tidy CSV (one row per value), each with its group key and seed, so a
+    group's mean curve is one pivot away. Returns (text, rows)."""
     from fgbench.rundir import events as metrics
 
     buf = io.StringIO()
@@ -1248,19 +1258,22 @@ def export_csv(run_infos: Sequence[Any]) -> tuple[str, int]:
     n = 0
     for run in run_infos:
         events = metrics.read_events(run.path / metrics.METRICS_FILE)
+        ident = _group_and_seed(run)
         for row in event_scalars(events):
-            row.update(run=run.run_id, name=run.name, sweep=run.info.get("sweep_tag"))
+            row.update(run=run.run_id, name=run.name, sweep=run.info.get("sweep_tag"), **ident)
             w.writerow([_csv_value(row.get(c)) for c in EXPORT_CSV_COLUMNS])
             n += 1
     return buf.getvalue(), n
 
 
 def export_jsonl(run_infos: Sequence[Any]) -> tuple[str, int]:
-    """Every event of every run, one JSON object per line, with ``run`` and ``name`` first."""
+    """Every event of every run, one JSON object per line, with ``run``, ``name``, ``group`` and
+    ``seed`` first."""
     from fgbench.rundir import events as metrics
 
     lines = []
     for run in run_infos:
+        ident = _group_and_seed(run)
         for ev in metrics.read_events(run.path / metrics.METRICS_FILE):
-            lines.append(json.dumps({"run": run.run_id, "name": run.name, **ev}, separators=(",", ":")))
+            lines.append(json.dumps({"run": run.run_id, "name": run.name, **ident, **ev}, separators=(",", ":")))
     return ("\n".join(lines) + "\n") if lines else "", len(lines)
