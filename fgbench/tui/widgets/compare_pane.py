@@ -297,6 +297,11 @@ class ChartsArea(VerticalScroll):
                 return
 
 
+OPTION_PREFIX = 8
+"""The sidebar's columns before a run's name: ``[x] `` then the colour mark (``■a `` or three
+spaces) then the pin mark."""
+
+
 class ComparePane(Vertical):
     BINDINGS = [
         Binding("w", "filter_runs", "Filter", tooltip="Filter the runs: words, status, sweep tag, "
@@ -357,6 +362,7 @@ class ComparePane(Vertical):
         self.update_runs()
 
     _twins: set[str] = set()
+    _cut_names: dict[str, str] = {}
     _list_room = 0
 
     @on(events.Resize)
@@ -400,9 +406,13 @@ class ComparePane(Vertical):
             text.append("   ")
         text.append("^" if row.path in self.pins else " ", style="bold")
         # names cut in the middle to the room left; runs of one recipe told apart by their start
-        stamp = f" {started_text(row.run_id)}" if row.name in self._twins else ""
-        room = self._list_room - len(text.plain) - len(stamp)
-        text.append(report.cut_middle(row.name, room) if room > 4 else row.name)
+        if row.name in self._twins:
+            stamp = f" {started_text(row.run_id)}"
+            room = self._list_room - len(text.plain) - len(stamp)
+            text.append(report.cut_middle(row.name, room) if room > 4 else row.name)
+        else:
+            stamp = ""
+            text.append(self._cut_names.get(row.name, row.name))
         if stamp:
             text.append(stamp, style="dim")
         if row.status != "completed":
@@ -421,6 +431,9 @@ class ComparePane(Vertical):
         rows = self.visible_rows()
         self._twins = {n for n, c in Counter(r.name for r in rows).items() if c > 1}
         self._list_room = lst.scrollable_content_region.width - lst.styles.scrollbar_size_vertical
+        names = sorted({r.name for r in rows} - self._twins)
+        room = self._list_room - OPTION_PREFIX  # the same for every row
+        self._cut_names = dict(zip(names, report.cut_apart(names, room) if room > 4 else names))
         options: list[Option] = []
         group: object = object()
         grouped = any(self._sweep(r.path) for r in rows)
