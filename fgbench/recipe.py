@@ -231,8 +231,20 @@ class DataConfig(_Section):
     eval_batch_size: int | None = Field(None, ge=1, le=65536)
     """Evaluation batch size; defaults to twice the training batch size (per process)."""
 
-    workers: int = Field(2, ge=0, le=128)
-    """DataLoader worker processes (0 loads in the training process)."""
+    workers: Annotated[int, Field(ge=0, le=128)] | Literal["auto"] = 2
+    """DataLoader worker processes, 0 to 128 (0 loads in the training process). `auto`: one per CPU this
+    process may use (divided among a node's DDP processes), less one for the training process,
+    at most 8; the log says how many."""
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers_number_or_auto(cls, v: Any) -> Any:
+        # one message for both halves of the union (pydantic would print one line per half)
+        if v == "auto" and isinstance(v, str):
+            return v
+        if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 128:
+            return v
+        raise ValueError('should be a number of worker processes from 0 to 128, or "auto"')
 
     drop_last: bool = True
     """Drop the last incomplete training batch of each epoch."""

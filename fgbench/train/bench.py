@@ -37,6 +37,7 @@ from typing import Any, Iterable, Iterator
 
 import torch
 
+from fgbench.data.loaders import resolve_workers
 from fgbench.train.loop import EpochStats, StepHooks, train_one_epoch
 from fgbench.train.telemetry import StepClock
 
@@ -288,7 +289,7 @@ class _Bench:
         bottleneck, advice = diagnose(limit, rates, e2e, cheaper, recipe=r)
         setup = {"arch": r.model.arch, "device": str(self.device), "threads": torch.get_num_threads(),
                  "batch_size": bs, "train_size": st.train_size, "precision": r.runtime.precision,
-                 "channels_last": bool(engine.channels_last), "loader": own, "workers": r.data.workers,
+                 "channels_last": bool(engine.channels_last), "loader": own, "workers": resolve_workers(r.data)[0],
                  "loader_reason": self.splits.choice.reason if self.splits.choice is not None else "",
                  "seconds": self.seconds}
         return BenchReport(str(self.args.recipe), setup, limit, rates, e2e, cheaper, bottleneck, advice)
@@ -327,9 +328,10 @@ def diagnose(limit: Rate, loaders: list[Rate], e2e: Rate, cheaper: Rate | None, 
             advice.append(f"set data.loader = \"{best.extra['kind']}\" ({best.images_per_s:.0f} images/s alone)")
         if own.extra["kind"] in ("standard", "cached"):
             cores = os.cpu_count() or 1
-            if recipe.data.workers < cores:
-                advice.append(f"more loader workers (data.workers = {recipe.data.workers}; this machine has {cores} "
-                              "cores)")
+            workers = resolve_workers(recipe.data)[0]
+            if workers < cores:
+                advice.append(f"more loader workers (data.workers = {workers}; this machine has {cores} cores; "
+                              "data.workers = \"auto\" takes one per core but one)")
             advice.append("or a smaller test-time resize / cheaper augmentation")
     else:
         bottleneck = (f"the model step: {limit.images_per_s:.0f} images/s on batches in memory; the {own.extra['kind']} "

@@ -454,6 +454,11 @@ def _prepare_checked(args, *, world=None, launcher: bool = False) -> Prepared:
 
     report = [*folder_report(index, len(splits.val)), *built.report,
               f"memory format: {'channels_last' if channels_last else 'NCHW'} ({why})"]
+    if splits.loader != "device":  # the device loader has no workers
+        from fgbench.data.loaders import resolve_workers
+
+        workers, why_workers = resolve_workers(recipe.data)
+        report.append(f"loader workers: {workers} ({why_workers})")
     return Prepared(recipe, run_dir, resume_ckpt, resume_best, device, splits, model, report, world_size)
 
 
