@@ -144,9 +144,33 @@ def cmd_list(args: argparse.Namespace) -> int:
         where = "(data.root)" if e.name == "folder" else str(catalog.location(e.name))
         rows.append((e.name, "-" if e.num_classes is None else str(e.num_classes), images, catalog.size_text(e), status, where))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    lead = sum(widths) + 2 * len(widths)
+    width = _terminal_width()
+    footer = None
+    if width is not None and lead + max(len(r[-1]) for r in rows) > width:
+        # Too wide for the terminal: the paths under the datasets directory are named relative
+        # to it, said once below (whole), and what is still too long is cut in the middle.
+        from fgbench import paths
+        from fgbench.report import cut_middle
+
+        base = str(paths.datasets_dir())
+        prefix = base.rstrip("/") + "/"
+        rows = [r[:-1] + (r[-1][len(prefix):] if r[-1].startswith(prefix) else r[-1],) for r in rows]
+        rows = [r[:-1] + (cut_middle(r[-1], max(8, width - lead)),) for r in rows]
+        footer = f"PATH is under {base}"  # whole, even if it wraps: it is the one place it is said
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+    if footer:
+        print(footer)
     return EXIT_OK
+
+
+def _terminal_width() -> int | None:
+    """The width the table must fit: the terminal's (``COLUMNS`` wins); None to a pipe or file
+    without ``COLUMNS`` (then nothing is cut), as ``fgbench runs list`` does."""
+    from fgbench.cli.runs import _terminal_width as width
+
+    return width()
 
 
 def cmd_info(args: argparse.Namespace) -> int:

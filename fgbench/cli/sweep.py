@@ -23,11 +23,12 @@ SLURM_FLAGS = ("partition", "account", "qos", "time_limit_min", "gpus_per_run", 
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    sw = sub.add_parser("sweep", help="run a recipe's [sweep] (grid and/or named variants), or continue one",
-                        description="Expand a recipe's [sweep] table (and --grid axes), validate every run up front, "
-                        "run them one after another (or one per GPU with --gpus) as ordinary runs tagged with the "
-                        "sweep, and print the ablation table. Exit codes: 0 all completed, 1 some failed, "
-                        "2 bad input, 130 interrupted (continue with --continue TAG).")
+    sw = sub.add_parser("sweep", help="run a recipe's [sweep] (grid, named variants, seeds), or continue one",
+                        description="Expand a recipe's [sweep] table (and --grid axes, --seeds), validate every run "
+                        "up front, run them one after another (or one per GPU with --gpus, or on SLURM) as ordinary "
+                        "runs tagged with the sweep, and print the ablation table (the runs of a point that differ "
+                        "only in the seed as one row). Exit codes: 0 all completed, 1 some failed, 2 bad input, "
+                        "130 interrupted (continue with --continue TAG).")
     sw.add_argument("recipe", nargs="?", metavar="RECIPE")
     sw.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                     help="add a grid axis, e.g. --grid optim.lr=0.1,0.01 (repeatable; values are TOML)")
@@ -147,7 +148,7 @@ def _new_state(args: argparse.Namespace, root: Path, seeds: list[int] | None, ru
     why = runner.unavailable()
     if why:
         raise UserError(why)
-    P.check_datasets(plan.recipes or [_base_recipe(plan)], args.recipe)
+    P.check_datasets([(r.data.dataset, r.data.root) for r in plan.recipes or [_base_recipe(plan)]], args.recipe)
     tag = S.check_tag(args.tag) if args.tag else S.default_tag(plan.base_name)
     state = S.create_state(plan, tag, root, launcher=launcher, slurm=slurm_cfg, run_args=run_args)
     print(f"sweep {tag}: state in {state.path}")
@@ -176,14 +177,20 @@ def _continue_state(args: argparse.Namespace, root: Path, seeds: list[int] | Non
             added = S.add_seeds(state, seeds)
         print(f"sweep {state.tag}: " + (f"added {len(added)} point(s) for new seeds" if added
                                         else "every point has these seeds already"))
-    recipes = []
-    for p in state.points:
-        if p.recipe_file and not S.point_done(p):
-            from fgbench.recipe import load_recipe
-
-            recipes.append(load_recipe(p.recipe_file))
-    P.check_datasets(recipes, f"sweep {state.tag}")
+    P.check_datasets([_dataset_of(Path(p.recipe_file)) for p in state.points
+                      if p.recipe_file and not S.point_done(p)], f"sweep {state.tag}")
     return state
+
+
+def _dataset_of(recipe_file: Path) -> tuple[str, str | None]:
+    """A point's (``data.dataset``, ``data.root``) from its resolved recipe file (every field written)."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(recipe_file.read_text(encoding="utf-8")).get("data") or {}
+    except (OSError, ValueError) as err:
+        raise UserError(f"{recipe_file}: cannot read the point's recipe ({err})") from None
+    return str(data.get("dataset", "synthetic")), data.get("root")
 
 
 def _wait(state: Any, args: argparse.Namespace) -> int:

@@ -45,7 +45,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from fgbench.errors import UserError, escape
 from fgbench.recipe import (
@@ -447,19 +447,14 @@ def load_plan(
     return expand(data, str(p), cli_grid=grid, only=only, seeds=seeds)
 
 
-def check_datasets(recipes: Sequence[Recipe], source: str) -> None:
+def check_datasets(datasets: Iterable[tuple[str, str | None]], source: str) -> None:
     """Refuse a sweep whose points need a dataset that is not ready, before anything is written or
     started: one line naming the dataset and the command that gets it (a file check; no torch).
-    Without it, every point imports torch and fails with the same line, one after another."""
+    Without it, every point imports torch and fails with the same line, one after another.
+    ``datasets``: each point's (``data.dataset``, ``data.root``)."""
     from fgbench.data import catalog
 
-    seen: set[tuple[str, str | None]] = set()
-    for recipe in recipes:
-        key = (recipe.data.dataset, recipe.data.root)
-        if key in seen:
-            continue
-        seen.add(key)
-        name, root = key
+    for name, root in dict.fromkeys(datasets):
         if name == "synthetic":
             continue  # built in: generated on first use
         status = catalog.status(name, root)

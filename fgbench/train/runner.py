@@ -433,7 +433,16 @@ def _prepare_checked(args, *, world=None, launcher: bool = False) -> Prepared:
     if resume_ckpt is not None:
         # The checkpoint holds the weights; do not reach for the pretrained file again.
         model_cfg = model_cfg.model_copy(update={"pretrained": NoPretrained()})
-    built = build_model(model_cfg, splits.num_classes, data_cfg=recipe.data)
+    from fgbench.train.memory import check_model_fits, is_out_of_memory
+
+    check_model_fits(recipe, model_cfg, splits.num_classes, device)  # 12.9 billion parameters: one line, not the OOM killer
+    try:
+        built = build_model(model_cfg, splits.num_classes, data_cfg=recipe.data)
+    except Exception as err:
+        if not is_out_of_memory(err):
+            raise
+        raise UserError(f"model: {recipe.model.arch} does not fit in memory while it is built ({err}); choose a "
+                        "smaller model") from None
     model = built.model
     if not launcher:
         if world is not None and world.rank > 0:
@@ -694,7 +703,8 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
                     error=f"stopped by {stop.signal or 'request'}")
         if main:
             more = f" --nproc {dist.world.local_size}" if dist is not None else ""
-            print(f"interrupted ({stop.signal or 'stop requested'}); checkpoint written. "
+            at = f" at step {trainer.engine.step}" if trainer.engine is not None else ""
+            print(f"interrupted ({stop.signal or 'stop requested'}); checkpoint written{at}. "
                   f"Continue with: fgbench run --resume {run_dir}{more}", flush=True)
         return EXIT_INTERRUPTED
     except (UserError, RecipeError) as err:
@@ -730,6 +740,14 @@ def _run_in_dir(args, recipe, run_dir: Path | None, device, splits, model, repor
                 _finish_failed(writer, trainer, line, None, EXIT_FAILED)
             return EXIT_FAILED
         tb = traceback.format_exc()
+        from fgbench.train.memory import is_out_of_memory, oom_line
+
+        if is_out_of_memory(err):  # sizes the schema allows but memory does not: one line, the traceback kept in the events
+            st = trainer.stage if trainer is not None else None
+            line = oom_line(err, recipe, device, getattr(st, "batch_size", None), getattr(st, "train_size", None))
+            print(line, file=orig_err, flush=True)
+            _finish_failed(writer, trainer, line, tb, EXIT_FAILED)
+            return EXIT_FAILED
         print(safe_lines(tb), file=sys.stderr, end="")  # an error may quote a file name from the data set
         _finish_failed(writer, trainer, f"{type(err).__name__}: {err}", tb, EXIT_FAILED)
         return EXIT_FAILED

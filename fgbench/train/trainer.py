@@ -802,8 +802,28 @@ class Trainer:
             memory_format={"channels_last": self.memory_format[0], "reason": self.memory_format[1]},
             **extra,
         )
-        if self.splits.choice is not None and ctx.resume is None:
-            self._log_event(f"data loader: {self.splits.choice.kind} ({self.splits.choice.reason})")
+        loader = (f"data loader: {self.splits.choice.kind} ({self.splits.choice.reason})"
+                  if self.splits.choice is not None else None)
+        if ctx.resume is None:
+            if loader:
+                self._log_event(loader)
+            return
+        # Resumed: where it continues from, and the loader line again, on the console only (the
+        # run_started event carries "resumed"; the first start logged the loader).
+        self.progress.line(resumed_text(ctx.resume, self.total_epochs))
+        if loader:
+            self.progress.line(loader)
+
+
+def resumed_text(ckpt: dict, total_epochs: int) -> str:
+    """The console's line for a resumed run: the checkpoint, the epoch (and batch, from a stop in
+    the middle of an epoch) and the step it continues from."""
+    done, batch, step = int(ckpt["epoch"]), int(ckpt.get("batch", 0)), int(ckpt["step"])
+    where = f"{runs.CHECKPOINT_DIR}/{runs.LAST_CKPT}"
+    if batch:
+        return (f"resumed from {where}: epoch {done + 1}/{total_epochs} after batch {batch}, step {step}; "
+                f"continuing with batch {batch + 1}")
+    return f"resumed from {where}: after epoch {done}/{total_epochs}, step {step}; continuing with epoch {done + 1}"
 
 
 def _split_view(v: dict | None) -> dict | None:

@@ -69,6 +69,15 @@ def test_a_missing_dataset_is_one_line_before_anything_is_written(cli, tmp_path:
     assert list(runs_root.iterdir()) == []  # no sweep state, no run directory
 
 
+def test_continue_checks_the_datasets_of_the_points_left(cli, tmp_path: Path, runs_root: Path) -> None:
+    f = write(tmp_path, BASE + '[data]\ndataset = "cub200"\n[sweep]\ngrid = { "optim.lr" = [0.1, 0.2] }\n')
+    S.create_state(P.load_plan(f), "nc", runs_root)  # planned where the dataset was (a shared disk, say)
+    code, out, err = cli("sweep", "--continue", "nc", "--runs-root", runs_root)
+    assert code == 2 and len(err.strip().splitlines()) == 1, out + err
+    assert err.startswith("sweep nc: data.dataset: cub200 is not downloaded")
+    assert [p.name for p in runs_root.iterdir()] == ["sweeps"]
+
+
 def test_a_sweep_stopped_while_its_trainer_starts_leaves_no_run_without_its_recipe(
         tmp_path: Path, runs_root: Path) -> None:
     """Ctrl-C while the trainer is still importing (it has written nothing): the directory the
@@ -168,7 +177,11 @@ def test_a_second_sweep_writer_is_refused_naming_the_first(tmp_path: Path, runs_
     proc = subprocess.Popen([sys.executable, str(driver)], env=dict(os.environ, FAKE_EPOCH_S="0.2"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for("the first sweep's first run", lambda: S.SweepState.load("w2", runs_root).points[0].run_dir)
+        def first_epoch():  # the first run trains (a SIGINT before would end it failed, not interrupted)
+            p = S.SweepState.load("w2", runs_root).points[0]
+            return p.run_dir and (Path(p.run_dir) / rundir.SUMMARY_FILE).is_file()
+
+        wait_for("the first sweep's first epoch", first_epoch)
         with pytest.raises(UserError) as err:
             local.run_sweep(S.SweepState.load("w2", runs_root), base_cmd=FAKE, poll_s=0.02, out=open(os.devnull, "w"))
         assert f"another `fgbench sweep` (pid {proc.pid} on " in str(err.value)

@@ -230,7 +230,8 @@ async def test_the_runs_pane_at_80_columns_keeps_every_number_with_a_48_characte
 
 
 async def test_the_recipe_list_uses_the_width_it_has_and_cuts_in_the_middle(dirs):
-    names = ["ez_cifar100_resnet18_clr1e-4", "ez_cifar100_resnet18_ms1", "ez_cifar100_resnet18_ms2"]
+    names = ["ez_cifar100_resnet18_clr1e-4", "ez_cifar100_resnet18_ms1", "ez_cifar100_resnet18_ms2",
+             "hy_intel_effnet_wc_cm_r", "hy_intel_resnet_wc_cm_r"]
     for n in names:
         (dirs.project / f"{n}.toml").write_text(f'name = "{n}"\n')
     app = tui_app(dirs)
@@ -256,6 +257,7 @@ async def test_the_recipe_list_uses_the_width_it_has_and_cuts_in_the_middle(dirs
         assert any(s.endswith("ms1") for s in cut) and any(s.endswith("ms2") for s in cut), shown
         room = lst.scrollable_content_region.width
         assert all(len(s) <= room for s in shown), (room, shown)
+        assert len(set(shown)) == len(shown), shown  # no two names look the same
 
 
 async def test_the_compare_sidebar_tells_two_runs_of_one_recipe_apart_and_its_footer_fits(dirs):
@@ -283,3 +285,40 @@ async def test_the_compare_sidebar_tells_two_runs_of_one_recipe_apart_and_its_fo
         assert long.rstrip().endswith("-lr3"), long  # cut in the middle: the variant stays
         footer = app.screen.query_one(Footer)
         assert footer.virtual_size.width <= footer.size.width, (footer.virtual_size.width, footer.size.width)
+
+
+async def test_the_compare_export_writes_under_the_runs_root_and_says_where(dirs, tmp_path, monkeypatch):
+    from fakes.run_factory import make_fixture_run
+
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # where fgbench was started: nothing is written here
+    runs = [make_fixture_run(dirs.runs, f"2025030{i}-090000-r{i}", name=f"r{i}", dataset="synthetic",
+                             arch=arch, seed=0.01 * i) for i, arch in ((1, "resnet18"), (2, "resnet50"))]
+    app = tui_app(dirs, initial_pane="compare", watch_interval=0.2)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = await ready_pane(pilot, "compare")
+        await wait_for(pilot, lambda: app.store.loaded_once, what="runs read")
+        app.set_compare(runs)
+        table = pane.query_one("#compare-table")
+        await wait_for(pilot, lambda: table.row_count == 2, what="the table")
+        pane.query_one("#compare-list").focus()
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen), what="the export prompt")
+        default = app.screen.value
+        assert str(dirs.runs.absolute()) in app.screen.help_text
+        assert default.startswith(str(dirs.runs.absolute()) + "/") and default.endswith(".md"), default
+        await pilot.press("enter")
+        target = dirs.runs.absolute() / default.rsplit("/", 1)[1]
+        await wait_for(pilot, lambda: target.is_file(), what="the table written under the runs root")
+        await wait_for(pilot, lambda: any(str(target) in n.message for n in app._notifications),
+                       what="the notification naming the file")
+        # a bare name goes to the runs root as well
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen), what="the export prompt again")
+        app.screen.query_one("#prompt-input").value = "mine.csv"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: (dirs.runs / "mine.csv").is_file(), what="mine.csv under the runs root")
+        await _settle(pilot)
+        assert [r.path.name for r in app.store.rows()].count(target.name) == 0  # an export is not a run
+    assert not any(elsewhere.iterdir())
