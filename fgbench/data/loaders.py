@@ -803,7 +803,7 @@ def resolve_workers(data, *, cpus: int | None = None, local_world: int | None = 
         local_world = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
     per_process = max(1, cpus // local_world)
     n = max(0, min(MAX_AUTO_WORKERS, per_process - 1))
-    share = f"{cpus} CPUs" + (f" shared by {local_world} processes" if local_world > 1 else "")
+    share = f"{cpus} CPU{'' if cpus == 1 else 's'}" + (f" shared by {local_world} processes" if local_world > 1 else "")
     return n, f"auto: {share}, one left for training, at most {MAX_AUTO_WORKERS}"
 
 
