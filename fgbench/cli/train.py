@@ -6,7 +6,12 @@ import argparse
 import os
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from fgbench.errors import UserError
+
+if TYPE_CHECKING:
+    from fgbench.rundir.request import RunRequest
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,27 +45,29 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    if not args.recipe and not args.resume:
-        raise UserError("fgbench run: give a RECIPE file or --resume RUN_DIR")
-    if args.trial:
+    from fgbench.rundir.request import RunRequest
+
+    request = RunRequest.from_args(args)
+    request.check()
+    if request.trial:
         # A search trial: import optuna (and SQLAlchemy) before torch. Imported after torch, the
         # run's DataLoader workers outlived the run on Python 3.11 / torch 2.x and the process
         # hung at exit joining them (seen with optuna 5.0); imported first, it exits cleanly.
         from fgbench import search
 
         search._optuna()
-    if not args.resume:
-        check_output_dirs(args)
-        if args.recipe:
-            from fgbench.recipe import load_recipe
+    recipe = None
+    if not request.resume:
+        check_output_dirs(request)
+        from fgbench.recipe import load_recipe
 
-            load_recipe(args.recipe, args.overrides)  # a bad recipe fails here, before torch is imported
+        recipe = load_recipe(request.recipe, list(request.overrides))  # a bad recipe fails here, before torch
     from fgbench.train.runner import run_command
 
-    return run_command(args)
+    return run_command(request, recipe)
 
 
-def check_output_dirs(args: argparse.Namespace) -> None:
+def check_output_dirs(args: RunRequest) -> None:
     """Where the run directory will go can be made: checked before torch is imported and before
     anything is written, so ``--run-dir`` under a regular file, a ``--runs-root`` that is a file
     or a directory that cannot be written is one line and exit 2, not a traceback after the

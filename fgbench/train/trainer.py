@@ -61,11 +61,11 @@ from fgbench.train.ema import ModelEMA
 from fgbench.train.loop import Engine, EpochStats, StepHooks, evaluate, train_one_epoch
 from fgbench.train.losses import ClassificationLoss
 from fgbench.train.mix import BatchMixer
-from fgbench.train.models import channels_last_for, extra_metrics, set_trainable
+from fgbench.train.models import extra_metrics, set_trainable
 from fgbench.train.optim import build_optimizer
 from fgbench.train.progress import Progress
 from fgbench.train.schedule import plan_for_stage
-from fgbench.train.stages import StageSpec, resolve_stages
+from fgbench.train.stages import StageSpec
 
 AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -180,6 +180,8 @@ class RunContext:
     writer: metrics.MetricsWriter
     progress: Progress
     stop: StopFlag
+    stages: tuple[StageSpec, ...]  # resolved once by the plan, with the global batch
+    channels_last: tuple[bool, str]  # (use channels_last, why): the plan converted the model by this rule
     resume: dict | None = None  # the last.pt checkpoint
     resume_best: dict | None = None  # best.pt, when resuming
     dist: Any = None  # fgbench.train.distributed.Dist under torchrun (world size > 1)
@@ -190,8 +192,7 @@ class Trainer:
         self.ctx = ctx
         self.r = ctx.recipe
         self.device = ctx.device
-        # (use channels_last, why): the runner converted the model by the same rule
-        self.memory_format = channels_last_for(self.r.runtime.channels_last, self.r.model.arch, self.device.type)
+        self.memory_format = ctx.channels_last
         self.splits = ctx.splits
         self.model = ctx.model
         self.writer = ctx.writer
@@ -200,12 +201,7 @@ class Trainer:
         self.dist = ctx.dist
         self.main = self.dist is None or self.dist.rank == 0  # the process that writes files
         self.shard = (self.dist.rank, self.dist.size) if self.dist is not None else None
-        stage_recipe = self.r
-        if self.dist is not None:
-            from fgbench.train.distributed import global_batch_recipe
-
-            stage_recipe = global_batch_recipe(self.r, self.dist.size)
-        self.stages = resolve_stages(stage_recipe, len(self.splits.train))
+        self.stages = list(ctx.stages)
         self.total_epochs = self.stages[-1].last_epoch
         self.total_steps = sum(s.total_steps for s in self.stages)
         self.recipe_dict = recipe_to_dict(self.r)
