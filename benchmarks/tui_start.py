@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = {"baseline": ["bare Textual, first paint"], "fgbench": ["fgbench, first paint", "fgbench, form ready"]}
     times: dict[str, list[list[float]]] = {k: [] for k in cases}
     try:
-        for name, (cmd, markers) in cases.items():  # warm the file cache once, not timed
+        for cmd, markers in cases.values():  # warm the file cache once, not timed
             first_paint(cmd, markers, env, (cols, rows))
         for _ in range(args.rounds):
             for name, (cmd, markers) in cases.items():

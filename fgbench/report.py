@@ -29,6 +29,7 @@ from fnmatch import fnmatchcase
 from typing import Any, Iterable, Sequence
 
 from fgbench.rundir.layout import SUMMARY_FILE
+from fgbench.rundir.confusion import class_count, iter_cells
 
 BOOKKEEPING_FIELDS = ("name", "description", "sweep")
 
@@ -308,6 +309,8 @@ def _cell(value: Any, kind: str) -> str:
         return "-" if value is _MISSING or value is None else fmt_recipe_value(value)
     if kind == "acc":
         return fmt_value(value, 2)
+    if kind in ("stat", "diff"):
+        return _stat_cell(value)
     return fmt_value(value)
 
 
@@ -357,6 +360,179 @@ def compare_table(
     if any(r["status"] != "completed" for r in rows):
         columns.insert(1, ("status", "status", "text"))
     return columns, rows
+
+
+# ------------------------------------------------------------------------------- group rows
+
+#: the numbers a group table compares to the baseline (the headline numbers, raw and EMA)
+DIFF_METRICS = ("test_top1_best", "ema_test_top1_best")
+GROUP_CELL_LEGEND = ("a group of n > 1 runs (the same resolved recipe but the seed) reads: mean [95 % t interval "
+                     "of the mean] sd, min-max; a single run reads as its number")
+
+
+def _group_label(members: Sequence[str]) -> str:
+    first = members[0]
+    if all(m == first for m in members):
+        return first
+    common = first
+    for m in members[1:]:
+        while not m.startswith(common):
+            common = common[:-1]
+    common = common.rstrip(" -_/@,.:")
+    return common or f"{first} (+{len(members) - 1})"
+
+
+def group_compare_table(
+    runs: Sequence[Any],
+    labels: Sequence[str] | None = None,
+    *,
+    fields: Sequence[str] | None = None,
+    label_header: str = "run",
+    baseline: str | None = None,
+) -> tuple[list[tuple[str, str, str]], list[dict[str, Any]], list[str]]:
+    """The ablation table with runs that differ only in the seed as one row (a group, see
+    :mod:`fgbench.groups`): n, the seeds, and for every number a :class:`fgbench.stats.Described`
+    (mean, sd, t interval, min, max) of the group's completed runs, then each row's difference to
+    the baseline row (the first, or the one ``baseline`` names) in :data:`DIFF_METRICS`, with a
+    Holm-adjusted interval and its verdict. Returns (columns, rows, notes): the notes say how the
+    intervals were made and go under a text or Markdown table.
+
+    When every group is a single run and no ``baseline`` is asked for, this is exactly
+    :func:`compare_table` (no interval exists to show) with no notes."""
+    from fgbench import groups as G
+    from fgbench import stats as S
+
+    found = G.group_runs(runs)
+    if baseline is None and all(len(g) == 1 for g in found):
+        columns, rows = compare_table(runs, labels, fields=fields, label_header=label_header)
+        return columns, rows, []
+    index = {id(r): i for i, r in enumerate(runs)}
+    firsts = [g.first for g in found]
+    recipe_fields = list(fields) if fields is not None else [
+        f for f in differing_fields([r.recipe for r in firsts]) if f != G.SEED_FIELD]
+    metric_keys = [c[0] for c in METRIC_COLUMNS]
+    rows: list[dict[str, Any]] = []
+    values: list[dict[str, list[tuple[int, float]]]] = []
+    for g in found:
+        member_labels = [labels[index[id(r)]] if labels is not None else (r.run_id if len(g) == 1 else r.name)
+                         for r in g.runs]
+        done = [r for r in g.runs if r.status == "completed"] if len(g) > 1 else list(g.runs)
+        per_run = [(G.seed_of(r.recipe), _with_epochs(run_row(r))) for r in done]
+        row = _with_epochs(run_row(g.first)) if len(g) == 1 else {"status": f"{len(done)}/{len(g)} completed"
+                                                                 if len(done) < len(g) else "completed"}
+        row[label_header] = _group_label(member_labels)
+        row["n"] = len(done)
+        row["seeds"] = ",".join("?" if s is None else str(s) for s, _r in per_run) if per_run else "-"
+        row["runs"] = [r.run_id for r in g.runs]
+        for f in recipe_fields:
+            row[f"recipe:{f}"] = get_path(g.first.recipe, f, _MISSING)
+        keys = list(metric_keys)
+        for _s, r in per_run:
+            keys += [k for k in r if (k.startswith("test@") or k.startswith("ema_test@")) and k not in keys]
+        by_metric: dict[str, list[tuple[int, float]]] = {}
+        for key in keys:
+            pairs = [(s if s is not None else -1 - i, r[key]) for i, (s, r) in enumerate(per_run) if r.get(key) is not None]
+            by_metric[key] = pairs
+            if len(g) > 1:
+                row[key] = S.describe([v for _s, v in pairs])
+        if len(g) > 1:
+            durations = [r["duration_s"] for _s, r in per_run if r.get("duration_s") is not None]
+            row["duration_s"] = sum(durations) / len(durations) if durations else None
+            row["epochs"] = per_run[0][1]["epochs"] if per_run else "-"
+        rows.append(row)
+        values.append(by_metric)
+    base_i = 0
+    if baseline is not None:
+        matches = [i for i, (g, row) in enumerate(zip(found, rows))
+                   if row[label_header] == baseline or any(baseline in (r.run_id, r.name) for r in g.runs)]
+        if not matches:
+            matches = [i for i, g in enumerate(found) if any(name_matches(baseline, r.run_id, r.name) for r in g.runs)]
+        if len(matches) != 1:
+            from fgbench.errors import UserError
+
+            what = "no row" if not matches else f"{len(matches)} rows"
+            raise UserError(f"--baseline {baseline}: {what} of the table match; give a row label, a run or a recipe name")
+        base_i = matches[0]
+    notes = [GROUP_CELL_LEGEND + "."]
+    diff_cols: list[tuple[str, str, str]] = []
+    base_label = rows[base_i][label_header]
+    for key in DIFF_METRICS:
+        base_vals = values[base_i].get(key) or []
+        others = [i for i in range(len(rows)) if i != base_i and values[i].get(key)]
+        if not base_vals or not others:
+            continue
+        diffs = S.compare_to_baseline(base_vals, [values[i][key] for i in others])
+        for i, d in zip(others, diffs):
+            rows[i][f"diff:{key}"] = d
+        rows[base_i][f"diff:{key}"] = "baseline"
+        header = dict((k, h) for k, h, _kind in METRIC_COLUMNS)[key]
+        diff_cols.append((f"diff:{key}", f"Δ {header}", "diff"))
+        m = sum(1 for d in diffs if d.resolved is not None)
+        methods = sorted({S.METHOD_TEXT[d.method] for d in diffs})
+        notes.append(f"Δ {header}: row - baseline ({base_label}); {S.adjustment_text(m)}; {', '.join(methods)}; "
+                     "resolved: the interval excludes zero, else within noise.")
+    columns: list[tuple[str, str, str]] = [(label_header, label_header, "text")]
+    if any(r.get("status") != "completed" for r in rows):
+        columns.append(("status", "status", "text"))
+    columns += [("n", "n", "text"), ("seeds", "seeds", "text")]
+    columns += [(f"recipe:{f}", f, "recipe") for f in recipe_fields]
+    metric_cols = [(k, h, "stat") for k, h, _kind in METRIC_COLUMNS]
+    sizes: list[str] = []
+    for row in rows:
+        for key in row:
+            if (key.startswith("test@") or key.startswith("ema_test@")) and key not in sizes:
+                sizes.append(key)
+    sizes.sort(key=lambda k: (k.startswith("ema_"), _size_key(k.split("@", 1)[1])))
+    metric_cols += [(k, ("EMA test @" if k.startswith("ema_") else "test @") + k.split("@", 1)[1], "stat") for k in sizes]
+    optional = [c[0] for c in metric_cols if c[0] not in ("test_top1_best", "test_top1_last")]
+    columns += _drop_empty(metric_cols, rows, optional)
+    columns += diff_cols
+    columns += [("epochs", "epochs", "text"), ("duration_s", "time", "duration")]
+    return columns, rows, notes
+
+
+def _stat_cell(value: Any) -> str:
+    from fgbench.stats import Described, Difference
+
+    if isinstance(value, Described):
+        if value.n == 1 or value.ci_low is None or value.ci_high is None or value.sd is None:
+            return fmt_value(value.mean, 2)
+        return (f"{value.mean:.2f} [{value.ci_low:.2f}, {value.ci_high:.2f}] sd {value.sd:.2f}, "
+                f"{value.min:.2f}-{value.max:.2f}")
+    if isinstance(value, Difference):
+        if value.ci_low is None or value.ci_high is None:
+            return f"{value.diff:+.2f} (no interval)"
+        level = "" if value.adjusted == 1 else f" at {100 * (value.confidence or 0):.1f} %"
+        return f"{value.diff:+.2f} [{value.ci_low:+.2f}, {value.ci_high:+.2f}]{level} {value.verdict}"
+    return fmt_value(value, 2)
+
+
+#: how a ``stat`` or ``diff`` cell spreads over CSV/JSON columns (key + suffix)
+STAT_PARTS = ("", "_n", "_sd", "_ci_low", "_ci_high", "_min", "_max")
+DIFF_PARTS = ("", "_ci_low", "_ci_high", "_confidence", "_method", "_p", "_verdict")
+
+
+def _machine_parts(key: str, kind: str, value: Any) -> list[tuple[str, Any]]:
+    """A ``stat``/``diff`` cell as (machine key, raw value) pairs; other kinds as one pair."""
+    from fgbench.stats import Described, Difference
+
+    name = _machine_key(key)
+    if kind == "stat":
+        if isinstance(value, Described):
+            vals = (value.mean, value.n, value.sd, value.ci_low, value.ci_high, value.min, value.max)
+        else:
+            num = _num(value)
+            vals = (num, 1 if num is not None else None, None, None, None, num, num)
+        return [(name + p, v) for p, v in zip(STAT_PARTS, vals)]
+    if kind == "diff":
+        name = "diff_" + name.removeprefix("diff:")
+        if isinstance(value, Difference):
+            vals2: tuple[Any, ...] = (value.diff, value.ci_low, value.ci_high, value.confidence, value.method,
+                                      value.p_value, value.verdict)
+        else:
+            vals2 = (None,) * 6 + (value if isinstance(value, str) else None,)
+        return [(name + p, v) for p, v in zip(DIFF_PARTS, vals2)]
+    return [(name, value)]
 
 
 # ---------------------------------------------------------------------------------- rendering
@@ -418,19 +594,20 @@ def render(columns: Sequence[tuple[str, str, str]], rows: Sequence[dict[str, Any
     if fmt == "json":
         out = []
         for row in rows:
-            out.append({_machine_key(key): _json_value(row.get(key)) for key, _header, _kind in columns})
+            out.append({k: _json_value(v) for key, _header, kind in columns
+                        for k, v in _machine_parts(key, kind, row.get(key))})
         return json.dumps(out, indent=2) + "\n"
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow([_machine_key(k) for k, _h, _kind in columns])
+        w.writerow([k for key, _h, kind in columns for k, _v in _machine_parts(key, kind, None)])
         for row in rows:
-            w.writerow([_csv_value(row.get(key)) for key, _h, _kind in columns])
+            w.writerow([_csv_value(v) for key, _h, kind in columns for _k, v in _machine_parts(key, kind, row.get(key))])
         return buf.getvalue()
     limits = max_widths or {}
     cells = [[_cut(_cell(row.get(key), kind), limits.get(key)) for key, _h, kind in columns] for row in rows]
     headers = [h for _k, h, _kind in columns]
-    numeric = [kind in ("acc", "duration", "rate") for _k, _h, kind in columns]
+    numeric = [kind in ("acc", "duration", "rate", "stat", "diff") for _k, _h, kind in columns]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(headers)]
 
     def pad(text: str, i: int) -> str:
@@ -632,31 +809,35 @@ def curves_text(events: Sequence[dict[str, Any]], *, width: int = 56, height: in
 
 
 def per_class_accuracy(confusion: dict[str, Any]) -> list[tuple[str, int, int, float | None]]:
-    """(class name, correct, total, accuracy %) per class, in index order."""
+    """(class name, correct, total, accuracy %) per class, in index order; from a dense ``matrix``
+    or the non-zero ``cells`` of a large confusion (``fgbench.rundir.confusion``), in one pass."""
     names = list(confusion.get("class_names") or [])
-    matrix = confusion.get("matrix") or []
-    out = []
-    for i, row in enumerate(matrix):
-        total = sum(int(v) for v in row)
-        correct = int(row[i]) if i < len(row) else 0
-        name = names[i] if i < len(names) else str(i)
-        out.append((name, correct, total, (100.0 * correct / total) if total else None))
-    return out
+    n = class_count(confusion)
+    correct, total = [0] * n, [0] * n
+    for i, j, v in iter_cells(confusion):
+        if 0 <= i < n:
+            total[i] += v
+            if i == j:
+                correct[i] += v
+    return [(names[i] if i < len(names) else str(i), correct[i], total[i],
+             (100.0 * correct[i] / total[i]) if total[i] else None) for i in range(n)]
 
 
 def confused_pairs(confusion: dict[str, Any], top: int = 10) -> list[tuple[str, str, int, float]]:
     """The most frequent mistakes: (true class, predicted class, count, % of the true class's
     images), largest count first; ties by share, then by name for a stable order."""
     names = list(confusion.get("class_names") or [])
-    matrix = confusion.get("matrix") or []
+    totals: dict[int, int] = {}
+    off = []
+    for i, j, v in iter_cells(confusion):
+        totals[i] = totals.get(i, 0) + v
+        if i != j:
+            off.append((i, j, v))
     pairs = []
-    for i, row in enumerate(matrix):
-        total = sum(int(v) for v in row)
-        for j, v in enumerate(row):
-            if i != j and int(v) > 0:
-                ti = names[i] if i < len(names) else str(i)
-                pj = names[j] if j < len(names) else str(j)
-                pairs.append((ti, pj, int(v), 100.0 * int(v) / total if total else 0.0))
+    for i, j, v in off:
+        ti = names[i] if 0 <= i < len(names) else str(i)
+        pj = names[j] if 0 <= j < len(names) else str(j)
+        pairs.append((ti, pj, v, 100.0 * v / totals[i] if totals[i] else 0.0))
     pairs.sort(key=lambda p: (-p[2], -p[3], p[0], p[1]))
     return pairs[:top]
 

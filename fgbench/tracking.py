@@ -367,7 +367,7 @@ def run_listeners(recipe: Any, run_dir: Path, *, sweep_tag: str | None, trial: s
         listeners += build_trackers(configs, run_dir=run_dir, runs_root=Path(run_dir).parent, sweep_tag=sweep_tag,
                                     report=report)
     if trial:
-        from fgbench.search import TrialReporter
+        from fgbench.sweeps.search import TrialReporter
 
         listeners.append(TrialReporter.from_arg(trial, stop))
     return listeners

@@ -104,7 +104,7 @@ def test_union_variants_are_listed_with_their_own_keys() -> None:
     md = docs.recipe_reference_markdown()
     for section in UNION_SECTIONS:
         tag = "source" if section.endswith("pretrained") else "name"
-        for value, cls in union_variants(section).items():
+        for value, _cls in union_variants(section).items():
             assert f'`{section}.{tag} = "{value}"`' in md
     # keys shared by every optimizer are listed once, variant keys under their variant
     assert md.count("| `optim.weight_decay` |") == 1

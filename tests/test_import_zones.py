@@ -47,7 +47,7 @@ def heavy(mods: set[str], prefixes: tuple[str, ...]) -> list[str]:
 
 CLI = "from fgbench.cli import main\n"
 CASES = {
-    "help": (CLI + "try:\n    main(['--help'])\nexcept SystemExit:\n    pass", TORCH + TEXTUAL + SCHEMA),
+    "help": (CLI + "try:\n    main(['--help'])\nexcept SystemExit:\n    pass", TORCH + TEXTUAL + SCHEMA + ("scipy",)),
     "recipe validate": (CLI + "assert main(['recipe', 'validate', *__import__('glob').glob('{repo}/recipes/*.toml')]) == 0",
                         TORCH + TEXTUAL),
     "recipe show": (CLI + "assert main(['recipe', 'show', '{repo}/recipes/sc_cub_r50_fixres_two_stage.toml']) == 0",
@@ -68,8 +68,8 @@ CASES = {
         """, TORCH + TEXTUAL + ("PIL", "numpy")),
     "pure modules": ("""
         import fgbench.recipe, fgbench.rundir, fgbench.rundir.launcher, fgbench.rundir.supervise
-        import fgbench.paths, fgbench.docs, fgbench.errors, fgbench.report
-        """, TORCH + TEXTUAL),
+        import fgbench.paths, fgbench.docs, fgbench.errors, fgbench.report, fgbench.groups, fgbench.stats
+        """, TORCH + TEXTUAL + ("scipy",)),
     "rundir alone": ("import fgbench.rundir, fgbench.rundir.launcher, fgbench.rundir.supervise",
                      TORCH + TEXTUAL + ("pydantic",)),
     "tui": ("""

@@ -332,7 +332,7 @@ EZ_COMMON = {
     "data.normalize": "learned", "model.normalizer_per_channel": False,
     # DeepSpeed WarmupDecayLR: 1e-6 -> 2e-4 over 500 steps, then linearly to warmup_min_lr = 1e-6 at 5000
     "schedule.name": "linear", "optim.lr": 2e-4, "schedule.warmup_steps": 500, "schedule.warmup": "linear",
-    "schedule.warmup_start_lr": 1e-6, "schedule.min_lr": 1e-6,
+    "schedule.warmup_start_lr": 1e-6, "schedule.min_lr": 1e-6, "schedule.deepspeed_lag": True,
     # use_augmentation false: ToTensor only
     "data.train_crop": "resize", "augment.hflip": False, "augment.rotation": 0.0,
 }

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 from fgbench import __version__
 from fgbench.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, UserError
@@ -22,13 +23,14 @@ COMMAND_MODULES = (
     "fgbench.cli.recipes",   # fgbench recipe new|validate|show
     "fgbench.cli.train",     # fgbench run
     "fgbench.cli.data",      # fgbench data list|download|verify|import|remove
-    "fgbench.cli.runs",      # fgbench runs ..., sweep, predict, evaluate
+    "fgbench.cli.runs",      # fgbench runs ..., predict, evaluate
+    "fgbench.cli.sweep",     # fgbench sweep
 )
 
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse's own exit code is 2 as well
+    def error(self, message: str) -> NoReturn:  # argparse's own exit code is 2 as well
         self.print_usage(sys.stderr)
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
 

@@ -49,7 +49,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             data = read_recipe_data(f, overrides)
             recipe = validate_recipe(data, str(f), overrides)
             if recipe.sweep is not None:
-                from fgbench.sweep import expand
+                from fgbench.sweeps.plan import expand
 
                 expand(data, str(f))
         except UserError as err:

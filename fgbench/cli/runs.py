@@ -1,4 +1,5 @@
-"""`fgbench runs list|show|compare|export|rm`, `fgbench sweep`, `fgbench predict`, `fgbench evaluate`.
+"""`fgbench runs list|show|compare|export|rm`, `fgbench predict`, `fgbench evaluate` (`fgbench sweep`
+is :mod:`fgbench.cli.sweep`).
 
 Pure zone except where marked: listing, showing, comparing and exporting to CSV/JSONL read run
 directories with the standard library (tested in a fresh interpreter: torch is never imported).
@@ -61,12 +62,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     cp = rs.add_parser("compare", help="one table of several runs; columns are the recipe fields that differ",
                        description="Compare runs in one table (Markdown by default, pasteable into a README). "
-                       "Only the recipe fields whose values differ between the runs become columns.")
+                       "Only the recipe fields whose values differ between the runs become columns. Runs that differ only "
+                       "in runtime.seed are one row (a group): n, mean, 95 %% t interval, sd, min-max, and each row's "
+                       "difference to the baseline row with a Holm-adjusted interval, resolved or within noise.")
     cp.add_argument("runs", nargs="*", metavar="RUN", help="runs or globs of run-directory names")
     _root_arg(cp)
     cp.add_argument("--sweep", metavar="TAG", help="the runs of this sweep, in the sweep's order, labelled by variant")
     cp.add_argument("--format", choices=["markdown", "csv", "json", "text"], default="markdown")
     cp.add_argument("--fields", metavar="A,B", help="show these recipe fields instead of the differing ones")
+    cp.add_argument("--baseline", metavar="NAME",
+                    help="the row the others are compared with (a row label, run or recipe name; default: the first row)")
     cp.set_defaults(handler=cmd_compare)
 
     ex = rs.add_parser("export", help="all metrics of several runs into one CSV / JSONL file, or TensorBoard logs",
@@ -89,52 +94,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     _root_arg(rm)
     rm.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     rm.set_defaults(handler=cmd_rm)
-
-    sw = sub.add_parser("sweep", help="run a recipe's [sweep] (grid and/or named variants), or continue one",
-                        description="Expand a recipe's [sweep] table (and --grid axes), validate every run up front, "
-                        "run them one after another (or one per GPU with --gpus) as ordinary runs tagged with the "
-                        "sweep, and print the ablation table. Exit codes: 0 all completed, 1 some failed, "
-                        "2 bad input, 130 interrupted (continue with --continue TAG).")
-    sw.add_argument("recipe", nargs="?", metavar="RECIPE")
-    sw.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
-                    help="add a grid axis, e.g. --grid optim.lr=0.1,0.01 (repeatable; values are TOML)")
-    sw.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a field of the base recipe (repeatable)")
-    sw.add_argument("--only", metavar="NAMES", help="run only these variants (comma-separated names)")
-    sw.add_argument("--tag", metavar="TAG", help="sweep name (default: recipe name + time)")
-    sw.add_argument("--continue", dest="cont", metavar="TAG", help="continue an interrupted sweep")
-    sw.add_argument("--retry-failed", action="store_true", help="with --continue: run failed runs again")
-    _root_arg(sw)
-    sw.add_argument("--gpus", metavar="auto|IDS",
-                    help="run several at a time, one per GPU: auto (CUDA_VISIBLE_DEVICES or nvidia-smi) or ids like 0,1")
-    sw.add_argument("--device", choices=["auto", "cuda", "cpu"], help="passed to each run (overrides runtime.device)")
-    sw.add_argument("--nproc", type=int, default=1, metavar="N",
-                    help="train each run with N processes (DDP through torchrun); with --gpus, N GPU ids per run")
-    sw.add_argument("--dry-run", action="store_true", help="validate and print the plan; run nothing")
-    sw.add_argument("--format", choices=["markdown", "csv", "json", "text"], default="markdown",
-                    help="format of the final table")
-    sw.add_argument("--status", metavar="TAG", help="each point's fgbench status and SLURM state, then the table so far")
-    sw.add_argument("--cancel", metavar="TAG", help="cancel what is left of a sweep (SLURM jobs; a local sweep is stopped "
-                    "as with Ctrl-C); continue later with --continue TAG")
-    sw.add_argument("--best", metavar="TAG", help="write the best trial's recipe of a search to -o FILE")
-    sw.add_argument("-o", "--output", metavar="FILE", help="with --best: the TOML file to write")
-    sw.add_argument("--force", action="store_true", help="with --best: replace an existing file")
-    sl = sw.add_argument_group("SLURM (--launcher slurm; defaults from the recipe's [sweep.slurm], then settings.toml's [slurm])")
-    sl.add_argument("--launcher", choices=["local", "slurm"],
-                    help="local: on this machine (default); slurm: one job per point, as a job array through submitit")
-    sl.add_argument("--partition", metavar="NAME")
-    sl.add_argument("--account", metavar="NAME")
-    sl.add_argument("--qos", metavar="NAME")
-    sl.add_argument("--time-limit", dest="time_limit_min", type=_positive_int, metavar="MIN",
-                    help="time limit per job in minutes (a job at its limit checkpoints and is requeued)")
-    sl.add_argument("--gpus-per-run", type=int, metavar="N", help="GPUs per node for each run")
-    sl.add_argument("--cpus-per-run", type=_positive_int, metavar="N", help="CPUs per node for each run")
-    sl.add_argument("--nodes-per-run", type=_positive_int, metavar="N", help="nodes per run (multi-node DDP)")
-    sl.add_argument("--max-parallel", type=_positive_int, metavar="N", help="at most N points at once (the array's %%N)")
-    sl.add_argument("--sbatch", action="append", default=[], metavar="KEY=VALUE",
-                    help="a further sbatch option, e.g. --sbatch constraint=a100 (repeatable)")
-    sl.add_argument("--wait", action="store_true", help="wait until every job has ended, then print the table")
-    sw.set_defaults(handler=cmd_sweep)
 
     pr = sub.add_parser("predict", help="top-k classes of images with a run's checkpoint",
                         description="Classify images with a run's checkpoint and its test transform; prints the "
@@ -221,10 +180,10 @@ def select_runs(refs: list[str], root: Path) -> list[Path]:
 
 
 def _sweep_runs(tag: str, root: Path) -> tuple[list[rundir.RunInfo], list[str]]:
-    from fgbench import sweep
+    from fgbench.sweeps import state as sweep_state
 
-    state = sweep.SweepState.load(tag, root)
-    infos, labels = sweep.state_runs(state)
+    state = sweep_state.SweepState.load(tag, root)
+    infos, labels = sweep_state.state_runs(state)
     if not infos:
         raise UserError(f"sweep {tag}: no run has started yet")
     return infos, labels
@@ -332,9 +291,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         out.write("\n## curves\n")
         text = report.curves_text(events, width=args.width)
         out.write(text if text else "no epoch has finished yet\n")
-    confusion = rundir.read_json(run_dir / rundir.CONFUSION_FILE)
+    from fgbench.rundir.confusion import has_confusion, read_confusion
+
+    confusion = read_confusion(run_dir)
     out.write("\n## classes\n")
-    if isinstance(confusion, dict) and confusion.get("matrix"):
+    if confusion is not None and has_confusion(confusion):
         out.write(report.confusion_text(confusion, pairs=args.pairs, all_classes=args.all_classes))
     else:
         classes = rundir.read_json(run_dir / rundir.CLASSES_FILE)
@@ -362,9 +323,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     fields = [f.strip() for f in args.fields.split(",") if f.strip()] if args.fields else None
     if labels is not None and fields is None:
         fields = []  # the variant label already names what differs
-    columns, rows = report.compare_table(infos, labels, fields=fields,
-                                         label_header="variant" if labels is not None else "run")
+    columns, rows, notes = report.group_compare_table(infos, labels, fields=fields, baseline=args.baseline,
+                                                      label_header="variant" if labels is not None else "run")
     sys.stdout.write(report.render(columns, rows, args.format))
+    if notes and args.format in ("markdown", "text"):
+        sys.stdout.write("\n" + "".join(f"{n}\n" for n in notes))
     return 0
 
 
@@ -429,203 +392,6 @@ def cmd_rm(args: argparse.Namespace) -> int:
         shutil.rmtree(i.path)
     print(f"deleted {len(infos)} run(s)")
     return 0
-
-
-# ------------------------------------------------------------------------------------ sweep
-
-
-SLURM_FLAGS = ("partition", "account", "qos", "time_limit_min", "gpus_per_run", "cpus_per_run", "nodes_per_run",
-               "max_parallel")
-
-
-def cmd_sweep(args: argparse.Namespace) -> int:
-    from fgbench import sweep
-
-    root = _root(args)
-    modes = [m for m in ("cont", "status", "cancel", "best") if getattr(args, m)]
-    if len(modes) > 1:
-        raise UserError("give one of --continue, --status, --cancel and --best")
-    if args.status:
-        return _sweep_status(sweep.SweepState.load(args.status, root), args.format)
-    if args.cancel:
-        return _sweep_cancel(sweep.SweepState.load(args.cancel, root))
-    if args.best:
-        return _sweep_best(sweep.SweepState.load(args.best, root), args.output, args.force)
-    if args.output:
-        raise UserError("-o/--output goes with --best TAG")
-    slots = sweep.group_slots(sweep.detect_gpus(args.gpus), args.nproc)
-    extra: list[str] = []
-    if args.device:
-        extra += ["--device", args.device]
-    if args.nproc > 1:
-        extra += ["--nproc", str(args.nproc)]
-    cli_slurm = _slurm_flags(args)
-    if args.cont:
-        if args.recipe or args.grid or args.overrides or args.only or args.tag or cli_slurm or args.launcher:
-            raise UserError("--continue TAG takes no RECIPE, --grid, --set, --only, --tag or SLURM settings: "
-                            "the sweep's plan is fixed")
-        state = sweep.SweepState.load(args.cont, root)
-        if args.dry_run:
-            _print_state(state)
-            return 0
-    else:
-        if not args.recipe:
-            raise UserError("fgbench sweep: give a RECIPE, or --continue / --status / --cancel / --best TAG")
-        if args.retry_failed:
-            raise UserError("--retry-failed goes with --continue TAG")
-        only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
-        plan = sweep.load_plan(args.recipe, overrides=args.overrides, cli_grid=args.grid, only=only)
-        launcher = sweep.resolve_launcher(args.launcher, plan.spec)
-        slurm_cfg = None
-        if launcher == "slurm":
-            from fgbench import slurm
-
-            slurm_cfg = sweep.resolve_slurm(plan.spec, cli_slurm, args.recipe)
-            if args.gpus:
-                raise UserError("--gpus goes with --launcher local; on SLURM say --gpus-per-run N")
-        print(sweep.plan_text(plan), end="")
-        if slurm_cfg is not None:
-            print("slurm: " + ", ".join(f"{k}={v}" for k, v in slurm_cfg.items() if v not in (None, [], {})))
-        if args.dry_run:
-            print("(dry run: nothing started)")
-            return 0
-        if launcher == "slurm":
-            why = slurm.available()
-            if why:
-                raise UserError(why)
-        tag = sweep.check_tag(args.tag) if args.tag else sweep.default_tag(plan.base_name)
-        state = sweep.create_state(plan, tag, root, launcher=launcher, slurm=slurm_cfg, run_args=extra)
-        extra = []  # recorded in the state: every point (and a --continue) gets them
-        print(f"sweep {tag}: state in {state.path}")
-    if state.launcher == "slurm":
-        return _sweep_slurm(state, args, fresh=not args.cont)
-    if len(slots) > 1:
-        extra += ["--progress", "lines"]
-    code = sweep.run_sweep(state, slots=slots, retry_failed=args.retry_failed, extra_args=extra)
-    return _sweep_report(state, code, args)
-
-
-def _sweep_report(state, code: int, args: argparse.Namespace) -> int:
-    from fgbench import sweep
-
-    columns, rows = sweep.ablation_table(state)
-    if rows:
-        print()
-        sys.stdout.write(report.render(columns, rows, args.format))
-    counts = {s: sum(p.status == s for p in state.points) for s in
-              ("completed", "pruned", "failed", "interrupted", "running", "pending")}
-    print(f"\nsweep {state.tag}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
-    more = f" --runs-root {args.runs_root}" if args.runs_root else ""
-    if code == 130:
-        print(f"continue with: fgbench sweep --continue {state.tag}{more}")
-    elif code == 1:
-        print(f"see the failed runs' {rundir.LOG_FILE}; rerun them with: fgbench sweep --continue {state.tag} --retry-failed{more}")
-    return code
-
-
-def _slurm_flags(args: argparse.Namespace) -> dict[str, Any]:
-    out = {k: getattr(args, k) for k in SLURM_FLAGS if getattr(args, k, None) is not None}
-    if args.sbatch:
-        extra: dict[str, Any] = {}
-        for item in args.sbatch:
-            key, sep, value = item.partition("=")
-            if not sep or not key.strip():
-                raise UserError(f"--sbatch {item}: expected KEY=VALUE, e.g. --sbatch constraint=a100")
-            extra[key.strip()] = value.strip()
-        out["sbatch"] = extra
-    return out
-
-
-def _sweep_slurm(state, args: argparse.Namespace, *, fresh: bool) -> int:
-    import time as _time
-
-    from fgbench import slurm, sweep
-
-    try:
-        submitted = slurm.submit_points(state, retry_failed=args.retry_failed)
-    except BaseException:
-        if fresh:
-            shutil.rmtree(state.dir, ignore_errors=True)  # nothing ran: leave nothing behind
-        raise
-    if submitted:
-        ids = [p.job_id for p in state.points if p.index in submitted]
-        array = ids[0].split("_", 1)[0] if ids else "?"
-        print(f"sweep {state.tag}: submitted {len(submitted)} point(s) as SLURM job array {array} "
-              f"(at most {state.slurm['max_parallel']} at once)")
-    else:
-        print(f"sweep {state.tag}: nothing to submit (every point is finished or still queued)")
-    if not args.wait:
-        more = f" --runs-root {args.runs_root}" if args.runs_root else ""
-        print(f"follow it with: fgbench sweep --status {state.tag}{more}")
-        return 0
-    while True:
-        rows = slurm.live_points(state)
-        if not any(r["active"] for r in rows):
-            break
-        _time.sleep(5)
-    state = sweep.SweepState.load_dir(state.dir)
-    rows = slurm.live_points(state)
-    _print_status_rows(state, rows)
-    code = 0
-    if any(r["status"] == "failed" for r in rows):
-        code = 1
-    if any(r["status"] in ("pending", "interrupted") for r in rows):
-        code = 130
-    return _sweep_report(state, code, args)
-
-
-def _print_status_rows(state, rows: list[dict[str, Any]]) -> None:
-    columns = [("point", "#", "text"), ("label", "point", "text"), ("status", "fgbench", "text")]
-    if state.launcher == "slurm":
-        columns += [("job", "SLURM job", "text"), ("slurm", "SLURM state", "text")]
-    if state.search is not None:
-        columns += [("value", state.search.get("metric", "value"), "acc")]
-    columns += [("run_dir", "run directory", "text")]
-    sys.stdout.write(report.render(columns, rows, "text"))
-
-
-def _sweep_status(state, fmt: str) -> int:
-    from fgbench import slurm, sweep
-
-    rows = slurm.live_points(state)
-    where = f"SLURM, {state.slurm.get('partition') or 'default partition'}" if state.launcher == "slurm" else "local"
-    print(f"sweep {state.tag} ({where}): {len(rows)} point(s), from {state.source}")
-    _print_status_rows(state, rows)
-    columns, table = sweep.ablation_table(state)
-    if table:
-        print()
-        sys.stdout.write(report.render(columns, table, fmt))
-    return 0
-
-
-def _sweep_cancel(state) -> int:
-    from fgbench import slurm
-
-    what = slurm.cancel_sweep(state)
-    print(f"sweep {state.tag}: {what}")
-    print(f"continue it later with: fgbench sweep --continue {state.tag}")
-    return 0
-
-
-def _sweep_best(state, output: str | None, force: bool) -> int:
-    from fgbench import sweep
-    from fgbench.recipe import atomic_write_text
-
-    if not output:
-        raise UserError("--best TAG needs -o FILE (the TOML file to write)")
-    out = Path(output).expanduser()
-    if out.exists() and not force:
-        raise UserError(f"{out}: already exists (use --force to replace it)")
-    text, point = sweep.best_recipe_text(state)
-    atomic_write_text(out, text)
-    print(f"{out}: {point.label} of sweep {state.tag} ({state.search['metric']} = {point.value:.2f})")
-    return 0
-
-
-def _print_state(state) -> None:
-    print(f"sweep {state.tag} ({state.source}): {len(state.points)} run(s)")
-    for p in state.points:
-        print(f"  {p.index + 1:>2}. {p.label}  {p.status}  {p.run_dir or ''}")
 
 
 # ----------------------------------------------------------------------- predict / evaluate

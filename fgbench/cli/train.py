@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from fgbench.errors import UserError
@@ -53,7 +52,7 @@ def _handle(args: argparse.Namespace) -> int:
         # A search trial: import optuna (and SQLAlchemy) before torch. Imported after torch, the
         # run's DataLoader workers outlived the run on Python 3.11 / torch 2.x and the process
         # hung at exit joining them (seen with optuna 5.0); imported first, it exits cleanly.
-        from fgbench import search
+        from fgbench.sweeps import search
 
         search._optuna()
     recipe = None
@@ -62,9 +61,37 @@ def _handle(args: argparse.Namespace) -> int:
         from fgbench.recipe import load_recipe
 
         recipe = load_recipe(request.recipe, list(request.overrides))  # a bad recipe fails here, before torch
+        check_dataset(recipe, request.recipe)
+    else:
+        _check_resumed_dataset(request)
     from fgbench.train.runner import run_command
 
     return run_command(request, recipe)
+
+
+def check_dataset(recipe, source: str | os.PathLike[str]) -> None:
+    """The recipe's dataset can be read: a file check before torch is imported (which costs
+    seconds of CPU) and before anything is written, so a dataset that is not downloaded is one
+    line naming it and the command that gets it, exit 2."""
+    from fgbench.data import catalog
+
+    catalog.require_ready(recipe.data.dataset, recipe.data.root, where=f"{_show(Path(source))}: ")
+
+
+def _check_resumed_dataset(request: RunRequest) -> None:
+    """``--resume``: the same check on the run's own recipe. A run directory whose recipe cannot
+    be read is left to the runner, which owns those messages."""
+    from fgbench.errors import UserError as _Bad
+    from fgbench.recipe import load_recipe
+    from fgbench.rundir.layout import RunDir
+
+    source = RunDir(Path(request.resume).expanduser()).recipe
+    try:
+        recipe = load_recipe(source) if source.is_file() else None
+    except (_Bad, OSError):
+        recipe = None
+    if recipe is not None:
+        check_dataset(recipe, source)
 
 
 def check_output_dirs(args: RunRequest) -> None:

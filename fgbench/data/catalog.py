@@ -428,6 +428,32 @@ def ready_info(name: str, root: str | os.PathLike[str] | None = None) -> dict | 
         return None
 
 
+def require_ready(name: str, root: str | os.PathLike[str] | None = None, *, where: str = "") -> None:
+    """Raise a ``UserError`` naming ``name`` and the command that gets it unless the dataset can be
+    read now. A file check only (no torch, no index read): ``fgbench run`` and ``fgbench sweep``
+    call it before anything heavy starts. ``where`` prefixes the message (``"recipe.toml: "``).
+    The built-in synthetic set is always usable (its first use generates it); ``folder`` needs
+    ``data.root`` with ``train/`` beside ``test/`` or ``val/``."""
+    from fgbench.errors import escape
+
+    entry = get(name)
+    if entry.name == "synthetic":
+        return
+    if entry.name == "folder":
+        if root is None:
+            raise UserError(f"{where}data.root: dataset 'folder' needs data.root (a folder with train/ and "
+                            "test/ or val/)")
+        if status(name, root) != "ready":
+            raise UserError(f"{where}data.root: {escape(str(location(name, root)))} has no train/ folder beside "
+                            f"test/ or val/ ({how_to_get(entry)})")
+        return
+    st = status(name, root)
+    if st != "ready":
+        what = "was only partly downloaded or prepared" if st == "partial" else "is not downloaded"
+        raise UserError(f"{where}data.dataset: {name} {what} ({escape(str(location(name, root)))}): "
+                        f"{how_to_get(entry)}")
+
+
 def how_to_get(entry: Entry) -> str:
     """The command that makes ``entry`` ready, for error messages."""
     if entry.name == "folder":

@@ -7,14 +7,16 @@ Three tools, used by the trainer's loaders and by ``fgbench data verify --deep``
   :class:`DecodeNeed`, what the transform's first resampling step needs of the image: a draft is
   used only when every output the transform can produce still comes from at least as many source
   pixels as it has (for RandomResizedCrop: its smallest crop at the extreme aspect ratio; for
-  Resize then CenterCrop: the resize target). Decoding is therefore lossless in the sense that
-  matters here: no crop is upsampled that full decoding would not have upsampled. With the usual
+  Resize then CenterCrop: the resize target): no crop is upsampled that full decoding would not
+  have upsampled. It is NOT lossless: the pixels differ from a full decode (libjpeg's scaled IDCT
+  is another filter than the transform's antialiased resize), so the trainer asks for it only
+  with the opt-in ``data.decode = "reduced"``. With the usual
   RandomResizedCrop scale (0.08, 1) this rules drafts out for training on photos below about
   2,600 x 2,000 px at 224; it helps evaluation (Resize 255 then crop 224 of a 1000 x 700 photo
   decodes at 1/2) and small targets. It also crops the FGVC-Aircraft copyright banner
   (``crop_bottom``) in original-image pixels, scaled with the draft.
 * :class:`CachedImageDataset` decodes every image once, exactly as :func:`load_rgb` does for the
-  same need (full size, or the lossless draft), and stores all of them in one uint8 file that later
+  same need (full size, or the reduced draft), and stores all of them in one uint8 file that later
   epochs, runs and DataLoader workers memory-map: no JPEG decode after the first pass, and the
   same pixels the standard loader would hand to the transform. The price is disk: raw pixels,
   width x height x 3 bytes per image (0.56 MB at 500x375; CUB's 11,788 images at that size: 6.6 GB).
@@ -51,7 +53,7 @@ from PIL import Image
 
 from fgbench.data.images import CorruptImageError, _default_workers, find_corrupt_images, require_regular_file  # noqa: F401
 
-CACHE_FORMAT = 2  # 2: lossless decode need instead of a resized short side
+CACHE_FORMAT = 2  # 2: a decode need (full size, or the reduced draft) instead of a resized short side
 AIRCRAFT_BANNER_PX = 20
 
 
@@ -174,7 +176,7 @@ class CachedImageDataset(torch.utils.data.Dataset):
 
     ``items``: (path, label) pairs. ``need``: what every transform that will read the cache needs
     (:meth:`DecodeNeed.union` of them; an int is a shorter side; None: full size). A JPEG is
-    stored at the lossless draft scale for it, never resized otherwise, so a transform receives
+    stored at the draft scale for it, never resized otherwise, so a transform receives
     exactly the pixels it would receive from :func:`load_rgb`.
     ``cache_dir`` holds ``<key>.u8`` (pixels), ``<key>.rows.npy`` (offset, height, width, label)
     and ``<key>.json`` (written last). ``skip_corrupt``: leave undecodable images out (counted in

@@ -16,8 +16,8 @@ Decisions:
   sampler, which runs in the main process, is switched between them), so workers start once per
   stage, not once per epoch and evaluation.
 * ``data.loader = "auto"`` (:func:`choose_loader`) picks ``device``, ``cached`` or ``standard`` for
-  the data; every choice hands the model the same images: JPEG drafts follow one lossless rule
-  (:func:`decode_need`, read from the transform object), the cache stores that decode, the device
+  the data; with full-size decoding (``data.decode = "full"``, the default) every choice hands the
+  model the same images: the cache stores the full decode, the device
   loader stacks what the standard transform's deterministic steps give and normalises with the
   same arithmetic, and the transform's tensor tail is fused with the same operations
   (:class:`ToNormalizedTensor`).
@@ -101,7 +101,7 @@ def _fast():
 
 def decode_image(path: str, draft=None, crop_bottom: int = 0):
     """PIL RGB image, JPEGs decoded at a reduced scale only where ``draft`` (a
-    ``fgbench.data.fast.DecodeNeed``, or an int shorter side) allows it losslessly;
+    ``fgbench.data.fast.DecodeNeed``, or an int shorter side; ``data.decode = "reduced"``) allows it;
     ``crop_bottom`` rows of the original image are cut off (the FGVC Aircraft banner). Raises one
     of ``decode_errors()`` when the file cannot be decoded."""
     fast = _fast()
@@ -125,6 +125,12 @@ def decode_errors() -> tuple[type[BaseException], ...]:
     fast = _fast()
     extra = (fast.CorruptImageError,) if fast is not None and hasattr(fast, "CorruptImageError") else ()
     return DECODE_ERRORS + extra
+
+
+def is_missing(described: str) -> bool:
+    """A sample reported bad (by the path a ``Source`` describes it with) whose file is gone: deleted
+    or moved after the dataset was indexed, which is told apart from an undecodable file."""
+    return os.sep in described and not os.path.lexists(described)
 
 
 @dataclass(frozen=True)
@@ -288,8 +294,9 @@ def decode_need(transform, data=None):
     * Anything else first (RandomCrop, CenterCrop, a policy before the resize, none): full size,
       because every reduction would remove pixels that reach the model.
 
-    ``data.decode = "off"`` always decodes at full size."""
-    if data is not None and getattr(data, "decode", "auto") == "off":
+    Only ``data.decode = "reduced"`` asks for this; ``"full"`` (the default, and ``data`` None)
+    always decodes at full size."""
+    if data is None or getattr(data, "decode", "full") != "reduced":
         return None
     fast = _fast()
     if fast is None or not hasattr(fast, "DecodeNeed"):
@@ -333,7 +340,9 @@ def union_need(needs):
 def cache_need(data, augment=None, train_sizes: Sequence[int] = (), test_sizes: Sequence[int] = ()):
     """What the ``cached`` loader must store: the union of what every transform of the run needs
     (train and test transforms at every stage and final test size; a stage may train with the
-    test transform), so that each of them receives the pixels of a lossless decode."""
+    test transform): None (full size) unless ``data.decode = "reduced"``; then the least
+    reduced decode any of them needs, so a transform that needs less gets other pixels from the
+    cache than from the standard loader."""
     from fgbench.recipe import AugmentConfig
 
     augment = augment or AugmentConfig()
@@ -428,7 +437,8 @@ def choose_loader(index: DatasetIndex, data, augment=None, *, epochs: int = 1, d
     3. ``standard`` otherwise.
 
     Every choice hands the model the same images: the device loader stacks what the standard
-    transform's deterministic steps produce, the cache stores the lossless decode."""
+    transform's deterministic steps produce, the cache stores the full decode (with
+    ``data.decode = "reduced"``: the least reduced one, see :func:`cache_need`)."""
     if data.loader != "auto":
         return LoaderChoice(data.loader, "set in the recipe")
     from fgbench.recipe import AugmentConfig
@@ -862,6 +872,10 @@ def check_device_loader(data, augment) -> None:
     if data.train_crop not in ("pad_crop", "resize"):
         raise UserError(f"data.train_crop: {data.train_crop!r} is not available with data.loader = \"device\" "
                         "(it does pad_crop or resize, flips, mixup and cutmix); use data.loader = \"standard\"")
+    if data.interpolation == "random":
+        # the device loader resizes each training image once, before stacking: one draw for all epochs
+        raise UserError("data.interpolation: \"random\" (a draw per crop) is not available with data.loader = "
+                        "\"device\", which resizes each image once; use data.loader = \"standard\"")
     for name, get in DEVICE_LOADER_UNSUPPORTED:
         if get(augment):
             raise UserError(f"{name}: not available with data.loader = \"device\"; use data.loader = \"standard\"")
@@ -1029,7 +1043,9 @@ def _device_train_geometry(splits: Splits, data, train_size: int) -> list:
     from torchvision.transforms import v2
 
     if data.train_crop != "pad_crop":
-        return [v2.Resize((train_size, train_size), antialias=True)]
+        # the standard transform's Resize, with the recipe's interpolation ("random" is refused)
+        return [v2.Resize((train_size, train_size), interpolation=T.INTERPOLATION[data.interpolation],
+                          antialias=True)]
     src = splits.train_source
     if isinstance(src, ArraySource):
         return []

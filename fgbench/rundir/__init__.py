@@ -1,4 +1,5 @@
-"""The run directory, owned here and nowhere else (pure zone: stdlib only).
+"""The run directory, owned here and nowhere else (pure zone: stdlib only, and numpy, imported
+lazily, for the ``confusion.npy`` of a run with many classes).
 
 Everything that reads or writes a run directory goes through this package, so that every reader
 says the same thing about a run:
@@ -7,6 +8,7 @@ says the same thing about a run:
 * :mod:`~fgbench.rundir.events`: the ``metrics.jsonl`` event schema, its writer and tailer, and the
   one table of series names;
 * :mod:`~fgbench.rundir.summary`: ``summary.json`` as a type the trainer writes and readers check;
+* :mod:`~fgbench.rundir.confusion`: ``confusion.json`` (and ``confusion.npy`` past 1,000 classes);
 * :mod:`~fgbench.rundir.status`: the one rule for a run's status;
 * :mod:`~fgbench.rundir.reader`: the incremental reader (CLI, sweeps, ``--resume``, TUI);
 * :mod:`~fgbench.rundir.lock`: one process trains in a directory at a time;

@@ -25,7 +25,7 @@ SCHEMA_VERSION = 2
 """2: top-k fields are named ``topk`` (v1: ``top5``, whatever k was) and epoch events list the
 ``improved`` models (v1: a bool called ``best``). :func:`parse_line` reads v1 lines as v2."""
 
-from fgbench.rundir.layout import METRICS_FILE  # noqa: F401 (part of this module's API)
+from fgbench.rundir.layout import METRICS_FILE  # noqa: F401, E402 (part of this module's API)
 
 #: kind -> (required fields, optional fields)
 EVENT_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {

@@ -120,7 +120,7 @@ class Launcher:
             atomic_write_text(rd.launch_recipe, recipe_toml)
             return self.spawn(run_dir, ["run", str(rd.launch_recipe), "--run-dir", str(run_dir), *args], env=env, tee=tee)
         except BaseException:
-            _remove_fresh(run_dir)  # nothing started: leave nothing behind
+            remove_fresh(run_dir)  # nothing started: leave nothing behind
             raise
 
     def resume(self, run_dir: str | os.PathLike[str], *, args: Sequence[str] = (),
@@ -143,7 +143,8 @@ class Launcher:
         return done
 
 
-def _remove_fresh(run_dir: Path) -> None:
+def remove_fresh(run_dir: Path) -> None:
+    """Remove a run directory that holds nothing but a launcher's files (no run began there)."""
     rd = layout.RunDir(run_dir)
     if rd.path.is_dir() and rd.is_fresh():
         for p in rd.path.iterdir():

@@ -113,6 +113,21 @@ class RunDir:
         except FileNotFoundError:
             return True
 
+    def has_results(self) -> bool:
+        """True once training produced something worth keeping: a checkpoint, or an ended epoch in
+        the metrics. fgbench never deletes such a run; a run stopped by bad input before this is
+        removed (it holds only the files every run starts with)."""
+        try:
+            if any(p.suffix == ".pt" and p.is_file() for p in self.checkpoints.iterdir()):
+                return True
+        except OSError:
+            pass
+        try:
+            with open(self.metrics, "rb") as f:
+                return any(b'"event":"epoch"' in line for line in f)
+        except OSError:
+            return False
+
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]+", "-", name).strip("-") or "run"

@@ -18,7 +18,8 @@ the runner:
   what a signal means. The previous handlers come back when the session ends.
 * **Discard on bad input**: a :class:`~fgbench.errors.UserError` that leaves the ``with`` block of
   a fresh session removes the directory it created (or empties again the one it was given; a
-  launcher's files stay), so bad input leaves nothing behind. A resumed run is never discarded.
+  launcher's files stay), so bad input leaves nothing behind. A resumed run, or one with results
+  (``RunDir.has_results``), is never discarded.
 * **Unlock** when the session ends, however it ends.
 """
 
@@ -305,8 +306,8 @@ class RunSession:
         """Undo a fresh run directory: remove what this invocation created, or empty again a
         directory that was given empty (a launcher's files stay for it). Unlocks first."""
         self.unlock()
-        if not self.fresh or not self.writes:
-            return
+        if not self.fresh or not self.writes or layout.RunDir(self.run_dir).has_results():
+            return  # a directory with results (a checkpoint, an ended epoch) is never touched
         if self.origin == "created":
             shutil.rmtree(self.run_dir, ignore_errors=True)
             return

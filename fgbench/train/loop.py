@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fgbench.train.models import forward_train
+from fgbench.rundir.confusion import DENSE_MAX_CLASSES
 
 
 @dataclass
@@ -225,7 +226,9 @@ def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batche
 
 def evaluate(model: nn.Module, loader, engine: Engine, *, num_classes: int, top_k: int = 5,
              on_corrupt: Callable[[tuple[str, ...]], None] | None = None, predictions: bool = False) -> dict:
-    """Top-1 / top-k accuracy (percent), mean loss and the confusion matrix of one split.
+    """Top-1 / top-k accuracy (percent), mean loss and the confusion matrix of one split:
+    ``confusion``, a dense ``(C, C)`` tensor up to ``DENSE_MAX_CLASSES`` classes; past that
+    ``confusion`` is None and ``confusion_cells`` holds the non-zero ``(true, predicted, count)`` rows.
     Under DDP (``engine.reduce``) ``loader`` holds this process's shard and the counts are summed
     over the processes, so every process returns the numbers of the whole split.
     ``predictions``: also return ``labels`` and ``predicted`` (top-1 class) per image, in the
@@ -242,7 +245,12 @@ def _evaluate(model: nn.Module, loader, engine: Engine, *, num_classes: int, top
     dev = engine.device
     k = min(top_k, num_classes)
     sums = torch.zeros(3, dtype=torch.float64, device=dev)  # loss, top1, topk
-    confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=dev)
+    reduce = getattr(engine, "reduce", None)
+    # Up to DENSE_MAX_CLASSES (or under DDP, whose processes sum their counts) the matrix is counted
+    # densely; past it only the cells that occur: 10,000 classes would be a 10^8-cell matrix.
+    dense = num_classes <= DENSE_MAX_CLASSES or reduce is not None
+    confusion = torch.zeros(num_classes * num_classes if dense else 0, dtype=torch.long, device=dev)
+    codes: list[torch.Tensor] = []
     images = 0
     preds: list[torch.Tensor] = []
     truth: list[torch.Tensor] = []
@@ -266,12 +274,14 @@ def _evaluate(model: nn.Module, loader, engine: Engine, *, num_classes: int, top
             hit = top == y[:, None]
             sums += torch.stack([F.cross_entropy(logits, y, reduction="sum").double(),
                                  hit[:, 0].sum().double(), hit.any(dim=1).sum().double()])
-            confusion += torch.bincount(y * num_classes + top[:, 0], minlength=num_classes * num_classes)
+            if dense:
+                confusion += torch.bincount(y * num_classes + top[:, 0], minlength=num_classes * num_classes)
+            else:
+                codes.append(y * num_classes + top[:, 0])
             if predictions:
                 preds.append(top[:, 0])
                 truth.append(y)
             images += y.shape[0]
-        reduce = getattr(engine, "reduce", None)
         if reduce is not None:
             sums = torch.cat([sums, sums.new_tensor([images])])
             reduce(sums)
@@ -288,8 +298,18 @@ def _evaluate(model: nn.Module, loader, engine: Engine, *, num_classes: int, top
         "topk": 100.0 * ck / n,
         "loss": loss_sum / n,
         "images": images,
-        "confusion": confusion.view(num_classes, num_classes).cpu(),
     }
+    if dense and num_classes <= DENSE_MAX_CLASSES:
+        out["confusion"] = confusion.view(num_classes, num_classes).cpu()
+    else:
+        if dense:
+            code = confusion.nonzero().flatten()
+            count = confusion[code]
+        else:
+            code, count = (torch.cat(codes).unique(return_counts=True) if codes
+                           else (torch.zeros(0, dtype=torch.long, device=dev),) * 2)
+        out["confusion"] = None
+        out["confusion_cells"] = torch.stack([code // num_classes, code % num_classes, count], dim=1).cpu()
     if predictions:
         out["predicted"] = torch.cat(preds).tolist() if preds else []
         out["labels"] = torch.cat(truth).tolist() if truth else []

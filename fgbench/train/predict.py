@@ -234,6 +234,8 @@ def evaluate_run(run_dir: str | os.PathLike[str], *, test_sizes: Sequence[int] |
             "test_size": size, "top1": res["top1"], "topk": res["topk"], "k": min(recipe.eval.top_k, len(loaded.class_names)),
             "loss": res["loss"], "images": res["images"], "checkpoint": loaded.checkpoint, "epoch": loaded.epoch,
             "model": loaded.weights, "split": split, "test_crop": size_data.test_crop,
-            "class_names": loaded.class_names, "confusion": res["confusion"].tolist(),
+            "class_names": loaded.class_names,
+            **({"confusion": res["confusion"].tolist()} if res["confusion"] is not None
+               else {"confusion_cells": res["confusion_cells"].tolist()}),
         })
     return results

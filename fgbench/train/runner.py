@@ -16,7 +16,10 @@ Three typed owners, in order (a user's mistake never leaves a half-made run behi
 ``run_finished`` event and in ``summary.json``: ``completed`` (exit 0), ``interrupted`` by
 SIGINT/SIGTERM after the current step and a ``last.pt`` checkpoint (exit 130), ``failed`` with the
 error and traceback (exit 1), or ``failed`` because the disk is full (exit 1, one line naming the
-file and the free space). Bad data found while training is exit 2 like any bad input.
+file and the free space). Bad data found while training (an undecodable or missing image) is exit 2
+like any bad input: before any epoch ended the session discards a fresh run; a run with results
+(``RunDir.has_results``) is never removed, it ends ``failed`` with its checkpoints and the one line
+says how to ``--resume`` it once the file is fixed.
 
 One process trains in a run directory at a time (the session's lock): a second ``fgbench run
 --run-dir DIR`` or ``--resume`` of the same run exits 2 naming the holder.
@@ -241,9 +244,16 @@ def train(plan: RunPlan, session: RunSession, *, dist: Any = None) -> int:
         return EXIT_INTERRUPTED
     except UserError as err:
         progress.close()
-        if not (main and session.fresh):  # a fresh run is discarded by the session: nothing to record
-            _finish_failed(writer, trainer, str(err), None, EXIT_BAD_INPUT)
-        raise
+        if main and session.fresh and not layout.RunDir(run_dir).has_results():
+            raise  # bad input before any epoch ended (an undecodable image too): the session discards the run
+        # a run with results is never deleted: it ends failed, its checkpoints kept, and says how to go on
+        line = str(err)
+        if main and layout.RunDir(run_dir).last_ckpt.is_file():
+            line += f"; the run is kept (failed): fix that, then continue with: fgbench run --resume {run_dir}"
+        _finish_failed(writer, trainer, line, None, EXIT_BAD_INPUT)
+        if line == str(err):
+            raise
+        raise UserError(line) from None
     except KeyboardInterrupt:
         # A second Ctrl-C while stopping: leave at once, the last checkpoint stays valid.
         progress.close()

@@ -25,12 +25,20 @@ Decisions:
   reproduced (the recipe can say the shifted milestones instead).
 * ``stepping = "epoch"`` evaluates the function at the first step of the current epoch, which is a
   per-epoch PyTorch scheduler (the cyizhuo cosine over 128 epochs, the hoya schedules).
+* ``deepspeed_lag`` (the enhuiz seed): DeepSpeed 0.5 to 0.15 built its LR scheduler without
+  touching the optimizer (``last_batch_iteration = -1``, no ``step()`` in ``__init__``), and the
+  engine stepped it after each optimizer step. So step 0 ran at the optimizer's own LR, 1e-3 for
+  DeepSpeed's Adam with no ``lr`` in the config, and step k at the schedule's value for k - 1:
+  ``lr(0) = 1e-3``, ``lr(k) = plan(k - 1)``.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+
+DEEPSPEED_ADAM_LR = 1e-3
+"""The LR of DeepSpeed's Adam when the config gives none: the enhuiz seed's first step (``deepspeed_lag``)."""
 
 
 @dataclass(frozen=True)
@@ -49,8 +57,13 @@ class LRPlan:
     hold_steps: int = 0  # at the peak after warm-up (cosine)
     decay_steps: int | None = None  # the cosine's period; None: the rest of the stage
     warmup_in_period: bool = False  # cosine: p counts from step 0, warm-up included (timm)
+    first_lr: float | None = None  # deepspeed_lag: the LR of step 0; step k then gets the plan's k - 1
 
     def lr(self, step: int) -> float:
+        if self.first_lr is not None:
+            if step == 0:
+                return self.first_lr
+            step -= 1
         if self.stepping == "epoch":
             step = (step // self.steps_per_epoch) * self.steps_per_epoch
         w = self.warmup_steps
@@ -109,4 +122,5 @@ def plan_for_stage(schedule, *, lr: float, epochs: int, steps_per_epoch: int, wa
         hold_steps=int(round(hold_epochs * steps_per_epoch)),
         decay_steps=max(1, int(round(period_epochs * steps_per_epoch))) if period_epochs else None,
         warmup_in_period=warmup_in_period,
+        first_lr=DEEPSPEED_ADAM_LR if getattr(schedule, "deepspeed_lag", False) else None,
     )

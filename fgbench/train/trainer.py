@@ -54,6 +54,7 @@ from fgbench.rundir import layout as runs
 from fgbench.rundir import procs
 from fgbench.rundir.summary import Summary, write_summary
 from fgbench.data import loaders as L
+from fgbench.rundir.confusion import write_confusion
 from fgbench.errors import UserError
 from fgbench.recipe import recipe_to_dict
 from fgbench.train import checkpoint as C
@@ -125,7 +126,10 @@ class BestTracker:
                     "test_top1": res["test"]["top1"],
                     "test_topk": res["test"]["topk"],
                 }
-                self.confusion[model] = res["test"]["confusion"].tolist()
+                conf = res["test"]["confusion"]
+                # past DENSE_MAX_CLASSES only the non-zero cells: a 10,000-class matrix as Python
+                # lists (and in every checkpoint) would take gigabytes
+                self.confusion[model] = conf.tolist() if conf is not None else res["test"]["confusion_cells"].clone()
                 improved.append(model)
         return improved
 
@@ -239,11 +243,15 @@ class Trainer:
 
     def _on_corrupt(self, paths: tuple[str, ...]) -> None:
         if not self.r.data.skip_corrupt:
+            if L.is_missing(paths[0]):
+                raise UserError(f"{paths[0]}: image file missing (deleted or moved while the run trained); put it "
+                                "back, or set data.skip_corrupt = true")
             raise UserError(f"{paths[0]}: cannot decode image; fix or remove it, or set data.skip_corrupt = true")
         new = [p for p in paths if p not in self.skipped]
         self.skipped.update(paths)
         for p in new:
-            self._emit("log", level="warning", message=f"skipped undecodable image {p}")
+            what = "missing" if L.is_missing(p) else "undecodable"
+            self._emit("log", level="warning", message=f"skipped {what} image {p}")
 
     def _duration(self) -> float:
         return self.totals["duration"] + (time.monotonic() - self._t_session)
@@ -688,10 +696,11 @@ class Trainer:
         if t.confusion.get(sel) is not None:
             self._write_predictions(sel)  # every process: an evaluation (collective under DDP)
         if t.confusion.get(sel) is not None and self.main:
-            runs.write_json(self.ctx.run_dir / runs.CONFUSION_FILE, {
-                "split": "test", "model": sel, "class_names": list(self.splits.class_names),
-                "matrix": t.confusion[sel], "epoch": t.best[sel]["epoch"] if t.best.get(sel) else None,
-            })
+            conf = t.confusion[sel]
+            dense = isinstance(conf, list)
+            write_confusion(self.ctx.run_dir, model=sel, class_names=list(self.splits.class_names),
+                            epoch=t.best[sel]["epoch"] if t.best.get(sel) else None,
+                            matrix=conf if dense else None, cells=None if dense else conf.numpy())
 
     def _write_predictions(self, sel: str) -> None:
         """``predictions.json``: the selected model's best weights evaluated once more on the test

@@ -14,7 +14,7 @@ Decisions and trade-offs:
   application state shared by panes (run store, launcher, compare selection, colours) and the
   actions that cross panes (run the current recipe, stop, resume, pick a dataset).
 * Keys: 1-4 switch panes, ``?`` shows every key, Ctrl+R runs the current recipe from any pane,
-  Ctrl+Q quits (runs keep going). Pane keys appear in the footer while the pane has focus. Keys
+  Ctrl+Q quits (runs keep going; unsaved recipe edits are saved, discarded or kept on asking). Pane keys appear in the footer while the pane has focus. Keys
   that would type into a text field (letters, digits) only act outside text fields.
 """
 
@@ -185,6 +185,31 @@ class FgbenchApp(App):
         self.notify(self.live_notice, timeout=6)
 
     async def action_quit(self) -> None:
+        pane = self.pane("recipes")
+        if pane is not None and pane.dirty:
+            self._ask_before_quitting(pane)  # a worker: the answer needs a dialog
+            return
+        self._quit_now()
+
+    @work(exclusive=True, group="quit")
+    async def _ask_before_quitting(self, pane) -> None:
+        """Unsaved recipe edits: save them, discard them, or stay (Escape). A save that does not
+        happen (refused, or its file-name dialog cancelled) keeps the app open with the edits."""
+        from fgbench.tui.dialogs import ChoiceScreen
+
+        answer = await self.push_screen_wait(ChoiceScreen(
+            f"{pane.recipe_name()} has unsaved changes. Save them before quitting?",
+            [("s", "save", "save, then quit"), ("d", "discard", "quit without saving")]))
+        if answer is None:
+            return
+        if answer == "save":
+            await pane.action_save().wait()
+            if pane.dirty:
+                self.notify("Not quitting: the recipe is not saved", severity="warning", timeout=5)
+                return
+        self._quit_now()
+
+    def _quit_now(self) -> None:
         live = self.live_runs()
         if live:
             names = ", ".join(r.run_id for r in live[:3]) + (f" and {len(live) - 3} more" if len(live) > 3 else "")

@@ -244,7 +244,7 @@ def union_tag(info: Any, members: list[type[BaseModel]]) -> str | None:
         return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def model_specs(model: type[BaseModel]) -> tuple[FieldSpec, ...]:
     return tuple(spec_for(name, info) for name, info in model.model_fields.items())
 

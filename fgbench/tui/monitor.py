@@ -696,7 +696,7 @@ class RunStore:
         if time.monotonic() - self._scheduler_at > SCHEDULER_EVERY_S:
             self._scheduler_at = time.monotonic()
             try:
-                from fgbench.slurm import scheduler_states
+                from fgbench.sweeps.backend import scheduler_states
 
                 states = scheduler_states(self.root)
             except Exception:  # noqa: BLE001 - the scheduler is extra information, never an error here

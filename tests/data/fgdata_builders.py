@@ -182,7 +182,7 @@ def intel_zip(per_class: int = 2) -> tuple[bytes, dict]:
     n = 0
     for split, k in (("seg_train", per_class), ("seg_test", 1)):
         for c in classes:
-            for i in range(k):
+            for _i in range(k):
                 n += 1
                 files[f"{split}/{split}/{c}/{n}.jpg"] = jpeg_bytes(seed=n)
     files["seg_pred/seg_pred/9999.jpg"] = jpeg_bytes(seed=7)

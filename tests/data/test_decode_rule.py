@@ -1,5 +1,6 @@
-"""The lossless decoding rule (issue 10.2): a JPEG is decoded at a reduced libjpeg scale only when
-every crop the transform can take still has at least the output size in source pixels.
+"""The reduced-decoding rule (issue 10.2; opt-in since issue 18): with ``data.decode = "reduced"`` a
+JPEG is decoded at a reduced libjpeg scale only when every crop the transform can take still has at
+least the output size in source pixels. Every seed recipe decodes at full size (the default).
 
 A 1000 x 700 photo (a Stanford Cars size) is decoded as the loaders decode it, under the train and
 test transforms of every distinct data setting of the seed recipes, and the pixels each crop
@@ -98,7 +99,9 @@ def _check_test(img, transform) -> None:
 @pytest.mark.parametrize("recipe_path", _seed_settings())
 def test_seed_transforms_never_receive_fewer_pixels_than_they_output(photo, recipe_path):
     r = load_recipe(recipe_path)
-    d = r.data
+    assert r.data.decode == "full"  # as the seeds, timm and torchvision decode
+    assert _decode(photo, T.test_transform(r.data, r.data.test_size), r.data).size == FULL
+    d = r.data.model_copy(update={"decode": "reduced"})  # the opt-in rule, on the seed's transforms
     for size in {d.train_size, *(s.train_size for s in r.stages if s.train_size)}:
         ttf = T.train_transform(d, r.augment, size)
         _check_train(_decode(photo, ttf, d), ttf)
@@ -107,9 +110,9 @@ def test_seed_transforms_never_receive_fewer_pixels_than_they_output(photo, reci
         _check_test(_decode(photo, etf, d), etf)
 
 
-def test_drafts_are_still_used_where_they_lose_nothing(photo):
+def test_reduced_drafts_are_used_only_where_no_crop_gets_fewer_pixels(photo):
     r = load_recipe(RECIPES / "sc_cars_r18.toml")
-    d = r.data
+    d = r.data.model_copy(update={"decode": "reduced"})
     # evaluation at 224: Resize(255) then CenterCrop(224) needs a shorter side of 255; half of 700 is 350
     assert _decode(photo, T.test_transform(d, 224), d).size == (500, 350)
     # training at 224 with scale 0.08: the smallest crop of the full photo is already below 224 px
@@ -119,18 +122,18 @@ def test_drafts_are_still_used_where_they_lose_nothing(photo):
     img = _decode(photo, small, d)
     assert img.size == (500, 350)
     _check_train(img, small)
-    # decode = "off" always decodes at full size
-    off = d.model_copy(update={"decode": "off"})
-    assert _decode(photo, T.test_transform(off, 224), off).size == FULL
+    # decode = "full" (the default) always decodes at full size
+    full = d.model_copy(update={"decode": "full"})
+    assert _decode(photo, T.test_transform(full, 224), full).size == FULL
 
 
 def test_the_cached_and_device_loaders_decode_as_the_standard_one(photo, tmp_path):
-    """The cache stores the lossless decode for the union of the run's transforms, and the device
-    loader's stacked test images equal the standard loader's test tensors."""
+    """Under decode = "reduced" the cache stores the decode the run's most demanding transform
+    needs, and the device loader's stacked test images equal the standard loader's test tensors."""
     from fgbench.data.fast import CachedImageDataset
 
     r = load_recipe(RECIPES / "sc_cars_r18.toml")
-    d = r.data
+    d = r.data.model_copy(update={"decode": "reduced"})
     need = L.cache_need(d, r.augment, (), (64,))
     cached = CachedImageDataset([(str(photo), 0)], need, tmp_path / "cache")
     assert cached[0][0].size == FULL  # the 224 training crop needs every pixel

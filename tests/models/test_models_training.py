@@ -54,7 +54,7 @@ def test_short_training_lowers_the_loss(name: str) -> None:
     model.train()
     forward_train(model, x[:16])  # initialise the normalizer's statistics before the first measurement
     before = eval_loss()
-    for step in range(40):
+    for _step in range(40):
         model.train()
         idx = torch.randint(0, len(x), (16,))
         logits, aux = forward_train(model, x[idx])

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from fgbench import sweep
 from fgbench.cli import main as cli_main
 from fgbench.rundir import layout, procs
 from fgbench.rundir.launcher import Launcher, stop
 from fgbench.rundir.reader import read_run
+from fgbench.sweeps import plan as P, state as S
 from fgbench.tui.monitor import RunStore
 from fakes.fake_trainer import fake_cmd
 
@@ -75,7 +75,7 @@ def _statuses(root: Path) -> dict[str, tuple[str, str | None]]:
     store.refresh()
     tui = {r.run_id: (r.status, r.error) for r in store.rows()}
     direct = {p.name: (read_run(p).status, read_run(p).error) for p in layout.run_dirs(root)}
-    swept = {p.name: sweep._run_status(sweep.Point(index=0, label=p.name, name=p.name, variant=None, overrides={},
+    swept = {p.name: S.point_status(P.Point(index=0, label=p.name, name=p.name, variant=None, overrides={},
                                                    run_dir=str(p)))
              for p in layout.run_dirs(root)}  # what a sweep's table and --status say of its point
     assert {k: v[0] for k, v in tui.items()} == cli == swept == {k: v[0] for k, v in direct.items()}, \

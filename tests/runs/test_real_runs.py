@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from fgbench import rundir, sweep
+from fgbench import rundir
+from fgbench.sweeps import state as S
 
 from fgbench.rundir import events as metrics
 from fakes.tiny_data import COLORS, make_images
@@ -65,7 +66,7 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def _point_dirs(real: dict) -> list[Path]:
-    return [Path(p.run_dir) for p in sweep.SweepState.load("real", real["root"]).points]
+    return [Path(p.run_dir) for p in S.SweepState.load("real", real["root"]).points]
 
 
 def test_sweep_interrupted_then_continued(real: dict) -> None:
@@ -76,7 +77,7 @@ def test_sweep_interrupted_then_continued(real: dict) -> None:
     cont = real["cont"]
     assert cont.returncode == 0, cont.stdout + cont.stderr
     assert "1 of 4 run(s) already completed" in cont.stdout
-    state = sweep.SweepState.load("real", real["root"])
+    state = S.SweepState.load("real", real["root"])
     assert [p.status for p in state.points] == ["completed"] * 4
     assert [p.label for p in state.points] == [
         "enabled=true epochs=2", "enabled=true epochs=12", "enabled=false epochs=2", "enabled=false epochs=12"]

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from fgbench import rundir, search, sweep
+from fgbench import rundir
+from fgbench.sweeps import plan as P, search, state as S, tables
 from fgbench.rundir import events as metrics
 from fgbench.recipe import RecipeError, load_recipe
 from fakes.tiny_data import folder_recipe_head
@@ -48,7 +49,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_search_table_errors_name_file_and_field(tmp_path: Path, table: str, message: str) -> None:
     f = write(tmp_path, BASE + "[sweep.search.params]\n" + table + "\n")
     with pytest.raises(RecipeError) as err:
-        sweep.load_plan(f)
+        P.load_plan(f)
     text = "\n".join(err.value.lines)
     assert str(f) in text and message in text
 
@@ -61,12 +62,12 @@ def test_search_never_optimises_a_test_number(tmp_path: Path) -> None:
     "optim.lr" = { type = "log_uniform", low = 1e-4, high = 0.1 }
     """)
     with pytest.raises(RecipeError) as err:
-        sweep.load_plan(f)
+        P.load_plan(f)
     assert "needs a validation split" in "\n".join(err.value.lines)
     f2 = write(tmp_path, BASE + '[sweep.search]\nmetric = "test_top1"\n[sweep.search.params]\n'
                                 '"optim.lr" = { type = "uniform", low = 0.1, high = 0.2 }\n')
     with pytest.raises(RecipeError) as err2:
-        sweep.load_plan(f2)
+        P.load_plan(f2)
     assert "sweep.search.metric" in "\n".join(err2.value.lines)
 
 
@@ -78,7 +79,7 @@ def test_search_cannot_mix_with_a_grid(tmp_path: Path) -> None:
     "optim.lr" = { type = "uniform", low = 0.1, high = 0.2 }
     """)
     with pytest.raises(RecipeError, match="cannot be combined"):
-        sweep.load_plan(f)
+        P.load_plan(f)
 
 
 def test_nested_param_tables_and_plan_text(tmp_path: Path) -> None:
@@ -92,10 +93,10 @@ def test_nested_param_tables_and_plan_text(tmp_path: Path) -> None:
     [sweep.search.params.data]
     train_size = { type = "choice", values = [16, 24] }
     """)
-    plan = sweep.load_plan(f)
+    plan = P.load_plan(f)
     assert list(plan.spec.search.params) == ["optim.lr", "data.train_size"]
     assert len(plan.points) == 5 and plan.recipes == []
-    text = sweep.plan_text(plan)
+    text = P.plan_text(plan)
     assert "a search of 5 trial(s), maximising val_top1" in text and "optim.lr: log_uniform 0.0001 .. 0.1" in text
 
 
@@ -155,8 +156,8 @@ def test_best_needs_a_search_and_a_completed_trial(tmp_path: Path, cli) -> None:
     root = tmp_path / "runs"
     f = write(tmp_path, BASE + '[sweep.search]\ntrials = 2\n[sweep.search.params]\n'
                                '"optim.lr" = { type = "uniform", low = 0.1, high = 0.2 }\n')
-    plan = sweep.load_plan(f)
-    state = sweep.create_state(plan, "s1", root)
+    plan = P.load_plan(f)
+    state = S.create_state(plan, "s1", root)
     assert (state.dir / "optuna.db").is_file() and (state.dir / "search.json").is_file()
     code, out, err = cli("sweep", "--best", "s1", "-o", str(tmp_path / "b.toml"), "--runs-root", str(root))
     assert code == 2 and "no trial has completed yet" in err and not (tmp_path / "b.toml").exists()
@@ -187,7 +188,7 @@ def test_real_search_prunes_poor_trials_and_writes_the_best_recipe(tmp_path: Pat
     data = tmp_path / "data"
     _solid_colours(data, {"train": 16, "test": 4})
     root = tmp_path / "runs"
-    recipe = write(tmp_path, folder_recipe_head(data, "se") + textwrap.dedent(f"""
+    recipe = write(tmp_path, folder_recipe_head(data, "se") + textwrap.dedent("""
         [schedule]
         name = "cosine"
         epochs = 4
@@ -201,13 +202,13 @@ def test_real_search_prunes_poor_trials_and_writes_the_best_recipe(tmp_path: Pat
         startup_trials = 1
         warmup_epochs = 0
         [sweep.search.params]
-        "optim.lr" = {{ type = "choice", values = [0.1, 1e-7] }}
+        "optim.lr" = { type = "choice", values = [0.1, 1e-7] }
         """))
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     res = subprocess.run([sys.executable, "-m", "fgbench", "sweep", str(recipe), "--tag", "se", "--runs-root", str(root)],
                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
-    state = sweep.SweepState.load("se", root)
+    state = S.SweepState.load("se", root)
     statuses = [rundir.read_run(p.run_dir).status for p in state.points]
     assert set(statuses) <= {"completed", "pruned"} and "pruned" in statuses and "completed" in statuses
     trials = search.trials_table(state.search)
@@ -264,7 +265,7 @@ def test_the_table_of_a_search_lists_trials_by_value_best_first(tmp_path: Path) 
     root = tmp_path / "runs"
     f = write(tmp_path, BASE + '[sweep.search]\ntrials = 4\n[sweep.search.params]\n'
                                '"optim.lr" = { type = "uniform", low = 0.01, high = 0.2 }\n')
-    state = sweep.create_state(sweep.load_plan(f), "tb", root)
+    state = S.create_state(P.load_plan(f), "tb", root)
     # trial order 0..3; values 50 (completed), 70 (completed), 90 (pruned: a pruned trial's value so
     # far never ranks it above a completed one), 60 (completed)
     plan = [("completed", 50.0, 0.05), ("completed", 70.0, 0.1), ("pruned", 90.0, 0.15), ("completed", 60.0, 0.02)]
@@ -274,13 +275,13 @@ def test_the_table_of_a_search_lists_trials_by_value_best_first(tmp_path: Path) 
         p.trial, p.label, p.value, p.overrides, p.status = p.index, f"trial {p.index}", value, {"optim.lr": lr}, status
         p.recipe_file = str(Path(p.run_dir) / rundir.RECIPE_FILE)
     state.save()
-    columns, rows = sweep.ablation_table(state)
+    columns, rows = tables.ablation_table(state)
     assert [r["trial"] for r in rows] == ["trial 1", "trial 3", "trial 0", "trial 2"]
     assert [r["value"] for r in rows] == [70.0, 60.0, 50.0, 90.0]
     keys = [c[0] for c in columns]
     assert keys[:3] == ["trial", "value", "status"] and "recipe:optim.lr" in keys
     assert [r["recipe:optim.lr"] for r in rows] == [0.1, 0.02, 0.05, 0.15]
-    text, best = sweep.best_recipe_text(state)
+    text, best = tables.best_recipe_text(state)
     assert best.label == "trial 1" and "val_top1 = 70.00" in text  # the best *completed* trial
 
 

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from fgbench import rundir, sweep
+from fgbench import rundir
 from fgbench.rundir import events as metrics
 from fgbench.errors import UserError
 from fgbench.recipe import RecipeError
+from fgbench.sweeps import local, plan as P, state as S
 from fakes.fake_trainer import FAKE_TRAINER
 
 HERE = Path(__file__).resolve().parent
@@ -56,7 +57,7 @@ def test_grid_times_variants_in_order_with_labels(tmp_path: Path) -> None:
     name = "B+A"
     set = { optim = { name = "adam", lr = 1e-4 } }
     """)
-    plan = sweep.load_plan(f)
+    plan = P.load_plan(f)
     assert [p.label for p in plan.points] == [
         "B weight_decay=0", "B weight_decay=0.0005", "B+A weight_decay=0", "B+A weight_decay=0.0005"]
     assert [r.name for r in plan.recipes] == [
@@ -74,7 +75,7 @@ def test_cli_grid_adds_axes_and_replaces_recipe_axes(tmp_path: Path) -> None:
     [sweep]
     grid = { "optim.lr" = [0.1, 0.2, 0.3] }
     """)
-    plan = sweep.load_plan(f, cli_grid=["optim.lr=0.5,0.05", "augment.hflip=true,false"])
+    plan = P.load_plan(f, cli_grid=["optim.lr=0.5,0.05", "augment.hflip=true,false"])
     assert [(r.optim.lr, r.augment.hflip) for r in plan.recipes] == [
         (0.5, True), (0.5, False), (0.05, True), (0.05, False)]
     assert plan.points[0].label == "lr=0.5 hflip=true"
@@ -82,7 +83,7 @@ def test_cli_grid_adds_axes_and_replaces_recipe_axes(tmp_path: Path) -> None:
 
 def test_grid_on_a_recipe_without_sweep_table_and_set_on_the_base(tmp_path: Path) -> None:
     f = write(tmp_path, BASE)
-    plan = sweep.load_plan(f, overrides=["schedule.epochs=7"], cli_grid=["optim.name=sgd,adam"])
+    plan = P.load_plan(f, overrides=["schedule.epochs=7"], cli_grid=["optim.name=sgd,adam"])
     assert [r.optim.name for r in plan.recipes] == ["sgd", "adam"]
     assert all(r.schedule.epochs == 7 for r in plan.recipes)
 
@@ -97,9 +98,9 @@ def test_only_selects_variants(tmp_path: Path) -> None:
     [[sweep.variants]]
     name = "c"
     """)
-    assert [p.label for p in sweep.load_plan(f, only=["c", "b"]).points] == ["b", "c"]
+    assert [p.label for p in P.load_plan(f, only=["c", "b"]).points] == ["b", "c"]
     with pytest.raises(UserError, match=r"--only zz: no such sweep variant \(variants: a, b, c\)"):
-        sweep.load_plan(f, only=["zz"])
+        P.load_plan(f, only=["zz"])
 
 
 def test_every_point_is_validated_before_anything_runs(tmp_path: Path) -> None:
@@ -111,7 +112,7 @@ def test_every_point_is_validated_before_anything_runs(tmp_path: Path) -> None:
     set = { "optim.lr" = -1, "optim.momentom" = 0.5 }
     """)
     with pytest.raises(RecipeError) as err:
-        sweep.load_plan(f)
+        P.load_plan(f)
     assert err.value.lines == [
         f"{f}: sweep.variants[1] (bad): optim.lr: Input should be greater than 0",
         f"{f}: sweep.variants[1] (bad): optim.momentom: Extra inputs are not permitted",
@@ -121,7 +122,7 @@ def test_every_point_is_validated_before_anything_runs(tmp_path: Path) -> None:
 @pytest.mark.parametrize("table,message", [
     ('[sweep]\ngrid = { "optim.lr" = 0.1 }', "sweep.grid.optim.lr: expected a non-empty list of values"),
     ('[sweep]\ngrid = { "optim.lr" = [] }', "sweep.grid.optim.lr: expected a non-empty list of values"),
-    ("[sweep]\n", "sweep.grid: a sweep needs sweep.grid, sweep.variants or sweep.search"),
+    ("[sweep]\n", "sweep.grid: a sweep needs sweep.grid, sweep.variants, sweep.seeds or sweep.search"),
     ('[[sweep.variants]]\nname = "a b"', "sweep.variants[0].name: String should match pattern"),
     ('[[sweep.variants]]\nname = "a"\n[[sweep.variants]]\nname = "a"', "sweep.variants[1].name: variant names must be unique: 'a'"),
     ('[[sweep.variants]]\nname = "a"\nsett = {}', "sweep.variants[0].sett: Extra inputs are not permitted"),
@@ -131,7 +132,7 @@ def test_every_point_is_validated_before_anything_runs(tmp_path: Path) -> None:
 def test_sweep_table_errors_name_file_and_path(tmp_path: Path, table: str, message: str) -> None:
     f = write(tmp_path, BASE + table)
     with pytest.raises((RecipeError, UserError)) as err:
-        sweep.load_plan(f)
+        P.load_plan(f)
     text = str(err.value)
     assert text.startswith(f"{f}: ") and message in text, text
     assert "\n" not in text
@@ -139,7 +140,7 @@ def test_sweep_table_errors_name_file_and_path(tmp_path: Path, table: str, messa
 
 def test_nothing_to_sweep(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="nothing to sweep"):
-        sweep.load_plan(write(tmp_path, BASE))
+        P.load_plan(write(tmp_path, BASE))
 
 
 @pytest.mark.parametrize("arg,expected", [
@@ -150,13 +151,13 @@ def test_nothing_to_sweep(tmp_path: Path) -> None:
     ("model.arch=resnet18", ("model.arch", ["resnet18"])),
 ])
 def test_parse_grid_arg(arg: str, expected) -> None:
-    assert sweep.parse_grid_arg(arg) == expected
+    assert P.parse_grid_arg(arg) == expected
 
 
 @pytest.mark.parametrize("arg", ["optim.lr", "optim.lr=", "=1,2", "optim..lr=1", "optim.name=a,,b"])
 def test_parse_grid_arg_errors(arg: str) -> None:
     with pytest.raises(UserError, match="--grid"):
-        sweep.parse_grid_arg(arg)
+        P.parse_grid_arg(arg)
 
 
 # ------------------------------------------------------------------------------------ state
@@ -166,46 +167,46 @@ def make_state(tmp_path: Path, runs_root: Path, extra: str = "", epochs: int = 3
     lrs = ", ".join(str(0.01 * (i + 1)) for i in range(n))
     f = write(tmp_path, BASE.replace("epochs = 3", f"epochs = {epochs}") + extra
               + f'\n[sweep]\ngrid = {{ "optim.lr" = [{lrs}] }}\n')
-    plan = sweep.load_plan(f)
-    return sweep.create_state(plan, tag, runs_root)
+    plan = P.load_plan(f)
+    return S.create_state(plan, tag, runs_root)
 
 
 def test_state_file_round_trip_and_tag_reuse_refused(tmp_path: Path, runs_root: Path) -> None:
     state = make_state(tmp_path, runs_root)
     assert state.path == runs_root / "sweeps" / "t1" / "sweep.json"
-    again = sweep.SweepState.load("t1", runs_root)
+    again = S.SweepState.load("t1", runs_root)
     assert [p.label for p in again.points] == ["lr=0.01", "lr=0.02", "lr=0.03", "lr=0.04"]
     assert all(Path(p.recipe_file).is_file() and p.status == "pending" for p in again.points)
     with pytest.raises(UserError, match="exists .*--continue t1"):
         make_state(tmp_path, runs_root)
     with pytest.raises(UserError, match="no such sweep"):
-        sweep.SweepState.load("nope", runs_root)
+        S.SweepState.load("nope", runs_root)
     with pytest.raises(UserError, match="--tag"):
-        sweep.check_tag("a/b")
+        S.check_tag("a/b")
     # the sweeps folder is not mistaken for a run
     assert rundir.list_runs(runs_root) == []
 
 
 def test_run_sweep_sequential_tags_every_run(tmp_path: Path, runs_root: Path) -> None:
     state = make_state(tmp_path, runs_root)
-    code = sweep.run_sweep(state, base_cmd=FAKE, poll_s=0.02, out=open(os.devnull, "w"))
+    code = local.run_sweep(state, base_cmd=FAKE, poll_s=0.02, out=open(os.devnull, "w"))
     assert code == 0
-    state = sweep.SweepState.load("t1", runs_root)
+    state = S.SweepState.load("t1", runs_root)
     assert [p.status for p in state.points] == ["completed"] * 4
-    infos, labels = sweep.state_runs(state)
+    infos, labels = S.state_runs(state)
     assert labels == ["lr=0.01", "lr=0.02", "lr=0.03", "lr=0.04"]
     assert [i.info["sweep_tag"] for i in infos] == ["t1"] * 4
     assert [i.recipe["optim"]["lr"] for i in infos] == [0.01, 0.02, 0.03, 0.04]
     assert [i.status for i in infos] == ["completed"] * 4
     # nothing left to do: a second call returns at once
-    assert sweep.run_sweep(state, base_cmd=FAKE, poll_s=0.02, out=open(os.devnull, "w")) == 0
+    assert local.run_sweep(state, base_cmd=FAKE, poll_s=0.02, out=open(os.devnull, "w")) == 0
 
 
 def test_parallel_slots_get_their_own_gpu_and_log(tmp_path: Path, runs_root: Path) -> None:
     state = make_state(tmp_path, runs_root)
-    code = sweep.run_sweep(state, slots=["0", "1"], base_cmd=FAKE, poll_s=0.02, out=open(os.devnull, "w"))
+    code = local.run_sweep(state, slots=["0", "1"], base_cmd=FAKE, poll_s=0.02, out=open(os.devnull, "w"))
     assert code == 0
-    infos, _ = sweep.state_runs(state)
+    infos, _ = S.state_runs(state)
     seen = [i.info["cuda_visible_devices"] for i in infos]
     assert sorted(seen) == ["0", "0", "1", "1"]
     # each run's console output is in its own directory (the rundir supervisor's console.txt)
@@ -219,16 +220,16 @@ def test_failed_run_then_retry_failed_keeps_the_old_directory(tmp_path: Path, ru
     [sweep]
     grid = { "runtime.seed" = [0, 13] }
     """)
-    state = sweep.create_state(sweep.load_plan(f), "tf", runs_root)
+    state = S.create_state(P.load_plan(f), "tf", runs_root)
     devnull = open(os.devnull, "w")
-    assert sweep.run_sweep(state, base_cmd=FAKE, poll_s=0.02, out=devnull) == 1
+    assert local.run_sweep(state, base_cmd=FAKE, poll_s=0.02, out=devnull) == 1
     assert [p.status for p in state.points] == ["completed", "failed"]
     first_dir = state.points[1].run_dir
     assert rundir.read_run(first_dir).status == "failed"
     # continuing without --retry-failed leaves it failed
-    assert sweep.run_sweep(state, base_cmd=FAKE, poll_s=0.02, out=devnull) == 1
+    assert local.run_sweep(state, base_cmd=FAKE, poll_s=0.02, out=devnull) == 1
     assert state.points[1].run_dir == first_dir
-    assert sweep.run_sweep(state, base_cmd=FAKE, poll_s=0.02, out=devnull, retry_failed=True) == 1
+    assert local.run_sweep(state, base_cmd=FAKE, poll_s=0.02, out=devnull, retry_failed=True) == 1
     assert state.points[1].run_dir != first_dir
     assert state.points[1].previous_run_dirs == [first_dir]
     assert Path(first_dir).is_dir()  # nothing but `runs rm` deletes a run
@@ -238,16 +239,16 @@ def test_reconcile_after_a_killed_sweep(tmp_path: Path, runs_root: Path) -> None
     state = make_state(tmp_path, runs_root, n=2)
     state.points[0].status = "running"  # the sweep died while this ran; its run dir was never filled
     state.points[0].run_dir = str(rundir.create_run_dir("x", runs_root))
-    sweep.reconcile(state)
+    S.reconcile(state)
     assert state.points[0].status == "interrupted"
 
 
 SWEEP_DRIVER = """
 import sys
 sys.path.insert(0, {repo!r})
-from fgbench import sweep
-state = sweep.SweepState.load({tag!r}, {root!r})
-sys.exit(sweep.run_sweep(state, base_cmd={fake!r}, poll_s=0.02))
+from fgbench.sweeps import local, state as S
+state = S.SweepState.load({tag!r}, {root!r})
+sys.exit(local.run_sweep(state, base_cmd={fake!r}, poll_s=0.02))
 """
 
 
@@ -275,14 +276,14 @@ def test_interrupted_sweep_continues_where_it_stopped(tmp_path: Path, runs_root:
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
     assert "stopping" in out
-    state = sweep.SweepState.load("ti", runs_root)
+    state = S.SweepState.load("ti", runs_root)
     assert [p.status for p in state.points] == ["completed", "interrupted", "pending", "pending"], out
     interrupted_dir = state.points[1].run_dir
     assert (Path(interrupted_dir) / "checkpoints" / "last.pt").is_file()
     assert rundir.read_run(interrupted_dir).status == "interrupted"
 
     monkeypatch.setenv("FAKE_EPOCH_S", "0.01")
-    code = sweep.run_sweep(state, base_cmd=FAKE, poll_s=0.02, out=open(os.devnull, "w"))
+    code = local.run_sweep(state, base_cmd=FAKE, poll_s=0.02, out=open(os.devnull, "w"))
     assert code == 0
     assert [p.status for p in state.points] == ["completed"] * 4
     assert state.points[1].run_dir == interrupted_dir  # resumed in place, not restarted
@@ -292,13 +293,13 @@ def test_interrupted_sweep_continues_where_it_stopped(tmp_path: Path, runs_root:
 
 
 def test_detect_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert sweep.detect_gpus(None) == [None]
-    assert sweep.detect_gpus("0,1") == ["0", "1"]
-    assert sweep.detect_gpus("3,3") == ["3", "3"]
+    assert local.detect_gpus(None) == [None]
+    assert local.detect_gpus("0,1") == ["0", "1"]
+    assert local.detect_gpus("3,3") == ["3", "3"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
-    assert sweep.detect_gpus("auto") == ["2", "5"]
+    assert local.detect_gpus("auto") == ["2", "5"]
     with pytest.raises(UserError, match="--gpus"):
-        sweep.detect_gpus("0,,1")
+        local.detect_gpus("0,,1")
 
 
 # ------------------------------------------------------------------------------------- CLI
@@ -342,7 +343,6 @@ def test_cancel_of_a_local_sweep_stops_it_like_ctrl_c(tmp_path: Path, runs_root:
     state (here this test process), which stops its run with a checkpoint; --continue resumes."""
     import threading
 
-    from fgbench import slurm
 
     monkeypatch.setenv("FAKE_EPOCH_S", "0.3")
     state = make_state(tmp_path, runs_root, epochs=20, n=2, tag="lc")
@@ -350,24 +350,24 @@ def test_cancel_of_a_local_sweep_stops_it_like_ctrl_c(tmp_path: Path, runs_root:
 
     def cancel_when_running() -> None:
         for _ in range(400):
-            s = sweep.SweepState.load("lc", runs_root)
+            s = S.SweepState.load("lc", runs_root)
             p = s.points[0]
             if s.controller and p.run_dir and any(
                     e["event"] == "epoch" for e in metrics.read_events(Path(p.run_dir) / metrics.METRICS_FILE)):
-                said.append(slurm.cancel_sweep(s))
+                said.append(local.LocalBackend().cancel(s))
                 return
             time.sleep(0.05)
 
     t = threading.Thread(target=cancel_when_running)
     t.start()
-    code = sweep.run_sweep(state, base_cmd=FAKE, poll_s=0.02, out=open(os.devnull, "w"))
+    code = local.run_sweep(state, base_cmd=FAKE, poll_s=0.02, out=open(os.devnull, "w"))
     t.join()
     assert said and said[0].startswith(f"asked the sweep process {os.getpid()} to stop")
     assert code == 130 and [p.status for p in state.points] == ["interrupted", "pending"]
-    assert sweep.SweepState.load("lc", runs_root).controller is None
-    assert slurm.cancel_sweep(sweep.SweepState.load("lc", runs_root)) == "the sweep is not running"
+    assert S.SweepState.load("lc", runs_root).controller is None
+    assert local.LocalBackend().cancel(S.SweepState.load("lc", runs_root)) == "the sweep is not running"
     monkeypatch.setenv("FAKE_EPOCH_S", "0.01")
-    assert sweep.run_sweep(state, base_cmd=FAKE, poll_s=0.02, out=open(os.devnull, "w")) == 0
+    assert local.run_sweep(state, base_cmd=FAKE, poll_s=0.02, out=open(os.devnull, "w")) == 0
     assert [p.status for p in state.points] == ["completed", "completed"]
 
 
@@ -394,10 +394,10 @@ def test_slurm_settings_merge_and_bad_input_is_one_line(cli, tmp_path: Path, run
     # what submitit turns it into: the sbatch script's own lines
     import submitit.slurm.slurm as S
 
-    from fgbench import slurm
+    from fgbench.sweeps import slurm
 
-    plan = sweep.load_plan(f)
-    cfg = sweep.resolve_slurm(plan.spec, {}, str(f))
+    plan = P.load_plan(f)
+    cfg = slurm.resolve_slurm(plan.spec, {}, str(f))
     params = slurm.executor_parameters(cfg, "fgbench-t")
     params.pop("job_name")
     script = S._make_sbatch_string(command="true", folder=str(tmp_path / "j"), map_count=6, job_name="x", **params)
@@ -422,7 +422,7 @@ def test_a_point_rejected_on_bad_input_is_failed_and_leaves_no_directory(tmp_pat
     state = make_state(tmp_path, runs_root, n=2)
     out = io.StringIO()
     rejecting = [sys.executable, str(FAKE_TRAINER), "--mode", "reject", "--"]
-    code = sweep.run_sweep(state, base_cmd=rejecting, poll_s=0.02, out=out)
+    code = local.run_sweep(state, base_cmd=rejecting, poll_s=0.02, out=out)
     assert code == 1, out.getvalue()  # failed work, not 130 (interrupted)
     assert [p.status for p in state.points] == ["failed", "failed"]
     assert [p.exit_code for p in state.points] == [2, 2]

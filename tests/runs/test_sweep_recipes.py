@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fgbench import sweep
+from fgbench.sweeps import plan as P
 from fgbench.recipe import load_recipe
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
@@ -30,7 +30,7 @@ SC_PRE_ROWS = {"R18": "r18_ema", "R18-IN1k": "r18_in1k_ema", "R50": "r50_ema", "
 SC_FIX_ROWS = {"train224": "r50_fixres_train224", "train448": "r50_fixres_train448", "two-stage": "r50_fixres_two_stage"}
 
 
-def _row_file(sweep_file: str, point: sweep.Point) -> str:
+def _row_file(sweep_file: str, point: P.Point) -> str:
     if sweep_file == "sweep_hy_intel_tricks":
         return HY_ROWS[point.variant]
     if sweep_file == "sweep_sc_ema":
@@ -51,7 +51,7 @@ def _body(recipe) -> dict:
     ("sweep_hy_intel_tricks", 23), ("sweep_sc_ema", 6), ("sweep_sc_pretraining", 10), ("sweep_sc_fixres", 6),
 ])
 def test_sweep_points_equal_the_seed_row_recipes(sweep_file: str, count: int) -> None:
-    plan = sweep.load_plan(RECIPES / f"{sweep_file}.toml")
+    plan = P.load_plan(RECIPES / f"{sweep_file}.toml")
     assert len(plan.points) == count
     seen = set()
     for point, recipe in zip(plan.points, plan.recipes):

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from fgbench import rundir, slurm, sweep
+from fgbench import rundir
+from fgbench.sweeps import slurm, state as S, tables
 from fgbench.rundir import events as metrics
 from fakes.tiny_data import folder_recipe_head, make_images
 
@@ -61,7 +62,7 @@ def test_slurm_sweep_requeue_cancel_continue(tmp_path: Path) -> None:
     make_images(data, {"train": 12, "test": 8})
     root = tmp_path / "runs"
     recipe = tmp_path / "s.toml"
-    recipe.write_text(folder_recipe_head(data, "sl") + textwrap.dedent(f"""
+    recipe.write_text(folder_recipe_head(data, "sl") + textwrap.dedent("""
         [schedule]
         name = "cosine"
         epochs = 3
@@ -75,12 +76,12 @@ def test_slurm_sweep_requeue_cancel_continue(tmp_path: Path) -> None:
         time_limit_min = 10
         [[sweep.variants]]
         name = "long"
-        set = {{ "schedule.epochs" = 40 }}
+        set = { "schedule.epochs" = 40 }
         [[sweep.variants]]
         name = "short"
         [[sweep.variants]]
         name = "later"
-        set = {{ "optim.lr" = 0.05, "schedule.epochs" = 150 }}
+        set = { "optim.lr" = 0.05, "schedule.epochs" = 150 }
         """), encoding="utf-8")
     # "later" trains for about ten seconds once started, so that the `--cancel` below lands while its
     # resubmitted job is queued or running: with three epochs (well under a second) it once finished
@@ -94,7 +95,7 @@ def test_slurm_sweep_requeue_cancel_continue(tmp_path: Path) -> None:
     sub = fg("sweep", str(recipe), "--tag", "sl")
     assert sub.returncode == 0, sub.stdout + sub.stderr
     assert "submitted 3 point(s) as SLURM job array" in sub.stdout
-    state = sweep.SweepState.load("sl", root)
+    state = S.SweepState.load("sl", root)
     jobs = [p.job_id for p in state.points]
     array = jobs[0].split("_")[0]
     assert jobs == [f"{array}_0", f"{array}_1", f"{array}_2"]
@@ -105,7 +106,7 @@ def test_slurm_sweep_requeue_cancel_continue(tmp_path: Path) -> None:
     assert cancelled.returncode == 0, cancelled.stderr
 
     def long_dir_with_epoch():
-        p = sweep.SweepState.load("sl", root).points[0]
+        p = S.SweepState.load("sl", root).points[0]
         if p.run_dir and any(e["event"] == "epoch" for e in metrics.read_events(Path(p.run_dir) / metrics.METRICS_FILE)):
             return p.run_dir
         return None
@@ -115,17 +116,17 @@ def test_slurm_sweep_requeue_cancel_continue(tmp_path: Path) -> None:
     assert rq.returncode == 0, rq.stderr
 
     def all_ended():
-        rows = slurm.live_points(sweep.SweepState.load("sl", root))
+        rows = tables.status_rows(S.SweepState.load("sl", root))
         return rows if not any(r["active"] for r in rows) else None
 
     rows = _wait(all_ended, "every job to end")
     by_label = {r["label"]: r for r in rows}
     assert by_label["long"]["status"] == "completed"
-    assert by_label["long"]["slurm"] == "COMPLETED, requeued 1x"
-    assert by_label["short"]["status"] == "completed" and by_label["short"]["slurm"] == "COMPLETED"
+    assert by_label["long"]["scheduler"] == "COMPLETED, requeued 1x"
+    assert by_label["short"]["status"] == "completed" and by_label["short"]["scheduler"] == "COMPLETED"
     # SLURM forgets an array task cancelled before it started unless accounting (slurmdbd) is on
     assert by_label["later"]["status"] == "pending"
-    assert by_label["later"]["slurm"].startswith(("CANCELLED", "not queued (no scheduler record)"))
+    assert by_label["later"]["scheduler"].startswith(("CANCELLED", "not queued (no scheduler record)"))
 
     # the requeued run resumed from its checkpoint in the same directory: two starts, each epoch once
     events = metrics.read_events(long_dir / metrics.METRICS_FILE)
@@ -134,7 +135,7 @@ def test_slurm_sweep_requeue_cancel_continue(tmp_path: Path) -> None:
     finished = [e["status"] for e in events if e["event"] == "run_finished"]
     assert finished == ["interrupted", "completed"]
     assert sorted(e["epoch"] for e in events if e["event"] == "epoch") == list(range(1, 41))
-    assert sweep.SweepState.load("sl", root).points[0].run_dir == str(long_dir)
+    assert S.SweepState.load("sl", root).points[0].run_dir == str(long_dir)
     assert rundir.read_run(long_dir).summary["epochs_done"] == 40
 
     status = fg("sweep", "--status", "sl")
@@ -146,7 +147,7 @@ def test_slurm_sweep_requeue_cancel_continue(tmp_path: Path) -> None:
     cont = fg("sweep", "--continue", "sl")
     assert cont.returncode == 0, cont.stdout + cont.stderr
     assert "submitted 1 point(s)" in cont.stdout
-    state = sweep.SweepState.load("sl", root)
+    state = S.SweepState.load("sl", root)
     assert state.points[2].previous_job_ids == [jobs[2]] and state.points[2].job_id != jobs[2]
     assert [p.job_id for p in state.points[:2]] == jobs[:2]  # finished points are not resubmitted
 
@@ -159,13 +160,13 @@ def test_slurm_sweep_requeue_cancel_continue(tmp_path: Path) -> None:
     assert fg("sweep", "--cancel", "sl").stdout.startswith("sweep sl: no SLURM job of this sweep is queued or running")
     cont = fg("sweep", "--continue", "sl")
     assert cont.returncode == 0 and "submitted 1 point(s)" in cont.stdout, cont.stdout + cont.stderr
-    assert sweep.SweepState.load("sl", root).points[2].previous_job_ids == [jobs[2], second]
+    assert S.SweepState.load("sl", root).points[2].previous_job_ids == [jobs[2], second]
     _wait(all_ended, "the continued point")
     final = fg("sweep", "--status", "sl")
     table = [ln for ln in final.stdout.splitlines() if ln.startswith("| ")]
     assert [ln.split("|")[1].strip() for ln in table[1:]] == ["long", "short", "later"]
-    assert all(r["status"] == "completed" for r in slurm.live_points(sweep.SweepState.load("sl", root)))
-    started = [p.run_dir for p in sweep.SweepState.load("sl", root).points]
+    assert all(r["status"] == "completed" for r in tables.status_rows(S.SweepState.load("sl", root)))
+    started = [p.run_dir for p in S.SweepState.load("sl", root).points]
     assert len(set(started)) == 3 and all(json.loads((Path(d) / "run.json").read_text())["sweep_tag"] == "sl"
                                            for d in started)
 
@@ -184,13 +185,13 @@ def test_slurm_sweep_requeue_cancel_continue(tmp_path: Path) -> None:
 def test_slurm_search_jobs_share_one_study(tmp_path: Path) -> None:
     """A search on SLURM: each array task asks the shared study (SQLite in the sweep folder) for
     its trial when it starts, runs it, and tells the study how it ended."""
-    from fgbench import search
+    from fgbench.sweeps import search
 
     data = tmp_path / "data"
     make_images(data, {"train": 8, "test": 4})
     root = tmp_path / "runs"
     recipe = tmp_path / "s.toml"
-    recipe.write_text(folder_recipe_head(data, "ss", workers=0) + textwrap.dedent(f"""
+    recipe.write_text(folder_recipe_head(data, "ss", workers=0) + textwrap.dedent("""
         [schedule]
         name = "cosine"
         epochs = 2
@@ -202,14 +203,14 @@ def test_slurm_search_jobs_share_one_study(tmp_path: Path) -> None:
         seed = 1
         pruner = "none"
         [sweep.search.params]
-        "optim.lr" = {{ type = "log_uniform", low = 1e-3, high = 0.5 }}
+        "optim.lr" = { type = "log_uniform", low = 1e-3, high = 0.5 }
         """), encoding="utf-8")
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     res = subprocess.run([sys.executable, "-m", "fgbench", "sweep", str(recipe), "--launcher", "slurm", "--tag", "ss",
                           "--runs-root", str(root), "--cpus-per-run", "1", "--max-parallel", "2", "--wait"],
                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
-    state = sweep.SweepState.load("ss", root)
+    state = S.SweepState.load("ss", root)
     trials = search.trials_table(state.search)
     assert sorted(p.trial for p in state.points) == [0, 1, 2] == sorted(trials)
     for p in state.points:
@@ -234,24 +235,24 @@ def test_slurm_time_limit_signal_checkpoints_then_requeues(tmp_path: Path) -> No
     make_images(data, {"train": 8, "test": 4})
     root = tmp_path / "runs"
     recipe = tmp_path / "s.toml"
-    recipe.write_text(folder_recipe_head(data, "tl", workers=0) + textwrap.dedent(f"""
+    recipe.write_text(folder_recipe_head(data, "tl", workers=0) + textwrap.dedent("""
         [schedule]
         name = "cosine"
         epochs = 30
         [runtime]
         device = "cpu"
         [sweep]
-        grid = {{ "optim.lr" = [0.1] }}
+        grid = { "optim.lr" = [0.1] }
         """), encoding="utf-8")
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     sub = subprocess.run([sys.executable, "-m", "fgbench", "sweep", str(recipe), "--launcher", "slurm", "--tag", "tl",
                           "--runs-root", str(root), "--cpus-per-run", "1"], env=env, cwd=tmp_path, capture_output=True,
                          text=True, timeout=120)
     assert sub.returncode == 0, sub.stdout + sub.stderr
-    job = sweep.SweepState.load("tl", root).points[0].job_id
+    job = S.SweepState.load("tl", root).points[0].job_id
 
     def run_dir_with_epoch():
-        p = sweep.SweepState.load("tl", root).points[0]
+        p = S.SweepState.load("tl", root).points[0]
         if p.run_dir and any(e["event"] == "epoch" for e in metrics.read_events(Path(p.run_dir) / metrics.METRICS_FILE)):
             return p.run_dir
         return None
@@ -261,11 +262,11 @@ def test_slurm_time_limit_signal_checkpoints_then_requeues(tmp_path: Path) -> No
     assert sig.returncode == 0, sig.stderr
 
     def ended():
-        rows = slurm.live_points(sweep.SweepState.load("tl", root))
+        rows = tables.status_rows(S.SweepState.load("tl", root))
         return rows if not any(r["active"] for r in rows) else None
 
     (row,) = _wait(ended, "the job to end")
-    assert row["status"] == "completed" and row["slurm"] == "COMPLETED, requeued 1x"
+    assert row["status"] == "completed" and row["scheduler"] == "COMPLETED, requeued 1x"
     events = metrics.read_events(run_dir / metrics.METRICS_FILE)
     finished = [e for e in events if e["event"] == "run_finished"]
     assert [e["status"] for e in finished] == ["interrupted", "completed"]

@@ -446,13 +446,13 @@ def test_batch_sizes_per_process_or_global():
 
 
 def test_sweep_slots_group_gpu_ids_per_run():
-    from fgbench import sweep
+    from fgbench.sweeps import local
 
-    assert sweep.group_slots(["0", "1", "2", "3"], 2) == ["0,1", "2,3"]
-    assert sweep.group_slots([None], 2) == [None]
-    assert sweep.group_slots(["0", "1"], 1) == ["0", "1"]
-    with pytest.raises(sweep.UserError, match="--gpus"):
-        sweep.group_slots(["0", "1", "2"], 2)
+    assert local.group_slots(["0", "1", "2", "3"], 2) == ["0,1", "2,3"]
+    assert local.group_slots([None], 2) == [None]
+    assert local.group_slots(["0", "1"], 1) == ["0", "1"]
+    with pytest.raises(D.UserError, match="--gpus"):
+        local.group_slots(["0", "1", "2"], 2)
 
 
 def test_world_from_torchrun_environment():
@@ -463,7 +463,7 @@ def test_world_from_torchrun_environment():
 
 
 def test_sweep_passes_nproc_to_each_run_and_groups_gpus(ddp_env, tmp_path, monkeypatch, capsys):
-    from fgbench import sweep
+    from fgbench.sweeps import local
 
     seen = {}
 
@@ -471,7 +471,7 @@ def test_sweep_passes_nproc_to_each_run_and_groups_gpus(ddp_env, tmp_path, monke
         seen.update(slots=list(slots), extra=list(extra_args), points=len(state.points), run_args=list(state.run_args))
         return 0
 
-    monkeypatch.setattr(sweep, "run_sweep", fake_run_sweep)
+    monkeypatch.setattr(local, "run_sweep", fake_run_sweep)
     assert main(["sweep", str(ddp_env["recipe"]), "--grid", "optim.lr=0.1,0.01", "--runs-root", str(tmp_path),
                  "--nproc", "2", "--gpus", "0,1,2,3"]) == 0
     # --nproc is recorded in the sweep's state (every point and every --continue gets it)

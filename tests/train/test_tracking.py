@@ -26,7 +26,7 @@ def _tiny_recipe(tmp_path: Path, tracking_toml: str) -> Path:
     if not data.exists():
         make_images(data, {"train": 8, "test": 4})
     f = tmp_path / "r.toml"
-    f.write_text(folder_recipe_head(data, "tr", workers=0) + textwrap.dedent(f"""
+    f.write_text(folder_recipe_head(data, "tr", workers=0) + textwrap.dedent("""
         [optim]
         name = "sgd"
         lr = 0.1
@@ -227,7 +227,7 @@ def test_settings_give_defaults_and_the_recipe_wins_per_tracker(tmp_path: Path) 
 
 
 def test_pure_modules_import_no_tracker_scheduler_or_optuna() -> None:
-    code = ("import sys, fgbench.tracking, fgbench.search, fgbench.slurm, fgbench.sweep, fgbench.cli.runs; "
+    code = ("import sys, fgbench.tracking, fgbench.sweeps.search, fgbench.sweeps.slurm, fgbench.sweeps.plan, fgbench.sweeps.local, fgbench.cli.runs, fgbench.cli.sweep; "
             "print(sorted(m for m in ('torch', 'mlflow', 'wandb', 'tensorboard', 'optuna', 'submitit', 'sqlalchemy') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(REPO)),

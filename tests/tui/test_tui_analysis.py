@@ -172,3 +172,28 @@ def test_the_terminal_is_asked_about_pictures_only_where_it_may_draw_them():
     assert not terminal_may_draw({"TERM": "xterm-256color"})  # plain xterm over SSH: half blocks, no wait
     assert not terminal_may_draw({"TERM": "xterm-kitty", "TMUX": "/tmp/tmux-1000/default,1,0"})
     assert not terminal_may_draw({"TERM": "screen", "STY": "123.pts-0"})
+
+
+async def test_a_large_confusion_is_read_from_its_cells_file(ana_dirs):
+    """Past 1,000 classes confusion.json names confusion.npy (the non-zero cells): the analysis reads it."""
+    import numpy as np
+
+    from fgbench.rundir.confusion import DENSE_MAX_CLASSES, write_confusion
+
+    run_dir = make_analysis_run(ana_dirs.runs, predictions=False)
+    n = DENSE_MAX_CLASSES + 200
+    names = [f"c{i:04d}" for i in range(n)]
+    # class 7: 3 right, 1 taken for class 1100; class 1100: 2 right; every other class has no image
+    write_confusion(run_dir, model="raw", class_names=names, epoch=2,
+                    cells=np.array([[7, 7, 3], [7, 1100, 1], [1100, 1100, 2]]))
+    assert "matrix" not in (run_dir / layout.CONFUSION_FILE).read_text()
+    app = _app(ana_dirs)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_analysis(pilot, run_dir)
+        header = str(screen.query_one("#analysis-header").render())
+        assert f"{n} classes" in header and "5/6 right" in header
+        table = screen.query_one("#class-table")
+        first = [str(c) for c in table.get_row_at(0)]
+        assert first[:3] == ["c0007", "75.00", "3/4"]
+        pairs = screen.query_one("#pair-list")
+        assert pairs.option_count == 1 and "c0007 → c1100" in str(pairs.get_option_at_index(0).prompt)

@@ -264,7 +264,7 @@ async def test_the_table_is_runs_compare_sorts_and_exports_as_the_cli_writes(cmp
             await wait_for(pilot, lambda: app.screen.query("#prompt-input"), what="export prompt")
             app.screen.query_one("#prompt-input").value = str(target)
             await pilot.press("enter")
-            await wait_for(pilot, lambda: target.is_file(), what="exported")
+            await wait_for(pilot, lambda: target.is_file(), what="exported")  # noqa: B023 (awaited here)
             assert target.read_text() == _cli("compare", *chosen, "--runs-root", str(cmp_dirs.runs), "--format", fmt)
         # a name that is neither: nothing written
         await pilot.press("e")
@@ -342,7 +342,7 @@ async def test_pane_keys_leave_compare_from_any_of_its_widgets(cmp_dirs):
             await pilot.pause()
             await pilot.press("3")
             await wait_for(pilot, lambda: tabs.active == "runs" and app.focused is app.pane("runs").table,
-                           what=lambda: f"Runs from {target}: {tabs.active}, {app.focused}")
+                           what=lambda: f"Runs from {target}: {tabs.active}, {app.focused}")  # noqa: B023
             await pilot.press("4")
             await wait_for(pilot, lambda: tabs.active == "compare", what="back to Compare")
 

@@ -30,6 +30,7 @@ from textual.widgets.option_list import Option
 
 from fgbench import report
 from fgbench.rundir import layout
+from fgbench.rundir.confusion import has_confusion, read_confusion
 from fgbench.tui import images
 from fgbench.tui.widgets.fitted_table import FittedTable
 
@@ -102,9 +103,9 @@ class AnalysisScreen(Screen):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        conf = layout.read_json(self.path / layout.CONFUSION_FILE)
+        conf = read_confusion(self.path)  # a large one's cells come from confusion.npy
         pred = layout.read_json(self.path / layout.PREDICTIONS_FILE)
-        self.confusion = conf if isinstance(conf, dict) and conf.get("matrix") else None
+        self.confusion = conf if has_confusion(conf) else None
         self.predictions = pred if isinstance(pred, dict) and pred.get("label") is not None else None
         self.query_one("#analysis-header", Static).update(self._header())
         self._fill_classes()

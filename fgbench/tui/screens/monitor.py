@@ -97,10 +97,9 @@ class MonitorScreen(Screen):
         snap = model.snapshot(console_if_failed=True)
         view = views.first()
         if view.confusion is None and snap.status in ("completed", "interrupted"):
-            from fgbench.rundir import layout
+            from fgbench.rundir.confusion import read_confusion
 
-            conf = layout.read_json(self.path / layout.CONFUSION_FILE)  # small; written once, at the end
-            view.confusion = conf if isinstance(conf, dict) else None
+            view.confusion = read_confusion(self.path)  # written once, at the end
         view.show(snap)
 
     def action_back(self) -> None:

@@ -440,7 +440,7 @@ class ComparePane(Vertical):
 
     def redraw(self) -> None:
         try:
-            grid = self.query_one("#compare-grid", Grid)
+            self.query_one("#compare-grid", Grid)  # not mounted yet: nothing to redraw
             table = self.query_one("#compare-table", CompareTable)
         except NoMatches:
             return
@@ -553,7 +553,7 @@ class ComparePane(Vertical):
         names = [str(r.get("recipe") or r["run"]) for r in rows]
         labels = {r["path"]: (n if names.count(n) == 1 else f"{n} {r['run'][4:13]}") for r, n in zip(rows, names)}
         headers: list[tuple[str, Text]] = []
-        for key, header, kind in columns:
+        for key, header, _kind in columns:
             label = Text(header)
             if key == self.sort_key:
                 label.append(" ▼" if self.sort_desc else " ▲", style="bold")

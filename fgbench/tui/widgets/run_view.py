@@ -12,6 +12,7 @@ from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import ProgressBar, Static
 
 from fgbench import report
+from fgbench.rundir.confusion import has_confusion
 from fgbench.tui.monitor import SMOOTH_STEPS, SMOOTHABLE, Snapshot, format_duration, smooth, summary_numbers
 from fgbench.tui.plots import SERIES_COLOURS, SERIES_LABELS, Line, MetricPlot, dimmed
 from fgbench.tui.widgets.runs_pane import STATUS_STYLE
@@ -84,7 +85,7 @@ def header_text(snap: Snapshot) -> Text:
 def class_rows(confusion: dict | None, worst: int = 3, pairs: int = 2) -> list[tuple[str, str]]:
     """The run's weakest classes and most confused pairs (those of ``fgbench runs show``), for the
     result panel; ``a`` opens all of them with their images."""
-    if not isinstance(confusion, dict) or not confusion.get("matrix"):
+    if not has_confusion(confusion):
         return []
     acc = sorted((a for a in report.per_class_accuracy(confusion) if a[3] is not None), key=lambda a: (a[3], a[0]))
     out = [("worst classes", ", ".join(f"{name} {pct:.1f}%" for name, _c, _t, pct in acc[:worst])

@@ -1,4 +1,4 @@
-"""Sweeps on SLURM: every point a job of one job array, submitted through ``submitit``.
+"""The SLURM backend: every point a job of one job array, submitted through ``submitit``.
 
 Pure zone at import time (``submitit`` is imported inside the functions that submit). The sweep's
 state file, the points' recipe files and run directories live on the file system the cluster's
@@ -42,8 +42,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from fgbench import paths
 from fgbench.errors import UserError
 from fgbench.rundir.layout import LOG_FILE
+from fgbench.sweeps import state as sweep_state
+from fgbench.sweeps.backend import SchedulerState, SubmitOptions, Submitted
+from fgbench.sweeps.launch import ensure_trial, finish_point, point_command
+from fgbench.sweeps.plan import FAILED, INTERRUPTED, PENDING, RUNNING
 
 ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
                  "RESIZING", "SUSPENDED", "STOPPED", "SIGNALING", "RESV_DEL_HOLD", "SPECIAL_EXIT"}
@@ -217,20 +222,118 @@ def cancel(job_ids: Sequence[str]) -> None:
 # --------------------------------------------------------------------------- a sweep's jobs
 
 
+class SlurmBackend:
+    name = "slurm"
+    scheduler = "SLURM"
+    runs_here = False
+
+    def configure(self, spec: Any, cli: dict[str, Any], source: str) -> dict[str, Any] | None:
+        return resolve_slurm(spec, cli, source)
+
+    def unavailable(self) -> str | None:
+        return available()
+
+    def submit(self, state: Any, options: SubmitOptions) -> Submitted:
+        try:
+            submitted = submit_points(state, retry_failed=options.retry_failed)
+        except BaseException:
+            if options.fresh:
+                import shutil
+
+                shutil.rmtree(state.dir, ignore_errors=True)  # nothing ran: leave nothing behind
+            raise
+        if not submitted:
+            return Submitted(False, 0, [], "nothing to submit (every point is finished or still queued)")
+        ids = [p.job_id for p in state.points if p.index in submitted]
+        array = ids[0].split("_", 1)[0] if ids else "?"
+        return Submitted(False, 0, submitted, f"submitted {len(submitted)} point(s) as SLURM job array {array} "
+                         f"(at most {state.slurm['max_parallel']} at once)")
+
+    def poll(self, state: Any) -> dict[int, SchedulerState]:
+        sched = query([p.job_id for p in state.points if p.job_id])
+        out = {}
+        for p in state.points:
+            js = sched.get(p.job_id) if p.job_id else None
+            if js is not None:
+                out[p.index] = SchedulerState(js.state, js.text(), js.active, js.state == "RUNNING")
+        return out
+
+    def cancel(self, state: Any) -> str:
+        """``scancel`` the points' jobs that are queued or running (a running run checkpoints on
+        SLURM's SIGTERM)."""
+        sched = query([p.job_id for p in state.points if p.job_id])
+        ids = [p.job_id for p in state.points if p.job_id and sched[p.job_id].active]
+        if not ids:
+            return "no SLURM job of this sweep is queued or running"
+        cancel(ids)
+        return f"cancelled {len(ids)} SLURM job(s): {', '.join(ids)}"
+
+    def scheduler_states(self, runs_root: str | os.PathLike[str]) -> dict[str, str]:
+        """Run directory -> the SLURM state of its point's job, for every SLURM sweep under the
+        runs root (what the TUI's Runs pane shows next to fgbench's status). One ``scontrol`` per
+        array."""
+        if available() is not None:
+            return {}
+        by_job: dict[str, str] = {}
+        for state in sweep_state.list_sweeps(runs_root):
+            if state.launcher != self.name:
+                continue
+            for p in state.points:
+                if p.job_id and p.run_dir:
+                    by_job[p.job_id] = str(Path(p.run_dir).resolve())
+        if not by_job:
+            return {}
+        states = query(list(by_job))
+        return {run_dir: "SLURM " + states[job].text() for job, run_dir in by_job.items() if job in states}
+
+
+def resolve_slurm(spec: Any, cli: dict[str, Any], source: str) -> dict[str, Any]:
+    """The SLURM settings of a sweep: settings.toml's ``[slurm]``, then what the recipe's
+    ``[sweep.slurm]`` wrote, then the command line; validated as one ``SlurmConfig``."""
+    from pydantic import ValidationError
+
+    from fgbench import settings
+    from fgbench.recipe import SlurmConfig
+
+    merged: dict[str, Any] = {}
+    table = settings.load_settings().get("slurm")
+    if table is not None:
+        if not isinstance(table, dict):
+            raise UserError(f"{paths.settings_file()}: slurm: expected a table")
+        try:
+            merged.update(SlurmConfig.model_validate(table).model_dump(exclude_unset=True))
+        except ValidationError as err:
+            first = err.errors()[0]
+            raise UserError(f"{paths.settings_file()}: slurm.{'.'.join(str(x) for x in first['loc'])}: "
+                            f"{first['msg']}") from None
+    sbatch = dict(merged.get("sbatch", {}))  # sbatch options add up: settings, then recipe, then --sbatch
+    if spec is not None and spec.slurm is not None:
+        written = spec.slurm.model_dump(exclude_unset=True)
+        sbatch.update(written.get("sbatch", {}))
+        merged.update(written)
+    sbatch.update(cli.get("sbatch", {}))
+    merged.update(cli)
+    if sbatch:
+        merged["sbatch"] = sbatch
+    try:
+        return SlurmConfig.model_validate(merged).model_dump(mode="json")
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise UserError(f"{source}: sweep.slurm.{'.'.join(str(x) for x in first['loc'])} "
+                        f"(with settings.toml and the command line): {first['msg']}") from None
+
+
 def submit_points(state: Any, *, retry_failed: bool = False) -> list[int]:
     """Submit, as one job array, every point that is neither finished nor queued or running in
     SLURM (failed ones only with ``retry_failed``); returns their indices."""
-    from fgbench import sweep
-
-    with sweep.locked(state.dir):
-        fresh = sweep.SweepState.load_dir(state.dir)
+    with sweep_state.locked(state.dir):
+        fresh = sweep_state.SweepState.load_dir(state.dir)
         sched = query([p.job_id for p in fresh.points if p.job_id])
         todo = []
         for p in fresh.points:
-            if sweep.point_done(p) or (p.job_id and sched.get(p.job_id, JobState("?")).active):
+            if sweep_state.point_done(p) or (p.job_id and sched.get(p.job_id, JobState("?")).active):
                 continue
-            st = sweep._run_status(p)
-            if st == sweep.FAILED and not retry_failed:
+            if sweep_state.point_status(p) == FAILED and not retry_failed:
                 continue
             todo.append(p.index)
         if todo:
@@ -240,76 +343,11 @@ def submit_points(state: Any, *, retry_failed: bool = False) -> list[int]:
                 if p.job_id:
                     p.previous_job_ids.append(p.job_id)
                 p.job_id = job_id
-                if p.status not in (sweep.PENDING, sweep.INTERRUPTED):
-                    p.status = sweep.INTERRUPTED if p.run_dir else sweep.PENDING
+                if p.status not in (PENDING, INTERRUPTED):
+                    p.status = INTERRUPTED if p.run_dir else PENDING
             fresh.save()
     state.points = fresh.points
     return todo
-
-
-def live_points(state: Any) -> list[dict[str, Any]]:
-    """One row per point: fgbench's status from the run directory and, for SLURM, the scheduler's
-    state of its job. A run whose job SLURM reports as running is running even where its process
-    is on another node (the run's pid means nothing here)."""
-    from fgbench import sweep
-
-    fresh = sweep.SweepState.load_dir(state.dir)
-    sched = query([p.job_id for p in fresh.points if p.job_id]) if fresh.launcher == "slurm" else {}
-    rows = []
-    for p in fresh.points:
-        st = sweep._run_status(p)
-        js = sched.get(p.job_id) if p.job_id else None
-        if js is not None and js.state == "RUNNING" and st in (sweep.INTERRUPTED, sweep.PENDING, sweep.RUNNING):
-            st = sweep.RUNNING
-        elif js is not None and js.active and st == sweep.RUNNING:
-            st = sweep.INTERRUPTED if p.run_dir else sweep.PENDING  # requeued: waiting to resume
-        rows.append({"point": str(p.index + 1), "label": p.label, "status": st, "job": p.job_id or "",
-                     "slurm": js.text() if js is not None else "", "active": bool(js is not None and js.active),
-                     "value": p.value, "run_dir": p.run_dir or ""})
-    return rows
-
-
-def cancel_sweep(state: Any) -> str:
-    """Cancel what is left: ``scancel`` the points' SLURM jobs that are queued or running (a
-    running run checkpoints on SLURM's SIGTERM); a local sweep gets SIGINT, as from Ctrl-C."""
-    if state.launcher == "slurm":
-        sched = query([p.job_id for p in state.points if p.job_id])
-        ids = [p.job_id for p in state.points if p.job_id and sched[p.job_id].active]
-        if not ids:
-            return "no SLURM job of this sweep is queued or running"
-        cancel(ids)
-        return f"cancelled {len(ids)} SLURM job(s): {', '.join(ids)}"
-    import socket
-
-    c = state.controller or {}
-    from fgbench import rundir
-
-    if c.get("host") == socket.gethostname() and rundir.pid_alive(c.get("pid")):
-        os.kill(int(c["pid"]), signal.SIGINT)
-        return f"asked the sweep process {c['pid']} to stop (its runs write a checkpoint first)"
-    if c.get("host") and c.get("host") != socket.gethostname():
-        raise UserError(f"sweep {state.tag}: runs on {c['host']}; cancel it there")
-    return "the sweep is not running"
-
-
-def scheduler_states(runs_root: str | os.PathLike[str]) -> dict[str, str]:
-    """Run directory -> the SLURM state of its point's job, for every SLURM sweep under the runs
-    root (what the TUI's Runs pane shows next to fgbench's status). One ``scontrol`` per array."""
-    from fgbench import sweep
-
-    if available() is not None:
-        return {}
-    by_job: dict[str, str] = {}
-    for state in sweep.list_sweeps(runs_root):
-        if state.launcher != "slurm":
-            continue
-        for p in state.points:
-            if p.job_id and p.run_dir:
-                by_job[p.job_id] = str(Path(p.run_dir).resolve())
-    if not by_job:
-        return {}
-    states = query(list(by_job))
-    return {run_dir: "SLURM " + states[job].text() for job, run_dir in by_job.items() if job in states}
 
 
 # -------------------------------------------------------------------------------- the job
@@ -330,25 +368,23 @@ class PointJob:
         self._proc = None
 
     def __call__(self, index: int) -> int:
-        from fgbench import sweep
-
         env = _job_env()
         sweep_dir = Path(self.sweep_dir)
         if env["node"] == 0:
-            with sweep.locked(sweep_dir):
-                state = sweep.SweepState.load_dir(sweep_dir)
+            with sweep_state.locked(sweep_dir):
+                state = sweep_state.SweepState.load_dir(sweep_dir)
                 point = state.points[index]
-                if sweep.point_done(point):
+                if sweep_state.point_done(point):
                     return 0  # a requeue or a resubmission of a point that already finished
                 try:
-                    sweep.ensure_trial(state, point)
+                    ensure_trial(state, point)
                 except UserError as err:
-                    point.status = sweep.FAILED
+                    point.status = FAILED
                     point.notes.append(str(err))
                     state.save()
                     raise
-                cmd = sweep.point_command(point, state, [sys.executable, "-m", "fgbench"], _extra_args(state))
-                point.status = sweep.RUNNING
+                cmd = point_command(point, state, [sys.executable, "-m", "fgbench"], _extra_args(state))
+                point.status = RUNNING
                 point.exit_code = None
                 point.job_id = env["job_id"] or point.job_id
                 state.save()
@@ -367,14 +403,15 @@ class PointJob:
         code = self._proc.returncode
         if env["node"] != 0:
             return code
-        with sweep.locked(sweep_dir):
-            state = sweep.SweepState.load_dir(sweep_dir)
+        with sweep_state.locked(sweep_dir):
+            state = sweep_state.SweepState.load_dir(sweep_dir)
             point = state.points[index]
-            sweep.finish_point(state, point, code)
+            finish_point(state, point, code)
             state.save()
             status = point.status
-        if status == sweep.FAILED:
-            raise RuntimeError(f"point {index + 1} ({point.label}) failed with exit code {code}: see {Path(point.run_dir) / LOG_FILE}")
+        if status == FAILED:
+            where = f"see {Path(point.run_dir) / LOG_FILE}" if point.run_dir else "; ".join(point.notes[-1:])
+            raise RuntimeError(f"point {index + 1} ({point.label}) failed with exit code {code}: {where}")
         return code
 
     def checkpoint(self, index: int) -> Any:

@@ -1,4 +1,4 @@
-"""CLI conventions of `fgbench runs` (issue 12): `-o -`, exporting every run, `runs list` at the
+"""CLI conventions of `fgbench runs`: `-o -`, exporting every run, `runs list` at the
 terminal's width, English wording and per-class bars that tell 95 from 99 %."""
 
 from __future__ import annotations

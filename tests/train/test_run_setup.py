@@ -1,4 +1,4 @@
-"""Trainer fixes: bad input leaves nothing behind, final test sizes with test_crop = "none",
+"""Setting a run up: bad input leaves nothing behind, final test sizes with test_crop = "none",
 the FGVC-Aircraft banner crop under draft decoding, and the cached loader's cache directory."""
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def test_bad_input_found_while_setting_up_the_first_stage_is_undone(tmp_path, ti
 
 
 def test_bad_data_found_while_training_leaves_no_run_directory(tmp_path, tiny_folder, capsys):
-    """Exit 2 is bad input wherever it is found: an undecodable image met mid-run leaves no run
+    """Exit 2 is bad input wherever it is found: an undecodable image met in the first epoch leaves no run
     directory (a given empty one is left empty), like every other exit 2."""
     import shutil
 

@@ -1,4 +1,4 @@
-"""Rough edges found by hand (issue 12), each driven as a user meets it: saving keeps a recipe's
+"""Workflows as a user meets them: saving keeps a recipe's
 file as written, variant values survive a look at another variant, a dataset that is not there is
 said at once, offline errors are shown whole, and the Runs pane / monitor details."""
 
@@ -77,7 +77,7 @@ async def test_overwriting_with_no_change_leaves_the_file_byte_for_byte(dirs):
     project.write_text(COMMENTED)
     app = _app(dirs)
     async with app.run_test(size=(100, 30)) as pilot:
-        pane = await ready_pane(pilot, "recipes")
+        await ready_pane(pilot, "recipes")
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen), what="the question")
         await pilot.press("o")
@@ -230,7 +230,7 @@ import time  # noqa: E402
 
 from fgbench import rundir  # noqa: E402
 
-from fgbench.rundir import events as metrics
+from fgbench.rundir import events as metrics  # noqa: E402
 from fgbench.recipe import load_recipe  # noqa: E402
 from fgbench.tui.launcher import Launcher  # noqa: E402
 from fgbench.tui.monitor import RunModel  # noqa: E402

@@ -1,5 +1,5 @@
 """What `fgbench run` says: which folder it tests on, English result lines, and a progress bar
-that never shows stale numbers (issue 12's rough edges)."""
+that never shows stale numbers."""
 
 from __future__ import annotations
 

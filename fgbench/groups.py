@@ -1,0 +1,119 @@
+"""Groups of runs: runs of the same experiment that differ only in their seed.
+
+Pure zone (stdlib only; not even :mod:`fgbench.report`, which uses this module).
+
+Identity. Two runs belong to the same group when their resolved recipes (``recipe.toml`` in the
+run directory, every default written out) are equal once these fields are left out:
+
+* :data:`IDENTITY_IGNORED`: ``runtime.seed`` (the axis a group spans), and fields that do not
+  change what is trained or measured: the bookkeeping ``name``, ``description``, ``sweep`` (the
+  sweep definition that launched it), ``reference`` (what the seed reported), ``tracking`` (where
+  events are mirrored), ``runtime.log_every_steps`` and ``runtime.checkpoint_every_epochs``
+  (how often a step event or the ``last`` checkpoint is written).
+
+Everything else counts, including fields that only change numerics slightly (``data.workers``,
+``runtime.device``, ``data.eval_batch_size``): a group never hides a difference a reader could
+not see. The comparison is over every field of the nested recipe (``optim.lr``,
+``data.train_size``, ...): numbers compare by value (an int 1 equals a float 1.0), a field present in one recipe and absent
+in the other differs, lists compare as a whole. A run whose recipe could not be read is a group
+of its own. The key is a short SHA-256 of that canonical form, so it is stable across processes
+and fgbench versions that write the same recipe.
+
+A seed run twice (same recipe, same seed) stays in the group as two runs; it only prevents
+pairing by seed (see :mod:`fgbench.stats`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+SEED_FIELD = "runtime.seed"
+
+IDENTITY_IGNORED: tuple[str, ...] = (
+    "name",
+    "description",
+    "sweep",
+    "reference",
+    "tracking",
+    SEED_FIELD,
+    "runtime.log_every_steps",
+    "runtime.checkpoint_every_epochs",
+)
+"""Dotted recipe fields (a table name covers everything in it) that group identity leaves out."""
+
+
+def _ignored(key: str) -> bool:
+    return any(key == f or key.startswith(f + ".") for f in IDENTITY_IGNORED)
+
+
+def _canonical(value: Any, path: str = "") -> Any:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, dict):
+        out = {}
+        for k in sorted(value, key=str):
+            sub = f"{path}.{k}" if path else str(k)
+            if not _ignored(sub):
+                out[str(k)] = _canonical(value[k], sub)
+        return out
+    return repr(value)
+
+
+def identity_fields(recipe: dict[str, Any]) -> dict[str, Any]:
+    """The resolved recipe as group identity sees it: the ignored fields left out, numbers as
+    floats, tables with sorted keys."""
+    return _canonical(recipe)
+
+
+def identity(recipe: dict[str, Any]) -> str:
+    """The group key of a resolved recipe: 12 hex digits of the SHA-256 of its identity fields."""
+    text = json.dumps(identity_fields(recipe), sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def seed_of(recipe: dict[str, Any]) -> int | None:
+    """The run's ``runtime.seed`` (the schema's default 0 when the recipe leaves it out; None for
+    a recipe that could not be read or holds no integer there)."""
+    if not recipe:
+        return None
+    runtime = recipe.get("runtime")
+    seed = runtime.get("seed", 0) if isinstance(runtime, dict) else 0
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+
+@dataclass
+class Group:
+    """Runs with the same identity, in the order they were given."""
+
+    key: str
+    runs: list[Any] = field(default_factory=list)
+    """``fgbench.rundir.RunInfo`` objects (anything with ``.recipe``)"""
+
+    @property
+    def seeds(self) -> list[int | None]:
+        return [seed_of(r.recipe) for r in self.runs]
+
+    @property
+    def first(self) -> Any:
+        return self.runs[0]
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+
+def group_runs(runs: Sequence[Any]) -> list[Group]:
+    """Runs into groups by :func:`identity`, groups in the order of their first run."""
+    groups: dict[str, Group] = {}
+    for i, run in enumerate(runs):
+        recipe = run.recipe if isinstance(run.recipe, dict) else {}
+        key = identity(recipe) if recipe and not getattr(run, "damaged", None) else f"unread-{i}"
+        groups.setdefault(key, Group(key)).runs.append(run)
+    return list(groups.values())

@@ -1,0 +1,354 @@
+"""A sweep's state: ``<runs root>/sweeps/<tag>/sweep.json``, its locks, and each point's status.
+
+Decisions:
+
+* The state file is rewritten atomically after every change. It records which run directory
+  belongs to which point (the sweep creates the directory, empty, and records it before the run
+  starts), the SLURM job of each point, and a search's trial numbers and values.
+* **A point's status is its run directory's**, by the one rule of :mod:`fgbench.rundir.status`
+  (:func:`point_status`). The state's own ``status`` field is only a record of what the sweep saw
+  last, and speaks only for a point without a run: ``pending`` (never started, or its run
+  directory was deleted: ``--continue`` runs it again), ``interrupted`` (stopped while its trainer
+  was starting) or ``failed`` before any run began (a trial that could not be made, a trainer that
+  refused its input and left nothing behind).
+* A run directory that ends with nothing of the trainer's in it (the sweep was stopped while the
+  trainer was still starting) is removed and its point starts afresh on ``--continue``, so an interrupted sweep
+  never leaves a run without its ``recipe.toml``.
+* One sweep writer at a time (:func:`writer`): the process that runs or submits the points holds
+  ``writer.lock`` (an ``flock``, released by the kernel when it dies); a second ``fgbench sweep
+  --continue`` of the same sweep is refused with the holder's pid and host instead of training
+  every pending point a second time. ``sweep.lock`` (:func:`locked`) is the short lock around one
+  update of the state, taken by each SLURM job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import re
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from fgbench import paths, rundir
+from fgbench.errors import UserError, escape
+from fgbench.recipe import atomic_write_text, dumps_recipe, validate_recipe
+from fgbench.sweeps.plan import (
+    DONE, FAILED, INTERRUPTED, PENDING, RUNNING, SEED_FIELD, Plan, Point, check_count, slug,
+)
+
+STATE_FORMAT = 1
+SWEEPS_DIR = "sweeps"
+STATE_FILE = "sweep.json"
+LOCK_FILE = "sweep.lock"
+WRITER_FILE = "writer.lock"
+BASE_FILE = "base.toml"
+TAG_PATTERN = re.compile(r"^[A-Za-z0-9_.+-]+$")
+
+
+def sweep_dir(tag: str, runs_root: str | os.PathLike[str] | None = None) -> Path:
+    base = Path(runs_root) if runs_root is not None else paths.runs_dir()
+    return base / SWEEPS_DIR / tag
+
+
+def check_tag(tag: str) -> str:
+    if not TAG_PATTERN.match(tag):
+        raise UserError(f"--tag {escape(repr(tag))}: use letters, digits and _ . + - only")
+    return tag
+
+
+@dataclass
+class SweepState:
+    tag: str
+    source: str
+    runs_root: str
+    created: float
+    points: list[Point]
+    format: int = STATE_FORMAT
+    launcher: str = "local"
+    """The backend that runs the points (a name of :data:`fgbench.sweeps.backend.BACKENDS`)."""
+    slurm: dict[str, Any] | None = None
+    """The resolved SLURM settings (``SlurmConfig``) the points are submitted with."""
+    search: dict[str, Any] | None = None
+    """A search's spec (``fgbench.sweeps.search``): params, metric, pruner, storage URL, study name."""
+    run_args: list[str] = field(default_factory=list)
+    """Extra ``fgbench run`` arguments given to every point (``--device``, ``--nproc``)."""
+    controller: dict[str, Any] | None = None
+    """The local sweep process (pid, host) while it runs, so that ``--cancel`` can reach it."""
+
+    @property
+    def dir(self) -> Path:
+        return sweep_dir(self.tag, self.runs_root)
+
+    @property
+    def path(self) -> Path:
+        return self.dir / STATE_FILE
+
+    def save(self) -> None:
+        rundir.write_json(self.path, {
+            "format": self.format, "tag": self.tag, "source": self.source, "runs_root": self.runs_root,
+            "created": self.created, "launcher": self.launcher, "slurm": self.slurm, "search": self.search,
+            "run_args": self.run_args, "controller": self.controller, "points": [asdict(p) for p in self.points],
+        })
+
+    @classmethod
+    def load(cls, tag: str, runs_root: str | os.PathLike[str] | None = None) -> "SweepState":
+        path = sweep_dir(tag, runs_root) / STATE_FILE
+        data = rundir.read_json(path)
+        if data is None:
+            where = sweep_dir(tag, runs_root).parent
+            known = sorted(p.name for p in where.iterdir() if (p / STATE_FILE).is_file()) if where.is_dir() else []
+            hint = f" (sweeps there: {', '.join(known[-5:])})" if known else ""
+            raise UserError(f"{escape(str(path))}: no such sweep{escape(hint)}")
+        if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
+            raise UserError(f"{escape(str(path))}: not a sweep state file of format {STATE_FORMAT}")
+        try:
+            points = [Point(**p) for p in data["points"]]
+            return cls(tag=data["tag"], source=data["source"], runs_root=data["runs_root"],
+                       created=data["created"], points=points, launcher=data.get("launcher", "local"),
+                       slurm=data.get("slurm"), search=data.get("search"), run_args=list(data.get("run_args") or []),
+                       controller=data.get("controller"))
+        except (KeyError, TypeError) as err:
+            raise UserError(f"{escape(str(path))}: damaged sweep state ({escape(str(err))})") from None
+
+    @classmethod
+    def load_dir(cls, d: str | os.PathLike[str]) -> "SweepState":
+        """The state in sweep folder ``d`` (``<runs root>/sweeps/<tag>``), wherever the runs root is mounted."""
+        d = Path(d)
+        return cls.load(d.name, d.parent.parent)
+
+
+@contextlib.contextmanager
+def locked(d: str | os.PathLike[str]) -> Iterator[None]:
+    """Exclusive lock on a sweep folder's state: SLURM jobs of one sweep update it concurrently."""
+    import fcntl
+
+    Path(d).mkdir(parents=True, exist_ok=True)
+    with open(Path(d) / LOCK_FILE, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def writer(state: SweepState) -> Iterator[None]:
+    """Be the one process that runs or submits the sweep's points, or refuse (exit 2) naming the
+    process that is. The kernel releases the lock when its holder dies, however it dies."""
+    import fcntl
+
+    state.dir.mkdir(parents=True, exist_ok=True)
+    f = open(state.dir / WRITER_FILE, "a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            try:
+                holder = json.loads(f.read() or "{}")
+            except ValueError:
+                holder = {}
+            who = (f"pid {holder.get('pid')} on {holder.get('host')}" if isinstance(holder, dict) and holder.get("pid")
+                   else "another process")
+            raise UserError(f"sweep {state.tag}: another `fgbench sweep` ({escape(who)}) is running it; wait for it "
+                            f"or stop it with `fgbench sweep --cancel {state.tag}`") from None
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}))
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
+            f.flush()
+            fcntl.flock(f, fcntl.LOCK_UN)
+    finally:
+        f.close()
+
+
+def create_state(plan: Plan, tag: str, runs_root: str | os.PathLike[str] | None = None, *,
+                 launcher: str = "local", slurm: dict[str, Any] | None = None,
+                 run_args: Sequence[str] = ()) -> SweepState:
+    """Write the state file and each point's resolved recipe (a search: its base recipe and its
+    Optuna study); refuse an existing tag. Nothing is left behind when this fails."""
+    check_tag(tag)
+    root = Path(runs_root) if runs_root is not None else paths.runs_dir()
+    d = sweep_dir(tag, root)
+    if (d / STATE_FILE).exists():
+        raise UserError(f"sweep {tag!r} exists ({d}): continue it with `fgbench sweep --continue {tag}` or pick another --tag")
+    state = SweepState(tag=tag, source=str(Path(plan.source).resolve()), runs_root=str(root.resolve()),
+                       created=time.time(), points=[copy.deepcopy(p) for p in plan.points], launcher=launcher,
+                       slurm=slurm, run_args=list(run_args))
+    existed = d.exists()
+    try:
+        for point, recipe in zip(state.points, plan.recipes):
+            f = d / "recipes" / f"{point.index + 1:02d}-{slug(point.label)}.toml"
+            atomic_write_text(f, dumps_recipe(recipe, full=True))
+            point.recipe_file = str(f)
+        if plan.spec is not None and plan.spec.search is not None:
+            import tomli_w
+
+            from fgbench.sweeps import search as S
+
+            atomic_write_text(d / BASE_FILE, tomli_w.dumps(plan.base or {}))
+            spec = plan.spec.search.model_dump(mode="json")
+            spec["params"] = {k: v for k, v in spec["params"].items()}
+            spec["storage"] = S.storage_url(spec, d)
+            spec["study"] = tag
+            spec["base_file"] = str(d / BASE_FILE)
+            state.search = spec
+            rundir.write_json(d / S.SPEC_FILE, spec)
+            S.create(spec)
+        state.save()
+    except BaseException:
+        if not existed:
+            import shutil
+
+            shutil.rmtree(d, ignore_errors=True)
+        raise
+    return state
+
+
+def default_tag(base_name: str, now: float | None = None) -> str:
+    return f"{base_name}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now or time.time()))}"
+
+
+def list_sweeps(runs_root: str | os.PathLike[str] | None = None) -> list[SweepState]:
+    base = (Path(runs_root) if runs_root is not None else paths.runs_dir()) / SWEEPS_DIR
+    if not base.is_dir():
+        return []
+    out = []
+    for d in sorted(base.iterdir()):
+        if (d / STATE_FILE).is_file():
+            try:
+                out.append(SweepState.load(d.name, base.parent))
+            except UserError:
+                continue
+    return out
+
+
+# ------------------------------------------------------------------------------ a point's status
+
+
+def has_run(point: Point) -> bool:
+    """The point's run directory exists and holds a run."""
+    return bool(point.run_dir) and rundir.is_run_dir(Path(str(point.run_dir)))
+
+
+def point_status(point: Point) -> str:
+    """The point's status: its run directory's by the run directory's one rule; for a point without
+    a run, what the state recorded (``pending``, or ``failed`` before a run began); a point whose
+    run directory was deleted is ``pending`` (``--continue`` runs it again)."""
+    if has_run(point):
+        return rundir.read_run(str(point.run_dir)).status
+    if point.run_dir and not Path(point.run_dir).exists():
+        return PENDING
+    return point.status if point.status in (PENDING, FAILED, INTERRUPTED) else PENDING
+
+
+def point_done(point: Point) -> bool:
+    """True when the point's run finished for good (completed or pruned): never run again."""
+    return has_run(point) and point_status(point) in DONE
+
+
+def settle(point: Point) -> str:
+    """Record the point's status as its run directory says (see :func:`point_status`). A run
+    directory the trainer never wrote into (only the launcher's files) is removed: the point is
+    interrupted (``--continue`` starts it afresh) or failed (the reason goes to its notes)."""
+    if point.run_dir and Path(point.run_dir).is_dir() and rundir.RunDir(point.run_dir).is_fresh():
+        from fgbench.rundir.launcher import remove_fresh
+
+        info = rundir.read_run(point.run_dir) if rundir.is_run_dir(Path(point.run_dir)) else None
+        status = info.status if info is not None else INTERRUPTED
+        if status == RUNNING:
+            point.status = RUNNING
+            return RUNNING
+        if status == FAILED and info is not None and info.error:
+            point.notes.append(info.error)
+        remove_fresh(Path(point.run_dir))
+        point.run_dir = None
+        point.status = INTERRUPTED if status == INTERRUPTED else FAILED
+        return point.status
+    point.status = point_status(point)
+    return point.status
+
+
+def reconcile(state: SweepState) -> None:
+    """Before the sweep's points start (again): every point takes its status from its run
+    directory (a sweep process that died without cleaning up left some ``running``); a run still
+    alive stops the continuation."""
+    for p in state.points:
+        if settle(p) == RUNNING:
+            raise UserError(f"sweep {state.tag}: {p.run_dir} is still running; wait for it or stop it first")
+
+
+def state_runs(state: SweepState) -> tuple[list[Any], list[str]]:
+    """The sweep's runs (``fgbench.rundir.RunInfo``) in point order, with their labels; points
+    that never got a run directory are left out."""
+    infos, labels = [], []
+    for p in state.points:
+        if has_run(p):
+            infos.append(rundir.read_run(str(p.run_dir)))
+            labels.append(p.label)
+    return infos, labels
+
+
+# ---------------------------------------------------------------------------------- more seeds
+
+
+def point_seed(point: Point) -> int:
+    """The seed a point runs with: its seed-axis value, else its recipe's ``runtime.seed``."""
+    if point.seed is not None:
+        return point.seed
+    import tomllib
+
+    data = tomllib.loads(Path(str(point.recipe_file)).read_text(encoding="utf-8"))
+    runtime = data.get("runtime") if isinstance(data.get("runtime"), dict) else {}
+    return int(runtime.get("seed", 0))
+
+
+def add_seeds(state: SweepState, seeds: Sequence[int]) -> list[Point]:
+    """Give every group of the sweep the seeds it does not have yet: one new point per (group,
+    missing seed), its recipe the group's recipe with ``runtime.seed`` changed. Returns the new
+    points (none when every group has every seed); the runs that exist are never touched."""
+    import tomllib
+
+    if state.search is not None:
+        raise UserError(f"sweep {state.tag}: --seeds goes with grids, variants and plain recipes, not a search")
+    groups: dict[str, list[Point]] = {}
+    for p in state.points:
+        groups.setdefault(p.group_label, []).append(p)
+    check_count(len(state.points) + sum(len(set(seeds) - {point_seed(p) for p in ps}) for ps in groups.values()),
+                f"sweep {state.tag}", "its points and the new seeds")
+    added: list[Point] = []
+    for group, members in groups.items():
+        have = {point_seed(p) for p in members}
+        template = members[0]
+        for seed in seeds:
+            if seed in have:
+                continue
+            data = tomllib.loads(Path(str(template.recipe_file)).read_text(encoding="utf-8"))
+            data.setdefault("runtime", {})["seed"] = seed
+            base_name = str(data.get("name", "unnamed"))
+            if template.seed is not None:
+                base_name = base_name.removesuffix(f"-seed{template.seed}")
+            label = " ".join(x for x in (group, f"seed={seed}") if x)
+            point = Point(index=len(state.points), label=label, name=f"{base_name}-seed{seed}"[:120],
+                          variant=template.variant, overrides={**template.overrides, SEED_FIELD: seed},
+                          notes=list(template.notes), description=template.description, seed=seed, group=group)
+            data["name"] = point.name
+            recipe = validate_recipe(data, f"{state.source}: {label}")
+            f = state.dir / "recipes" / f"{point.index + 1:02d}-{slug(label)}.toml"
+            atomic_write_text(f, dumps_recipe(recipe, full=True))
+            point.recipe_file = str(f)
+            state.points.append(point)
+            added.append(point)
+    if added:
+        state.save()
+    return added
