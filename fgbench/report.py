@@ -30,6 +30,8 @@ from typing import Any, Iterable, Sequence
 
 from fgbench.rundir.layout import SUMMARY_FILE
 from fgbench.rundir.confusion import class_count, iter_cells
+from fgbench.rundir.events import event_scalars
+from fgbench.rundir.summary import LastEpoch, SplitNumbers, Summary, size_order
 
 BOOKKEEPING_FIELDS = ("name", "description", "sweep")
 
@@ -193,46 +195,6 @@ def _num(x: Any) -> float | None:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
 
 
-def summary_numbers(summary: dict[str, Any]) -> dict[str, Any]:
-    """The headline numbers of one summary.json, flat, None where absent."""
-    best = summary.get("best") or {}
-    last = summary.get("last") or {}
-    best_raw = best.get("raw") or {}
-    best_ema = best.get("ema") or {}
-    last_raw = last.get("raw") or {}
-    last_ema = last.get("ema") or {}
-    out = {
-        "epochs_done": summary.get("epochs_done"),
-        "total_epochs": summary.get("total_epochs"),
-        "best_epoch": best_raw.get("epoch"),
-        "val_top1": _num(best_raw.get("val_top1")),
-        "test_top1_best": _num(best_raw.get("test_top1")),
-        "test_topk_best": _num(best_raw.get("test_topk")),
-        "test_top1_last": _num(last_raw.get("test_top1")),
-        "ema_best_epoch": best_ema.get("epoch"),
-        "ema_val_top1": _num(best_ema.get("val_top1")),
-        "ema_test_top1_best": _num(best_ema.get("test_top1")),
-        "ema_test_top1_last": _num(last_ema.get("test_top1")),
-        "duration_s": _num(summary.get("duration_s")),
-        "images_per_s": _num(summary.get("images_per_s")),
-        "peak_mem_mb": _num(summary.get("peak_mem_mb")),
-        "step": summary.get("step"),
-        "select_on": summary.get("select_on"),
-    }
-    for size, by_model in sorted((summary.get("final_test_sizes") or {}).items(), key=lambda kv: _size_key(kv[0])):
-        by_model = by_model or {}
-        out[f"test@{size}"] = _num(by_model.get("raw"))
-        out[f"ema_test@{size}"] = _num(by_model.get("ema"))
-    return out
-
-
-def _size_key(size: str) -> tuple[int, str]:
-    try:
-        return (int(size), "")
-    except ValueError:
-        return (1 << 30, size)
-
-
 def run_row(run: Any) -> dict[str, Any]:
     """One run (a ``fgbench.rundir.RunInfo``) as a flat row of raw values. A run whose files cannot
     be read (``run.damaged``) shows as ``damaged`` with the reason, its numbers left out."""
@@ -247,7 +209,7 @@ def run_row(run: Any) -> dict[str, Any]:
         "sweep": run.info.get("sweep_tag"),
         "path": str(run.path),
     }
-    row.update(summary_numbers(run.summary))
+    row.update((run.summary or Summary()).headline())
     return row
 
 
@@ -351,7 +313,7 @@ def compare_table(
         for key in row:
             if (key.startswith("test@") or key.startswith("ema_test@")) and key not in sizes:
                 sizes.append(key)
-    sizes.sort(key=lambda k: (k.startswith("ema_"), _size_key(k.split("@", 1)[1])))
+    sizes.sort(key=lambda k: (k.startswith("ema_"), size_order(k.split("@", 1)[1])))
     metric_cols += [(k, ("EMA test @" if k.startswith("ema_") else "test @") + k.split("@", 1)[1], "acc") for k in sizes]
     metric_cols += [("epochs", "epochs", "text"), ("duration_s", "time", "duration")]
     optional = [c[0] for c in metric_cols if c[0] not in ("epochs", "duration_s", "test_top1_best", "test_top1_last")]
@@ -482,7 +444,7 @@ def group_compare_table(
         for key in row:
             if (key.startswith("test@") or key.startswith("ema_test@")) and key not in sizes:
                 sizes.append(key)
-    sizes.sort(key=lambda k: (k.startswith("ema_"), _size_key(k.split("@", 1)[1])))
+    sizes.sort(key=lambda k: (k.startswith("ema_"), size_order(k.split("@", 1)[1])))
     metric_cols += [(k, ("EMA test @" if k.startswith("ema_") else "test @") + k.split("@", 1)[1], "stat") for k in sizes]
     optional = [c[0] for c in metric_cols if c[0] not in ("test_top1_best", "test_top1_last")]
     columns += _drop_empty(metric_cols, rows, optional)
@@ -898,11 +860,11 @@ def confusion_text(confusion: dict[str, Any], *, worst: int = 10, best: int = 5,
     return "\n".join(lines) + "\n"
 
 
-def summary_text(summary: dict[str, Any]) -> str:
+def summary_text(summary: Summary | None) -> str:
     """summary.json in a few readable lines."""
-    if not summary:
+    if summary is None:
         return f"no {SUMMARY_FILE} yet (the run has not finished an epoch)\n"
-    n = summary_numbers(summary)
+    n = summary.headline()
     lines = []
     rate = "-" if n["images_per_s"] is None else f"{n['images_per_s']:.0f}"
     head = (f"epochs {fmt_value(n['epochs_done'])}/{fmt_value(n['total_epochs'])}  step {fmt_value(n['step'])}  "
@@ -911,30 +873,27 @@ def summary_text(summary: dict[str, Any]) -> str:
         head += f"  peak mem {n['peak_mem_mb']:.0f} MB"
     lines.append(head)
     lines.append(
-        f"images: train {fmt_value(summary.get('train_images'))}, val {fmt_value(summary.get('val_images'))}, "
-        f"test {fmt_value(summary.get('test_images'))}; selected epoch: "
+        f"images: train {fmt_value(summary.train_images)}, val {fmt_value(summary.val_images)}, "
+        f"test {fmt_value(summary.test_images)}; selected epoch: "
         f"{SELECT_ON_TEXT.get(n['select_on'], fmt_value(n['select_on']))}"
-        + (f"; {summary['skipped_images']} undecodable images skipped" if summary.get("skipped_images") else "")
+        + (f"; {summary.skipped_images} undecodable images skipped" if summary.skipped_images else "")
     )
-    best = summary.get("best") or {}
-    last = summary.get("last") or {}
-    k_label = f"top-{summary['top_k']}" if summary.get("top_k") else "top-k"
+    last = summary.last or LastEpoch()
+    k_label = f"top-{summary.top_k}" if summary.top_k else "top-k"
     for model in ("raw", "ema"):
-        b = best.get(model)
+        b = summary.best.get(model)
         if not b:
             continue
-        lm = last.get(model) or {}
+        lm = getattr(last, model) or SplitNumbers()
         lines.append(
-            f"{model:>3}: {selected_epoch_text(b.get('epoch'), n['select_on'])}: val {fmt_value(_num(b.get('val_top1')))}  "
-            f"test {fmt_value(_num(b.get('test_top1')))} ({k_label} {fmt_value(_num(b.get('test_topk')))})  |  "
-            f"last epoch {fmt_value(last.get('epoch'))}: val {fmt_value(_num(lm.get('val_top1')))}  "
-            f"test {fmt_value(_num(lm.get('test_top1')))} ({k_label} {fmt_value(_num(lm.get('test_topk')))})"
+            f"{model:>3}: {selected_epoch_text(b.epoch, n['select_on'])}: val {fmt_value(_num(b.val_top1))}  "
+            f"test {fmt_value(_num(b.test_top1))} ({k_label} {fmt_value(_num(b.test_topk))})  |  "
+            f"last epoch {fmt_value(last.epoch)}: val {fmt_value(_num(lm.val_top1))}  "
+            f"test {fmt_value(_num(lm.test_top1))} ({k_label} {fmt_value(_num(lm.test_topk))})"
         )
-    sizes = summary.get("final_test_sizes") or {}
-    if sizes:
+    if summary.final_test_sizes:
         parts = []
-        for size, by in sorted(sizes.items(), key=lambda kv: _size_key(kv[0])):
-            by = by or {}
+        for size, by in sorted(summary.final_test_sizes.items(), key=lambda kv: size_order(kv[0])):
             txt = f"{size}px raw {fmt_value(_num(by.get('raw')))}"
             if by.get("ema") is not None:
                 txt += f" / EMA {fmt_value(_num(by.get('ema')))}"
@@ -944,43 +903,6 @@ def summary_text(summary: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------- export
-
-_INDEX_FIELDS = {"v", "event", "time", "epoch", "step", "stage", "split", "model", "test_size"}
-
-
-def _is_scalar(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def event_scalars(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every scalar of a run's metrics as tidy rows {event, epoch, step, metric, value, time}.
-
-    Names: ``step/<field>`` (loss, lr, images_per_s, ...), ``epoch/<field>`` (train_loss,
-    val_top1, ema_test_top1, ...), ``eval/<split>/<model>/<field>``, and
-    ``final/<model>/<field>@<test size>`` for the end-of-run evaluation at extra sizes (its step
-    is the run's last step)."""
-    rows: list[dict[str, Any]] = []
-    last_step: Any = None
-    for ev in events:
-        kind = ev.get("event")
-        if _is_scalar(ev.get("step")):
-            last_step = ev["step"]
-        base = {"event": kind, "epoch": ev.get("epoch"), "step": ev.get("step"), "time": ev.get("time")}
-        if kind in ("step", "epoch"):
-            for k, v in ev.items():
-                if k not in _INDEX_FIELDS and _is_scalar(v):
-                    rows.append({**base, "metric": f"{kind}/{k}", "value": v})
-        elif kind == "eval":
-            prefix = f"eval/{ev.get('split', '?')}/{ev.get('model', '?')}"
-            for k in ("top1", "topk", "loss"):
-                if _is_scalar(ev.get(k)):
-                    rows.append({**base, "metric": f"{prefix}/{k}", "value": ev[k]})
-        elif kind == "final_eval":
-            base["step"] = last_step
-            for k in ("top1", "topk"):
-                if _is_scalar(ev.get(k)):
-                    rows.append({**base, "metric": f"final/{ev.get('model', '?')}/{k}@{ev.get('test_size')}", "value": ev[k]})
-    return rows
 
 
 EXPORT_CSV_COLUMNS = ("run", "name", "sweep", "event", "epoch", "step", "metric", "value", "time")

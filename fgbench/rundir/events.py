@@ -295,3 +295,44 @@ def last_of(events: Iterable[dict[str, Any]], kind: str) -> dict[str, Any] | Non
         if ev.get("event") == kind:
             found = ev
     return found
+
+
+# --------------------------------------------------------------------------- scalars, by name
+
+
+_INDEX_FIELDS = {"v", "event", "time", "epoch", "step", "stage", "split", "model", "test_size"}
+
+
+def _is_scalar(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def event_scalars(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every scalar of a run's metrics as tidy rows {event, epoch, step, metric, value, time}.
+
+    Names: ``step/<field>`` (loss, lr, images_per_s, ...), ``epoch/<field>`` (train_loss,
+    val_top1, ema_test_top1, ...), ``eval/<split>/<model>/<field>``, and
+    ``final/<model>/<field>@<test size>`` for the end-of-run evaluation at extra sizes (its step
+    is the run's last step)."""
+    rows: list[dict[str, Any]] = []
+    last_step: Any = None
+    for ev in events:
+        kind = ev.get("event")
+        if _is_scalar(ev.get("step")):
+            last_step = ev["step"]
+        base = {"event": kind, "epoch": ev.get("epoch"), "step": ev.get("step"), "time": ev.get("time")}
+        if kind in ("step", "epoch"):
+            for k, v in ev.items():
+                if k not in _INDEX_FIELDS and _is_scalar(v):
+                    rows.append({**base, "metric": f"{kind}/{k}", "value": v})
+        elif kind == "eval":
+            prefix = f"eval/{ev.get('split', '?')}/{ev.get('model', '?')}"
+            for k in ("top1", "topk", "loss"):
+                if _is_scalar(ev.get(k)):
+                    rows.append({**base, "metric": f"{prefix}/{k}", "value": ev[k]})
+        elif kind == "final_eval":
+            base["step"] = last_step
+            for k in ("top1", "topk"):
+                if _is_scalar(ev.get(k)):
+                    rows.append({**base, "metric": f"final/{ev.get('model', '?')}/{k}@{ev.get('test_size')}", "value": ev[k]})
+    return rows

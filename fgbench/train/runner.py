@@ -49,6 +49,7 @@ from fgbench.recipe import Recipe, atomic_write_text, dumps_recipe
 from fgbench.rundir import events, layout, procs
 from fgbench.rundir.request import RunRequest
 from fgbench.rundir.session import RunSession
+from fgbench.rundir.summary import Summary
 from fgbench.train.plan import RunPlan, build_plan, resume_dir
 
 
@@ -225,7 +226,8 @@ def train(plan: RunPlan, session: RunSession, *, dist: Any = None) -> int:
         progress.close()
         if status == "interrupted" and stop.signal == "pruned":
             trainer.status = status = "pruned"  # a search's pruner stopped it (fgbench.search)
-        summary = trainer.write_summary()
+        result = trainer.write_summary()
+        summary = result.to_json()
         if status == "pruned":
             writer.emit("run_finished", status="pruned", summary=summary, exit_code=EXIT_OK,
                         error="pruned by the search")
@@ -233,7 +235,7 @@ def train(plan: RunPlan, session: RunSession, *, dist: Any = None) -> int:
         if status == "completed":
             writer.emit("run_finished", status="completed", summary=summary, exit_code=EXIT_OK)
             if main:
-                _print_result(summary, k=min(recipe.eval.top_k, plan.splits.num_classes))
+                _print_result(result)
             return EXIT_OK
         writer.emit("run_finished", status="interrupted", summary=summary, exit_code=EXIT_INTERRUPTED,
                     error=f"stopped by {stop.signal or 'request'}")
@@ -323,7 +325,7 @@ def _safe_summary(trainer, status: str) -> dict | None:
         return None
     try:
         trainer.status = status
-        return trainer.write_summary()
+        return trainer.write_summary().to_json()
     except Exception:  # noqa: BLE001 - the summary must not hide the original error
         return None
 
@@ -338,26 +340,26 @@ def _finish_failed(writer, trainer, error: str, tb: str | None, code: int) -> No
     writer.emit("run_finished", **fields)
 
 
-def _print_result(s: dict, k: int = 5) -> None:
-    """The final lines; ``k`` is the top-k that ``test_topk`` holds (``eval.top_k``, capped at the classes)."""
+def _print_result(s: Summary) -> None:
+    """The final lines: each model at its own best epoch, as every table shows it (``top_k`` is
+    ``eval.top_k`` capped at the number of classes)."""
+    from fgbench.report import plural, selected_epoch_text
+
     def pct(v):
         return "-" if v is None else f"{v:.2f}%"
 
-    from fgbench.report import plural, selected_epoch_text
-
-    lines = [f"finished {s['run_id']}: {plural(s['epochs_done'], 'epoch')}, {plural(s['step'], 'step')}, "
-             f"{s['duration_s']:.0f}s"]
+    lines = [f"finished {s.run_id}: {plural(s.epochs_done, 'epoch')}, {plural(s.step, 'step')}, "
+             f"{s.duration_s or 0:.0f}s"]
     for model in ("raw", "ema"):
-        b = s["best"].get(model)
+        b = s.best.get(model)
         if b:
-            lines.append(f"  {model}: {selected_epoch_text(b['epoch'], s['select_on'])}: val {pct(b['val_top1'])}, "
-                         f"test {pct(b['test_top1'])} (top-{k} {pct(b['test_topk'])})")
-    last = s.get("last") or {}
+            lines.append(f"  {model}: {selected_epoch_text(b.epoch, s.select_on)}: val {pct(b.val_top1)}, "
+                         f"test {pct(b.test_top1)} (top-{s.top_k} {pct(b.test_topk)})")
     for model in ("raw", "ema"):
-        v = last.get(model)
+        v = getattr(s.last, model) if s.last is not None else None
         if v:
-            lines.append(f"  {model}: last epoch {last['epoch']}: test {pct(v['test_top1'])}")
-    for size, v in (s.get("final_test_sizes") or {}).items():
+            lines.append(f"  {model}: last epoch {s.last.epoch}: test {pct(v.test_top1)}")
+    for size, v in s.final_test_sizes.items():
         lines.append(f"  test at {size}px: raw {pct(v.get('raw'))}, ema {pct(v.get('ema'))}")
     print("\n".join(lines), flush=True)
 

@@ -52,7 +52,7 @@ import torch
 from fgbench.rundir import events as metrics
 from fgbench.rundir import layout as runs
 from fgbench.rundir import procs
-from fgbench.rundir.summary import Summary, write_summary
+from fgbench.rundir.summary import LastEpoch, ModelBest, SplitNumbers, Summary, write_summary
 from fgbench.data import loaders as L
 from fgbench.rundir.confusion import write_confusion
 from fgbench.errors import UserError
@@ -66,6 +66,7 @@ from fgbench.train.models import extra_metrics, set_trainable
 from fgbench.train.optim import build_optimizer
 from fgbench.train.progress import Progress
 from fgbench.train.schedule import plan_for_stage
+from fgbench.train.selection import BestTracker
 from fgbench.train.stages import StageSpec
 
 AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -80,91 +81,6 @@ class StopFlag:
 
     def __call__(self) -> bool:
         return self.requested
-
-
-class RunInterrupted(Exception):
-    pass
-
-
-# ---------------------------------------------------------------------------------- selection
-
-
-@dataclass
-class BestTracker:
-    select_on: str
-    has_ema: bool
-    stage: int = 0
-    best: dict[str, dict | None] = field(default_factory=lambda: {"raw": None, "ema": None})
-    confusion: dict[str, list | None] = field(default_factory=lambda: {"raw": None, "ema": None})
-
-    def _score(self, res: dict) -> float | None:
-        match self.select_on:
-            case "val":
-                return res["val"]["top1"] if res.get("val") else None
-            case "test":
-                return res["test"]["top1"]
-            case "last":
-                return math.inf
-        raise AssertionError(self.select_on)
-
-    def update(self, epoch: int, results: dict[str, dict | None]) -> list[str]:
-        """Record one evaluated epoch; returns the models ("raw"/"ema") whose best improved."""
-        improved = []
-        for model, res in results.items():
-            if res is None:
-                continue
-            score = self._score(res)
-            if score is None:
-                continue
-            cur = self.best.get(model)
-            if cur is None or score > cur["score"] or (self.select_on == "last"):
-                self.best[model] = {
-                    "epoch": epoch,
-                    "score": score,
-                    "val_top1": res["val"]["top1"] if res.get("val") else None,
-                    "val_topk": res["val"]["topk"] if res.get("val") else None,
-                    "test_top1": res["test"]["top1"],
-                    "test_topk": res["test"]["topk"],
-                }
-                conf = res["test"]["confusion"]
-                # past DENSE_MAX_CLASSES only the non-zero cells: a 10,000-class matrix as Python
-                # lists (and in every checkpoint) would take gigabytes
-                self.confusion[model] = conf.tolist() if conf is not None else res["test"]["confusion_cells"].clone()
-                improved.append(model)
-        return improved
-
-    def selected(self) -> str:
-        raw, ema = self.best.get("raw"), self.best.get("ema")
-        if not self.has_ema or ema is None:
-            return "raw"
-        if raw is None:
-            return "ema"
-        if self.select_on == "last":
-            if raw.get("val_top1") is not None and ema.get("val_top1") is not None:
-                return "ema" if ema["val_top1"] >= raw["val_top1"] else "raw"
-            return "ema"
-        return "ema" if ema["score"] >= raw["score"] else "raw"
-
-    def public(self, model: str) -> dict | None:
-        b = self.best.get(model)
-        if b is None:
-            return None
-        return {"epoch": b["epoch"], "val_top1": b["val_top1"], "test_top1": b["test_top1"], "test_topk": b["test_topk"]}
-
-    def state_dict(self) -> dict:
-        best = {k: (None if v is None else {kk: (None if vv == math.inf else vv) for kk, vv in v.items()})
-                for k, v in self.best.items()}
-        return {"select_on": self.select_on, "has_ema": self.has_ema, "stage": self.stage, "best": best,
-                "confusion": self.confusion, "score_inf": self.select_on == "last"}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.stage = int(state["stage"])
-        self.best = {k: (None if v is None else dict(v)) for k, v in state["best"].items()}
-        if state.get("score_inf"):
-            for v in self.best.values():
-                if v is not None:
-                    v["score"] = math.inf
-        self.confusion = dict(state["confusion"])
 
 
 # ------------------------------------------------------------------------------------ trainer
@@ -519,38 +435,39 @@ class Trainer:
 
     # -------------------------------------------------------------------------------- summary
 
-    def summary(self) -> dict:
+    def summary(self) -> Summary:
         t = self.tracker
         last = None
         if self.last_results is not None:
             lr_ = self.last_results
-            last = {
-                "epoch": lr_["epoch"],
-                "raw": _split_view(lr_.get("raw")),
-                "ema": _split_view(lr_.get("ema")),
-            }
-        return {
-            "run_id": self.ctx.run_id, "name": self.r.name, "status": self.status,
-            "dataset": self.r.data.dataset, "arch": self.r.model.arch,
-            "epochs_done": self.last_epoch_done, "total_epochs": self.total_epochs,
-            "step": self.engine.step if self.engine else 0, "duration_s": round(self._duration(), 3),
-            "images_per_s": (self.totals["train_images"] / self.totals["train_time"]) if self.totals["train_time"] else None,
-            "peak_mem_mb": self.peak_mem_mb,
-            "train_images": len(self.splits.train),
-            "val_images": self.evaluated.get("val", len(self.splits.val)),
-            "test_images": self.evaluated.get("test", len(self.splits.test)), "select_on": self.r.eval.select_on,
-            "top_k": min(self.r.eval.top_k, self.num_classes),
-            "best": {"raw": t.public("raw"), "ema": t.public("ema") if self.r.ema.enabled else None},
-            "selected": t.selected() if t.best.get("raw") or t.best.get("ema") else None,
-            "last": last,
-            "final_test_sizes": self.final_sizes,
-            "skipped_images": len(self.skipped) + self.splits.skipped,
-        }
+            last = LastEpoch(epoch=lr_["epoch"], raw=_split_view(lr_.get("raw")), ema=_split_view(lr_.get("ema")))
+        best = {m: (None if b is None else ModelBest(**b)) for m, b in (("raw", t.public("raw")), ("ema", t.public("ema")))}
+        if not self.r.ema.enabled:
+            best["ema"] = None
+        return Summary(
+            run_id=self.ctx.run_id, name=self.r.name, status=self.status,
+            dataset=self.r.data.dataset, arch=self.r.model.arch,
+            epochs_done=self.last_epoch_done, total_epochs=self.total_epochs,
+            step=self.engine.step if self.engine else 0, duration_s=round(self._duration(), 3),
+            images_per_s=(self.totals["train_images"] / self.totals["train_time"]) if self.totals["train_time"] else None,
+            peak_mem_mb=self.peak_mem_mb,
+            train_images=len(self.splits.train),
+            val_images=self.evaluated.get("val", len(self.splits.val)),
+            test_images=self.evaluated.get("test", len(self.splits.test)), select_on=self.r.eval.select_on,
+            top_k=min(self.r.eval.top_k, self.num_classes),
+            best=best,
+            selected=t.selected() if t.best.get("raw") or t.best.get("ema") else None,
+            last=last,
+            final_test_sizes={str(size): dict(v) for size, v in self.final_sizes.items()},
+            skipped_images=len(self.skipped) + self.splits.skipped,
+        )
 
-    def write_summary(self) -> dict:
-        s = Summary.from_json(self.summary(), strict=True).to_json()  # the one declared shape, checked
+    def write_summary(self) -> Summary:
+        """The run's summary, checked as every reader checks it (finite numbers, the declared types),
+        written to ``summary.json`` by the process that writes files."""
+        s = Summary.from_json(self.summary().to_json())
         if self.main:
-            write_summary(self.ctx.run_dir, Summary.from_json(s))
+            write_summary(self.ctx.run_dir, s)
         return s
 
     # ----------------------------------------------------------------------------------- run
@@ -780,10 +697,10 @@ class Trainer:
             self._log_event(f"data loader: {self.splits.choice.kind} ({self.splits.choice.reason})")
 
 
-def _split_view(v: dict | None) -> dict | None:
+def _split_view(v: dict | None) -> SplitNumbers | None:
     if v is None:
         return None
-    return {"val_top1": v.get("val_top1"), "test_top1": v.get("test_top1"), "test_topk": v.get("test_topk")}
+    return SplitNumbers(val_top1=v.get("val_top1"), test_top1=v.get("test_top1"), test_topk=v.get("test_topk"))
 
 
 def _device_name(device: torch.device) -> str:

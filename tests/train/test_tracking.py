@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fgbench import report, rundir, tracking
+from fgbench import rundir, tracking
 from fgbench.rundir import events as metrics
 from fakes.tiny_data import folder_recipe_head, make_images
 
@@ -65,7 +65,7 @@ def _scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     for ev in metrics.read_events(run_dir / metrics.METRICS_FILE):
         if isinstance(ev.get("step"), int):
             last = ev["step"]
-        for row in report.event_scalars([ev]):
+        for row in metrics.event_scalars([ev]):
             out.setdefault(row["metric"], []).append((last, float(row["value"])))
     return out
 

@@ -233,7 +233,7 @@ from fgbench import rundir  # noqa: E402
 from fgbench.rundir import events as metrics  # noqa: E402
 from fgbench.recipe import load_recipe  # noqa: E402
 from fgbench.tui.launcher import Launcher  # noqa: E402
-from fgbench.tui.monitor import RunModel  # noqa: E402
+from fgbench.runmodel import RunModel  # noqa: E402
 from fgbench.tui.screens.main import MainScreen  # noqa: E402
 from fgbench.tui.screens.monitor import MonitorScreen  # noqa: E402
 from fakes.fake_trainer import fake_cmd  # noqa: E402

@@ -1,6 +1,6 @@
 """The live view of one run: progress, four plots, the latest log lines, the result or the crash.
 
-It draws a :class:`fgbench.tui.monitor.Snapshot`; it never reads files itself (the monitor screen's
+It draws a :class:`fgbench.runmodel.Snapshot`; it never reads files itself (the monitor screen's
 worker does), so drawing cost is bounded by the decimated series, not by the run's length.
 """
 
@@ -13,7 +13,7 @@ from textual.widgets import ProgressBar, Static
 
 from fgbench import report
 from fgbench.rundir.confusion import has_confusion
-from fgbench.tui.monitor import SMOOTH_STEPS, SMOOTHABLE, Snapshot, format_duration, smooth, summary_numbers
+from fgbench.runmodel import SMOOTH_STEPS, SMOOTHABLE, Snapshot, format_duration, smooth, summary_numbers
 from fgbench.tui.plots import SERIES_COLOURS, SERIES_LABELS, Line, MetricPlot, dimmed
 from fgbench.tui.widgets.runs_pane import STATUS_STYLE
 

@@ -51,6 +51,7 @@ from fgbench.rundir import events as metrics
 from fgbench import rundir
 from fgbench.rundir.events import SERIES as EVENT_SERIES
 from fgbench.rundir.reader import RunReader
+from fgbench.rundir.summary import Summary, SummaryError
 
 BULK_BYTES = 2_000_000
 SAMPLE_STEPS = 8000
@@ -182,7 +183,8 @@ class Snapshot:
     error: str | None
     traceback: str | None
     console_tail: list[str]
-    summary: dict[str, Any]
+    summary: Summary | None
+    """summary.json, or the one ``run_finished`` carried (None before the first epoch ends)"""
     best: dict[str, float]
     duration_s: float | None
     events: int
@@ -241,7 +243,7 @@ class RunModel:
     # the run directory's files, as the one reader reads them
     recipe = property(lambda self: self.reader.recipe)
     info = property(lambda self: self.reader.info)
-    summary = property(lambda self: self.reader.summary.to_json() if self.reader.summary else {})
+    summary = property(lambda self: self.reader.summary)
     pid = property(lambda self: self.reader.pid)
 
     # ------------------------------------------------------------------ reading
@@ -476,20 +478,22 @@ class RunModel:
         with self.lock:
             ended = self.reader.status()
             status = ended.status
-            duration = _num(self.summary.get("duration_s"))
+            summary = self.summary or _finished_summary(self.finished)
+            known = summary or Summary()
+            duration = known.duration_s
             if duration is None and self.first_time is not None and self.last_time is not None:
                 duration = self.last_time - self.first_time
             return Snapshot(
                 path=self.path,
                 run_id=self.run_id,
-                name=str(self.recipe.get("name") or self.summary.get("name") or self.run_id),
+                name=str(self.recipe.get("name") or known.name or self.run_id),
                 status=status,
-                dataset=str(self.recipe.get("data", {}).get("dataset", self.summary.get("dataset", "?"))),
-                arch=str(self.recipe.get("model", {}).get("arch", self.summary.get("arch", "?"))),
+                dataset=str(self.recipe.get("data", {}).get("dataset", known.dataset or "?")),
+                arch=str(self.recipe.get("model", {}).get("arch", known.arch or "?")),
                 series={name: dec.points() for name, dec in self.series.items()},
                 times={name: dec.times() for name, dec in self.series.items()},
                 epoch=self.epoch,
-                total_epochs=self.total_epochs or _int(self.summary.get("total_epochs")),
+                total_epochs=self.total_epochs or known.total_epochs,
                 step=self.step,
                 total_steps=self.total_steps,
                 stage=self.stage,
@@ -501,7 +505,7 @@ class RunModel:
                 error=ended.error,
                 traceback=(self.finished or {}).get("traceback"),
                 console_tail=self.console_tail() if console_if_failed and status == "failed" else [],
-                summary=dict(self.summary or (self.finished or {}).get("summary") or {}),
+                summary=summary,
                 best=dict(self.best),
                 duration_s=duration,
                 events=self.events,
@@ -589,7 +593,7 @@ class RunRow:
     dataset: str
     arch: str
     best_val: float | None
-    """raw model, at its best epoch (see :func:`best_numbers`)"""
+    """raw model, at its best epoch (see :meth:`fgbench.rundir.summary.Summary.headline`)"""
     best_test: float | None
     ema_val: float | None
     """EMA model, at its own best epoch; None without EMA"""
@@ -617,20 +621,15 @@ class RunRow:
         return all(word in hay for word in text.split())
 
 
-def best_numbers(summary: dict[str, Any]) -> dict[str, float | None]:
-    """The run's numbers, one rule everywhere (the Runs pane, Compare, ``fgbench runs list`` and
-    ``runs compare``): the raw model's and the EMA model's side by side, each at *its own* best
-    epoch (by ``eval.select_on``), from ``summary.json``. Never a maximum over test epochs, and
-    never "whichever model looks better": that choice would hide which model a number is from."""
-    best = summary.get("best") if isinstance(summary, dict) else None
-    best = best if isinstance(best, dict) else {}
-    out: dict[str, float | None] = {}
-    for model, prefix in (("raw", ""), ("ema", "ema_")):
-        entry = best.get(model)
-        entry = entry if isinstance(entry, dict) else {}
-        out[f"{prefix}val"] = _num(entry.get("val_top1"))
-        out[f"{prefix}test"] = _num(entry.get("test_top1"))
-    return out
+def _finished_summary(finished: dict[str, Any] | None) -> Summary | None:
+    """The summary a ``run_finished`` event carried (the file may not be there yet), checked."""
+    data = (finished or {}).get("summary")
+    if not data:
+        return None
+    try:
+        return Summary.from_json(data)
+    except SummaryError:
+        return None
 
 
 SCHEDULER_EVERY_S = 10.0
@@ -716,18 +715,19 @@ class RunStore:
             with m.lock:
                 if not m.loaded:
                     continue
-                nums = best_numbers(m.summary)
-                duration = _num(m.summary.get("duration_s"))
+                known = m.summary or Summary()
+                nums = known.headline()
+                duration = known.duration_s
                 if duration is None and m.first_time is not None and m.last_time is not None:
                     duration = m.last_time - m.first_time
                 out.append(RunRow(
                     path=m.path, run_id=m.run_id,
-                    name=str(m.recipe.get("name") or m.summary.get("name") or m.run_id),
+                    name=str(m.recipe.get("name") or known.name or m.run_id),
                     status="damaged" if m.damaged else m.status,
-                    dataset=str(m.recipe.get("data", {}).get("dataset", m.summary.get("dataset", "?"))),
-                    arch=str(m.recipe.get("model", {}).get("arch", m.summary.get("arch", "?"))),
-                    best_val=nums["val"], best_test=nums["test"], ema_val=nums["ema_val"],
-                    ema_test=nums["ema_test"], duration_s=duration,
+                    dataset=str(m.recipe.get("data", {}).get("dataset", known.dataset or "?")),
+                    arch=str(m.recipe.get("model", {}).get("arch", known.arch or "?")),
+                    best_val=nums["val_top1"], best_test=nums["test_top1_best"], ema_val=nums["ema_val_top1"],
+                    ema_test=nums["ema_test_top1_best"], duration_s=duration,
                     epoch=m.epoch, total_epochs=m.total_epochs, error=m.damaged or m.error,
                     last_event_time=m.last_time,
                     scheduler=self.scheduler.get(str(m.path.resolve())),
@@ -743,31 +743,28 @@ def summary_numbers(snap: Snapshot) -> list[tuple[str, str]]:
     """Label/value pairs of a finished (or running) run's result, for the monitor and compare."""
     s = snap.summary
     out: list[tuple[str, str]] = []
-    best = s.get("best") or {}
-    k_label = f"top-{s['top_k']}" if isinstance(s.get("top_k"), int) else "top-k"
+    if s is None:
+        return out
+    k_label = f"top-{s.top_k}" if s.top_k is not None else "top-k"
     for model in ("raw", "ema"):
-        b = best.get(model) if isinstance(best, dict) else None
-        if isinstance(b, dict):
-            out.append((f"best {model}", f"epoch {b.get('epoch', '-')}: val {_fmt(b.get('val_top1'))} "
-                        f"test {_fmt(b.get('test_top1'))} ({k_label} {_fmt(b.get('test_topk'))})"))
-    last = s.get("last") or {}
-    if isinstance(last, dict):
+        b = s.best.get(model)
+        if b is not None:
+            out.append((f"best {model}", f"epoch {b.epoch if b.epoch is not None else '-'}: val {_fmt(b.val_top1)} "
+                        f"test {_fmt(b.test_top1)} ({k_label} {_fmt(b.test_topk)})"))
+    if s.last is not None:
         for model in ("raw", "ema"):
-            b = last.get(model)
-            if isinstance(b, dict):
-                out.append((f"last {model}", f"epoch {last.get('epoch', '-')}: val {_fmt(b.get('val_top1'))} "
-                            f"test {_fmt(b.get('test_top1'))}"))
-    sizes = s.get("final_test_sizes") or {}
-    if isinstance(sizes, dict):
-        for size, v in sizes.items():
-            if isinstance(v, dict):
-                out.append((f"test @{size}", f"raw {_fmt(v.get('raw'))} ema {_fmt(v.get('ema'))}"))
-    if s.get("images_per_s") is not None:
-        out.append(("throughput", f"{_fmt(s.get('images_per_s'), 0)} images/s"))
-    if s.get("peak_mem_mb") is not None:
-        out.append(("peak memory", f"{_fmt(s.get('peak_mem_mb'), 0)} MB"))
-    if s.get("duration_s") is not None:
-        out.append(("duration", format_duration(_num(s.get("duration_s")))))
-    if s.get("skipped_images"):
-        out.append(("skipped images", str(s.get("skipped_images"))))
+            v = getattr(s.last, model)
+            if v is not None:
+                out.append((f"last {model}", f"epoch {s.last.epoch if s.last.epoch is not None else '-'}: "
+                            f"val {_fmt(v.val_top1)} test {_fmt(v.test_top1)}"))
+    for size, by_model in s.final_test_sizes.items():
+        out.append((f"test @{size}", f"raw {_fmt(by_model.get('raw'))} ema {_fmt(by_model.get('ema'))}"))
+    if s.images_per_s is not None:
+        out.append(("throughput", f"{_fmt(s.images_per_s, 0)} images/s"))
+    if s.peak_mem_mb is not None:
+        out.append(("peak memory", f"{_fmt(s.peak_mem_mb, 0)} MB"))
+    if s.duration_s is not None:
+        out.append(("duration", format_duration(s.duration_s)))
+    if s.skipped_images:
+        out.append(("skipped images", str(s.skipped_images)))
     return out
