@@ -229,8 +229,13 @@ LIST_COLUMNS: list[tuple[str, str, str]] = [
     ("ema_test_top1_last", "ema test@last", "acc"),
     ("duration_s", "time", "duration"),
     ("images_per_s", "img/s", "rate"),
+    ("data_wait_frac", "data wait", "share"),
+    ("gpu_util", "GPU", "percent"),
     ("damaged", "damaged", "text"),
 ]
+
+#: the telemetry of summary.json (fgbench.train.telemetry), shown when some run has it
+TELEMETRY_COLUMNS: list[tuple[str, str, str]] = [("data_wait_frac", "data wait", "share"), ("gpu_util", "GPU", "percent")]
 
 METRIC_COLUMNS: list[tuple[str, str, str]] = [
     ("val_top1", "val top-1 @best", "acc"),
@@ -267,6 +272,10 @@ def _cell(value: Any, kind: str) -> str:
         return fmt_duration(value)
     if kind == "rate":
         return "-" if value is None else f"{value:.0f}"
+    if kind == "share":  # a fraction 0..1 shown as a percentage
+        return "-" if value is None else f"{100 * value:.0f}%"
+    if kind == "percent":
+        return "-" if value is None else f"{value:.0f}%"
     if kind == "recipe":
         return "-" if value is _MISSING or value is None else fmt_recipe_value(value)
     if kind == "acc":
@@ -284,7 +293,7 @@ def _drop_empty(columns: list[tuple[str, str, str]], rows: list[dict[str, Any]],
 
 def list_table(runs: Sequence[Any]) -> tuple[list[tuple[str, str, str]], list[dict[str, Any]]]:
     rows = [_with_epochs(run_row(r)) for r in runs]
-    optional = ("ema_val_top1", "ema_test_top1_best", "ema_test_top1_last", "damaged")
+    optional = ("ema_val_top1", "ema_test_top1_best", "ema_test_top1_last", "damaged", "data_wait_frac", "gpu_util")
     return _drop_empty(LIST_COLUMNS, rows, optional), rows
 
 
@@ -315,8 +324,9 @@ def compare_table(
                 sizes.append(key)
     sizes.sort(key=lambda k: (k.startswith("ema_"), size_order(k.split("@", 1)[1])))
     metric_cols += [(k, ("EMA test @" if k.startswith("ema_") else "test @") + k.split("@", 1)[1], "acc") for k in sizes]
-    metric_cols += [("epochs", "epochs", "text"), ("duration_s", "time", "duration")]
+    metric_cols += [("epochs", "epochs", "text"), ("duration_s", "time", "duration"), *TELEMETRY_COLUMNS]
     optional = [c[0] for c in metric_cols if c[0] not in ("epochs", "duration_s", "test_top1_best", "test_top1_last")]
+    # (data wait and GPU are left out when no run has them: runs from before telemetry, CPU runs)
     columns += _drop_empty(metric_cols, rows, optional)
     # A status column only when it tells something (a sweep with a failed or running row).
     if any(r["status"] != "completed" for r in rows):
@@ -400,6 +410,9 @@ def group_compare_table(
         if len(g) > 1:
             durations = [r["duration_s"] for _s, r in per_run if r.get("duration_s") is not None]
             row["duration_s"] = sum(durations) / len(durations) if durations else None
+            for key, _h, _k in TELEMETRY_COLUMNS:  # means, like the time
+                vals = [r[key] for _s, r in per_run if r.get(key) is not None]
+                row[key] = sum(vals) / len(vals) if vals else None
             row["epochs"] = per_run[0][1]["epochs"] if per_run else "-"
         rows.append(row)
         values.append(by_metric)
@@ -450,6 +463,7 @@ def group_compare_table(
     columns += _drop_empty(metric_cols, rows, optional)
     columns += diff_cols
     columns += [("epochs", "epochs", "text"), ("duration_s", "time", "duration")]
+    columns += _drop_empty(TELEMETRY_COLUMNS, rows, [c[0] for c in TELEMETRY_COLUMNS])
     return columns, rows, notes
 
 
@@ -502,8 +516,8 @@ def _machine_parts(key: str, kind: str, value: Any) -> list[tuple[str, Any]]:
 
 #: ``runs list`` on a narrow terminal: columns left out first to last, then run and recipe
 #: names are cut (a run id keeps its date-time prefix, which still names the run)
-LIST_DROP_ORDER = ("images_per_s", "ema_test_top1_last", "ema_val_top1", "test_top1_last", "model",
-                   "ema_test_top1_best", "dataset", "duration_s")
+LIST_DROP_ORDER = ("gpu_util", "data_wait_frac", "images_per_s", "ema_test_top1_last", "ema_val_top1",
+                   "test_top1_last", "model", "ema_test_top1_best", "dataset", "duration_s")
 LIST_MIN_WIDTH = {"run": 16, "recipe": 10}  # run: the YYYYMMDD-HHMMSS prefix and "…"
 
 

@@ -42,7 +42,7 @@ import threading
 import time
 import tomllib
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ from fgbench.report import fmt_duration as format_duration
 from fgbench.rundir import events as metrics
 from fgbench import rundir
 from fgbench.rundir.events import SERIES as EVENT_SERIES
+from fgbench.rundir.events import TIMING_FIELDS
 from fgbench.rundir.reader import RunReader
 from fgbench.rundir.summary import Summary, SummaryError
 
@@ -192,6 +193,10 @@ class Snapshot:
     exit_code: int | None
     sampled: bool
     last_checkpoint: dict[str, Any] | None = None
+    system: dict[str, float] | None = None
+    """the latest health sample (a ``system`` event's numbers), None before the first"""
+    timing: dict[str, float] = field(default_factory=dict)
+    """the latest step event's ``data_wait_frac`` and ``<phase>_ms``"""
 
     @property
     def fraction(self) -> float | None:
@@ -239,6 +244,8 @@ class RunModel:
         self._rate: deque[tuple[float, int]] = deque(maxlen=30)
         self.last_checkpoint: dict[str, Any] | None = None
         """Epoch and step of the latest ``last.pt`` (what a resume continues from)."""
+        self.system: dict[str, float] | None = None
+        self.timing: dict[str, float] = {}
 
     # the run directory's files, as the one reader reads them
     recipe = property(lambda self: self.reader.recipe)
@@ -351,6 +358,11 @@ class RunModel:
         v = _num(ev.get("grad_norm"))
         if v is not None:
             self.series["grad_norm"].add(step, x, v, w)
+        timing = {k: n for k in TIMING_FIELDS if (n := _num(ev.get(k))) is not None}
+        if timing:
+            self.timing = timing
+            if "data_wait_frac" in timing:
+                self.series["data_wait_frac"].add(step, x, timing["data_wait_frac"], w)
         if t is not None:
             self._rate.append((t, step))
 
@@ -410,6 +422,19 @@ class RunModel:
         if et is not None:
             parts.append(f"{et:.1f}s")
         self._log(", ".join(parts))
+
+    def _on_system(self, ev: dict[str, Any], t: float | None) -> None:
+        sample = {k: n for k, v in ev.items() if k not in ("v", "event", "time", "epoch", "step")
+                  and (n := _num(v)) is not None}
+        self.system = sample
+        step = _int(ev.get("step"))
+        if step is None:
+            return
+        epoch = _int(ev.get("epoch")) or max(1, self.epoch)
+        x, w = self._epoch_x(epoch, step), self._wall(t)
+        for name in ("cpu_percent", "workers_cpu_percent", "rss_mb", "gpu_util", "gpu_mem_mb"):
+            if name in sample:
+                self.series[name].add(step, x, sample[name], w)
 
     def _on_checkpoint(self, ev: dict[str, Any], t: float | None) -> None:
         if ev.get("kind") == "last":
@@ -513,6 +538,8 @@ class RunModel:
                 exit_code=ended.exit_code,
                 sampled=self.sampled,
                 last_checkpoint=dict(self.last_checkpoint) if self.last_checkpoint else None,
+                system=dict(self.system) if self.system is not None else None,
+                timing=dict(self.timing),
             )
 
 
@@ -768,3 +795,62 @@ def summary_numbers(snap: Snapshot) -> list[tuple[str, str]]:
     if s.skipped_images:
         out.append(("skipped images", str(s.skipped_images)))
     return out
+
+
+# ------------------------------------------------------------------------------ the system panel
+
+INPUT_BOUND = 0.25
+"""a step that waits for data this share of its time or more is input-bound (the monitor says so)"""
+GPU_IDLE = 50.0
+"""a GPU busy less than this percent of the time sits idle (the monitor says so)"""
+
+
+def system_rows(snap: Snapshot) -> list[tuple[str, str]]:
+    """The system panel's rows: the step's data wait and parts, then the latest health sample."""
+    rows: list[tuple[str, str]] = []
+    t, s = snap.timing, snap.system or {}
+    if "data_wait_frac" in t:
+        rows.append(("data wait", f"{100 * t['data_wait_frac']:.0f} %"))
+    for label, first, second in (("fwd/bwd", "forward", "backward"), ("opt/ema", "optimizer", "ema")):
+        a, b = t.get(f"{first}_ms"), t.get(f"{second}_ms")
+        if a is not None or b is not None:
+            rows.append((label, f"{_ms(a)} / {_ms(b)} ms"))
+    if "cpu_percent" in s:
+        rows.append(("trainer", f"{s['cpu_percent']:.0f} % CPU {_mb(s.get('rss_mb'))}".rstrip()))
+    if "workers" in s:
+        rows.append((f"{s['workers']:.0f} workers", f"{s.get('workers_cpu_percent', 0):.0f} % CPU "
+                                                   f"{_mb(s.get('workers_rss_mb'))}".rstrip()))
+    if "machine_cpu_percent" in s:
+        rows.append(("machine", f"{s['machine_cpu_percent']:.0f} % CPU {s.get('machine_mem_percent', 0):.0f} % mem"))
+    if "gpu_util" in s:
+        rows.append(("GPU", f"{s['gpu_util']:.0f} %  {_mb(s.get('gpu_mem_mb'))}"))
+        extra = [f"{s['gpu_power_w']:.0f} W" if "gpu_power_w" in s else "",
+                 f"{s['gpu_temp_c']:.0f} °C" if "gpu_temp_c" in s else ""]
+        if any(extra):
+            rows.append(("", "  ".join(e for e in extra if e)))
+    return rows
+
+
+def health_sentence(snap: Snapshot) -> str | None:
+    """One plain sentence when the run is input-bound or its GPU sits idle; None when neither."""
+    wait = snap.timing.get("data_wait_frac")
+    if wait is not None and wait >= INPUT_BOUND:
+        return (f"waiting for data {100 * wait:.0f} % of the step: more workers, `loader = cached`, or a smaller "
+                "test-time resize")
+    gpu = (snap.system or {}).get("gpu_util")
+    if gpu is not None and gpu < GPU_IDLE and snap.status == "running":
+        return (f"the GPU is busy only {gpu:.0f} % of the time: a larger batch, or look at the CPU side "
+                "(data wait, evaluation, checkpoints)")
+    return None
+
+
+def _ms(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.0f}" if v >= 10 else f"{v:.1f}"
+
+
+def _mb(v: float | None) -> str:
+    if v is None:
+        return ""
+    return f"{v / 1024:.1f} GB" if v >= 1024 else f"{v:.0f} MB"

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "fgbench.cli.data",      # fgbench data list|download|verify|import|remove
     "fgbench.cli.runs",      # fgbench runs ..., predict, evaluate
     "fgbench.cli.sweep",     # fgbench sweep
+    "fgbench.cli.bench",     # fgbench bench
 )
 
 

@@ -60,6 +60,7 @@ def _handle(args: argparse.Namespace) -> int:
         check_output_dirs(request)
         from fgbench.recipe import load_recipe
 
+        assert request.recipe is not None  # request.check(): a recipe or --resume
         recipe = load_recipe(request.recipe, list(request.overrides))  # a bad recipe fails here, before torch
         check_dataset(recipe, request.recipe)
     else:
@@ -85,7 +86,7 @@ def _check_resumed_dataset(request: RunRequest) -> None:
     from fgbench.recipe import load_recipe
     from fgbench.rundir.layout import RunDir
 
-    source = RunDir(Path(request.resume).expanduser()).recipe
+    source = RunDir(Path(str(request.resume)).expanduser()).recipe
     try:
         recipe = load_recipe(source) if source.is_file() else None
     except (_Bad, OSError):

@@ -21,9 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-SCHEMA_VERSION = 2
-"""2: top-k fields are named ``topk`` (v1: ``top5``, whatever k was) and epoch events list the
+SCHEMA_VERSION = 3
+"""3: ``system`` events (the machine's health) and the data wait and step phases in ``step`` and
+``epoch`` events (``data_wait_frac``, ``<phase>_ms``); v2 lines are v3 lines without them.
+2: top-k fields are named ``topk`` (v1: ``top5``, whatever k was) and epoch events list the
 ``improved`` models (v1: a bool called ``best``). :func:`parse_line` reads v1 lines as v2."""
+
+#: the step-timing fields of ``step`` and ``epoch`` events (fgbench.train.telemetry): the fraction
+#: of the wall time spent waiting for the next batch, and milliseconds per step of each part
+TIMING_FIELDS = ("data_wait_frac", "data_ms", "forward_ms", "backward_ms", "optimizer_ms", "ema_ms")
 
 from fgbench.rundir.layout import METRICS_FILE  # noqa: F401, E402 (part of this module's API)
 
@@ -40,14 +46,20 @@ EVENT_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("train_size", "test_size", "lr", "init_from", "trainable", "steps_per_epoch", "total_steps"),
     ),
     # loss: mean over the steps since the last step event; images_per_s over the same window
-    "step": (("epoch", "step", "loss", "lr"), ("images_per_s", "top1", "grad_norm", "stage")),
+    "step": (("epoch", "step", "loss", "lr"), ("images_per_s", "top1", "grad_norm", "stage", *TIMING_FIELDS)),
     # one evaluation: split val/test/train, model raw/ema
     "eval": (("epoch", "step", "split", "model", "top1"), ("topk", "loss", "test_size", "images")),
     "epoch": (
         ("epoch", "step", "train_loss", "train_top1", "lr"),
         ("stage", "images_per_s", "epoch_time", "peak_mem_mb", "val_top1", "val_topk", "test_top1",
          "test_topk", "ema_val_top1", "ema_test_top1", "ema_test_topk", "ema_val_topk",
-         "skipped_images", "improved", "taus"),
+         "skipped_images", "improved", "taus", *TIMING_FIELDS),
+    ),
+    # the trainer's health, every few seconds: CPU in percent of one core (as top shows it), memory in MB
+    "system": (
+        ("cpu_percent", "rss_mb"),
+        ("epoch", "step", "workers", "workers_cpu_percent", "workers_rss_mb", "machine_cpu_percent",
+         "machine_mem_percent", "gpu_util", "gpu_mem_mb", "gpu_power_w", "gpu_temp_c"),
     ),
     "checkpoint": (("epoch", "step", "kind", "path"), ("model",)),
     "log": (("level", "message"), ()),
@@ -63,11 +75,15 @@ EVENT_DOCS: dict[str, str] = {
                    "process's start time (so a reused pid is recognised), `top_k` the k of every `topk` field",
     "stage_started": "a stage begins (every run has at least one)",
     "step": "every `runtime.log_every_steps` optimizer steps; `loss` and `images_per_s` are means since the "
-            "previous step event",
+            "previous step event, `data_wait_frac` the share of that time spent waiting for the next batch and "
+            "`forward_ms`/`backward_ms`/`optimizer_ms`/`ema_ms` the mean time per step of each part",
     "eval": "one evaluation of one model (`raw`/`ema`) on one split (`val`/`test`); `topk` is the top-k "
             "accuracy for the run's `top_k`",
     "epoch": "an epoch ends: its training numbers and the evaluations' top-1/top-k; `improved` lists the "
              "models (`raw`, `ema`) whose best epoch this now is",
+    "system": "every few seconds while the trainer runs, and once as it stops: CPU use and resident memory of "
+              "the trainer and its loader `workers`, the machine's CPU and memory use, and on CUDA the GPU's "
+              "utilisation, memory, power and temperature (with the `gpu` extra installed)",
     "checkpoint": "a checkpoint was written (`kind` `last` or `best`; `model` names the improved models)",
     "log": "a line for the log (warnings, skipped images)",
     "final_eval": "the best weights of a model evaluated at an extra `eval.final_test_sizes` size",
@@ -122,6 +138,12 @@ SERIES: dict[str, Series] = {s.name: s for s in [
     Series("train_loss", "train loss (epoch)", "epoch", "train_loss"),
     Series("train_top1", "train top-1", "epoch", "train_top1"),
     Series("epoch_time", "epoch time (s)", "epoch", "epoch_time"),
+    Series("data_wait_frac", "data wait (fraction of step)", "step", "data_wait_frac"),
+    Series("cpu_percent", "trainer CPU %", "system", "cpu_percent"),
+    Series("workers_cpu_percent", "loader workers CPU %", "system", "workers_cpu_percent"),
+    Series("rss_mb", "trainer memory (MB)", "system", "rss_mb"),
+    Series("gpu_util", "GPU utilisation %", "system", "gpu_util"),
+    Series("gpu_mem_mb", "GPU memory (MB)", "system", "gpu_mem_mb"),
     *_eval_series(),
 ]}
 """The one table of series names: the monitor, ``runs show`` and exports all name series by it.
@@ -311,7 +333,8 @@ def event_scalars(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every scalar of a run's metrics as tidy rows {event, epoch, step, metric, value, time}.
 
     Names: ``step/<field>`` (loss, lr, images_per_s, ...), ``epoch/<field>`` (train_loss,
-    val_top1, ema_test_top1, ...), ``eval/<split>/<model>/<field>``, and
+    val_top1, ema_test_top1, data_wait_frac, ...), ``system/<field>`` (cpu_percent, rss_mb,
+    gpu_util, ...; the health samples), ``eval/<split>/<model>/<field>``, and
     ``final/<model>/<field>@<test size>`` for the end-of-run evaluation at extra sizes (its step
     is the run's last step)."""
     rows: list[dict[str, Any]] = []
@@ -321,7 +344,7 @@ def event_scalars(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         if _is_scalar(ev.get("step")):
             last_step = ev["step"]
         base = {"event": kind, "epoch": ev.get("epoch"), "step": ev.get("step"), "time": ev.get("time")}
-        if kind in ("step", "epoch"):
+        if kind in ("step", "epoch", "system"):
             for k, v in ev.items():
                 if k not in _INDEX_FIELDS and _is_scalar(v):
                     rows.append({**base, "metric": f"{kind}/{k}", "value": v})

@@ -146,6 +146,10 @@ class Summary:
     final_test_sizes: dict[str, dict[str, float | None]] = field(default_factory=dict)
     """test size (as a string) -> {"raw": top-1, "ema": top-1} of each model's best weights"""
     skipped_images: int = 0
+    data_wait_frac: float | None = None
+    """the share of the training steps' wall time spent waiting for the next batch (0..1)"""
+    gpu_util: float | None = None
+    """the GPU's mean utilisation (percent) over the run's health samples; None without a GPU"""
 
     # ------------------------------------------------------------------ (de)serialising
 
@@ -225,6 +229,8 @@ class Summary:
             "duration_s": _float(self.duration_s),
             "images_per_s": _float(self.images_per_s),
             "peak_mem_mb": _float(self.peak_mem_mb),
+            "data_wait_frac": _float(self.data_wait_frac),
+            "gpu_util": _float(self.gpu_util),
             "step": self.step,
             "select_on": self.select_on,
         }

@@ -7,6 +7,8 @@ optimizer, scheduler, scaler, EMA, loss, mixer, precision), built once per stage
 Cost control: the step itself never calls ``.item()``. Loss and accuracy are summed into float64
 tensors on the device; they are read back (one CPU-GPU sync) only on logging steps, when the loop
 is asked to stop, and at the end of the epoch. Those are the only sync points, marked below.
+The step's data wait and phases are timed by ``fgbench.train.telemetry.StepClock`` (host clocks,
+and on CUDA events read only right after those same sync points): timing adds no sync.
 Running sums are float64 so that the epoch's numbers do not depend on where they were read.
 
 Under DDP (``Engine.reduce`` set; ``fgbench.train.distributed``) ``forward`` is the
@@ -32,6 +34,7 @@ from torch import nn
 
 from fgbench.train.models import forward_train
 from fgbench.rundir.confusion import DENSE_MAX_CLASSES
+from fgbench.train.telemetry import StepClock
 
 
 @dataclass
@@ -100,6 +103,7 @@ class StepHooks:
     on_tick: Callable[[int, int], None] = lambda batch, step: None  # every step, no sync
     on_corrupt: Callable[[tuple[str, ...]], None] = lambda paths: None  # raises unless skipping
     should_stop: Callable[[], bool] = lambda: False
+    clock: StepClock | None = None  # times the data wait and the step's phases (fgbench.train.telemetry)
 
 
 def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batches: int, stats: EpochStats,
@@ -122,8 +126,11 @@ def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batche
     t_start = time.perf_counter()
     stopped = reached_max = False
     cl = torch.channels_last if engine.channels_last else None
+    clock = hooks.clock if hooks.clock is not None else StepClock(dev)
+    clock.begin()
 
     for x, y, bad in batches:
+        clock.batch()
         if bad:
             hooks.on_corrupt(bad)
         if y.numel() == 0:
@@ -131,6 +138,7 @@ def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batche
                 raise RuntimeError(f"every image of this process's share of batch {stats.batches + 1} of epoch {epoch} "
                                    "was undecodable; remove those files (fgbench data verify --deep)")
             stats.batches += 1
+            clock.end_step()
             continue
         x = x.to(dev, non_blocking=True)
         y = y.to(dev, non_blocking=True)
@@ -144,6 +152,7 @@ def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batche
             loss = engine.criterion(logits, target)
             for a in aux:
                 loss = loss + engine.criterion(a, target)
+        clock.mark()  # forward
         backward_loss = loss
         if engine.world > 1:
             n_global = min(engine.global_batch, engine.train_images - stats.batches * engine.global_batch)
@@ -154,6 +163,7 @@ def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batche
         grad_norm = None
         if engine.scaler is not None:
             engine.scaler.scale(backward_loss).backward()
+            clock.mark()  # backward
             if engine.grad_clip:
                 engine.scaler.unscale_(opt)
                 grad_norm = nn.utils.clip_grad_norm_(model.parameters(), engine.grad_clip)
@@ -161,14 +171,17 @@ def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batche
             engine.scaler.update()
         else:
             backward_loss.backward()
+            clock.mark()  # backward
             if engine.grad_clip:
                 grad_norm = nn.utils.clip_grad_norm_(model.parameters(), engine.grad_clip)
             opt.step()
         engine.scheduler.step()
         engine.step += 1
         engine.stage_step += 1
+        clock.mark()  # optimizer
         if engine.ema is not None and engine.stage_step % engine.ema_every == 0:
             engine.ema.update(model)
+        clock.mark()  # ema
 
         n = y.shape[0]
         with torch.no_grad():
@@ -188,12 +201,13 @@ def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batche
             now = time.perf_counter()
             event = {"epoch": epoch, "step": engine.step, "loss": loss_sum / max(k, 1),
                      "top1": 100.0 * correct / max(k, 1), "lr": engine.last_lr,
-                     "images_per_s": k / max(now - win_time, 1e-9)}
+                     "images_per_s": k / max(now - win_time, 1e-9), **clock.window()}
             if grad_norm is not None:
                 event["grad_norm"] = float(grad_norm)  # already synced by tolist above
             hooks.on_log(event)
             win_acc, win_seen, win_time = acc.clone(), seen, now
         hooks.on_tick(stats.batches, engine.step)
+        clock.end_step()
         if engine.max_stage_steps is not None and engine.stage_step >= engine.max_stage_steps:
             reached_max = True
             break
@@ -221,6 +235,7 @@ def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batche
         "images": seen,
         "train_time": stats.train_time,
         "images_per_s": stats.timed_images / stats.train_time if stats.train_time > 0 else None,
+        "telemetry": clock.epoch(),  # data wait and phase times of this call's steps (after the sync above)
     }
 
 

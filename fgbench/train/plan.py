@@ -228,6 +228,7 @@ def _build(request: RunRequest, *, recipe: Recipe | None, resume: Path | None, w
         recipe = load_recipe(resume / layout.RECIPE_FILE)
         point = _resume_point(resume)
     elif recipe is None:
+        assert request.recipe is not None  # RunRequest.check: a recipe or --resume
         recipe = load_recipe(request.recipe, list(request.overrides))
     if request.device:
         data = recipe.model_dump(mode="json")
@@ -245,13 +246,14 @@ def _build(request: RunRequest, *, recipe: Recipe | None, resume: Path | None, w
     else:
         device = resolve_device(recipe.runtime.device)
     index = resolve_index(recipe.data)
+    schedule: Any = recipe.schedule  # every variant of the tagged union has ``epochs``
     for path in index.not_files if world is None or world.is_main else []:
         print(f"{path}: not a regular file (a FIFO, device or dangling link); skipped", file=sys.stderr)
     splits = load_splits(index, recipe.data,
                          train_sizes=[st.train_size for st in recipe.stages if st.train_size],
                          test_sizes=[st.test_size for st in recipe.stages if st.test_size] + recipe.eval.final_test_sizes,
                          augment=recipe.augment, device=device,
-                         epochs=recipe.schedule.epochs + sum(st.epochs for st in recipe.stages))
+                         epochs=schedule.epochs + sum(st.epochs for st in recipe.stages))
     preflight(recipe, splits, None if request.resume else request.recipe)
     # the stages, resolved once with the global batch: what only the data can check, and the trainer's
     stages = tuple(resolve_stages(D.global_batch_recipe(recipe, world_size), len(splits.train)))

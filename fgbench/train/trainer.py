@@ -43,7 +43,7 @@ import os
 import platform
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ from fgbench.errors import UserError
 from fgbench.recipe import recipe_to_dict
 from fgbench.train import checkpoint as C
 from fgbench.train.ema import ModelEMA
+from fgbench.train import telemetry
 from fgbench.train.loop import Engine, EpochStats, StepHooks, evaluate, train_one_epoch
 from fgbench.train.losses import ClassificationLoss
 from fgbench.train.mix import BatchMixer
@@ -115,7 +116,7 @@ class Trainer:
         self.memory_format = ctx.channels_last
         self.splits = ctx.splits
         self.model = ctx.model
-        self.writer = ctx.writer
+        self.writer = telemetry.SerialWriter(ctx.writer)  # the health sampler writes from its own thread
         self.progress = ctx.progress
         self.num_classes = self.splits.num_classes
         self.dist = ctx.dist
@@ -131,7 +132,8 @@ class Trainer:
         self.last_epoch_done = 0
         self.skipped: set[str] = set()
         self.evaluated: dict[str, int] = {}  # split -> images its last evaluation counted (skipped ones excluded)
-        self.totals = {"train_time": 0.0, "train_images": 0, "duration": 0.0}
+        self.totals = {"train_time": 0.0, "train_images": 0, "duration": 0.0, **telemetry.TOTALS}
+        self.sampler: telemetry.Sampler | None = None  # while run() runs, on the process that writes
         self.peak_mem_mb: float | None = None
         self.engine: Engine | None = None
         self.ema: ModelEMA | None = None
@@ -281,7 +283,7 @@ class Trainer:
         self.last_results = ckpt.get("last_results")
         self.last_epoch_done = int(ckpt["epoch"])
         self.skipped = set(ckpt.get("skipped", []))
-        self.totals = dict(ckpt.get("totals", self.totals))
+        self.totals = {**self.totals, **ckpt.get("totals", {})}  # checkpoints from before telemetry lack some
         self.peak_mem_mb = ckpt.get("peak_mem_mb")
         self.final_sizes = dict(ckpt.get("final_sizes", {}))
 
@@ -305,7 +307,8 @@ class Trainer:
             "epoch_stats": stats.as_dict() if stats is not None and batch else None,
             "last_results": self.last_results,
             "skipped": sorted(self.skipped),
-            "totals": {**self.totals, "duration": self._duration()},
+            "totals": {**self.totals, "duration": self._duration(),
+                       **telemetry.gpu_totals(self.totals, self.sampler)},
             "peak_mem_mb": self.peak_mem_mb,
             "final_sizes": self.final_sizes,
         }
@@ -379,9 +382,13 @@ class Trainer:
             self.skipped = set().union(*self.dist.gather_objects(sorted(self.skipped)))
         self.totals["train_time"] += res["train_time"]
         self.totals["train_images"] += res["images"]
+        timing = res["telemetry"]
+        self.totals["data_wait_s"] += timing.get("data_wait_s", 0.0)
+        self.totals["step_wall_s"] += timing.get("wall_s", 0.0)
         fields: dict[str, Any] = {
             "stage": st.index, "images_per_s": res["images_per_s"], "epoch_time": res["train_time"],
             "skipped_images": len(self.skipped) + self.splits.skipped,
+            **{k: v for k, v in timing.items() if k in metrics.TIMING_FIELDS},
         }
         if self.device.type == "cuda":
             peak = torch.cuda.max_memory_allocated(self.device) / 2**20
@@ -460,6 +467,7 @@ class Trainer:
             last=last,
             final_test_sizes={str(size): dict(v) for size, v in self.final_sizes.items()},
             skipped_images=len(self.skipped) + self.splits.skipped,
+            **telemetry.summary_numbers(self.totals, self.sampler),
         )
 
     def write_summary(self) -> Summary:
@@ -490,6 +498,17 @@ class Trainer:
 
     def run(self) -> str:
         """Train every stage; returns "completed" or "interrupted" (exceptions propagate)."""
+        if not self.main:
+            return self._run()
+        self.sampler = telemetry.Sampler(self.writer.emit, self.device, self._where)
+        with self.sampler:
+            return self._run()
+
+    def _where(self) -> tuple[int, int]:
+        """(epoch, step) now, for the sampler's events: the epoch in progress."""
+        return self.last_epoch_done + (1 if self.training_started else 0), self.engine.step if self.engine else 0
+
+    def _run(self) -> str:
         ctx = self.ctx
         si0, e0, stats0 = self._position()
         if ctx.resume is not None:

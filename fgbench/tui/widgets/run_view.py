@@ -13,7 +13,16 @@ from textual.widgets import ProgressBar, Static
 
 from fgbench import report
 from fgbench.rundir.confusion import has_confusion
-from fgbench.runmodel import SMOOTH_STEPS, SMOOTHABLE, Snapshot, format_duration, smooth, summary_numbers
+from fgbench.runmodel import (
+    SMOOTH_STEPS,
+    SMOOTHABLE,
+    Snapshot,
+    format_duration,
+    health_sentence,
+    smooth,
+    summary_numbers,
+    system_rows,
+)
 from fgbench.tui.plots import SERIES_COLOURS, SERIES_LABELS, Line, MetricPlot, dimmed
 from fgbench.tui.widgets.runs_pane import STATUS_STYLE
 
@@ -148,6 +157,23 @@ def bottom_renderable(snap: Snapshot, lines: int, confusion: dict | None = None)
     return text
 
 
+def system_text(snap: Snapshot) -> Text | None:
+    """The system panel beside the plots (None for a run without telemetry: the panel is hidden)."""
+    rows = system_rows(snap)
+    if not rows:
+        return None
+    text = Text()
+    text.append("system\n", style="bold")
+    width = max(len(label) for label, _ in rows) + 1
+    for label, value in rows:
+        text.append(label.ljust(width), style="dim")
+        text.append(value + "\n")
+    sentence = health_sentence(snap)
+    if sentence:
+        text.append("\n" + sentence, style="bold yellow")
+    return text
+
+
 class RunView(Vertical):
     """Progress, plots and log of one run; call :meth:`show` with a snapshot."""
 
@@ -156,9 +182,12 @@ class RunView(Vertical):
     RunView #run-progress { height: 1; }
     RunView #run-progress ProgressBar { width: 30; margin: 0 1 0 0; }
     RunView #run-progress #progress-text { width: 1fr; text-wrap: nowrap; text-overflow: ellipsis; }
-    RunView #run-plots { grid-size: 2 2; height: 3fr; min-height: 10; }
+    RunView #run-middle { height: 3fr; min-height: 10; }
+    RunView #run-plots { grid-size: 2 2; width: 1fr; }
+    RunView #run-system { width: 31; display: none; padding: 0 1; border-left: vkey $secondary; }
+    RunView.-has-system #run-system { display: block; }
     RunView #run-bottom { height: 1fr; min-height: 4; border-top: hkey $secondary; }
-    RunView.-log-only #run-plots { display: none; }
+    RunView.-log-only #run-middle { display: none; }
     RunView.-failed #run-bottom { height: 2fr; }
     """
 
@@ -176,11 +205,13 @@ class RunView(Vertical):
         with Horizontal(id="run-progress"):
             yield ProgressBar(total=100, show_eta=False, id="run-bar")
             yield Static("", id="progress-text")
-        with Grid(id="run-plots"):
-            yield MetricPlot("loss", id="plot-loss")
-            yield MetricPlot("top-1", id="plot-top1")
-            yield MetricPlot("learning rate", id="plot-lr")
-            yield MetricPlot("images/s", id="plot-speed")
+        with Horizontal(id="run-middle"):
+            with Grid(id="run-plots"):
+                yield MetricPlot("loss", id="plot-loss")
+                yield MetricPlot("top-1", id="plot-top1")
+                yield MetricPlot("learning rate", id="plot-lr")
+                yield MetricPlot("images/s", id="plot-speed")
+            yield Static("", id="run-system")
         with VerticalScroll(id="run-bottom"):
             yield Static("", id="run-log")
 
@@ -205,6 +236,10 @@ class RunView(Vertical):
             lr_lines, xlabel=axis, extra=f"now {_num(snap.lr, '.3g')}")
         self.query_one("#plot-speed", MetricPlot).show(
             _lines(snap, ("images_per_s",), axis), xlabel=axis, extra=f"now {_num(snap.images_per_s, ',.0f')}")
+        panel = system_text(snap)
+        self.set_class(panel is not None, "-has-system")
+        if panel is not None:
+            self.query_one("#run-system", Static).update(panel)
         log_only = self.has_class("-log-only")
         lines = 40 if log_only else max(3, self.query_one("#run-bottom").size.height or 5)
         self.query_one("#run-log", Static).update(bottom_renderable(snap, lines, self.confusion))
