@@ -30,7 +30,7 @@ from typing import Any, Iterable, Sequence
 
 from fgbench.rundir.layout import SUMMARY_FILE
 from fgbench.rundir.confusion import class_count, iter_cells
-from fgbench.rundir.events import event_scalars
+from fgbench.rundir.events import SERIES, event_scalars
 from fgbench.rundir.summary import LastEpoch, SplitNumbers, Summary, size_order
 
 BOOKKEEPING_FIELDS = ("name", "description", "sweep")
@@ -624,66 +624,22 @@ def _csv_value(v: Any) -> str:
 # ------------------------------------------------------------------------------------- curves
 
 
-SERIES_FROM_EPOCH = (
-    ("train_loss", "train loss"),
-    ("train_top1", "train top-1"),
-    ("val_top1", "val top-1"),
-    ("ema_val_top1", "EMA val top-1"),
-    ("test_top1", "test top-1"),
-    ("ema_test_top1", "EMA test top-1"),
-    ("lr", "learning rate"),
-)
-
-
 def metric_series(events: Iterable[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
-    """Per-epoch curves from ``epoch`` events (x = epoch) and the step loss from ``step`` events
-    (x = step), keyed ``epoch/<field>`` and ``step/<field>``. A resumed run may repeat an epoch;
-    the later value wins."""
+    """The run's curves by the event schema's one table of series (:data:`fgbench.rundir.events.SERIES`,
+    which the TUI's monitor plots too): step series against the step, keyed ``step/<name>``, the
+    others (evaluations, epoch means) against the epoch, keyed ``epoch/<name>``. A resumed run may
+    repeat an epoch or a step; the later value wins."""
     by_key: dict[str, dict[float, float]] = {}
     for ev in events:
-        kind = ev.get("event")
-        if kind == "epoch":
-            x = ev.get("epoch")
-            fields = [f for f, _ in SERIES_FROM_EPOCH]
-        elif kind == "step":
-            x = ev.get("step")
-            fields = ["loss", "lr"]
-        else:
-            continue
-        if not isinstance(x, (int, float)):
-            continue
-        for f in fields:
-            v = ev.get(f)
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                by_key.setdefault(f"{kind}/{f}", {})[float(x)] = float(v)
+        for series in SERIES.values():
+            v = series.value(ev)
+            if v is None:
+                continue
+            axis = "step" if series.event == "step" else "epoch"
+            x = ev.get(axis)
+            if isinstance(x, (int, float)) and not isinstance(x, bool):
+                by_key.setdefault(f"{axis}/{series.name}", {})[float(x)] = v
     return {k: sorted(d.items()) for k, d in by_key.items()}
-
-
-SPARK = "▁▂▃▄▅▆▇█"
-
-
-def sparkline(values: Sequence[float], width: int | None = None) -> str:
-    """One line of block characters, lowest value ▁, highest █ (downsampled to ``width``)."""
-    vals = [v for v in values if v is not None and math.isfinite(v)]
-    if not vals:
-        return ""
-    if width and len(vals) > width:
-        vals = _downsample(vals, width)
-    lo, hi = min(vals), max(vals)
-    if hi == lo:
-        return SPARK[len(SPARK) // 2] * len(vals)
-    return "".join(SPARK[min(len(SPARK) - 1, int((v - lo) / (hi - lo) * (len(SPARK) - 1) + 0.5))] for v in vals)
-
-
-def _downsample(vals: Sequence[float], n: int) -> list[float]:
-    """Mean over ``n`` equal buckets (keeps the trend of a noisy step loss)."""
-    out = []
-    for i in range(n):
-        a = i * len(vals) // n
-        b = max(a + 1, (i + 1) * len(vals) // n)
-        chunk = vals[a:b]
-        out.append(sum(chunk) / len(chunk))
-    return out
 
 
 MARKERS = "•x+o#"
@@ -775,7 +731,7 @@ def curves_text(events: Sequence[dict[str, Any]], *, width: int = 56, height: in
         ser = {name: s[key] for name, key in members if s.get(key)}
         if ser:
             blocks.append(line_plot(ser, width=width, height=height, title=title))
-    lr = s.get("step/lr") if len(s.get("step/lr", [])) > len(s.get("epoch/lr", [])) else s.get("epoch/lr")
+    lr = s.get("step/lr")
     if lr:
         blocks.append(line_plot({"lr": lr}, width=width, height=max(4, height - 2), title="learning rate", digits=4))
     return "\n".join(blocks)

@@ -47,9 +47,8 @@ from pathlib import Path
 from typing import Any
 
 from fgbench.report import fmt_duration as format_duration
-from fgbench.rundir import events as metrics
 from fgbench import rundir
-from fgbench.rundir.events import SERIES as EVENT_SERIES
+from fgbench.rundir.events import SERIES as EVENT_SERIES, Series, parse_line
 from fgbench.rundir.events import TIMING_FIELDS
 from fgbench.rundir.reader import RunReader
 from fgbench.rundir.summary import Summary, SummaryError
@@ -146,6 +145,9 @@ def smooth(steps: list[float], values: list[float], span_steps: float | None) ->
 #: (loss, lr, images_per_s, grad_norm; x = the step of each step event), epoch series
 #: (train_loss, train_top1, epoch_time) and evaluations (``[ema_]{val,test}_{top1,topk,loss}``).
 SERIES = tuple(EVENT_SERIES)
+SERIES_OF_EVENT: dict[Any, list[Series]] = {}
+for _s in EVENT_SERIES.values():
+    SERIES_OF_EVENT.setdefault(_s.event, []).append(_s)
 #: series that a moving average may smooth (noisy per-step values; never an evaluation or the LR)
 SMOOTHABLE = ("loss", "images_per_s", "grad_norm")
 
@@ -343,26 +345,14 @@ class RunModel:
         self.step, self.epoch = max(self.step, step), max(self.epoch, epoch)
         x = self._epoch_x(epoch, step)
         w = self._wall(t)
-        loss = _num(ev.get("loss"))
-        if loss is not None:
-            self.loss = loss
-            self.series["loss"].add(step, x, loss, w)
-        lr = _num(ev.get("lr"))
-        if lr is not None:
-            self.lr = lr
-            self.series["lr"].add(step, x, lr, w)
-        ips = _num(ev.get("images_per_s"))
-        if ips is not None:
-            self.images_per_s = ips
-            self.series["images_per_s"].add(step, x, ips, w)
-        v = _num(ev.get("grad_norm"))
-        if v is not None:
-            self.series["grad_norm"].add(step, x, v, w)
+        self._add_points(ev, step, x, w)
+        for latest in ("loss", "lr", "images_per_s"):  # the latest values, shown beside the plots
+            v = _num(ev.get(latest))
+            if v is not None:
+                setattr(self, latest, v)
         timing = {k: n for k in TIMING_FIELDS if (n := _num(ev.get(k))) is not None}
         if timing:
             self.timing = timing
-            if "data_wait_frac" in timing:
-                self.series["data_wait_frac"].add(step, x, timing["data_wait_frac"], w)
         if t is not None:
             self._rate.append((t, step))
 
@@ -381,11 +371,7 @@ class RunModel:
         name = f"{prefix}_top1"
         self._eval_seen.add(name)
         step, epoch, w = int(ev["step"]), float(ev["epoch"]), self._wall(t)
-        if split != "train":
-            for key in ("top1", "topk", "loss"):
-                v = _num(ev.get(key))
-                if v is not None:
-                    self.series[f"{prefix}_{key}"].add(step, epoch, v, w)
+        self._add_points(ev, step, epoch, w)
         self.best[name] = max(self.best.get(name, -1.0), top1)
 
     def _on_epoch(self, ev: dict[str, Any], t: float | None) -> None:
@@ -395,16 +381,10 @@ class RunModel:
         self._epoch_end[epoch] = step
         self.epoch, self.step = max(self.epoch, epoch), max(self.step, step)
         w = self._wall(t)
+        self._add_points(ev, step, float(epoch), w)
         top1 = _num(ev.get("train_top1"))
-        if top1 is not None:
-            self.series["train_top1"].add(step, float(epoch), top1, w)
         parts = [f"epoch {epoch}"]
         loss = _num(ev.get("train_loss"))
-        if loss is not None:
-            self.series["train_loss"].add(step, float(epoch), loss, w)
-        et = _num(ev.get("epoch_time"))
-        if et is not None:
-            self.series["epoch_time"].add(step, float(epoch), et, w)
         if loss is not None:
             parts.append(f"loss {loss:.4f}")
         if top1 is not None:
@@ -431,10 +411,15 @@ class RunModel:
         if step is None:
             return
         epoch = _int(ev.get("epoch")) or max(1, self.epoch)
-        x, w = self._epoch_x(epoch, step), self._wall(t)
-        for name in ("cpu_percent", "workers_cpu_percent", "rss_mb", "gpu_util", "gpu_mem_mb"):
-            if name in sample:
-                self.series[name].add(step, x, sample[name], w)
+        self._add_points(ev, step, self._epoch_x(epoch, step), self._wall(t))
+
+    def _add_points(self, ev: dict[str, Any], step: int, x: float, w: float) -> None:
+        """The points ``ev`` gives the series of the event schema's one table
+        (:data:`fgbench.rundir.events.SERIES`): a series added there is plotted here."""
+        for series in SERIES_OF_EVENT.get(ev.get("event"), ()):
+            v = series.value(ev)
+            if v is not None:
+                self.series[series.name].add(step, x, v, w)
 
     def _on_checkpoint(self, ev: dict[str, Any], t: float | None) -> None:
         if ev.get("kind") == "last":
@@ -600,7 +585,7 @@ def scan_metrics(path: Path, samples: int = SAMPLE_STEPS) -> tuple[list[dict[str
         found[a] = data[a:b if b >= 0 else end]
     events = []
     for off in sorted(found):
-        ev = metrics.parse_line(found[off])
+        ev = parse_line(found[off])
         if ev is not None:
             events.append(ev)
     return events, end

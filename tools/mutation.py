@@ -39,7 +39,7 @@ PROFILES: dict[str, tuple[list[str], list[str], list[str]]] = {
             ["tests/train/test_ema_losses_mix.py", "tests/train/test_training_state.py"]),
     "losses": (["fgbench/train/losses.py"], [], ["tests/train/test_ema_losses_mix.py"]),
     "mixing": (["fgbench/train/mix.py"], [], ["tests/train/test_ema_losses_mix.py"]),
-    "selection": (["fgbench/train/trainer.py"], ["fgbench.train.trainer.xǁBestTrackerǁ*"],
+    "selection": (["fgbench/train/selection.py"], ["fgbench.train.selection.xǁBestTrackerǁ*"],
                   ["tests/train/test_selection_tracker.py"]),
     "evaluation": (["fgbench/train/loop.py"], ["fgbench.train.loop.x_evaluate*", "fgbench.train.loop.x__evaluate*"],
                    # the unit tests only: the bf16 end-to-end run costs a minute per mutant on 2 cores

@@ -332,10 +332,6 @@ def extraction_budget(archive_bytes: int) -> int:
     return EXPAND_FACTOR * archive_bytes + EXPAND_SLACK
 
 
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
 def _resolve_inside(root: str, parts: list[str]) -> list[str] | None:
     """Follow ``parts`` (relative to ``root``) one component at a time, links included: the parts
     of where it finally points, or None when any step leaves ``root``, a link is absolute, or

@@ -150,14 +150,6 @@ SERIES: dict[str, Series] = {s.name: s for s in [
 ``val_topk`` is the top-k accuracy for the run's ``top_k`` (``run_started``)."""
 
 
-def series_values(ev: dict[str, Any]) -> Iterator[tuple[str, float]]:
-    """The (series name, value) points one event contributes."""
-    for s in SERIES.values():
-        v = s.value(ev)
-        if v is not None:
-            yield s.name, v
-
-
 class EventError(ValueError):
     pass
 

@@ -49,8 +49,8 @@ from typing import Any
 
 import torch
 
-from fgbench.rundir import events as metrics
-from fgbench.rundir import layout as runs
+from fgbench.rundir import events
+from fgbench.rundir import layout
 from fgbench.rundir import procs
 from fgbench.rundir.summary import LastEpoch, ModelBest, SplitNumbers, Summary, write_summary
 from fgbench.data import loaders as L
@@ -98,7 +98,7 @@ class RunContext:
     splits: L.Splits
     model: torch.nn.Module
     model_report: list[str]
-    writer: metrics.MetricsWriter
+    writer: events.MetricsWriter
     progress: Progress
     stop: StopFlag
     stages: tuple[StageSpec, ...]  # resolved once by the plan, with the global batch
@@ -150,7 +150,7 @@ class Trainer:
 
     @property
     def ckpt_dir(self) -> Path:
-        return self.ctx.run_dir / runs.CHECKPOINT_DIR
+        return self.ctx.run_dir / layout.CHECKPOINT_DIR
 
     def _emit(self, event: str, /, **fields: Any) -> None:
         self.writer.emit(event, **fields)
@@ -314,7 +314,7 @@ class Trainer:
         }
 
     def _save_last(self, *, stage: int, epoch: int, batch: int = 0, stats: EpochStats | None = None) -> None:
-        path = self.ckpt_dir / runs.LAST_CKPT
+        path = self.ckpt_dir / layout.LAST_CKPT
         rng_ranks = self.dist.gather_objects(C.rng_state()) if self.dist is not None else None  # every rank calls
         if not self.main:
             return
@@ -332,7 +332,7 @@ class Trainer:
             self.best_states["ema"] = C.cpu_state_dict(self.ema.module)
         if not self.main:
             return
-        path = self.ckpt_dir / runs.BEST_CKPT
+        path = self.ckpt_dir / layout.BEST_CKPT
         # each model's weights come from its own best epoch ("epoch" is when the file was written)
         epochs = {m: (b["epoch"] if b is not None and self.best_states.get(m) is not None else None)
                   for m, b in self.tracker.best.items()}
@@ -388,7 +388,7 @@ class Trainer:
         fields: dict[str, Any] = {
             "stage": st.index, "images_per_s": res["images_per_s"], "epoch_time": res["train_time"],
             "skipped_images": len(self.skipped) + self.splits.skipped,
-            **{k: v for k, v in timing.items() if k in metrics.TIMING_FIELDS},
+            **{k: v for k, v in timing.items() if k in events.TIMING_FIELDS},
         }
         if self.device.type == "cuda":
             peak = torch.cuda.max_memory_allocated(self.device) / 2**20
@@ -414,7 +414,7 @@ class Trainer:
                                                for s in ("val", "test") for k in ("top1", "topk")})
                    for m, v in results.items()},
             }
-        extra = {k: v for k, v in extra_metrics(self.model).items() if k in metrics.EVENT_FIELDS["epoch"][1]}
+        extra = {k: v for k, v in extra_metrics(self.model).items() if k in events.EVENT_FIELDS["epoch"][1]}
         self._emit("epoch", epoch=epoch, step=self.engine.step, train_loss=res["train_loss"],
                    train_top1=res["train_top1"], lr=self.engine.last_lr, **fields, **extra)
         self.last_epoch_done = epoch
@@ -571,7 +571,7 @@ class Trainer:
     def _remove_stale_temps(self) -> None:
         """Temporary checkpoint files a killed run left (``.last.pt.XXXX.tmp``)."""
         if self.main:
-            C.remove_stale_temps(self.ckpt_dir, (runs.LAST_CKPT, runs.BEST_CKPT))
+            C.remove_stale_temps(self.ckpt_dir, (layout.LAST_CKPT, layout.BEST_CKPT))
 
     def _train_epoch(self, st: StageSpec, epoch: int, stats: EpochStats) -> dict:
         assert self.loaders is not None and self.engine is not None
@@ -680,7 +680,7 @@ class Trainer:
         if files is None and hasattr(src, "ds") and not self.splits.skipped:
             files = [p for p, _ in self.splits.index.test]  # the cached loader: the same images in order
         best = self.tracker.best.get(sel)
-        runs.write_json(self.ctx.run_dir / runs.PREDICTIONS_FILE, {
+        layout.write_json(self.ctx.run_dir / layout.PREDICTIONS_FILE, {
             "split": "test", "model": sel, "epoch": best["epoch"] if best else None,
             "test_size": self.stage.test_size, "class_names": list(self.splits.class_names),
             "index": order, "file": [files[i] if files is not None else None for i in order],
