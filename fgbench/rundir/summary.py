@@ -168,10 +168,10 @@ class Summary:
             _check_keys(d, {f.name for f in fields(cls)}, "summary")
             for m, entry in (_check_dict(d.get("best"), "best") or {}).items():
                 _check_keys(entry or {}, {f.name for f in fields(ModelBest)}, f"best.{m}")
-            last = _check_dict(d.get("last"), "last") or {}
-            _check_keys(last, {f.name for f in fields(LastEpoch)}, "last")
+            last_keys = _check_dict(d.get("last"), "last") or {}
+            _check_keys(last_keys, {f.name for f in fields(LastEpoch)}, "last")
             for m in ("raw", "ema"):
-                _check_keys(last.get(m) or {}, {f.name for f in fields(SplitNumbers)}, f"last.{m}")
+                _check_keys(last_keys.get(m) or {}, {f.name for f in fields(SplitNumbers)}, f"last.{m}")
         s = cls()
         for f in fields(cls):
             if f.name in ("best", "last", "final_test_sizes"):

@@ -201,8 +201,13 @@ def train(plan: RunPlan, session: RunSession, *, dist: Any = None) -> int:
     if main:  # trackers and a search trial's pruner see every event (fgbench.tracking)
         from fgbench.tracking import EventFanout, run_listeners
 
+        metrics_writer = writer
+
+        def warn(message: str) -> None:  # a tracker that fails says so in the run's log
+            metrics_writer.emit("log", level="warning", message=message)
+
         listeners = run_listeners(recipe, run_dir, sweep_tag=plan.request.sweep_tag, trial=plan.request.trial,
-                                  stop=stop, report=lambda m, w=writer: w.emit("log", level="warning", message=m))
+                                  stop=stop, report=warn)
         if listeners:
             writer = EventFanout(writer, listeners)
     terminal_out, terminal_err = session.terminal
@@ -259,8 +264,8 @@ def train(plan: RunPlan, session: RunSession, *, dist: Any = None) -> int:
     except KeyboardInterrupt:
         # A second Ctrl-C while stopping: leave at once, the last checkpoint stays valid.
         progress.close()
-        summary = _safe_summary(trainer, "interrupted")
-        writer.emit("run_finished", status="interrupted", summary=summary, exit_code=EXIT_INTERRUPTED,
+        writer.emit("run_finished", status="interrupted", summary=_safe_summary(trainer, "interrupted"),
+                    exit_code=EXIT_INTERRUPTED,
                     error="interrupted twice; stopped without a new checkpoint")
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -355,10 +360,11 @@ def _print_result(s: Summary) -> None:
         if b:
             lines.append(f"  {model}: {selected_epoch_text(b.epoch, s.select_on)}: val {pct(b.val_top1)}, "
                          f"test {pct(b.test_top1)} (top-{s.top_k} {pct(b.test_topk)})")
+    last = s.last
     for model in ("raw", "ema"):
-        v = getattr(s.last, model) if s.last is not None else None
-        if v:
-            lines.append(f"  {model}: last epoch {s.last.epoch}: test {pct(v.test_top1)}")
+        v = getattr(last, model) if last is not None else None
+        if v is not None and last is not None:
+            lines.append(f"  {model}: last epoch {last.epoch}: test {pct(v.test_top1)}")
     for size, v in s.final_test_sizes.items():
         lines.append(f"  test at {size}px: raw {pct(v.get('raw'))}, ema {pct(v.get('ema'))}")
     print("\n".join(lines), flush=True)
