@@ -178,12 +178,13 @@ def train(plan: RunPlan, session: RunSession, *, dist: Any = None) -> int:
     from fgbench.train.progress import Progress
     from fgbench.train.trainer import RunContext, StopFlag, Trainer
 
-    main, run_dir, recipe = session.writes, session.run_dir, plan.recipe
+    main, run_dir = session.writes, session.run_dir
+    metrics = None
     try:
         if main:
             _record_start(plan, session, dist)
             session.open_log()
-            writer: Any = events.MetricsWriter(run_dir / events.METRICS_FILE)
+            metrics = events.MetricsWriter(run_dir / events.METRICS_FILE)
     except OSError as err:
         if disk_full_cause(err) is None:
             raise
@@ -193,31 +194,16 @@ def train(plan: RunPlan, session: RunSession, *, dist: Any = None) -> int:
         if session.fresh:
             session.discard()
         return EXIT_FAILED
-    if not main:
-        from fgbench.train.distributed import NullWriter
-
-        writer = NullWriter()
     stop = StopFlag()
-    if main:  # trackers and a search trial's pruner see every event (fgbench.tracking)
-        from fgbench.tracking import EventFanout, run_listeners
-
-        metrics_writer = writer
-
-        def warn(message: str) -> None:  # a tracker that fails says so in the run's log
-            metrics_writer.emit("log", level="warning", message=message)
-
-        listeners = run_listeners(recipe, run_dir, sweep_tag=plan.request.sweep_tag, trial=plan.request.trial,
-                                  stop=stop, report=warn)
-        if listeners:
-            writer = EventFanout(writer, listeners)
-    terminal_out, terminal_err = session.terminal
-    progress = Progress(plan.request.progress if main else "none", stream=terminal_out)
+    writer = _event_writer(plan, session, stop, metrics)
+    progress = Progress(plan.request.progress if main else "none", stream=session.terminal[0])
     session.watch_signals(stop_on_signal(stop, quiet=not main, progress=progress))
     resume = plan.resume
-    ctx = RunContext(recipe=recipe, run_dir=run_dir, run_id=run_dir.name, device=plan.device, splits=plan.splits,
-                     model=plan.model, model_report=list(plan.report), writer=writer, progress=progress, stop=stop,
-                     resume=resume.last if resume else None, resume_best=resume.best if resume else None, dist=dist,
-                     stages=plan.stages, channels_last=plan.channels_last)
+    ctx = RunContext(recipe=plan.recipe, run_dir=run_dir, run_id=run_dir.name, device=plan.device,
+                     splits=plan.splits, model=plan.model, model_report=list(plan.report), writer=writer,
+                     progress=progress, stop=stop, resume=resume.last if resume else None,
+                     resume_best=resume.best if resume else None, dist=dist, stages=plan.stages,
+                     channels_last=plan.channels_last)
     trainer = None
     try:
         if main:
@@ -229,26 +215,7 @@ def train(plan: RunPlan, session: RunSession, *, dist: Any = None) -> int:
         progress.total_steps = trainer.total_steps
         status = trainer.run()
         progress.close()
-        if status == "interrupted" and stop.signal == "pruned":
-            trainer.status = status = "pruned"  # a search's pruner stopped it (fgbench.search)
-        result = trainer.write_summary()
-        summary = result.to_json()
-        if status == "pruned":
-            writer.emit("run_finished", status="pruned", summary=summary, exit_code=EXIT_OK,
-                        error="pruned by the search")
-            return EXIT_OK
-        if status == "completed":
-            writer.emit("run_finished", status="completed", summary=summary, exit_code=EXIT_OK)
-            if main:
-                _print_result(result)
-            return EXIT_OK
-        writer.emit("run_finished", status="interrupted", summary=summary, exit_code=EXIT_INTERRUPTED,
-                    error=f"stopped by {stop.signal or 'request'}")
-        if main:
-            more = f" --nproc {dist.world.local_size}" if dist is not None else ""
-            print(f"interrupted ({stop.signal or 'stop requested'}); checkpoint written. "
-                  f"Continue with: fgbench run --resume {run_dir}{more}", flush=True)
-        return EXIT_INTERRUPTED
+        return _finish(trainer, status, writer, stop, session, dist)
     except UserError as err:
         progress.close()
         if main and session.fresh and not layout.RunDir(run_dir).has_results():
@@ -265,8 +232,7 @@ def train(plan: RunPlan, session: RunSession, *, dist: Any = None) -> int:
         # A second Ctrl-C while stopping: leave at once, the last checkpoint stays valid.
         progress.close()
         writer.emit("run_finished", status="interrupted", summary=_safe_summary(trainer, "interrupted"),
-                    exit_code=EXIT_INTERRUPTED,
-                    error="interrupted twice; stopped without a new checkpoint")
+                    exit_code=EXIT_INTERRUPTED, error="interrupted twice; stopped without a new checkpoint")
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as err:  # noqa: BLE001 - a crash is recorded, then reported with its traceback
@@ -275,7 +241,7 @@ def train(plan: RunPlan, session: RunSession, *, dist: Any = None) -> int:
             # One line, no traceback; earlier checkpoints are untouched. The reserve makes room
             # for the summary and the closing event, so the run reads as failed.
             line = _disk_full_line(err, run_dir)
-            print(line, file=terminal_err, flush=True)
+            print(line, file=session.terminal[1], flush=True)
             session.release_reserve()
             with contextlib.suppress(OSError):
                 _finish_failed(writer, trainer, line, None, EXIT_FAILED)
@@ -291,6 +257,46 @@ def train(plan: RunPlan, session: RunSession, *, dist: Any = None) -> int:
         except OSError as err:  # a full disk may refuse the last flush; the outcome is already told
             if disk_full_cause(err) is None:
                 raise
+
+
+def _event_writer(plan: RunPlan, session: RunSession, stop: Any, writer: events.MetricsWriter | None) -> Any:
+    """Where the trainer's events go: ``metrics.jsonl`` (``writer``), and the trackers and a search
+    trial's pruner (``fgbench.tracking``) see every one; DDP ranks other than 0 write nothing."""
+    if writer is None:
+        from fgbench.train.distributed import NullWriter
+
+        return NullWriter()
+    from fgbench.tracking import EventFanout, run_listeners
+
+    def warn(message: str) -> None:  # a tracker that fails says so in the run's log
+        writer.emit("log", level="warning", message=message)
+
+    listeners = run_listeners(plan.recipe, session.run_dir, sweep_tag=plan.request.sweep_tag,
+                              trial=plan.request.trial, stop=stop, report=warn)
+    return EventFanout(writer, listeners) if listeners else writer
+
+
+def _finish(trainer: Any, status: str, writer: Any, stop: Any, session: RunSession, dist: Any) -> int:
+    """Record how a run that returned from training ended (completed, pruned or interrupted)."""
+    if status == "interrupted" and stop.signal == "pruned":
+        trainer.status = status = "pruned"  # a search's pruner stopped it (fgbench.sweeps.search)
+    result = trainer.write_summary()
+    summary = result.to_json()
+    if status == "pruned":
+        writer.emit("run_finished", status="pruned", summary=summary, exit_code=EXIT_OK, error="pruned by the search")
+        return EXIT_OK
+    if status == "completed":
+        writer.emit("run_finished", status="completed", summary=summary, exit_code=EXIT_OK)
+        if session.writes:
+            _print_result(result)
+        return EXIT_OK
+    writer.emit("run_finished", status="interrupted", summary=summary, exit_code=EXIT_INTERRUPTED,
+                error=f"stopped by {stop.signal or 'request'}")
+    if session.writes:
+        more = f" --nproc {dist.world.local_size}" if dist is not None else ""
+        print(f"interrupted ({stop.signal or 'stop requested'}); checkpoint written. "
+              f"Continue with: fgbench run --resume {session.run_dir}{more}", flush=True)
+    return EXIT_INTERRUPTED
 
 
 def _record_start(plan: RunPlan, session: RunSession, dist: Any) -> None:
