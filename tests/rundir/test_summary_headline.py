@@ -37,7 +37,8 @@ def test_a_run_without_a_summary_has_every_number_absent():
     h = Summary().headline()
     assert set(h) == {"epochs_done", "total_epochs", "best_epoch", "val_top1", "test_top1_best", "test_topk_best",
                       "test_top1_last", "ema_best_epoch", "ema_val_top1", "ema_test_top1_best",
-                      "ema_test_top1_last", "duration_s", "images_per_s", "peak_mem_mb", "step", "select_on"}
+                      "ema_test_top1_last", "duration_s", "images_per_s", "peak_mem_mb", "data_wait_frac", "gpu_util",
+                      "step", "select_on"}
     assert all(v is None for v in h.values())
     only_raw = Summary.from_json({"best": {"raw": {"val_top1": 50.0, "test_top1": 49.0}, "ema": None}}).headline()
     assert (only_raw["val_top1"], only_raw["test_top1_best"], only_raw["ema_val_top1"]) == (50.0, 49.0, None)

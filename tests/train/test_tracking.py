@@ -139,8 +139,8 @@ def test_three_trackers_read_back_with_their_own_readers(tmp_path: Path) -> None
     summary = rundir.read_run(run_dir).summary
     assert not (tmp_path / "mlruns").exists()  # artifacts go beside the store, not into the cwd
     art = Path(client.download_artifacts(mrun.info.run_id, "summary.json", str(tmp_path)))
-    assert json.loads(art.read_text()) == summary
-    assert mrun.data.metrics["summary/best_raw_val_top1"] == pytest.approx(summary["best"]["raw"]["val_top1"])
+    assert json.loads(art.read_text()) == summary.to_json()
+    assert mrun.data.metrics["summary/best_raw_val_top1"] == pytest.approx(summary.best["raw"].val_top1)
 
     # W&B offline: the run file, record by record
     (wfile,) = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
