@@ -9,11 +9,25 @@ Usage (from the repository root)::
 What runs, from process start to process exit, as a user runs it:
 
 * ``fgbench run recipe.toml`` of a recipe the benchmark writes;
-* ``plain.py``: a training script written below in the style of torchvision's classification
-  references (``ImageFolder``, ``DataLoader`` with workers and shuffling, ``torchvision.models``,
-  SGD, an LR lambda stepped every iteration, one evaluation of the test split per epoch, a
-  checkpoint per epoch), with the same transforms, model, initialisation, optimizer, schedule,
-  batch size, epochs and worker count as the recipe.
+* ``fair``: ``plain.py``, a training script written below in the style of torchvision's
+  classification references (``ImageFolder``, ``DataLoader`` with workers and shuffling,
+  ``torchvision.models``, SGD, an LR lambda stepped every iteration, one evaluation of the test
+  split per epoch, a checkpoint per epoch), with the same transforms, model, initialisation,
+  optimizer, schedule, batch size, epochs and worker count as the recipe, **and the plain-PyTorch
+  choices fgbench makes**, as a careful engineer would: loader workers kept alive across epochs
+  (``persistent_workers``), ``channels_last`` exactly where fgbench's default uses it
+  (``fgbench.train.models.channels_last_for``: its CIFAR ResNets and ``small_cnn`` on the CPU, not
+  these jobs' torchvision models), evaluation at twice the training batch and once per epoch, as
+  fgbench's defaults do. The thread settings are already the same: PyTorch's loader workers run one
+  thread each, as fgbench's do, and neither program changes the main process's. The targets are
+  against this script.
+* ``plain``: the same script without those choices (the old baseline, kept as a second column;
+  ``--no-old`` leaves it out).
+* the **limit**: ``fgbench bench``'s step rate on batches already in memory, measured once per job;
+  the limit row is fgbench's end-to-end training images/s over it.
+
+Targets (issue 19): fgbench at most 0.9x the fair script's wall and CPU time, and at least 0.95x of
+the limit; the summary line says which are met and by how much the others are missed.
 
 The two jobs (the image folders are generated in a temporary directory, real formats):
 
@@ -37,8 +51,8 @@ fgbench runs with its defaults for everything the plain script has no counterpar
 (``data.loader = "auto"``, its evaluation batch, its memory format); both train on the whole
 training split (``val_fraction = 0``) and report the test accuracy after the last epoch.
 
-Each pair runs fgbench and the plain script back to back, the order alternating from pair to
-pair, so that load from other processes on a shared machine hits both alike; ratios are taken
+Each pair runs fgbench and the scripts back to back, each program going first in turn from pair
+to pair, so that load from other processes on a shared machine hits both alike; ratios are taken
 within a pair and then the median over pairs. Wall time is the process's, CPU time is user +
 system of the process and every child it waited for (its loader workers), from ``getrusage``.
 Training images/s is training images over the time spent in the training loops (fgbench: its
@@ -96,15 +110,21 @@ else:
                                   transforms.ToTensor(), transforms.Normalize(mean, std)])
 train_set = datasets.ImageFolder(os.path.join(cfg["root"], "train"), train_tf)
 test_set = datasets.ImageFolder(os.path.join(cfg["root"], "test"), test_tf)
+fair = cfg["fair"]  # the plain-PyTorch choices fgbench makes (see the module docstring)
+keep = dict(persistent_workers=cfg["workers"] > 0) if fair else {}
 train_loader = torch.utils.data.DataLoader(train_set, batch_size=cfg["batch"], shuffle=True,
-                                           num_workers=cfg["workers"], drop_last=True)
-test_loader = torch.utils.data.DataLoader(test_set, batch_size=cfg["batch"], shuffle=False, num_workers=cfg["workers"])
+                                           num_workers=cfg["workers"], drop_last=True, **keep)
+test_loader = torch.utils.data.DataLoader(test_set, batch_size=2 * cfg["batch"] if fair else cfg["batch"],
+                                          shuffle=False, num_workers=cfg["workers"], **keep)
+cl = torch.channels_last if fair and cfg["channels_last"] else None
 marks["data_ready"] = time.time()
 model = torchvision.models.get_model(cfg["arch"], weights=None, num_classes=len(train_set.classes))
 if cfg["cifar_stem"]:
     model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
     nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
     model.maxpool = nn.Identity()
+if cl is not None:
+    model = model.to(memory_format=cl)
 criterion = nn.CrossEntropyLoss()
 optimizer = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["wd"])
 steps = len(train_loader)
@@ -122,6 +142,8 @@ for epoch in range(cfg["epochs"]):
     model.train()
     t = time.time()
     for x, y in train_loader:
+        if cl is not None:
+            x = x.contiguous(memory_format=cl)
         loss = criterion(model(x), y)
         optimizer.zero_grad()
         loss.backward()
@@ -135,6 +157,8 @@ for epoch in range(cfg["epochs"]):
     correct = n = 0
     with torch.inference_mode():
         for x, y in test_loader:
+            if cl is not None:
+                x = x.contiguous(memory_format=cl)
             correct += (model(x).argmax(1) == y).sum().item()
             n += y.numel()
     acc = 100.0 * correct / n
@@ -257,9 +281,9 @@ def run_fgbench(recipe: Path, run_dir: Path, fgbench_path: Path, cache_home: Pat
     }
 
 
-def run_plain(script: Path, job: dict, root: Path, out: Path, seed: int = 0) -> dict:
+def run_plain(script: Path, job: dict, root: Path, out: Path, seed: int = 0, *, fair: bool = True) -> dict:
     cfg = dict(job, root=str(root), out=str(out), seed=seed, lr=LR, momentum=MOMENTUM, wd=WD, workers=WORKERS,
-               warmup_epochs=WARMUP_EPOCHS)
+               warmup_epochs=WARMUP_EPOCHS, fair=fair)
     out.mkdir(parents=True, exist_ok=True)
     t_launch = time.time()
     wall, cpu, proc = _timed([sys.executable, str(script), json.dumps(cfg)], dict(os.environ))
@@ -274,6 +298,15 @@ def run_plain(script: Path, job: dict, root: Path, out: Path, seed: int = 0) -> 
     }
 
 
+def measure_limit(recipe: Path, fgbench_path: Path, cache_home: Path) -> dict:
+    """``fgbench bench``'s limit: the step rate on batches in memory, for the limit row."""
+    out = recipe.with_suffix(".bench.json")
+    env = {**os.environ, "PYTHONPATH": str(fgbench_path), "FGBENCH_HOME": str(cache_home)}
+    _timed([sys.executable, "-m", "fgbench", "bench", str(recipe), "--json", str(out), "--quiet"], env,
+           cwd=recipe.parent)
+    return json.loads(out.read_text())
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--jobs", nargs="+", choices=list(JOBS), default=list(JOBS))
@@ -284,11 +317,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--arch", help="torchvision model for every job (default: resnet18 / shufflenet_v2_x0_5)")
     ap.add_argument("--cifar-stem", action="store_true", help="png32: ResNet with the 3x3 stride-1 stem")
     ap.add_argument("--first-seed", type=int, default=0, help="pair i uses seed first_seed + i (default 0)")
+    ap.add_argument("--epochs", type=int, help="every job trains this many epochs (a short check; default: the job's)")
+    ap.add_argument("--per-class", type=float, default=1.0, metavar="F",
+                    help="scale each job's training and test images per class by F (a short check)")
+    ap.add_argument("--no-old", action="store_true", help="leave out the old plain script (the second column)")
     ap.add_argument("--json", metavar="PATH")
     args = ap.parse_args(argv)
+    sys.path.insert(0, str(REPO))
+    from fgbench.train.models import channels_last_for
+
     for job in JOBS.values():
         job["arch"] = args.arch or job["arch"]
+        if args.epochs:
+            job["epochs"] = args.epochs
+        job["train_per_class"] = max(2, round(job["train_per_class"] * args.per_class))
+        job["test_per_class"] = max(1, round(job["test_per_class"] * args.per_class))
     JOBS["png32"]["cifar_stem"] = args.cifar_stem
+    for job in JOBS.values():  # the fair script uses channels_last exactly where fgbench's default does
+        job["channels_last"] = channels_last_for("auto", job["arch"], "cpu")[0]
 
     import torch
     import torchvision
@@ -303,6 +349,12 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.jobs:
             job = JOBS[name]
             root = make_folder(tmp / name, job)
+            limit_recipe = tmp / f"{name}-limit.toml"
+            limit_recipe.write_text(recipe_text(job, root, seed=args.first_seed))
+            bench = measure_limit(limit_recipe, args.fgbench_path, tmp / f"home-{name}-limit")
+            limit = bench["limit"]["images_per_s"]
+            print(f"{name}: limit (fgbench bench: the step on batches in memory) {limit:.0f} img/s, "
+                  f"load {os.getloadavg()[0]:.1f}", flush=True)
             pairs = []
             for i in range(args.pairs):
                 # both programs of a pair use the pair's seed: the accuracies vary from pair to pair as
@@ -311,35 +363,57 @@ def main(argv: list[str] | None = None) -> int:
                 seed = args.first_seed + i
                 recipe.write_text(recipe_text(job, root, seed=seed))
                 home = tmp / f"home-{name}" if args.keep_cache else tmp / f"home-{name}-{i}"
-                order = ("fgbench", "plain") if i % 2 == 0 else ("plain", "fgbench")
+                progs = ["fgbench", "fair"] + ([] if args.no_old else ["plain"])
+                order = progs[i % len(progs):] + progs[:i % len(progs)]  # each program goes first in turn
                 pair = {}
                 for who in order:
                     if who == "fgbench":
                         pair[who] = run_fgbench(recipe, tmp / f"run-{name}-{i}", args.fgbench_path, home)
                     else:
-                        pair[who] = run_plain(script, job, root, tmp / f"plain-{name}-{i}", seed=seed)
-                f, p = pair["fgbench"], pair["plain"]
-                pair["ratios"] = {"wall": f["wall"] / p["wall"], "cpu": f["cpu"] / p["cpu"],
-                                  "images_per_s": f["images_per_s"] / p["images_per_s"]}
+                        pair[who] = run_plain(script, job, root, tmp / f"{who}-{name}-{i}", seed=seed,
+                                              fair=who == "fair")
+                f = pair["fgbench"]
+                pair["ratios"] = {
+                    other: {"wall": f["wall"] / pair[other]["wall"], "cpu": f["cpu"] / pair[other]["cpu"],
+                            "images_per_s": f["images_per_s"] / pair[other]["images_per_s"]}
+                    for other in progs[1:]}
+                pair["limit_ratio"] = f["images_per_s"] / limit
                 pair["load"] = os.getloadavg()[0]
                 pairs.append(pair)
-                r = pair["ratios"]
-                print(f"{name} pair {i + 1} ({order[0]} first, load {pair['load']:.1f}): "
-                      f"wall {f['wall']:.1f} / {p['wall']:.1f} s (x{r['wall']:.3f})  "
-                      f"cpu {f['cpu']:.1f} / {p['cpu']:.1f} s (x{r['cpu']:.3f})  "
-                      f"train img/s {f['images_per_s']:.0f} / {p['images_per_s']:.0f} (x{r['images_per_s']:.3f})  "
-                      f"top-1 {f['top1']:.1f} / {p['top1']:.1f}  loader {f['loader'] and f['loader']['kind']}",
-                      flush=True)
-            med = {k: statistics.median(p["ratios"][k] for p in pairs) for k in ("wall", "cpu", "images_per_s")}
+                line = [f"{name} pair {i + 1} ({order[0]} first, load {pair['load']:.1f}):"]
+                for other in progs[1:]:
+                    r, o = pair["ratios"][other], pair[other]
+                    line.append(f"vs {other}: wall {f['wall']:.1f} / {o['wall']:.1f} s (x{r['wall']:.3f})  "
+                                f"cpu {f['cpu']:.1f} / {o['cpu']:.1f} s (x{r['cpu']:.3f})  "
+                                f"train img/s {f['images_per_s']:.0f} / {o['images_per_s']:.0f} "
+                                f"(x{r['images_per_s']:.3f})  top-1 {f['top1']:.1f} / {o['top1']:.1f}")
+                line.append(f"limit: train img/s {f['images_per_s']:.0f} / {limit:.0f} (x{pair['limit_ratio']:.3f}); "
+                            f"loader {f['loader'] and f['loader']['kind']}")
+                print("\n    ".join(line), flush=True)
+            med = {other: {k: statistics.median(p["ratios"][other][k] for p in pairs)
+                           for k in ("wall", "cpu", "images_per_s")} for other in progs[1:]}
+            med_limit = statistics.median(p["limit_ratio"] for p in pairs)
             phases = {who: {k: statistics.median(p[who]["phases"][k] for p in pairs) for k in pairs[0][who]["phases"]}
-                      for who in ("fgbench", "plain")}
-            print(f"{name} median over {len(pairs)} pairs: wall x{med['wall']:.3f}  cpu x{med['cpu']:.3f}  "
-                  f"train img/s x{med['images_per_s']:.3f}  top-1 (median, range over the pairs' seeds) "
+                      for who in progs}
+            print(f"{name} median over {len(pairs)} pairs (ratios fgbench / other):", flush=True)
+            print(f"    {'':10s} {'wall':>7s} {'cpu':>7s} {'img/s':>7s}")
+            for other in progs[1:]:
+                m = med[other]
+                print(f"    {other:10s} {m['wall']:7.3f} {m['cpu']:7.3f} {m['images_per_s']:7.3f}")
+            print(f"    {'limit':10s} {'':7s} {'':7s} {med_limit:7.3f}   (end-to-end train img/s over the step rate "
+                  "on batches in memory)")
+            fw, fc = med["fair"]["wall"], med["fair"]["cpu"]
+            verdicts = [f"wall x{fw:.3f} vs the fair script: {'met' if fw <= 0.9 else f'missed by {fw - 0.9:.3f}'}",
+                        f"cpu x{fc:.3f}: {'met' if fc <= 0.9 else f'missed by {fc - 0.9:.3f}'}",
+                        f"limit x{med_limit:.3f}: {'met' if med_limit >= 0.95 else f'missed by {0.95 - med_limit:.3f}'}"]
+            print("    targets (wall, cpu <= 0.9x fair; >= 0.95x limit): " + "; ".join(verdicts))
+            print("    top-1 (median, range over the pairs' seeds): "
                   + " / ".join(f"{who} {statistics.median(t):.1f} ({min(t):.1f}-{max(t):.1f})" for who, t in
-                               ((w, [p[w]["top1"] for p in pairs]) for w in ("fgbench", "plain"))), flush=True)
+                               ((w, [p[w]["top1"] for p in pairs]) for w in progs)), flush=True)
             for k in phases["fgbench"]:
-                print(f"    {k:34s} fgbench {phases['fgbench'][k]:6.2f} s   plain {phases['plain'][k]:6.2f} s")
-            results[name] = {"pairs": pairs, "median_ratios": med, "median_phases": phases}
+                print(f"    {k:34s} " + "   ".join(f"{who} {phases[who][k]:6.2f} s" for who in progs))
+            results[name] = {"pairs": pairs, "median_ratios": med, "median_limit_ratio": med_limit, "limit": limit,
+                             "bench": bench, "median_phases": phases}
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0

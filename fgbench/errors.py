@@ -7,6 +7,8 @@ Exit codes of every command (the README's "Exit codes"): 0 done, 1 the work fail
 directory says why), 2 bad input (nothing written), 130 interrupted (SIGINT/SIGTERM, resumable).
 """
 
+from fgbench.textsafe import safe
+
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -27,9 +29,6 @@ class RecipeError(UserError):
 
 
 def escape(text: str) -> str:
-    """``text`` with every character that is not printable (control characters, terminal escape
-    sequences, line and paragraph separators) written as a Python escape, so that a name taken
-    from a user's file always prints as itself, on one line."""
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+    """``text`` made safe to print: :func:`fgbench.textsafe.safe` (kept under this name for the
+    callers that name a file in an error)."""
+    return safe(text)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from platformdirs import user_data_dir
+from platformdirs import user_config_dir, user_data_dir
 
 APP = "fgbench"
 
@@ -35,9 +35,31 @@ def user_recipes_dir() -> Path:
     return home() / "recipes"
 
 
+SETTINGS = "settings.toml"
+_told_old_settings = False
+
+
 def settings_file() -> Path:
-    """User settings (TOML), e.g. per-dataset mirrors: ``[mirrors] cub200 = "https://..."``."""
-    return home() / "settings.toml"
+    """User settings (TOML), e.g. per-dataset mirrors: ``[mirrors] cub200 = "https://..."``.
+
+    With ``FGBENCH_HOME`` set, ``<home>/settings.toml`` (one variable moves everything). Otherwise
+    the platformdirs user config directory (``~/.config/fgbench/settings.toml`` on Linux), where
+    configuration belongs; a file only in the old place (the data directory) is still
+    read, and said once per process on stderr with the command that moves it."""
+    if os.environ.get("FGBENCH_HOME"):
+        return home() / SETTINGS
+    new = Path(user_config_dir(APP, appauthor=False)) / SETTINGS
+    old = home() / SETTINGS
+    if not os.path.lexists(new) and os.path.lexists(old):
+        global _told_old_settings
+        if not _told_old_settings:
+            _told_old_settings = True
+            import sys
+
+            print(f"fgbench: reading settings from {old}, their old place; settings now live in "
+                  f"{new} (mv {old} {new})", file=sys.stderr)
+        return old
+    return new
 
 
 def project_recipes_dir() -> Path | None:

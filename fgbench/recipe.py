@@ -34,7 +34,6 @@ import typing
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Sequence, Union
 
-import tomli_w
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from fgbench.atomic import atomic_write_text
@@ -1569,9 +1568,26 @@ def _keep_union_tags(model: BaseModel, data: dict[str, Any]) -> None:
 
 def dumps_recipe(recipe: Recipe, *, full: bool = True) -> str:
     """The one TOML writer of recipes (``recipe show``, run directories, sweeps, the TUI's files):
-    ``full`` spells out every default, otherwise only what differs. Multi-line strings (a long
-    description) are written as TOML multi-line strings."""
-    return tomli_w.dumps(recipe_to_dict(recipe, full=full), multiline_strings=True)
+    ``full`` spells out every default, otherwise only what differs. Written as a person writes
+    TOML (tomlkit): a multi-line string (a long description) as a multi-line string with its
+    quotes unescaped, a list of numbers on one line (``crop_scale = [0.08, 1.0]``), a list of
+    tables (``[[stages]]``) as tables. tomli-w escaped every quote and put each list element on
+    its own line."""
+    import tomlkit
+
+    def value(v: Any) -> Any:
+        if isinstance(v, str) and "\n" in v and "\r" not in v:  # a CR there would read back as LF
+            return tomlkit.string(v, multiline=True)
+        if isinstance(v, dict):
+            return {k: value(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [value(x) for x in v]
+        return v
+
+    doc = tomlkit.document()
+    for key, v in recipe_to_dict(recipe, full=full).items():
+        doc[key] = value(v)
+    return tomlkit.dumps(doc)
 
 
 def save_recipe(recipe: Recipe, path: str | os.PathLike[str], *, full: bool = False) -> None:

@@ -32,6 +32,7 @@ from fgbench.rundir.layout import SUMMARY_FILE
 from fgbench.rundir.confusion import class_count, iter_cells
 from fgbench.rundir.events import SERIES, event_scalars
 from fgbench.rundir.summary import LastEpoch, SplitNumbers, Summary, size_order
+from fgbench.textsafe import safe
 
 BOOKKEEPING_FIELDS = ("name", "description", "sweep")
 
@@ -393,6 +394,7 @@ def group_compare_table(
         row = _with_epochs(run_row(g.first)) if len(g) == 1 else {"status": f"{len(done)}/{len(g)} completed"
                                                                  if len(done) < len(g) else "completed"}
         row[label_header] = _group_label(member_labels)
+        row.setdefault("path", str(g.first.path))
         row["n"] = len(done)
         row["seeds"] = ",".join("?" if s is None else str(s) for s, _r in per_run) if per_run else "-"
         row["runs"] = [r.run_id for r in g.runs]
@@ -556,9 +558,29 @@ def fit_to_width(columns: Sequence[tuple[str, str, str]], rows: Sequence[dict[st
 
 
 def _cut(text: str, width: int | None) -> str:
+    """A run id keeps its date-time prefix (a unique prefix ``runs show`` accepts); any other
+    name is cut in the middle (:func:`cut_middle`)."""
     if width is None or len(text) <= width:
         return text
     return text[: max(1, width - 1)] + "…"
+
+
+def _middle(text: str, width: int | None) -> str:
+    return text if width is None else cut_middle(text, width)
+
+
+def cut_middle(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters, cut in the middle with ``…``: names differ at
+    their ends (``ez_cifar100_resnet18_ms1`` / ``_ms2``, ``<recipe>-<variant>``), so the start and
+    the end stay, the end getting the extra character. The one rule for names in every table
+    and list, CLI and TUI."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return "…"[:max(width, 0)]
+    keep = width - 1
+    head = keep // 2
+    return text[:head] + "…" + text[len(text) - (keep - head):]
 
 
 def render(columns: Sequence[tuple[str, str, str]], rows: Sequence[dict[str, Any]], fmt: str = "markdown",
@@ -581,8 +603,11 @@ def render(columns: Sequence[tuple[str, str, str]], rows: Sequence[dict[str, Any
             w.writerow([_csv_value(v) for key, _h, kind in columns for _k, v in _machine_parts(key, kind, row.get(key))])
         return buf.getvalue()
     limits = max_widths or {}
-    cells = [[_cut(_cell(row.get(key), kind), limits.get(key)) for key, _h, kind in columns] for row in rows]
-    headers = [h for _k, h, _kind in columns]
+    # every cell and header made safe to display (names and recipe keys come from disk) before
+    # widths are measured, so an escaped name is also measured as it is shown
+    cells = [[(_cut if key == "run" else _middle)(safe(_cell(row.get(key), kind)), limits.get(key))
+              for key, _h, kind in columns] for row in rows]
+    headers = [safe(h) for _k, h, _kind in columns]
     numeric = [kind in ("acc", "duration", "rate", "stat", "diff") for _k, _h, kind in columns]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(headers)]
 
@@ -618,7 +643,7 @@ def _csv_value(v: Any) -> str:
         return "true" if v else "false"
     if isinstance(v, (list, dict)):
         return json.dumps(v, separators=(",", ":"))
-    return str(v)
+    return safe(str(v))  # a name from disk never writes an escape sequence to a terminal
 
 
 # ------------------------------------------------------------------------------------- curves
@@ -841,6 +866,10 @@ def summary_text(summary: Summary | None) -> str:
             f"time {fmt_duration(n['duration_s'])}  {rate} img/s")
     if n["peak_mem_mb"] is not None:
         head += f"  peak mem {n['peak_mem_mb']:.0f} MB"
+    if n["data_wait_frac"] is not None:
+        head += f"  data wait {_cell(n['data_wait_frac'], 'share')}"
+    if n["gpu_util"] is not None:
+        head += f"  GPU {_cell(n['gpu_util'], 'percent')}"
     lines.append(head)
     lines.append(
         f"images: train {fmt_value(summary.train_images)}, val {fmt_value(summary.val_images)}, "

@@ -40,7 +40,6 @@ import os
 import re
 import threading
 import time
-import tomllib
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,9 +48,11 @@ from typing import Any
 from fgbench.report import fmt_duration as format_duration
 from fgbench import rundir
 from fgbench.rundir.events import SERIES as EVENT_SERIES, Series, parse_line
+from fgbench.rundir import files
 from fgbench.rundir.events import TIMING_FIELDS
 from fgbench.rundir.reader import RunReader
 from fgbench.rundir.summary import Summary, SummaryError
+from fgbench.textsafe import safe, safe_lines
 
 BULK_BYTES = 2_000_000
 SAMPLE_STEPS = 8000
@@ -279,8 +280,11 @@ class RunModel:
             return []
         if size <= BULK_BYTES:
             return self.tailer.poll()
+        try:
+            events, end = scan_metrics(path, SAMPLE_STEPS)
+        except files.RunFileError:
+            return self.tailer.poll()  # the tailer refuses it the same way and says why
         self.sampled = True
-        events, end = scan_metrics(path, SAMPLE_STEPS)
         self.tailer.offset = end
         return events
 
@@ -495,26 +499,28 @@ class RunModel:
                 duration = self.last_time - self.first_time
             return Snapshot(
                 path=self.path,
-                run_id=self.run_id,
-                name=str(self.recipe.get("name") or known.name or self.run_id),
+                run_id=safe(self.run_id),
+                name=_shown_name(self),
                 status=status,
-                dataset=str(self.recipe.get("data", {}).get("dataset", known.dataset or "?")),
-                arch=str(self.recipe.get("model", {}).get("arch", known.arch or "?")),
+                dataset=_recipe_field(self, "data", "dataset"),
+                arch=_recipe_field(self, "model", "arch"),
                 series={name: dec.points() for name, dec in self.series.items()},
                 times={name: dec.times() for name, dec in self.series.items()},
                 epoch=self.epoch,
                 total_epochs=self.total_epochs or known.total_epochs,
                 step=self.step,
                 total_steps=self.total_steps,
-                stage=self.stage,
+                stage=safe(self.stage),
                 eta_s=self.eta_s() if status == "running" else None,
                 images_per_s=self.images_per_s,
                 loss=self.loss,
                 lr=self.lr,
-                logs=list(self.logs)[-50:],
-                error=ended.error,
-                traceback=(self.finished or {}).get("traceback"),
-                console_tail=self.console_tail() if console_if_failed and status == "failed" else [],
+                # what the trainer (or a forged file) wrote, made safe to display
+                logs=[safe(line) for line in list(self.logs)[-50:]],
+                error=safe(ended.error) if ended.error else None,
+                traceback=_safe_traceback((self.finished or {}).get("traceback")),
+                console_tail=[safe(line) for line in self.console_tail()] if console_if_failed and status == "failed"
+                else [],
                 summary=summary,
                 best=dict(self.best),
                 duration_s=duration,
@@ -528,6 +534,25 @@ class RunModel:
             )
 
 
+def _safe_traceback(tb: Any) -> str | None:
+    return safe_lines(str(tb)) if tb else None
+
+
+def _shown_name(m: "RunModel") -> str:
+    """The run's recipe name, made safe to display (it comes from the run's files)."""
+    return safe(m.recipe.get("name") or (m.summary.name if m.summary else None) or m.run_id)
+
+
+def _recipe_field(m: "RunModel", section: str, key: str) -> str:
+    """``recipe[section][key]`` (else the summary's ``key``), made safe to display; a section of
+    the wrong type (a forged recipe.toml) reads as missing."""
+    table = m.recipe.get(section)
+    value = table.get(key) if isinstance(table, dict) else None
+    if value is None and m.summary is not None:
+        value = getattr(m.summary, key, None)
+    return safe(value if value is not None else "?")
+
+
 def _int(v: Any) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
@@ -537,22 +562,8 @@ def _fmt(v: Any, digits: int = 2) -> str:
     return "-" if n is None else f"{n:.{digits}f}"
 
 
-def _read_toml(path: Path) -> dict[str, Any] | None:
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def tail_lines(path: Path, n: int, max_bytes: int = 64_000) -> list[str]:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - max_bytes))
-            data = f.read()
-    except OSError:
-        return []
+    data = files.tail_bytes(path, max_bytes)  # never blocks on a FIFO, never reads a device
     text = data.decode("utf-8", errors="replace").replace("\r\n", "\n")
     # progress bars redraw with \r: keep what a terminal would show last
     lines = [ln.rsplit("\r", 1)[-1] for ln in text.split("\n")]
@@ -565,8 +576,7 @@ def scan_metrics(path: Path, samples: int = SAMPLE_STEPS) -> tuple[list[dict[str
     """Events of a large metrics file: every non-step event, and step events sampled at evenly
     spaced byte offsets. Returns the events in file order and the offset after the last complete
     line (where a Tailer continues)."""
-    with open(path, "rb") as f:
-        data = f.read()
+    data = files.read_bytes(path) or b""  # RunFileError: the caller's reader reports the damage
     end = data.rfind(b"\n") + 1
     data = data[:end]
     found: dict[int, bytes] = {}
@@ -617,7 +627,7 @@ class RunRow:
     last_event_time: float | None = None
     """Time of the run's latest event: a live run's clock keeps moving from there."""
     scheduler: str | None = None
-    """The SLURM state of the run's job, for a point of a SLURM sweep (``fgbench.slurm``)."""
+    """The SLURM state of the run's job, for a point of a SLURM sweep (``fgbench.sweeps.slurm``)."""
 
     def live_duration_s(self, now: float) -> float | None:
         """The time column: for a running run, the duration so far extended to ``now``."""
@@ -732,15 +742,14 @@ class RunStore:
                 duration = known.duration_s
                 if duration is None and m.first_time is not None and m.last_time is not None:
                     duration = m.last_time - m.first_time
+                error = m.damaged or m.error
                 out.append(RunRow(
-                    path=m.path, run_id=m.run_id,
-                    name=str(m.recipe.get("name") or known.name or m.run_id),
-                    status="damaged" if m.damaged else m.status,
-                    dataset=str(m.recipe.get("data", {}).get("dataset", known.dataset or "?")),
-                    arch=str(m.recipe.get("model", {}).get("arch", known.arch or "?")),
+                    path=m.path, run_id=safe(m.run_id),
+                    name=_shown_name(m), status="damaged" if m.damaged else m.status,
+                    dataset=_recipe_field(m, "data", "dataset"), arch=_recipe_field(m, "model", "arch"),
                     best_val=nums["val_top1"], best_test=nums["test_top1_best"], ema_val=nums["ema_val_top1"],
                     ema_test=nums["ema_test_top1_best"], duration_s=duration,
-                    epoch=m.epoch, total_epochs=m.total_epochs, error=m.damaged or m.error,
+                    epoch=m.epoch, total_epochs=m.total_epochs, error=safe(error) if error else None,
                     last_event_time=m.last_time,
                     scheduler=self.scheduler.get(str(m.path.resolve())),
                 ))

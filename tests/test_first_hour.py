@@ -78,3 +78,121 @@ def test_resume_answers_a_missing_dataset_before_importing_torch(tmp_path: Path)
     assert (rc, torch_loaded) == (2, False), err
     assert err.startswith(f"{run_dir / 'recipe.toml'}: data.dataset: stanford_cars is not downloaded")
     assert sorted(p.name for p in run_dir.iterdir()) == before
+
+
+def _fgbench(args: list[str], home: Path, **env: str) -> subprocess.CompletedProcess:
+    full = {**os.environ, "PYTHONPATH": str(REPO), "FGBENCH_HOME": str(home), **env}
+    for key in ("FGBENCH_DATA", "FGBENCH_RUNS", "COLUMNS"):
+        if key not in env:
+            full.pop(key, None)
+    return subprocess.run([sys.executable, "-m", "fgbench", *args], capture_output=True, text=True, env=full,
+                          timeout=300)
+
+
+def test_data_list_fits_80_columns_and_says_where_the_paths_are(tmp_path: Path) -> None:
+    home = tmp_path / "a-rather-long-home-directory-name" / "fgbench"
+    proc = _fgbench(["data", "list"], home, COLUMNS="80")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert max(len(line) for line in lines[:-1]) <= 80, lines  # the table; then where it is, whole
+    row = next(line for line in lines if line.startswith("cub200 "))
+    assert row.split()[-1] == "cub200"
+    assert lines[-1] == f"PATH is under {home / 'datasets'}"
+    # to a pipe without COLUMNS nothing is cut: the full path, for scripts
+    piped = _fgbench(["data", "list"], home)
+    row = next(line for line in piped.stdout.splitlines() if line.startswith("cub200 "))
+    assert row.split()[-1] == str(home / "datasets" / "cub200")
+
+
+def test_bash_completion_completes_commands_and_options(tmp_path: Path) -> None:
+    import shutil
+
+    proc = _fgbench(["completion", "bash"], tmp_path / "home")
+    assert proc.returncode == 0, proc.stderr
+    script = tmp_path / "fgbench.bash"
+    script.write_text(proc.stdout)
+    bash = shutil.which("bash")
+    assert bash is not None
+    probe = (f"source {script}\n"
+             "complete_words() { COMP_WORDS=(\"$@\"); COMP_CWORD=$(($# - 1)); COMP_LINE=\"$*\"; "
+             "COMP_POINT=${#COMP_LINE}; COMPREPLY=(); _shtab_fgbench; echo \"${COMPREPLY[*]}\"; }\n"
+             "complete_words fgbench ru\n"
+             "complete_words fgbench run --prog\n"
+             "complete_words fgbench completion f\n")
+    out = subprocess.run([bash, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.stdout.splitlines() == ["run runs", "--progress", "fish"], out
+
+
+def test_zsh_and_fish_completion_scripts_name_every_command(tmp_path: Path) -> None:
+    for shell in ("zsh", "fish"):
+        proc = _fgbench(["completion", shell], tmp_path / "home")
+        assert proc.returncode == 0, proc.stderr
+        for command in ("run", "runs", "data", "recipe", "sweep", "completion"):
+            assert command in proc.stdout
+    bad = _fgbench(["completion", "csh"], tmp_path / "home")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def _settings_probe(tmp_path: Path) -> tuple[str, str]:
+    """(the settings file fgbench reads, what it said on stderr), without FGBENCH_HOME, with the XDG
+    directories of a fresh user under ``tmp_path``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("FGBENCH_HOME", "FGBENCH_DATA", "FGBENCH_RUNS")}
+    env.update(PYTHONPATH=str(REPO), HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / "config"),
+               XDG_DATA_HOME=str(tmp_path / "data"))
+    code = ("from fgbench import paths, settings\n"
+            "for _ in range(3):\n    settings.load_settings()\n"
+            "print(paths.settings_file())")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip(), proc.stderr
+
+
+def test_settings_live_in_the_user_config_directory(tmp_path: Path) -> None:
+    new = tmp_path / "config" / "fgbench" / "settings.toml"
+    where, said = _settings_probe(tmp_path)
+    assert (where, said) == (str(new), "")
+
+
+def test_settings_in_the_old_place_are_still_read_and_said_once(tmp_path: Path) -> None:
+    old = tmp_path / "data" / "fgbench" / "settings.toml"
+    new = tmp_path / "config" / "fgbench" / "settings.toml"
+    old.parent.mkdir(parents=True)
+    old.write_text('[mirrors]\ncub200 = "https://m.example/CUB.tgz"\n')
+    where, said = _settings_probe(tmp_path)
+    assert where == str(old)
+    assert said.count("\n") == 1 and said.count(str(old)) == 2 and str(new) in said, said
+    # once moved, the new place is read and nothing is said
+    new.parent.mkdir(parents=True)
+    old.rename(new)
+    assert _settings_probe(tmp_path) == (str(new), "")
+
+
+def test_recipe_show_writes_toml_as_a_person_does(tmp_path: Path) -> None:
+    proc = _fgbench(["recipe", "show", str(REPO / "recipes" / "quickstart.toml")], tmp_path / "home")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert '(data.loader = "device")."""' in out and '\\"' not in out  # quotes as written
+    assert "crop_scale = [0.08, 1.0]\n" in out  # a list on one line
+    import tomllib
+
+    from fgbench.recipe import load_recipe, validate_recipe
+
+    assert validate_recipe(tomllib.loads(out)) == load_recipe(REPO / "recipes" / "quickstart.toml")
+
+
+def test_every_description_survives_the_writer() -> None:
+    import tomllib
+
+    from hypothesis import given, settings, strategies as st
+
+    from fgbench.recipe import dumps_recipe, validate_recipe
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.text(alphabet=st.sampled_from(['a', '"', "'", "\\", "\n", "\r", "\t", "é", "\x7f", "\u2028", " "]),
+                   min_size=1, max_size=20))
+    def roundtrip(text: str) -> None:
+        recipe = validate_recipe({"name": "q", "description": text, "stages": [{"epochs": 1}]})
+        for full in (True, False):
+            assert validate_recipe(tomllib.loads(dumps_recipe(recipe, full=full))) == recipe
+
+    roundtrip()

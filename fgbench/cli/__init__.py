@@ -18,6 +18,7 @@ from typing import NoReturn
 
 from fgbench import __version__
 from fgbench.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, UserError
+from fgbench.textsafe import safe_lines
 
 COMMAND_MODULES = (
     "fgbench.cli.recipes",   # fgbench recipe new|validate|show
@@ -46,9 +47,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     tui = sub.add_parser("tui", help="open the terminal workbench (the default)")
     tui.set_defaults(handler=_run_tui)
+    comp = sub.add_parser("completion", help="print a shell completion script (bash, zsh, fish)",
+                          description="Print the completion script for SHELL. bash: "
+                          "`fgbench completion bash > ~/.local/share/bash-completion/completions/fgbench`; "
+                          "zsh: `fgbench completion zsh > ~/.zfunc/_fgbench` (with ~/.zfunc in $fpath); "
+                          "fish: `fgbench completion fish > ~/.config/fish/completions/fgbench.fish`.")
+    comp.add_argument("shell", choices=["bash", "zsh", "fish"], metavar="SHELL", help="bash, zsh or fish")
+    comp.set_defaults(handler=_completion)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
+
+
+def _completion(args: argparse.Namespace) -> int:
+    """The script shtab generates from this very parser: every command, option and choice."""
+    import shtab
+
+    sys.stdout.write(shtab.complete(build_parser(), shell=args.shell))
+    return EXIT_OK
 
 
 def _run_tui(args: argparse.Namespace) -> int:
@@ -73,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(handler(args) or 0)
     except UserError as err:
-        print(str(err), file=sys.stderr)
+        print(safe_lines(str(err)), file=sys.stderr)  # it may quote a file's content or a name
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

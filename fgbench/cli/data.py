@@ -20,6 +20,7 @@ import time
 from typing import TextIO
 
 from fgbench.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from fgbench.textsafe import safe
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -99,7 +100,7 @@ class ProgressPrinter:
             if key != self.current:
                 self.current = key
                 total = f" ({format_bytes(p.total_bytes)})" if p.unit == "B" and p.total_bytes else ""
-                print(f"{p.stage}: {p.message}{total}", file=self.stream, flush=True)
+                print(f"{p.stage}: {safe(p.message)}{total}", file=self.stream, flush=True)
             return
         if key != self.current and self.open_line:
             self.stream.write("\n")
@@ -113,7 +114,7 @@ class ProgressPrinter:
             bar = "[" + "#" * filled + "." * (n - filled) + f"] {frac * 100:5.1f}%"
         eta = f"ETA {_human_time(p.eta_s)}" if p.eta_s is not None else ""
         tail = "  ".join(x for x in (bar, amount, speed, eta) if x)
-        head = f"{p.stage:8s} {p.message}"
+        head = f"{p.stage:8s} {safe(p.message)}"  # a message may name a file from an archive
         room = max(10, width - 1 - len(tail) - 2)
         if len(head) > room:  # shorten the message, never the numbers
             head = head[: room - 3] + "..."
@@ -143,9 +144,33 @@ def cmd_list(args: argparse.Namespace) -> int:
         where = "(data.root)" if e.name == "folder" else str(catalog.location(e.name))
         rows.append((e.name, "-" if e.num_classes is None else str(e.num_classes), images, catalog.size_text(e), status, where))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    lead = sum(widths) + 2 * len(widths)
+    width = _terminal_width()
+    footer = None
+    if width is not None and lead + max(len(r[-1]) for r in rows) > width:
+        # Too wide for the terminal: the paths under the datasets directory are named relative
+        # to it, said once below (whole), and what is still too long is cut in the middle.
+        from fgbench import paths
+        from fgbench.report import cut_middle
+
+        base = str(paths.datasets_dir())
+        prefix = base.rstrip("/") + "/"
+        rows = [r[:-1] + (r[-1][len(prefix):] if r[-1].startswith(prefix) else r[-1],) for r in rows]
+        rows = [r[:-1] + (cut_middle(r[-1], max(8, width - lead)),) for r in rows]
+        footer = f"PATH is under {base}"  # whole, even if it wraps: it is the one place it is said
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+    if footer:
+        print(footer)
     return EXIT_OK
+
+
+def _terminal_width() -> int | None:
+    """The width the table must fit: the terminal's (``COLUMNS`` wins); None to a pipe or file
+    without ``COLUMNS`` (then nothing is cut), as ``fgbench runs list`` does."""
+    from fgbench.cli.runs import _terminal_width as width
+
+    return width()
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -247,9 +272,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if report.counts:
         c = report.counts
         test = "test images" if report.test_split == "test" else f"test images (from {report.test_split}/)"
-        print(f"{args.name}: {c.get('classes')} classes, {c.get('train')} train / {c.get('test')} {test} ({report.location})")
-    for problem in report.problems:
-        print(problem, file=sys.stderr)
+        print(f"{args.name}: {c.get('classes')} classes, {c.get('train')} train / {c.get('test')} {test} "
+              f"({safe(str(report.location))})")
+    for problem in report.problems:  # they name image files and folders: shown safe
+        print(safe(problem), file=sys.stderr)
     if report.ok:
         detail = ""
         if args.deep:

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import glob as globmod
+import io
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -26,7 +28,9 @@ from typing import Any
 
 from fgbench import paths, report, rundir
 from fgbench.rundir.events import STATUSES
+from fgbench.atomic import DiskFullError
 from fgbench.errors import UserError
+from fgbench.textsafe import safe, safe_lines
 from fgbench.report import plural
 
 RUN_STATUSES = (*STATUSES, "damaged")
@@ -251,7 +255,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 def _terminal_width() -> int | None:
     """The width a text table must fit: the terminal's (``COLUMNS`` wins). None when the output
     goes to a pipe or file without ``COLUMNS``: then lines are never cut."""
-    import os
 
     if os.environ.get("COLUMNS", "").strip().isdigit():
         return max(40, int(os.environ["COLUMNS"]))
@@ -265,12 +268,14 @@ def _terminal_width() -> int | None:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from fgbench.rundir import events as metrics
+    from fgbench.rundir import files
 
     root = _root(args)
     run_dir = select_runs([args.run], root)[0]
     info = rundir.read_run(run_dir)
     events = metrics.read_events(run_dir / metrics.METRICS_FILE)
-    out = sys.stdout
+    # everything shown comes from the run's files: written whole, made safe to display at once
+    out = io.StringIO()
     out.write(f"run     {info.run_id}\npath    {run_dir}\nstatus  {info.status}"
               + (f" ({info.error})" if info.error else "") + "\n")
     if info.damaged:
@@ -282,9 +287,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     if not args.no_recipe:
         out.write(f"\n## resolved recipe ({rundir.RECIPE_FILE})\n")
         try:
-            out.write((run_dir / rundir.RECIPE_FILE).read_text(encoding="utf-8", errors="replace"))
-        except FileNotFoundError:
-            out.write(f"(no {rundir.RECIPE_FILE})\n")
+            text = files.read_text(run_dir / rundir.RECIPE_FILE)
+        except files.RunFileError as err:
+            text = f"({err})\n"
+        out.write(text if text is not None else f"(no {rundir.RECIPE_FILE})\n")
     out.write("\n## summary\n")
     out.write(report.summary_text(info.summary))
     if not args.no_plots:
@@ -301,6 +307,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         classes = rundir.read_json(run_dir / rundir.CLASSES_FILE)
         n = f"{len(classes)} classes; " if isinstance(classes, list) else ""
         out.write(f"{n}no {rundir.CONFUSION_FILE} yet (written when the run finishes)\n")
+    sys.stdout.write(safe_lines(out.getvalue()))
     return 0
 
 
@@ -352,21 +359,49 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 0
     out = Path(args.output).expanduser()
     if out.exists() and not args.force:
-        raise UserError(f"{out}: already exists (use --force to replace it)")
-    if args.format == "tensorboard":
-        from fgbench.export_tb import export_tensorboard
+        raise UserError(f"{safe(str(out))}: already exists (use --force to replace it)")
+    made = _missing_parents(out)
+    try:
+        if args.format == "tensorboard":
+            from fgbench.export_tb import export_tensorboard
 
-        n = export_tensorboard(infos, out, force=args.force)
-        print(f"{out}: {plural(len(infos), 'run')}, {plural(n, 'scalar')}; view with: tensorboard --logdir {out}")
-        return 0
-    from fgbench.recipe import atomic_write_text
+            n = export_tensorboard(infos, out, force=args.force)
+            print(f"{safe(str(out))}: {plural(len(infos), 'run')}, {plural(n, 'scalar')}; "
+                  f"view with: tensorboard --logdir {safe(str(out))}")
+            return 0
+        from fgbench.recipe import atomic_write_text
 
-    text, n = report.export_csv(infos) if args.format == "csv" else report.export_jsonl(infos)
-    if out.is_dir():
-        raise UserError(f"{out}: is a directory; give a file name")
-    atomic_write_text(out, text)
-    print(f"{out}: {plural(len(infos), 'run')}, {plural(n, 'row' if args.format == 'csv' else 'event')}")
+        text, n = report.export_csv(infos) if args.format == "csv" else report.export_jsonl(infos)
+        if out.is_dir():
+            raise UserError(f"{safe(str(out))}: is a directory; give a file name")
+        atomic_write_text(out, text)
+    except (OSError, UserError) as err:
+        for d in made:  # leave no directory behind (deepest first; only ours, only if empty)
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        if isinstance(err, UserError):
+            raise
+        if isinstance(err, DiskFullError):
+            raise UserError(str(err)) from None
+        raise UserError(f"{safe(str(out))}: cannot write the export: {safe(err.strerror or str(err))}") from None
+    print(f"{safe(str(out))}: {plural(len(infos), 'run')}, {plural(n, 'row' if args.format == 'csv' else 'event')}")
     return 0
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    """The directories above ``path`` that do not exist yet, deepest first (an export that fails
+    removes those it made)."""
+    out = []
+    for parent in path.absolute().parents:
+        try:
+            if os.path.lexists(parent):
+                break
+        except (OSError, ValueError):
+            break
+        out.append(parent)
+    return out
 
 
 # --------------------------------------------------------------------------------------- rm
@@ -380,8 +415,8 @@ def cmd_rm(args: argparse.Namespace) -> int:
     if alive:
         raise UserError(f"{alive[0].path}: is still running; stop it before deleting it")
     print(f"delete {len(infos)} run(s):")
-    for i in infos:
-        print(f"  {i.path}  ({i.status}, {i.name})")
+    for i in infos:  # made safe: a name with an escape sequence could blank or rewrite this list
+        print(f"  {safe(str(i.path))}  ({i.status}, {safe(i.name)})")
     if not args.yes:
         print("delete them? [y/N] ", end="", flush=True)
         answer = sys.stdin.readline()
@@ -402,7 +437,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     run_dir = select_runs([args.run], root)[0]
     missing = [i for i in args.images if not Path(i).is_file()]
     if missing:
-        raise UserError(f"{missing[0]}: no such image file")
+        raise UserError(f"{safe(missing[0])}: no such image file")
     from fgbench.train.predict import predict_images  # torch from here on
 
     results = predict_images(run_dir, args.images, top_k=args.top_k, ema=args.ema, checkpoint=args.checkpoint,
@@ -412,13 +447,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 0
     if results:
         head = results[0]
-        print(f"{run_dir.name}: {head['checkpoint']} checkpoint, {'EMA' if head['model'] == 'ema' else 'raw'} "
+        print(f"{safe(run_dir.name)}: {head['checkpoint']} checkpoint, {'EMA' if head['model'] == 'ema' else 'raw'} "
               f"weights from epoch {head['epoch']}")
-    for res in results:
-        print(res["image"])
-        w = max(len(c["class"]) for c in res["top"])
-        for rank, c in enumerate(res["top"], 1):
-            print(f"  {rank}. {c['class'].ljust(w)}  {100 * c['probability']:6.2f}%")
+    for res in results:  # image paths and class names come from disk: shown safe
+        print(safe(res["image"]))
+        names = [safe(c["class"]) for c in res["top"]]
+        w = max(len(n) for n in names)
+        for rank, (c, name) in enumerate(zip(res["top"], names), 1):
+            print(f"  {rank}. {name.ljust(w)}  {100 * c['probability']:6.2f}%")
     return 0
 
 

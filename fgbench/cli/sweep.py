@@ -49,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     sw.add_argument("--dry-run", action="store_true", help="validate and print the plan; run nothing")
     sw.add_argument("--format", choices=["markdown", "csv", "json", "text"], default="markdown",
                     help="format of the final table")
+    sw.add_argument("--baseline", metavar="NAME",
+                    help="the table's baseline row (a row label, run or recipe name; default: the first row): "
+                    "every other row's difference to it, with an interval, resolved or within noise")
     sw.add_argument("--status", metavar="TAG", help="each point's fgbench status and SLURM state, then the table so far")
     sw.add_argument("--cancel", metavar="TAG", help="cancel what is left of a sweep (SLURM jobs; a local sweep is stopped "
                     "as with Ctrl-C); continue later with --continue TAG")
@@ -81,7 +84,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if len(modes) > 1:
         raise UserError("give one of --continue, --status, --cancel and --best")
     if args.status:
-        return _sweep_status(S.SweepState.load(args.status, root), args.format)
+        return _sweep_status(S.SweepState.load(args.status, root), args.format, args.baseline)
     if args.cancel:
         return _sweep_cancel(S.SweepState.load(args.cancel, root))
     if args.best:
@@ -144,7 +147,7 @@ def _new_state(args: argparse.Namespace, root: Path, seeds: list[int] | None, ru
     why = runner.unavailable()
     if why:
         raise UserError(why)
-    P.check_datasets(plan.recipes or [_base_recipe(plan)], args.recipe)
+    P.check_datasets([(r.data.dataset, r.data.root) for r in plan.recipes or [_base_recipe(plan)]], args.recipe)
     tag = S.check_tag(args.tag) if args.tag else S.default_tag(plan.base_name)
     state = S.create_state(plan, tag, root, launcher=launcher, slurm=slurm_cfg, run_args=run_args)
     print(f"sweep {tag}: state in {state.path}")
@@ -173,14 +176,20 @@ def _continue_state(args: argparse.Namespace, root: Path, seeds: list[int] | Non
             added = S.add_seeds(state, seeds)
         print(f"sweep {state.tag}: " + (f"added {len(added)} point(s) for new seeds" if added
                                         else "every point has these seeds already"))
-    recipes = []
-    for p in state.points:
-        if p.recipe_file and not S.point_done(p):
-            from fgbench.recipe import load_recipe
-
-            recipes.append(load_recipe(p.recipe_file))
-    P.check_datasets(recipes, f"sweep {state.tag}")
+    P.check_datasets([_dataset_of(Path(p.recipe_file)) for p in state.points
+                      if p.recipe_file and not S.point_done(p)], f"sweep {state.tag}")
     return state
+
+
+def _dataset_of(recipe_file: Path) -> tuple[str, str | None]:
+    """A point's (``data.dataset``, ``data.root``) from its resolved recipe file (every field written)."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(recipe_file.read_text(encoding="utf-8")).get("data") or {}
+    except (OSError, ValueError) as err:
+        raise UserError(f"{recipe_file}: cannot read the point's recipe ({err})") from None
+    return str(data.get("dataset", "synthetic")), data.get("root")
 
 
 def _wait(state: Any, args: argparse.Namespace) -> int:
@@ -202,13 +211,27 @@ def _wait(state: Any, args: argparse.Namespace) -> int:
     return _sweep_report(state, code, args)
 
 
-def _sweep_report(state: Any, code: int, args: argparse.Namespace) -> int:
-    from fgbench.sweeps import state as S, tables
+def _print_table(state: Any, fmt: str, baseline: str | None) -> None:
+    from fgbench.sweeps import tables
 
-    columns, rows = tables.ablation_table(state)
+    try:
+        columns, rows, notes = tables.sweep_table(state, baseline)
+    except UserError as err:  # a --baseline that names no row: the table without it, the work kept
+        if baseline is None:
+            raise
+        print(str(err), file=sys.stderr)
+        columns, rows, notes = tables.sweep_table(state)
     if rows:
         print()
-        sys.stdout.write(report.render(columns, rows, args.format))
+        sys.stdout.write(report.render(columns, rows, fmt))
+        if notes and fmt in ("markdown", "text"):
+            sys.stdout.write("\n" + "".join(f"{n}\n" for n in notes))
+
+
+def _sweep_report(state: Any, code: int, args: argparse.Namespace) -> int:
+    from fgbench.sweeps import state as S
+
+    _print_table(state, args.format, args.baseline)
     statuses = [S.point_status(p) for p in S.SweepState.load_dir(state.dir).points] if state.path.is_file() else []
     counts = {s: statuses.count(s) for s in ("completed", "pruned", "failed", "interrupted", "running", "pending")}
     print(f"\nsweep {state.tag}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
@@ -244,7 +267,7 @@ def _print_status_rows(state: Any, rows: list[dict[str, Any]]) -> None:
     sys.stdout.write(report.render(columns, rows, "text"))
 
 
-def _sweep_status(state: Any, fmt: str) -> int:
+def _sweep_status(state: Any, fmt: str, baseline: str | None = None) -> int:
     from fgbench.sweeps import tables
 
     rows = tables.status_rows(state)
@@ -253,10 +276,7 @@ def _sweep_status(state: Any, fmt: str) -> int:
         where = f"SLURM, {state.slurm.get('partition') or 'default partition'}"
     print(f"sweep {state.tag} ({where}): {len(rows)} point(s), from {state.source}")
     _print_status_rows(state, rows)
-    columns, table = tables.ablation_table(state)
-    if table:
-        print()
-        sys.stdout.write(report.render(columns, table, fmt))
+    _print_table(state, fmt, baseline)
     return 0
 
 

@@ -56,18 +56,37 @@ def _handle(args: argparse.Namespace) -> int:
 
         search._optuna()
     recipe = None
-    if not request.resume:
+    if request.resume:
+        check_resumable(request)
+        _check_resumed_dataset(request)
+    else:
         check_output_dirs(request)
         from fgbench.recipe import load_recipe
 
         assert request.recipe is not None  # request.check(): a recipe or --resume
         recipe = load_recipe(request.recipe, list(request.overrides))  # a bad recipe fails here, before torch
         check_dataset(recipe, request.recipe)
-    else:
-        _check_resumed_dataset(request)
     from fgbench.train.runner import run_command
 
     return run_command(request, recipe)
+
+
+def check_resumable(args: RunRequest) -> None:
+    """The run to resume can be read: a damaged one (a FIFO, a device or a forged file among its
+    files, see ``fgbench.rundir.files``) is one line and exit 2, before torch is imported and
+    before the trainer would open its files for writing."""
+    from fgbench.rundir.layout import resolve_run
+    from fgbench.rundir.reader import RunReader
+
+    assert args.resume is not None
+    try:
+        run_dir = resolve_run(args.resume, args.runs_root)
+    except FileNotFoundError as err:
+        raise UserError(f"--resume: {err}") from None
+    reader = RunReader(run_dir)
+    reader.update()
+    if reader.damaged:
+        raise UserError(f"{_show(run_dir)}: cannot resume a damaged run: {reader.damaged}")
 
 
 def check_dataset(recipe, source: str | os.PathLike[str]) -> None:

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import filecmp
 import hashlib
 import http.client
 import os
@@ -577,6 +578,30 @@ def _extract_zip(archive: Path, x: _Extractor, dest: Path, meter: ProgressMeter,
             raise DamagedArchiveError(f"{archive}: damaged archive ({err})") from None
 
 
+def _plan_merge(src: Path, dst: Path, rel: tuple[str, ...], archive: str,
+                moves: list[tuple[Path, Path, tuple[str, ...]]]) -> None:
+    """What merging ``src`` (extracted) into ``dst`` moves: a path the target lacks moves in whole;
+    folders on both sides merge; a file the target already holds with the same bytes (an earlier
+    extraction of the same archive) stays as it is. Anything else would replace or delete
+    something this extraction did not create (a user's folder named like a member, a link, a file
+    with other contents): refused before anything is moved."""
+    if not os.path.lexists(dst):
+        moves.append((src, dst, rel))
+        return
+    src_dir = src.is_dir() and not src.is_symlink()
+    dst_dir = dst.is_dir() and not dst.is_symlink()
+    if src_dir and dst_dir:
+        for child in sorted(src.iterdir()):
+            _plan_merge(child, dst / child.name, (*rel, child.name), archive, moves)
+        return
+    if (not src_dir and not dst_dir and not src.is_symlink() and not dst.is_symlink()
+            and filecmp.cmp(src, dst, shallow=False)):
+        return  # already there, byte for byte
+    kind = "a folder" if dst_dir else "a link" if dst.is_symlink() else "a file with other contents"
+    raise UnsafeArchiveError(f"{archive}: refusing to extract {'/'.join(rel)!r}: {dst} is already there ({kind}) "
+                             "and fgbench did not create it; move it away, or import into an empty --root")
+
+
 def _merge_into(src: Path, dst: Path, placed: list[tuple[str, ...]] | None, rel: tuple[str, ...]) -> None:
     """Move ``src`` to ``dst``; directories are merged (an earlier, partial move is completed).
     Never descends into a link of ``dst``: a link there is replaced, not followed. ``placed``
@@ -630,15 +655,18 @@ def extract_archive(archive: Path, target: Path, *, progress=None, cancel=None, 
             _extract_tar(archive, x, scratch, meter, cancel)
         meter.update(size, force=True)
         placed: list[tuple[str, ...]] | None = [] if x.links else None
+        moves: list[tuple[Path, Path, tuple[str, ...]]] = []
         for child in sorted(scratch.iterdir()):
-            _merge_into(child, target / child.name, placed, (child.name,))
+            _plan_merge(child, target / child.name, (child.name,), archive.name, moves)
+        # only paths the target lacked are moved in: nothing already there is replaced or deleted
+        for src, dst, rel in moves:
+            _merge_into(src, dst, placed, rel)
         root = os.path.realpath(target)
         bad = [p for p in placed or [] if _resolve_inside(root, list(p)) is None]
         if bad:
             text = os.readlink(os.path.join(root, *bad[0]))
-            for p in placed or []:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(root, *p))
+            for _src, dst, _rel in moves:  # take back everything this extraction brought in
+                _remove_entry(dst)
             raise UnsafeArchiveError(f"{archive.name}: refusing to extract {'/'.join(bad[0])!r}: link {text!r} "
                                      "points outside the target folder once merged with what is already there")
     finally:

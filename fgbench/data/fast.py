@@ -138,6 +138,25 @@ def load_rgb(path: str | os.PathLike[str], need: "DecodeNeed | int | None" = Non
 
 
 
+class DraftImageDataset(torch.utils.data.Dataset):
+    """(path, label) items decoded on every access with :func:`load_rgb` (no cache)."""
+
+    def __init__(self, items: Sequence[tuple[str, int]], need: DecodeNeed | int | None = None, *,
+                 crop_bottom: int = 0, transform: Callable | None = None):
+        self.items = list(items)
+        self.need = as_need(need)
+        self.crop_bottom = crop_bottom
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        path, label = self.items[i]
+        im = load_rgb(path, self.need, crop_bottom=self.crop_bottom)
+        return (self.transform(im) if self.transform else im), label
+
+
 def cache_key(items: Sequence[tuple[str, int]], need: DecodeNeed | None, crop_bottom: int = 0) -> str:
     h = hashlib.sha1()
     h.update(json.dumps([CACHE_FORMAT, need.key() if need is not None else None, crop_bottom]).encode())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
 
@@ -34,6 +35,39 @@ def require_regular_file(path: str | os.PathLike[str]) -> None:
     if not stat.S_ISREG(mode):
         kind = "a FIFO" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode) else "a device or socket"
         raise CorruptImageError(path, f"not a regular file but {kind}; not read")
+
+
+PICTURE_MAX_PIXELS = 40_000_000
+"""A picture shown in the TUI is decoded only up to this size (about 120 MB as RGB)."""
+PICTURE_MAX_BYTES = 64 << 20
+
+
+def open_picture(path: str | os.PathLike[str], *, fit: int = 512, max_pixels: int = PICTURE_MAX_PIXELS) -> Image.Image:
+    """One image decoded for display, at most ``fit`` pixels a side, or :class:`CorruptImageError`
+    with the reason (a truncated file, a header that claims more pixels than ``max_pixels``, a
+    decompression bomb, an oversized text chunk, not a regular file): a picture that cannot be
+    shown must never take the program showing it down."""
+    require_regular_file(path)
+    size = os.stat(path).st_size
+    if size > PICTURE_MAX_BYTES:
+        raise CorruptImageError(path, f"a {size / 2**20:.0f} MB file, more than {PICTURE_MAX_BYTES >> 20} MB: not read")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > max_pixels:
+                    raise CorruptImageError(path, f"its header claims {w} x {h} pixels, more than "
+                                                  f"{max_pixels / 1e6:.0f} megapixels: not decoded")
+                im.draft("RGB", (fit, fit))  # JPEG: decode at a reduced scale
+                im.load()
+                out = im.convert("RGB")
+        out.thumbnail((fit, fit))
+        return out
+    except CorruptImageError:
+        raise
+    except Exception as err:  # noqa: BLE001 - Pillow raises many kinds for hostile files
+        raise CorruptImageError(path, f"{type(err).__name__}: {err}") from None
 
 
 def _default_workers() -> int:

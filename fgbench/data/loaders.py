@@ -122,9 +122,13 @@ def decode_image(path: str, draft=None, crop_bottom: int = 0):
 
 
 def decode_errors() -> tuple[type[BaseException], ...]:
+    """What decoding one image may raise for a bad file: Pillow's errors, its decompression-bomb
+    refusal (a header claiming billions of pixels; not an OSError) and the data helper's own."""
+    from PIL import Image
+
     fast = _fast()
     extra = (fast.CorruptImageError,) if fast is not None and hasattr(fast, "CorruptImageError") else ()
-    return DECODE_ERRORS + extra
+    return DECODE_ERRORS + (Image.DecompressionBombError,) + extra
 
 
 def is_missing(described: str) -> bool:
@@ -202,7 +206,8 @@ class CachedSource(Source):
                                               crop_bottom=crop_bottom)
         except decode_errors() as err:
             path = getattr(err, "path", None)
-            raise UserError(f"{path or err}: cannot decode image ({err}); set data.skip_corrupt = true "
+            why = getattr(err, "reason", None) or err
+            raise UserError(f"{path or err}: cannot decode image ({why}); set data.skip_corrupt = true "
                             "to skip such files") from None
         labels = getattr(self.ds, "labels", None)
         if labels is None:
@@ -393,7 +398,7 @@ def _image_sizes(source: "Source", limit: int | None = None) -> list[tuple[int, 
         try:
             with Image.open(path) as im:
                 out.append(im.size)
-        except DECODE_ERRORS:
+        except (*DECODE_ERRORS, Image.DecompressionBombError):
             out.append((0, 0))
     return out
 
@@ -407,7 +412,7 @@ def _formats(source: "FileSource", limit: int = 64) -> set[str]:
         try:
             with Image.open(path) as im:
                 fmts.add(im.format or "?")
-        except DECODE_ERRORS:
+        except (*DECODE_ERRORS, Image.DecompressionBombError):
             fmts.add("?")
     return fmts
 
@@ -907,7 +912,8 @@ def _stack_split(source: Source, indices: list[int], geometry: list, what: str,
             if skip_corrupt:
                 skipped.append(source.describe(i))
                 continue
-            raise UserError(f"{source.describe(i)}: cannot decode image ({err}); fix or remove it, "
+            raise UserError(f"{source.describe(i)}: cannot decode image ({getattr(err, 'reason', None) or err}); "
+                            "fix or remove it, "
                             "or set data.skip_corrupt = true") from None
         t = prep(img).as_subclass(torch.Tensor)
         if shape is None:

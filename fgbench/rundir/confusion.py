@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from fgbench.atomic import atomic_write
-from fgbench.rundir import layout
+from fgbench.rundir import files, layout
 
 DENSE_MAX_CLASSES = 1000
 """Up to this many classes a confusion is a dense matrix (in memory, checkpoints and JSON)."""
@@ -67,8 +67,11 @@ def read_confusion(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     try:
         import numpy as np
 
-        arr = np.load(run_dir / name, allow_pickle=False)
-    except (OSError, ValueError):
+        raw = files.read_bytes(run_dir / name)  # guarded: a FIFO or a device here never blocks
+        if raw is None:
+            return None
+        arr = np.load(io.BytesIO(raw), allow_pickle=False)
+    except (OSError, ValueError, EOFError, files.RunFileError):
         return None
     if arr.ndim != 2 or arr.shape[1] != 3 or arr.dtype.kind not in "iu":
         return None

@@ -31,6 +31,7 @@ SCHEMA_VERSION = 3
 #: of the wall time spent waiting for the next batch, and milliseconds per step of each part
 TIMING_FIELDS = ("data_wait_frac", "data_ms", "forward_ms", "backward_ms", "optimizer_ms", "ema_ms")
 
+from fgbench.rundir import files  # noqa: E402
 from fgbench.rundir.layout import METRICS_FILE  # noqa: F401, E402 (part of this module's API)
 
 #: kind -> (required fields, optional fields)
@@ -224,10 +225,14 @@ class MetricsWriter:
 
 
 def parse_line(line: str | bytes) -> dict[str, Any] | None:
-    """One event, or None for a line that is not a well-formed event (skipped, never fatal)."""
+    """One event, or None for a line that is not a well-formed event (skipped, never fatal): not
+    JSON, not an object, longer than :data:`fgbench.rundir.files.MAX_LINE_BYTES` or nested deeper
+    than :data:`fgbench.rundir.files.MAX_JSON_DEPTH`."""
+    if len(line) > files.MAX_LINE_BYTES or files.too_deep(line):
+        return None
     try:
         obj = json.loads(line)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     if not isinstance(obj, dict) or not isinstance(obj.get("event"), str):
         return None
@@ -251,40 +256,74 @@ class Tailer:
     ``poll()`` returns the events appended since the previous call. A trailing line without its
     newline is left for the next poll (the writer may be in the middle of it). If the file shrinks
     or is replaced by another file (a new inode), reading starts over.
+
+    The file is read through :mod:`fgbench.rundir.files`: a FIFO, a device or a file over its cap
+    is never read (``damage`` says why, and nothing is returned), and a line longer than
+    :data:`fgbench.rundir.files.MAX_LINE_BYTES` is skipped without being held in memory.
     """
 
     path: Path
     offset: int = 0
     skipped: int = 0
+    damage: str | None = None
+    """Why the file cannot be read (not a regular file, over its cap), or None."""
     _partial: bytes = field(default=b"", repr=False)
     _inode: int | None = field(default=None, repr=False)
+    _discarding: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
 
     def poll(self, max_bytes: int | None = None) -> list[dict[str, Any]]:
         try:
-            st = self.path.stat()
-        except FileNotFoundError:
+            fd = files.open_regular(self.path)
+        except files.RunFileError as err:
+            self.damage = str(err)
             return []
-        size = st.st_size
-        if size < self.offset or (self._inode is not None and st.st_ino != self._inode):
-            self.offset, self._partial = 0, b""
-        self._inode = st.st_ino
-        if size == self.offset:
+        if fd is None:
+            self.damage = None
             return []
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            chunk = f.read(max_bytes if max_bytes else size - self.offset)
+        try:
+            st = os.fstat(fd)
+            size = st.st_size
+            cap = files.cap_for(self.path.name)
+            if size > cap:
+                self.damage = f"{self.path.name}: {size} bytes, larger than {cap >> 20} MB, the most accepted for it"
+                return []
+            self.damage = None
+            if size < self.offset or (self._inode is not None and st.st_ino != self._inode):
+                self.offset, self._partial, self._discarding = 0, b"", False
+            self._inode = st.st_ino
+            if size == self.offset:
+                return []
+            want = size - self.offset
+            chunk = files.read_fd(fd, min(want, max_bytes) if max_bytes else want, self.path.name,
+                                  offset=self.offset)
+        except (OSError, files.RunFileError) as err:
+            self.damage = str(err) if isinstance(err, files.RunFileError) else f"{self.path.name}: {err}"
+            return []
+        finally:
+            os.close(fd)
         self.offset += len(chunk)
+        return self._lines(chunk)
+
+    def _lines(self, chunk: bytes) -> list[dict[str, Any]]:
         data = self._partial + chunk
         cut = data.rfind(b"\n")
         if cut < 0:
             self._partial = data
+            if len(data) > files.MAX_LINE_BYTES:  # one endless line: drop it as it comes
+                self._partial, self._discarding = b"", True
             return []
         self._partial = data[cut + 1:]
+        lines = data[:cut].split(b"\n")
+        if self._discarding:  # the rest of a line too long to keep
+            lines, self._discarding = lines[1:], False
+            self.skipped += 1
+        if len(self._partial) > files.MAX_LINE_BYTES:
+            self._partial, self._discarding = b"", True
         events = []
-        for raw in data[:cut].split(b"\n"):
+        for raw in lines:
             if not raw.strip():
                 continue
             ev = parse_line(raw)
@@ -309,6 +348,45 @@ def last_of(events: Iterable[dict[str, Any]], kind: str) -> dict[str, Any] | Non
         if ev.get("event") == kind:
             found = ev
     return found
+
+
+REPLAYED_KINDS = frozenset({"step", "epoch", "eval", "checkpoint"})
+"""Events of training progress, which a resume from an earlier checkpoint writes again."""
+
+
+def drop_replayed(path: str | os.PathLike[str], *, step: int, final_done: bool = True) -> int:
+    """Before a resume from a checkpoint taken at ``step``: remove the progress events a killed
+    session wrote past it (steps, epochs, evaluations, checkpoints; and ``final_eval`` events
+    when the final evaluation is to be redone, ``final_done`` False), which the resumed run
+    writes again, so that every epoch appears once in ``metrics.jsonl``. Everything else stays
+    (the killed session's ``run_started``, logs, system samples). The writer de-duplicates, so
+    that every reader of the file (``runs show``, the TUI, exports, trackers) sees one epoch once.
+    The file is rewritten atomically; returns how many events were dropped."""
+    from fgbench.atomic import atomic_write
+
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        return 0
+    keep: list[bytes] = []
+    dropped = 0
+    lines = data.split(b"\n")
+    tail = lines.pop()  # b"" after a final newline; else a partial line the kill cut short
+    for raw in lines:
+        ev = parse_line(raw) if raw.strip() else None
+        if ev is not None:
+            kind = ev.get("event")
+            s = ev.get("step")
+            if ((kind in REPLAYED_KINDS and isinstance(s, int) and s > step)
+                    or (kind == "final_eval" and not final_done)):
+                dropped += 1
+                continue
+        keep.append(raw)
+    if not dropped and not tail:
+        return 0
+    atomic_write(p, lambda f: f.write(b"".join(line + b"\n" for line in keep)))
+    return dropped
 
 
 # --------------------------------------------------------------------------- scalars, by name

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Sequence
 
 from fgbench.atomic import atomic_write_text
+from fgbench.textsafe import safe
 from fgbench.rundir import layout, procs
 
 
@@ -155,29 +156,55 @@ def remove_fresh(run_dir: Path) -> None:
             pass
 
 
-def stop(run_dir: str | os.PathLike[str]) -> bool:
-    """Ask the run's trainer to stop (it checkpoints first). False when nothing is running there.
+@dataclass(frozen=True)
+class StopAnswer:
+    """What a Stop did: ``sent`` SIGINT or not, and the line that says so."""
+
+    sent: bool
+    message: str
+
+
+def request_stop(run_dir: str | os.PathLike[str]) -> StopAnswer:
+    """Ask the run's trainer to stop (it checkpoints first), by the rule for signals: only a
+    process whose recorded pid, start time and host all match the live process is signalled
+    (see :mod:`fgbench.rundir.procs`). A live pid recorded without a start time that proves it
+    is the run's process is *unknown*: nothing is signalled, and the answer says so.
 
     Through the launch's supervisor when there is one alive (it forwards the signal), else to the
     pid that holds the run's lock (a run started with ``fgbench run`` in a shell)."""
     from fgbench.rundir import lock as run_lock
 
     rd = layout.RunDir(run_dir)
+    name = safe(rd.name)
+    unknown: list[str] = []
     launch = layout.read_json(rd.launch)
     exit_rec = layout.read_json(rd.exit)
     if isinstance(launch, dict) and not (isinstance(exit_rec, dict) and exit_rec.get("launch") == launch.get("launch")):
         sup = launch.get("supervisor") if isinstance(launch.get("supervisor"), dict) else {}
         if procs.alive(sup.get("pid"), sup.get("pid_start"), sup.get("host")):
-            return _signal(sup["pid"])
+            return _signal(sup["pid"], name)
+        if procs.unverifiable(sup.get("pid"), sup.get("pid_start"), sup.get("host")):
+            unknown.append(f"{layout.LAUNCH_FILE} names pid {sup.get('pid')}")
     holder = run_lock.holder(rd.path)
-    if holder and procs.alive(holder.get("pid"), holder.get("pid_start"), holder.get("host")):
-        return _signal(holder["pid"])
-    return False
+    if holder:
+        if procs.alive(holder.get("pid"), holder.get("pid_start"), holder.get("host")):
+            return _signal(holder["pid"], name)
+        if procs.unverifiable(holder.get("pid"), holder.get("pid_start"), holder.get("host")):
+            unknown.append(f"{layout.LOCK_FILE} names pid {holder.get('pid')}")
+    if unknown:
+        return StopAnswer(False, f"{name}: the run's process is unknown ({'; '.join(unknown)}, but not that "
+                          "process's start time): nothing was signalled")
+    return StopAnswer(False, f"{name} is not running")
 
 
-def _signal(pid: int) -> bool:
+def stop(run_dir: str | os.PathLike[str]) -> bool:
+    """:func:`request_stop`, answering only whether SIGINT was sent."""
+    return request_stop(run_dir).sent
+
+
+def _signal(pid: int, name: str) -> StopAnswer:
     try:
         os.kill(pid, signal.SIGINT)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
+    except (ProcessLookupError, PermissionError) as err:
+        return StopAnswer(False, f"{name}: cannot signal pid {pid}: {err.strerror or err}")
+    return StopAnswer(True, f"Stopping {name}: sent SIGINT, it writes a checkpoint first")

@@ -34,7 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from fgbench import paths
+from fgbench.errors import UserError, escape
 from fgbench.atomic import atomic_write_text, temp_target
+from fgbench.rundir import files
 
 RECIPE_FILE = "recipe.toml"
 RUN_INFO_FILE = "run.json"
@@ -151,10 +153,11 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
 
 
 def read_json(path: str | os.PathLike[str]) -> Any | None:
-    """The file's JSON, or None when it is missing, unreadable or not JSON (never raises)."""
+    """The file's JSON, or None when it is missing, unreadable, not a regular file, over its cap or
+    not JSON (never raises, never blocks: see :mod:`fgbench.rundir.files`, which says why)."""
     try:
-        return json.loads(Path(path).read_bytes().decode("utf-8"))
-    except (OSError, ValueError):
+        return files.read_json(path)
+    except files.RunFileError:
         return None
 
 
@@ -170,7 +173,13 @@ def write_run_info(run_dir: str | os.PathLike[str], **info: Any) -> None:
 
 def is_run_dir(path: str | os.PathLike[str]) -> bool:
     p = Path(path)
-    return not p.name.startswith(".") and p.is_dir() and any((p / m).is_file() for m in RUN_MARKERS)
+    # lexists, not is_file: a run whose recipe.toml was replaced by a FIFO or a link to a device is
+    # still a run (listed as damaged, with the reason), not silently left out
+    return not p.name.startswith(".") and p.is_dir() and any(os.path.lexists(p / m) for m in RUN_MARKERS)
+
+
+class RunsRootError(UserError):
+    """The runs root exists but cannot be listed (exit 2, one line)."""
 
 
 def run_dirs(root: str | os.PathLike[str] | None = None) -> list[Path]:
@@ -180,6 +189,9 @@ def run_dirs(root: str | os.PathLike[str] | None = None) -> list[Path]:
         return [p for p in sorted(base.iterdir()) if is_run_dir(p)]
     except (FileNotFoundError, NotADirectoryError):
         return []
+    except OSError as err:  # a symlink loop (ELOOP), no permission: one line, not a traceback
+        raise RunsRootError(f"{escape(str(base))}: cannot read the runs directory: {escape(err.strerror or str(err))}") \
+            from None
 
 
 def resolve_run(ref: str, root: str | os.PathLike[str] | None = None) -> Path:

@@ -22,12 +22,13 @@ import errno
 import fcntl
 import json
 import os
+import stat
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from fgbench.rundir import procs
+from fgbench.rundir import files, procs
 from fgbench.rundir.layout import LOCK_FILE
 
 LOCKED_ENV = "FGBENCH_RUN_LOCKED"
@@ -57,16 +58,42 @@ def describe(holder: dict[str, Any]) -> str:
 
 
 def _open(path: Path, flags: int) -> int:
-    # O_NOFOLLOW: the lock file is ours; a link planted in its place is refused, not followed.
-    return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    """The lock file, opened; OSError when it cannot be, or is not a regular file.
+
+    O_NOFOLLOW: the lock file is ours; a link planted in its place is refused, not followed.
+    O_NONBLOCK: a FIFO planted in its place would block ``open()`` until a writer appears."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0), 0o666)
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file")
+    return fd
+
+
+def check(path: str | os.PathLike[str]) -> str | None:
+    """Why the lock file at ``path`` is unusable (a FIFO, a device, a symlink), or None when it is
+    a regular file or absent."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    if stat.S_ISREG(st.st_mode):
+        return None
+    kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) \
+        else "a directory" if stat.S_ISDIR(st.st_mode) else "a device or socket"
+    return f"{LOCK_FILE}: is {kind}, not a regular file"
 
 
 def _read_holder(fd: int) -> dict[str, Any]:
     try:
         os.lseek(fd, 0, os.SEEK_SET)
         data = os.read(fd, 65536)
-        value = json.loads(data.decode("utf-8")) if data.strip() else {}
-    except (OSError, ValueError):
+        value = files.loads_json(data, LOCK_FILE) if data.strip() else {}
+    except (OSError, files.RunFileError):
         return {}
     return value if isinstance(value, dict) else {}
 

@@ -13,12 +13,11 @@ still listed (as damaged), and other runs are never affected.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fgbench.rundir import layout, lock
+from fgbench.rundir import files, layout, lock
 from fgbench.rundir.events import Tailer
 from fgbench.rundir.status import Status, run_status
 from fgbench.rundir.summary import Summary, SummaryError, read_summary
@@ -26,17 +25,20 @@ from fgbench.rundir.summary import Summary, SummaryError, read_summary
 
 def _read_toml(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return None, None
-    except OSError as err:
-        return None, f"{path.name}: {err.strerror or err}"
+        return files.read_toml(path), None
+    except files.RunFileError as err:
+        return None, str(err)
+
+
+def _read_table(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """A JSON object file: (its table or None, why it is damaged or None)."""
     try:
-        return tomllib.loads(raw.decode("utf-8")), None
-    except UnicodeDecodeError:
-        return None, f"{path.name}: not UTF-8 text"
-    except tomllib.TOMLDecodeError as err:
-        return None, f"{path.name}: not TOML ({err})"
+        value = files.read_json(path)
+    except files.RunFileError as err:
+        return None, str(err)
+    if value is None or isinstance(value, dict):
+        return value, None
+    return None, f"{path.name}: not a table"
 
 
 class RunReader:
@@ -83,14 +85,14 @@ class RunReader:
             self.recipe = recipe or {}
             changed = True
         if not self.recipe and self._changed("launch_recipe", d.launch_recipe):
-            recipe, _ = _read_toml(d.launch_recipe)
+            recipe, err = _read_toml(d.launch_recipe)
+            self._set_damage("launch_recipe", err)
             self.recipe = recipe or {}
             changed = changed or bool(recipe)
         if self._changed("info", d.info):
-            info = layout.read_json(d.info)
-            self._set_damage("info", None if info is None or isinstance(info, dict) or not d.info.exists()
-                             else f"{layout.RUN_INFO_FILE}: not a table")
-            self.info = info if isinstance(info, dict) else {}
+            info, err = _read_table(d.info)
+            self._set_damage("info", err)
+            self.info = info or {}
             changed = True
         if self._changed("summary", d.summary):
             try:
@@ -102,9 +104,13 @@ class RunReader:
             changed = True
         for name, attr, p in (("launch", "launch", d.launch), ("exit", "exit_record", d.exit)):
             if self._changed(name, p):
-                value = layout.read_json(p)
-                setattr(self, attr, value if isinstance(value, dict) else None)
+                value, err = _read_table(p)
+                self._set_damage(name, err)
+                setattr(self, attr, value)
                 changed = True
+        if self._changed("lock", d.lock):
+            self._set_damage("lock", lock.check(d.lock))
+            changed = True
         return changed
 
     def _set_damage(self, key: str, reason: str | None) -> None:
@@ -118,6 +124,7 @@ class RunReader:
         these instead of polling the file (a caller that reads a large file its own way)."""
         changed = self._refresh_files()
         new = self.tailer.poll() if events is None else events
+        self._set_damage("metrics", self.tailer.damage)
         for ev in new:
             self.note(ev)
         return changed or bool(new), new

@@ -16,13 +16,13 @@ are read as the same field.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from fgbench.rundir import files
 from fgbench.rundir.layout import SUMMARY_FILE, write_json
 
 
@@ -260,20 +260,16 @@ def write_summary(run_dir: str | os.PathLike[str], summary: Summary) -> dict[str
 
 
 def read_summary(run_dir: str | os.PathLike[str]) -> Summary | None:
-    """The run's summary, None when there is none yet; :class:`SummaryError` when it is damaged."""
+    """The run's summary, None when there is none yet; :class:`SummaryError` when it is damaged
+    (read through :mod:`fgbench.rundir.files`: a FIFO, a device, a huge or deeply nested file is
+    damage, never a hang or a traceback)."""
     path = Path(run_dir) / SUMMARY_FILE
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+        data = files.read_json(path)
+    except files.RunFileError as err:
+        raise SummaryError(str(err)) from None
+    if data is None:
         return None
-    except OSError as err:
-        raise SummaryError(f"{SUMMARY_FILE}: {err.strerror or err}") from None
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise SummaryError(f"{SUMMARY_FILE}: not UTF-8 text") from None
-    except ValueError as err:
-        raise SummaryError(f"{SUMMARY_FILE}: not JSON ({err})") from None
     try:
         return Summary.from_json(data)
     except SummaryError as err:

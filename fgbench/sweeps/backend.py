@@ -137,5 +137,3 @@ def scheduler_states(runs_root: str | Path) -> dict[str, str]:
     for name in BACKENDS:
         out.update(get(name).scheduler_states(runs_root))
     return out
-
-

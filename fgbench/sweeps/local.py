@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
-from fgbench import rundir
 from fgbench.errors import UserError
+from fgbench.rundir import procs
 from fgbench.sweeps.backend import SchedulerState, SubmitOptions, Submitted
 from fgbench.sweeps.launch import ensure_trial, finish_point, point_command
 from fgbench.sweeps.plan import COMPLETED, FAILED, INTERRUPTED, PENDING, RUNNING, Point
@@ -62,9 +62,13 @@ class LocalBackend:
     def cancel(self, state: SweepState) -> str:
         """SIGINT to the sweep process, as from Ctrl-C: its runs write a checkpoint first."""
         c = state.controller or {}
-        if c.get("host") == socket.gethostname() and rundir.pid_alive(c.get("pid")):
+        # the rule for signals: only the process the sweep recorded (pid, start time, host) is signalled
+        if procs.alive(c.get("pid"), c.get("pid_start"), c.get("host")):
             os.kill(int(c["pid"]), signal.SIGINT)
             return f"asked the sweep process {c['pid']} to stop (its runs write a checkpoint first)"
+        if procs.unverifiable(c.get("pid"), c.get("pid_start"), c.get("host")):
+            return (f"the sweep's process is unknown (pid {c.get('pid')} is recorded without a start time that "
+                    "matches it): nothing was signalled")
         if c.get("host") and c.get("host") != socket.gethostname():
             raise UserError(f"sweep {state.tag}: runs on {c['host']}; cancel it there")
         return "the sweep is not running"
@@ -82,18 +86,18 @@ def detect_gpus(spec: str | None) -> list[str | None]:
     if spec == "auto":
         env = os.environ.get("CUDA_VISIBLE_DEVICES")
         if env is not None and env.strip():
-            ids = [x.strip() for x in env.split(",") if x.strip()]
+            ids: list[str | None] = [x.strip() for x in env.split(",") if x.strip()]
             return ids or [None]
         try:
             out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
         except (OSError, subprocess.SubprocessError):
             return [None]
-        ids = [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
-        return ids or [None]
-    ids = [x.strip() for x in spec.split(",")]
-    if not ids or any(not x for x in ids):
+        found: list[str | None] = [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
+        return found or [None]
+    given: list[str | None] = [x.strip() for x in spec.split(",")]
+    if not given or any(not x for x in given):
         raise UserError(f"--gpus {spec}: expected auto or a list of GPU ids such as 0,1")
-    return ids
+    return given
 
 
 def group_slots(slots: Sequence[str | None], nproc: int) -> list[str | None]:
@@ -168,7 +172,7 @@ class _LocalRun:
         if in_main:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 old_handlers[sig] = signal.signal(sig, self._forward)
-        state.controller = {"pid": os.getpid(), "host": socket.gethostname()}  # for `fgbench sweep --cancel`
+        state.controller = procs.identity()  # for `fgbench sweep --cancel`: pid, start time and host
         try:
             while queue or self.active:
                 free = [s for s in range(len(self.slots)) if s not in self.active]

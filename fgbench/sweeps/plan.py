@@ -30,6 +30,7 @@ Decisions:
   is dropped and the plan says so, instead of failing every such variant.
 * Seeds are an axis like any other, with one difference: a point's *group* is its label without
   the seed (``B+A`` for ``B+A seed=1``), so the runs of one group differ only in ``runtime.seed``.
+  A grid over ``runtime.seed`` (with no ``seeds``) is taken as the seed axis.
   Each (point, seed) is its own run directory. A sweep that also sweeps ``runtime.seed`` through
   its grid or a variant is refused: one seed axis.
 """
@@ -44,7 +45,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from fgbench.errors import UserError, escape
 from fgbench.recipe import (
@@ -112,7 +113,9 @@ def parse_grid_arg(item: str) -> tuple[str, list[Any]]:
 
 
 def _split_top_level(raw: str) -> list[str]:
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in raw:
         if ch in "[{":
             depth += 1
@@ -145,16 +148,16 @@ def apply_set(base: dict[str, Any], overrides: dict[str, Any]) -> tuple[dict[str
         tag_key = f"{section}.{tag}"
         if tag_key not in overrides:
             continue
-        node = _get_table(out, section)
+        table = _get_table(out, section)
         variants = union_variants(section)
-        cls = variants.get(node.get(tag)) if node is not None else None
-        if cls is None:
+        cls = variants.get(str(table.get(tag))) if table is not None else None
+        if cls is None or table is None:
             continue  # an unknown tag: validation reports it with the list of choices
-        dropped = [name for name in node if name not in cls.model_fields and f"{section}.{name}" not in overrides]
+        dropped = [name for name in table if name not in cls.model_fields and f"{section}.{name}" not in overrides]
         for name in dropped:
-            del node[name]
+            del table[name]
         if dropped:
-            notes.append(f"{tag_key} is now {node.get(tag)!r}: dropped {', '.join(f'{section}.{n}' for n in dropped)}")
+            notes.append(f"{tag_key} is now {table.get(tag)!r}: dropped {', '.join(f'{section}.{n}' for n in dropped)}")
     return out, notes
 
 
@@ -315,6 +318,9 @@ def expand(
     if seeds is None and spec is not None and spec.seeds is not None:
         seeds = spec.seeds
     seeds = list(seeds or [])
+    grid_seeds = grid.get(SEED_FIELD)
+    if not seeds and grid_seeds and all(isinstance(v, int) and not isinstance(v, bool) for v in grid_seeds):
+        seeds = list(grid.pop(SEED_FIELD))  # a grid over runtime.seed is the seed axis, its runs one group
     variants = list(spec.variants) if spec else []
     if only:
         wanted = list(only)
@@ -348,7 +354,8 @@ def expand(
         for combo in (itertools.product(*grid.values()) if grid else [()]):
             grid_label = " ".join(f"{short[k]}={label_value(v)}" for k, v in zip(grid.keys(), combo))
             group = " ".join(x for x in (variant.name if variant else "", grid_label) if x)
-            for seed in seeds or [None]:
+            seed_axis: list[int | None] = list(seeds) if seeds else [None]
+            for seed in seed_axis:
                 overrides = dict(vset)
                 overrides.update(zip(grid.keys(), combo))
                 label = group
@@ -403,7 +410,7 @@ def _expand_search(base: dict[str, Any], source: str, spec: SweepConfig) -> Plan
         if key.split(".")[0] in ("sweep", "name"):
             errors.append(f"{source}: sweep.search.params.{key}: cannot be searched")
             continue
-        probes = param.values if param.type == "choice" else [param.low, param.high]
+        probes: list[Any] = list(param.values or []) if param.type == "choice" else [param.low, param.high]
         for value in probes:
             if param.type == "int":
                 value = int(value)
@@ -440,19 +447,14 @@ def load_plan(
     return expand(data, str(p), cli_grid=grid, only=only, seeds=seeds)
 
 
-def check_datasets(recipes: Sequence[Recipe], source: str) -> None:
+def check_datasets(datasets: Iterable[tuple[str, str | None]], source: str) -> None:
     """Refuse a sweep whose points need a dataset that is not ready, before anything is written or
     started: one line naming the dataset and the command that gets it (a file check; no torch).
-    Without it, every point imports torch and fails with the same line, one after another."""
+    Without it, every point imports torch and fails with the same line, one after another.
+    ``datasets``: each point's (``data.dataset``, ``data.root``)."""
     from fgbench.data import catalog
 
-    seen: set[tuple[str, str | None]] = set()
-    for recipe in recipes:
-        key = (recipe.data.dataset, recipe.data.root)
-        if key in seen:
-            continue
-        seen.add(key)
-        name, root = key
+    for name, root in dict.fromkeys(datasets):
         if name == "synthetic":
             continue  # built in: generated on first use
         status = catalog.status(name, root)
@@ -471,10 +473,11 @@ def plan_text(plan: Plan) -> str:
         se = plan.spec.search
         lines = [f"{plan.source}: a search of {se.trials} trial(s), maximising {se.metric} "
                  f"({se.sampler} sampler, {se.pruner} pruner)"]
-        for key, p in se.params.items():
-            what = (", ".join(label_value(v) for v in p.values or []) if p.type == "choice"
-                    else f"{label_value(p.low)} .. {label_value(p.high)}" + (f" step {p.step}" if p.step else ""))
-            lines.append(f"  {key}: {p.type} {what}")
+        for key, param in se.params.items():
+            what = (", ".join(label_value(v) for v in param.values or []) if param.type == "choice"
+                    else f"{label_value(param.low)} .. {label_value(param.high)}"
+                    + (f" step {param.step}" if param.step else ""))
+            lines.append(f"  {key}: {param.type} {what}")
         return "\n".join(lines) + "\n"
     lines = [f"{plan.source}: {len(plan.points)} run(s)"]
     w = max(len(p.label) for p in plan.points)

@@ -167,7 +167,7 @@ def parse_scontrol(text: str) -> dict[str, JobState]:
     """``scontrol -o show job`` lines -> job id (``A_i`` for array tasks) -> state."""
     out: dict[str, JobState] = {}
     for line in text.splitlines():
-        fields = dict(m.groups() for m in re.finditer(r"(\S+?)=(\S*)", line))
+        fields: dict[str, str] = {m.group(1): m.group(2) for m in re.finditer(r"(\S+?)=(\S*)", line)}
         if "JobId" not in fields:
             continue
         st = JobState(fields.get("JobState", "?"), fields.get("Reason", ""), int(fields.get("Restarts", "0") or 0),

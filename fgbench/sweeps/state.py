@@ -289,13 +289,14 @@ def reconcile(state: SweepState) -> None:
 
 
 def state_runs(state: SweepState) -> tuple[list[Any], list[str]]:
-    """The sweep's runs (``fgbench.rundir.RunInfo``) in point order, with their labels; points
-    that never got a run directory are left out."""
+    """The sweep's runs (``fgbench.rundir.RunInfo``) in point order, with their row labels in a
+    table (a point's label without its seed: the runs of one group share it); points that never
+    got a run directory are left out."""
     infos, labels = [], []
     for p in state.points:
         if has_run(p):
             infos.append(rundir.read_run(str(p.run_dir)))
-            labels.append(p.label)
+            labels.append(p.group_label)
     return infos, labels
 
 

@@ -38,20 +38,42 @@ def point_runs(state: SweepState) -> tuple[list[Any], list[Point]]:
 
 
 def ablation_table(state: SweepState) -> tuple[list[tuple[str, str, str]], list[dict[str, Any]]]:
-    """The sweep's table: a row per point in point order (points without a run show their status
-    and no numbers); a search's trials that started, by value, best first (pruned and failed
-    trials after, by their value so far), with the searched fields as columns."""
+    """:func:`sweep_table` without its notes."""
+    columns, rows, _notes = sweep_table(state)
+    return columns, rows
+
+
+def sweep_table(state: SweepState, baseline: str | None = None,
+                ) -> tuple[list[tuple[str, str, str]], list[dict[str, Any]], list[str]]:
+    """The sweep's table and the notes that go under it. A grid or variants: a row per point in
+    point order (points without a run show their status and no numbers), and the runs of a point
+    that differ only in the seed as one row (``fgbench.report.group_compare_table``: n, mean, t
+    interval, sd, min-max, differences to the baseline row, the first or ``baseline``). A search:
+    its trials that started, by value, best first (pruned and failed trials after, by their value
+    so far), with the searched fields as columns."""
     from fgbench import report
 
     fresh = SweepState.load_dir(state.dir) if state.path.is_file() else state
     if fresh.search is None:
         infos, pts = point_runs(fresh)
         if not infos:
-            return [], []
-        return report.compare_table(infos, [p.label for p in pts], fields=[], label_header="variant")
+            return [], [], []
+        return report.group_compare_table(infos, [p.group_label for p in pts], fields=[], label_header="variant",
+                                          baseline=baseline)
+    if baseline is not None:
+        raise UserError(f"sweep {state.tag}: --baseline goes with grids, variants and seeds; a search's table "
+                        "is ordered by value")
+    columns, rows = _search_table(fresh)
+    return columns, rows, []
+
+
+def _search_table(fresh: SweepState) -> tuple[list[tuple[str, str, str]], list[dict[str, Any]]]:
+    from fgbench import report
     from fgbench.rundir import events as metrics
     from fgbench.sweeps import search as S
 
+    spec = fresh.search
+    assert spec is not None
     pts = [p for p in fresh.points if has_run(p)]
     if not pts:
         return [], []
@@ -60,14 +82,18 @@ def ablation_table(state: SweepState) -> tuple[list[tuple[str, str, str]], list[
     for p in pts:
         v = p.value
         if v is None:
-            v = S.trial_value(metrics.read_events(Path(str(p.run_dir)) / metrics.METRICS_FILE), fresh.search["metric"])
+            v = S.trial_value(metrics.read_events(Path(str(p.run_dir)) / metrics.METRICS_FILE), spec["metric"])
         values.append(v)
-    order = sorted(range(len(pts)), key=lambda i: (infos[i].status != COMPLETED, -(values[i] if values[i] is not None else -1e9)))
+    def rank(i: int) -> tuple[bool, float]:
+        v = values[i]
+        return infos[i].status != COMPLETED, -(v if v is not None else -1e9)
+
+    order = sorted(range(len(pts)), key=rank)
     columns, rows = report.compare_table([infos[i] for i in order], [pts[i].label for i in order],
-                                         fields=list(fresh.search["params"]), label_header="trial")
+                                         fields=list(spec["params"]), label_header="trial")
     for row, i in zip(rows, order):
         row["value"] = values[i]
-    columns.insert(1, ("value", fresh.search["metric"], "acc"))
+    columns.insert(1, ("value", spec["metric"], "acc"))
     if ("status", "status", "text") not in columns and any(r["status"] != COMPLETED for r in rows):
         columns.insert(2, ("status", "status", "text"))
     return columns, rows

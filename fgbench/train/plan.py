@@ -22,6 +22,7 @@ from fgbench.errors import RecipeError, UserError, escape
 from fgbench.recipe import Recipe, load_recipe, validate_recipe
 from fgbench.rundir import layout
 from fgbench.rundir.request import RunRequest
+from fgbench.textsafe import safe
 from fgbench.train.stages import StageSpec, resolve_stages
 
 if TYPE_CHECKING:
@@ -248,7 +249,7 @@ def _build(request: RunRequest, *, recipe: Recipe | None, resume: Path | None, w
     index = resolve_index(recipe.data)
     schedule: Any = recipe.schedule  # every variant of the tagged union has ``epochs``
     for path in index.not_files if world is None or world.is_main else []:
-        print(f"{path}: not a regular file (a FIFO, device or dangling link); skipped", file=sys.stderr)
+        print(f"{safe(str(path))}: not a regular file (a FIFO, device or dangling link); skipped", file=sys.stderr)
     splits = load_splits(index, recipe.data,
                          train_sizes=[st.train_size for st in recipe.stages if st.train_size],
                          test_sizes=[st.test_size for st in recipe.stages if st.test_size] + recipe.eval.final_test_sizes,

@@ -16,6 +16,8 @@ import sys
 import time
 from typing import TextIO
 
+from fgbench.textsafe import safe_lines
+
 
 def fmt_duration(seconds: float | None) -> str:
     if seconds is None or seconds != seconds or seconds < 0:
@@ -98,7 +100,7 @@ class Progress:
             self.stream.write("\r\x1b[2K")
             self.stream.flush()
             self._drawn = False
-        print(text, flush=True)
+        print(safe_lines(text), flush=True)  # a line may name a file of the data set
 
     def notice(self, text: str) -> None:
         """A message at a stop request (from the signal handler): the bar line, with the ``^C`` the

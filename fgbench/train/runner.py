@@ -45,6 +45,7 @@ from typing import Any
 
 from fgbench.atomic import DiskFullError, disk_full_cause, free_text
 from fgbench.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UserError
+from fgbench.textsafe import safe, safe_lines
 from fgbench.recipe import Recipe, atomic_write_text, dumps_recipe
 from fgbench.rundir import events, layout, procs
 from fgbench.rundir.request import RunRequest
@@ -73,7 +74,7 @@ def run_command(request: RunRequest, recipe: Recipe | None = None) -> int:
             session.lock()
             return train(plan, session)
     except DiskFullError as err:  # not even the lock file fits: not bad input, one line, exit 1
-        print(str(err), file=sys.stderr, flush=True)
+        print(safe_lines(str(err)), file=sys.stderr, flush=True)
         return EXIT_FAILED
 
 
@@ -115,7 +116,7 @@ def _run_worker(request: RunRequest, world, recipe: Recipe | None) -> int:
     try:
         code, symmetric = _worker(request, world, recipe)
     except UserError as err:  # found after planning (bad data), possibly by this process only
-        print(str(err), file=sys.stderr)
+        print(safe_lines(str(err)), file=sys.stderr)
         code = EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -147,7 +148,7 @@ def _worker(request: RunRequest, world, recipe: Recipe | None) -> tuple[int, boo
         failed = d.failed_ranks(error is not None)
         if failed:
             if error is not None and world.rank == failed[0]:
-                print(str(error), file=sys.stderr)  # one line for the job, from the lowest failing rank
+                print(safe_lines(str(error)), file=sys.stderr)  # one line for the job, from the lowest failing rank
             return EXIT_BAD_INPUT, True
         d.device = plan.device
         if session is None:
@@ -207,10 +208,10 @@ def train(plan: RunPlan, session: RunSession, *, dist: Any = None) -> int:
     trainer = None
     try:
         if main:
-            print(f"run directory: {run_dir}", flush=True)
+            print(f"run directory: {safe(str(run_dir))}", flush=True)
             for line in plan.report:
                 if line.startswith("data: "):  # which folder it tests on (also a log event)
-                    print(line, flush=True)
+                    print(safe(line), flush=True)
         trainer = Trainer(ctx)
         progress.total_steps = trainer.total_steps
         status = trainer.run()
@@ -241,13 +242,13 @@ def train(plan: RunPlan, session: RunSession, *, dist: Any = None) -> int:
             # One line, no traceback; earlier checkpoints are untouched. The reserve makes room
             # for the summary and the closing event, so the run reads as failed.
             line = _disk_full_line(err, run_dir)
-            print(line, file=session.terminal[1], flush=True)
+            print(safe(line), file=session.terminal[1], flush=True)
             session.release_reserve()
             with contextlib.suppress(OSError):
                 _finish_failed(writer, trainer, line, None, EXIT_FAILED)
             return EXIT_FAILED
         tb = traceback.format_exc()
-        print(tb, file=sys.stderr, end="")
+        print(safe_lines(tb), file=sys.stderr, end="")  # an error may quote a file name from the data set
         _finish_failed(writer, trainer, f"{type(err).__name__}: {err}", tb, EXIT_FAILED)
         return EXIT_FAILED
     finally:
@@ -314,6 +315,9 @@ def _record_start(plan: RunPlan, session: RunSession, dist: Any) -> None:
         )
         layout.write_json(run_dir / layout.CLASSES_FILE, list(plan.splits.class_names))
     else:
+        # what a killed session wrote past the checkpoint is trained again: each epoch once in the file
+        events.drop_replayed(run_dir / events.METRICS_FILE, step=int(plan.resume.last["step"]),
+                             final_done=bool(plan.resume.last.get("final_sizes")))
         info = layout.read_json(run_dir / layout.RUN_INFO_FILE) or {}
         resumes = list(info.get("resumes", []))
         last = plan.resume.last

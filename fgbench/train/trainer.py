@@ -563,6 +563,9 @@ class Trainer:
                     return "interrupted"
                 if res["reached_max_steps"]:
                     break
+        if self.stage is None:  # resumed from the final checkpoint (killed before the end): finish the run
+            self.stage = self.stages[-1]
+            self._build_loaders(self.stage)
         self._final()
         self._remove_stale_temps()
         self.status = "completed"

@@ -186,6 +186,8 @@ class FgbenchApp(App):
 
     async def action_quit(self) -> None:
         pane = self.pane("recipes")
+        if pane is not None:
+            pane.current()  # keys typed just before Ctrl+Q count
         if pane is not None and pane.dirty:
             self._ask_before_quitting(pane)  # a worker: the answer needs a dialog
             return
@@ -321,11 +323,13 @@ class FgbenchApp(App):
         self.push_screen(MonitorScreen(launched.run_dir))
 
     def stop_run(self, path: Path) -> None:
-        model = self.store.model(path)
-        if model.status != "running" or not self.launcher.stop(path):
-            self.notify(f"{path.name} is not running", severity="warning", timeout=4)
+        # the one rule for signals (fgbench.rundir.launcher.request_stop): a process whose start
+        # time does not match what the run recorded is never signalled, and the answer says so
+        answer = self.launcher.request_stop(path)
+        if not answer.sent:
+            self.notify(answer.message, severity="warning", timeout=6)
             return
-        self.notify(f"Stopping {path.name}: sent SIGINT, it writes a checkpoint first", timeout=5)
+        self.notify(answer.message, timeout=5)
         self.wake_watcher()
 
     def resume_run(self, path: Path) -> None:
@@ -364,17 +368,26 @@ class FgbenchApp(App):
         pane = self.pane("recipes")
         if pane is None:
             return
-        await pane.form.set_value("data.dataset", message.name)
-        datasets = self.pane("datasets")
-        if datasets is not None:
-            datasets.set_current(message.name)
         data = pane.form.doc.get("data") or {}
         problem = self.dataset_problem(message.name, data.get("root") if isinstance(data, dict) else None)
         if problem is None:
+            await self._use_dataset(pane, message.name)
             self.notify(f"{pane.recipe_name()} now uses data.dataset = {message.name}", timeout=4)
         else:  # say it now, not when a run fails on it seconds after Ctrl+R
-            self.run_worker(self.offer_dataset(message.name, problem, running=False), group="dataset-offer",
+            self.run_worker(self._pick_missing_dataset(pane, message.name, problem), group="dataset-offer",
                             exclusive=True)
+
+    async def _pick_missing_dataset(self, pane, name: str, problem: tuple[str, bool]) -> None:
+        """The recipe takes a dataset that is not ready only once the user answered the offer
+        (download, import, or set data.root): Escape leaves the recipe as it was."""
+        if await self.offer_dataset(name, problem, running=False) is not None:
+            await self._use_dataset(pane, name)
+
+    async def _use_dataset(self, pane, name: str) -> None:
+        await pane.form.set_value("data.dataset", name)
+        datasets = self.pane("datasets")
+        if datasets is not None:
+            datasets.set_current(name)
 
     def on_recipe_status(self, message: RecipeStatus) -> None:
         datasets = self.pane("datasets")

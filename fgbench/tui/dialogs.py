@@ -11,6 +11,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from fgbench.tui.text_input import TextInput
+
 
 class PromptScreen(ModalScreen[str | None]):
     """One line of text; Enter accepts, Escape cancels (None)."""
@@ -26,7 +28,7 @@ class PromptScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(self.title_text, classes="dialog-title")
-            yield Input(self.value, id="prompt-input")
+            yield TextInput(self.value, id="prompt-input")
             yield Static(self.help_text or "Enter: OK   Escape: cancel", classes="dialog-help")
 
     @on(Input.Submitted)

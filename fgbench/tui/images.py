@@ -21,6 +21,8 @@ Decisions and trade-offs:
 from __future__ import annotations
 
 import os
+import sys
+from typing import Any
 
 _prepared: type | None = None
 
@@ -66,7 +68,52 @@ def widget_class() -> type | None:
     if mode() in ("auto", "probe") and _prepared is not None:
         return _prepared
     try:
-        from textual_image.widget import HalfcellImage
+        return _halfcell_quietly()
     except Exception:
         return None
+
+
+class _NotATerminal:
+    """``sys.__stdout__`` as textual-image's import-time probe sees it: not a terminal."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+
+    def isatty(self) -> bool:
+        return False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _halfcell_quietly() -> type:
+    """textual-image's half-block widget, imported without its import-time terminal probes.
+
+    Importing any of textual-image's widgets asks the terminal for Sixel and Kitty support
+    (``ESC [ c``) and for its cell size (``ESC [ 16 t``). Once Textual runs, the terminal's answers
+    are read by Textual as key presses: in tmux, opening the Classes view popped up the help screen
+    (the ``?`` of ``ESC [ ? 1 ; 2 c``) and garbled the title. Half blocks need no answer, so the
+    probes are skipped: the cell size is taken from the kernel (``TIOCGWINSZ``, silent) or
+    textual-image's own default, and the renderable module is imported while ``sys.__stdout__``
+    says it is not a terminal (so it asks nothing)."""
+    if "textual_image.widget" not in sys.modules:
+        from textual_image import _terminal
+
+        if not hasattr(_terminal.get_cell_size, "_result"):
+            size = _terminal.CellSize(10, 20)  # textual-image's default (VT340)
+            try:
+                rows, columns, width, height = _terminal.get_tiocgwinsz()
+                if rows and columns and width and height:
+                    size = _terminal.CellSize(width // columns, height // rows)
+            except Exception:  # noqa: BLE001 - no terminal: the default
+                pass
+            _terminal.get_cell_size._result = size  # type: ignore[attr-defined]  # its cache
+        saved = sys.__stdout__
+        sys.__stdout__ = _NotATerminal(saved)  # type: ignore[misc]
+        try:
+            import textual_image.widget  # noqa: F401
+        finally:
+            sys.__stdout__ = saved  # type: ignore[misc]
+    from textual_image.widget import HalfcellImage
+
     return HalfcellImage

@@ -44,3 +44,8 @@ class Launcher(L.Launcher):
     def stop(run_dir: Path) -> bool:  # type: ignore[override]
         """SIGINT to the run's trainer (it checkpoints and exits 130). False if it is not running."""
         return L.stop(run_dir)
+
+    @staticmethod
+    def request_stop(run_dir: Path) -> L.StopAnswer:
+        """SIGINT to the run's trainer, by the rule for signals; the answer's line says what was done."""
+        return L.request_stop(run_dir)

@@ -142,3 +142,81 @@ def test_a_damaged_archive_is_a_clear_error(tmp_path):
     p.write_bytes(tar_bytes({"a.txt": b"x" * 5000})[:60])
     with pytest.raises(download.DownloadError, match="broken.tar.gz"):
         extract_archive(p, tmp_path / "t")
+
+
+# ------------------------------------------- issue 21 item 7: never touch what it did not create
+
+
+def _tree(root) -> dict[str, bytes | str]:
+    import os
+
+    out: dict[str, bytes | str] = {}
+    for d, dirs, files in os.walk(root):
+        for n in dirs + files:
+            p = os.path.join(d, n)
+            rel = os.path.relpath(p, root)
+            out[rel] = ("link:" + os.readlink(p)) if os.path.islink(p) else "dir" if os.path.isdir(p) else open(p, "rb").read()
+    return out
+
+
+@pytest.mark.parametrize("members, existing", [
+    # a file member named like the user's folder (it used to rmtree the folder)
+    ([("ok/new.txt", b"n"), ("photos", b"i am a file")], "photos"),
+    # a folder member where the user has a file
+    ([("ok/new.txt", b"n"), ("notes.txt/inner", b"x")], "notes.txt"),
+    # a file of the same name with other contents
+    ([("ok/new.txt", b"n"), ("photos/cat.jpg", b"other bytes")], "photos/cat.jpg"),
+    # a member named like the user's link
+    ([("ok/new.txt", b"n"), ("shortcut", b"x")], "shortcut"),
+])
+def test_an_archive_never_replaces_or_deletes_what_the_target_already_holds(tmp_path, members, existing):
+    target = tmp_path / "root"
+    (target / "photos").mkdir(parents=True)
+    (target / "photos" / "cat.jpg").write_bytes(b"the user's cat")
+    (target / "notes.txt").write_text("the user's notes")
+    (target / "shortcut").symlink_to("photos")
+    before = _tree(target)
+    archive = _tar(tmp_path, members, name="a.tar.gz")
+    with pytest.raises(UnsafeArchiveError) as err:
+        extract_archive(archive, target)
+    assert repr(existing) in str(err.value) and "did not create" in str(err.value)
+    assert _tree(target) == before  # nothing of the user's touched, nothing of the archive left
+
+
+def test_an_archive_merges_beside_what_is_there_and_an_identical_file_is_kept(tmp_path):
+    target = tmp_path / "root"
+    (target / "photos").mkdir(parents=True)
+    (target / "photos" / "cat.jpg").write_bytes(b"the user's cat")
+    archive = _tar(tmp_path, [("photos/cat.jpg", b"the user's cat"), ("photos/dog.jpg", b"dog"), ("new/a", b"a")])
+    extract_archive(archive, target)
+    assert _tree(target) == {"photos": "dir", "photos/cat.jpg": b"the user's cat", "photos/dog.jpg": b"dog",
+                             "new": "dir", "new/a": b"a"}
+    extract_archive(archive, target)  # the same archive again (a retried import): nothing changes
+    assert (target / "photos" / "dog.jpg").read_bytes() == b"dog"
+
+
+def test_a_link_refused_once_merged_takes_back_everything_the_archive_brought(tmp_path):
+    target = tmp_path / "root"
+    target.mkdir()
+    (target / "up").symlink_to("..")  # the user's link: leads out of the root
+    (target / "mine.txt").write_text("kept")
+    archive = _tar(tmp_path, [("pkg/a.txt", b"a"), _link("pkg/out", "../up/x")], name="b.tar.gz")
+    with pytest.raises(UnsafeArchiveError, match="points outside"):
+        extract_archive(archive, target)
+    assert sorted(p.name for p in target.iterdir()) == ["mine.txt", "up"]
+
+
+def test_data_import_fails_without_touching_an_existing_folder(tmp_path, patch_entry, capsys):
+    from fgbench.cli import main
+
+    root = tmp_path / "root"
+    (root / "CUB_200_2011").mkdir(parents=True)
+    (root / "CUB_200_2011" / "my_notes.txt").write_text("the user's")
+    archive = _tar(tmp_path, [("CUB_200_2011", b"a file named like the folder")], name="CUB_200_2011.tgz")
+    patch_entry("cub200", sources=(catalog.Source("https://example.invalid/CUB_200_2011.tgz", "CUB_200_2011.tgz"),))
+    assert main(["data", "import", "cub200", str(archive), "--root", str(root)]) == 2
+    err = capsys.readouterr().err
+    refused = [ln for ln in err.splitlines() if "refusing" in ln]
+    assert len(refused) == 1 and "'CUB_200_2011'" in refused[0] and "did not create" in refused[0]
+    assert "Traceback" not in err
+    assert (root / "CUB_200_2011" / "my_notes.txt").read_text() == "the user's"

@@ -105,13 +105,16 @@ def make_run(
 
 def make_fixture_run(root: Path, run_id: str, *, name: str, dataset: str, arch: str, epochs: int = 4,
                      steps_per_epoch: int = 25, status: str = "completed", seed: float = 0.0,
-                     t0: float = 1_700_000_000.0) -> Path:
+                     t0: float = 1_700_000_000.0, ema: bool = False, run_seed: int = 0) -> Path:
     """A finished (or stopped) run directory with fixed numbers and times, for snapshots and the
-    compare view. ``status``: completed, failed, or interrupted (no run_finished, dead pid)."""
+    compare view. ``status``: completed, failed, or interrupted (no run_finished, dead pid).
+    ``seed`` shifts the curves; ``run_seed`` is the recipe's ``runtime.seed`` (runs of one recipe
+    with different ``run_seed`` are one group); ``ema`` sets ``ema.enabled``."""
     run_dir = root / run_id
     run_dir.mkdir(parents=True)
     recipe = validate_recipe({"name": name, "data": {"dataset": dataset}, "model": {"arch": arch},
-                              "schedule": {"epochs": epochs}})
+                              "schedule": {"epochs": epochs}, "ema": {"enabled": ema},
+                              "runtime": {"seed": run_seed}})
     (run_dir / rundir.RECIPE_FILE).write_text(dumps_recipe(recipe, full=True))
     rundir.write_json(run_dir / rundir.RUN_INFO_FILE, {"pid": DEAD_PID, "created": t0})
     total = epochs * steps_per_epoch
@@ -169,7 +172,7 @@ def fixture_runs(root: Path) -> list[Path]:
     return [
         make_fixture_run(root, "20250301-090000-cub_r50", name="cub_r50", dataset="cub200", arch="resnet50"),
         make_fixture_run(root, "20250302-100000-cub_r50_ema", name="cub_r50_ema", dataset="cub200",
-                         arch="resnet50", seed=0.03),
+                         arch="resnet50", seed=0.03, ema=True),
         make_fixture_run(root, "20250303-110000-cars_r18", name="cars_r18", dataset="stanford_cars",
                          arch="resnet18", status="failed"),
         make_fixture_run(root, "20250304-120000-cifar_r18", name="cifar_r18", dataset="cifar10",

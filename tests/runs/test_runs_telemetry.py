@@ -48,6 +48,14 @@ def test_a_group_of_seeds_shows_the_mean_data_wait(cli, runs_root: Path) -> None
     assert row["n"] == 2 and row["data_wait_frac"] == pytest.approx(0.40) and "gpu_util" not in row
 
 
+def test_show_names_the_data_wait_and_gpu(cli, runs_root: Path) -> None:
+    run = make_run(runs_root, "shown")
+    _with_telemetry(run, 0.125, 64.4)
+    code, out, err = cli("runs", "show", "--runs-root", runs_root, run.name)
+    assert code == 0, err
+    assert "123 img/s  data wait 12%  GPU 64%" in out
+
+
 def test_runs_without_telemetry_have_no_such_columns(cli, runs_root: Path) -> None:
     make_run(runs_root, "old-run")
     code, out, _ = cli("runs", "list", "--runs-root", runs_root)

@@ -118,7 +118,7 @@ def test_each_point_and_seed_is_one_run_and_new_seeds_run_alone(tmp_path: Path, 
     devnull = open(os.devnull, "w")
     assert local.run_sweep(state, base_cmd=FAKE, poll_s=0.02, out=devnull) == 0
     infos, labels = S.state_runs(state)
-    assert labels == ["lr=0.01 seed=0", "lr=0.01 seed=1", "lr=0.02 seed=0", "lr=0.02 seed=1"]
+    assert labels == ["lr=0.01", "lr=0.01", "lr=0.02", "lr=0.02"]  # a run's row label is its group's
     assert run_seeds(infos) == [0, 1, 0, 1] and [i.recipe["optim"]["lr"] for i in infos] == [0.01, 0.01, 0.02, 0.02]
     assert len({i.path for i in infos}) == 4 and all(i.status == "completed" for i in infos)
     first = {i.path: (i.path / rundir.METRICS_FILE).read_bytes() for i in infos}
@@ -187,3 +187,43 @@ def test_cli_seeds_then_continue_with_more_seeds(cli, fake_sweeps, tmp_path: Pat
     assert len(rundir.list_runs(runs_root)) == 4
     code, out, err = cli("sweep", f, "--seeds", "0", "--runs-root", runs_root)
     assert code == 2 and "--seeds 0: at least one seed" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_end_of_sweep_table_shows_groups_of_seeds(cli, fake_sweeps, tmp_path: Path, runs_root: Path) -> None:
+    """Two variants x three seeds: two rows of n = 3, the baseline row first, the other's
+    difference to it. The stand-in trainer reaches test top-1 ``50 + 1000 * lr * epochs - 1``
+    whatever the seed: 69 for lr 0.01 and 89 for lr 0.02 after two epochs."""
+    from fgbench.sweeps import tables
+
+    f = write(tmp_path, BASE + """
+    [sweep]
+    seeds = [0, 1, 2]
+    [[sweep.variants]]
+    name = "B"
+    [[sweep.variants]]
+    name = "B+lr"
+    set = { "optim.lr" = 0.02 }
+    """)
+    code, out, err = cli("sweep", f, "--tag", "gr", "--runs-root", runs_root)
+    assert code == 0, err
+    assert "| n " in out and "Δ test top-1 @best" in out and "row - baseline (B)" in out
+    columns, rows, notes = tables.sweep_table(S.SweepState.load("gr", runs_root))
+    assert [(r["variant"], r["n"], r["seeds"]) for r in rows] == [("B", 3, "0,1,2"), ("B+lr", 3, "0,1,2")]
+    assert rows[0]["test_top1_best"].mean == pytest.approx(69.0) and rows[0]["test_top1_best"].sd == 0
+    assert rows[1]["test_top1_best"].mean == pytest.approx(89.0)
+    assert rows[0]["diff:test_top1_best"] == "baseline"
+    assert rows[1]["diff:test_top1_best"].diff == pytest.approx(20.0)
+    # another baseline row, by its label; a label no row has is one line, and the table still prints
+    _c, rows, _n = tables.sweep_table(S.SweepState.load("gr", runs_root), baseline="B+lr")
+    assert rows[1]["diff:test_top1_best"] == "baseline" and rows[0]["diff:test_top1_best"].diff == pytest.approx(-20.0)
+    code, out, err = cli("sweep", "--status", "gr", "--baseline", "nope", "--runs-root", runs_root)
+    assert code == 0 and "--baseline nope: no row of the table match" in err and "| B+lr" in out
+
+
+def test_a_grid_over_runtime_seed_is_the_seed_axis(tmp_path: Path) -> None:
+    f = write(tmp_path, BASE + '[sweep]\ngrid = { "runtime.seed" = [3, 4], "optim.lr" = [0.1, 0.2] }\n')
+    plan = P.load_plan(f)
+    assert [(p.label, p.group_label, p.seed) for p in plan.points] == [
+        ("lr=0.1 seed=3", "lr=0.1", 3), ("lr=0.1 seed=4", "lr=0.1", 4),
+        ("lr=0.2 seed=3", "lr=0.2", 3), ("lr=0.2 seed=4", "lr=0.2", 4)]
+    assert [r.runtime.seed for r in plan.recipes] == [3, 4, 3, 4]

@@ -30,6 +30,7 @@ def test_bench_reports_limit_loaders_end_to_end_and_writes_nothing_else(tmp_path
     limit = rep["limit"]
     assert limit["images"] >= 3 * 16 and limit["seconds"] > 0 and limit["ratio"] == 1.0
     assert limit["images_per_s"] == pytest.approx(limit["images"] / limit["seconds"])
+    assert len(limit["extra"]["rates"]) == 2 and limit["images_per_s"] == pytest.approx(max(limit["extra"]["rates"]))
     kinds = [r["extra"]["kind"] for r in rep["loaders"]]
     # the recipe's own loader first; pad-and-crop PNGs of one size also allow the device loader
     assert kinds[0] == "standard" and "device" in kinds and len(set(kinds)) == len(kinds)

@@ -117,3 +117,92 @@ def test_skip_corrupt_skips_a_file_deleted_mid_run_and_counts_it_as_missing(tmp_
     logged = [e["message"] for e in events_of(run) if e["event"] == "log" and str(victim) in e.get("message", "")]
     assert len(logged) == 1 and "missing" in logged[0]
     assert json.loads((run / "summary.json").read_text())["skipped_images"] == 1
+
+
+def _header_bomb(path: Path, side: int = 60000) -> None:
+    """A 60-byte PNG whose header claims side x side pixels (no pixel data)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("loader", ["standard", "device", "cached"])
+def test_a_header_bomb_in_the_training_set_is_one_line(tmp_path, data, capsys, loader, monkeypatch):
+    """Issue 21 item 10: a decompression bomb (Pillow refuses it with an error that is not an
+    OSError) gave a 37-line traceback with the device loader."""
+    monkeypatch.setenv("FGBENCH_HOME", str(tmp_path / "home"))  # the cached loader's cache
+    bomb = data / "train" / CLASS_NAMES[1] / "zz_bomb.png"
+    _header_bomb(bomb)
+    recipe = write_recipe(tmp_path, data, schedule={"name": "cosine", "epochs": 1}, data={"loader": loader})
+    run = tmp_path / "run"
+    assert run_cli(str(recipe), "--run-dir", str(run)) == 2
+    out = capsys.readouterr()
+    lines = [ln for ln in out.err.splitlines() if ln.strip() and "Warning" not in ln]
+    assert len(lines) == 1, lines
+    assert "Traceback" not in out.err + out.out
+    assert lines[0].count(str(bomb)) == 1 and "cannot decode image" in lines[0]
+    assert not run.exists()
+
+
+# ----------------------------------------- issue 21 item 10: kills around checkpoints, resumed
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing of fgbench's handling runs (no run_finished, no summary)."""
+
+
+def _kill_in(monkeypatch, method: str, *, epoch: int | None = None) -> None:
+    orig = getattr(T.Trainer, method)
+
+    def killed(self, *a, **kw):
+        if epoch is None or kw.get("epoch") == epoch:
+            raise Killed()
+        return orig(self, *a, **kw)
+
+    monkeypatch.setattr(T.Trainer, method, killed)
+
+
+def _epochs(run: Path) -> list[int]:
+    return [e["epoch"] for e in events_of(run) if e["event"] == "epoch"]
+
+
+def test_a_replayed_epoch_appears_once_in_metrics(tmp_path, data, monkeypatch, capsys):
+    """Killed after epoch 2's event but before its checkpoint: the resume trains epoch 2 again
+    from epoch 1's checkpoint, and the file holds each epoch (and step, and evaluation) once."""
+    recipe = write_recipe(tmp_path, data, schedule={"name": "cosine", "epochs": 3})
+    run = tmp_path / "run"
+    _kill_in(monkeypatch, "_save_last", epoch=2)
+    with pytest.raises(Killed):
+        run_cli(str(recipe), "--run-dir", str(run))
+    assert _epochs(run) == [1, 2]  # epoch 2 was recorded, its checkpoint never written
+    monkeypatch.undo()
+    assert run_cli("--resume", str(run)) == 0
+    evs = events_of(run)
+    assert _epochs(run) == [1, 2, 3]
+    steps = [e["step"] for e in evs if e["event"] == "step"]
+    assert steps == sorted(set(steps))
+    evals = [(e["epoch"], e["split"], e["model"]) for e in evs if e["event"] == "eval"]
+    assert len(evals) == len(set(evals))
+    assert [e["event"] for e in evs].count("run_started") == 2  # the killed session's start stays
+
+
+def test_a_kill_after_the_final_checkpoint_is_completed_by_resume(tmp_path, data, monkeypatch, capsys):
+    recipe = write_recipe(tmp_path, data, schedule={"name": "cosine", "epochs": 2})
+    ref = tmp_path / "ref"
+    assert run_cli(str(recipe), "--run-dir", str(ref)) == 0
+    run = tmp_path / "run"
+    _kill_in(monkeypatch, "_final")
+    with pytest.raises(Killed):
+        run_cli(str(recipe), "--run-dir", str(run))
+    assert (run / "checkpoints" / "last.pt").is_file() and not (run / "predictions.json").exists()
+    monkeypatch.undo()
+    assert run_cli("--resume", str(run)) == 0
+    assert summary_of(run)["status"] == "completed"
+    for name in ("predictions.json", "confusion.json"):
+        assert json.loads((run / name).read_text()) == json.loads((ref / name).read_text())
+    assert _epochs(run) == [1, 2]

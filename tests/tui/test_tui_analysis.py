@@ -197,3 +197,64 @@ async def test_a_large_confusion_is_read_from_its_cells_file(ana_dirs):
         assert first[:3] == ["c0007", "75.00", "3/4"]
         pairs = screen.query_one("#pair-list")
         assert pairs.option_count == 1 and "c0007 → c1100" in str(pairs.get_option_at_index(0).prompt)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _hostile_pictures(folder: Path) -> dict[str, Path]:
+    """A truncated JPEG, a PNG whose header claims 60,000 x 60,000 pixels (no pixel data: a
+    decompression bomb in 60 bytes) and a PNG with a 4 MB compressed text chunk."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(buf, "JPEG")
+    truncated = folder / "truncated.jpg"
+    truncated.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    sig = b"\x89PNG\r\n\x1a\n"
+    bomb = folder / "bomb.png"
+    bomb.write_bytes(sig + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0))
+                     + _png_chunk(b"IEND", b""))
+    good = io.BytesIO()
+    Image.new("RGB", (8, 8), (0, 0, 255)).save(good, "PNG")
+    raw = good.getvalue()
+    text = _png_chunk(b"zTXt", b"comment\x00\x00" + zlib.compress(b"A" * (4 << 20)))
+    chunky = folder / "text.png"
+    chunky.write_bytes(raw[:33] + text + raw[33:])  # after IHDR (8 + 25 bytes)
+    return {"truncated": truncated, "bomb": bomb, "text": chunky}
+
+
+async def test_pictures_that_cannot_be_shown_are_placeholders_with_the_reason(ana_dirs):
+    """Issue 21 item 6: a truncated JPEG, a header-only decompression bomb and a PNG with an
+    oversized text chunk used to crash the whole TUI in the Classes view."""
+    run_dir = make_analysis_run(ana_dirs.runs)
+    bad = _hostile_pictures(ana_dirs.runs.parent / "hostile")
+    pred = layout.read_json(run_dir / layout.PREDICTIONS_FILE)
+    files = list(pred["file"])
+    for k, which in zip((5, 6, 7), ("truncated", "bomb", "text")):  # the three buntings taken for cardinals
+        files[k] = str(bad[which])
+    layout.write_json(run_dir / layout.PREDICTIONS_FILE, {**pred, "file": files})
+    app = _app(ana_dirs)
+    async with app.run_test(size=(160, 40)) as pilot:
+        screen = await open_analysis(pilot, run_dir)
+        assert [Path(item["file"]).name for item in screen.shown] == ["truncated.jpg", "bomb.png", "text.png"]
+        await pilot.pause()
+        await pilot.pause()
+        assert app.is_running and app.screen is screen
+        tiles = [str(p.render()) for p in screen.query(".picture")]
+        assert len(tiles) == 3 and not any(type(p).__name__ == "HalfcellImage" for p in screen.query(".picture"))
+        assert "truncated" in tiles[0].lower()
+        assert "3600000000 pixels" in tiles[1] and "bomb" in tiles[1]
+        assert "text" in tiles[2].lower()
+        await pilot.press("down")  # the next pair still draws its pictures
+        await pilot.pause()
+        assert [type(p).__name__ for p in screen.query(".picture")] == ["HalfcellImage", "HalfcellImage"]

@@ -374,3 +374,70 @@ async def test_runs_and_compare_show_raw_and_ema_side_by_side_never_the_better_o
                                                          ctable.get_row(str(cmp_dirs.runs / CUB)))}
         assert row["test_top1_best"] == f"{raw['test_top1']:.2f}"
         assert row["ema_test_top1_best"] == f"{raw['test_top1'] + 4.25:.2f}"
+
+
+# ------------------------------------------------------------------------------ groups of seeds
+
+
+def test_group_band_by_hand():
+    from fgbench.tui.widgets.compare_pane import group_band
+
+    a = ([1.0, 2.0, 3.0], [10.0, 20.0, 30.0])
+    b = ([1.0, 2.0, 3.0], [14.0, 22.0, 36.0])
+    c = ([1.0, 2.0], [12.0, 30.0])  # still running: it has not reached x = 3
+    xs, mean, lo, hi = group_band([b, c, a])  # the lowest member last: min is no accident of order
+    assert xs == [1.0, 2.0, 3.0]
+    assert mean == [pytest.approx(12.0), pytest.approx(24.0), pytest.approx(33.0)]
+    assert lo == [10.0, 20.0, 30.0] and hi == [14.0, 30.0, 36.0]
+    # a member logged at other xs reads as its last value at or before x
+    xs, mean, _lo, _hi = group_band([([1.0, 3.0], [10.0, 30.0]), ([2.0, 3.0], [20.0, 40.0])])
+    assert xs == [1.0, 2.0, 3.0] and mean == [10.0, 15.0, 35.0]
+
+
+SEEDS = [(f"2025040{s + 1}-090000-cub_seeds", s, 0.02 * s) for s in range(3)]
+
+
+def _fixture_val(epoch: int, shift: float) -> float:
+    """The validation top-1 make_fixture_run writes at ``epoch`` (its formula, restated)."""
+    return 30.0 + 40 * (1 - 1 / (1 + (0.5 + shift) * epoch))
+
+
+async def test_a_group_of_seeds_is_one_row_and_one_band_with_its_runs_one_key_away(dirs):
+    from fakes.run_factory import make_fixture_run
+
+    for run_id, run_seed, shift in SEEDS:
+        make_fixture_run(dirs.runs, run_id, name="cub_seeds", dataset="cub200", arch="resnet50",
+                         seed=shift, run_seed=run_seed)
+    make_fixture_run(dirs.runs, "20250405-090000-cub_ema", name="cub_ema", dataset="cub200", arch="resnet50",
+                     ema=True)
+    app = _app(dirs)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = await _ready(pilot)
+        app.set_compare([dirs.runs / r for r, _s, _x in SEEDS] + [dirs.runs / "20250405-090000-cub_ema"])
+        table = pane.query_one("#compare-table")
+        await wait_for(pilot, lambda: table.row_count == 2, what=lambda: f"two rows, not {table.row_count}")
+        headers = [str(c.label) for c in table.columns.values()]
+        assert "n" in headers and "seeds" in headers and "ema.enabled" in headers
+        group = next(r for r in pane._rows if r.get("n") == 3)
+        assert group["seeds"] == "0,1,2"
+        finals = [_fixture_val(4, shift) for _r, _s, shift in SEEDS]
+        assert group["val_top1"].mean == pytest.approx(sum(finals) / 3, abs=0.01)  # summary rounds to 2 places
+        assert "Δ" in " ".join(headers)
+
+        val = pane.query_one("#chart-val_top1", CompareChart)
+        await wait_for(pilot, lambda: len(val.lines) == 4, what=lambda: f"band of 3 lines + 1, not {len(val.lines)}")
+        lo, hi, mean, single = val.lines
+        for e in range(4):
+            vals = [_fixture_val(e + 1, shift) for _r, _s, shift in SEEDS]
+            assert mean.ys[e] == pytest.approx(sum(vals) / 3)
+            assert (lo.ys[e], hi.ys[e]) == (pytest.approx(min(vals)), pytest.approx(max(vals)))
+        assert mean.marker == app.colours.marker(SEEDS[0][0]) and lo.colour != mean.colour
+        assert "g: groups as mean+band" in str(pane.query_one("#compare-hint").render())
+
+        await pilot.press("g")  # the group's runs, one line each
+        await wait_for(pilot, lambda: len(val.lines) == 4 and val.lines[0].label == "cub_seeds"
+                       and val.lines[0].ys[-1] == pytest.approx(finals[0]), what="one line per run")
+        assert [ln.ys[-1] for ln in val.lines[:3]] == [pytest.approx(v) for v in finals]
+        assert "g: groups as runs" in str(pane.query_one("#compare-hint").render())
+        await pilot.press("g")
+        await wait_for(pilot, lambda: val.lines[2].ys[-1] == pytest.approx(sum(finals) / 3), what="the band again")

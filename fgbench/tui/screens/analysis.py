@@ -29,9 +29,11 @@ from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
 from fgbench import report
+from fgbench.data.images import CorruptImageError, open_picture
 from fgbench.rundir import layout
 from fgbench.rundir.confusion import has_confusion, read_confusion
 from fgbench.tui import images
+from fgbench.textsafe import safe
 from fgbench.tui.widgets.fitted_table import FittedTable
 
 PAIRS = 30
@@ -124,7 +126,7 @@ class AnalysisScreen(Screen):
 
     def _header(self) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
-        text.append(self.path.name, style="bold")
+        text.append(safe(self.path.name), style="bold")
         c = self.confusion
         if c is None:
             text.append(f"  no {layout.CONFUSION_FILE}: it is written when the run finishes", style="yellow")
@@ -132,7 +134,7 @@ class AnalysisScreen(Screen):
         acc = report.per_class_accuracy(c)
         right = sum(a[1] for a in acc)
         total = sum(a[2] for a in acc)
-        text.append(f"  {c.get('split', 'test')} split · {c.get('model', '?')} model · epoch {c.get('epoch', '?')}")
+        text.append(safe(f"  {c.get('split', 'test')} split · {c.get('model', '?')} model · epoch {c.get('epoch', '?')}"))
         text.append(f" · {len(acc)} classes · {right}/{total} right", style="dim")
         if total:
             text.append(f" ({100.0 * right / total:.2f}%)", style="dim")
@@ -151,7 +153,9 @@ class AnalysisScreen(Screen):
             acc.sort(key=lambda a: (-(a[3] if a[3] is not None else -1.0), a[0]))
         else:
             acc.sort(key=lambda a: a[0])
-        table.set_rows(columns, [(name, [name, Text("-" if pct is None else f"{pct:.2f}", justify="right"),
+        # class names are folder names of the data set: shown safe (an OSC 52 in one wrote the
+        # clipboard through this table)
+        table.set_rows(columns, [(name, [Text(safe(name)), Text("-" if pct is None else f"{pct:.2f}", justify="right"),
                                          Text(f"{correct}/{total}", justify="right"), bar(pct)])
                                  for name, correct, total, pct in acc])
         self.query_one("#classes-title", Static).update(f"per-class accuracy ({self.sort} first)"
@@ -162,7 +166,7 @@ class AnalysisScreen(Screen):
         t, q, n, share = p
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(f"{n:>4} ", style="bold")
-        text.append(f"{t} → {q}")
+        text.append(f"{safe(t)} → {safe(q)}")
         text.append(f"  {share:.0f}%", style="dim")
         return text
 
@@ -191,7 +195,7 @@ class AnalysisScreen(Screen):
         t, q = self.pair
         title = self.query_one("#images-title", Static)
         if self.predictions is None:
-            title.update(Text(f"{t} → {q}", style="bold"))
+            title.update(Text(f"{safe(t)} → {safe(q)}", style="bold"))
             self._show_note("no predictions.json in this run (runs from before fgbench wrote it): the images "
                             "cannot be shown")
             return
@@ -201,8 +205,8 @@ class AnalysisScreen(Screen):
         self.page = max(0, min(self.page, pages - 1))
         page = found[self.page * per:(self.page + 1) * per]
         text = Text(no_wrap=True, overflow="ellipsis")
-        text.append(f"{t} → {q}", style="bold")
-        text.append(f": {len(found)} test images of {t} predicted as {q}")
+        text.append(f"{safe(t)} → {safe(q)}", style="bold")
+        text.append(f": {len(found)} test images of {safe(t)} predicted as {safe(q)}")
         if pages > 1:
             text.append(f"  (page {self.page + 1}/{pages}, [ ] to page)", style="dim")
         title.update(text)
@@ -211,9 +215,14 @@ class AnalysisScreen(Screen):
         missing = 0
         for item in page:
             f = item.get("file")
-            caption = Static(Path(f).name if f else f"#{item['index']}", classes="caption")
+            # a file name is shown as text (never markup), made safe: image names set the title once
+            caption = Static(Text(safe(Path(f).name) if f else safe(f"#{item.get('index')}")), classes="caption")
             if f and cls is not None and Path(f).is_file():
-                tiles.append(Vertical(cls(f, classes="picture"), caption, classes="image-tile"))
+                try:
+                    picture = cls(open_picture(f), classes="picture")
+                except CorruptImageError as err:  # shown as a placeholder: never a crash of the TUI
+                    picture = Static(Text(f"(cannot show: {err.reason})", style="dim"), classes="picture")
+                tiles.append(Vertical(picture, caption, classes="image-tile"))
             else:
                 missing += f is not None and not Path(f).is_file()
                 tiles.append(Vertical(Static(Text("(no picture)", style="dim"), classes="picture"), caption,

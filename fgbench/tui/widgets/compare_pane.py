@@ -16,6 +16,11 @@ Decisions and trade-offs:
 * Smoothing (``s``) is a debiased EMA with its time constant in steps
   (:func:`fgbench.runmodel.smooth`), the same for every run whatever its ``log_every_steps``;
   the raw series stays drawn, dimmed, under it; the cursor read-out says which one it reads.
+* Runs that differ only in their seed (a group, :mod:`fgbench.groups`) are one row of the table
+  (:func:`fgbench.report.group_compare_table`: n, mean, t interval, sd, min-max, the difference to
+  the first row) and, while ``g`` is on (the default), one mean curve in the charts with its
+  min-to-max band drawn dimmed above and below it; ``g`` draws the group's runs one by one. The
+  mean at an x is over the runs that reached it (a run still going does not pull the mean down).
 * The runs filter is words, all of which must match: plain words match the name, run id,
   status, dataset, model and sweep tag; ``key=value`` (or ``key!=value``) matches a resolved
   recipe value as ``fgbench runs list --where`` does (``optim.lr=0.005``). Pinned runs are never
@@ -24,13 +29,16 @@ Decisions and trade-offs:
 
 from __future__ import annotations
 
-import os
+import bisect
+import time
 import tomllib
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
@@ -43,6 +51,7 @@ from fgbench.rundir.reader import RunInfo
 from fgbench.runmodel import SMOOTH_STEPS, SMOOTHABLE, SERIES, RunRow, Snapshot, format_duration, smooth
 from fgbench.tui.plots import CHART_TITLES, Line, MetricPlot, dimmed, rgb_style
 from fgbench.tui.widgets.fitted_table import FittedTable
+from fgbench.tui.widgets.runs_pane import started_text
 from fgbench.tui.widgets.run_view import next_smoothing
 
 DEFAULT_CHARTS = ("loss", "val_top1", "test_top1", "ema_test_top1", "lr", "images_per_s")
@@ -111,6 +120,41 @@ def value_at(xs: list[float], ys: list[float], x: float) -> float | None:
     return best
 
 
+def _value_at_sorted(xs: list[float], ys: list[float], x: float) -> float | None:
+    """:func:`value_at` by bisection (xs ascending), for the group bands' many look-ups."""
+    if not xs or x < xs[0] - 1e-9 or x > xs[-1] + 1e-9:
+        return None
+    i = bisect.bisect_right(xs, x + 1e-9) - 1
+    return ys[i] if i >= 0 else None
+
+
+def group_band(members: list[tuple[list[float], list[float]]]) -> tuple[list[float], list[float], list[float], list[float]]:
+    """One group's curve: at every x any member has, the mean, min and max of the members' values
+    there (each member's last point at or before x; members that have not reached x, or started
+    after it, left out). Returns (xs, mean, min, max)."""
+    xs = sorted({x for mx, _my in members for x in mx})
+    out_x: list[float] = []
+    mean: list[float] = []
+    lo: list[float] = []
+    hi: list[float] = []
+    for x in xs:
+        vals = [v for mx, my in members if (v := _value_at_sorted(mx, my, x)) is not None]
+        if vals:
+            out_x.append(x)
+            mean.append(sum(vals) / len(vals))
+            lo.append(min(vals))
+            hi.append(max(vals))
+    return out_x, mean, lo, hi
+
+
+@dataclass(frozen=True)
+class GroupRead:
+    """What the cursor read-out needs of a group drawn as one curve (a Snapshot's path and name)."""
+
+    path: Path
+    name: str
+
+
 def fmt_x(x: float, axis: str) -> str:
     if axis == "time":
         return format_duration(x * 60.0)
@@ -128,9 +172,16 @@ def fmt_y(v: float | None) -> str:
 
 
 def sort_rows(rows: list[dict[str, Any]], key: str, reverse: bool) -> list[dict[str, Any]]:
-    """Rows sorted by one column's raw value; empty cells ("-") last in either direction."""
+    """Rows sorted by one column's raw value (a group's mean, a difference's value); empty cells
+    ("-") last in either direction."""
+    from fgbench.stats import Described, Difference
+
     def k(row: dict[str, Any]) -> tuple:
         v = row.get(key)
+        if isinstance(v, Described):
+            v = v.mean
+        elif isinstance(v, Difference):
+            v = v.diff
         if v is None or v is report.MISSING:
             return (1, 0, "")
         if isinstance(v, bool):
@@ -242,18 +293,20 @@ class ChartsArea(VerticalScroll):
 
 class ComparePane(Vertical):
     BINDINGS = [
-        Binding("w", "filter_runs", "Filter runs", tooltip="Filter the runs: words, status, sweep tag, "
+        Binding("w", "filter_runs", "Filter", tooltip="Filter the runs: words, status, sweep tag, "
                 "or recipe values such as optim.lr=0.005"),
         Binding("slash", "filter_series", "Series", tooltip="Choose the charts: words of series names "
                 "(loss, topk, ema, lr, grad ...), * for all"),
         Binding("x", "axis", "X axis", tooltip="x-axis: optimizer step, epoch or wall time"),
         Binding("l", "log", "Log y", tooltip="Logarithmic y axis on or off"),
-        Binding("s", "smooth", "Smoothing", tooltip="Smoothing of step series: off, or a debiased EMA over "
+        Binding("s", "smooth", "Smooth", tooltip="Smoothing of step series: off, or a debiased EMA over "
                 "10/50/200/1000 steps (the raw series stays drawn)"),
-        Binding("z", "zoom", "Full screen", tooltip="The focused chart alone, full screen (z or escape again: back)"),
-        Binding("left_square_bracket", "cursor(-1)", "Cursor ←", tooltip="Move the cursor left (every run's "
+        Binding("z", "zoom", "Zoom", tooltip="The focused chart alone, full screen (z or escape again: back)"),
+        Binding("left_square_bracket", "cursor(-1)", "Cursor ←", show=False, tooltip="Move the cursor left (every run's "
                 "value at one x is read out under the charts)"),
-        Binding("right_square_bracket", "cursor(1)", "Cursor →", tooltip="Move the cursor right"),
+        Binding("right_square_bracket", "cursor(1)", "Cursor →", show=False, tooltip="Move the cursor right"),
+        Binding("g", "groups", "Groups", show=False, tooltip="Runs that differ only in the seed: one mean curve with a "
+                "min-max band (on), or each run (off)"),
         Binding("e", "export", "Export", tooltip="Write the table as Markdown (.md) or CSV (.csv), "
                 "as fgbench runs compare does"),
         Binding("a", "clear", "Clear", tooltip="Clear the selection"),
@@ -270,6 +323,11 @@ class ComparePane(Vertical):
         self.cursor_x: float | None = None
         self.sort_key: str | None = None
         self.sort_desc = True
+        self.group_seeds = True
+        """draw each group of seeds as its mean and band (``g`` toggles)"""
+        self._notes: list[str] = []
+        self._grouped = False
+        """some selected runs form a group of seeds (the hint says how groups are drawn)"""
         self._charts: tuple[str, ...] = ()
         self._columns: list[tuple[str, str, str]] = []
         self._rows: list[dict[str, Any]] = []
@@ -291,6 +349,19 @@ class ComparePane(Vertical):
 
     def on_mount(self) -> None:
         self.update_runs()
+
+    _twins: set[str] = set()
+    _list_room = 0
+
+    @on(events.Resize)
+    def _resized(self) -> None:
+        """Names are cut to the sidebar's width: cut again when it changes."""
+        try:
+            lst = self.query_one("#compare-list", RunList)
+        except NoMatches:
+            return
+        if lst.scrollable_content_region.width - lst.styles.scrollbar_size_vertical != self._list_room:
+            self.update_runs()
 
     # ------------------------------------------------------------------ sidebar
 
@@ -322,7 +393,12 @@ class ComparePane(Vertical):
         else:
             text.append("   ")
         text.append("^" if row.path in self.pins else " ", style="bold")
-        text.append(row.name)
+        # names cut in the middle to the room left; runs of one recipe told apart by their start
+        stamp = f" {started_text(row.run_id)}" if row.name in self._twins else ""
+        room = self._list_room - len(text.plain) - len(stamp)
+        text.append(report.cut_middle(row.name, room) if room > 4 else row.name)
+        if stamp:
+            text.append(stamp, style="dim")
         if row.status != "completed":
             text.append(f" {row.status}", style="dim")
         return text
@@ -337,6 +413,8 @@ class ComparePane(Vertical):
         book = self.app.colours  # type: ignore[attr-defined]
         colours = book.colours([p.name for p in selected])
         rows = self.visible_rows()
+        self._twins = {n for n, c in Counter(r.name for r in rows).items() if c > 1}
+        self._list_room = lst.scrollable_content_region.width - lst.styles.scrollbar_size_vertical
         options: list[Option] = []
         group: object = object()
         grouped = any(self._sweep(r.path) for r in rows)
@@ -451,13 +529,25 @@ class ComparePane(Vertical):
         per_chart: dict[str, list[tuple[Snapshot, list[float], list[float]]]] = {}
         all_lines: dict[str, list[Line]] = {}
         x_lo, x_hi = None, None
+        drawn = self.chart_groups(snaps)
         for name in names:
             lines: list[Line] = []
             reads = []
-            for snap in snaps:
-                ls, xs, ys = self._lines(snap, name, colours[snap.path.name], book.marker(snap.path.name))
-                lines += ls
-                reads.append((snap, xs, ys))
+            for members in drawn:
+                first = members[0]
+                colour, marker = colours[first.path.name], book.marker(first.path.name)
+                if len(members) == 1:
+                    ls, xs, ys = self._lines(first, name, colour, marker)
+                    lines += ls
+                    reads.append((first, xs, ys))
+                else:
+                    curves = [self._lines(m, name, colour, marker)[1:] for m in members]
+                    xs, ys, lo, hi = group_band([c for c in curves if c[0]])
+                    band = dimmed(colour)
+                    lines += [Line(xs, lo, band, f"{first.name} min", legend=False),
+                              Line(xs, hi, band, f"{first.name} max", legend=False),
+                              Line(xs, ys, colour, first.name, marker=marker, legend=False)]
+                    reads.append((GroupRead(first.path, f"{first.name} mean of {len(members)}"), xs, ys))
                 if xs:
                     x_lo = xs[0] if x_lo is None else min(x_lo, min(xs))
                     x_hi = xs[-1] if x_hi is None else max(x_hi, max(xs))
@@ -478,6 +568,20 @@ class ComparePane(Vertical):
         self._draw_cursor(per_chart, colours)
         self._draw_table(snaps, table, colours)
         self._draw_hint(snaps)
+
+    def chart_groups(self, snaps: list[Snapshot]) -> list[list[Snapshot]]:
+        """The curves to draw: one list per group of seeds while ``g`` is on, else one per run."""
+        self._grouped = False
+        if len(snaps) < 2:
+            return [[s] for s in snaps]
+        from fgbench.groups import group_runs
+
+        store = self.app.store  # type: ignore[attr-defined]
+        runs = run_infos([store.model(s.path) for s in snaps])
+        by_path = {s.path: s for s in snaps}
+        found = [[by_path[r.path] for r in g.runs] for g in group_runs(runs)]
+        self._grouped = any(len(members) > 1 for members in found)
+        return found if self.group_seeds else [[s] for s in snaps]
 
     async def _rebuild_charts(self, names: tuple[str, ...]) -> None:
         grid = self.query_one("#compare-grid", Grid)
@@ -535,8 +639,9 @@ class ComparePane(Vertical):
         store = self.app.store  # type: ignore[attr-defined]
         infos = run_infos([store.model(p) for p in self.app.compare_selection])  # type: ignore[attr-defined]
         if not infos:
+            self._notes = []
             return [], []
-        columns, rows = report.compare_table(infos)
+        columns, rows, self._notes = report.group_compare_table(infos)
         if self.sort_key is not None and any(c[0] == self.sort_key for c in columns):
             rows = sort_rows(rows, self.sort_key, self.sort_desc)
         return columns, rows
@@ -563,7 +668,7 @@ class ComparePane(Vertical):
                     t = Text(f"{book.marker(name)} ", style=rgb_style(colours.get(name, (200, 200, 200))))
                     t.append(labels.get(row["path"], cell))
                     cells.append(t)
-                elif kind in ("acc", "duration", "rate"):
+                elif kind in ("acc", "duration", "rate", "stat", "diff"):
                     cells.append(Text(cell, justify="right"))
                 else:
                     cells.append(cell)
@@ -600,6 +705,8 @@ class ComparePane(Vertical):
         else:
             parts = [f"{len(snaps)} runs", f"x: {self.axis}", "log y" if self.log_y else "linear y",
                      f"smooth: EMA {self.smooth_steps:g} steps" if self.smooth_steps else "smooth: off"]
+            if self._grouped:
+                parts.insert(3, "g: groups as mean+band" if self.group_seeds else "g: groups as runs")
             if self.sort_key:
                 header = next((h for k, h, _ in self._columns if k == self.sort_key), self.sort_key)
                 parts.append(f"sort: {header} {'▼' if self.sort_desc else '▲'}")
@@ -624,6 +731,10 @@ class ComparePane(Vertical):
 
     def action_log(self) -> None:
         self.log_y = not self.log_y
+        self.redraw()
+
+    def action_groups(self) -> None:
+        self.group_seeds = not self.group_seeds
         self.redraw()
 
     def action_smooth(self) -> None:
@@ -663,19 +774,25 @@ class ComparePane(Vertical):
         if not self._rows:
             self.app.notify("Select runs first: the table is empty", severity="warning", timeout=4)
             return
-        default = os.path.join(os.getcwd(), "fgbench-compare.md")
+        # under the runs directory, not wherever fgbench was started: a file (never a folder, which
+        # would read as a run directory), named by the time so that exports never overwrite
+        root = self.app.runs_root  # type: ignore[attr-defined]
+        default = str(root / time.strftime("compare-%Y%m%d-%H%M%S.md"))
         self.app.push_screen(PromptScreen("Export the table to (.md: Markdown, .csv: CSV)", default,
+                                          f"In the runs directory {root} unless you give another path.   "
                                           "Enter: write   Escape: cancel"), self._export_to)
 
     def _export_to(self, target: str | None) -> None:
         if not target:
             return
         path = Path(target).expanduser()
+        if not path.is_absolute() and path.parent == Path("."):  # a bare name: in the runs directory
+            path = self.app.runs_root / path  # type: ignore[attr-defined]
         fmt = {".md": "markdown", ".markdown": "markdown", ".csv": "csv"}.get(path.suffix.lower())
         if fmt is None:
             self.app.notify(f"{path}: the name must end in .md or .csv", severity="error", timeout=6)
             return
-        written = export_table(self._columns, self._rows, path, fmt)
+        written = export_table(self._columns, self._rows, path, fmt, self._notes)
         if isinstance(written, str):
             self.app.notify(written, severity="error", timeout=6)
         else:
@@ -685,15 +802,18 @@ class ComparePane(Vertical):
         self.app.set_compare([])  # type: ignore[attr-defined]
 
 
-def export_table(columns, rows, path: Path, fmt: str) -> bool | str:
-    """Write the table as ``fgbench runs compare --format FMT`` does (atomically). Returns True,
-    or the one-line reason it could not."""
+def export_table(columns, rows, path: Path, fmt: str, notes: list[str] | None = None) -> bool | str:
+    """Write the table as ``fgbench runs compare --format FMT`` does (atomically), the notes under
+    a Markdown table. Returns True, or the one-line reason it could not."""
     from fgbench.atomic import atomic_write_text
 
     if not path.parent.is_dir():
         return f"{path.parent}: no such folder"
+    text = report.render(columns, rows, fmt)
+    if notes and fmt == "markdown":
+        text += "\n" + "".join(f"{n}\n" for n in notes)
     try:
-        atomic_write_text(path, report.render(columns, rows, fmt))
+        atomic_write_text(path, text)
     except OSError as err:
         return f"{path}: {err.strerror or err}"
     return True

@@ -13,12 +13,14 @@ class named ``[bird]`` or a run in ``/data/[old]`` is shown, not parsed).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
+
+from fgbench.report import cut_middle
 
 
 def as_text(value: object) -> Text:
@@ -34,9 +36,17 @@ def cell_width(value: Text) -> int:
 class FittedTable(DataTable):
     """A DataTable filled only through :meth:`set_rows` (columns and rows at once)."""
 
+    _last: tuple | None = None
+
     def set_rows(self, columns: Sequence[tuple[str, str | Text]],
-                 rows: Sequence[tuple[str, Sequence[str | Text]]]) -> bool:
+                 rows: Sequence[tuple[str, Sequence[str | Text]]],
+                 squeeze: Mapping[str, int] | None = None) -> bool:
         """Show ``rows`` (``(row key, cells)``) under ``columns`` (``(column key, label)``).
+
+        ``squeeze``: name columns (column key -> least width) whose cells are cut in the middle
+        (:func:`fgbench.report.cut_middle`) so that the table fits the width it has, widest
+        first; one long name then costs its own column, not every other column. Redone when the
+        table is resized.
 
         When the columns, the row keys and every column's width are what is shown already, the
         cells that differ are updated in place: the cursor and the scroll position stay and no
@@ -44,6 +54,7 @@ class FittedTable(DataTable):
         cursor goes back to the row it was on when that row is still there. Returns whether the
         table was rebuilt.
         """
+        self._last = (columns, rows, squeeze)
         labels = [(key, as_text(label)) for key, label in columns]
         body = [(key, [as_text(c) for c in cells]) for key, cells in rows]
         for key, cells in body:
@@ -51,6 +62,8 @@ class FittedTable(DataTable):
                 raise ValueError(f"row {key!r} has {len(cells)} cells for {len(labels)} columns")
         widths = [max([cell_width(label)] + [cell_width(cells[i]) for _, cells in body])
                   for i, (_, label) in enumerate(labels)]
+        if squeeze and self.size.width > 0:
+            widths = self._squeeze(labels, body, widths, squeeze)
         shown = [(str(k.value), c.label, c.width, c.auto_width) for k, c in self.columns.items()]
         wanted = [(key, label, width, False) for (key, label), width in zip(labels, widths)]
         if shown == wanted and [str(k.value) for k in self.rows] == [key for key, _ in body]:
@@ -71,6 +84,31 @@ class FittedTable(DataTable):
         if cursor_key in keys:
             self.move_cursor(row=keys.index(cursor_key), animate=False)
         return True
+
+    def _squeeze(self, labels, body, widths: list[int], squeeze: Mapping[str, int]) -> list[int]:
+        """Cut the ``squeeze`` columns' cells (in ``body``, in place) to fit the table's width."""
+        room = self.size.width - self.styles.scrollbar_size_vertical  # a scrollbar may come
+        over = sum(widths) + 2 * self.cell_padding * len(widths) - room
+        index = {key: i for i, (key, _label) in enumerate(labels)}
+        cut = {index[k]: widths[index[k]] for k in squeeze if k in index}
+        floor = {i: max(min(squeeze[labels[i][0]], widths[i]), cell_width(labels[i][1])) for i in cut}
+        while over > 0:
+            i = max((i for i in cut if cut[i] > floor[i]), key=lambda i: cut[i], default=None)
+            if i is None:
+                break
+            cut[i] -= 1
+            over -= 1
+        for i, width in cut.items():
+            if width < widths[i]:
+                widths[i] = width
+                for _key, cells in body:
+                    if cell_width(cells[i]) > width:
+                        cells[i] = Text(cut_middle(cells[i].plain, width), style=cells[i].style)
+        return widths
+
+    def on_resize(self) -> None:
+        if self._last is not None and self._last[2]:
+            self.set_rows(*self._last)
 
     def patch_cells(self, cells: Sequence[tuple[str, str, str | Text]]) -> bool:
         """Update some cells (``(row key, column key, value)``) in place, without measuring the

@@ -35,6 +35,7 @@ from textual.widgets import Button, Collapsible, Input, Label, Select, Static, S
 
 from fgbench.recipe import Recipe
 from fgbench.tui import form as F
+from fgbench.tui.text_input import TextInput
 
 
 def widget_id(prefix: str, path: str) -> str:
@@ -145,7 +146,7 @@ def make_editor(path: str, spec: F.FieldSpec, value: Any) -> Widget:
             placeholder = "required"
         elif spec.optional:
             placeholder = "unset"
-        editor = Input(value=F.display_value(spec, value), placeholder=placeholder, compact=True, id=wid,
+        editor = TextInput(value=F.display_value(spec, value), placeholder=placeholder, compact=True, id=wid,
                        classes="field-editor")
     editor.field_path = path  # type: ignore[attr-defined]
     return editor
@@ -401,15 +402,38 @@ class RecipeForm(VerticalScroll):
             row.set_value(value)
         self._changed(path)
 
+    def commit_typed(self, under: str) -> bool:
+        """Write into the document what was typed in the text fields under ``under`` and has not
+        reached it yet. An ``Input.Changed`` climbs the DOM one queue at a time, so a structural
+        change (another variant, a stage removed, a section unset) can be handled before the
+        keys typed just ahead of it: rebuilt from the document, the field showed its default while
+        the late event then wrote the typed value into the document (or the other way round).
+        Called first by every handler that rebuilds a section, and (``under=""``: every field) before
+        the document is read to save, run or quit; stale events are dropped. Returns whether the
+        document changed (the caller validates)."""
+        committed = False
+        for path, row in list(self.rows.items()):
+            if under and not (path == under or path.startswith(under + ".") or path.startswith(under + "[")):
+                continue
+            editor = next((c for c in row.children if isinstance(c, Input)), None)
+            if editor is None:
+                continue
+            fpath = F.parse_path(path)
+            if F.display_value(row.spec, self.value(fpath)) != editor.value:
+                F.set_in(self.doc, fpath, F.parse_text(row.spec, editor.value))
+                committed = True
+        return committed
+
     @on(Input.Changed)
     def _input_changed(self, event: Input.Changed) -> None:
         path = getattr(event.input, "field_path", None)
         if path is None:
             return
         event.stop()
-        spec = self._spec_of(path)
-        if spec is None:
-            return
+        row = self.rows.get(path)
+        if row is None or event.input.parent is not row:
+            return  # from a field a rebuild replaced: what it held was committed before the rebuild
+        spec = row.spec
         fpath = F.parse_path(path)
         if F.display_value(spec, self.value(fpath)) == event.value:
             return
@@ -425,6 +449,7 @@ class RecipeForm(VerticalScroll):
             present = isinstance(self.value(fpath), dict)
             if present == event.value:
                 return
+            self.commit_typed(section_path)  # validated below
             F.set_in(self.doc, fpath, {} if event.value else F.MISSING)
             section = self.sections.get(section_path)
             self._changed(section_path)
@@ -454,10 +479,13 @@ class RecipeForm(VerticalScroll):
             section = self.sections.get(union_path)
             if section is None:
                 return
+            committed = self.commit_typed(union_path)
             fpath = F.parse_path(union_path)
             old = self.value(fpath)
             new_tag = str(event.value)
             if F.current_variant(section.spec, old) == new_tag and isinstance(old, dict) and old.get(section.spec.tag):
+                if committed:
+                    self._changed(union_path)
                 return
             if isinstance(old, dict):
                 self.variant_memory[(union_path, F.current_variant(section.spec, old))] = dict(old)
@@ -495,6 +523,7 @@ class RecipeForm(VerticalScroll):
         if list_path is None:
             return
         fpath = F.parse_path(list_path)
+        self.commit_typed(F.path_str(fpath[:-1]) if isinstance(fpath[-1], int) else list_path)
         if isinstance(fpath[-1], int):  # remove this item
             parent, index = fpath[:-1], fpath[-1]
             items = self.value(parent)

@@ -29,7 +29,7 @@ from typing import Any
 
 import tomli_w
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -37,6 +37,7 @@ from textual.widgets import ContentSwitcher, Label, OptionList, Static, TextArea
 from textual.widgets.option_list import Option, OptionDoesNotExist
 
 from fgbench.errors import UserError
+from fgbench.report import cut_middle
 from fgbench.recipe import (
     MAX_RECIPE_BYTES,
     Recipe,
@@ -131,6 +132,15 @@ class RecipesPane(Vertical):
         self.refresh_list()
         self._update_title()
 
+    _list_room = 0
+
+    @on(events.Resize)
+    def _resized(self) -> None:
+        """Names are cut (in the middle) to the list's width: cut again when it changes."""
+        lst = self.query_one("#recipe-list", OptionList)
+        if lst.scrollable_content_region.width - lst.styles.scrollbar_size_vertical != self._list_room:
+            self.refresh_list()
+
     # ------------------------------------------------------------------ state
 
     @property
@@ -148,6 +158,10 @@ class RecipesPane(Vertical):
         return self.form.doc != self.baseline_doc
 
     def current(self) -> F.Validation:
+        """The recipe as the form shows it, keys typed just before included (see
+        ``RecipeForm.commit_typed``)."""
+        if self.form.commit_typed(""):
+            self.form.post_message(RecipeForm.Changed(self.form, ""))
         return self.form.validate()
 
     def recipe_name(self) -> str:
@@ -167,11 +181,14 @@ class RecipesPane(Vertical):
 
     def refresh_list(self) -> None:
         entries = listing(self.dirs, self.path)
-        options: list[Option | None] = [Option(Text(label, style="bold"), disabled=True) if path is None
-                                        else Option(label, id=str(path)) for label, path in entries]
+        lst = self.query_one("#recipe-list", OptionList)
+        room = lst.scrollable_content_region.width - lst.styles.scrollbar_size_vertical
+        fit = (lambda label: cut_middle(label, room)) if room > 4 else (lambda label: label)
+        options: list[Option | None] = [Option(Text(fit(label), style="bold"), disabled=True) if path is None
+                                        else Option(fit(label), id=str(path)) for label, path in entries]
         if not entries:
             options.append(Option("(no recipes yet)", disabled=True))
-        lst = self.query_one("#recipe-list", OptionList)
+        self._list_room = room
         highlighted = lst.highlighted
         lst.clear_options()
         lst.add_options(options)

@@ -13,6 +13,7 @@ from textual.widgets import ProgressBar, Static
 
 from fgbench import report
 from fgbench.rundir.confusion import has_confusion
+from fgbench.textsafe import safe
 from fgbench.runmodel import (
     SMOOTH_STEPS,
     SMOOTHABLE,
@@ -97,10 +98,11 @@ def class_rows(confusion: dict | None, worst: int = 3, pairs: int = 2) -> list[t
     if not has_confusion(confusion):
         return []
     acc = sorted((a for a in report.per_class_accuracy(confusion) if a[3] is not None), key=lambda a: (a[3], a[0]))
-    out = [("worst classes", ", ".join(f"{name} {pct:.1f}%" for name, _c, _t, pct in acc[:worst])
+    # class names come from the data set's folders: shown safe
+    out = [("worst classes", ", ".join(f"{safe(name)} {pct:.1f}%" for name, _c, _t, pct in acc[:worst])
                                  + f"  (a: all {len(acc)})")]
     top = report.confused_pairs(confusion, pairs)
-    out.append(("most confused", ", ".join(f"{t} → {p} ({n})" for t, p, n, _s in top) if top else "none"))
+    out.append(("most confused", ", ".join(f"{safe(t)} → {safe(p)} ({n})" for t, p, n, _s in top) if top else "none"))
     return out
 
 

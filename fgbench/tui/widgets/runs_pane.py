@@ -149,7 +149,8 @@ class RunsPane(Vertical):
         every = self.app.store.rows()  # type: ignore[attr-defined]  # it reads every run's status: once
         rows = self.visible_rows(every)
         table.set_rows([(label, label) for label in COLUMNS],
-                       [(str(row.path), self._row_cells(row)) for row in rows])
+                       [(str(row.path), self._row_cells(row)) for row in rows],
+                       squeeze={"recipe": 20})  # 20: status to ema test still fit 80 columns
         self._live_rows = [row for row in rows if row.status == "running" and row.last_event_time is not None]
         if not self.app.store.loaded_once:  # type: ignore[attr-defined]
             self.query_one("#runs-status", Static).update("reading the runs directory...")

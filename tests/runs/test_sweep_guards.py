@@ -1,0 +1,236 @@
+"""What a sweep refuses or never leaves behind: a missing dataset before the first point, a run
+directory without its recipe after an interruption, a grid too large to expand, a second sweep
+writer; and what its commands show: deleted runs, every point in the table, `--best -o -`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from fgbench import rundir
+from fgbench.errors import UserError
+from fgbench.sweeps import local, plan as P, state as S, tables
+from fakes.fake_trainer import FAKE_TRAINER
+
+FAKE = [sys.executable, str(FAKE_TRAINER)]
+REPO = Path(__file__).resolve().parents[2]
+
+BASE = """
+name = "toy"
+[optim]
+name = "sgd"
+lr = 0.01
+[schedule]
+name = "cosine"
+epochs = 2
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "s.toml") -> Path:
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(text), encoding="utf-8")
+    return p
+
+
+def make_state(tmp_path: Path, runs_root: Path, tag: str, n: int = 2, epochs: int = 2):
+    lrs = ", ".join(str(0.01 * (i + 1)) for i in range(n))
+    f = write(tmp_path, BASE.replace("epochs = 2", f"epochs = {epochs}") + f'[sweep]\ngrid = {{ "optim.lr" = [{lrs}] }}\n')
+    return S.create_state(P.load_plan(f), tag, runs_root)
+
+
+def wait_for(what: str, check, timeout_s: float = 120.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    pytest.fail(f"gave up waiting for {what}")
+
+
+# ------------------------------------------------------------------------- before the first point
+
+
+def test_a_missing_dataset_is_one_line_before_anything_is_written(cli, tmp_path: Path, runs_root: Path) -> None:
+    f = write(tmp_path, BASE + '[data]\ndataset = "cub200"\n[sweep]\ngrid = { "optim.lr" = [0.1, 0.2] }\n')
+    code, out, err = cli("sweep", f, "--tag", "nd", "--runs-root", runs_root)
+    assert code == 2, out + err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "data.dataset: cub200 is not downloaded" in err and "run `fgbench data download cub200`" in err
+    assert list(runs_root.iterdir()) == []  # no sweep state, no run directory
+
+
+def test_continue_checks_the_datasets_of_the_points_left(cli, tmp_path: Path, runs_root: Path) -> None:
+    f = write(tmp_path, BASE + '[data]\ndataset = "cub200"\n[sweep]\ngrid = { "optim.lr" = [0.1, 0.2] }\n')
+    S.create_state(P.load_plan(f), "nc", runs_root)  # planned where the dataset was (a shared disk, say)
+    code, out, err = cli("sweep", "--continue", "nc", "--runs-root", runs_root)
+    assert code == 2 and len(err.strip().splitlines()) == 1, out + err
+    assert err.startswith("sweep nc: data.dataset: cub200 is not downloaded")
+    assert [p.name for p in runs_root.iterdir()] == ["sweeps"]
+
+
+def test_a_sweep_stopped_while_its_trainer_starts_leaves_no_run_without_its_recipe(
+        tmp_path: Path, runs_root: Path) -> None:
+    """Ctrl-C while the trainer is still importing (it has written nothing): the directory the
+    sweep made for it is removed, the point is interrupted and starts afresh on --continue."""
+    slow = tmp_path / "slow_start.py"
+    slow.write_text("import signal, sys, time\n"
+                    "signal.signal(signal.SIGINT, lambda *a: sys.exit(130))\n"
+                    "time.sleep(60)\n")
+    state = make_state(tmp_path, runs_root, "ss")
+
+    def interrupt() -> None:
+        def launched():
+            p = S.SweepState.load("ss", runs_root).points[0]
+            return p.run_dir and (Path(p.run_dir) / rundir.LAUNCH_FILE).is_file()
+
+        wait_for("the first point's launch", launched)
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    t = threading.Thread(target=interrupt)
+    t.start()
+    code = local.run_sweep(state, base_cmd=[sys.executable, str(slow)], poll_s=0.02, out=open(os.devnull, "w"))
+    t.join()
+    assert code == 130
+    assert [p.name for p in runs_root.iterdir()] == ["sweeps"]  # no run directory without recipe.toml
+    assert [p.status for p in state.points] == ["interrupted", "pending"] and state.points[0].run_dir is None
+    assert local.run_sweep(state, base_cmd=FAKE, poll_s=0.02, out=open(os.devnull, "w")) == 0
+    assert all((i.path / rundir.RECIPE_FILE).is_file() for i in rundir.list_runs(runs_root))
+    assert len(rundir.list_runs(runs_root)) == 2
+
+
+# ----------------------------------------------------------------------------- counted, not expanded
+
+
+def _limited(argv: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    """``fgbench ARGV`` in a process that may not take more than 3 GB of address space: a sweep
+    that expanded 10^10 points would die of MemoryError, not answer."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "fgbench", *argv], capture_output=True, text=True, timeout=300,
+                          env=env, preexec_fn=limit, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("command", [["recipe", "validate"], ["sweep", "--dry-run"]])
+def test_a_huge_grid_is_counted_and_refused_not_expanded(command: list[str], tmp_path: Path) -> None:
+    axes = ", ".join(f'"model.{k}" = [{", ".join(str(v) for v in range(10))}]' for k in
+                     ("dropout", "stochastic_depth", "num_classes")) + ", " + ", ".join(
+        f'"optim.{k}" = [{", ".join(str(0.001 * (v + 1)) for v in range(10))}]'
+        for k in ("lr", "weight_decay", "momentum")) + ", " + ", ".join(
+        f'"{k}" = [{", ".join(str(v + 1) for v in range(10))}]'
+        for k in ("schedule.epochs", "data.batch_size", "runtime.seed", "data.workers"))
+    f = write(tmp_path, BASE + f"[sweep]\ngrid = {{ {axes} }}\n")
+    assert len(f.read_bytes()) < 1500
+    argv = [command[0], *command[1:2]] if command[0] == "recipe" else ["sweep", str(f), "--dry-run"]
+    if command[0] == "recipe":
+        argv.append(str(f))
+    r = _limited([*argv, "--runs-root", str(tmp_path / "runs")] if command[0] == "sweep" else argv, tmp_path)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert "10,000,000,000 points, more than a sweep may have (10,000)" in r.stderr
+
+
+def test_point_counts_before_expanding(tmp_path: Path) -> None:
+    assert P.count_points(3, {"a": [1, 2], "b": [1, 2, 3]}, 5) == 90
+    assert P.count_points(0, {}, 4) == 4 and P.count_points(2, {}, 0) == 2
+    f = write(tmp_path, BASE + '[data]\nval_fraction = 0.2\n[sweep.search]\ntrials = 20000\n[sweep.search.params]\n'
+                               '"optim.lr" = { type = "uniform", low = 0.1, high = 0.2 }\n')
+    with pytest.raises(UserError, match="sweep.search.trials make 20,000 points"):
+        P.load_plan(f)
+    g = write(tmp_path, BASE + '[sweep]\ngrid = { "optim.lr" = [0.1, 0.2] }\n', "g.toml")
+    with pytest.raises(UserError, match="the variants, grid values and seeds make 10,002 points"):
+        P.load_plan(g, seeds=list(range(5001)))
+
+
+# ------------------------------------------------------------------------------------ one writer
+
+
+SWEEP_DRIVER = """
+import sys
+sys.path.insert(0, {repo!r})
+from fgbench.sweeps import local, state as S
+state = S.SweepState.load({tag!r}, {root!r})
+sys.exit(local.run_sweep(state, base_cmd={fake!r}, poll_s=0.02))
+"""
+
+
+def test_a_second_sweep_writer_is_refused_naming_the_first(tmp_path: Path, runs_root: Path, monkeypatch) -> None:
+    """Two `fgbench sweep --continue TAG` at once: the second says who runs the sweep and exits
+    2, instead of training every pending point a second time."""
+    make_state(tmp_path, runs_root, "w2", n=2, epochs=40)
+    driver = tmp_path / "driver.py"
+    driver.write_text(SWEEP_DRIVER.format(repo=str(REPO), tag="w2", root=str(runs_root), fake=FAKE))
+    proc = subprocess.Popen([sys.executable, str(driver)], env=dict(os.environ, FAKE_EPOCH_S="0.2"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for("the first sweep's first run", lambda: S.SweepState.load("w2", runs_root).points[0].run_dir)
+        with pytest.raises(UserError) as err:
+            local.run_sweep(S.SweepState.load("w2", runs_root), base_cmd=FAKE, poll_s=0.02, out=open(os.devnull, "w"))
+        assert f"another `fgbench sweep` (pid {proc.pid} on " in str(err.value)
+        assert "fgbench sweep --cancel w2" in str(err.value)
+        assert len([d for d in runs_root.iterdir() if d.name != "sweeps"]) == 1  # the second started nothing
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == 130
+    # the lock went with its holder: continuing now works
+    monkeypatch.setenv("FAKE_EPOCH_S", "0.01")
+    assert local.run_sweep(S.SweepState.load("w2", runs_root), base_cmd=FAKE, poll_s=0.02,
+                           out=open(os.devnull, "w")) == 0
+
+
+# ---------------------------------------------------------------------------- what the commands show
+
+
+def test_status_leaves_out_deleted_runs_and_the_table_shows_every_point(cli, tmp_path: Path, runs_root: Path) -> None:
+    state = make_state(tmp_path, runs_root, "st", n=3)
+    assert local.run_sweep(state, base_cmd=FAKE, poll_s=0.02, out=open(os.devnull, "w")) == 0
+    gone = Path(str(state.points[1].run_dir))
+    shutil.rmtree(gone)  # as `fgbench runs rm` does
+    code, out, err = cli("sweep", "--status", "st", "--format", "json", "--runs-root", runs_root)
+    assert code == 0, err
+    assert str(gone) not in out and gone.name not in out
+    row = [ln for ln in out.splitlines() if ln.split()[:2] == ["2", "lr=0.02"]]
+    assert row and row[0].split()[2] == "pending", out
+    columns, rows, _notes = tables.sweep_table(S.SweepState.load("st", runs_root))
+    assert [(r["variant"], r["status"]) for r in rows] == [
+        ("lr=0.01", "completed"), ("lr=0.02", "pending"), ("lr=0.03", "completed")]
+    assert rows[1].get("test_top1_best") is None and rows[0]["test_top1_best"] == pytest.approx(69.0)
+    # --continue runs the deleted point again, in a new directory
+    assert local.run_sweep(S.SweepState.load("st", runs_root), base_cmd=FAKE, poll_s=0.02,
+                           out=open(os.devnull, "w")) == 0
+    assert [S.point_status(p) for p in S.SweepState.load("st", runs_root).points] == ["completed"] * 3
+
+
+def test_best_to_standard_output(cli, tmp_path: Path, monkeypatch) -> None:
+    from fakes.run_factory import make_run
+
+    root = tmp_path / "runs"
+    f = write(tmp_path, BASE + '[data]\nval_fraction = 0.2\n[sweep.search]\ntrials = 2\n[sweep.search.params]\n'
+                               '"optim.lr" = { type = "uniform", low = 0.01, high = 0.2 }\n')
+    state = S.create_state(P.load_plan(f), "bo", root)
+    for p, (value, lr) in zip(state.points, [(50.0, 0.05), (70.0, 0.1)]):
+        p.run_dir = str(make_run(root, f"bo-trial{p.index}", sets=[f"optim.lr={lr}"], val=[value] * 3,
+                                 stamp=1_700_000_000.0 + p.index))
+        p.trial, p.label, p.value, p.overrides = p.index, f"trial {p.index}", value, {"optim.lr": lr}
+        p.recipe_file = str(Path(p.run_dir) / rundir.RECIPE_FILE)
+    state.save()
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli("sweep", "--best", "bo", "-o", "-", "--runs-root", root)
+    assert code == 0, err
+    assert out == tables.best_recipe_text(state)[0] and out.startswith("# The best trial of search bo: trial 1")
+    assert "trial 1 of sweep bo (val_top1 = 70.00)" in err
+    assert not (tmp_path / "-").exists()

@@ -1,0 +1,117 @@
+"""Names from disk or from the user reach the terminal only through fgbench.textsafe.safe: one test
+per CLI output place (runs list/show/compare/rm, predict, data verify, run). A raw escape sequence
+in any of them could write the clipboard (OSC 52), set the title, or blank the confirmation list of
+`runs rm` so that it hides what it deletes."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import types
+from pathlib import Path
+
+from fakes.run_factory import make_run
+
+from fgbench import textsafe
+from fgbench.rundir import layout
+
+OSC52 = "\x1b]52;c;SGVsbG8=\x07"
+CLEAR = "\r\x1b[2K"      # carriage return + erase line: hides what was printed before it
+RLO = "\u202e"
+C1 = "\x9b2J"
+
+
+def _raw(text: str) -> list[str]:
+    return sorted({repr(ch) for ch in text if not ch.isprintable() and ch != "\n"})
+
+
+def _hostile_run(root: Path, *, dir_suffix: str = "") -> Path:
+    run = make_run(root, "evil", stamp=1_700_000_000)
+    recipe = run / layout.RECIPE_FILE
+    text = recipe.read_text()
+    text = re.sub(r'(?m)^name = ".*"$', lambda _m: f"name = {json.dumps('n' + OSC52)}", text, count=1)
+    text = re.sub(r'(?m)^arch = ".*"$', lambda _m: f"arch = {json.dumps('m' + RLO)}", text, count=1)
+    recipe.write_text(text)
+    layout.write_json(run / layout.CLASSES_FILE, ["a" + C1, "b", "c"])
+    layout.write_json(run / "confusion.json", {"split": "test", "model": "raw", "class_names": ["a" + C1, "b", "c"],
+                                               "matrix": [[1, 1, 0], [0, 2, 0], [0, 0, 2]], "epoch": 3})
+    if dir_suffix:
+        run = run.rename(run.with_name(run.name + dir_suffix))
+    return run
+
+
+def test_safe_shows_every_control_escape_and_bidi_override_visibly() -> None:
+    # worked out by hand: each non-printable character becomes its Python escape
+    assert textsafe.safe("a\x1b]52;c;SGVsbG8=\x07b") == r"a\x1b]52;c;SGVsbG8=\x07b"
+    assert textsafe.safe("x\x9b2J\u202egpj.exe\u2066\u200b") == r"x\x9b2J\u202egpj.exe\u2066\u200b"
+    assert textsafe.safe("line\nnext\r\t\x00\x7f") == r"line\nnext\r\t\x00\x7f"
+    assert textsafe.safe("Épervier 鳥 🦉 café") == "Épervier 鳥 🦉 café"  # every script stays as it is
+    assert textsafe.safe(3.5) == "3.5"
+    assert textsafe.safe_lines("one\x1b[2J\ntwo\r") == "one\\x1b[2J\ntwo\\r"
+
+
+def test_runs_list_show_and_compare_show_hostile_names_visibly(runs_root: Path, cli) -> None:
+    run = _hostile_run(runs_root)
+    other = make_run(runs_root, "plain", stamp=1_700_000_500)
+    for argv in (("runs", "list"), ("runs", "list", "--format", "markdown"), ("runs", "list", "--format", "csv"),
+                 ("runs", "show", run.name)):
+        code, out, err = cli(*argv, "--runs-root", runs_root)
+        assert code == 0 and not _raw(out + err), (argv, _raw(out + err))
+        assert r"n\x1b]52" in out, (argv, out)
+    for fmt in ("text", "markdown", "csv"):  # compare: the model differs, so it is a column
+        code, out, err = cli("runs", "compare", run.name, other.name, "--format", fmt, "--runs-root", runs_root)
+        assert code == 0 and not _raw(out + err) and r"m\u202e" in out, (fmt, _raw(out + err), out)
+    code, out, _err = cli("runs", "show", run.name, "--runs-root", runs_root)
+    assert r"m\u202e" in out and r"a\x9b2J" in out  # the model and a class name
+    code, out, _err = cli("runs", "list", "--format", "json", "--runs-root", runs_root)
+    rows = json.loads(out)
+    assert not _raw(out) and "n" + OSC52 in [v for r in rows for v in r.values()]  # JSON escapes, keeps the value
+
+
+def test_the_rm_confirmation_list_cannot_be_blanked(runs_root: Path, cli) -> None:
+    run = _hostile_run(runs_root, dir_suffix=CLEAR + "innocent")
+    code, out, err = cli("runs", "rm", run.name, "--runs-root", runs_root, stdin="n\n")
+    assert code == 1 and run.exists()
+    assert not _raw(out + err), _raw(out + err)
+    assert r"\r\x1b[2Kinnocent" in out and r"n\x1b]52" in out
+
+
+def test_predict_shows_hostile_image_and_class_names_visibly(runs_root: Path, cli, tmp_path: Path, monkeypatch) -> None:
+    run = make_run(runs_root, "good")
+    image = tmp_path / f"owl{OSC52}.png"
+    image.write_bytes(b"not decoded: predict_images is replaced below")
+
+    def predict_images(run_dir, images, **_kw):
+        return [{"image": str(images[0]), "checkpoint": "best", "model": "raw", "epoch": 3,
+                 "top": [{"class": "a" + C1, "index": 0, "probability": 0.9},
+                         {"class": "b" + RLO, "index": 1, "probability": 0.1}]}]
+
+    fake = types.ModuleType("fgbench.train.predict")  # the engine (torch) is not what this tests
+    fake.predict_images = predict_images
+    monkeypatch.setitem(sys.modules, "fgbench.train.predict", fake)
+    code, out, err = cli("predict", run.name, image, "--runs-root", runs_root)
+    assert code == 0 and not _raw(out + err), _raw(out + err)
+    assert r"owl\x1b]52;c;SGVsbG8=\x07.png" in out and r"a\x9b2J" in out and r"b\u202e" in out
+    code, out, err = cli("predict", run.name, tmp_path / f"gone{CLEAR}.png", "--runs-root", runs_root)
+    assert code == 2 and not _raw(out + err) and r"gone\r\x1b[2K.png: no such image file" in err
+
+
+def test_data_verify_shows_hostile_file_names_visibly(cli, tmp_path: Path, monkeypatch) -> None:
+    from fgbench.data import download
+
+    def verify_dataset(name, **_kw):
+        return types.SimpleNamespace(counts={"classes": 2, "train": 4, "test": 2}, test_split="test",
+                                     location=tmp_path / f"data{RLO}", ok=False, decoded=0,
+                                     problems=[f"train/owl/{OSC52}.jpg: cannot decode"], corrupt=["x"])
+
+    monkeypatch.setattr(download, "verify_dataset", verify_dataset)
+    code, out, err = cli("data", "verify", "synthetic")
+    assert code == 1 and not _raw(out + err), _raw(out + err)
+    assert r"train/owl/\x1b]52;c;SGVsbG8=\x07.jpg: cannot decode" in err and r"data\u202e" in out
+
+
+def test_run_names_a_hostile_recipe_path_visibly(cli, tmp_path: Path) -> None:
+    code, out, err = cli("run", tmp_path / f"recipe{OSC52}.toml")
+    assert code == 2 and not _raw(out + err), _raw(out + err)
+    assert r"recipe\x1b]52;c;SGVsbG8=\x07.toml: file not found" in err

@@ -1,0 +1,477 @@
+"""The oracle (issue 18): every number a real run reports, recomputed by code that shares nothing
+with fgbench's data and evaluation code, must come out equal.
+
+Two small real runs (a generated 10-class folder of 16 x 16 images; a validation split; MixUp and
+CutMix; label smoothing in the ``torch`` style in one run and the ``cyizhuo`` style in the other;
+EMA; two stages, the second starting from the first stage's best EMA weights; two extra test
+sizes) are trained through ``fgbench run``. The test harness only watches: it copies ``last.pt``
+after every epoch, keeps the initial weights, and records the batches the loaders hand out and
+the batches the mixer receives. It changes nothing the trainer computes.
+
+The checker then works from the files and the recorded batches alone, with plain torchvision
+(``ImageFolder``, ``ToTensor``, ``Normalize`` with the ImageNet constants written out below,
+``Resize``), its own counting loop and its own smoothed cross-entropy; only the network
+definition (``build_model``) comes from fgbench. It requires:
+
+* the splits: every validation image is a training-folder image (none from the test folder), none
+  of them is ever trained on, each class gives ``round(n * val_fraction)`` of them (the README's
+  rule), every trained image is a training-folder image under the training transform (pad 2,
+  crop, flip) with its own label, and the test loader serves the test folder;
+* every per-epoch evaluation in ``metrics.jsonl`` (raw and EMA, validation and test, top-1 and
+  top-k) equals the checker's evaluation of that epoch's weights;
+* ``best.pt``: the epoch of each model is the first epoch of the last stage with the highest
+  validation top-1, and its weights are that epoch's;
+* ``summary.json``: best, last, selected, final test sizes (the best weights of each model at 12
+  and 24 px, the images resized as the README says), image counts, epochs and steps;
+* the ``runs list`` and ``runs compare`` columns (CSV, full precision) equal the checker's values;
+* the first step's logged loss equals the checker's smoothed cross-entropy of the initial weights
+  on the recorded mixed batch.
+
+Runs in about 30 s of one CPU core.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torchvision import datasets, transforms
+
+import fgbench.train.trainer as tr
+from fgbench.cli import main
+from fgbench.data import synthetic
+from fgbench.recipe import load_recipe
+from fgbench.train.models import build_model
+
+from .conftest import events_of
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # data.normalize = "imagenet"
+PAD = 2  # data.crop_padding
+VAL_FRACTION = 0.25
+TOP_K = 3
+FINAL_SIZES = (12, 24)
+CLASSES = 10
+
+
+def recipe_text(root: Path, style: str) -> str:
+    return f"""
+name = "oracle-{style}"
+[data]
+dataset = "folder"
+root = "{root}"
+train_size = 16
+test_size = 16
+train_crop = "pad_crop"
+crop_padding = {PAD}
+test_crop = "none"
+normalize = "imagenet"
+val_fraction = {VAL_FRACTION}
+val_seed = 3
+batch_size = 16
+workers = 0
+loader = "standard"
+[model]
+arch = "small_cnn"
+[optim]
+name = "sgd"
+lr = 0.05
+momentum = 0.9
+[schedule]
+name = "cosine"
+epochs = 2
+[augment]
+hflip = true
+mixup_alpha = 0.4
+cutmix_alpha = 0.4
+[loss]
+label_smoothing = 0.2
+smoothing_style = "{style}"
+[ema]
+enabled = true
+decay = 0.8
+ramp_steps = 0
+[eval]
+final_test_sizes = [{FINAL_SIZES[0]}, {FINAL_SIZES[1]}]
+top_k = {TOP_K}
+select_on = "val"
+[runtime]
+device = "cpu"
+channels_last = false  # the checker's memory layout: both compute with the same kernels
+seed = 5
+log_every_steps = 1
+[[stages]]
+name = "second"
+epochs = 2
+lr = 0.01
+init_from = "best_ema"
+"""
+
+
+# ------------------------------------------------------------------------------ the watched run
+
+
+def _watched_run(root: Path, runs_root: Path, style: str) -> dict:
+    """Train one recipe through ``fgbench run``; return what the harness saw."""
+    seen: dict = {"snapshots": {}, "mixer_in": [], "mixer_out": [], "evals": [], "initial": None}
+    run_dir = runs_root / f"oracle-{style}"
+    snaps = runs_root.parent / f"snapshots-{style}"
+    snaps.mkdir()
+    recipe = runs_root.parent / f"oracle-{style}.toml"
+    recipe.write_text(recipe_text(root, style), encoding="utf-8")
+    state: dict = {}
+    orig_begin, orig_save_last, orig_evaluate = tr.Trainer._begin_stage, tr.Trainer._save_last, tr.evaluate
+    orig_mixer = tr.BatchMixer
+
+    def begin_stage(self, st):
+        state["trainer"] = self
+        if st.index == 0:
+            seen["initial"] = copy.deepcopy(self.model.state_dict())
+        return orig_begin(self, st)
+
+    def save_last(self, *, stage, epoch, batch=0, stats=None):
+        orig_save_last(self, stage=stage, epoch=epoch, batch=batch, stats=stats)
+        if not batch:  # the end of an epoch: the weights that epoch was evaluated with
+            dst = snaps / f"epoch{epoch}.pt"
+            shutil.copyfile(self.ckpt_dir / "last.pt", dst)
+            seen["snapshots"][epoch] = dst
+
+    class Recording:
+        def __init__(self, inner, split):
+            self.inner, self.split = inner, split
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def batches(self, *a, **kw):
+            got = []
+            for x, y, bad in self.inner.batches(*a, **kw):
+                got.append((x.detach().clone(), y.detach().clone()))
+                yield x, y, bad
+            seen["evals"].append((self.split, got))
+
+    def evaluate(model, loader, engine, **kw):
+        t = state["trainer"]
+        split = "val" if loader is t.loaders.val else "test" if loader is t.loaders.test else "other"
+        return orig_evaluate(model, Recording(loader, split), engine, **kw)
+
+    class RecordingMixer(orig_mixer):
+        def __call__(self, x, y):
+            seen["mixer_in"].append((x.detach().clone(), y.detach().clone()))
+            out = super().__call__(x, y)
+            seen["mixer_out"].append((out[0].detach().clone(), out[1].detach().clone()))
+            return out
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tr.Trainer, "_begin_stage", begin_stage)
+        mp.setattr(tr.Trainer, "_save_last", save_last)
+        mp.setattr(tr, "evaluate", evaluate)
+        mp.setattr(tr, "BatchMixer", RecordingMixer)
+        assert main(["run", str(recipe), "--run-dir", str(run_dir), "--progress", "none"]) == 0
+    seen["run_dir"] = run_dir
+    seen["recipe"] = load_recipe(recipe)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("oracle")
+    root = base / "data"
+    synthetic.generate(root, train_per_class=12, test_per_class=4, size=16)
+    runs_root = base / "runs"
+    runs_root.mkdir()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("FGBENCH_HOME", str(base / "home"))
+            out = {style: _watched_run(root, runs_root, style) for style in ("torch", "cyizhuo")}
+            lists = {fmt: _cli(["runs", "list", "--runs-root", str(runs_root), "--format", "csv"])
+                     for fmt in ("csv",)}
+            compare = _cli(["runs", "compare", "--runs-root", str(runs_root), "--format", "csv",
+                            *(str(s["run_dir"]) for s in out.values())])
+    finally:
+        torch.set_num_threads(threads)
+    return {"root": root, "runs": out, "list": lists["csv"], "compare": compare}
+
+
+def _cli(argv: list[str]) -> list[dict[str, str]]:
+    import contextlib
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(argv) == 0
+    return list(csv.DictReader(io.StringIO(buf.getvalue())))
+
+
+# ------------------------------------------------------------------------------- the checker
+
+
+def _folder(root: Path, split: str, size: int | None = None):
+    """(files, labels, normalised tensors) of a split, read with plain torchvision; ``size``: the
+    images resized to size x size (bilinear, antialiased: a final test size with test_crop none)."""
+    steps = [transforms.Resize((size, size), interpolation=transforms.InterpolationMode.BILINEAR, antialias=True)] \
+        if size else []
+    tf = transforms.Compose(steps + [transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
+    ds = datasets.ImageFolder(str(root / split), transform=tf)
+    assert len(ds.classes) == CLASSES
+    xs = torch.stack([ds[i][0] for i in range(len(ds))])
+    return [p for p, _ in ds.samples], [y for _, y in ds.samples], xs
+
+
+def _train_variants(root: Path) -> tuple[torch.Tensor, list[int]]:
+    """Every training-folder image under every outcome of the training transform (zero padding of
+    PAD, a 16 x 16 crop at each offset, flipped or not), normalised; and the image each row is of."""
+    ds = datasets.ImageFolder(str(root / "train"), transform=transforms.ToTensor())
+    norm = transforms.Normalize(MEAN, STD)
+    rows, owner = [], []
+    for i in range(len(ds)):
+        padded = F.pad(ds[i][0], (PAD, PAD, PAD, PAD))  # RandomCrop's padding fills 0 before normalising
+        for dy in range(2 * PAD + 1):
+            for dx in range(2 * PAD + 1):
+                crop = padded[:, dy:dy + 16, dx:dx + 16]
+                for img in (crop, crop.flip(-1)):
+                    rows.append(norm(img))
+                    owner.append(i)
+    return torch.stack(rows), owner
+
+
+def _match(x: torch.Tensor, candidates: torch.Tensor) -> list[int | None]:
+    """For each image of ``x``, the index of the candidate it equals (up to float rounding), or None."""
+    d = torch.cdist(x.flatten(1).double(), candidates.flatten(1).double(), p=float("inf"))
+    best = d.min(dim=1)
+    return [int(j) if v < 1e-5 else None for v, j in zip(best.values.tolist(), best.indices.tolist())]
+
+
+def _net(recipe, weights: dict) -> torch.nn.Module:
+    net = build_model(recipe.model, CLASSES, data_cfg=recipe.data).model
+    net.load_state_dict(weights)
+    return net.eval()
+
+
+@torch.no_grad()
+def _accuracy(net: torch.nn.Module, xs: torch.Tensor, ys: list[int]) -> tuple[float, float]:
+    """(top-1, top-k) in percent, counted one image at a time."""
+    logits = torch.cat([net(xs[i:i + 32]) for i in range(0, len(xs), 32)])  # the run's evaluation batch
+    top1 = topk = 0
+    for row, y in zip(logits, ys):
+        order = sorted(range(CLASSES), key=lambda c: -float(row[c]))
+        top1 += order[0] == y
+        topk += y in order[:TOP_K]
+    return 100.0 * top1 / len(ys), 100.0 * topk / len(ys)
+
+
+def _smoothed_ce(logits: torch.Tensor, target: torch.Tensor, s: float, style: str) -> float:
+    """Cross-entropy against the smoothed target, both styles written out: torch gives the true
+    class 1 - s + s/C and the others s/C; cyizhuo 1 - s and s/(C-1). ``target`` is a probability
+    vector (a MixUp/CutMix mixture of one-hots); both maps are affine, so smoothing it is exact."""
+    c = logits.shape[1]
+    if style == "torch":
+        q = target * (1 - s) + s / c
+    else:
+        q = target * (1 - s) + (1 - target) * s / (c - 1)
+    return float((-(q * torch.log_softmax(logits.double(), dim=1)).sum(dim=1)).mean())
+
+
+class Checker:
+    """The checker's own view of one run."""
+
+    def __init__(self, root: Path, seen: dict):
+        self.seen, self.recipe = seen, seen["recipe"]
+        self.train_files, self.train_labels, self.train_x = _folder(root, "train")
+        self.test_files, self.test_labels, self.test_x = _folder(root, "test")
+        self.variants, self.owner = _train_variants(root)
+        self.val_idx = self._validation_images()
+        self.val_x = self.train_x[self.val_idx]
+        self.val_y = [self.train_labels[i] for i in self.val_idx]
+        self.results: dict[int, dict] = {}
+        for epoch, path in sorted(seen["snapshots"].items()):
+            ck = torch.load(path, map_location="cpu", weights_only=True)
+            self.results[epoch] = {"stage": ck["stage"], "weights": {"raw": ck["model"], "ema": ck["ema"]}}
+            for model in ("raw", "ema"):
+                net = _net(self.recipe, ck["model" if model == "raw" else "ema"])
+                self.results[epoch][model] = {"val": _accuracy(net, self.val_x, self.val_y),
+                                              "test": _accuracy(net, self.test_x, self.test_labels)}
+
+    def _validation_images(self) -> list[int]:
+        """The training-folder images the validation loader served (each exactly once), checked."""
+        val_calls = [got for split, got in self.seen["evals"] if split == "val"]
+        assert val_calls, "the validation split was never evaluated"
+        first = None
+        for got in val_calls:
+            x = torch.cat([b[0] for b in got])
+            y = torch.cat([b[1] for b in got]).tolist()
+            assert _match(x, self.test_x) == [None] * len(x), "a validation image comes from the test folder"
+            idx = _match(x, self.train_x)
+            assert None not in idx, "a validation image is not a training-folder image under the test transform"
+            assert [self.train_labels[i] for i in idx] == y, "validation labels"
+            assert len(set(idx)) == len(idx)
+            first = first if first is not None else sorted(idx)
+            assert sorted(idx) == first, "the validation split changed between evaluations"
+        return first
+
+    def epochs_of_last_stage(self) -> list[int]:
+        last_stage = max(r["stage"] for r in self.results.values())
+        return [e for e, r in sorted(self.results.items()) if r["stage"] == last_stage]
+
+    def best_epoch(self, model: str) -> int:
+        """The first epoch of the last stage with the highest validation top-1."""
+        epochs = self.epochs_of_last_stage()
+        top = max(self.results[e][model]["val"][0] for e in epochs)
+        return next(e for e in epochs if self.results[e][model]["val"][0] == top)
+
+    def final(self, model: str, size: int) -> float:
+        best = self.results[self.best_epoch(model)]["weights"][model]
+        _, ys, xs = _folder(Path(self.train_files[0]).parents[2], "test", size)
+        return _accuracy(_net(self.recipe, best), xs, ys)[0]
+
+
+@pytest.fixture(scope="module")
+def checked(runs):
+    return {style: Checker(runs["root"], seen) for style, seen in runs["runs"].items()}
+
+
+STYLES = ("torch", "cyizhuo")
+
+
+# ----------------------------------------------------------------------------------- the tests
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_splits_are_what_the_recipe_says(runs, checked, style):
+    c, seen = checked[style], runs["runs"][style]
+    # validation: round(12 * 0.25) = 3 images of each class, all from the training folder (checked above)
+    per_class = [sum(1 for i in c.val_idx if c.train_labels[i] == k) for k in range(CLASSES)]
+    assert per_class == [round(12 * VAL_FRACTION)] * CLASSES
+    # every trained image is a training-folder image under the training transform, with its label,
+    # and never a validation image
+    trained = set()
+    for x, y in seen["mixer_in"]:
+        rows = _match(x, c.variants)
+        assert None not in rows, "a training image is not a padded crop (or its flip) of a training-folder image"
+        files = [c.owner[r] for r in rows]
+        assert [c.train_labels[i] for i in files] == y.tolist()
+        trained.update(files)
+    assert not trained & set(c.val_idx), "a validation image was trained on"
+    assert len(trained) > 60  # 90 training images, 80 drawn an epoch, 4 epochs
+    # the test loader serves the test folder, in full, with its labels
+    for split, got in seen["evals"]:
+        if split == "test":
+            x = torch.cat([b[0] for b in got])
+            assert sorted(_match(x, c.test_x)) == list(range(len(c.test_x)))
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_every_evaluation_event_is_the_checkers(runs, checked, style):
+    c, run = checked[style], runs["runs"][style]["run_dir"]
+    evs = events_of(run)
+    got = {}
+    for ev in evs:
+        if ev["event"] == "eval":
+            got[(ev["epoch"], ev["model"], ev["split"])] = (ev["top1"], ev["topk"], ev["images"])
+    assert sorted(c.results) == [1, 2, 3, 4]
+    for epoch, r in c.results.items():
+        for model in ("raw", "ema"):
+            for split, n in (("val", 30), ("test", 40)):
+                assert got[(epoch, model, split)] == (*r[model][split], n), (epoch, model, split)
+    epochs = {ev["epoch"]: ev for ev in evs if ev["event"] == "epoch"}
+    for epoch, r in c.results.items():
+        for key, (model, split) in {"val_top1": ("raw", "val"), "test_top1": ("raw", "test"),
+                                    "ema_val_top1": ("ema", "val"), "ema_test_top1": ("ema", "test")}.items():
+            assert epochs[epoch][key] == r[model][split][0], (epoch, key)
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_best_checkpoint_holds_each_models_best_epoch(runs, checked, style):
+    c, run = checked[style], runs["runs"][style]["run_dir"]
+    best = torch.load(run / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)
+    want = {m: c.best_epoch(m) for m in ("raw", "ema")}
+    assert best["epochs"] == want
+    for model, key in (("raw", "model"), ("ema", "ema")):
+        ref = c.results[want[model]]["weights"][model]
+        assert best[key].keys() == ref.keys()
+        assert all(torch.equal(best[key][k], ref[k]) for k in ref), model
+
+
+def _expected_summary(c: Checker) -> dict:
+    def view(model: str, epoch: int) -> dict:
+        r = c.results[epoch][model]
+        return {"val_top1": r["val"][0], "test_top1": r["test"][0], "test_topk": r["test"][1]}
+
+    best = {m: {"epoch": c.best_epoch(m), **view(m, c.best_epoch(m))} for m in ("raw", "ema")}
+    last = max(c.results)
+    return {
+        "best": best,
+        "last": {"epoch": last, "raw": view("raw", last), "ema": view("ema", last)},
+        "selected": "ema" if best["ema"]["val_top1"] >= best["raw"]["val_top1"] else "raw",
+        "final_test_sizes": {str(s): {m: c.final(m, s) for m in ("raw", "ema")} for s in FINAL_SIZES},
+        "train_images": 90, "val_images": 30, "test_images": 40, "epochs_done": 4, "total_epochs": 4,
+        "step": 4 * (90 // 16), "top_k": TOP_K, "select_on": "val", "status": "completed",
+    }
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_summary_is_the_checkers(runs, checked, style):
+    c, run = checked[style], runs["runs"][style]["run_dir"]
+    summary = json.loads((run / "summary.json").read_text())
+    want = _expected_summary(c)
+    for key, value in want.items():
+        assert summary[key] == value, key
+    # the fixture can tell the models apart: a wiring that swapped raw and EMA weights would show
+    finals = want["final_test_sizes"]
+    assert any(finals[s]["raw"] != finals[s]["ema"] for s in finals) or \
+        want["last"]["raw"] != want["last"]["ema"]
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_runs_list_and_compare_columns_are_the_checkers(runs, checked, style):
+    want = _expected_summary(checked[style])
+    b, last = want["best"], want["last"]
+    cols = {"val_top1": b["raw"]["val_top1"], "test_top1_best": b["raw"]["test_top1"],
+            "test_top1_last": last["raw"]["test_top1"], "ema_val_top1": b["ema"]["val_top1"],
+            "ema_test_top1_best": b["ema"]["test_top1"], "ema_test_top1_last": last["ema"]["test_top1"]}
+    run_id = runs["runs"][style]["run_dir"].name
+    (row,) = [r for r in runs["list"] if r["run"] == run_id]
+    for key, value in cols.items():
+        assert float(row[key]) == value, ("runs list", key)
+    (crow,) = [r for r in runs["compare"] if r["run"] == run_id]
+    for key, value in cols.items():
+        assert float(crow[key]) == value, ("runs compare", key)
+    for size in FINAL_SIZES:
+        assert float(crow[f"test@{size}"]) == want["final_test_sizes"][str(size)]["raw"]
+        assert float(crow[f"ema_test@{size}"]) == want["final_test_sizes"][str(size)]["ema"]
+
+
+def _step_loss(seen: dict, weights: dict, call: int, style: str, smoothing: float = 0.2) -> float:
+    """The checker's loss of optimizer step ``call`` (0-based): ``weights`` in training mode (BatchNorm
+    on the batch's statistics, as the step's own forward) on the batch the mixer handed out."""
+    x, target = seen["mixer_out"][call]
+    assert target.is_floating_point() and target.shape == (16, CLASSES)  # MixUp or CutMix, always (mix_prob 1)
+    net = build_model(seen["recipe"].model, CLASSES, data_cfg=seen["recipe"].data).model
+    net.load_state_dict(weights)
+    net.train()
+    with torch.no_grad():
+        logits = net(x.contiguous())
+    return _smoothed_ce(logits, target, smoothing, style)
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_first_step_loss_is_the_smoothed_loss_of_the_saved_weights(runs, checked, style):
+    seen = runs["runs"][style]
+    steps = {ev["step"]: ev for ev in events_of(seen["run_dir"]) if ev["event"] == "step"}
+    # the run's first step, from the initial weights
+    assert steps[1]["loss"] == pytest.approx(_step_loss(seen, seen["initial"], 0, style), rel=1e-5)
+    # the first step of epoch 2 (step 6 of 5-step epochs), from the weights last.pt held after epoch 1
+    after1 = checked[style].results[1]["weights"]["raw"]
+    want = _step_loss(seen, after1, 5, style)
+    assert steps[6]["epoch"] == 2 and steps[6]["loss"] == pytest.approx(want, rel=1e-5)
+    # the check tells the smoothing styles, and no smoothing, apart on this batch
+    other = "cyizhuo" if style == "torch" else "torch"
+    for wrong in (_step_loss(seen, after1, 5, other), _step_loss(seen, after1, 5, style, smoothing=0.0)):
+        assert abs(wrong - want) > 1e-4 * want, (wrong, want)

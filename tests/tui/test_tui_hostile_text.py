@@ -1,0 +1,147 @@
+"""Names from disk reach the terminal only through fgbench.textsafe.safe: one test per place the
+TUI shows them (Classes view, Runs pane: recipe name and model, a failed run's error), checked on
+what the app draws (the compositor's strips: the characters sent to the terminal). And opening the
+Classes view asks the terminal nothing while the app is live (textual-image's import-time probes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fgbench.rundir import events as metrics
+from fgbench.rundir import layout
+from fgbench.tui.screens.monitor import MonitorScreen
+from fgbench.tui.widgets.run_view import RunView
+from fakes.fake_trainer import fake_cmd
+from fakes.run_factory import make_fixture_run
+from test_tui_analysis import open_analysis
+from tui_helpers import REPO, tui_app, wait_for
+
+OSC52 = "\x1b]52;c;SGVsbG8=\x07"  # writes "Hello" to the clipboard
+TITLE = "\x1b]0;pwned\x07"         # sets the terminal's title
+RLO = "\u202e"                     # right-to-left override
+CSI = "\x9b2J"                     # C1 CSI: clear the screen
+
+
+def _screen_text(app) -> str:
+    """What the app sends to the terminal for its current screen, line by line."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+def _assert_safe(text: str, *shown: str) -> None:
+    raw = sorted({repr(ch) for ch in text.replace("\n", "") if not ch.isprintable()})
+    assert not raw, f"raw control or format characters reach the terminal: {raw}"
+    for s in shown:
+        assert s in text, f"{s!r} not shown"
+
+
+def _app(dirs, **kw):
+    return tui_app(dirs, fgbench_cmd=fake_cmd(), watch_interval=0.2, **kw)
+
+
+async def test_the_classes_view_shows_hostile_class_names_visibly(dirs, monkeypatch):
+    monkeypatch.setenv("FGBENCH_IMAGES", "halfcell")
+    run_dir = make_fixture_run(dirs.runs, "20250305-130000-birds", name="birds", dataset="cub200", arch="resnet18",
+                               epochs=2)
+    classes = [f"a{OSC52}", f"b{RLO}gpj.exe", f"c{CSI}"]
+    images = dirs.runs.parent / "images"
+    images.mkdir()
+    from PIL import Image
+
+    files = []
+    for k in range(3):
+        f = images / f"img{k}{TITLE}.png"
+        Image.new("RGB", (8, 8), (80 * k, 0, 0)).save(f)
+        files.append(str(f))
+    layout.write_json(run_dir / layout.CONFUSION_FILE, {"split": "test", "model": "raw", "class_names": classes,
+                                                          "matrix": [[0, 1, 0], [0, 1, 0], [0, 1, 0]], "epoch": 2})
+    layout.write_json(run_dir / layout.PREDICTIONS_FILE, {
+        "split": "test", "model": "raw", "epoch": 2, "test_size": 8, "class_names": classes,
+        "index": [0, 1, 2], "file": files, "label": [0, 1, 2], "predicted": [1, 1, 1]})
+    app = _app(dirs, initial_pane="runs")
+    async with app.run_test(size=(140, 40)) as pilot:
+        await open_analysis(pilot, run_dir)
+        await wait_for(pilot, lambda: len(app.screen.shown) == 1, what="the first pair's image")
+        _assert_safe(_screen_text(app), r"a\x1b]52;c;SGVsbG8=\x07", r"b\u202egpj.exe", r"c\x9b2J",
+                     r"img0\x1b]0;pwn")  # a caption is cut to its tile
+
+
+def _hostile_recipe(run_dir: Path, name: str, arch: str) -> None:
+    path = run_dir / layout.RECIPE_FILE
+    text = path.read_text()
+    text = re.sub(r'(?m)^name = ".*"$', lambda _m: f"name = {json.dumps(name)}", text, count=1)
+    text = re.sub(r'(?m)^arch = ".*"$', lambda _m: f"arch = {json.dumps(arch)}", text, count=1)
+    path.write_text(text)
+
+
+async def test_the_runs_pane_shows_a_hostile_recipe_name_and_model_visibly(dirs):
+    run_dir = make_fixture_run(dirs.runs, "20250305-130000-evil", name="evil", dataset="cub200", arch="resnet18")
+    _hostile_recipe(run_dir, f"n{TITLE}", f"m{RLO}")
+    app = _app(dirs, initial_pane="runs")
+    async with app.run_test(size=(160, 30)) as pilot:
+        pane = app.pane("runs")
+        await wait_for(pilot, lambda: pane.table.row_count == 1, what="listed")
+        await pilot.pause()
+        _assert_safe(_screen_text(app), r"n\x1b]0;pwned\x07", r"m\u202e")
+
+
+async def test_a_failed_runs_error_is_shown_visibly(dirs):
+    run_dir = make_fixture_run(dirs.runs, "20250305-130000-crash", name="crash", dataset="cub200",
+                               arch="resnet18", status="failed")
+    with metrics.MetricsWriter(run_dir / metrics.METRICS_FILE) as w:
+        w.emit("log", level="error", message=f"log{OSC52}")
+        w.emit("run_finished", status="failed", error=f"E{TITLE}rr\r", traceback=f"Traceback\n  T{CSI}",
+               exit_code=1)
+    app = _app(dirs, initial_pane="runs")
+    async with app.run_test(size=(140, 40)) as pilot:
+        app.post_message(__import__("fgbench.tui.messages", fromlist=["OpenRun"]).OpenRun(run_dir))
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor")
+        view = app.screen.query_one(RunView)
+        await wait_for(pilot, lambda: view.snapshot is not None and view.snapshot.status == "failed", what="drawn")
+        await pilot.pause()
+        _assert_safe(_screen_text(app), r"E\x1b]0;pwned\x07rr\r", r"T\x9b2J")
+
+
+PROBE = """
+from fgbench.tui import images
+cls = images.widget_class()
+print("widget", cls.__name__, flush=True)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a pseudo-terminal test")
+def test_the_image_widget_is_imported_without_asking_the_terminal(monkeypatch):
+    # What the Classes view does once the app is live (FGBENCH_IMAGES auto, in tmux): its output
+    # is a terminal, and anything textual-image asks it then is answered into Textual's input.
+    master, slave = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FGBENCH_IMAGES": "auto", "TMUX": "/tmp/tmux-0/default,1,0",
+           "TERM": "xterm-256color"}
+    proc = subprocess.Popen([sys.executable, "-c", PROBE], stdin=slave, stdout=slave, stderr=slave, env=env,
+                            close_fds=True)
+    os.close(slave)
+    out = b""
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 600)
+            if not ready:
+                break
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        proc.wait(timeout=600)
+        os.close(master)
+    assert b"widget HalfcellImage" in out, out
+    assert b"\x1b" not in out, f"the terminal was asked something: {out!r}"
