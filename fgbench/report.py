@@ -651,19 +651,27 @@ def _csv_value(v: Any) -> str:
 
 def metric_series(events: Iterable[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
     """The run's curves by the event schema's one table of series (:data:`fgbench.rundir.events.SERIES`,
-    which the TUI's monitor plots too): step series against the step, keyed ``step/<name>``, the
+    which the TUI's run model reads too): step series against the step, keyed ``step/<name>``, the
     others (evaluations, epoch means) against the epoch, keyed ``epoch/<name>``. A resumed run may
-    repeat an epoch or a step; the later value wins."""
+    repeat an epoch or a step; the later value wins. A run whose trainer reported evaluations only
+    inside its epoch events has those copies read instead, as the run model does."""
     by_key: dict[str, dict[float, float]] = {}
+    copies: dict[str, dict[float, float]] = {}
     for ev in events:
         for series in SERIES.values():
             v = series.value(ev)
-            if v is None:
-                continue
             axis = "step" if series.event == "step" else "epoch"
             x = ev.get(axis)
-            if isinstance(x, (int, float)) and not isinstance(x, bool):
+            if not isinstance(x, (int, float)) or isinstance(x, bool):
+                continue
+            if v is not None:
                 by_key.setdefault(f"{axis}/{series.name}", {})[float(x)] = v
+            elif series.event == "eval" and ev.get("event") == "epoch":
+                copy = _num(ev.get(series.name))
+                if copy is not None and math.isfinite(copy):
+                    copies.setdefault(f"epoch/{series.name}", {})[float(x)] = copy
+    for key, points in copies.items():
+        by_key.setdefault(key, points)
     return {k: sorted(d.items()) for k, d in by_key.items()}
 
 

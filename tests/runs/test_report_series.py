@@ -22,3 +22,12 @@ def test_curves_come_from_the_one_series_table():
     assert s["epoch/val_top1"] == [(1.0, 30.0), (2.0, 41.0)]
     assert s["epoch/ema_test_top1"] == [(1.0, 33.0)] and s["epoch/train_loss"] == [(1.0, 2.2)]
     assert {k.split("/", 1)[1] for k in s} <= set(events.SERIES)
+
+
+def test_a_run_that_reported_evaluations_only_in_epoch_events_still_has_its_curves():
+    evs = [{"event": "epoch", "epoch": e, "step": 4 * e, "val_top1": v, "ema_test_top1": t}
+           for e, v, t in ((1, 10.0, 11.0), (2, 20.0, 21.0))]
+    evs.append({"event": "eval", "epoch": 2, "step": 8, "split": "test", "model": "ema", "top1": 25.0})
+    s = report.metric_series(evs)
+    assert s["epoch/val_top1"] == [(1.0, 10.0), (2.0, 20.0)]  # no eval event for it: the epoch copies
+    assert s["epoch/ema_test_top1"] == [(2.0, 25.0)]  # eval events exist for it: they are the source
