@@ -157,7 +157,7 @@ def test_three_trackers_read_back_with_their_own_readers(tmp_path: Path) -> None
     assert conf["optim"]["lr"] == 0.1
     summaries = {u.key or "/".join(u.nested_key): json.loads(u.value_json)
                  for rec in records if rec.WhichOneof("record_type") == "summary" for u in rec.summary.update}
-    assert summaries["summary/best_raw_val_top1"] == pytest.approx(summary["best"]["raw"]["val_top1"])
+    assert summaries["summary/best_raw_val_top1"] == pytest.approx(summary.best["raw"].val_top1)
     assert summaries["status"] == "completed"
 
 
