@@ -750,7 +750,7 @@ def fit_to_width(columns: Sequence[tuple[str, str, str]], rows: Sequence[dict[st
     cols = list(columns)
 
     def natural(c: tuple[str, str, str]) -> int:
-        return max([len(c[1])] + [len(_cell(r.get(c[0]), c[2])) for r in rows])
+        return max([len(safe(c[1]))] + [len(safe(_cell(r.get(c[0]), c[2]))) for r in rows])  # measured as shown
 
     def least(c: tuple[str, str, str]) -> int:
         return min(natural(c), mins[c[0]]) if c[0] in mins else natural(c)
