@@ -25,6 +25,7 @@ import csv
 import io
 import json
 import math
+import os
 from fnmatch import fnmatchcase
 from typing import Any, Iterable, Sequence
 
@@ -785,6 +786,35 @@ def _middle(text: str, width: int | None) -> str:
     return text if width is None else cut_middle(text, width)
 
 
+def cut_apart(texts: Sequence[str], width: int) -> list[str]:
+    """:func:`cut_middle` for names shown together: where a cut makes two different names look the
+    same (``hy_intel_en_wc_cm_r`` and ``hy_intel_rn_wc_cm_r`` both ``hy_inte…n_wc_cm_r``), it moves
+    as little as it can so that the first character where they differ shows (``hy_intel_e…wc_cm_r``
+    and ``hy_intel_r…wc_cm_r``), when the width allows."""
+    out = [cut_middle(t, width) for t in texts]
+    keep = width - 1
+    if keep < 2:
+        return out
+    groups: dict[str, list[int]] = {}
+    for i, o in enumerate(out):
+        groups.setdefault(o, []).append(i)
+    middle = keep // 2
+    heads = sorted(range(1, keep), key=lambda h: (abs(h - middle), -h))
+    for members in groups.values():
+        names = {texts[i] for i in members}
+        if len(names) < 2:
+            continue
+        for i in members:
+            t = texts[i]
+            others = [n for n in names if n != t]
+            same_head = max(len(os.path.commonprefix([t, n])) for n in others)
+            same_tail = max(len(os.path.commonprefix([t[::-1], n[::-1]])) for n in others)
+            h = next((h for h in heads if h > same_head or keep - h > same_tail), None)
+            if h is not None:
+                out[i] = t[:h] + "…" + t[len(t) - (keep - h):]
+    return out
+
+
 def cut_middle(text: str, width: int) -> str:
     """``text`` in at most ``width`` characters, cut in the middle with ``…``: names differ at
     their ends (``ez_cifar100_resnet18_ms1`` / ``_ms2``, ``<recipe>-<variant>``), so the start and
@@ -1205,11 +1235,21 @@ def event_scalars(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-EXPORT_CSV_COLUMNS = ("run", "name", "sweep", "event", "epoch", "step", "metric", "value", "time")
+EXPORT_CSV_COLUMNS = ("run", "name", "sweep", "group", "seed", "event", "epoch", "step", "metric", "value", "time")
+
+
+def _group_and_seed(run: Any) -> dict[str, Any]:
+    """``group``: the run's group key (:func:`fgbench.groups.identity`: runs with the same key differ
+    only in the seed), ``seed``: its ``runtime.seed``; both None for a recipe that cannot be read."""
+    from fgbench import groups as G
+
+    recipe = run.recipe if isinstance(run.recipe, dict) else {}
+    return {"group": G.identity(recipe) if recipe else None, "seed": G.seed_of(recipe)}
 
 
 def export_csv(run_infos: Sequence[Any]) -> tuple[str, int]:
-    """All runs' scalars in one tidy CSV (one row per value). Returns (text, rows)."""
+    """All runs' scalars in one tidy CSV (one row per value), each with its group key and seed, so a
+    group's mean curve is one pivot away. Returns (text, rows)."""
     from fgbench.rundir import events as metrics
 
     buf = io.StringIO()
@@ -1218,19 +1258,22 @@ def export_csv(run_infos: Sequence[Any]) -> tuple[str, int]:
     n = 0
     for run in run_infos:
         events = metrics.read_events(run.path / metrics.METRICS_FILE)
+        ident = _group_and_seed(run)
         for row in event_scalars(events):
-            row.update(run=run.run_id, name=run.name, sweep=run.info.get("sweep_tag"))
+            row.update(run=run.run_id, name=run.name, sweep=run.info.get("sweep_tag"), **ident)
             w.writerow([_csv_value(row.get(c)) for c in EXPORT_CSV_COLUMNS])
             n += 1
     return buf.getvalue(), n
 
 
 def export_jsonl(run_infos: Sequence[Any]) -> tuple[str, int]:
-    """Every event of every run, one JSON object per line, with ``run`` and ``name`` first."""
+    """Every event of every run, one JSON object per line, with ``run``, ``name``, ``group`` and
+    ``seed`` first."""
     from fgbench.rundir import events as metrics
 
     lines = []
     for run in run_infos:
+        ident = _group_and_seed(run)
         for ev in metrics.read_events(run.path / metrics.METRICS_FILE):
-            lines.append(json.dumps({"run": run.run_id, "name": run.name, **ev}, separators=(",", ":")))
+            lines.append(json.dumps({"run": run.run_id, "name": run.name, **ident, **ev}, separators=(",", ":")))
     return ("\n".join(lines) + "\n") if lines else "", len(lines)
