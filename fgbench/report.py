@@ -25,6 +25,7 @@ import csv
 import io
 import json
 import math
+import re
 from fnmatch import fnmatchcase
 from typing import Any, Iterable, Sequence
 
@@ -526,7 +527,7 @@ def _group_label(members: Sequence[str]) -> str:
     for m in members[1:]:
         while not m.startswith(common):
             common = common[:-1]
-    common = common.rstrip(" -_/@,.:")
+    common = re.sub(r"\s*seed=?\d*$", "", common).rstrip(" -_/@,.:")  # "B seed=0", "B seed=1" -> "B"
     return common or f"{first} (+{len(members) - 1})"
 
 
