@@ -25,6 +25,7 @@ import csv
 import io
 import json
 import math
+import os
 import re
 from fnmatch import fnmatchcase
 from typing import Any, Iterable, Sequence
@@ -784,6 +785,35 @@ def _cut(text: str, width: int | None) -> str:
 
 def _middle(text: str, width: int | None) -> str:
     return text if width is None else cut_middle(text, width)
+
+
+def cut_apart(texts: Sequence[str], width: int) -> list[str]:
+    """:func:`cut_middle` for names shown together: where a cut makes two different names look the
+    same (``hy_intel_en_wc_cm_r`` and ``hy_intel_rn_wc_cm_r`` both ``hy_inte…n_wc_cm_r``), it moves
+    as little as it can so that the first character where they differ shows (``hy_intel_e…wc_cm_r``
+    and ``hy_intel_r…wc_cm_r``), when the width allows."""
+    out = [cut_middle(t, width) for t in texts]
+    keep = width - 1
+    if keep < 2:
+        return out
+    groups: dict[str, list[int]] = {}
+    for i, o in enumerate(out):
+        groups.setdefault(o, []).append(i)
+    middle = keep // 2
+    heads = sorted(range(1, keep), key=lambda h: (abs(h - middle), -h))
+    for members in groups.values():
+        names = {texts[i] for i in members}
+        if len(names) < 2:
+            continue
+        for i in members:
+            t = texts[i]
+            others = [n for n in names if n != t]
+            same_head = max(len(os.path.commonprefix([t, n])) for n in others)
+            same_tail = max(len(os.path.commonprefix([t[::-1], n[::-1]])) for n in others)
+            h = next((h for h in heads if h > same_head or keep - h > same_tail), None)
+            if h is not None:
+                out[i] = t[:h] + "…" + t[len(t) - (keep - h):]
+    return out
 
 
 def cut_middle(text: str, width: int) -> str:
