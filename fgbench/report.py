@@ -489,7 +489,7 @@ def reference_text(recipe: dict[str, Any], runs: Sequence[Any]) -> str:
     from fgbench import stats as S
 
     rule = str(ref.get("rule"))
-    lines = [f"source: {ref.get('source', '-')}", f"rule:   {rule} ({RULE_TEXT.get(rule, '?')})"]
+    lines = [f"source: {safe(ref.get('source', '-'))}", f"rule:   {safe(rule)} ({RULE_TEXT.get(rule, '?')})"]
     mine = [numbers_under_rule(rule, r) for r in runs]
     rows = []
     for key, value in reference_numbers(ref):
