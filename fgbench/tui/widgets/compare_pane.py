@@ -49,6 +49,7 @@ from textual.widgets.option_list import Option
 from fgbench import report
 from fgbench.rundir.reader import RunInfo
 from fgbench.rundir.summary import Summary, SummaryError
+from fgbench.textsafe import safe
 from fgbench.tui.monitor import SMOOTH_STEPS, SMOOTHABLE, SERIES, RunRow, Snapshot, format_duration, smooth
 from fgbench.tui.plots import CHART_TITLES, Line, MetricPlot, dimmed, rgb_style
 from fgbench.tui.widgets.fitted_table import FittedTable
@@ -440,7 +441,7 @@ class ComparePane(Vertical):
             g = "pinned" if r.path in self.pins else (self._sweep(r.path) or "")
             if grouped and g != group:
                 group = g
-                label = "pinned" if g == "pinned" else (f"sweep {g}" if g else "no sweep")
+                label = "pinned" if g == "pinned" else (f"sweep {safe(g)}" if g else "no sweep")
                 options.append(Option(Text(f"── {label}", style="bold dim", no_wrap=True, overflow="ellipsis"),
                                       disabled=True))
             on = r.path in selected
@@ -672,7 +673,7 @@ class ComparePane(Vertical):
         labels = {r["path"]: (n if names.count(n) == 1 else f"{n} {r['run'][4:13]}") for r, n in zip(rows, names)}
         headers: list[tuple[str, Text]] = []
         for key, header, _kind in columns:
-            label = Text(header)
+            label = Text(safe(header))  # a recipe field's name: from the runs' files
             if key == self.sort_key:
                 label.append(" ▼" if self.sort_desc else " ▲", style="bold")
             headers.append((key, label))
@@ -684,12 +685,12 @@ class ComparePane(Vertical):
                 if key == "run":  # shown by recipe name (the export keeps the run id, as the CLI)
                     name = Path(row["path"]).name
                     t = Text(f"{book.marker(name)} ", style=rgb_style(colours.get(name, (200, 200, 200))))
-                    t.append(labels.get(row["path"], cell))
+                    t.append(safe(labels.get(row["path"], cell)))
                     cells.append(t)
                 elif kind in ("acc", "duration", "rate", "stat", "diff"):
                     cells.append(Text(cell, justify="right"))
                 else:
-                    cells.append(cell)
+                    cells.append(Text(safe(cell)))  # a recipe value from the runs' files
             body.append((row["path"], cells))
         table.set_rows(headers, body)
 
