@@ -26,6 +26,7 @@ import io
 import json
 import math
 import os
+import re
 from fnmatch import fnmatchcase
 from typing import Any, Iterable, Sequence
 
@@ -488,7 +489,7 @@ def reference_text(recipe: dict[str, Any], runs: Sequence[Any]) -> str:
     from fgbench import stats as S
 
     rule = str(ref.get("rule"))
-    lines = [f"source: {ref.get('source', '-')}", f"rule:   {rule} ({RULE_TEXT.get(rule, '?')})"]
+    lines = [f"source: {safe(ref.get('source', '-'))}", f"rule:   {safe(rule)} ({RULE_TEXT.get(rule, '?')})"]
     mine = [numbers_under_rule(rule, r) for r in runs]
     rows = []
     for key, value in reference_numbers(ref):
@@ -527,7 +528,7 @@ def _group_label(members: Sequence[str]) -> str:
     for m in members[1:]:
         while not m.startswith(common):
             common = common[:-1]
-    common = common.rstrip(" -_/@,.:")
+    common = re.sub(r"\s*seed=?\d*$", "", common).rstrip(" -_/@,.:")  # "B seed=0", "B seed=1" -> "B"
     return common or f"{first} (+{len(members) - 1})"
 
 

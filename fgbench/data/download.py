@@ -163,7 +163,12 @@ def _cancel_unblocks(response, cancel: threading.Event | None) -> Iterator[None]
             if cancel.wait(0.1):
                 if not done.is_set():
                     with contextlib.suppress(OSError, ValueError, AttributeError):
-                        s = socket.socket(fileno=os.dup(response.fileno()))  # the same connection
+                        fd = os.dup(response.fileno())
+                        try:
+                            s = socket.socket(fileno=fd)  # the same connection (a file:// mirror: not a socket)
+                        except OSError:
+                            os.close(fd)
+                            raise
                         try:
                             s.shutdown(socket.SHUT_RDWR)
                         finally:

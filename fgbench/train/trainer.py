@@ -525,8 +525,18 @@ class Trainer:
             parts.append(f"{res['images_per_s']:.0f} img/s")
         parts.append(f"{res['train_time']:.1f}s")
         if f.get("improved"):
-            parts.append("*")
+            # said where it first appears: which model's best moved, on what, and where it is saved
+            if not self._star_told:
+                self._star_told = True
+                which = " and ".join(f["improved"])
+                on = {"val": "on validation top-1", "test": "on test top-1"}.get(
+                    self.tracker.select_on, "(eval.select_on = \"last\": the latest epoch)")
+                parts.append(f"*  (* = a new best epoch of the {which} model {on}, saved in checkpoints/best.pt)")
+            else:
+                parts.append("*")
         self.progress.line("  ".join(parts))
+
+    _star_told = False
 
     # -------------------------------------------------------------------------------- summary
 

@@ -441,6 +441,12 @@ class RunModel:
     def _on_checkpoint(self, ev: dict[str, Any], t: float | None) -> None:
         if ev.get("kind") == "last":
             self.last_checkpoint = {"epoch": ev.get("epoch"), "step": ev.get("step")}
+        if ev.get("kind") == "last":
+            # written at a stop too, in the middle of an epoch: its "epoch" counts the epochs done
+            # (0 while the header shows epoch 1/4), so the step leads
+            done = ev.get("epoch")
+            self._log(f"checkpoint last at step {ev.get('step')} ({done} epoch{'' if done == 1 else 's'} done)")
+            return
         which = f" ({'EMA' if ev.get('model') == 'ema' else 'raw'} model)" if ev.get("kind") == "best" else ""
         self._log(f"checkpoint {ev.get('kind')}{which} at epoch {ev.get('epoch')}, step {ev.get('step')}")
 
