@@ -1144,6 +1144,55 @@ class TrackingConfig(_Section):
     """Weights & Biases run (offline by default)."""
 
 
+REFERENCE_RULES = ("max_over_test_epochs", "last_epoch", "best_val_epoch")
+
+
+class ReferenceNumbers(_Section):
+    raw: float | None = Field(None, ge=0, le=100)
+    """Test top-1 (%) of the raw model at this test size, as the seed reported it."""
+
+    ema: float | None = Field(None, ge=0, le=100)
+    """Test top-1 (%) of the EMA model at this test size."""
+
+
+class ReferenceConfig(_Section):
+    """What a seed reported for this recipe, as data: printed beside the run's own number measured
+    under the same rule (`fgbench runs show`, `runs compare`). It never changes training and is left
+    out of group identity."""
+
+    source: str = Field(min_length=1, max_length=600)
+    """Where the numbers come from: the seed, its table and row (and column), e.g.
+    `SimpleClassification README, baseline table, row LR 0.05 / EMA TRUE / ResNet18, column CUB`."""
+
+    rule: Literal["max_over_test_epochs", "last_epoch", "best_val_epoch"]
+    """How the seed chose the epoch its numbers are from: `max_over_test_epochs` (the best test accuracy
+    over every evaluation: selection on the test set), `last_epoch` (test accuracy after the last
+    epoch), `best_val_epoch` (test accuracy at the epoch with the best validation accuracy)."""
+
+    raw: float | None = Field(None, ge=0, le=100)
+    """Test top-1 (%) of the raw model at `data.test_size` (the last stage's test size)."""
+
+    ema: float | None = Field(None, ge=0, le=100)
+    """Test top-1 (%) of the EMA model at `data.test_size`."""
+
+    val: float | None = Field(None, ge=0, le=100)
+    """Validation top-1 (%) the seed reported beside its test number (raw model), where it did."""
+
+    test_sizes: dict[str, ReferenceNumbers] = Field(default_factory=dict)
+    """Numbers at other test sizes, keyed by the size in pixels (`eval.final_test_sizes`), e.g.
+    `{ "448" = { ema = 86.07 } }`."""
+
+    @model_validator(mode="after")
+    def _check(self) -> "ReferenceConfig":
+        for key in self.test_sizes:
+            if not (key.isdigit() and MIN_SIDE <= int(key) <= MAX_SIDE):
+                raise FieldProblem(f"test_sizes.{key}", f"a test size is a number of pixels between {MIN_SIDE} "
+                                   f"and {MAX_SIDE}, e.g. \"448\"")
+        if self.raw is None and self.ema is None and not self.test_sizes:
+            raise FieldProblem("raw", "a reference needs a number: raw, ema or test_sizes")
+        return self
+
+
 class Recipe(_Section):
     name: str = Field("unnamed", min_length=1, max_length=120, pattern=r"^[A-Za-z0-9_.+-]+$")
     """Short name used in run directory names."""
@@ -1189,6 +1238,10 @@ class Recipe(_Section):
 
     tracking: TrackingConfig | None = None
     """Experiment trackers (TensorBoard, MLflow, W&B) fed live from the run's events."""
+
+    reference: ReferenceConfig | None = None
+    """What the seed this recipe reproduces reported, and under which rule (see the README's
+    Statistics section); ignored by training and by group identity."""
 
     @model_validator(mode="after")
     def _check(self) -> "Recipe":

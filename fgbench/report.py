@@ -25,6 +25,8 @@ import csv
 import io
 import json
 import math
+import os
+import re
 from fnmatch import fnmatchcase
 from typing import Any, Iterable, Sequence
 
@@ -335,6 +337,140 @@ def compare_table(
     return columns, rows
 
 
+# ------------------------------------------------------------------------- seeds' references
+
+RULE_TEXT = {
+    "max_over_test_epochs": "the best test accuracy over the epochs",
+    "last_epoch": "the test accuracy after the last epoch",
+    "best_val_epoch": "the test accuracy at the epoch with the best validation accuracy",
+}
+#: the ``eval.select_on`` under which a run's final-size numbers follow a reference rule
+RULE_SELECT_ON = {"max_over_test_epochs": "test", "last_epoch": "last", "best_val_epoch": "val"}
+
+_RULE_CACHE: dict[str, tuple[tuple[int, int], list[dict[str, Any]]]] = {}
+
+
+def _epoch_events(run: Any) -> list[dict[str, Any]]:
+    """The run's epoch events (read once per change of its metrics file)."""
+    from fgbench.rundir import events as metrics
+
+    path = run.path / metrics.METRICS_FILE
+    try:
+        st = path.stat()
+    except OSError:
+        return []
+    key = (st.st_mtime_ns, st.st_size)
+    hit = _RULE_CACHE.get(str(path))
+    if hit is None or hit[0] != key:
+        epochs = [ev for ev in metrics.read_events(path) if ev.get("event") == "epoch"]
+        _RULE_CACHE[str(path)] = hit = (key, epochs)
+    return hit[1]
+
+
+def _at_best(epochs: Sequence[dict[str, Any]], select: str, value: str) -> float | None:
+    best: tuple[float, float] | None = None
+    for ev in epochs:
+        sel, val = _num(ev.get(select)), _num(ev.get(value))
+        if sel is not None and val is not None and (best is None or sel > best[0]):  # the first best, as selection
+            best = (sel, val)
+    return None if best is None else best[1]
+
+
+def numbers_under_rule(rule: str, run: Any) -> dict[str, float | None]:
+    """A run's numbers measured the way a seed measured its reference: ``raw``, ``ema``, ``val`` and
+    ``raw@SIZE``/``ema@SIZE`` for the extra test sizes (those only when the run selected its model
+    under the same rule, else None: the run never measured them so)."""
+    summary: Summary = run.summary or Summary()
+    out: dict[str, float | None] = {}
+    if rule == "last_epoch":
+        last = summary.last or LastEpoch()
+        raw, ema = last.raw or SplitNumbers(), last.ema or SplitNumbers()
+        out["raw"], out["ema"], out["val"] = _num(raw.test_top1), _num(ema.test_top1), _num(raw.val_top1)
+    else:
+        epochs = _epoch_events(run)
+        if rule == "max_over_test_epochs":
+            raws = [v for ev in epochs if (v := _num(ev.get("test_top1"))) is not None]
+            emas = [v for ev in epochs if (v := _num(ev.get("ema_test_top1"))) is not None]
+            out["raw"] = max(raws) if raws else None
+            out["ema"] = max(emas) if emas else None
+            out["val"] = None
+        else:  # best_val_epoch
+            out["raw"] = _at_best(epochs, "val_top1", "test_top1")
+            out["ema"] = _at_best(epochs, "ema_val_top1", "ema_test_top1")
+            vals = [v for ev in epochs if (v := _num(ev.get("val_top1"))) is not None]
+            out["val"] = max(vals) if vals else None
+    same = summary.select_on == RULE_SELECT_ON.get(rule)
+    for size, by_model in summary.final_test_sizes.items():
+        for model in ("raw", "ema"):
+            out[f"{model}@{size}"] = _num(by_model.get(model)) if same else None
+    return out
+
+
+def reference_numbers(reference: dict[str, Any]) -> list[tuple[str, float]]:
+    """A recipe's ``[reference]`` as (key, number) pairs, keys as :func:`numbers_under_rule`'s."""
+    out = [(k, float(reference[k])) for k in ("raw", "ema", "val") if _num(reference.get(k)) is not None]
+    for size, by_model in sorted((reference.get("test_sizes") or {}).items(), key=lambda kv: size_order(kv[0])):
+        for model in ("raw", "ema"):
+            if _num((by_model or {}).get(model)) is not None:
+                out.append((f"{model}@{size}", float(by_model[model])))
+    return out
+
+
+def reference_key_text(key: str) -> str:
+    model, _, size = key.partition("@")
+    name = {"raw": "test", "ema": "EMA test", "val": "val"}[model]
+    return f"{name} @{size}" if size else name
+
+
+def headline_reference(recipe: dict[str, Any]) -> tuple[str, float] | None:
+    """The one reference number a compare table shows: EMA, else raw, at the test size the run ends
+    on; else the first number at an extra size."""
+    ref = recipe.get("reference")
+    if not isinstance(ref, dict):
+        return None
+    pairs = dict(reference_numbers(ref))
+    stages = recipe.get("stages") or []
+    size = next((st.get("test_size") for st in reversed(stages) if isinstance(st, dict) and st.get("test_size")),
+                get_path(recipe, "data.test_size"))
+    for key in ("ema", "raw", f"ema@{size}", f"raw@{size}"):
+        if key in pairs:
+            return key, pairs[key]
+    others = [(k, v) for k, v in pairs.items() if k != "val"]
+    return others[0] if others else None
+
+
+def reference_text(recipe: dict[str, Any], runs: Sequence[Any]) -> str:
+    """``runs show``'s reference section: each number the seed reported beside this run's (or these
+    runs') under the same rule, with the difference."""
+    ref = recipe.get("reference")
+    if not isinstance(ref, dict):
+        return "this run's recipe has no [reference] (the seed's numbers)\n"
+    from fgbench import stats as S
+
+    rule = str(ref.get("rule"))
+    lines = [f"source: {safe(ref.get('source', '-'))}", f"rule:   {safe(rule)} ({RULE_TEXT.get(rule, '?')})"]
+    mine = [numbers_under_rule(rule, r) for r in runs]
+    rows = []
+    for key, value in reference_numbers(ref):
+        got = [m[key] for m in mine if m.get(key) is not None]
+        d = S.describe(got)
+        if d is None:
+            why = ("not measured under this rule (the run selected on "
+                   f"{(runs[0].summary or {}).get('select_on', '?')})" if "@" in key else "no such number yet")
+            rows.append((reference_key_text(key), f"{value:.2f}", "-", why))
+        elif d.n == 1:
+            rows.append((reference_key_text(key), f"{value:.2f}", f"{d.mean:.2f}", f"{d.mean - value:+.2f}"))
+        else:
+            inside = "inside" if d.contains(value) else "outside"
+            rows.append((reference_key_text(key), f"{value:.2f}", _stat_cell(d),
+                         f"{d.mean - value:+.2f} (the seed's number is {inside} the 95 % interval)"))
+    head = ("number", "seed", "this run" if len(runs) == 1 else f"these {len(runs)} runs", "difference")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
+    for r in [head, *rows]:
+        lines.append("  ".join(c.ljust(widths[i]) if i in (0, 3) else c.rjust(widths[i]) for i, c in enumerate(r)).rstrip())
+    return "\n".join(lines) + "\n"
+
+
 # ------------------------------------------------------------------------------- group rows
 
 #: the numbers a group table compares to the baseline (the headline numbers, raw and EMA)
@@ -351,7 +487,7 @@ def _group_label(members: Sequence[str]) -> str:
     for m in members[1:]:
         while not m.startswith(common):
             common = common[:-1]
-    common = common.rstrip(" -_/@,.:")
+    common = re.sub(r"\s*seed=?\d*$", "", common).rstrip(" -_/@,.:")  # "B seed=0", "B seed=1" -> "B"
     return common or f"{first} (+{len(members) - 1})"
 
 
@@ -378,7 +514,7 @@ def group_compare_table(
     found = G.group_runs(runs)
     if baseline is None and all(len(g) == 1 for g in found):
         columns, rows = compare_table(runs, labels, fields=fields, label_header=label_header)
-        return columns, rows, []
+        return columns, rows, _add_reference_columns(columns, rows, [[r] for r in runs], [])
     index = {id(r): i for i, r in enumerate(runs)}
     firsts = [g.first for g in found]
     recipe_fields = list(fields) if fields is not None else [
@@ -466,7 +602,48 @@ def group_compare_table(
     columns += diff_cols
     columns += [("epochs", "epochs", "text"), ("duration_s", "time", "duration")]
     columns += _drop_empty(TELEMETRY_COLUMNS, rows, [c[0] for c in TELEMETRY_COLUMNS])
+    notes = _add_reference_columns(columns, rows, [g.runs if len(g) == 1 else
+                                                   [r for r in g.runs if r.status == "completed"] for g in found], notes)
     return columns, rows, notes
+
+
+REFERENCE_COLUMNS = [("reference", "seed", "acc"), ("reference_what", "seed's number", "text"),
+                     ("reference_run", "same rule", "stat"), ("reference_diff", "Δ seed", "acc"),
+                     ("reference_inside", "seed in 95 % CI", "text")]
+
+
+def _add_reference_columns(columns: list[tuple[str, str, str]], rows: list[dict[str, Any]],
+                           members: Sequence[Sequence[Any]], notes: list[str]) -> list[str]:
+    """Where a row's recipe carries the seed's ``[reference]``: its headline number, the row's own
+    number under the same rule (a group: described), the difference, and for a group whether the
+    seed's number lies inside the interval. Columns go before the epochs; returns the notes."""
+    from fgbench import stats as S
+
+    any_ref = False
+    for row, runs in zip(rows, members):
+        if not runs:
+            continue
+        head = headline_reference(runs[0].recipe)
+        if head is None:
+            continue
+        any_ref = True
+        key, value = head
+        rule = str(runs[0].recipe["reference"].get("rule"))
+        got = [n[key] for r in runs if (n := numbers_under_rule(rule, r)).get(key) is not None]
+        d = S.describe(got)
+        row["reference"] = value
+        row["reference_what"] = f"{reference_key_text(key)}, {rule}"
+        row["reference_run"] = None if d is None else (d.mean if d.n == 1 else d)
+        row["reference_diff"] = None if d is None else d.mean - value
+        inside = None if d is None else d.contains(value)
+        row["reference_inside"] = None if inside is None else ("yes" if inside else "no")
+    if not any_ref:
+        return notes
+    at = next((i for i, c in enumerate(columns) if c[0] == "epochs"), len(columns))
+    cols = [c for c in REFERENCE_COLUMNS if c[0] != "reference_inside" or any(r.get("reference_inside") for r in rows)]
+    columns[at:at] = cols
+    return [*notes, "seed: the number the recipe's [reference] quotes; same rule: this row's number measured the "
+            "way the seed measured it (max_over_test_epochs, last_epoch or best_val_epoch); Δ seed = same rule - seed."]
 
 
 def _stat_cell(value: Any) -> str:
@@ -533,7 +710,7 @@ def fit_to_width(columns: Sequence[tuple[str, str, str]], rows: Sequence[dict[st
     cols = list(columns)
 
     def natural(c: tuple[str, str, str]) -> int:
-        return max([len(c[1])] + [len(_cell(r.get(c[0]), c[2])) for r in rows])
+        return max([len(safe(c[1]))] + [len(safe(_cell(r.get(c[0]), c[2]))) for r in rows])  # measured as shown
 
     def least(c: tuple[str, str, str]) -> int:
         return min(natural(c), mins[c[0]]) if c[0] in mins else natural(c)
@@ -567,6 +744,35 @@ def _cut(text: str, width: int | None) -> str:
 
 def _middle(text: str, width: int | None) -> str:
     return text if width is None else cut_middle(text, width)
+
+
+def cut_apart(texts: Sequence[str], width: int) -> list[str]:
+    """:func:`cut_middle` for names shown together: where a cut makes two different names look the
+    same (``hy_intel_en_wc_cm_r`` and ``hy_intel_rn_wc_cm_r`` both ``hy_inte…n_wc_cm_r``), it moves
+    as little as it can so that the first character where they differ shows (``hy_intel_e…wc_cm_r``
+    and ``hy_intel_r…wc_cm_r``), when the width allows."""
+    out = [cut_middle(t, width) for t in texts]
+    keep = width - 1
+    if keep < 2:
+        return out
+    groups: dict[str, list[int]] = {}
+    for i, o in enumerate(out):
+        groups.setdefault(o, []).append(i)
+    middle = keep // 2
+    heads = sorted(range(1, keep), key=lambda h: (abs(h - middle), -h))
+    for members in groups.values():
+        names = {texts[i] for i in members}
+        if len(names) < 2:
+            continue
+        for i in members:
+            t = texts[i]
+            others = [n for n in names if n != t]
+            same_head = max(len(os.path.commonprefix([t, n])) for n in others)
+            same_tail = max(len(os.path.commonprefix([t[::-1], n[::-1]])) for n in others)
+            h = next((h for h in heads if h > same_head or keep - h > same_tail), None)
+            if h is not None:
+                out[i] = t[:h] + "…" + t[len(t) - (keep - h):]
+    return out
 
 
 def cut_middle(text: str, width: int) -> str:
@@ -912,11 +1118,21 @@ def summary_text(summary: Summary | None) -> str:
 # ------------------------------------------------------------------------------------- export
 
 
-EXPORT_CSV_COLUMNS = ("run", "name", "sweep", "event", "epoch", "step", "metric", "value", "time")
+EXPORT_CSV_COLUMNS = ("run", "name", "sweep", "group", "seed", "event", "epoch", "step", "metric", "value", "time")
+
+
+def _group_and_seed(run: Any) -> dict[str, Any]:
+    """``group``: the run's group key (:func:`fgbench.groups.identity`: runs with the same key differ
+    only in the seed), ``seed``: its ``runtime.seed``; both None for a recipe that cannot be read."""
+    from fgbench import groups as G
+
+    recipe = run.recipe if isinstance(run.recipe, dict) else {}
+    return {"group": G.identity(recipe) if recipe else None, "seed": G.seed_of(recipe)}
 
 
 def export_csv(run_infos: Sequence[Any]) -> tuple[str, int]:
-    """All runs' scalars in one tidy CSV (one row per value). Returns (text, rows)."""
+    """All runs' scalars in one tidy CSV (one row per value), each with its group key and seed, so a
+    group's mean curve is one pivot away. Returns (text, rows)."""
     from fgbench.rundir import events as metrics
 
     buf = io.StringIO()
@@ -925,19 +1141,22 @@ def export_csv(run_infos: Sequence[Any]) -> tuple[str, int]:
     n = 0
     for run in run_infos:
         events = metrics.read_events(run.path / metrics.METRICS_FILE)
+        ident = _group_and_seed(run)
         for row in event_scalars(events):
-            row.update(run=run.run_id, name=run.name, sweep=run.info.get("sweep_tag"))
+            row.update(run=run.run_id, name=run.name, sweep=run.info.get("sweep_tag"), **ident)
             w.writerow([_csv_value(row.get(c)) for c in EXPORT_CSV_COLUMNS])
             n += 1
     return buf.getvalue(), n
 
 
 def export_jsonl(run_infos: Sequence[Any]) -> tuple[str, int]:
-    """Every event of every run, one JSON object per line, with ``run`` and ``name`` first."""
+    """Every event of every run, one JSON object per line, with ``run``, ``name``, ``group`` and
+    ``seed`` first."""
     from fgbench.rundir import events as metrics
 
     lines = []
     for run in run_infos:
+        ident = _group_and_seed(run)
         for ev in metrics.read_events(run.path / metrics.METRICS_FILE):
-            lines.append(json.dumps({"run": run.run_id, "name": run.name, **ev}, separators=(",", ":")))
+            lines.append(json.dumps({"run": run.run_id, "name": run.name, **ident, **ev}, separators=(",", ":")))
     return ("\n".join(lines) + "\n") if lines else "", len(lines)

@@ -428,6 +428,12 @@ class RunModel:
     def _on_checkpoint(self, ev: dict[str, Any], t: float | None) -> None:
         if ev.get("kind") == "last":
             self.last_checkpoint = {"epoch": ev.get("epoch"), "step": ev.get("step")}
+        if ev.get("kind") == "last":
+            # written at a stop too, in the middle of an epoch: its "epoch" counts the epochs done
+            # (0 while the header shows epoch 1/4), so the step leads
+            done = ev.get("epoch")
+            self._log(f"checkpoint last at step {ev.get('step')} ({done} epoch{'' if done == 1 else 's'} done)")
+            return
         which = f" ({'EMA' if ev.get('model') == 'ema' else 'raw'} model)" if ev.get("kind") == "best" else ""
         self._log(f"checkpoint {ev.get('kind')}{which} at epoch {ev.get('epoch')}, step {ev.get('step')}")
 
@@ -671,6 +677,8 @@ class RunStore:
         and cursor would depend on which run happened to load first)."""
         self.scheduler: dict[str, str] = {}
         self._scheduler_at = 0.0
+        self.root_error: str | None = None
+        """Why the runs directory could not be listed at the last refresh, or None."""
         self._reported: dict[Path, tuple[int, str]] = {}
         """Per run, (its model's ``changes``, its status) when :meth:`refresh` last reported it."""
 
@@ -690,7 +698,14 @@ class RunStore:
             return changed
         seen = set()
         start = time.monotonic()
-        for p in sorted(self.root.iterdir()):
+        try:
+            entries = sorted(self.root.iterdir())
+        except OSError as err:  # unreadable now (permissions, a loop): the list says so, the app lives on
+            self.root_error = f"{safe(str(self.root))}: cannot read the runs directory: {safe(err.strerror or str(err))}"
+            self.loaded_once = True
+            return changed
+        self.root_error = None
+        for p in entries:
             if p.name.startswith(".") or not p.is_dir():
                 continue
             if not rundir.is_run_dir(p):

@@ -177,8 +177,15 @@ class MLflowTracker(_Tracker):
     name = "mlflow"
 
     def _start(self, event: dict[str, Any]) -> None:
+        import logging
+
         from mlflow.tracking import MlflowClient
 
+        # MLflow configures its loggers at INFO on import, and a new SQLite store (alembic) says
+        # "Creating initial MLflow database tables..." in the trainer's console: its warnings and
+        # errors are enough there.
+        for name in ("mlflow", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         uri = self.cfg.tracking_uri or f"sqlite:///{Path(self.ctx['runs_root']).resolve() / 'mlflow.db'}"
         self.client = MlflowClient(tracking_uri=uri)
         name = self.cfg.experiment or self.ctx.get("sweep_tag") or "fgbench"

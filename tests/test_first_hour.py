@@ -196,3 +196,49 @@ def test_every_description_survives_the_writer() -> None:
             assert validate_recipe(tomllib.loads(dumps_recipe(recipe, full=full))) == recipe
 
     roundtrip()
+
+
+def test_the_readme_quotes_the_quickstart_as_benchmarks_recorded_it() -> None:
+    """The README's quickstart figures are those of the transcript BENCHMARKS.md records (the
+    numbers were measured once, there); the recipe's own description claims no other time."""
+    import re
+    import tomllib
+
+    bench = (REPO / "BENCHMARKS.md").read_text(encoding="utf-8")
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    finished = re.search(r"finished \S+-quickstart: (\d+) epochs, \d+ steps, (\d+)s\n"
+                         r"\s+raw: best epoch (\d+) \(chosen on validation\): val ([\d.]+)%, test ([\d.]+)%.*\n"
+                         r"\s+ema: best epoch (\d+) \(chosen on validation\): val [\d.]+%, test ([\d.]+)%.*\n"
+                         r"\s+raw: last epoch \d+: test ([\d.]+)%", bench)
+    assert finished, "BENCHMARKS.md records the quickstart's transcript"
+    epochs, seconds, best, val, test, ema_best, ema_test, last = finished.groups()
+    shell = re.search(r"Wall clock from the shell: ([\d.]+) s", bench)
+    assert shell
+    para = readme[readme.index("The quickstart trains a small"):]
+    para = " ".join(para[:para.index("\n\n")].split())
+    assert f"best on validation at epoch {best} (val {val} %)" in para, para
+    assert f"test top-1 {test} % at that epoch" in para, para
+    assert f"{last} % at the last epoch" in para, para
+    assert f"(EMA: best at epoch {ema_best}, test {ema_test} %)" in para, para
+    assert f"{seconds} s of training, {round(float(shell.group(1)))} s from the shell" in para, para
+    recipe = tomllib.loads((REPO / "recipes" / "quickstart.toml").read_text(encoding="utf-8"))
+    assert int(epochs) == recipe["schedule"]["epochs"]
+    assert "minute" not in recipe["description"] or "under a minute" in recipe["description"]
+    assert int(seconds) < 60
+
+
+def test_names_cut_together_keep_what_tells_them_apart() -> None:
+    from fgbench.report import cut_apart, cut_middle
+
+    assert cut_middle("ez_cifar100_resnet18_ms1", 12) == "ez_ci…18_ms1"  # 5 + … + 6: the end gets the extra one
+    names = ["hy_intel_en_wc_cm_r", "hy_intel_rn_wc_cm_r", "hy_intel_en_awc_cm", "short"]
+    # cut alone in the middle, the first two read the same: the en / rn that tells them apart is cut
+    assert cut_middle(names[0], 17) == cut_middle(names[1], 17) == "hy_intel…_wc_cm_r"
+    shown = cut_apart(names, 17)
+    assert shown[3] == "short" and shown[2] == cut_middle(names[2], 17)  # the others as before
+    assert shown[0] != shown[1]
+    for name, cut in zip(names, shown):
+        head, _, tail = cut.partition("…")
+        assert len(cut) <= 17 and name.startswith(head) and name.endswith(tail)
+    # the first character where they differ (index 9: e / r) is on screen
+    assert shown[0][:10] == "hy_intel_e" and shown[1][:10] == "hy_intel_r"

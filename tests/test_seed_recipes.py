@@ -7,7 +7,9 @@ is decoded into settings the way the seed defines it (SimpleClassification's LR/
 cyizhuo's precision columns, hoya012's letters B, A, W, C, S, M, CM, R, RA, E, EN, RN, enhuiz's
 config names such as ``resnet18-ms2`` or ``vitn-12x256-8x8-ra``); the settings that no table shows
 are those read from the seeds' code (``SETTINGS-FROM-CODE.md``), written here independently of the
-recipe files. A row's reported numbers must appear in its recipe's description.
+recipe files. A row's reported numbers must appear in its recipe's description, and its
+``[reference]`` table must hold exactly the README's cells under the rule the seed measured them by
+(``reference.*`` keys below, read from the tables here, never from the recipes).
 """
 
 from __future__ import annotations
@@ -50,8 +52,11 @@ def seed_readme(name: str) -> str:
 def get(recipe: Recipe, path: str) -> Any:
     obj: Any = recipe
     for part in path.split("."):
+        if isinstance(obj, dict):  # reference.test_sizes.448
+            obj = obj.get(part)
+            continue
         m = re.fullmatch(r"(\w+)\[(\d+)\]", part)
-        obj = getattr(obj, m.group(1))[int(m.group(2))] if m else getattr(obj, part)
+        obj = getattr(obj, m.group(1))[int(m.group(2))] if m else getattr(obj, part, None) if obj is not None else None
     return list(obj) if isinstance(obj, tuple) else obj
 
 
@@ -163,6 +168,12 @@ def sc_expectations() -> dict[str, tuple[dict[str, Any], list[str]]]:
             else:
                 exp |= SC_FG | {"data.train_size": 224, "data.test_size": 224}
             exp |= SC_EMA if with_ema else {"ema.enabled": False}
+            # the seed keeps the best raw and the best EMA test accuracy over the epochs; the EMA recipe's
+            # raw model is the "EMA -" row (one run evaluates both, see sweep_sc_ema.toml)
+            raw_row = next(r for r in table_with(text, "LR", "EMA", "Arch", "CIFAR10")
+                           if r["Arch"] == row["Arch"] and r["LR"] == row["LR"] and r["EMA"] == "-")
+            exp |= {"reference.rule": "max_over_test_epochs", "reference.raw": float(raw_row[col]),
+                    "reference.ema": float(row[col]) if with_ema else None, "reference.test_sizes": {}}
             out[f"sc_{ds}_{short}" + ("_ema" if with_ema else "")] = (exp, [row[col]])
     # Pretraining table (EMA reported, 500 epochs at 224); its "-" rows repeat the baseline's EMA rows
     for row in table_with(text, "LR", "Pretrained", "Arch", "CUB", "CARS"):
@@ -176,7 +187,10 @@ def sc_expectations() -> dict[str, tuple[dict[str, Any], list[str]]]:
             exp = {**SC_COMMON, **SC_FG, **SC_EMA, **pre, "data.dataset": SC_DATASETS[ds], "model.arch": arch,
                    "optim.lr": float(row["LR"]), "schedule.epochs": 500, "data.train_size": 224, "data.test_size": 224,
                    # the seed's own ResNets keep PyTorch's default init under weights that do not come from torchvision
-                   "model.init": "default" if pre["model.pretrained.source"] == "torchvision" else "pytorch"}
+                   "model.init": "default" if pre["model.pretrained.source"] == "torchvision" else "pytorch",
+                   # "Report result with EMA"
+                   "reference.rule": "max_over_test_epochs", "reference.ema": float(row[col]),
+                   "reference.raw": None, "reference.test_sizes": {}}
             out[f"sc_{ds}_{short}_{suffix}_ema"] = (exp, [row[col]])
     # FixRes table (HTML): stage 1 LR, epochs, size; stage 2 LR, epochs, size; CUB/CARS at 224, at 448
     for lr1, ep1, size1, lr2, ep2, size2, cub224, cars224, cub448, cars448 in html_rows(text):
@@ -187,7 +201,10 @@ def sc_expectations() -> dict[str, tuple[dict[str, Any], list[str]]]:
             exp = {**SC_COMMON, **SC_FG, **SC_EMA, "data.dataset": SC_DATASETS[ds], "model.arch": "resnet50",
                    "model.pretrained.source": "torchvision", "model.pretrained.weights": "IMAGENET1K_V2",
                    "optim.lr": float(lr1), "schedule.epochs": int(ep1), "data.train_size": s1, "data.test_size": s1,
-                   "eval.final_test_sizes": [224, 448]}
+                   "eval.final_test_sizes": [224, 448],
+                   "reference.rule": "max_over_test_epochs", "reference.raw": None, "reference.ema": None,
+                   "reference.test_sizes.224.ema": float(reported[0]), "reference.test_sizes.448.ema": float(reported[1]),
+                   "reference.test_sizes.224.raw": None, "reference.test_sizes.448.raw": None}
             if two_stage:  # fix_resolution.sh: a fresh train.py run from stage 1's best EMA checkpoint
                 s2 = int(size2.split("*")[0])
                 exp |= {"stages[0].epochs": int(ep2), "stages[0].train_size": s2, "stages[0].test_size": s2,
@@ -227,10 +244,14 @@ def cy_expectations() -> dict[str, tuple[dict[str, Any], list[str]]]:
         apex = next(v for k, v in cells.items() if "apex" in k)
         amp = next(v for k, v in cells.items() if "torch.cuda.amp" in k)
         short, dataset = CY_DATASETS[cells["Dataset"]]
-        out[f"cy_{short}_r50_448_fp32"] = (CY_COMMON | {"data.dataset": dataset, "runtime.precision": "fp32"}, [fp32])
-        # apex O1 has no equivalent: the fp16 recipe stands for both mixed-precision columns
-        out[f"cy_{short}_r50_448_fp16"] = (CY_COMMON | {"data.dataset": dataset, "runtime.precision": "fp16"},
-                                           [amp, apex, "apex"])
+        ref = {"reference.rule": "max_over_test_epochs", "reference.ema": None, "reference.test_sizes": {}}
+        out[f"cy_{short}_r50_448_fp32"] = (CY_COMMON | ref | {"data.dataset": dataset, "runtime.precision": "fp32",
+                                                              "reference.raw": float(fp32)}, [fp32])
+        # apex O1 has no equivalent: the fp16 recipe stands for both mixed-precision columns (its reference is
+        # the torch.cuda.amp cell; the apex cell is named in its source and description)
+        out[f"cy_{short}_r50_448_fp16"] = (CY_COMMON | ref | {"data.dataset": dataset, "runtime.precision": "fp16",
+                                                              "reference.raw": float(amp)},
+                                           [amp, apex, "apex", "evaluate in fp32"])
     return out
 
 
@@ -316,7 +337,10 @@ def hy_expectations() -> dict[str, tuple[dict[str, Any], list[str]]]:
         exp |= ({"augment.randaugment_ops": 3, "augment.randaugment_magnitude": 15, "augment.randaugment_bins": 31,
                  "augment.randaugment_policy": "ildoonet16", "augment.randaugment_before_resize": True}
                 if "RA" in t else {"augment.randaugment_ops": 0, "augment.trivialaugment": False})
-        out[hy_name(label)] = (exp, [val, test, f'"{label}"'])
+        # an earlier revision of the seed (no best-model checkpoint): the accuracies after the last epoch
+        exp |= {"reference.rule": "last_epoch", "reference.raw": float(test), "reference.val": float(val),
+                "reference.ema": None, "reference.test_sizes": {}}
+        out[hy_name(label)] = (exp, [val, test, f'"{label}"', "last epoch"])
     return out
 
 
@@ -394,7 +418,10 @@ def ez_expectations() -> dict[str, tuple[dict[str, Any], list[str]]]:
         m = re.fullmatch(r"logs/cifar100/([^/]+)/\d+", row["path"])
         assert m, row["path"]
         cfg = m.group(1)
-        out[ez_name(cfg)] = (ez_settings(cfg), [f"{100 * float(row['top1_acc']):.2f}", f"config cifar100/{cfg}.yml"])
+        # the summary keeps each run's best test evaluation (every 100 steps)
+        ref = {"reference.rule": "max_over_test_epochs", "reference.raw": 100 * float(row["top1_acc"]),
+               "reference.ema": None, "reference.test_sizes": {}}
+        out[ez_name(cfg)] = (ez_settings(cfg) | ref, [f"{100 * float(row['top1_acc']):.2f}", f"config cifar100/{cfg}.yml"])
     return out
 
 
@@ -433,7 +460,7 @@ def test_seed_recipe_settings(name: str) -> None:
     wrong = {}
     for path, value in expected.items():
         got = get(recipe, path)
-        ok = got == pytest.approx(value) if isinstance(value, float) else got == value
+        ok = got == pytest.approx(value, abs=1e-9) if isinstance(value, float) else got == value
         if not ok:
             wrong[path] = (got, value)
     assert wrong == {}, f"{name}: (recipe, seed) differ"

@@ -23,11 +23,12 @@ SLURM_FLAGS = ("partition", "account", "qos", "time_limit_min", "gpus_per_run", 
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    sw = sub.add_parser("sweep", help="run a recipe's [sweep] (grid and/or named variants), or continue one",
-                        description="Expand a recipe's [sweep] table (and --grid axes), validate every run up front, "
-                        "run them one after another (or one per GPU with --gpus) as ordinary runs tagged with the "
-                        "sweep, and print the ablation table. Exit codes: 0 all completed, 1 some failed, "
-                        "2 bad input, 130 interrupted (continue with --continue TAG).")
+    sw = sub.add_parser("sweep", help="run a recipe's [sweep] (grid, named variants, seeds), or continue one",
+                        description="Expand a recipe's [sweep] table (and --grid axes, --seeds), validate every run "
+                        "up front, run them one after another (or one per GPU with --gpus, or on SLURM) as ordinary "
+                        "runs tagged with the sweep, and print the ablation table (the runs of a point that differ "
+                        "only in the seed as one row). Exit codes: 0 all completed, 1 some failed, 2 bad input, "
+                        "130 interrupted (continue with --continue TAG).")
     sw.add_argument("recipe", nargs="?", metavar="RECIPE")
     sw.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                     help="add a grid axis, e.g. --grid optim.lr=0.1,0.01 (repeatable; values are TOML)")

@@ -84,6 +84,13 @@ DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_RETRIES = 4
 #: seconds to wait before retry n (the last value repeats)
 RETRY_DELAYS_S: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
+#: a download that receives less than STALL_MIN_BYTES in STALL_WINDOW_S seconds has stalled (a server
+#: trickling a byte a second never trips the socket timeout, which bounds one read only)
+STALL_WINDOW_S = 60.0
+STALL_MIN_BYTES = 64 << 10
+#: a file of unknown size (a mirror without a checksum) may be at most this many times the size the
+#: catalog gives for the dataset: a server that never stops sending cannot fill the disk
+SIZE_CAP_FACTOR = 1.5
 
 
 class DownloadError(UserError):
@@ -115,6 +122,10 @@ class _Retry(Exception):
     """A transient failure: retry the same URL after a pause."""
 
 
+class _Stalled(_Fatal):
+    """Bytes arrive too slowly to ever finish (see ``STALL_WINDOW_S``): try the next URL."""
+
+
 class _Unresolved(_Fatal):
     """The host name does not resolve (offline, or no DNS): retrying the same host in a few
     seconds would not help, so the next URL is tried at once."""
@@ -136,8 +147,45 @@ def _content_range(value: str | None) -> tuple[int | None, int | None]:
     return start, total
 
 
-def _attempt(url: str, part: Path, source: Source, meter: ProgressMeter, timeout: float, cancel: threading.Event | None) -> None:
-    """One HTTP request, appending to ``part``. Returns when the file is complete."""
+@contextmanager
+def _cancel_unblocks(response, cancel: threading.Event | None) -> Iterator[None]:
+    """While ``response`` is read: a Cancel from another thread (the TUI's ``c``, or the TUI
+    quitting) shuts its connection down, so that a read blocked on a silent server returns at once
+    instead of after the socket timeout; the read loop then sees the cancel. Without this a
+    cancelled download, and the process of a TUI that quit, lived on until the server spoke."""
+    if cancel is None:
+        yield
+        return
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            if cancel.wait(0.1):
+                if not done.is_set():
+                    with contextlib.suppress(OSError, ValueError, AttributeError):
+                        fd = os.dup(response.fileno())
+                        try:
+                            s = socket.socket(fileno=fd)  # the same connection (a file:// mirror: not a socket)
+                        except OSError:
+                            os.close(fd)
+                            raise
+                        try:
+                            s.shutdown(socket.SHUT_RDWR)
+                        finally:
+                            s.close()
+                return
+
+    threading.Thread(target=watch, name="fgbench-download-cancel", daemon=True).start()
+    try:
+        yield
+    finally:
+        done.set()
+
+
+def _attempt(url: str, part: Path, source: Source, meter: ProgressMeter, timeout: float, cancel: threading.Event | None,
+             max_bytes: int | None = None) -> None:
+    """One HTTP request, appending to ``part``. Returns when the file is complete. ``max_bytes``:
+    the most a file of unknown size may hold (see ``size_cap``)."""
     have = part.stat().st_size if part.exists() else 0
     if source.size is not None and have > source.size:
         part.unlink()
@@ -166,7 +214,7 @@ def _attempt(url: str, part: Path, source: Source, meter: ProgressMeter, timeout
             host = urllib.parse.urlsplit(url).hostname or url
             raise _Unresolved(f"cannot resolve {host} ({reason.strerror or reason})") from None
         raise _Retry(str(reason)) from None
-    with response:
+    with response, _cancel_unblocks(response, cancel):
         code = getattr(response, "status", None) or 200
         if have and code == 206:
             start, total = _content_range(response.headers.get("Content-Range"))
@@ -185,15 +233,22 @@ def _attempt(url: str, part: Path, source: Source, meter: ProgressMeter, timeout
         meter.total = total
         if source.size is not None and total is not None and total != source.size:
             raise _Fatal(f"the server offers {total} bytes, the catalog expects {source.size}")
+        if source.size is None and max_bytes is not None and total is not None and total > max_bytes:
+            raise _Fatal(f"the server offers {catalog.format_bytes(total)}, more than the "
+                         f"{catalog.format_bytes(max_bytes)} this dataset can be; not downloaded")
+        read = getattr(response, "read1", response.read)  # what has arrived, not a full chunk: stalls and Cancel are seen
+        window_t, window_have = time.monotonic(), have
         flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode == "ab" else os.O_TRUNC)
         with os.fdopen(_open_state(part, flags), mode) as f:
             while True:
                 check_cancel(cancel)
                 try:
-                    chunk = response.read(CHUNK)
+                    chunk = read(CHUNK)
                 except (OSError, http.client.HTTPException) as err:  # connection dropped mid-stream
+                    check_cancel(cancel)  # or shut down by a Cancel (_cancel_unblocks)
                     raise _Retry(f"connection lost after {have} bytes ({err})") from None
                 if not chunk:
+                    check_cancel(cancel)  # a connection a Cancel shut down reads as its end
                     break
                 try:
                     f.write(chunk)
@@ -204,17 +259,28 @@ def _attempt(url: str, part: Path, source: Source, meter: ProgressMeter, timeout
                 meter.update(have)
                 if source.size is not None and have > source.size:
                     raise _Fatal(f"received more than the expected {source.size} bytes")
+                if source.size is None and max_bytes is not None and have > max_bytes:
+                    part.unlink()  # bytes past what the dataset can be are not worth keeping
+                    raise _Fatal(f"received more than {catalog.format_bytes(max_bytes)}, more than this dataset "
+                                 "can be; stopped so that the server cannot fill the disk")
+                now = time.monotonic()
+                if now - window_t >= STALL_WINDOW_S:
+                    if have - window_have < STALL_MIN_BYTES:
+                        raise _Stalled(f"stalled: {have - window_have} bytes in the last {now - window_t:.0f} s "
+                                       f"(less than {STALL_MIN_BYTES >> 10} KiB)")
+                    window_t, window_have = now, have
         meter.update(have, force=True)
         if total is not None and have < total:
             raise _Retry(f"connection closed after {have} of {total} bytes")
 
 
-def _fetch_url(url: str, part: Path, source: Source, meter: ProgressMeter, *, timeout: float, retries: int, cancel) -> None:
+def _fetch_url(url: str, part: Path, source: Source, meter: ProgressMeter, *, timeout: float, retries: int, cancel,
+               max_bytes: int | None = None) -> None:
     failures = 0
     while True:
         before = part.stat().st_size if part.exists() else 0
         try:
-            _attempt(url, part, source, meter, timeout, cancel)
+            _attempt(url, part, source, meter, timeout, cancel, max_bytes)
             return
         except _Retry as err:
             after = part.stat().st_size if part.exists() else 0
@@ -260,9 +326,16 @@ def check_file(path: Path, source: Source, progress=None, cancel=None) -> str | 
     return None
 
 
+def size_cap(entry: Entry) -> int | None:
+    """The most bytes one file of ``entry`` whose size the catalog does not know may hold:
+    ``SIZE_CAP_FACTOR`` times the dataset's download size (None where that is unknown too)."""
+    return int(entry.download_bytes * SIZE_CAP_FACTOR) if entry.download_bytes else None
+
+
 def fetch(urls: tuple[str, ...], dest: Path, source: Source, *, name: str, progress=None, cancel=None,
-          timeout: float = DEFAULT_TIMEOUT_S, retries: int = DEFAULT_RETRIES) -> Path:
-    """Download ``source`` from the first of ``urls`` that works into ``dest``, verified."""
+          timeout: float = DEFAULT_TIMEOUT_S, retries: int = DEFAULT_RETRIES, max_bytes: int | None = None) -> Path:
+    """Download ``source`` from the first of ``urls`` that works into ``dest``, verified.
+    ``max_bytes`` caps a file of unknown size (``size_cap``)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     failures = []
@@ -270,7 +343,7 @@ def fetch(urls: tuple[str, ...], dest: Path, source: Source, *, name: str, progr
     for url in urls:
         meter = ProgressMeter(progress, "download", f"{name}: {source.filename}", source.size)
         try:
-            _fetch_url(url, part, source, meter, timeout=timeout, retries=retries, cancel=cancel)
+            _fetch_url(url, part, source, meter, timeout=timeout, retries=retries, cancel=cancel, max_bytes=max_bytes)
             break
         except _Fatal as err:
             failures.append(f"{url}: {err}")
@@ -883,7 +956,7 @@ def _download_locked(entry: Entry, loc: Path, *, progress, cancel, timeout: floa
             if not archive.is_file():  # an archive without .part was verified by an earlier run
                 _free_space_check(loc, entry, source)
                 fetch(source_urls(entry, source), archive, source, name=name, progress=progress,
-                      cancel=cancel, timeout=timeout, retries=retries)
+                      cancel=cancel, timeout=timeout, retries=retries, max_bytes=size_cap(entry))
             try:
                 _place(archive, loc, source, move=True, progress=progress, cancel=cancel, name=name)
             except (DamagedArchiveError, UnsafeArchiveError) as err:

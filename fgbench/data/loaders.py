@@ -368,20 +368,12 @@ def memory_budget(device=None) -> int:
     available now (the GPU's total on CUDA), at most 4 GiB on the CPU."""
     if device is not None and getattr(device, "type", "cpu") == "cuda":
         return int(torch.cuda.get_device_properties(device).total_memory * 0.25)
-    avail = None
+    import psutil
+
     try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    avail = int(line.split()[1]) * 1024
-                    break
-    except OSError:
-        pass
-    if avail is None:
-        try:
-            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            avail = 2**31
+        avail = psutil.virtual_memory().available  # MemAvailable on Linux; portable to macOS and Windows
+    except (OSError, RuntimeError):
+        avail = 2**31
     return int(min(avail * 0.25, 4 * 2**30))
 
 

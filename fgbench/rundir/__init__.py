@@ -5,6 +5,11 @@ Everything that reads or writes a run directory goes through this package, so th
 says the same thing about a run:
 
 * :mod:`~fgbench.rundir.layout`: the file names and how run directories are made, listed and named;
+* :mod:`~fgbench.rundir.files`: the one guarded way to read a run-directory file (regular files
+  only, never blocking, a size cap per file, a JSON depth limit), so one damaged file makes one run
+  *damaged* instead of hanging or crashing every reader;
+* :mod:`~fgbench.rundir.procs`: whether a recorded process is still the run's (pid, start time and
+  host), the rule for signals;
 * :mod:`~fgbench.rundir.events`: the ``metrics.jsonl`` event schema, its writer and tailer, and the
   one table of series names;
 * :mod:`~fgbench.rundir.summary`: ``summary.json`` as a type the trainer writes and readers check;

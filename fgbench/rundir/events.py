@@ -228,7 +228,11 @@ def parse_line(line: str | bytes) -> dict[str, Any] | None:
     """One event, or None for a line that is not a well-formed event (skipped, never fatal): not
     JSON, not an object, longer than :data:`fgbench.rundir.files.MAX_LINE_BYTES` or nested deeper
     than :data:`fgbench.rundir.files.MAX_JSON_DEPTH`."""
-    if len(line) > files.MAX_LINE_BYTES or files.too_deep(line):
+    if len(line) > files.MAX_LINE_BYTES:
+        return None
+    # the hot path of reading a long run: two C-level counts; the scan only for a bracket-heavy line
+    brackets = line.count(b"[") + line.count(b"{") if isinstance(line, bytes) else line.count("[") + line.count("{")
+    if brackets > files.MAX_JSON_DEPTH and files.too_deep(line):
         return None
     try:
         obj = json.loads(line)

@@ -10,6 +10,7 @@ with ``--set``, and the file is the exact record of what the point is.
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Sequence
 
@@ -19,6 +20,8 @@ from fgbench.recipe import RecipeError, atomic_write_text, dumps_recipe, validat
 from fgbench.rundir.status import INTERRUPT_CODES
 from fgbench.sweeps.plan import FAILED, INTERRUPTED, RUNNING, Point, apply_set
 from fgbench.sweeps.state import SweepState, settle
+
+INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def point_command(point: Point, state: SweepState, base_cmd: Sequence[str], extra: Sequence[str]) -> list[str]:
@@ -70,12 +73,20 @@ def finish_point(state: SweepState, point: Point, code: int) -> None:
     """Record how a point's run ended: its status from its run directory (:func:`settle`); a
     search trial's outcome goes to the study."""
     point.exit_code = code
-    if point.run_dir and not Path(point.run_dir).exists():
-        # the trainer refused its input (exit 2) and the launcher removed the empty directory
+    run_dir = Path(point.run_dir) if point.run_dir else None
+    if run_dir is not None and not rundir.is_run_dir(run_dir):
+        # Nothing in the directory speaks for the run: the trainer refused its input (exit 2) and
+        # a launcher's supervisor removed the directory, or no supervisor recorded the end (a
+        # SLURM node) and the trainer wrote nothing. Its exit code decides; no directory without
+        # a recipe stays behind.
+        if run_dir.is_dir() and rundir.RunDir(run_dir).is_fresh():
+            from fgbench.rundir.launcher import remove_fresh
+
+            remove_fresh(run_dir)
         point.run_dir = None
-        point.status = INTERRUPTED if code in INTERRUPT_CODES else FAILED
+        point.status = INTERRUPTED if code in INTERRUPT_CODES or -code in INTERRUPT_SIGNALS else FAILED
     else:
-        settle(point)
+        settle(point)  # the run directory's rule (a launcher's exit.json where the trainer wrote nothing)
     if state.search is not None and point.trial is not None and point.run_dir:
         from fgbench.rundir import events as metrics
         from fgbench.sweeps import search as S

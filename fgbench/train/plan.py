@@ -268,7 +268,16 @@ def _build(request: RunRequest, *, recipe: Recipe | None, resume: Path | None, w
     if point is not None:
         # The checkpoint holds the weights; do not reach for the pretrained file again.
         model_cfg = model_cfg.model_copy(update={"pretrained": NoPretrained()})
-    built = build_model(model_cfg, splits.num_classes, data_cfg=recipe.data)
+    from fgbench.train.memory import check_model_fits, is_out_of_memory
+
+    check_model_fits(recipe, model_cfg, splits.num_classes, device)  # 12.9 billion parameters: one line, not the OOM killer
+    try:
+        built = build_model(model_cfg, splits.num_classes, data_cfg=recipe.data)
+    except Exception as err:
+        if not is_out_of_memory(err):
+            raise
+        raise UserError(f"model: {recipe.model.arch} does not fit in memory while it is built ({err}); choose a "
+                        "smaller model") from None
     model = built.model
     if not launcher:
         if world is not None and world.rank > 0:

@@ -248,6 +248,15 @@ def train(plan: RunPlan, session: RunSession, *, dist: Any = None) -> int:
                 _finish_failed(writer, trainer, line, None, EXIT_FAILED)
             return EXIT_FAILED
         tb = traceback.format_exc()
+        from fgbench.train.memory import is_out_of_memory, oom_line
+
+        if is_out_of_memory(err):  # sizes the schema allows but memory does not: one line, the traceback kept in the events
+            st = trainer.stage if trainer is not None else None
+            line = oom_line(err, plan.recipe, plan.device, getattr(st, "batch_size", None),
+                            getattr(st, "train_size", None))
+            print(line, file=session.terminal[1], flush=True)
+            _finish_failed(writer, trainer, line, tb, EXIT_FAILED)
+            return EXIT_FAILED
         print(safe_lines(tb), file=sys.stderr, end="")  # an error may quote a file name from the data set
         _finish_failed(writer, trainer, f"{type(err).__name__}: {err}", tb, EXIT_FAILED)
         return EXIT_FAILED
@@ -295,7 +304,8 @@ def _finish(trainer: Any, status: str, writer: Any, stop: Any, session: RunSessi
                 error=f"stopped by {stop.signal or 'request'}")
     if session.writes:
         more = f" --nproc {dist.world.local_size}" if dist is not None else ""
-        print(f"interrupted ({stop.signal or 'stop requested'}); checkpoint written. "
+        at = f" at step {trainer.engine.step}" if trainer.engine is not None else ""
+        print(f"interrupted ({stop.signal or 'stop requested'}); checkpoint written{at}. "
               f"Continue with: fgbench run --resume {session.run_dir}{more}", flush=True)
     return EXIT_INTERRUPTED
 

@@ -437,8 +437,18 @@ class Trainer:
             parts.append(f"{res['images_per_s']:.0f} img/s")
         parts.append(f"{res['train_time']:.1f}s")
         if f.get("improved"):
-            parts.append("*")
+            # said where it first appears: which model's best moved, on what, and where it is saved
+            if not self._star_told:
+                self._star_told = True
+                which = " and ".join(f["improved"])
+                on = {"val": "on validation top-1", "test": "on test top-1"}.get(
+                    self.tracker.select_on, "(eval.select_on = \"last\": the latest epoch)")
+                parts.append(f"*  (* = a new best epoch of the {which} model {on}, saved in checkpoints/best.pt)")
+            else:
+                parts.append("*")
         self.progress.line("  ".join(parts))
+
+    _star_told = False
 
     # -------------------------------------------------------------------------------- summary
 
@@ -715,8 +725,28 @@ class Trainer:
             memory_format={"channels_last": self.memory_format[0], "reason": self.memory_format[1]},
             **extra,
         )
-        if self.splits.choice is not None and ctx.resume is None:
-            self._log_event(f"data loader: {self.splits.choice.kind} ({self.splits.choice.reason})")
+        loader = (f"data loader: {self.splits.choice.kind} ({self.splits.choice.reason})"
+                  if self.splits.choice is not None else None)
+        if ctx.resume is None:
+            if loader:
+                self._log_event(loader)
+            return
+        # Resumed: where it continues from, and the loader line again, on the console only (the
+        # run_started event carries "resumed"; the first start logged the loader).
+        self.progress.line(resumed_text(ctx.resume, self.total_epochs))
+        if loader:
+            self.progress.line(loader)
+
+
+def resumed_text(ckpt: dict, total_epochs: int) -> str:
+    """The console's line for a resumed run: the checkpoint, the epoch (and batch, from a stop in
+    the middle of an epoch) and the step it continues from."""
+    done, batch, step = int(ckpt["epoch"]), int(ckpt.get("batch", 0)), int(ckpt["step"])
+    where = f"{layout.CHECKPOINT_DIR}/{layout.LAST_CKPT}"
+    if batch:
+        return (f"resumed from {where}: epoch {done + 1}/{total_epochs} after batch {batch}, step {step}; "
+                f"continuing with batch {batch + 1}")
+    return f"resumed from {where}: after epoch {done}/{total_epochs}, step {step}; continuing with epoch {done + 1}"
 
 
 def _split_view(v: dict | None) -> SplitNumbers | None:

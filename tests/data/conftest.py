@@ -28,6 +28,9 @@ class FileServer:
         self.drop_once: set[str] = set()
         self.no_range: set[str] = set()
         self.status: dict[str, int] = {}
+        self.slow: dict[str, float] = {}  # path -> seconds between bytes (a trickling server)
+        self.endless: set[str] = set()  # paths answered with bytes that never end (no Content-Length)
+        self.stop = threading.Event()
         self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
         self._lock = threading.Lock()
         server = self
@@ -49,6 +52,17 @@ class FileServer:
                     self.send_response(server.status[path])
                     self.send_header("Content-Length", "0")
                     self.end_headers()
+                    return
+                if path in server.endless:
+                    self.send_response(200)
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.close_connection = True
+                    try:
+                        while not server.stop.is_set():
+                            self.wfile.write(bytes(64 << 10))
+                    except OSError:  # the client hung up
+                        pass
                     return
                 data = server.files.get(path)
                 if data is None:
@@ -74,6 +88,17 @@ class FileServer:
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Accept-Ranges", "bytes")
                 self.end_headers()
+                if path in server.slow:
+                    try:
+                        for i in range(len(body)):
+                            if server.stop.wait(server.slow[path]):
+                                break
+                            self.wfile.write(body[i:i + 1])
+                            self.wfile.flush()
+                    except OSError:  # the client hung up
+                        pass
+                    self.close_connection = True
+                    return
                 if drop:
                     self.wfile.write(body[: len(body) // 2])
                     self.wfile.flush()
@@ -98,6 +123,7 @@ class FileServer:
         return [r for p, r in self.requests if p == path]
 
     def close(self) -> None:
+        self.stop.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 

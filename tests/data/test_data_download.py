@@ -397,3 +397,57 @@ def test_a_truncated_archive_without_checksum_is_deleted_and_fetched_again(serve
     server.files["/stanford_cars/Stanford-Cars-dataset.tar.gz"] = good
     download.download_dataset("stanford_cars")
     assert catalog.status("stanford_cars") == "ready"
+
+
+# ------------------------------------------ issue 21 item 8: stalls, size caps, cancel while trickling
+
+
+def test_a_trickling_server_is_a_stall_with_one_line_and_the_part_is_kept(serve_dataset, server, monkeypatch, capsys):
+    """A server sending a byte every 20 ms never trips the socket timeout; fewer than 1 KiB in
+    0.5 s is a stall (the real window: 64 KiB in 60 s)."""
+    from fgbench.cli import main
+
+    data, _ = _cub(serve_dataset)
+    server.slow[CUB] = 0.02
+    monkeypatch.setattr(download, "STALL_WINDOW_S", 0.5)
+    monkeypatch.setattr(download, "STALL_MIN_BYTES", 1024)
+    code = main(["data", "download", "cub200"])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "stalled" in ln]
+    assert code != 0 and len(err) == 1
+    assert "bytes in the last" in err[0] and "fgbench data import cub200" in err[0]
+    assert len(server.gets(CUB)) == 1  # a stall is not retried against the same server
+    part = catalog.location("cub200") / catalog.DOWNLOADS_DIR / "CUB_200_2011.tgz.part"
+    assert 0 < part.stat().st_size < len(data)  # kept: a later download resumes from it
+    assert catalog.status("cub200") == "partial"
+
+
+def test_a_mirror_without_checksum_that_never_stops_is_capped_by_the_catalog(serve_dataset, server, patch_entry):
+    files, facts = class_folder_files()
+    serve_dataset("stanford_cars", {"Stanford-Cars-dataset.tar.gz": tar_bytes(files)}, facts,
+                  md5s={"Stanford-Cars-dataset.tar.gz": None}, sizes=False)
+    patch_entry("stanford_cars", download_bytes=200_000)  # the catalog's approximate size
+    server.endless.add("/stanford_cars/Stanford-Cars-dataset.tar.gz")
+    with pytest.raises(DownloadError, match="cannot fill the disk") as err:
+        download.download_dataset("stanford_cars")
+    assert "\n" not in str(err.value) and "more than 300.0 KB" in str(err.value)  # 1.5 x the catalog's 200 KB
+    part = catalog.location("stanford_cars") / catalog.DOWNLOADS_DIR / "Stanford-Cars-dataset.tar.gz.part"
+    assert not part.exists()  # the bytes past the cap are not kept
+    assert catalog.status("stanford_cars") == "missing"
+
+
+def test_cancel_stops_a_trickling_download_promptly(serve_dataset, server, monkeypatch):
+    """Cancel is seen between the bytes that arrive, not only after a whole 1 MiB chunk (which a
+    trickling server would take days to fill)."""
+    _cub(serve_dataset)
+    server.slow[CUB] = 0.01
+    monkeypatch.setattr(progress_mod, "PROGRESS_INTERVAL_S", 0.0)
+    cancel = threading.Event()
+
+    def progress(p):
+        if p.stage == "download" and p.done_bytes >= 20:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        download.download_dataset("cub200", progress=progress, cancel=cancel)
+    part = catalog.location("cub200") / catalog.DOWNLOADS_DIR / "CUB_200_2011.tgz.part"
+    assert 20 <= part.stat().st_size < 200

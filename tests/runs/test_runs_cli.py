@@ -157,7 +157,7 @@ def test_export_csv_and_jsonl_one_file_for_all_runs(cli, runs_root: Path, three,
     events = [json.loads(line) for line in out_jsonl.read_text().splitlines()]
     n = sum(len((p / METRICS_FILE).read_text().splitlines()) for p in three)
     assert len(events) == n and f"{n} events" in out
-    assert list(events[0])[:3] == ["run", "name", "v"] and events[0]["event"] == "run_started"
+    assert list(events[0])[:5] == ["run", "name", "group", "seed", "v"] and events[0]["event"] == "run_started"
 
     # an existing output is not overwritten without --force
     code, _, err = cli("runs", "export", "--runs-root", runs_root, "*", "--format", "csv", "-o", out_csv)

@@ -311,7 +311,8 @@ def test_cli_dry_run_prints_the_plan_and_starts_nothing(cli, runs_root: Path) ->
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0].endswith("sweep_hy_intel_tricks.toml: 2 run(s)")
-    assert lines[1].split() == ["1.", "B", "(the", "base", "recipe)"]
+    # B changes nothing but the seed's reference it carries (recipes/hy_intel_b.toml's [reference])
+    assert lines[1].split()[:2] == ["1.", "B"] and "reference.rule=last_epoch" in lines[1]
     assert "optim.name=adam, optim.lr=0.0001" in lines[3]
     assert "note: optim.name is now 'adam': dropped optim.momentum, optim.nesterov" in out
     assert "(dry run: nothing started)" in out

@@ -177,7 +177,11 @@ def test_a_second_sweep_writer_is_refused_naming_the_first(tmp_path: Path, runs_
     proc = subprocess.Popen([sys.executable, str(driver)], env=dict(os.environ, FAKE_EPOCH_S="0.2"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for("the first sweep's first run", lambda: S.SweepState.load("w2", runs_root).points[0].run_dir)
+        def first_epoch():  # the first run trains (a SIGINT before would end it failed, not interrupted)
+            p = S.SweepState.load("w2", runs_root).points[0]
+            return p.run_dir and (Path(p.run_dir) / rundir.SUMMARY_FILE).is_file()
+
+        wait_for("the first sweep's first epoch", first_epoch)
         with pytest.raises(UserError) as err:
             local.run_sweep(S.SweepState.load("w2", runs_root), base_cmd=FAKE, poll_s=0.02, out=open(os.devnull, "w"))
         assert f"another `fgbench sweep` (pid {proc.pid} on " in str(err.value)

@@ -37,7 +37,9 @@ def _row_file(sweep_file: str, point: P.Point) -> str:
         return SC_EMA_ROWS[point.variant]
     ds = DS[point.overrides["data.dataset"]]
     table = SC_PRE_ROWS if sweep_file == "sweep_sc_pretraining" else SC_FIX_ROWS
-    return f"sc_{ds}_{table[point.variant]}"
+    row, label = point.variant.rsplit("-", 1)  # one variant per row and dataset: "R18-IN1k-CUB"
+    assert label == ds.upper()
+    return f"sc_{ds}_{table[row]}"
 
 
 def _body(recipe) -> dict:

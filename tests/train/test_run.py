@@ -216,7 +216,8 @@ def test_stage_handover_takes_the_chosen_weights_and_bn_fc_freezes_the_rest(tmp_
 # ------------------------------------------------------------------------------ resume
 
 
-def test_resume_after_a_stop_in_the_middle_of_an_epoch_is_exact(tmp_path, tiny_folder, reference_run, monkeypatch):
+def test_resume_after_a_stop_in_the_middle_of_an_epoch_is_exact(tmp_path, tiny_folder, reference_run, monkeypatch,
+                                                                 capsys):
     import fgbench.train.trainer as tr
 
     original = tr.StopFlag
@@ -240,7 +241,14 @@ def test_resume_after_a_stop_in_the_middle_of_an_epoch_is_exact(tmp_path, tiny_f
     assert events[-1]["event"] == "run_finished" and events[-1]["status"] == "interrupted"
     assert summary_of(run)["status"] == "interrupted"
     monkeypatch.setattr(tr, "StopFlag", original)
-    assert run_cli("--resume", str(run)) == 0
+    capsys.readouterr()
+    assert main(["run", "--resume", str(run), "--progress", "lines"]) == 0
+    # the console says where it continues from (worked out from the checkpoint asserted above:
+    # 1 epoch done, 4 batches into the next, step 12) and which loader feeds it
+    out = capsys.readouterr().out
+    total = events_of(run)[0]["total_epochs"]
+    assert (f"resumed from checkpoints/last.pt: epoch 2/{total} after batch 4, step 12; "
+            "continuing with batch 5\ndata loader: ") in out, out
     assert_same_training(reference_run, run)
     started = [ev for ev in events_of(run) if ev["event"] == "run_started"]
     assert started[1]["resumed"] == {"epoch": 1, "step": 12, "batch": 4}
@@ -261,6 +269,7 @@ def test_sigint_stops_with_a_checkpoint_and_resume_matches(tmp_path, tiny_folder
     assert 10 <= ckpt["step"] < 16 and ckpt["batch"] > 0  # mid-epoch 2
     assert events_of(run)[-1]["status"] == "interrupted"
     assert "--resume" in out
+    assert f"checkpoint written at step {ckpt['step']}." in out  # the step it can continue from
     code, out, err = run_subprocess("--resume", str(run))
     assert code == 0, err
     assert_same_training(reference_run, run)

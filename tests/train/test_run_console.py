@@ -90,3 +90,15 @@ def test_the_first_ctrl_c_goes_through_the_bar(capsys):
     assert stop.requested and p.stopping
     assert stream.getvalue().endswith("\r\x1b[2K")
     assert capsys.readouterr().err.startswith("SIGINT: finishing the current step")
+
+
+def test_the_epoch_lines_star_is_explained_where_it_first_appears(tmp_path, tiny_folder, capsys):
+    recipe = write_recipe(tmp_path, tiny_folder, schedule={"name": "constant", "epochs": 3},
+                          eval={"select_on": "last"})  # every epoch is a new best: a star on each
+    assert main(["run", str(recipe), "--run-dir", str(tmp_path / "run"), "--progress", "lines"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ") and "/3 " in line
+             and "batch" not in line]
+    assert len(lines) == 3, lines
+    assert lines[0].endswith('*  (* = a new best epoch of the raw model (eval.select_on = "last": the latest '
+                             'epoch), saved in checkpoints/best.pt)'), lines[0]
+    assert [line.endswith("  *") for line in lines[1:]] == [True, True], lines

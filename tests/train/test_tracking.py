@@ -233,3 +233,17 @@ def test_pure_modules_import_no_tracker_scheduler_or_optuna() -> None:
     out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(REPO)),
                          capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_mlflow_keeps_its_info_lines_out_of_the_console(tmp_path: Path) -> None:
+    """MLflow (and alembic, creating its SQLite tables) log INFO lines to stderr by default:
+    "Creating initial MLflow database tables...". The trainer's console is fgbench's: only its
+    warnings and errors get through."""
+    pytest.importorskip("mlflow")
+    recipe = _tiny_recipe(tmp_path, f"""
+        [tracking.mlflow]
+        tracking_uri = "sqlite:///{tmp_path / 'ml.db'}"
+        """)
+    _run_dir, out = _run(tmp_path, recipe)
+    assert "MLflow" not in out and "alembic" not in out and " INFO " not in out, out
+    assert "tracking:" not in out  # and nothing failed

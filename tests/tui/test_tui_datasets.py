@@ -53,10 +53,13 @@ class Server:
     """127.0.0.1 server of one file; ``slow`` streams it in small chunks with pauses. It honours
     ``Range: bytes=N-`` so that a cancelled download can resume."""
 
-    def __init__(self, data: bytes, slow: bool = False):
+    def __init__(self, data: bytes, slow: bool = False, silent: bool = False):
         outer = self
         self.data = data
         self.slow = slow
+        self.silent = silent  # headers, then not a byte: a server that hangs
+        self.asked = threading.Event()
+        self.closing = threading.Event()
         self.ranges: list[str | None] = []
 
         class Handler(BaseHTTPRequestHandler):
@@ -68,6 +71,14 @@ class Server:
                 outer.ranges.append(rng)
                 start = int(rng[6:-1]) if rng and rng.startswith("bytes=") and rng.endswith("-") else 0
                 body = outer.data[start:]
+                outer.asked.set()
+                if outer.silent:
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.flush()
+                    outer.closing.wait()
+                    return
                 self.send_response(206 if start else 200)
                 if start:
                     self.send_header("Content-Range", f"bytes {start}-{len(outer.data) - 1}/{len(outer.data)}")
@@ -91,6 +102,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/CUB_200_2011.tgz"
 
     def close(self) -> None:
+        self.closing.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -105,7 +117,7 @@ def cub_mirror(monkeypatch, dirs):
     monkeypatch.setenv("FGBENCH_DATA", str(dirs.data))
     servers = []
 
-    def serve(*, wrong_md5: bool = False, slow: bool = False) -> Server:
+    def serve(*, wrong_md5: bool = False, slow: bool = False, silent: bool = False) -> Server:
         data, train, test = tiny_cub()
         md5 = hashlib.md5(b"something else" if wrong_md5 else data).hexdigest()
         entry = dataclasses.replace(
@@ -113,7 +125,7 @@ def cub_mirror(monkeypatch, dirs):
                                                    md5=md5, size=len(data)),),
             train_images=train, test_images=test, num_classes=len(CLASSES), download_bytes=len(data))
         monkeypatch.setitem(catalog._BY_NAME, "cub200", entry)
-        server = Server(data, slow=slow)
+        server = Server(data, slow=slow, silent=silent)
         servers.append(server)
         monkeypatch.setenv("FGBENCH_MIRROR_CUB200", server.url)
         return server
@@ -235,3 +247,71 @@ async def test_import_an_extracted_folder(dirs, cub_mirror, tmp_path):
         await wait_for(pilot, lambda: pane.active_task is None and _status(table, "cub200") == "ready",
                        what=lambda: f"imported ({pane.last_message})")
         assert "ready" in pane.last_message
+
+
+async def test_cancel_ends_a_download_from_a_server_that_went_silent(dirs, cub_mirror):
+    """Issue 21 item 8: the server sent its headers and then nothing; Cancel used to wait for the
+    30 s socket timeout (and, between 1 MiB reads, for a whole chunk from a trickling server)."""
+    server = cub_mirror(silent=True)
+    app = _app(dirs)
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane, table = await _press_on_dataset(pilot, app, "cub200", "g")
+        await wait_for(pilot, server.asked.is_set, what="the request reached the server")
+        await pilot.press("c")
+        await wait_for(pilot, lambda: pane.active_task is None, timeout=10.0, what="cancelled")
+        assert "cancelled" in pane.last_message
+
+
+QUIT_SCRIPT = r"""
+import asyncio, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from tui_helpers import make_dirs, tui_app, wait_for
+from test_tui_datasets import _press_on_dataset, _patch_cub
+
+async def main():
+    dirs = make_dirs(Path(sys.argv[2]))
+    _patch_cub()
+    app = tui_app(dirs, initial_pane="datasets")
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane, _ = await _press_on_dataset(pilot, app, "cub200", "g")
+        await wait_for(pilot, lambda: Path(sys.argv[3]).exists(), what="the request reached the server")
+    print("app closed", flush=True)
+
+asyncio.run(main())
+"""
+
+
+def _patch_cub() -> None:
+    """In the quit script's process: cub200 as the tiny archive (the mirror comes from the environment)."""
+    from fgbench.data import catalog
+    from fgbench.data.catalog import Source
+
+    data, train, test = tiny_cub()
+    entry = dataclasses.replace(
+        catalog.get("cub200"), sources=(Source("https://example.invalid/CUB_200_2011.tgz", "CUB_200_2011.tgz",
+                                               md5=hashlib.md5(data).hexdigest(), size=len(data)),),
+        train_images=train, test_images=test, num_classes=len(CLASSES), download_bytes=len(data))
+    catalog._BY_NAME["cub200"] = entry
+
+
+def test_quitting_during_a_hung_download_leaves_no_process(tmp_path, cub_mirror, monkeypatch):
+    """The download thread blocked on a silent server kept the process alive after the TUI quit
+    (the thread pool is joined at exit); quitting now cancels it and the process ends."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    server = cub_mirror(silent=True)
+    flag = tmp_path / "asked"
+    threading.Thread(target=lambda: server.asked.wait() and flag.write_text("1"), daemon=True).start()
+    script = tmp_path / "quit.py"
+    script.write_text(QUIT_SCRIPT)
+    here = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here.parents[1]), os.environ.get("PYTHONPATH", "")])}
+    # the timeout only guards against a hang; before the fix the process lived ~2.5 minutes on
+    proc = subprocess.run([sys.executable, str(script), str(here), str(tmp_path / "tui"), str(flag)],
+                          capture_output=True, text=True, timeout=90, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "app closed" in proc.stdout

@@ -48,6 +48,7 @@ from textual.widgets.option_list import Option
 
 from fgbench import report
 from fgbench.rundir.reader import RunInfo
+from fgbench.textsafe import safe
 from fgbench.runmodel import SMOOTH_STEPS, SMOOTHABLE, SERIES, RunRow, Snapshot, format_duration, smooth
 from fgbench.tui.plots import CHART_TITLES, Line, MetricPlot, dimmed, rgb_style
 from fgbench.tui.widgets.fitted_table import FittedTable
@@ -291,6 +292,11 @@ class ChartsArea(VerticalScroll):
                 return
 
 
+OPTION_PREFIX = 8
+"""The sidebar's columns before a run's name: ``[x] `` then the colour mark (``■a `` or three
+spaces) then the pin mark."""
+
+
 class ComparePane(Vertical):
     BINDINGS = [
         Binding("w", "filter_runs", "Filter", tooltip="Filter the runs: words, status, sweep tag, "
@@ -351,6 +357,7 @@ class ComparePane(Vertical):
         self.update_runs()
 
     _twins: set[str] = set()
+    _cut_names: dict[str, str] = {}
     _list_room = 0
 
     @on(events.Resize)
@@ -394,9 +401,13 @@ class ComparePane(Vertical):
             text.append("   ")
         text.append("^" if row.path in self.pins else " ", style="bold")
         # names cut in the middle to the room left; runs of one recipe told apart by their start
-        stamp = f" {started_text(row.run_id)}" if row.name in self._twins else ""
-        room = self._list_room - len(text.plain) - len(stamp)
-        text.append(report.cut_middle(row.name, room) if room > 4 else row.name)
+        if row.name in self._twins:
+            stamp = f" {started_text(row.run_id)}"
+            room = self._list_room - len(text.plain) - len(stamp)
+            text.append(report.cut_middle(row.name, room) if room > 4 else row.name)
+        else:
+            stamp = ""
+            text.append(self._cut_names.get(row.name, row.name))
         if stamp:
             text.append(stamp, style="dim")
         if row.status != "completed":
@@ -415,6 +426,9 @@ class ComparePane(Vertical):
         rows = self.visible_rows()
         self._twins = {n for n, c in Counter(r.name for r in rows).items() if c > 1}
         self._list_room = lst.scrollable_content_region.width - lst.styles.scrollbar_size_vertical
+        names = sorted({r.name for r in rows} - self._twins)
+        room = self._list_room - OPTION_PREFIX  # the same for every row
+        self._cut_names = dict(zip(names, report.cut_apart(names, room) if room > 4 else names))
         options: list[Option] = []
         group: object = object()
         grouped = any(self._sweep(r.path) for r in rows)
@@ -422,7 +436,7 @@ class ComparePane(Vertical):
             g = "pinned" if r.path in self.pins else (self._sweep(r.path) or "")
             if grouped and g != group:
                 group = g
-                label = "pinned" if g == "pinned" else (f"sweep {g}" if g else "no sweep")
+                label = "pinned" if g == "pinned" else (f"sweep {safe(g)}" if g else "no sweep")
                 options.append(Option(Text(f"── {label}", style="bold dim", no_wrap=True, overflow="ellipsis"),
                                       disabled=True))
             on = r.path in selected
@@ -654,7 +668,7 @@ class ComparePane(Vertical):
         labels = {r["path"]: (n if names.count(n) == 1 else f"{n} {r['run'][4:13]}") for r, n in zip(rows, names)}
         headers: list[tuple[str, Text]] = []
         for key, header, _kind in columns:
-            label = Text(header)
+            label = Text(safe(header))  # a recipe field's name: from the runs' files
             if key == self.sort_key:
                 label.append(" ▼" if self.sort_desc else " ▲", style="bold")
             headers.append((key, label))
@@ -666,12 +680,12 @@ class ComparePane(Vertical):
                 if key == "run":  # shown by recipe name (the export keeps the run id, as the CLI)
                     name = Path(row["path"]).name
                     t = Text(f"{book.marker(name)} ", style=rgb_style(colours.get(name, (200, 200, 200))))
-                    t.append(labels.get(row["path"], cell))
+                    t.append(safe(labels.get(row["path"], cell)))
                     cells.append(t)
                 elif kind in ("acc", "duration", "rate", "stat", "diff"):
                     cells.append(Text(cell, justify="right"))
                 else:
-                    cells.append(cell)
+                    cells.append(Text(safe(cell)))  # a recipe value from the runs' files
             body.append((row["path"], cells))
         table.set_rows(headers, body)
 

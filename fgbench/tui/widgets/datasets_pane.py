@@ -5,8 +5,10 @@ Decisions and trade-offs:
 * Downloads, imports and verification run in a thread worker (one at a time, group
   ``dataset-task``) and report through coalescing :class:`~fgbench.tui.messages.DownloadProgress`
   messages; the engine (``fgbench.data.download``) is the same code ``fgbench data download``
-  runs, so the TUI adds no second download path. Cancel sets the engine's cancel event; partial
-  files stay, so the next download resumes.
+  runs, so the TUI adds no second download path. Cancel sets the engine's cancel event (which
+  also shuts a silent connection down); partial files stay, so the next download resumes. The
+  pane sets it when it unmounts too: the thread pool is joined at exit, so a download thread left
+  running would keep the process of a TUI that quit alive.
 * Every failure (offline, checksum mismatch, a licence that forbids automatic download) is a
   message in the pane saying what to do next, never a crash: the engine's ``UserError`` texts
   already name the command or the mirror setting that helps.
@@ -221,6 +223,12 @@ class DatasetsPane(Vertical):
             "Enter: import   Escape: cancel"))
         if answer:
             self._start("import", name, answer)
+
+    def on_unmount(self) -> None:
+        # The app is closing: a download's thread must end with it (a thread blocked on a silent
+        # server would otherwise keep the process alive after the TUI quit).
+        if self.cancel_event is not None:
+            self.cancel_event.set()
 
     def action_cancel(self) -> None:
         if self.cancel_event is not None and self.active_task is not None:

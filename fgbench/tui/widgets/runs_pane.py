@@ -155,6 +155,10 @@ class RunsPane(Vertical):
         if not self.app.store.loaded_once:  # type: ignore[attr-defined]
             self.query_one("#runs-status", Static).update("reading the runs directory...")
             return
+        root_error = self.app.store.root_error  # type: ignore[attr-defined]
+        if root_error:  # already made safe to display by the store
+            self.query_one("#runs-status", Static).update(Text(root_error, style="red"))
+            return
         total = len(every)
         running = sum(1 for r in rows if r.status == "running")
         status = f"{len(rows)} of {total} runs" if len(rows) != total else f"{total} run{'s' if total != 1 else ''}"
