@@ -456,7 +456,7 @@ def reference_text(recipe: dict[str, Any], runs: Sequence[Any]) -> str:
         d = S.describe(got)
         if d is None:
             why = ("not measured under this rule (the run selected on "
-                   f"{(runs[0].summary or {}).get('select_on', '?')})" if "@" in key else "no such number yet")
+                   f"{(runs[0].summary or Summary()).select_on or '?'})" if "@" in key else "no such number yet")
             rows.append((reference_key_text(key), f"{value:.2f}", "-", why))
         elif d.n == 1:
             rows.append((reference_key_text(key), f"{value:.2f}", f"{d.mean:.2f}", f"{d.mean - value:+.2f}"))

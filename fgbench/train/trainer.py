@@ -443,7 +443,7 @@ class Trainer:
                 which = " and ".join(f["improved"])
                 on = {"val": "on validation top-1", "test": "on test top-1"}.get(
                     self.tracker.select_on, "(eval.select_on = \"last\": the latest epoch)")
-                parts.append(f"*  (* = a new best epoch of the {which} model {on}, saved in checkpoints/best.pt)")
+                parts.append(f"*  (* = a new best epoch of the {which} model {on}, saved in {layout.CHECKPOINT_DIR}/{layout.BEST_CKPT})")
             else:
                 parts.append("*")
         self.progress.line("  ".join(parts))
