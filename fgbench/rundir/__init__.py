@@ -17,6 +17,9 @@ says the same thing about a run:
 * :mod:`~fgbench.rundir.status`: the one rule for a run's status;
 * :mod:`~fgbench.rundir.reader`: the incremental reader (CLI, sweeps, ``--resume``, TUI);
 * :mod:`~fgbench.rundir.lock`: one process trains in a directory at a time;
+* :mod:`~fgbench.rundir.request` and :mod:`~fgbench.rundir.session`: how a run was asked (the
+  ``RunRequest`` the CLI builds) and one process's hold on its directory (new or adopted by one
+  rule, lock, disk reserve, log tee, signals, discard on bad input);
 * :mod:`~fgbench.rundir.launcher` and :mod:`~fgbench.rundir.supervise`: starting and stopping
   trainers, with their exit recorded in the directory.
 
