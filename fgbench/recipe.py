@@ -1327,17 +1327,6 @@ def _is_model(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, BaseModel)
 
 
-def iter_fields(model: type[BaseModel] = Recipe, prefix: str = ""):
-    """Yield ``(dotted_path, FieldInfo)`` for every leaf and section of ``model``, depth first
-    (union sections are yielded, not entered: see :func:`union_sections`)."""
-    for name, info in model.model_fields.items():
-        path = f"{prefix}{name}"
-        yield path, info
-        ann = _strip_none(info.annotation)
-        if _is_model(ann):
-            yield from iter_fields(ann, path + ".")
-
-
 @functools.cache
 def union_sections() -> dict[str, tuple[str, dict[str, type[BaseModel]]]]:
     """Every discriminated-union section of the recipe by dotted path (a list item is ``[]``, as in

@@ -24,8 +24,10 @@ definition (``build_model``) comes from fgbench. It requires:
 * ``summary.json``: best, last, selected, final test sizes (the best weights of each model at 12
   and 24 px, the images resized as the README says), image counts, epochs and steps;
 * the ``runs list`` and ``runs compare`` columns (CSV, full precision) equal the checker's values;
-* the first step's logged loss equals the checker's smoothed cross-entropy of the initial weights
-  on the recorded mixed batch.
+* the logged losses of the run's first step, of the first step of epoch 2 and of the second
+  stage's first step equal the checker's smoothed cross-entropy, on the recorded mixed batch, of
+  the initial weights, of the weights ``last.pt`` held after epoch 1, and of the first stage's best
+  EMA weights (the stage's ``init_from``).
 
 Runs in about 30 s of one CPU core.
 """
@@ -81,7 +83,7 @@ loader = "standard"
 arch = "small_cnn"
 [optim]
 name = "sgd"
-lr = 0.05
+lr = 0.1
 momentum = 0.9
 [schedule]
 name = "cosine"
@@ -104,7 +106,7 @@ select_on = "val"
 [runtime]
 device = "cpu"
 channels_last = false  # the checker's memory layout: both compute with the same kernels
-seed = 5
+seed = 1
 log_every_steps = 1
 [[stages]]
 name = "second"
@@ -436,6 +438,9 @@ def test_runs_list_and_compare_columns_are_the_checkers(runs, checked, style):
     cols = {"val_top1": b["raw"]["val_top1"], "test_top1_best": b["raw"]["test_top1"],
             "test_top1_last": last["raw"]["test_top1"], "ema_val_top1": b["ema"]["val_top1"],
             "ema_test_top1_best": b["ema"]["test_top1"], "ema_test_top1_last": last["ema"]["test_top1"]}
+    # the fixture tells a column "at best" from "at last": some model's best epoch is not the last and
+    # its test top-1 there differs
+    assert any(b[m]["epoch"] != last["epoch"] and b[m]["test_top1"] != last[m]["test_top1"] for m in ("raw", "ema"))
     run_id = runs["runs"][style]["run_dir"].name
     (row,) = [r for r in runs["list"] if r["run"] == run_id]
     for key, value in cols.items():
@@ -471,6 +476,18 @@ def test_first_step_loss_is_the_smoothed_loss_of_the_saved_weights(runs, checked
     after1 = checked[style].results[1]["weights"]["raw"]
     want = _step_loss(seen, after1, 5, style)
     assert steps[6]["epoch"] == 2 and steps[6]["loss"] == pytest.approx(want, rel=1e-5)
+    # the second stage's first step (step 11), from the first stage's best EMA weights (init_from = best_ema):
+    # the first stage's epoch with the highest EMA validation top-1, the first of equals
+    c = checked[style]
+    first_stage = [e for e in sorted(c.results) if c.results[e]["stage"] == 0]
+    top = max(c.results[e]["ema"]["val"][0] for e in first_stage)
+    chosen = next(e for e in first_stage if c.results[e]["ema"]["val"][0] == top)
+    handed = c.results[chosen]["weights"]["ema"]
+    want11 = _step_loss(seen, handed, 10, style)
+    assert steps[11]["epoch"] == 3 and steps[11]["loss"] == pytest.approx(want11, rel=1e-5)
+    top_raw = max(c.results[e]["raw"]["val"][0] for e in first_stage)
+    raw_best = c.results[next(e for e in first_stage if c.results[e]["raw"]["val"][0] == top_raw)]["weights"]["raw"]
+    assert abs(_step_loss(seen, raw_best, 10, style) - want11) > 1e-4 * want11  # the raw weights would show
     # the check tells the smoothing styles, and no smoothing, apart on this batch
     other = "cyizhuo" if style == "torch" else "torch"
     for wrong in (_step_loss(seen, after1, 5, other), _step_loss(seen, after1, 5, style, smoothing=0.0)):
