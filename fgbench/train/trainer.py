@@ -516,7 +516,8 @@ class Trainer:
 
     def _where(self) -> tuple[int, int]:
         """(epoch, step) now, for the sampler's events: the epoch in progress."""
-        return self.last_epoch_done + (1 if self.training_started else 0), self.engine.step if self.engine else 0
+        epoch = min(self.total_epochs, self.last_epoch_done + (1 if self.training_started else 0))  # not past the last
+        return epoch, self.engine.step if self.engine else 0
 
     def _run(self) -> str:
         ctx = self.ctx
