@@ -74,7 +74,7 @@ READERS = r"""
 import contextlib, io, json, sys
 from fgbench.cli import main
 from fgbench.rundir import layout
-from fgbench.tui.monitor import RunStore
+from fgbench.runmodel import RunStore
 
 root = sys.argv[1]
 out = {}
@@ -227,7 +227,7 @@ def test_export_under_proc_is_one_line_and_leaves_nothing(runs_root: Path, cli) 
 
 
 def test_the_tui_store_survives_a_runs_root_it_cannot_list(runs_root: Path, monkeypatch) -> None:
-    from fgbench.tui.monitor import RunStore
+    from fgbench.runmodel import RunStore
 
     make_run(runs_root, "good")
     store = RunStore(runs_root)

@@ -113,7 +113,7 @@ READERS = r"""
 import contextlib, io, json, sys
 from fgbench.cli import main
 from fgbench.rundir import layout
-from fgbench.tui.monitor import RunStore
+from fgbench.runmodel import RunStore
 
 root, good = sys.argv[1], sys.argv[2]
 calls = []

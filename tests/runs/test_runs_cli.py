@@ -238,8 +238,6 @@ def test_report_helpers() -> None:
     assert report.matches_where({"optim": {"lr": 0.005}}, "optim.lr", 5e-3)
     assert not report.matches_where({"optim": {"lr": 0.005}}, "optim.momentum", 0.9)
     assert report.fmt_duration(3725) == "1h02m" and report.fmt_duration(65) == "1m05s"
-    assert report.sparkline([1, 2, 3, 4]) == "▁▃▆█"
-    assert report.sparkline([5, 5]) == "▅▅"
     plot = report.line_plot({"a": [(0, 0.0), (1, 1.0)]}, width=10, height=3)
     assert plot.splitlines()[1].endswith("┤ •") and plot.splitlines()[3].endswith("┤•")
     conf = {"class_names": ["a", "b"], "matrix": [[3, 1], [0, 0]]}

@@ -122,3 +122,11 @@ def test_export_names_each_runs_group_and_seed(cli, groups3: Path, tmp_path: Pat
     code, out, _err = cli("runs", "export", "*", "--runs-root", groups3, "--format", "jsonl", "-o", "-")
     first = json.loads(out.splitlines()[0])
     assert first["group"] in keys["base"] | keys["lr"] and first["seed"] in (0, 1, 2)
+
+
+def test_a_groups_label_is_what_its_runs_labels_share() -> None:
+    from fgbench.report import _group_label
+
+    assert _group_label(["B+A", "B+A", "B+A"]) == "B+A"
+    assert _group_label(["B+A seed=0", "B+A seed=1", "B+A seed=12"]) == "B+A"
+    assert _group_label(["x-1", "y-2"]) == "x-1 (+1)"

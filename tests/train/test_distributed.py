@@ -480,16 +480,16 @@ def test_sync_bn_conversion_keeps_the_state_dict():
 
 
 def test_torchrun_command_lines():
-    from argparse import Namespace
+    from fgbench.rundir.request import RunRequest
 
-    base = dict(recipe="r.toml", overrides=["optim.lr=0.1"], resume=None, device=None, progress="lines",
+    base = dict(recipe="r.toml", overrides=("optim.lr=0.1",), resume=None, device=None, progress="lines",
                 sweep_tag=None, nproc=4, nnodes="1", node_rank=0, rdzv_endpoint=None)
-    one = D.torchrun_command(Namespace(**base), run_dir=Path("/runs/x"), python="py")
+    one = D.torchrun_command(RunRequest(**base), run_dir=Path("/runs/x"), python="py")
     assert one == ["py", "-m", "torch.distributed.run", "--nproc-per-node=4", "--standalone", "--nnodes=1",
                    "-m", "fgbench", "run", str(Path("r.toml").resolve()), "--set", "optim.lr=0.1",
                    "--run-dir", "/runs/x", "--progress", "lines"]
-    multi = D.torchrun_command(Namespace(**{**base, "nnodes": "2", "node_rank": 1, "rdzv_endpoint": "node0:29500",
-                                            "resume": "/runs/x", "recipe": None, "overrides": []}),
+    multi = D.torchrun_command(RunRequest(**{**base, "nnodes": "2", "node_rank": 1, "rdzv_endpoint": "node0:29500",
+                                             "resume": "/runs/x", "recipe": None, "overrides": ()}),
                                run_dir=Path("/runs/x"), python="py")
     assert multi == ["py", "-m", "torch.distributed.run", "--nproc-per-node=4", "--nnodes=2", "--node-rank=1",
                      "--rdzv-backend=static", "--rdzv-endpoint=node0:29500", "-m", "fgbench", "run",

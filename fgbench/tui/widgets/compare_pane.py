@@ -5,16 +5,16 @@ Decisions and trade-offs:
 
 * The table is :func:`fgbench.report.compare_table`, the one ``fgbench runs compare`` prints: the
   recipe fields that differ between the runs, then raw and EMA numbers side by side (each model at
-  its own best epoch, see :func:`fgbench.tui.monitor.best_numbers`). ``e`` writes it with
+  its own best epoch, see :func:`fgbench.rundir.summary.Summary.headline`). ``e`` writes it with
   :func:`fgbench.report.render`, so a Markdown or CSV export is byte for byte what the CLI writes.
 * A run keeps one colour and one marker character (:class:`fgbench.tui.plots.ColourBook`) in the
   sidebar, the charts, the cursor read-out and the table, so runs are told apart without colour.
   Selected and pinned runs are marked with characters (``[x]``, ``^``), never by shade alone.
-* The charts are built from the runs' :class:`~fgbench.tui.monitor.Snapshot` series (already
+* The charts are built from the runs' :class:`~fgbench.runmodel.Snapshot` series (already
   decimated to a few hundred points), so redrawing costs the same however long the runs are. All
   charts share the x range, so a cursor x means the same point in every chart.
 * Smoothing (``s``) is a debiased EMA with its time constant in steps
-  (:func:`fgbench.tui.monitor.smooth`), the same for every run whatever its ``log_every_steps``;
+  (:func:`fgbench.runmodel.smooth`), the same for every run whatever its ``log_every_steps``;
   the raw series stays drawn, dimmed, under it; the cursor read-out says which one it reads.
 * Runs that differ only in their seed (a group, :mod:`fgbench.groups`) are one row of the table
   (:func:`fgbench.report.group_compare_table`: n, mean, t interval, sd, min-max, the difference to
@@ -48,9 +48,8 @@ from textual.widgets.option_list import Option
 
 from fgbench import report
 from fgbench.rundir.reader import RunInfo
-from fgbench.rundir.summary import Summary, SummaryError
 from fgbench.textsafe import safe
-from fgbench.tui.monitor import SMOOTH_STEPS, SMOOTHABLE, SERIES, RunRow, Snapshot, format_duration, smooth
+from fgbench.runmodel import SMOOTH_STEPS, SMOOTHABLE, SERIES, RunRow, Snapshot, format_duration, smooth
 from fgbench.tui.plots import CHART_TITLES, Line, MetricPlot, dimmed, rgb_style
 from fgbench.tui.widgets.fitted_table import FittedTable
 from fgbench.tui.widgets.runs_pane import started_text
@@ -202,12 +201,8 @@ def run_infos(models: list[Any]) -> list[RunInfo]:
     out = []
     for m in models:
         with m.lock:
-            try:
-                summary = Summary.from_json(m.summary).to_json() if m.summary else {}
-            except SummaryError:
-                summary = {}
             out.append(RunInfo(path=m.path, status=m.status, name=str(m.recipe.get("name") or m.run_id),
-                               recipe=dict(m.recipe), summary=summary, info=dict(m.info)))
+                               recipe=dict(m.recipe), summary=m.summary, info=dict(m.info)))
     return out
 
 
