@@ -268,11 +268,13 @@ def run_fgbench(recipe: Path, run_dir: Path, fgbench_path: Path, cache_home: Pat
         begin = max([prev] + [t for t in stage_starts if t <= e["time"]])
         after += max(0.0, e["time"] - begin - e["epoch_time"])
         prev = e["time"]
-    summary = json.loads((run_dir / "summary.json").read_text())
-    last = (summary.get("last") or {}).get("raw") or {}
+    from fgbench.rundir.summary import read_summary
+
+    summary = read_summary(run_dir)
+    top1 = summary.headline()["test_top1_last"] if summary is not None else None
     return {
         "wall": wall, "cpu": cpu, "images_per_s": images / train if train else None,
-        "top1": last.get("test_top1"), "loader": started.get("loader"),
+        "top1": top1, "loader": started.get("loader"),
         "phases": {"start (imports, indexing, model)": started["time"] - t_launch, "train loops": train,
                    "eval + checkpoints + metrics": after, "final (after the last epoch)": finished["time"] - prev,
                    "exit": t_exit - finished["time"]},

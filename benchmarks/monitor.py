@@ -5,7 +5,7 @@
 Writes a synthetic run directory (one ``step`` event per optimizer step, an ``eval`` and an
 ``epoch`` event every 1000 steps, exactly the trainer's JSON encoding), then measures:
 
-* **open**: a fresh :class:`fgbench.tui.monitor.RunModel` reading the whole run (what the run
+* **open**: a fresh :class:`fgbench.runmodel.RunModel` reading the whole run (what the run
   list and the monitor do when the TUI starts or re-attaches), best and median of 3;
 * **poll**: reading 100 newly appended step events (the steady state while a run goes on);
 * **redraw**: :meth:`RunView.show` with a new snapshot plus plotext building all four plots'
@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fgbench.rundir import events as metrics  # noqa: E402
-from fgbench.tui.monitor import RunModel  # noqa: E402
+from fgbench.runmodel import RunModel  # noqa: E402
 
 
 def write_run(run_dir: Path, steps: int, steps_per_epoch: int = 1000) -> int:

@@ -9,7 +9,7 @@ path is :meth:`FittedTable.patch_cells` with the live runs' time cells only. Bot
 headless Textual app on the same table, alternating round by round; each round is one tick.
 Printed per table size: the median milliseconds of each and the ratio (baseline / new).
 
-``--store N`` also times :meth:`fgbench.tui.monitor.RunStore.rows` on N copies of a finished
+``--store N`` also times :meth:`fgbench.runmodel.RunStore.rows` on N copies of a finished
 fixture run (tests/fakes/run_factory.py): the run list's rows, with every run's status read from
 its directory (lock, launch and exit files), which the pane asks for on every change of any run.
 No torch is imported.
@@ -80,7 +80,7 @@ def store_rows(n: int, rounds: int) -> tuple[float, float]:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from fakes.run_factory import fixture_runs
 
-    from fgbench.tui.monitor import RunStore
+    from fgbench.runmodel import RunStore
 
     root = Path(tempfile.mkdtemp(prefix="fgbench-runs-"))
     try:

@@ -87,6 +87,10 @@ def type_name(ann: Any) -> str:
     ann, optional = _without_none(ann)
     origin = typing.get_origin(ann)
     args = typing.get_args(ann)
+    if origin is typing.Annotated:  # a constrained member of a union (its bounds are in the description)
+        return type_name(args[0])
+    if _is_union(ann) and not any(isinstance(a, type) and issubclass(a, BaseModel) for a in args):
+        return " or ".join(type_name(a) for a in args)
     if origin is Literal:
         text = "one of " + ", ".join(f"`{toml_value(a)}`" for a in args)
     elif ann is bool:

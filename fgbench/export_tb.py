@@ -6,7 +6,7 @@ and protobufs, not ``torch.utils.tensorboard``: exporting must not cost a torch 
 
 Layout: one sub-directory per run under the output directory (named by the run directory), which
 is how TensorBoard tells runs apart and overlays them. The scalars and their names are those of
-``fgbench.report.event_scalars`` (``epoch/val_top1``, ``step/loss``, ...), with the global optimizer
+``fgbench.rundir.events.event_scalars`` (``epoch/val_top1``, ``step/loss``, ...), with the global optimizer
 step as TensorBoard's step and the event's time as its wall time, so the "relative" and "wall"
 axes work too.
 
@@ -36,7 +36,6 @@ def _tensorboard():
 
 def export_tensorboard(run_infos: Sequence[Any], out: Path, *, force: bool = False) -> int:
     """Write one event file per run under ``out``; returns the number of scalars written."""
-    from fgbench import report
     from fgbench.rundir import events as metrics
 
     Event, Summary, EventFileWriter = _tensorboard()
@@ -48,7 +47,7 @@ def export_tensorboard(run_infos: Sequence[Any], out: Path, *, force: bool = Fal
     total = 0
     try:
         for run in run_infos:
-            rows = report.event_scalars(metrics.read_events(run.path / metrics.METRICS_FILE))
+            rows = metrics.event_scalars(metrics.read_events(run.path / metrics.METRICS_FILE))
             writer = EventFileWriter(str(tmp / run.run_id), max_queue_size=1000, flush_secs=3600)
             try:
                 for row in rows:

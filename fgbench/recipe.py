@@ -230,8 +230,20 @@ class DataConfig(_Section):
     eval_batch_size: int | None = Field(None, ge=1, le=65536)
     """Evaluation batch size; defaults to twice the training batch size (per process)."""
 
-    workers: int = Field(2, ge=0, le=128)
-    """DataLoader worker processes (0 loads in the training process)."""
+    workers: Annotated[int, Field(ge=0, le=128)] | Literal["auto"] = 2
+    """DataLoader worker processes, 0 to 128 (0 loads in the training process). `auto`: one per CPU this
+    process may use (divided among a node's DDP processes), less one for the training process,
+    at most 8; the log says how many."""
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers_number_or_auto(cls, v: Any) -> Any:
+        # one message for both halves of the union (pydantic would print one line per half)
+        if v == "auto" and isinstance(v, str):
+            return v
+        if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 128:
+            return v
+        raise ValueError('should be a number of worker processes from 0 to 128, or "auto"')
 
     drop_last: bool = True
     """Drop the last incomplete training batch of each epoch."""
@@ -1313,17 +1325,6 @@ def _strip_none(ann: Any) -> Any:
 
 def _is_model(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, BaseModel)
-
-
-def iter_fields(model: type[BaseModel] = Recipe, prefix: str = ""):
-    """Yield ``(dotted_path, FieldInfo)`` for every leaf and section of ``model``, depth first
-    (union sections are yielded, not entered: see :func:`union_sections`)."""
-    for name, info in model.model_fields.items():
-        path = f"{prefix}{name}"
-        yield path, info
-        ann = _strip_none(info.annotation)
-        if _is_model(ann):
-            yield from iter_fields(ann, path + ".")
 
 
 @functools.cache

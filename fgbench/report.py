@@ -25,11 +25,15 @@ import csv
 import io
 import json
 import math
+import os
+import re
 from fnmatch import fnmatchcase
 from typing import Any, Iterable, Sequence
 
 from fgbench.rundir.layout import SUMMARY_FILE
 from fgbench.rundir.confusion import class_count, iter_cells
+from fgbench.rundir.events import SERIES, event_scalars
+from fgbench.rundir.summary import LastEpoch, SplitNumbers, Summary, size_order
 from fgbench.textsafe import safe
 
 BOOKKEEPING_FIELDS = ("name", "description", "sweep")
@@ -194,48 +198,6 @@ def _num(x: Any) -> float | None:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
 
 
-def summary_numbers(summary: dict[str, Any]) -> dict[str, Any]:
-    """The headline numbers of one summary.json, flat, None where absent."""
-    best = summary.get("best") or {}
-    last = summary.get("last") or {}
-    best_raw = best.get("raw") or {}
-    best_ema = best.get("ema") or {}
-    last_raw = last.get("raw") or {}
-    last_ema = last.get("ema") or {}
-    out = {
-        "epochs_done": summary.get("epochs_done"),
-        "total_epochs": summary.get("total_epochs"),
-        "best_epoch": best_raw.get("epoch"),
-        "val_top1": _num(best_raw.get("val_top1")),
-        "test_top1_best": _num(best_raw.get("test_top1")),
-        "test_topk_best": _num(best_raw.get("test_topk")),
-        "test_top1_last": _num(last_raw.get("test_top1")),
-        "ema_best_epoch": best_ema.get("epoch"),
-        "ema_val_top1": _num(best_ema.get("val_top1")),
-        "ema_test_top1_best": _num(best_ema.get("test_top1")),
-        "ema_test_top1_last": _num(last_ema.get("test_top1")),
-        "duration_s": _num(summary.get("duration_s")),
-        "images_per_s": _num(summary.get("images_per_s")),
-        "peak_mem_mb": _num(summary.get("peak_mem_mb")),
-        "data_wait_frac": _num(summary.get("data_wait_frac")),
-        "gpu_util": _num(summary.get("gpu_util")),
-        "step": summary.get("step"),
-        "select_on": summary.get("select_on"),
-    }
-    for size, by_model in sorted((summary.get("final_test_sizes") or {}).items(), key=lambda kv: _size_key(kv[0])):
-        by_model = by_model or {}
-        out[f"test@{size}"] = _num(by_model.get("raw"))
-        out[f"ema_test@{size}"] = _num(by_model.get("ema"))
-    return out
-
-
-def _size_key(size: str) -> tuple[int, str]:
-    try:
-        return (int(size), "")
-    except ValueError:
-        return (1 << 30, size)
-
-
 def run_row(run: Any) -> dict[str, Any]:
     """One run (a ``fgbench.rundir.RunInfo``) as a flat row of raw values. A run whose files cannot
     be read (``run.damaged``) shows as ``damaged`` with the reason, its numbers left out."""
@@ -250,7 +212,7 @@ def run_row(run: Any) -> dict[str, Any]:
         "sweep": run.info.get("sweep_tag"),
         "path": str(run.path),
     }
-    row.update(summary_numbers(run.summary))
+    row.update((run.summary or Summary()).headline())
     return row
 
 
@@ -363,7 +325,7 @@ def compare_table(
         for key in row:
             if (key.startswith("test@") or key.startswith("ema_test@")) and key not in sizes:
                 sizes.append(key)
-    sizes.sort(key=lambda k: (k.startswith("ema_"), _size_key(k.split("@", 1)[1])))
+    sizes.sort(key=lambda k: (k.startswith("ema_"), size_order(k.split("@", 1)[1])))
     metric_cols += [(k, ("EMA test @" if k.startswith("ema_") else "test @") + k.split("@", 1)[1], "acc") for k in sizes]
     metric_cols += [("epochs", "epochs", "text"), ("duration_s", "time", "duration"), *TELEMETRY_COLUMNS]
     optional = [c[0] for c in metric_cols if c[0] not in ("epochs", "duration_s", "test_top1_best", "test_top1_last")]
@@ -418,13 +380,12 @@ def numbers_under_rule(rule: str, run: Any) -> dict[str, float | None]:
     """A run's numbers measured the way a seed measured its reference: ``raw``, ``ema``, ``val`` and
     ``raw@SIZE``/``ema@SIZE`` for the extra test sizes (those only when the run selected its model
     under the same rule, else None: the run never measured them so)."""
-    summary = run.summary or {}
+    summary: Summary = run.summary or Summary()
     out: dict[str, float | None] = {}
     if rule == "last_epoch":
-        last = summary.get("last") or {}
-        out["raw"] = _num((last.get("raw") or {}).get("test_top1"))
-        out["ema"] = _num((last.get("ema") or {}).get("test_top1"))
-        out["val"] = _num((last.get("raw") or {}).get("val_top1"))
+        last = summary.last or LastEpoch()
+        raw, ema = last.raw or SplitNumbers(), last.ema or SplitNumbers()
+        out["raw"], out["ema"], out["val"] = _num(raw.test_top1), _num(ema.test_top1), _num(raw.val_top1)
     else:
         epochs = _epoch_events(run)
         if rule == "max_over_test_epochs":
@@ -438,17 +399,17 @@ def numbers_under_rule(rule: str, run: Any) -> dict[str, float | None]:
             out["ema"] = _at_best(epochs, "ema_val_top1", "ema_test_top1")
             vals = [v for ev in epochs if (v := _num(ev.get("val_top1"))) is not None]
             out["val"] = max(vals) if vals else None
-    same = summary.get("select_on") == RULE_SELECT_ON.get(rule)
-    for size, by_model in (summary.get("final_test_sizes") or {}).items():
+    same = summary.select_on == RULE_SELECT_ON.get(rule)
+    for size, by_model in summary.final_test_sizes.items():
         for model in ("raw", "ema"):
-            out[f"{model}@{size}"] = _num((by_model or {}).get(model)) if same else None
+            out[f"{model}@{size}"] = _num(by_model.get(model)) if same else None
     return out
 
 
 def reference_numbers(reference: dict[str, Any]) -> list[tuple[str, float]]:
     """A recipe's ``[reference]`` as (key, number) pairs, keys as :func:`numbers_under_rule`'s."""
     out = [(k, float(reference[k])) for k in ("raw", "ema", "val") if _num(reference.get(k)) is not None]
-    for size, by_model in sorted((reference.get("test_sizes") or {}).items(), key=lambda kv: _size_key(kv[0])):
+    for size, by_model in sorted((reference.get("test_sizes") or {}).items(), key=lambda kv: size_order(kv[0])):
         for model in ("raw", "ema"):
             if _num((by_model or {}).get(model)) is not None:
                 out.append((f"{model}@{size}", float(by_model[model])))
@@ -487,7 +448,7 @@ def reference_text(recipe: dict[str, Any], runs: Sequence[Any]) -> str:
     from fgbench import stats as S
 
     rule = str(ref.get("rule"))
-    lines = [f"source: {ref.get('source', '-')}", f"rule:   {rule} ({RULE_TEXT.get(rule, '?')})"]
+    lines = [f"source: {safe(ref.get('source', '-'))}", f"rule:   {safe(rule)} ({RULE_TEXT.get(rule, '?')})"]
     mine = [numbers_under_rule(rule, r) for r in runs]
     rows = []
     for key, value in reference_numbers(ref):
@@ -495,7 +456,7 @@ def reference_text(recipe: dict[str, Any], runs: Sequence[Any]) -> str:
         d = S.describe(got)
         if d is None:
             why = ("not measured under this rule (the run selected on "
-                   f"{(runs[0].summary or {}).get('select_on', '?')})" if "@" in key else "no such number yet")
+                   f"{(runs[0].summary or Summary()).select_on or '?'})" if "@" in key else "no such number yet")
             rows.append((reference_key_text(key), f"{value:.2f}", "-", why))
         elif d.n == 1:
             rows.append((reference_key_text(key), f"{value:.2f}", f"{d.mean:.2f}", f"{d.mean - value:+.2f}"))
@@ -526,7 +487,7 @@ def _group_label(members: Sequence[str]) -> str:
     for m in members[1:]:
         while not m.startswith(common):
             common = common[:-1]
-    common = common.rstrip(" -_/@,.:")
+    common = re.sub(r"\s*seed=?\d*$", "", common).rstrip(" -_/@,.:")  # "B seed=0", "B seed=1" -> "B"
     return common or f"{first} (+{len(members) - 1})"
 
 
@@ -634,7 +595,7 @@ def group_compare_table(
         for key in row:
             if (key.startswith("test@") or key.startswith("ema_test@")) and key not in sizes:
                 sizes.append(key)
-    sizes.sort(key=lambda k: (k.startswith("ema_"), _size_key(k.split("@", 1)[1])))
+    sizes.sort(key=lambda k: (k.startswith("ema_"), size_order(k.split("@", 1)[1])))
     metric_cols += [(k, ("EMA test @" if k.startswith("ema_") else "test @") + k.split("@", 1)[1], "stat") for k in sizes]
     optional = [c[0] for c in metric_cols if c[0] not in ("test_top1_best", "test_top1_last")]
     columns += _drop_empty(metric_cols, rows, optional)
@@ -749,7 +710,7 @@ def fit_to_width(columns: Sequence[tuple[str, str, str]], rows: Sequence[dict[st
     cols = list(columns)
 
     def natural(c: tuple[str, str, str]) -> int:
-        return max([len(c[1])] + [len(_cell(r.get(c[0]), c[2])) for r in rows])
+        return max([len(safe(c[1]))] + [len(safe(_cell(r.get(c[0]), c[2]))) for r in rows])  # measured as shown
 
     def least(c: tuple[str, str, str]) -> int:
         return min(natural(c), mins[c[0]]) if c[0] in mins else natural(c)
@@ -783,6 +744,35 @@ def _cut(text: str, width: int | None) -> str:
 
 def _middle(text: str, width: int | None) -> str:
     return text if width is None else cut_middle(text, width)
+
+
+def cut_apart(texts: Sequence[str], width: int) -> list[str]:
+    """:func:`cut_middle` for names shown together: where a cut makes two different names look the
+    same (``hy_intel_en_wc_cm_r`` and ``hy_intel_rn_wc_cm_r`` both ``hy_inte…n_wc_cm_r``), it moves
+    as little as it can so that the first character where they differ shows (``hy_intel_e…wc_cm_r``
+    and ``hy_intel_r…wc_cm_r``), when the width allows."""
+    out = [cut_middle(t, width) for t in texts]
+    keep = width - 1
+    if keep < 2:
+        return out
+    groups: dict[str, list[int]] = {}
+    for i, o in enumerate(out):
+        groups.setdefault(o, []).append(i)
+    middle = keep // 2
+    heads = sorted(range(1, keep), key=lambda h: (abs(h - middle), -h))
+    for members in groups.values():
+        names = {texts[i] for i in members}
+        if len(names) < 2:
+            continue
+        for i in members:
+            t = texts[i]
+            others = [n for n in names if n != t]
+            same_head = max(len(os.path.commonprefix([t, n])) for n in others)
+            same_tail = max(len(os.path.commonprefix([t[::-1], n[::-1]])) for n in others)
+            h = next((h for h in heads if h > same_head or keep - h > same_tail), None)
+            if h is not None:
+                out[i] = t[:h] + "…" + t[len(t) - (keep - h):]
+    return out
 
 
 def cut_middle(text: str, width: int) -> str:
@@ -865,66 +855,30 @@ def _csv_value(v: Any) -> str:
 # ------------------------------------------------------------------------------------- curves
 
 
-SERIES_FROM_EPOCH = (
-    ("train_loss", "train loss"),
-    ("train_top1", "train top-1"),
-    ("val_top1", "val top-1"),
-    ("ema_val_top1", "EMA val top-1"),
-    ("test_top1", "test top-1"),
-    ("ema_test_top1", "EMA test top-1"),
-    ("lr", "learning rate"),
-)
-
-
 def metric_series(events: Iterable[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
-    """Per-epoch curves from ``epoch`` events (x = epoch) and the step loss from ``step`` events
-    (x = step), keyed ``epoch/<field>`` and ``step/<field>``. A resumed run may repeat an epoch;
-    the later value wins."""
+    """The run's curves by the event schema's one table of series (:data:`fgbench.rundir.events.SERIES`,
+    which the TUI's run model reads too): step series against the step, keyed ``step/<name>``, the
+    others (evaluations, epoch means) against the epoch, keyed ``epoch/<name>``. A resumed run may
+    repeat an epoch or a step; the later value wins. A run whose trainer reported evaluations only
+    inside its epoch events has those copies read instead, as the run model does."""
     by_key: dict[str, dict[float, float]] = {}
+    copies: dict[str, dict[float, float]] = {}
     for ev in events:
-        kind = ev.get("event")
-        if kind == "epoch":
-            x = ev.get("epoch")
-            fields = [f for f, _ in SERIES_FROM_EPOCH]
-        elif kind == "step":
-            x = ev.get("step")
-            fields = ["loss", "lr"]
-        else:
-            continue
-        if not isinstance(x, (int, float)):
-            continue
-        for f in fields:
-            v = ev.get(f)
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                by_key.setdefault(f"{kind}/{f}", {})[float(x)] = float(v)
+        for series in SERIES.values():
+            v = series.value(ev)
+            axis = "step" if series.event == "step" else "epoch"
+            x = ev.get(axis)
+            if not isinstance(x, (int, float)) or isinstance(x, bool):
+                continue
+            if v is not None:
+                by_key.setdefault(f"{axis}/{series.name}", {})[float(x)] = v
+            elif series.event == "eval" and ev.get("event") == "epoch":
+                copy = _num(ev.get(series.name))
+                if copy is not None and math.isfinite(copy):
+                    copies.setdefault(f"epoch/{series.name}", {})[float(x)] = copy
+    for key, points in copies.items():
+        by_key.setdefault(key, points)
     return {k: sorted(d.items()) for k, d in by_key.items()}
-
-
-SPARK = "▁▂▃▄▅▆▇█"
-
-
-def sparkline(values: Sequence[float], width: int | None = None) -> str:
-    """One line of block characters, lowest value ▁, highest █ (downsampled to ``width``)."""
-    vals = [v for v in values if v is not None and math.isfinite(v)]
-    if not vals:
-        return ""
-    if width and len(vals) > width:
-        vals = _downsample(vals, width)
-    lo, hi = min(vals), max(vals)
-    if hi == lo:
-        return SPARK[len(SPARK) // 2] * len(vals)
-    return "".join(SPARK[min(len(SPARK) - 1, int((v - lo) / (hi - lo) * (len(SPARK) - 1) + 0.5))] for v in vals)
-
-
-def _downsample(vals: Sequence[float], n: int) -> list[float]:
-    """Mean over ``n`` equal buckets (keeps the trend of a noisy step loss)."""
-    out = []
-    for i in range(n):
-        a = i * len(vals) // n
-        b = max(a + 1, (i + 1) * len(vals) // n)
-        chunk = vals[a:b]
-        out.append(sum(chunk) / len(chunk))
-    return out
 
 
 MARKERS = "•x+o#"
@@ -1016,7 +970,7 @@ def curves_text(events: Sequence[dict[str, Any]], *, width: int = 56, height: in
         ser = {name: s[key] for name, key in members if s.get(key)}
         if ser:
             blocks.append(line_plot(ser, width=width, height=height, title=title))
-    lr = s.get("step/lr") if len(s.get("step/lr", [])) > len(s.get("epoch/lr", [])) else s.get("epoch/lr")
+    lr = s.get("step/lr")
     if lr:
         blocks.append(line_plot({"lr": lr}, width=width, height=max(4, height - 2), title="learning rate", digits=4))
     return "\n".join(blocks)
@@ -1115,11 +1069,11 @@ def confusion_text(confusion: dict[str, Any], *, worst: int = 10, best: int = 5,
     return "\n".join(lines) + "\n"
 
 
-def summary_text(summary: dict[str, Any]) -> str:
+def summary_text(summary: Summary | None) -> str:
     """summary.json in a few readable lines."""
-    if not summary:
+    if summary is None:
         return f"no {SUMMARY_FILE} yet (the run has not finished an epoch)\n"
-    n = summary_numbers(summary)
+    n = summary.headline()
     lines = []
     rate = "-" if n["images_per_s"] is None else f"{n['images_per_s']:.0f}"
     head = (f"epochs {fmt_value(n['epochs_done'])}/{fmt_value(n['total_epochs'])}  step {fmt_value(n['step'])}  "
@@ -1132,30 +1086,27 @@ def summary_text(summary: dict[str, Any]) -> str:
         head += f"  GPU {_cell(n['gpu_util'], 'percent')}"
     lines.append(head)
     lines.append(
-        f"images: train {fmt_value(summary.get('train_images'))}, val {fmt_value(summary.get('val_images'))}, "
-        f"test {fmt_value(summary.get('test_images'))}; selected epoch: "
+        f"images: train {fmt_value(summary.train_images)}, val {fmt_value(summary.val_images)}, "
+        f"test {fmt_value(summary.test_images)}; selected epoch: "
         f"{SELECT_ON_TEXT.get(n['select_on'], fmt_value(n['select_on']))}"
-        + (f"; {summary['skipped_images']} undecodable images skipped" if summary.get("skipped_images") else "")
+        + (f"; {summary.skipped_images} undecodable images skipped" if summary.skipped_images else "")
     )
-    best = summary.get("best") or {}
-    last = summary.get("last") or {}
-    k_label = f"top-{summary['top_k']}" if summary.get("top_k") else "top-k"
+    last = summary.last or LastEpoch()
+    k_label = f"top-{summary.top_k}" if summary.top_k else "top-k"
     for model in ("raw", "ema"):
-        b = best.get(model)
+        b = summary.best.get(model)
         if not b:
             continue
-        lm = last.get(model) or {}
+        lm = getattr(last, model) or SplitNumbers()
         lines.append(
-            f"{model:>3}: {selected_epoch_text(b.get('epoch'), n['select_on'])}: val {fmt_value(_num(b.get('val_top1')))}  "
-            f"test {fmt_value(_num(b.get('test_top1')))} ({k_label} {fmt_value(_num(b.get('test_topk')))})  |  "
-            f"last epoch {fmt_value(last.get('epoch'))}: val {fmt_value(_num(lm.get('val_top1')))}  "
-            f"test {fmt_value(_num(lm.get('test_top1')))} ({k_label} {fmt_value(_num(lm.get('test_topk')))})"
+            f"{model:>3}: {selected_epoch_text(b.epoch, n['select_on'])}: val {fmt_value(_num(b.val_top1))}  "
+            f"test {fmt_value(_num(b.test_top1))} ({k_label} {fmt_value(_num(b.test_topk))})  |  "
+            f"last epoch {fmt_value(last.epoch)}: val {fmt_value(_num(lm.val_top1))}  "
+            f"test {fmt_value(_num(lm.test_top1))} ({k_label} {fmt_value(_num(lm.test_topk))})"
         )
-    sizes = summary.get("final_test_sizes") or {}
-    if sizes:
+    if summary.final_test_sizes:
         parts = []
-        for size, by in sorted(sizes.items(), key=lambda kv: _size_key(kv[0])):
-            by = by or {}
+        for size, by in sorted(summary.final_test_sizes.items(), key=lambda kv: size_order(kv[0])):
             txt = f"{size}px raw {fmt_value(_num(by.get('raw')))}"
             if by.get("ema") is not None:
                 txt += f" / EMA {fmt_value(_num(by.get('ema')))}"
@@ -1166,50 +1117,22 @@ def summary_text(summary: dict[str, Any]) -> str:
 
 # ------------------------------------------------------------------------------------- export
 
-_INDEX_FIELDS = {"v", "event", "time", "epoch", "step", "stage", "split", "model", "test_size"}
+
+EXPORT_CSV_COLUMNS = ("run", "name", "sweep", "group", "seed", "event", "epoch", "step", "metric", "value", "time")
 
 
-def _is_scalar(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+def _group_and_seed(run: Any) -> dict[str, Any]:
+    """``group``: the run's group key (:func:`fgbench.groups.identity`: runs with the same key differ
+    only in the seed), ``seed``: its ``runtime.seed``; both None for a recipe that cannot be read."""
+    from fgbench import groups as G
 
-
-def event_scalars(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every scalar of a run's metrics as tidy rows {event, epoch, step, metric, value, time}.
-
-    Names: ``step/<field>`` (loss, lr, images_per_s, ...), ``epoch/<field>`` (train_loss,
-    val_top1, ema_test_top1, data_wait_frac, ...), ``system/<field>`` (cpu_percent, rss_mb,
-    gpu_util, ...; the health samples), ``eval/<split>/<model>/<field>``, and
-    ``final/<model>/<field>@<test size>`` for the end-of-run evaluation at extra sizes (its step
-    is the run's last step)."""
-    rows: list[dict[str, Any]] = []
-    last_step: Any = None
-    for ev in events:
-        kind = ev.get("event")
-        if _is_scalar(ev.get("step")):
-            last_step = ev["step"]
-        base = {"event": kind, "epoch": ev.get("epoch"), "step": ev.get("step"), "time": ev.get("time")}
-        if kind in ("step", "epoch", "system"):
-            for k, v in ev.items():
-                if k not in _INDEX_FIELDS and _is_scalar(v):
-                    rows.append({**base, "metric": f"{kind}/{k}", "value": v})
-        elif kind == "eval":
-            prefix = f"eval/{ev.get('split', '?')}/{ev.get('model', '?')}"
-            for k in ("top1", "topk", "loss"):
-                if _is_scalar(ev.get(k)):
-                    rows.append({**base, "metric": f"{prefix}/{k}", "value": ev[k]})
-        elif kind == "final_eval":
-            base["step"] = last_step
-            for k in ("top1", "topk"):
-                if _is_scalar(ev.get(k)):
-                    rows.append({**base, "metric": f"final/{ev.get('model', '?')}/{k}@{ev.get('test_size')}", "value": ev[k]})
-    return rows
-
-
-EXPORT_CSV_COLUMNS = ("run", "name", "sweep", "event", "epoch", "step", "metric", "value", "time")
+    recipe = run.recipe if isinstance(run.recipe, dict) else {}
+    return {"group": G.identity(recipe) if recipe else None, "seed": G.seed_of(recipe)}
 
 
 def export_csv(run_infos: Sequence[Any]) -> tuple[str, int]:
-    """All runs' scalars in one tidy CSV (one row per value). Returns (text, rows)."""
+    """All runs' scalars in one tidy CSV (one row per value), each with its group key and seed, so a
+    group's mean curve is one pivot away. Returns (text, rows)."""
     from fgbench.rundir import events as metrics
 
     buf = io.StringIO()
@@ -1218,19 +1141,22 @@ def export_csv(run_infos: Sequence[Any]) -> tuple[str, int]:
     n = 0
     for run in run_infos:
         events = metrics.read_events(run.path / metrics.METRICS_FILE)
+        ident = _group_and_seed(run)
         for row in event_scalars(events):
-            row.update(run=run.run_id, name=run.name, sweep=run.info.get("sweep_tag"))
+            row.update(run=run.run_id, name=run.name, sweep=run.info.get("sweep_tag"), **ident)
             w.writerow([_csv_value(row.get(c)) for c in EXPORT_CSV_COLUMNS])
             n += 1
     return buf.getvalue(), n
 
 
 def export_jsonl(run_infos: Sequence[Any]) -> tuple[str, int]:
-    """Every event of every run, one JSON object per line, with ``run`` and ``name`` first."""
+    """Every event of every run, one JSON object per line, with ``run``, ``name``, ``group`` and
+    ``seed`` first."""
     from fgbench.rundir import events as metrics
 
     lines = []
     for run in run_infos:
+        ident = _group_and_seed(run)
         for ev in metrics.read_events(run.path / metrics.METRICS_FILE):
-            lines.append(json.dumps({"run": run.run_id, "name": run.name, **ev}, separators=(",", ":")))
+            lines.append(json.dumps({"run": run.run_id, "name": run.name, **ident, **ev}, separators=(",", ":")))
     return ("\n".join(lines) + "\n") if lines else "", len(lines)

@@ -12,7 +12,7 @@ Decisions:
 * The metrics file stays the source of truth. A tracker that fails (missing package, unreachable
   server, full disk) is reported once on stderr (which the run copies into ``log.txt``) and as one
   ``log`` event, then switched off; training never stops because of it.
-* The scalars and their names are ``fgbench.report.event_scalars``'s (``step/loss``,
+* The scalars and their names are ``fgbench.rundir.events.event_scalars``'s (``step/loss``,
   ``epoch/val_top1``, ``eval/val/raw/top1``, ...), the same as ``runs export``; the x axis is the
   global optimizer step. The resolved recipe goes in as flattened parameters (``optim.lr``), the
   final ``summary.json`` as the run's summary / final metrics (``summary/best_raw_val_top1``...).
@@ -131,9 +131,9 @@ class _Tracker:
                 pass
 
     def _scalars(self, event: dict[str, Any]) -> list[dict[str, Any]]:
-        from fgbench import report
+        from fgbench.rundir.events import event_scalars
 
-        return [r for r in report.event_scalars([event]) if isinstance(r.get("value"), (int, float))]
+        return [r for r in event_scalars([event]) if isinstance(r.get("value"), (int, float))]
 
     def _start(self, event: dict[str, Any]) -> None: ...
     def _log(self, event: dict[str, Any]) -> None: ...

@@ -225,3 +225,20 @@ def test_the_readme_quotes_the_quickstart_as_benchmarks_recorded_it() -> None:
     assert int(epochs) == recipe["schedule"]["epochs"]
     assert "minute" not in recipe["description"] or "under a minute" in recipe["description"]
     assert int(seconds) < 60
+
+
+def test_names_cut_together_keep_what_tells_them_apart() -> None:
+    from fgbench.report import cut_apart, cut_middle
+
+    assert cut_middle("ez_cifar100_resnet18_ms1", 12) == "ez_ci…18_ms1"  # 5 + … + 6: the end gets the extra one
+    names = ["hy_intel_en_wc_cm_r", "hy_intel_rn_wc_cm_r", "hy_intel_en_awc_cm", "short"]
+    # cut alone in the middle, the first two read the same: the en / rn that tells them apart is cut
+    assert cut_middle(names[0], 17) == cut_middle(names[1], 17) == "hy_intel…_wc_cm_r"
+    shown = cut_apart(names, 17)
+    assert shown[3] == "short" and shown[2] == cut_middle(names[2], 17)  # the others as before
+    assert shown[0] != shown[1]
+    for name, cut in zip(names, shown):
+        head, _, tail = cut.partition("…")
+        assert len(cut) <= 17 and name.startswith(head) and name.endswith(tail)
+    # the first character where they differ (index 9: e / r) is on screen
+    assert shown[0][:10] == "hy_intel_e" and shown[1][:10] == "hy_intel_r"

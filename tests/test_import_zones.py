@@ -67,8 +67,8 @@ CASES = {
         assert main(['data', 'list']) == 0
         """, TORCH + TEXTUAL + ("PIL", "numpy")),
     "pure modules": ("""
-        import fgbench.recipe, fgbench.rundir, fgbench.rundir.launcher, fgbench.rundir.supervise
-        import fgbench.paths, fgbench.docs, fgbench.errors, fgbench.report, fgbench.groups, fgbench.stats
+        import fgbench.recipe, fgbench.rundir, fgbench.rundir.launcher, fgbench.rundir.supervise, fgbench.rundir.session
+        import fgbench.paths, fgbench.docs, fgbench.errors, fgbench.report, fgbench.groups, fgbench.stats, fgbench.runmodel
         """, TORCH + TEXTUAL + ("scipy",)),
     "rundir alone": ("import fgbench.rundir, fgbench.rundir.launcher, fgbench.rundir.supervise",
                      TORCH + TEXTUAL + ("pydantic",)),

@@ -242,7 +242,7 @@ def test_read_run_and_list_runs(tmp_path: Path) -> None:
 
     info = reader.read_run(a)
     assert (info.status, info.error, info.name, info.dataset, info.arch) == ("failed", "boom", "alpha", "cifar10", "resnet18")
-    assert info.summary["epochs_done"] == 3 and info.info["argv"] == ["fgbench", "run", "x.toml"]
+    assert info.summary.epochs_done == 3 and info.info["argv"] == ["fgbench", "run", "x.toml"]
     assert info.run_id == a.name
     listed = reader.list_runs(root)
     assert [r.name for r in listed] == ["alpha", "beta"]

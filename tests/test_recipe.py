@@ -89,7 +89,7 @@ def test_every_problem_is_reported_one_line_each(tmp_path: Path) -> None:
     lines = errors_of(tmp_path, "[data]\ntrain_size = 4\nworkers = -1\n[optim]\nname = 'sgd'\nlr = 0\n")
     assert sorted(lines) == sorted([
         "data.train_size: Input should be greater than or equal to 8",
-        "data.workers: Input should be greater than or equal to 0",
+        'data.workers: should be a number of worker processes from 0 to 128, or "auto"',
         "optim.lr: Input should be greater than 0",
     ])
 

@@ -200,7 +200,7 @@ def test_an_override_is_blamed_not_the_file(tmp_path: Path) -> None:
         "--set optim.lr=0.0001: schedule.min_lr: min_lr 0.001 is above the peak optim.lr 0.0001")
     # a problem of the file stays the file's, even with an unrelated --set
     assert one_error(tmp_path, text + "[data]\nworkers = -1\n", ["optim.lr=0.05"]) == (
-        "FILE: data.workers: Input should be greater than or equal to 0")
+        'FILE: data.workers: should be a number of worker processes from 0 to 128, or "auto"')
     # switching a union's variant with --set is what makes the file's SGD key unknown
     assert one_error(tmp_path, "[optim]\nname = 'sgd'\nmomentum = 0.8\n", ["optim.name=adam"]) == (
         "--set optim.name=adam: optim.momentum: Extra inputs are not permitted")

@@ -39,7 +39,7 @@ PROFILES: dict[str, tuple[list[str], list[str], list[str]]] = {
             ["tests/train/test_ema_losses_mix.py", "tests/train/test_training_state.py"]),
     "losses": (["fgbench/train/losses.py"], [], ["tests/train/test_ema_losses_mix.py"]),
     "mixing": (["fgbench/train/mix.py"], [], ["tests/train/test_ema_losses_mix.py"]),
-    "selection": (["fgbench/train/trainer.py"], ["fgbench.train.trainer.xǁBestTrackerǁ*"],
+    "selection": (["fgbench/train/selection.py"], ["fgbench.train.selection.xǁBestTrackerǁ*"],
                   ["tests/train/test_selection_tracker.py"]),
     "evaluation": (["fgbench/train/loop.py"], ["fgbench.train.loop.x_evaluate*", "fgbench.train.loop.x__evaluate*"],
                    # the unit tests only: the bf16 end-to-end run costs a minute per mutant on 2 cores
@@ -49,14 +49,15 @@ PROFILES: dict[str, tuple[list[str], list[str], list[str]]] = {
                ["tests/train/test_training_state.py", "tests/train/test_run.py", "tests/train/test_selection.py"]),
     # the wiring between the tested units, guarded by the oracle (issue 18): what the trainer builds
     # and evaluates, the loaders it gets, the step loop, and the runs list/compare columns
-    "wiring": (["fgbench/train/trainer.py", "fgbench/data/loaders.py", "fgbench/train/loop.py", "fgbench/report.py"],
+    "wiring": (["fgbench/train/trainer.py", "fgbench/data/loaders.py", "fgbench/train/loop.py", "fgbench/report.py",
+                "fgbench/rundir/summary.py"],
                ["fgbench.train.trainer.xǁTrainerǁ_build_engine*", "fgbench.train.trainer.xǁTrainerǁ_build_loaders*",
                 "fgbench.train.trainer.xǁTrainerǁ_begin_stage*", "fgbench.train.trainer.xǁTrainerǁ_evaluate_all*",
                 "fgbench.train.trainer.xǁTrainerǁ_end_epoch*", "fgbench.train.trainer.xǁTrainerǁ_save_best*",
                 "fgbench.train.trainer.xǁTrainerǁ_final*", "fgbench.train.trainer.xǁTrainerǁsummary*",
                 "fgbench.data.loaders.x_build_loaders*", "fgbench.data.loaders.x_eval_loader*",
                 "fgbench.data.loaders.x_load_splits*", "fgbench.train.loop.x_train_one_epoch*",
-                "fgbench.report.x_summary_numbers*", "fgbench.report.x_run_row*", "fgbench.report.x_compare_table*",
+                "fgbench.rundir.summary.xǁSummaryǁheadline*", "fgbench.report.x_run_row*", "fgbench.report.x_compare_table*",
                 "fgbench.report.x_list_table*"],
                ["tests/train/test_oracle.py"]),
 }

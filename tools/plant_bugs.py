@@ -66,14 +66,14 @@ BUGS: dict[str, tuple[str, str, str, str]] = {
         'state = self.best_states.get("raw")'),
     "list-ema-last-column": (
         "`runs list`'s EMA test@last column shows the EMA's test at its best epoch",
-        "fgbench/report.py",
-        '"ema_test_top1_last": _num(last_ema.get("test_top1")),',
-        '"ema_test_top1_last": _num(best_ema.get("test_top1")),'),
+        "fgbench/rundir/summary.py",
+        '"ema_test_top1_last": _float((last.ema or SplitNumbers()).test_top1),',
+        '"ema_test_top1_last": _float(ema.test_top1),'),
     "best-latest-on-ties": (
         "a later epoch with an equal validation top-1 replaces the best one",
-        "fgbench/train/trainer.py",
-        'if cur is None or score > cur["score"] or (self.select_on == "last"):',
-        'if cur is None or score >= cur["score"] or (self.select_on == "last"):'),
+        "fgbench/train/selection.py",
+        'return cur is None or score > cur["score"], score',
+        'return cur is None or score >= cur["score"], score'),
     "stage-starts-from-raw": (
         "a stage with init_from = best_ema starts from the best raw weights",
         "fgbench/train/trainer.py",

@@ -419,7 +419,8 @@ def cmd_rm(args: argparse.Namespace) -> int:
         raise UserError(f"{alive[0].path}: is still running; stop it before deleting it")
     print(f"delete {len(infos)} run(s):")
     for i in infos:  # made safe: a name with an escape sequence could blank or rewrite this list
-        print(f"  {safe(str(i.path))}  ({i.status}, {safe(i.name)})")
+        link = f"  (a link to {safe(os.readlink(i.path))}: only the link is removed)" if i.path.is_symlink() else ""
+        print(f"  {safe(str(i.path))}  ({i.status}, {safe(i.name)}){link}")
     if not args.yes:
         print("delete them? [y/N] ", end="", flush=True)
         answer = sys.stdin.readline()
@@ -427,7 +428,13 @@ def cmd_rm(args: argparse.Namespace) -> int:
             print("nothing deleted")
             return 1
     for i in infos:
-        shutil.rmtree(i.path)
+        try:
+            if i.path.is_symlink():  # a run linked into the root: what it points to is not ours to delete
+                i.path.unlink()
+            else:
+                shutil.rmtree(i.path)
+        except OSError as err:
+            raise UserError(f"{safe(str(i.path))}: cannot delete: {safe(err.strerror or str(err))}") from None
     print(f"deleted {len(infos)} run(s)")
     return 0
 

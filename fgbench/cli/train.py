@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fgbench.errors import UserError
+
+if TYPE_CHECKING:
+    from fgbench.rundir.request import RunRequest
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,37 +44,41 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    if not args.recipe and not args.resume:
-        raise UserError("fgbench run: give a RECIPE file or --resume RUN_DIR")
-    if args.trial:
+    from fgbench.rundir.request import RunRequest
+
+    request = RunRequest.from_args(args)
+    request.check()
+    if request.trial:
         # A search trial: import optuna (and SQLAlchemy) before torch. Imported after torch, the
         # run's DataLoader workers outlived the run on Python 3.11 / torch 2.x and the process
         # hung at exit joining them (seen with optuna 5.0); imported first, it exits cleanly.
         from fgbench.sweeps import search
 
         search._optuna()
-    if args.resume:
-        check_resumable(args)
-        _check_resumed_dataset(args)
+    recipe = None
+    if request.resume:
+        check_resumable(request)
+        _check_resumed_dataset(request)
     else:
-        check_output_dirs(args)
-        if args.recipe:
-            from fgbench.recipe import load_recipe
+        check_output_dirs(request)
+        from fgbench.recipe import load_recipe
 
-            recipe = load_recipe(args.recipe, args.overrides)  # a bad recipe fails here, before torch is imported
-            check_dataset(recipe, args.recipe)
+        assert request.recipe is not None  # request.check(): a recipe or --resume
+        recipe = load_recipe(request.recipe, list(request.overrides))  # a bad recipe fails here, before torch
+        check_dataset(recipe, request.recipe)
     from fgbench.train.runner import run_command
 
-    return run_command(args)
+    return run_command(request, recipe)
 
 
-def check_resumable(args: argparse.Namespace) -> None:
+def check_resumable(args: RunRequest) -> None:
     """The run to resume can be read: a damaged one (a FIFO, a device or a forged file among its
     files, see ``fgbench.rundir.files``) is one line and exit 2, before torch is imported and
     before the trainer would open its files for writing."""
     from fgbench.rundir.layout import resolve_run
     from fgbench.rundir.reader import RunReader
 
+    assert args.resume is not None
     try:
         run_dir = resolve_run(args.resume, args.runs_root)
     except FileNotFoundError as err:
@@ -90,23 +98,23 @@ def check_dataset(recipe, source: str | os.PathLike[str]) -> None:
     catalog.require_ready(recipe.data.dataset, recipe.data.root, where=f"{_show(Path(source))}: ")
 
 
-def _check_resumed_dataset(args: argparse.Namespace) -> None:
+def _check_resumed_dataset(request: RunRequest) -> None:
     """``--resume``: the same check on the run's own recipe. A run directory whose recipe cannot
     be read is left to the runner, which owns those messages."""
     from fgbench.errors import UserError as _Bad
     from fgbench.recipe import load_recipe
     from fgbench.rundir.layout import RunDir
 
-    source = RunDir(Path(args.resume).expanduser()).recipe
+    source = RunDir(Path(str(request.resume)).expanduser()).recipe
     try:
-        recipe = load_recipe(source, args.overrides) if source.is_file() else None
+        recipe = load_recipe(source) if source.is_file() else None
     except (_Bad, OSError):
         recipe = None
     if recipe is not None:
         check_dataset(recipe, source)
 
 
-def check_output_dirs(args: argparse.Namespace) -> None:
+def check_output_dirs(args: RunRequest) -> None:
     """Where the run directory will go can be made: checked before torch is imported and before
     anything is written, so ``--run-dir`` under a regular file, a ``--runs-root`` that is a file
     or a directory that cannot be written is one line and exit 2, not a traceback after the

@@ -163,7 +163,12 @@ def _cancel_unblocks(response, cancel: threading.Event | None) -> Iterator[None]
             if cancel.wait(0.1):
                 if not done.is_set():
                     with contextlib.suppress(OSError, ValueError, AttributeError):
-                        s = socket.socket(fileno=os.dup(response.fileno()))  # the same connection
+                        fd = os.dup(response.fileno())
+                        try:
+                            s = socket.socket(fileno=fd)  # the same connection (a file:// mirror: not a socket)
+                        except OSError:
+                            os.close(fd)
+                            raise
                         try:
                             s.shutdown(socket.SHUT_RDWR)
                         finally:
@@ -399,10 +404,6 @@ MAX_LINK_HOPS = 40
 def extraction_budget(archive_bytes: int) -> int:
     """The most bytes an archive of ``archive_bytes`` may unpack to (see ``EXPAND_FACTOR``)."""
     return EXPAND_FACTOR * archive_bytes + EXPAND_SLACK
-
-
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def _resolve_inside(root: str, parts: list[str]) -> list[str] | None:

@@ -368,20 +368,12 @@ def memory_budget(device=None) -> int:
     available now (the GPU's total on CUDA), at most 4 GiB on the CPU."""
     if device is not None and getattr(device, "type", "cpu") == "cuda":
         return int(torch.cuda.get_device_properties(device).total_memory * 0.25)
-    avail = None
+    import psutil
+
     try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    avail = int(line.split()[1]) * 1024
-                    break
-    except OSError:
-        pass
-    if avail is None:
-        try:
-            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            avail = 2**31
+        avail = psutil.virtual_memory().available  # MemAvailable on Linux; portable to macOS and Windows
+    except (OSError, RuntimeError):
+        avail = 2**31
     return int(min(avail * 0.25, 4 * 2**30))
 
 
@@ -796,6 +788,25 @@ class StageBatchSampler:
             yield [(self.split, p) for p in range(b, min(n, b + bs))]
 
 
+MAX_AUTO_WORKERS = 8
+
+
+def resolve_workers(data, *, cpus: int | None = None, local_world: int | None = None) -> tuple[int, str]:
+    """``data.workers`` as a number, and why: a number is used as it is; ``auto`` is one worker per
+    CPU this process may use (``os.sched_getaffinity``; divided among the node's DDP processes,
+    ``LOCAL_WORLD_SIZE``), less one for the training process itself, at most MAX_AUTO_WORKERS."""
+    if data.workers != "auto":
+        return int(data.workers), "set in the recipe"
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if local_world is None:
+        local_world = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    per_process = max(1, cpus // local_world)
+    n = max(0, min(MAX_AUTO_WORKERS, per_process - 1))
+    share = f"{cpus} CPU{'' if cpus == 1 else 's'}" + (f" shared by {local_world} processes" if local_world > 1 else "")
+    return n, f"auto: {share}, one left for training, at most {MAX_AUTO_WORKERS}"
+
+
 class WorkerTrainLoader(TrainLoader):
     """The training split through a DataLoader whose workers live as long as the stage: every
     epoch, and every evaluation of the stage's splits (``evals``, see :class:`PooledEvalLoader`),
@@ -811,9 +822,9 @@ class WorkerTrainLoader(TrainLoader):
         self.batch_sampler = StageBatchSampler(self.sampler, {k: len(v) for k, v in evals.items()},
                                                eval_batch_size or batch_size)
         self.loader = DataLoader(
-            StageDataset(dataset, evals), batch_sampler=self.batch_sampler, num_workers=data.workers,
-            collate_fn=collate, pin_memory=device.type == "cuda", persistent_workers=data.workers > 0,
-            worker_init_fn=_worker_init if data.workers > 0 else None,
+            StageDataset(dataset, evals), batch_sampler=self.batch_sampler, num_workers=(n := resolve_workers(data)[0]),
+            collate_fn=collate, pin_memory=device.type == "cuda", persistent_workers=n > 0,
+            worker_init_fn=_worker_init if n > 0 else None,
             # Its own generator: every iter() draws a base seed, which must not come from (and
             # shift) the global stream that the checkpoint restores in the middle of an epoch.
             generator=torch.Generator().manual_seed(seed),
@@ -852,9 +863,9 @@ class WorkerEvalLoader(EvalLoader):
     def __init__(self, dataset: EvalDataset, batch_size: int, data, device: torch.device):
         self.images = len(dataset)
         self.loader = DataLoader(
-            dataset, batch_size=batch_size, shuffle=False, num_workers=data.workers, collate_fn=collate,
-            pin_memory=device.type == "cuda", persistent_workers=False,
-            worker_init_fn=_worker_init if data.workers > 0 else None,
+            dataset, batch_size=batch_size, shuffle=False, num_workers=(n := resolve_workers(data)[0]),
+            collate_fn=collate, pin_memory=device.type == "cuda", persistent_workers=False,
+            worker_init_fn=_worker_init if n > 0 else None,
             generator=torch.Generator().manual_seed(0),
         )
 

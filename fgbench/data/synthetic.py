@@ -42,10 +42,6 @@ CLASS_NAMES = [f"{head}_{pattern}" for head in HEADS for pattern in PATTERNS]
 _MARKER = "READY"
 
 
-def _clamp(v: float) -> int:
-    return max(0, min(255, int(round(v))))
-
-
 def _render(seed: int, cls: int, size: int = IMAGE_SIZE):
     import numpy as np
     from PIL import Image, ImageDraw

@@ -5,6 +5,11 @@ Everything that reads or writes a run directory goes through this package, so th
 says the same thing about a run:
 
 * :mod:`~fgbench.rundir.layout`: the file names and how run directories are made, listed and named;
+* :mod:`~fgbench.rundir.files`: the one guarded way to read a run-directory file (regular files
+  only, never blocking, a size cap per file, a JSON depth limit), so one damaged file makes one run
+  *damaged* instead of hanging or crashing every reader;
+* :mod:`~fgbench.rundir.procs`: whether a recorded process is still the run's (pid, start time and
+  host), the rule for signals;
 * :mod:`~fgbench.rundir.events`: the ``metrics.jsonl`` event schema, its writer and tailer, and the
   one table of series names;
 * :mod:`~fgbench.rundir.summary`: ``summary.json`` as a type the trainer writes and readers check;
@@ -12,6 +17,9 @@ says the same thing about a run:
 * :mod:`~fgbench.rundir.status`: the one rule for a run's status;
 * :mod:`~fgbench.rundir.reader`: the incremental reader (CLI, sweeps, ``--resume``, TUI);
 * :mod:`~fgbench.rundir.lock`: one process trains in a directory at a time;
+* :mod:`~fgbench.rundir.request` and :mod:`~fgbench.rundir.session`: how a run was asked (the
+  ``RunRequest`` the CLI builds) and one process's hold on its directory (new or adopted by one
+  rule, lock, disk reserve, log tee, signals, discard on bad input);
 * :mod:`~fgbench.rundir.launcher` and :mod:`~fgbench.rundir.supervise`: starting and stopping
   trainers, with their exit recorded in the directory.
 

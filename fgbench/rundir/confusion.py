@@ -57,8 +57,8 @@ def read_confusion(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     count]`` from ``confusion.npy``. None when there is none or it cannot be read."""
     run_dir = Path(run_dir)
     doc = layout.read_json(run_dir / layout.CONFUSION_FILE)
-    if not isinstance(doc, dict):
-        return None
+    if not isinstance(doc, dict) or not _well_formed(doc):
+        return None  # a forged or damaged file is no confusion, never a traceback in a reader
     name = doc.get("cells_file")
     if name is None:
         return doc
@@ -76,6 +76,31 @@ def read_confusion(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     if arr.ndim != 2 or arr.shape[1] != 3 or arr.dtype.kind not in "iu":
         return None
     return {**doc, "cells": arr.tolist()}
+
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _well_formed(doc: dict[str, Any]) -> bool:
+    """``confusion.json`` has the types the trainer writes: unique class names (strings), a square
+    matrix of counts, a string split and model, an integer epoch and class count."""
+    names = doc.get("class_names")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)
+                                  and len(set(names)) == len(names)):
+        return False
+    if any(doc.get(k) is not None and not isinstance(doc[k], str) for k in ("split", "model")):
+        return False
+    if any(doc.get(k) is not None and not _count(doc[k]) for k in ("epoch", "num_classes")):
+        return False
+    matrix = doc.get("matrix")
+    if matrix is not None:
+        if not isinstance(matrix, list):
+            return False
+        n = len(matrix)
+        if not all(isinstance(row, list) and len(row) == n and all(_count(v) for v in row) for row in matrix):
+            return False
+    return True
 
 
 def has_confusion(confusion: Any) -> bool:

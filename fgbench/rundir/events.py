@@ -151,14 +151,6 @@ SERIES: dict[str, Series] = {s.name: s for s in [
 ``val_topk`` is the top-k accuracy for the run's ``top_k`` (``run_started``)."""
 
 
-def series_values(ev: dict[str, Any]) -> Iterator[tuple[str, float]]:
-    """The (series name, value) points one event contributes."""
-    for s in SERIES.values():
-        v = s.value(ev)
-        if v is not None:
-            yield s.name, v
-
-
 class EventError(ValueError):
     pass
 
@@ -236,7 +228,11 @@ def parse_line(line: str | bytes) -> dict[str, Any] | None:
     """One event, or None for a line that is not a well-formed event (skipped, never fatal): not
     JSON, not an object, longer than :data:`fgbench.rundir.files.MAX_LINE_BYTES` or nested deeper
     than :data:`fgbench.rundir.files.MAX_JSON_DEPTH`."""
-    if len(line) > files.MAX_LINE_BYTES or files.too_deep(line):
+    if len(line) > files.MAX_LINE_BYTES:
+        return None
+    # the hot path of reading a long run: two C-level counts; the scan only for a bracket-heavy line
+    brackets = line.count(b"[") + line.count(b"{") if isinstance(line, bytes) else line.count("[") + line.count("{")
+    if brackets > files.MAX_JSON_DEPTH and files.too_deep(line):
         return None
     try:
         obj = json.loads(line)
@@ -395,3 +391,45 @@ def drop_replayed(path: str | os.PathLike[str], *, step: int, final_done: bool =
         return 0
     atomic_write(p, lambda f: f.write(b"".join(line + b"\n" for line in keep)))
     return dropped
+
+
+# --------------------------------------------------------------------------- scalars, by name
+
+
+_INDEX_FIELDS = {"v", "event", "time", "epoch", "step", "stage", "split", "model", "test_size"}
+
+
+def _is_scalar(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def event_scalars(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every scalar of a run's metrics as tidy rows {event, epoch, step, metric, value, time}.
+
+    Names: ``step/<field>`` (loss, lr, images_per_s, ...), ``epoch/<field>`` (train_loss,
+    val_top1, ema_test_top1, data_wait_frac, ...), ``system/<field>`` (cpu_percent, rss_mb,
+    gpu_util, ...; the health samples), ``eval/<split>/<model>/<field>``, and
+    ``final/<model>/<field>@<test size>`` for the end-of-run evaluation at extra sizes (its step
+    is the run's last step)."""
+    rows: list[dict[str, Any]] = []
+    last_step: Any = None
+    for ev in events:
+        kind = ev.get("event")
+        if _is_scalar(ev.get("step")):
+            last_step = ev["step"]
+        base = {"event": kind, "epoch": ev.get("epoch"), "step": ev.get("step"), "time": ev.get("time")}
+        if kind in ("step", "epoch", "system"):
+            for k, v in ev.items():
+                if k not in _INDEX_FIELDS and _is_scalar(v):
+                    rows.append({**base, "metric": f"{kind}/{k}", "value": v})
+        elif kind == "eval":
+            prefix = f"eval/{ev.get('split', '?')}/{ev.get('model', '?')}"
+            for k in ("top1", "topk", "loss"):
+                if _is_scalar(ev.get(k)):
+                    rows.append({**base, "metric": f"{prefix}/{k}", "value": ev[k]})
+        elif kind == "final_eval":
+            base["step"] = last_step
+            for k in ("top1", "topk"):
+                if _is_scalar(ev.get(k)):
+                    rows.append({**base, "metric": f"final/{ev.get('model', '?')}/{k}@{ev.get('test_size')}", "value": ev[k]})
+    return rows

@@ -105,9 +105,6 @@ class RunDir:
     launch_recipe = property(lambda self: self.path / LAUNCH_RECIPE)
     exit = property(lambda self: self.path / EXIT_FILE)
 
-    def is_run(self) -> bool:
-        return is_run_dir(self.path)
-
     def is_fresh(self) -> bool:
         """True when nothing but launcher files is inside (a new run may start here)."""
         try:

@@ -104,8 +104,8 @@ class RunReader:
             changed = True
         for name, attr, p in (("launch", "launch", d.launch), ("exit", "exit_record", d.exit)):
             if self._changed(name, p):
-                value, err = _read_table(p)
-                self._set_damage(name, err)
+                value, problem = _read_table(p)
+                self._set_damage(name, problem)
                 setattr(self, attr, value)
                 changed = True
         if self._changed("lock", d.lock):
@@ -176,7 +176,7 @@ class RunReader:
     def info_view(self) -> "RunInfo":
         st = self.status()
         return RunInfo(path=self.path, status=st.status, name=self.name, recipe=self.recipe,
-                       summary=self.summary.to_json() if self.summary else {}, info=self.info, error=st.error,
+                       summary=self.summary, info=self.info, error=st.error,
                        exit_code=st.exit_code, damaged=self.damaged)
 
 
@@ -188,8 +188,8 @@ class RunInfo:
     status: str
     name: str
     recipe: dict[str, Any]
-    summary: dict[str, Any]
-    """summary.json as checked by :class:`fgbench.rundir.summary.Summary` (every key present), or {}"""
+    summary: Summary | None
+    """summary.json, checked (None before the first epoch ends, or when it is damaged)"""
     info: dict[str, Any]
     error: str | None = None
     exit_code: int | None = None

@@ -62,6 +62,10 @@ def _check_dict(value: Any, where: str) -> dict[str, Any] | None:
     return value
 
 
+def _float(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
 def _legacy(d: dict[str, Any] | None) -> dict[str, Any] | None:
     """Summaries written before top-k was named for what it holds called it ``test_top5``."""
     if d is not None and "test_top5" in d and "test_topk" not in d:
@@ -164,10 +168,10 @@ class Summary:
             _check_keys(d, {f.name for f in fields(cls)}, "summary")
             for m, entry in (_check_dict(d.get("best"), "best") or {}).items():
                 _check_keys(entry or {}, {f.name for f in fields(ModelBest)}, f"best.{m}")
-            last = _check_dict(d.get("last"), "last") or {}
-            _check_keys(last, {f.name for f in fields(LastEpoch)}, "last")
+            last_keys = _check_dict(d.get("last"), "last") or {}
+            _check_keys(last_keys, {f.name for f in fields(LastEpoch)}, "last")
             for m in ("raw", "ema"):
-                _check_keys(last.get(m) or {}, {f.name for f in fields(SplitNumbers)}, f"last.{m}")
+                _check_keys(last_keys.get(m) or {}, {f.name for f in fields(SplitNumbers)}, f"last.{m}")
         s = cls()
         for f in fields(cls):
             if f.name in ("best", "last", "final_test_sizes"):
@@ -201,10 +205,52 @@ class Summary:
             raise SummaryError(f"selected: expected 'raw' or 'ema', got {s.selected!r}"[:200])
         return s
 
+    def headline(self) -> dict[str, Any]:
+        """The run's headline numbers, flat, None where absent: one rule for every table and text
+        (``fgbench runs list / compare / show``, the end of ``fgbench run``, the TUI's Runs pane,
+        Compare and monitor). Each model, raw and EMA, at *its own* best epoch by ``select_on``
+        (``best_epoch``, ``val_top1``, ``test_top1_best``... and their ``ema_`` twins), never a
+        maximum over test epochs and never "whichever model looks better": that choice would hide
+        which model a number is from. ``test@SIZE`` / ``ema_test@SIZE`` in size order."""
+        raw, ema = self.best.get("raw") or ModelBest(), self.best.get("ema") or ModelBest()
+        last = self.last or LastEpoch()
+        out: dict[str, Any] = {
+            "epochs_done": self.epochs_done,
+            "total_epochs": self.total_epochs,
+            "best_epoch": raw.epoch,
+            "val_top1": _float(raw.val_top1),
+            "test_top1_best": _float(raw.test_top1),
+            "test_topk_best": _float(raw.test_topk),
+            "test_top1_last": _float((last.raw or SplitNumbers()).test_top1),
+            "ema_best_epoch": ema.epoch,
+            "ema_val_top1": _float(ema.val_top1),
+            "ema_test_top1_best": _float(ema.test_top1),
+            "ema_test_top1_last": _float((last.ema or SplitNumbers()).test_top1),
+            "duration_s": _float(self.duration_s),
+            "images_per_s": _float(self.images_per_s),
+            "peak_mem_mb": _float(self.peak_mem_mb),
+            "data_wait_frac": _float(self.data_wait_frac),
+            "gpu_util": _float(self.gpu_util),
+            "step": self.step,
+            "select_on": self.select_on,
+        }
+        for size, by_model in sorted(self.final_test_sizes.items(), key=lambda kv: size_order(kv[0])):
+            out[f"test@{size}"] = _float(by_model.get("raw"))
+            out[f"ema_test@{size}"] = _float(by_model.get("ema"))
+        return out
+
     @property
     def result(self) -> ModelBest | None:
         """The run's result: the selected model's best epoch (None before the first evaluation)."""
         return self.best.get(self.selected or "raw")
+
+
+def size_order(size: str) -> tuple[int, str]:
+    """Sort key of a ``final_test_sizes`` key: numerically, anything else after."""
+    try:
+        return (int(size), "")
+    except ValueError:
+        return (1 << 30, size)
 
 
 def write_summary(run_dir: str | os.PathLike[str], summary: Summary) -> dict[str, Any]:

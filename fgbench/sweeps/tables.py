@@ -33,7 +33,7 @@ def point_runs(state: SweepState) -> tuple[list[Any], list[Point]]:
             except (OSError, ValueError):
                 recipe = {}
         infos.append(rundir.RunInfo(path=Path(p.name), status=point_status(p), name=p.name, recipe=recipe,
-                                    summary={}, info={}, error="; ".join(p.notes[-1:]) or None))
+                                    summary=None, info={}, error="; ".join(p.notes[-1:]) or None))
     return infos, list(state.points)
 
 

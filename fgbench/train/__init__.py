@@ -6,10 +6,14 @@ Modules, from the inside out:
   the pieces a step needs, each built from one recipe section;
 * ``loop``: ``train_one_epoch`` and ``evaluate``, returning plain dicts;
 * ``stages``: the recipe's stages resolved (sizes, LR, epochs);
-* ``trainer``: the outer loop (evaluation, model selection, checkpoints, summary, events);
+* ``selection``: each model's best epoch by ``eval.select_on`` and which model is the result;
+* ``trainer``: the outer loop (evaluation, checkpoints, the typed summary, events);
 * ``checkpoint``: atomic, ``weights_only``-loadable checkpoints with RNG state;
 * ``progress``: the terminal bar / plain lines;
-* ``runner``: ``fgbench run`` itself (argument handling, run directory, signals, exit codes);
+* ``plan``: the ``RunPlan`` built once before anything is written (recipe, device, splits, stages,
+  model, resume point);
+* ``runner``: ``fgbench run`` itself, the front door over request, plan and session (exit codes,
+  torchrun launcher and workers, ``train(plan, session)``);
 * ``models`` (a separate package): the network builder.
 
 Importing ``fgbench.train`` imports nothing heavy; the submodules do.

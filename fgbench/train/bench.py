@@ -37,6 +37,7 @@ from typing import Any, Iterable, Iterator
 
 import torch
 
+from fgbench.data.loaders import resolve_workers
 from fgbench.train.loop import EpochStats, StepHooks, train_one_epoch
 from fgbench.train.telemetry import StepClock
 
@@ -183,19 +184,18 @@ def allowed_loaders(recipe, splits) -> list[str]:
 
 class _Bench:
     def __init__(self, args: Namespace):
-        from fgbench.train import runner
+        from fgbench.rundir.request import RunRequest
+        from fgbench.train.plan import build_plan
 
-        prep = runner._prepare(Namespace(recipe=args.recipe, overrides=args.overrides, resume=None,
-                                         device=args.device))
+        plan = build_plan(RunRequest(recipe=args.recipe, overrides=tuple(args.overrides or ()), device=args.device))
         self.args = args
-        self.recipe = prep.recipe
-        self.device = prep.device
-        self.splits = prep.splits
-        self.model = prep.model
+        self.plan = plan
+        self.recipe = plan.recipe
+        self.device = plan.device
+        self.splits = plan.splits
+        self.model = plan.model
         self.seconds = float(args.seconds)
-        from fgbench.train.stages import resolve_stages
-
-        self.stage = resolve_stages(self.recipe, len(self.splits.train))[0]
+        self.stage = plan.stages[0]
 
     def trainer(self, recipe=None):
         """A trainer that is never run: it builds the engine and loaders exactly as a run does."""
@@ -203,9 +203,13 @@ class _Bench:
         from fgbench.train.progress import Progress
         from fgbench.train.trainer import RunContext, StopFlag, Trainer
 
-        ctx = RunContext(recipe=recipe or self.recipe, run_dir=Path(os.devnull), run_id="bench",
+        from fgbench.train.models import channels_last_for
+
+        r = recipe or self.recipe  # (a variant differs in precision and memory format only: same stages)
+        ctx = RunContext(recipe=r, run_dir=Path(os.devnull), run_id="bench",
                          device=self.device, splits=self.splits, model=self.model, model_report=[],
-                         writer=NullWriter(), progress=Progress("none"), stop=StopFlag())
+                         writer=NullWriter(), progress=Progress("none"), stop=StopFlag(), stages=self.plan.stages,
+                         channels_last=channels_last_for(r.runtime.channels_last, r.model.arch, self.device.type))
         t = Trainer(ctx)
         t._new_ema()
         t._build_engine(self.stage, new_optimizer=True)
@@ -230,7 +234,7 @@ class _Bench:
         data = self.recipe.data.model_copy(update={"loader": kind})
         return load_splits(resolve_index(data), data, train_sizes=[self.stage.train_size],
                            test_sizes=[self.stage.test_size], augment=self.recipe.augment, device=self.device,
-                           epochs=self.recipe.schedule.epochs)
+                           epochs=self.stage.epochs)  # the first stage is what is timed
 
     def run(self) -> BenchReport:
         r, st, bs = self.recipe, self.stage, self.stage.batch_size
@@ -288,7 +292,7 @@ class _Bench:
         bottleneck, advice = diagnose(limit, rates, e2e, cheaper, recipe=r)
         setup = {"arch": r.model.arch, "device": str(self.device), "threads": torch.get_num_threads(),
                  "batch_size": bs, "train_size": st.train_size, "precision": r.runtime.precision,
-                 "channels_last": bool(engine.channels_last), "loader": own, "workers": r.data.workers,
+                 "channels_last": bool(engine.channels_last), "loader": own, "workers": resolve_workers(r.data)[0],
                  "loader_reason": self.splits.choice.reason if self.splits.choice is not None else "",
                  "seconds": self.seconds}
         return BenchReport(str(self.args.recipe), setup, limit, rates, e2e, cheaper, bottleneck, advice)
@@ -327,9 +331,10 @@ def diagnose(limit: Rate, loaders: list[Rate], e2e: Rate, cheaper: Rate | None, 
             advice.append(f"set data.loader = \"{best.extra['kind']}\" ({best.images_per_s:.0f} images/s alone)")
         if own.extra["kind"] in ("standard", "cached"):
             cores = os.cpu_count() or 1
-            if recipe.data.workers < cores:
-                advice.append(f"more loader workers (data.workers = {recipe.data.workers}; this machine has {cores} "
-                              "cores)")
+            workers = resolve_workers(recipe.data)[0]
+            if workers < cores:
+                advice.append(f"more loader workers (data.workers = {workers}; this machine has {cores} cores; "
+                              "data.workers = \"auto\" takes one per core but one)")
             advice.append("or a smaller test-time resize / cheaper augmentation")
     else:
         bottleneck = (f"the model step: {limit.images_per_s:.0f} images/s on batches in memory; the {own.extra['kind']} "

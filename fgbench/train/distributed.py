@@ -72,6 +72,7 @@ import torch.distributed as dist
 from torch import nn
 
 from fgbench.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UserError
+from fgbench.rundir.request import RunRequest
 
 CONTROL_ENV = "FGBENCH_DDP_CONTROL"  # the launcher's control directory (worker pids and exit codes)
 SHUTDOWN_TIMEOUT_S = "120"
@@ -113,7 +114,7 @@ def parse_nnodes(value: Any) -> int:
     return n
 
 
-def wants_launch(args) -> bool:
+def wants_launch(args: RunRequest) -> bool:
     return args.nproc > 1 or parse_nnodes(args.nnodes) > 1
 
 
@@ -131,7 +132,7 @@ def device_for(name: str, world: World | None) -> torch.device:
     return torch.device("cuda", index)
 
 
-def check_launch(args, recipe) -> int:
+def check_launch(args: RunRequest, recipe) -> int:
     """Checks the launcher can make before starting anything; returns the world size."""
     if args.nproc < 1:
         raise UserError(f"--nproc: must be at least 1, not {args.nproc}")
@@ -432,7 +433,7 @@ def _read_ints(ctl: Path, prefix: str) -> dict[int, int]:
     return out
 
 
-def torchrun_command(args, *, run_dir: Path | None, python: str | None = None) -> list[str]:
+def torchrun_command(args: RunRequest, *, run_dir: Path | None, python: str | None = None) -> list[str]:
     """``python -m torch.distributed.run ... -m fgbench run ...`` for this invocation."""
     nnodes = parse_nnodes(args.nnodes)
     cmd = [python or sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={args.nproc}"]
@@ -453,12 +454,12 @@ def torchrun_command(args, *, run_dir: Path | None, python: str | None = None) -
     if args.device:
         cmd += ["--device", args.device]
     cmd += ["--progress", args.progress]
-    if getattr(args, "sweep_tag", None):
+    if args.sweep_tag:
         cmd += ["--sweep-tag", args.sweep_tag]
     return cmd
 
 
-def launch(args, *, run_dir: Path | None) -> int:
+def launch(args: RunRequest, *, run_dir: Path | None) -> int:
     """Run the workers through torchrun and wait; returns rank 0's exit code (or, on a node
     without rank 0, the worst of this node's)."""
     ctl = Path(tempfile.mkdtemp(prefix="fgbench-ddp-"))

@@ -75,9 +75,6 @@ class Engine:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.eval_amp_dtype)
 
-    def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
-
 
 @dataclass
 class EpochStats:

@@ -32,7 +32,7 @@ from typing import Any, Sequence
 
 import torch
 
-from fgbench.rundir import layout as runs
+from fgbench.rundir import layout
 from fgbench.errors import UserError
 from fgbench.recipe import NoPretrained, Recipe, RecipeError, validate_recipe
 
@@ -87,11 +87,11 @@ def load_run(run_dir: str | os.PathLike[str], *, checkpoint: str = "best", ema: 
     from fgbench.train.models import build_model, channels_last_for
 
     run_dir = Path(run_dir)
-    path = run_dir / runs.CHECKPOINT_DIR / (runs.BEST_CKPT if checkpoint == "best" else runs.LAST_CKPT)
+    path = run_dir / layout.CHECKPOINT_DIR / (layout.BEST_CKPT if checkpoint == "best" else layout.LAST_CKPT)
     if not path.is_file():
         other = "last" if checkpoint == "best" else "best"
-        other_file = runs.LAST_CKPT if other == "last" else runs.BEST_CKPT
-        hint = (f"; try --checkpoint {other}" if (run_dir / runs.CHECKPOINT_DIR / other_file).is_file()
+        other_file = layout.LAST_CKPT if other == "last" else layout.BEST_CKPT
+        hint = (f"; try --checkpoint {other}" if (run_dir / layout.CHECKPOINT_DIR / other_file).is_file()
                 else " (the run has not finished an epoch)")
         raise UserError(f"{path}: no such checkpoint{hint}")
     ckpt = load_checkpoint(path)  # a CheckpointError is one line naming the file

@@ -43,16 +43,16 @@ import os
 import platform
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from fgbench.rundir import events as metrics
-from fgbench.rundir import layout as runs
+from fgbench.rundir import events
+from fgbench.rundir import layout
 from fgbench.rundir import procs
-from fgbench.rundir.summary import Summary, write_summary
+from fgbench.rundir.summary import LastEpoch, ModelBest, SplitNumbers, Summary, write_summary
 from fgbench.data import loaders as L
 from fgbench.rundir.confusion import write_confusion
 from fgbench.errors import UserError
@@ -63,11 +63,12 @@ from fgbench.train import telemetry
 from fgbench.train.loop import Engine, EpochStats, StepHooks, evaluate, train_one_epoch
 from fgbench.train.losses import ClassificationLoss
 from fgbench.train.mix import BatchMixer
-from fgbench.train.models import channels_last_for, extra_metrics, set_trainable
+from fgbench.train.models import extra_metrics, set_trainable
 from fgbench.train.optim import build_optimizer
 from fgbench.train.progress import Progress
 from fgbench.train.schedule import plan_for_stage
-from fgbench.train.stages import StageSpec, resolve_stages
+from fgbench.train.selection import BestTracker
+from fgbench.train.stages import StageSpec
 
 AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -81,91 +82,6 @@ class StopFlag:
 
     def __call__(self) -> bool:
         return self.requested
-
-
-class RunInterrupted(Exception):
-    pass
-
-
-# ---------------------------------------------------------------------------------- selection
-
-
-@dataclass
-class BestTracker:
-    select_on: str
-    has_ema: bool
-    stage: int = 0
-    best: dict[str, dict | None] = field(default_factory=lambda: {"raw": None, "ema": None})
-    confusion: dict[str, list | None] = field(default_factory=lambda: {"raw": None, "ema": None})
-
-    def _score(self, res: dict) -> float | None:
-        match self.select_on:
-            case "val":
-                return res["val"]["top1"] if res.get("val") else None
-            case "test":
-                return res["test"]["top1"]
-            case "last":
-                return math.inf
-        raise AssertionError(self.select_on)
-
-    def update(self, epoch: int, results: dict[str, dict | None]) -> list[str]:
-        """Record one evaluated epoch; returns the models ("raw"/"ema") whose best improved."""
-        improved = []
-        for model, res in results.items():
-            if res is None:
-                continue
-            score = self._score(res)
-            if score is None:
-                continue
-            cur = self.best.get(model)
-            if cur is None or score > cur["score"] or (self.select_on == "last"):
-                self.best[model] = {
-                    "epoch": epoch,
-                    "score": score,
-                    "val_top1": res["val"]["top1"] if res.get("val") else None,
-                    "val_topk": res["val"]["topk"] if res.get("val") else None,
-                    "test_top1": res["test"]["top1"],
-                    "test_topk": res["test"]["topk"],
-                }
-                conf = res["test"]["confusion"]
-                # past DENSE_MAX_CLASSES only the non-zero cells: a 10,000-class matrix as Python
-                # lists (and in every checkpoint) would take gigabytes
-                self.confusion[model] = conf.tolist() if conf is not None else res["test"]["confusion_cells"].clone()
-                improved.append(model)
-        return improved
-
-    def selected(self) -> str:
-        raw, ema = self.best.get("raw"), self.best.get("ema")
-        if not self.has_ema or ema is None:
-            return "raw"
-        if raw is None:
-            return "ema"
-        if self.select_on == "last":
-            if raw.get("val_top1") is not None and ema.get("val_top1") is not None:
-                return "ema" if ema["val_top1"] >= raw["val_top1"] else "raw"
-            return "ema"
-        return "ema" if ema["score"] >= raw["score"] else "raw"
-
-    def public(self, model: str) -> dict | None:
-        b = self.best.get(model)
-        if b is None:
-            return None
-        return {"epoch": b["epoch"], "val_top1": b["val_top1"], "test_top1": b["test_top1"], "test_topk": b["test_topk"]}
-
-    def state_dict(self) -> dict:
-        best = {k: (None if v is None else {kk: (None if vv == math.inf else vv) for kk, vv in v.items()})
-                for k, v in self.best.items()}
-        return {"select_on": self.select_on, "has_ema": self.has_ema, "stage": self.stage, "best": best,
-                "confusion": self.confusion, "score_inf": self.select_on == "last"}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.stage = int(state["stage"])
-        self.best = {k: (None if v is None else dict(v)) for k, v in state["best"].items()}
-        if state.get("score_inf"):
-            for v in self.best.values():
-                if v is not None:
-                    v["score"] = math.inf
-        self.confusion = dict(state["confusion"])
 
 
 # ------------------------------------------------------------------------------------ trainer
@@ -182,9 +98,11 @@ class RunContext:
     splits: L.Splits
     model: torch.nn.Module
     model_report: list[str]
-    writer: metrics.MetricsWriter
+    writer: events.MetricsWriter
     progress: Progress
     stop: StopFlag
+    stages: tuple[StageSpec, ...]  # resolved once by the plan, with the global batch
+    channels_last: tuple[bool, str]  # (use channels_last, why): the plan converted the model by this rule
     resume: dict | None = None  # the last.pt checkpoint
     resume_best: dict | None = None  # best.pt, when resuming
     dist: Any = None  # fgbench.train.distributed.Dist under torchrun (world size > 1)
@@ -195,8 +113,7 @@ class Trainer:
         self.ctx = ctx
         self.r = ctx.recipe
         self.device = ctx.device
-        # (use channels_last, why): the runner converted the model by the same rule
-        self.memory_format = channels_last_for(self.r.runtime.channels_last, self.r.model.arch, self.device.type)
+        self.memory_format = ctx.channels_last
         self.splits = ctx.splits
         self.model = ctx.model
         self.writer = telemetry.SerialWriter(ctx.writer)  # the health sampler writes from its own thread
@@ -205,12 +122,7 @@ class Trainer:
         self.dist = ctx.dist
         self.main = self.dist is None or self.dist.rank == 0  # the process that writes files
         self.shard = (self.dist.rank, self.dist.size) if self.dist is not None else None
-        stage_recipe = self.r
-        if self.dist is not None:
-            from fgbench.train.distributed import global_batch_recipe
-
-            stage_recipe = global_batch_recipe(self.r, self.dist.size)
-        self.stages = resolve_stages(stage_recipe, len(self.splits.train))
+        self.stages = list(ctx.stages)
         self.total_epochs = self.stages[-1].last_epoch
         self.total_steps = sum(s.total_steps for s in self.stages)
         self.recipe_dict = recipe_to_dict(self.r)
@@ -238,7 +150,7 @@ class Trainer:
 
     @property
     def ckpt_dir(self) -> Path:
-        return self.ctx.run_dir / runs.CHECKPOINT_DIR
+        return self.ctx.run_dir / layout.CHECKPOINT_DIR
 
     def _emit(self, event: str, /, **fields: Any) -> None:
         self.writer.emit(event, **fields)
@@ -402,7 +314,7 @@ class Trainer:
         }
 
     def _save_last(self, *, stage: int, epoch: int, batch: int = 0, stats: EpochStats | None = None) -> None:
-        path = self.ckpt_dir / runs.LAST_CKPT
+        path = self.ckpt_dir / layout.LAST_CKPT
         rng_ranks = self.dist.gather_objects(C.rng_state()) if self.dist is not None else None  # every rank calls
         if not self.main:
             return
@@ -420,7 +332,7 @@ class Trainer:
             self.best_states["ema"] = C.cpu_state_dict(self.ema.module)
         if not self.main:
             return
-        path = self.ckpt_dir / runs.BEST_CKPT
+        path = self.ckpt_dir / layout.BEST_CKPT
         # each model's weights come from its own best epoch ("epoch" is when the file was written)
         epochs = {m: (b["epoch"] if b is not None and self.best_states.get(m) is not None else None)
                   for m, b in self.tracker.best.items()}
@@ -476,7 +388,7 @@ class Trainer:
         fields: dict[str, Any] = {
             "stage": st.index, "images_per_s": res["images_per_s"], "epoch_time": res["train_time"],
             "skipped_images": len(self.skipped) + self.splits.skipped,
-            **{k: v for k, v in timing.items() if k in metrics.TIMING_FIELDS},
+            **{k: v for k, v in timing.items() if k in events.TIMING_FIELDS},
         }
         if self.device.type == "cuda":
             peak = torch.cuda.max_memory_allocated(self.device) / 2**20
@@ -502,7 +414,7 @@ class Trainer:
                                                for s in ("val", "test") for k in ("top1", "topk")})
                    for m, v in results.items()},
             }
-        extra = {k: v for k, v in extra_metrics(self.model).items() if k in metrics.EVENT_FIELDS["epoch"][1]}
+        extra = {k: v for k, v in extra_metrics(self.model).items() if k in events.EVENT_FIELDS["epoch"][1]}
         self._emit("epoch", epoch=epoch, step=self.engine.step, train_loss=res["train_loss"],
                    train_top1=res["train_top1"], lr=self.engine.last_lr, **fields, **extra)
         self.last_epoch_done = epoch
@@ -525,44 +437,55 @@ class Trainer:
             parts.append(f"{res['images_per_s']:.0f} img/s")
         parts.append(f"{res['train_time']:.1f}s")
         if f.get("improved"):
-            parts.append("*")
+            # said where it first appears: which model's best moved, on what, and where it is saved
+            if not self._star_told:
+                self._star_told = True
+                which = " and ".join(f["improved"])
+                on = {"val": "on validation top-1", "test": "on test top-1"}.get(
+                    self.tracker.select_on, "(eval.select_on = \"last\": the latest epoch)")
+                parts.append(f"*  (* = a new best epoch of the {which} model {on}, saved in {layout.CHECKPOINT_DIR}/{layout.BEST_CKPT})")
+            else:
+                parts.append("*")
         self.progress.line("  ".join(parts))
+
+    _star_told = False
 
     # -------------------------------------------------------------------------------- summary
 
-    def summary(self) -> dict:
+    def summary(self) -> Summary:
         t = self.tracker
         last = None
         if self.last_results is not None:
             lr_ = self.last_results
-            last = {
-                "epoch": lr_["epoch"],
-                "raw": _split_view(lr_.get("raw")),
-                "ema": _split_view(lr_.get("ema")),
-            }
-        return {
-            "run_id": self.ctx.run_id, "name": self.r.name, "status": self.status,
-            "dataset": self.r.data.dataset, "arch": self.r.model.arch,
-            "epochs_done": self.last_epoch_done, "total_epochs": self.total_epochs,
-            "step": self.engine.step if self.engine else 0, "duration_s": round(self._duration(), 3),
-            "images_per_s": (self.totals["train_images"] / self.totals["train_time"]) if self.totals["train_time"] else None,
-            "peak_mem_mb": self.peak_mem_mb,
-            "train_images": len(self.splits.train),
-            "val_images": self.evaluated.get("val", len(self.splits.val)),
-            "test_images": self.evaluated.get("test", len(self.splits.test)), "select_on": self.r.eval.select_on,
-            "top_k": min(self.r.eval.top_k, self.num_classes),
-            "best": {"raw": t.public("raw"), "ema": t.public("ema") if self.r.ema.enabled else None},
-            "selected": t.selected() if t.best.get("raw") or t.best.get("ema") else None,
-            "last": last,
-            "final_test_sizes": self.final_sizes,
-            "skipped_images": len(self.skipped) + self.splits.skipped,
+            last = LastEpoch(epoch=lr_["epoch"], raw=_split_view(lr_.get("raw")), ema=_split_view(lr_.get("ema")))
+        best = {m: (None if b is None else ModelBest(**b)) for m, b in (("raw", t.public("raw")), ("ema", t.public("ema")))}
+        if not self.r.ema.enabled:
+            best["ema"] = None
+        return Summary(
+            run_id=self.ctx.run_id, name=self.r.name, status=self.status,
+            dataset=self.r.data.dataset, arch=self.r.model.arch,
+            epochs_done=self.last_epoch_done, total_epochs=self.total_epochs,
+            step=self.engine.step if self.engine else 0, duration_s=round(self._duration(), 3),
+            images_per_s=(self.totals["train_images"] / self.totals["train_time"]) if self.totals["train_time"] else None,
+            peak_mem_mb=self.peak_mem_mb,
+            train_images=len(self.splits.train),
+            val_images=self.evaluated.get("val", len(self.splits.val)),
+            test_images=self.evaluated.get("test", len(self.splits.test)), select_on=self.r.eval.select_on,
+            top_k=min(self.r.eval.top_k, self.num_classes),
+            best=best,
+            selected=t.selected() if t.best.get("raw") or t.best.get("ema") else None,
+            last=last,
+            final_test_sizes={str(size): dict(v) for size, v in self.final_sizes.items()},
+            skipped_images=len(self.skipped) + self.splits.skipped,
             **telemetry.summary_numbers(self.totals, self.sampler),
-        }
+        )
 
-    def write_summary(self) -> dict:
-        s = Summary.from_json(self.summary(), strict=True).to_json()  # the one declared shape, checked
+    def write_summary(self) -> Summary:
+        """The run's summary, checked as every reader checks it (finite numbers, the declared types),
+        written to ``summary.json`` by the process that writes files."""
+        s = Summary.from_json(self.summary().to_json())
         if self.main:
-            write_summary(self.ctx.run_dir, Summary.from_json(s))
+            write_summary(self.ctx.run_dir, s)
         return s
 
     # ----------------------------------------------------------------------------------- run
@@ -593,7 +516,8 @@ class Trainer:
 
     def _where(self) -> tuple[int, int]:
         """(epoch, step) now, for the sampler's events: the epoch in progress."""
-        return self.last_epoch_done + (1 if self.training_started else 0), self.engine.step if self.engine else 0
+        epoch = min(self.total_epochs, self.last_epoch_done + (1 if self.training_started else 0))  # not past the last
+        return epoch, self.engine.step if self.engine else 0
 
     def _run(self) -> str:
         ctx = self.ctx
@@ -661,7 +585,7 @@ class Trainer:
     def _remove_stale_temps(self) -> None:
         """Temporary checkpoint files a killed run left (``.last.pt.XXXX.tmp``)."""
         if self.main:
-            C.remove_stale_temps(self.ckpt_dir, (runs.LAST_CKPT, runs.BEST_CKPT))
+            C.remove_stale_temps(self.ckpt_dir, (layout.LAST_CKPT, layout.BEST_CKPT))
 
     def _train_epoch(self, st: StageSpec, epoch: int, stats: EpochStats) -> dict:
         assert self.loaders is not None and self.engine is not None
@@ -770,7 +694,7 @@ class Trainer:
         if files is None and hasattr(src, "ds") and not self.splits.skipped:
             files = [p for p, _ in self.splits.index.test]  # the cached loader: the same images in order
         best = self.tracker.best.get(sel)
-        runs.write_json(self.ctx.run_dir / runs.PREDICTIONS_FILE, {
+        layout.write_json(self.ctx.run_dir / layout.PREDICTIONS_FILE, {
             "split": "test", "model": sel, "epoch": best["epoch"] if best else None,
             "test_size": self.stage.test_size, "class_names": list(self.splits.class_names),
             "index": order, "file": [files[i] if files is not None else None for i in order],
@@ -819,17 +743,17 @@ def resumed_text(ckpt: dict, total_epochs: int) -> str:
     """The console's line for a resumed run: the checkpoint, the epoch (and batch, from a stop in
     the middle of an epoch) and the step it continues from."""
     done, batch, step = int(ckpt["epoch"]), int(ckpt.get("batch", 0)), int(ckpt["step"])
-    where = f"{runs.CHECKPOINT_DIR}/{runs.LAST_CKPT}"
+    where = f"{layout.CHECKPOINT_DIR}/{layout.LAST_CKPT}"
     if batch:
         return (f"resumed from {where}: epoch {done + 1}/{total_epochs} after batch {batch}, step {step}; "
                 f"continuing with batch {batch + 1}")
     return f"resumed from {where}: after epoch {done}/{total_epochs}, step {step}; continuing with epoch {done + 1}"
 
 
-def _split_view(v: dict | None) -> dict | None:
+def _split_view(v: dict | None) -> SplitNumbers | None:
     if v is None:
         return None
-    return {"val_top1": v.get("val_top1"), "test_top1": v.get("test_top1"), "test_topk": v.get("test_topk")}
+    return SplitNumbers(val_top1=v.get("val_top1"), test_top1=v.get("test_top1"), test_topk=v.get("test_topk"))
 
 
 def _device_name(device: torch.device) -> str:

@@ -34,7 +34,7 @@ from fgbench import paths
 from fgbench.errors import UserError
 from fgbench.tui.launcher import Launcher
 from fgbench.tui.messages import DatasetPicked, OpenRun, RecipeStatus, RunsChanged
-from fgbench.tui.monitor import RunStore
+from fgbench.runmodel import RunStore
 from fgbench.tui.plots import ColourBook
 from fgbench.tui.workers import ReportsWorkerFailures, work
 

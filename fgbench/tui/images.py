@@ -109,7 +109,7 @@ def _halfcell_quietly() -> type:
                 pass
             _terminal.get_cell_size._result = size  # type: ignore[attr-defined]  # its cache
         saved = sys.__stdout__
-        sys.__stdout__ = _NotATerminal(saved)  # type: ignore[misc]
+        sys.__stdout__ = _NotATerminal(saved)  # type: ignore[misc,assignment]
         try:
             import textual_image.widget  # noqa: F401
         finally:

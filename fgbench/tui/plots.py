@@ -7,7 +7,7 @@ Decisions and trade-offs:
   maps them down for 256-colour terminals.
 * plotext costs about 40 microseconds per plotted point and rebuilds the whole canvas on every
   render, so callers pass already-decimated series (a few hundred points, see
-  :class:`fgbench.tui.monitor.Decimator`), :class:`MetricPlot` averages them further down to
+  :class:`fgbench.runmodel.Decimator`), :class:`MetricPlot` averages them further down to
   two points per column (what braille can show) and redraws only when its data changed (the
   monitor also limits redraws to a few per second).
 * textual-plotext (and plotext, 50 ms) is imported when the first plot is composed, not with this

@@ -20,7 +20,7 @@ from fgbench.rundir import layout, procs
 from fgbench.rundir.launcher import Launcher, stop
 from fgbench.rundir.reader import read_run
 from fgbench.sweeps import plan as P, state as S
-from fgbench.tui.monitor import RunStore
+from fgbench.runmodel import RunStore
 from fakes.fake_trainer import fake_cmd
 
 RECIPE = 'name = "endings"\n[data]\ndataset = "synthetic"\n[model]\narch = "resnet8"\n[schedule]\nepochs = 3\n'

@@ -7,7 +7,7 @@ import json
 from fakes.run_factory import make_run
 
 from fgbench.rundir import layout
-from fgbench.tui.monitor import RunStore
+from fgbench.runmodel import RunStore
 
 
 def _three_runs(root):

@@ -74,7 +74,7 @@ READERS = r"""
 import contextlib, io, json, sys
 from fgbench.cli import main
 from fgbench.rundir import layout
-from fgbench.tui.monitor import RunStore
+from fgbench.runmodel import RunStore
 
 root = sys.argv[1]
 out = {}
@@ -224,3 +224,33 @@ def test_export_under_proc_is_one_line_and_leaves_nothing(runs_root: Path, cli) 
         assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
         assert err.startswith(f"{target}: cannot write the export: ")
         assert not os.path.lexists(target)
+
+
+def test_the_tui_store_survives_a_runs_root_it_cannot_list(runs_root: Path, monkeypatch) -> None:
+    from fgbench.runmodel import RunStore
+
+    make_run(runs_root, "good")
+    store = RunStore(runs_root)
+    real_iterdir = Path.iterdir
+
+    def denied(self):
+        if self == runs_root:
+            raise PermissionError(13, "Permission denied")
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", denied)  # as root, chmod cannot make it unreadable
+    assert store.refresh() == set() and store.loaded_once
+    assert store.root_error == f"{runs_root}: cannot read the runs directory: Permission denied"
+    monkeypatch.setattr(Path, "iterdir", real_iterdir)
+    store.refresh()
+    assert store.root_error is None and [r.name for r in store.rows()] == ["good"]
+
+
+def test_rm_of_a_run_linked_into_the_root_removes_only_the_link(runs_root: Path, tmp_path: Path, cli) -> None:
+    elsewhere = make_run(tmp_path / "elsewhere", "kept")
+    link = runs_root / "20240101-000000-link"
+    link.symlink_to(elsewhere)
+    code, out, err = cli("runs", "rm", link.name, "--yes", "--runs-root", runs_root)
+    assert code == 0 and "Traceback" not in err, err
+    assert f"a link to {elsewhere}: only the link is removed" in out
+    assert not os.path.lexists(link) and (elsewhere / layout.SUMMARY_FILE).is_file()

@@ -157,7 +157,7 @@ def test_export_csv_and_jsonl_one_file_for_all_runs(cli, runs_root: Path, three,
     events = [json.loads(line) for line in out_jsonl.read_text().splitlines()]
     n = sum(len((p / METRICS_FILE).read_text().splitlines()) for p in three)
     assert len(events) == n and f"{n} events" in out
-    assert list(events[0])[:3] == ["run", "name", "v"] and events[0]["event"] == "run_started"
+    assert list(events[0])[:5] == ["run", "name", "group", "seed", "v"] and events[0]["event"] == "run_started"
 
     # an existing output is not overwritten without --force
     code, _, err = cli("runs", "export", "--runs-root", runs_root, "*", "--format", "csv", "-o", out_csv)
@@ -238,8 +238,6 @@ def test_report_helpers() -> None:
     assert report.matches_where({"optim": {"lr": 0.005}}, "optim.lr", 5e-3)
     assert not report.matches_where({"optim": {"lr": 0.005}}, "optim.momentum", 0.9)
     assert report.fmt_duration(3725) == "1h02m" and report.fmt_duration(65) == "1m05s"
-    assert report.sparkline([1, 2, 3, 4]) == "▁▃▆█"
-    assert report.sparkline([5, 5]) == "▅▅"
     plot = report.line_plot({"a": [(0, 0.0), (1, 1.0)]}, width=10, height=3)
     assert plot.splitlines()[1].endswith("┤ •") and plot.splitlines()[3].endswith("┤•")
     conf = {"class_names": ["a", "b"], "matrix": [[3, 1], [0, 0]]}

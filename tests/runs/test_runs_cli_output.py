@@ -111,16 +111,16 @@ def test_selected_epoch_reads_as_english():
 def test_a_run_dir_holding_only_the_launchers_files_is_accepted(tmp_path):
     """The TUI's launcher writes launch.toml / launch.json into the new run directory before the
     trainer starts: that directory is still a fresh one, not a used one."""
-    import argparse
 
     from fgbench.cli.train import check_output_dirs
+    from fgbench.rundir.request import RunRequest
     from fgbench.errors import UserError
 
     run_dir = tmp_path / "20250101-000000-x"
     run_dir.mkdir()
     (run_dir / "launch.toml").write_text('name = "x"\n')
     (run_dir / "launch.json").write_text("{}")
-    check_output_dirs(argparse.Namespace(run_dir=str(run_dir), runs_root=None))
+    check_output_dirs(RunRequest(run_dir=str(run_dir)))
     (run_dir / "metrics.jsonl").write_text("")
     with pytest.raises(UserError, match="--run-dir is not empty"):
-        check_output_dirs(argparse.Namespace(run_dir=str(run_dir), runs_root=None))
+        check_output_dirs(RunRequest(run_dir=str(run_dir)))

@@ -107,3 +107,26 @@ def test_single_runs_still_read_as_before(cli, runs_root: Path) -> None:
     assert code == 0
     header = out.splitlines()[0]
     assert "| n |" not in header and "Δ" not in out and "interval" not in out
+
+
+def test_export_names_each_runs_group_and_seed(cli, groups3: Path, tmp_path: Path) -> None:
+    out_csv = tmp_path / "all.csv"
+    code, _out, err = cli("runs", "export", "*", "--runs-root", groups3, "--format", "csv", "-o", out_csv)
+    assert code == 0, err
+    rows = list(csv.DictReader(out_csv.open()))
+    by_run = {r["run"]: (r["name"], r["group"], r["seed"]) for r in rows}
+    assert len(by_run) == 6
+    keys = {name: {g for n, g, _s in by_run.values() if n == name} for name in ("base", "lr")}
+    assert all(len(k) == 1 for k in keys.values()) and keys["base"] != keys["lr"]  # one key per group
+    assert sorted(s for n, _g, s in by_run.values() if n == "base") == ["0", "1", "2"]
+    code, out, _err = cli("runs", "export", "*", "--runs-root", groups3, "--format", "jsonl", "-o", "-")
+    first = json.loads(out.splitlines()[0])
+    assert first["group"] in keys["base"] | keys["lr"] and first["seed"] in (0, 1, 2)
+
+
+def test_a_groups_label_is_what_its_runs_labels_share() -> None:
+    from fgbench.report import _group_label
+
+    assert _group_label(["B+A", "B+A", "B+A"]) == "B+A"
+    assert _group_label(["B+A seed=0", "B+A seed=1", "B+A seed=12"]) == "B+A"
+    assert _group_label(["x-1", "y-2"]) == "x-1 (+1)"

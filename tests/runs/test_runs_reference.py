@@ -120,3 +120,10 @@ def test_the_reference_never_splits_a_group() -> None:
                                                                         "reference.raw=50.0"])))
     b = recipe_to_dict(validate_recipe({"name": "a"}))
     assert groups.identity(a) == groups.identity(b)
+
+
+def test_a_hostile_source_never_writes_an_escape_sequence(cli, runs_root: Path) -> None:
+    make_run(runs_root, "ref", sets=['reference.source="row \\u001b[31mred"', "reference.rule='last_epoch'",
+                                     "reference.raw=50.0"])
+    code, out, _err = cli("runs", "show", "ref", "--runs-root", runs_root, "--no-plots", "--no-recipe")
+    assert code == 0 and "\x1b" not in out and "source: row " in out

@@ -218,8 +218,8 @@ def test_real_search_prunes_poor_trials_and_writes_the_best_recipe(tmp_path: Pat
         ev = metrics.read_events(Path(p.run_dir) / metrics.METRICS_FILE)
         assert metrics.last_of(ev, "run_finished")["status"] == st
         if st == "pruned":  # stopped early, after the warm-up epoch
-            assert rundir.read_run(p.run_dir).summary["status"] == "pruned"
-            assert rundir.read_run(p.run_dir).summary["epochs_done"] < 4
+            assert rundir.read_run(p.run_dir).summary.status == "pruned"
+            assert rundir.read_run(p.run_dir).summary.epochs_done < 4
         else:
             assert trials[p.trial]["value"] == search.trial_value(ev, "val_top1") == p.value
     # the table: trials by value, best first, pruned after the completed ones

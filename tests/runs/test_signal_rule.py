@@ -111,3 +111,17 @@ def test_a_zombie_is_not_alive() -> None:
     finally:
         proc.wait()
     assert procs.pid_alive(os.getpid())
+
+
+def test_sweep_cancel_signals_only_the_recorded_sweep_process(bystander) -> None:
+    from types import SimpleNamespace
+
+    from fgbench.sweeps.local import LocalBackend
+
+    forged = SimpleNamespace(tag="t", controller={"pid": bystander.pid, "host": socket.gethostname()})
+    answer = LocalBackend().cancel(forged)
+    time.sleep(0.2)
+    assert "the sweep's process is unknown" in answer and bystander.poll() is None
+    recorded = SimpleNamespace(tag="t", controller=procs.identity(bystander.pid))
+    assert LocalBackend().cancel(recorded).startswith(f"asked the sweep process {bystander.pid} to stop")
+    assert bystander.wait(timeout=60) == 7

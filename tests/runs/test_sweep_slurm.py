@@ -136,7 +136,7 @@ def test_slurm_sweep_requeue_cancel_continue(tmp_path: Path) -> None:
     assert finished == ["interrupted", "completed"]
     assert sorted(e["epoch"] for e in events if e["event"] == "epoch") == list(range(1, 41))
     assert S.SweepState.load("sl", root).points[0].run_dir == str(long_dir)
-    assert rundir.read_run(long_dir).summary["epochs_done"] == 40
+    assert rundir.read_run(long_dir).summary.epochs_done == 40
 
     status = fg("sweep", "--status", "sl")
     assert status.returncode == 0, status.stderr
@@ -171,7 +171,7 @@ def test_slurm_sweep_requeue_cancel_continue(tmp_path: Path) -> None:
                                            for d in started)
 
     # the TUI's Runs pane shows the SLURM state next to fgbench's status
-    from fgbench.tui.monitor import RunStore
+    from fgbench.runmodel import RunStore
     from fgbench.tui.widgets.runs_pane import status_text
 
     store = RunStore(root)

@@ -115,3 +115,4 @@ def test_run_names_a_hostile_recipe_path_visibly(cli, tmp_path: Path) -> None:
     code, out, err = cli("run", tmp_path / f"recipe{OSC52}.toml")
     assert code == 2 and not _raw(out + err), _raw(out + err)
     assert r"recipe\x1b]52;c;SGVsbG8=\x07.toml: file not found" in err
+

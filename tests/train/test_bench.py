@@ -91,3 +91,43 @@ def test_a_slow_step_is_the_bottleneck_and_bf16_is_advised_when_faster() -> None
                       'reproduces (check the accuracy on a short run)']
     _, advice = diagnose(limit, loaders, e2e, _rate("bf16", 90, ratio=0.9), recipe=RECIPE)
     assert advice == ["nothing obvious: end to end is close to the limit"]
+
+
+@pytest.mark.parametrize("cpus,local_world,expected", [(1, 1, 0), (2, 1, 1), (6, 1, 5), (64, 1, 8), (16, 4, 3),
+                                                       (2, 4, 0)])
+def test_auto_workers_leave_a_core_for_training(cpus, local_world, expected) -> None:
+    from fgbench.data.loaders import resolve_workers
+
+    data = validate_recipe({"name": "x", "data": {"workers": "auto"}}).data
+    n, why = resolve_workers(data, cpus=cpus, local_world=local_world)
+    assert n == expected and why.startswith(f"auto: {cpus} CPU{'' if cpus == 1 else 's'}")
+    assert resolve_workers(validate_recipe({"name": "x", "data": {"workers": 3}}).data) == (3, "set in the recipe")
+
+
+def test_auto_workers_in_a_recipe_and_its_errors(tmp_path, tiny_folder) -> None:
+    from fgbench.errors import UserError
+    from fgbench.recipe import load_recipe
+
+    recipe = write_recipe(tmp_path, tiny_folder, data={"workers": "auto"})
+    assert load_recipe(recipe).data.workers == "auto"
+    for bad in ("many", "-1", "129", "true"):
+        with pytest.raises(UserError) as err:
+            load_recipe(recipe, [f"data.workers={bad}"])
+        assert str(err.value) == (f'--set data.workers={bad}: should be a number of worker processes from 0 to 128, '
+                                  'or "auto"')  # one line, not one per half of the union
+
+
+def test_a_run_with_auto_workers_says_how_many(tmp_path, tiny_folder, monkeypatch) -> None:
+    from fgbench.data import loaders as L
+
+    from .conftest import events_of
+    from .test_run import run_cli
+
+    # one CPU: no worker processes (an in-process run that forks workers can leave them behind in pytest)
+    monkeypatch.setattr(L.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    recipe = write_recipe(tmp_path, tiny_folder, data={"workers": "auto"},
+                          schedule={"name": "cosine", "epochs": 1, "warmup_epochs": 0})
+    run = tmp_path / "run"
+    assert run_cli(str(recipe), "--run-dir", str(run)) == 0
+    logs = [e["message"] for e in events_of(run) if e["event"] == "log"]
+    assert "loader workers: 0 (auto: 1 CPU, one left for training, at most 8)" in logs

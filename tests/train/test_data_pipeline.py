@@ -302,3 +302,16 @@ def test_device_loader_pad_crops_same_size_images_as_they_are(tiny_folder):
     for k in range(3):
         assert torch.equal(xb[k], etf(splits.test_source.load(k)))
     assert loaders.test.batch_size == 16  # twice the training batch
+
+
+def test_the_device_loaders_memory_budget_comes_from_psutil(monkeypatch):
+    """A quarter of the memory available (psutil: portable, no /proc parsing), at most 4 GiB."""
+    import types
+
+    import psutil
+
+    from fgbench.data import loaders as L
+
+    for available, budget in ((8 * 2**30, 2 * 2**30), (40 * 2**30, 4 * 2**30), (1000, 250)):
+        monkeypatch.setattr(psutil, "virtual_memory", lambda a=available: types.SimpleNamespace(available=a))
+        assert L.memory_budget() == budget

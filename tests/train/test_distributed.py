@@ -121,6 +121,83 @@ def ddp_env(tmp_path_factory) -> dict:
     return {"base": base, "data": data, "recipe": recipe, "site": site, "home": home}
 
 
+STALL_S = 600
+"""A real two-process run on a loaded machine is slow, not stuck: the waits below fail only when
+nothing under the run directory grew for this long (the slowest start seen under a load of about
+20 on 2 cores wrote its first event well within 2 minutes)."""
+LAST_RESORT_S = 3600
+"""A run that keeps writing but never ends: far beyond the slowest whole run measured under load
+(about 100 s alone at load 2-4, over 150 s at load 20)."""
+
+
+def _written(dirs: list[Path]) -> int:
+    """Bytes under ``dirs``: what progress looks like from outside (events, logs, checkpoints)."""
+    total = 0
+    for d in dirs:
+        for p in d.rglob("*") if d.is_dir() else []:
+            try:
+                total += p.stat().st_size
+            except OSError:
+                pass  # a temporary file replaced meanwhile
+    return total
+
+
+def wait_on_progress(proc: subprocess.Popen, watch: list[Path], until=None) -> tuple[str, str] | None:
+    """Wait for ``proc`` to exit (returns its output), or for ``until()`` to hold (returns None),
+    as long as it makes progress: failing after STALL_S without a new byte under ``watch`` or after
+    LAST_RESORT_S in all, never on a slow but moving run."""
+    t0 = last_move = time.monotonic()
+    seen = -1
+    while True:
+        if until is not None and until():
+            return None
+        try:
+            out, err = proc.communicate(timeout=0.05 if until is not None else 1.0)
+            if until is not None:
+                raise AssertionError(f"exited {proc.returncode} before the awaited progress: {err[-3000:]}")
+            return out, err
+        except subprocess.TimeoutExpired:
+            pass  # output is kept: communicate() picks up where it was
+        now, size = time.monotonic(), _written(watch)
+        if size != seen:
+            seen, last_move = size, now
+        if now - last_move > STALL_S or now - t0 > LAST_RESORT_S:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            raise AssertionError(f"no progress for {now - last_move:.0f} s ({now - t0:.0f} s in all): {err[-3000:]}")
+
+
+def test_the_wait_fails_on_a_stall_and_never_on_slow_progress(tmp_path, monkeypatch):
+    """The bound is on progress: a run slower than the stall bound in all, but writing, passes;
+    one that stops writing fails after the stall bound, its process group killed."""
+    monkeypatch.setattr(sys.modules[__name__], "STALL_S", 1.0)
+    out_dir = tmp_path / "run"
+    out_dir.mkdir()
+    writer = ("import sys, time\n"
+              "for i in range(12):\n"
+              f"    open({str(out_dir / 'log')!r}, 'a').write('x')\n"
+              "    time.sleep(0.25)\n"
+              "print('done')")
+    proc = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    t0 = time.monotonic()
+    out, _err = wait_on_progress(proc, [out_dir])
+    assert out == "done\n" and time.monotonic() - t0 > STALL_S * 2  # slower than the bound, never stalled
+    silent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    with pytest.raises(AssertionError, match="no progress for"):
+        wait_on_progress(silent, [out_dir])
+    assert silent.returncode is not None  # killed, not left behind
+
+
+def _watched(env_info: dict, argv: tuple[str, ...]) -> list[Path]:
+    dirs = [Path(env_info["home"]) / "runs"]
+    for flag in ("--run-dir", "--resume", "--runs-root"):
+        if flag in argv:
+            dirs.append(Path(argv[argv.index(flag) + 1]))
+    return dirs
+
+
 def launch(env_info: dict, *argv: str, env_extra: dict | None = None, wait: bool = True):
     """``fgbench run ... --progress none`` in its own process group, as a terminal would start it."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(env_info["site"]), str(REPO)]),
@@ -128,8 +205,9 @@ def launch(env_info: dict, *argv: str, env_extra: dict | None = None, wait: bool
     cmd = [sys.executable, "-m", "fgbench", "run", *argv, "--progress", "none"]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
+    proc.watch = _watched(env_info, argv)  # type: ignore[attr-defined]
     if wait:
-        out, err = proc.communicate(timeout=240)
+        out, err = wait_on_progress(proc, proc.watch)  # type: ignore[attr-defined,misc]
         return proc.returncode, out, err
     return proc
 
@@ -219,16 +297,10 @@ def test_ctrl_c_checkpoints_every_process_and_resume_with_nproc_completes(ddp_en
     run = tmp_path / "run"
     proc = launch(ddp_env, str(ddp_env["recipe"]), "--run-dir", str(run), "--nproc", "2", wait=False,
                   env_extra={"FGBENCH_TEST_SLOW_FROM_STEP": "4", **audit_env(tmp_path / "audit", run)})
-    t0 = time.monotonic()
-    while True:
-        evs = events_of(run) if (run / "metrics.jsonl").exists() else []
-        if any(ev["event"] == "step" and ev["step"] >= 6 for ev in evs):
-            break
-        assert proc.poll() is None, proc.communicate()[1]
-        assert time.monotonic() - t0 < 150, "timed out waiting for step 6"
-        time.sleep(0.05)
+    wait_on_progress(proc, proc.watch, until=lambda: (run / "metrics.jsonl").exists() and any(
+        ev["event"] == "step" and ev["step"] >= 6 for ev in events_of(run)))
     os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    out, err = wait_on_progress(proc, proc.watch)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "ChildFailedError" not in err and "SignalException" not in err
     assert err.count("SIGINT: finishing the current step") == 1  # said once, by rank 0
@@ -268,7 +340,7 @@ def test_two_nodes_on_one_machine(ddp_env, ddp_run, tmp_path):
     node1 = launch(ddp_env, str(ddp_env["recipe"]), "--runs-root", str(tmp_path / "node1-runs"), *common,
                    "--node-rank", "1", wait=False)
     code, out, err = launch(ddp_env, str(ddp_env["recipe"]), "--run-dir", str(run), *common, "--node-rank", "0")
-    out1, err1 = node1.communicate(timeout=120)
+    out1, err1 = wait_on_progress(node1, [run])
     assert code == 0 and node1.returncode == 0, err + err1
     assert not (tmp_path / "node1-runs").exists() and not out1.strip()
     started = [ev for ev in events_of(run) if ev["event"] == "run_started"]
@@ -408,16 +480,16 @@ def test_sync_bn_conversion_keeps_the_state_dict():
 
 
 def test_torchrun_command_lines():
-    from argparse import Namespace
+    from fgbench.rundir.request import RunRequest
 
-    base = dict(recipe="r.toml", overrides=["optim.lr=0.1"], resume=None, device=None, progress="lines",
+    base = dict(recipe="r.toml", overrides=("optim.lr=0.1",), resume=None, device=None, progress="lines",
                 sweep_tag=None, nproc=4, nnodes="1", node_rank=0, rdzv_endpoint=None)
-    one = D.torchrun_command(Namespace(**base), run_dir=Path("/runs/x"), python="py")
+    one = D.torchrun_command(RunRequest(**base), run_dir=Path("/runs/x"), python="py")
     assert one == ["py", "-m", "torch.distributed.run", "--nproc-per-node=4", "--standalone", "--nnodes=1",
                    "-m", "fgbench", "run", str(Path("r.toml").resolve()), "--set", "optim.lr=0.1",
                    "--run-dir", "/runs/x", "--progress", "lines"]
-    multi = D.torchrun_command(Namespace(**{**base, "nnodes": "2", "node_rank": 1, "rdzv_endpoint": "node0:29500",
-                                            "resume": "/runs/x", "recipe": None, "overrides": []}),
+    multi = D.torchrun_command(RunRequest(**{**base, "nnodes": "2", "node_rank": 1, "rdzv_endpoint": "node0:29500",
+                                             "resume": "/runs/x", "recipe": None, "overrides": ()}),
                                run_dir=Path("/runs/x"), python="py")
     assert multi == ["py", "-m", "torch.distributed.run", "--nproc-per-node=4", "--nnodes=2", "--node-rank=1",
                      "--rdzv-backend=static", "--rdzv-endpoint=node0:29500", "-m", "fgbench", "run",

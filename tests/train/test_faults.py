@@ -85,7 +85,7 @@ class SimulatedDisk:
         import fgbench.train.checkpoint  # noqa: F401
         import fgbench.train.trainer  # noqa: F401
         from fgbench import atomic
-        from fgbench.train import runner
+        from fgbench.rundir import session
 
         self.path = path
         path.mkdir()
@@ -144,19 +144,19 @@ class SimulatedDisk:
             return orig_emit(self, kind, **fields)
 
         monkeypatch.setattr(events.MetricsWriter, "emit", emit)
-        orig_make, orig_release = runner._make_reserve, runner._release_reserve
+        orig_make, orig_release = session.make_reserve, session.release_reserve
 
         def make_reserve(run_dir):
-            consume(run_dir, runner.RESERVE_BYTES)
+            consume(run_dir, session.RESERVE_BYTES)
             orig_make(run_dir)
 
         def release_reserve(run_dir):
-            if (Path(run_dir) / runner.RESERVE_FILE).exists():
-                disk.available += runner.RESERVE_BYTES
+            if (Path(run_dir) / session.RESERVE_FILE).exists():
+                disk.available += session.RESERVE_BYTES
             orig_release(run_dir)
 
-        monkeypatch.setattr(runner, "_make_reserve", make_reserve)
-        monkeypatch.setattr(runner, "_release_reserve", release_reserve)
+        monkeypatch.setattr(session, "make_reserve", make_reserve)
+        monkeypatch.setattr(session, "release_reserve", release_reserve)
 
     def free(self) -> int:
         return self.available

@@ -186,12 +186,13 @@ def test_compile_wraps_the_model_and_the_run_trains(tmp_path, tiny_folder, monke
 
 
 def test_first_ctrl_c_asks_for_a_checkpoint_and_the_second_leaves_at_once(capsys):
-    from fgbench.train.runner import _install_signals, _restore_signals
+    from fgbench.rundir.session import install_signals, restore_signals
+    from fgbench.train.runner import stop_on_signal
     from fgbench.train.trainer import StopFlag
 
     stop = StopFlag()
     before = signal.getsignal(signal.SIGINT)
-    old = _install_signals(stop)
+    old = install_signals(stop_on_signal(stop))
     try:
         handler = signal.getsignal(signal.SIGINT)
         handler(signal.SIGINT, None)
@@ -200,7 +201,7 @@ def test_first_ctrl_c_asks_for_a_checkpoint_and_the_second_leaves_at_once(capsys
         with pytest.raises(KeyboardInterrupt):
             handler(signal.SIGINT, None)
     finally:
-        _restore_signals(old)
+        restore_signals(old)
     assert signal.getsignal(signal.SIGINT) is before
 
 

@@ -24,8 +24,10 @@ definition (``build_model``) comes from fgbench. It requires:
 * ``summary.json``: best, last, selected, final test sizes (the best weights of each model at 12
   and 24 px, the images resized as the README says), image counts, epochs and steps;
 * the ``runs list`` and ``runs compare`` columns (CSV, full precision) equal the checker's values;
-* the first step's logged loss equals the checker's smoothed cross-entropy of the initial weights
-  on the recorded mixed batch.
+* the logged losses of the run's first step, of the first step of epoch 2 and of the second
+  stage's first step equal the checker's smoothed cross-entropy, on the recorded mixed batch, of
+  the initial weights, of the weights ``last.pt`` held after epoch 1, and of the first stage's best
+  EMA weights (the stage's ``init_from``).
 
 Runs in about 30 s of one CPU core.
 """
@@ -81,7 +83,7 @@ loader = "standard"
 arch = "small_cnn"
 [optim]
 name = "sgd"
-lr = 0.05
+lr = 0.1
 momentum = 0.9
 [schedule]
 name = "cosine"
@@ -104,7 +106,7 @@ select_on = "val"
 [runtime]
 device = "cpu"
 channels_last = false  # the checker's memory layout: both compute with the same kernels
-seed = 5
+seed = 1
 log_every_steps = 1
 [[stages]]
 name = "second"
@@ -180,10 +182,19 @@ def _watched_run(root: Path, runs_root: Path, style: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    base = tmp_path_factory.mktemp("oracle")
-    root = base / "data"
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("oracle-data") / "data"
     synthetic.generate(root, train_per_class=12, test_per_class=4, size=16)
+    return root
+
+
+@pytest.fixture(scope="module", params=["torch", "cyizhuo"])
+def oracle(request, data_root, tmp_path_factory):
+    """One style's run, watched, with its ``runs list``/``runs compare`` rows and the checker's view.
+    A fixture per style (not one for both) so that a mutation tool that runs only the tests which
+    reached the mutated code runs the test of each style that did."""
+    style = request.param
+    base = tmp_path_factory.mktemp(f"oracle-{style}")
     runs_root = base / "runs"
     runs_root.mkdir()
     threads = torch.get_num_threads()
@@ -191,14 +202,13 @@ def runs(tmp_path_factory):
     try:
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("FGBENCH_HOME", str(base / "home"))
-            out = {style: _watched_run(root, runs_root, style) for style in ("torch", "cyizhuo")}
-            lists = {fmt: _cli(["runs", "list", "--runs-root", str(runs_root), "--format", "csv"])
-                     for fmt in ("csv",)}
-            compare = _cli(["runs", "compare", "--runs-root", str(runs_root), "--format", "csv",
-                            *(str(s["run_dir"]) for s in out.values())])
+            seen = _watched_run(data_root, runs_root, style)
+            listed = _cli(["runs", "list", "--runs-root", str(runs_root), "--format", "csv"])
+            compared = _cli(["runs", "compare", "--runs-root", str(runs_root), "--format", "csv", str(seen["run_dir"])])
+            checker = Checker(data_root, seen)
     finally:
         torch.set_num_threads(threads)
-    return {"root": root, "runs": out, "list": lists["csv"], "compare": compare}
+    return {"style": style, "seen": seen, "list": listed, "compare": compared, "checker": checker}
 
 
 def _cli(argv: list[str]) -> list[dict[str, str]]:
@@ -332,20 +342,14 @@ class Checker:
         return _accuracy(_net(self.recipe, best), xs, ys)[0]
 
 
-@pytest.fixture(scope="module")
-def checked(runs):
-    return {style: Checker(runs["root"], seen) for style, seen in runs["runs"].items()}
-
-
-STYLES = ("torch", "cyizhuo")
 
 
 # ----------------------------------------------------------------------------------- the tests
 
 
-@pytest.mark.parametrize("style", STYLES)
-def test_splits_are_what_the_recipe_says(runs, checked, style):
-    c, seen = checked[style], runs["runs"][style]
+def check_splits(o: dict) -> None:
+    """The split checks (see the module docstring)."""
+    c, seen = o["checker"], o["seen"]
     # validation: round(12 * 0.25) = 3 images of each class, all from the training folder (checked above)
     per_class = [sum(1 for i in c.val_idx if c.train_labels[i] == k) for k in range(CLASSES)]
     assert per_class == [round(12 * VAL_FRACTION)] * CLASSES
@@ -367,9 +371,8 @@ def test_splits_are_what_the_recipe_says(runs, checked, style):
             assert sorted(_match(x, c.test_x)) == list(range(len(c.test_x)))
 
 
-@pytest.mark.parametrize("style", STYLES)
-def test_every_evaluation_event_is_the_checkers(runs, checked, style):
-    c, run = checked[style], runs["runs"][style]["run_dir"]
+def check_evaluation_events(o: dict) -> None:
+    c, run = o["checker"], o["seen"]["run_dir"]
     evs = events_of(run)
     got = {}
     for ev in evs:
@@ -387,9 +390,8 @@ def test_every_evaluation_event_is_the_checkers(runs, checked, style):
             assert epochs[epoch][key] == r[model][split][0], (epoch, key)
 
 
-@pytest.mark.parametrize("style", STYLES)
-def test_best_checkpoint_holds_each_models_best_epoch(runs, checked, style):
-    c, run = checked[style], runs["runs"][style]["run_dir"]
+def check_best_checkpoint(o: dict) -> None:
+    c, run = o["checker"], o["seen"]["run_dir"]
     best = torch.load(run / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)
     want = {m: c.best_epoch(m) for m in ("raw", "ema")}
     assert best["epochs"] == want
@@ -416,9 +418,8 @@ def _expected_summary(c: Checker) -> dict:
     }
 
 
-@pytest.mark.parametrize("style", STYLES)
-def test_summary_is_the_checkers(runs, checked, style):
-    c, run = checked[style], runs["runs"][style]["run_dir"]
+def check_summary(o: dict) -> None:
+    c, run = o["checker"], o["seen"]["run_dir"]
     summary = json.loads((run / "summary.json").read_text())
     want = _expected_summary(c)
     for key, value in want.items():
@@ -429,18 +430,20 @@ def test_summary_is_the_checkers(runs, checked, style):
         want["last"]["raw"] != want["last"]["ema"]
 
 
-@pytest.mark.parametrize("style", STYLES)
-def test_runs_list_and_compare_columns_are_the_checkers(runs, checked, style):
-    want = _expected_summary(checked[style])
+def check_columns(o: dict) -> None:
+    want = _expected_summary(o["checker"])
     b, last = want["best"], want["last"]
     cols = {"val_top1": b["raw"]["val_top1"], "test_top1_best": b["raw"]["test_top1"],
             "test_top1_last": last["raw"]["test_top1"], "ema_val_top1": b["ema"]["val_top1"],
             "ema_test_top1_best": b["ema"]["test_top1"], "ema_test_top1_last": last["ema"]["test_top1"]}
-    run_id = runs["runs"][style]["run_dir"].name
-    (row,) = [r for r in runs["list"] if r["run"] == run_id]
+    # the fixture tells a column "at best" from "at last": some model's best epoch is not the last and
+    # its test top-1 there differs
+    assert any(b[m]["epoch"] != last["epoch"] and b[m]["test_top1"] != last[m]["test_top1"] for m in ("raw", "ema"))
+    run_id = o["seen"]["run_dir"].name
+    (row,) = [r for r in o["list"] if r["run"] == run_id]
     for key, value in cols.items():
         assert float(row[key]) == value, ("runs list", key)
-    (crow,) = [r for r in runs["compare"] if r["run"] == run_id]
+    (crow,) = [r for r in o["compare"] if r["run"] == run_id]
     for key, value in cols.items():
         assert float(crow[key]) == value, ("runs compare", key)
     for size in FINAL_SIZES:
@@ -461,17 +464,37 @@ def _step_loss(seen: dict, weights: dict, call: int, style: str, smoothing: floa
     return _smoothed_ce(logits, target, smoothing, style)
 
 
-@pytest.mark.parametrize("style", STYLES)
-def test_first_step_loss_is_the_smoothed_loss_of_the_saved_weights(runs, checked, style):
-    seen = runs["runs"][style]
+def check_losses(o: dict) -> None:
+    seen, style, c = o["seen"], o["style"], o["checker"]
     steps = {ev["step"]: ev for ev in events_of(seen["run_dir"]) if ev["event"] == "step"}
     # the run's first step, from the initial weights
     assert steps[1]["loss"] == pytest.approx(_step_loss(seen, seen["initial"], 0, style), rel=1e-5)
     # the first step of epoch 2 (step 6 of 5-step epochs), from the weights last.pt held after epoch 1
-    after1 = checked[style].results[1]["weights"]["raw"]
+    after1 = c.results[1]["weights"]["raw"]
     want = _step_loss(seen, after1, 5, style)
     assert steps[6]["epoch"] == 2 and steps[6]["loss"] == pytest.approx(want, rel=1e-5)
+    # the second stage's first step (step 11), from the first stage's best EMA weights (init_from = best_ema):
+    # the first stage's epoch with the highest EMA validation top-1, the first of equals
+    first_stage = [e for e in sorted(c.results) if c.results[e]["stage"] == 0]
+    top = max(c.results[e]["ema"]["val"][0] for e in first_stage)
+    chosen = next(e for e in first_stage if c.results[e]["ema"]["val"][0] == top)
+    handed = c.results[chosen]["weights"]["ema"]
+    want11 = _step_loss(seen, handed, 10, style)
+    assert steps[11]["epoch"] == 3 and steps[11]["loss"] == pytest.approx(want11, rel=1e-5)
+    top_raw = max(c.results[e]["raw"]["val"][0] for e in first_stage)
+    raw_best = c.results[next(e for e in first_stage if c.results[e]["raw"]["val"][0] == top_raw)]["weights"]["raw"]
+    assert abs(_step_loss(seen, raw_best, 10, style) - want11) > 1e-4 * want11  # the raw weights would show
     # the check tells the smoothing styles, and no smoothing, apart on this batch
     other = "cyizhuo" if style == "torch" else "torch"
     for wrong in (_step_loss(seen, after1, 5, other), _step_loss(seen, after1, 5, style, smoothing=0.0)):
         assert abs(wrong - want) > 1e-4 * want, (wrong, want)
+
+
+def test_the_oracle_recomputes_every_reported_number(oracle):
+    """One test per style, so that each check runs against every mutant that reached the run."""
+    check_splits(oracle)
+    check_evaluation_events(oracle)
+    check_best_checkpoint(oracle)
+    check_summary(oracle)
+    check_columns(oracle)
+    check_losses(oracle)

@@ -75,17 +75,30 @@ def test_a_stop_request_erases_the_bar_and_it_is_not_drawn_again(capsys):
 def test_the_first_ctrl_c_goes_through_the_bar(capsys):
     import signal
 
-    from fgbench.train.runner import _install_signals, _restore_signals
+    from fgbench.rundir.session import install_signals, restore_signals
+    from fgbench.train.runner import stop_on_signal
     from fgbench.train.trainer import StopFlag
 
     p, stream = _bar()
     p.tick(epoch=1, total_epochs=2, batch=3, batches=10, step=3, force=True)
     stop = StopFlag()
-    old = _install_signals(stop, progress=p)
+    old = install_signals(stop_on_signal(stop, progress=p))
     try:
         signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
     finally:
-        _restore_signals(old)
+        restore_signals(old)
     assert stop.requested and p.stopping
     assert stream.getvalue().endswith("\r\x1b[2K")
     assert capsys.readouterr().err.startswith("SIGINT: finishing the current step")
+
+
+def test_the_epoch_lines_star_is_explained_where_it_first_appears(tmp_path, tiny_folder, capsys):
+    recipe = write_recipe(tmp_path, tiny_folder, schedule={"name": "constant", "epochs": 3},
+                          eval={"select_on": "last"})  # every epoch is a new best: a star on each
+    assert main(["run", str(recipe), "--run-dir", str(tmp_path / "run"), "--progress", "lines"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ") and "/3 " in line
+             and "batch" not in line]
+    assert len(lines) == 3, lines
+    assert lines[0].endswith('*  (* = a new best epoch of the raw model (eval.select_on = "last": the latest '
+                             'epoch), saved in checkpoints/best.pt)'), lines[0]
+    assert [line.endswith("  *") for line in lines[1:]] == [True, True], lines

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from fgbench.train.trainer import BestTracker
+from fgbench.train.selection import BestTracker
 
 # epoch -> (val top-1, test top-1); the best val, best test and last epochs all differ
 RAW = {1: (10.0, 5.0), 2: (50.0, 20.0), 3: (40.0, 80.0), 4: (30.0, 70.0)}
@@ -106,3 +106,25 @@ def test_last_selects_the_ema_when_its_last_validation_is_as_good():
 def test_unknown_rule_is_an_error():
     with pytest.raises(AssertionError, match="best"):
         BestTracker("best", True).update(1, {"raw": _res(1.0, 1.0, 1), "ema": None})
+
+
+def test_last_keeps_no_score_and_the_state_holds_no_sentinel():
+    t, _ = _feed("last", epochs=(1, 2))
+    state = t.state_dict()
+    assert "score_inf" not in state
+    assert [b["score"] for b in state["best"].values()] == [None, None]  # no stand-in for "always replace"
+
+
+def test_a_checkpoint_from_before_the_selection_module_resumes_the_same():
+    """last.pt files written before fgbench.train.selection carried ``score_inf`` for "last" (with the
+    scores written as null) and real scores otherwise; both continue exactly."""
+    for select_on in ("last", "val"):
+        full, _ = _feed(select_on)
+        half, _ = _feed(select_on, epochs=(1, 2))
+        old = json.loads(json.dumps(half.state_dict()))
+        old["score_inf"] = select_on == "last"
+        resumed = BestTracker(select_on, True)
+        resumed.load_state_dict(old)
+        _feed(select_on, tracker=resumed, epochs=(3, 4))
+        assert [resumed.public(m) for m in ("raw", "ema")] == [full.public(m) for m in ("raw", "ema")]
+        assert resumed.selected() == full.selected()

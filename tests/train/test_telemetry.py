@@ -141,6 +141,7 @@ def test_a_run_records_its_data_wait_phases_and_health(tmp_path, tiny_folder, mo
     kinds = [e["event"] for e in evs]
     assert kinds.index("run_started") < kinds.index("system") and kinds[-1] == "run_finished"
     assert all(s["rss_mb"] > 1 and "gpu_util" not in s for s in system)
+    assert all(1 <= s["epoch"] <= 2 for s in system)  # the epoch in progress, never one past the last
     summary = summary_of(run)
     assert 0 <= summary["data_wait_frac"] <= 1 and summary["gpu_util"] is None
     finished = evs[-1]["summary"]

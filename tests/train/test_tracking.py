@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fgbench import report, rundir, tracking
+from fgbench import rundir, tracking
 from fgbench.rundir import events as metrics
 from fakes.tiny_data import folder_recipe_head, make_images
 
@@ -65,7 +65,7 @@ def _scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     for ev in metrics.read_events(run_dir / metrics.METRICS_FILE):
         if isinstance(ev.get("step"), int):
             last = ev["step"]
-        for row in report.event_scalars([ev]):
+        for row in metrics.event_scalars([ev]):
             out.setdefault(row["metric"], []).append((last, float(row["value"])))
     return out
 
@@ -139,8 +139,8 @@ def test_three_trackers_read_back_with_their_own_readers(tmp_path: Path) -> None
     summary = rundir.read_run(run_dir).summary
     assert not (tmp_path / "mlruns").exists()  # artifacts go beside the store, not into the cwd
     art = Path(client.download_artifacts(mrun.info.run_id, "summary.json", str(tmp_path)))
-    assert json.loads(art.read_text()) == summary
-    assert mrun.data.metrics["summary/best_raw_val_top1"] == pytest.approx(summary["best"]["raw"]["val_top1"])
+    assert json.loads(art.read_text()) == summary.to_json()
+    assert mrun.data.metrics["summary/best_raw_val_top1"] == pytest.approx(summary.best["raw"].val_top1)
 
     # W&B offline: the run file, record by record
     (wfile,) = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
@@ -157,7 +157,7 @@ def test_three_trackers_read_back_with_their_own_readers(tmp_path: Path) -> None
     assert conf["optim"]["lr"] == 0.1
     summaries = {u.key or "/".join(u.nested_key): json.loads(u.value_json)
                  for rec in records if rec.WhichOneof("record_type") == "summary" for u in rec.summary.update}
-    assert summaries["summary/best_raw_val_top1"] == pytest.approx(summary["best"]["raw"]["val_top1"])
+    assert summaries["summary/best_raw_val_top1"] == pytest.approx(summary.best["raw"].val_top1)
     assert summaries["status"] == "completed"
 
 

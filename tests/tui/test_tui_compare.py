@@ -13,7 +13,8 @@ import tomli_w
 
 from fgbench import report, rundir
 from fgbench.tui.widgets.compare_pane import CompareChart, run_matches, series_matches, sort_rows, value_at
-from fgbench.tui.monitor import RunRow
+from fgbench.runmodel import RunRow
+from fgbench.rundir.summary import Summary
 from fakes.fake_trainer import fake_cmd
 from fakes.run_factory import fixture_runs
 from tui_helpers import REPO, tui_app, wait_for
@@ -279,7 +280,7 @@ async def test_the_table_is_runs_compare_sorts_and_exports_as_the_cli_writes(cmp
             return [Path(str(k.value)).name for k in table.rows]
         pane.sort_by("val_top1")
         await pilot.pause()
-        vals = {r: report.summary_numbers(rundir.read_run(cmp_dirs.runs / r).summary)["val_top1"] for r in chosen}
+        vals = {r: (rundir.read_run(cmp_dirs.runs / r).summary or Summary()).headline()["val_top1"] for r in chosen}
         assert vals[CARS] is None
         by_val = sorted([CUB, CUB_EMA], key=lambda r: vals[r], reverse=True)
         assert order() == by_val + [CARS]

@@ -230,7 +230,8 @@ async def test_the_runs_pane_at_80_columns_keeps_every_number_with_a_48_characte
 
 
 async def test_the_recipe_list_uses_the_width_it_has_and_cuts_in_the_middle(dirs):
-    names = ["ez_cifar100_resnet18_clr1e-4", "ez_cifar100_resnet18_ms1", "ez_cifar100_resnet18_ms2"]
+    names = ["ez_cifar100_resnet18_clr1e-4", "ez_cifar100_resnet18_ms1", "ez_cifar100_resnet18_ms2",
+             "hy_intel_effnet_wc_cm_r", "hy_intel_resnet_wc_cm_r"]
     for n in names:
         (dirs.project / f"{n}.toml").write_text(f'name = "{n}"\n')
     app = tui_app(dirs)
@@ -256,6 +257,7 @@ async def test_the_recipe_list_uses_the_width_it_has_and_cuts_in_the_middle(dirs
         assert any(s.endswith("ms1") for s in cut) and any(s.endswith("ms2") for s in cut), shown
         room = lst.scrollable_content_region.width
         assert all(len(s) <= room for s in shown), (room, shown)
+        assert len(set(shown)) == len(shown), shown  # no two names look the same
 
 
 async def test_the_compare_sidebar_tells_two_runs_of_one_recipe_apart_and_its_footer_fits(dirs):

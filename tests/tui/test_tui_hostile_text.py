@@ -145,3 +145,32 @@ def test_the_image_widget_is_imported_without_asking_the_terminal(monkeypatch):
         os.close(master)
     assert b"widget HalfcellImage" in out, out
     assert b"\x1b" not in out, f"the terminal was asked something: {out!r}"
+
+
+async def test_a_forged_confusion_and_predictions_open_as_absent(dirs, monkeypatch):
+    monkeypatch.setenv("FGBENCH_IMAGES", "halfcell")
+    run_dir = make_fixture_run(dirs.runs, "20250305-130000-forged", name="forged", dataset="cub200", arch="resnet18",
+                               epochs=2)
+    # wrong types the trainer never writes: duplicate class names, a ragged matrix, files that are numbers
+    layout.write_json(run_dir / layout.CONFUSION_FILE, {"class_names": ["a", "a"], "matrix": [[1, 2], [3]]})
+    layout.write_json(run_dir / layout.PREDICTIONS_FILE, {"class_names": 3, "label": "x", "file": [7]})
+    app = _app(dirs, initial_pane="runs")
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_analysis(pilot, run_dir)
+        assert screen.confusion is None and screen.predictions is None
+        assert "no confusion.json" in _screen_text(app)
+
+
+async def test_the_compare_pane_shows_hostile_recipe_values_visibly(dirs):
+    evil = make_fixture_run(dirs.runs, "20250305-130000-evil", name="evil", dataset="cub200", arch="resnet18")
+    plain = make_fixture_run(dirs.runs, "20250305-140000-plain", name="plain", dataset="cub200", arch="resnet50")
+    _hostile_recipe(evil, f"n{TITLE}", f"m{RLO}")
+    app = _app(dirs, initial_pane="runs")
+    async with app.run_test(size=(160, 40)) as pilot:
+        await wait_for(pilot, lambda: app.pane("runs").table.row_count == 2, what="listed")
+        app.set_compare([evil, plain])
+        await pilot.press("4")
+        ctable = app.pane("compare").query_one("#compare-table")
+        await wait_for(pilot, lambda: ctable.row_count == 2, what="compare table")
+        await pilot.pause()
+        _assert_safe(_screen_text(app), r"m\u202e")

@@ -105,7 +105,7 @@ def test_a_snapshot_reads_the_status_once_and_shows_the_output_of_the_run_it_cal
     the output all belong to that one reading (the monitor once read the status apart from the
     snapshot and drew "run failed (exit code 3)" without the trainer's last words)."""
     from fgbench.rundir.status import Status
-    from fgbench.tui.monitor import RunModel
+    from fgbench.runmodel import RunModel
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -318,7 +318,7 @@ def test_the_store_reports_runs_and_news_that_the_monitor_read_first(tmp_path):
     # the run list about that run (new to the list) and about its news (a new epoch), once each.
     from fakes.run_factory import make_run
 
-    from fgbench.tui.monitor import RunStore
+    from fgbench.runmodel import RunStore
 
     first = make_run(tmp_path, "first", status=None, epochs=1)  # no run_finished: its status moves
     store = RunStore(tmp_path)

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from fgbench.tui.monitor import RunModel, best_numbers, smooth
+from fgbench.runmodel import RunModel, smooth
 from fgbench.tui.widgets.run_view import _lines, next_smoothing
 
 
@@ -125,15 +125,6 @@ def test_every_series_of_the_metrics_stream_is_kept_with_its_wall_time(tmp_path)
         assert snap.series[name][2] == [value], name
     assert snap.series["ema_test_loss"][2] == []  # not in the event: no point
     assert snap.times["loss"] == [0.0] and snap.times["val_top1"] == [60.0] and snap.times["train_loss"] == [120.0]
-
-
-def test_the_runs_number_is_raw_and_ema_side_by_side_never_the_better_one():
-    summary = {"best": {"raw": {"epoch": 10, "val_top1": 18.4, "test_top1": 19.0},
-                        "ema": {"epoch": 11, "val_top1": 20.0, "test_top1": 20.7}}}
-    assert best_numbers(summary) == {"val": 18.4, "test": 19.0, "ema_val": 20.0, "ema_test": 20.7}
-    assert best_numbers({"best": {"raw": {"val_top1": 50.0, "test_top1": 49.0}, "ema": None}}) == {
-        "val": 50.0, "test": 49.0, "ema_val": None, "ema_test": None}
-    assert best_numbers({}) == {"val": None, "test": None, "ema_val": None, "ema_test": None}
 
 
 def test_a_legend_keeps_every_series_in_a_narrow_plot():

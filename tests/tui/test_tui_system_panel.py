@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fgbench.rundir import events as metrics
-from fgbench.tui.monitor import RunModel, health_sentence, system_rows
+from fgbench.runmodel import RunModel, health_sentence, system_rows
 from fgbench.tui.screens.monitor import MonitorScreen
 from fgbench.tui.widgets.run_view import RunView
 from fakes.fake_trainer import fake_cmd

@@ -233,7 +233,7 @@ from fgbench import rundir  # noqa: E402
 from fgbench.rundir import events as metrics  # noqa: E402
 from fgbench.recipe import load_recipe  # noqa: E402
 from fgbench.tui.launcher import Launcher  # noqa: E402
-from fgbench.tui.monitor import RunModel  # noqa: E402
+from fgbench.runmodel import RunModel  # noqa: E402
 from fgbench.tui.screens.main import MainScreen  # noqa: E402
 from fgbench.tui.screens.monitor import MonitorScreen  # noqa: E402
 from fakes.fake_trainer import fake_cmd  # noqa: E402
@@ -414,7 +414,7 @@ def test_checkpoint_best_lines_name_the_model():
                 {"event": "checkpoint", "kind": "last", "epoch": 3, "step": 15, "path": "l.pt"}])
     assert list(model.logs) == ["checkpoint best (EMA model) at epoch 2, step 10",
                                 "checkpoint best (raw model) at epoch 3, step 15",
-                                "checkpoint last at epoch 3, step 15"]
+                                "checkpoint last at step 15 (3 epochs done)"]
     assert model.snapshot().last_checkpoint == {"epoch": 3, "step": 15}
 
 
@@ -447,3 +447,13 @@ def test_the_stage_line_says_1_epoch_not_1_epochs():
     model.feed([{"event": "stage_started", "stage": 0, "name": "main", "epochs": 1, "train_size": 32},
                 {"event": "stage_started", "stage": 1, "name": "fixres", "epochs": 3}])
     assert list(model.logs) == ["stage 0: main, 1 epoch at 32px", "stage 1: fixres, 3 epochs"]
+
+
+def test_a_checkpoint_at_a_stop_in_epoch_1_reads_as_its_step_not_epoch_0():
+    """A stop in the middle of epoch 1 writes last.pt with no epoch done: the log line leads with
+    the step, never "checkpoint last at epoch 0" beside the header's "epoch 1/4"."""
+    model = RunModel("/nonexistent/run")
+    model.feed([{"event": "checkpoint", "kind": "last", "epoch": 0, "step": 12, "path": "l.pt"},
+                {"event": "checkpoint", "kind": "last", "epoch": 1, "step": 25, "path": "l.pt"}])
+    assert list(model.logs) == ["checkpoint last at step 12 (0 epochs done)", "checkpoint last at step 25 (1 epoch done)"]
+    assert not any("at epoch 0" in line for line in model.logs)

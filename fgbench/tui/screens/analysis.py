@@ -53,6 +53,19 @@ def bar(pct: float | None, width: int = 10) -> str:
     return "█" * full + (" ▏▎▍▌▋▊▉"[rest] if rest else "")
 
 
+def _well_formed_predictions(pred: Any) -> bool:
+    """``predictions.json`` has the types the trainer writes (class names, lists of labels,
+    predictions, indices and file names), so a forged one cannot crash the screen."""
+    if not isinstance(pred, dict) or pred.get("label") is None:
+        return False
+    names = pred.get("class_names")
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        return False
+    if any(pred.get(k) is not None and not isinstance(pred[k], list) for k in ("index", "file", "label", "predicted")):
+        return False
+    return all(f is None or isinstance(f, str) for f in pred.get("file") or [])
+
+
 class AnalysisScreen(Screen):
     BINDINGS = [
         Binding("escape", "back", "Back", tooltip="Back to the monitor"),
@@ -108,7 +121,7 @@ class AnalysisScreen(Screen):
         conf = read_confusion(self.path)  # a large one's cells come from confusion.npy
         pred = layout.read_json(self.path / layout.PREDICTIONS_FILE)
         self.confusion = conf if has_confusion(conf) else None
-        self.predictions = pred if isinstance(pred, dict) and pred.get("label") is not None else None
+        self.predictions = pred if _well_formed_predictions(pred) else None  # forged: as if absent
         self.query_one("#analysis-header", Static).update(self._header())
         self._fill_classes()
         lst = self.query_one("#pair-list", OptionList)

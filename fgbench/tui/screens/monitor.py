@@ -1,7 +1,7 @@
 """The monitor screen: one run, live.
 
 A thread worker polls the run's metrics file (incrementally, through the shared
-:class:`fgbench.tui.monitor.RunModel`) four times a second and posts a coalescing
+:class:`fgbench.runmodel.RunModel`) four times a second and posts a coalescing
 :class:`~fgbench.tui.messages.RunUpdated`; the handler redraws at most ``MAX_FPS`` times a second
 however fast events arrive, so a trainer logging every step cannot starve the UI.
 """

@@ -5,16 +5,16 @@ Decisions and trade-offs:
 
 * The table is :func:`fgbench.report.compare_table`, the one ``fgbench runs compare`` prints: the
   recipe fields that differ between the runs, then raw and EMA numbers side by side (each model at
-  its own best epoch, see :func:`fgbench.tui.monitor.best_numbers`). ``e`` writes it with
+  its own best epoch, see :func:`fgbench.rundir.summary.Summary.headline`). ``e`` writes it with
   :func:`fgbench.report.render`, so a Markdown or CSV export is byte for byte what the CLI writes.
 * A run keeps one colour and one marker character (:class:`fgbench.tui.plots.ColourBook`) in the
   sidebar, the charts, the cursor read-out and the table, so runs are told apart without colour.
   Selected and pinned runs are marked with characters (``[x]``, ``^``), never by shade alone.
-* The charts are built from the runs' :class:`~fgbench.tui.monitor.Snapshot` series (already
+* The charts are built from the runs' :class:`~fgbench.runmodel.Snapshot` series (already
   decimated to a few hundred points), so redrawing costs the same however long the runs are. All
   charts share the x range, so a cursor x means the same point in every chart.
 * Smoothing (``s``) is a debiased EMA with its time constant in steps
-  (:func:`fgbench.tui.monitor.smooth`), the same for every run whatever its ``log_every_steps``;
+  (:func:`fgbench.runmodel.smooth`), the same for every run whatever its ``log_every_steps``;
   the raw series stays drawn, dimmed, under it; the cursor read-out says which one it reads.
 * Runs that differ only in their seed (a group, :mod:`fgbench.groups`) are one row of the table
   (:func:`fgbench.report.group_compare_table`: n, mean, t interval, sd, min-max, the difference to
@@ -48,8 +48,8 @@ from textual.widgets.option_list import Option
 
 from fgbench import report
 from fgbench.rundir.reader import RunInfo
-from fgbench.rundir.summary import Summary, SummaryError
-from fgbench.tui.monitor import SMOOTH_STEPS, SMOOTHABLE, SERIES, RunRow, Snapshot, format_duration, smooth
+from fgbench.textsafe import safe
+from fgbench.runmodel import SMOOTH_STEPS, SMOOTHABLE, SERIES, RunRow, Snapshot, format_duration, smooth
 from fgbench.tui.plots import CHART_TITLES, Line, MetricPlot, dimmed, rgb_style
 from fgbench.tui.widgets.fitted_table import FittedTable
 from fgbench.tui.widgets.runs_pane import started_text
@@ -203,12 +203,8 @@ def run_infos(models: list[Any]) -> list[RunInfo]:
     out = []
     for m in models:
         with m.lock:
-            try:
-                summary = Summary.from_json(m.summary).to_json() if m.summary else {}
-            except SummaryError:
-                summary = {}
             out.append(RunInfo(path=m.path, status=m.status, name=str(m.recipe.get("name") or m.run_id),
-                               recipe=dict(m.recipe), summary=summary, info=dict(m.info)))
+                               recipe=dict(m.recipe), summary=m.summary, info=dict(m.info)))
     return out
 
 
@@ -298,6 +294,11 @@ class ChartsArea(VerticalScroll):
                 return
 
 
+OPTION_PREFIX = 8
+"""The sidebar's columns before a run's name: ``[x] `` then the colour mark (``■a `` or three
+spaces) then the pin mark."""
+
+
 class ComparePane(ReportsWorkerFailures, Vertical):
     BINDINGS = [
         Binding("w", "filter_runs", "Filter", tooltip="Filter the runs: words, status, sweep tag, "
@@ -358,6 +359,7 @@ class ComparePane(ReportsWorkerFailures, Vertical):
         self.update_runs()
 
     _twins: set[str] = set()
+    _cut_names: dict[str, str] = {}
     _list_room = 0
 
     @on(events.Resize)
@@ -401,9 +403,13 @@ class ComparePane(ReportsWorkerFailures, Vertical):
             text.append("   ")
         text.append("^" if row.path in self.pins else " ", style="bold")
         # names cut in the middle to the room left; runs of one recipe told apart by their start
-        stamp = f" {started_text(row.run_id)}" if row.name in self._twins else ""
-        room = self._list_room - len(text.plain) - len(stamp)
-        text.append(report.cut_middle(row.name, room) if room > 4 else row.name)
+        if row.name in self._twins:
+            stamp = f" {started_text(row.run_id)}"
+            room = self._list_room - len(text.plain) - len(stamp)
+            text.append(report.cut_middle(row.name, room) if room > 4 else row.name)
+        else:
+            stamp = ""
+            text.append(self._cut_names.get(row.name, row.name))
         if stamp:
             text.append(stamp, style="dim")
         if row.status != "completed":
@@ -422,6 +428,9 @@ class ComparePane(ReportsWorkerFailures, Vertical):
         rows = self.visible_rows()
         self._twins = {n for n, c in Counter(r.name for r in rows).items() if c > 1}
         self._list_room = lst.scrollable_content_region.width - lst.styles.scrollbar_size_vertical
+        names = sorted({r.name for r in rows} - self._twins)
+        room = self._list_room - OPTION_PREFIX  # the same for every row
+        self._cut_names = dict(zip(names, report.cut_apart(names, room) if room > 4 else names))
         options: list[Option] = []
         group: object = object()
         grouped = any(self._sweep(r.path) for r in rows)
@@ -429,7 +438,7 @@ class ComparePane(ReportsWorkerFailures, Vertical):
             g = "pinned" if r.path in self.pins else (self._sweep(r.path) or "")
             if grouped and g != group:
                 group = g
-                label = "pinned" if g == "pinned" else (f"sweep {g}" if g else "no sweep")
+                label = "pinned" if g == "pinned" else (f"sweep {safe(g)}" if g else "no sweep")
                 options.append(Option(Text(f"── {label}", style="bold dim", no_wrap=True, overflow="ellipsis"),
                                       disabled=True))
             on = r.path in selected
@@ -661,7 +670,7 @@ class ComparePane(ReportsWorkerFailures, Vertical):
         labels = {r["path"]: (n if names.count(n) == 1 else f"{n} {r['run'][4:13]}") for r, n in zip(rows, names)}
         headers: list[tuple[str, Text]] = []
         for key, header, _kind in columns:
-            label = Text(header)
+            label = Text(safe(header))  # a recipe field's name: from the runs' files
             if key == self.sort_key:
                 label.append(" ▼" if self.sort_desc else " ▲", style="bold")
             headers.append((key, label))
@@ -673,12 +682,12 @@ class ComparePane(ReportsWorkerFailures, Vertical):
                 if key == "run":  # shown by recipe name (the export keeps the run id, as the CLI)
                     name = Path(row["path"]).name
                     t = Text(f"{book.marker(name)} ", style=rgb_style(colours.get(name, (200, 200, 200))))
-                    t.append(labels.get(row["path"], cell))
+                    t.append(safe(labels.get(row["path"], cell)))
                     cells.append(t)
                 elif kind in ("acc", "duration", "rate", "stat", "diff"):
                     cells.append(Text(cell, justify="right"))
                 else:
-                    cells.append(cell)
+                    cells.append(Text(safe(cell)))  # a recipe value from the runs' files
             body.append((row["path"], cells))
         table.set_rows(headers, body)
 

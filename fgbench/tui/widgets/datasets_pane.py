@@ -35,7 +35,7 @@ from textual.widgets import DataTable, Label, ProgressBar, Static
 from fgbench import paths
 from fgbench.errors import UserError
 from fgbench.tui.messages import DatasetPicked, DatasetTaskDone, DownloadProgress
-from fgbench.tui.monitor import format_duration
+from fgbench.runmodel import format_duration
 from fgbench.tui.dialogs import PromptScreen
 from fgbench.tui.widgets.fitted_table import FittedTable
 from fgbench.tui.typed import workbench

@@ -20,7 +20,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
-from fgbench.report import cut_middle
+from fgbench.report import cut_apart
 
 
 def as_text(value: object) -> Text:
@@ -44,7 +44,7 @@ class FittedTable(DataTable):
         """Show ``rows`` (``(row key, cells)``) under ``columns`` (``(column key, label)``).
 
         ``squeeze``: name columns (column key -> least width) whose cells are cut in the middle
-        (:func:`fgbench.report.cut_middle`) so that the table fits the width it has, widest
+        (:func:`fgbench.report.cut_apart`) so that the table fits the width it has, widest
         first; one long name then costs its own column, not every other column. Redone when the
         table is resized.
 
@@ -101,9 +101,10 @@ class FittedTable(DataTable):
         for i, width in cut.items():
             if width < widths[i]:
                 widths[i] = width
-                for _key, cells in body:
+                shown = cut_apart([cells[i].plain for _key, cells in body], width)
+                for (_key, cells), text in zip(body, shown):
                     if cell_width(cells[i]) > width:
-                        cells[i] = Text(cut_middle(cells[i].plain, width), style=cells[i].style)
+                        cells[i] = Text(text, style=cells[i].style)
         return widths
 
     def on_resize(self) -> None:

@@ -37,7 +37,7 @@ from textual.widgets import ContentSwitcher, Label, OptionList, Static, TextArea
 from textual.widgets.option_list import Option, OptionDoesNotExist
 
 from fgbench.errors import UserError
-from fgbench.report import cut_middle
+from fgbench.report import cut_apart
 from fgbench.recipe import (
     MAX_RECIPE_BYTES,
     Recipe,
@@ -184,9 +184,9 @@ class RecipesPane(ReportsWorkerFailures, Vertical):
         entries = listing(self.dirs, self.path)
         lst = self.query_one("#recipe-list", OptionList)
         room = lst.scrollable_content_region.width - lst.styles.scrollbar_size_vertical
-        fit = (lambda label: cut_middle(label, room)) if room > 4 else (lambda label: label)
-        options: list[Option | None] = [Option(Text(fit(label), style="bold"), disabled=True) if path is None
-                                        else Option(fit(label), id=str(path)) for label, path in entries]
+        labels = cut_apart([label for label, _ in entries], room) if room > 4 else [label for label, _ in entries]
+        options: list[Option | None] = [Option(Text(label, style="bold"), disabled=True) if path is None
+                                        else Option(label, id=str(path)) for label, (_, path) in zip(labels, entries)]
         if not entries:
             options.append(Option("(no recipes yet)", disabled=True))
         self._list_room = room

@@ -1,6 +1,6 @@
 """The live view of one run: progress, four plots, the latest log lines, the result or the crash.
 
-It draws a :class:`fgbench.tui.monitor.Snapshot`; it never reads files itself (the monitor screen's
+It draws a :class:`fgbench.runmodel.Snapshot`; it never reads files itself (the monitor screen's
 worker does), so drawing cost is bounded by the decimated series, not by the run's length.
 """
 
@@ -14,7 +14,7 @@ from textual.widgets import ProgressBar, Static
 from fgbench import report
 from fgbench.rundir.confusion import has_confusion
 from fgbench.textsafe import safe
-from fgbench.tui.monitor import (
+from fgbench.runmodel import (
     SMOOTH_STEPS,
     SMOOTHABLE,
     Snapshot,

@@ -1,6 +1,6 @@
 """The Runs pane: every run directory with its status and results, filterable by text.
 
-The table is rebuilt from :class:`fgbench.tui.monitor.RunStore` rows whenever the run watcher
+The table is rebuilt from :class:`fgbench.runmodel.RunStore` rows whenever the run watcher
 reports a change; cells are updated in place when the rows and the column widths did not change,
 so the cursor and scroll position stay where the user left them while runs tick (a rebuilt table
 puts the cursor back on its run). While a run is live its time
@@ -25,7 +25,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Input, Label, Static
 
 from fgbench.tui.messages import OpenRun
-from fgbench.tui.monitor import RunRow, format_duration, format_pct
+from fgbench.runmodel import RunRow, format_duration, format_pct
 from fgbench.tui.plots import rgb_style
 from fgbench.tui.widgets.fitted_table import FittedTable
 from fgbench.tui.typed import workbench
@@ -39,7 +39,7 @@ STATUS_STYLE = {
 }
 
 # val and test: the raw model at its best epoch; ema test: the EMA model at its own best epoch
-# (one rule for every table of runs: fgbench.tui.monitor.best_numbers)
+# (one rule for every table of runs: fgbench.rundir.summary.Summary.headline)
 # (the numbers before dataset and model: raw and EMA side by side fit in 80 columns)
 COLUMNS = ("status", "started", "recipe", "val", "test", "ema test", "dataset", "model", "time")
 
@@ -155,6 +155,10 @@ class RunsPane(Vertical):
         self._live_rows = [row for row in rows if row.status == "running" and row.last_event_time is not None]
         if not workbench(self).store.loaded_once:
             self.query_one("#runs-status", Static).update("reading the runs directory...")
+            return
+        root_error = workbench(self).store.root_error
+        if root_error:  # already made safe to display by the store
+            self.query_one("#runs-status", Static).update(Text(root_error, style="red"))
             return
         total = len(every)
         running = sum(1 for r in rows if r.status == "running")

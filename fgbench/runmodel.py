@@ -46,12 +46,12 @@ from pathlib import Path
 from typing import Any
 
 from fgbench.report import fmt_duration as format_duration
-from fgbench.rundir import events as metrics
 from fgbench import rundir
-from fgbench.rundir.events import SERIES as EVENT_SERIES
+from fgbench.rundir.events import SERIES as EVENT_SERIES, Series, parse_line
 from fgbench.rundir import files
 from fgbench.rundir.events import TIMING_FIELDS
 from fgbench.rundir.reader import RunReader
+from fgbench.rundir.summary import Summary, SummaryError
 from fgbench.textsafe import safe, safe_lines
 
 BULK_BYTES = 2_000_000
@@ -146,6 +146,9 @@ def smooth(steps: list[float], values: list[float], span_steps: float | None) ->
 #: (loss, lr, images_per_s, grad_norm; x = the step of each step event), epoch series
 #: (train_loss, train_top1, epoch_time) and evaluations (``[ema_]{val,test}_{top1,topk,loss}``).
 SERIES = tuple(EVENT_SERIES)
+SERIES_OF_EVENT: dict[Any, list[Series]] = {}
+for _s in EVENT_SERIES.values():
+    SERIES_OF_EVENT.setdefault(_s.event, []).append(_s)
 #: series that a moving average may smooth (noisy per-step values; never an evaluation or the LR)
 SMOOTHABLE = ("loss", "images_per_s", "grad_norm")
 
@@ -184,7 +187,8 @@ class Snapshot:
     error: str | None
     traceback: str | None
     console_tail: list[str]
-    summary: dict[str, Any]
+    summary: Summary | None
+    """summary.json, or the one ``run_finished`` carried (None before the first epoch ends)"""
     best: dict[str, float]
     duration_s: float | None
     events: int
@@ -249,7 +253,7 @@ class RunModel:
     # the run directory's files, as the one reader reads them
     recipe = property(lambda self: self.reader.recipe)
     info = property(lambda self: self.reader.info)
-    summary = property(lambda self: self.reader.summary.to_json() if self.reader.summary else {})
+    summary = property(lambda self: self.reader.summary)
     pid = property(lambda self: self.reader.pid)
 
     # ------------------------------------------------------------------ reading
@@ -345,26 +349,14 @@ class RunModel:
         self.step, self.epoch = max(self.step, step), max(self.epoch, epoch)
         x = self._epoch_x(epoch, step)
         w = self._wall(t)
-        loss = _num(ev.get("loss"))
-        if loss is not None:
-            self.loss = loss
-            self.series["loss"].add(step, x, loss, w)
-        lr = _num(ev.get("lr"))
-        if lr is not None:
-            self.lr = lr
-            self.series["lr"].add(step, x, lr, w)
-        ips = _num(ev.get("images_per_s"))
-        if ips is not None:
-            self.images_per_s = ips
-            self.series["images_per_s"].add(step, x, ips, w)
-        v = _num(ev.get("grad_norm"))
-        if v is not None:
-            self.series["grad_norm"].add(step, x, v, w)
+        self._add_points(ev, step, x, w)
+        for latest in ("loss", "lr", "images_per_s"):  # the latest values, shown beside the plots
+            v = _num(ev.get(latest))
+            if v is not None:
+                setattr(self, latest, v)
         timing = {k: n for k in TIMING_FIELDS if (n := _num(ev.get(k))) is not None}
         if timing:
             self.timing = timing
-            if "data_wait_frac" in timing:
-                self.series["data_wait_frac"].add(step, x, timing["data_wait_frac"], w)
         if t is not None:
             self._rate.append((t, step))
 
@@ -383,11 +375,7 @@ class RunModel:
         name = f"{prefix}_top1"
         self._eval_seen.add(name)
         step, epoch, w = int(ev["step"]), float(ev["epoch"]), self._wall(t)
-        if split != "train":
-            for key in ("top1", "topk", "loss"):
-                v = _num(ev.get(key))
-                if v is not None:
-                    self.series[f"{prefix}_{key}"].add(step, epoch, v, w)
+        self._add_points(ev, step, epoch, w)
         self.best[name] = max(self.best.get(name, -1.0), top1)
 
     def _on_epoch(self, ev: dict[str, Any], t: float | None) -> None:
@@ -397,16 +385,10 @@ class RunModel:
         self._epoch_end[epoch] = step
         self.epoch, self.step = max(self.epoch, epoch), max(self.step, step)
         w = self._wall(t)
+        self._add_points(ev, step, float(epoch), w)
         top1 = _num(ev.get("train_top1"))
-        if top1 is not None:
-            self.series["train_top1"].add(step, float(epoch), top1, w)
         parts = [f"epoch {epoch}"]
         loss = _num(ev.get("train_loss"))
-        if loss is not None:
-            self.series["train_loss"].add(step, float(epoch), loss, w)
-        et = _num(ev.get("epoch_time"))
-        if et is not None:
-            self.series["epoch_time"].add(step, float(epoch), et, w)
         if loss is not None:
             parts.append(f"loss {loss:.4f}")
         if top1 is not None:
@@ -433,14 +415,25 @@ class RunModel:
         if step is None:
             return
         epoch = _int(ev.get("epoch")) or max(1, self.epoch)
-        x, w = self._epoch_x(epoch, step), self._wall(t)
-        for name in ("cpu_percent", "workers_cpu_percent", "rss_mb", "gpu_util", "gpu_mem_mb"):
-            if name in sample:
-                self.series[name].add(step, x, sample[name], w)
+        self._add_points(ev, step, self._epoch_x(epoch, step), self._wall(t))
+
+    def _add_points(self, ev: dict[str, Any], step: int, x: float, w: float) -> None:
+        """The points ``ev`` gives the series of the event schema's one table
+        (:data:`fgbench.rundir.events.SERIES`): a series added there is plotted here."""
+        for series in SERIES_OF_EVENT.get(ev.get("event"), ()):
+            v = series.value(ev)
+            if v is not None:
+                self.series[series.name].add(step, x, v, w)
 
     def _on_checkpoint(self, ev: dict[str, Any], t: float | None) -> None:
         if ev.get("kind") == "last":
             self.last_checkpoint = {"epoch": ev.get("epoch"), "step": ev.get("step")}
+        if ev.get("kind") == "last":
+            # written at a stop too, in the middle of an epoch: its "epoch" counts the epochs done
+            # (0 while the header shows epoch 1/4), so the step leads
+            done = ev.get("epoch")
+            self._log(f"checkpoint last at step {ev.get('step')} ({done} epoch{'' if done == 1 else 's'} done)")
+            return
         which = f" ({'EMA' if ev.get('model') == 'ema' else 'raw'} model)" if ev.get("kind") == "best" else ""
         self._log(f"checkpoint {ev.get('kind')}{which} at epoch {ev.get('epoch')}, step {ev.get('step')}")
 
@@ -505,7 +498,9 @@ class RunModel:
         with self.lock:
             ended = self.reader.status()
             status = ended.status
-            duration = _num(self.summary.get("duration_s"))
+            summary = self.summary or _finished_summary(self.finished)
+            known = summary or Summary()
+            duration = known.duration_s
             if duration is None and self.first_time is not None and self.last_time is not None:
                 duration = self.last_time - self.first_time
             return Snapshot(
@@ -518,7 +513,7 @@ class RunModel:
                 series={name: dec.points() for name, dec in self.series.items()},
                 times={name: dec.times() for name, dec in self.series.items()},
                 epoch=self.epoch,
-                total_epochs=self.total_epochs or _int(self.summary.get("total_epochs")),
+                total_epochs=self.total_epochs or known.total_epochs,
                 step=self.step,
                 total_steps=self.total_steps,
                 stage=safe(self.stage),
@@ -532,7 +527,7 @@ class RunModel:
                 traceback=_safe_traceback((self.finished or {}).get("traceback")),
                 console_tail=[safe(line) for line in self.console_tail()] if console_if_failed and status == "failed"
                 else [],
-                summary=dict(self.summary or (self.finished or {}).get("summary") or {}),
+                summary=summary,
                 best=dict(self.best),
                 duration_s=duration,
                 events=self.events,
@@ -551,7 +546,7 @@ def _safe_traceback(tb: Any) -> str | None:
 
 def _shown_name(m: "RunModel") -> str:
     """The run's recipe name, made safe to display (it comes from the run's files)."""
-    return safe(m.recipe.get("name") or m.summary.get("name") or m.run_id)
+    return safe(m.recipe.get("name") or (m.summary.name if m.summary else None) or m.run_id)
 
 
 def _recipe_field(m: "RunModel", section: str, key: str) -> str:
@@ -559,7 +554,9 @@ def _recipe_field(m: "RunModel", section: str, key: str) -> str:
     the wrong type (a forged recipe.toml) reads as missing."""
     table = m.recipe.get(section)
     value = table.get(key) if isinstance(table, dict) else None
-    return safe(value if value is not None else m.summary.get(key, "?"))
+    if value is None and m.summary is not None:
+        value = getattr(m.summary, key, None)
+    return safe(value if value is not None else "?")
 
 
 def _int(v: Any) -> int | None:
@@ -604,7 +601,7 @@ def scan_metrics(path: Path, samples: int = SAMPLE_STEPS) -> tuple[list[dict[str
         found[a] = data[a:b if b >= 0 else end]
     events = []
     for off in sorted(found):
-        ev = metrics.parse_line(found[off])
+        ev = parse_line(found[off])
         if ev is not None:
             events.append(ev)
     return events, end
@@ -624,7 +621,7 @@ class RunRow:
     dataset: str
     arch: str
     best_val: float | None
-    """raw model, at its best epoch (see :func:`best_numbers`)"""
+    """raw model, at its best epoch (see :meth:`fgbench.rundir.summary.Summary.headline`)"""
     best_test: float | None
     ema_val: float | None
     """EMA model, at its own best epoch; None without EMA"""
@@ -652,20 +649,15 @@ class RunRow:
         return all(word in hay for word in text.split())
 
 
-def best_numbers(summary: dict[str, Any]) -> dict[str, float | None]:
-    """The run's numbers, one rule everywhere (the Runs pane, Compare, ``fgbench runs list`` and
-    ``runs compare``): the raw model's and the EMA model's side by side, each at *its own* best
-    epoch (by ``eval.select_on``), from ``summary.json``. Never a maximum over test epochs, and
-    never "whichever model looks better": that choice would hide which model a number is from."""
-    best = summary.get("best") if isinstance(summary, dict) else None
-    best = best if isinstance(best, dict) else {}
-    out: dict[str, float | None] = {}
-    for model, prefix in (("raw", ""), ("ema", "ema_")):
-        entry = best.get(model)
-        entry = entry if isinstance(entry, dict) else {}
-        out[f"{prefix}val"] = _num(entry.get("val_top1"))
-        out[f"{prefix}test"] = _num(entry.get("test_top1"))
-    return out
+def _finished_summary(finished: dict[str, Any] | None) -> Summary | None:
+    """The summary a ``run_finished`` event carried (the file may not be there yet), checked."""
+    data = (finished or {}).get("summary")
+    if not data:
+        return None
+    try:
+        return Summary.from_json(data)
+    except SummaryError:
+        return None
 
 
 SCHEDULER_EVERY_S = 10.0
@@ -685,6 +677,8 @@ class RunStore:
         and cursor would depend on which run happened to load first)."""
         self.scheduler: dict[str, str] = {}
         self._scheduler_at = 0.0
+        self.root_error: str | None = None
+        """Why the runs directory could not be listed at the last refresh, or None."""
         self._reported: dict[Path, tuple[int, str]] = {}
         """Per run, (its model's ``changes``, its status) when :meth:`refresh` last reported it."""
 
@@ -704,7 +698,14 @@ class RunStore:
             return changed
         seen = set()
         start = time.monotonic()
-        for p in sorted(self.root.iterdir()):
+        try:
+            entries = sorted(self.root.iterdir())
+        except OSError as err:  # unreadable now (permissions, a loop): the list says so, the app lives on
+            self.root_error = f"{safe(str(self.root))}: cannot read the runs directory: {safe(err.strerror or str(err))}"
+            self.loaded_once = True
+            return changed
+        self.root_error = None
+        for p in entries:
             if p.name.startswith(".") or not p.is_dir():
                 continue
             if not rundir.is_run_dir(p):
@@ -751,8 +752,9 @@ class RunStore:
             with m.lock:
                 if not m.loaded:
                     continue
-                nums = best_numbers(m.summary)
-                duration = _num(m.summary.get("duration_s"))
+                known = m.summary or Summary()
+                nums = known.headline()
+                duration = known.duration_s
                 if duration is None and m.first_time is not None and m.last_time is not None:
                     duration = m.last_time - m.first_time
                 error = m.damaged or m.error
@@ -760,8 +762,8 @@ class RunStore:
                     path=m.path, run_id=safe(m.run_id),
                     name=_shown_name(m), status="damaged" if m.damaged else m.status,
                     dataset=_recipe_field(m, "data", "dataset"), arch=_recipe_field(m, "model", "arch"),
-                    best_val=nums["val"], best_test=nums["test"], ema_val=nums["ema_val"],
-                    ema_test=nums["ema_test"], duration_s=duration,
+                    best_val=nums["val_top1"], best_test=nums["test_top1_best"], ema_val=nums["ema_val_top1"],
+                    ema_test=nums["ema_test_top1_best"], duration_s=duration,
                     epoch=m.epoch, total_epochs=m.total_epochs, error=safe(error) if error else None,
                     last_event_time=m.last_time,
                     scheduler=self.scheduler.get(str(m.path.resolve())),
@@ -777,33 +779,30 @@ def summary_numbers(snap: Snapshot) -> list[tuple[str, str]]:
     """Label/value pairs of a finished (or running) run's result, for the monitor and compare."""
     s = snap.summary
     out: list[tuple[str, str]] = []
-    best = s.get("best") or {}
-    k_label = f"top-{s['top_k']}" if isinstance(s.get("top_k"), int) else "top-k"
+    if s is None:
+        return out
+    k_label = f"top-{s.top_k}" if s.top_k is not None else "top-k"
     for model in ("raw", "ema"):
-        b = best.get(model) if isinstance(best, dict) else None
-        if isinstance(b, dict):
-            out.append((f"best {model}", f"epoch {b.get('epoch', '-')}: val {_fmt(b.get('val_top1'))} "
-                        f"test {_fmt(b.get('test_top1'))} ({k_label} {_fmt(b.get('test_topk'))})"))
-    last = s.get("last") or {}
-    if isinstance(last, dict):
+        b = s.best.get(model)
+        if b is not None:
+            out.append((f"best {model}", f"epoch {b.epoch if b.epoch is not None else '-'}: val {_fmt(b.val_top1)} "
+                        f"test {_fmt(b.test_top1)} ({k_label} {_fmt(b.test_topk)})"))
+    if s.last is not None:
         for model in ("raw", "ema"):
-            b = last.get(model)
-            if isinstance(b, dict):
-                out.append((f"last {model}", f"epoch {last.get('epoch', '-')}: val {_fmt(b.get('val_top1'))} "
-                            f"test {_fmt(b.get('test_top1'))}"))
-    sizes = s.get("final_test_sizes") or {}
-    if isinstance(sizes, dict):
-        for size, v in sizes.items():
-            if isinstance(v, dict):
-                out.append((f"test @{size}", f"raw {_fmt(v.get('raw'))} ema {_fmt(v.get('ema'))}"))
-    if s.get("images_per_s") is not None:
-        out.append(("throughput", f"{_fmt(s.get('images_per_s'), 0)} images/s"))
-    if s.get("peak_mem_mb") is not None:
-        out.append(("peak memory", f"{_fmt(s.get('peak_mem_mb'), 0)} MB"))
-    if s.get("duration_s") is not None:
-        out.append(("duration", format_duration(_num(s.get("duration_s")))))
-    if s.get("skipped_images"):
-        out.append(("skipped images", str(s.get("skipped_images"))))
+            v = getattr(s.last, model)
+            if v is not None:
+                out.append((f"last {model}", f"epoch {s.last.epoch if s.last.epoch is not None else '-'}: "
+                            f"val {_fmt(v.val_top1)} test {_fmt(v.test_top1)}"))
+    for size, by_model in s.final_test_sizes.items():
+        out.append((f"test @{size}", f"raw {_fmt(by_model.get('raw'))} ema {_fmt(by_model.get('ema'))}"))
+    if s.images_per_s is not None:
+        out.append(("throughput", f"{_fmt(s.images_per_s, 0)} images/s"))
+    if s.peak_mem_mb is not None:
+        out.append(("peak memory", f"{_fmt(s.peak_mem_mb, 0)} MB"))
+    if s.duration_s is not None:
+        out.append(("duration", format_duration(s.duration_s)))
+    if s.skipped_images:
+        out.append(("skipped images", str(s.skipped_images)))
     return out
 
 
