@@ -12,7 +12,7 @@ What it does, through the real ``fgbench run`` (a subprocess per case, as a user
    Every case starts from the same weights and sees the same first batch, so:
 
    - the **first step's loss** must agree with fp32's within ``FIRST_LOSS_TOL`` (relative): 1e-3 for
-     fp32 paths (only the kernels differ; TF32 is off for fp32 recipes), 2e-2 for fp16 and 3e-2 for
+     fp32 paths (only the kernels differ; TF32 is off for fp32 recipes), 2e-2 for fp16 and TF32, 3e-2 for
      bf16 (8 and 7 mantissa bits, about 4e-3 and 8e-3 per rounding, over a ResNet-8's depth);
    - the **epoch's mean training loss** must agree within 10 % (trajectories drift apart once
      rounding differs; a broken path, such as a scaler that never steps or NaNs, is far outside);
@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "recipes" / "quickstart.toml"
 
 FP32_TOL = 1e-3
-FIRST_LOSS_TOL = {"fp16": 2e-2, "bf16": 3e-2}
+FIRST_LOSS_TOL = {"fp16": 2e-2, "bf16": 3e-2, "tf32": 2e-2}
 EPOCH_LOSS_TOL = 0.10
 
 BASE = ["schedule.epochs=1", "schedule.warmup_epochs=0", "runtime.log_every_steps=1", "runtime.deterministic=true", "runtime.device=cuda",
@@ -59,6 +59,7 @@ CASES: list[tuple[str, list[str], dict]] = [
     ("fp32 cached loader", ["data.loader=cached", "data.workers=4"], {"epoch_only": True}),
     ("fp32 channels_last", ["runtime.channels_last=true"], {}),
     ("fp32 torch.compile", ["runtime.compile=true"], {}),
+    ("fp32 with TF32", ["runtime.tf32=true"], {"precision": "tf32"}),
     ("fp16 + GradScaler", ["runtime.precision=fp16"], {"precision": "fp16"}),
     ("bf16", ["runtime.precision=bf16"], {"precision": "bf16"}),
     ("bf16 channels_last", ["runtime.precision=bf16", "runtime.channels_last=true"], {"precision": "bf16"}),

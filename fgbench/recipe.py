@@ -799,6 +799,22 @@ class RuntimeConfig(_Section):
     compile: bool = False
     """Compile the model with torch.compile."""
 
+    tf32: Literal["auto", True, False, "pytorch"] = "auto"
+    """TensorFloat-32 on CUDA (Ampere and later; no effect on the CPU). `auto`: off for `fp32` recipes,
+    so they compute in true fp32 as the seeds' numbers were measured (carrier-of-tricks on a GTX 1080
+    Ti, which has no TF32; PyTorch 1.7-1.11 turned it on by default for matmuls and convolutions,
+    1.12 and later for convolutions only), and PyTorch's own default for autocast recipes. `true`:
+    matmuls and convolutions in TF32 (10-bit mantissa; the fast choice for fp32 on an A100 or H100, as
+    timm and PyTorch's convolution default do). `false`: both off whatever the precision. `pytorch`:
+    leave PyTorch's defaults (convolutions TF32, matmuls fp32)."""
+
+    @field_validator("tf32", mode="before")
+    @classmethod
+    def _tf32_exactly(cls, v: Any) -> Any:
+        if v is True or v is False or isinstance(v, str) and v in ("auto", "pytorch"):
+            return v
+        raise ValueError('should be "auto", true, false or "pytorch"')
+
     @field_validator("channels_last", mode="before")
     @classmethod
     def _channels_last_exactly(cls, v: Any) -> Any:

@@ -388,7 +388,7 @@ def test_the_tui_and_the_cli_write_recipes_with_one_writer() -> None:
     assert form.full_toml(r) == dumps_recipe(r, full=True)
     assert form.recipe_toml(r) == dumps_recipe(r, full=False)
     text = form.recipe_toml(r)
-    assert 'description = """\nline one\nline two"""' in text  # a multi-line description stays readable
+    assert 'description = """line one\nline two"""' in text  # a multi-line description stays readable
     back = tomllib.loads(text)
     # the tag of every union that differs from the default is written, first in its table
     assert list(back["optim"]) == ["name"] and back["model"]["pretrained"] == {"source": "torchvision"}

@@ -302,7 +302,7 @@ class Tailer:
                 return []
             want = size - self.offset
             chunk = files.read_fd(fd, min(want, max_bytes) if max_bytes else want, self.path.name,
-                                  offset=self.offset)
+                                  offset=self.offset, more_ok=True)  # the file may grow while we read
         except (OSError, files.RunFileError) as err:
             self.damage = str(err) if isinstance(err, files.RunFileError) else f"{self.path.name}: {err}"
             return []

@@ -130,12 +130,14 @@ def open_regular(path: str | os.PathLike[str], *, name: str | None = None) -> in
     return fd
 
 
-def read_fd(fd: int, limit: int, name: str, *, offset: int = 0) -> bytes:
-    """At most ``limit`` bytes from ``offset``; :class:`RunFileError` when there are more."""
+def read_fd(fd: int, limit: int, name: str, *, offset: int = 0, more_ok: bool = False) -> bytes:
+    """At most ``limit`` bytes from ``offset``; :class:`RunFileError` when there are more, unless
+    ``more_ok`` (a tail read in slices: the rest is read next time)."""
     chunks, total = [], 0
+    want = limit if more_ok else limit + 1
     try:
-        while total <= limit:
-            chunk = os.pread(fd, min(1 << 20, limit + 1 - total), offset + total)
+        while total < want:
+            chunk = os.pread(fd, min(1 << 20, want - total), offset + total)
             if not chunk:
                 break
             chunks.append(chunk)

@@ -83,11 +83,28 @@ def setup_runtime(recipe: Recipe, device: torch.device) -> None:
         torch.backends.cudnn.deterministic = True
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    if device.type == "cuda" and recipe.runtime.precision == "fp32":
-        # Keep fp32 honest: TF32 would silently change results of the seeds' fp32 recipes.
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+    if device.type == "cuda":
+        matmul, conv = tf32_flags(rt.tf32, rt.precision)
+        torch.backends.cuda.matmul.allow_tf32 = matmul
+        torch.backends.cudnn.allow_tf32 = conv
     seed_everything(rt.seed)
+
+
+PYTORCH_TF32 = (False, True)
+"""PyTorch's own defaults since 1.12: (matmul, cuDNN convolutions)."""
+
+
+def tf32_flags(tf32: bool | str, precision: str) -> tuple[bool, bool]:
+    """(matmul, convolution) TF32 for ``runtime.tf32`` and the precision. ``auto`` keeps fp32 recipes
+    in true fp32 (TF32 would silently change the results of the seeds' fp32 recipes) and leaves
+    autocast recipes at PyTorch's defaults."""
+    if tf32 is True:
+        return True, True
+    if tf32 is False:
+        return False, False
+    if tf32 == "pytorch" or precision != "fp32":
+        return PYTORCH_TF32
+    return False, False
 
 
 def seed_everything(seed: int) -> None:

@@ -66,7 +66,10 @@ class BestTracker:
                 "test_top1": res["test"]["top1"],
                 "test_topk": res["test"]["topk"],
             }
-            self.confusion[model] = res["test"]["confusion"].tolist()
+            conf = res["test"]["confusion"]
+            # past DENSE_MAX_CLASSES only the non-zero cells: a 10,000-class matrix as Python lists
+            # (and in every checkpoint) would take gigabytes
+            self.confusion[model] = conf.tolist() if conf is not None else res["test"]["confusion_cells"].clone()
             improved.append(model)
         return improved
 
