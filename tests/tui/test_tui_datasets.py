@@ -14,6 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from textual.widgets import DataTable
 
+from fgbench.data import catalog
+from fgbench.tui.dialogs import ChoiceScreen
 from tui_helpers import tui_app, wait_for
 
 CLASSES = ["Zebra_Finch", "Cardinal"]
@@ -162,17 +164,24 @@ def _status(table: DataTable, name: str) -> str:
 
 
 async def test_pick_a_dataset_for_the_current_recipe(dirs):
+    # a ready dataset is taken at once; one that is not downloaded asks first (test_tui_first_hour)
+    (dirs.data / "cifar10").mkdir()
+    (dirs.data / "cifar10" / catalog.READY_FILE).write_text("{}")
     app = _app(dirs)
     async with app.run_test(size=(100, 30)) as pilot:
         pane = app.pane("datasets")
         table = pane.query_one("#datasets-table", DataTable)
         await wait_for(pilot, lambda: table.row_count > 3 and app.pane("recipes") is not None, what="catalog")
         assert "● synthetic" in str(table.get_cell("synthetic", "name"))  # the recipe's current dataset
+        assert _status(table, "cifar10") == "ready"
         table.focus()
         table.move_cursor(row=_row_of(table, "cifar10"))
         await pilot.press("enter")
         form = app.pane("recipes").form
-        await wait_for(pilot, lambda: form.doc["data"]["dataset"] == "cifar10", what="recipe updated")
+        await wait_for(pilot, lambda: form.doc["data"]["dataset"] == "cifar10" or isinstance(app.screen, ChoiceScreen),
+                       what="recipe updated")
+        assert not isinstance(app.screen, ChoiceScreen), "a ready dataset is taken with no offer"
+        assert form.doc["data"]["dataset"] == "cifar10"
         assert "● cifar10" in str(table.get_cell("cifar10", "name"))
         assert app.pane("recipes").dirty
         editor = await form.reveal("data.dataset")

@@ -231,6 +231,7 @@ import time  # noqa: E402
 from fgbench import rundir  # noqa: E402
 
 from fgbench.rundir import events as metrics  # noqa: E402
+from fgbench.rundir import procs  # noqa: E402
 from fgbench.recipe import load_recipe  # noqa: E402
 from fgbench.tui.launcher import Launcher  # noqa: E402
 from fgbench.runmodel import RunModel  # noqa: E402
@@ -349,14 +350,17 @@ async def test_no_live_run_opens_as_before_and_quits_quietly(dirs):
 
 
 def _live_run_dir(root: Path, seconds_ago: float) -> Path:
-    """A run whose trainer (this test process) is alive and whose latest event is old."""
+    """A run whose trainer (this test process) is alive and whose latest event is old. Its
+    ``run_started`` names the process as the trainer does (pid, start time, host): a record
+    without a start time does not keep a run running (fgbench.rundir.procs)."""
     run_dir = root / "20250305-130000-live"
     run_dir.mkdir(parents=True)
     rundir.write_json(run_dir / rundir.RUN_INFO_FILE, {"pid": os.getpid()})
     t = time.time() - seconds_ago
     with metrics.MetricsWriter(run_dir / metrics.METRICS_FILE) as w:
         w.emit("run_started", run_id=run_dir.name, recipe={"name": "live"}, class_names=["a", "b"], device="cpu",
-               host=socket.gethostname(), pid=os.getpid(), total_epochs=3, time=t - 20)
+               host=socket.gethostname(), pid=os.getpid(), pid_start=procs.start_time(os.getpid()),
+               total_epochs=3, time=t - 20)
         w.emit("step", epoch=1, step=1, loss=1.0, lr=0.1, time=t)
     return run_dir
 
@@ -371,7 +375,7 @@ async def test_the_time_column_of_a_live_run_moves_between_events(dirs):
         await wait_for(pilot, lambda: pane.table.row_count == 1, what="listed")
         first = str(pane.table.get_cell(str(run_dir), "time"))
         assert first.startswith("2m")  # 20 s to the last event, then 100 s of silence
-        await wait_for(pilot, lambda: str(pane.table.get_cell(str(run_dir), "time")) != first, timeout=5,
+        await wait_for(pilot, lambda: str(pane.table.get_cell(str(run_dir), "time")) != first,
                        what="the clock moves with no new event")
 
 
