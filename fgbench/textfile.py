@@ -23,7 +23,8 @@ _KINDS = (
 )
 
 
-def _not_regular(mode: int) -> str | None:
+def file_kind(mode: int) -> str | None:
+    """None for a regular file, else what it is in words ("a FIFO (named pipe)", ...)."""
     if stat.S_ISREG(mode):
         return None
     for test, name in _KINDS:
@@ -32,7 +33,7 @@ def _not_regular(mode: int) -> str | None:
     return "not a regular file"
 
 
-def _size_text(n: int) -> str:
+def size_text(n: int) -> str:
     return f"{n // (1 << 20)} MB" if n >= 1 << 20 else f"{n // 1024} kB"
 
 
@@ -49,17 +50,17 @@ def read_text_file(path: str | os.PathLike[str], limit: int, what: str = "file")
     except (OSError, ValueError) as err:  # ValueError: a NUL byte in the path
         why = getattr(err, "strerror", None) or str(err)
         raise UserError(f"{shown}: cannot read the {what}: {escape(why)}") from None
-    kind = _not_regular(st.st_mode)
+    kind = file_kind(st.st_mode)
     if kind:
         raise UserError(f"{shown}: is {kind}, not a {what} file")
     if st.st_size > limit:
-        raise UserError(f"{shown}: {st.st_size} bytes is too large for a {what} (at most {_size_text(limit)})")
+        raise UserError(f"{shown}: {st.st_size} bytes is too large for a {what} (at most {size_text(limit)})")
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as err:
         raise UserError(f"{shown}: cannot read the {what}: {escape(err.strerror or str(err))}") from None
     try:
-        kind = _not_regular(os.fstat(fd).st_mode)
+        kind = file_kind(os.fstat(fd).st_mode)
         if kind:
             raise UserError(f"{shown}: is {kind}, not a {what} file")
         chunks, total = [], 0
@@ -74,7 +75,7 @@ def read_text_file(path: str | os.PathLike[str], limit: int, what: str = "file")
     finally:
         os.close(fd)
     if total > limit:
-        raise UserError(f"{shown}: too large for a {what} (at most {_size_text(limit)})")
+        raise UserError(f"{shown}: too large for a {what} (at most {size_text(limit)})")
     try:
         return b"".join(chunks).decode("utf-8")
     except UnicodeDecodeError as err:

@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import tomllib
 from pathlib import Path
 from typing import Any
+
+from fgbench.textfile import file_kind, size_text
 
 KB, MB = 1 << 10, 1 << 20
 
@@ -64,34 +65,12 @@ MAX_JSON_DEPTH = 64
 """Deepest nesting of arrays and objects accepted in any run-directory JSON (the trainer writes
 at most 5 levels)."""
 
-_KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a FIFO (named pipe)"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-)
-
-
 class RunFileError(Exception):
     """A run-directory file exists but cannot be used; ``str()`` is ``FILE: why`` on one line."""
 
 
 def cap_for(name: str) -> int:
     return CAPS.get(name, DEFAULT_CAP)
-
-
-def _kind(mode: int) -> str | None:
-    if stat.S_ISREG(mode):
-        return None
-    for test, name in _KINDS:
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
-def _size_text(n: int) -> str:
-    return f"{n // MB} MB" if n >= MB else f"{n // KB} kB"
 
 
 def _why(err: BaseException) -> str:
@@ -109,7 +88,7 @@ def open_regular(path: str | os.PathLike[str], *, name: str | None = None) -> in
         return None
     except (OSError, ValueError) as err:  # ELOOP (a symlink loop), EACCES; ValueError: a NUL byte
         raise RunFileError(f"{name}: cannot read: {_why(err)}") from None
-    kind = _kind(st.st_mode)
+    kind = file_kind(st.st_mode)
     if kind:
         raise RunFileError(f"{name}: is {kind}, not a regular file")
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -120,7 +99,7 @@ def open_regular(path: str | os.PathLike[str], *, name: str | None = None) -> in
     except OSError as err:
         raise RunFileError(f"{name}: cannot read: {_why(err)}") from None
     try:
-        kind = _kind(os.fstat(fd).st_mode)
+        kind = file_kind(os.fstat(fd).st_mode)
     except OSError as err:
         os.close(fd)
         raise RunFileError(f"{name}: cannot read: {_why(err)}") from None
@@ -145,7 +124,7 @@ def read_fd(fd: int, limit: int, name: str, *, offset: int = 0, more_ok: bool = 
     except OSError as err:
         raise RunFileError(f"{name}: cannot read: {_why(err)}") from None
     if total > limit:
-        raise RunFileError(f"{name}: larger than {_size_text(limit)}, the most accepted for it")
+        raise RunFileError(f"{name}: larger than {size_text(limit)}, the most accepted for it")
     return b"".join(chunks)
 
 
@@ -161,7 +140,7 @@ def read_bytes(path: str | os.PathLike[str], *, limit: int | None = None) -> byt
         size = os.fstat(fd).st_size
         cap = cap_for(name) if limit is None else limit
         if size > cap:
-            raise RunFileError(f"{name}: {size} bytes, larger than {_size_text(cap)}, the most accepted for it")
+            raise RunFileError(f"{name}: {size} bytes, larger than {size_text(cap)}, the most accepted for it")
         return read_fd(fd, cap, name)
     finally:
         os.close(fd)
