@@ -294,6 +294,18 @@ def _drop_empty(columns: list[tuple[str, str, str]], rows: list[dict[str, Any]],
     return [c for c in columns if c[0] not in opt or any(r.get(c[0]) is not None for r in rows)]
 
 
+def _size_columns(rows: Sequence[dict[str, Any]], kind: str) -> list[tuple[str, str, str]]:
+    """One column per extra test size any row has (``test@448``, ``ema_test@448``), raw before EMA,
+    sizes in order."""
+    sizes: list[str] = []
+    for row in rows:
+        for key in row:
+            if (key.startswith("test@") or key.startswith("ema_test@")) and key not in sizes:
+                sizes.append(key)
+    sizes.sort(key=lambda k: (k.startswith("ema_"), size_order(k.split("@", 1)[1])))
+    return [(k, ("EMA test @" if k.startswith("ema_") else "test @") + k.split("@", 1)[1], kind) for k in sizes]
+
+
 def list_table(runs: Sequence[Any]) -> tuple[list[tuple[str, str, str]], list[dict[str, Any]]]:
     rows = [_with_epochs(run_row(r)) for r in runs]
     optional = ("ema_val_top1", "ema_test_top1_best", "ema_test_top1_last", "damaged", "data_wait_frac", "gpu_util")
@@ -320,13 +332,7 @@ def compare_table(
     columns: list[tuple[str, str, str]] = [(label_header, label_header, "text")]
     columns += [(f"recipe:{f}", f, "recipe") for f in recipe_fields]
     metric_cols = list(METRIC_COLUMNS)
-    sizes: list[str] = []
-    for row in rows:
-        for key in row:
-            if (key.startswith("test@") or key.startswith("ema_test@")) and key not in sizes:
-                sizes.append(key)
-    sizes.sort(key=lambda k: (k.startswith("ema_"), size_order(k.split("@", 1)[1])))
-    metric_cols += [(k, ("EMA test @" if k.startswith("ema_") else "test @") + k.split("@", 1)[1], "acc") for k in sizes]
+    metric_cols += _size_columns(rows, "acc")
     metric_cols += [("epochs", "epochs", "text"), ("duration_s", "time", "duration"), *TELEMETRY_COLUMNS]
     optional = [c[0] for c in metric_cols if c[0] not in ("epochs", "duration_s", "test_top1_best", "test_top1_last")]
     # (data wait and GPU are left out when no run has them: runs from before telemetry, CPU runs)
@@ -590,13 +596,7 @@ def group_compare_table(
     columns += [("n", "n", "text"), ("seeds", "seeds", "text")]
     columns += [(f"recipe:{f}", f, "recipe") for f in recipe_fields]
     metric_cols = [(k, h, "stat") for k, h, _kind in METRIC_COLUMNS]
-    sizes: list[str] = []
-    for row in rows:
-        for key in row:
-            if (key.startswith("test@") or key.startswith("ema_test@")) and key not in sizes:
-                sizes.append(key)
-    sizes.sort(key=lambda k: (k.startswith("ema_"), size_order(k.split("@", 1)[1])))
-    metric_cols += [(k, ("EMA test @" if k.startswith("ema_") else "test @") + k.split("@", 1)[1], "stat") for k in sizes]
+    metric_cols += _size_columns(rows, "stat")
     optional = [c[0] for c in metric_cols if c[0] not in ("test_top1_best", "test_top1_last")]
     columns += _drop_empty(metric_cols, rows, optional)
     columns += diff_cols
