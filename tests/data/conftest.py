@@ -22,6 +22,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 
+ENDLESS_LIMIT_BYTES = 64 << 20  # far past any cap a test sets (hundreds of KB)
+
+
 class FileServer:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
@@ -58,9 +61,11 @@ class FileServer:
                     self.send_header("Connection", "close")
                     self.end_headers()
                     self.close_connection = True
-                    try:
-                        while not server.stop.is_set():
+                    sent = 0
+                    try:  # "endless" to the client; bounded here so that a broken cap fails the test, not the disk
+                        while not server.stop.is_set() and sent < ENDLESS_LIMIT_BYTES:
                             self.wfile.write(bytes(64 << 10))
+                            sent += 64 << 10
                     except OSError:  # the client hung up
                         pass
                     return
