@@ -458,6 +458,10 @@ def check_columns(o: dict) -> None:
     for size in FINAL_SIZES:
         assert float(crow[f"test@{size}"]) == want["final_test_sizes"][str(size)]["raw"]
         assert float(crow[f"ema_test@{size}"]) == want["final_test_sizes"][str(size)]["ema"]
+    # the text columns: the run's recipe, data and model as the recipe names them, completed, not damaged
+    assert {k: row.get(k) for k in ("status", "recipe", "dataset", "model", "damaged")} == \
+        {"status": "completed", "recipe": f"oracle-{o['style']}", "dataset": "folder", "model": "small_cnn", "damaged": None}
+    assert "status" not in crow  # compare shows a status column only when some run did not complete
     # the epochs column: the epochs the checker saw end (a last.pt each), of the two stages' planned ones
     epochs = f"{len(o['checker'].results)}/{sum(EPOCHS)}"
     assert (row["epochs"], crow["epochs"]) == (epochs, epochs)
@@ -480,8 +484,10 @@ def check_columns(o: dict) -> None:
         **{f"{pre}test@{s}": want["final_test_sizes"][str(s)][m] for s in FINAL_SIZES
            for pre, m in (("", "raw"), ("ema_", "ema"))},
     }
+    expect.update(run=run_id, status="completed", damaged=None, recipe=f"oracle-{o['style']}", dataset="folder",
+                  model="small_cnn", sweep=None, path=str(o["seen"]["run_dir"]))
     for key, value in expect.items():
-        assert head[key] == value, ("headline", key)
+        assert head[key] == value, ("run row", key)
     assert head["images_per_s"] == pytest.approx(rate, rel=1e-9) and head["duration_s"] == duration
     assert head["peak_mem_mb"] is None and head["gpu_util"] is None  # a CPU run
     wait = head["data_wait_frac"]  # the share of the steps' time spent waiting for data (single-process loading)
