@@ -462,6 +462,7 @@ def check_columns(o: dict) -> None:
     assert {k: row.get(k) for k in ("status", "recipe", "dataset", "model", "damaged")} == \
         {"status": "completed", "recipe": f"oracle-{o['style']}", "dataset": "folder", "model": "small_cnn", "damaged": None}
     assert "status" not in crow  # compare shows a status column only when some run did not complete
+    assert "gpu_util" not in row and "gpu_util" not in crow  # nor a GPU column without GPU numbers (a CPU run)
     # the epochs column: the epochs the checker saw end (a last.pt each), of the two stages' planned ones
     epochs = f"{len(o['checker'].results)}/{sum(EPOCHS)}"
     assert (row["epochs"], crow["epochs"]) == (epochs, epochs)
