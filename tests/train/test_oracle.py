@@ -128,7 +128,7 @@ init_from = "best_ema"
 
 def _watched_run(root: Path, runs_root: Path, style: str) -> dict:
     """Train one recipe through ``fgbench run``; return what the harness saw."""
-    seen: dict = {"snapshots": {}, "mixer_in": [], "mixer_out": [], "evals": [], "initial": None}
+    seen: dict = {"snapshots": {}, "mixer_in": [], "mixer_out": [], "evals": [], "initial": None, "style": style}
     run_dir = runs_root / f"oracle-{style}"
     snaps = runs_root.parent / f"snapshots-{style}"
     snaps.mkdir()
@@ -424,6 +424,8 @@ def _expected_summary(c: Checker) -> dict:
         "final_test_sizes": {str(s): {m: c.final(m, s) for m in ("raw", "ema")} for s in FINAL_SIZES},
         "train_images": 90, "val_images": 30, "test_images": 40, "epochs_done": 4, "total_epochs": 4,
         "step": 4 * (90 // 16), "top_k": TOP_K, "select_on": "val", "status": "completed",
+        "run_id": c.seen["run_dir"].name, "name": f"oracle-{c.seen['style']}", "dataset": "folder", "arch": "small_cnn",
+        "skipped_images": 0, "peak_mem_mb": None, "gpu_util": None,  # a CPU run of readable images
     }
 
 
