@@ -103,6 +103,7 @@ class RunContext:
     stop: StopFlag
     stages: tuple[StageSpec, ...]  # resolved once by the plan, with the global batch
     channels_last: tuple[bool, str]  # (use channels_last, why): the plan converted the model by this rule
+    precision: tuple[str, str] | None = None  # (runtime.precision resolved, why); the recipe holds the value
     resume: dict | None = None  # the last.pt checkpoint
     resume_best: dict | None = None  # best.pt, when resuming
     dist: Any = None  # fgbench.train.distributed.Dist under torchrun (world size > 1)
@@ -724,6 +725,8 @@ class Trainer:
             top_k=min(self.r.eval.top_k, self.num_classes),
             loader=self.splits.choice.as_event() if self.splits.choice else None,
             memory_format={"channels_last": self.memory_format[0], "reason": self.memory_format[1]},
+            precision={"precision": self.r.runtime.precision,
+                       "reason": ctx.precision[1] if ctx.precision else f"runtime.precision = \"{self.r.runtime.precision}\""},
             **extra,
         )
         loader = (f"data loader: {self.splits.choice.kind} ({self.splits.choice.reason})"
