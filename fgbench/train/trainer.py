@@ -145,6 +145,7 @@ class Trainer:
         self.final_sizes: dict[str, dict] = {}
         self.status = "running"
         self._saved_at: int | None = None
+        self.saver = C.BackgroundSaver()  # checkpoints are written while training goes on
         self.training_started = False  # set before the first training batch is asked for
 
     # ------------------------------------------------------------------------------ helpers
@@ -297,8 +298,9 @@ class Trainer:
             "format": C.FORMAT, "kind": kind, "epoch": epoch, "batch": batch, "step": eng.step,
             "stage_step": eng.stage_step, "stage": stage, "recipe": self.recipe_dict,
             "class_names": list(self.splits.class_names),
-            "model": C.cpu_state_dict(self.model),
-            "ema": C.cpu_state_dict(self.ema.module) if self.ema is not None else None,
+            # live state: the saver snapshots the whole payload before training goes on
+            "model": self.model.state_dict(),
+            "ema": self.ema.module.state_dict() if self.ema is not None else None,
             "ema_updates": self.ema.updates if self.ema is not None else 0,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": eng.scheduler.state_dict(),
@@ -323,8 +325,9 @@ class Trainer:
         if rng_ranks is not None:
             payload["rng_ranks"] = rng_ranks
             payload["world_size"] = self.dist.size
-        C.save_checkpoint(path, payload)
-        self._emit("checkpoint", epoch=epoch, step=self.engine.step, kind="last", path=str(path))
+        step = self.engine.step
+        self.saver.save(path, payload, done=lambda: self._emit("checkpoint", epoch=epoch, step=step, kind="last",
+                                                                path=str(path)))
 
     def _save_best(self, improved: list[str], epoch: int) -> None:
         if "raw" in improved:
@@ -342,11 +345,16 @@ class Trainer:
             "step": self.engine.step,
             "recipe": self.recipe_dict, "class_names": list(self.splits.class_names),
             "model": self.best_states["raw"], "ema": self.best_states["ema"],
-            "best_tracker": self.tracker.state_dict(), "selected": self.tracker.selected(),
+            "best_tracker": C.snapshot(self.tracker.state_dict()), "selected": self.tracker.selected(),
         }
-        C.save_checkpoint(path, payload)
-        for m in improved:
-            self._emit("checkpoint", epoch=epoch, step=self.engine.step, kind="best", path=str(path), model=m)
+        step = self.engine.step
+
+        def done() -> None:
+            for m in improved:
+                self._emit("checkpoint", epoch=epoch, step=step, kind="best", path=str(path), model=m)
+
+        # the weights are the CPU copies above, which are replaced, never changed: no second copy
+        self.saver.save(path, payload, copy=False, done=done)
 
     # -------------------------------------------------------------------------------- epochs
 
@@ -509,11 +517,20 @@ class Trainer:
 
     def run(self) -> str:
         """Train every stage; returns "completed" or "interrupted" (exceptions propagate)."""
-        if not self.main:
-            return self._run()
-        self.sampler = telemetry.Sampler(self.writer.emit, self.device, self._where)
-        with self.sampler:
-            return self._run()
+        try:
+            if not self.main:
+                return self._run()
+            self.sampler = telemetry.Sampler(self.writer.emit, self.device, self._where)
+            with self.sampler:
+                return self._run()
+        except BaseException:
+            try:
+                self.saver.wait()  # a checkpoint being written is finished (or its error dropped)
+            except Exception:  # noqa: BLE001 - the training error is the one to report
+                pass
+            raise
+        finally:
+            self.saver.wait()  # nothing is left half-done in the background when run() returns
 
     def _where(self) -> tuple[int, int]:
         """(epoch, step) now, for the sampler's events: the epoch in progress."""
@@ -585,6 +602,7 @@ class Trainer:
 
     def _remove_stale_temps(self) -> None:
         """Temporary checkpoint files a killed run left (``.last.pt.XXXX.tmp``)."""
+        self.saver.wait()  # not the temporary file of a write in progress
         if self.main:
             C.remove_stale_temps(self.ckpt_dir, (layout.LAST_CKPT, layout.BEST_CKPT))
 
