@@ -30,6 +30,7 @@ import re
 from fnmatch import fnmatchcase
 from typing import Any, Iterable, Sequence
 
+from fgbench.formats import MISSING, fmt_duration, fmt_value
 from fgbench.rundir.layout import SUMMARY_FILE
 from fgbench.rundir.confusion import class_count, iter_cells
 from fgbench.rundir.events import SERIES, event_scalars
@@ -57,9 +58,6 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-_MISSING = object()
-
-
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return a is b
@@ -83,9 +81,9 @@ def differing_fields(recipes: Sequence[dict[str, Any]], ignore: Iterable[str] = 
     for k in keys:
         if k.split(".", 1)[0] in skip:
             continue
-        values = [f.get(k, _MISSING) for f in flats]
+        values = [f.get(k, MISSING) for f in flats]
         first = values[0]
-        if any(v is _MISSING for v in values) and not all(v is _MISSING for v in values):
+        if any(v is MISSING for v in values) and not all(v is MISSING for v in values):
             out.append(k)
         elif not all(_same(first, v) for v in values[1:]):
             out.append(k)
@@ -114,8 +112,8 @@ def get_path(data: dict[str, Any], dotted: str, default: Any = None) -> Any:
 def matches_where(recipe: dict[str, Any], key: str, value: Any, *, negate: bool = False) -> bool:
     """``--where optim.lr=0.005``: compare a resolved-recipe value with a parsed TOML value.
     Numbers compare numerically (0.005 == 5e-3); a missing field never matches ``=``."""
-    got = get_path(recipe, key, _MISSING)
-    if got is _MISSING:
+    got = get_path(recipe, key, MISSING)
+    if got is MISSING:
         return negate
     if isinstance(value, str) and not isinstance(got, str):
         equal = str(got) == value
@@ -132,27 +130,6 @@ def name_matches(pattern: str, *names: str) -> bool:
 
 
 # ------------------------------------------------------------------------------------- values
-
-
-def fmt_value(value: Any, digits: int = 2) -> str:
-    """One table cell: floats with ``digits`` decimals (small ones in short scientific form),
-    None as ``-``, lists compactly."""
-    if value is None or value is _MISSING:
-        return "-"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if value != value:
-            return "nan"
-        if value != 0 and (abs(value) < 10 ** -digits or abs(value) >= 1e7):
-            return f"{value:.3g}"
-        text = f"{value:.{digits}f}"
-        return text
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(fmt_value(v, digits) for v in value) + "]"
-    if isinstance(value, dict):
-        return json.dumps(value, separators=(",", ":"), sort_keys=True)
-    return str(value)
 
 
 def fmt_recipe_value(value: Any) -> str:
@@ -178,17 +155,6 @@ def selected_epoch_text(epoch: Any, select_on: Any) -> str:
     if select_on == "last":
         return f"epoch {fmt_value(epoch)} (the last epoch)"
     return f"best epoch {fmt_value(epoch)} ({SELECT_ON_TEXT.get(select_on, f'chosen on {select_on}')})"
-
-
-def fmt_duration(seconds: Any) -> str:
-    if not isinstance(seconds, (int, float)) or seconds != seconds:
-        return "-"
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
 
 
 # ------------------------------------------------------------------------------- run rows
@@ -261,7 +227,6 @@ def _with_epochs(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-MISSING = _MISSING
 """the value of a recipe field that a run's recipe does not have (a compare table cell ``-``)"""
 
 
@@ -280,7 +245,7 @@ def _cell(value: Any, kind: str) -> str:
     if kind == "percent":
         return "-" if value is None else f"{value:.0f}%"
     if kind == "recipe":
-        return "-" if value is _MISSING or value is None else fmt_recipe_value(value)
+        return "-" if value is MISSING or value is None else fmt_recipe_value(value)
     if kind == "acc":
         return fmt_value(value, 2)
     if kind in ("stat", "diff"):
@@ -327,7 +292,7 @@ def compare_table(
         row = _with_epochs(run_row(run))
         row[label_header] = labels[i] if labels is not None else run.run_id
         for f in recipe_fields:
-            row[f"recipe:{f}"] = get_path(run.recipe, f, _MISSING)
+            row[f"recipe:{f}"] = get_path(run.recipe, f, MISSING)
         rows.append(row)
     columns: list[tuple[str, str, str]] = [(label_header, label_header, "text")]
     columns += [(f"recipe:{f}", f, "recipe") for f in recipe_fields]
@@ -541,7 +506,7 @@ def group_compare_table(
         row["seeds"] = ",".join("?" if s is None else str(s) for s, _r in per_run) if per_run else "-"
         row["runs"] = [r.run_id for r in g.runs]
         for f in recipe_fields:
-            row[f"recipe:{f}"] = get_path(g.first.recipe, f, _MISSING)
+            row[f"recipe:{f}"] = get_path(g.first.recipe, f, MISSING)
         keys = list(metric_keys)
         for _s, r in per_run:
             keys += [k for k in r if (k.startswith("test@") or k.startswith("ema_test@")) and k not in keys]
@@ -839,11 +804,11 @@ def _machine_key(key: str) -> str:
 
 
 def _json_value(v: Any) -> Any:
-    return None if v is _MISSING else v
+    return None if v is MISSING else v
 
 
 def _csv_value(v: Any) -> str:
-    if v is None or v is _MISSING:
+    if v is None or v is MISSING:
         return ""
     if isinstance(v, bool):
         return "true" if v else "false"
