@@ -33,7 +33,7 @@ from typing import Any, Iterable, Sequence
 from fgbench.formats import MISSING, fmt_duration, fmt_value
 from fgbench.rundir.layout import SUMMARY_FILE
 from fgbench.rundir.confusion import class_count, iter_cells
-from fgbench.rundir.events import SERIES, event_scalars
+from fgbench.rundir.events import METRICS_FILE, SERIES, event_scalars, read_events
 from fgbench.rundir.summary import LastEpoch, SplitNumbers, Summary, size_order
 from fgbench.textsafe import safe
 
@@ -323,9 +323,7 @@ _RULE_CACHE: dict[str, tuple[tuple[int, int], list[dict[str, Any]]]] = {}
 
 def _epoch_events(run: Any) -> list[dict[str, Any]]:
     """The run's epoch events (read once per change of its metrics file)."""
-    from fgbench.rundir import events as metrics
-
-    path = run.path / metrics.METRICS_FILE
+    path = run.path / METRICS_FILE
     try:
         st = path.stat()
     except OSError:
@@ -333,7 +331,7 @@ def _epoch_events(run: Any) -> list[dict[str, Any]]:
     key = (st.st_mtime_ns, st.st_size)
     hit = _RULE_CACHE.get(str(path))
     if hit is None or hit[0] != key:
-        epochs = [ev for ev in metrics.read_events(path) if ev.get("event") == "epoch"]
+        epochs = [ev for ev in read_events(path) if ev.get("event") == "epoch"]
         _RULE_CACHE[str(path)] = hit = (key, epochs)
     return hit[1]
 
@@ -416,7 +414,7 @@ def reference_text(recipe: dict[str, Any], runs: Sequence[Any]) -> str:
     ref = recipe.get("reference")
     if not isinstance(ref, dict):
         return "this run's recipe has no [reference] (the seed's numbers)\n"
-    from fgbench import stats as S
+    from fgbench.stats import describe
 
     rule = str(ref.get("rule"))
     lines = [f"source: {safe(ref.get('source', '-'))}", f"rule:   {safe(rule)} ({RULE_TEXT.get(rule, '?')})"]
@@ -424,7 +422,7 @@ def reference_text(recipe: dict[str, Any], runs: Sequence[Any]) -> str:
     rows = []
     for key, value in reference_numbers(ref):
         got = [m[key] for m in mine if m.get(key) is not None]
-        d = S.describe(got)
+        d = describe(got)
         if d is None:
             why = ("not measured under this rule (the run selected on "
                    f"{(runs[0].summary or Summary()).select_on or '?'})" if "@" in key else "no such number yet")
@@ -479,17 +477,17 @@ def group_compare_table(
 
     When every group is a single run and no ``baseline`` is asked for, this is exactly
     :func:`compare_table` (no interval exists to show) with no notes."""
-    from fgbench import groups as G
-    from fgbench import stats as S
+    from fgbench.groups import SEED_FIELD, group_runs, seed_of
+    from fgbench.stats import METHOD_TEXT, adjustment_text, compare_to_baseline, describe
 
-    found = G.group_runs(runs)
+    found = group_runs(runs)
     if baseline is None and all(len(g) == 1 for g in found):
         columns, rows = compare_table(runs, labels, fields=fields, label_header=label_header)
         return columns, rows, _add_reference_columns(columns, rows, [[r] for r in runs], [])
     index = {id(r): i for i, r in enumerate(runs)}
     firsts = [g.first for g in found]
     recipe_fields = list(fields) if fields is not None else [
-        f for f in differing_fields([r.recipe for r in firsts]) if f != G.SEED_FIELD]
+        f for f in differing_fields([r.recipe for r in firsts]) if f != SEED_FIELD]
     metric_keys = [c[0] for c in METRIC_COLUMNS]
     rows: list[dict[str, Any]] = []
     values: list[dict[str, list[tuple[int, float]]]] = []
@@ -497,7 +495,7 @@ def group_compare_table(
         member_labels = [labels[index[id(r)]] if labels is not None else (r.run_id if len(g) == 1 else r.name)
                          for r in g.runs]
         done = [r for r in g.runs if r.status == "completed"] if len(g) > 1 else list(g.runs)
-        per_run = [(G.seed_of(r.recipe), _with_epochs(run_row(r))) for r in done]
+        per_run = [(seed_of(r.recipe), _with_epochs(run_row(r))) for r in done]
         row = _with_epochs(run_row(g.first)) if len(g) == 1 else {"status": f"{len(done)}/{len(g)} completed"
                                                                  if len(done) < len(g) else "completed"}
         row[label_header] = _group_label(member_labels)
@@ -515,7 +513,7 @@ def group_compare_table(
             pairs = [(s if s is not None else -1 - i, r[key]) for i, (s, r) in enumerate(per_run) if r.get(key) is not None]
             by_metric[key] = pairs
             if len(g) > 1:
-                row[key] = S.describe([v for _s, v in pairs])
+                row[key] = describe([v for _s, v in pairs])
         if len(g) > 1:
             durations = [r["duration_s"] for _s, r in per_run if r.get("duration_s") is not None]
             row["duration_s"] = sum(durations) / len(durations) if durations else None
@@ -545,15 +543,15 @@ def group_compare_table(
         others = [i for i in range(len(rows)) if i != base_i and values[i].get(key)]
         if not base_vals or not others:
             continue
-        diffs = S.compare_to_baseline(base_vals, [values[i][key] for i in others])
+        diffs = compare_to_baseline(base_vals, [values[i][key] for i in others])
         for i, d in zip(others, diffs):
             rows[i][f"diff:{key}"] = d
         rows[base_i][f"diff:{key}"] = "baseline"
         header = dict((k, h) for k, h, _kind in METRIC_COLUMNS)[key]
         diff_cols.append((f"diff:{key}", f"Δ {header}", "diff"))
         m = sum(1 for d in diffs if d.resolved is not None)
-        methods = sorted({S.METHOD_TEXT[d.method] for d in diffs})
-        notes.append(f"Δ {header}: row - baseline ({base_label}); {S.adjustment_text(m)}; {', '.join(methods)}; "
+        methods = sorted({METHOD_TEXT[d.method] for d in diffs})
+        notes.append(f"Δ {header}: row - baseline ({base_label}); {adjustment_text(m)}; {', '.join(methods)}; "
                      "resolved: the interval excludes zero, else within noise.")
     columns: list[tuple[str, str, str]] = [(label_header, label_header, "text")]
     if any(r.get("status") != "completed" for r in rows):
@@ -582,7 +580,7 @@ def _add_reference_columns(columns: list[tuple[str, str, str]], rows: list[dict[
     """Where a row's recipe carries the seed's ``[reference]``: its headline number, the row's own
     number under the same rule (a group: described), the difference, and for a group whether the
     seed's number lies inside the interval. Columns go before the epochs; returns the notes."""
-    from fgbench import stats as S
+    from fgbench.stats import describe
 
     any_ref = False
     for row, runs in zip(rows, members):
@@ -595,7 +593,7 @@ def _add_reference_columns(columns: list[tuple[str, str, str]], rows: list[dict[
         key, value = head
         rule = str(runs[0].recipe["reference"].get("rule"))
         got = [n[key] for r in runs if (n := numbers_under_rule(rule, r)).get(key) is not None]
-        d = S.describe(got)
+        d = describe(got)
         row["reference"] = value
         row["reference_what"] = f"{reference_key_text(key)}, {rule}"
         row["reference_run"] = None if d is None else (d.mean if d.n == 1 else d)
@@ -1089,23 +1087,21 @@ EXPORT_CSV_COLUMNS = ("run", "name", "sweep", "group", "seed", "event", "epoch",
 def _group_and_seed(run: Any) -> dict[str, Any]:
     """``group``: the run's group key (:func:`fgbench.groups.identity`: runs with the same key differ
     only in the seed), ``seed``: its ``runtime.seed``; both None for a recipe that cannot be read."""
-    from fgbench import groups as G
+    from fgbench.groups import identity, seed_of
 
     recipe = run.recipe if isinstance(run.recipe, dict) else {}
-    return {"group": G.identity(recipe) if recipe else None, "seed": G.seed_of(recipe)}
+    return {"group": identity(recipe) if recipe else None, "seed": seed_of(recipe)}
 
 
 def export_csv(run_infos: Sequence[Any]) -> tuple[str, int]:
     """All runs' scalars in one tidy CSV (one row per value), each with its group key and seed, so a
     group's mean curve is one pivot away. Returns (text, rows)."""
-    from fgbench.rundir import events as metrics
-
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(EXPORT_CSV_COLUMNS)
     n = 0
     for run in run_infos:
-        events = metrics.read_events(run.path / metrics.METRICS_FILE)
+        events = read_events(run.path / METRICS_FILE)
         ident = _group_and_seed(run)
         for row in event_scalars(events):
             row.update(run=run.run_id, name=run.name, sweep=run.info.get("sweep_tag"), **ident)
@@ -1117,11 +1113,9 @@ def export_csv(run_infos: Sequence[Any]) -> tuple[str, int]:
 def export_jsonl(run_infos: Sequence[Any]) -> tuple[str, int]:
     """Every event of every run, one JSON object per line, with ``run``, ``name``, ``group`` and
     ``seed`` first."""
-    from fgbench.rundir import events as metrics
-
     lines = []
     for run in run_infos:
         ident = _group_and_seed(run)
-        for ev in metrics.read_events(run.path / metrics.METRICS_FILE):
+        for ev in read_events(run.path / METRICS_FILE):
             lines.append(json.dumps({"run": run.run_id, "name": run.name, **ident, **ev}, separators=(",", ":")))
     return ("\n".join(lines) + "\n") if lines else "", len(lines)

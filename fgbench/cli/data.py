@@ -162,9 +162,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 def _terminal_width() -> int | None:
     """The width the table must fit: the terminal's (``COLUMNS`` wins); None to a pipe or file
     without ``COLUMNS`` (then nothing is cut), as ``fgbench runs list`` does."""
-    from fgbench.cli.runs import _terminal_width as width
+    from fgbench.cli import runs
 
-    return width()
+    return runs._terminal_width()
 
 
 def cmd_info(args: argparse.Namespace) -> int:

@@ -194,17 +194,17 @@ def create_state(plan: Plan, tag: str, runs_root: str | os.PathLike[str] | None 
         if plan.spec is not None and plan.spec.search is not None:
             import tomli_w
 
-            from fgbench.sweeps import search as S
+            from fgbench.sweeps import search
 
             atomic_write_text(d / BASE_FILE, tomli_w.dumps(plan.base or {}))
             spec = plan.spec.search.model_dump(mode="json")
             spec["params"] = {k: v for k, v in spec["params"].items()}
-            spec["storage"] = S.storage_url(spec, d)
+            spec["storage"] = search.storage_url(spec, d)
             spec["study"] = tag
             spec["base_file"] = str(d / BASE_FILE)
             state.search = spec
-            rundir.write_json(d / S.SPEC_FILE, spec)
-            S.create(spec)
+            rundir.write_json(d / search.SPEC_FILE, spec)
+            search.create(spec)
         state.save()
     except BaseException:
         if not existed:
