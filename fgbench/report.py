@@ -936,6 +936,12 @@ def curves_text(events: Sequence[dict[str, Any]], *, width: int = 56, height: in
     lr = s.get("step/lr")
     if lr:
         blocks.append(line_plot({"lr": lr}, width=width, height=max(4, height - 2), title="learning rate", digits=4))
+    for series in SERIES.values():
+        axis = "step" if series.event == "step" else "epoch"
+        points = s.get(f"{axis}/{series.name}")
+        if series.shown and points:
+            blocks.append(line_plot({series.label: points}, width=width, height=height,
+                                    title=f"{series.label} (x = {axis})", digits=3))
     return "\n".join(blocks)
 
 
