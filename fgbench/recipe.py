@@ -28,7 +28,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-import tomllib
 import types
 import typing
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, Validatio
 from fgbench.atomic import atomic_write_text
 from fgbench.errors import RecipeError, UserError, escape
 from fgbench.textfile import read_text_file
+from fgbench.tomlread import tomllib
 
 SCHEMA_VERSION = 1
 

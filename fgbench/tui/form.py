@@ -31,7 +31,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from pydantic import BaseModel
 
 from fgbench.recipe import Recipe, RecipeError, dumps_recipe, recipe_to_dict, union_members, validate_recipe
 from fgbench.recipe import union_tag as recipe_union_tag
+from fgbench.tomlread import tomllib
 
 
 class _Missing:
