@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fgbench.recipe import load_recipe, validate_recipe
-from fgbench.train import plan as P
+from fgbench.train import plan
 
 from .conftest import events_of, write_recipe
 from .test_run import run_cli
@@ -27,25 +27,25 @@ def _probe(answer: bool, seen: list | None = None):
 
 def test_auto_is_bf16_on_a_cuda_device_with_native_bf16_and_fp32_elsewhere() -> None:
     seen: list = []
-    value, why = P.resolve_precision("auto", CUDA, bf16_native=_probe(True, seen))
+    value, why = plan.resolve_precision("auto", CUDA, bf16_native=_probe(True, seen))
     assert value == "bf16" and why.startswith('runtime.precision = "auto": ') and seen == [CUDA]
-    value, why = P.resolve_precision("auto", CUDA, bf16_native=_probe(False))
+    value, why = plan.resolve_precision("auto", CUDA, bf16_native=_probe(False))
     assert value == "fp32" and "no native bf16" in why
     seen.clear()
-    value, why = P.resolve_precision("auto", CPU, bf16_native=_probe(True, seen))
+    value, why = plan.resolve_precision("auto", CPU, bf16_native=_probe(True, seen))
     assert value == "fp32" and "CPU" in why and seen == []  # the CPU is never asked: auto is fp32 there
 
 
 @pytest.mark.parametrize("written", ["fp32", "bf16", "fp16"])
 @pytest.mark.parametrize("device,native", [(CUDA, True), (CUDA, False), (CPU, True)])
 def test_a_written_precision_is_kept_whatever_the_device(written, device, native) -> None:
-    assert P.resolve_precision(written, device, bf16_native=_probe(native)) == (
+    assert plan.resolve_precision(written, device, bf16_native=_probe(native)) == (
         written, f'runtime.precision = "{written}"')
 
 
 def test_with_precision_changes_that_field_only() -> None:
     r = validate_recipe({"name": "x", "runtime": {"precision": "auto", "seed": 7}})
-    out = P.with_precision(r, "bf16")
+    out = plan.with_precision(r, "bf16")
     assert out.runtime.precision == "bf16" and r.runtime.precision == "auto"
     assert out.model_dump(exclude={"runtime"}) == r.model_dump(exclude={"runtime"})
     assert out.runtime.model_dump(exclude={"precision"}) == r.runtime.model_dump(exclude={"precision"})
@@ -79,8 +79,8 @@ def test_a_cpu_run_with_auto_trains_in_fp32_and_records_it(tmp_path, tiny_folder
 def test_the_run_trains_in_what_auto_resolved_to(tmp_path, tiny_folder, monkeypatch) -> None:
     # a GPU with native bf16 cannot be faked for a whole run; the resolution can: the trainer, the
     # checkpoints and recipe.toml all follow the plan's resolved value, not the recipe's "auto"
-    real = P.resolve_precision
-    monkeypatch.setattr(P, "resolve_precision", lambda asked, device: real(asked, CUDA, bf16_native=_probe(True)))
+    real = plan.resolve_precision
+    monkeypatch.setattr(plan, "resolve_precision", lambda asked, device: real(asked, CUDA, bf16_native=_probe(True)))
     sched = {"name": "cosine", "epochs": 1, "warmup_epochs": 0}
     rt = {"device": "cpu", "seed": 1, "log_every_steps": 1}
     auto = write_recipe(tmp_path, tiny_folder, "auto.toml", schedule=sched, runtime={**rt, "precision": "auto"})
