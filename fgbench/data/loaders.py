@@ -265,12 +265,12 @@ class Splits:
     train: list[int]
     val: list[int]
     test: list[int]
+    choice: "LoaderChoice"  # the loader (data.loader, or what "auto" chose) and why: decided once
     skipped: int = 0  # images the cache left out as undecodable
-    choice: "LoaderChoice | None" = None  # the loader (data.loader, or what "auto" chose) and why
 
     @property
     def loader(self) -> str:
-        return self.choice.kind if self.choice is not None else "standard"
+        return self.choice.kind
 
     @property
     def class_names(self) -> list[str]:
@@ -436,10 +436,12 @@ def choose_loader(index: DatasetIndex, data, augment=None, *, epochs: int = 1, d
     Every choice hands the model the same images: the device loader stacks what the standard
     transform's deterministic steps produce, the cache stores the full decode (with
     ``data.decode = "reduced"``: the least reduced one, see :func:`cache_need`)."""
-    if data.loader != "auto":
-        return LoaderChoice(data.loader, "set in the recipe")
     from fgbench.recipe import AugmentConfig
 
+    if data.loader != "auto":
+        if data.loader == "device":
+            check_device_loader(data, augment or AugmentConfig())  # the one check of an explicit choice
+        return LoaderChoice(data.loader, "set in the recipe")
     augment = augment or AugmentConfig()
     if index.kind == "cifar":
         train_src, test_src = cifar_sources(index)
@@ -545,7 +547,7 @@ def load_splits(index: DatasetIndex, data, *, train_sizes: Sequence[int] = (), t
     if len(train_src) == 0 or len(test_src) == 0:
         raise UserError(f"data.dataset: {index.name} has an empty train or test split")
     train, val = stratified_split(train_src.labels, data.val_fraction, data.val_seed)
-    return Splits(index, train_src, test_src, train, val, list(range(len(test_src))), skipped, choice)
+    return Splits(index, train_src, test_src, train, val, list(range(len(test_src))), choice, skipped)
 
 
 # ------------------------------------------------------------------------------ cheaper tail
@@ -1086,12 +1088,11 @@ def build_loaders(splits: Splits, data, augment, *, train_size: int, test_size: 
     ``batch_size / world`` images at a time). The loader is ``splits.loader`` (``data.loader``, or
     what ``auto`` chose)."""
     eval_bs = eval_batch_size(data, batch_size, shard)
-    kind = splits.loader if getattr(splits, "choice", None) is not None else data.loader
+    kind = splits.loader
     if len(splits.train) < batch_size and data.drop_last:
         raise UserError(f"data.batch_size: {batch_size} is larger than the training split "
                         f"({len(splits.train)} images) and data.drop_last is set")
-    if kind == "device":
-        check_device_loader(data, augment)
+    if kind == "device":  # load_splits checked that the recipe allows it (choose_loader)
         from torchvision.transforms import v2
 
         train_geo = _device_train_geometry(splits, data, train_size)
@@ -1133,8 +1134,7 @@ def eval_loader(splits: Splits, data, *, test_size: int, batch_size: int, device
     with ``shard``, this process's part of the split."""
     src = splits.test_source if split == "test" else splits.train_source
     idx = _shard(splits.test if split == "test" else splits.val, shard)
-    kind = splits.loader if getattr(splits, "choice", None) is not None else data.loader
-    if kind == "device":
+    if splits.loader == "device":
         from torchvision.transforms import v2
 
         geo = T.test_geometry(data, test_size)
