@@ -114,7 +114,8 @@ def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batche
     model.train()
     if engine.ema is not None:
         engine.ema.module.eval()
-    ddp = engine.reduce is not None
+    reduce = engine.reduce  # set under DDP only
+    ddp = reduce is not None
     # Under DDP the sums below are this process's share of the images trained in this call.
     acc = torch.tensor([0.0, 0.0] if ddp else [stats.loss_sum, stats.correct], dtype=torch.float64, device=dev)
     seen = 0 if ddp else stats.seen
@@ -188,9 +189,9 @@ def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batche
         stats.batches += 1
 
         if engine.step % hooks.log_every == 0:
-            if ddp:
+            if reduce is not None:
                 window = torch.cat([acc - win_acc, acc.new_tensor([seen - win_seen])])
-                engine.reduce(window)  # all-reduce over the processes (logging steps only)
+                reduce(window)  # all-reduce over the processes (logging steps only)
                 loss_sum, correct, k = window.tolist()  # CPU-GPU sync point
             else:
                 loss_sum, correct = (acc - win_acc).tolist()  # CPU-GPU sync point (logging steps only)
@@ -212,9 +213,9 @@ def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batche
             stopped = True
             break
 
-    if ddp:
+    if reduce is not None:
         total = torch.cat([acc, acc.new_tensor([seen])])
-        engine.reduce(total)  # all-reduce over the processes (end of epoch or stop)
+        reduce(total)  # all-reduce over the processes (end of epoch or stop)
         loss_sum, correct, n = total.tolist()  # CPU-GPU sync point
         loss_sum, correct, seen = stats.loss_sum + loss_sum, stats.correct + correct, stats.seen + int(round(n))
     else:
