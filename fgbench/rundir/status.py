@@ -83,7 +83,9 @@ def run_status(
     launch_id = launch.get("launch") if isinstance(launch, dict) else None
     exit_ok = isinstance(exit_record, dict) and (launch_id is None or exit_record.get("launch") == launch_id)
     if isinstance(launch, dict) and not exit_ok:
-        sup = launch.get("supervisor") if isinstance(launch.get("supervisor"), dict) else {}
+        sup = launch.get("supervisor")
+        if not isinstance(sup, dict):
+            sup = {}
         if procs.alive(sup.get("pid"), sup.get("pid_start"), sup.get("host")):
             return Status("running")
     if finished is not None and (started is None or finished_after_start):
