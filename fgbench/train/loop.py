@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,23 @@ from torch import nn
 from fgbench.train.models import forward_train
 from fgbench.rundir.confusion import DENSE_MAX_CLASSES
 from fgbench.train.telemetry import StepClock
+
+
+class EvalEngine(Protocol):
+    """What :func:`evaluate` reads of its engine: an :class:`Engine` has it all; evaluating a
+    saved run (``fgbench.train.predict``) needs only this."""
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def channels_last(self) -> bool: ...
+
+    @property
+    def reduce(self) -> Callable[[torch.Tensor], None] | None:
+        """The sum over the DDP processes (None in a single process)."""
+
+    def eval_autocast(self) -> Any: ...
 
 
 @dataclass
@@ -237,7 +254,7 @@ def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batche
     }
 
 
-def evaluate(model: nn.Module, loader, engine: Engine, *, num_classes: int, top_k: int = 5,
+def evaluate(model: nn.Module, loader, engine: EvalEngine, *, num_classes: int, top_k: int = 5,
              on_corrupt: Callable[[tuple[str, ...]], None] | None = None, predictions: bool = False) -> dict:
     """Top-1 / top-k accuracy (percent), mean loss and the confusion matrix of one split:
     ``confusion``, a dense ``(C, C)`` tensor up to ``DENSE_MAX_CLASSES`` classes; past that
@@ -251,14 +268,14 @@ def evaluate(model: nn.Module, loader, engine: Engine, *, num_classes: int, top_
                          predictions=predictions)
 
 
-def _evaluate(model: nn.Module, loader, engine: Engine, *, num_classes: int, top_k: int,
+def _evaluate(model: nn.Module, loader, engine: EvalEngine, *, num_classes: int, top_k: int,
               on_corrupt: Callable[[tuple[str, ...]], None] | None, predictions: bool) -> dict:
     was_training = model.training
     model.eval()
     dev = engine.device
     k = min(top_k, num_classes)
     sums = torch.zeros(3, dtype=torch.float64, device=dev)  # loss, top1, topk
-    reduce = getattr(engine, "reduce", None)
+    reduce = engine.reduce
     # Up to DENSE_MAX_CLASSES (or under DDP, whose processes sum their counts) the matrix is counted
     # densely; past it only the cells that occur: 10,000 classes would be a 10^8-cell matrix.
     dense = num_classes <= DENSE_MAX_CLASSES or reduce is not None

@@ -705,8 +705,8 @@ class Trainer:
                 return
             by_index.update({i: (y, p) for i, y, p in zip(ids, labels, preds)})
         order = sorted(by_index)
-        files = getattr(src, "paths", None)
-        if files is None and hasattr(src, "ds") and not self.splits.skipped:
+        files = src.paths if isinstance(src, L.FileSource) else None
+        if isinstance(src, L.CachedSource) and not self.splits.skipped:
             files = [p for p, _ in self.splits.index.test]  # the cached loader: the same images in order
         best = self.tracker.best.get(sel)
         layout.write_json(self.ctx.run_dir / layout.PREDICTIONS_FILE, {
