@@ -28,7 +28,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-import tomllib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Iterable, Literal, Sequence, Union
 
@@ -38,6 +37,7 @@ from fgbench import schema
 from fgbench.atomic import atomic_write_text
 from fgbench.errors import RecipeError, UserError, escape
 from fgbench.textfile import read_text_file
+from fgbench.tomlread import tomllib
 
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails

@@ -23,13 +23,13 @@ Runs from before the lock existed (no ``.lock``) count as running while the pid 
 
 from __future__ import annotations
 
-import signal as _signal
+import signal
 from dataclasses import dataclass
 from typing import Any
 
 from fgbench.rundir import procs
 
-INTERRUPT_CODES = (130, 128 + _signal.SIGTERM)
+INTERRUPT_CODES = (130, 128 + signal.SIGTERM)
 INTERRUPT_SIGNALS = ("SIGINT", "SIGTERM")
 
 
@@ -56,7 +56,7 @@ def process_end(returncode: int) -> dict[str, Any]:
     ended with ``returncode`` (``subprocess``'s: negative for the signal that killed it)."""
     if returncode < 0:
         try:
-            name: str | None = _signal.Signals(-returncode).name
+            name: str | None = signal.Signals(-returncode).name
         except ValueError:
             name = None
         return {"code": 128 - returncode, "signal": name}

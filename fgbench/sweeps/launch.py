@@ -43,11 +43,11 @@ def ensure_trial(state: SweepState, point: Point) -> None:
     point gets its label, overrides and recipe file (written beside the others)."""
     if state.search is None or point.trial is not None:
         return
-    import tomllib
+    from fgbench.tomlread import tomllib
 
-    from fgbench.sweeps import search as S
+    from fgbench.sweeps import search
 
-    number, values = S.ask(state.search)
+    number, values = search.ask(state.search)
     base = tomllib.loads(Path(state.search["base_file"]).read_text(encoding="utf-8"))
     data, notes = apply_set(base, values)
     point.trial = number
@@ -59,7 +59,7 @@ def ensure_trial(state: SweepState, point: Point) -> None:
     try:
         recipe = validate_recipe(data, f"{state.source}: sweep.search trial {number}")
     except RecipeError as err:
-        S.tell(state.search, number, FAILED, None)
+        search.tell(state.search, number, FAILED, None)
         raise UserError("; ".join(err.lines)) from None
     f = state.dir / "recipes" / f"{point.index + 1:02d}-trial{number}.toml"
     atomic_write_text(f, dumps_recipe(recipe, full=True))
@@ -86,9 +86,9 @@ def finish_point(state: SweepState, point: Point, code: int) -> None:
     else:
         settle(point)  # the run directory's rule (a launcher's exit.json where the trainer wrote nothing)
     if state.search is not None and point.trial is not None and point.run_dir:
-        from fgbench.rundir import events as metrics
-        from fgbench.sweeps import search as S
+        from fgbench.rundir.events import METRICS_FILE, read_events
+        from fgbench.sweeps import search
 
-        events = metrics.read_events(Path(point.run_dir) / metrics.METRICS_FILE)
-        point.value = S.trial_value(events, state.search.get("metric", "val_top1"))
-        S.tell(state.search, point.trial, point.status, point.value)
+        events = read_events(Path(point.run_dir) / METRICS_FILE)
+        point.value = search.trial_value(events, state.search.get("metric", "val_top1"))
+        search.tell(state.search, point.trial, point.status, point.value)

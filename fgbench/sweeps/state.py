@@ -194,17 +194,17 @@ def create_state(plan: Plan, tag: str, runs_root: str | os.PathLike[str] | None 
         if plan.spec is not None and plan.spec.search is not None:
             import tomli_w
 
-            from fgbench.sweeps import search as S
+            from fgbench.sweeps import search
 
             atomic_write_text(d / BASE_FILE, tomli_w.dumps(plan.base or {}))
             spec = plan.spec.search.model_dump(mode="json")
             spec["params"] = {k: v for k, v in spec["params"].items()}
-            spec["storage"] = S.storage_url(spec, d)
+            spec["storage"] = search.storage_url(spec, d)
             spec["study"] = tag
             spec["base_file"] = str(d / BASE_FILE)
             state.search = spec
-            rundir.write_json(d / S.SPEC_FILE, spec)
-            S.create(spec)
+            rundir.write_json(d / search.SPEC_FILE, spec)
+            search.create(spec)
         state.save()
     except BaseException:
         if not existed:
@@ -325,7 +325,7 @@ def point_seed(point: Point) -> int:
     """The seed a point runs with: its seed-axis value, else its recipe's ``runtime.seed``."""
     if point.seed is not None:
         return point.seed
-    import tomllib
+    from fgbench.tomlread import tomllib
 
     data = tomllib.loads(Path(str(point.recipe_file)).read_text(encoding="utf-8"))
     runtime = data.get("runtime") if isinstance(data.get("runtime"), dict) else {}
@@ -336,7 +336,7 @@ def add_seeds(state: SweepState, seeds: Sequence[int]) -> list[Point]:
     """Give every group of the sweep the seeds it does not have yet: one new point per (group,
     missing seed), its recipe the group's recipe with ``runtime.seed`` changed. Returns the new
     points (none when every group has every seed); the runs that exist are never touched."""
-    import tomllib
+    from fgbench.tomlread import tomllib
 
     if state.search is not None:
         raise UserError(f"sweep {state.tag}: --seeds goes with grids, variants and plain recipes, not a search")

@@ -19,7 +19,7 @@ def point_runs(state: SweepState) -> tuple[list[Any], list[Point]]:
     """A ``RunInfo`` per point, in point order: the run's, or for a point without a run (pending,
     or failed before it began) one with its status and the point's recipe, and no numbers, so
     that every point of the sweep has its row."""
-    import tomllib
+    from fgbench.tomlread import tomllib
 
     infos = []
     for p in state.points:
@@ -69,8 +69,8 @@ def sweep_table(state: SweepState, baseline: str | None = None,
 
 def _search_table(fresh: SweepState) -> tuple[list[tuple[str, str, str]], list[dict[str, Any]]]:
     from fgbench import report
-    from fgbench.rundir import events as metrics
-    from fgbench.sweeps import search as S
+    from fgbench.rundir.events import METRICS_FILE, read_events
+    from fgbench.sweeps import search
 
     spec = fresh.search
     assert spec is not None
@@ -82,7 +82,7 @@ def _search_table(fresh: SweepState) -> tuple[list[tuple[str, str, str]], list[d
     for p in pts:
         v = p.value
         if v is None:
-            v = S.trial_value(metrics.read_events(Path(str(p.run_dir)) / metrics.METRICS_FILE), spec["metric"])
+            v = search.trial_value(read_events(Path(str(p.run_dir)) / METRICS_FILE), spec["metric"])
         values.append(v)
     def rank(i: int) -> tuple[bool, float]:
         v = values[i]
@@ -121,15 +121,15 @@ def best_recipe_text(state: SweepState) -> tuple[str, Point]:
     if state.search is None:
         raise UserError(f"sweep {state.tag}: --best needs a search (sweep.search); compare a grid with "
                         f"`fgbench runs compare --sweep {state.tag}`")
-    from fgbench.rundir import events as metrics
-    from fgbench.sweeps import search as S
+    from fgbench.rundir.events import METRICS_FILE, read_events
+    from fgbench.sweeps import search
 
     best: Point | None = None
     for p in state.points:
         if p.trial is None or not p.recipe_file or point_status(p) != COMPLETED:
             continue
         if p.value is None and p.run_dir:
-            p.value = S.trial_value(metrics.read_events(Path(p.run_dir) / metrics.METRICS_FILE), state.search["metric"])
+            p.value = search.trial_value(read_events(Path(p.run_dir) / METRICS_FILE), state.search["metric"])
         if p.value is not None and (best is None or p.value > (best.value or -1)):
             best = p
     if best is None:

@@ -25,8 +25,6 @@ from fgbench.errors import UserError
 if TYPE_CHECKING:
     import torch
 
-ADAM_FAMILY = ("adam", "adamw", "radam", "nadam", "lamb", "lion")
-
 
 def _fmt_gb(n: float) -> str:
     return f"{n / 2**30:.1f} GB"
@@ -47,9 +45,11 @@ def device_memory(device: "torch.device") -> int | None:
 
 
 def training_copies(recipe) -> int:
-    """How many fp32 copies of the parameters training keeps (weights, gradients, optimizer state, EMA)."""
-    name = recipe.optim.name.lower()
-    state = 2 if name in ADAM_FAMILY else 1 if getattr(recipe.optim, "momentum", 0) else 0  # SGD's only
+    """How many fp32 copies of the parameters training keeps (weights, gradients, optimizer state, EMA).
+    The optimizer's state is read off its recipe section, so a new optimizer needs no entry here: one
+    with ``betas`` keeps two moments (the Adam family), one with a nonzero ``momentum`` one buffer."""
+    optim = recipe.optim
+    state = 2 if getattr(optim, "betas", None) is not None else 1 if getattr(optim, "momentum", 0) else 0
     return 2 + state + (1 if recipe.ema.enabled else 0)
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-import tomllib
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -42,6 +41,7 @@ from pydantic.fields import FieldInfo
 
 from fgbench import schema
 from fgbench.recipe import Recipe, RecipeError, dumps_recipe, recipe_to_dict, validate_recipe
+from fgbench.tomlread import tomllib
 
 
 class _Missing:

@@ -15,7 +15,8 @@ from fgbench.data.index import DatasetIndex
 from fgbench.data.loaders import cifar_sources
 from fgbench.errors import UserError
 from fgbench.train import checkpoint as C
-from fgbench.train.progress import Progress, fmt_duration
+from fgbench.formats import fmt_clock
+from fgbench.train.progress import Progress
 
 from .conftest import events_of, last_per_epoch, summary_of, write_recipe
 from .test_run import run_subprocess, wait_for_event
@@ -141,7 +142,7 @@ def test_progress_bar_on_a_terminal_and_lines_otherwise(capsys):
     assert lines.mode == "lines"
     lines.logged(epoch=2, total_epochs=3, batch=1, batches=4, step=5, loss=0.5, top1=None, lr=0.01, images_per_s=None)
     assert "epoch 2/3  batch 1/4  step 5  loss 0.5000" in capsys.readouterr().out
-    assert fmt_duration(3725) == "1:02:05" and fmt_duration(65) == "01:05" and fmt_duration(None) == "--:--"
+    assert fmt_clock(3725) == "1:02:05" and fmt_clock(65) == "01:05" and fmt_clock(None) == "--:--"
 
 
 def test_every_recipe_file_of_mine_loads():

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import bisect
 import time
-import tomllib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +48,9 @@ from textual.widgets.option_list import Option
 from fgbench import report
 from fgbench.rundir.reader import RunInfo
 from fgbench.textsafe import safe
-from fgbench.runmodel import SMOOTH_STEPS, SMOOTHABLE, SERIES, RunRow, Snapshot, format_duration, smooth
+from fgbench.formats import fmt_compact, fmt_duration
+from fgbench.runmodel import SMOOTH_STEPS, SMOOTHABLE, SERIES, RunRow, Snapshot, smooth
+from fgbench.tomlread import tomllib
 from fgbench.tui.plots import CHART_TITLES, Line, MetricPlot, dimmed, rgb_style
 from fgbench.tui.widgets.fitted_table import FittedTable
 from fgbench.tui.widgets.runs_pane import started_text
@@ -160,18 +161,10 @@ class GroupRead:
 
 def fmt_x(x: float, axis: str) -> str:
     if axis == "time":
-        return format_duration(x * 60.0)
+        return fmt_duration(x * 60.0)
     if axis == "epoch":
         return f"epoch {x:.2f}"
     return f"step {x:,.0f}"
-
-
-def fmt_y(v: float | None) -> str:
-    if v is None:
-        return "-"
-    if v != 0 and (abs(v) < 0.01 or abs(v) >= 1e5):
-        return f"{v:.3g}"
-    return f"{v:.4g}" if abs(v) < 10 else f"{v:.2f}"
 
 
 def sort_rows(rows: list[dict[str, Any]], key: str, reverse: bool) -> list[dict[str, Any]]:
@@ -631,7 +624,7 @@ class ComparePane(ReportsWorkerFailures, Vertical):
         smoothed = bool(self.smooth_steps and chart.series in SMOOTHABLE)
         book = workbench(self).colours
         reads = [(book.marker(snap.path.name), colours[snap.path.name], snap.name,
-                  fmt_y(value_at(xs, ys, cursor_x))) for snap, xs, ys in per_chart[chart.series]]
+                  fmt_compact(value_at(xs, ys, cursor_x))) for snap, xs, ys in per_chart[chart.series]]
 
         def line(with_names: bool) -> Text:
             text = Text(no_wrap=True, overflow="ellipsis")

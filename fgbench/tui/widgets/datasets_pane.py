@@ -36,7 +36,7 @@ from textual.widgets import DataTable, Label, ProgressBar, Static
 from fgbench import paths
 from fgbench.errors import UserError
 from fgbench.tui.messages import DatasetPicked, DatasetTaskDone, DownloadProgress
-from fgbench.runmodel import format_duration
+from fgbench.formats import fmt_duration
 from fgbench.tui.dialogs import PromptScreen
 from fgbench.tui.widgets.fitted_table import FittedTable
 from fgbench.tui.typed import workbench
@@ -303,7 +303,7 @@ class DatasetsPane(ReportsWorkerFailures, Vertical):
         if p.speed:
             parts.append(f"{fmt(p.speed)}/s")
         if p.eta_s is not None:
-            parts.append(f"ETA {format_duration(p.eta_s)}")
+            parts.append(f"ETA {fmt_duration(p.eta_s)}")
         if p.message:
             parts.append(str(p.message))
         self.query_one("#download-text", Static).update("  ".join(parts))

@@ -16,11 +16,11 @@ from textual.widgets import ProgressBar, Static
 from fgbench import report
 from fgbench.rundir.confusion import has_confusion
 from fgbench.textsafe import safe
+from fgbench.formats import fmt_duration
 from fgbench.runmodel import (
     SMOOTH_STEPS,
     SMOOTHABLE,
     Snapshot,
-    format_duration,
     health_sentence,
     smooth,
     summary_numbers,
@@ -74,7 +74,7 @@ def progress_text(snap: Snapshot) -> Text:
     if snap.stage:
         text.append(f"  stage {snap.stage}")
     if snap.eta_s is not None:
-        text.append(f"  ETA {format_duration(snap.eta_s)}", style="bold")
+        text.append(f"  ETA {fmt_duration(snap.eta_s)}", style="bold")
     if snap.images_per_s is not None:
         text.append(f"  {snap.images_per_s:,.0f} img/s")
     if snap.loss is not None:

@@ -26,7 +26,8 @@ from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Input, Label, Static
 
 from fgbench.tui.messages import OpenRun
-from fgbench.runmodel import RunRow, format_duration, format_pct
+from fgbench.formats import fmt_duration, fmt_fixed
+from fgbench.runmodel import RunRow
 from fgbench.tui.plots import rgb_style
 from fgbench.tui.widgets.fitted_table import FittedTable
 from fgbench.tui.typed import workbench
@@ -109,7 +110,7 @@ class RunsPane(Vertical):
             table = self.table
         except NoMatches:
             return
-        if not table.patch_cells([(str(row.path), "time", format_duration(row.live_duration_s(now))) for row in live]):
+        if not table.patch_cells([(str(row.path), "time", fmt_duration(row.live_duration_s(now))) for row in live]):
             self.update_rows()
 
     @property
@@ -128,12 +129,12 @@ class RunsPane(Vertical):
             status,
             started_text(row.run_id),
             row.name,
-            format_pct(row.best_val),
-            format_pct(row.best_test),
-            format_pct(row.ema_test),
+            fmt_fixed(row.best_val),
+            fmt_fixed(row.best_test),
+            fmt_fixed(row.ema_test),
             row.dataset,
             row.arch,
-            format_duration(row.live_duration_s(time.time())),
+            fmt_duration(row.live_duration_s(time.time())),
         ]
 
     def visible_rows(self, every: list[RunRow] | None = None) -> list[RunRow]:
