@@ -153,7 +153,8 @@ def prepare_cub(search: Path) -> Prepared:
     paths_by_id = dict(ln.split(maxsplit=1) for ln in _lines(d / "images.txt"))
     labels = dict(ln.split(maxsplit=1) for ln in _lines(d / "image_class_labels.txt"))
     split = dict(ln.split(maxsplit=1) for ln in _lines(d / "train_test_split.txt"))
-    train, test = [], []
+    train: list[tuple[str, int]] = []
+    test: list[tuple[str, int]] = []
     for image_id, rel in paths_by_id.items():
         try:
             label = int(labels[image_id]) - 1

@@ -180,7 +180,9 @@ def request_stop(run_dir: str | os.PathLike[str]) -> StopAnswer:
     launch = layout.read_json(rd.launch)
     exit_rec = layout.read_json(rd.exit)
     if isinstance(launch, dict) and not (isinstance(exit_rec, dict) and exit_rec.get("launch") == launch.get("launch")):
-        sup = launch.get("supervisor") if isinstance(launch.get("supervisor"), dict) else {}
+        sup = launch.get("supervisor")
+        if not isinstance(sup, dict):
+            sup = {}
         if procs.alive(sup.get("pid"), sup.get("pid_start"), sup.get("host")):
             return _signal(sup["pid"], name)
         if procs.unverifiable(sup.get("pid"), sup.get("pid_start"), sup.get("host")):

@@ -11,7 +11,7 @@ from typing import Any
 from fgbench import rundir
 from fgbench.errors import UserError
 from fgbench.sweeps import backend
-from fgbench.sweeps.plan import COMPLETED, INTERRUPTED, PENDING, RUNNING, Point, label_value
+from fgbench.sweeps.plan import COMPLETED, Point, label_value
 from fgbench.sweeps.state import SweepState, has_run, point_status
 
 
@@ -100,21 +100,16 @@ def _search_table(fresh: SweepState) -> tuple[list[tuple[str, str, str]], list[d
 
 
 def status_rows(state: SweepState) -> list[dict[str, Any]]:
-    """One row per point: fgbench's status from the run directory and the scheduler's state of
-    its job (its backend's :meth:`~fgbench.sweeps.backend.Backend.poll`). A run whose job the
-    scheduler reports as running is running even where its process is on another node (the run's
-    pid means nothing here); one whose job is queued again is waiting to resume. A run directory
-    that no longer exists is not listed: the point is pending again."""
+    """One row per point: its status by the one rule (:func:`~fgbench.sweeps.state.point_status`:
+    the run directory's; the scheduler's word only for a point without a run yet) and the
+    scheduler's state of its job (its backend's :meth:`~fgbench.sweeps.backend.Backend.poll`)
+    beside it. A run directory that no longer exists is not listed: the point is pending again."""
     fresh = SweepState.load_dir(state.dir)
     sched = backend.get(fresh.launcher).poll(fresh)
     rows = []
     for p in fresh.points:
-        st = point_status(p)
         js = sched.get(p.index)
-        if js is not None and js.running and st in (INTERRUPTED, PENDING, RUNNING):
-            st = RUNNING
-        elif js is not None and js.active and st == RUNNING:
-            st = INTERRUPTED if has_run(p) else PENDING  # requeued: waiting to resume
+        st = point_status(p, js)
         rows.append({"point": str(p.index + 1), "label": p.label, "status": st, "job": p.job_id or "",
                      "scheduler": js.text if js is not None else "", "active": bool(js is not None and js.active),
                      "value": p.value, "run_dir": p.run_dir if has_run(p) else ""})

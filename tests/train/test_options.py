@@ -97,6 +97,12 @@ def test_refusals_with_one_line(tmp_path, tiny_folder, capsys):
     dev = write_recipe(tmp_path, tiny_folder, name="dev.toml", data={"loader": "device", "train_crop": "random_resized"})
     assert run_cli(str(dev), "--runs-root", str(tmp_path / "runs")) == 2
     assert "data.train_crop" in capsys.readouterr().err
+    # a device loader the recipe allows but the augmentation cannot use: refused once, by the plan
+    dev_ra = write_recipe(tmp_path, tiny_folder, name="dev_ra.toml", data={"loader": "device", "train_crop": "pad_crop"},
+                          augment={"randaugment_ops": 2})
+    assert run_cli(str(dev_ra), "--runs-root", str(tmp_path / "runs")) == 2
+    assert capsys.readouterr().err == (f'{dev_ra}: augment.randaugment_ops: not available with data.loader = '
+                                       '"device"; use data.loader = "standard"\n')
     ema = write_recipe(tmp_path, tiny_folder, name="ema.toml", stages=[{"epochs": 1, "init_from": "best_ema"}])
     assert run_cli(str(ema), "--runs-root", str(tmp_path / "runs")) == 2
     assert "stages[0].init_from" in capsys.readouterr().err

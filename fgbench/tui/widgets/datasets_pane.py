@@ -30,6 +30,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Label, ProgressBar, Static
 
 from fgbench import paths
@@ -144,7 +145,7 @@ class DatasetsPane(ReportsWorkerFailures, Vertical):
         table = self.query_one("#datasets-table", DataTable)
         if not table.row_count:
             return None
-        return table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        return table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
 
     def set_current(self, name: str | None) -> None:
         if name != self.current_dataset:
