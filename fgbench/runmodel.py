@@ -746,7 +746,8 @@ class RunStore:
         with self.lock:
             if not self.loaded_once:
                 return []
-            models = sorted(self.models.values(), key=lambda m: m.path.name, reverse=True)
+            # the order of `fgbench runs list` (one function orders both)
+            models = [self.models[p] for p in rundir.newest_first(self.models)]
         out = []
         for m in models:
             with m.lock:

@@ -333,3 +333,36 @@ def test_the_store_reports_runs_and_news_that_the_monitor_read_first(tmp_path):
     assert store.model(first).update()  # the monitor reads the news first
     assert store.refresh() == {first}
     assert store.refresh() == set()
+
+
+async def test_the_runs_pane_lists_the_runs_of_runs_list_in_its_order(dirs):
+    """One order for every list of runs (fgbench.rundir.newest_first): the Runs pane shows the
+    runs `fgbench runs list` prints, in the same order, newest first. Made out of order, with two
+    started in the same second (the later one is ``-2``), so that neither creation order nor an
+    oldest-first list passes."""
+    import json
+    import subprocess
+    import sys
+
+    from fakes.run_factory import make_run
+
+    made = [make_run(dirs.runs, "mid", stamp=1_700_000_100),
+            make_run(dirs.runs, "old", stamp=1_700_000_000),
+            make_run(dirs.runs, "new", stamp=1_700_000_300),
+            make_run(dirs.runs, "new", stamp=1_700_000_300)]
+    assert made[3].name == made[2].name + "-2"
+    expected = [made[3].name, made[2].name, made[0].name, made[1].name]  # worked out from the stamps
+    out = subprocess.run([sys.executable, "-m", "fgbench", "runs", "list", "--runs-root", str(dirs.runs),
+                          "--format", "json"], capture_output=True, text=True, check=True).stdout
+    cli_order = [row["run"] for row in json.loads(out)]
+    assert cli_order == expected
+    app = _app(dirs, fake_cmd(), initial_pane="runs")
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = app.pane("runs")
+        await wait_for(pilot, lambda: pane.table.row_count == 4, what="4 runs listed")
+        tui_order = [pane.table.coordinate_to_cell_key((i, 0)).row_key.value for i in range(4)]
+        assert [str(dirs.runs / name) for name in cli_order] == tui_order
+        await pilot.press("4")  # the Compare pane's sidebar lists them in the same order
+        compare = app.pane("compare")
+        await wait_for(pilot, lambda: len(compare.visible_rows()) == 4, what="compare sidebar")
+        assert [r.path.name for r in compare.visible_rows()] == cli_order
