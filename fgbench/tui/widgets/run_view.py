@@ -19,6 +19,7 @@ from fgbench.runmodel import (
     SMOOTHABLE,
     Snapshot,
     format_duration,
+    format_rate,
     health_sentence,
     smooth,
     summary_numbers,
@@ -73,8 +74,9 @@ def progress_text(snap: Snapshot) -> Text:
         text.append(f"  stage {snap.stage}")
     if snap.eta_s is not None:
         text.append(f"  ETA {format_duration(snap.eta_s)}", style="bold")
-    if snap.images_per_s is not None:
-        text.append(f"  {snap.images_per_s:,.0f} img/s")
+    rate, live = snap.throughput  # the result panel's figure; before it exists, the live one, said
+    if rate is not None:
+        text.append(f"  {format_rate(rate)} img/s{' now' if live else ''}")
     if snap.loss is not None:
         text.append(f"  loss {snap.loss:.4f}")
     return text
