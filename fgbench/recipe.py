@@ -28,17 +28,16 @@ from __future__ import annotations
 import functools
 import os
 import re
-import tomllib
-import types
-import typing
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Sequence, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
+from fgbench import schema
 from fgbench.atomic import atomic_write_text
 from fgbench.errors import RecipeError, UserError, escape
 from fgbench.textfile import read_text_file
+from fgbench.tomlread import tomllib
 
 SCHEMA_VERSION = 1
 
@@ -85,17 +84,7 @@ class FieldProblem(ValueError):
         self.involves = involves
 
 
-@functools.cache
-def _tuple_fields(cls: type[BaseModel]) -> frozenset[str]:
-    out = set()
-    for name, info in cls.model_fields.items():
-        ann = info.annotation
-        args = [ann]
-        if typing.get_origin(ann) in (Union, types.UnionType):
-            args = [a for a in typing.get_args(ann) if a is not type(None)]
-        if any(typing.get_origin(a) is tuple for a in args):
-            out.add(name)
-    return frozenset(out)
+_tuple_fields = functools.cache(schema.tuple_fields)
 
 
 def _tagged_union(tag: str, *variants: type[BaseModel]) -> Any:
@@ -113,36 +102,6 @@ def _tagged_union(tag: str, *variants: type[BaseModel]) -> Any:
         Union[members],  # type: ignore[valid-type]
         Discriminator(pick),
     ]
-
-
-def union_members(annotation: Any) -> list[type[BaseModel]] | None:
-    """The variant classes of a union of sub-models (as on ``FieldInfo.annotation``), else None."""
-    if typing.get_origin(annotation) not in (Union, types.UnionType):
-        return None
-    members = []
-    for arg in typing.get_args(annotation):
-        if typing.get_origin(arg) is Annotated:
-            arg = typing.get_args(arg)[0]
-        if not (isinstance(arg, type) and issubclass(arg, BaseModel)):
-            return None
-        members.append(arg)
-    return members if len(members) > 1 else None
-
-
-def union_tag(members: list[type[BaseModel]]) -> str:
-    """The tag field of a union's variants: the one field every variant declares as a single,
-    distinct ``Literal`` (``name`` for optim and schedule, ``source`` for model.pretrained)."""
-    for name in members[0].model_fields:
-        values = []
-        for m in members:
-            f = m.model_fields.get(name)
-            if f is None or typing.get_origin(f.annotation) is not Literal or len(typing.get_args(f.annotation)) != 1:
-                break
-            values.append(typing.get_args(f.annotation)[0])
-        else:
-            if len(set(values)) == len(values):
-                return name
-    raise ValueError(f"no tag field shared by {members}")
 
 
 # ---------------------------------------------------------------------------------------- data
@@ -1326,46 +1285,16 @@ class Recipe(_Section):
 
 # --------------------------------------------------------------------------- schema walking
 #
-# One walker of the schema: the union sections, their tags and variants are discovered here from the
-# pydantic models, and everything else (error locations, the TOML writer, sweeps, the docs, the
-# TUI form) asks these functions instead of keeping its own list.
-
-
-def _strip_none(ann: Any) -> Any:
-    if typing.get_origin(ann) in (Union, types.UnionType):
-        args = [a for a in typing.get_args(ann) if a is not type(None)]
-        if len(args) < len(typing.get_args(ann)):
-            return args[0] if len(args) == 1 else Union[tuple(args)]  # type: ignore[return-value]
-    return ann
-
-
-def _is_model(tp: Any) -> bool:
-    return isinstance(tp, type) and issubclass(tp, BaseModel)
+# The recipe's union sections, their tags and variants, discovered from the pydantic models by the one
+# schema walker (fgbench/schema.py); everything else (error locations, the TOML writer, sweeps, the
+# docs, the TUI form) asks these functions instead of keeping its own list.
 
 
 @functools.cache
 def union_sections() -> dict[str, tuple[str, dict[str, type[BaseModel]]]]:
     """Every discriminated-union section of the recipe by dotted path (a list item is ``[]``, as in
     ``stages[].x``): ``(tag field, {tag value: variant class})``, in schema order."""
-    out: dict[str, tuple[str, dict[str, type[BaseModel]]]] = {}
-
-    def visit(model: type[BaseModel], prefix: str) -> None:
-        for name, info in model.model_fields.items():
-            path = prefix + name
-            ann = _strip_none(info.annotation)
-            members = union_members(ann)
-            if members:
-                tag = union_tag(members)
-                out[path] = (tag, {m.model_fields[tag].default: m for m in members})
-                for m in members:
-                    visit(m, path + ".")
-            elif _is_model(ann):
-                visit(ann, path + ".")
-            elif typing.get_origin(ann) is list and _is_model(typing.get_args(ann)[0]):
-                visit(typing.get_args(ann)[0], path + "[].")
-
-    visit(Recipe, "")
-    return out
+    return {path: (tag, members) for path, tag, members in schema.walk_unions(Recipe)}
 
 
 def union_variants(field_path: str) -> dict[str, type[BaseModel]]:
@@ -1460,8 +1389,8 @@ def _field_of(e: dict[str, Any]) -> tuple[tuple[str | int, ...], tuple[tuple[str
     involves: tuple[tuple[str | int, ...], ...] = ()
     error = (e.get("ctx") or {}).get("error")
     if isinstance(error, FieldProblem):
-        path = path + _parse_rel(error.field)
-        involves = tuple(user_path(e["loc"]) + _parse_rel(f) for f in error.involves)
+        path = path + schema.parse_path(error.field)
+        involves = tuple(user_path(e["loc"]) + schema.parse_path(f) for f in error.involves)
     elif e["type"] == "union_tag_invalid":
         ctx = e.get("ctx", {})
         union = union_sections().get(_schema_path(path))
@@ -1471,13 +1400,6 @@ def _field_of(e: dict[str, Any]) -> tuple[tuple[str | int, ...], tuple[tuple[str
     elif e["type"] in ("union_tag_not_found", "model_type", "model_attributes_type", "dict_type"):
         msg = "expected a table (a [section] or { key = value, ... })"
     return path, involves, msg
-
-
-_REL_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
-
-
-def _parse_rel(text: str) -> tuple[str | int, ...]:
-    return tuple(int(m.group(2)) if m.group(2) is not None else m.group(1) for m in _REL_PART.finditer(text))
 
 
 def _blame(path: tuple[str | int, ...], involves: Sequence[tuple[str | int, ...]],
@@ -1635,9 +1557,9 @@ def _keep_union_tags(model: BaseModel, data: dict[str, Any]) -> None:
     for name, info in type(model).model_fields.items():
         value = getattr(model, name)
         sub = data.get(name)
-        members = union_members(_strip_none(info.annotation))
+        members = schema.union_members(schema.strip_optional(info.annotation)[0])
         if members and isinstance(value, BaseModel) and isinstance(sub, dict):
-            tag = union_tag(members)
+            tag = schema.union_tag(members)
             data[name] = sub = {tag: getattr(value, tag), **{k: v for k, v in sub.items() if k != tag}}
         if isinstance(value, BaseModel) and isinstance(sub, dict):
             _keep_union_tags(value, sub)

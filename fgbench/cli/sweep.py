@@ -184,7 +184,7 @@ def _continue_state(args: argparse.Namespace, root: Path, seeds: list[int] | Non
 
 def _dataset_of(recipe_file: Path) -> tuple[str, str | None]:
     """A point's (``data.dataset``, ``data.root``) from its resolved recipe file (every field written)."""
-    import tomllib
+    from fgbench.tomlread import tomllib
 
     try:
         data = tomllib.loads(recipe_file.read_text(encoding="utf-8")).get("data") or {}

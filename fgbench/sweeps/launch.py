@@ -46,7 +46,7 @@ def ensure_trial(state: SweepState, point: Point) -> None:
     point gets its label, overrides and recipe file (written beside the others)."""
     if state.search is None or point.trial is not None:
         return
-    import tomllib
+    from fgbench.tomlread import tomllib
 
     from fgbench.sweeps import search as S
 

@@ -307,7 +307,7 @@ def point_seed(point: Point) -> int:
     """The seed a point runs with: its seed-axis value, else its recipe's ``runtime.seed``."""
     if point.seed is not None:
         return point.seed
-    import tomllib
+    from fgbench.tomlread import tomllib
 
     data = tomllib.loads(Path(str(point.recipe_file)).read_text(encoding="utf-8"))
     runtime = data.get("runtime") if isinstance(data.get("runtime"), dict) else {}
@@ -318,7 +318,7 @@ def add_seeds(state: SweepState, seeds: Sequence[int]) -> list[Point]:
     """Give every group of the sweep the seeds it does not have yet: one new point per (group,
     missing seed), its recipe the group's recipe with ``runtime.seed`` changed. Returns the new
     points (none when every group has every seed); the runs that exist are never touched."""
-    import tomllib
+    from fgbench.tomlread import tomllib
 
     if state.search is not None:
         raise UserError(f"sweep {state.tag}: --seeds goes with grids, variants and plain recipes, not a search")

@@ -19,7 +19,7 @@ def point_runs(state: SweepState) -> tuple[list[Any], list[Point]]:
     """A ``RunInfo`` per point, in point order: the run's, or for a point without a run (pending,
     or failed before it began) one with its status and the point's recipe, and no numbers, so
     that every point of the sweep has its row."""
-    import tomllib
+    from fgbench.tomlread import tomllib
 
     infos = []
     for p in state.points:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
 import tomli_w
 
 from fgbench import report, rundir
+from fgbench.tomlread import tomllib
 from fgbench.tui.widgets.compare_pane import CompareChart, run_matches, series_matches, sort_rows, value_at
 from fgbench.runmodel import RunRow
 from fgbench.rundir.summary import Summary

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import tomllib
-
 from textual.widgets import Input, Select, TextArea
 
 from fgbench.recipe import load_recipe
+from fgbench.tomlread import tomllib
 from fgbench.tui.dialogs import ChoiceScreen, ConfirmScreen, PickScreen, PromptScreen
 from tui_helpers import ready_pane, tui_app, type_into, wait_for
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import bisect
 import time
-import tomllib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +50,7 @@ from fgbench import report
 from fgbench.rundir.reader import RunInfo
 from fgbench.textsafe import safe
 from fgbench.runmodel import SMOOTH_STEPS, SMOOTHABLE, SERIES, RunRow, Snapshot, format_duration, smooth
+from fgbench.tomlread import tomllib
 from fgbench.tui.plots import CHART_TITLES, Line, MetricPlot, dimmed, rgb_style
 from fgbench.tui.widgets.fitted_table import FittedTable
 from fgbench.tui.widgets.runs_pane import started_text
