@@ -45,8 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fgbench.report import fmt_duration as format_duration
 from fgbench import rundir
+from fgbench.formats import fmt_duration, fmt_fixed, fmt_rate
 from fgbench.rundir.events import SERIES as EVENT_SERIES, Series, parse_line
 from fgbench.rundir import files
 from fgbench.rundir.events import TIMING_FIELDS
@@ -478,7 +478,7 @@ class RunModel:
         self._log(msg if level.lower() == "info" else f"{level.upper()}: {msg}")
 
     def _on_final_eval(self, ev: dict[str, Any], t: float | None) -> None:
-        self._log(f"final {ev.get('model')} test at {ev.get('test_size')}px: {_fmt(ev.get('top1'))}%")
+        self._log(f"final {ev.get('model')} test at {ev.get('test_size')}px: {fmt_fixed(ev.get('top1'))}%")
 
     def _on_run_finished(self, ev: dict[str, Any], t: float | None) -> None:
         self.finished = ev
@@ -609,11 +609,6 @@ def _recipe_field(m: "RunModel", section: str, key: str) -> str:
 
 def _int(v: Any) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
-
-
-def _fmt(v: Any, digits: int = 2) -> str:
-    n = _num(v)
-    return "-" if n is None else f"{n:.{digits}f}"
 
 
 def tail_lines(path: Path, n: int, max_bytes: int = 64_000) -> list[str]:
@@ -820,15 +815,6 @@ class RunStore:
         return out
 
 
-def format_rate(images_per_s: float) -> str:
-    """Images/s as the monitor writes it, in the header and the result panel alike."""
-    return f"{images_per_s:,.0f}"
-
-
-def format_pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
 def summary_numbers(snap: Snapshot) -> list[tuple[str, str]]:
     """Label/value pairs of a finished (or running) run's result, for the monitor and compare."""
     s = snap.summary
@@ -839,23 +825,23 @@ def summary_numbers(snap: Snapshot) -> list[tuple[str, str]]:
     for model in ("raw", "ema"):
         b = s.best.get(model)
         if b is not None:
-            out.append((f"best {model}", f"epoch {b.epoch if b.epoch is not None else '-'}: val {_fmt(b.val_top1)} "
-                        f"test {_fmt(b.test_top1)} ({k_label} {_fmt(b.test_topk)})"))
+            out.append((f"best {model}", f"epoch {b.epoch if b.epoch is not None else '-'}: val {fmt_fixed(b.val_top1)} "
+                        f"test {fmt_fixed(b.test_top1)} ({k_label} {fmt_fixed(b.test_topk)})"))
     if s.last is not None:
         for model in ("raw", "ema"):
             v = getattr(s.last, model)
             if v is not None:
                 out.append((f"last {model}", f"epoch {s.last.epoch if s.last.epoch is not None else '-'}: "
-                            f"val {_fmt(v.val_top1)} test {_fmt(v.test_top1)}"))
+                            f"val {fmt_fixed(v.val_top1)} test {fmt_fixed(v.test_top1)}"))
     for size, by_model in s.final_test_sizes.items():
-        out.append((f"test @{size}", f"raw {_fmt(by_model.get('raw'))} ema {_fmt(by_model.get('ema'))}"))
+        out.append((f"test @{size}", f"raw {fmt_fixed(by_model.get('raw'))} ema {fmt_fixed(by_model.get('ema'))}"))
     rate, live = snap.throughput  # the header's figure too
     if rate is not None and not live:
-        out.append(("throughput", f"{format_rate(rate)} images/s"))
+        out.append(("throughput", f"{fmt_rate(rate)} images/s"))
     if s.peak_mem_mb is not None:
-        out.append(("peak memory", f"{_fmt(s.peak_mem_mb, 0)} MB"))
+        out.append(("peak memory", f"{fmt_fixed(s.peak_mem_mb, 0)} MB"))
     if s.duration_s is not None:
-        out.append(("duration", format_duration(s.duration_s)))
+        out.append(("duration", fmt_duration(s.duration_s)))
     if s.skipped_images:
         out.append(("skipped images", str(s.skipped_images)))
     return out

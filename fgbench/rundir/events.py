@@ -108,6 +108,8 @@ class Series:
     field: str
     split: str | None = None
     model: str | None = None
+    shown: bool = False
+    """Also plotted by ``fgbench runs show``, after its own plots of the loss, top-1 and learning rate."""
 
     def value(self, ev: dict[str, Any]) -> float | None:
         if ev.get("event") != self.event:

@@ -1,7 +1,9 @@
 """What a run needs before it writes anything, built once: :class:`RunPlan` (engine zone).
 
 :func:`build_plan` loads and checks the recipe (once), resolves the device, indexes the dataset,
-resolves the stages (once, with the global batch), checks the loader choice, the transforms and
+resolves the stages (once, with the global batch), decides the loader (``splits.choice``, the one
+source the trainer's loaders follow: :func:`~fgbench.data.loaders.choose_loader` is also the one
+check that the recipe allows an explicit ``data.loader = "device"``), checks the transforms and
 what only the dataset can tell about the recipe (:func:`preflight`), builds the model and reads the
 resume point. Everything here raises ``UserError`` / ``RecipeError`` on the user's input, which the
 CLI prints as one line with exit code 2; no file of the run exists yet.
@@ -236,7 +238,7 @@ def build_plan(request: RunRequest, *, recipe: Recipe | None = None, resume: Pat
 def _build(request: RunRequest, *, recipe: Recipe | None, resume: Path | None, world: "World | None",
            launcher: bool) -> RunPlan:
     from fgbench.data.index import folder_report, resolve_index
-    from fgbench.data.loaders import check_device_loader, load_splits, mix_seed
+    from fgbench.data.loaders import load_splits, mix_seed
     from fgbench.recipe import NoPretrained
     from fgbench.train import distributed as D
     from fgbench.train.models import build_model, channels_last_for
@@ -276,8 +278,6 @@ def _build(request: RunRequest, *, recipe: Recipe | None, resume: Path | None, w
     # the stages, resolved once with the global batch: what only the data can check, and the trainer's
     stages = tuple(resolve_stages(D.global_batch_recipe(recipe, world_size), len(splits.train)))
     D.check_batches(recipe, len(splits.train), world_size)
-    if splits.loader == "device":
-        check_device_loader(recipe.data, recipe.augment)
     check_transforms(recipe)
     if not launcher:
         setup_runtime(recipe, device)

@@ -49,7 +49,8 @@ from textual.widgets.option_list import Option
 from fgbench import report
 from fgbench.rundir.reader import RunInfo
 from fgbench.textsafe import safe
-from fgbench.runmodel import SMOOTH_STEPS, SMOOTHABLE, SERIES, RunRow, Snapshot, format_duration, smooth
+from fgbench.formats import fmt_compact, fmt_duration
+from fgbench.runmodel import SMOOTH_STEPS, SMOOTHABLE, SERIES, RunRow, Snapshot, smooth
 from fgbench.tomlread import tomllib
 from fgbench.tui.plots import CHART_TITLES, Line, MetricPlot, dimmed, rgb_style
 from fgbench.tui.widgets.fitted_table import FittedTable
@@ -161,18 +162,10 @@ class GroupRead:
 
 def fmt_x(x: float, axis: str) -> str:
     if axis == "time":
-        return format_duration(x * 60.0)
+        return fmt_duration(x * 60.0)
     if axis == "epoch":
         return f"epoch {x:.2f}"
     return f"step {x:,.0f}"
-
-
-def fmt_y(v: float | None) -> str:
-    if v is None:
-        return "-"
-    if v != 0 and (abs(v) < 0.01 or abs(v) >= 1e5):
-        return f"{v:.3g}"
-    return f"{v:.4g}" if abs(v) < 10 else f"{v:.2f}"
 
 
 def sort_rows(rows: list[dict[str, Any]], key: str, reverse: bool) -> list[dict[str, Any]]:
@@ -324,7 +317,7 @@ class ComparePane(ReportsWorkerFailures, Vertical):
         Binding("escape", "unzoom", "Back", show=False),
     ]
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.axis = "step"
         self.log_y = False
@@ -545,13 +538,13 @@ class ComparePane(ReportsWorkerFailures, Vertical):
         self._layout_grid(len(names))
         book = workbench(self).colours
         colours = book.colours([s.path.name for s in snaps])
-        per_chart: dict[str, list[tuple[Snapshot, list[float], list[float]]]] = {}
+        per_chart: dict[str, list[tuple[Snapshot | GroupRead, list[float], list[float]]]] = {}
         all_lines: dict[str, list[Line]] = {}
         x_lo, x_hi = None, None
         drawn = self.chart_groups(snaps)
         for name in names:
             lines: list[Line] = []
-            reads = []
+            reads: list[tuple[Snapshot | GroupRead, list[float], list[float]]] = []
             for members in drawn:
                 first = members[0]
                 colour, marker = colours[first.path.name], book.marker(first.path.name)
@@ -627,17 +620,18 @@ class ComparePane(ReportsWorkerFailures, Vertical):
     def _draw_cursor(self, per_chart, colours) -> None:
         out = self.query_one("#compare-cursor", Static)
         chart = self.current_chart()
-        if self.cursor_x is None or chart is None or chart.series not in per_chart:
+        cursor_x = self.cursor_x
+        if cursor_x is None or chart is None or chart.series not in per_chart:
             out.update(Text("[ ]: cursor (reads every run at one x)" if per_chart else "", style="dim"))
             return
         smoothed = bool(self.smooth_steps and chart.series in SMOOTHABLE)
         book = workbench(self).colours
         reads = [(book.marker(snap.path.name), colours[snap.path.name], snap.name,
-                  fmt_y(value_at(xs, ys, self.cursor_x))) for snap, xs, ys in per_chart[chart.series]]
+                  fmt_compact(value_at(xs, ys, cursor_x))) for snap, xs, ys in per_chart[chart.series]]
 
         def line(with_names: bool) -> Text:
             text = Text(no_wrap=True, overflow="ellipsis")
-            text.append(f"{chart.title} @ {fmt_x(self.cursor_x, self.axis)}", style="bold")
+            text.append(f"{chart.title} @ {fmt_x(cursor_x, self.axis)}", style="bold")
             if smoothed:
                 text.append(" (smoothed)", style="dim")
             for marker, colour, name, value in reads:

@@ -17,8 +17,9 @@ from collections.abc import Mapping, Sequence
 
 from rich.cells import cell_len
 from rich.text import Text
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable
-from textual.widgets.data_table import CellDoesNotExist
+from textual.widgets.data_table import CellDoesNotExist, ColumnKey
 
 from fgbench.report import cut_apart
 
@@ -86,7 +87,7 @@ class FittedTable(DataTable):
             return False
         cursor_key = None
         if self.row_count and 0 <= self.cursor_row < self.row_count:
-            cursor_key = self.coordinate_to_cell_key((self.cursor_row, 0)).row_key.value
+            cursor_key = self.coordinate_to_cell_key(Coordinate(self.cursor_row, 0)).row_key.value
         self.clear(columns=True)
         for (key, label), width in zip(labels, widths):
             self.add_column(label, key=key, width=width)
@@ -147,7 +148,7 @@ class FittedTable(DataTable):
         try:
             for row, column, value in values:
                 self.get_cell(row, column)
-                if cell_width(value) > self.columns[column].width:
+                if cell_width(value) > self.columns[ColumnKey(column)].width:
                     return False
         except (CellDoesNotExist, KeyError):
             return False

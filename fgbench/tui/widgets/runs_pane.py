@@ -22,10 +22,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.containers import Horizontal, Vertical
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Input, Label, Static
 
 from fgbench.tui.messages import OpenRun
-from fgbench.runmodel import RunRow, format_duration, format_pct
+from fgbench.formats import fmt_duration, fmt_fixed
+from fgbench.runmodel import RunRow
 from fgbench.tui.plots import rgb_style
 from fgbench.tui.widgets.fitted_table import FittedTable
 from fgbench.tui.typed import workbench
@@ -114,7 +116,7 @@ class RunsPane(Vertical):
             table = self.table
         except NoMatches:
             return
-        if not table.patch_cells([(str(row.path), "time", format_duration(row.live_duration_s(now))) for row in live]):
+        if not table.patch_cells([(str(row.path), "time", fmt_duration(row.live_duration_s(now))) for row in live]):
             self.update_rows()
 
     @property
@@ -133,12 +135,12 @@ class RunsPane(Vertical):
             status,
             started_text(row.run_id),
             row.name,
-            format_pct(row.best_val),
-            format_pct(row.best_test),
-            format_pct(row.ema_test),
+            fmt_fixed(row.best_val),
+            fmt_fixed(row.best_test),
+            fmt_fixed(row.ema_test),
             row.dataset,
             row.arch,
-            format_duration(row.live_duration_s(time.time())),
+            fmt_duration(row.live_duration_s(time.time())),
         ]
 
     def visible_rows(self, every: list[RunRow] | None = None) -> list[RunRow]:
@@ -180,7 +182,7 @@ class RunsPane(Vertical):
         table = self.table
         if not table.row_count:
             return None
-        key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        key = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
         return Path(key) if key else None
 
     @on(Input.Changed, "#runs-filter")
