@@ -17,6 +17,9 @@ one of them rather than writing another:
   to the second.
 * :func:`fmt_clock_floor` -- a download's ETA: ``1:05``, ``1:02:05``, whole seconds (a count-down
   never shows a second that has not begun), ``--:--`` while unknown or infinite.
+* :func:`toml_value` -- a value as the TOML a user types (the generated recipe reference:
+  ``{a = 1}``; a value TOML cannot hold is an error there), and :func:`toml_inline` -- the same in
+  the recipe form's inputs (``{ a = 1 }``; anything else is shown as a quoted string, never an error).
 
 Pure zone: the standard library only.
 """
@@ -24,6 +27,7 @@ Pure zone: the standard library only.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 MISSING: Any = object()
@@ -105,3 +109,39 @@ def fmt_clock_floor(seconds: float | None) -> str:
         return "--:--"
     s = int(seconds)
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+"""A TOML key that needs no quotes."""
+
+
+def _toml(value: Any, spaced: bool, lenient: bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v, spaced, lenient) for v in value) + "]"
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        items = ", ".join(f"{k if BARE_KEY.fullmatch(k) else json.dumps(k)} = {_toml(v, spaced, lenient)}"
+                          for k, v in ((str(k), v) for k, v in value.items()))
+        return "{ " + items + " }" if spaced else "{" + items + "}"
+    if lenient:
+        return json.dumps(str(value))
+    raise TypeError(f"no TOML literal for {type(value).__name__}")
+
+
+def toml_value(value: Any) -> str:
+    """A value as the TOML literal a user would write: ``true``, ``0.0001``, ``[0.08, 1.0]``,
+    ``{"optim.lr" = [0.1, 0.01]}``. TypeError for a value TOML cannot hold."""
+    return _toml(value, spaced=False, lenient=False)
+
+
+def toml_inline(value: Any) -> str:
+    """:func:`toml_value` with spaces inside tables (``{ a = 1 }``), as an input shows a value; a
+    value TOML cannot hold is shown as a quoted string."""
+    return _toml(value, spaced=True, lenient=True)
