@@ -10,11 +10,16 @@ one of them rather than writing another:
   ``digits`` decimals, ``-`` for anything that is not a number.
 * :func:`fmt_compact` -- a chart's readout (the compare pane's cursor values): four significant
   digits under 10, two decimals above, short scientific form for tiny or huge values.
+* :func:`fmt_rate` -- a throughput (the monitor's header and its result panel, which show one
+  figure): ``1,140``, thousands separated, no decimals.
 * :func:`fmt_duration` -- a run's length in a table: ``42s``, ``3m05s``, ``1h02m``.
 * :func:`fmt_clock` -- a training progress line's ETA, as a clock: ``01:05``, ``1:02:05``, rounded
   to the second.
 * :func:`fmt_clock_floor` -- a download's ETA: ``1:05``, ``1:02:05``, whole seconds (a count-down
   never shows a second that has not begun), ``--:--`` while unknown or infinite.
+* :func:`toml_value` -- a value as the TOML a user types (the generated recipe reference:
+  ``{a = 1}``; a value TOML cannot hold is an error there), and :func:`toml_inline` -- the same in
+  the recipe form's inputs (``{ a = 1 }``; anything else is shown as a quoted string, never an error).
 
 Pure zone: the standard library only.
 """
@@ -22,6 +27,7 @@ Pure zone: the standard library only.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 MISSING: Any = object()
@@ -69,6 +75,11 @@ def fmt_compact(value: float | None) -> str:
     return f"{value:.4g}" if abs(value) < 10 else f"{value:.2f}"
 
 
+def fmt_rate(per_s: float) -> str:
+    """Images (or any items) per second: ``1,140``."""
+    return f"{per_s:,.0f}"
+
+
 def fmt_duration(seconds: Any) -> str:
     """``42s``, ``3m05s``, ``1h02m`` (rounded to the second); ``-`` for anything not a number."""
     if not isinstance(seconds, (int, float)) or seconds != seconds:
@@ -98,3 +109,39 @@ def fmt_clock_floor(seconds: float | None) -> str:
         return "--:--"
     s = int(seconds)
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+"""A TOML key that needs no quotes."""
+
+
+def _toml(value: Any, spaced: bool, lenient: bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v, spaced, lenient) for v in value) + "]"
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        items = ", ".join(f"{k if BARE_KEY.fullmatch(k) else json.dumps(k)} = {_toml(v, spaced, lenient)}"
+                          for k, v in ((str(k), v) for k, v in value.items()))
+        return "{ " + items + " }" if spaced else "{" + items + "}"
+    if lenient:
+        return json.dumps(str(value))
+    raise TypeError(f"no TOML literal for {type(value).__name__}")
+
+
+def toml_value(value: Any) -> str:
+    """A value as the TOML literal a user would write: ``true``, ``0.0001``, ``[0.08, 1.0]``,
+    ``{"optim.lr" = [0.1, 0.01]}``. TypeError for a value TOML cannot hold."""
+    return _toml(value, spaced=False, lenient=False)
+
+
+def toml_inline(value: Any) -> str:
+    """:func:`toml_value` with spaces inside tables (``{ a = 1 }``), as an input shows a value; a
+    value TOML cannot hold is shown as a quoted string."""
+    return _toml(value, spaced=True, lenient=True)

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, Validatio
 from fgbench import schema
 from fgbench.atomic import atomic_write_text
 from fgbench.errors import RecipeError, UserError, escape
+from fgbench.formats import BARE_KEY
 from fgbench.textfile import read_text_file
 from fgbench.tomlread import tomllib
 
@@ -1340,9 +1341,6 @@ def user_path(loc: Sequence[Any]) -> tuple[str | int, ...]:
     return tuple(out)
 
 
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
 def path_text(parts: Sequence[str | int]) -> str:
     """``stages[0].epochs``; a key that is not a bare TOML key is quoted and escaped
     (``sweep.grid."optim.lr"``, ``data."\\x1b[31m"``), so every path prints on one line."""
@@ -1351,7 +1349,7 @@ def path_text(parts: Sequence[str | int]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
             continue
-        key = part if _BARE_KEY.fullmatch(part) else '"' + escape(part).replace('"', '\\"') + '"'
+        key = part if BARE_KEY.fullmatch(part) else '"' + escape(part).replace('"', '\\"') + '"'
         out += ("." if out else "") + key
     return out or "(recipe)"
 

@@ -3,6 +3,8 @@ hand from the rule each docstring states)."""
 
 from __future__ import annotations
 
+import pytest
+
 from fgbench import formats
 
 
@@ -42,3 +44,15 @@ def test_durations_and_clocks() -> None:
     # the download's clock counts whole seconds and does not pad the minutes under an hour
     assert [formats.fmt_clock_floor(s) for s in (65, 65.9, 3725)] == ["1:05", "1:05", "1:02:05"]
     assert formats.fmt_clock_floor(float("inf")) == "--:--" and formats.fmt_clock_floor(None) == "--:--"
+
+
+def test_toml_literals_for_the_reference_and_for_the_form() -> None:
+    value = {"optim.lr": [0.1, 0.0001], "on": True, "name": 'say "hi"'}
+    assert formats.toml_value(value) == '{"optim.lr" = [0.1, 0.0001], on = true, name = "say \\"hi\\""}'
+    assert formats.toml_inline(value) == '{ "optim.lr" = [0.1, 0.0001], on = true, name = "say \\"hi\\"" }'
+    assert formats.toml_value({}) == "{}" and formats.toml_inline({}) == "{}"
+    assert formats.toml_value((512, 512)) == "[512, 512]" and formats.toml_inline(1e22) == "1e+22"
+    # the reference refuses what TOML cannot hold; an input shows it as text
+    with pytest.raises(TypeError):
+        formats.toml_value(None)
+    assert formats.toml_inline(None) == '"None"'
