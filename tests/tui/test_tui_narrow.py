@@ -63,3 +63,31 @@ async def test_every_footer_fits_80_columns(dirs):
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor")
         await check("Monitor")
+
+
+async def test_the_monitor_of_a_sweep_point_fits_80_columns(dirs):
+    """A sweep point's run id is 50 characters: the header once lost the model at its end, and
+    the progress line its loss. The run id is cut in the middle (its date and its variant stay),
+    and under 100 columns the bar is narrower."""
+    from fakes.run_factory import make_fixture_run
+
+    run_id = "20250306-090000-sweep_hy_intel_tricks-B+A+W+mixup"
+    run = make_fixture_run(dirs.runs, run_id, name="sweep_hy_intel_tricks-B+A+W+mixup", dataset="intel_scenes",
+                           arch="resnet50")
+    app = tui_app(dirs, fgbench_cmd=fake_cmd(), initial_pane="runs", watch_interval=0.2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        runs = await ready_pane(pilot, "runs")
+        await wait_for(pilot, lambda: runs.table.row_count == 1, what="the run listed")
+        runs.table.focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen) and app.screen.path == run, what="monitor")
+        view = app.screen.query_one("RunView")
+        await wait_for(pilot, lambda: view.snapshot is not None and view.snapshot.status == "completed", what="drawn")
+        await pilot.pause()
+        header = view.query_one("#run-header")
+        shown = str(header.render())
+        assert shown.endswith("intel_scenes · resnet50") and len(shown) <= header.size.width, shown
+        assert shown.split()[1].startswith("20250306-090000-") and shown.split()[1].endswith("+mixup"), shown
+        progress = view.query_one("#progress-text")
+        line = str(progress.render())
+        assert "loss " in line and len(line) <= progress.size.width, (line, progress.size.width)

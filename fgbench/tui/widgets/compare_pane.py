@@ -715,6 +715,9 @@ class ComparePane(ReportsWorkerFailures, Vertical):
     def _draw_hint(self, snaps: list[Snapshot]) -> None:
         if not snaps:
             hint = "Select runs on the left (space), or mark them in Runs with space."
+            width = self.query_one("#compare-hint", Static).size.width
+            if width and cell_len(hint) > width:
+                hint = "space: select runs (here or in Runs)"
         else:
             header = next((h for k, h, _ in self._columns if k == self.sort_key), self.sort_key)
             arrow = "▼" if self.sort_desc else "▲"
