@@ -446,7 +446,7 @@ class RunModel:
         step = _int(ev.get("step"))
         if step is None:
             return
-        self._reach(step)
+        self._reach(step, _int(ev.get("epoch")))  # a health sample's epoch is the one in progress
         epoch = _int(ev.get("epoch")) or max(1, self.epoch)
         self._add_points(ev, step, self._epoch_x(epoch, step), self._wall(t))
 

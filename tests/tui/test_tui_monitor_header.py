@@ -105,3 +105,17 @@ def test_a_resumed_run_counts_again_from_its_checkpoint():
                 _step(2, 12, 1.0)])
     snap = model.snapshot()
     assert (snap.epoch, snap.step) == (2, 12)
+
+
+def test_health_samples_move_the_position_between_step_events():
+    """Logging every 50 steps, the first step event of a slow run comes minutes after its start;
+    the health samples (every few seconds) carry the epoch and step in progress. Walking the tour,
+    the header read "epoch 0/2  step 7/70" while epoch 1 trained: it took the sample's step, not
+    its epoch."""
+    from fgbench.runmodel import RunModel
+
+    model = RunModel("/nonexistent/run")
+    model.feed([{"event": "run_started", "total_epochs": 2, "total_steps": 70},
+                {"event": "system", "epoch": 1, "step": 7, "cpu_percent": 90.0, "rss_mb": 800.0}])
+    snap = model.snapshot()
+    assert (snap.epoch, snap.step) == (1, 7)

@@ -91,3 +91,24 @@ async def test_the_monitor_of_a_sweep_point_fits_80_columns(dirs):
         progress = view.query_one("#progress-text")
         line = str(progress.render())
         assert "loss " in line and len(line) <= progress.size.width, (line, progress.size.width)
+
+
+async def test_the_recipe_title_keeps_its_state_at_80_columns(dirs):
+    """The title line says whether the recipe is saved and valid: at 80 columns it read
+    "quickstart  project/quickstart.toml  ● unsaved  ✓ val…". The path (and a long name) are cut in
+    the middle instead."""
+    from tui_helpers import type_into
+
+    long_name = "sc_cub_r50_fixres_two_stage_long_recipe"
+    tiny = dirs.project / "tiny.toml"
+    tiny.write_text(tiny.read_text().replace('name = "tiny"', f'name = "{long_name}"'))
+    app = tui_app(dirs, fgbench_cmd=fake_cmd(), initial_pane="recipes", watch_interval=0.2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await ready_pane(pilot, "recipes")
+        editor = await pane.form.reveal("optim.lr")
+        await type_into(pilot, editor, "0.05")
+        title = pane.query_one("#recipe-title")
+        await wait_for(pilot, lambda: "unsaved" in str(title.render()), what="the edit marks the recipe unsaved")
+        shown = str(title.render())
+        assert shown.endswith("● unsaved  ✓ valid") and len(shown) <= title.content_region.width, shown
+        assert shown.startswith("sc_cub") and "…" in shown, shown
