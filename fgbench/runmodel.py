@@ -347,9 +347,8 @@ class RunModel:
         resumed = ev.get("resumed")
         if isinstance(resumed, dict) and _int(resumed.get("step")) is not None:
             # the events a killed run wrote after its checkpoint are trained again: the position
-            # goes back to the checkpoint's (its epoch counts the epochs done)
-            self.step = int(resumed["step"])
-            self.epoch = _int(resumed.get("epoch")) or 0
+            # goes back to the checkpoint's
+            self.epoch, self.step = self._checkpoint_position(_int(resumed.get("epoch")) or 0, int(resumed["step"]))
         for key in ("total_epochs", "total_steps", "steps_per_epoch"):
             if isinstance(ev.get(key), int):
                 setattr(self, key, ev[key])
@@ -526,7 +525,10 @@ class RunModel:
         ck = self.last_checkpoint
         if status != "interrupted" or not ck or _int(ck.get("step")) is None:
             return self.epoch, self.step
-        step, done = int(ck["step"]), _int(ck.get("epoch")) or 0
+        return self._checkpoint_position(_int(ck.get("epoch")) or 0, int(ck["step"]))
+
+    def _checkpoint_position(self, done: int, step: int) -> tuple[int, int]:
+        """The (epoch in progress, step) of a checkpoint that holds ``done`` epochs at ``step``."""
         return (done if done and self._epoch_end.get(done) == step else done + 1), step
 
     def console_tail(self, lines: int = 12) -> list[str]:
