@@ -112,3 +112,22 @@ async def test_the_recipe_title_keeps_its_state_at_80_columns(dirs):
         shown = str(title.render())
         assert shown.endswith("● unsaved  ✓ valid") and len(shown) <= title.content_region.width, shown
         assert shown.startswith("sc_cub") and "…" in shown, shown
+
+
+async def test_two_runs_of_one_recipe_read_apart_in_the_80_column_compare_sidebar(dirs):
+    """Two quickstart runs: at 120 columns the sidebar names each with its start; at 80 the start
+    was cut off and both rows read "quickstart 1…". The start time now comes first there."""
+    from fakes.run_factory import make_fixture_run
+
+    make_fixture_run(dirs.runs, "20250301-093200-quickstart", name="quickstart", dataset="synthetic", arch="resnet18")
+    make_fixture_run(dirs.runs, "20250301-093500-quickstart", name="quickstart", dataset="synthetic", arch="resnet18")
+    app = tui_app(dirs, fgbench_cmd=fake_cmd(), initial_pane="compare", watch_interval=0.2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await ready_pane(pilot, "compare")
+        lst = pane.query_one("#compare-list")
+        await wait_for(pilot, lambda: lst.option_count == 2, what="two runs listed")
+        await pilot.pause()
+        room = lst.scrollable_content_region.width
+        shown = [lst.get_option_at_index(i).prompt.plain[:room] for i in range(2)]  # what fits on screen
+        assert shown[0] != shown[1], shown
+        assert "09:35" in shown[0] and "09:32" in shown[1], shown  # newest first
