@@ -1067,7 +1067,7 @@ def summary_text(summary: Summary | None) -> str:
         b = summary.best.get(model)
         if not b:
             continue
-        lm = getattr(last, model) or SplitNumbers()
+        lm = last.of(model) or SplitNumbers()
         lines.append(
             f"{model:>3}: {selected_epoch_text(b.epoch, n['select_on'])}: val {fmt_value(_num(b.val_top1))}  "
             f"test {fmt_value(_num(b.test_top1))} ({k_label} {fmt_value(_num(b.test_topk))})  |  "
