@@ -10,6 +10,8 @@ one of them rather than writing another:
   ``digits`` decimals, ``-`` for anything that is not a number.
 * :func:`fmt_compact` -- a chart's readout (the compare pane's cursor values): four significant
   digits under 10, two decimals above, short scientific form for tiny or huge values.
+* :func:`fmt_rate` -- a throughput (the monitor's header and its result panel, which show one
+  figure): ``1,140``, thousands separated, no decimals.
 * :func:`fmt_duration` -- a run's length in a table: ``42s``, ``3m05s``, ``1h02m``.
 * :func:`fmt_clock` -- a training progress line's ETA, as a clock: ``01:05``, ``1:02:05``, rounded
   to the second.
@@ -71,6 +73,11 @@ def fmt_compact(value: float | None) -> str:
     if value != 0 and (abs(value) < 0.01 or abs(value) >= 1e5):
         return f"{value:.3g}"
     return f"{value:.4g}" if abs(value) < 10 else f"{value:.2f}"
+
+
+def fmt_rate(per_s: float) -> str:
+    """Images (or any items) per second: ``1,140``."""
+    return f"{per_s:,.0f}"
 
 
 def fmt_duration(seconds: Any) -> str:

@@ -1448,9 +1448,10 @@ def format_errors(err: ValidationError, source: str, overrides: Sequence[Overrid
     return lines
 
 
-def validate_recipe(data: dict[str, Any], source: str = "<recipe>", overrides: Sequence[Override | str] = ()) -> Recipe:
+def validate_recipe(data: object, source: str = "<recipe>", overrides: Sequence[Override | str] = ()) -> Recipe:
     """The Recipe for ``data`` (overrides already applied), or a RecipeError naming ``source`` or
-    the ``--set`` each problem comes from."""
+    the ``--set`` each problem comes from. ``data`` is whatever was read (a table, or anything a
+    damaged file or checkpoint holds): checking it is this function's job."""
     try:
         return Recipe.model_validate(data)
     except ValidationError as err:

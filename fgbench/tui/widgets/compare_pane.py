@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
@@ -294,9 +295,11 @@ spaces) then the pin mark."""
 
 class ComparePane(ReportsWorkerFailures, Vertical):
     BINDINGS = [
-        Binding("w", "filter_runs", "Filter", tooltip="Filter the runs: words, status, sweep tag, "
+        # w and / are written in their fields ("w: filter runs", "/: series") and a in the help
+        # (?): the footer keeps the other keys, in 80 columns
+        Binding("w", "filter_runs", "Filter", show=False, tooltip="Filter the runs: words, status, sweep tag, "
                 "or recipe values such as optim.lr=0.005"),
-        Binding("slash", "filter_series", "Series", tooltip="Choose the charts: words of series names "
+        Binding("slash", "filter_series", "Series", show=False, tooltip="Choose the charts: words of series names "
                 "(loss, topk, ema, lr, grad ...), * for all"),
         Binding("x", "axis", "X axis", tooltip="x-axis: optimizer step, epoch or wall time"),
         Binding("l", "log", "Log y", tooltip="Logarithmic y axis on or off"),
@@ -310,7 +313,7 @@ class ComparePane(ReportsWorkerFailures, Vertical):
                 "min-max band (on), or each run (off)"),
         Binding("e", "export", "Export", tooltip="Write the table as Markdown (.md) or CSV (.csv), "
                 "as fgbench runs compare does"),
-        Binding("a", "clear", "Clear", tooltip="Clear the selection"),
+        Binding("a", "clear", "Clear", show=False, tooltip="Clear the selection"),
         Binding("escape", "unzoom", "Back", show=False),
     ]
 
@@ -713,14 +716,23 @@ class ComparePane(ReportsWorkerFailures, Vertical):
         if not snaps:
             hint = "Select runs on the left (space), or mark them in Runs with space."
         else:
-            parts = [f"{len(snaps)} runs", f"x: {self.axis}", "log y" if self.log_y else "linear y",
-                     f"smooth: EMA {self.smooth_steps:g} steps" if self.smooth_steps else "smooth: off"]
-            if self._grouped:
-                parts.insert(3, "g: groups as mean+band" if self.group_seeds else "g: groups as runs")
-            if self.sort_key:
-                header = next((h for k, h, _ in self._columns if k == self.sort_key), self.sort_key)
-                parts.append(f"sort: {header} {'▼' if self.sort_desc else '▲'}")
-            hint = " · ".join(parts)
+            header = next((h for k, h, _ in self._columns if k == self.sort_key), self.sort_key)
+            arrow = "▼" if self.sort_desc else "▲"
+            # the full wording, and a short one for a narrow pane (at 80 columns the sort was cut)
+            hint, room = "", self.query_one("#compare-hint", Static).size.width
+            for full in (True, False):
+                parts = [f"{len(snaps)} runs", f"x: {self.axis}" if full else f"x {self.axis}",
+                         ("log y" if self.log_y else "linear y") if full else ("log" if self.log_y else "linear"),
+                         (f"smooth: EMA {self.smooth_steps:g} steps" if full else f"EMA {self.smooth_steps:g}")
+                         if self.smooth_steps else ("smooth: off" if full else "raw")]
+                if self._grouped:
+                    parts.insert(3, ("g: groups as mean+band" if self.group_seeds else "g: groups as runs") if full
+                                 else ("mean+band" if self.group_seeds else "each run"))
+                if self.sort_key:
+                    parts.append(f"sort: {header} {arrow}" if full else f"{arrow} {header}")
+                hint = " · ".join(parts)
+                if not room or cell_len(hint) <= room:  # not laid out yet: the full wording
+                    break
         self.query_one("#compare-hint", Static).update(Text(hint, style="dim", no_wrap=True, overflow="ellipsis"))
 
     # ------------------------------------------------------------------ actions

@@ -16,7 +16,7 @@ from textual.widgets import ProgressBar, Static
 from fgbench import report
 from fgbench.rundir.confusion import has_confusion
 from fgbench.textsafe import safe
-from fgbench.formats import fmt_duration
+from fgbench.formats import fmt_duration, fmt_rate
 from fgbench.runmodel import (
     SMOOTH_STEPS,
     SMOOTHABLE,
@@ -75,8 +75,9 @@ def progress_text(snap: Snapshot) -> Text:
         text.append(f"  stage {snap.stage}")
     if snap.eta_s is not None:
         text.append(f"  ETA {fmt_duration(snap.eta_s)}", style="bold")
-    if snap.images_per_s is not None:
-        text.append(f"  {snap.images_per_s:,.0f} img/s")
+    rate, live = snap.throughput  # the result panel's figure; before it exists, the live one, said
+    if rate is not None:
+        text.append(f"  {fmt_rate(rate)} img/s{' now' if live else ''}")
     if snap.loss is not None:
         text.append(f"  loss {snap.loss:.4f}")
     return text

@@ -44,6 +44,12 @@ STATUS_STYLE = {
 # (one rule for every table of runs: fgbench.rundir.summary.Summary.headline)
 # (the numbers before dataset and model: raw and EMA side by side fit in 80 columns)
 COLUMNS = ("status", "started", "recipe", "val", "test", "ema test", "dataset", "model", "time")
+SQUEEZE = {"recipe": 10, "dataset": 7, "model": 8}
+"""Name columns cut in the middle to fit the pane (to at least these widths), keeping what tells
+the names apart: at 80 columns every column from status to time fits."""
+DROP = ("started", "dataset")
+"""Left out, in this order, only when the table cannot fit even with its names cut: the list is
+newest first, so the start time is the least needed; then the dataset (the recipe usually names it)."""
 
 
 class RunsTable(FittedTable):
@@ -153,7 +159,7 @@ class RunsPane(Vertical):
         rows = self.visible_rows(every)
         table.set_rows([(label, label) for label in COLUMNS],
                        [(str(row.path), self._row_cells(row)) for row in rows],
-                       squeeze={"recipe": 20})  # 20: status to ema test still fit 80 columns
+                       squeeze=SQUEEZE, drop=DROP)
         self._live_rows = [row for row in rows if row.status == "running" and row.last_event_time is not None]
         if not workbench(self).store.loaded_once:
             self.query_one("#runs-status", Static).update("reading the runs directory...")
