@@ -204,7 +204,7 @@ def train(plan: RunPlan, session: RunSession, *, dist: Any = None) -> int:
                      splits=plan.splits, model=plan.model, model_report=list(plan.report), writer=writer,
                      progress=progress, stop=stop, resume=resume.last if resume else None,
                      resume_best=resume.best if resume else None, dist=dist, stages=plan.stages,
-                     channels_last=plan.channels_last)
+                     channels_last=plan.channels_last, precision=plan.precision)
     trainer = None
     try:
         if main:

@@ -103,6 +103,7 @@ class RunContext:
     stop: StopFlag
     stages: tuple[StageSpec, ...]  # resolved once by the plan, with the global batch
     channels_last: tuple[bool, str]  # (use channels_last, why): the plan converted the model by this rule
+    precision: tuple[str, str] | None = None  # (runtime.precision resolved, why); the recipe holds the value
     resume: dict | None = None  # the last.pt checkpoint
     resume_best: dict | None = None  # best.pt, when resuming
     dist: Any = None  # fgbench.train.distributed.Dist under torchrun (world size > 1)
@@ -144,6 +145,7 @@ class Trainer:
         self.final_sizes: dict[str, dict] = {}
         self.status = "running"
         self._saved_at: int | None = None
+        self.saver = C.BackgroundSaver()  # checkpoints are written while training goes on
         self.training_started = False  # set before the first training batch is asked for
 
     # ------------------------------------------------------------------------------ helpers
@@ -307,8 +309,9 @@ class Trainer:
             "format": C.FORMAT, "kind": kind, "epoch": epoch, "batch": batch, "step": eng.step,
             "stage_step": eng.stage_step, "stage": stage, "recipe": self.recipe_dict,
             "class_names": list(self.splits.class_names),
-            "model": C.cpu_state_dict(self.model),
-            "ema": C.cpu_state_dict(self.ema.module) if self.ema is not None else None,
+            # live state: the saver snapshots the whole payload before training goes on
+            "model": self.model.state_dict(),
+            "ema": self.ema.module.state_dict() if self.ema is not None else None,
             "ema_updates": self.ema.updates if self.ema is not None else 0,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": eng.scheduler.state_dict(),
@@ -333,8 +336,9 @@ class Trainer:
         if rng_ranks is not None:
             payload["rng_ranks"] = rng_ranks
             payload["world_size"] = self.dist.size
-        C.save_checkpoint(path, payload)
-        self._emit("checkpoint", epoch=epoch, step=payload["step"], kind="last", path=str(path))
+        step = payload["step"]
+        self.saver.save(path, payload, done=lambda: self._emit("checkpoint", epoch=epoch, step=step, kind="last",
+                                                                path=str(path)))
 
     def _save_best(self, improved: list[str], epoch: int) -> None:
         if "raw" in improved:
@@ -352,11 +356,16 @@ class Trainer:
             "step": self.eng.step,
             "recipe": self.recipe_dict, "class_names": list(self.splits.class_names),
             "model": self.best_states["raw"], "ema": self.best_states["ema"],
-            "best_tracker": self.tracker.state_dict(), "selected": self.tracker.selected(),
+            "best_tracker": C.snapshot(self.tracker.state_dict()), "selected": self.tracker.selected(),
         }
-        C.save_checkpoint(path, payload)
-        for m in improved:
-            self._emit("checkpoint", epoch=epoch, step=payload["step"], kind="best", path=str(path), model=m)
+        step = payload["step"]
+
+        def done() -> None:
+            for m in improved:
+                self._emit("checkpoint", epoch=epoch, step=step, kind="best", path=str(path), model=m)
+
+        # the weights are the CPU copies above, which are replaced, never changed: no second copy
+        self.saver.save(path, payload, copy=False, done=done)
 
     # -------------------------------------------------------------------------------- epochs
 
@@ -519,11 +528,20 @@ class Trainer:
 
     def run(self) -> str:
         """Train every stage; returns "completed" or "interrupted" (exceptions propagate)."""
-        if not self.main:
-            return self._run()
-        self.sampler = telemetry.Sampler(self.writer.emit, self.device, self._where)
-        with self.sampler:
-            return self._run()
+        try:
+            if not self.main:
+                return self._run()
+            self.sampler = telemetry.Sampler(self.writer.emit, self.device, self._where)
+            with self.sampler:
+                return self._run()
+        except BaseException:
+            try:
+                self.saver.wait()  # a checkpoint being written is finished (or its error dropped)
+            except Exception:  # noqa: BLE001 - the training error is the one to report
+                pass
+            raise
+        finally:
+            self.saver.wait()  # nothing is left half-done in the background when run() returns
 
     def _where(self) -> tuple[int, int]:
         """(epoch, step) now, for the sampler's events: the epoch in progress."""
@@ -596,6 +614,7 @@ class Trainer:
 
     def _remove_stale_temps(self) -> None:
         """Temporary checkpoint files a killed run left (``.last.pt.XXXX.tmp``)."""
+        self.saver.wait()  # not the temporary file of a write in progress
         if self.main:
             C.remove_stale_temps(self.ckpt_dir, (layout.LAST_CKPT, layout.BEST_CKPT))
 
@@ -739,6 +758,8 @@ class Trainer:
             top_k=min(self.r.eval.top_k, self.num_classes),
             loader=self.splits.choice.as_event() if self.splits.choice else None,
             memory_format={"channels_last": self.memory_format[0], "reason": self.memory_format[1]},
+            precision={"precision": self.r.runtime.precision,
+                       "reason": ctx.precision[1] if ctx.precision else f"runtime.precision = \"{self.r.runtime.precision}\""},
             **extra,
         )
         loader = (f"data loader: {self.splits.choice.kind} ({self.splits.choice.reason})"
