@@ -22,8 +22,6 @@ Decisions:
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import sys
 import typing
 from pathlib import Path
@@ -33,12 +31,12 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from fgbench import schema
+from fgbench.formats import toml_value
 from fgbench.recipe import Recipe, atomic_write_text
 
 START_MARKER = "<!-- recipe-reference:start -->"
 END_MARKER = "<!-- recipe-reference:end -->"
 
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 # ------------------------------------------------------------------------------ rendering bits
@@ -47,22 +45,6 @@ _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 def _cell(text: str) -> str:
     """One markdown table cell: a single line, pipes escaped (GFM allows ``\\|`` even in code)."""
     return " ".join(text.split()).replace("|", "\\|")
-
-
-def toml_value(value: Any) -> str:
-    """A Python value as the TOML literal a user would write."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        keys = (k if _BARE_KEY.fullmatch(k) else json.dumps(k) for k in value)
-        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in zip(keys, value.values())) + "}"
-    raise TypeError(f"no TOML literal for {type(value).__name__}")
 
 
 def type_name(ann: Any) -> str:

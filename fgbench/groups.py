@@ -29,7 +29,10 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fgbench.rundir.reader import RunInfo
 
 SEED_FIELD = "runtime.seed"
 
@@ -109,11 +112,11 @@ class Group:
         return len(self.runs)
 
 
-def group_runs(runs: Sequence[Any]) -> list[Group]:
+def group_runs(runs: Sequence["RunInfo"]) -> list[Group]:
     """Runs into groups by :func:`identity`, groups in the order of their first run."""
     groups: dict[str, Group] = {}
     for i, run in enumerate(runs):
         recipe = run.recipe if isinstance(run.recipe, dict) else {}
-        key = identity(recipe) if recipe and not getattr(run, "damaged", None) else f"unread-{i}"
+        key = identity(recipe) if recipe and not run.damaged else f"unread-{i}"
         groups.setdefault(key, Group(key)).runs.append(run)
     return list(groups.values())

@@ -29,15 +29,19 @@ import functools
 import os
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Sequence, Union
+from typing import TYPE_CHECKING, Annotated, Any, Iterable, Literal, Sequence, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from fgbench import schema
 from fgbench.atomic import atomic_write_text
 from fgbench.errors import RecipeError, UserError, escape
+from fgbench.formats import BARE_KEY
 from fgbench.textfile import read_text_file
 from fgbench.tomlread import tomllib
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
 
 SCHEMA_VERSION = 1
 
@@ -312,7 +316,10 @@ class MocoWeights(_Section):
     """Path of the MoCo `.pth.tar` checkpoint."""
 
 
-Pretrained = _tagged_union("source", NoPretrained, TorchvisionWeights, FileWeights, MocoWeights)
+if TYPE_CHECKING:  # the type checker sees the plain union; at run time the tag picks the variant
+    Pretrained = Union[NoPretrained, TorchvisionWeights, FileWeights, MocoWeights]
+else:
+    Pretrained = _tagged_union("source", NoPretrained, TorchvisionWeights, FileWeights, MocoWeights)
 
 
 class ViTConfig(_Section):
@@ -458,10 +465,11 @@ class ModelConfig(_Section):
                 raise FieldProblem("mixstyle_layers" if self.mixstyle_layers > 3 else "freeze_stages",
                                    f"{self.arch} has 3 stages: mixstyle_layers <= 3 and freeze_stages <= 4", "arch")
         if self.arch != "vitn_cifar":
-            used = [n for n, on in (("rel_pos", self.vit.rel_pos), ("diag_mask", self.vit.diag_mask),
-                                    ("temperature", self.vit.temperature != "none")) if on]
-            if used:
-                raise FieldProblem(f"vit.{used[0]}", f"vit.{used[0]} needs arch 'vitn_cifar' (the pre-norm ViT)", "arch")
+            vit_used = [n for n, on in (("rel_pos", self.vit.rel_pos), ("diag_mask", self.vit.diag_mask),
+                                        ("temperature", self.vit.temperature != "none")) if on]
+            if vit_used:
+                raise FieldProblem(f"vit.{vit_used[0]}", f"vit.{vit_used[0]} needs arch 'vitn_cifar' (the pre-norm ViT)",
+                                   "arch")
         if self.arch in _VIT_ARCHS and self.pretrained.source == "torchvision":
             raise FieldProblem("pretrained.source", f"{self.arch} is fgbench's own architecture: no torchvision weights",
                                "arch")
@@ -533,7 +541,10 @@ class RAdamConfig(_AdamBase):
     used by the hoya seed) instead of adding weight_decay * p to the gradient (coupled L2)."""
 
 
-Optimizer = _tagged_union("name", SGDConfig, AdamConfig, AdamWConfig, RAdamConfig)
+if TYPE_CHECKING:
+    Optimizer = Union[SGDConfig, AdamConfig, AdamWConfig, RAdamConfig]
+else:
+    Optimizer = _tagged_union("name", SGDConfig, AdamConfig, AdamWConfig, RAdamConfig)
 
 
 # ------------------------------------------------------------------------------------ schedule
@@ -648,7 +659,10 @@ class ConstantSchedule(_ScheduleBase):
     """Constant LR after warm-up."""
 
 
-Schedule = _tagged_union("name", CosineSchedule, MultiStepSchedule, LinearSchedule, ConstantSchedule)
+if TYPE_CHECKING:
+    Schedule = Union[CosineSchedule, MultiStepSchedule, LinearSchedule, ConstantSchedule]
+else:
+    Schedule = _tagged_union("name", CosineSchedule, MultiStepSchedule, LinearSchedule, ConstantSchedule)
 
 
 # ------------------------------------------------------------------------------- augmentation
@@ -746,8 +760,13 @@ class RuntimeConfig(_Section):
     device: Literal["auto", "cuda", "cpu"] = "auto"
     """Where to train: `auto` picks CUDA when available."""
 
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    """Autocast precision of the forward pass; fp16 adds a gradient scaler."""
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32"
+    """Autocast precision of the forward pass; fp16 adds a gradient scaler. `auto`: the fastest
+    precision the device supports without a gradient scaler: bf16 on a CUDA GPU with native bf16
+    (Ampere and later), fp32 elsewhere (the CPU included). The run records what it chose: its
+    `recipe.toml` holds the chosen precision (so a resumed run keeps it), and its log and
+    `run_started` say why. The seed recipes never use `auto`: their precision is part of what they
+    reproduce."""
 
     channels_last: Literal["auto", True, False] = "auto"
     """Channels-last memory format. `auto`: on for `resnet8_cifar`, `resnet20_cifar` and `small_cnn`
@@ -1235,7 +1254,7 @@ class Recipe(_Section):
         if self.eval.select_on == "val" and self.data.val_fraction == 0:
             raise FieldProblem("eval.select_on", "eval.select_on is 'val' but data.val_fraction is 0: hold out a "
                                "validation split or select on 'last'", "data.val_fraction")
-        crop = self.data.train_crop
+        crop: str = self.data.train_crop  # a stage may also say "test"
         for i, st in enumerate(self.stages):
             crop = st.train_crop or ("test" if st.trainable == "bn_fc" else crop)
             if self.data.loader == "device" and crop not in ("pad_crop", "resize"):
@@ -1268,7 +1287,7 @@ class Recipe(_Section):
         if self.model.arch not in _VIT_ARCHS:
             return self
         p = self.model.vit.patch_size
-        sizes = [("data.train_size", self.data.train_size)]
+        sizes: list[tuple[str, int | None]] = [("data.train_size", self.data.train_size)]
         if self.data.test_crop != "none":  # "none" keeps the images' own size, which only the data knows
             sizes.append(("data.test_size", self.data.test_size))
             sizes += [(f"eval.final_test_sizes[{i}]", v) for i, v in enumerate(self.eval.final_test_sizes)]
@@ -1327,9 +1346,6 @@ def user_path(loc: Sequence[Any]) -> tuple[str | int, ...]:
     return tuple(out)
 
 
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
 def path_text(parts: Sequence[str | int]) -> str:
     """``stages[0].epochs``; a key that is not a bare TOML key is quoted and escaped
     (``sweep.grid."optim.lr"``, ``data."\\x1b[31m"``), so every path prints on one line."""
@@ -1338,7 +1354,7 @@ def path_text(parts: Sequence[str | int]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
             continue
-        key = part if _BARE_KEY.fullmatch(part) else '"' + escape(part).replace('"', '\\"') + '"'
+        key = part if BARE_KEY.fullmatch(part) else '"' + escape(part).replace('"', '\\"') + '"'
         out += ("." if out else "") + key
     return out or "(recipe)"
 
@@ -1382,7 +1398,7 @@ def parse_override(item: str) -> Override:
     return Override(item, parts, value)
 
 
-def _field_of(e: dict[str, Any]) -> tuple[tuple[str | int, ...], tuple[tuple[str | int, ...], ...], str]:
+def _field_of(e: ErrorDetails) -> tuple[tuple[str | int, ...], tuple[tuple[str | int, ...], ...], str]:
     """(path, other paths involved, message) of one pydantic error."""
     path = user_path(e["loc"])
     msg = e["msg"].removeprefix("Value error, ")
@@ -1437,9 +1453,10 @@ def format_errors(err: ValidationError, source: str, overrides: Sequence[Overrid
     return lines
 
 
-def validate_recipe(data: dict[str, Any], source: str = "<recipe>", overrides: Sequence[Override | str] = ()) -> Recipe:
+def validate_recipe(data: object, source: str = "<recipe>", overrides: Sequence[Override | str] = ()) -> Recipe:
     """The Recipe for ``data`` (overrides already applied), or a RecipeError naming ``source`` or
-    the ``--set`` each problem comes from."""
+    the ``--set`` each problem comes from. ``data`` is whatever was read (a table, or anything a
+    damaged file or checkpoint holds): checking it is this function's job."""
     try:
         return Recipe.model_validate(data)
     except ValidationError as err:
@@ -1451,6 +1468,7 @@ def _too_deep(value: Any, start: int = 0) -> str | None:
     stack = [(value, start)]
     while stack:
         node, depth = stack.pop()
+        children: Iterable[Any]
         if isinstance(node, dict):
             children = node.values()
         elif isinstance(node, list):

@@ -253,7 +253,7 @@ class MLflowTracker(_Tracker):
                 self.client.log_batch(self.run_id, metrics=finals)
             if summary:
                 self.client.log_dict(self.run_id, summary, SUMMARY_FILE)
-            status = event.get("status")
+            status = str(event.get("status"))
             self.client.set_terminated(self.run_id, status={"completed": "FINISHED", "pruned": "KILLED",
                                                             "interrupted": "KILLED"}.get(status, "FAILED"))
 

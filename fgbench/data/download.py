@@ -72,6 +72,7 @@ import re
 import shutil
 import socket
 import stat
+import sys
 import tarfile
 import threading
 import time
@@ -83,7 +84,7 @@ import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Iterator, cast
 
 from fgbench import settings
 from fgbench.atomic import DiskFullError, disk_full_cause, free_text
@@ -675,7 +676,8 @@ def _extract_tar(archive: Path, x: _Extractor, dest: Path, meter: ProgressMeter,
     with open(archive, "rb") as raw:
         reader = _CountingReader(raw, meter, cancel)
         try:
-            tar = tarfile.open(fileobj=reader, mode="r|*")
+            # stream mode ("r|") only reads, which is all the counting wrapper does
+            tar = tarfile.open(fileobj=cast(IO[bytes], reader), mode="r|*")
         except tarfile.TarError as err:
             raise DamagedArchiveError(f"{archive}: not a readable tar archive ({err})") from None
         with tar:
@@ -860,11 +862,9 @@ def _locked(loc: Path) -> Iterator[None]:
     loc.mkdir(parents=True, exist_ok=True)
     f = os.fdopen(_open_state(loc / catalog.LOCK_FILE, os.O_RDWR | os.O_CREAT), "a+")
     try:
-        try:
+        if sys.platform != "win32":  # Windows: no lock
             import fcntl
-        except ImportError:  # pragma: no cover - Windows: no lock
-            fcntl = None
-        if fcntl is not None:
+
             try:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -995,9 +995,10 @@ def _disk_full_is_a_failure(name: str, loc: Path) -> Iterator[None]:
     try:
         yield
     except OSError as err:
-        if disk_full_cause(err) is None:
+        cause = disk_full_cause(err)
+        if cause is None:
             raise
-        where = err.filename if isinstance(err, DiskFullError) else (disk_full_cause(err).filename or loc)
+        where = err.filename if isinstance(err, DiskFullError) else (cause.filename or loc)
         raise DownloadError(f"{name}: {where}: disk full ({free_text(loc)} free); free some space or set "
                             "FGBENCH_DATA to a bigger disk, then run the same command again") from None
 
@@ -1203,6 +1204,7 @@ def verify_dataset(name: str, *, root=None, deep: bool = False, progress: Progre
             report.problems.append(str(err))
             return report
     if index.kind == "cifar":
+        assert index.root is not None  # a CIFAR index records where its pickles are
         try:
             prepared = prepare.PREPARERS[entry.prepare](Path(index.root))
         except UserError as err:

@@ -12,8 +12,9 @@ Decisions:
   the points itself (local) returns when they have all ended, with the sweep's exit code; one that
   hands them to a scheduler (SLURM) returns once they are queued (``Submitted.finished`` is False)
   and ``poll`` tells when the scheduler is done with them.
-* ``poll`` answers only what the scheduler alone knows (queued, requeued, why a job ended): a
-  point's fgbench status always comes from its run directory (:func:`fgbench.sweeps.state.point_status`).
+* ``poll`` answers only what the scheduler alone knows (queued, requeued, why a job ended). A
+  point's status comes from its run directory; the scheduler's word counts only for a point that
+  has no run yet (one rule: :func:`fgbench.sweeps.state.point_status`).
 * The registry holds import paths, not classes, so that choosing one backend never imports the
   other (and the modules may import this one for its types without a cycle).
 """
@@ -48,6 +49,11 @@ class SchedulerState:
     active: bool
     """Queued or running: the scheduler will still start or finish it."""
     running: bool = False
+    """The scheduler runs the job now."""
+    died: bool = False
+    """The job ended abnormally at the scheduler (failed, node failure, out of memory, time
+    limit), whatever its trainer did. See :func:`fgbench.sweeps.state.point_status` for what this
+    may say of a point (only of one without a run)."""
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,8 @@ from fgbench.sweeps.plan import FAILED, INTERRUPTED, PENDING, RUNNING
 
 ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
                  "RESIZING", "SUSPENDED", "STOPPED", "SIGNALING", "RESV_DEL_HOLD", "SPECIAL_EXIT"}
+DIED_STATES = {"FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "TIMEOUT"}
+"""A job that ended in one of these died at the scheduler (CANCELLED is a person's doing, not a death)."""
 
 
 def available() -> str | None:
@@ -131,6 +133,11 @@ class JobState:
     @property
     def active(self) -> bool:
         return self.state in ACTIVE_STATES
+
+    def scheduler_state(self) -> SchedulerState:
+        """What the backend protocol says of the job (see :func:`fgbench.sweeps.state.point_status`)."""
+        return SchedulerState(self.state, self.text(), self.active, self.state == "RUNNING",
+                              self.state in DIED_STATES)
 
     def text(self) -> str:
         if self.state == "?":
@@ -255,7 +262,7 @@ class SlurmBackend:
         for p in state.points:
             js = sched.get(p.job_id) if p.job_id else None
             if js is not None:
-                out[p.index] = SchedulerState(js.state, js.text(), js.active, js.state == "RUNNING")
+                out[p.index] = js.scheduler_state()
         return out
 
     def cancel(self, state: Any) -> str:
@@ -331,9 +338,11 @@ def submit_points(state: Any, *, retry_failed: bool = False) -> list[int]:
         sched = query([p.job_id for p in fresh.points if p.job_id])
         todo = []
         for p in fresh.points:
-            if sweep_state.point_done(p) or (p.job_id and sched.get(p.job_id, JobState("?")).active):
+            js = sched.get(p.job_id) if p.job_id else None
+            if sweep_state.point_done(p) or (js is not None and js.active):
                 continue
-            if sweep_state.point_status(p) == FAILED and not retry_failed:
+            status = sweep_state.point_status(p, js.scheduler_state() if js is not None else None)
+            if status == FAILED and not retry_failed:
                 continue
             todo.append(p.index)
         if todo:

@@ -188,6 +188,8 @@ def predict_images(run_dir: str | os.PathLike[str], images: Sequence[str], *, to
 class _EvalEngine:
     """What ``fgbench.train.loop.evaluate`` reads from its engine: device, autocast, memory format."""
 
+    reduce = None  # one process: nothing to sum over
+
     def __init__(self, loaded: LoadedRun):
         self.device = loaded.device
         self.channels_last = loaded.channels_last

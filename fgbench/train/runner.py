@@ -204,7 +204,7 @@ def train(plan: RunPlan, session: RunSession, *, dist: Any = None) -> int:
                      splits=plan.splits, model=plan.model, model_report=list(plan.report), writer=writer,
                      progress=progress, stop=stop, resume=resume.last if resume else None,
                      resume_best=resume.best if resume else None, dist=dist, stages=plan.stages,
-                     channels_last=plan.channels_last)
+                     channels_last=plan.channels_last, precision=plan.precision)
     trainer = None
     try:
         if main:
@@ -252,8 +252,8 @@ def train(plan: RunPlan, session: RunSession, *, dist: Any = None) -> int:
 
         if is_out_of_memory(err):  # sizes the schema allows but memory does not: one line, the traceback kept in the events
             st = trainer.stage if trainer is not None else None
-            line = oom_line(err, plan.recipe, plan.device, getattr(st, "batch_size", None),
-                            getattr(st, "train_size", None))
+            line = oom_line(err, plan.recipe, plan.device, st.batch_size if st is not None else None,
+                            st.train_size if st is not None else None)
             print(line, file=session.terminal[1], flush=True)
             _finish_failed(writer, trainer, line, tb, EXIT_FAILED)
             return EXIT_FAILED

@@ -45,7 +45,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, cast
 
 import torch
 
@@ -103,6 +103,7 @@ class RunContext:
     stop: StopFlag
     stages: tuple[StageSpec, ...]  # resolved once by the plan, with the global batch
     channels_last: tuple[bool, str]  # (use channels_last, why): the plan converted the model by this rule
+    precision: tuple[str, str] | None = None  # (runtime.precision resolved, why); the recipe holds the value
     resume: dict | None = None  # the last.pt checkpoint
     resume_best: dict | None = None  # best.pt, when resuming
     dist: Any = None  # fgbench.train.distributed.Dist under torchrun (world size > 1)
@@ -144,6 +145,7 @@ class Trainer:
         self.final_sizes: dict[str, dict] = {}
         self.status = "running"
         self._saved_at: int | None = None
+        self.saver = C.BackgroundSaver()  # checkpoints are written while training goes on
         self.training_started = False  # set before the first training batch is asked for
 
     # ------------------------------------------------------------------------------ helpers
@@ -171,6 +173,17 @@ class Trainer:
             what = "missing" if L.is_missing(p) else "undecodable"
             self._emit("log", level="warning", message=f"skipped {what} image {p}")
 
+    @property
+    def eng(self) -> Engine:
+        """The current stage's engine: ``_begin_stage`` or ``_restore`` builds it before any epoch."""
+        assert self.engine is not None, "no stage has begun"
+        return self.engine
+
+    def _ema_module(self) -> torch.nn.Module:
+        """The EMA's weights (best EMA weights are recorded only when the recipe has an EMA)."""
+        assert self.ema is not None, "the recipe has no EMA"
+        return self.ema.module
+
     def _duration(self) -> float:
         return self.totals["duration"] + (time.monotonic() - self._t_session)
 
@@ -196,7 +209,7 @@ class Trainer:
             scaler = torch.amp.GradScaler(self.device.type)
         forward = model
         if r.runtime.compile:
-            forward = torch.compile(model)
+            forward = cast(torch.nn.Module, torch.compile(model))  # compiling a Module gives an OptimizedModule
         ddp: dict[str, Any] = {}
         if self.dist is not None:
             # DDP wraps the (compiled) model, as PyTorch advises; evaluation uses it unwrapped.
@@ -270,7 +283,7 @@ class Trainer:
         if self.ema is not None and ckpt.get("ema") is not None:
             self.ema.load_state_dict({"module": ckpt["ema"], "updates": ckpt.get("ema_updates", 0)})
         self._build_engine(st, new_optimizer=True)
-        assert self.engine is not None
+        assert self.engine is not None and self.optimizer is not None
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.engine.scheduler.load_state_dict(ckpt["scheduler"])
         if self.engine.scaler is not None and ckpt.get("scaler"):
@@ -291,13 +304,14 @@ class Trainer:
 
     def _payload(self, kind: str, *, stage: int, epoch: int, batch: int, stats: EpochStats | None) -> dict:
         eng = self.engine
-        assert eng is not None
+        assert eng is not None and self.optimizer is not None
         return {
             "format": C.FORMAT, "kind": kind, "epoch": epoch, "batch": batch, "step": eng.step,
             "stage_step": eng.stage_step, "stage": stage, "recipe": self.recipe_dict,
             "class_names": list(self.splits.class_names),
-            "model": C.cpu_state_dict(self.model),
-            "ema": C.cpu_state_dict(self.ema.module) if self.ema is not None else None,
+            # live state: the saver snapshots the whole payload before training goes on
+            "model": self.model.state_dict(),
+            "ema": self.ema.module.state_dict() if self.ema is not None else None,
             "ema_updates": self.ema.updates if self.ema is not None else 0,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": eng.scheduler.state_dict(),
@@ -322,8 +336,9 @@ class Trainer:
         if rng_ranks is not None:
             payload["rng_ranks"] = rng_ranks
             payload["world_size"] = self.dist.size
-        C.save_checkpoint(path, payload)
-        self._emit("checkpoint", epoch=epoch, step=self.engine.step, kind="last", path=str(path))
+        step = payload["step"]
+        self.saver.save(path, payload, done=lambda: self._emit("checkpoint", epoch=epoch, step=step, kind="last",
+                                                                path=str(path)))
 
     def _save_best(self, improved: list[str], epoch: int) -> None:
         if "raw" in improved:
@@ -338,14 +353,19 @@ class Trainer:
                   for m, b in self.tracker.best.items()}
         payload = {
             "format": C.FORMAT, "kind": "best", "stage": self.tracker.stage, "epoch": epoch, "epochs": epochs,
-            "step": self.engine.step,
+            "step": self.eng.step,
             "recipe": self.recipe_dict, "class_names": list(self.splits.class_names),
             "model": self.best_states["raw"], "ema": self.best_states["ema"],
-            "best_tracker": self.tracker.state_dict(), "selected": self.tracker.selected(),
+            "best_tracker": C.snapshot(self.tracker.state_dict()), "selected": self.tracker.selected(),
         }
-        C.save_checkpoint(path, payload)
-        for m in improved:
-            self._emit("checkpoint", epoch=epoch, step=self.engine.step, kind="best", path=str(path), model=m)
+        step = payload["step"]
+
+        def done() -> None:
+            for m in improved:
+                self._emit("checkpoint", epoch=epoch, step=step, kind="best", path=str(path), model=m)
+
+        # the weights are the CPU copies above, which are replaced, never changed: no second copy
+        self.saver.save(path, payload, copy=False, done=done)
 
     # -------------------------------------------------------------------------------- epochs
 
@@ -415,8 +435,8 @@ class Trainer:
                    for m, v in results.items()},
             }
         extra = {k: v for k, v in extra_metrics(self.model).items() if k in events.EVENT_FIELDS["epoch"][1]}
-        self._emit("epoch", epoch=epoch, step=self.engine.step, train_loss=res["train_loss"],
-                   train_top1=res["train_top1"], lr=self.engine.last_lr, **fields, **extra)
+        self._emit("epoch", epoch=epoch, step=self.eng.step, train_loss=res["train_loss"],
+                   train_top1=res["train_top1"], lr=self.eng.last_lr, **fields, **extra)
         self.last_epoch_done = epoch
         self._print_epoch(epoch, res, fields)
         if improved:
@@ -432,7 +452,7 @@ class Trainer:
                            ("ema_test_top1", "ema test")):
             if f.get(key) is not None:
                 parts.append(f"{label} {f[key]:.2f}%")
-        parts.append(f"lr {self.engine.last_lr:.3g}")
+        parts.append(f"lr {self.eng.last_lr:.3g}")
         if res.get("images_per_s"):
             parts.append(f"{res['images_per_s']:.0f} img/s")
         parts.append(f"{res['train_time']:.1f}s")
@@ -508,11 +528,20 @@ class Trainer:
 
     def run(self) -> str:
         """Train every stage; returns "completed" or "interrupted" (exceptions propagate)."""
-        if not self.main:
-            return self._run()
-        self.sampler = telemetry.Sampler(self.writer.emit, self.device, self._where)
-        with self.sampler:
-            return self._run()
+        try:
+            if not self.main:
+                return self._run()
+            self.sampler = telemetry.Sampler(self.writer.emit, self.device, self._where)
+            with self.sampler:
+                return self._run()
+        except BaseException:
+            try:
+                self.saver.wait()  # a checkpoint being written is finished (or its error dropped)
+            except Exception:  # noqa: BLE001 - the training error is the one to report
+                pass
+            raise
+        finally:
+            self.saver.wait()  # nothing is left half-done in the background when run() returns
 
     def _where(self) -> tuple[int, int]:
         """(epoch, step) now, for the sampler's events: the epoch in progress."""
@@ -552,6 +581,7 @@ class Trainer:
                 self.training_started = True
                 res = self._train_epoch(st, epoch, stats)
                 if not res["completed"] and not res["stopped"]:
+                    assert self.loaders is not None  # built for this stage above
                     raise RuntimeError(f"the training loader ended after {stats.batches} of "
                                        f"{self.loaders.train.steps_per_epoch} batches in epoch {epoch}")
                 if not res["completed"]:
@@ -584,6 +614,7 @@ class Trainer:
 
     def _remove_stale_temps(self) -> None:
         """Temporary checkpoint files a killed run left (``.last.pt.XXXX.tmp``)."""
+        self.saver.wait()  # not the temporary file of a write in progress
         if self.main:
             C.remove_stale_temps(self.ckpt_dir, (layout.LAST_CKPT, layout.BEST_CKPT))
 
@@ -603,10 +634,12 @@ class Trainer:
         def on_tick(batch: int, step: int) -> None:
             prog.tick(epoch=epoch, total_epochs=self.total_epochs, batch=batch, batches=spe, step=step)
 
-        should_stop = self.ctx.stop
-        if self.dist is not None:
-            def should_stop() -> bool:  # every process stops after the same step
-                return self.dist.stop_agreed(self.ctx.stop)
+        should_stop: Callable[[], bool] = self.ctx.stop
+        dist = self.dist
+        if dist is not None:
+            def agreed() -> bool:  # every process stops after the same step
+                return dist.stop_agreed(self.ctx.stop)
+            should_stop = agreed
         hooks = StepHooks(log_every=self.r.runtime.log_every_steps, on_log=on_log, on_tick=on_tick,
                           on_corrupt=self._on_corrupt, should_stop=should_stop)
         batches = self.loaders.train.batches(epoch, stats.batches)
@@ -623,7 +656,7 @@ class Trainer:
                 state = self.best_states.get(model_name)
                 if state is None:
                     continue
-                target = self.model if model_name == "raw" else self.ema.module
+                target = self.model if model_name == "raw" else self._ema_module()
                 target.load_state_dict(state)
                 for size in sizes:
                     data = self.r.data
@@ -632,7 +665,7 @@ class Trainer:
                         data = data.model_copy(update={"test_crop": "resize"})
                     loader = L.eval_loader(self.splits, data, test_size=size, batch_size=bs, device=self.device,
                                            shard=self.shard)
-                    ev = evaluate(target, loader, self.engine, num_classes=self.num_classes, top_k=self.r.eval.top_k,
+                    ev = evaluate(target, loader, self.eng, num_classes=self.num_classes, top_k=self.r.eval.top_k,
                                   on_corrupt=self._on_corrupt)
                     best = t.best.get(model_name)
                     self._emit("final_eval", model=model_name, test_size=size, top1=ev["top1"], topk=ev["topk"],
@@ -647,10 +680,11 @@ class Trainer:
             self._write_predictions(sel)  # every process: an evaluation (collective under DDP)
         if t.confusion.get(sel) is not None and self.main:
             conf = t.confusion[sel]
-            dense = isinstance(conf, list)
+            best_sel = t.best.get(sel)
             write_confusion(self.ctx.run_dir, model=sel, class_names=list(self.splits.class_names),
-                            epoch=t.best[sel]["epoch"] if t.best.get(sel) else None,
-                            matrix=conf if dense else None, cells=None if dense else conf.numpy())
+                            epoch=best_sel["epoch"] if best_sel else None,
+                            matrix=conf if isinstance(conf, list) else None,
+                            cells=conf.numpy() if isinstance(conf, torch.Tensor) else None)
 
     def _write_predictions(self, sel: str) -> None:
         """``predictions.json``: the selected model's best weights evaluated once more on the test
@@ -661,7 +695,7 @@ class Trainer:
         state = self.best_states.get(sel)
         if state is None or self.stage is None or self.engine is None:
             return
-        target = self.model if sel == "raw" else self.ema.module
+        target = self.model if sel == "raw" else self._ema_module()
         target.load_state_dict(state)
         # the last stage's own test loader, the one its epochs were evaluated with: the same images,
         # transform, shard and batch, and no second pool of workers or decoded copy of the split
@@ -690,8 +724,8 @@ class Trainer:
                 return
             by_index.update({i: (y, p) for i, y, p in zip(ids, labels, preds)})
         order = sorted(by_index)
-        files = getattr(src, "paths", None)
-        if files is None and hasattr(src, "ds") and not self.splits.skipped:
+        files = src.paths if isinstance(src, L.FileSource) else None
+        if isinstance(src, L.CachedSource) and not self.splits.skipped:
             files = [p for p, _ in self.splits.index.test]  # the cached loader: the same images in order
         best = self.tracker.best.get(sel)
         layout.write_json(self.ctx.run_dir / layout.PREDICTIONS_FILE, {
@@ -724,6 +758,8 @@ class Trainer:
             top_k=min(self.r.eval.top_k, self.num_classes),
             loader=self.splits.choice.as_event() if self.splits.choice else None,
             memory_format={"channels_last": self.memory_format[0], "reason": self.memory_format[1]},
+            precision={"precision": self.r.runtime.precision,
+                       "reason": ctx.precision[1] if ctx.precision else f"runtime.precision = \"{self.r.runtime.precision}\""},
             **extra,
         )
         loader = (f"data loader: {self.splits.choice.kind} ({self.splits.choice.reason})"

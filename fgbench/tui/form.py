@@ -30,16 +30,15 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import tomli_w
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from fgbench import schema
+from fgbench.formats import toml_inline
 from fgbench.recipe import Recipe, RecipeError, dumps_recipe, recipe_to_dict, validate_recipe
 from fgbench.tomlread import tomllib
 
@@ -282,27 +281,6 @@ def _walk_one(doc: dict[str, Any], path: Path, spec: FieldSpec):
 
 
 # -------------------------------------------------------------------------- text values
-
-
-def _toml_key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
-
-
-def toml_inline(value: Any) -> str:
-    """A value as TOML inline text: ``[0.08, 1.0]``, ``{ "optim.lr" = [0.1, 0.01] }``."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return tomli_w.dumps({"v": value})[4:].strip()
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_inline(v) for v in value) + "]"
-    if isinstance(value, dict):
-        if not value:
-            return "{}"
-        return "{ " + ", ".join(f"{_toml_key(str(k))} = {toml_inline(v)}" for k, v in value.items()) + " }"
-    return json.dumps(str(value))
 
 
 def display_value(spec: FieldSpec, value: Any) -> str:

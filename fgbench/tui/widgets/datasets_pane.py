@@ -30,12 +30,13 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Label, ProgressBar, Static
 
 from fgbench import paths
 from fgbench.errors import UserError
 from fgbench.tui.messages import DatasetPicked, DatasetTaskDone, DownloadProgress
-from fgbench.runmodel import format_duration
+from fgbench.formats import fmt_duration
 from fgbench.tui.dialogs import PromptScreen
 from fgbench.tui.widgets.fitted_table import FittedTable
 from fgbench.tui.typed import workbench
@@ -144,7 +145,7 @@ class DatasetsPane(ReportsWorkerFailures, Vertical):
         table = self.query_one("#datasets-table", DataTable)
         if not table.row_count:
             return None
-        return table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        return table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
 
     def set_current(self, name: str | None) -> None:
         if name != self.current_dataset:
@@ -302,7 +303,7 @@ class DatasetsPane(ReportsWorkerFailures, Vertical):
         if p.speed:
             parts.append(f"{fmt(p.speed)}/s")
         if p.eta_s is not None:
-            parts.append(f"ETA {format_duration(p.eta_s)}")
+            parts.append(f"ETA {fmt_duration(p.eta_s)}")
         if p.message:
             parts.append(str(p.message))
         self.query_one("#download-text", Static).update("  ".join(parts))

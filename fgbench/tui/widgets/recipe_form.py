@@ -22,12 +22,14 @@ Decisions and trade-offs:
 from __future__ import annotations
 
 import re
-from typing import Any
+import weakref
+from typing import Any, Literal, TypeVar
 
 from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
 from textual.css.query import NoMatches
+from textual.dom import DOMNode
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widget import Widget
@@ -128,6 +130,27 @@ def _select_set(select: Select, spec: F.FieldSpec, value: Any) -> None:
         select.value = value
 
 
+PathRole = Literal["field", "section", "union", "list"]
+"""What the path a form control carries names: the field it edits, the optional section it turns
+on and off, the union whose variant it picks, the list it adds to (or the item it removes)."""
+
+_W = TypeVar("_W", bound=Widget)
+_PATHS: "weakref.WeakKeyDictionary[Widget, tuple[PathRole, str]]" = weakref.WeakKeyDictionary()
+"""control -> (role, path): the typed record of what each of the form's controls stands for (a
+weak mapping, so a control a rebuild removed takes its entry with it)."""
+
+
+def tag_control(widget: _W, role: PathRole, path: str) -> _W:
+    _PATHS[widget] = (role, path)
+    return widget
+
+
+def control_path(widget: Widget, role: PathRole) -> str | None:
+    """The path ``widget`` carries in ``role`` (None: a control that is not the form's, or another role)."""
+    entry = _PATHS.get(widget)
+    return entry[1] if entry is not None and entry[0] == role else None
+
+
 def make_editor(path: str, spec: F.FieldSpec, value: Any) -> Widget:
     wid = editor_id(path)
     if spec.kind == "bool":
@@ -148,8 +171,7 @@ def make_editor(path: str, spec: F.FieldSpec, value: Any) -> Widget:
             placeholder = "unset"
         editor = TextInput(value=F.display_value(spec, value), placeholder=placeholder, compact=True, id=wid,
                        classes="field-editor")
-    editor.field_path = path  # type: ignore[attr-defined]
-    return editor
+    return tag_control(editor, "field", path)
 
 
 class FormSection(Collapsible):
@@ -293,23 +315,23 @@ class RecipeForm(VerticalScroll):
             model = spec.model
             if spec.optional and not item:
                 toggle = Switch(value=isinstance(value, dict), id=widget_id("set", ps), classes="field-editor")
-                toggle.section_path = ps  # type: ignore[attr-defined]
+                tag_control(toggle, "section", ps)
                 out.append(Horizontal(Label("set", classes="field-label"), toggle,
                                       Static("off: leave the whole section out", classes="field-hint"),
                                       classes="field-line"))
                 if not isinstance(value, dict):
                     return out
-            for sub in F.model_specs(model):  # type: ignore[arg-type]
+            assert model is not None  # a section's (or a list item's) spec names its model
+            for sub in F.model_specs(model):
                 out.append(self.widget_for(path + (sub.key,), sub))
             if item:
                 button = Button(f"Remove {ps}", id=widget_id("del", ps), compact=True, classes="list-button")
-                button.list_path = ps  # type: ignore[attr-defined]
-                out.append(button)
+                out.append(tag_control(button, "list", ps))
         elif spec.kind == "union":
             tag = F.current_variant(spec, value)
             picker = Select([(t, t) for t in spec.variants], value=tag, allow_blank=False, compact=True,
                             id=widget_id("v", ps), classes="field-editor")
-            picker.union_path = ps  # type: ignore[attr-defined]
+            tag_control(picker, "union", ps)
             out.append(Horizontal(Label(spec.tag, classes="field-label"), picker,
                                   Static("variant", classes="field-hint"), classes="field-line"))
             for sub in F.variant_specs(spec, tag):
@@ -322,8 +344,7 @@ class RecipeForm(VerticalScroll):
                 out.append(section)
             button = Button(f"Add {spec.key[:-1] if spec.key.endswith('s') else spec.key}",
                             id=widget_id("add", ps), compact=True, classes="list-button")
-            button.list_path = ps  # type: ignore[attr-defined]
-            out.append(button)
+            out.append(tag_control(button, "list", ps))
         return out
 
     def forget(self, path: F.Path, *, keep_self: bool = False) -> None:
@@ -426,7 +447,7 @@ class RecipeForm(VerticalScroll):
 
     @on(Input.Changed)
     def _input_changed(self, event: Input.Changed) -> None:
-        path = getattr(event.input, "field_path", None)
+        path = control_path(event.input, "field")
         if path is None:
             return
         event.stop()
@@ -443,7 +464,7 @@ class RecipeForm(VerticalScroll):
     @on(Switch.Changed)
     async def _switch_changed(self, event: Switch.Changed) -> None:
         event.stop()
-        section_path = getattr(event.switch, "section_path", None)
+        section_path = control_path(event.switch, "section")
         if section_path is not None:
             fpath = F.parse_path(section_path)
             present = isinstance(self.value(fpath), dict)
@@ -457,8 +478,10 @@ class RecipeForm(VerticalScroll):
                 await section.build()
                 self._refocus(widget_id("set", section_path))
             return
-        path = getattr(event.switch, "field_path", None)
-        spec = self._spec_of(path) if path else None
+        path = control_path(event.switch, "field")
+        if not path:
+            return
+        spec = self._spec_of(path)
         if spec is None:
             return
         fpath = F.parse_path(path)
@@ -474,7 +497,7 @@ class RecipeForm(VerticalScroll):
     @on(Select.Changed)
     async def _select_changed(self, event: Select.Changed) -> None:
         event.stop()
-        union_path = getattr(event.select, "union_path", None)
+        union_path = control_path(event.select, "union")
         if union_path is not None:
             section = self.sections.get(union_path)
             if section is None:
@@ -500,8 +523,10 @@ class RecipeForm(VerticalScroll):
             self.apply_errors()
             self._refocus(widget_id("v", union_path))
             return
-        path = getattr(event.select, "field_path", None)
-        spec = self._spec_of(path) if path else None
+        path = control_path(event.select, "field")
+        if not path:
+            return
+        spec = self._spec_of(path)
         if spec is None:
             return
         fpath = F.parse_path(path)
@@ -519,7 +544,7 @@ class RecipeForm(VerticalScroll):
     @on(Button.Pressed, ".list-button")
     async def _list_button(self, event: Button.Pressed) -> None:
         event.stop()
-        list_path = getattr(event.button, "list_path", None)
+        list_path = control_path(event.button, "list")
         if list_path is None:
             return
         fpath = F.parse_path(list_path)
@@ -552,7 +577,7 @@ class RecipeForm(VerticalScroll):
                 section.focus_first()
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
-        node: Widget | None = event.widget
+        node: DOMNode | None = event.widget
         while node is not None and node is not self:
             if isinstance(node, FieldRow):
                 self.post_message(self.FieldFocused(node.field_path, node.spec))
@@ -563,7 +588,7 @@ class RecipeForm(VerticalScroll):
                     variant = F.variant_help(node.spec, F.current_variant(node.spec, self.value(node.fpath)))
                 self.post_message(self.FieldFocused(node.field_path, node.spec, variant))
                 return
-            node = node.parent  # type: ignore[assignment]
+            node = node.parent
 
     def _refocus(self, dom_id: str) -> None:
         """Focus the rebuilt control the user just used (a rebuild removed the old one, and focus

@@ -6,6 +6,8 @@ worker does), so drawing cost is bounded by the decimated series, not by the run
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
@@ -14,11 +16,11 @@ from textual.widgets import ProgressBar, Static
 from fgbench import report
 from fgbench.rundir.confusion import has_confusion
 from fgbench.textsafe import safe
+from fgbench.formats import fmt_duration, fmt_rate
 from fgbench.runmodel import (
     SMOOTH_STEPS,
     SMOOTHABLE,
     Snapshot,
-    format_duration,
     health_sentence,
     smooth,
     summary_numbers,
@@ -54,7 +56,7 @@ SMOOTHING_LEVELS = (None, 10, 50, 200, 1000)
 
 
 def next_smoothing(current: float | None) -> float | None:
-    levels = list(SMOOTHING_LEVELS)
+    levels: list[float | None] = list(SMOOTHING_LEVELS)
     i = levels.index(current) if current in levels else 0
     return levels[(i + 1) % len(levels)]
 
@@ -72,9 +74,10 @@ def progress_text(snap: Snapshot) -> Text:
     if snap.stage:
         text.append(f"  stage {snap.stage}")
     if snap.eta_s is not None:
-        text.append(f"  ETA {format_duration(snap.eta_s)}", style="bold")
-    if snap.images_per_s is not None:
-        text.append(f"  {snap.images_per_s:,.0f} img/s")
+        text.append(f"  ETA {fmt_duration(snap.eta_s)}", style="bold")
+    rate, live = snap.throughput  # the result panel's figure; before it exists, the live one, said
+    if rate is not None:
+        text.append(f"  {fmt_rate(rate)} img/s{' now' if live else ''}")
     if snap.loss is not None:
         text.append(f"  loss {snap.loss:.4f}")
     return text
@@ -95,7 +98,7 @@ def header_text(snap: Snapshot) -> Text:
 def class_rows(confusion: dict | None, worst: int = 3, pairs: int = 2) -> list[tuple[str, str]]:
     """The run's weakest classes and most confused pairs (those of ``fgbench runs show``), for the
     result panel; ``a`` opens all of them with their images."""
-    if not has_confusion(confusion):
+    if confusion is None or not has_confusion(confusion):
         return []
     acc = sorted((a for a in report.per_class_accuracy(confusion) if a[3] is not None), key=lambda a: (a[3], a[0]))
     # class names come from the data set's folders: shown safe
@@ -193,7 +196,7 @@ class RunView(Vertical):
     RunView.-failed #run-bottom { height: 2fr; }
     """
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.axis = "step"
         self.smooth_steps: float | None = SMOOTH_STEPS

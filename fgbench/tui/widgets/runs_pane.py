@@ -22,10 +22,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.containers import Horizontal, Vertical
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Input, Label, Static
 
 from fgbench.tui.messages import OpenRun
-from fgbench.runmodel import RunRow, format_duration, format_pct
+from fgbench.formats import fmt_duration, fmt_fixed
+from fgbench.runmodel import RunRow
 from fgbench.tui.plots import rgb_style
 from fgbench.tui.widgets.fitted_table import FittedTable
 from fgbench.tui.typed import workbench
@@ -42,6 +44,12 @@ STATUS_STYLE = {
 # (one rule for every table of runs: fgbench.rundir.summary.Summary.headline)
 # (the numbers before dataset and model: raw and EMA side by side fit in 80 columns)
 COLUMNS = ("status", "started", "recipe", "val", "test", "ema test", "dataset", "model", "time")
+SQUEEZE = {"recipe": 10, "dataset": 7, "model": 8}
+"""Name columns cut in the middle to fit the pane (to at least these widths), keeping what tells
+the names apart: at 80 columns every column from status to time fits."""
+DROP = ("started", "dataset")
+"""Left out, in this order, only when the table cannot fit even with its names cut: the list is
+newest first, so the start time is the least needed; then the dataset (the recipe usually names it)."""
 
 
 class RunsTable(FittedTable):
@@ -108,7 +116,7 @@ class RunsPane(Vertical):
             table = self.table
         except NoMatches:
             return
-        if not table.patch_cells([(str(row.path), "time", format_duration(row.live_duration_s(now))) for row in live]):
+        if not table.patch_cells([(str(row.path), "time", fmt_duration(row.live_duration_s(now))) for row in live]):
             self.update_rows()
 
     @property
@@ -127,12 +135,12 @@ class RunsPane(Vertical):
             status,
             started_text(row.run_id),
             row.name,
-            format_pct(row.best_val),
-            format_pct(row.best_test),
-            format_pct(row.ema_test),
+            fmt_fixed(row.best_val),
+            fmt_fixed(row.best_test),
+            fmt_fixed(row.ema_test),
             row.dataset,
             row.arch,
-            format_duration(row.live_duration_s(time.time())),
+            fmt_duration(row.live_duration_s(time.time())),
         ]
 
     def visible_rows(self, every: list[RunRow] | None = None) -> list[RunRow]:
@@ -151,7 +159,7 @@ class RunsPane(Vertical):
         rows = self.visible_rows(every)
         table.set_rows([(label, label) for label in COLUMNS],
                        [(str(row.path), self._row_cells(row)) for row in rows],
-                       squeeze={"recipe": 20})  # 20: status to ema test still fit 80 columns
+                       squeeze=SQUEEZE, drop=DROP)
         self._live_rows = [row for row in rows if row.status == "running" and row.last_event_time is not None]
         if not workbench(self).store.loaded_once:
             self.query_one("#runs-status", Static).update("reading the runs directory...")
@@ -174,7 +182,7 @@ class RunsPane(Vertical):
         table = self.table
         if not table.row_count:
             return None
-        key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        key = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
         return Path(key) if key else None
 
     @on(Input.Changed, "#runs-filter")
