@@ -830,7 +830,7 @@ def summary_numbers(snap: Snapshot) -> list[tuple[str, str]]:
                         f"test {fmt_fixed(b.test_top1)} ({k_label} {fmt_fixed(b.test_topk)})"))
     if s.last is not None:
         for model in ("raw", "ema"):
-            v = getattr(s.last, model)
+            v = s.last.of(model)
             if v is not None:
                 out.append((f"last {model}", f"epoch {s.last.epoch if s.last.epoch is not None else '-'}: "
                             f"val {fmt_fixed(v.val_top1)} test {fmt_fixed(v.test_top1)}"))

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from fgbench.errors import RecipeError, UserError, escape
-from fgbench.recipe import Recipe, load_recipe, validate_recipe
+from fgbench.recipe import FileWeights, MocoWeights, Recipe, load_recipe, validate_recipe
 from fgbench.rundir import layout
 from fgbench.rundir.request import RunRequest
 from fgbench.textsafe import safe
@@ -192,7 +192,7 @@ def preflight(recipe: Recipe, splits: "Splits", source: str | None = None) -> No
                             f"{'s' if count != 1 else ''}); every class needs at least 2 training images, or "
                             "set data.val_fraction = 0 and eval.select_on = \"last\"")
     pre = recipe.model.pretrained
-    path = getattr(pre, "path", None)
+    path = pre.path if isinstance(pre, (FileWeights, MocoWeights)) else None
     if path:
         field = f"{where}model.pretrained.path"
         p = Path(path).expanduser()

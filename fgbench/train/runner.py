@@ -382,9 +382,9 @@ def _print_result(s: Summary) -> None:
                          f"test {pct(b.test_top1)} (top-{s.top_k} {pct(b.test_topk)})")
     last = s.last
     for model in ("raw", "ema"):
-        v = getattr(last, model) if last is not None else None
-        if v is not None and last is not None:
-            lines.append(f"  {model}: last epoch {last.epoch}: test {pct(v.test_top1)}")
+        numbers = last.of(model) if last is not None else None
+        if numbers is not None and last is not None:
+            lines.append(f"  {model}: last epoch {last.epoch}: test {pct(numbers.test_top1)}")
     for size, v in s.final_test_sizes.items():
         lines.append(f"  test at {size}px: raw {pct(v.get('raw'))}, ema {pct(v.get('ema'))}")
     print("\n".join(lines), flush=True)
