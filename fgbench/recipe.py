@@ -760,8 +760,13 @@ class RuntimeConfig(_Section):
     device: Literal["auto", "cuda", "cpu"] = "auto"
     """Where to train: `auto` picks CUDA when available."""
 
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    """Autocast precision of the forward pass; fp16 adds a gradient scaler."""
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32"
+    """Autocast precision of the forward pass; fp16 adds a gradient scaler. `auto`: the fastest
+    precision the device supports without a gradient scaler: bf16 on a CUDA GPU with native bf16
+    (Ampere and later), fp32 elsewhere (the CPU included). The run records what it chose: its
+    `recipe.toml` holds the chosen precision (so a resumed run keeps it), and its log and
+    `run_started` say why. The seed recipes never use `auto`: their precision is part of what they
+    reproduce."""
 
     channels_last: Literal["auto", True, False] = "auto"
     """Channels-last memory format. `auto`: on for `resnet8_cifar`, `resnet20_cifar` and `small_cnn`
@@ -1448,9 +1453,10 @@ def format_errors(err: ValidationError, source: str, overrides: Sequence[Overrid
     return lines
 
 
-def validate_recipe(data: dict[str, Any], source: str = "<recipe>", overrides: Sequence[Override | str] = ()) -> Recipe:
+def validate_recipe(data: object, source: str = "<recipe>", overrides: Sequence[Override | str] = ()) -> Recipe:
     """The Recipe for ``data`` (overrides already applied), or a RecipeError naming ``source`` or
-    the ``--set`` each problem comes from."""
+    the ``--set`` each problem comes from. ``data`` is whatever was read (a table, or anything a
+    damaged file or checkpoint holds): checking it is this function's job."""
     try:
         return Recipe.model_validate(data)
     except ValidationError as err:

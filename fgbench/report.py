@@ -28,7 +28,7 @@ import math
 import os
 import re
 from fnmatch import fnmatchcase
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from fgbench.formats import MISSING, fmt_duration, fmt_value
 from fgbench.rundir.layout import SUMMARY_FILE
@@ -36,6 +36,9 @@ from fgbench.rundir.confusion import class_count, iter_cells
 from fgbench.rundir.events import METRICS_FILE, SERIES, event_scalars, read_events
 from fgbench.rundir.summary import LastEpoch, SplitNumbers, Summary, size_order
 from fgbench.textsafe import safe
+
+if TYPE_CHECKING:
+    from fgbench.rundir.reader import RunInfo
 
 BOOKKEEPING_FIELDS = ("name", "description", "sweep")
 
@@ -164,10 +167,10 @@ def _num(x: Any) -> float | None:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
 
 
-def run_row(run: Any) -> dict[str, Any]:
-    """One run (a ``fgbench.rundir.RunInfo``) as a flat row of raw values. A run whose files cannot
-    be read (``run.damaged``) shows as ``damaged`` with the reason, its numbers left out."""
-    damaged = getattr(run, "damaged", None)
+def run_row(run: "RunInfo") -> dict[str, Any]:
+    """One run as a flat row of raw values. A run whose files cannot be read (``run.damaged``)
+    shows as ``damaged`` with the reason, its numbers left out."""
+    damaged = run.damaged
     row = {
         "run": run.run_id,
         "status": "damaged" if damaged else run.status,
@@ -421,7 +424,7 @@ def reference_text(recipe: dict[str, Any], runs: Sequence[Any]) -> str:
     mine = [numbers_under_rule(rule, r) for r in runs]
     rows = []
     for key, value in reference_numbers(ref):
-        got = [m[key] for m in mine if m.get(key) is not None]
+        got = [v for m in mine if (v := m.get(key)) is not None]
         d = describe(got)
         if d is None:
             why = ("not measured under this rule (the run selected on "
@@ -482,8 +485,8 @@ def group_compare_table(
 
     found = group_runs(runs)
     if baseline is None and all(len(g) == 1 for g in found):
-        columns, rows = compare_table(runs, labels, fields=fields, label_header=label_header)
-        return columns, rows, _add_reference_columns(columns, rows, [[r] for r in runs], [])
+        single_columns, single_rows = compare_table(runs, labels, fields=fields, label_header=label_header)
+        return single_columns, single_rows, _add_reference_columns(single_columns, single_rows, [[r] for r in runs], [])
     index = {id(r): i for i, r in enumerate(runs)}
     firsts = [g.first for g in found]
     recipe_fields = list(fields) if fields is not None else [
@@ -496,8 +499,8 @@ def group_compare_table(
                          for r in g.runs]
         done = [r for r in g.runs if r.status == "completed"] if len(g) > 1 else list(g.runs)
         per_run = [(seed_of(r.recipe), _with_epochs(run_row(r))) for r in done]
-        row = _with_epochs(run_row(g.first)) if len(g) == 1 else {"status": f"{len(done)}/{len(g)} completed"
-                                                                 if len(done) < len(g) else "completed"}
+        row: dict[str, Any] = _with_epochs(run_row(g.first)) if len(g) == 1 else {
+            "status": f"{len(done)}/{len(g)} completed" if len(done) < len(g) else "completed"}
         row[label_header] = _group_label(member_labels)
         row.setdefault("path", str(g.first.path))
         row["n"] = len(done)
@@ -592,7 +595,7 @@ def _add_reference_columns(columns: list[tuple[str, str, str]], rows: list[dict[
         any_ref = True
         key, value = head
         rule = str(runs[0].recipe["reference"].get("rule"))
-        got = [n[key] for r in runs if (n := numbers_under_rule(rule, r)).get(key) is not None]
+        got = [v for r in runs if (v := numbers_under_rule(rule, r).get(key)) is not None]
         d = describe(got)
         row["reference"] = value
         row["reference_what"] = f"{reference_key_text(key)}, {rule}"
@@ -637,7 +640,8 @@ def _machine_parts(key: str, kind: str, value: Any) -> list[tuple[str, Any]]:
     name = _machine_key(key)
     if kind == "stat":
         if isinstance(value, Described):
-            vals = (value.mean, value.n, value.sd, value.ci_low, value.ci_high, value.min, value.max)
+            vals: tuple[float | int | None, ...] = (value.mean, value.n, value.sd, value.ci_low, value.ci_high,
+                                                    value.min, value.max)
         else:
             num = _num(value)
             vals = (num, 1 if num is not None else None, None, None, None, num, num)
@@ -688,11 +692,11 @@ def fit_to_width(columns: Sequence[tuple[str, str, str]], rows: Sequence[dict[st
     limits = {c[0]: natural(c) for c in cols if c[0] in mins}
     over = total(cols, natural) - width
     while over > 0:
-        key = max((k for k in limits if limits[k] > least(next(c for c in cols if c[0] == k))),
-                  key=lambda k: limits[k], default=None)
-        if key is None:
+        widest = max((k for k in limits if limits[k] > least(next(c for c in cols if c[0] == k))),
+                     key=lambda k: limits[k], default=None)
+        if widest is None:
             break
-        limits[key] -= 1
+        limits[widest] -= 1
         over -= 1
     return cols, limits
 
@@ -849,7 +853,7 @@ OVERLAP = "*"
 
 
 def line_plot(
-    series: dict[str, Sequence[tuple[float, float]]],
+    series: Mapping[str, Sequence[tuple[float, float]]],
     *,
     width: int = 56,
     height: int = 8,
@@ -1066,7 +1070,7 @@ def summary_text(summary: Summary | None) -> str:
         b = summary.best.get(model)
         if not b:
             continue
-        lm = getattr(last, model) or SplitNumbers()
+        lm = last.of(model) or SplitNumbers()
         lines.append(
             f"{model:>3}: {selected_epoch_text(b.epoch, n['select_on'])}: val {fmt_value(_num(b.val_top1))}  "
             f"test {fmt_value(_num(b.test_top1))} ({k_label} {fmt_value(_num(b.test_topk))})  |  "

@@ -47,7 +47,8 @@ from typing import Any
 
 from fgbench import rundir
 from fgbench.formats import fmt_duration, fmt_fixed, fmt_rate
-from fgbench.rundir.events import SERIES as EVENT_SERIES, Series, parse_line
+from fgbench.rundir import events
+from fgbench.rundir.events import Series, parse_line
 from fgbench.rundir import files
 from fgbench.rundir.events import TIMING_FIELDS
 from fgbench.rundir.reader import RunReader
@@ -145,9 +146,9 @@ def smooth(steps: list[float], values: list[float], span_steps: float | None) ->
 #: The names are the event schema's one table (:data:`fgbench.rundir.events.SERIES`): step series
 #: (loss, lr, images_per_s, grad_norm; x = the step of each step event), epoch series
 #: (train_loss, train_top1, epoch_time) and evaluations (``[ema_]{val,test}_{top1,topk,loss}``).
-SERIES = tuple(EVENT_SERIES)
+SERIES = tuple(events.SERIES)
 SERIES_OF_EVENT: dict[Any, list[Series]] = {}
-for _s in EVENT_SERIES.values():
+for _s in events.SERIES.values():
     SERIES_OF_EVENT.setdefault(_s.event, []).append(_s)
 #: series that a moving average may smooth (noisy per-step values; never an evaluation or the LR)
 SMOOTHABLE = ("loss", "images_per_s", "grad_norm")
@@ -831,7 +832,7 @@ def summary_numbers(snap: Snapshot) -> list[tuple[str, str]]:
                         f"test {fmt_fixed(b.test_top1)} ({k_label} {fmt_fixed(b.test_topk)})"))
     if s.last is not None:
         for model in ("raw", "ema"):
-            v = getattr(s.last, model)
+            v = s.last.of(model)
             if v is not None:
                 out.append((f"last {model}", f"epoch {s.last.epoch if s.last.epoch is not None else '-'}: "
                             f"val {fmt_fixed(v.val_top1)} test {fmt_fixed(v.test_top1)}"))
