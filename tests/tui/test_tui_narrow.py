@@ -131,3 +131,27 @@ async def test_two_runs_of_one_recipe_read_apart_in_the_80_column_compare_sideba
         shown = [lst.get_option_at_index(i).prompt.plain[:room] for i in range(2)]  # what fits on screen
         assert shown[0] != shown[1], shown
         assert "09:35" in shown[0] and "09:32" in shown[1], shown  # newest first
+
+
+async def test_two_runs_of_one_recipe_read_apart_in_the_80_column_runs_pane(dirs):
+    """At 80 columns the start column gives way; two quickstart runs then read the same but for
+    their numbers. Their recipe cells carry the start there, and only there."""
+    from fakes.run_factory import make_fixture_run
+
+    make_fixture_run(dirs.runs, "20250301-093200-quickstart", name="quickstart", dataset="synthetic", arch="resnet18")
+    make_fixture_run(dirs.runs, "20250301-093500-quickstart", name="quickstart", dataset="synthetic", arch="resnet18")
+    make_fixture_run(dirs.runs, "20250302-100000-sweep_hy_intel_tricks-B+A+W+mixup",
+                     name="sweep_hy_intel_tricks-B+A+W+mixup", dataset="intel_scenes", arch="resnet50")
+    app = tui_app(dirs, fgbench_cmd=fake_cmd(), initial_pane="runs", watch_interval=0.2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = (await ready_pane(pilot, "runs")).table
+        await wait_for(pilot, lambda: table.row_count == 3, what="three runs listed")
+        await pilot.pause()
+        assert "started" not in [str(k.value) for k in table.columns]
+        names = [str(table.get_cell_at((i, 1))) for i in (1, 2)]
+        assert names[0] != names[1] and names[0].endswith("09:35") and names[1].endswith("09:32"), names
+        await pilot.resize_terminal(130, 40)
+        await wait_for(pilot, lambda: "started" in [str(k.value) for k in table.columns], what="the start column")
+        await pilot.pause()
+        assert [str(table.get_cell(str(dirs.runs / k), "recipe")) for k in
+                ("20250301-093500-quickstart", "20250301-093200-quickstart")] == ["quickstart", "quickstart"]
