@@ -348,9 +348,8 @@ class RunModel:
         resumed = ev.get("resumed")
         if isinstance(resumed, dict) and _int(resumed.get("step")) is not None:
             # the events a killed run wrote after its checkpoint are trained again: the position
-            # goes back to the checkpoint's (its epoch counts the epochs done)
-            self.step = int(resumed["step"])
-            self.epoch = _int(resumed.get("epoch")) or 0
+            # goes back to the checkpoint's
+            self.epoch, self.step = self._checkpoint_position(_int(resumed.get("epoch")) or 0, int(resumed["step"]))
         for key in ("total_epochs", "total_steps", "steps_per_epoch"):
             if isinstance(ev.get(key), int):
                 setattr(self, key, ev[key])
@@ -447,7 +446,7 @@ class RunModel:
         step = _int(ev.get("step"))
         if step is None:
             return
-        self._reach(step)
+        self._reach(step, _int(ev.get("epoch")))  # a health sample's epoch is the one in progress
         epoch = _int(ev.get("epoch")) or max(1, self.epoch)
         self._add_points(ev, step, self._epoch_x(epoch, step), self._wall(t))
 
@@ -527,7 +526,10 @@ class RunModel:
         ck = self.last_checkpoint
         if status != "interrupted" or not ck or _int(ck.get("step")) is None:
             return self.epoch, self.step
-        step, done = int(ck["step"]), _int(ck.get("epoch")) or 0
+        return self._checkpoint_position(_int(ck.get("epoch")) or 0, int(ck["step"]))
+
+    def _checkpoint_position(self, done: int, step: int) -> tuple[int, int]:
+        """The (epoch in progress, step) of a checkpoint that holds ``done`` epochs at ``step``."""
         return (done if done and self._epoch_end.get(done) == step else done + 1), step
 
     def console_tail(self, lines: int = 12) -> list[str]:

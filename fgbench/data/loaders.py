@@ -831,7 +831,7 @@ class WorkerTrainLoader(TrainLoader):
         evals = dict(evals or {})
         self.batch_sampler = StageBatchSampler(self.sampler, {k: len(v) for k, v in evals.items()},
                                                eval_batch_size or batch_size)
-        self.loader = DataLoader(
+        self.loader: DataLoader | None = DataLoader(
             StageDataset(dataset, evals), batch_sampler=self.batch_sampler, num_workers=(n := resolve_workers(data)[0]),
             collate_fn=collate, pin_memory=device.type == "cuda", persistent_workers=n > 0,
             worker_init_fn=_worker_init if n > 0 else None,
@@ -840,21 +840,26 @@ class WorkerTrainLoader(TrainLoader):
             generator=torch.Generator().manual_seed(seed),
         )
 
+    def _open(self) -> DataLoader:
+        if self.loader is None:
+            raise RuntimeError("the stage's loader was closed")
+        return self.loader
+
     def batches(self, epoch: int, start_batch: int = 0):
         self.batch_sampler.split = None
         self.sampler.set_epoch(epoch, start_batch)
-        return _track(iter(self.loader))
+        return _track(iter(self._open()))
 
     def eval_batches(self, split: str):
         self.batch_sampler.split = split
-        return _track(iter(self.loader))
+        return _track(iter(self._open()))
 
     def close(self) -> None:
         # Persistent workers live with the loader's iterator: stop them now, then drop it.
         it = getattr(self.loader, "_iterator", None) if self.loader is not None else None
         if it is not None and hasattr(it, "_shutdown_workers"):
             it._shutdown_workers()
-        self.loader = None  # type: ignore[assignment]
+        self.loader = None
 
 
 class PooledEvalLoader(EvalLoader):

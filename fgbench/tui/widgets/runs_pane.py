@@ -44,12 +44,13 @@ STATUS_STYLE = {
 # (one rule for every table of runs: fgbench.rundir.summary.Summary.headline)
 # (the numbers before dataset and model: raw and EMA side by side fit in 80 columns)
 COLUMNS = ("status", "started", "recipe", "val", "test", "ema test", "dataset", "model", "time")
-SQUEEZE = {"recipe": 10, "dataset": 7, "model": 8}
+SQUEEZE = {"recipe": 16, "dataset": 7, "model": 8}
 """Name columns cut in the middle to fit the pane (to at least these widths), keeping what tells
 the names apart: at 80 columns every column from status to time fits."""
 DROP = ("started", "dataset")
 """Left out, in this order, only when the table cannot fit even with its names cut: the list is
-newest first, so the start time is the least needed; then the dataset (the recipe usually names it)."""
+newest first, so the start time is the least needed; then the dataset (recipe names usually say
+it), before a long recipe name is cut under 16 characters."""
 
 
 class RunsTable(FittedTable):
