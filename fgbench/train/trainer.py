@@ -52,7 +52,7 @@ import torch
 from fgbench.rundir import events
 from fgbench.rundir import layout
 from fgbench.rundir import procs
-from fgbench.rundir.summary import LastEpoch, ModelBest, SplitNumbers, Summary, write_summary
+from fgbench.rundir.summary import LastEpoch, ModelBest, SplitNumbers, Summary, SummaryError, read_summary, write_summary
 from fgbench.data import loaders
 from fgbench.rundir.confusion import write_confusion
 from fgbench.errors import UserError
@@ -297,6 +297,7 @@ class Trainer:
         self.last_epoch_done = int(ckpt["epoch"])
         self.skipped = set(ckpt.get("skipped", []))
         self.totals = {**self.totals, **ckpt.get("totals", {})}  # checkpoints from before telemetry lack some
+        self.totals["duration"] = max(self.totals["duration"], _previous_duration(self.ctx.run_dir))
         self.peak_mem_mb = ckpt.get("peak_mem_mb")
         self.final_sizes = dict(ckpt.get("final_sizes", {}))
 
@@ -797,3 +798,14 @@ def _device_name(device: torch.device) -> str:
         return f"cuda:{device.index or 0} ({torch.cuda.get_device_name(device)})"
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
+
+def _previous_duration(run_dir: Path) -> float:
+    """The time the run's earlier sessions spent, as their last summary says (0 when there is none or
+    it cannot be read). A resumed run's duration counts on from it rather than from the checkpoint's
+    own figure, which misses what a session did after its last checkpoint (its stop, its last summary):
+    without it, a resumed run could report less time than it had already reported."""
+    try:
+        prev = read_summary(run_dir)
+    except SummaryError:
+        return 0.0
+    return float(prev.duration_s or 0.0) if prev is not None else 0.0
