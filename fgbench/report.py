@@ -28,7 +28,7 @@ import math
 import os
 import re
 from fnmatch import fnmatchcase
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from fgbench.formats import MISSING, fmt_duration, fmt_value
 from fgbench.rundir.layout import SUMMARY_FILE
@@ -36,6 +36,9 @@ from fgbench.rundir.confusion import class_count, iter_cells
 from fgbench.rundir.events import METRICS_FILE, SERIES, event_scalars, read_events
 from fgbench.rundir.summary import LastEpoch, SplitNumbers, Summary, size_order
 from fgbench.textsafe import safe
+
+if TYPE_CHECKING:
+    from fgbench.rundir.reader import RunInfo
 
 BOOKKEEPING_FIELDS = ("name", "description", "sweep")
 
@@ -164,10 +167,10 @@ def _num(x: Any) -> float | None:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
 
 
-def run_row(run: Any) -> dict[str, Any]:
-    """One run (a ``fgbench.rundir.RunInfo``) as a flat row of raw values. A run whose files cannot
-    be read (``run.damaged``) shows as ``damaged`` with the reason, its numbers left out."""
-    damaged = getattr(run, "damaged", None)
+def run_row(run: "RunInfo") -> dict[str, Any]:
+    """One run as a flat row of raw values. A run whose files cannot be read (``run.damaged``)
+    shows as ``damaged`` with the reason, its numbers left out."""
+    damaged = run.damaged
     row = {
         "run": run.run_id,
         "status": "damaged" if damaged else run.status,
@@ -1067,7 +1070,7 @@ def summary_text(summary: Summary | None) -> str:
         b = summary.best.get(model)
         if not b:
             continue
-        lm = getattr(last, model) or SplitNumbers()
+        lm = last.of(model) or SplitNumbers()
         lines.append(
             f"{model:>3}: {selected_epoch_text(b.epoch, n['select_on'])}: val {fmt_value(_num(b.val_top1))}  "
             f"test {fmt_value(_num(b.test_top1))} ({k_label} {fmt_value(_num(b.test_topk))})  |  "

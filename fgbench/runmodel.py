@@ -47,7 +47,8 @@ from typing import Any
 
 from fgbench import rundir
 from fgbench.formats import fmt_duration, fmt_fixed, fmt_rate
-from fgbench.rundir.events import SERIES as EVENT_SERIES, Series, parse_line
+from fgbench.rundir import events
+from fgbench.rundir.events import Series, parse_line
 from fgbench.rundir import files
 from fgbench.rundir.events import TIMING_FIELDS
 from fgbench.rundir.reader import RunReader
@@ -145,9 +146,9 @@ def smooth(steps: list[float], values: list[float], span_steps: float | None) ->
 #: The names are the event schema's one table (:data:`fgbench.rundir.events.SERIES`): step series
 #: (loss, lr, images_per_s, grad_norm; x = the step of each step event), epoch series
 #: (train_loss, train_top1, epoch_time) and evaluations (``[ema_]{val,test}_{top1,topk,loss}``).
-SERIES = tuple(EVENT_SERIES)
+SERIES = tuple(events.SERIES)
 SERIES_OF_EVENT: dict[Any, list[Series]] = {}
-for _s in EVENT_SERIES.values():
+for _s in events.SERIES.values():
     SERIES_OF_EVENT.setdefault(_s.event, []).append(_s)
 #: series that a moving average may smooth (noisy per-step values; never an evaluation or the LR)
 SMOOTHABLE = ("loss", "images_per_s", "grad_norm")
@@ -347,9 +348,8 @@ class RunModel:
         resumed = ev.get("resumed")
         if isinstance(resumed, dict) and _int(resumed.get("step")) is not None:
             # the events a killed run wrote after its checkpoint are trained again: the position
-            # goes back to the checkpoint's (its epoch counts the epochs done)
-            self.step = int(resumed["step"])
-            self.epoch = _int(resumed.get("epoch")) or 0
+            # goes back to the checkpoint's
+            self.epoch, self.step = self._checkpoint_position(_int(resumed.get("epoch")) or 0, int(resumed["step"]))
         for key in ("total_epochs", "total_steps", "steps_per_epoch"):
             if isinstance(ev.get(key), int):
                 setattr(self, key, ev[key])
@@ -446,7 +446,7 @@ class RunModel:
         step = _int(ev.get("step"))
         if step is None:
             return
-        self._reach(step)
+        self._reach(step, _int(ev.get("epoch")))  # a health sample's epoch is the one in progress
         epoch = _int(ev.get("epoch")) or max(1, self.epoch)
         self._add_points(ev, step, self._epoch_x(epoch, step), self._wall(t))
 
@@ -526,7 +526,10 @@ class RunModel:
         ck = self.last_checkpoint
         if status != "interrupted" or not ck or _int(ck.get("step")) is None:
             return self.epoch, self.step
-        step, done = int(ck["step"]), _int(ck.get("epoch")) or 0
+        return self._checkpoint_position(_int(ck.get("epoch")) or 0, int(ck["step"]))
+
+    def _checkpoint_position(self, done: int, step: int) -> tuple[int, int]:
+        """The (epoch in progress, step) of a checkpoint that holds ``done`` epochs at ``step``."""
         return (done if done and self._epoch_end.get(done) == step else done + 1), step
 
     def console_tail(self, lines: int = 12) -> list[str]:
@@ -829,7 +832,7 @@ def summary_numbers(snap: Snapshot) -> list[tuple[str, str]]:
                         f"test {fmt_fixed(b.test_top1)} ({k_label} {fmt_fixed(b.test_topk)})"))
     if s.last is not None:
         for model in ("raw", "ema"):
-            v = getattr(s.last, model)
+            v = s.last.of(model)
             if v is not None:
                 out.append((f"last {model}", f"epoch {s.last.epoch if s.last.epoch is not None else '-'}: "
                             f"val {fmt_fixed(v.val_top1)} test {fmt_fixed(v.test_top1)}"))

@@ -368,7 +368,7 @@ def run_listeners(recipe: Any, run_dir: Path, *, sweep_tag: str | None, trial: s
     from fgbench import settings
 
     listeners: list[Any] = []
-    configs = resolve_tracking(getattr(recipe, "tracking", None), settings.load_settings(),
+    configs = resolve_tracking(recipe.tracking, settings.load_settings(),
                                str(_settings_path()))
     if configs:
         listeners += build_trackers(configs, run_dir=run_dir, runs_root=Path(run_dir).parent, sweep_tag=sweep_tag,

@@ -22,7 +22,6 @@ def _run(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_without_tomllib_the_reader_is_tomli_and_settings_and_recipes_still_load(tmp_path):
-    pytest.importorskip("tomli")
     (tmp_path / "settings.toml").write_text('[mirrors]\ncub200 = "https://mirror.example/c.tgz"\n')
     r = _run(f"""
         import sys

@@ -66,7 +66,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from fgbench.data import transforms as T
+from fgbench.data import transforms
 from fgbench.data.index import DatasetIndex
 from fgbench.errors import UserError
 
@@ -356,10 +356,10 @@ def cache_need(data, augment=None, train_sizes: Sequence[int] = (), test_sizes: 
     augment = augment or AugmentConfig()
     needs = []
     for size in {data.train_size, *train_sizes}:
-        needs.append(decode_need(T.train_transform(data, augment, size), data))
-        needs.append(decode_need(T.test_transform(data, size), data))
+        needs.append(decode_need(transforms.train_transform(data, augment, size), data))
+        needs.append(decode_need(transforms.test_transform(data, size), data))
     for size in {data.test_size, *test_sizes}:
-        needs.append(decode_need(T.test_transform(data, size), data))
+        needs.append(decode_need(transforms.test_transform(data, size), data))
     return union_need(needs)
 
 
@@ -831,7 +831,7 @@ class WorkerTrainLoader(TrainLoader):
         evals = dict(evals or {})
         self.batch_sampler = StageBatchSampler(self.sampler, {k: len(v) for k, v in evals.items()},
                                                eval_batch_size or batch_size)
-        self.loader = DataLoader(
+        self.loader: DataLoader | None = DataLoader(
             StageDataset(dataset, evals), batch_sampler=self.batch_sampler, num_workers=(n := resolve_workers(data)[0]),
             collate_fn=collate, pin_memory=device.type == "cuda", persistent_workers=n > 0,
             worker_init_fn=_worker_init if n > 0 else None,
@@ -840,21 +840,26 @@ class WorkerTrainLoader(TrainLoader):
             generator=torch.Generator().manual_seed(seed),
         )
 
+    def _open(self) -> DataLoader:
+        if self.loader is None:
+            raise RuntimeError("the stage's loader was closed")
+        return self.loader
+
     def batches(self, epoch: int, start_batch: int = 0):
         self.batch_sampler.split = None
         self.sampler.set_epoch(epoch, start_batch)
-        return _track(iter(self.loader))
+        return _track(iter(self._open()))
 
     def eval_batches(self, split: str):
         self.batch_sampler.split = split
-        return _track(iter(self.loader))
+        return _track(iter(self._open()))
 
     def close(self) -> None:
         # Persistent workers live with the loader's iterator: stop them now, then drop it.
         it = getattr(self.loader, "_iterator", None) if self.loader is not None else None
         if it is not None and hasattr(it, "_shutdown_workers"):
             it._shutdown_workers()
-        self.loader = None  # type: ignore[assignment]
+        self.loader = None
 
 
 class PooledEvalLoader(EvalLoader):
@@ -953,7 +958,7 @@ def _stack_split(source: Source, indices: list[int], geometry: list, what: str,
 def _normalizer(data, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
     """uint8 batch -> float, the arithmetic of ``ToDtype(float32, scale=True)`` and ``Normalize``
     in their order, so the device loader's tensors equal the standard loader's bit for bit."""
-    stats = T.normalization(data)
+    stats = transforms.normalization(data)
     if stats is None:
         return lambda x: x.to(torch.float32).mul_(1.0 / 255)
     mean = torch.tensor(stats[0], dtype=torch.float32, device=device).view(1, 3, 1, 1)
@@ -1071,13 +1076,13 @@ def _device_train_geometry(splits: Splits, data, train_size: int) -> list:
 
     if data.train_crop != "pad_crop":
         # the standard transform's Resize, with the recipe's interpolation ("random" is refused)
-        return [v2.Resize((train_size, train_size), interpolation=T.INTERPOLATION[data.interpolation],
-                          antialias=True)]
+        return [v2.Resize((train_size, train_size), interpolation=transforms.INTERPOLATION[data.interpolation],
+                                antialias=True)]
     src = splits.train_source
     if not isinstance(src, FileSource):  # arrays (CIFAR) are all one size
         return []
     sizes = set(_image_sizes(src))
-    return [] if len(sizes) == 1 and (0, 0) not in sizes else T.test_geometry(data, train_size)
+    return [] if len(sizes) == 1 and (0, 0) not in sizes else transforms.test_geometry(data, train_size)
 
 
 def eval_batch_size(data, batch_size: int, shard: tuple[int, int] | None) -> int:
@@ -1108,7 +1113,7 @@ def build_loaders(splits: Splits, data, augment, *, train_size: int, test_size: 
         x, y, bad = _stack_split(splits.train_source, splits.train, train_geo, "train", skip,
                                  decode_need(v2.Compose(train_geo), data) if train_geo else None)
         train = DeviceTrainLoader(x, y, batch_size, seed, data, augment, train_size, device, shard, bad)
-        test_geo = T.test_geometry(data, test_size)
+        test_geo = transforms.test_geometry(data, test_size)
         test_need = decode_need(v2.Compose(test_geo), data) if test_geo else None
         val = None
         if splits.val:
@@ -1121,8 +1126,8 @@ def build_loaders(splits: Splits, data, augment, *, train_size: int, test_size: 
     if raw_first and kind == "cached":
         raise UserError("augment.randaugment_before_resize: the cached loader keeps decoded copies, not the images "
                         "as loaded; use data.loader = \"standard\"")
-    ttf = fast_transform(T.train_transform(data, augment, train_size))
-    etf = fast_transform(T.test_transform(data, test_size))
+    ttf = fast_transform(transforms.train_transform(data, augment, train_size))
+    etf = fast_transform(transforms.test_transform(data, test_size))
     # What each transform needs of the decoded image; a policy before the resize needs it all.
     tneed, eneed = decode_need(ttf, data), decode_need(etf, data)
     evals: dict[str, EvalDataset] = {}
@@ -1144,9 +1149,9 @@ def eval_loader(splits: Splits, data, *, test_size: int, batch_size: int, device
     if splits.loader == "device":
         from torchvision.transforms import v2
 
-        geo = T.test_geometry(data, test_size)
+        geo = transforms.test_geometry(data, test_size)
         x, y, bad = _stack_split(src, idx, geo, split, data.skip_corrupt,
                                  decode_need(v2.Compose(geo), data) if geo else None)
         return DeviceEvalLoader(x, y, batch_size, data, device, bad)
-    etf = fast_transform(T.test_transform(data, test_size))
+    etf = fast_transform(transforms.test_transform(data, test_size))
     return WorkerEvalLoader(EvalDataset(src, idx, etf, decode_need(etf, data)), batch_size, data, device)

@@ -163,13 +163,13 @@ def bf16_supported(device: torch.device) -> bool:
 
 def allowed_loaders(recipe, splits) -> list[str]:
     """The loaders to time: the recipe's own (or what ``auto`` chose) first, then the others it allows."""
-    from fgbench.data import loaders as L
+    from fgbench.data.loaders import FileSource, _formats, check_device_loader
     from fgbench.errors import UserError
 
     own = splits.loader
     kinds = [own]
     try:
-        L.check_device_loader(recipe.data, recipe.augment)
+        check_device_loader(recipe.data, recipe.augment)
         device_ok = True
     except UserError:
         device_ok = False
@@ -177,7 +177,7 @@ def allowed_loaders(recipe, splits) -> list[str]:
         kinds.append("device")
     if own != "standard":
         kinds.append("standard")
-    if own != "cached" and splits.index.kind != "cifar" and "JPEG" in L._formats(L.FileSource(splits.index.train)):
+    if own != "cached" and splits.index.kind != "cifar" and "JPEG" in _formats(FileSource(splits.index.train)):
         kinds.append("cached")
     return kinds
 
@@ -217,13 +217,13 @@ class _Bench:
         return t
 
     def loaders(self, kind: str, splits=None):
-        from fgbench.data import loaders as L
+        from fgbench.data.loaders import build_loaders
 
         st = self.stage
         data = self.recipe.data.model_copy(update={"loader": kind})
-        return L.build_loaders(splits or self.splits, data, self.recipe.augment, train_size=st.train_size,
-                               test_size=st.test_size, batch_size=st.batch_size, seed=self.recipe.runtime.seed,
-                               device=self.device)
+        return build_loaders(splits or self.splits, data, self.recipe.augment, train_size=st.train_size,
+                             test_size=st.test_size, batch_size=st.batch_size, seed=self.recipe.runtime.seed,
+                             device=self.device)
 
     def splits_for(self, kind: str):
         if kind == self.splits.loader:

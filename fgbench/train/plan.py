@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from fgbench.errors import RecipeError, UserError, escape
-from fgbench.recipe import Recipe, load_recipe, validate_recipe
+from fgbench.recipe import FileWeights, MocoWeights, Recipe, load_recipe, validate_recipe
 from fgbench.rundir import layout
 from fgbench.rundir.request import RunRequest
 from fgbench.textsafe import safe
@@ -157,13 +157,13 @@ def seed_everything(seed: int) -> None:
 def check_transforms(recipe: Recipe) -> None:
     """Build every transform the run will use once: normalization constants (``data.normalize =
     "dataset"`` needs known ones) and the crop settings fail here, not after the run exists."""
-    from fgbench.data import transforms as T
+    from fgbench.data import transforms
 
     data = recipe.data
     for size in {data.train_size, *(st.train_size for st in recipe.stages if st.train_size)}:
-        T.train_transform(data, recipe.augment, size)
+        transforms.train_transform(data, recipe.augment, size)
     for size in {data.test_size, *(st.test_size for st in recipe.stages if st.test_size), *recipe.eval.final_test_sizes}:
-        T.test_transform(data, size)
+        transforms.test_transform(data, size)
 
 
 MAGIC_BYTES = (b"PK\x03\x04", b"\x80")
@@ -192,7 +192,7 @@ def preflight(recipe: Recipe, splits: "Splits", source: str | None = None) -> No
                             f"{'s' if count != 1 else ''}); every class needs at least 2 training images, or "
                             "set data.val_fraction = 0 and eval.select_on = \"last\"")
     pre = recipe.model.pretrained
-    path = getattr(pre, "path", None)
+    path = pre.path if isinstance(pre, (FileWeights, MocoWeights)) else None
     if path:
         field = f"{where}model.pretrained.path"
         p = Path(path).expanduser()
@@ -201,10 +201,10 @@ def preflight(recipe: Recipe, splits: "Splits", source: str | None = None) -> No
             st = os.stat(p)
         except OSError:
             raise UserError(f"{field}: {shown}: weights file not found") from None
-        import stat as S
+        import stat
 
-        if not S.S_ISREG(st.st_mode):
-            kind = "a directory" if S.S_ISDIR(st.st_mode) else "not a regular file (a FIFO or device)"
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file (a FIFO or device)"
             raise UserError(f"{field}: {shown} is {kind}, not a weights file")
         try:
             fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
@@ -232,19 +232,19 @@ def resume_dir(request: RunRequest) -> Path:
 
 
 def _resume_point(run_dir: Path) -> ResumePoint:
-    from fgbench.train import checkpoint as C
+    from fgbench.train import checkpoint
 
     last = run_dir / layout.CHECKPOINT_DIR / layout.LAST_CKPT
     if not last.is_file():
         raise UserError(f"{run_dir}: no checkpoint to resume from ({last} is missing)")
-    ckpt = C.load_checkpoint(last)  # a CheckpointError is one line naming the file
+    ckpt = checkpoint.load_checkpoint(last)  # a CheckpointError is one line naming the file
     best = None
     best_path = run_dir / layout.CHECKPOINT_DIR / layout.BEST_CKPT
     if best_path.is_file():
         try:
-            best = C.load_checkpoint(best_path)
-        except C.CheckpointError as err:
-            raise C.CheckpointError(f"{err}; move it away to resume without the best weights so far") from None
+            best = checkpoint.load_checkpoint(best_path)
+        except checkpoint.CheckpointError as err:
+            raise checkpoint.CheckpointError(f"{err}; move it away to resume without the best weights so far") from None
     return ResumePoint(run_dir, ckpt, best)
 
 
@@ -274,7 +274,7 @@ def _build(request: RunRequest, *, recipe: Recipe | None, resume: Path | None, w
     from fgbench.data.index import folder_report, resolve_index
     from fgbench.data.loaders import load_splits, mix_seed
     from fgbench.recipe import NoPretrained
-    from fgbench.train import distributed as D
+    from fgbench.train import distributed
     from fgbench.train.models import build_model, channels_last_for
 
     point = None
@@ -291,10 +291,10 @@ def _build(request: RunRequest, *, recipe: Recipe | None, resume: Path | None, w
 
     world_size = world.size if world is not None else 1
     if launcher:
-        world_size = D.check_launch(request, recipe)
+        world_size = distributed.check_launch(request, recipe)
         device = torch.device("cpu")  # the launcher only builds the model to check it
     elif world is not None:
-        device = D.device_for(recipe.runtime.device, world)
+        device = distributed.device_for(recipe.runtime.device, world)
         if device.type == "cuda":
             torch.cuda.set_device(device)
     else:
@@ -313,8 +313,8 @@ def _build(request: RunRequest, *, recipe: Recipe | None, resume: Path | None, w
                          epochs=schedule.epochs + sum(st.epochs for st in recipe.stages))
     preflight(recipe, splits, None if request.resume else request.recipe)
     # the stages, resolved once with the global batch: what only the data can check, and the trainer's
-    stages = tuple(resolve_stages(D.global_batch_recipe(recipe, world_size), len(splits.train)))
-    D.check_batches(recipe, len(splits.train), world_size)
+    stages = tuple(resolve_stages(distributed.global_batch_recipe(recipe, world_size), len(splits.train)))
+    distributed.check_batches(recipe, len(splits.train), world_size)
     check_transforms(recipe)
     if not launcher:
         setup_runtime(recipe, device)
@@ -339,7 +339,7 @@ def _build(request: RunRequest, *, recipe: Recipe | None, resume: Path | None, w
             # process draws its own dropout masks and mixing pairs; rank 0 keeps the run's stream.
             seed_everything(mix_seed(recipe.runtime.seed, world.rank))
         if world_size > 1 and recipe.distributed.sync_bn:
-            model = D.convert_sync_bn(model, device)
+            model = distributed.convert_sync_bn(model, device)
         model = model.to(device)
     channels_last = channels_last_for(recipe.runtime.channels_last, recipe.model.arch, device.type)
     if channels_last[0] and not launcher:

@@ -52,12 +52,12 @@ import torch
 from fgbench.rundir import events
 from fgbench.rundir import layout
 from fgbench.rundir import procs
-from fgbench.rundir.summary import LastEpoch, ModelBest, SplitNumbers, Summary, write_summary
-from fgbench.data import loaders as L
+from fgbench.rundir.summary import LastEpoch, ModelBest, SplitNumbers, Summary, SummaryError, read_summary, write_summary
+from fgbench.data import loaders
 from fgbench.rundir.confusion import write_confusion
 from fgbench.errors import UserError
 from fgbench.recipe import recipe_to_dict
-from fgbench.train import checkpoint as C
+from fgbench.train import checkpoint
 from fgbench.train.ema import ModelEMA
 from fgbench.train import telemetry
 from fgbench.train.loop import Engine, EpochStats, StepHooks, evaluate, train_one_epoch
@@ -95,7 +95,7 @@ class RunContext:
     run_dir: Path
     run_id: str
     device: torch.device
-    splits: L.Splits
+    splits: loaders.Splits
     model: torch.nn.Module
     model_report: list[str]
     writer: events.MetricsWriter
@@ -139,13 +139,13 @@ class Trainer:
         self.engine: Engine | None = None
         self.ema: ModelEMA | None = None
         self.optimizer: torch.optim.Optimizer | None = None
-        self.loaders: L.StageLoaders | None = None
+        self.loaders: loaders.StageLoaders | None = None
         self.stage: StageSpec | None = None
         self._t_session = time.monotonic()
         self.final_sizes: dict[str, dict] = {}
         self.status = "running"
         self._saved_at: int | None = None
-        self.saver = C.BackgroundSaver()  # checkpoints are written while training goes on
+        self.saver = checkpoint.BackgroundSaver()  # checkpoints are written while training goes on
         self.kept_predictions: dict[str, dict[str, Any]] = {}  # model -> the last epoch's test predictions
         self.training_started = False  # set before the first training batch is asked for
 
@@ -164,14 +164,14 @@ class Trainer:
 
     def _on_corrupt(self, paths: tuple[str, ...]) -> None:
         if not self.r.data.skip_corrupt:
-            if L.is_missing(paths[0]):
+            if loaders.is_missing(paths[0]):
                 raise UserError(f"{paths[0]}: image file missing (deleted or moved while the run trained); put it "
                                 "back, or set data.skip_corrupt = true")
             raise UserError(f"{paths[0]}: cannot decode image; fix or remove it, or set data.skip_corrupt = true")
         new = [p for p in paths if p not in self.skipped]
         self.skipped.update(paths)
         for p in new:
-            what = "missing" if L.is_missing(p) else "undecodable"
+            what = "missing" if loaders.is_missing(p) else "undecodable"
             self._emit("log", level="warning", message=f"skipped {what} image {p}")
 
     @property
@@ -245,9 +245,9 @@ class Trainer:
         data = self.r.data
         if st.train_crop is not None and st.train_crop != data.train_crop:
             data = data.model_copy(update={"train_crop": st.train_crop})
-        self.loaders = L.build_loaders(self.splits, data, self.r.augment, train_size=st.train_size,
-                                       test_size=st.test_size, batch_size=st.batch_size, seed=self.r.runtime.seed,
-                                       device=self.device, shard=self.shard)
+        self.loaders = loaders.build_loaders(self.splits, data, self.r.augment, train_size=st.train_size,
+                                             test_size=st.test_size, batch_size=st.batch_size, seed=self.r.runtime.seed,
+                                             device=self.device, shard=self.shard)
 
     # -------------------------------------------------------------------------------- stages
 
@@ -302,6 +302,7 @@ class Trainer:
         self.last_epoch_done = int(ckpt["epoch"])
         self.skipped = set(ckpt.get("skipped", []))
         self.totals = {**self.totals, **ckpt.get("totals", {})}  # checkpoints from before telemetry lack some
+        self.totals["duration"] = max(self.totals["duration"], _previous_duration(self.ctx.run_dir))
         self.peak_mem_mb = ckpt.get("peak_mem_mb")
         self.final_sizes = dict(ckpt.get("final_sizes", {}))
 
@@ -311,7 +312,7 @@ class Trainer:
         eng = self.engine
         assert eng is not None and self.optimizer is not None
         return {
-            "format": C.FORMAT, "kind": kind, "epoch": epoch, "batch": batch, "step": eng.step,
+            "format": checkpoint.FORMAT, "kind": kind, "epoch": epoch, "batch": batch, "step": eng.step,
             "stage_step": eng.stage_step, "stage": stage, "recipe": self.recipe_dict,
             "class_names": list(self.splits.class_names),
             # live state: the saver snapshots the whole payload before training goes on
@@ -321,7 +322,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": eng.scheduler.state_dict(),
             "scaler": eng.scaler.state_dict() if eng.scaler is not None else None,
-            "rng": C.rng_state(),
+            "rng": checkpoint.rng_state(),
             "best_tracker": self.tracker.state_dict(),
             "epoch_stats": stats.as_dict() if stats is not None and batch else None,
             "last_results": self.last_results,
@@ -334,7 +335,7 @@ class Trainer:
 
     def _save_last(self, *, stage: int, epoch: int, batch: int = 0, stats: EpochStats | None = None) -> None:
         path = self.ckpt_dir / layout.LAST_CKPT
-        rng_ranks = self.dist.gather_objects(C.rng_state()) if self.dist is not None else None  # every rank calls
+        rng_ranks = self.dist.gather_objects(checkpoint.rng_state()) if self.dist is not None else None  # every rank calls
         if not self.main:
             return
         payload = self._payload("last", stage=stage, epoch=epoch, batch=batch, stats=stats)
@@ -347,9 +348,9 @@ class Trainer:
 
     def _save_best(self, improved: list[str], epoch: int) -> None:
         if "raw" in improved:
-            self.best_states["raw"] = C.cpu_state_dict(self.model)
+            self.best_states["raw"] = checkpoint.cpu_state_dict(self.model)
         if "ema" in improved and self.ema is not None:
-            self.best_states["ema"] = C.cpu_state_dict(self.ema.module)
+            self.best_states["ema"] = checkpoint.cpu_state_dict(self.ema.module)
         if not self.main:
             return
         path = self.ckpt_dir / layout.BEST_CKPT
@@ -357,11 +358,11 @@ class Trainer:
         epochs = {m: (b["epoch"] if b is not None and self.best_states.get(m) is not None else None)
                   for m, b in self.tracker.best.items()}
         payload = {
-            "format": C.FORMAT, "kind": "best", "stage": self.tracker.stage, "epoch": epoch, "epochs": epochs,
+            "format": checkpoint.FORMAT, "kind": "best", "stage": self.tracker.stage, "epoch": epoch, "epochs": epochs,
             "step": self.eng.step,
             "recipe": self.recipe_dict, "class_names": list(self.splits.class_names),
             "model": self.best_states["raw"], "ema": self.best_states["ema"],
-            "best_tracker": C.snapshot(self.tracker.state_dict()), "selected": self.tracker.selected(),
+            "best_tracker": checkpoint.snapshot(self.tracker.state_dict()), "selected": self.tracker.selected(),
         }
         step = payload["step"]
 
@@ -581,7 +582,7 @@ class Trainer:
             ranks = ctx.resume.get("rng_ranks")
             if self.dist is not None and ranks is not None and len(ranks) == self.dist.size:
                 rng = ranks[self.dist.rank]  # each process continues its own random stream
-            C.set_rng_state(rng)
+            checkpoint.set_rng_state(rng)
         self.progress.start(self.engine.step if self.engine else 0)
 
         resumed_into = ctx.resume is not None and si0 == int(ctx.resume["stage"])
@@ -635,7 +636,7 @@ class Trainer:
         """Temporary checkpoint files a killed run left (``.last.pt.XXXX.tmp``)."""
         self.saver.wait()  # not the temporary file of a write in progress
         if self.main:
-            C.remove_stale_temps(self.ckpt_dir, (layout.LAST_CKPT, layout.BEST_CKPT))
+            checkpoint.remove_stale_temps(self.ckpt_dir, (layout.LAST_CKPT, layout.BEST_CKPT))
 
     def _train_epoch(self, st: StageSpec, epoch: int, stats: EpochStats) -> dict:
         assert self.loaders is not None and self.engine is not None
@@ -669,8 +670,8 @@ class Trainer:
         sizes = self.r.eval.final_test_sizes
         t = self.tracker
         if sizes and not self.final_sizes:
-            bs = L.eval_batch_size(self.r.data, self.stage.batch_size if self.stage else self.r.data.batch_size,
-                                   self.shard)  # stage batch sizes are global here
+            bs = loaders.eval_batch_size(self.r.data, self.stage.batch_size if self.stage else self.r.data.batch_size,
+                                         self.shard)  # stage batch sizes are global here
             for model_name in ("raw", "ema"):
                 state = self.best_states.get(model_name)
                 if state is None:
@@ -682,8 +683,8 @@ class Trainer:
                     if data.test_crop == "none" and self.stage is not None and size != self.stage.test_size:
                         # the images are used as they are: another size means resizing them to it
                         data = data.model_copy(update={"test_crop": "resize"})
-                    loader = L.eval_loader(self.splits, data, test_size=size, batch_size=bs, device=self.device,
-                                           shard=self.shard)
+                    loader = loaders.eval_loader(self.splits, data, test_size=size, batch_size=bs, device=self.device,
+                                                 shard=self.shard)
                     ev = evaluate(target, loader, self.eng, num_classes=self.num_classes, top_k=self.r.eval.top_k,
                                   on_corrupt=self._on_corrupt)
                     best = t.best.get(model_name)
@@ -749,8 +750,8 @@ class Trainer:
                 return
             by_index.update({i: (y, p) for i, y, p in zip(ids, labels, preds)})
         order = sorted(by_index)
-        files = src.paths if isinstance(src, L.FileSource) else None
-        if isinstance(src, L.CachedSource) and not self.splits.skipped:
+        files = src.paths if isinstance(src, loaders.FileSource) else None
+        if isinstance(src, loaders.CachedSource) and not self.splits.skipped:
             files = [p for p, _ in self.splits.index.test]  # the cached loader: the same images in order
         layout.write_json(self.ctx.run_dir / layout.PREDICTIONS_FILE, {
             "split": "test", "model": sel, "epoch": best["epoch"] if best else None,
@@ -821,3 +822,14 @@ def _device_name(device: torch.device) -> str:
         return f"cuda:{device.index or 0} ({torch.cuda.get_device_name(device)})"
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
+
+def _previous_duration(run_dir: Path) -> float:
+    """The time the run's earlier sessions spent, as their last summary says (0 when there is none or
+    it cannot be read). A resumed run's duration counts on from it rather than from the checkpoint's
+    own figure, which misses what a session did after its last checkpoint (its stop, its last summary):
+    without it, a resumed run could report less time than it had already reported."""
+    try:
+        prev = read_summary(run_dir)
+    except SummaryError:
+        return 0.0
+    return float(prev.duration_s or 0.0) if prev is not None else 0.0

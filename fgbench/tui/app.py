@@ -243,7 +243,7 @@ class FgbenchApp(ReportsWorkerFailures, App):
             compare.runs_changed(message.paths)
         from fgbench.tui.screens.monitor import MonitorScreen
 
-        screen = self.screen
+        screen = self.screen_stack[-1] if self.screen_stack else None  # none while the app shuts down
         if isinstance(screen, MonitorScreen) and screen.path in message.paths:
             screen.request_redraw()
 

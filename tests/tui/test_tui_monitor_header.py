@@ -105,3 +105,34 @@ def test_a_resumed_run_counts_again_from_its_checkpoint():
                 _step(2, 12, 1.0)])
     snap = model.snapshot()
     assert (snap.epoch, snap.step) == (2, 12)
+
+
+async def test_a_run_resumed_from_a_stop_in_epoch_1_shows_epoch_1_at_once(dirs):
+    """Stopped at step 25 of epoch 1 (0 epochs done), resumed and training: walking the tour, the
+    header read "epoch 0/2  step 25/70" until the next event with an epoch, the checkpoint's
+    epochs done."""
+    from fgbench.rundir import procs
+
+    run = make_event_run(dirs.runs, "20250101-000000-resumed", [
+        _step(1, 20, 40.0), {"event": "checkpoint", "kind": "last", "epoch": 0, "step": 25, "path": "l.pt"},
+        {"event": "run_finished", "status": "interrupted", "exit_code": 130},
+        {"event": "run_started", "run_id": "20250101-000000-resumed", "recipe": {}, "class_names": ["a", "b"],
+         "device": "cpu", **procs.identity(), "resumed": {"epoch": 0, "step": 25}, "total_epochs": 2,
+         "total_steps": 70},
+    ], epochs=2, steps_per_epoch=35, live=True)
+    progress, _ = await _header(dirs, run, "running")
+    assert progress.startswith("epoch 1/2  step 25/70"), progress
+
+
+def test_health_samples_move_the_position_between_step_events():
+    """Logging every 50 steps, the first step event of a slow run comes minutes after its start;
+    the health samples (every few seconds) carry the epoch and step in progress. Walking the tour,
+    the header read "epoch 0/2  step 7/70" while epoch 1 trained: it took the sample's step, not
+    its epoch."""
+    from fgbench.runmodel import RunModel
+
+    model = RunModel("/nonexistent/run")
+    model.feed([{"event": "run_started", "total_epochs": 2, "total_steps": 70},
+                {"event": "system", "epoch": 1, "step": 7, "cpu_percent": 90.0, "rss_mb": 800.0}])
+    snap = model.snapshot()
+    assert (snap.epoch, snap.step) == (1, 7)

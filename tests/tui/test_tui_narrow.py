@@ -63,3 +63,95 @@ async def test_every_footer_fits_80_columns(dirs):
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor")
         await check("Monitor")
+
+
+async def test_the_monitor_of_a_sweep_point_fits_80_columns(dirs):
+    """A sweep point's run id is 50 characters: the header once lost the model at its end, and
+    the progress line its loss. The run id is cut in the middle (its date and its variant stay),
+    and under 100 columns the bar is narrower."""
+    from fakes.run_factory import make_fixture_run
+
+    run_id = "20250306-090000-sweep_hy_intel_tricks-B+A+W+mixup"
+    run = make_fixture_run(dirs.runs, run_id, name="sweep_hy_intel_tricks-B+A+W+mixup", dataset="intel_scenes",
+                           arch="resnet50")
+    app = tui_app(dirs, fgbench_cmd=fake_cmd(), initial_pane="runs", watch_interval=0.2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        runs = await ready_pane(pilot, "runs")
+        await wait_for(pilot, lambda: runs.table.row_count == 1, what="the run listed")
+        runs.table.focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen) and app.screen.path == run, what="monitor")
+        view = app.screen.query_one("RunView")
+        await wait_for(pilot, lambda: view.snapshot is not None and view.snapshot.status == "completed", what="drawn")
+        await pilot.pause()
+        header = view.query_one("#run-header")
+        shown = str(header.render())
+        assert shown.endswith("intel_scenes · resnet50") and len(shown) <= header.size.width, shown
+        assert shown.split()[1].startswith("20250306-090000-") and shown.split()[1].endswith("+mixup"), shown
+        progress = view.query_one("#progress-text")
+        line = str(progress.render())
+        assert "loss " in line and len(line) <= progress.size.width, (line, progress.size.width)
+
+
+async def test_the_recipe_title_keeps_its_state_at_80_columns(dirs):
+    """The title line says whether the recipe is saved and valid: at 80 columns it read
+    "quickstart  project/quickstart.toml  ● unsaved  ✓ val…". The path (and a long name) are cut in
+    the middle instead."""
+    from tui_helpers import type_into
+
+    long_name = "sc_cub_r50_fixres_two_stage_long_recipe"
+    tiny = dirs.project / "tiny.toml"
+    tiny.write_text(tiny.read_text().replace('name = "tiny"', f'name = "{long_name}"'))
+    app = tui_app(dirs, fgbench_cmd=fake_cmd(), initial_pane="recipes", watch_interval=0.2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await ready_pane(pilot, "recipes")
+        editor = await pane.form.reveal("optim.lr")
+        await type_into(pilot, editor, "0.05")
+        title = pane.query_one("#recipe-title")
+        await wait_for(pilot, lambda: "unsaved" in str(title.render()), what="the edit marks the recipe unsaved")
+        shown = str(title.render())
+        assert shown.endswith("● unsaved  ✓ valid") and len(shown) <= title.content_region.width, shown
+        assert shown.startswith("sc_cub") and "…" in shown, shown
+
+
+async def test_two_runs_of_one_recipe_read_apart_in_the_80_column_compare_sidebar(dirs):
+    """Two quickstart runs: at 120 columns the sidebar names each with its start; at 80 the start
+    was cut off and both rows read "quickstart 1…". The start time now comes first there."""
+    from fakes.run_factory import make_fixture_run
+
+    make_fixture_run(dirs.runs, "20250301-093200-quickstart", name="quickstart", dataset="synthetic", arch="resnet18")
+    make_fixture_run(dirs.runs, "20250301-093500-quickstart", name="quickstart", dataset="synthetic", arch="resnet18")
+    app = tui_app(dirs, fgbench_cmd=fake_cmd(), initial_pane="compare", watch_interval=0.2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await ready_pane(pilot, "compare")
+        lst = pane.query_one("#compare-list")
+        await wait_for(pilot, lambda: lst.option_count == 2, what="two runs listed")
+        await pilot.pause()
+        room = lst.scrollable_content_region.width
+        shown = [lst.get_option_at_index(i).prompt.plain[:room] for i in range(2)]  # what fits on screen
+        assert shown[0] != shown[1], shown
+        assert "09:35" in shown[0] and "09:32" in shown[1], shown  # newest first
+
+
+async def test_two_runs_of_one_recipe_read_apart_in_the_80_column_runs_pane(dirs):
+    """At 80 columns the start column gives way; two quickstart runs then read the same but for
+    their numbers. Their recipe cells carry the start there, and only there."""
+    from fakes.run_factory import make_fixture_run
+
+    make_fixture_run(dirs.runs, "20250301-093200-quickstart", name="quickstart", dataset="synthetic", arch="resnet18")
+    make_fixture_run(dirs.runs, "20250301-093500-quickstart", name="quickstart", dataset="synthetic", arch="resnet18")
+    make_fixture_run(dirs.runs, "20250302-100000-sweep_hy_intel_tricks-B+A+W+mixup",
+                     name="sweep_hy_intel_tricks-B+A+W+mixup", dataset="intel_scenes", arch="resnet50")
+    app = tui_app(dirs, fgbench_cmd=fake_cmd(), initial_pane="runs", watch_interval=0.2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = (await ready_pane(pilot, "runs")).table
+        await wait_for(pilot, lambda: table.row_count == 3, what="three runs listed")
+        await pilot.pause()
+        assert "started" not in [str(k.value) for k in table.columns]
+        names = [str(table.get_cell_at((i, 1))) for i in (1, 2)]
+        assert names[0] != names[1] and names[0].endswith("09:35") and names[1].endswith("09:32"), names
+        await pilot.resize_terminal(130, 40)
+        await wait_for(pilot, lambda: "started" in [str(k.value) for k in table.columns], what="the start column")
+        await pilot.pause()
+        assert [str(table.get_cell(str(dirs.runs / k), "recipe")) for k in
+                ("20250301-093500-quickstart", "20250301-093200-quickstart")] == ["quickstart", "quickstart"]

@@ -371,8 +371,8 @@ async def test_the_runs_pane_lists_the_runs_of_runs_list_in_its_order(dirs):
 async def test_at_80_columns_every_runs_column_fits_with_long_names(dirs):
     """Sweep runs are named <recipe>-<variant> (48 characters here): at 80 columns the Runs pane
     once pushed dataset, model and time off-screen for every row. Now the names are cut in the
-    middle (two runs of one sweep still read apart), the start column goes, and the rest fits;
-    at 120 columns the start column is back."""
+    middle (two runs of one sweep still read apart), the start column goes, then the dataset
+    rather than cut the names under 16 characters, and the rest fits; at 120 columns both are back."""
     from fgbench.tui.widgets.runs_pane import COLUMNS
     from fakes.run_factory import make_fixture_run
 
@@ -389,11 +389,12 @@ async def test_at_80_columns_every_runs_column_fits_with_long_names(dirs):
         await wait_for(pilot, lambda: table.row_count == 6, what="6 runs listed")
         await pilot.pause()
         keys = [str(k.value) for k in table.columns]
-        assert keys == [c for c in COLUMNS if c != "started"]
+        assert keys == [c for c in COLUMNS if c not in ("started", "dataset")]
         # nothing scrolls sideways: the last column ends inside the table
         assert table.virtual_size.width <= table.scrollable_content_region.width, (table.virtual_size, table.size)
         recipes = [str(table.get_cell_at((i, keys.index("recipe")))) for i in range(2)]
-        assert all("…" in r and len(r) < 20 for r in recipes) and recipes[0] != recipes[1], recipes
+        assert all("…" in r and 16 <= len(r) < 48 for r in recipes) and recipes[0] != recipes[1], recipes
+        assert recipes[0].endswith("cutmix+l2") and recipes[1].endswith("mixup+ls2"), recipes  # newest first
         assert str(table.get_cell_at((0, keys.index("time")))) == "50s"  # 100 steps of 0.5 s
         await pilot.resize_terminal(120, 40)
-        await wait_for(pilot, lambda: "started" in [str(k.value) for k in table.columns], what="started back at 120")
+        await wait_for(pilot, lambda: [str(k.value) for k in table.columns] == list(COLUMNS), what="all back at 120")

@@ -242,6 +242,13 @@ class RunList(OptionList):
                 return node
         return None
 
+    def on_resize(self) -> None:
+        # the sidebar narrows without the pane resizing (the screen's -narrow class under 100
+        # columns): names were cut for the wider list, and two runs of one recipe read the same
+        pane = self._pane()
+        if pane is not None:
+            pane._resized()
+
 
 class CompareChart(MetricPlot):
     """One chart of the grid: focusable (the cursor and full-screen act on it)."""
@@ -402,6 +409,9 @@ class ComparePane(ReportsWorkerFailures, Vertical):
         if row.name in self._twins:
             stamp = f" {started_text(row.run_id)}"
             room = self._list_room - len(text.plain) - len(stamp)
+            if room <= 4:  # a narrow sidebar (80 columns): the start time first, where it is not cut
+                text.append(f"{started_text(row.run_id)[-5:]} ", style="dim")
+                stamp = ""
             text.append(report.cut_middle(row.name, room) if room > 4 else row.name)
         else:
             stamp = ""
@@ -715,6 +725,9 @@ class ComparePane(ReportsWorkerFailures, Vertical):
     def _draw_hint(self, snaps: list[Snapshot]) -> None:
         if not snaps:
             hint = "Select runs on the left (space), or mark them in Runs with space."
+            width = self.query_one("#compare-hint", Static).size.width
+            if width and cell_len(hint) > width:
+                hint = "space: select runs (here or in Runs)"
         else:
             header = next((h for k, h, _ in self._columns if k == self.sort_key), self.sort_key)
             arrow = "▼" if self.sort_desc else "▲"

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on
@@ -40,6 +40,9 @@ from fgbench.formats import fmt_duration
 from fgbench.tui.dialogs import PromptScreen
 from fgbench.tui.widgets.fitted_table import FittedTable
 from fgbench.tui.typed import workbench
+
+if TYPE_CHECKING:
+    from fgbench.data.progress import Progress
 from fgbench.tui.workers import ReportsWorkerFailures, work
 
 STATUS_STYLE = {"ready": "bold green", "partial": "yellow", "missing": "dim", "to import": "dim", "data.root": "dim"}
@@ -256,7 +259,7 @@ class DatasetsPane(ReportsWorkerFailures, Vertical):
 
             root = self.root_for(name)
 
-            def progress(p: Any) -> None:
+            def progress(p: Progress) -> None:
                 self.post_message(DownloadProgress(name, p))
 
             if task == "download":
@@ -291,13 +294,13 @@ class DatasetsPane(ReportsWorkerFailures, Vertical):
         p = message.progress
         self.stages_seen.add(str(p.stage))
         bar = self.query_one("#download-bar", ProgressBar)
-        total = getattr(p, "total_bytes", None)
-        done = getattr(p, "done_bytes", 0)
+        total = p.total_bytes
+        done = p.done_bytes
         if total:
             bar.update(total=total, progress=done)
         else:
             bar.update(total=None)
-        unit = getattr(p, "unit", "B")
+        unit = p.unit
         fmt = _bytes if unit == "B" else (lambda n: f"{n:,.0f} {unit}")
         parts = [f"{p.stage} {message.name}", f"{fmt(done)}" + (f" / {fmt(total)}" if total else "")]
         if p.speed:

@@ -37,7 +37,7 @@ from textual.widgets import ContentSwitcher, Label, OptionList, Static, TextArea
 from textual.widgets.option_list import Option, OptionDoesNotExist
 
 from fgbench.errors import UserError
-from fgbench.report import cut_apart
+from fgbench.report import cut_apart, cut_middle
 from fgbench.recipe import (
     MAX_RECIPE_BYTES,
     Recipe,
@@ -141,6 +141,7 @@ class RecipesPane(ReportsWorkerFailures, Vertical):
         lst = self.query_one("#recipe-list", OptionList)
         if lst.scrollable_content_region.width - lst.styles.scrollbar_size_vertical != self._list_room:
             self.refresh_list()
+        self._update_title()
 
     # ------------------------------------------------------------------ state
 
@@ -202,18 +203,28 @@ class RecipesPane(ReportsWorkerFailures, Vertical):
             lst.highlighted = highlighted
 
     def _update_title(self) -> None:
-        text = Text()
-        text.append(self.recipe_name(), style="bold")
-        where = self.display_path() if self.path else "not saved yet"
-        text.append(f"  {where}", style="dim")
+        state = Text()
         if self.dirty:
-            text.append("  ● unsaved", style="bold yellow")
+            state.append("  ● unsaved", style="bold yellow")
         errors = self.form.validation.errors
         if errors:
-            text.append(f"  ✗ {len(errors)} problem{'s' if len(errors) != 1 else ''}", style="bold red")
+            state.append(f"  ✗ {len(errors)} problem{'s' if len(errors) != 1 else ''}", style="bold red")
         else:
-            text.append("  ✓ valid", style="green")
-        self.query_one("#recipe-title", Static).update(text)
+            state.append("  ✓ valid", style="green")
+        title = self.query_one("#recipe-title", Static)
+        name = self.recipe_name()
+        where = self.display_path() if self.path else "not saved yet"
+        # the state (unsaved, valid) is what the line is for: at 80 columns the path gives way,
+        # cut in the middle, rather than "✓ val…"
+        room = title.content_region.width - state.cell_len  # for the name, two spaces and the path
+        if title.content_region.width and len(name) + 2 + len(where) > room:
+            where = cut_middle(where, max(room - len(name) - 2, 8))
+            name = cut_middle(name, max(room - len(where) - 2, 8))
+        text = Text()
+        text.append(name, style="bold")
+        text.append(f"  {where}", style="dim")
+        text.append_text(state)
+        title.update(text)
         self.post_message(RecipeStatus(self.recipe_name(), not errors, self.dirty))
 
     @on(RecipeForm.Changed)

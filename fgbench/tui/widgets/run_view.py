@@ -83,11 +83,18 @@ def progress_text(snap: Snapshot) -> Text:
     return text
 
 
-def header_text(snap: Snapshot) -> Text:
+def header_text(snap: Snapshot, width: int | None = None) -> Text:
+    """Status, run, dataset and model; in ``width`` columns the run's name (a sweep point's is 50
+    characters and more) is cut in the middle, so the model at the end stays on screen."""
+    tail = f"  {snap.dataset} · {snap.arch}"
+    run_id = snap.run_id
+    if width:
+        room = width - len(snap.status) - 2 - len(tail)
+        run_id = report.cut_middle(run_id, max(room, 16))
     text = Text()
     text.append(snap.status, style=STATUS_STYLE.get(snap.status, "") or "bold")
-    text.append(f"  {snap.run_id}", style="bold")
-    text.append(f"  {snap.dataset} · {snap.arch}", style="dim")
+    text.append(f"  {run_id}", style="bold")
+    text.append(tail, style="dim")
     if snap.skipped:
         text.append(f"  ({snap.skipped} malformed lines skipped)", style="dim")
     if snap.sampled:
@@ -186,6 +193,7 @@ class RunView(Vertical):
     RunView #run-header { height: 1; }
     RunView #run-progress { height: 1; }
     RunView #run-progress ProgressBar { width: 30; margin: 0 1 0 0; }
+    RunView.-narrow #run-progress ProgressBar { width: 12; }
     RunView #run-progress #progress-text { width: 1fr; text-wrap: nowrap; text-overflow: ellipsis; }
     RunView #run-middle { height: 3fr; min-height: 10; }
     RunView #run-plots { grid-size: 2 2; width: 1fr; }
@@ -224,7 +232,8 @@ class RunView(Vertical):
         self.snapshot = snap
         self.draws += 1
         self.set_class(snap.status == "failed", "-failed")
-        self.query_one("#run-header", Static).update(header_text(snap))
+        header = self.query_one("#run-header", Static)
+        header.update(header_text(snap, header.size.width or None))
         bar = self.query_one("#run-bar", ProgressBar)
         fraction = snap.fraction
         if fraction is None:
@@ -248,6 +257,13 @@ class RunView(Vertical):
         log_only = self.has_class("-log-only")
         lines = 40 if log_only else max(3, self.query_one("#run-bottom").size.height or 5)
         self.query_one("#run-log", Static).update(bottom_renderable(snap, lines, self.confusion))
+
+    def on_resize(self, event) -> None:
+        # under 100 columns the bar gives its room to the progress line's numbers (loss was cut
+        # at 80), and the header's run name is cut to the new width
+        self.set_class(event.size.width < 100, "-narrow")
+        if self.snapshot is not None:
+            self.show(self.snapshot)
 
     def toggle_axis(self) -> None:
         self.axis = "epoch" if self.axis == "step" else "step"
