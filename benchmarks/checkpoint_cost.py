@@ -19,7 +19,9 @@ processes hits all alike (none, old, new, then new, none, old, ...):
   while the next epoch trains (the last write is waited for, as a run's end waits for it).
 
 It prints each way's median wall time per round, the checkpoints' cost (the median of the per-round
-differences from ``none``), and new over old. Written under a temporary directory on the disk that
+differences from ``none``), new over old, and the time the training thread spent blocked in the
+checkpoint calls (the copy, and for ``old`` the write; for ``new`` the wait for a previous write and
+for the last one at the end), which is steadier than wall time on a loaded machine. Written under a temporary directory on the disk that
 holds ``--dir`` (default: the system's temporary folder), removed at the end.
 """
 
@@ -63,15 +65,18 @@ def train_steps(model, opt, sched, x, y, steps: int) -> None:
         sched.step()
 
 
-def one_round(way: str, epochs: int, steps: int, folder: Path) -> float:
+def one_round(way: str, epochs: int, steps: int, folder: Path) -> tuple[float, float]:
+    """(wall seconds of the round, seconds the training thread spent in checkpoint calls)."""
     model, opt, sched, x, y = build()
     train_steps(model, opt, sched, x, y, 1)  # momentum buffers exist, as after a real first step
     saver = C.BackgroundSaver(background=(way == "new"))
     t0 = time.perf_counter()
+    blocked = 0.0
     for epoch in range(1, epochs + 1):
         train_steps(model, opt, sched, x, y, steps)
         if way == "none":
             continue
+        t = time.perf_counter()
         best = C.cpu_state_dict(model)  # Trainer._save_best: a CPU copy kept in memory, then written
         saver.save(folder / "best.pt", {"format": C.FORMAT, "kind": "best", "epoch": epoch, "model": best,
                                         "ema": None}, copy=False)
@@ -79,8 +84,11 @@ def one_round(way: str, epochs: int, steps: int, folder: Path) -> float:
                                         "model": model.state_dict(), "ema": None,
                                         "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                         "rng": C.rng_state()})
+        blocked += time.perf_counter() - t
+    t = time.perf_counter()
     saver.wait()  # a run's end waits for the last write
-    return time.perf_counter() - t0
+    blocked += time.perf_counter() - t
+    return time.perf_counter() - t0, blocked
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="fgbench-ckpt-cost-", dir=args.dir))
     ways = ["none", "old", "new"]
     times: dict[str, list[float]] = {w: [] for w in ways}
+    blocked: dict[str, list[float]] = {w: [] for w in ways}
     loads: list[float] = []
     try:
         one_round("new", 1, 2, work)  # warm-up: allocator, oneDNN primitives, the page cache
@@ -101,15 +110,19 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(args.rounds):
             order = ways[r % 3:] + ways[:r % 3]
             for way in order:
-                times[way].append(one_round(way, args.epochs, args.steps, work))
+                wall, stall = one_round(way, args.epochs, args.steps, work)
+                times[way].append(wall)
+                blocked[way].append(stall)
             loads.append(os.getloadavg()[0])
-            print(f"round {r + 1}: " + ", ".join(f"{w} {times[w][-1]:.2f} s" for w in ways)
+            print(f"round {r + 1}: " + ", ".join(f"{w} {times[w][-1]:.2f} s (blocked {blocked[w][-1]:.2f} s)"
+                                                 for w in ways)
                   + f"  (load {loads[-1]:.1f})", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     cost = {w: statistics.median(t - n for t, n in zip(times[w], times["none"])) for w in ("old", "new")}
     med = {w: statistics.median(times[w]) for w in ways}
     ratio = statistics.median(n / o for n, o in zip(times["new"], times["old"]))
+    stall = {w: statistics.median(blocked[w]) / args.epochs for w in ("old", "new")}
     print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; {args.rounds} rounds x {args.epochs} epochs x {args.steps} steps; "
           f"{size:.0f} MB of checkpoints per epoch; load average {min(loads):.1f}-{max(loads):.1f}")
@@ -117,8 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {w:<5} median {med[w]:7.2f} s per round" + ("" if w == "none" else
               f"   checkpoints cost {cost[w]:6.2f} s per round ({cost[w] / args.epochs:.2f} s per epoch)"))
     print(f"  new / old wall time per round (median of the rounds' ratios): {ratio:.3f}")
+    print(f"  the training thread blocked in checkpoint calls, per epoch (median): old {stall['old']:.3f} s, "
+          f"new {stall['new']:.3f} s (x{stall['new'] / stall['old']:.3f}; the new path's last write is waited for "
+          "at the end and counted)")
     if args.json:
-        Path(args.json).write_text(json.dumps({"times": times, "cost": cost, "ratio": ratio, "loads": loads,
+        Path(args.json).write_text(json.dumps({"times": times, "blocked": blocked, "stall_per_epoch": stall,
+                                               "cost": cost, "ratio": ratio, "loads": loads,
                                                "mb_per_epoch": size}, indent=2))
     return 0
 

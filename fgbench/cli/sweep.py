@@ -61,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     sw.add_argument("--force", action="store_true", help="with --best: replace an existing file")
     sl = sw.add_argument_group("SLURM (--launcher slurm; defaults from the recipe's [sweep.slurm], then settings.toml's [slurm])")
     sl.add_argument("--launcher", choices=backend.names(),
-                    help="local: on this machine (default); slurm: one job per point, as a job array through submitit")
+                    help=backend.help_text())
     sl.add_argument("--partition", metavar="NAME")
     sl.add_argument("--account", metavar="NAME")
     sl.add_argument("--qos", metavar="NAME")

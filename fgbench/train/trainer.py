@@ -146,6 +146,7 @@ class Trainer:
         self.status = "running"
         self._saved_at: int | None = None
         self.saver = checkpoint.BackgroundSaver()  # checkpoints are written while training goes on
+        self.kept_predictions: dict[str, dict[str, Any]] = {}  # model -> the last epoch's test predictions
         self.training_started = False  # set before the first training batch is asked for
 
     # ------------------------------------------------------------------------------ helpers
@@ -178,6 +179,10 @@ class Trainer:
         """The current stage's engine: ``_begin_stage`` or ``_restore`` builds it before any epoch."""
         assert self.engine is not None, "no stage has begun"
         return self.engine
+
+    def _bare(self, name: str) -> torch.nn.Module:
+        """The module whose weights are ``name``'s ("raw" or "ema")."""
+        return self.model if name == "raw" else self._ema_module()
 
     def _ema_module(self) -> torch.nn.Module:
         """The EMA's weights (best EMA weights are recorded only when the recipe has an EMA)."""
@@ -370,7 +375,10 @@ class Trainer:
 
     # -------------------------------------------------------------------------------- epochs
 
-    def _evaluate_all(self, epoch: int, test_size: int) -> dict[str, dict | None]:
+    def _evaluate_all(self, epoch: int, test_size: int, *, keep_predictions: bool = False) -> dict[str, dict | None]:
+        """Evaluate each model on validation and test. ``keep_predictions`` (the run's last epoch):
+        keep each model's per-image test predictions, so that ``predictions.json`` needs no extra
+        test pass when the selected model's best epoch is this one."""
         assert self.loaders is not None and self.engine is not None
         models = {"raw": self.engine.eval_forward or self.engine.forward}
         if self.ema is not None:
@@ -388,8 +396,18 @@ class Trainer:
                 if loader is None:
                     res[split] = None
                     continue
+                keep = keep_predictions and split == "test" and model is self._bare(name)
+                bad: set[str] = set()
+
+                def on_corrupt(paths: tuple[str, ...], bad: set[str] = bad) -> None:
+                    bad.update(paths)
+                    self._on_corrupt(paths)
+
                 ev = evaluate(model, loader, self.engine, num_classes=self.num_classes, top_k=self.r.eval.top_k,
-                              on_corrupt=self._on_corrupt)
+                              on_corrupt=on_corrupt, predictions=keep)
+                if keep:
+                    self.kept_predictions[name] = {"epoch": epoch, "labels": ev.pop("labels"),
+                                                   "predicted": ev.pop("predicted"), "bad": bad}
                 res[split] = ev
                 self.evaluated[split] = ev["images"]
                 self._emit("eval", epoch=epoch, step=self.engine.step, split=split, model=name, top1=ev["top1"],
@@ -418,7 +436,8 @@ class Trainer:
         due = last_in_stage or (epoch - st.first_epoch + 1) % r.runtime.eval_every_epochs == 0
         improved: list[str] = []
         if due:
-            results = self._evaluate_all(epoch, st.test_size)
+            results = self._evaluate_all(epoch, st.test_size,
+                                         keep_predictions=last_in_stage and st.index == len(self.stages) - 1)
             for model, prefix in (("raw", ""), ("ema", "ema_")):
                 mres = results.get(model)
                 if mres is None:
@@ -690,28 +709,34 @@ class Trainer:
                             cells=conf.numpy() if isinstance(conf, torch.Tensor) else None)
 
     def _write_predictions(self, sel: str) -> None:
-        """``predictions.json``: the selected model's best weights evaluated once more on the test
-        split (at the last stage's test size, as at its best epoch), keeping each image's
-        prediction, so that the TUI can show the images behind a confusion. One extra test pass
-        at the end of the run, through the stage's own test loader; the numbers of the run are not
-        touched."""
+        """``predictions.json``: the selected model's best weights on the test split (at the last
+        stage's test size, as at its best epoch), each image's prediction, so that the TUI can show
+        the images behind a confusion. When the best epoch is the run's last, its own test pass kept
+        them (``_evaluate_all``); otherwise one extra test pass at the end of the run, through the
+        stage's own test loader. The numbers of the run are not touched."""
         state = self.best_states.get(sel)
         if state is None or self.stage is None or self.engine is None:
             return
-        target = self.model if sel == "raw" else self._ema_module()
-        target.load_state_dict(state)
-        # the last stage's own test loader, the one its epochs were evaluated with: the same images,
-        # transform, shard and batch, and no second pool of workers or decoded copy of the split
-        assert self.loaders is not None
-        loader = self.loaders.test
-        bad: set[str] = set()
+        best = self.tracker.best.get(sel)
+        kept = self.kept_predictions.get(sel)
+        if kept is not None and best is not None and best["epoch"] == kept["epoch"]:
+            # the best epoch is the last one: its own test pass, with these very weights, kept them
+            ev: dict[str, Any] = kept
+            bad: set[str] = kept["bad"]
+        else:
+            target = self._bare(sel)
+            target.load_state_dict(state)
+            # the last stage's own test loader, the one its epochs were evaluated with: the same images,
+            # transform, shard and batch, and no second pool of workers or decoded copy of the split
+            assert self.loaders is not None
+            bad = set()
 
-        def on_corrupt(paths: tuple[str, ...]) -> None:
-            bad.update(paths)
-            self._on_corrupt(paths)
+            def on_corrupt(paths: tuple[str, ...]) -> None:
+                bad.update(paths)
+                self._on_corrupt(paths)
 
-        ev = evaluate(target, loader, self.engine, num_classes=self.num_classes, top_k=self.r.eval.top_k,
-                      on_corrupt=on_corrupt, predictions=True)
+            ev = evaluate(target, self.loaders.test, self.engine, num_classes=self.num_classes,
+                          top_k=self.r.eval.top_k, on_corrupt=on_corrupt, predictions=True)
         src = self.splits.test_source
         idx = self.splits.test if self.shard is None else self.splits.test[self.shard[0]::self.shard[1]]
         if bad:
@@ -730,7 +755,6 @@ class Trainer:
         files = src.paths if isinstance(src, loaders.FileSource) else None
         if isinstance(src, loaders.CachedSource) and not self.splits.skipped:
             files = [p for p, _ in self.splits.index.test]  # the cached loader: the same images in order
-        best = self.tracker.best.get(sel)
         layout.write_json(self.ctx.run_dir / layout.PREDICTIONS_FILE, {
             "split": "test", "model": sel, "epoch": best["epoch"] if best else None,
             "test_size": self.stage.test_size, "class_names": list(self.splits.class_names),

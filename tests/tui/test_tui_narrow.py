@@ -1,8 +1,12 @@
-"""At 80x24 (the smallest terminal the README promises) every footer shows all its keys: the
-Compare pane's footer was cut at 80 columns (and with the table focused, at 120), the monitor's
-lost its "? Help"; the hint under the Compare table lost its sort. Each place is reached as a user reaches it, with the fixture runs."""
+"""At 80x24 (the smallest terminal the README promises) nothing that matters is cut: every footer
+shows all its keys (the Compare pane's was cut at 80 columns, the monitor's lost its "? Help"),
+the hint under the Compare table keeps its sort, headers keep their ends, and names that were cut
+at their end (so that two read the same) are cut in the middle. Found walking the README's tour
+in tmux; each place is reached as a user reaches it."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from textual.widgets import Footer
 
@@ -131,3 +135,56 @@ async def test_two_runs_of_one_recipe_read_apart_in_the_80_column_compare_sideba
         shown = [lst.get_option_at_index(i).prompt.plain[:room] for i in range(2)]  # what fits on screen
         assert shown[0] != shown[1], shown
         assert "09:35" in shown[0] and "09:32" in shown[1], shown  # newest first
+
+
+async def test_two_runs_of_one_recipe_read_apart_in_the_80_column_runs_pane(dirs):
+    """At 80 columns the start column gives way; two quickstart runs then read the same but for
+    their numbers. Their recipe cells carry the start there, and only there."""
+    from fakes.run_factory import make_fixture_run
+
+    make_fixture_run(dirs.runs, "20250301-093200-quickstart", name="quickstart", dataset="synthetic", arch="resnet18")
+    make_fixture_run(dirs.runs, "20250301-093500-quickstart", name="quickstart", dataset="synthetic", arch="resnet18")
+    make_fixture_run(dirs.runs, "20250302-100000-sweep_hy_intel_tricks-B+A+W+mixup",
+                     name="sweep_hy_intel_tricks-B+A+W+mixup", dataset="intel_scenes", arch="resnet50")
+    app = tui_app(dirs, fgbench_cmd=fake_cmd(), initial_pane="runs", watch_interval=0.2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = (await ready_pane(pilot, "runs")).table
+        await wait_for(pilot, lambda: table.row_count == 3, what="three runs listed")
+        await pilot.pause()
+        assert "started" not in [str(k.value) for k in table.columns]
+        names = [str(table.get_cell_at((i, 1))) for i in (1, 2)]
+        assert names[0] != names[1] and names[0].endswith("09:35") and names[1].endswith("09:32"), names
+        await pilot.resize_terminal(130, 40)
+        await wait_for(pilot, lambda: "started" in [str(k.value) for k in table.columns], what="the start column")
+        await pilot.pause()
+        assert [str(table.get_cell(str(dirs.runs / k), "recipe")) for k in
+                ("20250301-093500-quickstart", "20250301-093200-quickstart")] == ["quickstart", "quickstart"]
+
+
+async def test_the_image_captions_of_a_confused_pair_read_apart(dirs, monkeypatch):
+    """Test images are named <class>_<number>: a caption cut at its end at 80 columns read
+    "cool_two_dots_000…" under all four pictures. Cut in the middle, the numbers stay."""
+    import json
+
+    from fgbench.rundir import layout
+    from test_tui_analysis import make_analysis_run, open_analysis
+
+    monkeypatch.setenv("FGBENCH_IMAGES", "off")
+    run_dir = make_analysis_run(dirs.runs)
+    pred_file = run_dir / layout.PREDICTIONS_FILE
+    pred = json.loads(pred_file.read_text())
+    renamed = []
+    for f in pred["file"]:
+        p = Path(f)
+        longer = p.with_name(p.stem.replace("_", "_long_image_name_00") + p.suffix)
+        p.rename(longer)
+        renamed.append(str(longer))
+    pred["file"] = renamed
+    pred_file.write_text(json.dumps(pred))
+    app = tui_app(dirs, fgbench_cmd=fake_cmd(), initial_pane="runs", watch_interval=0.2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_analysis(pilot, run_dir)
+        await wait_for(pilot, lambda: len(screen.query(".caption")) >= 2, what="captions")
+        captions = [str(c.render()) for c in screen.query(".caption")]
+        assert len(set(captions)) == len(captions), captions
+        assert all(len(c) <= 18 and "…" in c for c in captions), captions

@@ -14,6 +14,7 @@ on the table clears a filter.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 
 from rich.text import Text
@@ -57,6 +58,13 @@ class RunsTable(FittedTable):
     """The run list; Enter opens the monitor (shown in the footer)."""
 
     BINDINGS = [Binding("enter", "select_cursor", "Monitor", tooltip="Open the live monitor of the run")]
+
+    def on_resize(self) -> None:
+        # the pane decides what a row says at this width (a run's start beside its recipe when
+        # the start column gives way): it fills the table again
+        pane = next((node for node in self.ancestors if isinstance(node, RunsPane)), None)
+        if pane is not None:
+            pane.update_rows()
 
 
 def started_text(run_id: str) -> str:
@@ -124,7 +132,11 @@ class RunsPane(Vertical):
     def table(self) -> RunsTable:
         return self.query_one("#runs-table", RunsTable)
 
-    def _row_cells(self, row: RunRow) -> list[str | Text]:
+    _twins: set[str] = set()
+    """Recipe names that more than one listed run has: when a narrow terminal leaves the start
+    column out, their cells carry the start, which tells the runs apart."""
+
+    def _row_cells(self, row: RunRow, with_start: bool = False) -> list[str | Text]:
         marks = workbench(self).compare_selection
         status = status_text(row)
         if row.path in marks:  # marked for Compare: its colour there
@@ -135,7 +147,7 @@ class RunsPane(Vertical):
         return [
             status,
             started_text(row.run_id),
-            row.name,
+            f"{row.name} {started_text(row.run_id)}" if with_start and row.name in self._twins else row.name,
             fmt_fixed(row.best_val),
             fmt_fixed(row.best_test),
             fmt_fixed(row.ema_test),
@@ -158,9 +170,14 @@ class RunsPane(Vertical):
             return
         every = workbench(self).store.rows()  # it reads every run's status: once
         rows = self.visible_rows(every)
+        self._twins = {name for name, n in Counter(r.name for r in rows).items() if n > 1}
         table.set_rows([(label, label) for label in COLUMNS],
                        [(str(row.path), self._row_cells(row)) for row in rows],
                        squeeze=SQUEEZE, drop=DROP)
+        if self._twins and "started" not in [str(k.value) for k in table.columns]:
+            table.set_rows([(label, label) for label in COLUMNS],
+                           [(str(row.path), self._row_cells(row, with_start=True)) for row in rows],
+                           squeeze=SQUEEZE, drop=DROP)
         self._live_rows = [row for row in rows if row.status == "running" and row.last_event_time is not None]
         if not workbench(self).store.loaded_once:
             self.query_one("#runs-status", Static).update("reading the runs directory...")
