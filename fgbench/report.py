@@ -417,14 +417,16 @@ def reference_text(recipe: dict[str, Any], runs: Sequence[Any]) -> str:
     ref = recipe.get("reference")
     if not isinstance(ref, dict):
         return "this run's recipe has no [reference] (the seed's numbers)\n"
+    from fgbench.groups import one_per_seed, seed_of
     from fgbench.stats import describe
 
     rule = str(ref.get("rule"))
     lines = [f"source: {safe(ref.get('source', '-'))}", f"rule:   {safe(rule)} ({RULE_TEXT.get(rule, '?')})"]
-    mine = [numbers_under_rule(rule, r) for r in runs]
+    mine = [(seed_of(r.recipe), numbers_under_rule(rule, r)) for r in runs]
     rows = []
     for key, value in reference_numbers(ref):
-        got = [v for m in mine if (v := m.get(key)) is not None]
+        found = [(s, v) for s, m in mine if (v := m.get(key)) is not None]
+        got = [v for _s, v in one_per_seed(found)]
         d = describe(got)
         if d is None:
             why = ("not measured under this rule (the run selected on "
@@ -480,7 +482,7 @@ def group_compare_table(
 
     When every group is a single run and no ``baseline`` is asked for, this is exactly
     :func:`compare_table` (no interval exists to show) with no notes."""
-    from fgbench.groups import SEED_FIELD, group_runs, seed_of
+    from fgbench.groups import SEED_FIELD, group_runs, one_per_seed, seed_counts, seed_of
     from fgbench.stats import METHOD_TEXT, adjustment_text, compare_to_baseline, describe
 
     found = group_runs(runs)
@@ -503,8 +505,8 @@ def group_compare_table(
             "status": f"{len(done)}/{len(g)} completed" if len(done) < len(g) else "completed"}
         row[label_header] = _group_label(member_labels)
         row.setdefault("path", str(g.first.path))
-        row["n"] = len(done)
-        row["seeds"] = ",".join("?" if s is None else str(s) for s, _r in per_run) if per_run else "-"
+        row["n"] = len(one_per_seed([(s, 0.0) for s, _r in per_run]))  # seeds, not runs
+        row["seeds"] = seed_counts([s for s, _r in per_run]) if per_run else "-"
         row["runs"] = [r.run_id for r in g.runs]
         for f in recipe_fields:
             row[f"recipe:{f}"] = get_path(g.first.recipe, f, MISSING)
@@ -513,7 +515,8 @@ def group_compare_table(
             keys += [k for k in r if (k.startswith("test@") or k.startswith("ema_test@")) and k not in keys]
         by_metric: dict[str, list[tuple[int, float]]] = {}
         for key in keys:
-            pairs = [(s if s is not None else -1 - i, r[key]) for i, (s, r) in enumerate(per_run) if r.get(key) is not None]
+            pairs = one_per_seed([(s if s is not None else -1 - i, r[key]) for i, (s, r) in enumerate(per_run)
+                                  if r.get(key) is not None])
             by_metric[key] = pairs
             if len(g) > 1:
                 row[key] = describe([v for _s, v in pairs])
@@ -539,6 +542,9 @@ def group_compare_table(
             raise UserError(f"--baseline {baseline}: {what} of the table match; give a row label, a run or a recipe name")
         base_i = matches[0]
     notes = [GROUP_CELL_LEGEND + "."]
+    if any("x" in str(r.get("seeds", "")) for r in rows):
+        notes.append("seeds 0x2: seed 0 ran twice; the runs of a seed count as one value, their mean "
+                     "(n counts seeds, not runs: a rerun measures the machine, not the spread over seeds).")
     diff_cols: list[tuple[str, str, str]] = []
     base_label = rows[base_i][label_header]
     for key in DIFF_METRICS:
@@ -583,6 +589,7 @@ def _add_reference_columns(columns: list[tuple[str, str, str]], rows: list[dict[
     """Where a row's recipe carries the seed's ``[reference]``: its headline number, the row's own
     number under the same rule (a group: described), the difference, and for a group whether the
     seed's number lies inside the interval. Columns go before the epochs; returns the notes."""
+    from fgbench.groups import one_per_seed, seed_of
     from fgbench.stats import describe
 
     any_ref = False
@@ -595,7 +602,8 @@ def _add_reference_columns(columns: list[tuple[str, str, str]], rows: list[dict[
         any_ref = True
         key, value = head
         rule = str(runs[0].recipe["reference"].get("rule"))
-        got = [v for r in runs if (v := numbers_under_rule(rule, r).get(key)) is not None]
+        under_rule = [(seed_of(r.recipe), numbers_under_rule(rule, r).get(key)) for r in runs]
+        got = [v for _s, v in one_per_seed([(s, v) for s, v in under_rule if v is not None])]
         d = describe(got)
         row["reference"] = value
         row["reference_what"] = f"{reference_key_text(key)}, {rule}"

@@ -54,6 +54,7 @@ Decisions:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import math
 import os
 import random
@@ -714,6 +715,10 @@ _LIVE_ITERATORS: "weakref.WeakSet[Any]" = weakref.WeakSet()
 _EXIT_HOOK = False
 
 
+#: the iterators opened inside each open :func:`workers_end_with` block
+_SCOPES: "list[weakref.WeakSet[Any]]" = []
+
+
 def _track(it):
     """Remember a DataLoader iterator so that :func:`_shutdown_workers` can stop its workers."""
     global _EXIT_HOOK
@@ -723,15 +728,34 @@ def _track(it):
             atexit.register(_shutdown_workers)
             _EXIT_HOOK = True
         _LIVE_ITERATORS.add(it)
+        for scope in _SCOPES:
+            scope.add(it)
     return it
 
 
-def _shutdown_workers() -> None:
-    for it in list(_LIVE_ITERATORS):
+def _shutdown_workers(iterators: "weakref.WeakSet[Any] | None" = None) -> None:
+    for it in list(_LIVE_ITERATORS if iterators is None else iterators):
         try:
             it._shutdown_workers()
         except Exception:  # noqa: BLE001 - at exit, one pool must not keep the others alive
             pass
+
+
+@contextlib.contextmanager
+def workers_end_with() -> Iterator[None]:
+    """Every worker pool opened inside the block is shut down when the block ends, whether it
+    returns, raises or is interrupted. A run's pools (the stage's persistent workers, the final
+    evaluation's) must not outlive the run: an abandoned iterator stops its workers only when the
+    garbage collector gets to it (the trainer sits in reference cycles), and one collected while
+    Python exits does nothing (PyTorch's own exit flag), which left the workers, which ignore
+    SIGTERM, for multiprocessing's exit handler to wait on forever."""
+    scope: "weakref.WeakSet[Any]" = weakref.WeakSet()
+    _SCOPES.append(scope)
+    try:
+        yield
+    finally:
+        _SCOPES.remove(scope)
+        _shutdown_workers(scope)
 
 
 # -------------------------------------------------------------------------------------- loaders

@@ -559,11 +559,13 @@ class Trainer:
     def run(self) -> str:
         """Train every stage; returns "completed" or "interrupted" (exceptions propagate)."""
         try:
-            if not self.main:
-                return self._run()
-            self.sampler = telemetry.Sampler(self.writer.emit, self.device, self._where)
-            with self.sampler:
-                return self._run()
+            # the run's loader workers end with it, however it ends (see workers_end_with)
+            with loaders.workers_end_with():
+                if not self.main:
+                    return self._run()
+                self.sampler = telemetry.Sampler(self.writer.emit, self.device, self._where)
+                with self.sampler:
+                    return self._run()
         except BaseException as err:
             try:
                 self.saver.wait()  # a checkpoint being written is finished
