@@ -8,7 +8,9 @@ What it does, through the real ``fgbench run`` (a subprocess per case, as a user
 1. **Paths against fp32.** The quickstart recipe (ResNet-8 on the built-in synthetic set, one epoch,
    a step event every step, deterministic cuDNN) is trained once in fp32 with the device loader,
    then once per path: the standard and cached loaders, ``channels_last``, ``torch.compile``, fp16
-   with the gradient scaler, bf16, and (with two GPUs or more) a two-process DDP run over NCCL.
+   with the gradient scaler, bf16, ``runtime.precision = "auto"`` (it must resolve to bf16 on a GPU
+   with native bf16, to fp32 elsewhere, and say so in ``run_started``), and (with two GPUs or more)
+   a two-process DDP run over NCCL.
    Every case starts from the same weights and sees the same first batch, so:
 
    - the **first step's loss** must agree with fp32's within ``FIRST_LOSS_TOL`` (relative): 1e-3 for
@@ -63,6 +65,9 @@ CASES: list[tuple[str, list[str], dict]] = [
     ("fp16 + GradScaler", ["runtime.precision=fp16"], {"precision": "fp16"}),
     ("bf16", ["runtime.precision=bf16"], {"precision": "bf16"}),
     ("bf16 channels_last", ["runtime.precision=bf16", "runtime.channels_last=true"], {"precision": "bf16"}),
+    # auto: bf16 on a GPU with native bf16 (compute capability 8.0+), fp32 on older ones and the CPU;
+    # the run must say which in run_started and train in it (its recipe.toml holds the choice)
+    ("auto precision", ["runtime.precision=auto"], {"precision": "bf16", "auto": True}),
 ]
 
 THROUGHPUT = [
@@ -108,6 +113,14 @@ def epoch_loss(evs: list[dict]) -> float:
     return float([e for e in evs if e.get("event") == "epoch"][-1]["train_loss"])
 
 
+def auto_resolved(evs: list[dict], expected: str) -> tuple[bool, str]:
+    """(whether ``runtime.precision = "auto"`` resolved to ``expected`` and the run trained in it, a note)."""
+    started = next(e for e in evs if e.get("event") == "run_started")
+    got = (started.get("precision") or {}).get("precision")
+    trained = started.get("recipe", {}).get("runtime", {}).get("precision")
+    return got == expected == trained, f"auto resolved to {got} (run_started), recipe says {trained}, expected {expected}"
+
+
 def rel(a: float, b: float) -> float:
     return abs(a - b) / max(abs(b), 1e-12)
 
@@ -130,11 +143,17 @@ def rehearse(args: argparse.Namespace) -> int:
             ref = (first, mean)
             print(f"ok    {name:<30} first-step loss {first:.4f}, epoch loss {mean:.4f}")
             continue
+        note = ""
+        if opts.get("auto"):  # on the CPU auto is fp32: the same steps as the reference
+            resolved, note = auto_resolved(evs, "fp32")
+            opts = {**opts, "precision": "fp32"}
+        else:
+            resolved = True
         tol = FIRST_LOSS_TOL.get(opts.get("precision", ""), FP32_TOL)
-        ok = (opts.get("epoch_only") or rel(first, ref[0]) <= tol) and rel(mean, ref[1]) <= EPOCH_LOSS_TOL
+        ok = resolved and (opts.get("epoch_only") or rel(first, ref[0]) <= tol) and rel(mean, ref[1]) <= EPOCH_LOSS_TOL
         failures += not ok
         print(f"{'ok  ' if ok else 'FAIL'}  {name:<30} first-step rel {rel(first, ref[0]):.1e} (tol {tol:g}), "
-              f"epoch rel {rel(mean, ref[1]):.1e}")
+              f"epoch rel {rel(mean, ref[1]):.1e}{'; ' + note if note else ''}")
     print("CPU rehearsal only: no GPU number is claimed.")
     return 1 if failures else 0
 
@@ -197,6 +216,11 @@ def main() -> int:
                 line["health_gpu_fields"] = gpu_fields
                 ok = ok and bool(gpu_fields)
         else:
+            if opts.get("auto"):
+                want = "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp32"
+                resolved, line["auto"] = auto_resolved(evs, want)
+                ok = ok and resolved
+                opts = {**opts, "precision": want}
             b_first, b_mean = step_losses(base_evs)[0], epoch_loss(base_evs)
             tol = FIRST_LOSS_TOL.get(opts.get("precision", ""), FP32_TOL)
             line["first_loss_rel"] = rel(losses[0], b_first)
@@ -210,6 +234,8 @@ def main() -> int:
         report["checks"].append(line)
         extra = "" if "first_loss_rel" not in line else (
             f"  first-step loss rel. diff {line['first_loss_rel']:.1e}, epoch loss {line['epoch_loss_rel']:.1e}")
+        if "auto" in line:
+            extra += f"; {line['auto']}"
         print(f"{'ok  ' if ok else 'FAIL'}  {name:<30} loader={line['loader']} {time.perf_counter() - t0:5.1f} s"
               f"{extra}", flush=True)
 

@@ -9,7 +9,8 @@ cumulative times of the functions that do each part (pstats counts a recursive o
 function once): imports, the training loops (and within them the time spent waiting for the next
 batch from the data loader), evaluation, checkpoint writes, the final predictions pass, and the
 rest (argument parsing, indexing, the loader choice, building the model, summary and metric
-writes, teardown). Loader workers are separate processes and are not profiled; their cost shows
+writes, teardown). ``--top N`` also lists the N functions with the most time of their own. Loader
+workers are separate processes and are not profiled; their cost shows
 as the main process waiting for batches. cProfile slows Python-heavy code, so the phases are
 shares of a profiled run, not the wall times of ``end_to_end.py``.
 """
@@ -33,7 +34,11 @@ PHASES = {
     "training loops": [("fgbench/train/loop.py", "train_one_epoch")],
     "  of which waiting for batches": [("torch/utils/data/dataloader.py", "__next__")],
     "evaluation (every epoch)": [("fgbench/train/trainer.py", "_evaluate_all")],
-    "checkpoint writes": [("fgbench/train/checkpoint.py", "save_checkpoint")],
+    # what the training thread spends on checkpoints: the copy, and the write itself where it is not
+    # in the background (written in the background, the rest runs on a thread cProfile does not see)
+    "checkpoints (training thread)": [("fgbench/train/trainer.py", "_save_last"),
+                                      ("fgbench/train/trainer.py", "_save_best"),
+                                      ("fgbench/train/trainer.py", "_remove_stale_temps")],
     "final predictions pass": [("fgbench/train/trainer.py", "_write_predictions")],
 }
 
@@ -55,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", nargs="+", choices=list(E.JOBS), default=list(E.JOBS))
     ap.add_argument("--fgbench-path", type=Path, default=E.REPO)
+    ap.add_argument("--top", type=int, default=0, help="also list the N functions with the most time of their own")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="fgbench-prof-") as tmp:
         tmp = Path(tmp)
@@ -73,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name} ({args.fgbench_path}):")
             for k, v in res.items():
                 print(f"    {k:34s} {v:7.2f} s  {100 * v / total:5.1f} %")
+            if args.top:
+                st = pstats.Stats(str(prof))
+                rows = sorted(st.stats.items(), key=lambda kv: -kv[1][2])[:args.top]
+                print(f"    the {args.top} functions with the most time of their own:")
+                for (fname, line, func), v in rows:
+                    print(f"      {v[2]:7.2f} s  {v[1]:>8} calls  {func} ({Path(fname).name}:{line})")
     return 0
 
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rich.text import Text  # noqa: E402
 from textual.app import App  # noqa: E402
 
-from fgbench.report import fmt_duration  # noqa: E402
+from fgbench.formats import fmt_duration  # noqa: E402
 from fgbench.tui.widgets.fitted_table import FittedTable  # noqa: E402
 from fgbench.tui.widgets.runs_pane import COLUMNS  # noqa: E402
 

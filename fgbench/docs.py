@@ -22,25 +22,21 @@ Decisions:
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import sys
-import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
 
-from fgbench.recipe import Recipe, atomic_write_text, union_members, union_tag
+from fgbench import schema
+from fgbench.formats import toml_value
+from fgbench.recipe import Recipe, atomic_write_text
 
 START_MARKER = "<!-- recipe-reference:start -->"
 END_MARKER = "<!-- recipe-reference:end -->"
 
-_NONE = type(None)
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 # ------------------------------------------------------------------------------ rendering bits
@@ -51,45 +47,14 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-def toml_value(value: Any) -> str:
-    """A Python value as the TOML literal a user would write."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        keys = (k if _BARE_KEY.fullmatch(k) else json.dumps(k) for k in value)
-        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in zip(keys, value.values())) + "}"
-    raise TypeError(f"no TOML literal for {type(value).__name__}")
-
-
-def _is_union(ann: Any) -> bool:
-    return typing.get_origin(ann) in (Union, types.UnionType)
-
-
-def _without_none(ann: Any) -> tuple[Any, bool]:
-    """(annotation without None, whether None was allowed)."""
-    if _is_union(ann):
-        args = [a for a in typing.get_args(ann) if a is not _NONE]
-        optional = len(args) != len(typing.get_args(ann))
-        if len(args) == 1:
-            return args[0], optional
-        return Union[tuple(args)], optional  # type: ignore[return-value]
-    return ann, False
-
-
 def type_name(ann: Any) -> str:
     """A short, TOML-flavoured description of a field's type."""
-    ann, optional = _without_none(ann)
+    ann, _ = schema.strip_optional(ann)
     origin = typing.get_origin(ann)
     args = typing.get_args(ann)
     if origin is typing.Annotated:  # a constrained member of a union (its bounds are in the description)
         return type_name(args[0])
-    if _is_union(ann) and not any(isinstance(a, type) and issubclass(a, BaseModel) for a in args):
+    if schema.is_union(ann) and not any(schema.is_model(a) for a in args):
         return " or ".join(type_name(a) for a in args)
     if origin is Literal:
         text = "one of " + ", ".join(f"`{toml_value(a)}`" for a in args)
@@ -105,13 +70,13 @@ def type_name(ann: Any) -> str:
         text = "[" + ", ".join(type_name(a) for a in args) + "]"
     elif origin is list:
         inner = args[0] if args else Any
-        if isinstance(inner, type) and issubclass(inner, BaseModel):
+        if schema.is_model(inner):
             text = "array of tables"
         else:
             text = f"[{type_name(inner)}, ...]"
     elif origin is dict:
         text = "table"
-    elif isinstance(ann, type) and issubclass(ann, BaseModel):
+    elif schema.is_model(ann):
         text = "table"
     elif ann is Any:
         text = "any"
@@ -121,9 +86,9 @@ def type_name(ann: Any) -> str:
 
 
 def default_text(info: FieldInfo) -> str:
-    if info.default is PydanticUndefined and info.default_factory is None:
+    value = schema.default_of(info)
+    if value is schema.REQUIRED:
         return "**required**"
-    value = info.get_default(call_default_factory=True)
     if value is None:
         return "*unset*"
     if isinstance(value, BaseModel):
@@ -131,22 +96,12 @@ def default_text(info: FieldInfo) -> str:
     return f"`{toml_value(value)}`"
 
 
+_BOUND_FORMATS = {"ge": ">= {}", "gt": "> {}", "le": "<= {}", "lt": "< {}", "min_length": "length >= {}",
+                  "max_length": "length <= {}", "pattern": "matches `{}`"}
+
+
 def bounds_text(info: FieldInfo) -> str:
-    # pydantic keeps bounds as annotated-types objects (Ge, Gt, Le, Lt, MinLen, MaxLen) and the
-    # pattern in its own metadata; read them by attribute so no extra import is needed.
-    parts: list[str] = []
-    for m in info.metadata:
-        for attr, fmt in (("ge", ">= {}"), ("gt", "> {}"), ("le", "<= {}"), ("lt", "< {}"),
-                          ("min_length", "length >= {}"), ("max_length", "length <= {}"),
-                          ("pattern", "matches `{}`")):
-            value = getattr(m, attr, None)
-            if value is not None:
-                parts.append(fmt.format(value))
-    return ", ".join(parts)
-
-
-def _description(info: FieldInfo) -> str:
-    return " ".join((info.description or "").split())
+    return ", ".join(_BOUND_FORMATS[name].format(value) for name, value in schema.bounds(info))
 
 
 # ------------------------------------------------------------------------------- schema walk
@@ -154,35 +109,16 @@ def _description(info: FieldInfo) -> str:
 
 def _union_members(info: FieldInfo) -> list[type[BaseModel]] | None:
     """The variants of a discriminated-union field, or None for any other field."""
-    return union_members(info.annotation)
-
-
-def _model_of(info: FieldInfo) -> type[BaseModel] | None:
-    ann, _ = _without_none(info.annotation)
-    if isinstance(ann, type) and issubclass(ann, BaseModel):
-        return ann
-    return None
-
-
-def _list_model_of(info: FieldInfo) -> type[BaseModel] | None:
-    ann, _ = _without_none(info.annotation)
-    if typing.get_origin(ann) is list:
-        (inner,) = typing.get_args(ann) or (None,)
-        if isinstance(inner, type) and issubclass(inner, BaseModel):
-            return inner
-    return None
+    return schema.union_members(info.annotation)
 
 
 def _is_leaf(info: FieldInfo) -> bool:
-    return _union_members(info) is None and _model_of(info) is None and _list_model_of(info) is None
-
-
-def _tag_value(cls: type[BaseModel], tag: str) -> str:
-    return cls.model_fields[tag].default
+    ann = info.annotation
+    return _union_members(info) is None and schema.model_of(ann) is None and schema.list_model_of(ann) is None
 
 
 def _field_signature(info: FieldInfo) -> tuple[str, str, str, str]:
-    return (type_name(info.annotation), default_text(info), bounds_text(info), _description(info))
+    return (type_name(info.annotation), default_text(info), bounds_text(info), schema.description(info))
 
 
 _TABLE_HEAD = ["| key | type | default | bounds | description |", "| --- | --- | --- | --- | --- |"]
@@ -216,12 +152,13 @@ def _render_model(path: str, cls: type[BaseModel], level: int, *, array: bool = 
 
 
 def _render_union(path: str, info: FieldInfo, members: list[type[BaseModel]], level: int) -> list[str]:
-    tag = union_tag(members)
+    tag = schema.union_tag(members)
+    by_tag = schema.variants(members, tag)
     default = info.get_default(call_default_factory=True)
     default_tag = getattr(default, tag, None)
     out = [
         f"Pick one with `{tag}`: "
-        + ", ".join(f"`{toml_value(_tag_value(c, tag))}`" for c in members)
+        + ", ".join(f"`{toml_value(value)}`" for value in by_tag)
         + (f" (default `{toml_value(default_tag)}`)." if default_tag is not None else "."),
         "",
     ]
@@ -235,10 +172,9 @@ def _render_union(path: str, info: FieldInfo, members: list[type[BaseModel]], le
     if common:
         out += [f"Keys of every `{path}` variant:", ""]
         out += _table(f"{path}.", [(n, members[0].model_fields[n]) for n in common])
-    for cls in members:
-        value = _tag_value(cls, tag)
+    for value, cls in by_tag.items():
         out += [f"{'#' * (level + 1)} `{path}.{tag} = {toml_value(value)}`", ""]
-        desc = _description(cls.model_fields[tag])
+        desc = schema.description(cls.model_fields[tag])
         if desc:
             out += [desc, ""]
         own = [(n, i) for n, i in cls.model_fields.items() if n != tag and n not in common]
@@ -251,10 +187,10 @@ def _render_union(path: str, info: FieldInfo, members: list[type[BaseModel]], le
 
 def _render_section(path: str, info: FieldInfo, level: int) -> list[str]:
     members = _union_members(info)
-    list_model = _list_model_of(info)
+    list_model = schema.list_model_of(info.annotation)
     header = f"[[{path}]]" if list_model is not None else f"[{path}]"
     out = [f"{'#' * level} `{header}`", ""]
-    desc = _description(info)
+    desc = schema.description(info)
     if desc:
         out += [desc, ""]
     if members is not None:
@@ -263,7 +199,7 @@ def _render_section(path: str, info: FieldInfo, level: int) -> list[str]:
         out += [f"Each `[[{path}]]` table is one entry; keys:", ""]
         out += _render_model(path, list_model, level + 1, array=True)
     else:
-        model = _model_of(info)
+        model = schema.model_of(info.annotation)
         assert model is not None
         out += _render_model(path, model, level + 1)
     return out

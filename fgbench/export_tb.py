@@ -36,7 +36,7 @@ def _tensorboard():
 
 def export_tensorboard(run_infos: Sequence[Any], out: Path, *, force: bool = False) -> int:
     """Write one event file per run under ``out``; returns the number of scalars written."""
-    from fgbench.rundir import events as metrics
+    from fgbench.rundir.events import METRICS_FILE, event_scalars, read_events
 
     Event, Summary, EventFileWriter = _tensorboard()
     out = Path(out)
@@ -47,7 +47,7 @@ def export_tensorboard(run_infos: Sequence[Any], out: Path, *, force: bool = Fal
     total = 0
     try:
         for run in run_infos:
-            rows = metrics.event_scalars(metrics.read_events(run.path / metrics.METRICS_FILE))
+            rows = event_scalars(read_events(run.path / METRICS_FILE))
             writer = EventFileWriter(str(tmp / run.run_id), max_queue_size=1000, flush_secs=3600)
             try:
                 for row in rows:

@@ -19,8 +19,11 @@ in the other differs, lists compare as a whole. A run whose recipe could not be 
 of its own. The key is a short SHA-256 of that canonical form, so it is stable across processes
 and fgbench versions that write the same recipe.
 
-A seed run twice (same recipe, same seed) stays in the group as two runs; it only prevents
-pairing by seed (see :mod:`fgbench.stats`).
+A seed run twice (same recipe, same seed) stays in the group as two runs, but the statistics count
+it once (:func:`one_per_seed`): its runs are averaged into one value for that seed, and n counts
+seeds. A rerun of a seed measures the machine's nondeterminism (none at all on a CPU), not the spread
+over seeds; counted as another seed it would narrow the interval towards zero width and make any
+difference look resolved.
 """
 
 from __future__ import annotations
@@ -29,7 +32,10 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from fgbench.rundir.reader import RunInfo
 
 SEED_FIELD = "runtime.seed"
 
@@ -109,11 +115,38 @@ class Group:
         return len(self.runs)
 
 
-def group_runs(runs: Sequence[Any]) -> list[Group]:
+def group_runs(runs: Sequence["RunInfo"]) -> list[Group]:
     """Runs into groups by :func:`identity`, groups in the order of their first run."""
     groups: dict[str, Group] = {}
     for i, run in enumerate(runs):
         recipe = run.recipe if isinstance(run.recipe, dict) else {}
-        key = identity(recipe) if recipe and not getattr(run, "damaged", None) else f"unread-{i}"
+        key = identity(recipe) if recipe and not run.damaged else f"unread-{i}"
         groups.setdefault(key, Group(key)).runs.append(run)
     return list(groups.values())
+
+
+SeedT = TypeVar("SeedT", int, "int | None")
+
+
+def one_per_seed(pairs: Sequence[tuple[SeedT, float]]) -> list[tuple[SeedT, float]]:
+    """One ``(seed, value)`` per seed, in the order seeds first appear: the mean of the values of a
+    seed that ran more than once. A value whose seed is unknown (None) stays on its own."""
+    by_seed: dict[object, tuple[SeedT, list[float]]] = {}
+    for i, (seed, value) in enumerate(pairs):
+        by_seed.setdefault(("unknown", i) if seed is None else seed, (seed, []))[1].append(value)
+    return [(seed, sum(vals) / len(vals)) for seed, vals in by_seed.values()]
+
+
+def seed_counts(seeds: Sequence[int | None]) -> str:
+    """The seeds column: ``0,1,2``; a seed run more than once as ``0x2``; an unknown one as ``?``."""
+    counts: dict[int, int] = {}
+    order: list[int | None] = []
+    for s in seeds:
+        if s is None:
+            order.append(None)
+        elif s not in counts:
+            counts[s] = 1
+            order.append(s)
+        else:
+            counts[s] += 1
+    return ",".join("?" if s is None else (f"{s}x{counts[s]}" if counts[s] > 1 else str(s)) for s in order)

@@ -28,17 +28,20 @@ from __future__ import annotations
 import functools
 import os
 import re
-import tomllib
-import types
-import typing
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Sequence, Union
+from typing import TYPE_CHECKING, Annotated, Any, Iterable, Literal, Sequence, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
+from fgbench import schema
 from fgbench.atomic import atomic_write_text
 from fgbench.errors import RecipeError, UserError, escape
+from fgbench.formats import BARE_KEY
 from fgbench.textfile import read_text_file
+from fgbench.tomlread import tomllib
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
 
 SCHEMA_VERSION = 1
 
@@ -85,17 +88,7 @@ class FieldProblem(ValueError):
         self.involves = involves
 
 
-@functools.cache
-def _tuple_fields(cls: type[BaseModel]) -> frozenset[str]:
-    out = set()
-    for name, info in cls.model_fields.items():
-        ann = info.annotation
-        args = [ann]
-        if typing.get_origin(ann) in (Union, types.UnionType):
-            args = [a for a in typing.get_args(ann) if a is not type(None)]
-        if any(typing.get_origin(a) is tuple for a in args):
-            out.add(name)
-    return frozenset(out)
+_tuple_fields = functools.cache(schema.tuple_fields)
 
 
 def _tagged_union(tag: str, *variants: type[BaseModel]) -> Any:
@@ -113,36 +106,6 @@ def _tagged_union(tag: str, *variants: type[BaseModel]) -> Any:
         Union[members],  # type: ignore[valid-type]
         Discriminator(pick),
     ]
-
-
-def union_members(annotation: Any) -> list[type[BaseModel]] | None:
-    """The variant classes of a union of sub-models (as on ``FieldInfo.annotation``), else None."""
-    if typing.get_origin(annotation) not in (Union, types.UnionType):
-        return None
-    members = []
-    for arg in typing.get_args(annotation):
-        if typing.get_origin(arg) is Annotated:
-            arg = typing.get_args(arg)[0]
-        if not (isinstance(arg, type) and issubclass(arg, BaseModel)):
-            return None
-        members.append(arg)
-    return members if len(members) > 1 else None
-
-
-def union_tag(members: list[type[BaseModel]]) -> str:
-    """The tag field of a union's variants: the one field every variant declares as a single,
-    distinct ``Literal`` (``name`` for optim and schedule, ``source`` for model.pretrained)."""
-    for name in members[0].model_fields:
-        values = []
-        for m in members:
-            f = m.model_fields.get(name)
-            if f is None or typing.get_origin(f.annotation) is not Literal or len(typing.get_args(f.annotation)) != 1:
-                break
-            values.append(typing.get_args(f.annotation)[0])
-        else:
-            if len(set(values)) == len(values):
-                return name
-    raise ValueError(f"no tag field shared by {members}")
 
 
 # ---------------------------------------------------------------------------------------- data
@@ -353,7 +316,10 @@ class MocoWeights(_Section):
     """Path of the MoCo `.pth.tar` checkpoint."""
 
 
-Pretrained = _tagged_union("source", NoPretrained, TorchvisionWeights, FileWeights, MocoWeights)
+if TYPE_CHECKING:  # the type checker sees the plain union; at run time the tag picks the variant
+    Pretrained = Union[NoPretrained, TorchvisionWeights, FileWeights, MocoWeights]
+else:
+    Pretrained = _tagged_union("source", NoPretrained, TorchvisionWeights, FileWeights, MocoWeights)
 
 
 class ViTConfig(_Section):
@@ -499,10 +465,11 @@ class ModelConfig(_Section):
                 raise FieldProblem("mixstyle_layers" if self.mixstyle_layers > 3 else "freeze_stages",
                                    f"{self.arch} has 3 stages: mixstyle_layers <= 3 and freeze_stages <= 4", "arch")
         if self.arch != "vitn_cifar":
-            used = [n for n, on in (("rel_pos", self.vit.rel_pos), ("diag_mask", self.vit.diag_mask),
-                                    ("temperature", self.vit.temperature != "none")) if on]
-            if used:
-                raise FieldProblem(f"vit.{used[0]}", f"vit.{used[0]} needs arch 'vitn_cifar' (the pre-norm ViT)", "arch")
+            vit_used = [n for n, on in (("rel_pos", self.vit.rel_pos), ("diag_mask", self.vit.diag_mask),
+                                        ("temperature", self.vit.temperature != "none")) if on]
+            if vit_used:
+                raise FieldProblem(f"vit.{vit_used[0]}", f"vit.{vit_used[0]} needs arch 'vitn_cifar' (the pre-norm ViT)",
+                                   "arch")
         if self.arch in _VIT_ARCHS and self.pretrained.source == "torchvision":
             raise FieldProblem("pretrained.source", f"{self.arch} is fgbench's own architecture: no torchvision weights",
                                "arch")
@@ -574,7 +541,10 @@ class RAdamConfig(_AdamBase):
     used by the hoya seed) instead of adding weight_decay * p to the gradient (coupled L2)."""
 
 
-Optimizer = _tagged_union("name", SGDConfig, AdamConfig, AdamWConfig, RAdamConfig)
+if TYPE_CHECKING:
+    Optimizer = Union[SGDConfig, AdamConfig, AdamWConfig, RAdamConfig]
+else:
+    Optimizer = _tagged_union("name", SGDConfig, AdamConfig, AdamWConfig, RAdamConfig)
 
 
 # ------------------------------------------------------------------------------------ schedule
@@ -689,7 +659,10 @@ class ConstantSchedule(_ScheduleBase):
     """Constant LR after warm-up."""
 
 
-Schedule = _tagged_union("name", CosineSchedule, MultiStepSchedule, LinearSchedule, ConstantSchedule)
+if TYPE_CHECKING:
+    Schedule = Union[CosineSchedule, MultiStepSchedule, LinearSchedule, ConstantSchedule]
+else:
+    Schedule = _tagged_union("name", CosineSchedule, MultiStepSchedule, LinearSchedule, ConstantSchedule)
 
 
 # ------------------------------------------------------------------------------- augmentation
@@ -787,8 +760,13 @@ class RuntimeConfig(_Section):
     device: Literal["auto", "cuda", "cpu"] = "auto"
     """Where to train: `auto` picks CUDA when available."""
 
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    """Autocast precision of the forward pass; fp16 adds a gradient scaler."""
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32"
+    """Autocast precision of the forward pass; fp16 adds a gradient scaler. `auto`: the fastest
+    precision the device supports without a gradient scaler: bf16 on a CUDA GPU with native bf16
+    (Ampere and later), fp32 elsewhere (the CPU included). The run records what it chose: its
+    `recipe.toml` holds the chosen precision (so a resumed run keeps it), and its log and
+    `run_started` say why. The seed recipes never use `auto`: their precision is part of what they
+    reproduce."""
 
     channels_last: Literal["auto", True, False] = "auto"
     """Channels-last memory format. `auto`: on for `resnet8_cifar`, `resnet20_cifar` and `small_cnn`
@@ -1276,7 +1254,7 @@ class Recipe(_Section):
         if self.eval.select_on == "val" and self.data.val_fraction == 0:
             raise FieldProblem("eval.select_on", "eval.select_on is 'val' but data.val_fraction is 0: hold out a "
                                "validation split or select on 'last'", "data.val_fraction")
-        crop = self.data.train_crop
+        crop: str = self.data.train_crop  # a stage may also say "test"
         for i, st in enumerate(self.stages):
             crop = st.train_crop or ("test" if st.trainable == "bn_fc" else crop)
             if self.data.loader == "device" and crop not in ("pad_crop", "resize"):
@@ -1309,7 +1287,7 @@ class Recipe(_Section):
         if self.model.arch not in _VIT_ARCHS:
             return self
         p = self.model.vit.patch_size
-        sizes = [("data.train_size", self.data.train_size)]
+        sizes: list[tuple[str, int | None]] = [("data.train_size", self.data.train_size)]
         if self.data.test_crop != "none":  # "none" keeps the images' own size, which only the data knows
             sizes.append(("data.test_size", self.data.test_size))
             sizes += [(f"eval.final_test_sizes[{i}]", v) for i, v in enumerate(self.eval.final_test_sizes)]
@@ -1326,46 +1304,16 @@ class Recipe(_Section):
 
 # --------------------------------------------------------------------------- schema walking
 #
-# One walker of the schema: the union sections, their tags and variants are discovered here from the
-# pydantic models, and everything else (error locations, the TOML writer, sweeps, the docs, the
-# TUI form) asks these functions instead of keeping its own list.
-
-
-def _strip_none(ann: Any) -> Any:
-    if typing.get_origin(ann) in (Union, types.UnionType):
-        args = [a for a in typing.get_args(ann) if a is not type(None)]
-        if len(args) < len(typing.get_args(ann)):
-            return args[0] if len(args) == 1 else Union[tuple(args)]  # type: ignore[return-value]
-    return ann
-
-
-def _is_model(tp: Any) -> bool:
-    return isinstance(tp, type) and issubclass(tp, BaseModel)
+# The recipe's union sections, their tags and variants, discovered from the pydantic models by the one
+# schema walker (fgbench/schema.py); everything else (error locations, the TOML writer, sweeps, the
+# docs, the TUI form) asks these functions instead of keeping its own list.
 
 
 @functools.cache
 def union_sections() -> dict[str, tuple[str, dict[str, type[BaseModel]]]]:
     """Every discriminated-union section of the recipe by dotted path (a list item is ``[]``, as in
     ``stages[].x``): ``(tag field, {tag value: variant class})``, in schema order."""
-    out: dict[str, tuple[str, dict[str, type[BaseModel]]]] = {}
-
-    def visit(model: type[BaseModel], prefix: str) -> None:
-        for name, info in model.model_fields.items():
-            path = prefix + name
-            ann = _strip_none(info.annotation)
-            members = union_members(ann)
-            if members:
-                tag = union_tag(members)
-                out[path] = (tag, {m.model_fields[tag].default: m for m in members})
-                for m in members:
-                    visit(m, path + ".")
-            elif _is_model(ann):
-                visit(ann, path + ".")
-            elif typing.get_origin(ann) is list and _is_model(typing.get_args(ann)[0]):
-                visit(typing.get_args(ann)[0], path + "[].")
-
-    visit(Recipe, "")
-    return out
+    return {path: (tag, members) for path, tag, members in schema.walk_unions(Recipe)}
 
 
 def union_variants(field_path: str) -> dict[str, type[BaseModel]]:
@@ -1398,9 +1346,6 @@ def user_path(loc: Sequence[Any]) -> tuple[str | int, ...]:
     return tuple(out)
 
 
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
 def path_text(parts: Sequence[str | int]) -> str:
     """``stages[0].epochs``; a key that is not a bare TOML key is quoted and escaped
     (``sweep.grid."optim.lr"``, ``data."\\x1b[31m"``), so every path prints on one line."""
@@ -1409,7 +1354,7 @@ def path_text(parts: Sequence[str | int]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
             continue
-        key = part if _BARE_KEY.fullmatch(part) else '"' + escape(part).replace('"', '\\"') + '"'
+        key = part if BARE_KEY.fullmatch(part) else '"' + escape(part).replace('"', '\\"') + '"'
         out += ("." if out else "") + key
     return out or "(recipe)"
 
@@ -1453,15 +1398,15 @@ def parse_override(item: str) -> Override:
     return Override(item, parts, value)
 
 
-def _field_of(e: dict[str, Any]) -> tuple[tuple[str | int, ...], tuple[tuple[str | int, ...], ...], str]:
+def _field_of(e: ErrorDetails) -> tuple[tuple[str | int, ...], tuple[tuple[str | int, ...], ...], str]:
     """(path, other paths involved, message) of one pydantic error."""
     path = user_path(e["loc"])
     msg = e["msg"].removeprefix("Value error, ")
     involves: tuple[tuple[str | int, ...], ...] = ()
     error = (e.get("ctx") or {}).get("error")
     if isinstance(error, FieldProblem):
-        path = path + _parse_rel(error.field)
-        involves = tuple(user_path(e["loc"]) + _parse_rel(f) for f in error.involves)
+        path = path + schema.parse_path(error.field)
+        involves = tuple(user_path(e["loc"]) + schema.parse_path(f) for f in error.involves)
     elif e["type"] == "union_tag_invalid":
         ctx = e.get("ctx", {})
         union = union_sections().get(_schema_path(path))
@@ -1471,13 +1416,6 @@ def _field_of(e: dict[str, Any]) -> tuple[tuple[str | int, ...], tuple[tuple[str
     elif e["type"] in ("union_tag_not_found", "model_type", "model_attributes_type", "dict_type"):
         msg = "expected a table (a [section] or { key = value, ... })"
     return path, involves, msg
-
-
-_REL_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
-
-
-def _parse_rel(text: str) -> tuple[str | int, ...]:
-    return tuple(int(m.group(2)) if m.group(2) is not None else m.group(1) for m in _REL_PART.finditer(text))
 
 
 def _blame(path: tuple[str | int, ...], involves: Sequence[tuple[str | int, ...]],
@@ -1515,9 +1453,10 @@ def format_errors(err: ValidationError, source: str, overrides: Sequence[Overrid
     return lines
 
 
-def validate_recipe(data: dict[str, Any], source: str = "<recipe>", overrides: Sequence[Override | str] = ()) -> Recipe:
+def validate_recipe(data: object, source: str = "<recipe>", overrides: Sequence[Override | str] = ()) -> Recipe:
     """The Recipe for ``data`` (overrides already applied), or a RecipeError naming ``source`` or
-    the ``--set`` each problem comes from."""
+    the ``--set`` each problem comes from. ``data`` is whatever was read (a table, or anything a
+    damaged file or checkpoint holds): checking it is this function's job."""
     try:
         return Recipe.model_validate(data)
     except ValidationError as err:
@@ -1529,6 +1468,7 @@ def _too_deep(value: Any, start: int = 0) -> str | None:
     stack = [(value, start)]
     while stack:
         node, depth = stack.pop()
+        children: Iterable[Any]
         if isinstance(node, dict):
             children = node.values()
         elif isinstance(node, list):
@@ -1635,9 +1575,9 @@ def _keep_union_tags(model: BaseModel, data: dict[str, Any]) -> None:
     for name, info in type(model).model_fields.items():
         value = getattr(model, name)
         sub = data.get(name)
-        members = union_members(_strip_none(info.annotation))
+        members = schema.union_members(schema.strip_optional(info.annotation)[0])
         if members and isinstance(value, BaseModel) and isinstance(sub, dict):
-            tag = union_tag(members)
+            tag = schema.union_tag(members)
             data[name] = sub = {tag: getattr(value, tag), **{k: v for k, v in sub.items() if k != tag}}
         if isinstance(value, BaseModel) and isinstance(sub, dict):
             _keep_union_tags(value, sub)

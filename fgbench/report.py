@@ -28,13 +28,17 @@ import math
 import os
 import re
 from fnmatch import fnmatchcase
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+from fgbench.formats import MISSING, fmt_duration, fmt_value
 from fgbench.rundir.layout import SUMMARY_FILE
 from fgbench.rundir.confusion import class_count, iter_cells
-from fgbench.rundir.events import SERIES, event_scalars
+from fgbench.rundir.events import METRICS_FILE, SERIES, event_scalars, read_events
 from fgbench.rundir.summary import LastEpoch, SplitNumbers, Summary, size_order
 from fgbench.textsafe import safe
+
+if TYPE_CHECKING:
+    from fgbench.rundir.reader import RunInfo
 
 BOOKKEEPING_FIELDS = ("name", "description", "sweep")
 
@@ -55,9 +59,6 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     else:
         out[prefix] = data
     return out
-
-
-_MISSING = object()
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -83,9 +84,9 @@ def differing_fields(recipes: Sequence[dict[str, Any]], ignore: Iterable[str] = 
     for k in keys:
         if k.split(".", 1)[0] in skip:
             continue
-        values = [f.get(k, _MISSING) for f in flats]
+        values = [f.get(k, MISSING) for f in flats]
         first = values[0]
-        if any(v is _MISSING for v in values) and not all(v is _MISSING for v in values):
+        if any(v is MISSING for v in values) and not all(v is MISSING for v in values):
             out.append(k)
         elif not all(_same(first, v) for v in values[1:]):
             out.append(k)
@@ -114,8 +115,8 @@ def get_path(data: dict[str, Any], dotted: str, default: Any = None) -> Any:
 def matches_where(recipe: dict[str, Any], key: str, value: Any, *, negate: bool = False) -> bool:
     """``--where optim.lr=0.005``: compare a resolved-recipe value with a parsed TOML value.
     Numbers compare numerically (0.005 == 5e-3); a missing field never matches ``=``."""
-    got = get_path(recipe, key, _MISSING)
-    if got is _MISSING:
+    got = get_path(recipe, key, MISSING)
+    if got is MISSING:
         return negate
     if isinstance(value, str) and not isinstance(got, str):
         equal = str(got) == value
@@ -132,27 +133,6 @@ def name_matches(pattern: str, *names: str) -> bool:
 
 
 # ------------------------------------------------------------------------------------- values
-
-
-def fmt_value(value: Any, digits: int = 2) -> str:
-    """One table cell: floats with ``digits`` decimals (small ones in short scientific form),
-    None as ``-``, lists compactly."""
-    if value is None or value is _MISSING:
-        return "-"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if value != value:
-            return "nan"
-        if value != 0 and (abs(value) < 10 ** -digits or abs(value) >= 1e7):
-            return f"{value:.3g}"
-        text = f"{value:.{digits}f}"
-        return text
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(fmt_value(v, digits) for v in value) + "]"
-    if isinstance(value, dict):
-        return json.dumps(value, separators=(",", ":"), sort_keys=True)
-    return str(value)
 
 
 def fmt_recipe_value(value: Any) -> str:
@@ -180,17 +160,6 @@ def selected_epoch_text(epoch: Any, select_on: Any) -> str:
     return f"best epoch {fmt_value(epoch)} ({SELECT_ON_TEXT.get(select_on, f'chosen on {select_on}')})"
 
 
-def fmt_duration(seconds: Any) -> str:
-    if not isinstance(seconds, (int, float)) or seconds != seconds:
-        return "-"
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-
-
 # ------------------------------------------------------------------------------- run rows
 
 
@@ -198,10 +167,10 @@ def _num(x: Any) -> float | None:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
 
 
-def run_row(run: Any) -> dict[str, Any]:
-    """One run (a ``fgbench.rundir.RunInfo``) as a flat row of raw values. A run whose files cannot
-    be read (``run.damaged``) shows as ``damaged`` with the reason, its numbers left out."""
-    damaged = getattr(run, "damaged", None)
+def run_row(run: "RunInfo") -> dict[str, Any]:
+    """One run as a flat row of raw values. A run whose files cannot be read (``run.damaged``)
+    shows as ``damaged`` with the reason, its numbers left out."""
+    damaged = run.damaged
     row = {
         "run": run.run_id,
         "status": "damaged" if damaged else run.status,
@@ -261,7 +230,6 @@ def _with_epochs(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-MISSING = _MISSING
 """the value of a recipe field that a run's recipe does not have (a compare table cell ``-``)"""
 
 
@@ -280,7 +248,7 @@ def _cell(value: Any, kind: str) -> str:
     if kind == "percent":
         return "-" if value is None else f"{value:.0f}%"
     if kind == "recipe":
-        return "-" if value is _MISSING or value is None else fmt_recipe_value(value)
+        return "-" if value is MISSING or value is None else fmt_recipe_value(value)
     if kind == "acc":
         return fmt_value(value, 2)
     if kind in ("stat", "diff"):
@@ -327,7 +295,7 @@ def compare_table(
         row = _with_epochs(run_row(run))
         row[label_header] = labels[i] if labels is not None else run.run_id
         for f in recipe_fields:
-            row[f"recipe:{f}"] = get_path(run.recipe, f, _MISSING)
+            row[f"recipe:{f}"] = get_path(run.recipe, f, MISSING)
         rows.append(row)
     columns: list[tuple[str, str, str]] = [(label_header, label_header, "text")]
     columns += [(f"recipe:{f}", f, "recipe") for f in recipe_fields]
@@ -358,9 +326,7 @@ _RULE_CACHE: dict[str, tuple[tuple[int, int], list[dict[str, Any]]]] = {}
 
 def _epoch_events(run: Any) -> list[dict[str, Any]]:
     """The run's epoch events (read once per change of its metrics file)."""
-    from fgbench.rundir import events as metrics
-
-    path = run.path / metrics.METRICS_FILE
+    path = run.path / METRICS_FILE
     try:
         st = path.stat()
     except OSError:
@@ -368,7 +334,7 @@ def _epoch_events(run: Any) -> list[dict[str, Any]]:
     key = (st.st_mtime_ns, st.st_size)
     hit = _RULE_CACHE.get(str(path))
     if hit is None or hit[0] != key:
-        epochs = [ev for ev in metrics.read_events(path) if ev.get("event") == "epoch"]
+        epochs = [ev for ev in read_events(path) if ev.get("event") == "epoch"]
         _RULE_CACHE[str(path)] = hit = (key, epochs)
     return hit[1]
 
@@ -451,15 +417,17 @@ def reference_text(recipe: dict[str, Any], runs: Sequence[Any]) -> str:
     ref = recipe.get("reference")
     if not isinstance(ref, dict):
         return "this run's recipe has no [reference] (the seed's numbers)\n"
-    from fgbench import stats as S
+    from fgbench.groups import one_per_seed, seed_of
+    from fgbench.stats import describe
 
     rule = str(ref.get("rule"))
     lines = [f"source: {safe(ref.get('source', '-'))}", f"rule:   {safe(rule)} ({RULE_TEXT.get(rule, '?')})"]
-    mine = [numbers_under_rule(rule, r) for r in runs]
+    mine = [(seed_of(r.recipe), numbers_under_rule(rule, r)) for r in runs]
     rows = []
     for key, value in reference_numbers(ref):
-        got = [m[key] for m in mine if m.get(key) is not None]
-        d = S.describe(got)
+        found = [(s, v) for s, m in mine if (v := m.get(key)) is not None]
+        got = [v for _s, v in one_per_seed(found)]
+        d = describe(got)
         if d is None:
             why = ("not measured under this rule (the run selected on "
                    f"{(runs[0].summary or Summary()).select_on or '?'})" if "@" in key else "no such number yet")
@@ -514,17 +482,17 @@ def group_compare_table(
 
     When every group is a single run and no ``baseline`` is asked for, this is exactly
     :func:`compare_table` (no interval exists to show) with no notes."""
-    from fgbench import groups as G
-    from fgbench import stats as S
+    from fgbench.groups import SEED_FIELD, group_runs, one_per_seed, seed_counts, seed_of
+    from fgbench.stats import METHOD_TEXT, adjustment_text, compare_to_baseline, describe
 
-    found = G.group_runs(runs)
+    found = group_runs(runs)
     if baseline is None and all(len(g) == 1 for g in found):
-        columns, rows = compare_table(runs, labels, fields=fields, label_header=label_header)
-        return columns, rows, _add_reference_columns(columns, rows, [[r] for r in runs], [])
+        single_columns, single_rows = compare_table(runs, labels, fields=fields, label_header=label_header)
+        return single_columns, single_rows, _add_reference_columns(single_columns, single_rows, [[r] for r in runs], [])
     index = {id(r): i for i, r in enumerate(runs)}
     firsts = [g.first for g in found]
     recipe_fields = list(fields) if fields is not None else [
-        f for f in differing_fields([r.recipe for r in firsts]) if f != G.SEED_FIELD]
+        f for f in differing_fields([r.recipe for r in firsts]) if f != SEED_FIELD]
     metric_keys = [c[0] for c in METRIC_COLUMNS]
     rows: list[dict[str, Any]] = []
     values: list[dict[str, list[tuple[int, float]]]] = []
@@ -532,25 +500,26 @@ def group_compare_table(
         member_labels = [labels[index[id(r)]] if labels is not None else (r.run_id if len(g) == 1 else r.name)
                          for r in g.runs]
         done = [r for r in g.runs if r.status == "completed"] if len(g) > 1 else list(g.runs)
-        per_run = [(G.seed_of(r.recipe), _with_epochs(run_row(r))) for r in done]
-        row = _with_epochs(run_row(g.first)) if len(g) == 1 else {"status": f"{len(done)}/{len(g)} completed"
-                                                                 if len(done) < len(g) else "completed"}
+        per_run = [(seed_of(r.recipe), _with_epochs(run_row(r))) for r in done]
+        row: dict[str, Any] = _with_epochs(run_row(g.first)) if len(g) == 1 else {
+            "status": f"{len(done)}/{len(g)} completed" if len(done) < len(g) else "completed"}
         row[label_header] = _group_label(member_labels)
         row.setdefault("path", str(g.first.path))
-        row["n"] = len(done)
-        row["seeds"] = ",".join("?" if s is None else str(s) for s, _r in per_run) if per_run else "-"
+        row["n"] = len(one_per_seed([(s, 0.0) for s, _r in per_run]))  # seeds, not runs
+        row["seeds"] = seed_counts([s for s, _r in per_run]) if per_run else "-"
         row["runs"] = [r.run_id for r in g.runs]
         for f in recipe_fields:
-            row[f"recipe:{f}"] = get_path(g.first.recipe, f, _MISSING)
+            row[f"recipe:{f}"] = get_path(g.first.recipe, f, MISSING)
         keys = list(metric_keys)
         for _s, r in per_run:
             keys += [k for k in r if (k.startswith("test@") or k.startswith("ema_test@")) and k not in keys]
         by_metric: dict[str, list[tuple[int, float]]] = {}
         for key in keys:
-            pairs = [(s if s is not None else -1 - i, r[key]) for i, (s, r) in enumerate(per_run) if r.get(key) is not None]
+            pairs = one_per_seed([(s if s is not None else -1 - i, r[key]) for i, (s, r) in enumerate(per_run)
+                                  if r.get(key) is not None])
             by_metric[key] = pairs
             if len(g) > 1:
-                row[key] = S.describe([v for _s, v in pairs])
+                row[key] = describe([v for _s, v in pairs])
         if len(g) > 1:
             durations = [r["duration_s"] for _s, r in per_run if r.get("duration_s") is not None]
             row["duration_s"] = sum(durations) / len(durations) if durations else None
@@ -573,6 +542,9 @@ def group_compare_table(
             raise UserError(f"--baseline {baseline}: {what} of the table match; give a row label, a run or a recipe name")
         base_i = matches[0]
     notes = [GROUP_CELL_LEGEND + "."]
+    if any("x" in str(r.get("seeds", "")) for r in rows):
+        notes.append("seeds 0x2: seed 0 ran twice; the runs of a seed count as one value, their mean "
+                     "(n counts seeds, not runs: a rerun measures the machine, not the spread over seeds).")
     diff_cols: list[tuple[str, str, str]] = []
     base_label = rows[base_i][label_header]
     for key in DIFF_METRICS:
@@ -580,15 +552,15 @@ def group_compare_table(
         others = [i for i in range(len(rows)) if i != base_i and values[i].get(key)]
         if not base_vals or not others:
             continue
-        diffs = S.compare_to_baseline(base_vals, [values[i][key] for i in others])
+        diffs = compare_to_baseline(base_vals, [values[i][key] for i in others])
         for i, d in zip(others, diffs):
             rows[i][f"diff:{key}"] = d
         rows[base_i][f"diff:{key}"] = "baseline"
         header = dict((k, h) for k, h, _kind in METRIC_COLUMNS)[key]
         diff_cols.append((f"diff:{key}", f"Δ {header}", "diff"))
         m = sum(1 for d in diffs if d.resolved is not None)
-        methods = sorted({S.METHOD_TEXT[d.method] for d in diffs})
-        notes.append(f"Δ {header}: row - baseline ({base_label}); {S.adjustment_text(m)}; {', '.join(methods)}; "
+        methods = sorted({METHOD_TEXT[d.method] for d in diffs})
+        notes.append(f"Δ {header}: row - baseline ({base_label}); {adjustment_text(m)}; {', '.join(methods)}; "
                      "resolved: the interval excludes zero, else within noise.")
     columns: list[tuple[str, str, str]] = [(label_header, label_header, "text")]
     if any(r.get("status") != "completed" for r in rows):
@@ -617,7 +589,8 @@ def _add_reference_columns(columns: list[tuple[str, str, str]], rows: list[dict[
     """Where a row's recipe carries the seed's ``[reference]``: its headline number, the row's own
     number under the same rule (a group: described), the difference, and for a group whether the
     seed's number lies inside the interval. Columns go before the epochs; returns the notes."""
-    from fgbench import stats as S
+    from fgbench.groups import one_per_seed, seed_of
+    from fgbench.stats import describe
 
     any_ref = False
     for row, runs in zip(rows, members):
@@ -629,8 +602,9 @@ def _add_reference_columns(columns: list[tuple[str, str, str]], rows: list[dict[
         any_ref = True
         key, value = head
         rule = str(runs[0].recipe["reference"].get("rule"))
-        got = [n[key] for r in runs if (n := numbers_under_rule(rule, r)).get(key) is not None]
-        d = S.describe(got)
+        under_rule = [(seed_of(r.recipe), numbers_under_rule(rule, r).get(key)) for r in runs]
+        got = [v for _s, v in one_per_seed([(s, v) for s, v in under_rule if v is not None])]
+        d = describe(got)
         row["reference"] = value
         row["reference_what"] = f"{reference_key_text(key)}, {rule}"
         row["reference_run"] = None if d is None else (d.mean if d.n == 1 else d)
@@ -674,7 +648,8 @@ def _machine_parts(key: str, kind: str, value: Any) -> list[tuple[str, Any]]:
     name = _machine_key(key)
     if kind == "stat":
         if isinstance(value, Described):
-            vals = (value.mean, value.n, value.sd, value.ci_low, value.ci_high, value.min, value.max)
+            vals: tuple[float | int | None, ...] = (value.mean, value.n, value.sd, value.ci_low, value.ci_high,
+                                                    value.min, value.max)
         else:
             num = _num(value)
             vals = (num, 1 if num is not None else None, None, None, None, num, num)
@@ -725,11 +700,11 @@ def fit_to_width(columns: Sequence[tuple[str, str, str]], rows: Sequence[dict[st
     limits = {c[0]: natural(c) for c in cols if c[0] in mins}
     over = total(cols, natural) - width
     while over > 0:
-        key = max((k for k in limits if limits[k] > least(next(c for c in cols if c[0] == k))),
-                  key=lambda k: limits[k], default=None)
-        if key is None:
+        widest = max((k for k in limits if limits[k] > least(next(c for c in cols if c[0] == k))),
+                     key=lambda k: limits[k], default=None)
+        if widest is None:
             break
-        limits[key] -= 1
+        limits[widest] -= 1
         over -= 1
     return cols, limits
 
@@ -839,11 +814,11 @@ def _machine_key(key: str) -> str:
 
 
 def _json_value(v: Any) -> Any:
-    return None if v is _MISSING else v
+    return None if v is MISSING else v
 
 
 def _csv_value(v: Any) -> str:
-    if v is None or v is _MISSING:
+    if v is None or v is MISSING:
         return ""
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -886,7 +861,7 @@ OVERLAP = "*"
 
 
 def line_plot(
-    series: dict[str, Sequence[tuple[float, float]]],
+    series: Mapping[str, Sequence[tuple[float, float]]],
     *,
     width: int = 56,
     height: int = 8,
@@ -973,6 +948,12 @@ def curves_text(events: Sequence[dict[str, Any]], *, width: int = 56, height: in
     lr = s.get("step/lr")
     if lr:
         blocks.append(line_plot({"lr": lr}, width=width, height=max(4, height - 2), title="learning rate", digits=4))
+    for series in SERIES.values():
+        axis = "step" if series.event == "step" else "epoch"
+        points = s.get(f"{axis}/{series.name}")
+        if series.shown and points:
+            blocks.append(line_plot({series.label: points}, width=width, height=height,
+                                    title=f"{series.label} (x = {axis})", digits=3))
     return "\n".join(blocks)
 
 
@@ -1097,7 +1078,7 @@ def summary_text(summary: Summary | None) -> str:
         b = summary.best.get(model)
         if not b:
             continue
-        lm = getattr(last, model) or SplitNumbers()
+        lm = last.of(model) or SplitNumbers()
         lines.append(
             f"{model:>3}: {selected_epoch_text(b.epoch, n['select_on'])}: val {fmt_value(_num(b.val_top1))}  "
             f"test {fmt_value(_num(b.test_top1))} ({k_label} {fmt_value(_num(b.test_topk))})  |  "
@@ -1124,23 +1105,21 @@ EXPORT_CSV_COLUMNS = ("run", "name", "sweep", "group", "seed", "event", "epoch",
 def _group_and_seed(run: Any) -> dict[str, Any]:
     """``group``: the run's group key (:func:`fgbench.groups.identity`: runs with the same key differ
     only in the seed), ``seed``: its ``runtime.seed``; both None for a recipe that cannot be read."""
-    from fgbench import groups as G
+    from fgbench.groups import identity, seed_of
 
     recipe = run.recipe if isinstance(run.recipe, dict) else {}
-    return {"group": G.identity(recipe) if recipe else None, "seed": G.seed_of(recipe)}
+    return {"group": identity(recipe) if recipe else None, "seed": seed_of(recipe)}
 
 
 def export_csv(run_infos: Sequence[Any]) -> tuple[str, int]:
     """All runs' scalars in one tidy CSV (one row per value), each with its group key and seed, so a
     group's mean curve is one pivot away. Returns (text, rows)."""
-    from fgbench.rundir import events as metrics
-
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(EXPORT_CSV_COLUMNS)
     n = 0
     for run in run_infos:
-        events = metrics.read_events(run.path / metrics.METRICS_FILE)
+        events = read_events(run.path / METRICS_FILE)
         ident = _group_and_seed(run)
         for row in event_scalars(events):
             row.update(run=run.run_id, name=run.name, sweep=run.info.get("sweep_tag"), **ident)
@@ -1152,11 +1131,9 @@ def export_csv(run_infos: Sequence[Any]) -> tuple[str, int]:
 def export_jsonl(run_infos: Sequence[Any]) -> tuple[str, int]:
     """Every event of every run, one JSON object per line, with ``run``, ``name``, ``group`` and
     ``seed`` first."""
-    from fgbench.rundir import events as metrics
-
     lines = []
     for run in run_infos:
         ident = _group_and_seed(run)
-        for ev in metrics.read_events(run.path / metrics.METRICS_FILE):
+        for ev in read_events(run.path / METRICS_FILE):
             lines.append(json.dumps({"run": run.run_id, "name": run.name, **ident, **ev}, separators=(",", ":")))
     return ("\n".join(lines) + "\n") if lines else "", len(lines)

@@ -45,9 +45,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fgbench.report import fmt_duration as format_duration
 from fgbench import rundir
-from fgbench.rundir.events import SERIES as EVENT_SERIES, Series, parse_line
+from fgbench.formats import fmt_duration, fmt_fixed, fmt_rate
+from fgbench.rundir import events
+from fgbench.rundir.events import Series, parse_line
 from fgbench.rundir import files
 from fgbench.rundir.events import TIMING_FIELDS
 from fgbench.rundir.reader import RunReader
@@ -145,9 +146,9 @@ def smooth(steps: list[float], values: list[float], span_steps: float | None) ->
 #: The names are the event schema's one table (:data:`fgbench.rundir.events.SERIES`): step series
 #: (loss, lr, images_per_s, grad_norm; x = the step of each step event), epoch series
 #: (train_loss, train_top1, epoch_time) and evaluations (``[ema_]{val,test}_{top1,topk,loss}``).
-SERIES = tuple(EVENT_SERIES)
+SERIES = tuple(events.SERIES)
 SERIES_OF_EVENT: dict[Any, list[Series]] = {}
-for _s in EVENT_SERIES.values():
+for _s in events.SERIES.values():
     SERIES_OF_EVENT.setdefault(_s.event, []).append(_s)
 #: series that a moving average may smooth (noisy per-step values; never an evaluation or the LR)
 SMOOTHABLE = ("loss", "images_per_s", "grad_norm")
@@ -200,6 +201,19 @@ class Snapshot:
     """the latest health sample (a ``system`` event's numbers), None before the first"""
     timing: dict[str, float] = field(default_factory=dict)
     """the latest step event's ``data_wait_frac`` and ``<phase>_ms``"""
+
+    @property
+    def throughput(self) -> tuple[float | None, bool]:
+        """Images/s as the monitor shows it, and whether it is the live figure. One source for the
+        header and the result panel: the summary's (training images over training time of the
+        epochs done: the figure of ``summary.json`` and ``fgbench runs list``). Before the first
+        epoch ends there is no summary figure: a running run's is the latest step window's rate
+        (live: shown as "now"), an ended run has none."""
+        if self.summary is not None and self.summary.images_per_s is not None:
+            return self.summary.images_per_s, False
+        if self.status != "running":
+            return None, False
+        return self.images_per_s, self.images_per_s is not None
 
     @property
     def fraction(self) -> float | None:
@@ -316,9 +330,26 @@ class RunModel:
                 # A well-formed line with odd field types: skip it like a malformed one.
                 self.tailer.skipped += 1
 
+    def _reach(self, step: Any, epoch: Any = None) -> None:
+        """The run got to optimizer ``step`` (in ``epoch``, 1-based, the one in progress). Every
+        event that carries a step moves the position the header shows: a step event, and also an
+        evaluation (a long one comes after the epoch's last step event and before its epoch
+        event) and a checkpoint (a stop's comes between step events), so the header never keeps
+        the last step event's step. A resumed run starts again from its checkpoint
+        (:meth:`_on_run_started`); within one session steps only grow."""
+        if isinstance(step, int) and not isinstance(step, bool):
+            self.step = max(self.step, step)
+        if isinstance(epoch, int) and not isinstance(epoch, bool):
+            self.epoch = max(self.epoch, epoch)
+
     def _on_run_started(self, ev: dict[str, Any], t: float | None) -> None:
         self.started_event = ev
         self.finished = None
+        resumed = ev.get("resumed")
+        if isinstance(resumed, dict) and _int(resumed.get("step")) is not None:
+            # the events a killed run wrote after its checkpoint are trained again: the position
+            # goes back to the checkpoint's
+            self.epoch, self.step = self._checkpoint_position(_int(resumed.get("epoch")) or 0, int(resumed["step"]))
         for key in ("total_epochs", "total_steps", "steps_per_epoch"):
             if isinstance(ev.get(key), int):
                 setattr(self, key, ev[key])
@@ -346,7 +377,7 @@ class RunModel:
     def _on_step(self, ev: dict[str, Any], t: float | None) -> None:
         step = int(ev["step"])
         epoch = int(ev["epoch"])
-        self.step, self.epoch = max(self.step, step), max(self.epoch, epoch)
+        self._reach(step, epoch)
         x = self._epoch_x(epoch, step)
         w = self._wall(t)
         self._add_points(ev, step, x, w)
@@ -375,6 +406,7 @@ class RunModel:
         name = f"{prefix}_top1"
         self._eval_seen.add(name)
         step, epoch, w = int(ev["step"]), float(ev["epoch"]), self._wall(t)
+        self._reach(step, _int(ev["epoch"]))
         self._add_points(ev, step, epoch, w)
         self.best[name] = max(self.best.get(name, -1.0), top1)
 
@@ -383,7 +415,7 @@ class RunModel:
         if epoch > 1 and (epoch - 1) in self._epoch_end and not self.steps_per_epoch:
             self.steps_per_epoch = max(1, step - self._epoch_end[epoch - 1])
         self._epoch_end[epoch] = step
-        self.epoch, self.step = max(self.epoch, epoch), max(self.step, step)
+        self._reach(step, epoch)
         w = self._wall(t)
         self._add_points(ev, step, float(epoch), w)
         top1 = _num(ev.get("train_top1"))
@@ -414,6 +446,7 @@ class RunModel:
         step = _int(ev.get("step"))
         if step is None:
             return
+        self._reach(step, _int(ev.get("epoch")))  # a health sample's epoch is the one in progress
         epoch = _int(ev.get("epoch")) or max(1, self.epoch)
         self._add_points(ev, step, self._epoch_x(epoch, step), self._wall(t))
 
@@ -426,6 +459,8 @@ class RunModel:
                 self.series[series.name].add(step, x, v, w)
 
     def _on_checkpoint(self, ev: dict[str, Any], t: float | None) -> None:
+        # a checkpoint's epoch counts the epochs done, not the one in progress: only its step moves
+        self._reach(ev.get("step"))
         if ev.get("kind") == "last":
             self.last_checkpoint = {"epoch": ev.get("epoch"), "step": ev.get("step")}
         if ev.get("kind") == "last":
@@ -443,7 +478,7 @@ class RunModel:
         self._log(msg if level.lower() == "info" else f"{level.upper()}: {msg}")
 
     def _on_final_eval(self, ev: dict[str, Any], t: float | None) -> None:
-        self._log(f"final {ev.get('model')} test at {ev.get('test_size')}px: {_fmt(ev.get('top1'))}%")
+        self._log(f"final {ev.get('model')} test at {ev.get('test_size')}px: {fmt_fixed(ev.get('top1'))}%")
 
     def _on_run_finished(self, ev: dict[str, Any], t: float | None) -> None:
         self.finished = ev
@@ -482,6 +517,21 @@ class RunModel:
             return None
         return max(0.0, (total - self.step) * (t1 - t0) / (s1 - s0))
 
+    def _position(self, status: str) -> tuple[int, int]:
+        """The epoch (1-based, the one in progress) and step the header shows: where the run got
+        to, or for a stopped run where its last checkpoint holds it (what ``c`` resumes from, and
+        the step the stopped line names), so that the epoch beside it is that checkpoint's. A
+        checkpoint counts the epochs done: one written at a stop in epoch 1 holds 0 epochs done
+        and is in epoch 1; one written as epoch 2 ended is epoch 2."""
+        ck = self.last_checkpoint
+        if status != "interrupted" or not ck or _int(ck.get("step")) is None:
+            return self.epoch, self.step
+        return self._checkpoint_position(_int(ck.get("epoch")) or 0, int(ck["step"]))
+
+    def _checkpoint_position(self, done: int, step: int) -> tuple[int, int]:
+        """The (epoch in progress, step) of a checkpoint that holds ``done`` epochs at ``step``."""
+        return (done if done and self._epoch_end.get(done) == step else done + 1), step
+
     def console_tail(self, lines: int = 12) -> list[str]:
         """The last lines of what the trainer printed: console.txt (ours) or log.txt (its own)."""
         for path in (self.path / rundir.CONSOLE_FILE, self.path / rundir.LOG_FILE):
@@ -503,6 +553,7 @@ class RunModel:
             duration = known.duration_s
             if duration is None and self.first_time is not None and self.last_time is not None:
                 duration = self.last_time - self.first_time
+            epoch, step = self._position(status)
             return Snapshot(
                 path=self.path,
                 run_id=safe(self.run_id),
@@ -512,9 +563,9 @@ class RunModel:
                 arch=_recipe_field(self, "model", "arch"),
                 series={name: dec.points() for name, dec in self.series.items()},
                 times={name: dec.times() for name, dec in self.series.items()},
-                epoch=self.epoch,
+                epoch=epoch,
                 total_epochs=self.total_epochs or known.total_epochs,
-                step=self.step,
+                step=step,
                 total_steps=self.total_steps,
                 stage=safe(self.stage),
                 eta_s=self.eta_s() if status == "running" else None,
@@ -561,11 +612,6 @@ def _recipe_field(m: "RunModel", section: str, key: str) -> str:
 
 def _int(v: Any) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
-
-
-def _fmt(v: Any, digits: int = 2) -> str:
-    n = _num(v)
-    return "-" if n is None else f"{n:.{digits}f}"
 
 
 def tail_lines(path: Path, n: int, max_bytes: int = 64_000) -> list[str]:
@@ -746,7 +792,8 @@ class RunStore:
         with self.lock:
             if not self.loaded_once:
                 return []
-            models = sorted(self.models.values(), key=lambda m: m.path.name, reverse=True)
+            # the order of `fgbench runs list` (one function orders both)
+            models = [self.models[p] for p in rundir.newest_first(self.models)]
         out = []
         for m in models:
             with m.lock:
@@ -771,10 +818,6 @@ class RunStore:
         return out
 
 
-def format_pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
 def summary_numbers(snap: Snapshot) -> list[tuple[str, str]]:
     """Label/value pairs of a finished (or running) run's result, for the monitor and compare."""
     s = snap.summary
@@ -785,22 +828,23 @@ def summary_numbers(snap: Snapshot) -> list[tuple[str, str]]:
     for model in ("raw", "ema"):
         b = s.best.get(model)
         if b is not None:
-            out.append((f"best {model}", f"epoch {b.epoch if b.epoch is not None else '-'}: val {_fmt(b.val_top1)} "
-                        f"test {_fmt(b.test_top1)} ({k_label} {_fmt(b.test_topk)})"))
+            out.append((f"best {model}", f"epoch {b.epoch if b.epoch is not None else '-'}: val {fmt_fixed(b.val_top1)} "
+                        f"test {fmt_fixed(b.test_top1)} ({k_label} {fmt_fixed(b.test_topk)})"))
     if s.last is not None:
         for model in ("raw", "ema"):
-            v = getattr(s.last, model)
+            v = s.last.of(model)
             if v is not None:
                 out.append((f"last {model}", f"epoch {s.last.epoch if s.last.epoch is not None else '-'}: "
-                            f"val {_fmt(v.val_top1)} test {_fmt(v.test_top1)}"))
+                            f"val {fmt_fixed(v.val_top1)} test {fmt_fixed(v.test_top1)}"))
     for size, by_model in s.final_test_sizes.items():
-        out.append((f"test @{size}", f"raw {_fmt(by_model.get('raw'))} ema {_fmt(by_model.get('ema'))}"))
-    if s.images_per_s is not None:
-        out.append(("throughput", f"{_fmt(s.images_per_s, 0)} images/s"))
+        out.append((f"test @{size}", f"raw {fmt_fixed(by_model.get('raw'))} ema {fmt_fixed(by_model.get('ema'))}"))
+    rate, live = snap.throughput  # the header's figure too
+    if rate is not None and not live:
+        out.append(("throughput", f"{fmt_rate(rate)} images/s"))
     if s.peak_mem_mb is not None:
-        out.append(("peak memory", f"{_fmt(s.peak_mem_mb, 0)} MB"))
+        out.append(("peak memory", f"{fmt_fixed(s.peak_mem_mb, 0)} MB"))
     if s.duration_s is not None:
-        out.append(("duration", format_duration(s.duration_s)))
+        out.append(("duration", fmt_duration(s.duration_s)))
     if s.skipped_images:
         out.append(("skipped images", str(s.skipped_images)))
     return out

@@ -23,7 +23,6 @@ Decisions:
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +30,7 @@ from urllib.parse import urlsplit
 from fgbench import paths
 from fgbench.errors import UserError, escape
 from fgbench.textfile import read_text_file
+from fgbench.tomlread import tomllib
 
 MIRROR_ENV_PREFIX = "FGBENCH_MIRROR_"
 _URL_SCHEMES = ("http", "https", "file")

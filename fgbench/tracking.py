@@ -253,7 +253,7 @@ class MLflowTracker(_Tracker):
                 self.client.log_batch(self.run_id, metrics=finals)
             if summary:
                 self.client.log_dict(self.run_id, summary, SUMMARY_FILE)
-            status = event.get("status")
+            status = str(event.get("status"))
             self.client.set_terminated(self.run_id, status={"completed": "FINISHED", "pruned": "KILLED",
                                                             "interrupted": "KILLED"}.get(status, "FAILED"))
 
@@ -368,7 +368,7 @@ def run_listeners(recipe: Any, run_dir: Path, *, sweep_tag: str | None, trial: s
     from fgbench import settings
 
     listeners: list[Any] = []
-    configs = resolve_tracking(getattr(recipe, "tracking", None), settings.load_settings(),
+    configs = resolve_tracking(recipe.tracking, settings.load_settings(),
                                str(_settings_path()))
     if configs:
         listeners += build_trackers(configs, run_dir=run_dir, runs_root=Path(run_dir).parent, sweep_tag=sweep_tag,

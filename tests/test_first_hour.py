@@ -173,7 +173,7 @@ def test_recipe_show_writes_toml_as_a_person_does(tmp_path: Path) -> None:
     out = proc.stdout
     assert '(data.loader = "device")."""' in out and '\\"' not in out  # quotes as written
     assert "crop_scale = [0.08, 1.0]\n" in out  # a list on one line
-    import tomllib
+    from fgbench.tomlread import tomllib
 
     from fgbench.recipe import load_recipe, validate_recipe
 
@@ -181,7 +181,7 @@ def test_recipe_show_writes_toml_as_a_person_does(tmp_path: Path) -> None:
 
 
 def test_every_description_survives_the_writer() -> None:
-    import tomllib
+    from fgbench.tomlread import tomllib
 
     from hypothesis import given, settings, strategies as st
 
@@ -202,7 +202,7 @@ def test_the_readme_quotes_the_quickstart_as_benchmarks_recorded_it() -> None:
     """The README's quickstart figures are those of the transcript BENCHMARKS.md records (the
     numbers were measured once, there); the recipe's own description claims no other time."""
     import re
-    import tomllib
+    from fgbench.tomlread import tomllib
 
     bench = (REPO / "BENCHMARKS.md").read_text(encoding="utf-8")
     readme = (REPO / "README.md").read_text(encoding="utf-8")

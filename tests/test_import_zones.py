@@ -68,7 +68,7 @@ CASES = {
         """, TORCH + TEXTUAL + ("PIL", "numpy")),
     "pure modules": ("""
         import fgbench.recipe, fgbench.rundir, fgbench.rundir.launcher, fgbench.rundir.supervise, fgbench.rundir.session
-        import fgbench.paths, fgbench.docs, fgbench.errors, fgbench.report, fgbench.groups, fgbench.stats, fgbench.runmodel
+        import fgbench.paths, fgbench.schema, fgbench.formats, fgbench.docs, fgbench.errors, fgbench.report, fgbench.groups, fgbench.stats, fgbench.runmodel
         """, TORCH + TEXTUAL + ("scipy",)),
     "rundir alone": ("import fgbench.rundir, fgbench.rundir.launcher, fgbench.rundir.supervise",
                      TORCH + TEXTUAL + ("pydantic",)),

@@ -245,8 +245,8 @@ def test_read_run_and_list_runs(tmp_path: Path) -> None:
     assert info.summary.epochs_done == 3 and info.info["argv"] == ["fgbench", "run", "x.toml"]
     assert info.run_id == a.name
     listed = reader.list_runs(root)
-    assert [r.name for r in listed] == ["alpha", "beta"]
-    assert listed[1].status == "interrupted"  # no events, dead pid
+    assert [r.name for r in listed] == ["beta", "alpha"]  # newest first
+    assert listed[0].status == "interrupted"  # no events, dead pid
     assert reader.list_runs(tmp_path / "absent") == []
 
 

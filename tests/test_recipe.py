@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ from fgbench.recipe import (
     save_recipe,
     validate_recipe,
 )
+from fgbench.tomlread import tomllib
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -8,7 +8,6 @@ import os
 import stat
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ import pytest
 from fgbench import cli, settings
 from fgbench.errors import UserError
 from fgbench.recipe import Recipe, RecipeError, dumps_recipe, load_recipe, recipe_to_dict, validate_recipe
+from fgbench.tomlread import tomllib
 
 REPO = Path(__file__).resolve().parent.parent
 

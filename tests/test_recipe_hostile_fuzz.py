@@ -24,7 +24,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from fgbench import cli
+from fgbench.tomlread import tomllib
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = {p.name: tomllib.loads(p.read_text(encoding="utf-8")) for p in sorted((REPO / "recipes").glob("*.toml"))}

@@ -475,6 +475,25 @@ def test_seed_recipe_settings(name: str) -> None:
         assert "eval.precision" in recipe.description
 
 
+SEED_FILES = [p for p in ALL_FILES if p.stem.startswith(SEED_PREFIXES)]
+
+
+@pytest.mark.parametrize("path", SEED_FILES, ids=[p.stem for p in SEED_FILES])
+def test_a_seed_recipe_trains_in_its_seeds_precision_on_every_device(path: Path) -> None:
+    # runtime.precision = "auto" would train a seed recipe in bf16 on a modern GPU: never in a seed
+    # recipe, whose precision is part of what it reproduces. Resolved on a (faked) GPU with native
+    # bf16, one without, and the CPU, it stays the seed's precision.
+    import torch
+
+    from fgbench.train.plan import resolve_precision
+
+    recipe = load_recipe(path)
+    want = EXPECTED[path.stem][0]["runtime.precision"] if path.stem in EXPECTED else recipe.runtime.precision
+    assert recipe.runtime.precision == want != "auto"
+    for device, native in ((torch.device("cuda", 0), True), (torch.device("cuda", 0), False), (torch.device("cpu"), True)):
+        assert resolve_precision(recipe.runtime.precision, device, bf16_native=lambda _d, n=native: n)[0] == want
+
+
 def test_no_two_recipes_are_the_same_run() -> None:
     seen: dict[str, str] = {}
     for path in ALL_FILES:

@@ -68,9 +68,9 @@ def _completion(args: argparse.Namespace) -> int:
 
 
 def _run_tui(args: argparse.Namespace) -> int:
-    from fgbench.tui.app import main as tui_main
+    from fgbench.tui import app
 
-    return tui_main()
+    return app.main()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,7 @@ import time
 from typing import TextIO
 
 from fgbench.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from fgbench.formats import fmt_clock_floor
 from fgbench.textsafe import safe
 
 
@@ -68,13 +69,6 @@ def _root_arg(p: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------------------- progress
 
 
-def _human_time(s: float | None) -> str:
-    if s is None or s != s or s == float("inf"):
-        return "--:--"
-    s = int(s)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-
-
 class ProgressPrinter:
     """Renders ``fgbench.data.progress.Progress`` on stderr."""
 
@@ -112,7 +106,7 @@ class ProgressPrinter:
             n = 24
             filled = int(frac * n)
             bar = "[" + "#" * filled + "." * (n - filled) + f"] {frac * 100:5.1f}%"
-        eta = f"ETA {_human_time(p.eta_s)}" if p.eta_s is not None else ""
+        eta = f"ETA {fmt_clock_floor(p.eta_s)}" if p.eta_s is not None else ""
         tail = "  ".join(x for x in (bar, amount, speed, eta) if x)
         head = f"{p.stage:8s} {safe(p.message)}"  # a message may name a file from an archive
         room = max(10, width - 1 - len(tail) - 2)
@@ -168,9 +162,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 def _terminal_width() -> int | None:
     """The width the table must fit: the terminal's (``COLUMNS`` wins); None to a pipe or file
     without ``COLUMNS`` (then nothing is cut), as ``fgbench runs list`` does."""
-    from fgbench.cli.runs import _terminal_width as width
+    from fgbench.cli import runs
 
-    return width()
+    return runs._terminal_width()
 
 
 def cmd_info(args: argparse.Namespace) -> int:

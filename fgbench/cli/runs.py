@@ -17,7 +17,7 @@ it will delete and asks (``--yes`` skips the question), and it refuses a run tha
 from __future__ import annotations
 
 import argparse
-import glob as globmod
+import glob
 import io
 import json
 import os
@@ -161,7 +161,7 @@ def select_runs(refs: list[str], root: Path) -> list[Path]:
     for ref in refs:
         if _is_glob(ref):
             if "/" in ref or ref.startswith("."):
-                found = [Path(p) for p in sorted(globmod.glob(ref))]
+                found = [Path(p) for p in sorted(glob.glob(ref))]
             else:
                 found = sorted(root.glob(ref)) if root.is_dir() else []
             found = [p for p in found if p.is_dir() and rundir.is_run_dir(p)]
@@ -184,10 +184,10 @@ def select_runs(refs: list[str], root: Path) -> list[Path]:
 
 
 def _sweep_runs(tag: str, root: Path) -> tuple[list[rundir.RunInfo], list[str]]:
-    from fgbench.sweeps import state as sweep_state
+    from fgbench.sweeps.state import SweepState, state_runs
 
-    state = sweep_state.SweepState.load(tag, root)
-    infos, labels = sweep_state.state_runs(state)
+    state = SweepState.load(tag, root)
+    infos, labels = state_runs(state)
     if not infos:
         raise UserError(f"sweep {tag}: no run has started yet")
     return infos, labels
@@ -267,13 +267,13 @@ def _terminal_width() -> int | None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from fgbench.rundir import events as metrics
     from fgbench.rundir import files
+    from fgbench.rundir.events import METRICS_FILE, read_events
 
     root = _root(args)
     run_dir = select_runs([args.run], root)[0]
     info = rundir.read_run(run_dir)
-    events = metrics.read_events(run_dir / metrics.METRICS_FILE)
+    events = read_events(run_dir / METRICS_FILE)
     # everything shown comes from the run's files: written whole, made safe to display at once
     out = io.StringIO()
     out.write(f"run     {info.run_id}\npath    {run_dir}\nstatus  {info.status}"

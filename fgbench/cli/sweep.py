@@ -61,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     sw.add_argument("--force", action="store_true", help="with --best: replace an existing file")
     sl = sw.add_argument_group("SLURM (--launcher slurm; defaults from the recipe's [sweep.slurm], then settings.toml's [slurm])")
     sl.add_argument("--launcher", choices=backend.names(),
-                    help="local: on this machine (default); slurm: one job per point, as a job array through submitit")
+                    help=backend.help_text())
     sl.add_argument("--partition", metavar="NAME")
     sl.add_argument("--account", metavar="NAME")
     sl.add_argument("--qos", metavar="NAME")
@@ -78,23 +78,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from fgbench.sweeps import state as S
+    from fgbench.sweeps.state import SweepState
 
     root = _root(args)
     modes = [m for m in ("cont", "status", "cancel", "best") if getattr(args, m)]
     if len(modes) > 1:
         raise UserError("give one of --continue, --status, --cancel and --best")
     if args.status:
-        return _sweep_status(S.SweepState.load(args.status, root), args.format, args.baseline)
+        return _sweep_status(SweepState.load(args.status, root), args.format, args.baseline)
     if args.cancel:
-        return _sweep_cancel(S.SweepState.load(args.cancel, root))
+        return _sweep_cancel(SweepState.load(args.cancel, root))
     if args.best:
-        return _sweep_best(S.SweepState.load(args.best, root), args.output, args.force)
+        return _sweep_best(SweepState.load(args.best, root), args.output, args.force)
     if args.output:
         raise UserError("-o/--output goes with --best TAG")
-    from fgbench.sweeps import local, plan as P
+    from fgbench.sweeps import local
+    from fgbench.sweeps.plan import parse_seeds
 
-    seeds = P.parse_seeds(args.seeds) if args.seeds else None
+    seeds = parse_seeds(args.seeds) if args.seeds else None
     slots = local.group_slots(local.detect_gpus(args.gpus), args.nproc)
     extra: list[str] = []
     if args.device:
@@ -126,20 +127,21 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def _new_state(args: argparse.Namespace, root: Path, seeds: list[int] | None, run_args: list[str]) -> Any:
     """Plan, check and record a new sweep; None after a dry run."""
-    from fgbench.sweeps import plan as P, state as S
+    from fgbench.sweeps.plan import check_datasets, load_plan, plan_text
+    from fgbench.sweeps.state import check_tag, create_state, default_tag
 
     if not args.recipe:
         raise UserError("fgbench sweep: give a RECIPE, or --continue / --status / --cancel / --best TAG")
     if args.retry_failed:
         raise UserError("--retry-failed goes with --continue TAG")
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
-    plan = P.load_plan(args.recipe, overrides=args.overrides, cli_grid=args.grid, only=only, seeds=seeds)
+    plan = load_plan(args.recipe, overrides=args.overrides, cli_grid=args.grid, only=only, seeds=seeds)
     launcher = backend.resolve_launcher(args.launcher, plan.spec)
     runner = backend.get(launcher)
     slurm_cfg = runner.configure(plan.spec, _slurm_flags(args), args.recipe)
     if args.gpus and not runner.runs_here:
         raise UserError(f"--gpus goes with --launcher local; on {runner.scheduler} say --gpus-per-run N")
-    print(P.plan_text(plan), end="")
+    print(plan_text(plan), end="")
     if slurm_cfg is not None:
         print(f"{launcher}: " + ", ".join(f"{k}={v}" for k, v in slurm_cfg.items() if v not in (None, [], {})))
     if args.dry_run:
@@ -148,9 +150,9 @@ def _new_state(args: argparse.Namespace, root: Path, seeds: list[int] | None, ru
     why = runner.unavailable()
     if why:
         raise UserError(why)
-    P.check_datasets([(r.data.dataset, r.data.root) for r in plan.recipes or [_base_recipe(plan)]], args.recipe)
-    tag = S.check_tag(args.tag) if args.tag else S.default_tag(plan.base_name)
-    state = S.create_state(plan, tag, root, launcher=launcher, slurm=slurm_cfg, run_args=run_args)
+    check_datasets([(r.data.dataset, r.data.root) for r in plan.recipes or [_base_recipe(plan)]], args.recipe)
+    tag = check_tag(args.tag) if args.tag else default_tag(plan.base_name)
+    state = create_state(plan, tag, root, launcher=launcher, slurm=slurm_cfg, run_args=run_args)
     print(f"sweep {tag}: state in {state.path}")
     return state
 
@@ -163,28 +165,29 @@ def _base_recipe(plan: Any) -> Any:
 
 def _continue_state(args: argparse.Namespace, root: Path, seeds: list[int] | None) -> Any:
     """The sweep to continue, with the seeds ``--seeds`` adds; None after a dry run."""
-    from fgbench.sweeps import plan as P, state as S
+    from fgbench.sweeps.plan import check_datasets
+    from fgbench.sweeps.state import SweepState, add_seeds, point_done, writer
 
     if args.recipe or args.grid or args.overrides or args.only or args.tag or _slurm_flags(args) or args.launcher:
         raise UserError("--continue TAG takes no RECIPE, --grid, --set, --only, --tag or SLURM settings: "
                         "the sweep's plan is fixed (--seeds adds seeds)")
-    state = S.SweepState.load(args.cont, root)
+    state = SweepState.load(args.cont, root)
     if args.dry_run:
         _print_state(state)
         return None
     if seeds:
-        with S.writer(state):
-            added = S.add_seeds(state, seeds)
+        with writer(state):
+            added = add_seeds(state, seeds)
         print(f"sweep {state.tag}: " + (f"added {len(added)} point(s) for new seeds" if added
                                         else "every point has these seeds already"))
-    P.check_datasets([_dataset_of(Path(p.recipe_file)) for p in state.points
-                      if p.recipe_file and not S.point_done(p)], f"sweep {state.tag}")
+    check_datasets([_dataset_of(Path(p.recipe_file)) for p in state.points
+                      if p.recipe_file and not point_done(p)], f"sweep {state.tag}")
     return state
 
 
 def _dataset_of(recipe_file: Path) -> tuple[str, str | None]:
     """A point's (``data.dataset``, ``data.root``) from its resolved recipe file (every field written)."""
-    import tomllib
+    from fgbench.tomlread import tomllib
 
     try:
         data = tomllib.loads(recipe_file.read_text(encoding="utf-8")).get("data") or {}
@@ -195,14 +198,15 @@ def _dataset_of(recipe_file: Path) -> tuple[str, str | None]:
 
 def _wait(state: Any, args: argparse.Namespace) -> int:
     """Poll until the scheduler has no job of the sweep left, then the table (exit as a local sweep)."""
-    from fgbench.sweeps import state as S, tables
+    from fgbench.sweeps import tables
+    from fgbench.sweeps.state import SweepState
 
     while True:
         rows = tables.status_rows(state)
         if not any(r["active"] for r in rows):
             break
         time.sleep(5)
-    state = S.SweepState.load_dir(state.dir)
+    state = SweepState.load_dir(state.dir)
     _print_status_rows(state, rows)
     code = 0
     if any(r["status"] == "failed" for r in rows):
@@ -230,10 +234,10 @@ def _print_table(state: Any, fmt: str, baseline: str | None) -> None:
 
 
 def _sweep_report(state: Any, code: int, args: argparse.Namespace) -> int:
-    from fgbench.sweeps import state as S
+    from fgbench.sweeps.state import SweepState, point_status
 
     _print_table(state, args.format, args.baseline)
-    statuses = [S.point_status(p) for p in S.SweepState.load_dir(state.dir).points] if state.path.is_file() else []
+    statuses = [point_status(p) for p in SweepState.load_dir(state.dir).points] if state.path.is_file() else []
     counts = {s: statuses.count(s) for s in ("completed", "pruned", "failed", "interrupted", "running", "pending")}
     print(f"\nsweep {state.tag}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
     more = f" --runs-root {args.runs_root}" if args.runs_root else ""

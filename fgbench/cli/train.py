@@ -101,14 +101,13 @@ def check_dataset(recipe, source: str | os.PathLike[str]) -> None:
 def _check_resumed_dataset(request: RunRequest) -> None:
     """``--resume``: the same check on the run's own recipe. A run directory whose recipe cannot
     be read is left to the runner, which owns those messages."""
-    from fgbench.errors import UserError as _Bad
     from fgbench.recipe import load_recipe
     from fgbench.rundir.layout import RunDir
 
     source = RunDir(Path(str(request.resume)).expanduser()).recipe
     try:
         recipe = load_recipe(source) if source.is_file() else None
-    except (_Bad, OSError):
+    except (UserError, OSError):
         recipe = None
     if recipe is not None:
         check_dataset(recipe, source)

@@ -19,16 +19,28 @@ Decisions and trade-offs:
   must never splice two different byte streams.
 * The md5 is computed in a separate pass after the download (a resumed file would otherwise
   need its first part re-read anyway); it costs a few seconds per GB.
-* Extraction is our own loop over the members, not ``extractall``. Every member name is checked
-  before anything is written: absolute paths, ``..``, device files, FIFOs and fgbench's own
-  state names (``fgbench-ready.json``, ``fgbench-index.json``, ``.steps``, ...: an archive must
-  never mark a dataset ready) are refused with an error naming the member. Files and folders are
-  written first, while no link exists on disk, with ``O_NOFOLLOW | O_EXCL``; a member below a
-  link member is refused. Links are created last and each is then judged by where it finally
-  points, following every link on the way (so chains such as ``x -> y/../..`` then ``y -> ..``
-  are caught), once in the scratch folder and again after the move into the dataset folder.
-  Archive permission bits are not applied. Members are extracted into a scratch folder that is
-  moved into place only when the whole archive succeeded.
+* Every member, tar or zip, is first judged by Python's own ``tarfile.data_filter`` (PEP 706;
+  Python 3.10.12+, 3.11.4+, 3.12+): it refuses names that lead out of the folder (``..``),
+  links to absolute paths or out of the folder, device files and FIFOs. A zip member is described
+  to it as the tar member it would be. A Python without the filter (3.10.0-3.10.11, 3.11.0-3.11.3,
+  and Debian 12's system 3.11.2) gets the same verdicts from ``_lexical_verdict``, a few lines that
+  judge names alone, which is what the filter does too while no link exists on disk; a test holds
+  the two to the same verdict member by member. Refusing those Pythons instead would have left
+  Debian 12's users unable to extract any dataset.
+* fgbench keeps, around the filter, only what the filter does not do. An absolute name is
+  refused (the filter would strip the ``/``; a dataset archive never has one). Names carrying
+  fgbench's own state names (``fgbench-ready.json``, ``fgbench-index.json``, ``.steps``, ...: an
+  archive must never mark a dataset ready) are refused. The filter judges each member against the
+  disk as it is at that moment, so a link chain whose links each look harmless passes it (and
+  links made during extraction defeated ``extractall(filter="data")`` itself before the June 2025
+  fixes, 3.13.4 / 3.12.11 / 3.11.13 / 3.10.18: CVE-2025-4517, cpython#135034). Hence our own loop, not ``extractall``: files and folders are written first,
+  while no link exists on disk, with ``O_NOFOLLOW | O_EXCL``; a member below a link member is
+  refused; links are created last and each is then judged by where it finally points, following
+  every link on the way (so ``x -> y/../..`` then ``y -> ..`` is caught), once in the scratch
+  folder and again after the move into the dataset folder. A name is used as the filter judged
+  it, ``..`` inside the folder resolved (``a/../b`` is ``b``). Archive permission bits are not
+  applied. Members are extracted into a scratch folder that is moved into place only when the
+  whole archive succeeded.
 * Bombs are bounded: an archive may unpack to ``EXPAND_FACTOR`` (4) times its size plus 64 MiB,
   the size being the catalog's where known, else the file's own (imports, the Cars mirror);
   every member costs at least 512 bytes. Image archives unpack to about 1.0-1.1x.
@@ -55,10 +67,12 @@ import filecmp
 import hashlib
 import http.client
 import os
+import posixpath
 import re
 import shutil
 import socket
 import stat
+import sys
 import tarfile
 import threading
 import time
@@ -69,8 +83,8 @@ import zipfile
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import Iterator
+from pathlib import Path
+from typing import IO, Iterator, cast
 
 from fgbench import settings
 from fgbench.atomic import DiskFullError, disk_full_cause, free_text
@@ -399,6 +413,10 @@ EXPAND_SLACK = 64 << 20
 MEMBER_COST = 512
 #: links followed while judging where one link points (more is a loop)
 MAX_LINK_HOPS = 40
+#: the longest member name and the deepest member path accepted (dataset archives nest 2-6 deep;
+#: a name thousands of folders deep would exhaust the recursion of ``os.makedirs``)
+MAX_NAME_CHARS = 1024
+MAX_DEPTH = 64
 
 
 def extraction_budget(archive_bytes: int) -> int:
@@ -426,9 +444,9 @@ def _resolve_inside(root: str, parts: list[str]) -> list[str] | None:
         if os.path.islink(candidate):
             hops += 1
             text = os.readlink(candidate)
-            if hops > MAX_LINK_HOPS or os.path.isabs(text) or text.startswith("\\"):
+            if hops > MAX_LINK_HOPS or os.path.isabs(text):
                 return None
-            todo = text.replace("\\", "/").split("/") + todo  # relative to the link's own folder: cur
+            todo = text.split("/") + todo  # relative to the link's own folder: cur
             continue
         cur.append(comp)
     return cur
@@ -444,9 +462,10 @@ def _free_text(path: Path | str) -> str:
 class _Extractor:
     """One archive's members written under ``root`` (the scratch folder), in two phases.
 
-    Files and folders first, while no link exists on disk, so nothing can be written through
-    one; a member below a link member is refused. Links last, and only once every member is
-    out is each one judged by where it finally points, chains included."""
+    Each member is judged first (``judge``: tarfile's data filter, then fgbench's own names).
+    Files and folders are written while no link exists on disk, so nothing can be written
+    through one; a member below a link member is refused. Links come last, and only once every
+    member is out is each one judged by where it finally points, chains included."""
 
     def __init__(self, archive: Path, dest: Path, budget: int):
         self.archive = archive
@@ -458,22 +477,43 @@ class _Extractor:
         self.files: set[tuple[str, ...]] = set()
 
     def refuse(self, name: str, why: str) -> UnsafeArchiveError:
-        return UnsafeArchiveError(f"{self.archive.name}: refusing to extract {name!r}: {why}")
+        shown = name if len(name) <= 160 else name[:100] + "..." + name[-40:]  # one readable line
+        return UnsafeArchiveError(f"{self.archive.name}: refusing to extract {shown!r}: {why}")
 
-    def parts(self, name: str) -> tuple[str, ...]:
-        """The member's path components; refuses names that could leave the folder or that are
-        fgbench's own state files (a member must never make a dataset look ready)."""
-        if "\x00" in name:
+    def judge(self, m: tarfile.TarInfo) -> tuple[str, ...]:
+        """The member's path components, once tarfile's data filter and fgbench's own checks
+        accept it. The filter judges against the disk as it is now, where no link exists yet."""
+        name = m.name
+        if "\x00" in name or "\x00" in m.linkname:  # os calls would raise ValueError, not refuse
             raise self.refuse(name, "NUL in the name")
-        if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+        if name.startswith("/"):  # the filter strips the "/" and extracts it; a dataset never has one
             raise self.refuse(name, "absolute path")
-        parts = tuple(p for p in PurePosixPath(name.replace("\\", "/")).parts if p not in ("", "."))
-        if ".." in parts:
-            raise self.refuse(name, "'..' in the path")
-        for p in parts:
+        if len(name) > MAX_NAME_CHARS:
+            raise self.refuse(name, f"a name of {len(name)} characters (at most {MAX_NAME_CHARS})")
+        parts = _parts(name)
+        if len(parts) > MAX_DEPTH:
+            raise self.refuse(name, f"{len(parts)} folders deep (at most {MAX_DEPTH})")
+        for p in parts:  # the name first, then (the filter) where a link leads
             if catalog.is_reserved_name(p):
                 raise self.refuse(name, f"{p!r} is the name of one of fgbench's own files")
+        why = _filter_verdict(m, self.root)
+        if why is not None:
+            raise self.refuse(name, why)
         return parts
+
+    def add(self, m: tarfile.TarInfo, src=None) -> None:
+        """Judge member ``m`` and write it (``src``: a regular file's bytes)."""
+        parts = self.judge(m)
+        if m.isdir():
+            self.directory(m.name, parts)
+        elif m.isreg():
+            self.file(m.name, parts, src)
+        elif m.issym():
+            self.link(m.name, parts, m.linkname)
+        elif m.islnk():
+            self.hard_link(m.name, parts, m.linkname)
+        else:  # the filter refuses devices and FIFOs first; this is for whatever else a tar may hold
+            raise self.refuse(m.name, f"an unsupported member type {m.type!r}")
 
     def charge(self, name: str, n: int) -> None:
         self.used += n
@@ -489,16 +529,14 @@ class _Extractor:
         # no link exists on disk before ``finish``, so the path cannot lead anywhere else
         return os.path.join(self.root, *parts)
 
-    def directory(self, name: str) -> None:
-        parts = self.parts(name)
+    def directory(self, name: str, parts: tuple[str, ...]) -> None:
         self.charge(name, MEMBER_COST)
         if parts:
             if parts in self.link_parts:
                 raise self.refuse(name, "a folder and a link of the same name")
             os.makedirs(self.path_for(name, parts), exist_ok=True)
 
-    def file(self, name: str, src) -> None:
-        parts = self.parts(name)
+    def file(self, name: str, parts: tuple[str, ...], src) -> None:
         if not parts:
             return
         if parts in self.link_parts:
@@ -521,23 +559,16 @@ class _Extractor:
                 out.write(chunk)
         self.files.add(parts)
 
-    def hard_link(self, name: str, linkname: str) -> None:
-        try:
-            source = self.parts(linkname)
-        except UnsafeArchiveError as err:
-            why = str(err).rsplit(": ", 1)[-1]
-            raise self.refuse(name, f"hard link to {linkname!r}: {why}") from None
+    def hard_link(self, name: str, parts: tuple[str, ...], linkname: str) -> None:
+        source = _parts(linkname)  # the filter has kept it inside the folder
         if source not in self.files:
             raise self.refuse(name, f"hard link to {linkname!r}, which is not a file extracted before it")
         with open(os.path.join(self.root, *source), "rb") as src:
-            self.file(name, src)  # a copy: a hard link would share the inode with nothing useful
+            self.file(name, parts, src)  # a copy: a hard link would share the inode with nothing useful
 
-    def link(self, name: str, linkname: str) -> None:
-        parts = self.parts(name)
+    def link(self, name: str, parts: tuple[str, ...], linkname: str) -> None:
         if not parts:
             raise self.refuse(name, "a link in place of the folder itself")
-        if "\x00" in linkname or os.path.isabs(linkname) or linkname.startswith("\\") or re.match(r"^[A-Za-z]:", linkname):
-            raise self.refuse(name, f"link to absolute path {linkname!r}")
         self.path_for(name, parts)
         self.charge(name, MEMBER_COST + len(linkname))
         self.links.append((name, parts, linkname))
@@ -554,6 +585,61 @@ class _Extractor:
                 os.unlink(target)
             os.symlink(linkname, target)
         check_links(self.root, self.links, self.archive)
+
+
+def _parts(name: str) -> tuple[str, ...]:
+    """A member name's path components, ``..`` resolved (used once the filter has kept them inside)."""
+    return tuple(p for p in posixpath.normpath(name).split("/") if p not in ("", "."))
+
+
+def _filter_verdict(m: tarfile.TarInfo, root: str) -> str | None:
+    """Why tarfile's data filter refuses member ``m``, in fgbench's words; None when it accepts it."""
+    data_filter = getattr(tarfile, "data_filter", None)
+    if data_filter is None:
+        return _lexical_verdict(m)
+    try:
+        data_filter(m, root)
+    except tarfile.FilterError as err:
+        kind = {tarfile.AbsoluteLinkError: "absolute-link", tarfile.LinkOutsideDestinationError: "outside-link",
+                tarfile.OutsideDestinationError: "outside", tarfile.AbsolutePathError: "absolute",
+                tarfile.SpecialFileError: "special"}.get(type(err))
+        return _refusal(kind, m) if kind else str(err)  # a refusal a later Python adds: in its own words
+    return None
+
+
+def _lexical_verdict(m: tarfile.TarInfo) -> str | None:
+    """The data filter's verdict on a Python without it (3.10.0-3.10.11 and 3.11.0-3.11.3; Debian 12's
+    system Python is 3.11.2). The filter resolves names against the disk, and while members are judged
+    no link exists on disk (links are created last), so judging the names alone gives the same
+    verdict; tests/data/test_data_extract.py holds the two to that, member by member."""
+    def leaves(path: str) -> bool:
+        return posixpath.normpath(path).split("/")[0] == ".."
+
+    if leaves(m.name):
+        return _refusal("outside", m)
+    if not (m.isreg() or m.isdir() or m.issym() or m.islnk()):
+        return _refusal("special", m)
+    if m.issym() or m.islnk():
+        if os.path.isabs(m.linkname):
+            return _refusal("absolute-link", m)
+        if leaves(posixpath.join(posixpath.dirname(m.name) if m.issym() else "", m.linkname)):
+            return _refusal("outside-link", m)
+    return None
+
+
+def _refusal(kind: str, m: tarfile.TarInfo) -> str:
+    """fgbench's words for each of the data filter's refusals (the tests and the README quote them)."""
+    hard = m.islnk()
+    if kind == "absolute-link":
+        return f"hard link to {m.linkname!r}: absolute path" if hard else f"link to absolute path {m.linkname!r}"
+    if kind == "outside-link":
+        return (f"hard link to {m.linkname!r}: '..' in the path leads outside the target folder" if hard
+                else f"link {m.linkname!r} points outside the target folder")
+    if kind == "outside":
+        return "'..' in the path leads outside the target folder"
+    if kind == "absolute":
+        return "absolute path"
+    return "a device file" if m.ischr() or m.isblk() else "a FIFO" if m.isfifo() else "not a file, folder or link"
 
 
 def check_links(root: str, links: list[tuple[str, tuple[str, ...], str]], archive: Path) -> None:
@@ -590,31 +676,40 @@ def _extract_tar(archive: Path, x: _Extractor, dest: Path, meter: ProgressMeter,
     with open(archive, "rb") as raw:
         reader = _CountingReader(raw, meter, cancel)
         try:
-            tar = tarfile.open(fileobj=reader, mode="r|*")
+            # stream mode ("r|") only reads, which is all the counting wrapper does
+            tar = tarfile.open(fileobj=cast(IO[bytes], reader), mode="r|*")
         except tarfile.TarError as err:
             raise DamagedArchiveError(f"{archive}: not a readable tar archive ({err})") from None
         with tar:
             try:
                 for m in tar:
-                    if m.isdir():
-                        x.directory(m.name)
-                    elif m.isreg():
-                        x.file(m.name, tar.extractfile(m))
-                    elif m.issym():
-                        x.link(m.name, m.linkname)
-                    elif m.islnk():
-                        x.parts(m.name)
-                        x.hard_link(m.name, m.linkname)
-                    else:
-                        x.parts(m.name)
-                        kind = "a device file" if (m.ischr() or m.isblk()) else "a FIFO" if m.isfifo() else f"an unsupported member type {m.type!r}"
-                        raise x.refuse(m.name, kind)
+                    x.add(m, tar.extractfile(m) if m.isreg() else None)
                 x.finish()
             except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
                 if _disk_full(err):
                     raise DownloadError(f"{dest}: the disk is full while extracting {archive.name} "
                                         f"({_free_text(dest)} free)") from None
                 raise DamagedArchiveError(f"{archive}: damaged archive ({err})") from None
+
+
+#: a zip entry's file type (the high bits of its Unix mode) as the tar member type the filter judges;
+#: tar has no socket type, so a socket is described as the FIFO it is refused like
+_ZIP_TYPES = {stat.S_IFLNK: tarfile.SYMTYPE, stat.S_IFCHR: tarfile.CHRTYPE, stat.S_IFBLK: tarfile.BLKTYPE,
+              stat.S_IFIFO: tarfile.FIFOTYPE, stat.S_IFSOCK: tarfile.FIFOTYPE}
+
+
+def _as_tar_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, x: _Extractor) -> tarfile.TarInfo:
+    """The tar member a zip entry would be, so that zips pass the same data filter (zipfile has none)."""
+    mode = info.external_attr >> 16
+    m = tarfile.TarInfo(info.filename)
+    m.mode = stat.S_IMODE(mode) or 0o644
+    m.size = info.file_size
+    m.type = tarfile.DIRTYPE if info.is_dir() else _ZIP_TYPES.get(stat.S_IFMT(mode), tarfile.REGTYPE)
+    if m.issym():
+        if info.file_size > 4096:  # a link's text is read into memory: bound it first
+            raise x.refuse(info.filename, f"a link of {info.file_size} bytes")
+        m.linkname = zf.read(info).decode("utf-8", "replace")
+    return m
 
 
 def _extract_zip(archive: Path, x: _Extractor, dest: Path, meter: ProgressMeter, cancel) -> None:
@@ -627,20 +722,12 @@ def _extract_zip(archive: Path, x: _Extractor, dest: Path, meter: ProgressMeter,
         try:
             for info in zf.infolist():
                 check_cancel(cancel)
-                mode = info.external_attr >> 16
-                if stat.S_ISLNK(mode):
-                    x.parts(info.filename)
-                    if info.file_size > 4096:
-                        raise x.refuse(info.filename, f"a link of {info.file_size} bytes")
-                    x.link(info.filename, zf.read(info).decode("utf-8", "replace"))
-                elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
-                    x.parts(info.filename)
-                    raise x.refuse(info.filename, "a device file or FIFO")
-                elif info.is_dir():
-                    x.directory(info.filename)
-                else:
+                m = _as_tar_member(zf, info, x)
+                if m.isreg():
                     with zf.open(info) as src:
-                        x.file(info.filename, src)
+                        x.add(m, src)
+                else:
+                    x.add(m)
                 done += info.compress_size
                 meter.update(done)
             x.finish()
@@ -775,11 +862,9 @@ def _locked(loc: Path) -> Iterator[None]:
     loc.mkdir(parents=True, exist_ok=True)
     f = os.fdopen(_open_state(loc / catalog.LOCK_FILE, os.O_RDWR | os.O_CREAT), "a+")
     try:
-        try:
+        if sys.platform != "win32":  # Windows: no lock
             import fcntl
-        except ImportError:  # pragma: no cover - Windows: no lock
-            fcntl = None
-        if fcntl is not None:
+
             try:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -910,9 +995,10 @@ def _disk_full_is_a_failure(name: str, loc: Path) -> Iterator[None]:
     try:
         yield
     except OSError as err:
-        if disk_full_cause(err) is None:
+        cause = disk_full_cause(err)
+        if cause is None:
             raise
-        where = err.filename if isinstance(err, DiskFullError) else (disk_full_cause(err).filename or loc)
+        where = err.filename if isinstance(err, DiskFullError) else (cause.filename or loc)
         raise DownloadError(f"{name}: {where}: disk full ({free_text(loc)} free); free some space or set "
                             "FGBENCH_DATA to a bigger disk, then run the same command again") from None
 
@@ -1118,6 +1204,7 @@ def verify_dataset(name: str, *, root=None, deep: bool = False, progress: Progre
             report.problems.append(str(err))
             return report
     if index.kind == "cifar":
+        assert index.root is not None  # a CIFAR index records where its pickles are
         try:
             prepared = prepare.PREPARERS[entry.prepare](Path(index.root))
         except UserError as err:

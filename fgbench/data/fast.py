@@ -98,10 +98,10 @@ def draft_request(size: tuple[int, int], need: "DecodeNeed | int", crop_bottom: 
     """The size to pass to ``Image.draft`` so that the image *after* the bottom ``crop_bottom``
     rows (original pixels) are cut away still meets ``need`` (an int: a shorter side). Pillow
     picks the largest scale 1/k whose ``ceil(side / k)`` is at least the request on both axes."""
-    need = as_need(need)
+    want = as_need(need)
     w, h = size
     hc = h - crop_bottom if 0 < crop_bottom < h else h
-    f = need.fraction(w, hc) if need is not None else 1.0
+    f = want.fraction(w, hc) if want is not None else 1.0
     if f >= 1:
         return w, h
     return max(1, math.ceil(w * f - 1e-9)), max(1, math.ceil(h * f - 1e-9))

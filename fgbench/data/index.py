@@ -89,7 +89,7 @@ def scan_class_folders(
     extra = sorted(set(_class_dirs(test_dir)) - set(classes))
     if extra:
         raise error(f"{test_dir}: classes not in {train_dir.name}/: {', '.join(extra[:5])}")
-    train = []
+    train: list[tuple[str, int]] = []
     for c in classes:
         found = _images(train_dir / c, not_files)
         if not found:

@@ -54,6 +54,7 @@ Decisions:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import math
 import os
 import random
@@ -61,14 +62,17 @@ import signal
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from fgbench.data import transforms as T
+from fgbench.data import transforms
 from fgbench.data.index import DatasetIndex
 from fgbench.errors import UserError
+
+if TYPE_CHECKING:
+    from fgbench.recipe import DataConfig
 
 MASK64 = (1 << 64) - 1
 
@@ -265,12 +269,12 @@ class Splits:
     train: list[int]
     val: list[int]
     test: list[int]
+    choice: "LoaderChoice"  # the loader (data.loader, or what "auto" chose) and why: decided once
     skipped: int = 0  # images the cache left out as undecodable
-    choice: "LoaderChoice | None" = None  # the loader (data.loader, or what "auto" chose) and why
 
     @property
     def loader(self) -> str:
-        return self.choice.kind if self.choice is not None else "standard"
+        return self.choice.kind
 
     @property
     def class_names(self) -> list[str]:
@@ -287,7 +291,7 @@ AIRCRAFT_BANNER_PX = 20
 # ----------------------------------------------------------------------------- decoding rule
 
 
-def decode_need(transform, data=None):
+def decode_need(transform, data: "DataConfig | None" = None):
     """What ``transform``'s first step needs of the decoded image (``fgbench.data.fast.DecodeNeed``),
     read from the transform object itself, so it follows whatever scale, ratio and size the recipe
     gave it; None means full-size decoding.
@@ -301,7 +305,7 @@ def decode_need(transform, data=None):
 
     Only ``data.decode = "reduced"`` asks for this; ``"full"`` (the default, and ``data`` None)
     always decodes at full size."""
-    if data is None or getattr(data, "decode", "full") != "reduced":
+    if data is None or data.decode != "reduced":
         return None
     fast = _fast()
     if fast is None or not hasattr(fast, "DecodeNeed"):
@@ -353,20 +357,20 @@ def cache_need(data, augment=None, train_sizes: Sequence[int] = (), test_sizes: 
     augment = augment or AugmentConfig()
     needs = []
     for size in {data.train_size, *train_sizes}:
-        needs.append(decode_need(T.train_transform(data, augment, size), data))
-        needs.append(decode_need(T.test_transform(data, size), data))
+        needs.append(decode_need(transforms.train_transform(data, augment, size), data))
+        needs.append(decode_need(transforms.test_transform(data, size), data))
     for size in {data.test_size, *test_sizes}:
-        needs.append(decode_need(T.test_transform(data, size), data))
+        needs.append(decode_need(transforms.test_transform(data, size), data))
     return union_need(needs)
 
 
 # ------------------------------------------------------------------------------- loader choice
 
 
-def memory_budget(device=None) -> int:
+def memory_budget(device: torch.device | None = None) -> int:
     """Bytes the ``device`` loader may hold for ``loader = "auto"``: a quarter of the memory
     available now (the GPU's total on CUDA), at most 4 GiB on the CPU."""
-    if device is not None and getattr(device, "type", "cpu") == "cuda":
+    if device is not None and device.type == "cuda":
         return int(torch.cuda.get_device_properties(device).total_memory * 0.25)
     import psutil
 
@@ -377,7 +381,7 @@ def memory_budget(device=None) -> int:
     return int(min(avail * 0.25, 4 * 2**30))
 
 
-def _image_sizes(source: "Source", limit: int | None = None) -> list[tuple[int, int]]:
+def _image_sizes(source: "FileSource | ArraySource", limit: int | None = None) -> list[tuple[int, int]]:
     """(width, height) of a split's images, from the file headers (no decoding)."""
     if isinstance(source, ArraySource):
         h, w = source.images.shape[1:3]
@@ -390,7 +394,7 @@ def _image_sizes(source: "Source", limit: int | None = None) -> list[tuple[int, 
         try:
             with Image.open(path) as im:
                 out.append(im.size)
-        except (*DECODE_ERRORS, Image.DecompressionBombError):
+        except DECODE_ERRORS + (Image.DecompressionBombError,):
             out.append((0, 0))
     return out
 
@@ -404,7 +408,7 @@ def _formats(source: "FileSource", limit: int = 64) -> set[str]:
         try:
             with Image.open(path) as im:
                 fmts.add(im.format or "?")
-        except (*DECODE_ERRORS, Image.DecompressionBombError):
+        except DECODE_ERRORS + (Image.DecompressionBombError,):
             fmts.add("?")
     return fmts
 
@@ -436,11 +440,15 @@ def choose_loader(index: DatasetIndex, data, augment=None, *, epochs: int = 1, d
     Every choice hands the model the same images: the device loader stacks what the standard
     transform's deterministic steps produce, the cache stores the full decode (with
     ``data.decode = "reduced"``: the least reduced one, see :func:`cache_need`)."""
-    if data.loader != "auto":
-        return LoaderChoice(data.loader, "set in the recipe")
     from fgbench.recipe import AugmentConfig
 
+    if data.loader != "auto":
+        if data.loader == "device":
+            check_device_loader(data, augment or AugmentConfig())  # the one check of an explicit choice
+        return LoaderChoice(data.loader, "set in the recipe")
     augment = augment or AugmentConfig()
+    train_src: FileSource | ArraySource
+    test_src: FileSource | ArraySource
     if index.kind == "cifar":
         train_src, test_src = cifar_sources(index)
         n_train, n_test = len(train_src), len(test_src)
@@ -478,7 +486,7 @@ def choose_loader(index: DatasetIndex, data, augment=None, *, epochs: int = 1, d
             else:
                 return LoaderChoice("device", f"the decoded splits ({total / 2**20:.0f} MiB) fit the memory budget "
                                               f"({budget / 2**20:.0f} MiB)")
-    if index.kind == "cifar":
+    if not (isinstance(train_src, FileSource) and isinstance(test_src, FileSource)):  # CIFAR's arrays
         return LoaderChoice("standard", f"not device: {why_not_device}; the images are already in memory")
     if epochs < 2:
         return LoaderChoice("standard", f"not device: {why_not_device}; one epoch decodes each image once anyway")
@@ -529,6 +537,8 @@ def load_splits(index: DatasetIndex, data, *, train_sizes: Sequence[int] = (), t
                            test_sizes=test_sizes)
     skipped = 0
     banner = AIRCRAFT_BANNER_PX if data.crop_banner else 0
+    train_src: Source
+    test_src: Source
     if index.kind == "cifar":
         train_src, test_src = cifar_sources(index)
     elif choice.kind == "cached":
@@ -537,15 +547,16 @@ def load_splits(index: DatasetIndex, data, *, train_sizes: Sequence[int] = (), t
         # `fgbench data remove NAME` deletes it with the dataset (a folder's: `... folder --root DIR`)
         cache = catalog.cache_dir(index.name, index.root if index.name == "folder" else None)
         need = cache_need(data, augment, train_sizes, test_sizes)
-        train_src = CachedSource(index.train, need, cache / "train", data.skip_corrupt, banner)
-        test_src = CachedSource(index.test, need, cache / "test", data.skip_corrupt, banner)
-        skipped = train_src.skipped + test_src.skipped
+        train_cache = CachedSource(index.train, need, cache / "train", data.skip_corrupt, banner)
+        test_cache = CachedSource(index.test, need, cache / "test", data.skip_corrupt, banner)
+        skipped = train_cache.skipped + test_cache.skipped
+        train_src, test_src = train_cache, test_cache
     else:
         train_src, test_src = FileSource(index.train, banner), FileSource(index.test, banner)
     if len(train_src) == 0 or len(test_src) == 0:
         raise UserError(f"data.dataset: {index.name} has an empty train or test split")
     train, val = stratified_split(train_src.labels, data.val_fraction, data.val_seed)
-    return Splits(index, train_src, test_src, train, val, list(range(len(test_src))), skipped, choice)
+    return Splits(index, train_src, test_src, train, val, list(range(len(test_src))), choice, skipped)
 
 
 # ------------------------------------------------------------------------------ cheaper tail
@@ -704,6 +715,10 @@ _LIVE_ITERATORS: "weakref.WeakSet[Any]" = weakref.WeakSet()
 _EXIT_HOOK = False
 
 
+#: the iterators opened inside each open :func:`workers_end_with` block
+_SCOPES: "list[weakref.WeakSet[Any]]" = []
+
+
 def _track(it):
     """Remember a DataLoader iterator so that :func:`_shutdown_workers` can stop its workers."""
     global _EXIT_HOOK
@@ -713,15 +728,34 @@ def _track(it):
             atexit.register(_shutdown_workers)
             _EXIT_HOOK = True
         _LIVE_ITERATORS.add(it)
+        for scope in _SCOPES:
+            scope.add(it)
     return it
 
 
-def _shutdown_workers() -> None:
-    for it in list(_LIVE_ITERATORS):
+def _shutdown_workers(iterators: "weakref.WeakSet[Any] | None" = None) -> None:
+    for it in list(_LIVE_ITERATORS if iterators is None else iterators):
         try:
             it._shutdown_workers()
         except Exception:  # noqa: BLE001 - at exit, one pool must not keep the others alive
             pass
+
+
+@contextlib.contextmanager
+def workers_end_with() -> Iterator[None]:
+    """Every worker pool opened inside the block is shut down when the block ends, whether it
+    returns, raises or is interrupted. A run's pools (the stage's persistent workers, the final
+    evaluation's) must not outlive the run: an abandoned iterator stops its workers only when the
+    garbage collector gets to it (the trainer sits in reference cycles), and one collected while
+    Python exits does nothing (PyTorch's own exit flag), which left the workers, which ignore
+    SIGTERM, for multiprocessing's exit handler to wait on forever."""
+    scope: "weakref.WeakSet[Any]" = weakref.WeakSet()
+    _SCOPES.append(scope)
+    try:
+        yield
+    finally:
+        _SCOPES.remove(scope)
+        _shutdown_workers(scope)
 
 
 # -------------------------------------------------------------------------------------- loaders
@@ -821,7 +855,7 @@ class WorkerTrainLoader(TrainLoader):
         evals = dict(evals or {})
         self.batch_sampler = StageBatchSampler(self.sampler, {k: len(v) for k, v in evals.items()},
                                                eval_batch_size or batch_size)
-        self.loader = DataLoader(
+        self.loader: DataLoader | None = DataLoader(
             StageDataset(dataset, evals), batch_sampler=self.batch_sampler, num_workers=(n := resolve_workers(data)[0]),
             collate_fn=collate, pin_memory=device.type == "cuda", persistent_workers=n > 0,
             worker_init_fn=_worker_init if n > 0 else None,
@@ -830,21 +864,26 @@ class WorkerTrainLoader(TrainLoader):
             generator=torch.Generator().manual_seed(seed),
         )
 
+    def _open(self) -> DataLoader:
+        if self.loader is None:
+            raise RuntimeError("the stage's loader was closed")
+        return self.loader
+
     def batches(self, epoch: int, start_batch: int = 0):
         self.batch_sampler.split = None
         self.sampler.set_epoch(epoch, start_batch)
-        return _track(iter(self.loader))
+        return _track(iter(self._open()))
 
     def eval_batches(self, split: str):
         self.batch_sampler.split = split
-        return _track(iter(self.loader))
+        return _track(iter(self._open()))
 
     def close(self) -> None:
         # Persistent workers live with the loader's iterator: stop them now, then drop it.
         it = getattr(self.loader, "_iterator", None) if self.loader is not None else None
         if it is not None and hasattr(it, "_shutdown_workers"):
             it._shutdown_workers()
-        self.loader = None  # type: ignore[assignment]
+        self.loader = None
 
 
 class PooledEvalLoader(EvalLoader):
@@ -943,7 +982,7 @@ def _stack_split(source: Source, indices: list[int], geometry: list, what: str,
 def _normalizer(data, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
     """uint8 batch -> float, the arithmetic of ``ToDtype(float32, scale=True)`` and ``Normalize``
     in their order, so the device loader's tensors equal the standard loader's bit for bit."""
-    stats = T.normalization(data)
+    stats = transforms.normalization(data)
     if stats is None:
         return lambda x: x.to(torch.float32).mul_(1.0 / 255)
     mean = torch.tensor(stats[0], dtype=torch.float32, device=device).view(1, 3, 1, 1)
@@ -1061,13 +1100,13 @@ def _device_train_geometry(splits: Splits, data, train_size: int) -> list:
 
     if data.train_crop != "pad_crop":
         # the standard transform's Resize, with the recipe's interpolation ("random" is refused)
-        return [v2.Resize((train_size, train_size), interpolation=T.INTERPOLATION[data.interpolation],
-                          antialias=True)]
+        return [v2.Resize((train_size, train_size), interpolation=transforms.INTERPOLATION[data.interpolation],
+                                antialias=True)]
     src = splits.train_source
-    if isinstance(src, ArraySource):
+    if not isinstance(src, FileSource):  # arrays (CIFAR) are all one size
         return []
     sizes = set(_image_sizes(src))
-    return [] if len(sizes) == 1 and (0, 0) not in sizes else T.test_geometry(data, train_size)
+    return [] if len(sizes) == 1 and (0, 0) not in sizes else transforms.test_geometry(data, train_size)
 
 
 def eval_batch_size(data, batch_size: int, shard: tuple[int, int] | None) -> int:
@@ -1086,12 +1125,11 @@ def build_loaders(splits: Splits, data, augment, *, train_size: int, test_size: 
     ``batch_size / world`` images at a time). The loader is ``splits.loader`` (``data.loader``, or
     what ``auto`` chose)."""
     eval_bs = eval_batch_size(data, batch_size, shard)
-    kind = splits.loader if getattr(splits, "choice", None) is not None else data.loader
+    kind = splits.loader
     if len(splits.train) < batch_size and data.drop_last:
         raise UserError(f"data.batch_size: {batch_size} is larger than the training split "
                         f"({len(splits.train)} images) and data.drop_last is set")
-    if kind == "device":
-        check_device_loader(data, augment)
+    if kind == "device":  # load_splits checked that the recipe allows it (choose_loader)
         from torchvision.transforms import v2
 
         train_geo = _device_train_geometry(splits, data, train_size)
@@ -1099,7 +1137,7 @@ def build_loaders(splits: Splits, data, augment, *, train_size: int, test_size: 
         x, y, bad = _stack_split(splits.train_source, splits.train, train_geo, "train", skip,
                                  decode_need(v2.Compose(train_geo), data) if train_geo else None)
         train = DeviceTrainLoader(x, y, batch_size, seed, data, augment, train_size, device, shard, bad)
-        test_geo = T.test_geometry(data, test_size)
+        test_geo = transforms.test_geometry(data, test_size)
         test_need = decode_need(v2.Compose(test_geo), data) if test_geo else None
         val = None
         if splits.val:
@@ -1112,19 +1150,18 @@ def build_loaders(splits: Splits, data, augment, *, train_size: int, test_size: 
     if raw_first and kind == "cached":
         raise UserError("augment.randaugment_before_resize: the cached loader keeps decoded copies, not the images "
                         "as loaded; use data.loader = \"standard\"")
-    ttf = fast_transform(T.train_transform(data, augment, train_size))
-    etf = fast_transform(T.test_transform(data, test_size))
+    ttf = fast_transform(transforms.train_transform(data, augment, train_size))
+    etf = fast_transform(transforms.test_transform(data, test_size))
     # What each transform needs of the decoded image; a policy before the resize needs it all.
     tneed, eneed = decode_need(ttf, data), decode_need(etf, data)
     evals: dict[str, EvalDataset] = {}
     if splits.val:
         evals["val"] = EvalDataset(splits.train_source, _shard(splits.val, shard), etf, eneed)
     evals["test"] = EvalDataset(splits.test_source, _shard(splits.test, shard), etf, eneed)
-    train = WorkerTrainLoader(TrainDataset(splits.train_source, splits.train, ttf, seed, tneed), batch_size, seed,
-                              data, device, shard, evals=evals, eval_batch_size=eval_bs)
-    val = PooledEvalLoader(train, "val", len(evals["val"])) if "val" in evals else None
-    test = PooledEvalLoader(train, "test", len(evals["test"]))
-    return StageLoaders(train, val, test)
+    pool = WorkerTrainLoader(TrainDataset(splits.train_source, splits.train, ttf, seed, tneed), batch_size, seed,
+                             data, device, shard, evals=evals, eval_batch_size=eval_bs)
+    pooled_val = PooledEvalLoader(pool, "val", len(evals["val"])) if "val" in evals else None
+    return StageLoaders(pool, pooled_val, PooledEvalLoader(pool, "test", len(evals["test"])))
 
 
 def eval_loader(splits: Splits, data, *, test_size: int, batch_size: int, device: torch.device,
@@ -1133,13 +1170,12 @@ def eval_loader(splits: Splits, data, *, test_size: int, batch_size: int, device
     with ``shard``, this process's part of the split."""
     src = splits.test_source if split == "test" else splits.train_source
     idx = _shard(splits.test if split == "test" else splits.val, shard)
-    kind = splits.loader if getattr(splits, "choice", None) is not None else data.loader
-    if kind == "device":
+    if splits.loader == "device":
         from torchvision.transforms import v2
 
-        geo = T.test_geometry(data, test_size)
+        geo = transforms.test_geometry(data, test_size)
         x, y, bad = _stack_split(src, idx, geo, split, data.skip_corrupt,
                                  decode_need(v2.Compose(geo), data) if geo else None)
         return DeviceEvalLoader(x, y, batch_size, data, device, bad)
-    etf = fast_transform(T.test_transform(data, test_size))
+    etf = fast_transform(transforms.test_transform(data, test_size))
     return WorkerEvalLoader(EvalDataset(src, idx, etf, decode_need(etf, data)), batch_size, data, device)

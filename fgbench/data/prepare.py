@@ -38,7 +38,7 @@ from typing import Callable, Literal
 
 from fgbench.data import catalog
 from fgbench.data.catalog import Entry
-from fgbench.data.index import scan_class_folders as index_scan_class_folders
+from fgbench.data import index
 from fgbench.errors import UserError
 
 class PrepareError(UserError):
@@ -133,7 +133,7 @@ def _rel(base: Path, p: Path) -> str:
 
 def scan_class_folders(base: Path, train_dir: Path, test_dir: Path) -> Prepared:
     """Class sub-folders; class order = the sorted train/ folder names (ImageFolder's order)."""
-    names, train, test = index_scan_class_folders(train_dir, test_dir, PrepareError)
+    names, train, test = index.scan_class_folders(train_dir, test_dir, PrepareError)
     return Prepared("files", base, names, [(_rel(base, Path(p)), y) for p, y in train],
                     [(_rel(base, Path(p)), y) for p, y in test])
 
@@ -153,7 +153,8 @@ def prepare_cub(search: Path) -> Prepared:
     paths_by_id = dict(ln.split(maxsplit=1) for ln in _lines(d / "images.txt"))
     labels = dict(ln.split(maxsplit=1) for ln in _lines(d / "image_class_labels.txt"))
     split = dict(ln.split(maxsplit=1) for ln in _lines(d / "train_test_split.txt"))
-    train, test = [], []
+    train: list[tuple[str, int]] = []
+    test: list[tuple[str, int]] = []
     for image_id, rel in paths_by_id.items():
         try:
             label = int(labels[image_id]) - 1

@@ -50,6 +50,8 @@ Interpretations of the spec, documented here once:
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
@@ -175,9 +177,8 @@ def apply_op(img: Image.Image, name: str, magnitude: float, max_magnitude: float
     _check_magnitude(magnitude, max_magnitude)
     if sign not in (1, -1):
         raise ValueError(f"sign must be 1 or -1, got {sign!r}")
-    v = op_value(name, magnitude, max_magnitude)
-    if name in GEOMETRIC:
-        v = sign * v
+    value = op_value(name, magnitude, max_magnitude)  # None: an op without a range, which uses none
+    v = 0.0 if value is None else sign * value if name in GEOMETRIC else value
     match name:
         case "AutoContrast":
             return ImageOps.autocontrast(img)
@@ -190,7 +191,8 @@ def apply_op(img: Image.Image, name: str, magnitude: float, max_magnitude: float
         case "Posterize":
             return ImageOps.posterize(img, max(1, int(v)))
         case "Solarize":
-            return ImageOps.solarize(img, threshold=v)
+            # Pillow compares each pixel with the threshold: a float one works, as the seed passed it
+            return ImageOps.solarize(img, threshold=cast(int, v))
         case "SolarizeAdd":
             return _solarize_add(img, v)
         case "Color" | "Contrast" | "Brightness" | "Sharpness":

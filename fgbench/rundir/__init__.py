@@ -29,7 +29,7 @@ run "failed" in the TUI that launched it was "interrupted" in ``fgbench runs lis
 
 from fgbench.rundir.layout import (
     BEST_CKPT, CHECKPOINT_DIR, CLASSES_FILE, CONFUSION_FILE, CONSOLE_FILE, EXIT_FILE, LAST_CKPT, LAUNCH_FILE,
-    LAUNCH_FILES, LAUNCH_RECIPE, is_launch_file, LOCK_FILE, LOG_FILE, PREDICTIONS_FILE, RECIPE_FILE, RUN_INFO_FILE, SUMMARY_FILE, RunDir, create_run_dir, is_run_dir, read_json, resolve_run, run_dirs, write_json,
+    LAUNCH_FILES, LAUNCH_RECIPE, is_launch_file, LOCK_FILE, LOG_FILE, PREDICTIONS_FILE, RECIPE_FILE, RUN_INFO_FILE, SUMMARY_FILE, RunDir, create_run_dir, is_run_dir, newest_first, read_json, resolve_run, run_dirs, write_json,
     write_run_info,
 )
 from fgbench.rundir.events import METRICS_FILE
@@ -39,5 +39,5 @@ from fgbench.rundir.reader import RunInfo, RunReader, list_runs, read_run
 __all__ = ["BEST_CKPT", "CHECKPOINT_DIR", "CLASSES_FILE", "CONFUSION_FILE", "CONSOLE_FILE", "EXIT_FILE", "LAST_CKPT",
            "LAUNCH_FILE", "LAUNCH_FILES", "is_launch_file", "LAUNCH_RECIPE", "LOCK_FILE", "LOG_FILE", "METRICS_FILE",
            "PREDICTIONS_FILE", "RECIPE_FILE", "RUN_INFO_FILE", "SUMMARY_FILE", "RunDir", "RunInfo", "RunReader",
-           "create_run_dir", "is_run_dir", "list_runs", "pid_alive", "read_json", "read_run", "resolve_run",
+           "create_run_dir", "is_run_dir", "list_runs", "newest_first", "pid_alive", "read_json", "read_run", "resolve_run",
            "run_dirs", "write_json", "write_run_info"]

@@ -40,7 +40,7 @@ EVENT_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "run_started": (
         ("run_id", "recipe", "class_names", "device", "host", "pid"),
         ("pid_start", "versions", "resumed", "train_images", "val_images", "test_images", "steps_per_epoch",
-         "total_epochs", "total_steps", "world_size", "top_k", "loader", "memory_format"),
+         "total_epochs", "total_steps", "world_size", "top_k", "loader", "memory_format", "precision"),
     ),
     "stage_started": (
         ("stage", "name", "epochs", "first_epoch"),
@@ -73,7 +73,9 @@ EVENT_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 #: kind -> when the trainer writes it (the README's event table is generated from this and EVENT_FIELDS)
 EVENT_DOCS: dict[str, str] = {
     "run_started": "the trainer starts or resumes the run; `recipe` is the resolved recipe, `pid_start` the "
-                   "process's start time (so a reused pid is recognised), `top_k` the k of every `topk` field",
+                   "process's start time (so a reused pid is recognised), `top_k` the k of every `topk` field, "
+                   "`memory_format` and `precision` what the run trains in and why (`runtime.precision = "
+                   "\"auto\"` resolved)",
     "stage_started": "a stage begins (every run has at least one)",
     "step": "every `runtime.log_every_steps` optimizer steps; `loss` and `images_per_s` are means since the "
             "previous step event, `data_wait_frac` the share of that time spent waiting for the next batch and "
@@ -108,6 +110,8 @@ class Series:
     field: str
     split: str | None = None
     model: str | None = None
+    shown: bool = False
+    """Also plotted by ``fgbench runs show``, after its own plots of the loss, top-1 and learning rate."""
 
     def value(self, ev: dict[str, Any]) -> float | None:
         if ev.get("event") != self.event:

@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from fgbench.textfile import file_kind, size_text
+from fgbench.tomlread import tomllib
 
 KB, MB = 1 << 10, 1 << 20
 

@@ -172,7 +172,7 @@ def request_stop(run_dir: str | os.PathLike[str]) -> StopAnswer:
 
     Through the launch's supervisor when there is one alive (it forwards the signal), else to the
     pid that holds the run's lock (a run started with ``fgbench run`` in a shell)."""
-    from fgbench.rundir import lock as run_lock
+    from fgbench.rundir import lock
 
     rd = layout.RunDir(run_dir)
     name = safe(rd.name)
@@ -180,12 +180,14 @@ def request_stop(run_dir: str | os.PathLike[str]) -> StopAnswer:
     launch = layout.read_json(rd.launch)
     exit_rec = layout.read_json(rd.exit)
     if isinstance(launch, dict) and not (isinstance(exit_rec, dict) and exit_rec.get("launch") == launch.get("launch")):
-        sup = launch.get("supervisor") if isinstance(launch.get("supervisor"), dict) else {}
+        sup = launch.get("supervisor")
+        if not isinstance(sup, dict):
+            sup = {}
         if procs.alive(sup.get("pid"), sup.get("pid_start"), sup.get("host")):
             return _signal(sup["pid"], name)
         if procs.unverifiable(sup.get("pid"), sup.get("pid_start"), sup.get("host")):
             unknown.append(f"{layout.LAUNCH_FILE} names pid {sup.get('pid')}")
-    holder = run_lock.holder(rd.path)
+    holder = lock.holder(rd.path)
     if holder:
         if procs.alive(holder.get("pid"), holder.get("pid_start"), holder.get("host")):
             return _signal(holder["pid"], name)

@@ -31,7 +31,7 @@ import re
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, TypeVar
 
 from fgbench import paths
 from fgbench.errors import UserError, escape
@@ -178,12 +178,16 @@ def is_run_dir(path: str | os.PathLike[str]) -> bool:
     return not p.name.startswith(".") and p.is_dir() and any(os.path.lexists(p / m) for m in RUN_MARKERS)
 
 
+P = TypeVar("P", bound="str | os.PathLike[str]")
+
+
 class RunsRootError(UserError):
     """The runs root exists but cannot be listed (exit 2, one line)."""
 
 
 def run_dirs(root: str | os.PathLike[str] | None = None) -> list[Path]:
-    """Every run directory under ``root``, oldest first (names start with a sortable timestamp)."""
+    """Every run directory under ``root``, oldest first (names start with a sortable timestamp); a
+    list shown to the user goes through :func:`newest_first`."""
     base = Path(root) if root is not None else paths.runs_dir()
     try:
         return [p for p in sorted(base.iterdir()) if is_run_dir(p)]
@@ -192,6 +196,15 @@ def run_dirs(root: str | os.PathLike[str] | None = None) -> list[Path]:
     except OSError as err:  # a symlink loop (ELOOP), no permission: one line, not a traceback
         raise RunsRootError(f"{escape(str(base))}: cannot read the runs directory: {escape(err.strerror or str(err))}") \
             from None
+
+
+def newest_first(paths: Iterable[P]) -> list[P]:
+    """Runs in the one order every list of runs shows them (``runs list``, ``runs export`` without
+    RUN, the TUI's Runs and Compare panes): newest first, so the run just started is on top and
+    ``runs list | head`` shows the latest. A run directory's name starts with its start stamp
+    (``YYYYmmdd-HHMMSS``), so the name orders them; of two runs started in the same second the
+    ``-2`` one comes first."""
+    return sorted(paths, key=lambda p: Path(p).name, reverse=True)
 
 
 def resolve_run(ref: str, root: str | os.PathLike[str] | None = None) -> Path:

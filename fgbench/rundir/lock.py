@@ -175,4 +175,4 @@ def holder(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
 def locked_by_parent(run_dir: str | os.PathLike[str]) -> bool:
     """This process was started by one that holds the run's lock for it (``--nproc``)."""
     value = os.environ.get(LOCKED_ENV)
-    return bool(value) and Path(value).absolute() == Path(run_dir).absolute()
+    return value is not None and bool(value) and Path(value).absolute() == Path(run_dir).absolute()

@@ -218,4 +218,5 @@ def read_run(run_dir: str | os.PathLike[str]) -> RunInfo:
 
 
 def list_runs(root: str | os.PathLike[str] | None = None) -> list[RunInfo]:
-    return [read_run(p) for p in layout.run_dirs(root)]
+    """Every run under ``root``, in the order the TUI lists them too (:func:`layout.newest_first`)."""
+    return [read_run(p) for p in layout.newest_first(layout.run_dirs(root))]

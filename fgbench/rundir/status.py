@@ -23,13 +23,13 @@ Runs from before the lock existed (no ``.lock``) count as running while the pid 
 
 from __future__ import annotations
 
-import signal as _signal
+import signal
 from dataclasses import dataclass
 from typing import Any
 
 from fgbench.rundir import procs
 
-INTERRUPT_CODES = (130, 128 + _signal.SIGTERM)
+INTERRUPT_CODES = (130, 128 + signal.SIGTERM)
 INTERRUPT_SIGNALS = ("SIGINT", "SIGTERM")
 
 
@@ -51,7 +51,21 @@ def exit_text(record: dict[str, Any]) -> str:
     return f"the trainer exited with code {record.get('code')}"
 
 
-def _exit_status(record: dict[str, Any]) -> Status:
+def process_end(returncode: int) -> dict[str, Any]:
+    """The exit record (``code`` and ``signal``, as ``exit.json`` holds them) of a process that
+    ended with ``returncode`` (``subprocess``'s: negative for the signal that killed it)."""
+    if returncode < 0:
+        try:
+            name: str | None = signal.Signals(-returncode).name
+        except ValueError:
+            name = None
+        return {"code": 128 - returncode, "signal": name}
+    return {"code": returncode, "signal": None}
+
+
+def exit_status(record: dict[str, Any]) -> Status:
+    """Rule 3: what a recorded end of the trainer (``exit.json``, or :func:`process_end` of a
+    trainer whose end no launcher recorded) says of the run."""
     code = record.get("code") if isinstance(record.get("code"), int) else None
     sig = record.get("signal") if isinstance(record.get("signal"), str) else None
     if code in INTERRUPT_CODES or sig in INTERRUPT_SIGNALS:
@@ -83,7 +97,9 @@ def run_status(
     launch_id = launch.get("launch") if isinstance(launch, dict) else None
     exit_ok = isinstance(exit_record, dict) and (launch_id is None or exit_record.get("launch") == launch_id)
     if isinstance(launch, dict) and not exit_ok:
-        sup = launch.get("supervisor") if isinstance(launch.get("supervisor"), dict) else {}
+        sup = launch.get("supervisor")
+        if not isinstance(sup, dict):
+            sup = {}
         if procs.alive(sup.get("pid"), sup.get("pid_start"), sup.get("host")):
             return Status("running")
     if finished is not None and (started is None or finished_after_start):
@@ -99,7 +115,7 @@ def run_status(
         t_start = started.get("time") if started is not None else None
         if started is None or not isinstance(t_start, (int, float)) or not isinstance(t_exit, (int, float)) \
                 or t_exit >= t_start:
-            return _exit_status(exit_record)
+            return exit_status(exit_record)
     if started is not None and not lock_exists:
         # a run from before run locks: its recorded pid (and start time) decides
         if procs.alive(started.get("pid"), started.get("pid_start"), started.get("host")):

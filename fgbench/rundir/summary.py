@@ -121,6 +121,10 @@ class LastEpoch:
     raw: SplitNumbers | None = None
     ema: SplitNumbers | None = None
 
+    def of(self, model: str) -> SplitNumbers | None:
+        """The numbers of ``model`` (``raw`` or ``ema``)."""
+        return self.raw if model == "raw" else self.ema if model == "ema" else None
+
 
 @dataclass
 class Summary:

@@ -20,6 +20,7 @@ Stdlib only and tiny: it lives as long as the run, so it must cost nothing.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import signal
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import cast
 
 from fgbench.rundir import layout, procs
 
@@ -91,7 +93,9 @@ def main(argv: list[str]) -> int:
     if tee:
         def copy() -> None:
             assert child is not None and child.stdout is not None
-            for chunk in iter(lambda: child.stdout.read1(65536), b""):  # type: ignore[union-attr]
+            # a PIPE with the default buffering is a BufferedReader: read1 returns what is there
+            stdout = cast(io.BufferedReader, child.stdout)
+            for chunk in iter(lambda: stdout.read1(65536), b""):
                 os.write(console_fd, chunk)
                 try:
                     os.write(2, chunk)

@@ -4,7 +4,7 @@ Every place that depends on where points run (``fgbench sweep``, ``--status``, `
 ``--continue``, the TUI's scheduler column) asks :func:`get` for the sweep's backend and calls the
 protocol; none compares backend names. Adding a backend touches three files: its module (a class
 with the protocol's methods), :data:`BACKENDS` here, and the ``sweep.launcher`` choices in
-``fgbench/recipe.py`` (the schema; the command line's ``--launcher`` choices come from here).
+``fgbench/recipe.py`` (the schema; the command line's ``--launcher`` choices and help come from here).
 
 Decisions:
 
@@ -12,8 +12,9 @@ Decisions:
   the points itself (local) returns when they have all ended, with the sweep's exit code; one that
   hands them to a scheduler (SLURM) returns once they are queued (``Submitted.finished`` is False)
   and ``poll`` tells when the scheduler is done with them.
-* ``poll`` answers only what the scheduler alone knows (queued, requeued, why a job ended): a
-  point's fgbench status always comes from its run directory (:func:`fgbench.sweeps.state.point_status`).
+* ``poll`` answers only what the scheduler alone knows (queued, requeued, why a job ended). A
+  point's status comes from its run directory; the scheduler's word counts only for a point that
+  has no run yet (one rule: :func:`fgbench.sweeps.state.point_status`).
 * The registry holds import paths, not classes, so that choosing one backend never imports the
   other (and the modules may import this one for its types without a cycle).
 """
@@ -31,11 +32,12 @@ if TYPE_CHECKING:
     from fgbench.recipe import SweepConfig
     from fgbench.sweeps.state import SweepState
 
-BACKENDS: dict[str, str] = {
-    "local": "fgbench.sweeps.local:LocalBackend",
-    "slurm": "fgbench.sweeps.slurm:SlurmBackend",
+BACKENDS: dict[str, tuple[str, str]] = {
+    "local": ("fgbench.sweeps.local:LocalBackend", "on this machine (default)"),
+    "slurm": ("fgbench.sweeps.slurm:SlurmBackend", "one job per point, as a job array through submitit"),
 }
-"""Backend name (``--launcher``, ``sweep.launcher``) -> ``module:class``."""
+"""Backend name (``--launcher``, ``sweep.launcher``) -> (``module:class``, what ``--launcher``'s help
+says of it). The classes are imported only when used, so ``fgbench --help`` stays fast."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,11 @@ class SchedulerState:
     active: bool
     """Queued or running: the scheduler will still start or finish it."""
     running: bool = False
+    """The scheduler runs the job now."""
+    died: bool = False
+    """The job ended abnormally at the scheduler (failed, node failure, out of memory, time
+    limit), whatever its trainer did. See :func:`fgbench.sweeps.state.point_status` for what this
+    may say of a point (only of one without a run)."""
 
 
 @dataclass(frozen=True)
@@ -105,9 +112,14 @@ def names() -> list[str]:
     return list(BACKENDS)
 
 
+def help_text() -> str:
+    """``--launcher``'s help: each backend with what it does."""
+    return "; ".join(f"{name}: {what}" for name, (_target, what) in BACKENDS.items())
+
+
 def get(name: str) -> Backend:
     try:
-        target = BACKENDS[name]
+        target, _what = BACKENDS[name]
     except KeyError:
         raise UserError(f"launcher {name!r}: not one of {', '.join(BACKENDS)}") from None
     module, _, cls = target.partition(":")

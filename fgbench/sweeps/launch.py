@@ -10,18 +10,15 @@ with ``--set``, and the file is the exact record of what the point is.
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 from typing import Sequence
 
 from fgbench import rundir
 from fgbench.errors import UserError
 from fgbench.recipe import RecipeError, atomic_write_text, dumps_recipe, validate_recipe
-from fgbench.rundir.status import INTERRUPT_CODES
+from fgbench.rundir.status import exit_status, process_end
 from fgbench.sweeps.plan import FAILED, INTERRUPTED, RUNNING, Point, apply_set
 from fgbench.sweeps.state import SweepState, settle
-
-INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def point_command(point: Point, state: SweepState, base_cmd: Sequence[str], extra: Sequence[str]) -> list[str]:
@@ -46,11 +43,11 @@ def ensure_trial(state: SweepState, point: Point) -> None:
     point gets its label, overrides and recipe file (written beside the others)."""
     if state.search is None or point.trial is not None:
         return
-    import tomllib
+    from fgbench.tomlread import tomllib
 
-    from fgbench.sweeps import search as S
+    from fgbench.sweeps import search
 
-    number, values = S.ask(state.search)
+    number, values = search.ask(state.search)
     base = tomllib.loads(Path(state.search["base_file"]).read_text(encoding="utf-8"))
     data, notes = apply_set(base, values)
     point.trial = number
@@ -62,7 +59,7 @@ def ensure_trial(state: SweepState, point: Point) -> None:
     try:
         recipe = validate_recipe(data, f"{state.source}: sweep.search trial {number}")
     except RecipeError as err:
-        S.tell(state.search, number, FAILED, None)
+        search.tell(state.search, number, FAILED, None)
         raise UserError("; ".join(err.lines)) from None
     f = state.dir / "recipes" / f"{point.index + 1:02d}-trial{number}.toml"
     atomic_write_text(f, dumps_recipe(recipe, full=True))
@@ -77,20 +74,21 @@ def finish_point(state: SweepState, point: Point, code: int) -> None:
     if run_dir is not None and not rundir.is_run_dir(run_dir):
         # Nothing in the directory speaks for the run: the trainer refused its input (exit 2) and
         # a launcher's supervisor removed the directory, or no supervisor recorded the end (a
-        # SLURM node) and the trainer wrote nothing. Its exit code decides; no directory without
-        # a recipe stays behind.
+        # SLURM node) and the trainer wrote nothing. Its end is read by the run directory's own
+        # rule for a recorded end (as exit.json would hold it), and the point keeps that as a point
+        # without a run (see sweeps.state.point_status); no directory without a recipe stays behind.
         if run_dir.is_dir() and rundir.RunDir(run_dir).is_fresh():
             from fgbench.rundir.launcher import remove_fresh
 
             remove_fresh(run_dir)
         point.run_dir = None
-        point.status = INTERRUPTED if code in INTERRUPT_CODES or -code in INTERRUPT_SIGNALS else FAILED
+        point.status = exit_status(process_end(code)).status  # interrupted or failed
     else:
         settle(point)  # the run directory's rule (a launcher's exit.json where the trainer wrote nothing)
     if state.search is not None and point.trial is not None and point.run_dir:
-        from fgbench.rundir import events as metrics
-        from fgbench.sweeps import search as S
+        from fgbench.rundir.events import METRICS_FILE, read_events
+        from fgbench.sweeps import search
 
-        events = metrics.read_events(Path(point.run_dir) / metrics.METRICS_FILE)
-        point.value = S.trial_value(events, state.search.get("metric", "val_top1"))
-        S.tell(state.search, point.trial, point.status, point.value)
+        events = read_events(Path(point.run_dir) / METRICS_FILE)
+        point.value = search.trial_value(events, state.search.get("metric", "val_top1"))
+        search.tell(state.search, point.trial, point.status, point.value)

@@ -98,7 +98,7 @@ def parse_grid_arg(item: str) -> tuple[str, list[Any]]:
         raise UserError(f"--grid {item}: empty key part")
     if not raw:
         raise UserError(f"--grid {item}: no values")
-    import tomllib
+    from fgbench.tomlread import tomllib
 
     try:
         values = tomllib.loads(f"v = [{raw}]")["v"]

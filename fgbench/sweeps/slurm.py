@@ -45,13 +45,15 @@ from typing import Any, Sequence
 from fgbench import paths
 from fgbench.errors import UserError
 from fgbench.rundir.layout import LOG_FILE
-from fgbench.sweeps import state as sweep_state
+from fgbench.sweeps.state import SweepState, list_sweeps, locked, point_done, point_status
 from fgbench.sweeps.backend import SchedulerState, SubmitOptions, Submitted
 from fgbench.sweeps.launch import ensure_trial, finish_point, point_command
 from fgbench.sweeps.plan import FAILED, INTERRUPTED, PENDING, RUNNING
 
 ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
                  "RESIZING", "SUSPENDED", "STOPPED", "SIGNALING", "RESV_DEL_HOLD", "SPECIAL_EXIT"}
+DIED_STATES = {"FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "TIMEOUT"}
+"""A job that ended in one of these died at the scheduler (CANCELLED is a person's doing, not a death)."""
 
 
 def available() -> str | None:
@@ -131,6 +133,11 @@ class JobState:
     @property
     def active(self) -> bool:
         return self.state in ACTIVE_STATES
+
+    def scheduler_state(self) -> SchedulerState:
+        """What the backend protocol says of the job (see :func:`fgbench.sweeps.state.point_status`)."""
+        return SchedulerState(self.state, self.text(), self.active, self.state == "RUNNING",
+                              self.state in DIED_STATES)
 
     def text(self) -> str:
         if self.state == "?":
@@ -255,7 +262,7 @@ class SlurmBackend:
         for p in state.points:
             js = sched.get(p.job_id) if p.job_id else None
             if js is not None:
-                out[p.index] = SchedulerState(js.state, js.text(), js.active, js.state == "RUNNING")
+                out[p.index] = js.scheduler_state()
         return out
 
     def cancel(self, state: Any) -> str:
@@ -275,7 +282,7 @@ class SlurmBackend:
         if available() is not None:
             return {}
         by_job: dict[str, str] = {}
-        for state in sweep_state.list_sweeps(runs_root):
+        for state in list_sweeps(runs_root):
             if state.launcher != self.name:
                 continue
             for p in state.points:
@@ -326,14 +333,16 @@ def resolve_slurm(spec: Any, cli: dict[str, Any], source: str) -> dict[str, Any]
 def submit_points(state: Any, *, retry_failed: bool = False) -> list[int]:
     """Submit, as one job array, every point that is neither finished nor queued or running in
     SLURM (failed ones only with ``retry_failed``); returns their indices."""
-    with sweep_state.locked(state.dir):
-        fresh = sweep_state.SweepState.load_dir(state.dir)
+    with locked(state.dir):
+        fresh = SweepState.load_dir(state.dir)
         sched = query([p.job_id for p in fresh.points if p.job_id])
         todo = []
         for p in fresh.points:
-            if sweep_state.point_done(p) or (p.job_id and sched.get(p.job_id, JobState("?")).active):
+            js = sched.get(p.job_id) if p.job_id else None
+            if point_done(p) or (js is not None and js.active):
                 continue
-            if sweep_state.point_status(p) == FAILED and not retry_failed:
+            status = point_status(p, js.scheduler_state() if js is not None else None)
+            if status == FAILED and not retry_failed:
                 continue
             todo.append(p.index)
         if todo:
@@ -371,10 +380,10 @@ class PointJob:
         env = _job_env()
         sweep_dir = Path(self.sweep_dir)
         if env["node"] == 0:
-            with sweep_state.locked(sweep_dir):
-                state = sweep_state.SweepState.load_dir(sweep_dir)
+            with locked(sweep_dir):
+                state = SweepState.load_dir(sweep_dir)
                 point = state.points[index]
-                if sweep_state.point_done(point):
+                if point_done(point):
                     return 0  # a requeue or a resubmission of a point that already finished
                 try:
                     ensure_trial(state, point)
@@ -403,8 +412,8 @@ class PointJob:
         code = self._proc.returncode
         if env["node"] != 0:
             return code
-        with sweep_state.locked(sweep_dir):
-            state = sweep_state.SweepState.load_dir(sweep_dir)
+        with locked(sweep_dir):
+            state = SweepState.load_dir(sweep_dir)
             point = state.points[index]
             finish_point(state, point, code)
             state.save()

@@ -5,12 +5,9 @@ Decisions:
 * The state file is rewritten atomically after every change. It records which run directory
   belongs to which point (the sweep creates the directory, empty, and records it before the run
   starts), the SLURM job of each point, and a search's trial numbers and values.
-* **A point's status is its run directory's**, by the one rule of :mod:`fgbench.rundir.status`
-  (:func:`point_status`). The state's own ``status`` field is only a record of what the sweep saw
-  last, and speaks only for a point without a run: ``pending`` (never started, or its run
-  directory was deleted: ``--continue`` runs it again), ``interrupted`` (stopped while its trainer
-  was starting) or ``failed`` before any run began (a trial that could not be made, a trainer that
-  refused its input and left nothing behind).
+* **A point's status is its run directory's**, by the one rule of :mod:`fgbench.rundir.status`;
+  :func:`point_status` is the one rule for a point, and says what the scheduler's word and the
+  state's own ``status`` field may add: both speak only for a point without a run.
 * A run directory that ends with nothing of the trainer's in it (the sweep was stopped while the
   trainer was still starting) is removed and its point starts afresh on ``--continue``, so an interrupted sweep
   never leaves a run without its ``recipe.toml``.
@@ -32,7 +29,7 @@ import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from fgbench import paths, rundir
 from fgbench.errors import UserError, escape
@@ -40,6 +37,9 @@ from fgbench.recipe import atomic_write_text, dumps_recipe, validate_recipe
 from fgbench.sweeps.plan import (
     DONE, FAILED, INTERRUPTED, PENDING, RUNNING, SEED_FIELD, Plan, Point, check_count, slug,
 )
+
+if TYPE_CHECKING:
+    from fgbench.sweeps.backend import SchedulerState
 
 STATE_FORMAT = 1
 SWEEPS_DIR = "sweeps"
@@ -194,17 +194,17 @@ def create_state(plan: Plan, tag: str, runs_root: str | os.PathLike[str] | None 
         if plan.spec is not None and plan.spec.search is not None:
             import tomli_w
 
-            from fgbench.sweeps import search as S
+            from fgbench.sweeps import search
 
             atomic_write_text(d / BASE_FILE, tomli_w.dumps(plan.base or {}))
             spec = plan.spec.search.model_dump(mode="json")
             spec["params"] = {k: v for k, v in spec["params"].items()}
-            spec["storage"] = S.storage_url(spec, d)
+            spec["storage"] = search.storage_url(spec, d)
             spec["study"] = tag
             spec["base_file"] = str(d / BASE_FILE)
             state.search = spec
-            rundir.write_json(d / S.SPEC_FILE, spec)
-            S.create(spec)
+            rundir.write_json(d / search.SPEC_FILE, spec)
+            search.create(spec)
         state.save()
     except BaseException:
         if not existed:
@@ -241,12 +241,30 @@ def has_run(point: Point) -> bool:
     return bool(point.run_dir) and rundir.is_run_dir(Path(str(point.run_dir)))
 
 
-def point_status(point: Point) -> str:
-    """The point's status: its run directory's by the run directory's one rule; for a point without
-    a run, what the state recorded (``pending``, or ``failed`` before a run began); a point whose
-    run directory was deleted is ``pending`` (``--continue`` runs it again)."""
+def point_status(point: Point, sched: "SchedulerState | None" = None) -> str:
+    """A point's status: the one rule every reader follows (the status table, ``--continue``, the
+    TUI). ``sched``: what the point's scheduler says of its job (its backend's ``poll``), if any.
+
+    1. **The point has a run** (its run directory holds one): the run directory's status by the
+       rule of :mod:`fgbench.rundir.status`, whatever the scheduler says (its word is shown
+       beside the status, never instead of it: a requeued job waiting to resume is the
+       ``interrupted`` run it will resume).
+    2. No run yet and **the scheduler holds the job**: ``running`` while it runs it (the trainer
+       is starting and has not written its run directory), else ``pending`` (queued).
+    3. No run and **the job died at the scheduler** (failed, node failure, out of memory, time
+       limit) before its run directory was written: ``failed``.
+    4. Otherwise what the sweep recorded for a point without a run: ``pending`` (never started,
+       cancelled while queued, or its run directory was deleted: ``--continue`` runs it again),
+       ``interrupted`` (stopped while its trainer was starting) or ``failed`` before any run began
+       (a trial that could not be made, a trainer that refused its input and left nothing
+       behind; a trainer's end is read by the run directory's rule for a recorded end,
+       :func:`fgbench.rundir.status.exit_status`)."""
     if has_run(point):
         return rundir.read_run(str(point.run_dir)).status
+    if sched is not None and sched.active:
+        return RUNNING if sched.running else PENDING
+    if sched is not None and sched.died:
+        return FAILED
     if point.run_dir and not Path(point.run_dir).exists():
         return PENDING
     return point.status if point.status in (PENDING, FAILED, INTERRUPTED) else PENDING
@@ -307,7 +325,7 @@ def point_seed(point: Point) -> int:
     """The seed a point runs with: its seed-axis value, else its recipe's ``runtime.seed``."""
     if point.seed is not None:
         return point.seed
-    import tomllib
+    from fgbench.tomlread import tomllib
 
     data = tomllib.loads(Path(str(point.recipe_file)).read_text(encoding="utf-8"))
     runtime = data.get("runtime") if isinstance(data.get("runtime"), dict) else {}
@@ -318,7 +336,7 @@ def add_seeds(state: SweepState, seeds: Sequence[int]) -> list[Point]:
     """Give every group of the sweep the seeds it does not have yet: one new point per (group,
     missing seed), its recipe the group's recipe with ``runtime.seed`` changed. Returns the new
     points (none when every group has every seed); the runs that exist are never touched."""
-    import tomllib
+    from fgbench.tomlread import tomllib
 
     if state.search is not None:
         raise UserError(f"sweep {state.tag}: --seeds goes with grids, variants and plain recipes, not a search")

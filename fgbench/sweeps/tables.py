@@ -11,7 +11,7 @@ from typing import Any
 from fgbench import rundir
 from fgbench.errors import UserError
 from fgbench.sweeps import backend
-from fgbench.sweeps.plan import COMPLETED, INTERRUPTED, PENDING, RUNNING, Point, label_value
+from fgbench.sweeps.plan import COMPLETED, Point, label_value
 from fgbench.sweeps.state import SweepState, has_run, point_status
 
 
@@ -19,7 +19,7 @@ def point_runs(state: SweepState) -> tuple[list[Any], list[Point]]:
     """A ``RunInfo`` per point, in point order: the run's, or for a point without a run (pending,
     or failed before it began) one with its status and the point's recipe, and no numbers, so
     that every point of the sweep has its row."""
-    import tomllib
+    from fgbench.tomlread import tomllib
 
     infos = []
     for p in state.points:
@@ -69,8 +69,8 @@ def sweep_table(state: SweepState, baseline: str | None = None,
 
 def _search_table(fresh: SweepState) -> tuple[list[tuple[str, str, str]], list[dict[str, Any]]]:
     from fgbench import report
-    from fgbench.rundir import events as metrics
-    from fgbench.sweeps import search as S
+    from fgbench.rundir.events import METRICS_FILE, read_events
+    from fgbench.sweeps import search
 
     spec = fresh.search
     assert spec is not None
@@ -82,7 +82,7 @@ def _search_table(fresh: SweepState) -> tuple[list[tuple[str, str, str]], list[d
     for p in pts:
         v = p.value
         if v is None:
-            v = S.trial_value(metrics.read_events(Path(str(p.run_dir)) / metrics.METRICS_FILE), spec["metric"])
+            v = search.trial_value(read_events(Path(str(p.run_dir)) / METRICS_FILE), spec["metric"])
         values.append(v)
     def rank(i: int) -> tuple[bool, float]:
         v = values[i]
@@ -100,21 +100,16 @@ def _search_table(fresh: SweepState) -> tuple[list[tuple[str, str, str]], list[d
 
 
 def status_rows(state: SweepState) -> list[dict[str, Any]]:
-    """One row per point: fgbench's status from the run directory and the scheduler's state of
-    its job (its backend's :meth:`~fgbench.sweeps.backend.Backend.poll`). A run whose job the
-    scheduler reports as running is running even where its process is on another node (the run's
-    pid means nothing here); one whose job is queued again is waiting to resume. A run directory
-    that no longer exists is not listed: the point is pending again."""
+    """One row per point: its status by the one rule (:func:`~fgbench.sweeps.state.point_status`:
+    the run directory's; the scheduler's word only for a point without a run yet) and the
+    scheduler's state of its job (its backend's :meth:`~fgbench.sweeps.backend.Backend.poll`)
+    beside it. A run directory that no longer exists is not listed: the point is pending again."""
     fresh = SweepState.load_dir(state.dir)
     sched = backend.get(fresh.launcher).poll(fresh)
     rows = []
     for p in fresh.points:
-        st = point_status(p)
         js = sched.get(p.index)
-        if js is not None and js.running and st in (INTERRUPTED, PENDING, RUNNING):
-            st = RUNNING
-        elif js is not None and js.active and st == RUNNING:
-            st = INTERRUPTED if has_run(p) else PENDING  # requeued: waiting to resume
+        st = point_status(p, js)
         rows.append({"point": str(p.index + 1), "label": p.label, "status": st, "job": p.job_id or "",
                      "scheduler": js.text if js is not None else "", "active": bool(js is not None and js.active),
                      "value": p.value, "run_dir": p.run_dir if has_run(p) else ""})
@@ -126,15 +121,15 @@ def best_recipe_text(state: SweepState) -> tuple[str, Point]:
     if state.search is None:
         raise UserError(f"sweep {state.tag}: --best needs a search (sweep.search); compare a grid with "
                         f"`fgbench runs compare --sweep {state.tag}`")
-    from fgbench.rundir import events as metrics
-    from fgbench.sweeps import search as S
+    from fgbench.rundir.events import METRICS_FILE, read_events
+    from fgbench.sweeps import search
 
     best: Point | None = None
     for p in state.points:
         if p.trial is None or not p.recipe_file or point_status(p) != COMPLETED:
             continue
         if p.value is None and p.run_dir:
-            p.value = S.trial_value(metrics.read_events(Path(p.run_dir) / metrics.METRICS_FILE), state.search["metric"])
+            p.value = search.trial_value(read_events(Path(p.run_dir) / METRICS_FILE), state.search["metric"])
         if p.value is not None and (best is None or p.value > (best.value or -1)):
             best = p
     if best is None:

@@ -163,13 +163,13 @@ def bf16_supported(device: torch.device) -> bool:
 
 def allowed_loaders(recipe, splits) -> list[str]:
     """The loaders to time: the recipe's own (or what ``auto`` chose) first, then the others it allows."""
-    from fgbench.data import loaders as L
+    from fgbench.data.loaders import FileSource, _formats, check_device_loader
     from fgbench.errors import UserError
 
     own = splits.loader
     kinds = [own]
     try:
-        L.check_device_loader(recipe.data, recipe.augment)
+        check_device_loader(recipe.data, recipe.augment)
         device_ok = True
     except UserError:
         device_ok = False
@@ -177,7 +177,7 @@ def allowed_loaders(recipe, splits) -> list[str]:
         kinds.append("device")
     if own != "standard":
         kinds.append("standard")
-    if own != "cached" and splits.index.kind != "cifar" and "JPEG" in L._formats(L.FileSource(splits.index.train)):
+    if own != "cached" and splits.index.kind != "cifar" and "JPEG" in _formats(FileSource(splits.index.train)):
         kinds.append("cached")
     return kinds
 
@@ -217,13 +217,13 @@ class _Bench:
         return t
 
     def loaders(self, kind: str, splits=None):
-        from fgbench.data import loaders as L
+        from fgbench.data.loaders import build_loaders
 
         st = self.stage
         data = self.recipe.data.model_copy(update={"loader": kind})
-        return L.build_loaders(splits or self.splits, data, self.recipe.augment, train_size=st.train_size,
-                               test_size=st.test_size, batch_size=st.batch_size, seed=self.recipe.runtime.seed,
-                               device=self.device)
+        return build_loaders(splits or self.splits, data, self.recipe.augment, train_size=st.train_size,
+                             test_size=st.test_size, batch_size=st.batch_size, seed=self.recipe.runtime.seed,
+                             device=self.device)
 
     def splits_for(self, kind: str):
         if kind == self.splits.loader:
@@ -289,7 +289,10 @@ class _Bench:
                 cheaper = self._cheaper(held, bs, limit)
         finally:
             own_loaders.close()
-        bottleneck, advice = diagnose(limit, rates, e2e, cheaper, recipe=r)
+        from fgbench.train.plan import resolve_precision
+
+        auto_bf16 = resolve_precision("auto", self.device)[0] == "bf16"
+        bottleneck, advice = diagnose(limit, rates, e2e, cheaper, recipe=r, auto_bf16=auto_bf16)
         setup = {"arch": r.model.arch, "device": str(self.device), "threads": torch.get_num_threads(),
                  "batch_size": bs, "train_size": st.train_size, "precision": r.runtime.precision,
                  "channels_last": bool(engine.channels_last), "loader": own, "workers": resolve_workers(r.data)[0],
@@ -317,8 +320,10 @@ class _Bench:
         return rate
 
 
-def diagnose(limit: Rate, loaders: list[Rate], e2e: Rate, cheaper: Rate | None, *, recipe) -> tuple[str, list[str]]:
-    """The bottleneck in a sentence, and what to change (pure arithmetic on the rates)."""
+def diagnose(limit: Rate, loaders: list[Rate], e2e: Rate, cheaper: Rate | None, *, recipe,
+             auto_bf16: bool = False) -> tuple[str, list[str]]:
+    """The bottleneck in a sentence, and what to change (pure arithmetic on the rates). ``auto_bf16``:
+    ``runtime.precision = "auto"`` would train in bf16 on this device (a CUDA GPU with native bf16)."""
     own = loaders[0]
     advice: list[str] = []
     wait = e2e.extra.get("data_wait_frac", 0.0)
@@ -343,8 +348,11 @@ def diagnose(limit: Rate, loaders: list[Rate], e2e: Rate, cheaper: Rate | None, 
             advice.append(f"end to end reaches {e2e.ratio:.2f}x the limit although the loader is faster: the loader "
                           "and the step share the CPU cores (fewer data.workers may help)")
     if cheaper is not None and cheaper.ratio is not None and cheaper.ratio > 1.1:
+        # "auto" picks bf16 on a CUDA GPU with native bf16 only: elsewhere (this CPU) name bf16 itself
+        which = ("runtime.precision = \"auto\" (bf16 on this GPU, fp32 where there is none)" if auto_bf16
+                 else "runtime.precision = \"bf16\"")
         advice.append(f"bf16 autocast + channels_last is {cheaper.ratio:.2f}x the step rate here: set "
-                      "runtime.precision = \"bf16\" and runtime.channels_last = true if this recipe's precision "
+                      f"{which} and runtime.channels_last = true if this recipe's precision "
                       "is not part of what it reproduces (check the accuracy on a short run)")
     if not advice:
         advice.append("nothing obvious: end to end is close to the limit")

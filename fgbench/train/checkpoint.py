@@ -13,6 +13,14 @@ loading with ``weights_only=False``, i.e. running the file's code, which fgbench
 
 Temporary files of an atomic write that a kill interrupted (``.last.pt.XXXX.tmp``) are removed by
 :func:`remove_stale_temps`, which the trainer calls on resume and at the end of a run.
+
+The trainer writes its checkpoints in the background (:class:`BackgroundSaver`): the state is copied
+to CPU memory at the checkpoint (a snapshot, so the next steps cannot change what is written), then
+one thread serialises it, fsyncs and renames it while training goes on. One write at a time, in
+order: a new save first waits for the previous one, and its error (a full disk) is raised then, in
+the training thread. A kill at any moment still leaves the previous complete file or the new one
+(the write is the same atomic write), and the ``checkpoint`` event is written only once the file is
+in place.
 """
 
 from __future__ import annotations
@@ -20,8 +28,9 @@ from __future__ import annotations
 import os
 import random
 import re
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -59,6 +68,79 @@ def cpu_state_dict(module_or_state: Any) -> dict[str, torch.Tensor]:
 
 def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
     atomic_write(path, lambda f: torch.save(payload, f))
+
+
+class Frozen:
+    """A part of a checkpoint's payload that is already a copy nothing changes (e.g. the best
+    weights' CPU copy, taken at the same step): :func:`snapshot` keeps it as it is."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+
+def snapshot(obj: Any) -> Any:
+    """A copy of ``obj`` (dicts, lists and tuples of tensors and plain values) that nothing the
+    trainer does later can change: every tensor copied to CPU memory (a CPU-GPU sync point on CUDA),
+    every container rebuilt; strings and numbers are immutable and shared; a :class:`Frozen` part is
+    used as it is, not copied again."""
+    if isinstance(obj, Frozen):
+        return obj.value
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: snapshot(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [snapshot(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(snapshot(v) for v in obj)
+    return obj
+
+
+class BackgroundSaver:
+    """Writes checkpoints on a background thread, one at a time and in order (see the module's
+    docstring). ``background=False`` writes in the calling thread (the old path, for comparison)."""
+
+    def __init__(self, *, background: bool = True):
+        self.background = background
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def save(self, path: str | os.PathLike[str], payload: dict[str, Any], *, copy: bool = True,
+             done: Callable[[], object] | None = None) -> None:
+        """Write ``payload`` to ``path`` atomically, after the previous write ended; ``copy``: take a
+        :func:`snapshot` of it first (False when the caller built it from copies nothing changes);
+        ``done`` is called once the file is in place (from the writing thread)."""
+        self.wait()  # at most one snapshot in memory besides the live state; raises the previous error
+        data = snapshot(payload) if copy else payload
+        if not self.background:
+            save_checkpoint(path, data)
+            if done is not None:
+                done()
+            return
+        self._thread = threading.Thread(target=self._write, args=(path, data, done), name="fgbench-checkpoint",
+                                        daemon=True)
+        self._thread.start()
+
+    def _write(self, path: str | os.PathLike[str], data: dict[str, Any], done: Callable[[], object] | None) -> None:
+        try:
+            save_checkpoint(path, data)
+            if done is not None:
+                done()
+        except BaseException as err:  # noqa: BLE001 - handed to the training thread by wait()
+            self._error = err
+
+    def wait(self) -> None:
+        """Return once no write is in progress; raise the error of a write that failed."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join()
+        err, self._error = self._error, None
+        if err is not None:
+            raise err
+
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
 
 class CheckpointError(UserError):

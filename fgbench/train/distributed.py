@@ -65,7 +65,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 import torch.distributed as dist
@@ -93,7 +93,7 @@ class World:
         return self.rank == 0
 
 
-def world_from_env(env: dict[str, str] | None = None) -> World | None:
+def world_from_env(env: Mapping[str, str] | None = None) -> World | None:
     """The torchrun world this process belongs to, or None outside torchrun (or a world of one)."""
     env = os.environ if env is None else env
     size = int(env.get("WORLD_SIZE", "1") or 1)
@@ -275,7 +275,7 @@ class Dist:
         waits on the network) and at the end of each epoch (``wait=True``: agreed at once)."""
         if self._stopped:
             return True
-        if self._stop_work is not None:
+        if self._stop_work is not None and self._stop_buf is not None:  # set together, below
             self._stop_work.wait()
             self._stop_work = None
             if int(self._stop_buf.item()) > 0:
@@ -446,6 +446,7 @@ def torchrun_command(args: RunRequest, *, run_dir: Path | None, python: str | No
     if args.resume:
         cmd += ["--resume", str(run_dir)]
     else:
+        assert args.recipe is not None  # RunRequest.check: a recipe or --resume
         cmd.append(str(Path(args.recipe).resolve()))
         for item in args.overrides or []:
             cmd += ["--set", item]

@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,23 @@ from torch import nn
 from fgbench.train.models import forward_train
 from fgbench.rundir.confusion import DENSE_MAX_CLASSES
 from fgbench.train.telemetry import StepClock
+
+
+class EvalEngine(Protocol):
+    """What :func:`evaluate` reads of its engine: an :class:`Engine` has it all; evaluating a
+    saved run (``fgbench.train.predict``) needs only this."""
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def channels_last(self) -> bool: ...
+
+    @property
+    def reduce(self) -> Callable[[torch.Tensor], None] | None:
+        """The sum over the DDP processes (None in a single process)."""
+
+    def eval_autocast(self) -> Any: ...
 
 
 @dataclass
@@ -114,7 +131,8 @@ def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batche
     model.train()
     if engine.ema is not None:
         engine.ema.module.eval()
-    ddp = engine.reduce is not None
+    reduce = engine.reduce  # set under DDP only
+    ddp = reduce is not None
     # Under DDP the sums below are this process's share of the images trained in this call.
     acc = torch.tensor([0.0, 0.0] if ddp else [stats.loss_sum, stats.correct], dtype=torch.float64, device=dev)
     seen = 0 if ddp else stats.seen
@@ -188,9 +206,9 @@ def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batche
         stats.batches += 1
 
         if engine.step % hooks.log_every == 0:
-            if ddp:
+            if reduce is not None:
                 window = torch.cat([acc - win_acc, acc.new_tensor([seen - win_seen])])
-                engine.reduce(window)  # all-reduce over the processes (logging steps only)
+                reduce(window)  # all-reduce over the processes (logging steps only)
                 loss_sum, correct, k = window.tolist()  # CPU-GPU sync point
             else:
                 loss_sum, correct = (acc - win_acc).tolist()  # CPU-GPU sync point (logging steps only)
@@ -212,9 +230,9 @@ def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batche
             stopped = True
             break
 
-    if ddp:
+    if reduce is not None:
         total = torch.cat([acc, acc.new_tensor([seen])])
-        engine.reduce(total)  # all-reduce over the processes (end of epoch or stop)
+        reduce(total)  # all-reduce over the processes (end of epoch or stop)
         loss_sum, correct, n = total.tolist()  # CPU-GPU sync point
         loss_sum, correct, seen = stats.loss_sum + loss_sum, stats.correct + correct, stats.seen + int(round(n))
     else:
@@ -236,7 +254,7 @@ def train_one_epoch(engine: Engine, batches: Iterable, *, epoch: int, num_batche
     }
 
 
-def evaluate(model: nn.Module, loader, engine: Engine, *, num_classes: int, top_k: int = 5,
+def evaluate(model: nn.Module, loader, engine: EvalEngine, *, num_classes: int, top_k: int = 5,
              on_corrupt: Callable[[tuple[str, ...]], None] | None = None, predictions: bool = False) -> dict:
     """Top-1 / top-k accuracy (percent), mean loss and the confusion matrix of one split:
     ``confusion``, a dense ``(C, C)`` tensor up to ``DENSE_MAX_CLASSES`` classes; past that
@@ -250,14 +268,14 @@ def evaluate(model: nn.Module, loader, engine: Engine, *, num_classes: int, top_
                          predictions=predictions)
 
 
-def _evaluate(model: nn.Module, loader, engine: Engine, *, num_classes: int, top_k: int,
+def _evaluate(model: nn.Module, loader, engine: EvalEngine, *, num_classes: int, top_k: int,
               on_corrupt: Callable[[tuple[str, ...]], None] | None, predictions: bool) -> dict:
     was_training = model.training
     model.eval()
     dev = engine.device
     k = min(top_k, num_classes)
     sums = torch.zeros(3, dtype=torch.float64, device=dev)  # loss, top1, topk
-    reduce = getattr(engine, "reduce", None)
+    reduce = engine.reduce
     # Up to DENSE_MAX_CLASSES (or under DDP, whose processes sum their counts) the matrix is counted
     # densely; past it only the cells that occur: 10,000 classes would be a 10^8-cell matrix.
     dense = num_classes <= DENSE_MAX_CLASSES or reduce is not None

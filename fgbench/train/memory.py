@@ -18,21 +18,22 @@ Two guards, each giving one line instead of a traceback (or the kernel's out-of-
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fgbench.errors import UserError
 
-ADAM_FAMILY = ("adam", "adamw", "radam", "nadam", "lamb", "lion")
+if TYPE_CHECKING:
+    import torch
 
 
 def _fmt_gb(n: float) -> str:
     return f"{n / 2**30:.1f} GB"
 
 
-def device_memory(device) -> int | None:
+def device_memory(device: "torch.device") -> int | None:
     """The whole memory of ``device`` in bytes (a GPU's, or the machine's RAM for the CPU)."""
     try:
-        if getattr(device, "type", str(device)) == "cuda":
+        if device.type == "cuda":
             import torch
 
             return int(torch.cuda.get_device_properties(device).total_memory)
@@ -44,9 +45,11 @@ def device_memory(device) -> int | None:
 
 
 def training_copies(recipe) -> int:
-    """How many fp32 copies of the parameters training keeps (weights, gradients, optimizer state, EMA)."""
-    name = str(getattr(recipe.optim, "name", "")).lower()
-    state = 2 if name in ADAM_FAMILY else 1 if getattr(recipe.optim, "momentum", 0) else 0
+    """How many fp32 copies of the parameters training keeps (weights, gradients, optimizer state, EMA).
+    The optimizer's state is read off its recipe section, so a new optimizer needs no entry here: one
+    with ``betas`` keeps two moments (the Adam family), one with a nonzero ``momentum`` one buffer."""
+    optim = recipe.optim
+    state = 2 if getattr(optim, "betas", None) is not None else 1 if getattr(optim, "momentum", 0) else 0
     return 2 + state + (1 if recipe.ema.enabled else 0)
 
 
@@ -66,7 +69,7 @@ def count_parameters(model_cfg, num_classes: int, data_cfg) -> int | None:
         return None
 
 
-def check_model_fits(recipe, model_cfg, num_classes: int, device) -> None:
+def check_model_fits(recipe, model_cfg, num_classes: int, device: "torch.device") -> None:
     """Refuse (``UserError``) a model whose parameters alone cannot fit in ``device``'s memory."""
     total = device_memory(device)
     if total is None:
@@ -77,7 +80,7 @@ def check_model_fits(recipe, model_cfg, num_classes: int, device) -> None:
     copies = training_copies(recipe)
     need = params * 4 * copies
     if need > total:
-        where = "this GPU" if getattr(device, "type", "") == "cuda" else "this machine"
+        where = "this GPU" if device.type == "cuda" else "this machine"
         count = f"{params / 1e9:.1f} billion" if params >= 1e9 else f"{params / 1e6:.1f} million"
         raise UserError(f"model: {recipe.model.arch} has {count} parameters; training holds "
                         f"them {copies} times in fp32 (weights, gradients, optimizer state"
@@ -102,7 +105,7 @@ def is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower())
 
 
-def oom_line(err: BaseException, recipe: Any, device: Any, batch_size: int | None = None,
+def oom_line(err: BaseException, recipe: Any, device: "torch.device", batch_size: int | None = None,
              train_size: int | None = None) -> str:
     """One line for an allocation that failed while training."""
     m = _ALLOC.search(str(err))
@@ -113,5 +116,5 @@ def oom_line(err: BaseException, recipe: Any, device: Any, batch_size: int | Non
         tried = f" (it tried to allocate {_fmt_gb(n * scale)})"
     bs = batch_size or recipe.data.batch_size
     size = train_size or recipe.data.train_size
-    return (f"out of memory on {getattr(device, 'type', device)}{tried}: {size} px images at batch {bs} do not "
+    return (f"out of memory on {device.type}{tried}: {size} px images at batch {bs} do not "
             f"fit; lower data.batch_size or data.train_size (or use runtime.precision = \"bf16\")")

@@ -21,7 +21,9 @@ _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalRe
 def param_groups(model: nn.Module, weight_decay: float, no_decay_norm_bias: bool) -> list[dict]:
     if not no_decay_norm_bias or weight_decay == 0:
         return [{"params": list(model.parameters()), "weight_decay": weight_decay}]
-    decay, no_decay, seen = [], [], set()
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    seen: set[int] = set()
     for module in model.modules():
         for p in module.parameters(recurse=False):
             if id(p) in seen:

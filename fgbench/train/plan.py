@@ -1,7 +1,9 @@
 """What a run needs before it writes anything, built once: :class:`RunPlan` (engine zone).
 
 :func:`build_plan` loads and checks the recipe (once), resolves the device, indexes the dataset,
-resolves the stages (once, with the global batch), checks the loader choice, the transforms and
+resolves the stages (once, with the global batch), decides the loader (``splits.choice``, the one
+source the trainer's loaders follow: :func:`~fgbench.data.loaders.choose_loader` is also the one
+check that the recipe allows an explicit ``data.loader = "device"``), checks the transforms and
 what only the dataset can tell about the recipe (:func:`preflight`), builds the model and reads the
 resume point. Everything here raises ``UserError`` / ``RecipeError`` on the user's input, which the
 CLI prints as one line with exit code 2; no file of the run exists yet.
@@ -14,12 +16,12 @@ import random
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
 from fgbench.errors import RecipeError, UserError, escape
-from fgbench.recipe import Recipe, load_recipe, validate_recipe
+from fgbench.recipe import FileWeights, MocoWeights, Recipe, load_recipe, validate_recipe
 from fgbench.rundir import layout
 from fgbench.rundir.request import RunRequest
 from fgbench.textsafe import safe
@@ -56,6 +58,8 @@ class RunPlan:
     """lines about the dataset folder and the model, logged at the start of the run"""
     resume: ResumePoint | None = None
     world_size: int = 1
+    precision: tuple[str, str] = ("fp32", "runtime.precision = \"fp32\"")
+    """(what ``runtime.precision`` resolved to, why); ``recipe`` already holds the resolved value"""
 
     @property
     def source(self) -> str | None:
@@ -90,6 +94,38 @@ def setup_runtime(recipe: Recipe, device: torch.device) -> None:
     seed_everything(rt.seed)
 
 
+def cuda_bf16_native(device: torch.device) -> bool:
+    """Whether this CUDA device computes bf16 natively (compute capability 8.0 and later); older GPUs
+    only emulate it, slower than fp32."""
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # pragma: no cover - torch before 2.3 has no ``including_emulation``
+        return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
+def resolve_precision(asked: str, device: torch.device, *,
+                      bf16_native: Callable[[torch.device], bool] = cuda_bf16_native) -> tuple[str, str]:
+    """(the precision to train in, why) for ``runtime.precision`` on ``device``. ``auto`` is bf16
+    autocast on a CUDA device with native bf16 (no gradient scaler, about twice fp32's speed on
+    tensor cores) and fp32 elsewhere; any other value is taken as written. ``bf16_native``: the
+    capability probe (tests pass a fake one)."""
+    if asked != "auto":
+        return asked, f"runtime.precision = \"{asked}\""
+    if device.type == "cuda":
+        if bf16_native(device):
+            return "bf16", "runtime.precision = \"auto\": this CUDA device computes bf16 natively"
+        return "fp32", "runtime.precision = \"auto\": this CUDA device has no native bf16 (before compute capability 8.0)"
+    return "fp32", f"runtime.precision = \"auto\": fp32 on the {device.type.upper()} (auto picks bf16 on CUDA only)"
+
+
+def with_precision(recipe: Recipe, precision: str) -> Recipe:
+    """``recipe`` with ``runtime.precision`` set to a resolved value (no other field changes)."""
+    if recipe.runtime.precision == precision:
+        return recipe
+    runtime = recipe.runtime.model_copy(update={"precision": precision})
+    return recipe.model_copy(update={"runtime": runtime})
+
+
 PYTORCH_TF32 = (False, True)
 """PyTorch's own defaults since 1.12: (matmul, cuDNN convolutions)."""
 
@@ -121,13 +157,13 @@ def seed_everything(seed: int) -> None:
 def check_transforms(recipe: Recipe) -> None:
     """Build every transform the run will use once: normalization constants (``data.normalize =
     "dataset"`` needs known ones) and the crop settings fail here, not after the run exists."""
-    from fgbench.data import transforms as T
+    from fgbench.data import transforms
 
     data = recipe.data
     for size in {data.train_size, *(st.train_size for st in recipe.stages if st.train_size)}:
-        T.train_transform(data, recipe.augment, size)
+        transforms.train_transform(data, recipe.augment, size)
     for size in {data.test_size, *(st.test_size for st in recipe.stages if st.test_size), *recipe.eval.final_test_sizes}:
-        T.test_transform(data, size)
+        transforms.test_transform(data, size)
 
 
 MAGIC_BYTES = (b"PK\x03\x04", b"\x80")
@@ -156,7 +192,7 @@ def preflight(recipe: Recipe, splits: "Splits", source: str | None = None) -> No
                             f"{'s' if count != 1 else ''}); every class needs at least 2 training images, or "
                             "set data.val_fraction = 0 and eval.select_on = \"last\"")
     pre = recipe.model.pretrained
-    path = getattr(pre, "path", None)
+    path = pre.path if isinstance(pre, (FileWeights, MocoWeights)) else None
     if path:
         field = f"{where}model.pretrained.path"
         p = Path(path).expanduser()
@@ -165,10 +201,10 @@ def preflight(recipe: Recipe, splits: "Splits", source: str | None = None) -> No
             st = os.stat(p)
         except OSError:
             raise UserError(f"{field}: {shown}: weights file not found") from None
-        import stat as S
+        import stat
 
-        if not S.S_ISREG(st.st_mode):
-            kind = "a directory" if S.S_ISDIR(st.st_mode) else "not a regular file (a FIFO or device)"
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file (a FIFO or device)"
             raise UserError(f"{field}: {shown} is {kind}, not a weights file")
         try:
             fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
@@ -196,19 +232,19 @@ def resume_dir(request: RunRequest) -> Path:
 
 
 def _resume_point(run_dir: Path) -> ResumePoint:
-    from fgbench.train import checkpoint as C
+    from fgbench.train import checkpoint
 
     last = run_dir / layout.CHECKPOINT_DIR / layout.LAST_CKPT
     if not last.is_file():
         raise UserError(f"{run_dir}: no checkpoint to resume from ({last} is missing)")
-    ckpt = C.load_checkpoint(last)  # a CheckpointError is one line naming the file
+    ckpt = checkpoint.load_checkpoint(last)  # a CheckpointError is one line naming the file
     best = None
     best_path = run_dir / layout.CHECKPOINT_DIR / layout.BEST_CKPT
     if best_path.is_file():
         try:
-            best = C.load_checkpoint(best_path)
-        except C.CheckpointError as err:
-            raise C.CheckpointError(f"{err}; move it away to resume without the best weights so far") from None
+            best = checkpoint.load_checkpoint(best_path)
+        except checkpoint.CheckpointError as err:
+            raise checkpoint.CheckpointError(f"{err}; move it away to resume without the best weights so far") from None
     return ResumePoint(run_dir, ckpt, best)
 
 
@@ -236,9 +272,9 @@ def build_plan(request: RunRequest, *, recipe: Recipe | None = None, resume: Pat
 def _build(request: RunRequest, *, recipe: Recipe | None, resume: Path | None, world: "World | None",
            launcher: bool) -> RunPlan:
     from fgbench.data.index import folder_report, resolve_index
-    from fgbench.data.loaders import check_device_loader, load_splits, mix_seed
+    from fgbench.data.loaders import load_splits, mix_seed
     from fgbench.recipe import NoPretrained
-    from fgbench.train import distributed as D
+    from fgbench.train import distributed
     from fgbench.train.models import build_model, channels_last_for
 
     point = None
@@ -255,14 +291,17 @@ def _build(request: RunRequest, *, recipe: Recipe | None, resume: Path | None, w
 
     world_size = world.size if world is not None else 1
     if launcher:
-        world_size = D.check_launch(request, recipe)
+        world_size = distributed.check_launch(request, recipe)
         device = torch.device("cpu")  # the launcher only builds the model to check it
     elif world is not None:
-        device = D.device_for(recipe.runtime.device, world)
+        device = distributed.device_for(recipe.runtime.device, world)
         if device.type == "cuda":
             torch.cuda.set_device(device)
     else:
         device = resolve_device(recipe.runtime.device)
+    precision = resolve_precision(recipe.runtime.precision, device)
+    if not launcher:  # the launcher's device is a placeholder: each worker resolves on its own device
+        recipe = with_precision(recipe, precision[0])
     index = resolve_index(recipe.data)
     schedule: Any = recipe.schedule  # every variant of the tagged union has ``epochs``
     for path in index.not_files if world is None or world.is_main else []:
@@ -274,10 +313,8 @@ def _build(request: RunRequest, *, recipe: Recipe | None, resume: Path | None, w
                          epochs=schedule.epochs + sum(st.epochs for st in recipe.stages))
     preflight(recipe, splits, None if request.resume else request.recipe)
     # the stages, resolved once with the global batch: what only the data can check, and the trainer's
-    stages = tuple(resolve_stages(D.global_batch_recipe(recipe, world_size), len(splits.train)))
-    D.check_batches(recipe, len(splits.train), world_size)
-    if splits.loader == "device":
-        check_device_loader(recipe.data, recipe.augment)
+    stages = tuple(resolve_stages(distributed.global_batch_recipe(recipe, world_size), len(splits.train)))
+    distributed.check_batches(recipe, len(splits.train), world_size)
     check_transforms(recipe)
     if not launcher:
         setup_runtime(recipe, device)
@@ -302,17 +339,19 @@ def _build(request: RunRequest, *, recipe: Recipe | None, resume: Path | None, w
             # process draws its own dropout masks and mixing pairs; rank 0 keeps the run's stream.
             seed_everything(mix_seed(recipe.runtime.seed, world.rank))
         if world_size > 1 and recipe.distributed.sync_bn:
-            model = D.convert_sync_bn(model, device)
+            model = distributed.convert_sync_bn(model, device)
         model = model.to(device)
     channels_last = channels_last_for(recipe.runtime.channels_last, recipe.model.arch, device.type)
     if channels_last[0] and not launcher:
         model = model.to(memory_format=torch.channels_last)
     report = (*folder_report(index, len(splits.val)), *built.report,
-              f"memory format: {'channels_last' if channels_last[0] else 'NCHW'} ({channels_last[1]})")
+              f"memory format: {'channels_last' if channels_last[0] else 'NCHW'} ({channels_last[1]})",
+              f"precision: {precision[0]} ({precision[1]})")
     if splits.loader != "device":  # the device loader has no workers
         from fgbench.data.loaders import resolve_workers
 
         workers, why_workers = resolve_workers(recipe.data)
         report = (*report, f"loader workers: {workers} ({why_workers})")
     return RunPlan(request=request, recipe=recipe, device=device, splits=splits, stages=stages, model=model,
-                   channels_last=channels_last, report=report, resume=point, world_size=world_size)
+                   channels_last=channels_last, report=report, resume=point, world_size=world_size,
+                   precision=precision)

@@ -152,12 +152,12 @@ def _autocast(loaded: LoadedRun):
 def predict_images(run_dir: str | os.PathLike[str], images: Sequence[str], *, top_k: int = 5, ema: bool = False,
                    checkpoint: str = "best", device: str = "auto", test_size: int | None = None) -> list[dict]:
     """Top-k classes of each image: ``[{"image", "top": [{"class", "index", "probability"}]}]``."""
-    from fgbench.data import transforms as T
+    from fgbench.data import transforms
     from fgbench.data.loaders import FileSource, decode_errors, decode_need
 
     loaded = load_run(run_dir, checkpoint=checkpoint, ema=ema, device=device, test_size=test_size)
     data = loaded.recipe.data
-    tf = T.test_transform(data, loaded.test_size)
+    tf = transforms.test_transform(data, loaded.test_size)
     draft = decode_need(tf, data)
     source = FileSource([(str(p), 0) for p in images], 20 if data.crop_banner else 0)
     k = min(top_k, len(loaded.class_names))
@@ -187,6 +187,8 @@ def predict_images(run_dir: str | os.PathLike[str], images: Sequence[str], *, to
 
 class _EvalEngine:
     """What ``fgbench.train.loop.evaluate`` reads from its engine: device, autocast, memory format."""
+
+    reduce = None  # one process: nothing to sum over
 
     def __init__(self, loaded: LoadedRun):
         self.device = loaded.device

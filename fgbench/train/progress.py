@@ -16,16 +16,8 @@ import sys
 import time
 from typing import TextIO
 
+from fgbench.formats import fmt_clock
 from fgbench.textsafe import safe_lines
-
-
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "--:--"
-    s = int(seconds + 0.5)
-    h, rem = divmod(s, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
 class Progress:
@@ -76,7 +68,7 @@ class Progress:
             parts.append(f"acc {self.top1:.1f}%")
         if self.images_per_s:
             parts.append(f"{self.images_per_s:.0f} img/s")
-        parts.append(f"ETA {fmt_duration(self.eta(step))}")
+        parts.append(f"ETA {fmt_clock(self.eta(step))}")
         self.stream.write("\r\x1b[2K" + "  ".join(parts))
         self.stream.flush()
         self._drawn = True
@@ -90,7 +82,7 @@ class Progress:
             acc = f"  acc {top1:.1f}%" if top1 is not None else ""
             ips = f"  {images_per_s:.0f} img/s" if images_per_s else ""
             print(f"epoch {epoch}/{total_epochs}  batch {batch}/{batches}  step {step}  loss {loss:.4f}{acc}"
-                  f"  lr {lr:.3g}{ips}  ETA {fmt_duration(self.eta(step))}", flush=True)
+                  f"  lr {lr:.3g}{ips}  ETA {fmt_clock(self.eta(step))}", flush=True)
 
     def line(self, text: str) -> None:
         """A full line (epoch summaries, notices), printed above the bar."""

@@ -57,14 +57,14 @@ from fgbench.train.plan import RunPlan, build_plan, resume_dir
 def run_command(request: RunRequest, recipe: Recipe | None = None) -> int:
     """``fgbench run``: the exit code. ``recipe``: the request's recipe, when the CLI already loaded
     it (before importing torch, so that a bad recipe fails fast)."""
-    from fgbench.train import distributed as D
+    from fgbench.train import distributed
 
     request.check()
-    world = D.world_from_env()
+    world = distributed.world_from_env()
     if world is not None:
         return _run_worker(request, world, recipe)
     try:
-        if D.wants_launch(request):
+        if distributed.wants_launch(request):
             return _launch(request, recipe)
         if request.resume:
             with RunSession.adopt(resume_dir(request)) as session:  # locked before its status is trusted
@@ -83,22 +83,22 @@ def run_command(request: RunRequest, recipe: Recipe | None = None) -> int:
 
 def _launch(request: RunRequest, recipe: Recipe | None) -> int:
     """``--nproc``/``--nnodes``: plan here (every check), hold the session, run torchrun."""
-    from fgbench.train import distributed as D
+    from fgbench.train import distributed
 
     if request.resume:
         with RunSession.adopt(resume_dir(request)) as session:
             build_plan(request, resume=session.run_dir, launcher=True)  # the workers build their own
-            return D.launch(request, run_dir=session.run_dir)
+            return distributed.launch(request, run_dir=session.run_dir)
     plan = build_plan(request, recipe=recipe, launcher=True)
     given = Path(request.run_dir).expanduser().absolute() if request.run_dir else None
     if request.node_rank != 0:  # other nodes never write the run directory
         del plan
-        return D.launch(request, run_dir=given)
+        return distributed.launch(request, run_dir=given)
     with RunSession.place(run_dir=given, runs_root=request.runs_root, name=plan.recipe.name) as session:
         session.lock()
         session.run_dir = session.run_dir.absolute()
         del plan  # the workers build their own model and data
-        code = D.launch(request, run_dir=session.run_dir)
+        code = distributed.launch(request, run_dir=session.run_dir)
         if session.origin == "created" and session.run_dir.is_dir() and layout.RunDir(session.run_dir).is_fresh():
             session.discard()  # the workers stopped before writing anything (bad input)
         return code
@@ -106,12 +106,12 @@ def _launch(request: RunRequest, recipe: Recipe | None) -> int:
 
 def _run_worker(request: RunRequest, world, recipe: Recipe | None) -> int:
     """One torchrun process: returns its exit code to torchrun (see ``distributed.quiet_code``)."""
-    from fgbench.train import distributed as D
+    from fgbench.train import distributed
 
     # torchrun started us with SIGINT ignored (see distributed.launch); until training installs its
     # own handler, Ctrl-C means "stop now" as in any Python program.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    D.register_worker(world)
+    distributed.register_worker(world)
     code, symmetric = EXIT_FAILED, False
     try:
         code, symmetric = _worker(request, world, recipe)
@@ -122,15 +122,15 @@ def _run_worker(request: RunRequest, world, recipe: Recipe | None) -> int:
         print("interrupted", file=sys.stderr)
         code = EXIT_INTERRUPTED
     finally:
-        D.record_exit(world, code)
-    return D.quiet_code(code, symmetric)
+        distributed.record_exit(world, code)
+    return distributed.quiet_code(code, symmetric)
 
 
 def _worker(request: RunRequest, world, recipe: Recipe | None) -> tuple[int, bool]:
     """(exit code, whether every process ends the same way)."""
-    from fgbench.train import distributed as D
+    from fgbench.train import distributed
 
-    d = D.Dist(world).start()
+    d = distributed.Dist(world).start()
     session: RunSession | None = None
     try:
         error: UserError | None = None
@@ -204,7 +204,7 @@ def train(plan: RunPlan, session: RunSession, *, dist: Any = None) -> int:
                      splits=plan.splits, model=plan.model, model_report=list(plan.report), writer=writer,
                      progress=progress, stop=stop, resume=resume.last if resume else None,
                      resume_best=resume.best if resume else None, dist=dist, stages=plan.stages,
-                     channels_last=plan.channels_last)
+                     channels_last=plan.channels_last, precision=plan.precision)
     trainer = None
     try:
         if main:
@@ -252,8 +252,8 @@ def train(plan: RunPlan, session: RunSession, *, dist: Any = None) -> int:
 
         if is_out_of_memory(err):  # sizes the schema allows but memory does not: one line, the traceback kept in the events
             st = trainer.stage if trainer is not None else None
-            line = oom_line(err, plan.recipe, plan.device, getattr(st, "batch_size", None),
-                            getattr(st, "train_size", None))
+            line = oom_line(err, plan.recipe, plan.device, st.batch_size if st is not None else None,
+                            st.train_size if st is not None else None)
             print(line, file=session.terminal[1], flush=True)
             _finish_failed(writer, trainer, line, tb, EXIT_FAILED)
             return EXIT_FAILED
@@ -382,9 +382,9 @@ def _print_result(s: Summary) -> None:
                          f"test {pct(b.test_top1)} (top-{s.top_k} {pct(b.test_topk)})")
     last = s.last
     for model in ("raw", "ema"):
-        v = getattr(last, model) if last is not None else None
-        if v is not None and last is not None:
-            lines.append(f"  {model}: last epoch {last.epoch}: test {pct(v.test_top1)}")
+        numbers = last.of(model) if last is not None else None
+        if numbers is not None and last is not None:
+            lines.append(f"  {model}: last epoch {last.epoch}: test {pct(numbers.test_top1)}")
     for size, v in s.final_test_sizes.items():
         lines.append(f"  test at {size}px: raw {pct(v.get('raw'))}, ema {pct(v.get('ema'))}")
     print("\n".join(lines), flush=True)

@@ -122,5 +122,5 @@ def plan_for_stage(schedule, *, lr: float, epochs: int, steps_per_epoch: int, wa
         hold_steps=int(round(hold_epochs * steps_per_epoch)),
         decay_steps=max(1, int(round(period_epochs * steps_per_epoch))) if period_epochs else None,
         warmup_in_period=warmup_in_period,
-        first_lr=DEEPSPEED_ADAM_LR if getattr(schedule, "deepspeed_lag", False) else None,
+        first_lr=DEEPSPEED_ADAM_LR if schedule.deepspeed_lag else None,  # every schedule variant has it
     )

@@ -16,7 +16,10 @@ replace"); they load the same, the flag is simply not needed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
 
 MODELS = ("raw", "ema")
 
@@ -28,8 +31,8 @@ class BestTracker:
     stage: int = 0
     best: dict[str, dict | None] = field(default_factory=lambda: {"raw": None, "ema": None})
     """model -> {epoch, score (None under "last"), val_top1, val_topk, test_top1, test_topk}"""
-    confusion: dict[str, list | None] = field(default_factory=lambda: {"raw": None, "ema": None})
-    """model -> the test confusion matrix at its best epoch"""
+    confusion: dict[str, "list | torch.Tensor | None"] = field(default_factory=lambda: {"raw": None, "ema": None})
+    """model -> the test confusion matrix at its best epoch (a dense list, or the sparse cells' tensor)"""
 
     def _score(self, res: dict) -> float | None:
         match self.select_on:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 from fgbench.errors import UserError
 
@@ -41,7 +42,7 @@ class StageSpec:
     batch_size: int
     steps_per_epoch: int
     init_from: str = "last_raw"
-    trainable: str = "all"
+    trainable: Literal["all", "bn_fc"] = "all"
     new_optimizer: bool = True
     max_steps: int | None = None
     hold_epochs: float = 0.0

@@ -45,19 +45,20 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, cast
 
 import torch
 
 from fgbench.rundir import events
 from fgbench.rundir import layout
 from fgbench.rundir import procs
-from fgbench.rundir.summary import LastEpoch, ModelBest, SplitNumbers, Summary, write_summary
-from fgbench.data import loaders as L
+from fgbench.rundir.summary import LastEpoch, ModelBest, SplitNumbers, Summary, SummaryError, read_summary, write_summary
+from fgbench.data import loaders
 from fgbench.rundir.confusion import write_confusion
+from fgbench.atomic import disk_full_cause
 from fgbench.errors import UserError
 from fgbench.recipe import recipe_to_dict
-from fgbench.train import checkpoint as C
+from fgbench.train import checkpoint
 from fgbench.train.ema import ModelEMA
 from fgbench.train import telemetry
 from fgbench.train.loop import Engine, EpochStats, StepHooks, evaluate, train_one_epoch
@@ -95,7 +96,7 @@ class RunContext:
     run_dir: Path
     run_id: str
     device: torch.device
-    splits: L.Splits
+    splits: loaders.Splits
     model: torch.nn.Module
     model_report: list[str]
     writer: events.MetricsWriter
@@ -103,6 +104,7 @@ class RunContext:
     stop: StopFlag
     stages: tuple[StageSpec, ...]  # resolved once by the plan, with the global batch
     channels_last: tuple[bool, str]  # (use channels_last, why): the plan converted the model by this rule
+    precision: tuple[str, str] | None = None  # (runtime.precision resolved, why); the recipe holds the value
     resume: dict | None = None  # the last.pt checkpoint
     resume_best: dict | None = None  # best.pt, when resuming
     dist: Any = None  # fgbench.train.distributed.Dist under torchrun (world size > 1)
@@ -138,12 +140,14 @@ class Trainer:
         self.engine: Engine | None = None
         self.ema: ModelEMA | None = None
         self.optimizer: torch.optim.Optimizer | None = None
-        self.loaders: L.StageLoaders | None = None
+        self.loaders: loaders.StageLoaders | None = None
         self.stage: StageSpec | None = None
         self._t_session = time.monotonic()
         self.final_sizes: dict[str, dict] = {}
         self.status = "running"
         self._saved_at: int | None = None
+        self.saver = checkpoint.BackgroundSaver()  # checkpoints are written while training goes on
+        self.kept_predictions: dict[str, dict[str, Any]] = {}  # model -> the last epoch's test predictions
         self.training_started = False  # set before the first training batch is asked for
 
     # ------------------------------------------------------------------------------ helpers
@@ -161,15 +165,30 @@ class Trainer:
 
     def _on_corrupt(self, paths: tuple[str, ...]) -> None:
         if not self.r.data.skip_corrupt:
-            if L.is_missing(paths[0]):
+            if loaders.is_missing(paths[0]):
                 raise UserError(f"{paths[0]}: image file missing (deleted or moved while the run trained); put it "
                                 "back, or set data.skip_corrupt = true")
             raise UserError(f"{paths[0]}: cannot decode image; fix or remove it, or set data.skip_corrupt = true")
         new = [p for p in paths if p not in self.skipped]
         self.skipped.update(paths)
         for p in new:
-            what = "missing" if L.is_missing(p) else "undecodable"
+            what = "missing" if loaders.is_missing(p) else "undecodable"
             self._emit("log", level="warning", message=f"skipped {what} image {p}")
+
+    @property
+    def eng(self) -> Engine:
+        """The current stage's engine: ``_begin_stage`` or ``_restore`` builds it before any epoch."""
+        assert self.engine is not None, "no stage has begun"
+        return self.engine
+
+    def _bare(self, name: str) -> torch.nn.Module:
+        """The module whose weights are ``name``'s ("raw" or "ema")."""
+        return self.model if name == "raw" else self._ema_module()
+
+    def _ema_module(self) -> torch.nn.Module:
+        """The EMA's weights (best EMA weights are recorded only when the recipe has an EMA)."""
+        assert self.ema is not None, "the recipe has no EMA"
+        return self.ema.module
 
     def _duration(self) -> float:
         return self.totals["duration"] + (time.monotonic() - self._t_session)
@@ -196,7 +215,7 @@ class Trainer:
             scaler = torch.amp.GradScaler(self.device.type)
         forward = model
         if r.runtime.compile:
-            forward = torch.compile(model)
+            forward = cast(torch.nn.Module, torch.compile(model))  # compiling a Module gives an OptimizedModule
         ddp: dict[str, Any] = {}
         if self.dist is not None:
             # DDP wraps the (compiled) model, as PyTorch advises; evaluation uses it unwrapped.
@@ -227,9 +246,9 @@ class Trainer:
         data = self.r.data
         if st.train_crop is not None and st.train_crop != data.train_crop:
             data = data.model_copy(update={"train_crop": st.train_crop})
-        self.loaders = L.build_loaders(self.splits, data, self.r.augment, train_size=st.train_size,
-                                       test_size=st.test_size, batch_size=st.batch_size, seed=self.r.runtime.seed,
-                                       device=self.device, shard=self.shard)
+        self.loaders = loaders.build_loaders(self.splits, data, self.r.augment, train_size=st.train_size,
+                                             test_size=st.test_size, batch_size=st.batch_size, seed=self.r.runtime.seed,
+                                             device=self.device, shard=self.shard)
 
     # -------------------------------------------------------------------------------- stages
 
@@ -270,7 +289,7 @@ class Trainer:
         if self.ema is not None and ckpt.get("ema") is not None:
             self.ema.load_state_dict({"module": ckpt["ema"], "updates": ckpt.get("ema_updates", 0)})
         self._build_engine(st, new_optimizer=True)
-        assert self.engine is not None
+        assert self.engine is not None and self.optimizer is not None
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.engine.scheduler.load_state_dict(ckpt["scheduler"])
         if self.engine.scaler is not None and ckpt.get("scaler"):
@@ -284,25 +303,32 @@ class Trainer:
         self.last_epoch_done = int(ckpt["epoch"])
         self.skipped = set(ckpt.get("skipped", []))
         self.totals = {**self.totals, **ckpt.get("totals", {})}  # checkpoints from before telemetry lack some
+        self.totals["duration"] = max(self.totals["duration"], _previous_duration(self.ctx.run_dir))
         self.peak_mem_mb = ckpt.get("peak_mem_mb")
         self.final_sizes = dict(ckpt.get("final_sizes", {}))
 
     # ------------------------------------------------------------------------------ checkpoint
 
-    def _payload(self, kind: str, *, stage: int, epoch: int, batch: int, stats: EpochStats | None) -> dict:
+    def _payload(self, kind: str, *, stage: int, epoch: int, batch: int, stats: EpochStats | None,
+                 copies: dict[str, Any] | None = None) -> dict:
+        """The ``last`` checkpoint's contents (live state, snapshotted by the saver); ``copies``: CPU
+        copies of the raw/EMA weights taken at this step, used instead of copying them again."""
+        copies = copies or {}
         eng = self.engine
-        assert eng is not None
+        assert eng is not None and self.optimizer is not None
         return {
-            "format": C.FORMAT, "kind": kind, "epoch": epoch, "batch": batch, "step": eng.step,
+            "format": checkpoint.FORMAT, "kind": kind, "epoch": epoch, "batch": batch, "step": eng.step,
             "stage_step": eng.stage_step, "stage": stage, "recipe": self.recipe_dict,
             "class_names": list(self.splits.class_names),
-            "model": C.cpu_state_dict(self.model),
-            "ema": C.cpu_state_dict(self.ema.module) if self.ema is not None else None,
+            # live state: the saver snapshots the whole payload before training goes on
+            "model": checkpoint.Frozen(copies["raw"]) if "raw" in copies else self.model.state_dict(),
+            "ema": (None if self.ema is None else
+                    checkpoint.Frozen(copies["ema"]) if "ema" in copies else self.ema.module.state_dict()),
             "ema_updates": self.ema.updates if self.ema is not None else 0,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": eng.scheduler.state_dict(),
             "scaler": eng.scaler.state_dict() if eng.scaler is not None else None,
-            "rng": C.rng_state(),
+            "rng": checkpoint.rng_state(),
             "best_tracker": self.tracker.state_dict(),
             "epoch_stats": stats.as_dict() if stats is not None and batch else None,
             "last_results": self.last_results,
@@ -313,23 +339,25 @@ class Trainer:
             "final_sizes": self.final_sizes,
         }
 
-    def _save_last(self, *, stage: int, epoch: int, batch: int = 0, stats: EpochStats | None = None) -> None:
+    def _save_last(self, *, stage: int, epoch: int, batch: int = 0, stats: EpochStats | None = None,
+                   copies: dict[str, Any] | None = None) -> None:
         path = self.ckpt_dir / layout.LAST_CKPT
-        rng_ranks = self.dist.gather_objects(C.rng_state()) if self.dist is not None else None  # every rank calls
+        rng_ranks = self.dist.gather_objects(checkpoint.rng_state()) if self.dist is not None else None  # every rank calls
         if not self.main:
             return
-        payload = self._payload("last", stage=stage, epoch=epoch, batch=batch, stats=stats)
+        payload = self._payload("last", stage=stage, epoch=epoch, batch=batch, stats=stats, copies=copies)
         if rng_ranks is not None:
             payload["rng_ranks"] = rng_ranks
             payload["world_size"] = self.dist.size
-        C.save_checkpoint(path, payload)
-        self._emit("checkpoint", epoch=epoch, step=self.engine.step, kind="last", path=str(path))
+        step = payload["step"]
+        self.saver.save(path, payload, done=lambda: self._emit("checkpoint", epoch=epoch, step=step, kind="last",
+                                                                path=str(path)))
 
     def _save_best(self, improved: list[str], epoch: int) -> None:
         if "raw" in improved:
-            self.best_states["raw"] = C.cpu_state_dict(self.model)
+            self.best_states["raw"] = checkpoint.cpu_state_dict(self.model)
         if "ema" in improved and self.ema is not None:
-            self.best_states["ema"] = C.cpu_state_dict(self.ema.module)
+            self.best_states["ema"] = checkpoint.cpu_state_dict(self.ema.module)
         if not self.main:
             return
         path = self.ckpt_dir / layout.BEST_CKPT
@@ -337,19 +365,27 @@ class Trainer:
         epochs = {m: (b["epoch"] if b is not None and self.best_states.get(m) is not None else None)
                   for m, b in self.tracker.best.items()}
         payload = {
-            "format": C.FORMAT, "kind": "best", "stage": self.tracker.stage, "epoch": epoch, "epochs": epochs,
-            "step": self.engine.step,
+            "format": checkpoint.FORMAT, "kind": "best", "stage": self.tracker.stage, "epoch": epoch, "epochs": epochs,
+            "step": self.eng.step,
             "recipe": self.recipe_dict, "class_names": list(self.splits.class_names),
             "model": self.best_states["raw"], "ema": self.best_states["ema"],
-            "best_tracker": self.tracker.state_dict(), "selected": self.tracker.selected(),
+            "best_tracker": checkpoint.snapshot(self.tracker.state_dict()), "selected": self.tracker.selected(),
         }
-        C.save_checkpoint(path, payload)
-        for m in improved:
-            self._emit("checkpoint", epoch=epoch, step=self.engine.step, kind="best", path=str(path), model=m)
+        step = payload["step"]
+
+        def done() -> None:
+            for m in improved:
+                self._emit("checkpoint", epoch=epoch, step=step, kind="best", path=str(path), model=m)
+
+        # the weights are the CPU copies above, which are replaced, never changed: no second copy
+        self.saver.save(path, payload, copy=False, done=done)
 
     # -------------------------------------------------------------------------------- epochs
 
-    def _evaluate_all(self, epoch: int, test_size: int) -> dict[str, dict | None]:
+    def _evaluate_all(self, epoch: int, test_size: int, *, keep_predictions: bool = False) -> dict[str, dict | None]:
+        """Evaluate each model on validation and test. ``keep_predictions`` (the run's last epoch):
+        keep each model's per-image test predictions, so that ``predictions.json`` needs no extra
+        test pass when the selected model's best epoch is this one."""
         assert self.loaders is not None and self.engine is not None
         models = {"raw": self.engine.eval_forward or self.engine.forward}
         if self.ema is not None:
@@ -367,8 +403,18 @@ class Trainer:
                 if loader is None:
                     res[split] = None
                     continue
+                keep = keep_predictions and split == "test" and model is self._bare(name)
+                bad: set[str] = set()
+
+                def on_corrupt(paths: tuple[str, ...], bad: set[str] = bad) -> None:
+                    bad.update(paths)
+                    self._on_corrupt(paths)
+
                 ev = evaluate(model, loader, self.engine, num_classes=self.num_classes, top_k=self.r.eval.top_k,
-                              on_corrupt=self._on_corrupt)
+                              on_corrupt=on_corrupt, predictions=keep)
+                if keep:
+                    self.kept_predictions[name] = {"epoch": epoch, "labels": ev.pop("labels"),
+                                                   "predicted": ev.pop("predicted"), "bad": bad}
                 res[split] = ev
                 self.evaluated[split] = ev["images"]
                 self._emit("eval", epoch=epoch, step=self.engine.step, split=split, model=name, top1=ev["top1"],
@@ -397,7 +443,8 @@ class Trainer:
         due = last_in_stage or (epoch - st.first_epoch + 1) % r.runtime.eval_every_epochs == 0
         improved: list[str] = []
         if due:
-            results = self._evaluate_all(epoch, st.test_size)
+            results = self._evaluate_all(epoch, st.test_size,
+                                         keep_predictions=last_in_stage and st.index == len(self.stages) - 1)
             for model, prefix in (("raw", ""), ("ema", "ema_")):
                 mres = results.get(model)
                 if mres is None:
@@ -415,14 +462,17 @@ class Trainer:
                    for m, v in results.items()},
             }
         extra = {k: v for k, v in extra_metrics(self.model).items() if k in events.EVENT_FIELDS["epoch"][1]}
-        self._emit("epoch", epoch=epoch, step=self.engine.step, train_loss=res["train_loss"],
-                   train_top1=res["train_top1"], lr=self.engine.last_lr, **fields, **extra)
+        self._emit("epoch", epoch=epoch, step=self.eng.step, train_loss=res["train_loss"],
+                   train_top1=res["train_top1"], lr=self.eng.last_lr, **fields, **extra)
         self.last_epoch_done = epoch
         self._print_epoch(epoch, res, fields)
         if improved:
             self._save_best(improved, epoch)
+        # the weights of a model that improved were just copied for best.pt, at this very step: last.pt
+        # takes that copy instead of a second one (the copy is what a checkpoint costs the training thread)
+        copies = {m: self.best_states[m] for m in improved if self.best_states.get(m) is not None}
         if last_in_stage or (epoch - st.first_epoch + 1) % r.runtime.checkpoint_every_epochs == 0:
-            self._save_last(stage=st.index, epoch=epoch)
+            self._save_last(stage=st.index, epoch=epoch, copies=copies)
             self._saved_at = epoch
         self.write_summary()
 
@@ -432,7 +482,7 @@ class Trainer:
                            ("ema_test_top1", "ema test")):
             if f.get(key) is not None:
                 parts.append(f"{label} {f[key]:.2f}%")
-        parts.append(f"lr {self.engine.last_lr:.3g}")
+        parts.append(f"lr {self.eng.last_lr:.3g}")
         if res.get("images_per_s"):
             parts.append(f"{res['images_per_s']:.0f} img/s")
         parts.append(f"{res['train_time']:.1f}s")
@@ -508,11 +558,25 @@ class Trainer:
 
     def run(self) -> str:
         """Train every stage; returns "completed" or "interrupted" (exceptions propagate)."""
-        if not self.main:
-            return self._run()
-        self.sampler = telemetry.Sampler(self.writer.emit, self.device, self._where)
-        with self.sampler:
-            return self._run()
+        try:
+            # the run's loader workers end with it, however it ends (see workers_end_with)
+            with loaders.workers_end_with():
+                if not self.main:
+                    return self._run()
+                self.sampler = telemetry.Sampler(self.writer.emit, self.device, self._where)
+                with self.sampler:
+                    return self._run()
+        except BaseException as err:
+            try:
+                self.saver.wait()  # a checkpoint being written is finished
+            except Exception as failed:  # noqa: BLE001 - otherwise the training error is the one to report
+                if disk_full_cause(err) is not None and disk_full_cause(failed) is not None:
+                    # the disk filled up while a checkpoint was being written: say that one (the
+                    # summary written meanwhile failed for the same reason)
+                    raise failed from None
+            raise
+        finally:
+            self.saver.wait()  # nothing is left half-done in the background when run() returns
 
     def _where(self) -> tuple[int, int]:
         """(epoch, step) now, for the sampler's events: the epoch in progress."""
@@ -533,7 +597,7 @@ class Trainer:
             ranks = ctx.resume.get("rng_ranks")
             if self.dist is not None and ranks is not None and len(ranks) == self.dist.size:
                 rng = ranks[self.dist.rank]  # each process continues its own random stream
-            C.set_rng_state(rng)
+            checkpoint.set_rng_state(rng)
         self.progress.start(self.engine.step if self.engine else 0)
 
         resumed_into = ctx.resume is not None and si0 == int(ctx.resume["stage"])
@@ -552,6 +616,7 @@ class Trainer:
                 self.training_started = True
                 res = self._train_epoch(st, epoch, stats)
                 if not res["completed"] and not res["stopped"]:
+                    assert self.loaders is not None  # built for this stage above
                     raise RuntimeError(f"the training loader ended after {stats.batches} of "
                                        f"{self.loaders.train.steps_per_epoch} batches in epoch {epoch}")
                 if not res["completed"]:
@@ -584,8 +649,9 @@ class Trainer:
 
     def _remove_stale_temps(self) -> None:
         """Temporary checkpoint files a killed run left (``.last.pt.XXXX.tmp``)."""
+        self.saver.wait()  # not the temporary file of a write in progress
         if self.main:
-            C.remove_stale_temps(self.ckpt_dir, (layout.LAST_CKPT, layout.BEST_CKPT))
+            checkpoint.remove_stale_temps(self.ckpt_dir, (layout.LAST_CKPT, layout.BEST_CKPT))
 
     def _train_epoch(self, st: StageSpec, epoch: int, stats: EpochStats) -> dict:
         assert self.loaders is not None and self.engine is not None
@@ -603,10 +669,12 @@ class Trainer:
         def on_tick(batch: int, step: int) -> None:
             prog.tick(epoch=epoch, total_epochs=self.total_epochs, batch=batch, batches=spe, step=step)
 
-        should_stop = self.ctx.stop
-        if self.dist is not None:
-            def should_stop() -> bool:  # every process stops after the same step
-                return self.dist.stop_agreed(self.ctx.stop)
+        should_stop: Callable[[], bool] = self.ctx.stop
+        dist = self.dist
+        if dist is not None:
+            def agreed() -> bool:  # every process stops after the same step
+                return dist.stop_agreed(self.ctx.stop)
+            should_stop = agreed
         hooks = StepHooks(log_every=self.r.runtime.log_every_steps, on_log=on_log, on_tick=on_tick,
                           on_corrupt=self._on_corrupt, should_stop=should_stop)
         batches = self.loaders.train.batches(epoch, stats.batches)
@@ -617,22 +685,22 @@ class Trainer:
         sizes = self.r.eval.final_test_sizes
         t = self.tracker
         if sizes and not self.final_sizes:
-            bs = L.eval_batch_size(self.r.data, self.stage.batch_size if self.stage else self.r.data.batch_size,
-                                   self.shard)  # stage batch sizes are global here
+            bs = loaders.eval_batch_size(self.r.data, self.stage.batch_size if self.stage else self.r.data.batch_size,
+                                         self.shard)  # stage batch sizes are global here
             for model_name in ("raw", "ema"):
                 state = self.best_states.get(model_name)
                 if state is None:
                     continue
-                target = self.model if model_name == "raw" else self.ema.module
+                target = self.model if model_name == "raw" else self._ema_module()
                 target.load_state_dict(state)
                 for size in sizes:
                     data = self.r.data
                     if data.test_crop == "none" and self.stage is not None and size != self.stage.test_size:
                         # the images are used as they are: another size means resizing them to it
                         data = data.model_copy(update={"test_crop": "resize"})
-                    loader = L.eval_loader(self.splits, data, test_size=size, batch_size=bs, device=self.device,
-                                           shard=self.shard)
-                    ev = evaluate(target, loader, self.engine, num_classes=self.num_classes, top_k=self.r.eval.top_k,
+                    loader = loaders.eval_loader(self.splits, data, test_size=size, batch_size=bs, device=self.device,
+                                                 shard=self.shard)
+                    ev = evaluate(target, loader, self.eng, num_classes=self.num_classes, top_k=self.r.eval.top_k,
                                   on_corrupt=self._on_corrupt)
                     best = t.best.get(model_name)
                     self._emit("final_eval", model=model_name, test_size=size, top1=ev["top1"], topk=ev["topk"],
@@ -647,34 +715,41 @@ class Trainer:
             self._write_predictions(sel)  # every process: an evaluation (collective under DDP)
         if t.confusion.get(sel) is not None and self.main:
             conf = t.confusion[sel]
-            dense = isinstance(conf, list)
+            best_sel = t.best.get(sel)
             write_confusion(self.ctx.run_dir, model=sel, class_names=list(self.splits.class_names),
-                            epoch=t.best[sel]["epoch"] if t.best.get(sel) else None,
-                            matrix=conf if dense else None, cells=None if dense else conf.numpy())
+                            epoch=best_sel["epoch"] if best_sel else None,
+                            matrix=conf if isinstance(conf, list) else None,
+                            cells=conf.numpy() if isinstance(conf, torch.Tensor) else None)
 
     def _write_predictions(self, sel: str) -> None:
-        """``predictions.json``: the selected model's best weights evaluated once more on the test
-        split (at the last stage's test size, as at its best epoch), keeping each image's
-        prediction, so that the TUI can show the images behind a confusion. One extra test pass
-        at the end of the run, through the stage's own test loader; the numbers of the run are not
-        touched."""
+        """``predictions.json``: the selected model's best weights on the test split (at the last
+        stage's test size, as at its best epoch), each image's prediction, so that the TUI can show
+        the images behind a confusion. When the best epoch is the run's last, its own test pass kept
+        them (``_evaluate_all``); otherwise one extra test pass at the end of the run, through the
+        stage's own test loader. The numbers of the run are not touched."""
         state = self.best_states.get(sel)
         if state is None or self.stage is None or self.engine is None:
             return
-        target = self.model if sel == "raw" else self.ema.module
-        target.load_state_dict(state)
-        # the last stage's own test loader, the one its epochs were evaluated with: the same images,
-        # transform, shard and batch, and no second pool of workers or decoded copy of the split
-        assert self.loaders is not None
-        loader = self.loaders.test
-        bad: set[str] = set()
+        best = self.tracker.best.get(sel)
+        kept = self.kept_predictions.get(sel)
+        if kept is not None and best is not None and best["epoch"] == kept["epoch"]:
+            # the best epoch is the last one: its own test pass, with these very weights, kept them
+            ev: dict[str, Any] = kept
+            bad: set[str] = kept["bad"]
+        else:
+            target = self._bare(sel)
+            target.load_state_dict(state)
+            # the last stage's own test loader, the one its epochs were evaluated with: the same images,
+            # transform, shard and batch, and no second pool of workers or decoded copy of the split
+            assert self.loaders is not None
+            bad = set()
 
-        def on_corrupt(paths: tuple[str, ...]) -> None:
-            bad.update(paths)
-            self._on_corrupt(paths)
+            def on_corrupt(paths: tuple[str, ...]) -> None:
+                bad.update(paths)
+                self._on_corrupt(paths)
 
-        ev = evaluate(target, loader, self.engine, num_classes=self.num_classes, top_k=self.r.eval.top_k,
-                      on_corrupt=on_corrupt, predictions=True)
+            ev = evaluate(target, self.loaders.test, self.engine, num_classes=self.num_classes,
+                          top_k=self.r.eval.top_k, on_corrupt=on_corrupt, predictions=True)
         src = self.splits.test_source
         idx = self.splits.test if self.shard is None else self.splits.test[self.shard[0]::self.shard[1]]
         if bad:
@@ -690,10 +765,9 @@ class Trainer:
                 return
             by_index.update({i: (y, p) for i, y, p in zip(ids, labels, preds)})
         order = sorted(by_index)
-        files = getattr(src, "paths", None)
-        if files is None and hasattr(src, "ds") and not self.splits.skipped:
+        files = src.paths if isinstance(src, loaders.FileSource) else None
+        if isinstance(src, loaders.CachedSource) and not self.splits.skipped:
             files = [p for p, _ in self.splits.index.test]  # the cached loader: the same images in order
-        best = self.tracker.best.get(sel)
         layout.write_json(self.ctx.run_dir / layout.PREDICTIONS_FILE, {
             "split": "test", "model": sel, "epoch": best["epoch"] if best else None,
             "test_size": self.stage.test_size, "class_names": list(self.splits.class_names),
@@ -724,6 +798,8 @@ class Trainer:
             top_k=min(self.r.eval.top_k, self.num_classes),
             loader=self.splits.choice.as_event() if self.splits.choice else None,
             memory_format={"channels_last": self.memory_format[0], "reason": self.memory_format[1]},
+            precision={"precision": self.r.runtime.precision,
+                       "reason": ctx.precision[1] if ctx.precision else f"runtime.precision = \"{self.r.runtime.precision}\""},
             **extra,
         )
         loader = (f"data loader: {self.splits.choice.kind} ({self.splits.choice.reason})"
@@ -761,3 +837,14 @@ def _device_name(device: torch.device) -> str:
         return f"cuda:{device.index or 0} ({torch.cuda.get_device_name(device)})"
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
+
+def _previous_duration(run_dir: Path) -> float:
+    """The time the run's earlier sessions spent, as their last summary says (0 when there is none or
+    it cannot be read). A resumed run's duration counts on from it rather than from the checkpoint's
+    own figure, which misses what a session did after its last checkpoint (its stop, its last summary):
+    without it, a resumed run could report less time than it had already reported."""
+    try:
+        prev = read_summary(run_dir)
+    except SummaryError:
+        return 0.0
+    return float(prev.duration_s or 0.0) if prev is not None else 0.0

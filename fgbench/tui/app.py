@@ -46,11 +46,13 @@ class FgbenchApp(ReportsWorkerFailures, App):
     CSS_PATH = "app.tcss"
     TITLE = "fgbench"
     ENABLE_COMMAND_PALETTE = False
+    # 1-4 are not in the footer: the tab bar above the panes names them ("1 Datasets  2 Recipes
+    # ..."), and the room goes to the pane's own keys (an 80-column footer cut them); ? lists them
     BINDINGS = [
-        Binding("1", "pane('datasets')", "Datasets", group=PANE_KEYS),
-        Binding("2", "pane('recipes')", "Recipes", group=PANE_KEYS),
-        Binding("3", "pane('runs')", "Runs", group=PANE_KEYS),
-        Binding("4", "pane('compare')", "Compare", group=PANE_KEYS),
+        Binding("1", "pane('datasets')", "Datasets", group=PANE_KEYS, show=False),
+        Binding("2", "pane('recipes')", "Recipes", group=PANE_KEYS, show=False),
+        Binding("3", "pane('runs')", "Runs", group=PANE_KEYS, show=False),
+        Binding("4", "pane('compare')", "Compare", group=PANE_KEYS, show=False),
         Binding("question_mark", "help", "Help", tooltip="Every key of every pane"),
         Binding("ctrl+q", "quit", "Quit", show=False, tooltip="Quit (running trainings keep going)"),
     ]
@@ -241,7 +243,7 @@ class FgbenchApp(ReportsWorkerFailures, App):
             compare.runs_changed(message.paths)
         from fgbench.tui.screens.monitor import MonitorScreen
 
-        screen = self.screen
+        screen = self.screen_stack[-1] if self.screen_stack else None  # none while the app shuts down
         if isinstance(screen, MonitorScreen) and screen.path in message.paths:
             screen.request_redraw()
 

@@ -30,19 +30,17 @@ from __future__ import annotations
 
 import functools
 import json
-import re
-import tomllib
-import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
-import tomli_w
-from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
-from fgbench.recipe import Recipe, RecipeError, dumps_recipe, recipe_to_dict, union_members, validate_recipe
-from fgbench.recipe import union_tag as recipe_union_tag
+from fgbench import schema
+from fgbench.formats import toml_inline
+from fgbench.recipe import Recipe, RecipeError, dumps_recipe, recipe_to_dict, validate_recipe
+from fgbench.tomlread import tomllib
 
 
 class _Missing:
@@ -106,11 +104,8 @@ def path_str(path: Path) -> str:
     return out
 
 
-_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
-
-
 def parse_path(text: str) -> Path:
-    return tuple(int(m.group(2)) if m.group(2) is not None else m.group(1) for m in _PART.finditer(text))
+    return schema.parse_path(text)
 
 
 def get_in(doc: Any, path: Path, default: Any = MISSING) -> Any:
@@ -148,36 +143,16 @@ def set_in(doc: dict[str, Any], path: Path, value: Any) -> None:
 # ------------------------------------------------------------------------------ schema
 
 
-def _strip_optional(ann: Any) -> tuple[Any, bool]:
-    origin = typing.get_origin(ann)
-    if origin in (Union, types.UnionType):
-        args = [a for a in typing.get_args(ann) if a is not type(None)]
-        optional = len(args) < len(typing.get_args(ann))
-        if len(args) == 1:
-            return args[0], optional
-        return Union[tuple(args)], optional  # type: ignore[return-value]
-    return ann, False
+_BOUND_FORMATS = {"ge": "≥{}", "gt": ">{}", "le": "≤{}", "lt": "<{}", "max_length": "max {} chars"}
 
 
-def _is_model(tp: Any) -> bool:
-    return isinstance(tp, type) and issubclass(tp, BaseModel)
-
-
-def _bounds(metadata: list[Any]) -> str:
+def _bounds(info: FieldInfo) -> str:
     out = []
-    for m in metadata:
-        if isinstance(m, Ge):
-            out.append(f"≥{m.ge}")
-        elif isinstance(m, Gt):
-            out.append(f">{m.gt}")
-        elif isinstance(m, Le):
-            out.append(f"≤{m.le}")
-        elif isinstance(m, Lt):
-            out.append(f"<{m.lt}")
-        elif isinstance(m, MinLen) and m.min_length > 1:
-            out.append(f"min {m.min_length} chars")
-        elif isinstance(m, MaxLen):
-            out.append(f"max {m.max_length} chars")
+    for name, value in schema.bounds(info):
+        if name == "min_length" and value > 1:
+            out.append(f"min {value} chars")
+        elif name in _BOUND_FORMATS:
+            out.append(_BOUND_FORMATS[name].format(value))
     return " ".join(out)
 
 
@@ -191,31 +166,31 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def spec_for(key: str, info: Any) -> FieldSpec:
-    ann, optional = _strip_optional(info.annotation)
-    help_text = " ".join((info.description or "").split())
+def spec_for(key: str, info: FieldInfo) -> FieldSpec:
+    ann, optional = schema.strip_optional(info.annotation)
     required = info.is_required()
     default = MISSING
     if not required:
         try:
-            default = _jsonable(info.get_default(call_default_factory=True))
+            default = _jsonable(schema.default_of(info))
         except Exception:  # a factory that needs arguments: no default to show
             default = MISSING
         if default is None:
             default = MISSING
-    common = dict(key=key, help=help_text, optional=optional, required=required, default=default,
-                  bounds=_bounds(list(info.metadata)))
+    common = dict(key=key, help=schema.description(info), optional=optional, required=required, default=default,
+                  bounds=_bounds(info))
     origin = typing.get_origin(ann)
     args = typing.get_args(ann)
-    members = union_models(ann)
-    tag = union_tag(info, members) if members else None
+    members = schema.union_members(ann)
+    tag = _union_tag(members) if members else None
     if members and tag:
-        variants = {m.model_fields[tag].default: m for m in members}
-        return FieldSpec(kind="union", variants=variants, tag=tag, **common)
-    if _is_model(ann):
-        return FieldSpec(kind="section", model=ann, **common)
-    if origin is list and args and _is_model(args[0]):
-        return FieldSpec(kind="models", model=args[0], **common)
+        return FieldSpec(kind="union", variants=schema.variants(members, tag), tag=tag, **common)
+    model = schema.model_of(ann)
+    if model is not None:
+        return FieldSpec(kind="section", model=model, **common)
+    item = schema.list_model_of(ann)
+    if item is not None:
+        return FieldSpec(kind="models", model=item, **common)
     if origin is Literal:
         return FieldSpec(kind="choice", choices=tuple(args), **common)
     if ann is bool:
@@ -231,15 +206,10 @@ def spec_for(key: str, info: Any) -> FieldSpec:
     return FieldSpec(kind="value", **common)
 
 
-def union_models(ann: Any) -> list[type[BaseModel]] | None:
-    """The variant models of a union of sub-models (the recipe's one schema walker decides)."""
-    return union_members(ann)
-
-
-def union_tag(info: Any, members: list[type[BaseModel]]) -> str | None:
-    """The field that tells the variants apart (see :func:`fgbench.recipe.union_tag`), or None."""
+def _union_tag(members: list[type[BaseModel]]) -> str | None:
+    """The field that tells the variants apart (see :func:`fgbench.schema.union_tag`), or None."""
     try:
-        return recipe_union_tag(members)
+        return schema.union_tag(members)
     except ValueError:
         return None
 
@@ -261,7 +231,7 @@ def variant_help(spec: FieldSpec, tag_value: str) -> str:
     model = spec.variants.get(tag_value)
     if model is None:
         return ""
-    return " ".join((model.model_fields[spec.tag].description or "").split())
+    return schema.description(model.model_fields[spec.tag])
 
 
 def current_variant(spec: FieldSpec, value: Any) -> str:
@@ -311,27 +281,6 @@ def _walk_one(doc: dict[str, Any], path: Path, spec: FieldSpec):
 
 
 # -------------------------------------------------------------------------- text values
-
-
-def _toml_key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
-
-
-def toml_inline(value: Any) -> str:
-    """A value as TOML inline text: ``[0.08, 1.0]``, ``{ "optim.lr" = [0.1, 0.01] }``."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return tomli_w.dumps({"v": value})[4:].strip()
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_inline(v) for v in value) + "]"
-    if isinstance(value, dict):
-        if not value:
-            return "{}"
-        return "{ " + ", ".join(f"{_toml_key(str(k))} = {toml_inline(v)}" for k, v in value.items()) + " }"
-    return json.dumps(str(value))
 
 
 def display_value(spec: FieldSpec, value: Any) -> str:

@@ -12,40 +12,40 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fgbench.errors import UserError
-from fgbench.rundir import launcher as L
+from fgbench.rundir import launcher
 from fgbench.rundir import layout
 
 if TYPE_CHECKING:
     from fgbench.recipe import Recipe
 
-Launched = L.Launched
+Launched = launcher.Launched
 
 
-class Launcher(L.Launcher):
-    def start(self, recipe: "Recipe") -> L.Launched:  # type: ignore[override]
+class Launcher(launcher.Launcher):
+    def start(self, recipe: "Recipe") -> launcher.Launched:  # type: ignore[override]
         from fgbench.tui.form import full_toml  # the recipe schema: not needed before the first paint
 
         try:
             return super().start(full_toml(recipe), recipe.name, args=["--progress", "lines"])
-        except L.LaunchError as err:
+        except launcher.LaunchError as err:
             raise UserError(str(err)) from None
 
-    def resume(self, run_dir: Path) -> L.Launched:  # type: ignore[override]
+    def resume(self, run_dir: Path) -> launcher.Launched:  # type: ignore[override]
         run_dir = Path(run_dir).absolute()
         if not layout.RunDir(run_dir).last_ckpt.is_file():
             raise UserError(f"{run_dir.name}: no checkpoint to resume from "
                             f"({layout.CHECKPOINT_DIR}/{layout.LAST_CKPT})")
         try:
             return super().resume(run_dir, args=["--progress", "lines"])
-        except L.LaunchError as err:
+        except launcher.LaunchError as err:
             raise UserError(str(err)) from None
 
     @staticmethod
     def stop(run_dir: Path) -> bool:  # type: ignore[override]
         """SIGINT to the run's trainer (it checkpoints and exits 130). False if it is not running."""
-        return L.stop(run_dir)
+        return launcher.stop(run_dir)
 
     @staticmethod
-    def request_stop(run_dir: Path) -> L.StopAnswer:
+    def request_stop(run_dir: Path) -> launcher.StopAnswer:
         """SIGINT to the run's trainer, by the rule for signals; the answer's line says what was done."""
-        return L.request_stop(run_dir)
+        return launcher.request_stop(run_dir)

@@ -9,9 +9,12 @@ is drawn. ``RunsChanged`` merges the run paths of the messages it replaces.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from textual.message import Message
+
+if TYPE_CHECKING:
+    from fgbench.data.progress import Progress
 
 
 class RunsChanged(Message):
@@ -56,7 +59,7 @@ class DatasetPicked(Message):
 
 
 class DownloadProgress(Message):
-    def __init__(self, name: str, progress: Any):
+    def __init__(self, name: str, progress: "Progress"):
         super().__init__()
         self.name = name
         self.progress = progress

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
-from fgbench.rundir.events import SERIES as EVENT_SERIES
+from fgbench.rundir.events import SERIES
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
@@ -89,7 +89,7 @@ def dimmed(rgb: RGB, factor: float = 0.45) -> RGB:
 
 
 #: what each series of the metrics stream is called on a chart: the event schema's labels
-CHART_TITLES: dict[str, str] = {name: s.label for name, s in EVENT_SERIES.items()}
+CHART_TITLES: dict[str, str] = {name: s.label for name, s in SERIES.items()}
 
 
 @dataclass

@@ -17,7 +17,7 @@ class RecipeFile:
 
 
 def discover(dirs: list[tuple[str, Path]]) -> list[RecipeFile]:
-    out = []
+    out: list[RecipeFile] = []
     for origin, d in dirs:
         if d.is_dir():
             out.extend(RecipeFile(p, origin) for p in sorted(d.glob("*.toml")) if p.is_file())

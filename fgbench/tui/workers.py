@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar, Union, cast
 
-from textual import work as _textual_work
+import textual
 from textual.dom import DOMNode
 from textual.worker import Worker, WorkerState
 
@@ -29,7 +29,7 @@ Decorator = Callable[[Union[Callable[P, Coroutine[Any, Any, R]], Callable[P, R]]
 
 def work(*, exclusive: bool = False, group: str = "default", name: str = "", thread: bool = False) -> Decorator:
     """``textual.work(...)`` whose failures are reported rather than fatal."""
-    return cast(Decorator, _textual_work(exclusive=exclusive, group=group, name=name, thread=thread,
+    return cast(Decorator, textual.work(exclusive=exclusive, group=group, name=name, thread=thread,
                                          exit_on_error=False))
 
 

@@ -8,6 +8,8 @@ import tarfile
 import zipfile
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from fgdata_builders import tar_bytes
 
 from fgbench.data import catalog, download
@@ -220,3 +222,112 @@ def test_data_import_fails_without_touching_an_existing_folder(tmp_path, patch_e
     assert len(refused) == 1 and "'CUB_200_2011'" in refused[0] and "did not create" in refused[0]
     assert "Traceback" not in err
     assert (root / "CUB_200_2011" / "my_notes.txt").read_text() == "the user's"
+
+
+# ------------------------------- issue 22 item 11: built on tarfile's data filter (PEP 706)
+
+
+HAS_FILTER = hasattr(tarfile, "data_filter")
+needs_filter = pytest.mark.skipif(not HAS_FILTER, reason="this Python's tarfile has no data filter (the fallback runs)")
+
+
+@needs_filter
+def test_every_member_tar_or_zip_goes_through_tarfile_data_filter(tmp_path, monkeypatch):
+    """The filter is the layer that refuses '..', absolute links and devices: each member of a tar
+    and of a zip (described as the tar member it would be) is handed to it, links included."""
+    seen: list[tuple[str, str, str]] = []
+    real = tarfile.data_filter
+
+    def spy(member, dest):
+        seen.append((member.name, member.type.decode(), member.linkname))
+        return real(member, dest)
+
+    monkeypatch.setattr(tarfile, "data_filter", spy)
+    extract_archive(_tar(tmp_path, [("a/b.txt", b"b"), _link("a/l", "b.txt")], name="ok.tar.gz"), tmp_path / "t1")
+    assert seen == [("a/b.txt", "0", ""), ("a/l", "2", "b.txt")]
+    seen.clear()
+    extract_archive(_zip(tmp_path, [("a/", b""), ("a/b.txt", b"b"), _zip_link("a/l", "b.txt")]), tmp_path / "t2")
+    assert seen == [("a/", "5", ""), ("a/b.txt", "0", ""), ("a/l", "2", "b.txt")]
+    assert (tmp_path / "t2" / "a" / "l").read_bytes() == b"b" and (tmp_path / "t2" / "a" / "l").is_symlink()
+
+
+def test_a_dotdot_that_stays_inside_is_the_filters_call_and_is_resolved(tmp_path):
+    """Only a '..' that leads out is refused (the filter's verdict); ``pkg/sub/../README`` is ``pkg/README``."""
+    archive = _tar(tmp_path, [("pkg/sub/../README", b"hello"), ("pkg/x/y/../../copy", b"c")], name="ok.tar.gz")
+    extract_archive(archive, tmp_path / "t")
+    assert _tree(tmp_path / "t") == {"pkg": "dir", "pkg/README": b"hello", "pkg/copy": b"c"}
+
+
+def test_without_the_data_filter_every_hostile_archive_gets_the_same_refusal(tmp_path, monkeypatch):
+    """Python 3.10.0-3.10.11 and 3.11.0-3.11.3 (Debian 12's system Python is 3.11.2) have no
+    ``tarfile.data_filter``: the fallback refuses every hostile archive in the same words."""
+    from test_data_hostile import HOSTILE, build
+
+    def refusal(fmt: str, members: list[tuple]) -> str:
+        archive = tmp_path / f"hostile.{fmt}"
+        archive.write_bytes(build(fmt, members))
+        target = tmp_path / "target"
+        with pytest.raises(UnsafeArchiveError) as err:
+            extract_archive(archive, target)
+        assert list(target.iterdir()) == []
+        return str(err.value)
+
+    cases = [(fmt, members) for _case, members, _member, _why, fmts in HOSTILE for fmt in fmts]
+    with_filter = [refusal(fmt, members) for fmt, members in cases]
+    monkeypatch.delattr(tarfile, "data_filter", raising=False)  # on such a Python, both runs are the fallback's
+    without = [refusal(fmt, members) for fmt, members in cases]
+    assert without == with_filter
+    assert len(cases) > 50 and len(set(without)) > 20  # every case ran, and they do not all say one thing
+
+
+_PART = st.sampled_from(["a", "b", "..", "."])
+_PATH = st.lists(_PART, min_size=1, max_size=5).map("/".join)
+_TYPES = [tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE,
+          tarfile.FIFOTYPE]
+
+
+@needs_filter
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=_PATH, kind=st.sampled_from(_TYPES), link=st.one_of(_PATH, _PATH.map(lambda p: "/" + p)))
+@example(name="a/b", kind=tarfile.SYMTYPE, link="..")  # a symlink's target is relative to its own folder
+@example(name="a/b", kind=tarfile.SYMTYPE, link="../..")
+@example(name="a/b", kind=tarfile.LNKTYPE, link="..")  # a hard link's, to the archive's root
+@example(name="a/b", kind=tarfile.LNKTYPE, link="a/..")
+@example(name="a", kind=tarfile.SYMTYPE, link="/a")
+@example(name="a/../..", kind=tarfile.REGTYPE, link="")
+@example(name="a/..", kind=tarfile.DIRTYPE, link="")
+@example(name="a", kind=tarfile.FIFOTYPE, link="")
+def test_the_fallback_gives_the_data_filters_verdict_member_by_member(tmp_path, name, kind, link):
+    """The fallback judges names alone; the filter resolves them against the (empty: no link is on
+    disk while members are judged) scratch folder. Same member, same verdict, same words. Names
+    with a leading '/' never reach either: fgbench refuses them first."""
+    m = tarfile.TarInfo(name)
+    m.type = kind
+    if m.issym() or m.islnk():
+        m.linkname = link
+    root = str(tmp_path.resolve())
+    assert download._lexical_verdict(m) == download._filter_verdict(m, root)
+
+
+@pytest.mark.parametrize("name, why", [
+    ("a/" * 500 + "x.jpg", "501 folders deep (at most 64)"),  # used to end in os.makedirs' RecursionError
+    ("d/" + "n" * 2000 + ".jpg", "a name of 2006 characters (at most 1024)"),
+], ids=["deep", "long"])
+def test_a_name_too_deep_or_too_long_is_one_short_line(tmp_path, name, why):
+    """What the filter does not bound: how deep and how long a member's name is."""
+    archive = _tar(tmp_path, [("ok.txt", b"ok"), (name, b"x")])
+    target = tmp_path / "target"
+    with pytest.raises(UnsafeArchiveError) as err:
+        extract_archive(archive, target)
+    msg = str(err.value)
+    assert msg.endswith(why) and "\n" not in msg and len(msg) < 300
+    assert msg.startswith(f"evil.tar.gz: refusing to extract {name[:100]!r}"[:-1] + "...")
+    assert list(target.iterdir()) == []
+
+
+def test_a_name_at_the_bounds_extracts(tmp_path):
+    deep = "/".join(["d"] * 63) + "/x.txt"  # 64 components
+    long = "/".join(["n" * 200] * 5) + "/" + "n" * 15 + ".txt"  # a component may be 255 bytes: five of 200
+    assert len(long) == 1024
+    extract_archive(_tar(tmp_path, [(deep, b"d"), (long, b"l")], name="ok.tar.gz"), tmp_path / "t")
+    assert (tmp_path / "t" / deep).read_bytes() == b"d" and (tmp_path / "t" / long).read_bytes() == b"l"

@@ -178,3 +178,36 @@ def fixture_runs(root: Path) -> list[Path]:
         make_fixture_run(root, "20250304-120000-cifar_r18", name="cifar_r18", dataset="cifar10",
                          arch="resnet18", status="interrupted"),
     ]
+
+
+def make_event_run(root: Path, run_id: str, events: list[dict[str, Any]], *, epochs: int = 4,
+                   steps_per_epoch: int = 25, live: bool = False, summary: dict[str, Any] | None = None) -> Path:
+    """A run directory whose metrics hold ``run_started`` and then exactly ``events`` (each a dict
+    with its ``event``; times one second apart unless given), for the monitor's header: what a
+    trainer writes around a stop, a long evaluation or a kill, spelled out in the test. ``live``:
+    the trainer is this test process (``procs.identity``), so the run is ``running``; otherwise it
+    is the dead :data:`DEAD_PID`. ``summary``: ``summary.json``'s fields over a minimal valid one."""
+    from fgbench.rundir import procs
+
+    run_dir = root / run_id
+    run_dir.mkdir(parents=True)
+    recipe = validate_recipe({"name": "header", "schedule": {"epochs": epochs}})
+    (run_dir / rundir.RECIPE_FILE).write_text(dumps_recipe(recipe, full=True))
+    me = procs.identity() if live else {"pid": DEAD_PID}
+    t0 = 1_700_000_000.0
+    rundir.write_json(run_dir / rundir.RUN_INFO_FILE, {**me, "created": t0})
+    with metrics.MetricsWriter(run_dir / metrics.METRICS_FILE) as w:
+        w.emit("run_started", run_id=run_id, recipe=recipe.model_dump(mode="json"), class_names=["a", "b"],
+               device="cpu", host=me.get("host", "test"), pid=me["pid"],
+               **({"pid_start": me["pid_start"]} if live else {}), steps_per_epoch=steps_per_epoch,
+               total_epochs=epochs, total_steps=epochs * steps_per_epoch, time=t0)
+        for i, ev in enumerate(events, 1):
+            fields = {k: v for k, v in ev.items() if k != "event"}
+            fields.setdefault("time", t0 + i)
+            w.emit(ev["event"], **fields)
+    if summary is not None:
+        rundir.write_json(run_dir / rundir.SUMMARY_FILE, {
+            "run_id": run_id, "name": "header", "status": "running", "dataset": recipe.data.dataset,
+            "arch": recipe.model.arch, "epochs_done": 0, "total_epochs": epochs, "step": 0,
+            "select_on": "val", "best": {"raw": None, "ema": None}, **summary})
+    return run_dir

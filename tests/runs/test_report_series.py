@@ -31,3 +31,17 @@ def test_a_run_that_reported_evaluations_only_in_epoch_events_still_has_its_curv
     s = report.metric_series(evs)
     assert s["epoch/val_top1"] == [(1.0, 10.0), (2.0, 20.0)]  # no eval event for it: the epoch copies
     assert s["epoch/ema_test_top1"] == [(2.0, 25.0)]  # eval events exist for it: they are the source
+
+
+def test_a_series_marked_shown_is_plotted_by_runs_show(monkeypatch):
+    # A new monitor metric reaches `runs show` by its one line in SERIES (shown=True), with no edit
+    # to the report; today's series are not marked, so `runs show` draws what it always drew.
+    evs = [{"event": "step", "epoch": 1, "step": s, "loss": 2.0, "lr": 0.1, "grad_norm": g}
+           for s, g in ((2, 1.5), (4, 3.5))]
+    assert "gradient norm" not in report.curves_text(evs)
+    assert not [s.name for s in events.SERIES.values() if s.shown]
+    shown = dict(events.SERIES, grad_norm=events.Series("grad_norm", "gradient norm", "step", "grad_norm", shown=True))
+    monkeypatch.setattr(report, "SERIES", shown)
+    text = report.curves_text(evs)
+    block = text[text.index("gradient norm (x = step)"):]
+    assert "3.500 ┤" in block and "1.500 ┤" in block  # its top and bottom values label the y axis

@@ -34,13 +34,15 @@ def test_list_shows_headline_numbers(cli, runs_root: Path, three) -> None:
     lines = out.splitlines()
     assert lines[0].split()[:6] == ["run", "status", "recipe", "dataset", "model", "epochs"]
     assert "ema" in lines[0]  # one run has EMA numbers
-    row = lines[1].split()
+    # newest first (the TUI's order: fgbench.rundir.newest_first)
+    assert [ln.split()[0] for ln in lines[1:4]] == [three[2].name, three[1].name, three[0].name]
+    row = lines[3].split()
     # val@best is epoch 2 (70), test at that epoch 69, test at the last epoch 66
     assert row[:10] == [three[0].name, "completed", "hy-B", "synthetic", "resnet18", "3/3", "70.00", "69.00",
                         "66.00", "-"]
     assert row[-2:] == ["3m45s", "123"]
     assert lines[2].split()[9:12] == ["75.00", "74.00", "74.00"]
-    assert lines[3].split()[1] == "failed"
+    assert lines[1].split()[1] == "failed"
 
 
 def test_list_leaves_out_the_ema_columns_when_no_run_has_ema_numbers(cli, runs_root: Path) -> None:
@@ -53,17 +55,18 @@ def test_list_leaves_out_the_ema_columns_when_no_run_has_ema_numbers(cli, runs_r
 
 @pytest.mark.parametrize("args,names", [
     (["--status", "failed"], ["hy-B+A+W"]),
-    (["--status", "completed,failed"], ["hy-B", "hy-B+A", "hy-B+A+W"]),
-    (["--name", "hy-B+A*"], ["hy-B+A", "hy-B+A+W"]),
+    (["--status", "completed,failed"], ["hy-B+A+W", "hy-B+A", "hy-B"]),
+    (["--name", "hy-B+A*"], ["hy-B+A+W", "hy-B+A"]),
     (["--name", "A+W"], ["hy-B+A+W"]),
-    (["--where", "optim.lr=0.0001"], ["hy-B+A", "hy-B+A+W"]),
+    (["--where", "optim.lr=0.0001"], ["hy-B+A+W", "hy-B+A"]),
     (["--where", "optim.lr=1e-4", "--where", "schedule.warmup_epochs=5"], ["hy-B+A+W"]),
     (["--where", "optim.name!=adam"], ["hy-B"]),
     (["--where", "optim.momentum=0.9"], ["hy-B"]),
-    (["--where", "ema.enabled=false"], ["hy-B", "hy-B+A", "hy-B+A+W"]),
+    (["--where", "ema.enabled=false"], ["hy-B+A+W", "hy-B+A", "hy-B"]),
     (["--sweep", "tricks_absent_tag_is_not_a_filter_here"], None),
 ])
 def test_list_filters(cli, runs_root: Path, three, args, names) -> None:
+    """``names``: the runs kept, newest first."""
     code, out, err = cli("runs", "list", "--runs-root", runs_root, "--format", "json", *args)
     if names is None:
         assert code == 2 and "no such sweep" in err

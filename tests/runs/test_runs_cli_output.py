@@ -124,3 +124,17 @@ def test_a_run_dir_holding_only_the_launchers_files_is_accepted(tmp_path):
     (run_dir / "metrics.jsonl").write_text("")
     with pytest.raises(UserError, match="--run-dir is not empty"):
         check_output_dirs(RunRequest(run_dir=str(run_dir)))
+
+
+def test_runs_show_gives_each_models_last_epoch_numbers(cli, runs_root):
+    # the raw and EMA numbers of the last epoch (3) are the last of each curve: raw val 72 test 71,
+    # EMA val 75 test 74; the best epochs are the same epoch here, so only the last-epoch half of
+    # each line is checked
+    run = make_run(runs_root, "toy", sets=["ema.enabled=true"], val=[60, 70, 72], test=[58, 69, 71],
+                   ema_val=[55, 65, 75], ema_test=[52, 63, 74])
+    code, out, err = cli("runs", "show", "--runs-root", runs_root, run.name, "--no-plots", "--no-recipe")
+    assert code == 0, err
+    raw = next(ln for ln in out.splitlines() if ln.startswith("raw: "))
+    ema = next(ln for ln in out.splitlines() if ln.startswith("ema: "))
+    assert raw.split("|  ")[1].startswith("last epoch 3: val 72.00  test 71.00"), raw
+    assert ema.split("|  ")[1].startswith("last epoch 3: val 75.00  test 74.00"), ema

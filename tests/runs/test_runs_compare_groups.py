@@ -130,3 +130,31 @@ def test_a_groups_label_is_what_its_runs_labels_share() -> None:
     assert _group_label(["B+A", "B+A", "B+A"]) == "B+A"
     assert _group_label(["B+A seed=0", "B+A seed=1", "B+A seed=12"]) == "B+A"
     assert _group_label(["x-1", "y-2"]) == "x-1 (+1)"
+
+
+def test_a_seed_run_twice_counts_once_as_the_mean_of_its_runs(cli, groups3: Path) -> None:
+    """A rerun of seed 0 (on a CPU, the same number again) is not another seed: n stays 3 and the
+    interval is that of the three seeds' values, seed 0's value being its runs' mean."""
+    make_run(groups3, "base", sets=["runtime.seed=0"], test=[50.0, 60.0, 74.0], stamp=1.7e9 + 5)
+    code, out, err = cli("runs", "compare", "*", "--runs-root", groups3)
+    assert code == 0, err
+    base = next(line for line in out.splitlines() if line.startswith("| base "))
+    # seed 0: (70 + 74) / 2 = 72; seeds 72, 71, 72.5: mean 71.8333, deviations 0.1667, -0.8333, 0.6667,
+    # sum of squares 0.02778 + 0.69444 + 0.44444 = 1.16667, sd sqrt(1.16667 / 2) = 0.7638
+    sd = math.sqrt(1.1666667 / 2)
+    half = T975_2 * sd / math.sqrt(3)
+    assert f"{71.8333 - half:.2f}" == "69.94" and f"{71.8333 + half:.2f}" == "73.73"
+    assert "| 3 | 0x2,1,2 |" in base
+    assert "71.83 [69.94, 73.73] sd 0.76, 71.00-72.50" in base
+    # still paired by seed with lr (seeds 0, 1, 2 each once after averaging): lr - base = -1.0, +1.5, +0.5
+    assert "paired by seed" in out and "seeds 0x2: seed 0 ran twice" in out
+
+
+def test_two_runs_of_one_seed_are_one_value_without_an_interval(cli, runs_root: Path) -> None:
+    make_run(runs_root, "q", test=[50.0, 60.0, 80.0], stamp=1.7e9)
+    make_run(runs_root, "q", test=[50.0, 60.0, 80.0], stamp=1.7e9 + 1)
+    code, out, err = cli("runs", "compare", "*", "--runs-root", runs_root, "--format", "csv")
+    assert code == 0, err
+    (row,) = list(csv.DictReader(io.StringIO(out)))
+    assert row["seeds"] == "0x2" and row["test_top1_best_n"] == "1"
+    assert float(row["test_top1_best"]) == 80.0 and row["test_top1_best_ci_low"] in ("", "None")

@@ -29,7 +29,7 @@ def test_list_and_compare_show_data_wait_and_gpu(cli, runs_root: Path) -> None:
     _with_telemetry(b, 0.02, 87.25)
     code, out, err = cli("runs", "list", "--runs-root", runs_root)
     assert code == 0, err
-    header, row_a, row_b = out.splitlines()
+    header, row_b, row_a = out.splitlines()  # newest first
     assert header.split()[-3:] == ["data", "wait", "GPU"]
     assert row_a.split()[-2:] == ["41%", "-"] and row_b.split()[-2:] == ["2%", "87%"]
     code, out, err = cli("runs", "compare", "--runs-root", runs_root, a.name, b.name, "--format", "json")

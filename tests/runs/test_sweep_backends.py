@@ -150,3 +150,11 @@ def test_a_failed_submission_of_a_new_sweep_leaves_nothing(monkeypatch, tmp_path
     with pytest.raises(UserError, match="Invalid partition"):
         backend.get("slurm").submit(state, backend.SubmitOptions(fresh=True))
     assert not state.dir.exists()
+
+
+def test_launcher_help_names_every_registered_backend(monkeypatch):
+    # the registry is the one place a backend is described: --launcher's help is built from it
+    assert backend.help_text() == ("local: on this machine (default); "
+                                   "slurm: one job per point, as a job array through submitit")
+    monkeypatch.setitem(backend.BACKENDS, "echo", ("fgbench.sweeps.local:LocalBackend", "a test backend"))
+    assert backend.help_text().endswith("; echo: a test backend")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from fgbench import rundir
 from fgbench.errors import UserError
 from fgbench.recipe import RecipeError
 from fgbench.sweeps import local, plan as P, state as S
+from fgbench.tomlread import tomllib
 from fakes.fake_trainer import FAKE_TRAINER
 
 FAKE = [sys.executable, str(FAKE_TRAINER)]

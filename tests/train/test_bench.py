@@ -91,6 +91,11 @@ def test_a_slow_step_is_the_bottleneck_and_bf16_is_advised_when_faster() -> None
                       'reproduces (check the accuracy on a short run)']
     _, advice = diagnose(limit, loaders, e2e, _rate("bf16", 90, ratio=0.9), recipe=RECIPE)
     assert advice == ["nothing obvious: end to end is close to the limit"]
+    # on a GPU where runtime.precision = "auto" picks bf16, that is what it recommends
+    _, advice = diagnose(limit, loaders, e2e, cheaper, recipe=RECIPE, auto_bf16=True)
+    assert advice == ['bf16 autocast + channels_last is 1.90x the step rate here: set runtime.precision = "auto" '
+                      '(bf16 on this GPU, fp32 where there is none) and runtime.channels_last = true if this '
+                      'recipe\'s precision is not part of what it reproduces (check the accuracy on a short run)']
 
 
 @pytest.mark.parametrize("cpus,local_world,expected", [(1, 1, 0), (2, 1, 1), (6, 1, 5), (64, 1, 8), (16, 4, 3),

@@ -212,8 +212,30 @@ def test_randaugment_before_resize_refuses_the_cached_loader():
 
     aug = AugmentConfig(randaugment_ops=2, randaugment_before_resize=True)
     with pytest.raises(UserError, match="augment.randaugment_before_resize: the cached loader"):
-        L.build_loaders(SimpleNamespace(train=list(range(64))), DataConfig(loader="cached"), aug, train_size=16,
-                        test_size=16, batch_size=8, seed=0, device=torch.device("cpu"))
+        L.build_loaders(SimpleNamespace(train=list(range(64)), loader="cached"), DataConfig(loader="cached"), aug,
+                        train_size=16, test_size=16, batch_size=8, seed=0, device=torch.device("cpu"))
+
+
+def test_the_loader_choice_is_made_and_checked_once_when_the_splits_are_loaded(tiny_folder):
+    """``load_splits`` (the run plan) decides the loader and is where an explicit device loader the
+    recipe cannot use is refused; the stage loaders follow ``splits.loader`` without asking again."""
+    index = folder_index(tiny_folder)
+    data = DataConfig(dataset="folder", root=str(tiny_folder), train_size=16, test_size=16, train_crop="pad_crop",
+                      test_crop="ratio", loader="device", val_fraction=0.0, batch_size=8)
+    aug = AugmentConfig(randaugment_ops=2)
+    with pytest.raises(UserError) as err:
+        L.load_splits(index, data, augment=aug)
+    assert str(err.value) == ('augment.randaugment_ops: not available with data.loader = "device"; '
+                              'use data.loader = "standard"')
+    # the stage loaders build what the splits say: a standard choice gets the worker loader even
+    # though this DataConfig still names the device loader
+    splits = L.load_splits(index, data.model_copy(update={"loader": "standard"}), augment=aug)
+    loaders = L.build_loaders(splits, data, aug, train_size=16, test_size=16, batch_size=8, seed=0,
+                              device=torch.device("cpu"))
+    try:
+        assert isinstance(loaders.train, L.WorkerTrainLoader)
+    finally:
+        loaders.train.close()
 
 
 def test_corrupt_images_become_markers_and_are_dropped_by_collate(tmp_path):

@@ -235,13 +235,15 @@ def test_evaluate_sums_the_loss_in_float64_so_small_batches_after_a_large_one_st
 
 
 def test_evaluate_needs_only_what_an_evaluation_engine_has():
-    # `fgbench evaluate` passes an engine with a device, a memory format and an autocast context
-    # only (no `reduce`, no optimizer): evaluate must not ask it for more
+    # `fgbench evaluate` passes an engine with a device, a memory format, an autocast context and
+    # no all-reduce (fgbench.train.loop.EvalEngine; no optimizer, no step): evaluate must not ask
+    # it for more
     import contextlib
 
     class EvalOnly:
         device = torch.device("cpu")
         channels_last = False
+        reduce = None
 
         def eval_autocast(self):
             return contextlib.nullcontext()

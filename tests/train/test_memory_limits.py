@@ -75,3 +75,16 @@ def test_an_allocation_that_fails_while_training_is_one_line_and_a_failed_run(tm
     assert lines[0].startswith("out of memory on cpu (it tried to allocate 32.0 GB): 16 px images at batch 16")
     end = [e for e in events_of(run) if e["event"] == "run_finished"]
     assert end[-1]["status"] == "failed" and end[-1]["error"] == lines[0] and "Traceback" in end[-1]["traceback"]
+
+
+@pytest.mark.parametrize(("optim", "ema", "copies"), [
+    ({"name": "sgd", "momentum": 0.9}, False, 3),  # weights, gradients, one momentum buffer
+    ({"name": "sgd", "momentum": 0.0}, False, 2),  # plain SGD keeps no state
+    ({"name": "adam"}, False, 4),  # two moments
+    ({"name": "radam"}, True, 5),  # two moments and the EMA copy
+])
+def test_training_copies_follow_the_optimizer_section(optim, ema, copies):
+    # read off the recipe section (betas: the Adam family), so a new optimizer needs no list entry here
+    from fgbench.recipe import Recipe
+
+    assert memory.training_copies(Recipe(optim=optim, ema={"enabled": ema})) == copies

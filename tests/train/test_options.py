@@ -15,7 +15,8 @@ from fgbench.data.index import DatasetIndex
 from fgbench.data.loaders import cifar_sources
 from fgbench.errors import UserError
 from fgbench.train import checkpoint as C
-from fgbench.train.progress import Progress, fmt_duration
+from fgbench.formats import fmt_clock
+from fgbench.train.progress import Progress
 
 from .conftest import events_of, last_per_epoch, summary_of, write_recipe
 from .test_run import run_subprocess, wait_for_event
@@ -96,6 +97,12 @@ def test_refusals_with_one_line(tmp_path, tiny_folder, capsys):
     dev = write_recipe(tmp_path, tiny_folder, name="dev.toml", data={"loader": "device", "train_crop": "random_resized"})
     assert run_cli(str(dev), "--runs-root", str(tmp_path / "runs")) == 2
     assert "data.train_crop" in capsys.readouterr().err
+    # a device loader the recipe allows but the augmentation cannot use: refused once, by the plan
+    dev_ra = write_recipe(tmp_path, tiny_folder, name="dev_ra.toml", data={"loader": "device", "train_crop": "pad_crop"},
+                          augment={"randaugment_ops": 2})
+    assert run_cli(str(dev_ra), "--runs-root", str(tmp_path / "runs")) == 2
+    assert capsys.readouterr().err == (f'{dev_ra}: augment.randaugment_ops: not available with data.loader = '
+                                       '"device"; use data.loader = "standard"\n')
     ema = write_recipe(tmp_path, tiny_folder, name="ema.toml", stages=[{"epochs": 1, "init_from": "best_ema"}])
     assert run_cli(str(ema), "--runs-root", str(tmp_path / "runs")) == 2
     assert "stages[0].init_from" in capsys.readouterr().err
@@ -135,7 +142,7 @@ def test_progress_bar_on_a_terminal_and_lines_otherwise(capsys):
     assert lines.mode == "lines"
     lines.logged(epoch=2, total_epochs=3, batch=1, batches=4, step=5, loss=0.5, top1=None, lr=0.01, images_per_s=None)
     assert "epoch 2/3  batch 1/4  step 5  loss 0.5000" in capsys.readouterr().out
-    assert fmt_duration(3725) == "1:02:05" and fmt_duration(65) == "01:05" and fmt_duration(None) == "--:--"
+    assert fmt_clock(3725) == "1:02:05" and fmt_clock(65) == "01:05" and fmt_clock(None) == "--:--"
 
 
 def test_every_recipe_file_of_mine_loads():

@@ -147,6 +147,7 @@ def _watched_run(root: Path, runs_root: Path, style: str) -> dict:
     def save_last(self, *, stage, epoch, batch=0, stats=None):
         orig_save_last(self, stage=stage, epoch=epoch, batch=batch, stats=stats)
         if not batch:  # the end of an epoch: the weights that epoch was evaluated with
+            self.saver.wait()  # checkpoints are written in the background
             dst = snaps / f"epoch{epoch}.pt"
             shutil.copyfile(self.ckpt_dir / "last.pt", dst)
             seen["snapshots"][epoch] = dst

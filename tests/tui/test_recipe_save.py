@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import difflib
-import tomllib
 from pathlib import Path
 
 import pytest
 
 from fgbench.recipe import load_recipe, validate_recipe
+from fgbench.tomlread import tomllib
 from fgbench.tui.recipe_save import preserving_toml
 
 REPO = Path(__file__).resolve().parents[2]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from typing import Literal
 
 import pytest
@@ -10,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from fgbench import paths
 from fgbench.recipe import Recipe, load_recipe, validate_recipe
+from fgbench.tomlread import tomllib
 from fgbench.tui import form as F
 
 

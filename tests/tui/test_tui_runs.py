@@ -333,3 +333,68 @@ def test_the_store_reports_runs_and_news_that_the_monitor_read_first(tmp_path):
     assert store.model(first).update()  # the monitor reads the news first
     assert store.refresh() == {first}
     assert store.refresh() == set()
+
+
+async def test_the_runs_pane_lists_the_runs_of_runs_list_in_its_order(dirs):
+    """One order for every list of runs (fgbench.rundir.newest_first): the Runs pane shows the
+    runs `fgbench runs list` prints, in the same order, newest first. Made out of order, with two
+    started in the same second (the later one is ``-2``), so that neither creation order nor an
+    oldest-first list passes."""
+    import json
+    import subprocess
+    import sys
+
+    from fakes.run_factory import make_run
+
+    made = [make_run(dirs.runs, "mid", stamp=1_700_000_100),
+            make_run(dirs.runs, "old", stamp=1_700_000_000),
+            make_run(dirs.runs, "new", stamp=1_700_000_300),
+            make_run(dirs.runs, "new", stamp=1_700_000_300)]
+    assert made[3].name == made[2].name + "-2"
+    expected = [made[3].name, made[2].name, made[0].name, made[1].name]  # worked out from the stamps
+    out = subprocess.run([sys.executable, "-m", "fgbench", "runs", "list", "--runs-root", str(dirs.runs),
+                          "--format", "json"], capture_output=True, text=True, check=True).stdout
+    cli_order = [row["run"] for row in json.loads(out)]
+    assert cli_order == expected
+    app = _app(dirs, fake_cmd(), initial_pane="runs")
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = app.pane("runs")
+        await wait_for(pilot, lambda: pane.table.row_count == 4, what="4 runs listed")
+        tui_order = [pane.table.coordinate_to_cell_key((i, 0)).row_key.value for i in range(4)]
+        assert [str(dirs.runs / name) for name in cli_order] == tui_order
+        await pilot.press("4")  # the Compare pane's sidebar lists them in the same order
+        compare = app.pane("compare")
+        await wait_for(pilot, lambda: len(compare.visible_rows()) == 4, what="compare sidebar")
+        assert [r.path.name for r in compare.visible_rows()] == cli_order
+
+
+async def test_at_80_columns_every_runs_column_fits_with_long_names(dirs):
+    """Sweep runs are named <recipe>-<variant> (48 characters here): at 80 columns the Runs pane
+    once pushed dataset, model and time off-screen for every row. Now the names are cut in the
+    middle (two runs of one sweep still read apart), the start column goes, then the dataset
+    rather than cut the names under 16 characters, and the rest fits; at 120 columns both are back."""
+    from fgbench.tui.widgets.runs_pane import COLUMNS
+    from fakes.run_factory import make_fixture_run
+
+    long_a = "sc_stanford_cars_resnet50_tricks-B+A+W+mixup+ls2"
+    long_b = "sc_stanford_cars_resnet50_tricks-B+A+W+cutmix+l2"
+    assert len(long_a) == 48
+    fixture_runs(dirs.runs)
+    make_fixture_run(dirs.runs, f"20250305-130000-{long_a}", name=long_a, dataset="stanford_cars", arch="resnet50")
+    make_fixture_run(dirs.runs, f"20250305-130001-{long_b}", name=long_b, dataset="stanford_cars", arch="resnet50")
+    app = _app(dirs, fake_cmd(), initial_pane="runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = app.pane("runs")
+        table = pane.table
+        await wait_for(pilot, lambda: table.row_count == 6, what="6 runs listed")
+        await pilot.pause()
+        keys = [str(k.value) for k in table.columns]
+        assert keys == [c for c in COLUMNS if c not in ("started", "dataset")]
+        # nothing scrolls sideways: the last column ends inside the table
+        assert table.virtual_size.width <= table.scrollable_content_region.width, (table.virtual_size, table.size)
+        recipes = [str(table.get_cell_at((i, keys.index("recipe")))) for i in range(2)]
+        assert all("…" in r and 16 <= len(r) < 48 for r in recipes) and recipes[0] != recipes[1], recipes
+        assert recipes[0].endswith("cutmix+l2") and recipes[1].endswith("mixup+ls2"), recipes  # newest first
+        assert str(table.get_cell_at((0, keys.index("time")))) == "50s"  # 100 steps of 0.5 s
+        await pilot.resize_terminal(120, 40)
+        await wait_for(pilot, lambda: [str(k.value) for k in table.columns] == list(COLUMNS), what="all back at 120")

@@ -66,3 +66,15 @@ def test_every_worker_in_the_tui_reports_its_failures_instead_of_exiting():
                     (getattr(b, "id", None) or getattr(b, "attr", None)) == "ReportsWorkerFailures" for b in cls.bases):
                 problems.append(f"{f.name}: class {cls.name} starts workers without ReportsWorkerFailures")
     assert not problems, "\n".join(problems)
+
+
+async def test_a_runs_change_that_arrives_while_the_app_shuts_down_is_ignored(dirs):
+    """The run watcher can post a change after the last screen is gone (quitting with a run live):
+    the handler must not ask for a screen that no longer exists (it raised ScreenStackError)."""
+    from fgbench.tui.messages import RunsChanged
+
+    app = tui_app(dirs)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready_pane(pilot, "recipes")
+    assert not app.screen_stack
+    app.on_runs_changed(RunsChanged({dirs.runs / "some-run"}))  # no exception

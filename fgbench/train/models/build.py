@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from fgbench.errors import UserError
+from fgbench.recipe import FileWeights, MocoWeights, TorchvisionWeights
 
 from . import cifar, pretrained
 
@@ -101,14 +102,16 @@ def unwrap(model: nn.Module) -> nn.Module:
     seen = 0
     while seen < 10:
         seen += 1
-        if hasattr(model, "_orig_mod"):
-            model = model._orig_mod
+        compiled = getattr(model, "_orig_mod", None)  # torch.compile's wrapper
+        wrapped = getattr(model, "module", None)
+        if isinstance(compiled, nn.Module):
+            model = compiled
         elif isinstance(model, NormalizedModel):
             model = model.model
-        elif isinstance(getattr(model, "module", None), nn.Module) and type(model).__name__ in {
+        elif isinstance(wrapped, nn.Module) and type(model).__name__ in {
             "DistributedDataParallel", "DataParallel", "AveragedModel"
         }:
-            model = model.module
+            model = wrapped
         else:
             break
     return model
@@ -151,7 +154,9 @@ def _replace_head(model: nn.Module, num_classes: int) -> str | None:
     elif isinstance(old, nn.Conv2d):
         if old.out_channels == num_classes:
             return None
-        new = nn.Conv2d(old.in_channels, num_classes, old.kernel_size, old.stride, old.padding, bias=old.bias is not None)
+        k, s, p = old.kernel_size, old.stride, old.padding  # a Conv2d's: pairs (padding: or a string)
+        new = nn.Conv2d(old.in_channels, num_classes, (k[0], k[1]), (s[0], s[1]),
+                        p if isinstance(p, str) else (p[0], p[1]), bias=old.bias is not None)
         shape = f"{old.out_channels} -> {num_classes} channels"
     else:
         raise ValueError(f"cannot replace classifier {name} of type {type(old).__name__}")
@@ -221,7 +226,7 @@ def _base_model(cfg: "ModelConfig", out: int) -> tuple[nn.Module, list[str]]:
         if "stochastic_depth_prob" not in inspect.signature(cls).parameters:
             raise UserError(f"model.stochastic_depth: torchvision's {arch} has no stochastic depth")
         kwargs["stochastic_depth_prob"] = cfg.stochastic_depth
-    if source == "torchvision":
+    if isinstance(cfg.pretrained, TorchvisionWeights):
         model, report = pretrained.build_torchvision_pretrained(arch, cfg.pretrained.weights, **kwargs)
         line = _replace_head(model, out)
         if line:
@@ -249,9 +254,12 @@ def _pytorch_default_init(model: nn.Module) -> str:
 def _cifar_stem(model: nn.Module) -> str:
     if isinstance(model, cifar.CifarResNet):
         return "cifar_stem: resnet*_cifar already has a 3x3 stride-1 stem"
-    old = model.conv1
-    model.conv1 = nn.Conv2d(old.in_channels, old.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
-    nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
+    old = model.get_submodule("conv1")
+    if not isinstance(old, nn.Conv2d):
+        raise ValueError(f"cifar_stem: conv1 of {type(model).__name__} is a {type(old).__name__}, not a Conv2d")
+    conv = nn.Conv2d(old.in_channels, old.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    model.conv1 = conv
     model.maxpool = nn.Identity()
     return "cifar_stem: conv1 is now 3x3 stride 1 (new random initialisation), max-pool removed"
 
@@ -307,19 +315,17 @@ def build_model(model_cfg: "ModelConfig", num_classes: int, *, data_cfg: "DataCo
             raise UserError(f"model.zero_init_residual: '{cfg.arch}' has no residual blocks of a ResNet")
         report.append(_zero_init_residual(model))
 
-    match cfg.pretrained.source:
-        case "file":
-            p = cfg.pretrained
-            obj = pretrained.read_weights_file(p.path, "model.pretrained.path")
-            sd = pretrained.extract_state_dict(obj, p.key, p.strip_prefix, p.path, "model.pretrained")
-            report += pretrained.load_matching(model, sd, p.path, "model.pretrained")
-        case "moco":
-            p = cfg.pretrained
-            obj = pretrained.read_weights_file(p.path, "model.pretrained.path")
-            sd = pretrained.moco_state_dict(obj, p.path)
+    match cfg.pretrained:  # the variant class is the source tag's
+        case FileWeights() as fw:
+            obj = pretrained.read_weights_file(fw.path, "model.pretrained.path")
+            sd = pretrained.extract_state_dict(obj, fw.key, fw.strip_prefix, fw.path, "model.pretrained")
+            report += pretrained.load_matching(model, sd, fw.path, "model.pretrained")
+        case MocoWeights() as mw:
+            obj = pretrained.read_weights_file(mw.path, "model.pretrained.path")
+            sd = pretrained.moco_state_dict(obj, mw.path)
             report.append(f"MoCo: kept {len(sd)} query-encoder tensors (module.encoder_q.* without fc), prefix stripped")
-            report += pretrained.load_matching(model, sd, p.path, "model.pretrained")
-        case "none" | "torchvision":
+            report += pretrained.load_matching(model, sd, mw.path, "model.pretrained")
+        case _:  # none, torchvision (built above)
             pass
 
     report += variants.apply_freezing(model, cfg, resnet=resnet)

@@ -18,6 +18,9 @@ from __future__ import annotations
 
 from torch import nn
 
+FROZEN_ATTR = "fgbench_frozen_prefixes"
+"""The model attribute that remembers the frozen prefixes (see the module docstring)."""
+
 STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
 
 
@@ -48,10 +51,10 @@ def freeze_stages(model: nn.Module, n: int) -> list[str]:
                 model.set_submodule(full, frozen)
         for p in model.get_submodule(prefix).parameters():
             p.requires_grad_(False)
-    model.fgbench_frozen_prefixes = tuple(prefixes)
+    setattr(model, FROZEN_ATTR, tuple(prefixes))  # not a parameter, buffer or submodule: a plain attribute
     return prefixes
 
 
 def is_frozen_param(model: nn.Module, name: str) -> bool:
-    prefixes = getattr(model, "fgbench_frozen_prefixes", ())
+    prefixes = getattr(model, FROZEN_ATTR, ())  # absent on a model that was never frozen
     return any(name == p or name.startswith(p + ".") for p in prefixes)

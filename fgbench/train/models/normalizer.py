@@ -22,6 +22,9 @@ from torch import Tensor, nn
 
 
 class LearnedNormalizer(nn.Module):
+    running_mean: Tensor  # buffers (registered below), declared for the type checker
+    running_var: Tensor
+
     def __init__(self, per_channel: bool = False, channels: int = 3, momentum: float = 0.01, eps: float = 1e-9):
         super().__init__()
         self.per_channel = per_channel

@@ -27,9 +27,13 @@ Decisions:
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from torchvision.models.resnet import BasicBlock, Bottleneck
 
 
 def group_std(x: Tensor, groups: int, eps: float) -> Tensor:
@@ -62,7 +66,7 @@ class EvoNormS0(nn.Module):
         return f"{self.num_features}, groups={self.groups}, nonlinearity={self.v is not None}"
 
 
-def _copy_affine(src: nn.Module, dst: nn.Module) -> None:
+def _copy_affine(src: nn.Module, dst: "nn.GroupNorm | EvoNormS0") -> None:
     w, b = getattr(src, "weight", None), getattr(src, "bias", None)
     with torch.no_grad():
         if isinstance(w, torch.Tensor) and w.shape == dst.weight.shape:
@@ -79,23 +83,29 @@ def to_groupnorm(bn: nn.BatchNorm2d, groups: int) -> nn.GroupNorm:
 
 
 def to_evonorm(bn: nn.Module, groups: int, nonlinearity: bool) -> EvoNormS0:
-    evo = EvoNormS0(bn.num_features, groups, nonlinearity=nonlinearity)
+    if isinstance(bn, nn.BatchNorm2d):
+        channels = bn.num_features
+    elif isinstance(bn, nn.GroupNorm):
+        channels = bn.num_channels
+    else:
+        raise TypeError(f"EvoNorm-S0 replaces a BatchNorm2d or a GroupNorm, not {type(bn).__name__}")
+    evo = EvoNormS0(channels, groups, nonlinearity=nonlinearity)
     _copy_affine(bn, evo)
     return evo
 
 
 def swap_groupnorm(model: nn.Module, groups: int) -> int:
     """Replace every BatchNorm2d with GroupNorm; returns how many were replaced."""
-    names = [n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
-    for n in names:
-        model.set_submodule(n, to_groupnorm(model.get_submodule(n), groups))
-    return len(names)
+    found = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    for n, bn in found:
+        model.set_submodule(n, to_groupnorm(bn, groups))
+    return len(found)
 
 
 class EvoBasicBlock(nn.Module):
     """torchvision's BasicBlock with EvoNorm-S0: conv-evo(act)-conv-evo(no act) + shortcut, ReLU."""
 
-    def __init__(self, block: nn.Module, groups: int):
+    def __init__(self, block: "BasicBlock", groups: int):
         super().__init__()
         self.conv1 = block.conv1
         self.bn1 = to_evonorm(block.bn1, groups, nonlinearity=True)
@@ -118,7 +128,7 @@ class EvoBasicBlock(nn.Module):
 class EvoBottleneck(nn.Module):
     """torchvision's Bottleneck with EvoNorm-S0 in place of its three BN(+ReLU)s."""
 
-    def __init__(self, block: nn.Module, groups: int):
+    def __init__(self, block: "Bottleneck", groups: int):
         super().__init__()
         self.conv1 = block.conv1
         self.bn1 = to_evonorm(block.bn1, groups, nonlinearity=True)
@@ -145,6 +155,8 @@ class EvoBottleneck(nn.Module):
 def _evo_downsample(ds: nn.Module | None, groups: int) -> nn.Module | None:
     if ds is None:
         return None
+    if not isinstance(ds, nn.Sequential):
+        raise TypeError(f"a ResNet shortcut is a Sequential (conv, norm), not {type(ds).__name__}")
     for i, m in enumerate(ds):
         if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
             ds[i] = to_evonorm(m, groups, nonlinearity=False)
@@ -157,8 +169,8 @@ def swap_evonorm(model: nn.Module, groups: int) -> int:
 
     count = 0
     # the stem: conv1 -> bn1 -> relu: the EvoNorm's non-linearity replaces the ReLU
-    model.bn1 = to_evonorm(model.bn1, groups, nonlinearity=True)
-    model.relu = nn.Identity()
+    model.set_submodule("bn1", to_evonorm(model.get_submodule("bn1"), groups, nonlinearity=True))
+    model.set_submodule("relu", nn.Identity())
     count += 1
     for name, m in list(model.named_modules()):
         if isinstance(m, Bottleneck):

@@ -228,7 +228,7 @@ class SmallViT(nn.Module):
         taus = [a.current_tau() for a in self.attentions()]
         if not taus or taus[0] is None:
             return {}
-        return {"taus": [round(float(t.detach().float().mean()), 6) for t in taus]}
+        return {"taus": [round(float(t.detach().float().mean()), 6) for t in taus if t is not None]}
 
 
 def build_vit(cfg: "ModelConfig", num_classes: int) -> SmallViT:

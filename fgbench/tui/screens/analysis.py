@@ -226,10 +226,13 @@ class AnalysisScreen(Screen):
         cls = images.widget_class()
         tiles = []
         missing = 0
-        for item in page:
+        # a file name is shown as text (never markup), made safe: image names set the title once;
+        # cut in the middle to the tile, so the numbers that tell a class's images apart stay (cut
+        # at the end, four captions read "cool_two_dots_000…" at 80 columns)
+        names = [safe(Path(item["file"]).name) if item.get("file") else safe(f"#{item.get('index')}") for item in page]
+        for item, name in zip(page, report.cut_apart(names, TILE_WIDTH)):
             f = item.get("file")
-            # a file name is shown as text (never markup), made safe: image names set the title once
-            caption = Static(Text(safe(Path(f).name) if f else safe(f"#{item.get('index')}")), classes="caption")
+            caption = Static(Text(name), classes="caption")
             if f and cls is not None and Path(f).is_file():
                 try:
                     picture = cls(open_picture(f), classes="picture")

@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import bisect
 import time
-import tomllib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
@@ -49,7 +49,9 @@ from textual.widgets.option_list import Option
 from fgbench import report
 from fgbench.rundir.reader import RunInfo
 from fgbench.textsafe import safe
-from fgbench.runmodel import SMOOTH_STEPS, SMOOTHABLE, SERIES, RunRow, Snapshot, format_duration, smooth
+from fgbench.formats import fmt_compact, fmt_duration
+from fgbench.runmodel import SMOOTH_STEPS, SMOOTHABLE, SERIES, RunRow, Snapshot, smooth
+from fgbench.tomlread import tomllib
 from fgbench.tui.plots import CHART_TITLES, Line, MetricPlot, dimmed, rgb_style
 from fgbench.tui.widgets.fitted_table import FittedTable
 from fgbench.tui.widgets.runs_pane import started_text
@@ -160,18 +162,10 @@ class GroupRead:
 
 def fmt_x(x: float, axis: str) -> str:
     if axis == "time":
-        return format_duration(x * 60.0)
+        return fmt_duration(x * 60.0)
     if axis == "epoch":
         return f"epoch {x:.2f}"
     return f"step {x:,.0f}"
-
-
-def fmt_y(v: float | None) -> str:
-    if v is None:
-        return "-"
-    if v != 0 and (abs(v) < 0.01 or abs(v) >= 1e5):
-        return f"{v:.3g}"
-    return f"{v:.4g}" if abs(v) < 10 else f"{v:.2f}"
 
 
 def sort_rows(rows: list[dict[str, Any]], key: str, reverse: bool) -> list[dict[str, Any]]:
@@ -248,6 +242,13 @@ class RunList(OptionList):
                 return node
         return None
 
+    def on_resize(self) -> None:
+        # the sidebar narrows without the pane resizing (the screen's -narrow class under 100
+        # columns): names were cut for the wider list, and two runs of one recipe read the same
+        pane = self._pane()
+        if pane is not None:
+            pane._resized()
+
 
 class CompareChart(MetricPlot):
     """One chart of the grid: focusable (the cursor and full-screen act on it)."""
@@ -301,9 +302,11 @@ spaces) then the pin mark."""
 
 class ComparePane(ReportsWorkerFailures, Vertical):
     BINDINGS = [
-        Binding("w", "filter_runs", "Filter", tooltip="Filter the runs: words, status, sweep tag, "
+        # w and / are written in their fields ("w: filter runs", "/: series") and a in the help
+        # (?): the footer keeps the other keys, in 80 columns
+        Binding("w", "filter_runs", "Filter", show=False, tooltip="Filter the runs: words, status, sweep tag, "
                 "or recipe values such as optim.lr=0.005"),
-        Binding("slash", "filter_series", "Series", tooltip="Choose the charts: words of series names "
+        Binding("slash", "filter_series", "Series", show=False, tooltip="Choose the charts: words of series names "
                 "(loss, topk, ema, lr, grad ...), * for all"),
         Binding("x", "axis", "X axis", tooltip="x-axis: optimizer step, epoch or wall time"),
         Binding("l", "log", "Log y", tooltip="Logarithmic y axis on or off"),
@@ -317,11 +320,11 @@ class ComparePane(ReportsWorkerFailures, Vertical):
                 "min-max band (on), or each run (off)"),
         Binding("e", "export", "Export", tooltip="Write the table as Markdown (.md) or CSV (.csv), "
                 "as fgbench runs compare does"),
-        Binding("a", "clear", "Clear", tooltip="Clear the selection"),
+        Binding("a", "clear", "Clear", show=False, tooltip="Clear the selection"),
         Binding("escape", "unzoom", "Back", show=False),
     ]
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.axis = "step"
         self.log_y = False
@@ -406,6 +409,9 @@ class ComparePane(ReportsWorkerFailures, Vertical):
         if row.name in self._twins:
             stamp = f" {started_text(row.run_id)}"
             room = self._list_room - len(text.plain) - len(stamp)
+            if room <= 4:  # a narrow sidebar (80 columns): the start time first, where it is not cut
+                text.append(f"{started_text(row.run_id)[-5:]} ", style="dim")
+                stamp = ""
             text.append(report.cut_middle(row.name, room) if room > 4 else row.name)
         else:
             stamp = ""
@@ -542,13 +548,13 @@ class ComparePane(ReportsWorkerFailures, Vertical):
         self._layout_grid(len(names))
         book = workbench(self).colours
         colours = book.colours([s.path.name for s in snaps])
-        per_chart: dict[str, list[tuple[Snapshot, list[float], list[float]]]] = {}
+        per_chart: dict[str, list[tuple[Snapshot | GroupRead, list[float], list[float]]]] = {}
         all_lines: dict[str, list[Line]] = {}
         x_lo, x_hi = None, None
         drawn = self.chart_groups(snaps)
         for name in names:
             lines: list[Line] = []
-            reads = []
+            reads: list[tuple[Snapshot | GroupRead, list[float], list[float]]] = []
             for members in drawn:
                 first = members[0]
                 colour, marker = colours[first.path.name], book.marker(first.path.name)
@@ -624,17 +630,18 @@ class ComparePane(ReportsWorkerFailures, Vertical):
     def _draw_cursor(self, per_chart, colours) -> None:
         out = self.query_one("#compare-cursor", Static)
         chart = self.current_chart()
-        if self.cursor_x is None or chart is None or chart.series not in per_chart:
+        cursor_x = self.cursor_x
+        if cursor_x is None or chart is None or chart.series not in per_chart:
             out.update(Text("[ ]: cursor (reads every run at one x)" if per_chart else "", style="dim"))
             return
         smoothed = bool(self.smooth_steps and chart.series in SMOOTHABLE)
         book = workbench(self).colours
         reads = [(book.marker(snap.path.name), colours[snap.path.name], snap.name,
-                  fmt_y(value_at(xs, ys, self.cursor_x))) for snap, xs, ys in per_chart[chart.series]]
+                  fmt_compact(value_at(xs, ys, cursor_x))) for snap, xs, ys in per_chart[chart.series]]
 
         def line(with_names: bool) -> Text:
             text = Text(no_wrap=True, overflow="ellipsis")
-            text.append(f"{chart.title} @ {fmt_x(self.cursor_x, self.axis)}", style="bold")
+            text.append(f"{chart.title} @ {fmt_x(cursor_x, self.axis)}", style="bold")
             if smoothed:
                 text.append(" (smoothed)", style="dim")
             for marker, colour, name, value in reads:
@@ -718,15 +725,27 @@ class ComparePane(ReportsWorkerFailures, Vertical):
     def _draw_hint(self, snaps: list[Snapshot]) -> None:
         if not snaps:
             hint = "Select runs on the left (space), or mark them in Runs with space."
+            width = self.query_one("#compare-hint", Static).size.width
+            if width and cell_len(hint) > width:
+                hint = "space: select runs (here or in Runs)"
         else:
-            parts = [f"{len(snaps)} runs", f"x: {self.axis}", "log y" if self.log_y else "linear y",
-                     f"smooth: EMA {self.smooth_steps:g} steps" if self.smooth_steps else "smooth: off"]
-            if self._grouped:
-                parts.insert(3, "g: groups as mean+band" if self.group_seeds else "g: groups as runs")
-            if self.sort_key:
-                header = next((h for k, h, _ in self._columns if k == self.sort_key), self.sort_key)
-                parts.append(f"sort: {header} {'▼' if self.sort_desc else '▲'}")
-            hint = " · ".join(parts)
+            header = next((h for k, h, _ in self._columns if k == self.sort_key), self.sort_key)
+            arrow = "▼" if self.sort_desc else "▲"
+            # the full wording, and a short one for a narrow pane (at 80 columns the sort was cut)
+            hint, room = "", self.query_one("#compare-hint", Static).size.width
+            for full in (True, False):
+                parts = [f"{len(snaps)} runs", f"x: {self.axis}" if full else f"x {self.axis}",
+                         ("log y" if self.log_y else "linear y") if full else ("log" if self.log_y else "linear"),
+                         (f"smooth: EMA {self.smooth_steps:g} steps" if full else f"EMA {self.smooth_steps:g}")
+                         if self.smooth_steps else ("smooth: off" if full else "raw")]
+                if self._grouped:
+                    parts.insert(3, ("g: groups as mean+band" if self.group_seeds else "g: groups as runs") if full
+                                 else ("mean+band" if self.group_seeds else "each run"))
+                if self.sort_key:
+                    parts.append(f"sort: {header} {arrow}" if full else f"{arrow} {header}")
+                hint = " · ".join(parts)
+                if not room or cell_len(hint) <= room:  # not laid out yet: the full wording
+                    break
         self.query_one("#compare-hint", Static).update(Text(hint, style="dim", no_wrap=True, overflow="ellipsis"))
 
     # ------------------------------------------------------------------ actions

@@ -23,22 +23,26 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Label, ProgressBar, Static
 
 from fgbench import paths
 from fgbench.errors import UserError
 from fgbench.tui.messages import DatasetPicked, DatasetTaskDone, DownloadProgress
-from fgbench.runmodel import format_duration
+from fgbench.formats import fmt_duration
 from fgbench.tui.dialogs import PromptScreen
 from fgbench.tui.widgets.fitted_table import FittedTable
 from fgbench.tui.typed import workbench
+
+if TYPE_CHECKING:
+    from fgbench.data.progress import Progress
 from fgbench.tui.workers import ReportsWorkerFailures, work
 
 STATUS_STYLE = {"ready": "bold green", "partial": "yellow", "missing": "dim", "to import": "dim", "data.root": "dim"}
@@ -144,7 +148,7 @@ class DatasetsPane(ReportsWorkerFailures, Vertical):
         table = self.query_one("#datasets-table", DataTable)
         if not table.row_count:
             return None
-        return table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        return table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
 
     def set_current(self, name: str | None) -> None:
         if name != self.current_dataset:
@@ -255,7 +259,7 @@ class DatasetsPane(ReportsWorkerFailures, Vertical):
 
             root = self.root_for(name)
 
-            def progress(p: Any) -> None:
+            def progress(p: Progress) -> None:
                 self.post_message(DownloadProgress(name, p))
 
             if task == "download":
@@ -290,19 +294,19 @@ class DatasetsPane(ReportsWorkerFailures, Vertical):
         p = message.progress
         self.stages_seen.add(str(p.stage))
         bar = self.query_one("#download-bar", ProgressBar)
-        total = getattr(p, "total_bytes", None)
-        done = getattr(p, "done_bytes", 0)
+        total = p.total_bytes
+        done = p.done_bytes
         if total:
             bar.update(total=total, progress=done)
         else:
             bar.update(total=None)
-        unit = getattr(p, "unit", "B")
+        unit = p.unit
         fmt = _bytes if unit == "B" else (lambda n: f"{n:,.0f} {unit}")
         parts = [f"{p.stage} {message.name}", f"{fmt(done)}" + (f" / {fmt(total)}" if total else "")]
         if p.speed:
             parts.append(f"{fmt(p.speed)}/s")
         if p.eta_s is not None:
-            parts.append(f"ETA {format_duration(p.eta_s)}")
+            parts.append(f"ETA {fmt_duration(p.eta_s)}")
         if p.message:
             parts.append(str(p.message))
         self.query_one("#download-text", Static).update("  ".join(parts))

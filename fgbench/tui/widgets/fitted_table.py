@@ -17,8 +17,9 @@ from collections.abc import Mapping, Sequence
 
 from rich.cells import cell_len
 from rich.text import Text
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable
-from textual.widgets.data_table import CellDoesNotExist
+from textual.widgets.data_table import CellDoesNotExist, ColumnKey
 
 from fgbench.report import cut_apart
 
@@ -40,7 +41,7 @@ class FittedTable(DataTable):
 
     def set_rows(self, columns: Sequence[tuple[str, str | Text]],
                  rows: Sequence[tuple[str, Sequence[str | Text]]],
-                 squeeze: Mapping[str, int] | None = None) -> bool:
+                 squeeze: Mapping[str, int] | None = None, drop: Sequence[str] = ()) -> bool:
         """Show ``rows`` (``(row key, cells)``) under ``columns`` (``(column key, label)``).
 
         ``squeeze``: name columns (column key -> least width) whose cells are cut in the middle
@@ -48,13 +49,17 @@ class FittedTable(DataTable):
         first; one long name then costs its own column, not every other column. Redone when the
         table is resized.
 
+        ``drop``: column keys left out, in this order, while the table cannot fit its width even
+        with every ``squeeze`` column at its least width (the least useful columns of a narrow
+        terminal); back when it is wide enough again.
+
         When the columns, the row keys and every column's width are what is shown already, the
         cells that differ are updated in place: the cursor and the scroll position stay and no
         highlight event fires. Otherwise the table is rebuilt with fixed column widths, and the
         cursor goes back to the row it was on when that row is still there. Returns whether the
         table was rebuilt.
         """
-        self._last = (columns, rows, squeeze)
+        self._last = (columns, rows, squeeze, drop)
         labels = [(key, as_text(label)) for key, label in columns]
         body = [(key, [as_text(c) for c in cells]) for key, cells in rows]
         for key, cells in body:
@@ -63,6 +68,14 @@ class FittedTable(DataTable):
         widths = [max([cell_width(label)] + [cell_width(cells[i]) for _, cells in body])
                   for i, (_, label) in enumerate(labels)]
         if squeeze and self.size.width > 0:
+            for gone in drop:
+                if self._least_width(labels, widths, squeeze) <= self._room():
+                    break
+                if gone in [key for key, _ in labels]:
+                    i = [key for key, _ in labels].index(gone)
+                    del labels[i], widths[i]
+                    for _key, cells in body:
+                        del cells[i]
             widths = self._squeeze(labels, body, widths, squeeze)
         shown = [(str(k.value), c.label, c.width, c.auto_width) for k, c in self.columns.items()]
         wanted = [(key, label, width, False) for (key, label), width in zip(labels, widths)]
@@ -74,7 +87,7 @@ class FittedTable(DataTable):
             return False
         cursor_key = None
         if self.row_count and 0 <= self.cursor_row < self.row_count:
-            cursor_key = self.coordinate_to_cell_key((self.cursor_row, 0)).row_key.value
+            cursor_key = self.coordinate_to_cell_key(Coordinate(self.cursor_row, 0)).row_key.value
         self.clear(columns=True)
         for (key, label), width in zip(labels, widths):
             self.add_column(label, key=key, width=width)
@@ -85,13 +98,27 @@ class FittedTable(DataTable):
             self.move_cursor(row=keys.index(cursor_key), animate=False)
         return True
 
+    def _room(self) -> int:
+        return self.size.width - self.styles.scrollbar_size_vertical  # a scrollbar may come
+
+    @staticmethod
+    def _floors(labels, widths: list[int], squeeze: Mapping[str, int]) -> dict[int, int]:
+        """The least width of each ``squeeze`` column (by index): its given least, never under its
+        label, never over what its cells need."""
+        index = {key: i for i, (key, _label) in enumerate(labels)}
+        return {index[k]: max(min(squeeze[k], widths[index[k]]), cell_width(labels[index[k]][1]))
+                for k in squeeze if k in index}
+
+    def _least_width(self, labels, widths: list[int], squeeze: Mapping[str, int]) -> int:
+        """The table's width with every ``squeeze`` column cut to its least width."""
+        floors = self._floors(labels, widths, squeeze)
+        return sum(floors.get(i, w) for i, w in enumerate(widths)) + 2 * self.cell_padding * len(widths)
+
     def _squeeze(self, labels, body, widths: list[int], squeeze: Mapping[str, int]) -> list[int]:
         """Cut the ``squeeze`` columns' cells (in ``body``, in place) to fit the table's width."""
-        room = self.size.width - self.styles.scrollbar_size_vertical  # a scrollbar may come
-        over = sum(widths) + 2 * self.cell_padding * len(widths) - room
-        index = {key: i for i, (key, _label) in enumerate(labels)}
-        cut = {index[k]: widths[index[k]] for k in squeeze if k in index}
-        floor = {i: max(min(squeeze[labels[i][0]], widths[i]), cell_width(labels[i][1])) for i in cut}
+        over = sum(widths) + 2 * self.cell_padding * len(widths) - self._room()
+        floor = self._floors(labels, widths, squeeze)
+        cut = {i: widths[i] for i in floor}
         while over > 0:
             i = max((i for i in cut if cut[i] > floor[i]), key=lambda i: cut[i], default=None)
             if i is None:
@@ -121,7 +148,7 @@ class FittedTable(DataTable):
         try:
             for row, column, value in values:
                 self.get_cell(row, column)
-                if cell_width(value) > self.columns[column].width:
+                if cell_width(value) > self.columns[ColumnKey(column)].width:
                     return False
         except (CellDoesNotExist, KeyError):
             return False

@@ -22,19 +22,21 @@ Decisions and trade-offs:
 from __future__ import annotations
 
 import re
-from typing import Any
+import weakref
+from typing import Any, Literal, TypeVar
 
 from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
 from textual.css.query import NoMatches
+from textual.dom import DOMNode
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Button, Collapsible, Input, Label, Select, Static, Switch
 
 from fgbench.recipe import Recipe
-from fgbench.tui import form as F
+from fgbench.tui import form
 from fgbench.tui.text_input import TextInput
 
 
@@ -57,8 +59,8 @@ class FieldRow(Widget):
     FieldRow > .field-error { column-span: 3; }
     """
 
-    def __init__(self, path: F.Path, spec: F.FieldSpec, value: Any):
-        self.field_path = F.path_str(path)
+    def __init__(self, path: form.Path, spec: form.FieldSpec, value: Any):
+        self.field_path = form.path_str(path)
         super().__init__(classes="field-row", id=widget_id("row", self.field_path))
         self.spec = spec
         self.value = value
@@ -100,25 +102,25 @@ class FieldRow(Widget):
         editor = self.query_one(f"#{editor_id(self.field_path)}")
         spec = self.spec
         if isinstance(editor, Switch):
-            editor.value = bool(value) if value is not F.MISSING else bool(spec.default is True)
+            editor.value = bool(value) if value is not form.MISSING else bool(spec.default is True)
         elif isinstance(editor, Select):
             _select_set(editor, spec, value)
         elif isinstance(editor, Input):
-            text = F.display_value(spec, value)
+            text = form.display_value(spec, value)
             if editor.value != text:
                 editor.value = text
 
 
-def _choice_options(spec: F.FieldSpec, value: Any) -> list[tuple[str, Any]]:
+def _choice_options(spec: form.FieldSpec, value: Any) -> list[tuple[str, Any]]:
     # a choice can be a TOML boolean (runtime.channels_last: "auto", true, false): spelled as in TOML
     options = [(str(c).lower() if isinstance(c, bool) else str(c), c) for c in spec.choices]
-    if value is not F.MISSING and value not in spec.choices:
+    if value is not form.MISSING and value not in spec.choices:
         options.append((f"{value} (not allowed)", value))
     return options
 
 
-def _select_set(select: Select, spec: F.FieldSpec, value: Any) -> None:
-    if value is F.MISSING or value is None:
+def _select_set(select: Select, spec: form.FieldSpec, value: Any) -> None:
+    if value is form.MISSING or value is None:
         if select.value != Select.NULL and select._allow_blank:
             select.clear()
         return
@@ -128,42 +130,62 @@ def _select_set(select: Select, spec: F.FieldSpec, value: Any) -> None:
         select.value = value
 
 
-def make_editor(path: str, spec: F.FieldSpec, value: Any) -> Widget:
+PathRole = Literal["field", "section", "union", "list"]
+"""What the path a form control carries names: the field it edits, the optional section it turns
+on and off, the union whose variant it picks, the list it adds to (or the item it removes)."""
+
+_W = TypeVar("_W", bound=Widget)
+_PATHS: "weakref.WeakKeyDictionary[Widget, tuple[PathRole, str]]" = weakref.WeakKeyDictionary()
+"""control -> (role, path): the typed record of what each of the form's controls stands for (a
+weak mapping, so a control a rebuild removed takes its entry with it)."""
+
+
+def tag_control(widget: _W, role: PathRole, path: str) -> _W:
+    _PATHS[widget] = (role, path)
+    return widget
+
+
+def control_path(widget: Widget, role: PathRole) -> str | None:
+    """The path ``widget`` carries in ``role`` (None: a control that is not the form's, or another role)."""
+    entry = _PATHS.get(widget)
+    return entry[1] if entry is not None and entry[0] == role else None
+
+
+def make_editor(path: str, spec: form.FieldSpec, value: Any) -> Widget:
     wid = editor_id(path)
     if spec.kind == "bool":
-        on_ = bool(value) if value is not F.MISSING else spec.default is True
+        on_ = bool(value) if value is not form.MISSING else spec.default is True
         editor: Widget = Switch(value=on_, id=wid, classes="field-editor")
     elif spec.kind == "choice":
-        allow_blank = spec.optional or spec.required or value is F.MISSING
-        editor = Select(_choice_options(spec, value), value=value if value is not F.MISSING else Select.NULL,
+        allow_blank = spec.optional or spec.required or value is form.MISSING
+        editor = Select(_choice_options(spec, value), value=value if value is not form.MISSING else Select.NULL,
                         allow_blank=allow_blank, compact=True, id=wid, classes="field-editor",
                         prompt="(unset)")
     else:
         placeholder = ""
-        if spec.default is not F.MISSING:
-            placeholder = f"default {F.display_value(spec, spec.default) or 'empty'}"
+        if spec.default is not form.MISSING:
+            placeholder = f"default {form.display_value(spec, spec.default) or 'empty'}"
         elif spec.required:
             placeholder = "required"
         elif spec.optional:
             placeholder = "unset"
-        editor = TextInput(value=F.display_value(spec, value), placeholder=placeholder, compact=True, id=wid,
+        editor = TextInput(value=form.display_value(spec, value), placeholder=placeholder, compact=True, id=wid,
                        classes="field-editor")
-    editor.field_path = path  # type: ignore[attr-defined]
-    return editor
+    return tag_control(editor, "field", path)
 
 
 class FormSection(Collapsible):
     """A section, a union (variant picker + the variant's fields) or a list of sub-models."""
 
-    def __init__(self, form: "RecipeForm", path: F.Path, spec: F.FieldSpec, *, item: bool = False):
-        self.form = form
+    def __init__(self, owner: "RecipeForm", path: form.Path, spec: form.FieldSpec, *, item: bool = False):
+        self.form = owner
         self.fpath = path
-        self.field_path = F.path_str(path)
+        self.field_path = form.path_str(path)
         self.spec = spec
         self.item = item
-        collapsed = self.field_path not in form.expanded
+        collapsed = self.field_path not in owner.expanded
         # An expanded section is built with its contents; a collapsed one on first expansion.
-        children = form.children_for(path, spec, item=item) if not collapsed else []
+        children = owner.children_for(path, spec, item=item) if not collapsed else []
         self.built = not collapsed
         super().__init__(*children, title=self._make_title(0), collapsed=collapsed,
                          id=widget_id("s", self.field_path), classes="form-section")
@@ -176,7 +198,7 @@ class FormSection(Collapsible):
         else:
             title = spec.key
             if spec.kind == "union":
-                title += f": {F.current_variant(spec, value)}"
+                title += f": {form.current_variant(spec, value)}"
             elif spec.kind == "models":
                 title += f" ({len(value) if isinstance(value, list) else 0})"
             elif spec.kind == "section" and spec.optional and not isinstance(value, dict):
@@ -233,9 +255,9 @@ class RecipeForm(VerticalScroll):
     class Changed(Message):
         """The document changed (``path``: the field that changed, "" for a reload)."""
 
-        def __init__(self, form: "RecipeForm", path: str):
+        def __init__(self, owner: "RecipeForm", path: str):
             super().__init__()
-            self.form = form
+            self.form = owner
             self.path = path
 
         @property
@@ -243,7 +265,7 @@ class RecipeForm(VerticalScroll):
             return self.form
 
     class FieldFocused(Message):
-        def __init__(self, path: str, spec: F.FieldSpec | None, variant_help: str = ""):
+        def __init__(self, path: str, spec: form.FieldSpec | None, variant_help: str = ""):
             super().__init__()
             self.path = path
             self.spec = spec
@@ -251,12 +273,12 @@ class RecipeForm(VerticalScroll):
 
     def __init__(self, doc: dict[str, Any] | None = None, *, source: str = "<recipe>", **kwargs):
         super().__init__(**kwargs)
-        self.doc: dict[str, Any] = doc if doc is not None else F.doc_from_recipe(Recipe())
+        self.doc: dict[str, Any] = doc if doc is not None else form.doc_from_recipe(Recipe())
         self.source = source
         self.expanded: set[str] = set()
         self.rows: dict[str, FieldRow] = {}
         self.sections: dict[str, FormSection] = {}
-        self.validation = F.validate(self.doc, source)
+        self.validation = form.validate(self.doc, source)
         self.errors_by_field: dict[str, list[str]] = {}
         self.variant_memory: dict[tuple[str, str], dict[str, Any]] = {}
         """(union path, variant) -> that variant's values when the user switched away from it, so
@@ -264,17 +286,17 @@ class RecipeForm(VerticalScroll):
 
     # -------------------------------------------------------------- building
 
-    def value(self, path: F.Path) -> Any:
-        return F.get_in(self.doc, path)
+    def value(self, path: form.Path) -> Any:
+        return form.get_in(self.doc, path)
 
     def compose(self) -> ComposeResult:
         yield SectionError("", id="form-errors", classes="section-error")
-        yield from self.children_for((), F.FieldSpec(key="", kind="section", model=Recipe))
+        yield from self.children_for((), form.FieldSpec(key="", kind="section", model=Recipe))
 
     def on_mount(self) -> None:
         self.apply_errors()
 
-    def widget_for(self, path: F.Path, spec: F.FieldSpec) -> Widget:
+    def widget_for(self, path: form.Path, spec: form.FieldSpec) -> Widget:
         if spec.kind in ("section", "union", "models"):
             section = FormSection(self, path, spec)
             self.sections[section.field_path] = section
@@ -283,36 +305,36 @@ class RecipeForm(VerticalScroll):
         self.rows[row.field_path] = row
         return row
 
-    def children_for(self, path: F.Path, spec: F.FieldSpec, *, item: bool = False) -> list[Widget]:
+    def children_for(self, path: form.Path, spec: form.FieldSpec, *, item: bool = False) -> list[Widget]:
         value = self.value(path)
         out: list[Widget] = []
-        ps = F.path_str(path)
+        ps = form.path_str(path)
         if path:
             out.append(SectionError("", id=widget_id("err", ps), classes="section-error"))
         if spec.kind == "section" or item:
             model = spec.model
             if spec.optional and not item:
                 toggle = Switch(value=isinstance(value, dict), id=widget_id("set", ps), classes="field-editor")
-                toggle.section_path = ps  # type: ignore[attr-defined]
+                tag_control(toggle, "section", ps)
                 out.append(Horizontal(Label("set", classes="field-label"), toggle,
                                       Static("off: leave the whole section out", classes="field-hint"),
                                       classes="field-line"))
                 if not isinstance(value, dict):
                     return out
-            for sub in F.model_specs(model):  # type: ignore[arg-type]
+            assert model is not None  # a section's (or a list item's) spec names its model
+            for sub in form.model_specs(model):
                 out.append(self.widget_for(path + (sub.key,), sub))
             if item:
                 button = Button(f"Remove {ps}", id=widget_id("del", ps), compact=True, classes="list-button")
-                button.list_path = ps  # type: ignore[attr-defined]
-                out.append(button)
+                out.append(tag_control(button, "list", ps))
         elif spec.kind == "union":
-            tag = F.current_variant(spec, value)
+            tag = form.current_variant(spec, value)
             picker = Select([(t, t) for t in spec.variants], value=tag, allow_blank=False, compact=True,
                             id=widget_id("v", ps), classes="field-editor")
-            picker.union_path = ps  # type: ignore[attr-defined]
+            tag_control(picker, "union", ps)
             out.append(Horizontal(Label(spec.tag, classes="field-label"), picker,
                                   Static("variant", classes="field-hint"), classes="field-line"))
-            for sub in F.variant_specs(spec, tag):
+            for sub in form.variant_specs(spec, tag):
                 out.append(self.widget_for(path + (sub.key,), sub))
         elif spec.kind == "models":
             items = value if isinstance(value, list) else []
@@ -322,13 +344,12 @@ class RecipeForm(VerticalScroll):
                 out.append(section)
             button = Button(f"Add {spec.key[:-1] if spec.key.endswith('s') else spec.key}",
                             id=widget_id("add", ps), compact=True, classes="list-button")
-            button.list_path = ps  # type: ignore[attr-defined]
-            out.append(button)
+            out.append(tag_control(button, "list", ps))
         return out
 
-    def forget(self, path: F.Path, *, keep_self: bool = False) -> None:
+    def forget(self, path: form.Path, *, keep_self: bool = False) -> None:
         """Drop the registry entries of widgets under ``path`` (they are being removed)."""
-        ps = F.path_str(path)
+        ps = form.path_str(path)
         for table in (self.rows, self.sections):
             for key in [k for k in table if k.startswith(ps + ".") or k.startswith(ps + "[")
                         or (k == ps and not keep_self)]:
@@ -349,16 +370,16 @@ class RecipeForm(VerticalScroll):
 
     # -------------------------------------------------------------- validation
 
-    def validate(self) -> F.Validation:
-        self.validation = F.validate(self.doc, self.source)
+    def validate(self) -> form.Validation:
+        self.validation = form.validate(self.doc, self.source)
         self.apply_errors()
         return self.validation
 
     def apply_errors(self) -> None:
-        known = {F.path_str(p) for p, _ in F.walk(self.doc)}
+        known = {form.path_str(p) for p, _ in form.walk(self.doc)}
         by_field: dict[str, list[str]] = {}
         for err in self.validation.errors:
-            owner = F.owner_path(err.path, known)
+            owner = form.owner_path(err.path, known)
             rest = err.path[len(owner):].lstrip(".") if owner else err.path
             msg = f"{rest}: {err.message}" if rest else err.message
             by_field.setdefault(owner, []).append(msg)
@@ -386,7 +407,7 @@ class RecipeForm(VerticalScroll):
 
     # -------------------------------------------------------------- edits
 
-    def _spec_of(self, path: str) -> F.FieldSpec | None:
+    def _spec_of(self, path: str) -> form.FieldSpec | None:
         row = self.rows.get(path)
         return row.spec if row is not None else None
 
@@ -396,7 +417,7 @@ class RecipeForm(VerticalScroll):
 
     async def set_value(self, path: str, value: Any) -> None:
         """Set a field programmatically (e.g. the dataset picked in the Datasets pane)."""
-        F.set_in(self.doc, F.parse_path(path), value)
+        form.set_in(self.doc, form.parse_path(path), value)
         row = self.rows.get(path)
         if row is not None:
             row.set_value(value)
@@ -418,15 +439,15 @@ class RecipeForm(VerticalScroll):
             editor = next((c for c in row.children if isinstance(c, Input)), None)
             if editor is None:
                 continue
-            fpath = F.parse_path(path)
-            if F.display_value(row.spec, self.value(fpath)) != editor.value:
-                F.set_in(self.doc, fpath, F.parse_text(row.spec, editor.value))
+            fpath = form.parse_path(path)
+            if form.display_value(row.spec, self.value(fpath)) != editor.value:
+                form.set_in(self.doc, fpath, form.parse_text(row.spec, editor.value))
                 committed = True
         return committed
 
     @on(Input.Changed)
     def _input_changed(self, event: Input.Changed) -> None:
-        path = getattr(event.input, "field_path", None)
+        path = control_path(event.input, "field")
         if path is None:
             return
         event.stop()
@@ -434,81 +455,85 @@ class RecipeForm(VerticalScroll):
         if row is None or event.input.parent is not row:
             return  # from a field a rebuild replaced: what it held was committed before the rebuild
         spec = row.spec
-        fpath = F.parse_path(path)
-        if F.display_value(spec, self.value(fpath)) == event.value:
+        fpath = form.parse_path(path)
+        if form.display_value(spec, self.value(fpath)) == event.value:
             return
-        F.set_in(self.doc, fpath, F.parse_text(spec, event.value))
+        form.set_in(self.doc, fpath, form.parse_text(spec, event.value))
         self._changed(path)
 
     @on(Switch.Changed)
     async def _switch_changed(self, event: Switch.Changed) -> None:
         event.stop()
-        section_path = getattr(event.switch, "section_path", None)
+        section_path = control_path(event.switch, "section")
         if section_path is not None:
-            fpath = F.parse_path(section_path)
+            fpath = form.parse_path(section_path)
             present = isinstance(self.value(fpath), dict)
             if present == event.value:
                 return
             self.commit_typed(section_path)  # validated below
-            F.set_in(self.doc, fpath, {} if event.value else F.MISSING)
+            form.set_in(self.doc, fpath, {} if event.value else form.MISSING)
             section = self.sections.get(section_path)
             self._changed(section_path)
             if section is not None:
                 await section.build()
                 self._refocus(widget_id("set", section_path))
             return
-        path = getattr(event.switch, "field_path", None)
-        spec = self._spec_of(path) if path else None
+        path = control_path(event.switch, "field")
+        if not path:
+            return
+        spec = self._spec_of(path)
         if spec is None:
             return
-        fpath = F.parse_path(path)
+        fpath = form.parse_path(path)
         current = self.value(fpath)
-        current_bool = bool(current) if current is not F.MISSING else spec.default is True
-        if current is not F.MISSING and current_bool == event.value:
+        current_bool = bool(current) if current is not form.MISSING else spec.default is True
+        if current is not form.MISSING and current_bool == event.value:
             return
-        if current is F.MISSING and current_bool == event.value:
+        if current is form.MISSING and current_bool == event.value:
             return
-        F.set_in(self.doc, fpath, event.value)
+        form.set_in(self.doc, fpath, event.value)
         self._changed(path)
 
     @on(Select.Changed)
     async def _select_changed(self, event: Select.Changed) -> None:
         event.stop()
-        union_path = getattr(event.select, "union_path", None)
+        union_path = control_path(event.select, "union")
         if union_path is not None:
             section = self.sections.get(union_path)
             if section is None:
                 return
             committed = self.commit_typed(union_path)
-            fpath = F.parse_path(union_path)
+            fpath = form.parse_path(union_path)
             old = self.value(fpath)
             new_tag = str(event.value)
-            if F.current_variant(section.spec, old) == new_tag and isinstance(old, dict) and old.get(section.spec.tag):
+            if form.current_variant(section.spec, old) == new_tag and isinstance(old, dict) and old.get(section.spec.tag):
                 if committed:
                     self._changed(union_path)
                 return
             if isinstance(old, dict):
-                self.variant_memory[(union_path, F.current_variant(section.spec, old))] = dict(old)
-            new = F.switch_variant(section.spec, old, new_tag)
+                self.variant_memory[(union_path, form.current_variant(section.spec, old))] = dict(old)
+            new = form.switch_variant(section.spec, old, new_tag)
             remembered = self.variant_memory.get((union_path, new_tag))
             if remembered is not None:  # back to a variant seen before: its values, then the carried ones
                 new = {**remembered, **new}
-            F.set_in(self.doc, fpath, new)
+            form.set_in(self.doc, fpath, new)
             self._changed(union_path)
             await section.build()
             section.title = section._make_title(0)
             self.apply_errors()
             self._refocus(widget_id("v", union_path))
             return
-        path = getattr(event.select, "field_path", None)
-        spec = self._spec_of(path) if path else None
+        path = control_path(event.select, "field")
+        if not path:
+            return
+        spec = self._spec_of(path)
         if spec is None:
             return
-        fpath = F.parse_path(path)
-        value = F.MISSING if event.value == Select.NULL else event.value
+        fpath = form.parse_path(path)
+        value = form.MISSING if event.value == Select.NULL else event.value
         if self.value(fpath) == value:
             return
-        F.set_in(self.doc, fpath, value)
+        form.set_in(self.doc, fpath, value)
         self._changed(path)
         if spec.key == "name":
             # item titles show the name
@@ -519,22 +544,22 @@ class RecipeForm(VerticalScroll):
     @on(Button.Pressed, ".list-button")
     async def _list_button(self, event: Button.Pressed) -> None:
         event.stop()
-        list_path = getattr(event.button, "list_path", None)
+        list_path = control_path(event.button, "list")
         if list_path is None:
             return
-        fpath = F.parse_path(list_path)
-        self.commit_typed(F.path_str(fpath[:-1]) if isinstance(fpath[-1], int) else list_path)
+        fpath = form.parse_path(list_path)
+        self.commit_typed(form.path_str(fpath[:-1]) if isinstance(fpath[-1], int) else list_path)
         if isinstance(fpath[-1], int):  # remove this item
             parent, index = fpath[:-1], fpath[-1]
             items = self.value(parent)
             if isinstance(items, list) and index < len(items):
                 del items[index]
-            parent_path = F.path_str(parent)
+            parent_path = form.path_str(parent)
         else:  # add an item
             items = self.value(fpath)
             if not isinstance(items, list):
                 items = []
-                F.set_in(self.doc, fpath, items)
+                form.set_in(self.doc, fpath, items)
             items.append({})
             parent_path = list_path
             self.expanded.add(f"{list_path}[{len(items) - 1}]")
@@ -552,7 +577,7 @@ class RecipeForm(VerticalScroll):
                 section.focus_first()
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
-        node: Widget | None = event.widget
+        node: DOMNode | None = event.widget
         while node is not None and node is not self:
             if isinstance(node, FieldRow):
                 self.post_message(self.FieldFocused(node.field_path, node.spec))
@@ -560,10 +585,10 @@ class RecipeForm(VerticalScroll):
             if isinstance(node, FormSection):
                 variant = ""
                 if node.spec.kind == "union":
-                    variant = F.variant_help(node.spec, F.current_variant(node.spec, self.value(node.fpath)))
+                    variant = form.variant_help(node.spec, form.current_variant(node.spec, self.value(node.fpath)))
                 self.post_message(self.FieldFocused(node.field_path, node.spec, variant))
                 return
-            node = node.parent  # type: ignore[assignment]
+            node = node.parent
 
     def _refocus(self, dom_id: str) -> None:
         """Focus the rebuilt control the user just used (a rebuild removed the old one, and focus
@@ -580,9 +605,9 @@ class RecipeForm(VerticalScroll):
 
     async def reveal(self, path: str) -> Widget | None:
         """Expand the sections down to a field and return its control (for tests and jumps)."""
-        parts = F.parse_path(path)
+        parts = form.parse_path(path)
         for i in range(1, len(parts)):
-            ps = F.path_str(parts[:i])
+            ps = form.path_str(parts[:i])
             section = self.sections.get(ps)
             if section is None:
                 continue

@@ -37,7 +37,7 @@ from textual.widgets import ContentSwitcher, Label, OptionList, Static, TextArea
 from textual.widgets.option_list import Option, OptionDoesNotExist
 
 from fgbench.errors import UserError
-from fgbench.report import cut_apart
+from fgbench.report import cut_apart, cut_middle
 from fgbench.recipe import (
     MAX_RECIPE_BYTES,
     Recipe,
@@ -47,7 +47,7 @@ from fgbench.recipe import (
     read_recipe_data,
 )
 from fgbench.textfile import read_text_file
-from fgbench.tui import form as F
+from fgbench.tui.form import MISSING, Validation, display_value, doc_from_recipe, recipe_toml, validate
 from fgbench.tui.messages import RecipeStatus
 from fgbench.tui.recipe_files import discover, listing
 from fgbench.tui.dialogs import ChoiceScreen, ConfirmScreen, PickScreen, PromptScreen
@@ -59,9 +59,9 @@ def read_doc(path: Path) -> tuple[dict[str, Any], Recipe | None]:
     """The document of a recipe file (defaults filled in when it validates). Raises RecipeError
     for a file that cannot be read or is not TOML."""
     raw = read_recipe_data(path)  # the recipe's one reader: never blocks on a FIFO, at most 1 MB
-    check = F.validate(raw, str(path))
+    check = validate(raw, str(path))
     if check.recipe is not None:
-        return F.doc_from_recipe(check.recipe), check.recipe
+        return doc_from_recipe(check.recipe), check.recipe
     return raw, None
 
 
@@ -107,7 +107,7 @@ class RecipesPane(ReportsWorkerFailures, Vertical):
                 doc = None
         if doc is None:
             self.baseline = Recipe()
-            doc = F.doc_from_recipe(self.baseline)
+            doc = doc_from_recipe(self.baseline)
         self.baseline_doc = copy.deepcopy(doc)
         self._initial_doc = doc
 
@@ -141,6 +141,7 @@ class RecipesPane(ReportsWorkerFailures, Vertical):
         lst = self.query_one("#recipe-list", OptionList)
         if lst.scrollable_content_region.width - lst.styles.scrollbar_size_vertical != self._list_room:
             self.refresh_list()
+        self._update_title()
 
     # ------------------------------------------------------------------ state
 
@@ -158,7 +159,7 @@ class RecipesPane(ReportsWorkerFailures, Vertical):
             return current != self.baseline
         return self.form.doc != self.baseline_doc
 
-    def current(self) -> F.Validation:
+    def current(self) -> Validation:
         """The recipe as the form shows it, keys typed just before included (see
         ``RecipeForm.commit_typed``)."""
         if self.form.commit_typed(""):
@@ -202,18 +203,28 @@ class RecipesPane(ReportsWorkerFailures, Vertical):
             lst.highlighted = highlighted
 
     def _update_title(self) -> None:
-        text = Text()
-        text.append(self.recipe_name(), style="bold")
-        where = self.display_path() if self.path else "not saved yet"
-        text.append(f"  {where}", style="dim")
+        state = Text()
         if self.dirty:
-            text.append("  ● unsaved", style="bold yellow")
+            state.append("  ● unsaved", style="bold yellow")
         errors = self.form.validation.errors
         if errors:
-            text.append(f"  ✗ {len(errors)} problem{'s' if len(errors) != 1 else ''}", style="bold red")
+            state.append(f"  ✗ {len(errors)} problem{'s' if len(errors) != 1 else ''}", style="bold red")
         else:
-            text.append("  ✓ valid", style="green")
-        self.query_one("#recipe-title", Static).update(text)
+            state.append("  ✓ valid", style="green")
+        title = self.query_one("#recipe-title", Static)
+        name = self.recipe_name()
+        where = self.display_path() if self.path else "not saved yet"
+        # the state (unsaved, valid) is what the line is for: at 80 columns the path gives way,
+        # cut in the middle, rather than "✓ val…"
+        room = title.content_region.width - state.cell_len  # for the name, two spaces and the path
+        if title.content_region.width and len(name) + 2 + len(where) > room:
+            where = cut_middle(where, max(room - len(name) - 2, 8))
+            name = cut_middle(name, max(room - len(where) - 2, 8))
+        text = Text()
+        text.append(name, style="bold")
+        text.append(f"  {where}", style="dim")
+        text.append_text(state)
+        title.update(text)
         self.post_message(RecipeStatus(self.recipe_name(), not errors, self.dirty))
 
     @on(RecipeForm.Changed)
@@ -236,8 +247,8 @@ class RecipesPane(ReportsWorkerFailures, Vertical):
                 details.append(spec.hint)
             if spec.kind == "choice":
                 details.append("one of " + ", ".join(str(c) for c in spec.choices))
-            if spec.default is not F.MISSING and spec.kind not in ("section", "union", "models"):
-                details.append(f"default {F.display_value(spec, spec.default) or 'empty'}")
+            if spec.default is not MISSING and spec.kind not in ("section", "union", "models"):
+                details.append(f"default {display_value(spec, spec.default) or 'empty'}")
             if details:
                 text.append("  [" + "; ".join(details) + "]", style="dim")
         self.query_one("#field-help", Static).update(text)
@@ -289,7 +300,7 @@ class RecipesPane(ReportsWorkerFailures, Vertical):
                 ConfirmScreen(f"Discard the unsaved changes to {self.recipe_name()}?")):
             return
         if choice == "":
-            doc = F.doc_from_recipe(Recipe())
+            doc = doc_from_recipe(Recipe())
         else:
             try:
                 doc, _ = read_doc(Path(choice))
@@ -316,12 +327,12 @@ class RecipesPane(ReportsWorkerFailures, Vertical):
         if self.path is not None:
             await self.open_path(self.path)
         else:
-            await self._show_doc(copy.deepcopy(self.baseline_doc) or F.doc_from_recipe(Recipe()))
+            await self._show_doc(copy.deepcopy(self.baseline_doc) or doc_from_recipe(Recipe()))
         self.app.notify("Reverted to the saved recipe", timeout=3)
 
     # ------------------------------------------------------------------ save
 
-    def refuse(self, what: str, validation: F.Validation) -> None:
+    def refuse(self, what: str, validation: Validation) -> None:
         lines = [f"{e.path or '(recipe)'}: {e.message}" for e in validation.errors]
         self.last_refusal = lines
         shown = lines[:8] + ([f"... and {len(lines) - 8} more"] if len(lines) > 8 else [])
@@ -381,7 +392,7 @@ class RecipesPane(ReportsWorkerFailures, Vertical):
             from fgbench.tui.recipe_save import preserving_toml
 
             return preserving_toml(self.disk_text, recipe, self._source())
-        return F.recipe_toml(recipe)
+        return recipe_toml(recipe)
 
     def _write(self, path: Path, recipe: Recipe) -> None:
         text = self._text_for(recipe)
@@ -459,13 +470,13 @@ class RecipesPane(ReportsWorkerFailures, Vertical):
                 except RecipeError as err:
                     self.app.notify(str(err), title="Not applied", severity="error", timeout=8, markup=False)
                     return False
-                check = F.validate(doc, self.form.source)
+                check = validate(doc, self.form.source)
                 if check.recipe is not None:
-                    doc = F.doc_from_recipe(check.recipe)
+                    doc = doc_from_recipe(check.recipe)
                 # The document is the source of truth: it (and its validation) change now; the
                 # widgets follow in a moment.
                 self.form.doc = doc
-                self.form.validation = F.validate(doc, self.form.source)
+                self.form.validation = validate(doc, self.form.source)
                 self.run_worker(self._apply_doc(doc), group="recipe-toml", exclusive=True, exit_on_error=False)
         switcher.current = "recipe-form"
         return True

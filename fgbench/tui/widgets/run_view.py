@@ -6,6 +6,8 @@ worker does), so drawing cost is bounded by the decimated series, not by the run
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
@@ -14,11 +16,11 @@ from textual.widgets import ProgressBar, Static
 from fgbench import report
 from fgbench.rundir.confusion import has_confusion
 from fgbench.textsafe import safe
+from fgbench.formats import fmt_duration, fmt_rate
 from fgbench.runmodel import (
     SMOOTH_STEPS,
     SMOOTHABLE,
     Snapshot,
-    format_duration,
     health_sentence,
     smooth,
     summary_numbers,
@@ -54,7 +56,7 @@ SMOOTHING_LEVELS = (None, 10, 50, 200, 1000)
 
 
 def next_smoothing(current: float | None) -> float | None:
-    levels = list(SMOOTHING_LEVELS)
+    levels: list[float | None] = list(SMOOTHING_LEVELS)
     i = levels.index(current) if current in levels else 0
     return levels[(i + 1) % len(levels)]
 
@@ -72,19 +74,27 @@ def progress_text(snap: Snapshot) -> Text:
     if snap.stage:
         text.append(f"  stage {snap.stage}")
     if snap.eta_s is not None:
-        text.append(f"  ETA {format_duration(snap.eta_s)}", style="bold")
-    if snap.images_per_s is not None:
-        text.append(f"  {snap.images_per_s:,.0f} img/s")
+        text.append(f"  ETA {fmt_duration(snap.eta_s)}", style="bold")
+    rate, live = snap.throughput  # the result panel's figure; before it exists, the live one, said
+    if rate is not None:
+        text.append(f"  {fmt_rate(rate)} img/s{' now' if live else ''}")
     if snap.loss is not None:
         text.append(f"  loss {snap.loss:.4f}")
     return text
 
 
-def header_text(snap: Snapshot) -> Text:
+def header_text(snap: Snapshot, width: int | None = None) -> Text:
+    """Status, run, dataset and model; in ``width`` columns the run's name (a sweep point's is 50
+    characters and more) is cut in the middle, so the model at the end stays on screen."""
+    tail = f"  {snap.dataset} · {snap.arch}"
+    run_id = snap.run_id
+    if width:
+        room = width - len(snap.status) - 2 - len(tail)
+        run_id = report.cut_middle(run_id, max(room, 16))
     text = Text()
     text.append(snap.status, style=STATUS_STYLE.get(snap.status, "") or "bold")
-    text.append(f"  {snap.run_id}", style="bold")
-    text.append(f"  {snap.dataset} · {snap.arch}", style="dim")
+    text.append(f"  {run_id}", style="bold")
+    text.append(tail, style="dim")
     if snap.skipped:
         text.append(f"  ({snap.skipped} malformed lines skipped)", style="dim")
     if snap.sampled:
@@ -95,7 +105,7 @@ def header_text(snap: Snapshot) -> Text:
 def class_rows(confusion: dict | None, worst: int = 3, pairs: int = 2) -> list[tuple[str, str]]:
     """The run's weakest classes and most confused pairs (those of ``fgbench runs show``), for the
     result panel; ``a`` opens all of them with their images."""
-    if not has_confusion(confusion):
+    if confusion is None or not has_confusion(confusion):
         return []
     acc = sorted((a for a in report.per_class_accuracy(confusion) if a[3] is not None), key=lambda a: (a[3], a[0]))
     # class names come from the data set's folders: shown safe
@@ -183,6 +193,7 @@ class RunView(Vertical):
     RunView #run-header { height: 1; }
     RunView #run-progress { height: 1; }
     RunView #run-progress ProgressBar { width: 30; margin: 0 1 0 0; }
+    RunView.-narrow #run-progress ProgressBar { width: 12; }
     RunView #run-progress #progress-text { width: 1fr; text-wrap: nowrap; text-overflow: ellipsis; }
     RunView #run-middle { height: 3fr; min-height: 10; }
     RunView #run-plots { grid-size: 2 2; width: 1fr; }
@@ -193,7 +204,7 @@ class RunView(Vertical):
     RunView.-failed #run-bottom { height: 2fr; }
     """
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.axis = "step"
         self.smooth_steps: float | None = SMOOTH_STEPS
@@ -221,7 +232,8 @@ class RunView(Vertical):
         self.snapshot = snap
         self.draws += 1
         self.set_class(snap.status == "failed", "-failed")
-        self.query_one("#run-header", Static).update(header_text(snap))
+        header = self.query_one("#run-header", Static)
+        header.update(header_text(snap, header.size.width or None))
         bar = self.query_one("#run-bar", ProgressBar)
         fraction = snap.fraction
         if fraction is None:
@@ -245,6 +257,13 @@ class RunView(Vertical):
         log_only = self.has_class("-log-only")
         lines = 40 if log_only else max(3, self.query_one("#run-bottom").size.height or 5)
         self.query_one("#run-log", Static).update(bottom_renderable(snap, lines, self.confusion))
+
+    def on_resize(self, event) -> None:
+        # under 100 columns the bar gives its room to the progress line's numbers (loss was cut
+        # at 80), and the header's run name is cut to the new width
+        self.set_class(event.size.width < 100, "-narrow")
+        if self.snapshot is not None:
+            self.show(self.snapshot)
 
     def toggle_axis(self) -> None:
         self.axis = "epoch" if self.axis == "step" else "step"

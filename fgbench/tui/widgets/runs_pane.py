@@ -14,6 +14,7 @@ on the table clears a filter.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 
 from rich.text import Text
@@ -22,10 +23,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.containers import Horizontal, Vertical
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Input, Label, Static
 
 from fgbench.tui.messages import OpenRun
-from fgbench.runmodel import RunRow, format_duration, format_pct
+from fgbench.formats import fmt_duration, fmt_fixed
+from fgbench.runmodel import RunRow
 from fgbench.tui.plots import rgb_style
 from fgbench.tui.widgets.fitted_table import FittedTable
 from fgbench.tui.typed import workbench
@@ -42,12 +45,26 @@ STATUS_STYLE = {
 # (one rule for every table of runs: fgbench.rundir.summary.Summary.headline)
 # (the numbers before dataset and model: raw and EMA side by side fit in 80 columns)
 COLUMNS = ("status", "started", "recipe", "val", "test", "ema test", "dataset", "model", "time")
+SQUEEZE = {"recipe": 16, "dataset": 7, "model": 8}
+"""Name columns cut in the middle to fit the pane (to at least these widths), keeping what tells
+the names apart: at 80 columns every column from status to time fits."""
+DROP = ("started", "dataset")
+"""Left out, in this order, only when the table cannot fit even with its names cut: the list is
+newest first, so the start time is the least needed; then the dataset (recipe names usually say
+it), before a long recipe name is cut under 16 characters."""
 
 
 class RunsTable(FittedTable):
     """The run list; Enter opens the monitor (shown in the footer)."""
 
     BINDINGS = [Binding("enter", "select_cursor", "Monitor", tooltip="Open the live monitor of the run")]
+
+    def on_resize(self) -> None:
+        # the pane decides what a row says at this width (a run's start beside its recipe when
+        # the start column gives way): it fills the table again
+        pane = next((node for node in self.ancestors if isinstance(node, RunsPane)), None)
+        if pane is not None:
+            pane.update_rows()
 
 
 def started_text(run_id: str) -> str:
@@ -108,14 +125,18 @@ class RunsPane(Vertical):
             table = self.table
         except NoMatches:
             return
-        if not table.patch_cells([(str(row.path), "time", format_duration(row.live_duration_s(now))) for row in live]):
+        if not table.patch_cells([(str(row.path), "time", fmt_duration(row.live_duration_s(now))) for row in live]):
             self.update_rows()
 
     @property
     def table(self) -> RunsTable:
         return self.query_one("#runs-table", RunsTable)
 
-    def _row_cells(self, row: RunRow) -> list[str | Text]:
+    _twins: set[str] = set()
+    """Recipe names that more than one listed run has: when a narrow terminal leaves the start
+    column out, their cells carry the start, which tells the runs apart."""
+
+    def _row_cells(self, row: RunRow, with_start: bool = False) -> list[str | Text]:
         marks = workbench(self).compare_selection
         status = status_text(row)
         if row.path in marks:  # marked for Compare: its colour there
@@ -126,13 +147,13 @@ class RunsPane(Vertical):
         return [
             status,
             started_text(row.run_id),
-            row.name,
-            format_pct(row.best_val),
-            format_pct(row.best_test),
-            format_pct(row.ema_test),
+            f"{row.name} {started_text(row.run_id)}" if with_start and row.name in self._twins else row.name,
+            fmt_fixed(row.best_val),
+            fmt_fixed(row.best_test),
+            fmt_fixed(row.ema_test),
             row.dataset,
             row.arch,
-            format_duration(row.live_duration_s(time.time())),
+            fmt_duration(row.live_duration_s(time.time())),
         ]
 
     def visible_rows(self, every: list[RunRow] | None = None) -> list[RunRow]:
@@ -149,9 +170,14 @@ class RunsPane(Vertical):
             return
         every = workbench(self).store.rows()  # it reads every run's status: once
         rows = self.visible_rows(every)
+        self._twins = {name for name, n in Counter(r.name for r in rows).items() if n > 1}
         table.set_rows([(label, label) for label in COLUMNS],
                        [(str(row.path), self._row_cells(row)) for row in rows],
-                       squeeze={"recipe": 20})  # 20: status to ema test still fit 80 columns
+                       squeeze=SQUEEZE, drop=DROP)
+        if self._twins and "started" not in [str(k.value) for k in table.columns]:
+            table.set_rows([(label, label) for label in COLUMNS],
+                           [(str(row.path), self._row_cells(row, with_start=True)) for row in rows],
+                           squeeze=SQUEEZE, drop=DROP)
         self._live_rows = [row for row in rows if row.status == "running" and row.last_event_time is not None]
         if not workbench(self).store.loaded_once:
             self.query_one("#runs-status", Static).update("reading the runs directory...")
@@ -174,7 +200,7 @@ class RunsPane(Vertical):
         table = self.table
         if not table.row_count:
             return None
-        key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        key = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
         return Path(key) if key else None
 
     @on(Input.Changed, "#runs-filter")
