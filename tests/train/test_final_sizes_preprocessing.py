@@ -3,7 +3,8 @@ the mutation run over ``Trainer._final``, issue 18): each extra size keeps the r
 ``data.test_crop`` (``ratio`` crops at that size, as the README's table says), and only a recipe
 whose images are used as they are (``test_crop = "none"``) has them resized to a size other than its
 test size. The oracle's run uses ``none``, so it could not tell a final size of a ``ratio`` recipe
-being resized instead of cropped."""
+being resized instead of cropped. The ``final_eval`` events (which model, size, best epoch, top-1
+and top-k) must agree with ``summary.json`` and, at the test size, with the best epoch's test pass."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 import fgbench.train.trainer as tr
 from fgbench.data import loaders
 
-from .conftest import write_recipe
+from .conftest import events_of, summary_of, write_recipe
 from .test_run import run_cli
 
 
@@ -40,7 +41,18 @@ def _final_crops(tmp_path, tiny_folder, monkeypatch, test_crop: str) -> list[tup
                           data={"test_crop": test_crop, "val_fraction": 0.0},
                           schedule={"name": "cosine", "epochs": 1},
                           eval={"select_on": "test", "final_test_sizes": [16, 24]})
-    assert run_cli(str(recipe), "--run-dir", str(tmp_path / f"run-{test_crop}")) == 0
+    run = tmp_path / f"run-{test_crop}"
+    assert run_cli(str(recipe), "--run-dir", str(run)) == 0
+    # the final_eval events say what summary.json holds; at the test size (16) the best weights on
+    # the same images under the same preprocessing score what the best epoch's own test pass scored
+    s = summary_of(run)
+    best = s["best"]["raw"]
+    finals = [e for e in events_of(run) if e["event"] == "final_eval"]
+    assert [(e["model"], e["test_size"]) for e in finals] == [("raw", 16), ("raw", 24)]
+    for e in finals:
+        assert e["epoch"] == best["epoch"] and e["top1"] == s["final_test_sizes"][str(e["test_size"])]["raw"]
+    assert (finals[0]["top1"], finals[0]["topk"]) == pytest.approx((best["test_top1"], best["test_topk"]))
+    assert 0 <= finals[1]["top1"] <= finals[1]["topk"] <= 100
     return seen
 
 
