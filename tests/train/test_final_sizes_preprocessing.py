@@ -4,20 +4,21 @@ the mutation run over ``Trainer._final``, issue 18): each extra size keeps the r
 whose images are used as they are (``test_crop = "none"``) has them resized to a size other than its
 test size. The oracle's run uses ``none``, so it could not tell a final size of a ``ratio`` recipe
 being resized instead of cropped. The ``final_eval`` events (which model, size, best epoch, top-1
-and top-k) must agree with ``summary.json`` and, at the test size, with the best epoch's test pass."""
+and top-k) must agree with ``summary.json`` and, at the test size, with the best epoch's test pass,
+and so must the lines the run prints."""
 
 from __future__ import annotations
 
 import pytest
 
 import fgbench.train.trainer as tr
+from fgbench.cli import main
 from fgbench.data import loaders
 
 from .conftest import events_of, summary_of, write_recipe
-from .test_run import run_cli
 
 
-def _final_crops(tmp_path, tiny_folder, monkeypatch, test_crop: str) -> list[tuple[int, str]]:
+def _final_crops(tmp_path, tiny_folder, monkeypatch, capsys, test_crop: str) -> list[tuple[int, str]]:
     """(size, test_crop) of each loader the run's final evaluations asked for."""
     seen: list[tuple[int, str]] = []
     in_final = []
@@ -42,7 +43,8 @@ def _final_crops(tmp_path, tiny_folder, monkeypatch, test_crop: str) -> list[tup
                           schedule={"name": "cosine", "epochs": 1},
                           eval={"select_on": "test", "final_test_sizes": [16, 24]})
     run = tmp_path / f"run-{test_crop}"
-    assert run_cli(str(recipe), "--run-dir", str(run)) == 0
+    assert main(["run", str(recipe), "--run-dir", str(run), "--progress", "lines"]) == 0
+    printed = capsys.readouterr().out.splitlines()
     # the final_eval events say what summary.json holds; at the test size (16) the best weights on
     # the same images under the same preprocessing score what the best epoch's own test pass scored
     s = summary_of(run)
@@ -53,6 +55,9 @@ def _final_crops(tmp_path, tiny_folder, monkeypatch, test_crop: str) -> list[tup
         assert e["epoch"] == best["epoch"] and e["top1"] == s["final_test_sizes"][str(e["test_size"])]["raw"]
     assert (finals[0]["top1"], finals[0]["topk"]) == pytest.approx((best["test_top1"], best["test_topk"]))
     assert 0 <= finals[1]["top1"] <= finals[1]["topk"] <= 100
+    for e in finals:  # and the lines printed say the same (eval.top_k is 5 by default, of 10 classes)
+        line = f"final test at {e['test_size']}px (raw, epoch {best['epoch']}): top-1 {e['top1']:.2f}%  top-5 {e['topk']:.2f}%"
+        assert line in printed, (line, printed)
     return seen
 
 
@@ -61,5 +66,5 @@ def _final_crops(tmp_path, tiny_folder, monkeypatch, test_crop: str) -> list[tup
     ("none", [(16, "none"), (24, "resize")]),  # as they are at the test size (16), resized to 24
 ])
 def test_final_sizes_keep_the_test_crop_and_resize_only_images_used_as_they_are(
-        tmp_path, tiny_folder, monkeypatch, test_crop, want):
-    assert _final_crops(tmp_path, tiny_folder, monkeypatch, test_crop) == want
+        tmp_path, tiny_folder, monkeypatch, capsys, test_crop, want):
+    assert _final_crops(tmp_path, tiny_folder, monkeypatch, capsys, test_crop) == want
