@@ -1,0 +1,33 @@
+"""``fgbench evaluate --split val`` evaluates the run's validation images (a wiring check found by the
+mutation run over ``loaders.eval_loader``, issue 18): two mutants that served the test split's images
+(or indices) for ``split = "val"`` survived every test, since the trainer only asks it for the test
+split. The best checkpoint re-evaluated on each split must score what the run recorded for it there,
+on as many images."""
+
+from __future__ import annotations
+
+import pytest
+
+from fgbench.train.predict import evaluate_run
+
+from .conftest import events_of, summary_of, write_recipe
+from .test_run import run_cli
+
+
+def test_evaluate_on_the_val_split_scores_the_runs_validation_images(tmp_path, tiny_folder):
+    recipe = write_recipe(tmp_path, tiny_folder, schedule={"name": "cosine", "epochs": 1})  # val_fraction 0.2
+    run = tmp_path / "run"
+    assert run_cli(str(recipe), "--run-dir", str(run)) == 0
+    s = summary_of(run)
+    best = s["best"]["raw"]
+    assert s["val_images"] == 30 and s["test_images"] == 60  # 10 classes: round(16 * 0.2) held out each; 6 test
+    # the best epoch's own evaluation of each split, as metrics.jsonl has it
+    recorded = {ev["split"]: ev for ev in events_of(run)
+                if ev["event"] == "eval" and ev["model"] == "raw" and ev["epoch"] == best["epoch"]}
+    assert recorded["val"]["top1"] == best["val_top1"] and recorded["test"]["top1"] == best["test_top1"]
+    for split, images in (("val", s["val_images"]), ("test", s["test_images"])):
+        (res,) = evaluate_run(run, split=split, device="cpu")
+        assert res["split"] == split and res["images"] == images == recorded[split]["images"], split
+        assert (res["top1"], res["topk"]) == pytest.approx((recorded[split]["top1"], recorded[split]["topk"])), split
+    # the splits score differently here, so serving one for the other would show
+    assert (recorded["val"]["top1"], recorded["val"]["topk"]) != (recorded["test"]["top1"], recorded["test"]["topk"])
