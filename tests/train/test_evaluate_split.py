@@ -2,7 +2,7 @@
 mutation run over ``loaders.eval_loader``, issue 18): two mutants that served the test split's images
 (or indices) for ``split = "val"`` survived every test, since the trainer only asks it for the test
 split. The best checkpoint re-evaluated on each split must score what the run recorded for it there,
-on as many images."""
+on as many images. The run has no EMA: its summary must select the raw model."""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ def test_evaluate_on_the_val_split_scores_the_runs_validation_images(tmp_path, t
     assert run_cli(str(recipe), "--run-dir", str(run)) == 0
     s = summary_of(run)
     best = s["best"]["raw"]
+    # a run without EMA selects its raw model (four Trainer.summary mutants left it None: the
+    # oracle's run has EMA, whose best alone made the condition true)
+    assert s["best"]["ema"] is None and s["selected"] == "raw"
     assert s["val_images"] == 30 and s["test_images"] == 60  # 10 classes: round(16 * 0.2) held out each; 6 test
     # the best epoch's own evaluation of each split, as metrics.jsonl has it
     recorded = {ev["split"]: ev for ev in events_of(run)
