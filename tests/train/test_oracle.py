@@ -137,8 +137,8 @@ def _watched_run(root: Path, runs_root: Path, style: str) -> dict:
             seen["initial"] = copy.deepcopy(self.model.state_dict())
         return orig_begin(self, st)
 
-    def save_last(self, *, stage, epoch, batch=0, stats=None):
-        orig_save_last(self, stage=stage, epoch=epoch, batch=batch, stats=stats)
+    def save_last(self, *, stage, epoch, batch=0, stats=None, **kw):
+        orig_save_last(self, stage=stage, epoch=epoch, batch=batch, stats=stats, **kw)
         if not batch:  # the end of an epoch: the weights that epoch was evaluated with
             self.saver.wait()  # checkpoints are written in the background
             dst = snaps / f"epoch{epoch}.pt"
