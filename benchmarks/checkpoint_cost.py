@@ -13,10 +13,12 @@ through ``fgbench.train.checkpoint.BackgroundSaver``, exactly as ``Trainer._save
 processes hits all alike (none, old, new, then new, none, old, ...):
 
 * ``none``: no checkpoint (the training alone);
-* ``old``: ``BackgroundSaver(background=False)``, the path before: copy, serialise, fsync and rename
-  in the training thread;
-* ``new``: ``BackgroundSaver()``: the copy in the training thread, the rest on a background thread
-  while the next epoch trains (the last write is waited for, as a run's end waits for it).
+* ``old``: the code before this change: the weights copied for ``best.pt`` and again for ``last.pt``
+  (the optimizer's buffers pickled live), each serialised, fsynced and renamed in the training thread;
+* ``new``: ``BackgroundSaver()`` as the trainer now calls it: one copy of the weights (``last.pt``
+  reuses ``best.pt``'s, taken at the same step) and a copy of the optimizer's buffers in the training
+  thread, the rest on a background thread while the next epoch trains (the last write is waited for,
+  as a run's end waits for it).
 
 It prints each way's median wall time per round, the checkpoints' cost (the median of the per-round
 differences from ``none``), new over old, and the time the training thread spent blocked in the
@@ -69,7 +71,7 @@ def one_round(way: str, epochs: int, steps: int, folder: Path) -> tuple[float, f
     """(wall seconds of the round, seconds the training thread spent in checkpoint calls)."""
     model, opt, sched, x, y = build()
     train_steps(model, opt, sched, x, y, 1)  # momentum buffers exist, as after a real first step
-    saver = C.BackgroundSaver(background=(way == "new"))
+    saver = C.BackgroundSaver()
     t0 = time.perf_counter()
     blocked = 0.0
     for epoch in range(1, epochs + 1):
@@ -78,12 +80,21 @@ def one_round(way: str, epochs: int, steps: int, folder: Path) -> tuple[float, f
             continue
         t = time.perf_counter()
         best = C.cpu_state_dict(model)  # Trainer._save_best: a CPU copy kept in memory, then written
-        saver.save(folder / "best.pt", {"format": C.FORMAT, "kind": "best", "epoch": epoch, "model": best,
-                                        "ema": None}, copy=False)
-        saver.save(folder / "last.pt", {"format": C.FORMAT, "kind": "last", "epoch": epoch,
-                                        "model": model.state_dict(), "ema": None,
-                                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                        "rng": C.rng_state()})
+        if way == "old":  # the code before: both written in the training thread; last.pt copied the
+            # weights again and pickled the optimizer's live buffers (safe only because it was synchronous)
+            C.save_checkpoint(folder / "best.pt", {"format": C.FORMAT, "kind": "best", "epoch": epoch,
+                                                   "model": best, "ema": None})
+            C.save_checkpoint(folder / "last.pt", {"format": C.FORMAT, "kind": "last", "epoch": epoch,
+                                                   "model": C.cpu_state_dict(model), "ema": None,
+                                                   "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                                   "rng": C.rng_state()})
+        else:  # Trainer now: last.pt reuses the best copy of this step and snapshots the optimizer
+            saver.save(folder / "best.pt", {"format": C.FORMAT, "kind": "best", "epoch": epoch, "model": best,
+                                            "ema": None}, copy=False)
+            saver.save(folder / "last.pt", {"format": C.FORMAT, "kind": "last", "epoch": epoch,
+                                            "model": C.Frozen(best), "ema": None,
+                                            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                            "rng": C.rng_state()})
         blocked += time.perf_counter() - t
     t = time.perf_counter()
     saver.wait()  # a run's end waits for the last write

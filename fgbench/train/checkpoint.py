@@ -70,10 +70,21 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> No
     atomic_write(path, lambda f: torch.save(payload, f))
 
 
+class Frozen:
+    """A part of a checkpoint's payload that is already a copy nothing changes (e.g. the best
+    weights' CPU copy, taken at the same step): :func:`snapshot` keeps it as it is."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+
 def snapshot(obj: Any) -> Any:
     """A copy of ``obj`` (dicts, lists and tuples of tensors and plain values) that nothing the
     trainer does later can change: every tensor copied to CPU memory (a CPU-GPU sync point on CUDA),
-    every container rebuilt; strings and numbers are immutable and shared."""
+    every container rebuilt; strings and numbers are immutable and shared; a :class:`Frozen` part is
+    used as it is, not copied again."""
+    if isinstance(obj, Frozen):
+        return obj.value
     if isinstance(obj, torch.Tensor):
         return obj.detach().to("cpu", copy=True)
     if isinstance(obj, dict):

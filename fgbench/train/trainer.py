@@ -55,6 +55,7 @@ from fgbench.rundir import procs
 from fgbench.rundir.summary import LastEpoch, ModelBest, SplitNumbers, Summary, SummaryError, read_summary, write_summary
 from fgbench.data import loaders
 from fgbench.rundir.confusion import write_confusion
+from fgbench.atomic import disk_full_cause
 from fgbench.errors import UserError
 from fgbench.recipe import recipe_to_dict
 from fgbench.train import checkpoint
@@ -308,7 +309,11 @@ class Trainer:
 
     # ------------------------------------------------------------------------------ checkpoint
 
-    def _payload(self, kind: str, *, stage: int, epoch: int, batch: int, stats: EpochStats | None) -> dict:
+    def _payload(self, kind: str, *, stage: int, epoch: int, batch: int, stats: EpochStats | None,
+                 copies: dict[str, Any] | None = None) -> dict:
+        """The ``last`` checkpoint's contents (live state, snapshotted by the saver); ``copies``: CPU
+        copies of the raw/EMA weights taken at this step, used instead of copying them again."""
+        copies = copies or {}
         eng = self.engine
         assert eng is not None and self.optimizer is not None
         return {
@@ -316,8 +321,9 @@ class Trainer:
             "stage_step": eng.stage_step, "stage": stage, "recipe": self.recipe_dict,
             "class_names": list(self.splits.class_names),
             # live state: the saver snapshots the whole payload before training goes on
-            "model": self.model.state_dict(),
-            "ema": self.ema.module.state_dict() if self.ema is not None else None,
+            "model": checkpoint.Frozen(copies["raw"]) if "raw" in copies else self.model.state_dict(),
+            "ema": (None if self.ema is None else
+                    checkpoint.Frozen(copies["ema"]) if "ema" in copies else self.ema.module.state_dict()),
             "ema_updates": self.ema.updates if self.ema is not None else 0,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": eng.scheduler.state_dict(),
@@ -333,12 +339,13 @@ class Trainer:
             "final_sizes": self.final_sizes,
         }
 
-    def _save_last(self, *, stage: int, epoch: int, batch: int = 0, stats: EpochStats | None = None) -> None:
+    def _save_last(self, *, stage: int, epoch: int, batch: int = 0, stats: EpochStats | None = None,
+                   copies: dict[str, Any] | None = None) -> None:
         path = self.ckpt_dir / layout.LAST_CKPT
         rng_ranks = self.dist.gather_objects(checkpoint.rng_state()) if self.dist is not None else None  # every rank calls
         if not self.main:
             return
-        payload = self._payload("last", stage=stage, epoch=epoch, batch=batch, stats=stats)
+        payload = self._payload("last", stage=stage, epoch=epoch, batch=batch, stats=stats, copies=copies)
         if rng_ranks is not None:
             payload["rng_ranks"] = rng_ranks
             payload["world_size"] = self.dist.size
@@ -461,8 +468,11 @@ class Trainer:
         self._print_epoch(epoch, res, fields)
         if improved:
             self._save_best(improved, epoch)
+        # the weights of a model that improved were just copied for best.pt, at this very step: last.pt
+        # takes that copy instead of a second one (the copy is what a checkpoint costs the training thread)
+        copies = {m: self.best_states[m] for m in improved if self.best_states.get(m) is not None}
         if last_in_stage or (epoch - st.first_epoch + 1) % r.runtime.checkpoint_every_epochs == 0:
-            self._save_last(stage=st.index, epoch=epoch)
+            self._save_last(stage=st.index, epoch=epoch, copies=copies)
             self._saved_at = epoch
         self.write_summary()
 
@@ -556,11 +566,14 @@ class Trainer:
                 self.sampler = telemetry.Sampler(self.writer.emit, self.device, self._where)
                 with self.sampler:
                     return self._run()
-        except BaseException:
+        except BaseException as err:
             try:
-                self.saver.wait()  # a checkpoint being written is finished (or its error dropped)
-            except Exception:  # noqa: BLE001 - the training error is the one to report
-                pass
+                self.saver.wait()  # a checkpoint being written is finished
+            except Exception as failed:  # noqa: BLE001 - otherwise the training error is the one to report
+                if disk_full_cause(err) is not None and disk_full_cause(failed) is not None:
+                    # the disk filled up while a checkpoint was being written: say that one (the
+                    # summary written meanwhile failed for the same reason)
+                    raise failed from None
             raise
         finally:
             self.saver.wait()  # nothing is left half-done in the background when run() returns

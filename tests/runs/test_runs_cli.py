@@ -45,6 +45,14 @@ def test_list_shows_headline_numbers(cli, runs_root: Path, three) -> None:
     assert lines[1].split()[1] == "failed"
 
 
+def test_list_leaves_out_the_ema_columns_when_no_run_has_ema_numbers(cli, runs_root: Path) -> None:
+    make_run(runs_root, "plain")
+    code, out, err = cli("runs", "list", "--runs-root", runs_root, "--format", "csv")
+    assert code == 0, err
+    header = out.splitlines()[0].split(",")
+    assert "test_top1_last" in header and [h for h in header if h.startswith("ema_")] == []
+
+
 @pytest.mark.parametrize("args,names", [
     (["--status", "failed"], ["hy-B+A+W"]),
     (["--status", "completed,failed"], ["hy-B+A+W", "hy-B+A", "hy-B"]),

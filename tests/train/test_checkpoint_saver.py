@@ -128,3 +128,12 @@ def test_a_sigkill_at_any_moment_leaves_a_complete_checkpoint(tmp_path, writes_b
     ck = C.load_checkpoint(path)  # complete: the last one that finished, or the one after it
     v = ck["v"]
     assert v >= writes_before_kill and torch.equal(ck["x"], torch.full((1_000_000,), float(v)))
+
+
+def test_a_frozen_part_is_written_as_it_is_not_copied_again() -> None:
+    kept = {"w": torch.ones(2)}
+    live = {"w": torch.zeros(2)}
+    snap = C.snapshot({"model": C.Frozen(kept), "optimizer": live})
+    assert snap["model"] is kept  # the best weights' copy, taken at this step, is reused
+    assert snap["optimizer"] is not live and snap["optimizer"]["w"] is not live["w"]
+    assert torch.equal(snap["optimizer"]["w"], live["w"])

@@ -23,7 +23,11 @@ definition (``build_model``) comes from fgbench. It requires:
   validation top-1, and its weights are that epoch's;
 * ``summary.json``: best, last, selected, final test sizes (the best weights of each model at 12
   and 24 px, the images resized as the README says), image counts, epochs and steps;
-* the ``runs list`` and ``runs compare`` columns (CSV, full precision) equal the checker's values;
+* the ``runs list`` and ``runs compare`` columns (CSV, full precision) equal the checker's values,
+  the ``epochs`` column too (epochs ended, of the stages' planned epochs), and so does the headline
+  row every table and text is built from (``Summary.headline``: each model's best epoch, top-k at
+  the raw best epoch, the final sizes); the time column lies within the harness's clock around the
+  run, and img/s is the images the mixer received over the epoch events' training time;
 * the logged losses of the run's first step, of the first step of epoch 2 and of the second
   stage's first step equal the checker's smoothed cross-entropy, on the recorded mixed batch, of
   the initial weights, of the weights ``last.pt`` held after epoch 1, and of the first stage's best
@@ -39,6 +43,7 @@ import csv
 import io
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -47,6 +52,7 @@ import torch.nn.functional as F
 from torchvision import datasets, transforms
 
 import fgbench.train.trainer as tr
+from fgbench import report, rundir
 from fgbench.cli import main
 from fgbench.data import synthetic
 from fgbench.recipe import load_recipe
@@ -60,6 +66,7 @@ VAL_FRACTION = 0.25
 TOP_K = 3
 FINAL_SIZES = (12, 24)
 CLASSES = 10
+EPOCHS = (2, 2)  # the first stage's epochs (schedule.epochs), the second stage's
 
 
 def recipe_text(root: Path, style: str) -> str:
@@ -87,7 +94,7 @@ lr = 0.1
 momentum = 0.9
 [schedule]
 name = "cosine"
-epochs = 2
+epochs = {EPOCHS[0]}
 [augment]
 hflip = true
 mixup_alpha = 0.4
@@ -110,7 +117,7 @@ seed = 1
 log_every_steps = 1
 [[stages]]
 name = "second"
-epochs = 2
+epochs = {EPOCHS[1]}
 lr = 0.01
 init_from = "best_ema"
 """
@@ -121,7 +128,7 @@ init_from = "best_ema"
 
 def _watched_run(root: Path, runs_root: Path, style: str) -> dict:
     """Train one recipe through ``fgbench run``; return what the harness saw."""
-    seen: dict = {"snapshots": {}, "mixer_in": [], "mixer_out": [], "evals": [], "initial": None}
+    seen: dict = {"snapshots": {}, "mixer_in": [], "mixer_out": [], "evals": [], "initial": None, "style": style}
     run_dir = runs_root / f"oracle-{style}"
     snaps = runs_root.parent / f"snapshots-{style}"
     snaps.mkdir()
@@ -137,9 +144,10 @@ def _watched_run(root: Path, runs_root: Path, style: str) -> dict:
             seen["initial"] = copy.deepcopy(self.model.state_dict())
         return orig_begin(self, st)
 
-    def save_last(self, *, stage, epoch, batch=0, stats=None):
-        orig_save_last(self, stage=stage, epoch=epoch, batch=batch, stats=stats)
+    def save_last(self, *, stage, epoch, batch=0, stats=None, **more):
+        orig_save_last(self, stage=stage, epoch=epoch, batch=batch, stats=stats, **more)
         if not batch:  # the end of an epoch: the weights that epoch was evaluated with
+            self.saver.wait()  # checkpoints are written in the background
             dst = snaps / f"epoch{epoch}.pt"
             shutil.copyfile(self.ckpt_dir / "last.pt", dst)
             seen["snapshots"][epoch] = dst
@@ -175,7 +183,9 @@ def _watched_run(root: Path, runs_root: Path, style: str) -> dict:
         mp.setattr(tr.Trainer, "_save_last", save_last)
         mp.setattr(tr, "evaluate", evaluate)
         mp.setattr(tr, "BatchMixer", RecordingMixer)
+        started = time.monotonic()
         assert main(["run", str(recipe), "--run-dir", str(run_dir), "--progress", "none"]) == 0
+        seen["wall_s"] = time.monotonic() - started  # the whole run, as the harness's clock saw it
     seen["run_dir"] = run_dir
     seen["recipe"] = load_recipe(recipe)
     return seen
@@ -415,6 +425,8 @@ def _expected_summary(c: Checker) -> dict:
         "final_test_sizes": {str(s): {m: c.final(m, s) for m in ("raw", "ema")} for s in FINAL_SIZES},
         "train_images": 90, "val_images": 30, "test_images": 40, "epochs_done": 4, "total_epochs": 4,
         "step": 4 * (90 // 16), "top_k": TOP_K, "select_on": "val", "status": "completed",
+        "run_id": c.seen["run_dir"].name, "name": f"oracle-{c.seen['style']}", "dataset": "folder", "arch": "small_cnn",
+        "skipped_images": 0, "peak_mem_mb": None, "gpu_util": None,  # a CPU run of readable images
     }
 
 
@@ -449,6 +461,43 @@ def check_columns(o: dict) -> None:
     for size in FINAL_SIZES:
         assert float(crow[f"test@{size}"]) == want["final_test_sizes"][str(size)]["raw"]
         assert float(crow[f"ema_test@{size}"]) == want["final_test_sizes"][str(size)]["ema"]
+    # the text columns: the run's recipe, data and model as the recipe names them, completed, not damaged
+    assert {k: row.get(k) for k in ("status", "recipe", "dataset", "model", "damaged")} == \
+        {"status": "completed", "recipe": f"oracle-{o['style']}", "dataset": "folder", "model": "small_cnn", "damaged": None}
+    assert "status" not in crow  # compare shows a status column only when some run did not complete
+    assert "gpu_util" not in row and "gpu_util" not in crow  # nor a GPU column without GPU numbers (a CPU run)
+    # the epochs column: the epochs the checker saw end (a last.pt each), of the two stages' planned ones
+    epochs = f"{len(o['checker'].results)}/{sum(EPOCHS)}"
+    assert (row["epochs"], crow["epochs"]) == (epochs, epochs)
+    # the time and img/s columns are the run's: its duration, within the harness's clock around the
+    # whole run; its training rate, every image the mixer received over the epochs' training time
+    seen, evs = o["seen"], events_of(o["seen"]["run_dir"])
+    duration = float(row["duration_s"])
+    assert 0 < duration <= seen["wall_s"] and float(crow["duration_s"]) == duration
+    trained = sum(len(y) for _x, y in seen["mixer_in"])
+    assert trained == sum(EPOCHS) * (90 // 16) * 16  # 90 training images, batches of 16, the last one dropped
+    rate = trained / sum(ev["epoch_time"] for ev in evs if ev["event"] == "epoch")
+    assert float(row["images_per_s"]) == pytest.approx(rate, rel=1e-9)
+    # the headline row every table and text is built from: each model's best epoch, its numbers
+    # there (top-k too), the last epoch's, the final sizes, the run's size and rule
+    head = report.run_row(rundir.read_run(o["seen"]["run_dir"]))
+    expect = {
+        "epochs_done": len(o["checker"].results), "total_epochs": sum(EPOCHS), "step": want["step"],
+        "select_on": "val", "best_epoch": b["raw"]["epoch"], "test_topk_best": b["raw"]["test_topk"],
+        "ema_best_epoch": b["ema"]["epoch"], **cols,
+        **{f"{pre}test@{s}": want["final_test_sizes"][str(s)][m] for s in FINAL_SIZES
+           for pre, m in (("", "raw"), ("ema_", "ema"))},
+    }
+    expect.update(run=run_id, status="completed", damaged=None, recipe=f"oracle-{o['style']}", dataset="folder",
+                  model="small_cnn", sweep=None, path=str(o["seen"]["run_dir"]))
+    for key, value in expect.items():
+        assert head[key] == value, ("run row", key)
+    assert head["images_per_s"] == pytest.approx(rate, rel=1e-9) and head["duration_s"] == duration
+    assert head["peak_mem_mb"] is None and head["gpu_util"] is None  # a CPU run
+    wait = head["data_wait_frac"]  # the share of the steps' time spent waiting for data (single-process loading)
+    assert wait is not None and 0 <= wait <= 1 and float(row["data_wait_frac"]) == wait
+    # the fixture tells the raw best epoch from the EMA's, and top-k from top-1
+    assert b["raw"]["epoch"] != b["ema"]["epoch"] and b["raw"]["test_topk"] != b["raw"]["test_top1"]
 
 
 def _step_loss(seen: dict, weights: dict, call: int, style: str, smoothing: float = 0.2) -> float:

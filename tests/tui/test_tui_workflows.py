@@ -141,7 +141,8 @@ async def test_switching_a_variant_away_and_back_keeps_its_values_and_the_focus(
         await wait_for(pilot, lambda: app.focused is form.query_one("#v-optim", Select),
                        what="focus back on the variant picker, not the section header")
         form.query_one("#v-optim", Select).value = "sgd"
-        await wait_for(pilot, lambda: "optim.momentum" in form.rows, what="sgd fields again")
+        # the rows are registered before they are mounted: wait for the widget itself
+        await wait_for(pilot, lambda: bool(form.query("#f-optim__momentum")), what="sgd fields again")
         assert form.doc["optim"]["nesterov"] is True
         assert form.doc["optim"]["momentum"] == 0.8
         assert form.query_one("#f-optim__momentum", Input).value == "0.8"
