@@ -62,7 +62,7 @@ async def test_start_watch_stop_and_resume(dirs):
             assert stopped_at < 20
 
             await pilot.press("c")  # resume from the checkpoint
-            await wait_for(pilot, lambda: model.status == "completed", timeout=30, what="resumed run completes")
+            await wait_for(pilot, lambda: model.status == "completed", what="resumed run completes")
             events = metrics.read_events(run_dir / metrics.METRICS_FILE)
             starts = [e for e in events if e["event"] == "run_started"]
             assert [e.get("resumed") for e in starts] == [False, True]
