@@ -241,7 +241,6 @@ class RunModel:
         self.sampled = False
         self.events = 0
         self.run_id = self.path.name
-        self.started_event: dict[str, Any] | None = None
         self.finished: dict[str, Any] | None = None
         self.epoch = 0
         self.total_epochs: int | None = None
@@ -343,7 +342,6 @@ class RunModel:
             self.epoch = max(self.epoch, epoch)
 
     def _on_run_started(self, ev: dict[str, Any], t: float | None) -> None:
-        self.started_event = ev
         self.finished = None
         resumed = ev.get("resumed")
         if isinstance(resumed, dict) and _int(resumed.get("step")) is not None:

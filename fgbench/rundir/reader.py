@@ -57,7 +57,6 @@ class RunReader:
         self.finished: dict[str, Any] | None = None
         self._finished_after_start = False
         self.class_names: list[str] = []
-        self.events_read = 0
         self._damage: dict[str, str] = {}
         self._mtimes: dict[str, int | None] = {}
 
@@ -131,7 +130,6 @@ class RunReader:
 
     def note(self, ev: dict[str, Any]) -> None:
         """Take one event into account (status, start and finish)."""
-        self.events_read += 1
         kind = ev.get("event")
         if kind == "run_started":
             self.started, self._finished_after_start = ev, False

@@ -39,7 +39,7 @@ from pydantic.fields import FieldInfo
 
 from fgbench import schema
 from fgbench.formats import toml_inline
-from fgbench.recipe import Recipe, RecipeError, dumps_recipe, recipe_to_dict, validate_recipe
+from fgbench.recipe import Recipe, RecipeError, dumps_recipe, validate_recipe
 from fgbench.tomlread import tomllib
 
 
@@ -422,11 +422,6 @@ def validate(doc: dict[str, Any], source: str = "<recipe>") -> Validation:
 def doc_from_recipe(recipe: Recipe) -> dict[str, Any]:
     """The document the form edits: every field, defaults included (so each input shows a value)."""
     return recipe.model_dump(mode="json", exclude_none=True)
-
-
-def minimal_dict(recipe: Recipe) -> dict[str, Any]:
-    """What differs from the defaults, with every union tag kept so the file loads back."""
-    return recipe_to_dict(recipe, full=False)
 
 
 def recipe_toml(recipe: Recipe) -> str:

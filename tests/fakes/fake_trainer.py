@@ -21,6 +21,9 @@ Options:
   test top-1 one point less (defaults: V = 50, G = 1000 x the recipe's ``optim.lr``).
   The best epoch is the latest with the highest val top-1.
 * ``--garbage``: a malformed line is appended to metrics.jsonl after step 2.
+* ``--hold-at S``: a first session (not a resume) holds after step ``S`` until SIGINT, writing a
+  ``system`` event every 0.2 s meanwhile (at most 1500, then it trains on), so that a test that
+  stops the run never races a trainer that finishes first, and the monitor still gets news.
 
 Whatever the options, like the real trainer it: refuses a ``--run-dir`` that holds more than a
 launcher's files (exit 2); takes the run lock (:class:`fgbench.rundir.lock.RunLock`; a held lock
@@ -67,7 +70,7 @@ FLAGS = ("garbage",)
 def parse(argv: list[str]) -> tuple[dict, list[str]]:
     """(own options, the fgbench arguments)."""
     opts: dict = {"mode": "normal", "epochs": None, "steps_per_epoch": "10", "delay": None, "val_start": "50",
-                  "val_gain": None, "garbage": False}
+                  "val_gain": None, "garbage": False, "hold_at": None}
     own, rest = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else ([], argv)
     i = 0
     while i < len(own):
@@ -206,6 +209,12 @@ def main(argv: list[str]) -> int:
                             "RuntimeError: CUDA out of memory (fake)")
             writer.emit("step", epoch=epoch, step=step, loss=2.0 / (1 + 0.3 * step), lr=lr * (1 - step / total),
                         images_per_s=1000.0 + step)
+            if opts["hold_at"] is not None and not resume and step == int(opts["hold_at"]):
+                for _ in range(1500):  # bounded: a test that never stops the run ends anyway
+                    if stop["flag"]:
+                        break
+                    writer.emit("system", epoch=epoch, step=step, cpu_percent=1.0, rss_mb=50.0)
+                    time.sleep(0.2)
             if opts["garbage"] and step == 2:
                 with open(rd.metrics, "a") as f:
                     f.write('{"event": "step", "broken\n')

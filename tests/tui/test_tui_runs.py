@@ -30,8 +30,9 @@ def _view(app) -> RunView:
 
 
 async def test_start_watch_stop_and_resume(dirs):
-    # 4 epochs x 5 steps, 0.15 s a step: slow enough to stop half-way, short enough to finish
-    app = _app(dirs, fake_cmd("normal", epochs=4, steps_per_epoch=5, delay=0.15))
+    # 4 epochs x 5 steps, 0.15 s a step; the first session holds after step 17 until it is stopped
+    # (under load the whole run once finished before the test pressed x)
+    app = _app(dirs, fake_cmd("normal", epochs=4, steps_per_epoch=5, delay=0.15, hold_at=17))
     pid = None
     try:
         async with app.run_test(size=(100, 30)) as pilot:
@@ -61,7 +62,7 @@ async def test_start_watch_stop_and_resume(dirs):
             assert stopped_at < 20
 
             await pilot.press("c")  # resume from the checkpoint
-            await wait_for(pilot, lambda: model.status == "completed", timeout=30, what="resumed run completes")
+            await wait_for(pilot, lambda: model.status == "completed", what="resumed run completes")
             events = metrics.read_events(run_dir / metrics.METRICS_FILE)
             starts = [e for e in events if e["event"] == "run_started"]
             assert [e.get("resumed") for e in starts] == [False, True]

@@ -259,7 +259,7 @@ async def test_reopening_while_one_run_trains_opens_its_monitor_and_quitting_say
     try:
         app = _app(dirs, watch_interval=0.2)
         async with app.run_test(size=(100, 30)) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), timeout=20, what="the live run's monitor")
+            await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="the live run's monitor")
             assert app.screen.path == launched[0].run_dir
             assert "is training" in app.live_notice
             await pilot.press("escape")
@@ -278,7 +278,7 @@ async def test_reopening_while_two_runs_train_says_how_many(dirs):
     try:
         app = _app(dirs, watch_interval=0.2)
         async with app.run_test(size=(100, 30)) as pilot:
-            await wait_for(pilot, lambda: app.live_notice, timeout=20, what="the notice")
+            await wait_for(pilot, lambda: app.live_notice, what="the notice")
             assert app.live_notice.startswith("2 runs are training")
             assert isinstance(app.screen, MainScreen)
             assert app.main_screen.query_one("#panes").active == "runs"

@@ -42,7 +42,13 @@ def make_dirs(base: Path) -> SimpleNamespace:
     return d
 
 
-async def wait_for(pilot, condition: Callable[[], object], timeout: float = 15.0, what: str = "") -> None:
+WAIT_LIMIT_S = 120.0
+"""A hang guard, not a speed limit: a passing wait returns as soon as its condition holds, so the bound
+only decides how long a failing test takes to say so. Far beyond the slowest wait seen under load
+(a subprocess trainer importing torch at load 10 took about 20 s)."""
+
+
+async def wait_for(pilot, condition: Callable[[], object], timeout: float = WAIT_LIMIT_S, what: str = "") -> None:
     """Let the app run until ``condition()`` is true; fail with ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:

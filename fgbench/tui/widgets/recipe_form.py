@@ -94,10 +94,6 @@ class FieldRow(Widget):
         if self.messages:
             self._show_error()
 
-    def error_text(self) -> str:
-        """The error line as shown ("" when there is none)."""
-        return "✗ " + "; ".join(self.messages) if self.messages else ""
-
     def set_value(self, value: Any) -> None:
         editor = self.query_one(f"#{editor_id(self.field_path)}")
         spec = self.spec
