@@ -2,7 +2,7 @@
 (a wiring check found by the mutation run over ``Trainer.summary``, issue 18): ``summary.json``'s
 ``val_images`` and ``test_images`` are the images each split was evaluated on, not the split's size.
 Six mutants that read the split's size instead survived every test: no test had an undecodable
-validation or test image."""
+validation or test image. The final evaluation at ``eval.final_test_sizes`` skips it too."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ BROKEN = b"\x89PNG\r\n\x1a\n broken"  # a PNG signature and nothing decodable af
 def test_undecodable_val_and_test_images_are_skipped_and_left_out_of_the_counts(tmp_path, tiny_folder):
     data = tmp_path / "data"
     shutil.copytree(tiny_folder, data)
-    recipe = write_recipe(tmp_path, data, schedule={"name": "cosine", "epochs": 1}, data={"skip_corrupt": True})
+    recipe = write_recipe(tmp_path, data, schedule={"name": "cosine", "epochs": 1}, data={"skip_corrupt": True},
+                          eval={"final_test_sizes": [16]})
     # one image the validation split holds out of train, and one test image, made undecodable (the
     # files stay, so the split is the same one)
     cfg = load_recipe(recipe).data
@@ -37,3 +38,6 @@ def test_undecodable_val_and_test_images_are_skipped_and_left_out_of_the_counts(
     assert (s["val_images"], s["test_images"], s["skipped_images"]) == (30 - 1, 60 - 1, 2)
     evals = [ev for ev in events_of(run) if ev["event"] == "eval"]
     assert {(ev["split"], ev["images"]) for ev in evals} == {("val", 29), ("test", 59)}
+    # the final evaluation at the test size skips the same image (counted once) and so scores what the
+    # best epoch's test pass scored
+    assert s["final_test_sizes"]["16"]["raw"] == s["best"]["raw"]["test_top1"]
