@@ -28,6 +28,11 @@ def test_evaluate_on_the_val_split_scores_the_runs_validation_images(tmp_path, t
     recorded = {ev["split"]: ev for ev in events_of(run)
                 if ev["event"] == "eval" and ev["model"] == "raw" and ev["epoch"] == best["epoch"]}
     assert recorded["val"]["top1"] == best["val_top1"] and recorded["test"]["top1"] == best["test_top1"]
+    # each eval event says at which step and size it was taken, and its loss (five _evaluate_all
+    # mutants emptied or dropped these): the step of the epoch's end, the recipe's test size
+    (epoch_end,) = [ev for ev in events_of(run) if ev["event"] == "epoch"]
+    for ev in recorded.values():
+        assert ev["step"] == epoch_end["step"] == s["step"] and ev["test_size"] == 16 and ev["loss"] > 0
     for split, images in (("val", s["val_images"]), ("test", s["test_images"])):
         (res,) = evaluate_run(run, split=split, device="cpu")
         assert res["split"] == split and res["images"] == images == recorded[split]["images"], split
