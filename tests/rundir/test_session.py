@@ -137,15 +137,20 @@ def test_a_resumed_run_is_never_discarded_and_a_crash_is_not_bad_input(tmp_path)
     assert (tmp_path / "new").is_dir(), "a crash is recorded in the run, not discarded"
 
 
-def test_adopting_a_completed_run_is_refused(tmp_path):
+def _ended_run(d, status: str, exit_code: int):
+    """A run directory whose last event says it ended with ``status``."""
     from fgbench.rundir import events
 
-    d = tmp_path / "done"
     d.mkdir()
     (d / layout.RECIPE_FILE).write_text("")
     w = events.MetricsWriter(d / events.METRICS_FILE)
-    w.emit("run_finished", status="completed", exit_code=0)
+    w.emit("run_finished", status=status, exit_code=exit_code)
     w.close()
+    return d
+
+
+def test_adopting_a_completed_run_is_refused(tmp_path):
+    d = _ended_run(tmp_path / "done", "completed", 0)
     with pytest.raises(UserError, match="already completed"):
         RunSession.adopt(d)
     assert holder(d) is None
@@ -216,14 +221,7 @@ def test_a_request_is_frozen_and_built_from_the_parsed_arguments():
 
 
 def test_adopting_a_stopped_run_locks_it_before_anything_is_written(tmp_path):
-    from fgbench.rundir import events
-
-    d = tmp_path / "stopped"
-    d.mkdir()
-    (d / layout.RECIPE_FILE).write_text("")
-    w = events.MetricsWriter(d / events.METRICS_FILE)
-    w.emit("run_finished", status="interrupted", exit_code=130)
-    w.close()
+    d = _ended_run(tmp_path / "stopped", "interrupted", 130)
     with RunSession.adopt(d) as s:
         assert s.origin == "resumed" and not s.fresh
         assert holder(d) is not None
