@@ -4,7 +4,8 @@ Decisions and trade-offs:
 
 * The legend is a line of coloured text above the plot, not plotext's in-plot legend box, which
   covers data in a 40x10 plot. The same colours are given to plotext as RGB triples; Textual
-  maps them down for 256-colour terminals.
+  maps them down for 256-colour terminals. Where one line is too narrow (:func:`legend_rows`)
+  the legend takes a second row in place of the plot's top frame line, so the data keeps its rows.
 * plotext costs about 40 microseconds per plotted point and rebuilds the whole canvas on every
   render, so callers pass already-decimated series (a few hundred points, see
   :class:`fgbench.runmodel.Decimator`), :class:`MetricPlot` averages them further down to
@@ -30,6 +31,7 @@ import math
 import zlib
 from dataclasses import dataclass
 
+from rich.cells import cell_len
 from rich.text import Text
 
 from fgbench.rundir.events import SERIES
@@ -162,30 +164,73 @@ def even_xticks(x0: float, x1: float, cols: int, max_labels: int = 5) -> tuple[l
 PLOT_FRAME_ROWS = 3
 """Rows of a plotext chart that are not data: the top frame, the x axis and its labels."""
 
+LEGEND_ROWS = 2
+"""The most rows a chart's legend takes (:func:`legend_rows`); its second row replaces the top frame."""
 
-def legend_text(title: str, lines: list[Line], extra: str = "", width: int | None = None) -> Text:
-    """The title, each line's marker and label, then ``extra``. Where that is wider than
-    ``width``, the compact form: single spaces, the marker against its label, ``extra`` last to
-    go, so every series keeps its entry in a 40-column plot."""
-    def build(compact: bool, with_extra: bool) -> Text:
-        gap = " " if compact else "  "
-        text = Text(no_wrap=True, overflow="ellipsis")
-        text.append(title, style="bold")
-        for line in lines:
-            if not line.legend:
-                continue
+
+def legend_rows(title: str, lines: list[Line], extra: str = "", width: int | None = None, note: str = "",
+                max_rows: int = 1) -> list[Text]:
+    """The legend: the title, each line's marker and label, ``extra`` (a reading that belongs on
+    screen: the "now" value, the smoothing) and ``note`` (the x axis, which the tick labels and
+    the footer also tell). The first form that fits ``width``:
+
+    1. one row, spaced; 2. one row, compact (single spaces, the marker against its label);
+    3. without the note; 4. a chart of one series without its entry (the title names it);
+    5. up to ``max_rows`` rows, compact, the entries wrapped whole (with the note, then without).
+
+    Otherwise the compact row without the note, cut with an ellipsis. So every series keeps its
+    entry and a reading its value in a 24-column chart (the monitor at 80 columns with its system
+    panel open), where the one row used to lose the top-1 chart's EMA entries and the "now"."""
+    shown = [ln for ln in lines if ln.legend]
+    Piece = list[tuple[str, str]]  # (text, style) fragments; a gap before a piece takes its first style
+
+    def pieces(compact: bool, entries: list[Line], with_note: bool) -> list[Piece]:
+        out: list[Piece] = [[(title, "bold")]]
+        for line in entries:
             mark = "━" if line.marker == "braille" else line.marker
-            text.append(f"{gap}{mark}{'' if compact else ' '}", style=rgb_style(line.colour))
-            text.append(line.label)
-        if extra and with_extra:
-            text.append(f"{gap}{extra}", style="dim")
-        return text
+            out.append([(f"{mark}{'' if compact else ' '}", rgb_style(line.colour)), (line.label, "")])
+        tail = "  ".join(p for p in (extra, note if with_note else "") if p)
+        if tail:
+            out.append([(tail, "dim")])
+        return out
 
-    for compact, with_extra in ((False, True), (True, True), (True, False)):
-        text = build(compact, with_extra)
-        if width is None or text.cell_len <= width:
-            return text
-    return text
+    def pack(parts: list[Piece], gap: str, rows: int) -> list[Text] | None:
+        """``parts`` in at most ``rows`` rows of ``width``, each part whole; None where they do not fit."""
+        out = [Text(no_wrap=True, overflow="ellipsis")]
+        for part in parts:
+            size = sum(cell_len(t) for t, _s in part)
+            row = out[-1]
+            if row.cell_len and width is not None and row.cell_len + len(gap) + size > width:
+                if len(out) == rows:
+                    return None
+                row = Text(no_wrap=True, overflow="ellipsis")
+                out.append(row)
+            for i, (text, style) in enumerate(part):
+                row.append(f"{gap}{text}" if i == 0 and row.cell_len else text, style=style)
+        if width is not None and any(row.cell_len > width for row in out):
+            return None
+        return out
+
+    tries = [("  ", pieces(False, shown, True), 1), (" ", pieces(True, shown, True), 1),
+             (" ", pieces(True, shown, False), 1)]
+    if len(shown) == 1:
+        tries.append((" ", pieces(True, [], False), 1))
+    if max_rows > 1:
+        tries += [(" ", pieces(True, shown, True), max_rows), (" ", pieces(True, shown, False), max_rows)]
+    for gap, parts, rows in tries:
+        fitted = pack(parts, gap, rows)
+        if fitted is not None:
+            return fitted
+    return [_one_row(pieces(True, shown, False))]
+
+
+def _one_row(parts: list[list[tuple[str, str]]]) -> Text:
+    """``parts`` in one row however wide (the Static cuts it with an ellipsis)."""
+    row = Text(no_wrap=True, overflow="ellipsis")
+    for part in parts:
+        for i, (text, style) in enumerate(part):
+            row.append(f" {text}" if i == 0 and row.cell_len else text, style=style)
+    return row
 
 
 class ColourBook:
@@ -271,10 +316,18 @@ class MetricPlot(Vertical):
         self._shown = (lines, dict(xlabel=xlabel, log_y=log_y, extra=extra, ylim=ylim, xlim=xlim, cursor_x=cursor_x))
         self.lines = lines
         """what is drawn (tests and the cursor read it)"""
-        extra = "  ".join(p for p in (extra, f"x: {xlabel}") if p)
-        self.query_one(".legend", Static).update(legend_text(self.title, [ln for ln in lines if ln.xs], extra,
-                                                             width=max(10, (self.size.width or 80) - 1)))
+        rows = legend_rows(self.title, [ln for ln in lines if ln.xs], extra, width=max(10, (self.size.width or 80) - 1),
+                           note=f"x: {xlabel}", max_rows=LEGEND_ROWS)
+        legend = self.query_one(".legend", Static)
+        text = rows[0]
+        for row in rows[1:]:
+            text.append("\n")
+            text.append_text(row)
+        legend.update(text)
+        legend.styles.height = len(rows)
         plt = self.plot.plt
+        # a second legend row takes the place of the plot's top frame line: the data keeps its rows
+        plt.xaxes(True, len(rows) == 1)
         plt.clear_data()
         drawn = 0
         # A braille cell holds 2 dots across: more points than 2 per column cannot be seen, and
@@ -307,6 +360,15 @@ class MetricPlot(Vertical):
         self.plot.refresh()
         return True
 
+    def _data_rows(self) -> int:
+        """The plot's rows of data: its height less the legend and the frame. Worked out from this
+        widget's height, which a legend growing to two rows does not change (the plot below it
+        gives up the row, and its top frame line with it), so the ticks set now fit the layout
+        that follows."""
+        if self.size.height:
+            return self.size.height - 1 - PLOT_FRAME_ROWS
+        return (self.plot.size.height or 0) - PLOT_FRAME_ROWS
+
     def _set_ticks(self) -> None:
         """The y range and evenly spaced labels for the plot's current height (:func:`even_ticks`);
         plotext keeps ticks across ``clear_data``, so they are always set (none without data)."""
@@ -317,7 +379,7 @@ class MetricPlot(Vertical):
             plt.yticks([])
             return
         lo, hi = yrange
-        rows = (self.plot.size.height or 0) - PLOT_FRAME_ROWS
+        rows = self._data_rows()
         if self._log_y:  # plotext's log axis: rows are even in log10(y), ticks given in y
             plt.ylim(*(self._ylim or (None, None)))
             if lo > 0 and hi > lo:

@@ -128,11 +128,11 @@ def test_every_series_of_the_metrics_stream_is_kept_with_its_wall_time(tmp_path)
 
 
 def test_a_legend_keeps_every_series_in_a_narrow_plot():
-    from fgbench.tui.plots import Line, legend_text
+    from fgbench.tui.plots import Line, legend_rows
 
     lines = [Line([1], [1], (1, 2, 3), label, marker=m) for label, m in
              (("train", "·"), ("val", "•"), ("test", "x"), ("EMA val", "o"), ("EMA test", "+"))]
-    wide = str(legend_text("top-1", lines, "x: step", width=100))
-    assert wide == "top-1  · train  • val  x test  o EMA val  + EMA test  x: step"
-    narrow = str(legend_text("top-1", lines, "x: step", width=42))
-    assert narrow == "top-1 ·train •val xtest oEMA val +EMA test"  # compact, the axis note left out
+    [wide] = legend_rows("top-1", lines, note="x: step", width=100)
+    assert str(wide) == "top-1  · train  • val  x test  o EMA val  + EMA test  x: step"
+    [narrow] = legend_rows("top-1", lines, note="x: step", width=42)
+    assert str(narrow) == "top-1 ·train •val xtest oEMA val +EMA test"  # compact, the axis note left out

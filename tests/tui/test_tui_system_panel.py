@@ -94,3 +94,78 @@ def test_monitor_shows_the_system_panel(snap_compare, dirs, size):
 
     app = tui_app(dirs, data_root=NO_DATA, fgbench_cmd=fake_cmd(), initial_pane="runs", watch_interval=0.2)
     assert snap_compare(app, terminal_size=size, run_before=open_run)
+
+
+def test_a_narrow_legend_drops_the_axis_note_and_a_lone_entry_then_wraps_never_the_readings() -> None:
+    """24-column charts (80 columns less the system panel, two charts across): the legend's one row
+    lost the top-1 chart's EMA entries and the learning-rate and images/s charts' "now"."""
+    from fgbench.tui.plots import Line, legend_rows
+
+    def plain(rows) -> list[str]:
+        return [str(r) for r in rows]
+
+    top1 = [Line([1], [1], (1, 2, 3), label, marker=m) for label, m in
+            (("train", "·"), ("val", "•"), ("test", "x"), ("EMA test", "+"))]
+    # "top-1 ·train •val xtest +EMA test" is 33 columns: two rows, entries whole, the note where it fits
+    assert plain(legend_rows("top-1", top1, width=23, note="x: step", max_rows=2)) == [
+        "top-1 ·train •val xtest", "+EMA test x: step"]
+    assert plain(legend_rows("top-1", top1, width=20, note="x: step", max_rows=2)) == [
+        "top-1 ·train •val", "xtest +EMA test"]
+    # one series: its entry repeats the title, and goes before the reading does
+    lr = [Line([1], [1], (1, 2, 3), "lr")]
+    assert plain(legend_rows("learning rate", lr, "now 0.01", width=23, note="x: step", max_rows=2)) == [
+        "learning rate now 0.01"]
+    assert plain(legend_rows("learning rate", lr, "now 0.01", width=40, note="x: step", max_rows=2)) == [
+        "learning rate  ━ lr  now 0.01  x: step"]
+    speed = [Line([1], [1], (1, 2, 3), "images/s")]
+    assert plain(legend_rows("images/s", speed, "now 1,140", width=23, note="x: step", max_rows=2)) == [
+        "images/s now 1,140"]
+    # nothing fits even in two rows: the one row, cut by the widget
+    assert plain(legend_rows("top-1", top1, width=8, note="x: step", max_rows=2)) == [
+        "top-1 ·train •val xtest +EMA test"]
+
+
+async def test_at_80_columns_with_the_panel_every_legend_entry_and_reading_is_on_screen(dirs):
+    telemetry_run(dirs.runs)
+    app = tui_app(dirs, data_root=NO_DATA, fgbench_cmd=fake_cmd(), initial_pane="runs", watch_interval=0.2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.pane("runs") is not None and app.pane("runs").table.row_count == 1,
+                       what="runs loaded")
+        table = app.pane("runs").table
+        table.focus()
+        table.move_cursor(row=0)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor")
+        view = app.screen.query_one(RunView)
+        await wait_for(pilot, lambda: view.snapshot is not None and view.has_class("-has-system"), what="panel drawn")
+
+        def legend(plot_id: str) -> str:
+            return str(view.query_one(f"#{plot_id} > .legend").render())
+
+        # the charts are narrower than the top-1 legend's one row: it takes two
+        await wait_for(pilot, lambda: "EMA test" in legend("plot-top1"),
+                       what=lambda: f"every top-1 entry, not {legend('plot-top1')!r}")
+        top1 = view.query_one("#plot-top1")
+        assert top1.size.width < 34
+        rows = legend("plot-top1").splitlines()
+        assert len(rows) == 2 and all(len(r) < top1.size.width for r in rows), rows
+        for entry in ("·train", "•val", "xtest", "+EMA test"):
+            assert entry in legend("plot-top1")
+        assert "…" not in legend("plot-top1")
+        # the readings: the last step event's lr 0.01 and 450 images/s
+        assert "now 0.01" in legend("plot-lr") and "now 450" in legend("plot-speed"), (legend("plot-lr"),
+                                                                                       legend("plot-speed"))
+        # the second legend row took the plot's top frame line, not a row of data
+        loss = view.query_one("#plot-loss")
+        await wait_for(pilot, lambda: top1.plot.size.height == loss.plot.size.height - 1, what="the legend's row taken")
+        await pilot.pause()
+        assert _data_rows(top1) == _data_rows(loss) == 3, (top1.plot.plt.build(), loss.plot.plt.build())
+
+
+def _data_rows(plot) -> int:
+    """The rows of a drawn chart above its x axis that are not its top frame line."""
+    import re
+
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", plot.plot.plt.build()).splitlines()
+    axis = next(i for i, line in enumerate(lines) if "└" in line)
+    return len([line for line in lines[:axis] if "┌" not in line])
