@@ -57,6 +57,8 @@ class MainScreen(Screen):
         self.initial_pane = initial_pane
         self._opened = False
         self._asked_pane: str | None = None
+        self._focus_on_load: str | None = None
+        """a pane whose focus waits for its Deferred widget (:meth:`on_deferred_loaded`)"""
 
     def compose(self) -> ComposeResult:
         # Only the pane shown first is mounted before the first paint; the others are mounted
@@ -131,8 +133,18 @@ class MainScreen(Screen):
         }[pane]
         try:
             self.query_one(target).focus()
-        except NoMatches:  # still being mounted (Lazy): try again after the next refresh
-            self.call_after_refresh(self.focus_pane, pane)
+        except NoMatches:
+            if any(not d.loaded for d in self.query(f"#{pane} Deferred").results(Deferred)):
+                # the Recipes pane waits on its import: focus it when it is mounted (asking after
+                # every refresh kept the event loop spinning for as long as the import took)
+                self._focus_on_load = pane
+            else:  # still being mounted (Lazy): try again after the next refresh
+                self.call_after_refresh(self.focus_pane, pane)
+
+    def on_deferred_loaded(self, event: Deferred.Loaded) -> None:
+        pane, self._focus_on_load = self._focus_on_load, None
+        if pane is not None:
+            self.focus_pane(pane)
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         pane = event.pane.id

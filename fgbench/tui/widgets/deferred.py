@@ -21,6 +21,7 @@ from types import ModuleType
 
 from textual.app import ComposeResult
 from textual.containers import Container
+from textual.message import Message
 from textual.widget import Widget
 
 from fgbench.tui.workers import ReportsWorkerFailures
@@ -29,11 +30,21 @@ from fgbench.tui.workers import ReportsWorkerFailures
 class Deferred(ReportsWorkerFailures, Container):
     DEFAULT_CSS = "Deferred { height: 1fr; width: 1fr; }"
 
+    class Loaded(Message):
+        """The widget is built and mounted: what waited for it (a focus request) can go on,
+        rather than asking again after every refresh while the import runs."""
+
+        def __init__(self, deferred: "Deferred") -> None:
+            super().__init__()
+            self.deferred = deferred
+
     def __init__(self, module: str, build: Callable[[ModuleType], Widget], placeholder: Widget | None = None):
         super().__init__()
         self.module = module
         self.build = build
         self.placeholder = placeholder
+        self.loaded = False
+        """the widget is mounted (:class:`Loaded` was posted)"""
 
     def compose(self) -> ComposeResult:
         if self.placeholder is not None:
@@ -51,3 +62,5 @@ class Deferred(ReportsWorkerFailures, Container):
         if self.placeholder is not None:
             self.placeholder.display = False
         await self.mount(widget)
+        self.loaded = True
+        self.post_message(self.Loaded(self))
