@@ -220,19 +220,26 @@ async def test_run_list_filter_and_compare(dirs):
 
 
 async def test_stop_of_a_run_that_is_not_running_is_refused(dirs):
+    # every wait is on a condition: focus() only asks for the focus, and a key pressed before it
+    # moved went to another widget; one pause was all the notices got
     fixture_runs(dirs.runs)
     app = _app(dirs, fake_cmd(), initial_pane="runs")
     async with app.run_test(size=(100, 30)) as pilot:
-        pane = app.pane("runs")
+        pane = await ready_pane(pilot, "runs")
         await wait_for(pilot, lambda: pane.table.row_count == 4, what="listed")
         pane.table.focus()
+        await wait_for(pilot, lambda: pane.table.has_focus, what=lambda: f"focus on the runs table, not {app.focused}")
+
+        def notices() -> list[str]:
+            return [n.message for n in app._notifications]
+
         await pilot.press("x")
-        await pilot.pause()
-        assert any("is not running" in n.message for n in app._notifications)
+        await wait_for(pilot, lambda: any("is not running" in m for m in notices()),
+                       what=lambda: f"the not-running notice, not {notices()}")
         # resume of a run without a checkpoint is refused with the reason
         await pilot.press("c")
-        await pilot.pause()
-        assert any("no checkpoint" in n.message for n in app._notifications)
+        await wait_for(pilot, lambda: any("no checkpoint" in m for m in notices()),
+                       what=lambda: f"the no-checkpoint notice, not {notices()}")
 
 
 async def test_a_resume_that_fails_to_start_is_reported(dirs):
