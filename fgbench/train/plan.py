@@ -236,7 +236,11 @@ def _resume_point(run_dir: Path) -> ResumePoint:
 
     last = run_dir / layout.CHECKPOINT_DIR / layout.LAST_CKPT
     if not last.is_file():
-        raise UserError(f"{run_dir}: no checkpoint to resume from ({last} is missing)")
+        # killed before its first checkpoint landed (the checkpoint is written in the background
+        # while the next epoch trains): its recipe is all there is to go on
+        raise UserError(f"{run_dir}: no checkpoint to resume from ({last} is missing: the run was stopped before "
+                        f"its first checkpoint was written); start it again as a new run: fgbench run "
+                        f"{run_dir / layout.RECIPE_FILE}")
     ckpt = checkpoint.load_checkpoint(last)  # a CheckpointError is one line naming the file
     best = None
     best_path = run_dir / layout.CHECKPOINT_DIR / layout.BEST_CKPT

@@ -206,3 +206,25 @@ def test_a_kill_after_the_final_checkpoint_is_completed_by_resume(tmp_path, data
     for name in ("predictions.json", "confusion.json"):
         assert json.loads((run / name).read_text()) == json.loads((ref / name).read_text())
     assert _epochs(run) == [1, 2]
+
+
+def test_a_kill_before_the_first_checkpoint_landed_says_how_to_start_again(tmp_path, data, monkeypatch, capsys):
+    """Epoch 1 ended (its event is in the file) but its checkpoint, written in the background,
+    never landed: nothing can be resumed. --resume says so in one line, keeps the directory, and
+    names the recipe to start again from; following it trains a new run."""
+    recipe = write_recipe(tmp_path, data, schedule={"name": "cosine", "epochs": 2})
+    run = tmp_path / "run"
+    _kill_in(monkeypatch, "_save_last", epoch=1)
+    with pytest.raises(Killed):
+        run_cli(str(recipe), "--run-dir", str(run))
+    monkeypatch.undo()
+    assert _epochs(run) == [1] and not (run / "checkpoints" / "last.pt").exists()
+    capsys.readouterr()
+    assert run_cli("--resume", str(run)) == 2
+    lines = err_lines(capsys)
+    assert len(lines) == 1 and "no checkpoint to resume from" in lines[0], lines
+    again = str(run / "recipe.toml")
+    assert lines[0].endswith(f"start it again as a new run: fgbench run {again}")
+    assert _epochs(run) == [1]  # the directory is kept as it was
+    assert run_cli(again, "--run-dir", str(tmp_path / "again")) == 0
+    assert summary_of(tmp_path / "again")["status"] == "completed"
