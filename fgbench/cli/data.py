@@ -135,7 +135,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     for e in catalog.entries():
         images = f"{e.train_images}/{e.test_images}" if e.images is not None else "-"
         status = catalog.status_text(e.name)  # the same words as the TUI's Datasets pane
-        where = "(data.root)" if e.name == "folder" else str(catalog.location(e.name))
+        where = "(data.root)" if e.name == "folder" else safe(catalog.location(e.name))  # FGBENCH_DATA, settings
         rows.append((e.name, "-" if e.num_classes is None else str(e.num_classes), images, catalog.size_text(e), status, where))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     lead = sum(widths) + 2 * len(widths)
@@ -147,7 +147,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         from fgbench import paths
         from fgbench.report import cut_middle
 
-        base = str(paths.datasets_dir())
+        base = safe(paths.datasets_dir())
         prefix = base.rstrip("/") + "/"
         rows = [r[:-1] + (r[-1][len(prefix):] if r[-1].startswith(prefix) else r[-1],) for r in rows]
         rows = [r[:-1] + (cut_middle(r[-1], max(8, width - lead)),) for r in rows]

@@ -116,3 +116,50 @@ def test_run_names_a_hostile_recipe_path_visibly(cli, tmp_path: Path) -> None:
     assert code == 2 and not _raw(out + err), _raw(out + err)
     assert r"recipe\x1b]52;c;SGVsbG8=\x07.toml: file not found" in err
 
+
+
+HOSTILE = f"{OSC52}{RLO}\r"
+SHOWN = r"\x1b]52;c;SGVsbG8=\x07\u202e\r"
+
+
+def test_recipe_show_and_a_bad_override_show_hostile_text_visibly(cli, tmp_path: Path) -> None:
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('name = "r"\ndescription = "d\\u202e"\n')  # TOML escapes the RLO; the value holds it raw
+    code, out, err = cli("recipe", "show", recipe)
+    assert code == 0 and not _raw(out + err), _raw(out + err)
+    assert 'description = "d\\u202e"' in out  # the same value to TOML, read back below
+    from fgbench.tomlread import tomllib
+
+    assert tomllib.loads(out)["description"] == "d" + RLO
+    code, out, err = cli("recipe", "validate", "--set", f"name{HOSTILE}", recipe)
+    assert code == 2 and not _raw(out + err), _raw(out + err)
+    assert f"--set name{SHOWN}: " in err
+
+
+def test_sweep_dry_run_shows_a_sweep_files_names_visibly(cli, tmp_path: Path) -> None:
+    sweep = tmp_path / "sw.toml"
+    sweep.write_text('name = "sw"\n[data]\ndataset = "synthetic"\n'
+                     '[[sweep.variants]]\nname = "A"\ndescription = "v\\u001b]0;pwned\\u0007"\n'
+                     '[sweep.grid]\n"description" = ["g\\u001b[2J\\r", "h"]\n')
+    code, out, err = cli("sweep", sweep, "--dry-run")
+    assert code == 0 and not _raw(out + err), _raw(out + err)
+    assert r"v\x1b]0;pwned\x07" in out and r"description=g\x1b[2J\r" in out
+
+
+def test_data_list_shows_a_hostile_datasets_folder_visibly(cli, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("FGBENCH_DATA", str(tmp_path / f"data{HOSTILE}"))
+    code, out, err = cli("data", "list")
+    assert code == 0 and not _raw(out + err), _raw(out + err)
+    assert f"data{SHOWN}/cub200" in out or f"PATH is under {tmp_path}/data{SHOWN}" in out
+
+
+def test_a_usage_error_quotes_a_hostile_argument_visibly(capsys) -> None:
+    import pytest
+
+    from fgbench.cli import main
+
+    with pytest.raises(SystemExit) as exc:  # argparse's error exits
+        main(["data", "list", f"--x{HOSTILE}"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and not _raw(err), _raw(err)
+    assert f"unrecognized arguments: --x{SHOWN}" in err
