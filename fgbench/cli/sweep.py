@@ -187,12 +187,10 @@ def _continue_state(args: argparse.Namespace, root: Path, seeds: list[int] | Non
 
 def _dataset_of(recipe_file: Path) -> tuple[str, str | None]:
     """A point's (``data.dataset``, ``data.root``) from its resolved recipe file (every field written)."""
-    from fgbench.tomlread import tomllib
+    from fgbench.recipe import read_recipe_data
 
-    try:
-        data = tomllib.loads(recipe_file.read_text(encoding="utf-8")).get("data") or {}
-    except (OSError, ValueError) as err:
-        raise UserError(f"{recipe_file}: cannot read the point's recipe ({err})") from None
+    data = read_recipe_data(recipe_file).get("data")
+    data = data if isinstance(data, dict) else {}
     return str(data.get("dataset", "synthetic")), data.get("root")
 
 

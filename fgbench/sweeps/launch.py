@@ -15,7 +15,7 @@ from typing import Sequence
 
 from fgbench import rundir
 from fgbench.errors import UserError
-from fgbench.recipe import RecipeError, atomic_write_text, dumps_recipe, validate_recipe
+from fgbench.recipe import RecipeError, atomic_write_text, dumps_recipe, read_recipe_data, validate_recipe
 from fgbench.rundir.status import exit_status, process_end
 from fgbench.sweeps.plan import FAILED, INTERRUPTED, RUNNING, Point, apply_set
 from fgbench.sweeps.state import SweepState, settle
@@ -43,12 +43,10 @@ def ensure_trial(state: SweepState, point: Point) -> None:
     point gets its label, overrides and recipe file (written beside the others)."""
     if state.search is None or point.trial is not None:
         return
-    from fgbench.tomlread import tomllib
-
     from fgbench.sweeps import search
 
     number, values = search.ask(state.search)
-    base = tomllib.loads(Path(state.search["base_file"]).read_text(encoding="utf-8"))
+    base = read_recipe_data(state.search["base_file"])
     data, notes = apply_set(base, values)
     point.trial = number
     point.overrides = values

@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from fgbench import paths, rundir
+from fgbench.rundir import files
 from fgbench.errors import UserError, escape
-from fgbench.recipe import atomic_write_text, dumps_recipe, validate_recipe
+from fgbench.recipe import atomic_write_text, dumps_recipe, read_recipe_data, validate_recipe
 from fgbench.sweeps.plan import (
     DONE, FAILED, INTERRUPTED, PENDING, RUNNING, SEED_FIELD, Plan, Point, check_count, slug,
 )
@@ -98,7 +99,10 @@ class SweepState:
     @classmethod
     def load(cls, tag: str, runs_root: str | os.PathLike[str] | None = None) -> "SweepState":
         path = sweep_dir(tag, runs_root) / STATE_FILE
-        data = rundir.read_json(path)
+        try:  # the guarded reader: a FIFO, a device link or JSON nested too deep is damage, not a hang
+            data = files.read_json(path)
+        except files.RunFileError as err:
+            raise UserError(f"{escape(str(path.parent))}: damaged sweep state ({escape(str(err))})") from None
         if data is None:
             where = sweep_dir(tag, runs_root).parent
             known = sorted(p.name for p in where.iterdir() if (p / STATE_FILE).is_file()) if where.is_dir() else []
@@ -321,23 +325,25 @@ def state_runs(state: SweepState) -> tuple[list[Any], list[str]]:
 # ---------------------------------------------------------------------------------- more seeds
 
 
+def point_recipe(point: Point) -> dict[str, Any]:
+    """The TOML data of a point's resolved recipe file, read as every recipe is (a FIFO, a device,
+    an oversized or deeply nested file is one :class:`~fgbench.errors.RecipeError`, never a hang)."""
+    return read_recipe_data(str(point.recipe_file))
+
+
 def point_seed(point: Point) -> int:
     """The seed a point runs with: its seed-axis value, else its recipe's ``runtime.seed``."""
     if point.seed is not None:
         return point.seed
-    from fgbench.tomlread import tomllib
-
-    data = tomllib.loads(Path(str(point.recipe_file)).read_text(encoding="utf-8"))
-    runtime = data.get("runtime") if isinstance(data.get("runtime"), dict) else {}
-    return int(runtime.get("seed", 0))
+    data = point_recipe(point)
+    runtime = data.get("runtime")
+    return int(runtime.get("seed", 0)) if isinstance(runtime, dict) else 0
 
 
 def add_seeds(state: SweepState, seeds: Sequence[int]) -> list[Point]:
     """Give every group of the sweep the seeds it does not have yet: one new point per (group,
     missing seed), its recipe the group's recipe with ``runtime.seed`` changed. Returns the new
     points (none when every group has every seed); the runs that exist are never touched."""
-    from fgbench.tomlread import tomllib
-
     if state.search is not None:
         raise UserError(f"sweep {state.tag}: --seeds goes with grids, variants and plain recipes, not a search")
     groups: dict[str, list[Point]] = {}
@@ -352,7 +358,7 @@ def add_seeds(state: SweepState, seeds: Sequence[int]) -> list[Point]:
         for seed in seeds:
             if seed in have:
                 continue
-            data = tomllib.loads(Path(str(template.recipe_file)).read_text(encoding="utf-8"))
+            data = point_recipe(template)
             data.setdefault("runtime", {})["seed"] = seed
             base_name = str(data.get("name", "unnamed"))
             if template.seed is not None:

@@ -10,27 +10,27 @@ from typing import Any
 
 from fgbench import rundir
 from fgbench.errors import UserError
+from fgbench.recipe import MAX_RECIPE_BYTES
+from fgbench.textfile import read_text_file
 from fgbench.sweeps import backend
 from fgbench.sweeps.plan import COMPLETED, Point, label_value
-from fgbench.sweeps.state import SweepState, has_run, point_status
+from fgbench.sweeps.state import SweepState, has_run, point_recipe, point_status
 
 
 def point_runs(state: SweepState) -> tuple[list[Any], list[Point]]:
     """A ``RunInfo`` per point, in point order: the run's, or for a point without a run (pending,
     or failed before it began) one with its status and the point's recipe, and no numbers, so
     that every point of the sweep has its row."""
-    from fgbench.tomlread import tomllib
-
     infos = []
     for p in state.points:
         if has_run(p):
             infos.append(rundir.read_run(str(p.run_dir)))
             continue
         recipe: dict[str, Any] = {}
-        if p.recipe_file and Path(p.recipe_file).is_file():
+        if p.recipe_file:
             try:
-                recipe = tomllib.loads(Path(p.recipe_file).read_text(encoding="utf-8"))
-            except (OSError, ValueError):
+                recipe = point_recipe(p)
+            except UserError:  # missing or damaged: the row shows the point without its recipe
                 recipe = {}
         infos.append(rundir.RunInfo(path=Path(p.name), status=point_status(p), name=p.name, recipe=recipe,
                                     summary=None, info={}, error="; ".join(p.notes[-1:]) or None))
@@ -134,7 +134,7 @@ def best_recipe_text(state: SweepState) -> tuple[str, Point]:
             best = p
     if best is None:
         raise UserError(f"sweep {state.tag}: no trial has completed yet")
-    body = Path(str(best.recipe_file)).read_text(encoding="utf-8")
+    body = read_text_file(str(best.recipe_file), MAX_RECIPE_BYTES, "recipe")
     sets = ", ".join(f"{k} = {label_value(v)}" for k, v in best.overrides.items())
     head = (f"# The best trial of search {state.tag}: {best.label}, {state.search['metric']} = {best.value:.2f}\n"
             f"# (run {best.run_dir}); sampled: {sets}\n")

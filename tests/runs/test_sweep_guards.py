@@ -112,7 +112,7 @@ def test_a_sweep_stopped_while_its_trainer_starts_leaves_no_run_without_its_reci
 # ----------------------------------------------------------------------------- counted, not expanded
 
 
-def _limited(argv: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+def _limited(argv: list[str], tmp_path: Path, timeout_s: float = 300) -> subprocess.CompletedProcess:
     """``fgbench ARGV`` in a process that may not take more than 3 GB of address space: a sweep
     that expanded 10^10 points would die of MemoryError, not answer."""
     import resource
@@ -121,7 +121,7 @@ def _limited(argv: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
         resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
 
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "fgbench", *argv], capture_output=True, text=True, timeout=300,
+    return subprocess.run([sys.executable, "-m", "fgbench", *argv], capture_output=True, text=True, timeout=timeout_s,
                           env=env, preexec_fn=limit, cwd=tmp_path)
 
 
@@ -142,6 +142,48 @@ def test_a_huge_grid_is_counted_and_refused_not_expanded(command: list[str], tmp
     assert r.returncode == 2, r.stderr[-2000:]
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     assert "10,000,000,000 points, more than a sweep may have (10,000)" in r.stderr
+
+
+# ------------------------------------------------------------- a sweep's own files, damaged
+
+
+def _damage(path: Path, how: str) -> None:
+    path.unlink()
+    if how == "fifo":
+        os.mkfifo(path)
+    elif how == "dev_zero":
+        path.symlink_to("/dev/zero")
+    else:  # nested past every parser's limit (TOML or JSON alike)
+        path.write_text(("a = " if path.suffix == ".toml" else "") + "[" * 20000 + "]" * 20000 + "\n")
+
+
+@pytest.mark.parametrize("how", ["fifo", "dev_zero", "deep"])
+@pytest.mark.parametrize("which, argv, code", [
+    ("recipe", ["--continue", "dm"], 2),  # a pending point's recipe: its dataset is checked first
+    ("recipe", ["--continue", "dm", "--seeds", "2"], 2),  # every group's seed is read
+    ("recipe", ["--status", "dm"], 0),  # the point keeps its row, without its recipe
+    ("state", ["--status", "dm"], 2),
+    ("state", ["--continue", "dm"], 2),
+    ("state", ["--cancel", "dm"], 2),
+])
+def test_a_damaged_sweep_file_is_one_line_not_a_hang(tmp_path: Path, runs_root: Path, how: str, which: str,
+                                                     argv: list[str], code: int) -> None:
+    """Sweep state files are read through the guarded readers: a point's recipe file (or
+    ``sweep.json``) that is a FIFO hung ``sweep --continue`` forever, a link to /dev/zero ate the
+    memory, and TOML nested 20,000 deep gave a RecursionError traceback."""
+    state = make_state(tmp_path, runs_root, "dm")
+    target = Path(state.points[0].recipe_file) if which == "recipe" else state.path
+    _damage(target, how)
+    r = _limited(["sweep", *argv, "--runs-root", str(runs_root)], tmp_path, timeout_s=120)  # a hang is forever
+    assert r.returncode == code, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    if code == 2:
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+        why = {"fifo": "is a FIFO (named pipe)", "dev_zero": "is a character device", "deep": "nested"}[how]
+        assert target.name in r.stderr and why in r.stderr, r.stderr
+        assert "no such sweep" not in r.stderr
+    else:
+        assert "lr=0.01" in r.stdout and "lr=0.02" in r.stdout
 
 
 def test_point_counts_before_expanding(tmp_path: Path) -> None:
