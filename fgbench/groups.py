@@ -24,10 +24,14 @@ it once (:func:`one_per_seed`): its runs are averaged into one value for that se
 seeds. A rerun of a seed measures the machine's nondeterminism (none at all on a CPU), not the spread
 over seeds; counted as another seed it would narrow the interval towards zero width and make any
 difference look resolved.
+
+The Compare pane's group chart follows the same rule at every x (:func:`seed_curve`): its curve
+is the mean over seeds of each seed's mean, its band spans the seeds' values.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 from collections.abc import Sequence
@@ -150,3 +154,35 @@ def seed_counts(seeds: Sequence[int | None]) -> str:
         else:
             counts[s] += 1
     return ",".join("?" if s is None else (f"{s}x{counts[s]}" if counts[s] > 1 else str(s)) for s in order)
+
+
+def _value_at(xs: Sequence[float], ys: Sequence[float], x: float) -> float | None:
+    """The value of the last point at or before ``x`` (xs ascending); None before the first
+    point or past the last (the run never got there)."""
+    if not xs or x < xs[0] - 1e-9 or x > xs[-1] + 1e-9:
+        return None
+    i = bisect.bisect_right(xs, x + 1e-9) - 1
+    return ys[i] if i >= 0 else None
+
+
+def seed_curve(members: Sequence[tuple[int | None, Sequence[float], Sequence[float]]],
+               ) -> tuple[list[float], list[float], list[float], list[float]]:
+    """One group's curve from its runs' ``(seed, xs, ys)``: at every x any run has, each run's
+    value there (its last point at or before x; a run that has not reached x, or started after
+    it, is left out), one value per seed by :func:`one_per_seed` (a seed run twice counts once, as
+    the mean of its runs), then the mean, min and max over those seeds' values. Returns
+    ``(xs, mean, min, max)``; the same rule as the tables' n, mean and min-max."""
+    xs = sorted({x for _seed, mx, _my in members for x in mx})
+    out_x: list[float] = []
+    mean: list[float] = []
+    lo: list[float] = []
+    hi: list[float] = []
+    for x in xs:
+        found = [(seed, v) for seed, mx, my in members if (v := _value_at(mx, my, x)) is not None]
+        vals = [v for _seed, v in one_per_seed(found)]
+        if vals:
+            out_x.append(x)
+            mean.append(sum(vals) / len(vals))
+            lo.append(min(vals))
+            hi.append(max(vals))
+    return out_x, mean, lo, hi

@@ -7,6 +7,7 @@ import copy
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -102,3 +103,39 @@ def test_a_group_never_mixes_recipes_that_differ_beyond_the_seed(picks: list[dic
     for i, g in enumerate(found):
         for h in found[i + 1:]:
             assert _strip(g.first.recipe) != _strip(h.first.recipe)
+
+
+# ------------------------------------------------------------------------------ the group's chart
+
+
+def test_seed_curve_of_distinct_seeds_by_hand() -> None:
+    a = (0, [1.0, 2.0, 3.0], [10.0, 20.0, 30.0])
+    b = (1, [1.0, 2.0, 3.0], [14.0, 22.0, 36.0])
+    c = (2, [1.0, 2.0], [12.0, 30.0])  # still running: it has not reached x = 3
+    xs, mean, lo, hi = groups.seed_curve([b, c, a])  # the lowest member last: min is no accident of order
+    assert xs == [1.0, 2.0, 3.0]
+    assert mean == [pytest.approx(12.0), pytest.approx(24.0), pytest.approx(33.0)]
+    assert lo == [10.0, 20.0, 30.0] and hi == [14.0, 30.0, 36.0]
+    # a member logged at other xs reads as its last value at or before x
+    xs, mean, _lo, _hi = groups.seed_curve([(0, [1.0, 3.0], [10.0, 30.0]), (1, [2.0, 3.0], [20.0, 40.0])])
+    assert xs == [1.0, 2.0, 3.0] and mean == [10.0, 15.0, 35.0]
+
+
+def test_seed_curve_counts_a_seed_run_twice_once() -> None:
+    """Seeds 0, 0, 1 (the table's seeds column "0x2,1"). Seed 0's value is the mean of its two runs:
+    (10+20)/2 = 15, (20+40)/2 = 30, (30+50)/2 = 40; seed 1 reads 40, 30, 60. The curve is the mean of
+    the two seeds: 27.5, 30, 50 (over runs it was 23.3, 30, 46.7); the band spans the seeds: 15..40,
+    30..30, 40..60 (over runs it was 10..40, 20..40, 30..60)."""
+    runs = [(0, [1.0, 2.0, 3.0], [10.0, 20.0, 30.0]),
+            (1, [1.0, 2.0, 3.0], [40.0, 30.0, 60.0]),
+            (0, [1.0, 2.0, 3.0], [20.0, 40.0, 50.0])]
+    xs, mean, lo, hi = groups.seed_curve(runs)
+    assert xs == [1.0, 2.0, 3.0]
+    assert mean == [pytest.approx(27.5), pytest.approx(30.0), pytest.approx(50.0)]
+    assert lo == [15.0, 30.0, 40.0] and hi == [40.0, 30.0, 60.0]
+    # the rerun that has not reached x = 3 yet: seed 0 is its other run there, 30
+    xs, mean, lo, hi = groups.seed_curve([runs[0], runs[1], (0, [1.0, 2.0], [20.0, 40.0])])
+    assert mean[2] == pytest.approx((30.0 + 60.0) / 2) and (lo[2], hi[2]) == (30.0, 60.0)
+    # a run whose seed is unknown stands alone, as in the tables
+    xs, mean, _lo, _hi = groups.seed_curve([(None, [1.0], [10.0]), (None, [1.0], [20.0]), (0, [1.0], [60.0])])
+    assert mean == [pytest.approx(30.0)]

@@ -15,6 +15,7 @@ from typing import Any
 
 from fgbench import report, rundir
 from fgbench.cli.runs import _positive_int, _root, _root_arg
+from fgbench.rundir.layout import check_runs_root
 from fgbench.errors import UserError
 from fgbench.sweeps import backend
 
@@ -81,6 +82,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from fgbench.sweeps.state import SweepState
 
     root = _root(args)
+    check_runs_root(root)  # a symlink loop or a file: one line, before anything is planned or read
     modes = [m for m in ("cont", "status", "cancel", "best") if getattr(args, m)]
     if len(modes) > 1:
         raise UserError("give one of --continue, --status, --cancel and --best")

@@ -1216,6 +1216,10 @@ def verify_dataset(name: str, *, root=None, deep: bool = False, progress: Progre
     report.counts = {"classes": index.num_classes, "train": len(index.train), "test": len(index.test)}
     counted = prepare.Prepared("files", Path(index.root or loc), index.class_names, index.train, index.test)
     report.problems.extend(f"{name}: {p}" for p in prepare.count_problems(entry, counted))
+    # named like images but not regular files (a FIFO, a device link, a link loop): the folder scan
+    # left them out, as training does, where each is one line; so is each here
+    report.problems.extend(f"{p}: not a regular file (a FIFO, device or dangling link); training skips it"
+                           for p in index.not_files)
     all_paths = [p for p, _ in index.train] + [p for p, _ in index.test]
     missing = [p for p in all_paths if not os.path.isfile(p)]
     if missing:

@@ -186,6 +186,30 @@ def test_a_damaged_sweep_file_is_one_line_not_a_hang(tmp_path: Path, runs_root: 
         assert "lr=0.01" in r.stdout and "lr=0.02" in r.stdout
 
 
+@pytest.mark.parametrize("root_kind, why", [
+    ("loop", "cannot read the runs directory: Too many levels of symbolic links"),
+    ("file", "the runs directory exists and is not a directory"),
+    ("dangling", "the runs directory is a broken symbolic link"),
+])
+@pytest.mark.parametrize("mode", ["new", "status", "continue"])
+def test_a_runs_root_that_cannot_hold_a_sweep_is_one_line(tmp_path: Path, cli, root_kind: str, why: str,
+                                                          mode: str) -> None:
+    """``fgbench sweep RECIPE --runs-root LOOP`` gave a RuntimeError traceback (pathlib's resolve),
+    and --status/--continue called the loop a missing or damaged sweep."""
+    root = tmp_path / "root"
+    if root_kind == "loop":
+        root.symlink_to(root)
+    elif root_kind == "file":
+        root.write_text("not a directory")
+    else:
+        root.symlink_to(tmp_path / "nowhere")
+    f = write(tmp_path, BASE + '[sweep]\ngrid = { "optim.lr" = [0.1, 0.2] }\n')
+    argv = {"new": [f, "--tag", "rr"], "status": ["--status", "rr"], "continue": ["--continue", "rr"]}[mode]
+    code, out, err = cli("sweep", *argv, "--runs-root", root)
+    assert code == 2 and err.strip() == f"{root}: {why}", err
+    assert not (tmp_path / "nowhere").exists()
+
+
 def test_point_counts_before_expanding(tmp_path: Path) -> None:
     assert P.count_points(3, {"a": [1, 2], "b": [1, 2, 3]}, 5) == 90
     assert P.count_points(0, {}, 4) == 4 and P.count_points(2, {}, 0) == 2

@@ -382,21 +382,6 @@ async def test_runs_and_compare_show_raw_and_ema_side_by_side_never_the_better_o
 # ------------------------------------------------------------------------------ groups of seeds
 
 
-def test_group_band_by_hand():
-    from fgbench.tui.widgets.compare_pane import group_band
-
-    a = ([1.0, 2.0, 3.0], [10.0, 20.0, 30.0])
-    b = ([1.0, 2.0, 3.0], [14.0, 22.0, 36.0])
-    c = ([1.0, 2.0], [12.0, 30.0])  # still running: it has not reached x = 3
-    xs, mean, lo, hi = group_band([b, c, a])  # the lowest member last: min is no accident of order
-    assert xs == [1.0, 2.0, 3.0]
-    assert mean == [pytest.approx(12.0), pytest.approx(24.0), pytest.approx(33.0)]
-    assert lo == [10.0, 20.0, 30.0] and hi == [14.0, 30.0, 36.0]
-    # a member logged at other xs reads as its last value at or before x
-    xs, mean, _lo, _hi = group_band([([1.0, 3.0], [10.0, 30.0]), ([2.0, 3.0], [20.0, 40.0])])
-    assert xs == [1.0, 2.0, 3.0] and mean == [10.0, 15.0, 35.0]
-
-
 SEEDS = [(f"2025040{s + 1}-090000-cub_seeds", s, 0.02 * s) for s in range(3)]
 
 
@@ -444,3 +429,45 @@ async def test_a_group_of_seeds_is_one_row_and_one_band_with_its_runs_one_key_aw
         assert "g: groups as runs" in str(pane.query_one("#compare-hint").render())
         await pilot.press("g")
         await wait_for(pilot, lambda: val.lines[2].ys[-1] == pytest.approx(sum(finals) / 3), what="the band again")
+
+
+async def test_a_seed_run_twice_weighs_once_in_the_group_chart(dirs):
+    """Seeds 0, 0 and 1 (curve shifts 0 and 0.5 for seed 0, 1.5 for seed 1). The table counts seed 0
+    once (n 2, seeds "0x2,1"); the chart averaged the three runs, so the rerun seed weighed twice.
+    At epoch 1 the runs' val top-1 are 43.33, 50.00 and 56.67: seed 0 is their mean 46.67, seed 1 is
+    56.67, so the curve reads 51.67 (over runs it read 50.00) and the band 46.67..56.67 (over runs
+    43.33..56.67)."""
+    from fakes.run_factory import make_fixture_run
+
+    runs = [("20250401-090000-cub_seeds", 0, 0.0), ("20250402-090000-cub_seeds", 0, 0.5),
+            ("20250403-090000-cub_seeds", 1, 1.5)]
+    for run_id, run_seed, shift in runs:
+        make_fixture_run(dirs.runs, run_id, name="cub_seeds", dataset="cub200", arch="resnet50",
+                         seed=shift, run_seed=run_seed)
+    app = tui_app(dirs, fgbench_cmd=fake_cmd(), initial_pane="compare", watch_interval=0.2)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.pane("compare") is not None and len(app.store.rows()) == 3,
+                       what="runs loaded")
+        pane = app.pane("compare")
+        app.set_compare([dirs.runs / r for r, _s, _x in runs])
+        table = pane.query_one("#compare-table")
+        await wait_for(pilot, lambda: table.row_count == 1, what=lambda: f"one row, not {table.row_count}")
+        assert (pane._rows[0]["n"], pane._rows[0]["seeds"]) == (2, "0x2,1")
+
+        val = pane.query_one("#chart-val_top1", CompareChart)
+        await wait_for(pilot, lambda: len(val.lines) == 3, what=lambda: f"the band's 3 lines, not {len(val.lines)}")
+        lo, hi, mean = val.lines
+        assert mean.ys[0] == pytest.approx(51.6667, abs=1e-4)
+        assert (lo.ys[0], hi.ys[0]) == (pytest.approx(46.6667, abs=1e-4), pytest.approx(56.6667, abs=1e-4))
+        for e in range(1, 5):  # every epoch, by the fixture's formula
+            seed0 = (_fixture_val(e, 0.0) + _fixture_val(e, 0.5)) / 2
+            seed1 = _fixture_val(e, 1.5)
+            assert mean.ys[e - 1] == pytest.approx((seed0 + seed1) / 2)
+            assert (lo.ys[e - 1], hi.ys[e - 1]) == (pytest.approx(min(seed0, seed1)), pytest.approx(max(seed0, seed1)))
+
+        val.focus()
+        await wait_for(pilot, lambda: val.has_focus, what="the val chart focused")
+        await pilot.press("right_square_bracket")  # the cursor at the left end names what it reads
+        cursor = pane.query_one("#compare-cursor")
+        await wait_for(pilot, lambda: "cub_seeds mean of 2 seeds" in str(cursor.render()),
+                       what=lambda: f"the group read as 2 seeds: {cursor.render()}")

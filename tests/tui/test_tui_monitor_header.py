@@ -136,3 +136,30 @@ def test_health_samples_move_the_position_between_step_events():
                 {"event": "system", "epoch": 1, "step": 7, "cpu_percent": 90.0, "rss_mb": 800.0}])
     snap = model.snapshot()
     assert (snap.epoch, snap.step) == (1, 7)
+
+
+async def test_before_the_first_step_the_header_says_the_run_is_starting(dirs):
+    """A live run whose metrics hold only run_started (the trainer is loading data or compiling):
+    the header read "epoch 0/2  step 0/70", an epoch that does not exist. It says the run is
+    starting, with dashes where the position will be."""
+    run = make_event_run(dirs.runs, "20250101-000000-starting", [], epochs=2, steps_per_epoch=35, live=True)
+    progress, bottom = await _header(dirs, run, "running")
+    assert progress.startswith("starting  epoch -/2  step -/70"), progress
+    assert "epoch 0" not in progress and "step 0" not in progress
+
+
+def test_a_run_that_ended_before_its_first_step_says_it_trained_none(dirs):
+    """A run whose trainer is gone after run_started, before its first step, and one whose metrics
+    were never written: no position to show, and the run is not starting either."""
+    from fgbench.runmodel import RunModel
+    from fgbench.tui.widgets.run_view import progress_text
+
+    dead = make_event_run(dirs.runs, "20250101-000000-dead", [], epochs=2, steps_per_epoch=35)
+    empty = make_event_run(dirs.runs, "20250101-000000-empty", [], epochs=2, steps_per_epoch=35)
+    (empty / "metrics.jsonl").unlink()
+    for run, expected in ((dead, "no step trained  epoch -/2  step -/70"), (empty, "no step trained  epoch -  step -")):
+        model = RunModel(run)
+        model.update()
+        snap = model.snapshot()
+        assert snap.status != "running"
+        assert str(progress_text(snap)).startswith(expected), str(progress_text(snap))

@@ -20,7 +20,9 @@ Decisions and trade-offs:
   (:func:`fgbench.report.group_compare_table`: n, mean, t interval, sd, min-max, the difference to
   the first row) and, while ``g`` is on (the default), one mean curve in the charts with its
   min-to-max band drawn dimmed above and below it; ``g`` draws the group's runs one by one. The
-  mean at an x is over the runs that reached it (a run still going does not pull the mean down).
+  curve counts seeds as the table does (:func:`fgbench.groups.seed_curve`): a seed run twice is
+  one value, the mean of its runs, and the band spans the seeds' values. The mean at an x is over
+  the runs that reached it (a run still going does not pull the mean down).
 * The runs filter is words, all of which must match: plain words match the name, run id,
   status, dataset, model and sweep tag; ``key=value`` (or ``key!=value``) matches a resolved
   recipe value as ``fgbench runs list --where`` does (``optim.lr=0.005``). Pinned runs are never
@@ -29,7 +31,6 @@ Decisions and trade-offs:
 
 from __future__ import annotations
 
-import bisect
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ from fgbench import report
 from fgbench.rundir.reader import RunInfo
 from fgbench.textsafe import safe
 from fgbench.formats import fmt_compact, fmt_duration
+from fgbench.groups import group_runs, one_per_seed, seed_curve, seed_of
 from fgbench.runmodel import SMOOTH_STEPS, SMOOTHABLE, SERIES, RunRow, Snapshot, smooth
 from fgbench.tomlread import tomllib
 from fgbench.tui.plots import CHART_TITLES, Line, MetricPlot, dimmed, rgb_style
@@ -123,33 +125,6 @@ def value_at(xs: list[float], ys: list[float], x: float) -> float | None:
         else:
             break
     return best
-
-
-def _value_at_sorted(xs: list[float], ys: list[float], x: float) -> float | None:
-    """:func:`value_at` by bisection (xs ascending), for the group bands' many look-ups."""
-    if not xs or x < xs[0] - 1e-9 or x > xs[-1] + 1e-9:
-        return None
-    i = bisect.bisect_right(xs, x + 1e-9) - 1
-    return ys[i] if i >= 0 else None
-
-
-def group_band(members: list[tuple[list[float], list[float]]]) -> tuple[list[float], list[float], list[float], list[float]]:
-    """One group's curve: at every x any member has, the mean, min and max of the members' values
-    there (each member's last point at or before x; members that have not reached x, or started
-    after it, left out). Returns (xs, mean, min, max)."""
-    xs = sorted({x for mx, _my in members for x in mx})
-    out_x: list[float] = []
-    mean: list[float] = []
-    lo: list[float] = []
-    hi: list[float] = []
-    for x in xs:
-        vals = [v for mx, my in members if (v := _value_at_sorted(mx, my, x)) is not None]
-        if vals:
-            out_x.append(x)
-            mean.append(sum(vals) / len(vals))
-            lo.append(min(vals))
-            hi.append(max(vals))
-    return out_x, mean, lo, hi
 
 
 @dataclass(frozen=True)
@@ -552,6 +527,8 @@ class ComparePane(ReportsWorkerFailures, Vertical):
         all_lines: dict[str, list[Line]] = {}
         x_lo, x_hi = None, None
         drawn = self.chart_groups(snaps)
+        store = workbench(self).store
+        seeds = {s.path: seed_of(store.model(s.path).recipe) for s in snaps}
         for name in names:
             lines: list[Line] = []
             reads: list[tuple[Snapshot | GroupRead, list[float], list[float]]] = []
@@ -563,13 +540,14 @@ class ComparePane(ReportsWorkerFailures, Vertical):
                     lines += ls
                     reads.append((first, xs, ys))
                 else:
-                    curves = [self._lines(m, name, colour, marker)[1:] for m in members]
-                    xs, ys, lo, hi = group_band([c for c in curves if c[0]])
+                    curves = [(seeds.get(m.path), *self._lines(m, name, colour, marker)[1:]) for m in members]
+                    xs, ys, lo, hi = seed_curve([c for c in curves if c[1]])
                     band = dimmed(colour)
                     lines += [Line(xs, lo, band, f"{first.name} min", legend=False),
                               Line(xs, hi, band, f"{first.name} max", legend=False),
                               Line(xs, ys, colour, first.name, marker=marker, legend=False)]
-                    reads.append((GroupRead(first.path, f"{first.name} mean of {len(members)}"), xs, ys))
+                    n = len(one_per_seed([(seeds.get(m.path), 0.0) for m in members]))
+                    reads.append((GroupRead(first.path, f"{first.name} mean of {n} seeds"), xs, ys))
                 if xs:
                     x_lo = xs[0] if x_lo is None else min(x_lo, min(xs))
                     x_hi = xs[-1] if x_hi is None else max(x_hi, max(xs))
@@ -596,8 +574,6 @@ class ComparePane(ReportsWorkerFailures, Vertical):
         self._grouped = False
         if len(snaps) < 2:
             return [[s] for s in snaps]
-        from fgbench.groups import group_runs
-
         store = workbench(self).store
         runs = run_infos([store.model(s.path) for s in snaps])
         by_path = {s.path: s for s in snaps}

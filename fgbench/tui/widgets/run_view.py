@@ -66,9 +66,19 @@ def _num(v: float | None, fmt: str) -> str:
 
 
 def progress_text(snap: Snapshot) -> Text:
+    """The line beside the progress bar. The epoch is the one in progress (1-based): before any
+    event that carries a position (the first step, evaluation, health sample or checkpoint) there is
+    none, and the line says the run is starting (or, ended, that it trained no step) with dashes
+    for the numbers, not "epoch 0/2  step 0/70"."""
     text = Text()
-    epochs = f"{snap.epoch}/{snap.total_epochs}" if snap.total_epochs else str(snap.epoch)
-    steps = f"{snap.step}/{snap.total_steps}" if snap.total_steps else str(snap.step)
+    if snap.epoch == 0 and snap.step == 0:
+        text.append("starting" if snap.status == "running" else "no step trained", style="bold")
+        text.append("  ")
+        epoch_now, step_now = "-", "-"
+    else:
+        epoch_now, step_now = str(snap.epoch), str(snap.step)
+    epochs = f"{epoch_now}/{snap.total_epochs}" if snap.total_epochs else epoch_now
+    steps = f"{step_now}/{snap.total_steps}" if snap.total_steps else step_now
     text.append(f"epoch {epochs}", style="bold")
     text.append(f"  step {steps}")
     if snap.stage:
