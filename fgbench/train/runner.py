@@ -306,7 +306,7 @@ def _finish(trainer: Any, status: str, writer: Any, stop: Any, session: RunSessi
         more = f" --nproc {dist.world.local_size}" if dist is not None else ""
         at = f" at step {trainer.engine.step}" if trainer.engine is not None else ""
         print(f"interrupted ({stop.signal or 'stop requested'}); checkpoint written{at}. "
-              f"Continue with: fgbench run --resume {session.run_dir}{more}", flush=True)
+              f"Continue with: fgbench run --resume {safe(str(session.run_dir))}{more}", flush=True)
     return EXIT_INTERRUPTED
 
 
@@ -387,7 +387,7 @@ def _print_result(s: Summary) -> None:
             lines.append(f"  {model}: last epoch {last.epoch}: test {pct(numbers.test_top1)}")
     for size, v in s.final_test_sizes.items():
         lines.append(f"  test at {size}px: raw {pct(v.get('raw'))}, ema {pct(v.get('ema'))}")
-    print("\n".join(lines), flush=True)
+    print(safe_lines("\n".join(lines)), flush=True)  # the run id is a directory's name
 
 
 def stop_on_signal(stop, *, quiet: bool = False, progress=None) -> Callable[[str], None]:
