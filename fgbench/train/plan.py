@@ -252,6 +252,22 @@ def _resume_point(run_dir: Path) -> ResumePoint:
     return ResumePoint(run_dir, ckpt, best)
 
 
+def check_same_images(ckpt: dict[str, Any], splits: Any, run_dir: Path) -> None:
+    """A resumed run trains on the images its checkpoint was taken with. A file deleted, moved or
+    added while the run was stopped is not in the new scan, and the rest shift: a validation split
+    drawn by index would mix training and validation images, and the mid-epoch position would point
+    elsewhere. One line instead (checkpoints from before this record are not checked)."""
+    had = ckpt.get("data_images")
+    if not isinstance(had, dict):
+        return
+    now = splits.image_counts()
+    changed = [f"{k} {now[k]} images, {had[k]} at the checkpoint" for k in now
+               if isinstance(had.get(k), int) and had[k] != now[k]]
+    if changed:
+        raise UserError(f"{run_dir}: the dataset changed since the run's last checkpoint ({', '.join(changed)}): "
+                        "an image was deleted, moved or added; put the dataset back as it was, or start a new run")
+
+
 def build_plan(request: RunRequest, *, recipe: Recipe | None = None, resume: Path | None = None,
                world: "World | None" = None, launcher: bool = False) -> RunPlan:
     """Load and check the recipe (``recipe``: already loaded from ``request``, e.g. by the CLI
@@ -315,6 +331,8 @@ def _build(request: RunRequest, *, recipe: Recipe | None, resume: Path | None, w
                          test_sizes=[st.test_size for st in recipe.stages if st.test_size] + recipe.eval.final_test_sizes,
                          augment=recipe.augment, device=device,
                          epochs=schedule.epochs + sum(st.epochs for st in recipe.stages))
+    if point is not None and resume is not None:
+        check_same_images(point.last, splits, resume)
     preflight(recipe, splits, None if request.resume else request.recipe)
     # the stages, resolved once with the global batch: what only the data can check, and the trainer's
     stages = tuple(resolve_stages(distributed.global_batch_recipe(recipe, world_size), len(splits.train)))
