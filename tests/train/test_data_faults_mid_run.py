@@ -149,6 +149,19 @@ def test_a_header_bomb_in_the_training_set_is_one_line(tmp_path, data, capsys, l
     assert not run.exists()
 
 
+@pytest.mark.parametrize("loader", ["standard", "device", "cached"])
+def test_an_undecodable_image_is_named_once_with_every_loader(tmp_path, data, capsys, loader, monkeypatch):
+    """Pillow's message quotes the file again ("cannot identify image file '/.../x.png'"): the
+    device and cached lines named it twice."""
+    monkeypatch.setenv("FGBENCH_HOME", str(tmp_path / "home"))
+    bad = data / "train" / CLASS_NAMES[1] / "zz_garbage.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    recipe = write_recipe(tmp_path, data, schedule={"name": "cosine", "epochs": 1}, data={"loader": loader})
+    assert run_cli(str(recipe), "--run-dir", str(tmp_path / "run")) == 2
+    lines = err_lines(capsys)
+    assert len(lines) == 1 and lines[0].count(str(bad)) == 1 and "cannot decode image" in lines[0], lines
+
+
 # ----------------------------------------- issue 21 item 10: kills around checkpoints, resumed
 
 
