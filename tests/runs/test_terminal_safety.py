@@ -240,3 +240,13 @@ def test_a_finished_runs_last_lines_name_its_directory_visibly(capsys) -> None:
     _print_result(Summary(run_id=f"20250101-000000-x{OSC52}", epochs_done=1, step=3))
     out = capsys.readouterr().out
     assert not _raw(out) and r"finished 20250101-000000-x\x1b]52;c;SGVsbG8=\x07: 1 epoch" in out, out
+
+
+def test_a_full_disk_names_the_run_directory_visibly(tmp_path: Path) -> None:
+    import errno
+
+    from fgbench.train.runner import _disk_full_line
+
+    run_dir = tmp_path / f"20250101-000000-x{OSC52}"
+    line = _disk_full_line(OSError(errno.ENOSPC, "No space left on device"), run_dir)
+    assert not _raw(line) and line.startswith(rf"{tmp_path}/20250101-000000-x\x1b]52;c;SGVsbG8=\x07: disk full ("), line
