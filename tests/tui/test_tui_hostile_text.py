@@ -327,3 +327,16 @@ async def test_every_screen_with_hostile_names_everywhere_sends_no_raw_control_c
         await pilot.press("question_mark")
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="the help")
         _assert_safe(_screen_text(app))
+        await pilot.press("escape", "escape")
+        # a run without a summary yet shows its log lines
+        stopped = make_fixture_run(dirs.runs, "20250305-140000-stopped", name="stopped", dataset="cub200",
+                                   arch="resnet18", status="interrupted")
+        (stopped / "summary.json").unlink()
+        with metrics.MetricsWriter(stopped / metrics.METRICS_FILE) as w:
+            w.emit("log", level="warning", message=f"log{OSC52}[red]R")
+        app.post_message(OpenRun(stopped))
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen) and app.screen.path == stopped,
+                       what="the stopped run's monitor")
+        await wait_for(pilot, lambda: "log" in _screen_text(app) and "[red]R" in _screen_text(app),
+                       what=lambda: f"its log line in {_screen_text(app)}")
+        _assert_safe(_screen_text(app), r"log\x1b]52;c;SGVsbG8=\x07[red]R")
