@@ -284,6 +284,10 @@ class Splits:
     def num_classes(self) -> int:
         return self.index.num_classes
 
+    def image_counts(self) -> dict[str, int]:
+        """How many images each split has (every checkpoint records them; a resume compares)."""
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
 
 AIRCRAFT_BANNER_PX = 20
 

@@ -236,7 +236,11 @@ def _resume_point(run_dir: Path) -> ResumePoint:
 
     last = run_dir / layout.CHECKPOINT_DIR / layout.LAST_CKPT
     if not last.is_file():
-        raise UserError(f"{run_dir}: no checkpoint to resume from ({last} is missing)")
+        # killed before its first checkpoint landed (the checkpoint is written in the background
+        # while the next epoch trains): its recipe is all there is to go on
+        raise UserError(f"{run_dir}: no checkpoint to resume from ({last} is missing: the run was stopped before "
+                        f"its first checkpoint was written); start it again as a new run: fgbench run "
+                        f"{run_dir / layout.RECIPE_FILE}")
     ckpt = checkpoint.load_checkpoint(last)  # a CheckpointError is one line naming the file
     best = None
     best_path = run_dir / layout.CHECKPOINT_DIR / layout.BEST_CKPT
@@ -246,6 +250,22 @@ def _resume_point(run_dir: Path) -> ResumePoint:
         except checkpoint.CheckpointError as err:
             raise checkpoint.CheckpointError(f"{err}; move it away to resume without the best weights so far") from None
     return ResumePoint(run_dir, ckpt, best)
+
+
+def check_same_images(ckpt: dict[str, Any], splits: Any, run_dir: Path) -> None:
+    """A resumed run trains on the images its checkpoint was taken with. A file deleted, moved or
+    added while the run was stopped is not in the new scan, and the rest shift: a validation split
+    drawn by index would mix training and validation images, and the mid-epoch position would point
+    elsewhere. One line instead (checkpoints from before this record are not checked)."""
+    had = ckpt.get("data_images")
+    if not isinstance(had, dict):
+        return
+    now = splits.image_counts()
+    changed = [f"{k} {now[k]} images, {had[k]} at the checkpoint" for k in now
+               if isinstance(had.get(k), int) and had[k] != now[k]]
+    if changed:
+        raise UserError(f"{run_dir}: the dataset changed since the run's last checkpoint ({', '.join(changed)}): "
+                        "an image was deleted, moved or added; put the dataset back as it was, or start a new run")
 
 
 def build_plan(request: RunRequest, *, recipe: Recipe | None = None, resume: Path | None = None,
@@ -311,6 +331,8 @@ def _build(request: RunRequest, *, recipe: Recipe | None, resume: Path | None, w
                          test_sizes=[st.test_size for st in recipe.stages if st.test_size] + recipe.eval.final_test_sizes,
                          augment=recipe.augment, device=device,
                          epochs=schedule.epochs + sum(st.epochs for st in recipe.stages))
+    if point is not None and resume is not None:
+        check_same_images(point.last, splits, resume)
     preflight(recipe, splits, None if request.resume else request.recipe)
     # the stages, resolved once with the global batch: what only the data can check, and the trainer's
     stages = tuple(resolve_stages(distributed.global_batch_recipe(recipe, world_size), len(splits.train)))

@@ -337,6 +337,7 @@ class Trainer:
                        **telemetry.gpu_totals(self.totals, self.sampler)},
             "peak_mem_mb": self.peak_mem_mb,
             "final_sizes": self.final_sizes,
+            "data_images": self.splits.image_counts(),  # a resume checks it trains on the same images
         }
 
     def _save_last(self, *, stage: int, epoch: int, batch: int = 0, stats: EpochStats | None = None,

@@ -149,6 +149,19 @@ def test_a_header_bomb_in_the_training_set_is_one_line(tmp_path, data, capsys, l
     assert not run.exists()
 
 
+@pytest.mark.parametrize("loader", ["standard", "device", "cached"])
+def test_an_undecodable_image_is_named_once_with_every_loader(tmp_path, data, capsys, loader, monkeypatch):
+    """Pillow's message quotes the file again ("cannot identify image file '/.../x.png'"): the
+    device and cached lines named it twice."""
+    monkeypatch.setenv("FGBENCH_HOME", str(tmp_path / "home"))
+    bad = data / "train" / CLASS_NAMES[1] / "zz_garbage.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    recipe = write_recipe(tmp_path, data, schedule={"name": "cosine", "epochs": 1}, data={"loader": loader})
+    assert run_cli(str(recipe), "--run-dir", str(tmp_path / "run")) == 2
+    lines = err_lines(capsys)
+    assert len(lines) == 1 and lines[0].count(str(bad)) == 1 and "cannot decode image" in lines[0], lines
+
+
 # ----------------------------------------- issue 21 item 10: kills around checkpoints, resumed
 
 
@@ -206,3 +219,64 @@ def test_a_kill_after_the_final_checkpoint_is_completed_by_resume(tmp_path, data
     for name in ("predictions.json", "confusion.json"):
         assert json.loads((run / name).read_text()) == json.loads((ref / name).read_text())
     assert _epochs(run) == [1, 2]
+
+
+def test_a_kill_before_the_first_checkpoint_landed_says_how_to_start_again(tmp_path, data, monkeypatch, capsys):
+    """Epoch 1 ended (its event is in the file) but its checkpoint, written in the background,
+    never landed: nothing can be resumed. --resume says so in one line, keeps the directory, and
+    names the recipe to start again from; following it trains a new run."""
+    recipe = write_recipe(tmp_path, data, schedule={"name": "cosine", "epochs": 2})
+    run = tmp_path / "run"
+    _kill_in(monkeypatch, "_save_last", epoch=1)
+    with pytest.raises(Killed):
+        run_cli(str(recipe), "--run-dir", str(run))
+    monkeypatch.undo()
+    assert _epochs(run) == [1] and not (run / "checkpoints" / "last.pt").exists()
+    capsys.readouterr()
+    assert run_cli("--resume", str(run)) == 2
+    lines = err_lines(capsys)
+    assert len(lines) == 1 and "no checkpoint to resume from" in lines[0], lines
+    again = str(run / "recipe.toml")
+    assert lines[0].endswith(f"start it again as a new run: fgbench run {again}")
+    assert _epochs(run) == [1]  # the directory is kept as it was
+    assert run_cli(again, "--run-dir", str(tmp_path / "again")) == 0
+    assert summary_of(tmp_path / "again")["status"] == "completed"
+
+
+@pytest.mark.parametrize("how", ["deleted", "added"])
+def test_a_dataset_changed_while_the_run_was_stopped_is_refused_by_resume(tmp_path, data, monkeypatch, capsys, how):
+    """An image deleted (or added) between a kill and --resume is not in the new scan: the resumed
+    run trained on one image fewer without a word, and every later image shifted, so the
+    validation split (drawn by index) mixed with the training one. Refused in one line, the run
+    kept; with the dataset as it was, the resume finishes."""
+    recipe = write_recipe(tmp_path, data, schedule={"name": "cosine", "epochs": 3})  # val_fraction 0.2
+    run = tmp_path / "run"
+    _kill_in(monkeypatch, "_save_last", epoch=2)
+    with pytest.raises(Killed):
+        run_cli(str(recipe), "--run-dir", str(run))
+    monkeypatch.undo()
+    victim = _victim(data)
+    kept = victim.read_bytes()
+    extra = victim.with_name("zz_new.png")
+    if how == "deleted":
+        victim.unlink()
+    else:
+        extra.write_bytes(kept)
+    metrics = (run / "metrics.jsonl").read_bytes()
+    capsys.readouterr()
+    assert run_cli("--resume", str(run)) == 2
+    lines = err_lines(capsys)
+    assert len(lines) == 1, lines
+    val = 10 * 3  # the tiny folder: 10 classes of 16 training images, 3 of each (a fifth, rounded down) held out
+    train = 10 * 16 - val
+    now = train - 1 if how == "deleted" else train + 1
+    assert lines[0] == (f"{run}: the dataset changed since the run's last checkpoint (train {now} images, {train} at the "
+                        "checkpoint): an image was deleted, moved or added; put the dataset back as it was, or start "
+                        "a new run"), lines
+    assert (run / "metrics.jsonl").read_bytes() == metrics  # nothing written
+    if how == "deleted":
+        victim.write_bytes(kept)
+    else:
+        extra.unlink()
+    assert run_cli("--resume", str(run)) == 0
+    assert summary_of(run)["status"] == "completed" and summary_of(run)["val_images"] == val
