@@ -280,3 +280,70 @@ def test_a_dataset_changed_while_the_run_was_stopped_is_refused_by_resume(tmp_pa
         extra.unlink()
     assert run_cli("--resume", str(run)) == 0
     assert summary_of(run)["status"] == "completed" and summary_of(run)["val_images"] == val
+
+
+KILLED_IN_WRITE = """
+import json, os, signal, sys, time
+from pathlib import Path
+from fgbench.train import checkpoint
+metrics = Path(sys.argv[2]) / "metrics.jsonl"
+writes = []
+real = checkpoint.save_checkpoint
+
+def epoch_ended(n):
+    for line in metrics.read_text().splitlines():
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue  # a line being written
+        if ev.get("event") == "epoch" and ev.get("epoch") == n:
+            return True
+    return False
+
+def save(path, data):
+    if Path(path).name == "last.pt":
+        writes.append(path)
+        if len(writes) == 2:  # epoch 2's checkpoint, in the background: hold it until epoch 3 has ended
+            deadline = time.monotonic() + 300
+            while not epoch_ended(3):
+                if time.monotonic() > deadline:
+                    sys.exit(99)
+                time.sleep(0.01)
+            os.kill(os.getpid(), signal.SIGKILL)  # the write never lands
+    return real(path, data)
+
+checkpoint.save_checkpoint = save
+from fgbench.cli import main
+sys.exit(main(["run", sys.argv[1], "--run-dir", sys.argv[2], "--progress", "none"]))
+"""
+
+
+def test_a_sigkill_while_a_checkpoint_is_written_in_the_background_resumes_at_once(tmp_path, data):
+    """The checkpoint of epoch 2 is still being written (in the background) when epoch 3 ends, and
+    the process is killed: epochs 2 and 3 are in the file, the last checkpoint is epoch 1's. The
+    run is free at once (its loader workers hold no lock), --resume trains epochs 2 and 3 again,
+    each epoch is in the file once, and the run ends with its predictions."""
+    import os
+    import subprocess
+    import sys
+
+    from fgbench.rundir import lock
+
+    recipe = write_recipe(tmp_path, data, schedule={"name": "cosine", "epochs": 4},
+                          data={"val_fraction": 0.0, "workers": 1}, eval={"select_on": "last"})
+    run = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    log = tmp_path / "killed.log"
+    with open(log, "wb") as out:  # a file, not a pipe: waiting on a pipe would wait for the workers too
+        proc = subprocess.run([sys.executable, "-c", KILLED_IN_WRITE, str(recipe), str(run)], env=env,
+                              stdout=out, stderr=subprocess.STDOUT, timeout=600)
+    assert proc.returncode == -9, log.read_text()[-2000:]
+    assert _epochs(run) == [1, 2, 3]
+    assert [(e["kind"], e["epoch"]) for e in events_of(run) if e["event"] == "checkpoint" and e["kind"] == "last"] \
+        == [("last", 1)]
+    assert lock.holder(run) is None  # free now, not once the killed trainer's workers noticed
+    assert run_cli("--resume", str(run)) == 0
+    assert _epochs(run) == [1, 2, 3, 4]
+    s = summary_of(run)
+    assert s["status"] == "completed" and s["epochs_done"] == 4
+    assert json.loads((run / "predictions.json").read_text())["epoch"] == 4
