@@ -337,12 +337,13 @@ def _record_start(plan: RunPlan, session: RunSession, dist: Any) -> None:
 
 
 def _disk_full_line(err: BaseException, run_dir: Path) -> str:
-    """One line for a full disk: the file (or the run directory) and the free space."""
+    """One line for a full disk: the file (or the run directory) and the free space, made safe to
+    print (the run directory's name comes from the user)."""
     if isinstance(err, DiskFullError):
-        return str(err)
+        return safe(str(err))
     cause = disk_full_cause(err)
     where = getattr(cause, "filename", None) or run_dir
-    return f"{where}: disk full ({free_text(where)} free)"
+    return safe(f"{where}: disk full ({free_text(where)} free)")
 
 
 def _safe_summary(trainer, status: str) -> dict | None:

@@ -240,3 +240,40 @@ def test_a_finished_runs_last_lines_name_its_directory_visibly(capsys) -> None:
     _print_result(Summary(run_id=f"20250101-000000-x{OSC52}", epochs_done=1, step=3))
     out = capsys.readouterr().out
     assert not _raw(out) and r"finished 20250101-000000-x\x1b]52;c;SGVsbG8=\x07: 1 epoch" in out, out
+
+
+def test_a_full_disk_names_the_run_directory_visibly(tmp_path: Path) -> None:
+    import errno
+
+    from fgbench.train.runner import _disk_full_line
+
+    run_dir = tmp_path / f"20250101-000000-x{OSC52}"
+    line = _disk_full_line(OSError(errno.ENOSPC, "No space left on device"), run_dir)
+    assert not _raw(line) and line.startswith(rf"{tmp_path}/20250101-000000-x\x1b]52;c;SGVsbG8=\x07: disk full ("), line
+
+
+def test_evaluate_names_a_hostile_run_directory_visibly(runs_root: Path, cli, monkeypatch) -> None:
+    run = make_run(runs_root, "good")
+    run = run.rename(run.with_name(run.name + OSC52))
+
+    def evaluate_run(run_dir, **_kw):
+        return [{"checkpoint": "best", "model": "raw", "epoch": 3, "split": "test", "k": 5, "test_size": 224,
+                 "top1": 50.0, "topk": 90.0, "loss": 1.0, "images": 10}]
+
+    fake = types.ModuleType("fgbench.train.predict")  # the engine (torch) is not what this tests
+    fake.evaluate_run = evaluate_run
+    monkeypatch.setitem(sys.modules, "fgbench.train.predict", fake)
+    code, out, err = cli("evaluate", run.name, "--runs-root", runs_root)
+    assert code == 0 and not _raw(out + err), _raw(out + err)
+    assert r"good\x1b]52;c;SGVsbG8=\x07: best checkpoint" in out, out
+
+
+def test_runs_export_shows_hostile_names_and_paths_visibly(runs_root: Path, cli, tmp_path: Path) -> None:
+    run = _hostile_run(runs_root)
+    for fmt in ("csv", "jsonl"):
+        code, out, err = cli("runs", "export", run.name, "--format", fmt, "-o", "-", "--runs-root", runs_root)
+        assert code == 0 and not _raw(out + err), (fmt, _raw(out + err))
+    taken = tmp_path / f"out{HOSTILE}.csv"
+    taken.write_text("")
+    code, out, err = cli("runs", "export", run.name, "--format", "csv", "-o", taken, "--runs-root", runs_root)
+    assert code == 2 and not _raw(out + err) and f"out{SHOWN}.csv: already exists" in err, (out, err)

@@ -275,3 +275,68 @@ async def test_a_toast_shows_a_hostile_path_as_written(dirs):
         app.notify(f"/tmp/r{HOSTILE}.toml: [Errno 13] Permission denied", title=f"Not saved {RLO}", severity="error")
         await wait_for(pilot, lambda: "Not saved" in _screen_text(app), what="the toast")
         _assert_safe(_screen_text(app), r"/tmp/r\x1b]52;c;", r"Not saved \u202e")  # wrapped after
+
+
+async def test_every_screen_with_hostile_names_everywhere_sends_no_raw_control_character(dirs, monkeypatch):
+    """The guard over the places listed one by one above: hostile names in every input the TUI reads
+    (a recipe file and its values, the datasets folder, a run's recipe, error, log and traceback),
+    then every pane, the monitor, its log view and the help, each screen checked whole. A name
+    holding markup is shown as written wherever it is shown."""
+    from fgbench.tui.messages import OpenRun
+    from fgbench.tui.screens.help import HelpScreen
+    from tui_helpers import ready_pane
+
+    (dirs.user / f"evil{HOSTILE}.toml").write_text('name = "evil"\ndescription = "d\\u202e\\u001b]0;t\\u0007"\n')
+    data_root = dirs.data.parent / f"data{HOSTILE}"
+    data_root.mkdir()
+    run_dir = make_fixture_run(dirs.runs, "20250305-130000-evil", name="evil", dataset="cub200", arch="resnet18",
+                               status="failed")
+    _hostile_recipe(run_dir, f"n{TITLE}[bold]B", f"m{RLO}")
+    with metrics.MetricsWriter(run_dir / metrics.METRICS_FILE) as w:
+        w.emit("log", level="error", message=f"log{OSC52}[red]R")
+        w.emit("run_finished", status="failed", error=f"E{TITLE}rr[bold]X\r", traceback=f"Traceback\n  T{CSI}",
+               exit_code=1)
+    app = _app(dirs, data_root=data_root, initial_pane="recipes")
+    async with app.run_test(size=(160, 40), notifications=True) as pilot:
+        pane = await ready_pane(pilot, "recipes")
+        await pane.open_path(dirs.user / f"evil{HOSTILE}.toml")
+        await pilot.pause()
+        _assert_safe(_screen_text(app), r"evil\x1b]52", r"d\u202e\x1b]0;t\x07")
+        await pilot.press("escape", "1")
+        await wait_for(pilot, lambda: app.pane("datasets") is not None and app.pane("datasets").display, what="datasets")
+        await pilot.pause()
+        _assert_safe(_screen_text(app), f"data{SHOWN}")
+        await pilot.press("3")
+        await wait_for(pilot, lambda: app.pane("runs").table.row_count == 1, what="the run listed")
+        await pilot.pause()
+        _assert_safe(_screen_text(app), r"n\x1b]0;pwned\x07[bold]B", r"m\u202e")
+        app.set_compare([run_dir])
+        await pilot.press("4")
+        await wait_for(pilot, lambda: app.pane("compare").query_one("#compare-table").row_count == 1, what="compared")
+        await pilot.pause()
+        _assert_safe(_screen_text(app), r"n\x1b]0;pwned\x07[bold]B")
+        app.post_message(OpenRun(run_dir))
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="the monitor")
+        view = app.screen.query_one(RunView)
+        await wait_for(pilot, lambda: view.snapshot is not None and view.snapshot.status == "failed", what="drawn")
+        await pilot.pause()
+        _assert_safe(_screen_text(app), r"E\x1b]0;pwned\x07rr[bold]X\r", r"T\x9b2J")
+        await pilot.press("l")
+        await pilot.pause()
+        _assert_safe(_screen_text(app), r"E\x1b]0;pwned\x07rr[bold]X\r")
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="the help")
+        _assert_safe(_screen_text(app))
+        await pilot.press("escape", "escape")
+        # a run without a summary yet shows its log lines
+        stopped = make_fixture_run(dirs.runs, "20250305-140000-stopped", name="stopped", dataset="cub200",
+                                   arch="resnet18", status="interrupted")
+        (stopped / "summary.json").unlink()
+        with metrics.MetricsWriter(stopped / metrics.METRICS_FILE) as w:
+            w.emit("log", level="warning", message=f"log{OSC52}[red]R")
+        app.post_message(OpenRun(stopped))
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen) and app.screen.path == stopped,
+                       what="the stopped run's monitor")
+        await wait_for(pilot, lambda: "log" in _screen_text(app) and "[red]R" in _screen_text(app),
+                       what=lambda: f"its log line in {_screen_text(app)}")
+        _assert_safe(_screen_text(app), r"log\x1b]52;c;SGVsbG8=\x07[red]R")
