@@ -63,7 +63,7 @@ def describe(holder: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def _open(path: Path, flags: int) -> int:
+def open_lock_file(path: Path, flags: int) -> int:
     """The lock file, opened; OSError when it cannot be, or is not a regular file.
 
     O_NOFOLLOW: the lock file is ours; a link planted in its place is refused, not followed.
@@ -137,7 +137,7 @@ class RunLock:
 
     def acquire(self, *, command: str | None = None, patience_s: float = 1.0) -> "RunLock":
         """Take the lock or raise :class:`RunBusy` naming the holder."""
-        fd = _open(self.path, os.O_RDWR | os.O_CREAT)
+        fd = open_lock_file(self.path, os.O_RDWR | os.O_CREAT)
         deadline = time.monotonic() + patience_s
         while True:
             try:
@@ -183,7 +183,7 @@ def holder(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     lock. None also when there is no lock file (a run made before locks, or one never started)."""
     path = Path(run_dir) / LOCK_FILE
     try:
-        fd = _open(path, os.O_RDONLY)
+        fd = open_lock_file(path, os.O_RDONLY)
     except OSError:
         return None
     try:

@@ -186,6 +186,46 @@ def test_a_damaged_sweep_file_is_one_line_not_a_hang(tmp_path: Path, runs_root: 
         assert "lr=0.01" in r.stdout and "lr=0.02" in r.stdout
 
 
+@pytest.mark.parametrize("how, kind", [("fifo", "a FIFO (named pipe)"), ("dev_zero", "a symbolic link"),
+                                       ("directory", "a directory")])
+def test_a_sweep_lock_that_is_not_a_file_is_one_line(tmp_path: Path, runs_root: Path, how: str, kind: str) -> None:
+    """``writer.lock`` (and the SLURM jobs' ``sweep.lock``) is opened as a run's lock is: a FIFO
+    gave "not seekable", a link to /dev/zero "Invalid argument" and a directory IsADirectoryError,
+    each a traceback; ``sweep.lock`` as a FIFO blocked its opener forever."""
+    import threading
+
+    state = make_state(tmp_path, runs_root, "lk")
+    for name in (S.WRITER_FILE, S.LOCK_FILE):
+        target = state.dir / name
+        if how == "fifo":
+            os.mkfifo(target)
+        elif how == "dev_zero":
+            target.symlink_to("/dev/zero")
+        else:
+            target.mkdir()
+    r = _limited(["sweep", "--continue", "lk", "--runs-root", str(runs_root)], tmp_path, timeout_s=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert r.stderr.strip() == f"{state.dir / S.WRITER_FILE}: cannot lock the sweep: is {kind}, not a regular file"
+    assert [p.name for p in runs_root.iterdir()] == ["sweeps"]  # no point started
+
+    errors: list[BaseException] = []
+
+    def take() -> None:
+        try:
+            with S.locked(state.dir):
+                pass
+        except UserError as err:
+            errors.append(err)
+
+    t = threading.Thread(target=take, daemon=True)
+    t.start()
+    t.join(timeout=120)  # a hang guard, not a speed target
+    if t.is_alive():
+        os.close(os.open(state.dir / S.LOCK_FILE, os.O_RDONLY | os.O_NONBLOCK))
+        pytest.fail("sweep.lock: opening it blocked")
+    assert [str(e) for e in errors] == [f"{state.dir / S.LOCK_FILE}: cannot lock the sweep: is {kind}, not a regular file"]
+
+
 @pytest.mark.parametrize("root_kind, why", [
     ("loop", "cannot read the runs directory: Too many levels of symbolic links"),
     ("file", "the runs directory exists and is not a directory"),
