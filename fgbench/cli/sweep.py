@@ -243,6 +243,8 @@ def _sweep_report(state: Any, code: int, args: argparse.Namespace) -> int:
     counts = {s: statuses.count(s) for s in ("completed", "pruned", "failed", "interrupted", "running", "pending")}
     print(f"\nsweep {state.tag}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
     more = f" --runs-root {safe(args.runs_root)}" if args.runs_root else ""
+    if code == 130 and statuses and not (counts["interrupted"] or counts["running"] or counts["pending"]):
+        code = 1 if counts["failed"] else 0  # stopped once its last run had ended: nothing to continue
     if code == 130:
         print(f"continue with: fgbench sweep --continue {state.tag}{more}")
     elif code == 1:

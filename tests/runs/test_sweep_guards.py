@@ -222,6 +222,23 @@ def test_point_counts_before_expanding(tmp_path: Path) -> None:
         P.load_plan(g, seeds=list(range(5001)))
 
 
+def test_a_sweep_stopped_after_its_last_run_ended_says_it_completed(tmp_path: Path, runs_root: Path,
+                                                                     capsys) -> None:
+    """`sweep --cancel` that reaches the sweep as its last run completes: every point completed,
+    yet the sweep exited 130 and printed "continue with: fgbench sweep --continue"."""
+    import argparse
+
+    from fgbench.cli import sweep as cli_sweep
+
+    state = make_state(tmp_path, runs_root, "done", n=2)
+    assert local.run_sweep(state, base_cmd=FAKE, poll_s=0.02, out=open(os.devnull, "w")) == 0
+    capsys.readouterr()
+    args = argparse.Namespace(format="markdown", baseline=None, runs_root=str(runs_root))
+    assert cli_sweep._sweep_report(S.SweepState.load("done", runs_root), 130, args) == 0
+    out = capsys.readouterr().out
+    assert "sweep done: 2 completed" in out and "--continue" not in out
+
+
 # ------------------------------------------------------------------------------------ one writer
 
 
