@@ -146,7 +146,8 @@ def _new_state(args: argparse.Namespace, root: Path, seeds: list[int] | None, ru
         raise UserError(f"--gpus goes with --launcher local; on {runner.scheduler} say --gpus-per-run N")
     print(plan_text(plan), end="")
     if slurm_cfg is not None:
-        print(f"{launcher}: " + ", ".join(f"{k}={v}" for k, v in slurm_cfg.items() if v not in (None, [], {})))
+        # the partition, sbatch options and setup lines come from the recipe or settings.toml
+        print(safe(f"{launcher}: " + ", ".join(f"{k}={v}" for k, v in slurm_cfg.items() if v not in (None, [], {}))))
     if args.dry_run:
         print("(dry run: nothing started)")
         return None

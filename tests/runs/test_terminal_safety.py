@@ -277,3 +277,12 @@ def test_runs_export_shows_hostile_names_and_paths_visibly(runs_root: Path, cli,
     taken.write_text("")
     code, out, err = cli("runs", "export", run.name, "--format", "csv", "-o", taken, "--runs-root", runs_root)
     assert code == 2 and not _raw(out + err) and f"out{SHOWN}.csv: already exists" in err, (out, err)
+
+
+def test_sweep_dry_run_on_slurm_shows_hostile_job_settings_visibly(cli, tmp_path: Path) -> None:
+    sweep = tmp_path / "sw.toml"
+    sweep.write_text('name = "sw"\n[data]\ndataset = "synthetic"\n[sweep]\nlauncher = "slurm"\nseeds = [0]\n'
+                     '[sweep.slurm]\npartition = "gpu\\u001b]0;pwned\\u0007"\nsetup = ["module load x\\r"]\n')
+    code, out, err = cli("sweep", sweep, "--dry-run")
+    assert code == 0 and not _raw(out + err), (_raw(out + err), err)
+    assert r"partition=gpu\x1b]0;pwned\x07" in out and r"module load x\r" in out, out
