@@ -24,6 +24,7 @@ from fgbench.errors import RecipeError, UserError, escape
 from fgbench.recipe import FileWeights, MocoWeights, Recipe, load_recipe, validate_recipe
 from fgbench.rundir import layout
 from fgbench.rundir.request import RunRequest
+from fgbench.textfile import file_kind
 from fgbench.textsafe import safe
 from fgbench.train.stages import StageSpec, resolve_stages
 
@@ -235,6 +236,12 @@ def _resume_point(run_dir: Path) -> ResumePoint:
     from fgbench.train import checkpoint
 
     last = run_dir / layout.CHECKPOINT_DIR / layout.LAST_CKPT
+    if not last.is_file() and os.path.lexists(last):  # a FIFO (torch.load would block on it), a device, a folder
+        try:
+            why = f"is {file_kind(os.stat(last).st_mode) or 'not a regular file'}, not a checkpoint file"
+        except OSError as err:  # a symlink loop
+            why = f"cannot be read ({err.strerror or err})"
+        raise UserError(f"{run_dir}: cannot resume: {last} {why}")
     if not last.is_file():
         # killed before its first checkpoint landed (the checkpoint is written in the background
         # while the next epoch trains): its recipe is all there is to go on

@@ -347,3 +347,32 @@ def test_a_sigkill_while_a_checkpoint_is_written_in_the_background_resumes_at_on
     s = summary_of(run)
     assert s["status"] == "completed" and s["epochs_done"] == 4
     assert json.loads((run / "predictions.json").read_text())["epoch"] == 4
+
+
+@pytest.mark.parametrize("how, why", [("fifo", "is a FIFO (named pipe), not a checkpoint file"),
+                                      ("dev_zero", "is a character device, not a checkpoint file"),
+                                      ("directory", "is a directory, not a checkpoint file"),
+                                      ("loop", "cannot be read (Too many levels of symbolic links)")])
+def test_a_last_checkpoint_that_is_not_a_file_is_named_as_such(tmp_path, data, monkeypatch, capsys, how, why):
+    """Not "the run was stopped before its first checkpoint": the file is there, and is not one."""
+    import os
+
+    recipe = write_recipe(tmp_path, data, schedule={"name": "cosine", "epochs": 2})
+    run = tmp_path / "run"
+    _kill_in(monkeypatch, "_save_last", epoch=2)
+    with pytest.raises(Killed):
+        run_cli(str(recipe), "--run-dir", str(run))
+    monkeypatch.undo()
+    last = run / "checkpoints" / "last.pt"
+    last.unlink()
+    if how == "fifo":
+        os.mkfifo(last)
+    elif how == "dev_zero":
+        last.symlink_to("/dev/zero")
+    elif how == "directory":
+        last.mkdir()
+    else:
+        last.symlink_to(last.name)
+    capsys.readouterr()
+    assert run_cli("--resume", str(run)) == 2
+    assert err_lines(capsys) == [f"{run}: cannot resume: {last} {why}"]
