@@ -859,7 +859,11 @@ def _open_state(path: Path, flags: int, mode: int = 0o644) -> int:
 
 @contextmanager
 def _locked(loc: Path) -> Iterator[None]:
-    loc.mkdir(parents=True, exist_ok=True)
+    try:
+        loc.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # a file, a FIFO or a link that leads nowhere (or in a loop) in its place
+        raise UserError(f"{loc}: the dataset's folder is taken by something that is not a folder (a file, a FIFO "
+                        "or a broken or looping link); move it away and run again") from None
     f = os.fdopen(_open_state(loc / catalog.LOCK_FILE, os.O_RDWR | os.O_CREAT), "a+")
     try:
         if sys.platform != "win32":  # Windows: no lock

@@ -355,6 +355,37 @@ def test_verify_names_each_image_that_is_not_a_file_on_hostile_storage(tmp_path,
                                    for p in bad)
 
 
+@pytest.mark.parametrize("how", ["loop", "fifo", "dangling"])
+def test_a_dataset_folder_that_is_not_a_folder_is_one_line_everywhere(fgbench_home, capsys, how):
+    """``<data dir>/cifar10`` as a symlink loop made ``data list`` (and so the TUI's Datasets pane,
+    which words the status the same way), ``data info`` and ``data verify`` tracebacks; as a loop,
+    a FIFO or a broken link, ``data download`` died in ``mkdir`` with FileExistsError."""
+    from fgbench.cli import main
+
+    loc = catalog.location("cifar10")
+    loc.parent.mkdir(parents=True, exist_ok=True)
+    if how == "loop":
+        loc.symlink_to(loc.name)
+    elif how == "fifo":
+        os.mkfifo(loc)
+    else:
+        loc.symlink_to("nowhere")
+    word = "partial" if how == "loop" else "missing"  # something unusable is there / nothing is
+    assert catalog.status_text("cifar10") == word
+    assert main(["data", "list"]) == 0
+    row = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("cifar10 ")]
+    assert len(row) == 1 and f" {word} " in row[0]
+    assert main(["data", "info", "cifar10"]) == 0 and f"status       {word}" in capsys.readouterr().out
+    assert main(["data", "verify", "cifar10"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("cifar10: ") and "Traceback" not in err
+    assert main(["data", "download", "cifar10"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"{loc}: the dataset's folder is taken by something that is not a folder (a file, a FIFO or "
+                   "a broken or looping link); move it away and run again")
+    assert os.path.lexists(loc) and not loc.is_dir()  # left as it was
+
+
 # ------------------------------------------------------------------------------- a full disk
 
 
