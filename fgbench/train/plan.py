@@ -263,7 +263,8 @@ def check_same_images(ckpt: dict[str, Any], splits: Any, run_dir: Path) -> None:
     """A resumed run trains on the images its checkpoint was taken with. A file deleted, moved or
     added while the run was stopped is not in the new scan, and the rest shift: a validation split
     drawn by index would mix training and validation images, and the mid-epoch position would point
-    elsewhere. One line instead (checkpoints from before this record are not checked)."""
+    elsewhere. The counts say what moved; a digest of the file list catches a rename or a swap that
+    keeps them. One line instead (checkpoints from before these records are not checked)."""
     had = ckpt.get("data_images")
     if not isinstance(had, dict):
         return
@@ -273,6 +274,14 @@ def check_same_images(ckpt: dict[str, Any], splits: Any, run_dir: Path) -> None:
     if changed:
         raise UserError(f"{run_dir}: the dataset changed since the run's last checkpoint ({', '.join(changed)}): "
                         "an image was deleted, moved or added; put the dataset back as it was, or start a new run")
+    digests = ckpt.get("data_digests")
+    if isinstance(digests, dict):
+        now_digests = splits.image_digests()
+        other = [k for k in now_digests if isinstance(digests.get(k), str) and digests[k] != now_digests[k]]
+        if other:
+            raise UserError(f"{run_dir}: the dataset changed since the run's last checkpoint (the {' and '.join(other)} "
+                            "images are not the files it had: one renamed, moved, or swapped for another); put the "
+                            "dataset back as it was, or start a new run")
 
 
 def build_plan(request: RunRequest, *, recipe: Recipe | None = None, resume: Path | None = None,
@@ -306,7 +315,7 @@ def _build(request: RunRequest, *, recipe: Recipe | None, resume: Path | None, w
 
     point = None
     if resume is not None:
-        recipe = load_recipe(resume / layout.RECIPE_FILE)
+        recipe = load_recipe(resume / layout.RECIPE_FILE, list(request.overrides))  # only RESUME_OVERRIDES
         point = _resume_point(resume)
     elif recipe is None:
         assert request.recipe is not None  # RunRequest.check: a recipe or --resume

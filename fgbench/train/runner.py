@@ -44,9 +44,9 @@ from pathlib import Path
 from typing import Any
 
 from fgbench.atomic import DiskFullError, disk_full_cause, free_text
-from fgbench.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UserError
+from fgbench.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BadImage, UserError
 from fgbench.textsafe import safe, safe_lines
-from fgbench.recipe import Recipe, atomic_write_text, dumps_recipe
+from fgbench.recipe import Recipe, atomic_write_text, dumps_recipe, load_recipe
 from fgbench.rundir import events, layout, procs
 from fgbench.rundir.request import RunRequest
 from fgbench.rundir.session import RunSession
@@ -224,7 +224,7 @@ def train(plan: RunPlan, session: RunSession, *, dist: Any = None) -> int:
         # a run with results is never deleted: it ends failed, its checkpoints kept, and says how to go on
         line = str(err)
         if main and layout.RunDir(run_dir).last_ckpt.is_file():
-            line += f"; the run is kept (failed): fix that, then continue with: fgbench run --resume {run_dir}"
+            line = _kept_line(err, run_dir)
         _finish_failed(writer, trainer, line, None, EXIT_BAD_INPUT)
         if line == str(err):
             raise
@@ -310,6 +310,20 @@ def _finish(trainer: Any, status: str, writer: Any, stop: Any, session: RunSessi
     return EXIT_INTERRUPTED
 
 
+def _kept_line(err: UserError, run_dir: Path) -> str:
+    """The one line of a run that met bad input after it had results: kept (failed), and how to go
+    on. An image that vanished must come back (the resume checks it trains on the same images); one
+    that does not decode may be fixed, or skipped from here on."""
+    again = f"fgbench run --resume {run_dir}"
+    if isinstance(err, BadImage) and err.missing:
+        return (f"{err.path}: image file missing (deleted or moved while the run trained); the run is kept "
+                f"(failed): put it back, then continue with: {again}")
+    if isinstance(err, BadImage):
+        return (f"{err.path}: cannot decode image; the run is kept (failed): fix it, then continue with: {again}; "
+                f"or continue without such images: {again} --set data.skip_corrupt=true")
+    return f"{err}; the run is kept (failed): fix that, then continue with: {again}"
+
+
 def _record_start(plan: RunPlan, session: RunSession, dist: Any) -> None:
     """What a run directory holds before training: a new run's resolved recipe, ``run_info.json``
     and class names; a resumed run's ``run_info.json`` gains this resume."""
@@ -332,7 +346,10 @@ def _record_start(plan: RunPlan, session: RunSession, dist: Any) -> None:
         resumes = list(info.get("resumes", []))
         last = plan.resume.last
         resumes.append({"time": time.time(), "argv": list(request.argv), "from_epoch": int(last["epoch"]),
-                        "from_step": int(last["step"]), **ddp_info})
+                        "from_step": int(last["step"]), "overrides": list(request.overrides), **ddp_info})
+        if request.overrides:  # the run's recipe says what it trains with from here on
+            recipe_file = run_dir / layout.RECIPE_FILE
+            atomic_write_text(recipe_file, dumps_recipe(load_recipe(recipe_file, list(request.overrides)), full=True))
         layout.write_run_info(run_dir, **procs.identity(), resumes=resumes)
 
 

@@ -10,6 +10,7 @@ image is skipped and counted. A file that vanished is called missing, not undeco
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 from pathlib import Path
 
@@ -71,8 +72,8 @@ def test_a_bad_image_after_epoch_2_keeps_the_run_as_failed_and_resume_finishes_i
     assert len(lines) == 1, lines
     line = lines[0]
     assert str(victim) in line and "--resume" in line and str(run) in line
-    if how == "deleted":
-        assert "missing" in line and "decode" not in line
+    if how == "deleted":  # it must come back: a resume trains on the images the run began with
+        assert "missing" in line and "decode" not in line and "put it back" in line and "skip_corrupt" not in line
     else:
         assert "cannot decode" in line and "missing" not in line
     # the run is still there, recorded as failed, with the checkpoint of epoch 2 and both epochs' metrics
@@ -90,6 +91,42 @@ def test_a_bad_image_after_epoch_2_keeps_the_run_as_failed_and_resume_finishes_i
     s = summary_of(run)
     assert s["status"] == "completed" and s["epochs_done"] == 3
     assert [e["epoch"] for e in events_of(run) if e["event"] == "epoch"] == [1, 2, 3]
+
+
+def test_an_undecodable_image_mid_run_can_be_skipped_from_the_resume_on(tmp_path, data, capsys, monkeypatch):
+    """The line of a kept run offers two ways on for an image that does not decode: fix it, or go on
+    without such images. The second is a command the user can run as printed: ``--resume`` takes
+    ``--set data.skip_corrupt=true`` (and no other field), writes it into the run's recipe and its
+    resume record, and the resumed run skips and counts the image."""
+    recipe = write_recipe(tmp_path, data, schedule={"name": "cosine", "epochs": 3}, data={"val_fraction": 0.0},
+                          eval={"select_on": "last"})
+    victim = _victim(data)
+    _damage_after_epoch(monkeypatch, victim, "garbage")
+    run = tmp_path / "run"
+    assert run_cli(str(recipe), "--run-dir", str(run)) == 2
+    (line,) = err_lines(capsys)
+    assert line.startswith(f"{victim}: cannot decode image; the run is kept (failed): fix it, then continue with: "
+                           f"fgbench run --resume {run}; "), line
+    offered = line.split("or continue without such images: ", 1)[1]
+    argv = shlex.split(offered)
+    assert argv == ["fgbench", "run", "--resume", str(run), "--set", "data.skip_corrupt=true"], line
+    monkeypatch.undo()
+    before = (run / "recipe.toml").read_text()
+    assert run_cli(*argv[2:]) == 0  # the file is still garbage
+    s = summary_of(run)
+    assert s["status"] == "completed" and s["epochs_done"] == 3 and s["skipped_images"] == 1
+    changed = [(a, b) for a, b in zip(before.splitlines(), (run / "recipe.toml").read_text().splitlines()) if a != b]
+    assert changed == [("skip_corrupt = false", "skip_corrupt = true")], changed
+    info = json.loads((run / "run.json").read_text())
+    assert info["resumes"][-1]["overrides"] == ["data.skip_corrupt=true"]
+
+
+def test_a_resume_refuses_every_other_override_before_anything_is_read(tmp_path, capsys):
+    """Only data.skip_corrupt may change on a resume: a different learning rate would make the
+    run's numbers those of no recipe. One line naming the override, exit 2."""
+    assert run_cli("--resume", str(tmp_path / "nowhere"), "--set", "optim.lr=0.5") == 2
+    (line,) = err_lines(capsys)
+    assert line.startswith("--set optim.lr=0.5: not allowed with --resume"), line
 
 
 def test_a_bad_image_in_epoch_1_still_leaves_nothing_behind(tmp_path, data, capsys):
@@ -219,6 +256,31 @@ def test_a_kill_after_the_final_checkpoint_is_completed_by_resume(tmp_path, data
     for name in ("predictions.json", "confusion.json"):
         assert json.loads((run / name).read_text()) == json.loads((ref / name).read_text())
     assert _epochs(run) == [1, 2]
+
+
+def test_an_image_swapped_for_another_while_the_run_was_stopped_is_refused_by_resume(tmp_path, data, monkeypatch,
+                                                                                  capsys):
+    """One image renamed: the counts stay, but the sorted file list shifts (the renamed file sorts
+    last in its class), so index-drawn splits would mix. The checkpoint's digest of the file list
+    tells; renamed back, the resume finishes."""
+    recipe = write_recipe(tmp_path, data, schedule={"name": "cosine", "epochs": 3})
+    run = tmp_path / "run"
+    _kill_in(monkeypatch, "_save_last", epoch=2)
+    with pytest.raises(Killed):
+        run_cli(str(recipe), "--run-dir", str(run))
+    monkeypatch.undo()
+    victim = _victim(data)
+    renamed = victim.with_name("zz_" + victim.name)
+    victim.rename(renamed)
+    capsys.readouterr()
+    assert run_cli("--resume", str(run)) == 2
+    (line,) = err_lines(capsys)
+    assert line == (f"{run}: the dataset changed since the run's last checkpoint (the train images are not the "
+                    "files it had: one renamed, moved, or swapped for another); put the dataset back as it was, or "
+                    "start a new run"), line
+    renamed.rename(victim)
+    assert run_cli("--resume", str(run)) == 0
+    assert summary_of(run)["status"] == "completed"
 
 
 def test_a_kill_before_the_first_checkpoint_landed_says_how_to_start_again(tmp_path, data, monkeypatch, capsys):
