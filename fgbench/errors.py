@@ -19,6 +19,17 @@ class UserError(Exception):
         super().__init__(message)
 
 
+class BadImage(UserError):
+    """An image the run cannot read while it trains: ``path``, and whether the file is ``missing``
+    (deleted or moved) rather than there but undecodable. A run that already has results is kept
+    (failed); the runner words how to go on from these two facts."""
+
+    def __init__(self, message: str, path: str, missing: bool):
+        super().__init__(message)
+        self.path = path
+        self.missing = missing
+
+
 class RecipeError(UserError):
     """A user's recipe is wrong. ``str()`` is one line per problem: ``FILE: field.path: message``
     (or ``--set KEY=VALUE: message`` when an override is the cause)."""

@@ -56,8 +56,10 @@ def settings_file() -> Path:
             _told_old_settings = True
             import sys
 
-            print(f"fgbench: reading settings from {old}, their old place; settings now live in "
-                  f"{new} (mv {old} {new})", file=sys.stderr)
+            from fgbench.textsafe import safe
+
+            print(f"fgbench: reading settings from {safe(old)}, their old place; settings now live in "
+                  f"{safe(new)} (mv {safe(old)} {safe(new)})", file=sys.stderr)
         return old
     return new
 

@@ -33,6 +33,7 @@ from typing import Any, Callable, Sequence
 
 from fgbench.errors import UserError
 from fgbench.rundir.layout import METRICS_FILE, SUMMARY_FILE
+from fgbench.textsafe import safe_lines
 
 Listener = Callable[[dict[str, Any]], None]
 
@@ -120,7 +121,7 @@ class _Tracker:
         message = f"tracking: {self.name} failed and is off for this run ({type(err).__name__}: {err}); " \
                   f"{METRICS_FILE} has everything"
         try:
-            print(message, file=sys.stderr, flush=True)
+            print(safe_lines(message), file=sys.stderr, flush=True)  # a server's error text
         except Exception:  # noqa: BLE001
             pass
         report = self.ctx.get("report")

@@ -21,7 +21,7 @@ from typing import TextIO
 
 from fgbench.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from fgbench.formats import fmt_clock_floor
-from fgbench.textsafe import safe
+from fgbench.textsafe import safe, safe_lines
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -135,7 +135,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     for e in catalog.entries():
         images = f"{e.train_images}/{e.test_images}" if e.images is not None else "-"
         status = catalog.status_text(e.name)  # the same words as the TUI's Datasets pane
-        where = "(data.root)" if e.name == "folder" else str(catalog.location(e.name))
+        where = "(data.root)" if e.name == "folder" else safe(catalog.location(e.name))  # FGBENCH_DATA, settings
         rows.append((e.name, "-" if e.num_classes is None else str(e.num_classes), images, catalog.size_text(e), status, where))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     lead = sum(widths) + 2 * len(widths)
@@ -147,7 +147,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         from fgbench import paths
         from fgbench.report import cut_middle
 
-        base = str(paths.datasets_dir())
+        base = safe(paths.datasets_dir())
         prefix = base.rstrip("/") + "/"
         rows = [r[:-1] + (r[-1][len(prefix):] if r[-1].startswith(prefix) else r[-1],) for r in rows]
         rows = [r[:-1] + (cut_middle(r[-1], max(8, width - lead)),) for r in rows]
@@ -241,13 +241,13 @@ def cmd_download(args: argparse.Namespace) -> int:
             return EXIT_INTERRUPTED
         except UserError as err:
             printer.close()
-            print(str(err), file=sys.stderr)
+            print(safe_lines(str(err)), file=sys.stderr)
             failed += 1
             continue
         printer.close()
         info = catalog.ready_info(e.name, args.root) or {}
         counts = f" ({info['train_images']} train / {info['test_images']} test)" if "train_images" in info else ""
-        print(f"{e.name}: ready in {loc}{counts} [{time.monotonic() - t0:.1f} s]")
+        print(f"{e.name}: ready in {safe(loc)}{counts} [{time.monotonic() - t0:.1f} s]")
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -298,11 +298,11 @@ def cmd_import(args: argparse.Namespace) -> int:
         printer.close()
     missing = download.missing_files(args.name, args.root)
     if missing:
-        print(f"{args.name}: imported {args.path}; still needed: {', '.join(missing)} "
+        print(f"{args.name}: imported {safe(args.path)}; still needed: {safe(', '.join(missing))} "
               f"(import them too, or run `fgbench data download {args.name}`)")
         return EXIT_OK
     info = catalog.ready_info(args.name, args.root) or {}
-    print(f"{args.name}: ready in {loc} ({info.get('train_images')} train / {info.get('test_images')} test)")
+    print(f"{args.name}: ready in {safe(loc)} ({info.get('train_images')} train / {info.get('test_images')} test)")
     return EXIT_OK
 
 
@@ -317,24 +317,24 @@ def cmd_remove(args: argparse.Namespace) -> int:
                             "your folder itself)")
         removed, size = download.remove_folder_caches(args.root)
         if removed:
-            print(f"folder: removed the caches fgbench built for {args.root} ({catalog.format_bytes(size)}); "
+            print(f"folder: removed the caches fgbench built for {safe(args.root)} ({catalog.format_bytes(size)}); "
                   "the folder itself is untouched")
         else:
-            print(f"folder: no caches of {args.root} to remove; the folder itself is never touched")
+            print(f"folder: no caches of {safe(args.root)} to remove; the folder itself is never touched")
         return EXIT_OK
     loc = catalog.location(args.name, args.root)
     if not loc.exists():
-        print(f"{args.name}: nothing to remove ({loc} does not exist)")
+        print(f"{args.name}: nothing to remove ({safe(loc)} does not exist)")
         return EXIT_OK
     if not args.yes:
         if not sys.stdin.isatty():
-            raise UserError(f"{args.name}: refusing to delete {loc} without confirmation; add --yes")
-        answer = input(f"Delete {loc} ({catalog.format_bytes(_du(loc))})? [y/N] ")
+            raise UserError(f"{args.name}: refusing to delete {safe(loc)} without confirmation; add --yes")
+        answer = input(f"Delete {safe(loc)} ({catalog.format_bytes(_du(loc))})? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("kept")
             return EXIT_OK
     download.remove_dataset(args.name, root=args.root)
-    print(f"{args.name}: removed {loc}")
+    print(f"{args.name}: removed {safe(loc)}")
     return EXIT_OK
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fgbench import paths
 from fgbench.errors import UserError, escape
+from fgbench.textsafe import safe_lines
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +42,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     try:
         overrides = [parse_override(o) for o in args.overrides]
     except RecipeError as err:
-        print(str(err), file=sys.stderr)
+        print(safe_lines(str(err)), file=sys.stderr)
         return 2
     failed = 0
     for f in args.files:
@@ -54,7 +55,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 expand(data, str(f))
         except UserError as err:
             failed += 1
-            print(str(err), file=sys.stderr)
+            print(safe_lines(str(err)), file=sys.stderr)
         else:
             print(f"{escape(str(f))}: ok")
     return 2 if failed else 0
@@ -64,7 +65,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     from fgbench.recipe import dumps_recipe, load_recipe
 
     recipe = load_recipe(args.file, args.overrides)
-    sys.stdout.write(dumps_recipe(recipe, full=True))
+    # TOML escapes control characters but not a bidi override; as "\u202e" it is the same value
+    # in a basic string (dumps_recipe writes no literal strings and no comments)
+    sys.stdout.write(safe_lines(dumps_recipe(recipe, full=True)))
     return 0
 
 

@@ -239,7 +239,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         selected.append(r)
     if not selected:
         what = "no runs" if not infos else "no run matches"
-        print(f"{what} in {root}", file=sys.stderr)
+        print(f"{what} in {safe(str(root))}", file=sys.stderr)
         if args.format == "json":
             sys.stdout.write("[]\n")
         return 0
@@ -481,7 +481,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     columns = [("test_size", "test size", "text"), ("top1", "top-1", "acc"), ("topk", f"top-{results[0]['k']}", "acc"),
                ("loss", "loss", "acc"), ("images", "images", "text")]
     head = results[0]
-    print(f"{run_dir.name}: {head['checkpoint']} checkpoint, {'EMA' if head['model'] == 'ema' else 'raw'} "
+    print(f"{safe(run_dir.name)}: {head['checkpoint']} checkpoint, {'EMA' if head['model'] == 'ema' else 'raw'} "
           f"weights from epoch {head['epoch']}, {head['split']} split")
     rows = [{**r, "loss": r.get("loss")} for r in results]
     sys.stdout.write(report.render(columns, rows, "markdown" if args.format == "markdown" else "text"))

@@ -15,7 +15,9 @@ from typing import Any
 
 from fgbench import report, rundir
 from fgbench.cli.runs import _positive_int, _root, _root_arg
+from fgbench.rundir.layout import check_runs_root
 from fgbench.errors import UserError
+from fgbench.textsafe import safe, safe_lines
 from fgbench.sweeps import backend
 
 SLURM_FLAGS = ("partition", "account", "qos", "time_limit_min", "gpus_per_run", "cpus_per_run", "nodes_per_run",
@@ -81,6 +83,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from fgbench.sweeps.state import SweepState
 
     root = _root(args)
+    check_runs_root(root)  # a symlink loop or a file: one line, before anything is planned or read
     modes = [m for m in ("cont", "status", "cancel", "best") if getattr(args, m)]
     if len(modes) > 1:
         raise UserError("give one of --continue, --status, --cancel and --best")
@@ -117,9 +120,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         retry_failed=args.retry_failed, slots=slots, extra_args=extra, fresh=not args.cont))
     if done.finished:
         return _sweep_report(state, done.code, args)
-    print(f"sweep {state.tag}: {done.message}")
+    print(f"sweep {state.tag}: {safe_lines(done.message)}")
     if not args.wait:
-        more = f" --runs-root {args.runs_root}" if args.runs_root else ""
+        more = f" --runs-root {safe(args.runs_root)}" if args.runs_root else ""
         print(f"follow it with: fgbench sweep --status {state.tag}{more}")
         return 0
     return _wait(state, args)
@@ -143,7 +146,8 @@ def _new_state(args: argparse.Namespace, root: Path, seeds: list[int] | None, ru
         raise UserError(f"--gpus goes with --launcher local; on {runner.scheduler} say --gpus-per-run N")
     print(plan_text(plan), end="")
     if slurm_cfg is not None:
-        print(f"{launcher}: " + ", ".join(f"{k}={v}" for k, v in slurm_cfg.items() if v not in (None, [], {})))
+        # the partition, sbatch options and setup lines come from the recipe or settings.toml
+        print(safe(f"{launcher}: " + ", ".join(f"{k}={v}" for k, v in slurm_cfg.items() if v not in (None, [], {}))))
     if args.dry_run:
         print("(dry run: nothing started)")
         return None
@@ -153,7 +157,7 @@ def _new_state(args: argparse.Namespace, root: Path, seeds: list[int] | None, ru
     check_datasets([(r.data.dataset, r.data.root) for r in plan.recipes or [_base_recipe(plan)]], args.recipe)
     tag = check_tag(args.tag) if args.tag else default_tag(plan.base_name)
     state = create_state(plan, tag, root, launcher=launcher, slurm=slurm_cfg, run_args=run_args)
-    print(f"sweep {tag}: state in {state.path}")
+    print(f"sweep {tag}: state in {safe(state.path)}")
     return state
 
 
@@ -222,7 +226,7 @@ def _print_table(state: Any, fmt: str, baseline: str | None) -> None:
     except UserError as err:  # a --baseline that names no row: the table without it, the work kept
         if baseline is None:
             raise
-        print(str(err), file=sys.stderr)
+        print(safe_lines(str(err)), file=sys.stderr)
         columns, rows, notes = tables.sweep_table(state)
     if rows:
         print()
@@ -238,7 +242,9 @@ def _sweep_report(state: Any, code: int, args: argparse.Namespace) -> int:
     statuses = [point_status(p) for p in SweepState.load_dir(state.dir).points] if state.path.is_file() else []
     counts = {s: statuses.count(s) for s in ("completed", "pruned", "failed", "interrupted", "running", "pending")}
     print(f"\nsweep {state.tag}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
-    more = f" --runs-root {args.runs_root}" if args.runs_root else ""
+    more = f" --runs-root {safe(args.runs_root)}" if args.runs_root else ""
+    if code == 130 and statuses and not (counts["interrupted"] or counts["running"] or counts["pending"]):
+        code = 1 if counts["failed"] else 0  # stopped once its last run had ended: nothing to continue
     if code == 130:
         print(f"continue with: fgbench sweep --continue {state.tag}{more}")
     elif code == 1:
@@ -276,8 +282,8 @@ def _sweep_status(state: Any, fmt: str, baseline: str | None = None) -> int:
     rows = tables.status_rows(state)
     where = state.launcher
     if state.slurm is not None:
-        where = f"SLURM, {state.slurm.get('partition') or 'default partition'}"
-    print(f"sweep {state.tag} ({where}): {len(rows)} point(s), from {state.source}")
+        where = f"SLURM, {safe(state.slurm.get('partition') or 'default partition')}"
+    print(f"sweep {state.tag} ({where}): {len(rows)} point(s), from {safe(state.source)}")
     _print_status_rows(state, rows)
     _print_table(state, fmt, baseline)
     return 0
@@ -298,22 +304,22 @@ def _sweep_best(state: Any, output: str | None, force: bool) -> int:
         raise UserError("--best TAG needs -o FILE (the TOML file to write, or - for standard output)")
     out = Path(output).expanduser()
     if output != "-" and out.exists() and not force:
-        raise UserError(f"{out}: already exists (use --force to replace it)")
+        raise UserError(f"{safe(out)}: already exists (use --force to replace it)")
     text, point = tables.best_recipe_text(state)
-    said = f"{point.label} of sweep {state.tag} ({state.search['metric']} = {point.value:.2f})"
+    said = f"{safe(point.label)} of sweep {state.tag} ({state.search['metric']} = {point.value:.2f})"
     if output == "-":
         sys.stdout.write(text)
         sys.stdout.flush()
         print(said, file=sys.stderr)
         return 0
     atomic_write_text(out, text)
-    print(f"{out}: {said}")
+    print(f"{safe(out)}: {said}")
     return 0
 
 
 def _print_state(state: Any) -> None:
     from fgbench.sweeps.state import point_status
 
-    print(f"sweep {state.tag} ({state.source}): {len(state.points)} run(s)")
+    print(f"sweep {state.tag} ({safe(state.source)}): {len(state.points)} run(s)")
     for p in state.points:
-        print(f"  {p.index + 1:>2}. {p.label}  {point_status(p)}  {p.run_dir or ''}")
+        print(f"  {p.index + 1:>2}. {safe(p.label)}  {point_status(p)}  {safe(p.run_dir or '')}")

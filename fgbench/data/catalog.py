@@ -401,6 +401,8 @@ def status(name: str, root: str | os.PathLike[str] | None = None) -> Status:
         contents = [p for p in loc.iterdir() if p.name != LOCK_FILE]
     except (FileNotFoundError, NotADirectoryError):
         return "missing"
+    except OSError:  # there but unusable (a symlink loop, no permission): not ready, and not nothing
+        return "partial"
     return "partial" if contents else "missing"
 
 

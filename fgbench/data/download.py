@@ -859,7 +859,11 @@ def _open_state(path: Path, flags: int, mode: int = 0o644) -> int:
 
 @contextmanager
 def _locked(loc: Path) -> Iterator[None]:
-    loc.mkdir(parents=True, exist_ok=True)
+    try:
+        loc.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # a file, a FIFO or a link that leads nowhere (or in a loop) in its place
+        raise UserError(f"{loc}: the dataset's folder is taken by something that is not a folder (a file, a FIFO "
+                        "or a broken or looping link); move it away and run again") from None
     f = os.fdopen(_open_state(loc / catalog.LOCK_FILE, os.O_RDWR | os.O_CREAT), "a+")
     try:
         if sys.platform != "win32":  # Windows: no lock
@@ -1216,6 +1220,10 @@ def verify_dataset(name: str, *, root=None, deep: bool = False, progress: Progre
     report.counts = {"classes": index.num_classes, "train": len(index.train), "test": len(index.test)}
     counted = prepare.Prepared("files", Path(index.root or loc), index.class_names, index.train, index.test)
     report.problems.extend(f"{name}: {p}" for p in prepare.count_problems(entry, counted))
+    # named like images but not regular files (a FIFO, a device link, a link loop): the folder scan
+    # left them out, as training does, where each is one line; so is each here
+    report.problems.extend(f"{p}: not a regular file (a FIFO, device or dangling link); training skips it"
+                           for p in index.not_files)
     all_paths = [p for p, _ in index.train] + [p for p, _ in index.test]
     missing = [p for p in all_paths if not os.path.isfile(p)]
     if missing:

@@ -22,6 +22,9 @@ class CorruptImageError(Exception):
 
     def __init__(self, path: str | os.PathLike[str], reason: str = ""):
         self.path = str(path)
+        # the line names the file once: Pillow's own message often quotes it again
+        # ("cannot identify image file '/data/x.png'")
+        reason = reason.replace(f" {self.path!r}", "").replace(f" {self.path}", "")
         self.reason = reason
         super().__init__(f"{self.path}: cannot decode image ({reason})" if reason else f"{self.path}: cannot decode image")
 

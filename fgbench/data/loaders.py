@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import hashlib
 import math
 import os
 import random
@@ -283,6 +284,26 @@ class Splits:
     @property
     def num_classes(self) -> int:
         return self.index.num_classes
+
+    def image_counts(self) -> dict[str, int]:
+        """How many images each split has (every checkpoint records them; a resume compares)."""
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+    def image_digests(self) -> dict[str, str]:
+        """A digest of the image files (names relative to the dataset, and labels) the training
+        and validation splits are drawn from, and of the test split's: a file renamed, or one
+        swapped for another, keeps the counts but not these (every checkpoint records them; a
+        resume compares). Array datasets (CIFAR) have no file list: their digests are of nothing."""
+        root = self.index.root
+
+        def digest(items: Sequence[tuple[str, int]]) -> str:
+            h = hashlib.sha256()
+            for path, label in items:
+                name = os.path.relpath(path, root) if root else path
+                h.update(f"{label}\t{name}\n".encode("utf-8", "surrogateescape"))
+            return h.hexdigest()
+
+        return {"train": digest(self.index.train), "test": digest(self.index.test)}
 
 
 AIRCRAFT_BANNER_PX = 20

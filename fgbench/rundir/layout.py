@@ -185,6 +185,22 @@ class RunsRootError(UserError):
     """The runs root exists but cannot be listed (exit 2, one line)."""
 
 
+def check_runs_root(root: str | os.PathLike[str]) -> None:
+    """:class:`RunsRootError` when ``root`` exists but is not a directory that can be listed (a
+    symlink loop, a file, no permission); a root that does not exist yet is fine (it is made)."""
+    try:
+        with os.scandir(root):
+            return
+    except FileNotFoundError:
+        if os.path.lexists(root):  # a dangling link: nothing can be made through it
+            raise RunsRootError(f"{escape(str(root))}: the runs directory is a broken symbolic link") from None
+    except NotADirectoryError:
+        raise RunsRootError(f"{escape(str(root))}: the runs directory exists and is not a directory") from None
+    except OSError as err:
+        raise RunsRootError(f"{escape(str(root))}: cannot read the runs directory: "
+                            f"{escape(err.strerror or str(err))}") from None
+
+
 def run_dirs(root: str | os.PathLike[str] | None = None) -> list[Path]:
     """Every run directory under ``root``, oldest first (names start with a sortable timestamp); a
     list shown to the user goes through :func:`newest_first`."""

@@ -12,6 +12,12 @@ Decisions:
   That works across hosts where the file system supports locks (NFS v4, Lustre, GPFS), where a
   pid check cannot. Because a reader holds the shared lock for microseconds, a trainer taking the
   lock retries for a moment before it reports the run as busy.
+* Only the process that took the lock holds it. A child forked without exec (a ``DataLoader``
+  worker) would otherwise share the locked descriptor and keep the run locked after its trainer
+  was killed, until the worker noticed (seconds during which the run read ``running`` and
+  ``--resume`` named a dead pid): each forked child closes its copy at once
+  (``os.register_at_fork``), which leaves the lock with the parent. ``O_CLOEXEC`` does the same for
+  children that exec.
 * ``--nproc`` training: the launcher process holds the lock and tells its workers so through
   ``FGBENCH_RUN_LOCKED`` (the path of the run), so rank 0 does not try to take it a second time.
 """
@@ -57,7 +63,7 @@ def describe(holder: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def _open(path: Path, flags: int) -> int:
+def open_lock_file(path: Path, flags: int) -> int:
     """The lock file, opened; OSError when it cannot be, or is not a regular file.
 
     O_NOFOLLOW: the lock file is ours; a link planted in its place is refused, not followed.
@@ -98,6 +104,25 @@ def _read_holder(fd: int) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+_HELD: "set[RunLock]" = set()  # the locks this process holds
+
+
+def _forget_in_child() -> None:
+    """In a forked child: close its copies of the locked descriptors (closing, not unlocking: an
+    unlock would release the parent's lock, since both share one open file description)."""
+    for lock in list(_HELD):
+        fd, lock.fd = lock.fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
 class RunLock:
     """``with RunLock(run_dir).acquire(): ...`` or ``lock.acquire()`` ... ``lock.release()``."""
 
@@ -112,7 +137,7 @@ class RunLock:
 
     def acquire(self, *, command: str | None = None, patience_s: float = 1.0) -> "RunLock":
         """Take the lock or raise :class:`RunBusy` naming the holder."""
-        fd = _open(self.path, os.O_RDWR | os.O_CREAT)
+        fd = open_lock_file(self.path, os.O_RDWR | os.O_CREAT)
         deadline = time.monotonic() + patience_s
         while True:
             try:
@@ -132,10 +157,12 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(record) + "\n").encode("utf-8"), 0)
         self.fd = fd
+        _HELD.add(self)
         return self
 
     def release(self) -> None:
         if self.fd is not None:
+            _HELD.discard(self)
             try:
                 fcntl.flock(self.fd, fcntl.LOCK_UN)
             finally:
@@ -156,7 +183,7 @@ def holder(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     lock. None also when there is no lock file (a run made before locks, or one never started)."""
     path = Path(run_dir) / LOCK_FILE
     try:
-        fd = _open(path, os.O_RDONLY)
+        fd = open_lock_file(path, os.O_RDONLY)
     except OSError:
         return None
     try:

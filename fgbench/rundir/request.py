@@ -12,6 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fgbench.errors import UserError
+from fgbench.textsafe import safe
+
+
+RESUME_OVERRIDES = ("data.skip_corrupt",)
+"""The recipe fields ``--resume`` may change with ``--set``: what a run that met an undecodable
+image needs to go on without it. Every other field stays as the run began (its numbers depend on
+them); the change is written into the run's ``recipe.toml`` and its resume record."""
 
 
 @dataclass(frozen=True)
@@ -56,5 +63,8 @@ class RunRequest:
             raise UserError(f"--nproc: must be at least 1, not {self.nproc}")
         if self.resume and self.recipe:
             raise UserError("fgbench run: give either a RECIPE or --resume RUN_DIR, not both")
-        if self.resume and self.overrides:
-            raise UserError("fgbench run --resume: --set is not allowed (a resumed run keeps its recipe)")
+        for item in self.overrides if self.resume else ():
+            key = item.split("=", 1)[0].strip()
+            if key not in RESUME_OVERRIDES:
+                raise UserError(f"--set {safe(item)}: not allowed with --resume (a resumed run keeps its recipe; "
+                                f"only {', '.join(RESUME_OVERRIDES)} may change)")

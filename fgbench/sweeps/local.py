@@ -38,6 +38,7 @@ from fgbench.sweeps.backend import SchedulerState, SubmitOptions, Submitted
 from fgbench.sweeps.launch import ensure_trial, finish_point, point_command
 from fgbench.sweeps.plan import COMPLETED, FAILED, INTERRUPTED, PENDING, RUNNING, Point
 from fgbench.sweeps.state import SweepState, reconcile, settle, writer
+from fgbench.textsafe import safe_lines
 
 
 class LocalBackend:
@@ -156,7 +157,7 @@ class _LocalRun:
 
     def say(self, text: str, point: Point | None = None) -> None:
         where = f" [{point.index + 1}/{len(self.state.points)}]" if point is not None else ""
-        print(f"sweep {self.state.tag}:{where} {text}", file=self.out, flush=True)
+        print(f"sweep {self.state.tag}:{where} {safe_lines(text)}", file=self.out, flush=True)  # labels, paths, errors
 
     def run(self, *, retry_failed: bool, extra_args: Sequence[str], poll_s: float) -> int:
         state = self.state
@@ -250,7 +251,7 @@ class _LocalRun:
             if code is None:
                 continue
             if a.launched.rejection:
-                print(a.launched.rejection, file=self.out, flush=True)  # the trainer refused its input
+                print(safe_lines(a.launched.rejection), file=self.out, flush=True)  # the trainer refused its input
             finish_point(self.state, a.point, code)
             self.state.save()
             self.say(f"{a.point.label}: {a.point.status}", a.point)

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from fgbench.errors import UserError, escape
+from fgbench.textsafe import safe_lines
 from fgbench.recipe import (
     UNION_SECTIONS,
     Recipe,
@@ -469,6 +470,12 @@ def check_datasets(datasets: Iterable[tuple[str, str | None]], source: str) -> N
 
 
 def plan_text(plan: Plan) -> str:
+    """What ``fgbench sweep --dry-run`` prints. The sweep file names the points (variant names,
+    descriptions, grid values of string fields): the text is made safe line by line."""
+    return safe_lines(_plan_lines(plan))
+
+
+def _plan_lines(plan: Plan) -> str:
     if plan.spec is not None and plan.spec.search is not None:
         se = plan.spec.search
         lines = [f"{plan.source}: a search of {se.trials} trial(s), maximising {se.metric} "

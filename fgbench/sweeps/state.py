@@ -26,6 +26,7 @@ import json
 import os
 import re
 import socket
+import stat
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 from fgbench import paths, rundir
 from fgbench.rundir import files
 from fgbench.errors import UserError, escape
+from fgbench.textfile import file_kind
 from fgbench.recipe import atomic_write_text, dumps_recipe, read_recipe_data, validate_recipe
 from fgbench.sweeps.plan import (
     DONE, FAILED, INTERRUPTED, PENDING, RUNNING, SEED_FIELD, Plan, Point, check_count, slug,
@@ -126,18 +128,39 @@ class SweepState:
         return cls.load(d.name, d.parent.parent)
 
 
+def _open_lock(path: Path) -> int:
+    """A sweep's lock file, opened read-write (made when missing) the way a run's lock is
+    (:func:`fgbench.rundir.lock.open_lock_file`): a FIFO, a device link, a directory or a link in
+    its place is one line, never a hang (opening a FIFO to write waits for a reader) or a traceback."""
+    from fgbench.rundir.lock import open_lock_file
+
+    try:
+        return open_lock_file(path, os.O_RDWR | os.O_CREAT)
+    except OSError as err:
+        try:
+            mode = os.lstat(path).st_mode
+            kind = "a symbolic link" if stat.S_ISLNK(mode) else file_kind(mode)
+        except OSError:
+            kind = None
+        why = f"is {kind}, not a regular file" if kind else escape(err.strerror or str(err))
+        raise UserError(f"{escape(str(path))}: cannot lock the sweep: {why}") from None
+
+
 @contextlib.contextmanager
 def locked(d: str | os.PathLike[str]) -> Iterator[None]:
     """Exclusive lock on a sweep folder's state: SLURM jobs of one sweep update it concurrently."""
     import fcntl
 
     Path(d).mkdir(parents=True, exist_ok=True)
-    with open(Path(d) / LOCK_FILE, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    fd = _open_lock(Path(d) / LOCK_FILE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -147,33 +170,28 @@ def writer(state: SweepState) -> Iterator[None]:
     import fcntl
 
     state.dir.mkdir(parents=True, exist_ok=True)
-    f = open(state.dir / WRITER_FILE, "a+", encoding="utf-8")
+    fd = _open_lock(state.dir / WRITER_FILE)
     try:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            f.seek(0)
             try:
-                holder = json.loads(f.read() or "{}")
-            except ValueError:
+                holder = json.loads(os.pread(fd, 65536, 0) or b"{}")
+            except (OSError, ValueError, RecursionError):
                 holder = {}
             who = (f"pid {holder.get('pid')} on {holder.get('host')}" if isinstance(holder, dict) and holder.get("pid")
                    else "another process")
             raise UserError(f"sweep {state.tag}: another `fgbench sweep` ({escape(who)}) is running it; wait for it "
                             f"or stop it with `fgbench sweep --cancel {state.tag}`") from None
-        f.seek(0)
-        f.truncate()
-        f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}))
-        f.flush()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}).encode(), 0)
         try:
             yield
         finally:
-            f.seek(0)
-            f.truncate()
-            f.flush()
-            fcntl.flock(f, fcntl.LOCK_UN)
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
-        f.close()
+        os.close(fd)
 
 
 def create_state(plan: Plan, tag: str, runs_root: str | os.PathLike[str] | None = None, *,

@@ -448,10 +448,10 @@ def torchrun_command(args: RunRequest, *, run_dir: Path | None, python: str | No
     else:
         assert args.recipe is not None  # RunRequest.check: a recipe or --resume
         cmd.append(str(Path(args.recipe).resolve()))
-        for item in args.overrides or []:
-            cmd += ["--set", item]
-        if run_dir is not None:
-            cmd += ["--run-dir", str(run_dir)]
+    for item in args.overrides or []:  # a resume's too (RESUME_OVERRIDES)
+        cmd += ["--set", item]
+    if run_dir is not None and not args.resume:
+        cmd += ["--run-dir", str(run_dir)]
     if args.device:
         cmd += ["--device", args.device]
     cmd += ["--progress", args.progress]

@@ -24,6 +24,7 @@ from fgbench.errors import RecipeError, UserError, escape
 from fgbench.recipe import FileWeights, MocoWeights, Recipe, load_recipe, validate_recipe
 from fgbench.rundir import layout
 from fgbench.rundir.request import RunRequest
+from fgbench.textfile import file_kind
 from fgbench.textsafe import safe
 from fgbench.train.stages import StageSpec, resolve_stages
 
@@ -235,8 +236,18 @@ def _resume_point(run_dir: Path) -> ResumePoint:
     from fgbench.train import checkpoint
 
     last = run_dir / layout.CHECKPOINT_DIR / layout.LAST_CKPT
+    if not last.is_file() and os.path.lexists(last):  # a FIFO (torch.load would block on it), a device, a folder
+        try:
+            why = f"is {file_kind(os.stat(last).st_mode) or 'not a regular file'}, not a checkpoint file"
+        except OSError as err:  # a symlink loop
+            why = f"cannot be read ({err.strerror or err})"
+        raise UserError(f"{run_dir}: cannot resume: {last} {why}")
     if not last.is_file():
-        raise UserError(f"{run_dir}: no checkpoint to resume from ({last} is missing)")
+        # killed before its first checkpoint landed (the checkpoint is written in the background
+        # while the next epoch trains): its recipe is all there is to go on
+        raise UserError(f"{run_dir}: no checkpoint to resume from ({last} is missing: the run was stopped before "
+                        f"its first checkpoint was written); start it again as a new run: fgbench run "
+                        f"{run_dir / layout.RECIPE_FILE}")
     ckpt = checkpoint.load_checkpoint(last)  # a CheckpointError is one line naming the file
     best = None
     best_path = run_dir / layout.CHECKPOINT_DIR / layout.BEST_CKPT
@@ -246,6 +257,31 @@ def _resume_point(run_dir: Path) -> ResumePoint:
         except checkpoint.CheckpointError as err:
             raise checkpoint.CheckpointError(f"{err}; move it away to resume without the best weights so far") from None
     return ResumePoint(run_dir, ckpt, best)
+
+
+def check_same_images(ckpt: dict[str, Any], splits: Any, run_dir: Path) -> None:
+    """A resumed run trains on the images its checkpoint was taken with. A file deleted, moved or
+    added while the run was stopped is not in the new scan, and the rest shift: a validation split
+    drawn by index would mix training and validation images, and the mid-epoch position would point
+    elsewhere. The counts say what moved; a digest of the file list catches a rename or a swap that
+    keeps them. One line instead (checkpoints from before these records are not checked)."""
+    had = ckpt.get("data_images")
+    if not isinstance(had, dict):
+        return
+    now = splits.image_counts()
+    changed = [f"{k} {now[k]} images, {had[k]} at the checkpoint" for k in now
+               if isinstance(had.get(k), int) and had[k] != now[k]]
+    if changed:
+        raise UserError(f"{run_dir}: the dataset changed since the run's last checkpoint ({', '.join(changed)}): "
+                        "an image was deleted, moved or added; put the dataset back as it was, or start a new run")
+    digests = ckpt.get("data_digests")
+    if isinstance(digests, dict):
+        now_digests = splits.image_digests()
+        other = [k for k in now_digests if isinstance(digests.get(k), str) and digests[k] != now_digests[k]]
+        if other:
+            raise UserError(f"{run_dir}: the dataset changed since the run's last checkpoint (the {' and '.join(other)} "
+                            "images are not the files it had: one renamed, moved, or swapped for another); put the "
+                            "dataset back as it was, or start a new run")
 
 
 def build_plan(request: RunRequest, *, recipe: Recipe | None = None, resume: Path | None = None,
@@ -279,7 +315,7 @@ def _build(request: RunRequest, *, recipe: Recipe | None, resume: Path | None, w
 
     point = None
     if resume is not None:
-        recipe = load_recipe(resume / layout.RECIPE_FILE)
+        recipe = load_recipe(resume / layout.RECIPE_FILE, list(request.overrides))  # only RESUME_OVERRIDES
         point = _resume_point(resume)
     elif recipe is None:
         assert request.recipe is not None  # RunRequest.check: a recipe or --resume
@@ -311,6 +347,8 @@ def _build(request: RunRequest, *, recipe: Recipe | None, resume: Path | None, w
                          test_sizes=[st.test_size for st in recipe.stages if st.test_size] + recipe.eval.final_test_sizes,
                          augment=recipe.augment, device=device,
                          epochs=schedule.epochs + sum(st.epochs for st in recipe.stages))
+    if point is not None and resume is not None:
+        check_same_images(point.last, splits, resume)
     preflight(recipe, splits, None if request.resume else request.recipe)
     # the stages, resolved once with the global batch: what only the data can check, and the trainer's
     stages = tuple(resolve_stages(distributed.global_batch_recipe(recipe, world_size), len(splits.train)))

@@ -44,9 +44,9 @@ from pathlib import Path
 from typing import Any
 
 from fgbench.atomic import DiskFullError, disk_full_cause, free_text
-from fgbench.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UserError
+from fgbench.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BadImage, UserError
 from fgbench.textsafe import safe, safe_lines
-from fgbench.recipe import Recipe, atomic_write_text, dumps_recipe
+from fgbench.recipe import Recipe, atomic_write_text, dumps_recipe, load_recipe
 from fgbench.rundir import events, layout, procs
 from fgbench.rundir.request import RunRequest
 from fgbench.rundir.session import RunSession
@@ -224,7 +224,7 @@ def train(plan: RunPlan, session: RunSession, *, dist: Any = None) -> int:
         # a run with results is never deleted: it ends failed, its checkpoints kept, and says how to go on
         line = str(err)
         if main and layout.RunDir(run_dir).last_ckpt.is_file():
-            line += f"; the run is kept (failed): fix that, then continue with: fgbench run --resume {run_dir}"
+            line = _kept_line(err, run_dir)
         _finish_failed(writer, trainer, line, None, EXIT_BAD_INPUT)
         if line == str(err):
             raise
@@ -306,8 +306,22 @@ def _finish(trainer: Any, status: str, writer: Any, stop: Any, session: RunSessi
         more = f" --nproc {dist.world.local_size}" if dist is not None else ""
         at = f" at step {trainer.engine.step}" if trainer.engine is not None else ""
         print(f"interrupted ({stop.signal or 'stop requested'}); checkpoint written{at}. "
-              f"Continue with: fgbench run --resume {session.run_dir}{more}", flush=True)
+              f"Continue with: fgbench run --resume {safe(str(session.run_dir))}{more}", flush=True)
     return EXIT_INTERRUPTED
+
+
+def _kept_line(err: UserError, run_dir: Path) -> str:
+    """The one line of a run that met bad input after it had results: kept (failed), and how to go
+    on. An image that vanished must come back (the resume checks it trains on the same images); one
+    that does not decode may be fixed, or skipped from here on."""
+    again = f"fgbench run --resume {run_dir}"
+    if isinstance(err, BadImage) and err.missing:
+        return (f"{err.path}: image file missing (deleted or moved while the run trained); the run is kept "
+                f"(failed): put it back, then continue with: {again}")
+    if isinstance(err, BadImage):
+        return (f"{err.path}: cannot decode image; the run is kept (failed): fix it, then continue with: {again}; "
+                f"or continue without such images: {again} --set data.skip_corrupt=true")
+    return f"{err}; the run is kept (failed): fix that, then continue with: {again}"
 
 
 def _record_start(plan: RunPlan, session: RunSession, dist: Any) -> None:
@@ -332,17 +346,21 @@ def _record_start(plan: RunPlan, session: RunSession, dist: Any) -> None:
         resumes = list(info.get("resumes", []))
         last = plan.resume.last
         resumes.append({"time": time.time(), "argv": list(request.argv), "from_epoch": int(last["epoch"]),
-                        "from_step": int(last["step"]), **ddp_info})
+                        "from_step": int(last["step"]), "overrides": list(request.overrides), **ddp_info})
+        if request.overrides:  # the run's recipe says what it trains with from here on
+            recipe_file = run_dir / layout.RECIPE_FILE
+            atomic_write_text(recipe_file, dumps_recipe(load_recipe(recipe_file, list(request.overrides)), full=True))
         layout.write_run_info(run_dir, **procs.identity(), resumes=resumes)
 
 
 def _disk_full_line(err: BaseException, run_dir: Path) -> str:
-    """One line for a full disk: the file (or the run directory) and the free space."""
+    """One line for a full disk: the file (or the run directory) and the free space, made safe to
+    print (the run directory's name comes from the user)."""
     if isinstance(err, DiskFullError):
-        return str(err)
+        return safe(str(err))
     cause = disk_full_cause(err)
     where = getattr(cause, "filename", None) or run_dir
-    return f"{where}: disk full ({free_text(where)} free)"
+    return safe(f"{where}: disk full ({free_text(where)} free)")
 
 
 def _safe_summary(trainer, status: str) -> dict | None:
@@ -387,7 +405,7 @@ def _print_result(s: Summary) -> None:
             lines.append(f"  {model}: last epoch {last.epoch}: test {pct(numbers.test_top1)}")
     for size, v in s.final_test_sizes.items():
         lines.append(f"  test at {size}px: raw {pct(v.get('raw'))}, ema {pct(v.get('ema'))}")
-    print("\n".join(lines), flush=True)
+    print(safe_lines("\n".join(lines)), flush=True)  # the run id is a directory's name
 
 
 def stop_on_signal(stop, *, quiet: bool = False, progress=None) -> Callable[[str], None]:

@@ -56,7 +56,7 @@ from fgbench.rundir.summary import LastEpoch, ModelBest, SplitNumbers, Summary, 
 from fgbench.data import loaders
 from fgbench.rundir.confusion import write_confusion
 from fgbench.atomic import disk_full_cause
-from fgbench.errors import UserError
+from fgbench.errors import BadImage
 from fgbench.recipe import recipe_to_dict
 from fgbench.train import checkpoint
 from fgbench.train.ema import ModelEMA
@@ -166,9 +166,10 @@ class Trainer:
     def _on_corrupt(self, paths: tuple[str, ...]) -> None:
         if not self.r.data.skip_corrupt:
             if loaders.is_missing(paths[0]):
-                raise UserError(f"{paths[0]}: image file missing (deleted or moved while the run trained); put it "
-                                "back, or set data.skip_corrupt = true")
-            raise UserError(f"{paths[0]}: cannot decode image; fix or remove it, or set data.skip_corrupt = true")
+                raise BadImage(f"{paths[0]}: image file missing (deleted or moved while the run trained); put it "
+                               "back, or set data.skip_corrupt = true", paths[0], missing=True)
+            raise BadImage(f"{paths[0]}: cannot decode image; fix or remove it, or set data.skip_corrupt = true",
+                           paths[0], missing=False)
         new = [p for p in paths if p not in self.skipped]
         self.skipped.update(paths)
         for p in new:
@@ -337,6 +338,8 @@ class Trainer:
                        **telemetry.gpu_totals(self.totals, self.sampler)},
             "peak_mem_mb": self.peak_mem_mb,
             "final_sizes": self.final_sizes,
+            "data_images": self.splits.image_counts(),  # a resume checks it trains on the same images
+            "data_digests": self.splits.image_digests(),
         }
 
     def _save_last(self, *, stage: int, epoch: int, batch: int = 0, stats: EpochStats | None = None,

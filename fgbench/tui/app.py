@@ -28,6 +28,7 @@ from pathlib import Path
 from textual.app import App
 from textual.binding import Binding
 from textual.css.query import NoMatches
+from textual.notifications import SeverityLevel
 from textual.worker import Worker, get_current_worker
 
 from fgbench import paths
@@ -35,6 +36,7 @@ from fgbench.errors import UserError
 from fgbench.tui.launcher import Launcher
 from fgbench.tui.messages import DatasetPicked, OpenRun, RecipeStatus, RunsChanged
 from fgbench.runmodel import RunStore
+from fgbench.textsafe import safe, safe_lines
 from fgbench.tui.plots import ColourBook
 from fgbench.tui.workers import ReportsWorkerFailures, work
 
@@ -77,6 +79,14 @@ class FgbenchApp(ReportsWorkerFailures, App):
         self.quit_message = ""
         self.live_notice = ""
         """What the opening said about runs that were already training ("" when none were)."""
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information", timeout: float | None = None,
+               markup: bool = True) -> None:
+        """Every toast of the workbench (widgets' ``notify`` lands here too) shows its text as
+        written: made safe (a path, a recipe name or an error from disk may carry escape sequences)
+        and never read as markup (a file named ``[bold]x`` is shown as such). ``markup`` is
+        accepted for Textual's signature and ignored: no toast of fgbench uses markup."""
+        super().notify(safe_lines(str(message)), title=safe(title), severity=severity, timeout=timeout, markup=False)
 
     # ---------------------------------------------------------------- screens
 

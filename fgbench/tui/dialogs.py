@@ -1,4 +1,9 @@
-"""Small modal dialogs: ask for a line of text, confirm, pick one of a list."""
+"""Small modal dialogs: ask for a line of text, confirm, pick one of a list.
+
+Their questions name paths, recipe names and run directories: every text a dialog shows goes
+through :func:`_shown` (made safe, and a Rich ``Text``, so a name like ``[bold]x`` is not markup).
+A prompt's suggested value (a file name built from a recipe's) is made safe too: accepting it
+gives the name as shown, never one with invisible characters; what the user types stays theirs."""
 
 from __future__ import annotations
 
@@ -11,7 +16,12 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from fgbench.textsafe import safe, safe_lines
 from fgbench.tui.text_input import TextInput
+
+
+def _shown(text: str) -> Text:
+    return Text(safe_lines(text))
 
 
 class PromptScreen(ModalScreen[str | None]):
@@ -27,9 +37,9 @@ class PromptScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.title_text, classes="dialog-title")
-            yield TextInput(self.value, id="prompt-input")
-            yield Static(self.help_text or "Enter: OK   Escape: cancel", classes="dialog-help")
+            yield Label(_shown(self.title_text), classes="dialog-title")
+            yield TextInput(safe(self.value), id="prompt-input")
+            yield Static(_shown(self.help_text or "Enter: OK   Escape: cancel"), classes="dialog-help")
 
     @on(Input.Submitted)
     def _submit(self, event: Input.Submitted) -> None:
@@ -54,7 +64,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(self.question, classes="dialog-title")
+            yield Static(_shown(self.question), classes="dialog-title")
             yield Static("y: yes   n: no", classes="dialog-help")
 
     def action_answer(self, yes: bool) -> None:
@@ -73,8 +83,8 @@ class PickScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.title_text, classes="dialog-title")
-            yield OptionList(*[Option(label, id=key) for key, label in self.options], id="pick-list")
+            yield Label(_shown(self.title_text), classes="dialog-title")
+            yield OptionList(*[Option(_shown(label), id=key) for key, label in self.options], id="pick-list")
             yield Static("Enter: pick   Escape: cancel", classes="dialog-help")
 
     @on(OptionList.OptionSelected)
@@ -101,7 +111,7 @@ class ChoiceScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(Text(self.question), classes="dialog-title")  # plain text: paths, [sections]
+            yield Static(_shown(self.question), classes="dialog-title")  # plain text: paths, [sections]
             first = self.choices[0]
             lines = [f"{first[0]} or Enter: {first[2]}"] + [f"{k}: {label}" for k, _a, label in self.choices[1:]]
             yield Static("   ".join(lines + ["Escape: cancel"]), classes="dialog-help")

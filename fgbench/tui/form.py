@@ -40,6 +40,7 @@ from pydantic.fields import FieldInfo
 from fgbench import schema
 from fgbench.formats import toml_inline
 from fgbench.recipe import Recipe, RecipeError, dumps_recipe, validate_recipe
+from fgbench.textsafe import safe
 from fgbench.tomlread import tomllib
 
 
@@ -284,7 +285,14 @@ def _walk_one(doc: dict[str, Any], path: Path, spec: FieldSpec):
 
 
 def display_value(spec: FieldSpec, value: Any) -> str:
-    """The text an input shows for a document value."""
+    """The text an input shows for a document value, made safe: a description read from a file
+    may hold escape sequences or a bidi override (an input draws what it holds). The form compares
+    an input's text with this to tell an edit, so an untouched field keeps the file's value; a
+    field the user edits takes the text as shown."""
+    return safe(_input_text(spec, value))
+
+
+def _input_text(spec: FieldSpec, value: Any) -> str:
     if value is MISSING or value is None:
         return ""
     if spec.kind == "str":

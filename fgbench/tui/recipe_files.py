@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from fgbench.textsafe import safe
+
 
 @dataclass(frozen=True)
 class RecipeFile:
@@ -26,12 +28,13 @@ def discover(dirs: list[tuple[str, Path]]) -> list[RecipeFile]:
 
 def listing(dirs: list[tuple[str, Path]], current: Path | None) -> list[tuple[str, Path | None]]:
     """The recipe list as shown: an origin header (path None) before each directory's recipes, and
-    each recipe's name marked with ``●`` when it is the open one."""
+    each recipe's name marked with ``●`` when it is the open one. A name is a file name, which may
+    hold anything but ``/``: it is made safe here, once, for the list and its preview."""
     out: list[tuple[str, Path | None]] = []
     last_origin = None
     for rf in discover(dirs):
         if rf.origin != last_origin:
             out.append((rf.origin, None))
             last_origin = rf.origin
-        out.append((("● " if rf.path == current else "  ") + rf.name, rf.path))
+        out.append((("● " if rf.path == current else "  ") + safe(rf.name), rf.path))
     return out

@@ -315,6 +315,77 @@ def test_deep_verification_names_a_fifo_without_opening_it(tmp_path):
     assert path == str(fifo) and "not a regular file" in reason and "FIFO" in reason
 
 
+@pytest.mark.parametrize("deep", [False, True])
+def test_verify_names_each_image_that_is_not_a_file_on_hostile_storage(tmp_path, capsys, deep):
+    """A dataset folder on hostile storage: a class folder that is a FIFO, a symlink loop in the
+    tree, a 100-deep chain of folders, images that are a FIFO, a link to /dev/zero and a link to
+    itself. ``data verify`` ends, and names each non-file once (training skips them with the same
+    line); it used to say ``ok`` while ``fgbench run`` warned about them."""
+    import threading
+
+    from fakes.tiny_data import make_images
+
+    from fgbench.cli import main
+
+    root = tmp_path / "hd"
+    make_images(root, {"train": 2, "test": 1})
+    os.mkfifo(root / "train" / "zz_fifo_class")
+    (root / "train" / "red" / "loop").symlink_to(".")
+    chain = root / "train" / "blue"
+    for _ in range(100):
+        chain = chain / "d"
+    chain.mkdir(parents=True)
+    bad = [root / "train" / "red" / "fifo.png", root / "train" / "green" / "zero.jpg", root / "test" / "red" / "self.png"]
+    os.mkfifo(bad[0])
+    bad[1].symlink_to("/dev/zero")
+    bad[2].symlink_to(bad[2].name)
+    codes: list[int] = []
+    argv = ["data", "verify", "folder", "--root", str(root)] + (["--deep"] if deep else [])
+    t = threading.Thread(target=lambda: codes.append(main(argv)), daemon=True)
+    t.start()
+    t.join(timeout=120)  # a hang guard, not a speed target
+    if t.is_alive():
+        os.close(os.open(bad[0], os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("data verify opened the FIFO")
+    out = capsys.readouterr()
+    assert codes == [1] and "Traceback" not in out.err
+    assert "folder: 3 classes, 6 train / 3 test images" in out.out and "folder: ok" not in out.out
+    lines = [ln for ln in out.err.splitlines() if ln.strip() and not ln.startswith("verify:")]
+    assert sorted(lines) == sorted(f"{p}: not a regular file (a FIFO, device or dangling link); training skips it"
+                                   for p in bad)
+
+
+@pytest.mark.parametrize("how", ["loop", "fifo", "dangling"])
+def test_a_dataset_folder_that_is_not_a_folder_is_one_line_everywhere(fgbench_home, capsys, how):
+    """``<data dir>/cifar10`` as a symlink loop made ``data list`` (and so the TUI's Datasets pane,
+    which words the status the same way), ``data info`` and ``data verify`` tracebacks; as a loop,
+    a FIFO or a broken link, ``data download`` died in ``mkdir`` with FileExistsError."""
+    from fgbench.cli import main
+
+    loc = catalog.location("cifar10")
+    loc.parent.mkdir(parents=True, exist_ok=True)
+    if how == "loop":
+        loc.symlink_to(loc.name)
+    elif how == "fifo":
+        os.mkfifo(loc)
+    else:
+        loc.symlink_to("nowhere")
+    word = "partial" if how == "loop" else "missing"  # something unusable is there / nothing is
+    assert catalog.status_text("cifar10") == word
+    assert main(["data", "list"]) == 0
+    row = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("cifar10 ")]
+    assert len(row) == 1 and f" {word} " in row[0]
+    assert main(["data", "info", "cifar10"]) == 0 and f"status       {word}" in capsys.readouterr().out
+    assert main(["data", "verify", "cifar10"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("cifar10: ") and "Traceback" not in err
+    assert main(["data", "download", "cifar10"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"{loc}: the dataset's folder is taken by something that is not a folder (a file, a FIFO or "
+                   "a broken or looping link); move it away and run again")
+    assert os.path.lexists(loc) and not loc.is_dir()  # left as it was
+
+
 # ------------------------------------------------------------------------------- a full disk
 
 

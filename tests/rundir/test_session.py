@@ -196,13 +196,15 @@ def test_signals_reach_the_callback_and_the_old_handlers_come_back(tmp_path):
     ({}, "give a RECIPE file or --resume"),
     ({"recipe": "r.toml", "nproc": 0}, "--nproc: must be at least 1, not 0"),
     ({"recipe": "r.toml", "resume": "x"}, "not both"),
-    ({"resume": "x", "overrides": ("optim.lr=1",)}, "--set is not allowed"),
+    ({"resume": "x", "overrides": ("optim.lr=1",)}, r"--set optim.lr=1: not allowed with --resume .*data.skip_corrupt"),
+    ({"resume": "x", "overrides": ("data.skip_corrupt=true", "data.root=/elsewhere")}, "--set data.root=/elsewhere"),
 ])
 def test_a_request_the_arguments_alone_show_wrong_is_refused(kwargs, message):
     with pytest.raises(UserError, match=message):
         RunRequest(**kwargs).check()
     RunRequest(recipe="r.toml").check()
     RunRequest(resume="x").check()
+    RunRequest(resume="x", overrides=("data.skip_corrupt=true",)).check()  # what a run with a bad image needs
 
 
 def test_a_request_is_frozen_and_built_from_the_parsed_arguments():

@@ -186,6 +186,70 @@ def test_a_damaged_sweep_file_is_one_line_not_a_hang(tmp_path: Path, runs_root: 
         assert "lr=0.01" in r.stdout and "lr=0.02" in r.stdout
 
 
+@pytest.mark.parametrize("how, kind", [("fifo", "a FIFO (named pipe)"), ("dev_zero", "a symbolic link"),
+                                       ("directory", "a directory")])
+def test_a_sweep_lock_that_is_not_a_file_is_one_line(tmp_path: Path, runs_root: Path, how: str, kind: str) -> None:
+    """``writer.lock`` (and the SLURM jobs' ``sweep.lock``) is opened as a run's lock is: a FIFO
+    gave "not seekable", a link to /dev/zero "Invalid argument" and a directory IsADirectoryError,
+    each a traceback; ``sweep.lock`` as a FIFO blocked its opener forever."""
+    import threading
+
+    state = make_state(tmp_path, runs_root, "lk")
+    for name in (S.WRITER_FILE, S.LOCK_FILE):
+        target = state.dir / name
+        if how == "fifo":
+            os.mkfifo(target)
+        elif how == "dev_zero":
+            target.symlink_to("/dev/zero")
+        else:
+            target.mkdir()
+    r = _limited(["sweep", "--continue", "lk", "--runs-root", str(runs_root)], tmp_path, timeout_s=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert r.stderr.strip() == f"{state.dir / S.WRITER_FILE}: cannot lock the sweep: is {kind}, not a regular file"
+    assert [p.name for p in runs_root.iterdir()] == ["sweeps"]  # no point started
+
+    errors: list[BaseException] = []
+
+    def take() -> None:
+        try:
+            with S.locked(state.dir):
+                pass
+        except UserError as err:
+            errors.append(err)
+
+    t = threading.Thread(target=take, daemon=True)
+    t.start()
+    t.join(timeout=120)  # a hang guard, not a speed target
+    if t.is_alive():
+        os.close(os.open(state.dir / S.LOCK_FILE, os.O_RDONLY | os.O_NONBLOCK))
+        pytest.fail("sweep.lock: opening it blocked")
+    assert [str(e) for e in errors] == [f"{state.dir / S.LOCK_FILE}: cannot lock the sweep: is {kind}, not a regular file"]
+
+
+@pytest.mark.parametrize("root_kind, why", [
+    ("loop", "cannot read the runs directory: Too many levels of symbolic links"),
+    ("file", "the runs directory exists and is not a directory"),
+    ("dangling", "the runs directory is a broken symbolic link"),
+])
+@pytest.mark.parametrize("mode", ["new", "status", "continue"])
+def test_a_runs_root_that_cannot_hold_a_sweep_is_one_line(tmp_path: Path, cli, root_kind: str, why: str,
+                                                          mode: str) -> None:
+    """``fgbench sweep RECIPE --runs-root LOOP`` gave a RuntimeError traceback (pathlib's resolve),
+    and --status/--continue called the loop a missing or damaged sweep."""
+    root = tmp_path / "root"
+    if root_kind == "loop":
+        root.symlink_to(root)
+    elif root_kind == "file":
+        root.write_text("not a directory")
+    else:
+        root.symlink_to(tmp_path / "nowhere")
+    f = write(tmp_path, BASE + '[sweep]\ngrid = { "optim.lr" = [0.1, 0.2] }\n')
+    argv = {"new": [f, "--tag", "rr"], "status": ["--status", "rr"], "continue": ["--continue", "rr"]}[mode]
+    code, out, err = cli("sweep", *argv, "--runs-root", root)
+    assert code == 2 and err.strip() == f"{root}: {why}", err
+    assert not (tmp_path / "nowhere").exists()
+
+
 def test_point_counts_before_expanding(tmp_path: Path) -> None:
     assert P.count_points(3, {"a": [1, 2], "b": [1, 2, 3]}, 5) == 90
     assert P.count_points(0, {}, 4) == 4 and P.count_points(2, {}, 0) == 2
@@ -196,6 +260,23 @@ def test_point_counts_before_expanding(tmp_path: Path) -> None:
     g = write(tmp_path, BASE + '[sweep]\ngrid = { "optim.lr" = [0.1, 0.2] }\n', "g.toml")
     with pytest.raises(UserError, match="the variants, grid values and seeds make 10,002 points"):
         P.load_plan(g, seeds=list(range(5001)))
+
+
+def test_a_sweep_stopped_after_its_last_run_ended_says_it_completed(tmp_path: Path, runs_root: Path,
+                                                                     capsys) -> None:
+    """`sweep --cancel` that reaches the sweep as its last run completes: every point completed,
+    yet the sweep exited 130 and printed "continue with: fgbench sweep --continue"."""
+    import argparse
+
+    from fgbench.cli import sweep as cli_sweep
+
+    state = make_state(tmp_path, runs_root, "done", n=2)
+    assert local.run_sweep(state, base_cmd=FAKE, poll_s=0.02, out=open(os.devnull, "w")) == 0
+    capsys.readouterr()
+    args = argparse.Namespace(format="markdown", baseline=None, runs_root=str(runs_root))
+    assert cli_sweep._sweep_report(S.SweepState.load("done", runs_root), 130, args) == 0
+    out = capsys.readouterr().out
+    assert "sweep done: 2 completed" in out and "--continue" not in out
 
 
 # ------------------------------------------------------------------------------------ one writer

@@ -494,6 +494,12 @@ def test_torchrun_command_lines():
     assert multi == ["py", "-m", "torch.distributed.run", "--nproc-per-node=4", "--nnodes=2", "--node-rank=1",
                      "--rdzv-backend=static", "--rdzv-endpoint=node0:29500", "-m", "fgbench", "run",
                      "--resume", "/runs/x", "--progress", "lines"]
+    # a resume carries the overrides it may make (data.skip_corrupt) to every worker
+    resumed = D.torchrun_command(RunRequest(**{**base, "resume": "/runs/x", "recipe": None,
+                                               "overrides": ("data.skip_corrupt=true",)}),
+                                 run_dir=Path("/runs/x"), python="py")
+    assert resumed[resumed.index("run"):] == ["run", "--resume", "/runs/x", "--set", "data.skip_corrupt=true",
+                                               "--progress", "lines"]
 
 
 def test_the_launchers_exit_code_is_rank_0s():

@@ -124,3 +124,51 @@ def test_a_cells_file_outside_the_run_or_with_pickles_is_not_read(tmp_path):
     np.save(tmp_path / "confusion.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
     (tmp_path / "confusion.json").write_text(json.dumps(doc))
     assert RC.read_confusion(tmp_path) is None
+
+
+def test_a_run_past_the_dense_limit_keeps_cells_through_the_trainers_own_end_of_epoch(tmp_path):
+    """The tests above drive ``evaluate`` and ``BestTracker`` directly; this one trains: a real
+    run of 1,100 classes (past ``DENSE_MAX_CLASSES``) through the trainer's end of epoch, the last
+    epoch's kept predictions and the final confusion. Its two outputs are checked against each
+    other: the cells of ``confusion.npy`` are the (label, predicted) pairs ``predictions.json``
+    lists, and the last checkpoint keeps the same cells, not a matrix."""
+    import io
+    import json
+
+    from PIL import Image
+
+    from fgbench.cli import main
+
+    from .conftest import write_recipe
+
+    n = RC.DENSE_MAX_CLASSES + 100
+    blobs = []
+    for k in range(8):
+        b = io.BytesIO()
+        Image.new("RGB", (8, 8), (30 * k, 255 - 30 * k, 90)).save(b, "PNG")
+        blobs.append(b.getvalue())
+    data = tmp_path / "data"
+    for split in ("train", "test"):
+        for c in range(n):
+            d = data / split / f"c{c:04d}"
+            d.mkdir(parents=True)
+            (d / "0.png").write_bytes(blobs[c % 8])
+    recipe = write_recipe(tmp_path, data, data={"train_size": 8, "test_size": 8, "train_crop": "resize",
+                                                "val_fraction": 0.0, "batch_size": 128},
+                          schedule={"name": "cosine", "epochs": 2}, eval={"select_on": "last"})
+    run = tmp_path / "run"
+    assert main(["run", str(recipe), "--run-dir", str(run), "--progress", "none"]) == 0
+
+    conf = json.loads((run / "confusion.json").read_text())
+    assert "matrix" not in conf and conf["cells_file"] == "confusion.npy" and conf["num_classes"] == n
+    pred = json.loads((run / "predictions.json").read_text())
+    assert len(pred["label"]) == n and sorted(pred["label"]) == list(range(n))
+    pairs = Counter(zip(pred["label"], pred["predicted"]))
+    cells = {(i, j): v for i, j, v in RC.read_confusion(run)["cells"]}
+    assert cells == dict(pairs)
+    summary = json.loads((run / "summary.json").read_text())
+    right = sum(v for (i, j), v in pairs.items() if i == j)
+    assert summary["best"]["raw"]["test_top1"] == pytest.approx(100.0 * right / n)
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["best_tracker"]["confusion"]["raw"]
+    assert isinstance(state, torch.Tensor) and state.shape == (len(pairs), 3)
+    assert {(i, j): v for i, j, v in state.tolist()} == dict(pairs)

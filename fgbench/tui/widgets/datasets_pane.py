@@ -35,6 +35,7 @@ from textual.widgets import DataTable, Label, ProgressBar, Static
 
 from fgbench import paths
 from fgbench.errors import UserError
+from fgbench.textsafe import safe, safe_lines
 from fgbench.tui.messages import DatasetPicked, DatasetTaskDone, DownloadProgress
 from fgbench.formats import fmt_duration
 from fgbench.tui.dialogs import PromptScreen
@@ -116,7 +117,7 @@ class DatasetsPane(ReportsWorkerFailures, Vertical):
         catalog = self._catalog()
         table = self.query_one("#datasets-table", DatasetsTable)
         base = self.datasets_dir()
-        self.query_one("#datasets-dir", Static).update(Text(f"in {base}", style="dim"))
+        self.query_one("#datasets-dir", Static).update(Text(f"in {safe(base)}", style="dim"))
         if catalog is None:
             return
         rows = []
@@ -128,9 +129,9 @@ class DatasetsPane(ReportsWorkerFailures, Vertical):
             except (UserError, OSError) as err:
                 status, loc = "missing", Path(str(err))
             try:
-                where = str(loc.relative_to(base))
+                where = safe(loc.relative_to(base))  # a path: a folder's name can hold escapes
             except ValueError:
-                where = str(loc)
+                where = safe(loc)
             images = f"{entry.train_images}/{entry.test_images}" if entry.train_images is not None else "-"
             marker = "● " if entry.name == self.current_dataset else "  "
             rows.append((entry.name, [
@@ -157,8 +158,10 @@ class DatasetsPane(ReportsWorkerFailures, Vertical):
                 self.refresh_table()
 
     def show_message(self, text: str, *, error: bool = False) -> None:
+        """A task's outcome or error: it names files from the dataset's folders and archives (a
+        verify problem quotes a class folder's name), so it is made safe."""
         self.last_message = text
-        self.query_one("#datasets-message", Static).update(Text(text, style="red" if error else ""))
+        self.query_one("#datasets-message", Static).update(Text(safe_lines(text), style="red" if error else ""))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id != "datasets-table":
@@ -247,7 +250,7 @@ class DatasetsPane(ReportsWorkerFailures, Vertical):
         row = self.query_one("#download-row")
         row.display = True
         self.query_one("#download-bar", ProgressBar).update(total=None, progress=0)
-        self.query_one("#download-text", Static).update(f"{task} {name}: starting")
+        self.query_one("#download-text", Static).update(Text(f"{task} {name}: starting"))
         self.show_message("")
         self._run_task(task, name, arg, self.cancel_event)
 
@@ -308,8 +311,8 @@ class DatasetsPane(ReportsWorkerFailures, Vertical):
         if p.eta_s is not None:
             parts.append(f"ETA {fmt_duration(p.eta_s)}")
         if p.message:
-            parts.append(str(p.message))
-        self.query_one("#download-text", Static).update("  ".join(parts))
+            parts.append(safe(p.message))  # a file name from an archive or a folder
+        self.query_one("#download-text", Static).update(Text("  ".join(parts)))  # not markup
 
     def on_dataset_task_done(self, message: DatasetTaskDone) -> None:
         self.active_task = None

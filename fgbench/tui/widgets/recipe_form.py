@@ -33,9 +33,11 @@ from textual.dom import DOMNode
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widget import Widget
+from textual.markup import escape as escape_markup
 from textual.widgets import Button, Collapsible, Input, Label, Select, Static, Switch
 
 from fgbench.recipe import Recipe
+from fgbench.textsafe import safe
 from fgbench.tui import form
 from fgbench.tui.text_input import TextInput
 
@@ -201,7 +203,9 @@ class FormSection(Collapsible):
                 title += " (unset)"
         if errors:
             title += f"  ✗ {errors}"
-        return title
+        # a stage's name or an unknown union tag comes from the file: made safe, and escaped
+        # because Collapsible reads its title as markup
+        return escape_markup(safe(title))
 
     def set_error_count(self, errors: int) -> None:
         self.title = self._make_title(errors)

@@ -47,6 +47,7 @@ from fgbench.recipe import (
     read_recipe_data,
 )
 from fgbench.textfile import read_text_file
+from fgbench.textsafe import safe, safe_lines
 from fgbench.tui.form import MISSING, Validation, display_value, doc_from_recipe, recipe_toml, validate
 from fgbench.tui.messages import RecipeStatus
 from fgbench.tui.recipe_files import discover, listing
@@ -70,6 +71,14 @@ def _read_text(path: Path) -> str | None:
         return read_text_file(path, MAX_RECIPE_BYTES, "recipe")
     except UserError:
         return None
+
+
+def _viewable(toml_text: str) -> str:
+    """The TOML view's text: each line made safe, tabs kept (TOML indents with them). TOML itself
+    forbids raw control characters but not a bidi override in a string or a comment; shown as
+    ``\\u202e`` it is the same value to TOML in a basic string, and the view applies the text
+    only when the user changed it."""
+    return "\t".join(safe_lines(part) for part in toml_text.split("\t"))
 
 
 DEFAULT_HELP = ("Enter on a recipe opens it. Tab / Shift+Tab move between fields, Enter opens a section "
@@ -167,19 +176,22 @@ class RecipesPane(ReportsWorkerFailures, Vertical):
         return self.form.validate()
 
     def recipe_name(self) -> str:
+        """The recipe's ``name`` as shown (titles, dialogs): made safe, since an invalid document
+        can hold anything there."""
         name = self.form.doc.get("name")
-        return str(name) if name else "unnamed"
+        return safe(name) if name else "unnamed"
 
     def display_path(self) -> str:
-        """``project/quickstart.toml`` for files in a recipes directory, else the full path."""
+        """``project/quickstart.toml`` for files in a recipes directory, else the full path; made
+        safe (a file name can hold escape sequences)."""
         if self.path is None:
             return ""
         for origin, d in self.dirs:
             try:
-                return f"{origin}/{self.path.relative_to(d)}"
+                return safe(f"{origin}/{self.path.relative_to(d)}")
             except ValueError:
                 continue
-        return str(self.path)
+        return safe(self.path)
 
     def refresh_list(self) -> None:
         entries = listing(self.dirs, self.path)
@@ -187,7 +199,7 @@ class RecipesPane(ReportsWorkerFailures, Vertical):
         room = lst.scrollable_content_region.width - lst.styles.scrollbar_size_vertical
         labels = cut_apart([label for label, _ in entries], room) if room > 4 else [label for label, _ in entries]
         options: list[Option | None] = [Option(Text(label, style="bold"), disabled=True) if path is None
-                                        else Option(label, id=str(path)) for label, (_, path) in zip(labels, entries)]
+                                        else Option(Text(label), id=str(path)) for label, (_, path) in zip(labels, entries)]
         if not entries:
             options.append(Option("(no recipes yet)", disabled=True))
         self._list_room = room
@@ -491,7 +503,7 @@ class RecipesPane(ReportsWorkerFailures, Vertical):
             if self._leave_toml(apply=True):
                 self.form.focus()
             return
-        self._toml_shown = self._doc_toml()
+        self._toml_shown = _viewable(self._doc_toml())
         area = self.query_one("#recipe-toml", TextArea)
         area.load_text(self._toml_shown)
         switcher.current = "recipe-toml"
