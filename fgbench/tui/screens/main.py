@@ -135,8 +135,10 @@ class MainScreen(Screen):
             self.query_one(target).focus()
         except NoMatches:
             if any(not d.loaded for d in self.query(f"#{pane} Deferred").results(Deferred)):
-                # the Recipes pane waits on its import: focus it when it is mounted (asking after
-                # every refresh kept the event loop spinning for as long as the import took)
+                # the Recipes pane waits on its import: focus it when it is mounted. Asking again
+                # after every refresh spins the event loop while the load awaits: today only its
+                # mount (the import blocks the loop; 4 asks at start-up), but a test that holds the
+                # load open never let the app go idle, and nor would an import moved to a thread
                 self._focus_on_load = pane
             else:  # still being mounted (Lazy): try again after the next refresh
                 self.call_after_refresh(self.focus_pane, pane)

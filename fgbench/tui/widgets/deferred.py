@@ -32,7 +32,7 @@ class Deferred(ReportsWorkerFailures, Container):
 
     class Loaded(Message):
         """The widget is built and mounted: what waited for it (a focus request) can go on,
-        rather than asking again after every refresh while the import runs."""
+        rather than asking again after every refresh until it is there."""
 
         def __init__(self, deferred: "Deferred") -> None:
             super().__init__()
