@@ -163,3 +163,17 @@ def test_a_run_that_ended_before_its_first_step_says_it_trained_none(dirs):
         snap = model.snapshot()
         assert snap.status != "running"
         assert str(progress_text(snap)).startswith(expected), str(progress_text(snap))
+
+
+def test_the_runs_list_shows_no_epoch_before_the_first_step(dirs):
+    """The Runs pane's status read "running 0/2" beside the monitor's header: the same dash."""
+    from fgbench.runmodel import RunStore
+    from fgbench.tui.widgets.runs_pane import status_text
+
+    make_event_run(dirs.runs, "20250101-000000-starting", [], epochs=2, steps_per_epoch=35, live=True)
+    make_event_run(dirs.runs, "20250101-000001-training", [_step(1, 5, 100.0)], epochs=2, steps_per_epoch=35,
+                   live=True)
+    store = RunStore(dirs.runs)
+    store.refresh()
+    shown = {row.run_id: str(status_text(row)) for row in store.rows()}
+    assert shown == {"20250101-000000-starting": "running -/2", "20250101-000001-training": "running 1/2"}

@@ -79,7 +79,9 @@ def started_text(run_id: str) -> str:
 def status_text(row: RunRow) -> Text:
     label = row.status
     if row.status == "running" and row.total_epochs:
-        label = f"running {row.epoch}/{row.total_epochs}"
+        # the epoch in progress (1-based); before the run's first step there is none (the monitor
+        # says "starting"), not an epoch 0
+        label = f"running {row.epoch or '-'}/{row.total_epochs}"
     text = Text(label, style=STATUS_STYLE.get(row.status, ""))
     if row.scheduler:  # a point of a SLURM sweep: the scheduler's side next to fgbench's
         text.append(f" · {row.scheduler}", style="dim")
