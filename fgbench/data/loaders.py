@@ -70,7 +70,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from fgbench.data import transforms
 from fgbench.data.index import DatasetIndex
-from fgbench.errors import UserError
+from fgbench.errors import BadImage, UserError
 
 if TYPE_CHECKING:
     from fgbench.recipe import DataConfig
@@ -212,8 +212,11 @@ class CachedSource(Source):
         except decode_errors() as err:
             path = getattr(err, "path", None)
             why = getattr(err, "reason", None) or err
-            raise UserError(f"{path or err}: cannot decode image ({why}); set data.skip_corrupt = true "
-                            "to skip such files") from None
+            line = f"{path or err}: cannot decode image ({why}); set data.skip_corrupt = true to skip such files"
+            if path:
+                # skipped from a resume on, the image would leave the list the splits are drawn from
+                raise BadImage(line, str(path), missing=is_missing(str(path)), skippable=False) from None
+            raise UserError(line) from None
         labels = getattr(self.ds, "labels", None)
         if labels is None:
             labels = [int(self.ds[i][1]) for i in range(len(self.ds))]
@@ -983,9 +986,9 @@ def _stack_split(source: Source, indices: list[int], geometry: list, what: str,
             if skip_corrupt:
                 skipped.append(source.describe(i))
                 continue
-            raise UserError(f"{source.describe(i)}: cannot decode image ({getattr(err, 'reason', None) or err}); "
-                            "fix or remove it, "
-                            "or set data.skip_corrupt = true") from None
+            raise BadImage(f"{source.describe(i)}: cannot decode image ({getattr(err, 'reason', None) or err}); "
+                           "fix or remove it, or set data.skip_corrupt = true", source.describe(i),
+                           missing=is_missing(source.describe(i))) from None
         t = prep(img).as_subclass(torch.Tensor)
         if shape is None:
             shape = t.shape

@@ -68,7 +68,11 @@ def run_command(request: RunRequest, recipe: Recipe | None = None) -> int:
             return _launch(request, recipe)
         if request.resume:
             with RunSession.adopt(resume_dir(request)) as session:  # locked before its status is trusted
-                return train(build_plan(request, resume=session.run_dir), session)
+                try:
+                    plan = build_plan(request, resume=session.run_dir)
+                except BadImage as err:  # found while the loader was built (cached): nothing was recorded
+                    raise UserError(_kept_line(err, session.run_dir, recorded=False)) from None
+                return train(plan, session)
         plan = build_plan(request, recipe=recipe)
         with RunSession.place(run_dir=request.run_dir, runs_root=request.runs_root, name=plan.recipe.name) as session:
             session.lock()
@@ -310,18 +314,23 @@ def _finish(trainer: Any, status: str, writer: Any, stop: Any, session: RunSessi
     return EXIT_INTERRUPTED
 
 
-def _kept_line(err: UserError, run_dir: Path) -> str:
-    """The one line of a run that met bad input after it had results: kept (failed), and how to go
-    on. An image that vanished must come back (the resume checks it trains on the same images); one
-    that does not decode may be fixed, or skipped from here on."""
+def _kept_line(err: UserError, run_dir: Path, *, recorded: bool = True) -> str:
+    """The one line of a run that met bad input after it had results: kept (failed, or as it was when
+    a resume found it before training: ``recorded`` False), and how to go on. An image that vanished
+    must come back (the resume checks it trains on the same images); one that does not decode may be
+    fixed, or skipped from here on."""
     again = f"fgbench run --resume {run_dir}"
+    kept = "the run is kept (failed)" if recorded else "the run is kept as it was"
     if isinstance(err, BadImage) and err.missing:
-        return (f"{err.path}: image file missing (deleted or moved while the run trained); the run is kept "
-                f"(failed): put it back, then continue with: {again}")
+        return (f"{err.path}: image file missing (deleted or moved while the run trained); {kept}: put it back, "
+                f"then continue with: {again}")
+    if isinstance(err, BadImage) and not err.skippable:
+        return (f"{err.path}: cannot decode image; {kept}: fix it, then continue with: {again} (the cached "
+                "loader draws the splits from the images it decodes, so skipping one now would change them)")
     if isinstance(err, BadImage):
-        return (f"{err.path}: cannot decode image; the run is kept (failed): fix it, then continue with: {again}; "
+        return (f"{err.path}: cannot decode image; {kept}: fix it, then continue with: {again}; "
                 f"or continue without such images: {again} --set data.skip_corrupt=true")
-    return f"{err}; the run is kept (failed): fix that, then continue with: {again}"
+    return f"{err}; {kept}: fix that, then continue with: {again}"
 
 
 def _record_start(plan: RunPlan, session: RunSession, dist: Any) -> None:

@@ -241,6 +241,52 @@ def test_a_replayed_epoch_appears_once_in_metrics(tmp_path, data, monkeypatch, c
     assert [e["event"] for e in evs].count("run_started") == 2  # the killed session's start stays
 
 
+def _stopped_run_with_a_bad_image(tmp_path, data, monkeypatch, capsys, loader) -> tuple[Path, Path, bytes, str]:
+    """A run killed after epoch 2's event (its checkpoint of epoch 1 kept), then one training image
+    overwritten with garbage; the resume's one line."""
+    recipe = write_recipe(tmp_path, data, schedule={"name": "cosine", "epochs": 3}, data={"loader": loader})
+    run = tmp_path / "run"
+    _kill_in(monkeypatch, "_save_last", epoch=2)
+    with pytest.raises(Killed):
+        run_cli(str(recipe), "--run-dir", str(run))
+    monkeypatch.undo()
+    victim = _victim(data)
+    kept = victim.read_bytes()
+    victim.write_bytes(b"\x89PNG\r\n\x1a\n not an image any more")
+    capsys.readouterr()
+    assert run_cli("--resume", str(run)) == 2
+    (line,) = err_lines(capsys)
+    return run, victim, kept, line
+
+
+def test_an_image_that_went_bad_while_a_cached_run_was_stopped_must_be_fixed(tmp_path, data, monkeypatch, capsys):
+    """The cached loader decodes every image when a session starts and draws the splits from those
+    it could decode: skipping an image from a resume on would redraw them (the resume's image
+    check refuses that). So its line offers only the fix; fixed, the resume finishes."""
+    run, victim, kept, line = _stopped_run_with_a_bad_image(tmp_path, data, monkeypatch, capsys, "cached")
+    assert line == (f"{victim}: cannot decode image; the run is kept as it was: fix it, then continue with: "
+                    f"fgbench run --resume {run} (the cached loader draws the splits from the images it decodes, "
+                    "so skipping one now would change them)"), line
+    assert not [e for e in events_of(run) if e["event"] == "run_finished"]  # nothing recorded: kept as it was
+    victim.write_bytes(kept)
+    assert run_cli("--resume", str(run)) == 0
+    assert summary_of(run)["status"] == "completed" and summary_of(run)["epochs_done"] == 3
+
+
+def test_an_image_that_went_bad_while_a_device_run_was_stopped_can_be_skipped(tmp_path, data, monkeypatch, capsys):
+    """The device loader decodes every image when a session starts but keeps the splits' indices:
+    the resume finds the image before training, the run ends failed, kept, and the line offers the
+    command that goes on without the image; it works as printed."""
+    run, victim, _, line = _stopped_run_with_a_bad_image(tmp_path, data, monkeypatch, capsys, "device")
+    assert line.startswith(f"{victim}: cannot decode image; the run is kept (failed): fix it, then continue with: "
+                           f"fgbench run --resume {run}; or continue without such images: "), line
+    argv = shlex.split(line.split("or continue without such images: ", 1)[1])
+    assert argv == ["fgbench", "run", "--resume", str(run), "--set", "data.skip_corrupt=true"], line
+    assert run_cli(*argv[2:]) == 0
+    s = summary_of(run)
+    assert s["status"] == "completed" and s["epochs_done"] == 3 and s["skipped_images"] == 1, s
+
+
 def test_a_kill_after_the_final_checkpoint_is_completed_by_resume(tmp_path, data, monkeypatch, capsys):
     recipe = write_recipe(tmp_path, data, schedule={"name": "cosine", "epochs": 2})
     ref = tmp_path / "ref"
