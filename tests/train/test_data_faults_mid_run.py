@@ -241,15 +241,22 @@ def test_a_replayed_epoch_appears_once_in_metrics(tmp_path, data, monkeypatch, c
     assert [e["event"] for e in evs].count("run_started") == 2  # the killed session's start stays
 
 
+def _killed_before_checkpoint(tmp_path, data, monkeypatch, *, epoch: int = 2, epochs: int = 3, **data_keys) -> Path:
+    """A run of ``epochs`` killed after epoch ``epoch``'s event, before that epoch's checkpoint (the
+    one before it is kept); ``data_keys``: fields of the recipe's [data]."""
+    recipe_file = write_recipe(tmp_path, data, schedule={"name": "cosine", "epochs": epochs}, data=data_keys)
+    run = tmp_path / "run"
+    _kill_in(monkeypatch, "_save_last", epoch=epoch)
+    with pytest.raises(Killed):
+        run_cli(str(recipe_file), "--run-dir", str(run))
+    monkeypatch.undo()
+    return run
+
+
 def _stopped_run_with_a_bad_image(tmp_path, data, monkeypatch, capsys, loader) -> tuple[Path, Path, bytes, str]:
     """A run killed after epoch 2's event (its checkpoint of epoch 1 kept), then one training image
     overwritten with garbage; the resume's one line."""
-    recipe = write_recipe(tmp_path, data, schedule={"name": "cosine", "epochs": 3}, data={"loader": loader})
-    run = tmp_path / "run"
-    _kill_in(monkeypatch, "_save_last", epoch=2)
-    with pytest.raises(Killed):
-        run_cli(str(recipe), "--run-dir", str(run))
-    monkeypatch.undo()
+    run = _killed_before_checkpoint(tmp_path, data, monkeypatch, loader=loader)
     victim = _victim(data)
     kept = victim.read_bytes()
     victim.write_bytes(b"\x89PNG\r\n\x1a\n not an image any more")
@@ -309,12 +316,7 @@ def test_an_image_swapped_for_another_while_the_run_was_stopped_is_refused_by_re
     """One image renamed: the counts stay, but the sorted file list shifts (the renamed file sorts
     last in its class), so index-drawn splits would mix. The checkpoint's digest of the file list
     tells; renamed back, the resume finishes."""
-    recipe = write_recipe(tmp_path, data, schedule={"name": "cosine", "epochs": 3})
-    run = tmp_path / "run"
-    _kill_in(monkeypatch, "_save_last", epoch=2)
-    with pytest.raises(Killed):
-        run_cli(str(recipe), "--run-dir", str(run))
-    monkeypatch.undo()
+    run = _killed_before_checkpoint(tmp_path, data, monkeypatch)
     victim = _victim(data)
     renamed = victim.with_name("zz_" + victim.name)
     victim.rename(renamed)
@@ -333,12 +335,7 @@ def test_a_kill_before_the_first_checkpoint_landed_says_how_to_start_again(tmp_p
     """Epoch 1 ended (its event is in the file) but its checkpoint, written in the background,
     never landed: nothing can be resumed. --resume says so in one line, keeps the directory, and
     names the recipe to start again from; following it trains a new run."""
-    recipe = write_recipe(tmp_path, data, schedule={"name": "cosine", "epochs": 2})
-    run = tmp_path / "run"
-    _kill_in(monkeypatch, "_save_last", epoch=1)
-    with pytest.raises(Killed):
-        run_cli(str(recipe), "--run-dir", str(run))
-    monkeypatch.undo()
+    run = _killed_before_checkpoint(tmp_path, data, monkeypatch, epoch=1, epochs=2)
     assert _epochs(run) == [1] and not (run / "checkpoints" / "last.pt").exists()
     capsys.readouterr()
     assert run_cli("--resume", str(run)) == 2
@@ -357,12 +354,7 @@ def test_a_dataset_changed_while_the_run_was_stopped_is_refused_by_resume(tmp_pa
     run trained on one image fewer without a word, and every later image shifted, so the
     validation split (drawn by index) mixed with the training one. Refused in one line, the run
     kept; with the dataset as it was, the resume finishes."""
-    recipe = write_recipe(tmp_path, data, schedule={"name": "cosine", "epochs": 3})  # val_fraction 0.2
-    run = tmp_path / "run"
-    _kill_in(monkeypatch, "_save_last", epoch=2)
-    with pytest.raises(Killed):
-        run_cli(str(recipe), "--run-dir", str(run))
-    monkeypatch.undo()
+    run = _killed_before_checkpoint(tmp_path, data, monkeypatch)  # val_fraction 0.2
     victim = _victim(data)
     kept = victim.read_bytes()
     extra = victim.with_name("zz_new.png")
@@ -465,12 +457,7 @@ def test_a_last_checkpoint_that_is_not_a_file_is_named_as_such(tmp_path, data, m
     """Not "the run was stopped before its first checkpoint": the file is there, and is not one."""
     import os
 
-    recipe = write_recipe(tmp_path, data, schedule={"name": "cosine", "epochs": 2})
-    run = tmp_path / "run"
-    _kill_in(monkeypatch, "_save_last", epoch=2)
-    with pytest.raises(Killed):
-        run_cli(str(recipe), "--run-dir", str(run))
-    monkeypatch.undo()
+    run = _killed_before_checkpoint(tmp_path, data, monkeypatch, epoch=2, epochs=2)
     last = run / "checkpoints" / "last.pt"
     last.unlink()
     if how == "fifo":

@@ -72,22 +72,28 @@ def test_a_run_without_telemetry_has_no_panel(tmp_path) -> None:
     assert system_rows(snap) == [] and health_sentence(snap) is None
 
 
+async def open_the_only_run(pilot) -> RunView:
+    """From the Runs pane, open its one run in the monitor and wait for the system panel."""
+    app = pilot.app
+    await wait_for(pilot, lambda: app.pane("runs") is not None and app.pane("runs").table.row_count == 1,
+                   what="runs loaded")
+    table = app.pane("runs").table
+    table.focus()
+    table.move_cursor(row=0)
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor")
+    view = app.screen.query_one(RunView)
+    await wait_for(pilot, lambda: view.snapshot is not None and view.snapshot.system is not None
+                   and view.has_class("-has-system"), what="panel drawn")
+    return view
+
+
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=lambda s: f"{s[0]}x{s[1]}")
 def test_monitor_shows_the_system_panel(snap_compare, dirs, size):
     telemetry_run(dirs.runs)
 
     async def open_run(pilot):
-        app = pilot.app
-        await wait_for(pilot, lambda: app.pane("runs") is not None and app.pane("runs").table.row_count == 1,
-                       what="runs loaded")
-        table = app.pane("runs").table
-        table.focus()
-        table.move_cursor(row=0)
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor")
-        view = app.screen.query_one(RunView)
-        await wait_for(pilot, lambda: view.snapshot is not None and view.snapshot.system is not None
-                       and view.has_class("-has-system"), what="panel drawn")
+        view = await open_the_only_run(pilot)
         panel = str(view.query_one("#run-system").render())
         assert "data wait" in panel and "waiting for data 41 %" in panel
         await pilot.pause()
@@ -129,15 +135,7 @@ async def test_at_80_columns_with_the_panel_every_legend_entry_and_reading_is_on
     telemetry_run(dirs.runs)
     app = tui_app(dirs, data_root=NO_DATA, fgbench_cmd=fake_cmd(), initial_pane="runs", watch_interval=0.2)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: app.pane("runs") is not None and app.pane("runs").table.row_count == 1,
-                       what="runs loaded")
-        table = app.pane("runs").table
-        table.focus()
-        table.move_cursor(row=0)
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor")
-        view = app.screen.query_one(RunView)
-        await wait_for(pilot, lambda: view.snapshot is not None and view.has_class("-has-system"), what="panel drawn")
+        view = await open_the_only_run(pilot)
 
         def legend(plot_id: str) -> str:
             return str(view.query_one(f"#{plot_id} > .legend").render())
