@@ -130,14 +130,21 @@ def even_ticks(lo: float, hi: float, rows: int, max_labels: int = 5) -> tuple[li
     values = [hi - (hi - lo) * i / (rows - 1) for i in range(0, rows, step_rows)]
     step = (hi - lo) * step_rows / (rows - 1)
     decimals = max(0, min(6, 1 - math.floor(math.log10(step))))
-    return values, [f"{v:.{decimals}f}" for v in values]
+    return values, [_fixed(v, decimals) for v in values]
+
+
+def _fixed(v: float, decimals: int) -> str:
+    """``v`` with ``decimals`` decimals, never a negative zero: a value a hair below zero (the
+    chart's padding under a learning rate that ends at 0) reads "0.000", not "-0.000"."""
+    text = f"{v:.{decimals}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
 def _tick_text(v: float, step: float) -> str:
     if step >= 1 and abs(v - round(v)) < 1e-9 * max(1.0, abs(v)):
         return str(int(round(v)))
     decimals = max(0, min(6, 1 - math.floor(math.log10(step)))) if step > 0 else 2
-    return f"{v:.{decimals}f}"
+    return _fixed(v, decimals)
 
 
 def even_xticks(x0: float, x1: float, cols: int, max_labels: int = 5) -> tuple[list[float], list[str]]:

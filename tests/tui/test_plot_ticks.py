@@ -119,3 +119,16 @@ def test_each_x_label_is_exactly_its_tick(x0, x1, cols):
     assert values and values[0] == x0 and values[-1] == x1
     for v, t in zip(values, labels):
         assert float(t) == pytest.approx(v, abs=10 ** -len(t.partition(".")[2]) / 2 + 1e-12), (v, t)
+
+
+@pytest.mark.parametrize("rows", [4, 5, 7, 9])
+def test_a_range_that_dips_a_hair_below_zero_labels_its_bottom_zero_not_minus_zero(rows):
+    """A learning rate that decays to 0 is padded a hair below zero: its bottom label read "-0.000"
+    on the monitor (seen by hand at 80 columns). Zero has no sign; a real negative keeps its own."""
+    _values, labels = even_ticks(-0.0000996, 0.0996, rows)
+    assert labels[-1].strip("0.") == "", labels  # the bottom label is a zero...
+    assert not any(t.startswith("-") for t in labels), labels  # ...without a minus
+    _values, labels = even_ticks(-0.05, 0.0996, rows)
+    assert labels[-1].startswith("-") and float(labels[-1]) == pytest.approx(-0.05, abs=0.005), labels
+    _values, xlabels = even_xticks(-0.0001, 0.5, 60)
+    assert not any(t.startswith("-") for t in xlabels), xlabels
