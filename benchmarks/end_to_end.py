@@ -19,8 +19,10 @@ What runs, from process start to process exit, as a user runs it:
   (``fgbench.train.models.channels_last_for``: its CIFAR ResNets and ``small_cnn`` on the CPU, not
   these jobs' torchvision models), evaluation at twice the training batch and once per epoch, as
   fgbench's defaults do. The thread settings are already the same: PyTorch's loader workers run one
-  thread each, as fgbench's do, and neither program changes the main process's. The targets are
-  against this script.
+  thread each, as fgbench's do, and neither program changes the main process's. OpenMP's wait is
+  the same too: both scripts inherit this benchmark's environment, where importing fgbench set
+  ``GOMP_SPINCOUNT`` (``fgbench.OMP_SPIN_COUNT``, README "On a shared CPU"; a value set before
+  the benchmark starts applies to all three programs). The targets are against this script.
 * ``plain``: the same script without those choices (the old baseline, kept as a second column;
   ``--no-old`` leaves it out).
 * the **limit**: ``fgbench bench``'s step rate on batches already in memory, measured once per job;
