@@ -7,6 +7,7 @@ it, counts it once, and leaves it out of the counts of what was evaluated."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def test_every_loader_draws_the_same_splits_and_skips_the_bad_image_once(tmp_pat
     summaries = {}
     for loader in LOADERS:
         recipe = write_recipe(tmp_path, data, name=f"{loader}.toml", schedule={"name": "cosine", "epochs": 1},
-                              data={"loader": loader, "skip_corrupt": True})
+                              data={"loader": loader, "skip_corrupt": True}, eval={"final_test_sizes": [16]})
         cfg = load_recipe(recipe).data
         splits = load_splits(resolve_index(cfg), cfg)
         assert splits.loader == loader
@@ -72,5 +73,11 @@ def test_every_loader_draws_the_same_splits_and_skips_the_bad_image_once(tmp_pat
         assert s["skipped_images"] == 1, (loader, s["skipped_images"])
         assert (s["train_images"], s["val_images"], s["test_images"]) == (130, val_n, test_n), loader
         assert evals == {("val", val_n), ("test", test_n)}, (loader, evals)
+        # the final evaluation meets the same image (still counted once above) and scores what the epoch's
+        # test pass scored; the test predictions name every test image but a skipped one, by path
+        assert s["final_test_sizes"]["16"]["raw"] == s["best"]["raw"]["test_top1"], loader
+        predictions = json.loads((run / "predictions.json").read_text())
+        assert [str(Path(f).relative_to(data)) for f in predictions["file"]] == [
+            r for r in expected["test"] if r != rel], loader
     # the cached loader hands the transforms the very pixels the standard one decodes: same run, same numbers
     assert summaries["cached"]["best"] == summaries["standard"]["best"]
