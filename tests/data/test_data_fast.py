@@ -135,6 +135,12 @@ def test_cache_stops_on_a_corrupt_image_or_skips_and_counts_it(tmp_path):
     for i in (0, 1, 3, 4):
         im, label = ds[i]
         assert label == i % 3 and np.array_equal(np.asarray(im), np.asarray(load_rgb(items[i][0], 16)))
+    # read again from its files (which hold only the decoded images, as they always did): the same list
+    again = CachedImageDataset(items, 16, tmp_path / "cache", skip_corrupt=True)
+    assert not again.built_now and len(again) == 5 and again.targets == [0, 1, 2, 0, 1]
+    assert np.array_equal(np.asarray(again[3][0]), np.asarray(ds[3][0]))
+    with pytest.raises(CorruptImageError, match="2.jpg"):
+        again[2]
     # a cache built with skipping is refused to a caller that wants corrupt images to be errors
     with pytest.raises(CorruptImageError, match="2.jpg"):
         CachedImageDataset(items, 16, tmp_path / "cache")
