@@ -21,16 +21,14 @@ class UserError(Exception):
 
 class BadImage(UserError):
     """An image the run cannot read while it trains: ``path``, and whether the file is ``missing``
-    (deleted or moved) rather than there but undecodable, and whether ``data.skip_corrupt`` set from
-    here on keeps the run's splits as they were (``skippable``: not with the cached loader, which
-    draws them from the images it could decode). A run that already has results is kept; the runner
-    words how to go on from these facts."""
+    (deleted or moved) rather than there but undecodable. An undecodable one may be skipped from a
+    resume on with every loader (the splits are drawn from the dataset's index, which keeps it). A
+    run that already has results is kept; the runner words how to go on from these facts."""
 
-    def __init__(self, message: str, path: str, missing: bool, skippable: bool = True):
+    def __init__(self, message: str, path: str, missing: bool):
         super().__init__(message)
         self.path = path
         self.missing = missing
-        self.skippable = skippable
 
 
 class RecipeError(UserError):

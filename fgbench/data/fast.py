@@ -31,7 +31,11 @@ Decisions:
 * The memory map is opened lazily and dropped when pickled, so DataLoader workers (fork or
   spawn) each map the file themselves instead of receiving a copy of it.
 * A corrupt image stops the build with :class:`CorruptImageError` naming the file, unless
-  ``skip_corrupt``; then it is left out and counted in ``skipped`` (the trainer reports it).
+  ``skip_corrupt``; then its pixels are left out (``skipped``, ``skipped_paths``) but the item keeps
+  its position and label: ``len`` and ``labels`` are the list's, so a split drawn over them does not
+  depend on which images decoded, and reading a skipped item raises :class:`CorruptImageError`, as
+  decoding it would (the trainer's loaders skip and count it when they meet it, as with any loader).
+  The files on disk hold only the decoded images (the format did not change for this).
 * ``__getitem__`` returns a PIL image, so the recipe's torchvision transforms apply unchanged.
 """
 
@@ -179,8 +183,8 @@ class CachedImageDataset(torch.utils.data.Dataset):
     stored at the draft scale for it, never resized otherwise, so a transform receives
     exactly the pixels it would receive from :func:`load_rgb`.
     ``cache_dir`` holds ``<key>.u8`` (pixels), ``<key>.rows.npy`` (offset, height, width, label)
-    and ``<key>.json`` (written last). ``skip_corrupt``: leave undecodable images out (counted in
-    ``skipped``) instead of raising :class:`CorruptImageError`.
+    and ``<key>.json`` (written last). ``skip_corrupt``: leave undecodable images' pixels out (counted
+    in ``skipped``; reading one raises :class:`CorruptImageError`) instead of refusing to build.
     """
 
     def __init__(self, items: Sequence[tuple[str, int]], need: DecodeNeed | int | None,
@@ -206,9 +210,15 @@ class CachedImageDataset(torch.utils.data.Dataset):
         self.skipped_paths: list[str] = meta["skipped_paths"]
         self.skipped = len(self.skipped_paths)
         self.rows = np.load(self.rows_path)
-        kept = set(range(len(items))) - set(meta["skipped_index"])
-        self.items = [items[i] for i in sorted(kept)]
-        self.targets = [int(y) for y in self.rows[:, 3]]
+        # Every item keeps its position (and its label, from ``items``): a skipped one maps to no row
+        # and raises when it is read, so a split drawn over the positions is the same with or
+        # without the images that failed to decode.
+        skipped_index = set(meta["skipped_index"])
+        self.row_of = np.full(len(items), -1, dtype=np.int64)
+        kept = [i for i in range(len(items)) if i not in skipped_index]
+        self.row_of[kept] = np.arange(len(kept))
+        self.items = items
+        self.targets = [y for _, y in items]
         self.labels = self.targets  # the trainer's name for it
         self.build_seconds = meta["build_seconds"]
         self._data: np.memmap | None = None
@@ -292,21 +302,24 @@ class CachedImageDataset(torch.utils.data.Dataset):
     # -- reading --------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.items)
 
     def _open(self) -> np.memmap:
         self._data = np.memmap(self.data_path, dtype=np.uint8, mode="r")
         return self._data
 
     def image(self, i: int) -> np.ndarray:
+        """Item ``i``'s pixels; :class:`CorruptImageError` for an item left out as undecodable."""
+        row = int(self.row_of[i])
+        if row < 0:
+            raise CorruptImageError(self.items[i][0], "left out of the cache as undecodable")
         data = self._data if self._data is not None else self._open()
-        off, h, w, _label = (int(v) for v in self.rows[i])
+        off, h, w, _label = (int(v) for v in self.rows[row])
         return np.asarray(data[off : off + h * w * 3]).reshape(h, w, 3)
 
     def __getitem__(self, i: int):
         im = Image.fromarray(self.image(i))
-        label = int(self.rows[i, 3])
-        return (self.transform(im) if self.transform else im), label
+        return (self.transform(im) if self.transform else im), self.targets[i]
 
     def __getstate__(self):
         state = self.__dict__.copy()

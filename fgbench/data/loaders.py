@@ -198,7 +198,10 @@ class ArraySource(Source):
 
 
 class CachedSource(Source):
-    """Images from the data helper's uint8 memmap cache (``data.loader = "cached"``)."""
+    """Images from the data helper's uint8 memmap cache (``data.loader = "cached"``). Every indexed
+    image keeps its position and label, so the splits are drawn over the same list as with the other
+    loaders; one left out of the cache as undecodable (``data.skip_corrupt``) raises a decode error
+    when it is loaded, and is skipped and counted where it is met, as the standard loader does."""
 
     def __init__(self, items: Sequence[tuple[str, int]], need, cache_dir: Path, skip_corrupt: bool,
                  crop_bottom: int = 0):
@@ -214,18 +217,16 @@ class CachedSource(Source):
             why = getattr(err, "reason", None) or err
             line = f"{path or err}: cannot decode image ({why}); set data.skip_corrupt = true to skip such files"
             if path:
-                # skipped from a resume on, the image would leave the list the splits are drawn from
-                raise BadImage(line, str(path), missing=is_missing(str(path)), skippable=False) from None
+                raise BadImage(line, str(path), missing=is_missing(str(path))) from None
             raise UserError(line) from None
-        labels = getattr(self.ds, "labels", None)
-        if labels is None:
-            labels = [int(self.ds[i][1]) for i in range(len(self.ds))]
-        self.labels = [int(y) for y in labels]
-        self.skipped = int(getattr(self.ds, "skipped", 0))
-        self.skipped_paths = list(getattr(self.ds, "skipped_paths", []))
+        self.paths = [str(p) for p, _ in items]
+        self.labels = [int(y) for _, y in items]
 
     def load(self, i: int, draft=None):
         return self.ds[i][0]
+
+    def describe(self, i: int) -> str:
+        return self.paths[i]
 
 
 def cifar_sources(index: DatasetIndex) -> tuple[ArraySource, ArraySource]:
@@ -274,7 +275,6 @@ class Splits:
     val: list[int]
     test: list[int]
     choice: "LoaderChoice"  # the loader (data.loader, or what "auto" chose) and why: decided once
-    skipped: int = 0  # images the cache left out as undecodable
 
     @property
     def loader(self) -> str:
@@ -559,7 +559,6 @@ def load_splits(index: DatasetIndex, data, *, train_sizes: Sequence[int] = (), t
     says what was chosen and why."""
     choice = choose_loader(index, data, augment, epochs=epochs, device=device, train_sizes=train_sizes,
                            test_sizes=test_sizes)
-    skipped = 0
     banner = AIRCRAFT_BANNER_PX if data.crop_banner else 0
     train_src: Source
     test_src: Source
@@ -571,16 +570,15 @@ def load_splits(index: DatasetIndex, data, *, train_sizes: Sequence[int] = (), t
         # `fgbench data remove NAME` deletes it with the dataset (a folder's: `... folder --root DIR`)
         cache = catalog.cache_dir(index.name, index.root if index.name == "folder" else None)
         need = cache_need(data, augment, train_sizes, test_sizes)
-        train_cache = CachedSource(index.train, need, cache / "train", data.skip_corrupt, banner)
-        test_cache = CachedSource(index.test, need, cache / "test", data.skip_corrupt, banner)
-        skipped = train_cache.skipped + test_cache.skipped
-        train_src, test_src = train_cache, test_cache
+        # an image the cache could not decode keeps its place: the splits below are the other loaders'
+        train_src = CachedSource(index.train, need, cache / "train", data.skip_corrupt, banner)
+        test_src = CachedSource(index.test, need, cache / "test", data.skip_corrupt, banner)
     else:
         train_src, test_src = FileSource(index.train, banner), FileSource(index.test, banner)
     if len(train_src) == 0 or len(test_src) == 0:
         raise UserError(f"data.dataset: {index.name} has an empty train or test split")
     train, val = stratified_split(train_src.labels, data.val_fraction, data.val_seed)
-    return Splits(index, train_src, test_src, train, val, list(range(len(test_src))), choice, skipped)
+    return Splits(index, train_src, test_src, train, val, list(range(len(test_src))), choice)
 
 
 # ------------------------------------------------------------------------------ cheaper tail

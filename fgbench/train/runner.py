@@ -324,9 +324,6 @@ def _kept_line(err: UserError, run_dir: Path, *, recorded: bool = True) -> str:
     if isinstance(err, BadImage) and err.missing:
         return (f"{err.path}: image file missing (deleted or moved while the run trained); {kept}: put it back, "
                 f"then continue with: {again}")
-    if isinstance(err, BadImage) and not err.skippable:
-        return (f"{err.path}: cannot decode image; {kept}: fix it, then continue with: {again} (the cached "
-                "loader draws the splits from the images it decodes, so skipping one now would change them)")
     if isinstance(err, BadImage):
         return (f"{err.path}: cannot decode image; {kept}: fix it, then continue with: {again}; "
                 f"or continue without such images: {again} --set data.skip_corrupt=true")

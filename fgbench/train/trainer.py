@@ -436,7 +436,7 @@ class Trainer:
         self.totals["step_wall_s"] += timing.get("wall_s", 0.0)
         fields: dict[str, Any] = {
             "stage": st.index, "images_per_s": res["images_per_s"], "epoch_time": res["train_time"],
-            "skipped_images": len(self.skipped) + self.splits.skipped,
+            "skipped_images": len(self.skipped),
             **{k: v for k, v in timing.items() if k in events.TIMING_FIELDS},
         }
         if self.device.type == "cuda":
@@ -529,7 +529,7 @@ class Trainer:
             selected=t.selected() if t.best.get("raw") or t.best.get("ema") else None,
             last=last,
             final_test_sizes={str(size): dict(v) for size, v in self.final_sizes.items()},
-            skipped_images=len(self.skipped) + self.splits.skipped,
+            skipped_images=len(self.skipped),
             **telemetry.summary_numbers(self.totals, self.sampler),
         )
 
@@ -768,9 +768,7 @@ class Trainer:
                 return
             by_index.update({i: (y, p) for i, y, p in zip(ids, labels, preds)})
         order = sorted(by_index)
-        files = src.paths if isinstance(src, loaders.FileSource) else None
-        if isinstance(src, loaders.CachedSource) and not self.splits.skipped:
-            files = [p for p, _ in self.splits.index.test]  # the cached loader: the same images in order
+        files = src.paths if isinstance(src, (loaders.FileSource, loaders.CachedSource)) else None
         layout.write_json(self.ctx.run_dir / layout.PREDICTIONS_FILE, {
             "split": "test", "model": sel, "epoch": best["epoch"] if best else None,
             "test_size": self.stage.test_size, "class_names": list(self.splits.class_names),

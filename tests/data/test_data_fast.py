@@ -126,8 +126,24 @@ def test_cache_stops_on_a_corrupt_image_or_skips_and_counts_it(tmp_path):
         CachedImageDataset(items, 16, tmp_path / "cache")
     assert not list((tmp_path / "cache").glob("*.json"))  # nothing that looks built
     ds = CachedImageDataset(items, 16, tmp_path / "cache", skip_corrupt=True)
-    assert len(ds) == 4 and ds.skipped == 1 and ds.skipped_paths == [bad]
-    assert [y for _, y in ds.items] == [0, 1, 0, 1] and ds.targets == [0, 1, 0, 1]
+    assert ds.skipped == 1 and ds.skipped_paths == [bad]
+    # the skipped image keeps its position and label (a split drawn over the list is the one the other
+    # loaders draw); reading it raises as decoding it does, the others read their own pixels
+    assert len(ds) == 5 and ds.items == items and ds.targets == [0, 1, 2, 0, 1]
+    with pytest.raises(CorruptImageError, match="2.jpg"):
+        ds[2]
+    for i in (0, 1, 3, 4):
+        im, label = ds[i]
+        assert label == i % 3 and np.array_equal(np.asarray(im), np.asarray(load_rgb(items[i][0], 16)))
+    # read again from its files (which hold only the decoded images, as they always did): the same list
+    again = CachedImageDataset(items, 16, tmp_path / "cache", skip_corrupt=True)
+    assert not again.built_now and len(again) == 5 and again.targets == [0, 1, 2, 0, 1]
+    assert np.array_equal(np.asarray(again[3][0]), np.asarray(ds[3][0]))
+    with pytest.raises(CorruptImageError, match="2.jpg"):
+        again[2]
+    # a cache built with skipping is refused to a caller that wants corrupt images to be errors
+    with pytest.raises(CorruptImageError, match="2.jpg"):
+        CachedImageDataset(items, 16, tmp_path / "cache")
 
 
 def test_cache_pickles_without_its_memory_map(tmp_path):

@@ -246,10 +246,12 @@ def _killed_before_checkpoint(tmp_path, data, monkeypatch, *, epoch: int = 2, ep
     one before it is kept); ``data_keys``: fields of the recipe's [data]."""
     recipe_file = write_recipe(tmp_path, data, schedule={"name": "cosine", "epochs": epochs}, data=data_keys)
     run = tmp_path / "run"
-    _kill_in(monkeypatch, "_save_last", epoch=epoch)
-    with pytest.raises(Killed):
-        run_cli(str(recipe_file), "--run-dir", str(run))
-    monkeypatch.undo()
+    # only the kill is undone: monkeypatch.undo() would also drop the test's own FGBENCH_HOME, and the
+    # resume would write its cache into the real one
+    with monkeypatch.context() as mp:
+        _kill_in(mp, "_save_last", epoch=epoch)
+        with pytest.raises(Killed):
+            run_cli(str(recipe_file), "--run-dir", str(run))
     return run
 
 
@@ -266,18 +268,24 @@ def _stopped_run_with_a_bad_image(tmp_path, data, monkeypatch, capsys, loader) -
     return run, victim, kept, line
 
 
-def test_an_image_that_went_bad_while_a_cached_run_was_stopped_must_be_fixed(tmp_path, data, monkeypatch, capsys):
-    """The cached loader decodes every image when a session starts and draws the splits from those
-    it could decode: skipping an image from a resume on would redraw them (the resume's image
-    check refuses that). So its line offers only the fix; fixed, the resume finishes."""
-    run, victim, kept, line = _stopped_run_with_a_bad_image(tmp_path, data, monkeypatch, capsys, "cached")
-    assert line == (f"{victim}: cannot decode image; the run is kept as it was: fix it, then continue with: "
-                    f"fgbench run --resume {run} (the cached loader draws the splits from the images it decodes, "
-                    "so skipping one now would change them)"), line
+def test_an_image_that_went_bad_while_a_cached_run_was_stopped_can_be_skipped(tmp_path, data, monkeypatch, capsys):
+    """The cached loader decodes every image when a session starts, so the resume finds the image
+    before anything is recorded (the run kept as it was). The image keeps its place in the list the
+    splits are drawn from (they used to be drawn from the images the cache could decode, so skipping
+    one would have redrawn them and the line offered only the fix): the line offers the command that
+    goes on without the image, and it works as printed."""
+    run, victim, _, line = _stopped_run_with_a_bad_image(tmp_path, data, monkeypatch, capsys, "cached")
+    assert line.startswith(f"{victim}: cannot decode image; the run is kept as it was: fix it, then continue with: "
+                           f"fgbench run --resume {run}; or continue without such images: "), line
     assert not [e for e in events_of(run) if e["event"] == "run_finished"]  # nothing recorded: kept as it was
-    victim.write_bytes(kept)
-    assert run_cli("--resume", str(run)) == 0
-    assert summary_of(run)["status"] == "completed" and summary_of(run)["epochs_done"] == 3
+    argv = shlex.split(line.split("or continue without such images: ", 1)[1])
+    assert argv == ["fgbench", "run", "--resume", str(run), "--set", "data.skip_corrupt=true"], line
+    assert run_cli(*argv[2:]) == 0
+    s = summary_of(run)
+    assert s["status"] == "completed" and s["epochs_done"] == 3 and s["skipped_images"] == 1, s
+    # the splits the run began with (130 train, 30 val): the victim is one of the validation images
+    # (val_seed 0's draw), left out of the 30 it was evaluated on
+    assert (s["train_images"], s["val_images"], s["test_images"]) == (130, 29, 60), s
 
 
 def test_an_image_that_went_bad_while_a_device_run_was_stopped_can_be_skipped(tmp_path, data, monkeypatch, capsys):
