@@ -7,8 +7,6 @@ Exit codes of every command (the README's "Exit codes"): 0 done, 1 the work fail
 directory says why), 2 bad input (nothing written), 130 interrupted (SIGINT/SIGTERM, resumable).
 """
 
-from fgbench.textsafe import safe
-
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -38,9 +36,3 @@ class RecipeError(UserError):
     def __init__(self, lines: list[str]):
         self.lines = lines
         super().__init__("\n".join(lines))
-
-
-def escape(text: str) -> str:
-    """``text`` made safe to print: :func:`fgbench.textsafe.safe` (kept under this name for the
-    callers that name a file in an error)."""
-    return safe(text)

@@ -35,7 +35,8 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, Validatio
 
 from fgbench import schema
 from fgbench.atomic import atomic_write_text
-from fgbench.errors import RecipeError, UserError, escape
+from fgbench.errors import RecipeError, UserError
+from fgbench.textsafe import safe
 from fgbench.formats import BARE_KEY
 from fgbench.textfile import read_text_file
 from fgbench.tomlread import tomllib
@@ -1354,7 +1355,7 @@ def path_text(parts: Sequence[str | int]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
             continue
-        key = part if BARE_KEY.fullmatch(part) else '"' + escape(part).replace('"', '\\"') + '"'
+        key = part if BARE_KEY.fullmatch(part) else '"' + safe(part).replace('"', '\\"') + '"'
         out += ("." if out else "") + key
     return out or "(recipe)"
 
@@ -1378,23 +1379,23 @@ class Override:
 
     @property
     def source(self) -> str:
-        return f"--set {escape(self.text)}"
+        return f"--set {safe(self.text)}"
 
 
 def parse_override(item: str) -> Override:
     if "=" not in item:
-        raise RecipeError([f"--set {escape(item)}: expected KEY=VALUE, e.g. optim.lr=0.01"])
+        raise RecipeError([f"--set {safe(item)}: expected KEY=VALUE, e.g. optim.lr=0.01"])
     key, raw = item.split("=", 1)
     parts = tuple(p.strip() for p in key.strip().split("."))
     if not all(parts):
-        raise RecipeError([f"--set {escape(item)}: empty key part"])
+        raise RecipeError([f"--set {safe(item)}: empty key part"])
     try:
         value = parse_override_value(raw)
     except ValueError as err:
-        raise RecipeError([f"--set {escape(item)}: {escape(str(err))}"]) from None
+        raise RecipeError([f"--set {safe(item)}: {safe(str(err))}"]) from None
     problem = _too_deep(value, 1)
     if problem:
-        raise RecipeError([f"--set {escape(item)}: {problem}"])
+        raise RecipeError([f"--set {safe(item)}: {problem}"])
     return Override(item, parts, value)
 
 
@@ -1442,14 +1443,14 @@ def format_errors(err: ValidationError, source: str, overrides: Sequence[Overrid
     for e in err.errors(include_url=False):
         path, involves, msg = _field_of(e)
         ov = _blame(path, involves, overrides)
-        msg = escape(msg)
+        msg = safe(msg)
         if ov is not None:
             if tuple(x for x in path if isinstance(x, str)) == ov.key and not any(isinstance(x, int) for x in path):
                 lines.append(f"{ov.source}: {msg}")
             else:
                 lines.append(f"{ov.source}: {path_text(path)}: {msg}")
         else:
-            lines.append(f"{escape(source)}: {path_text(path)}: {msg}")
+            lines.append(f"{safe(source)}: {path_text(path)}: {msg}")
     return lines
 
 
@@ -1488,13 +1489,13 @@ def parse_recipe_text(text: str, source: str = "<recipe>") -> dict[str, Any]:
         msg = str(err)
         if msg.endswith("(at end of document)"):  # say where that is, like every other syntax error
             msg = msg.removesuffix("(at end of document)") + f"(at the end of the file, line {text.count(chr(10)) + 1})"
-        raise RecipeError([f"{escape(source)}: TOML syntax: {escape(msg)}"]) from None
+        raise RecipeError([f"{safe(source)}: TOML syntax: {safe(msg)}"]) from None
     except RecursionError:
         msg = f"TOML syntax: nested more than {MAX_DEPTH} tables or arrays deep"
-        raise RecipeError([f"{escape(source)}: {msg}"]) from None
+        raise RecipeError([f"{safe(source)}: {msg}"]) from None
     problem = _too_deep(data)
     if problem:
-        raise RecipeError([f"{escape(source)}: {problem}"])
+        raise RecipeError([f"{safe(source)}: {problem}"])
     return data
 
 
@@ -1548,7 +1549,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str | Override], s
             nxt = node.setdefault(part, {})
             if not isinstance(nxt, dict):
                 raise RecipeError([f"{ov.source}: {path_text(ov.key[:i + 1])}: is not a table, so it has no "
-                                   f"key {escape(ov.key[i + 1])!r}"])
+                                   f"key {safe(ov.key[i + 1])!r}"])
             node = nxt
         node[ov.key[-1]] = copy.deepcopy(ov.value)
     return out

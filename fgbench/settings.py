@@ -28,7 +28,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fgbench import paths
-from fgbench.errors import UserError, escape
+from fgbench.errors import UserError
+from fgbench.textsafe import safe
 from fgbench.textfile import read_text_file
 from fgbench.tomlread import tomllib
 
@@ -47,9 +48,9 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise UserError(f"{escape(str(p))}: not valid TOML: {err}") from None
+        raise UserError(f"{safe(str(p))}: not valid TOML: {err}") from None
     except RecursionError:
-        raise UserError(f"{escape(str(p))}: not valid TOML: nested too deeply") from None
+        raise UserError(f"{safe(str(p))}: not valid TOML: nested too deeply") from None
     return data
 
 
@@ -70,7 +71,7 @@ def mirror_for(name: str) -> tuple[str, str] | None:
         return env, var
     data = load_settings()
     mirrors = data.get("mirrors", {})
-    origin_file = escape(str(paths.settings_file()))
+    origin_file = safe(str(paths.settings_file()))
     if not isinstance(mirrors, dict):
         raise UserError(f"{origin_file}: mirrors: expected a table of dataset = \"URL\"")
     value = mirrors.get(name)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import stat
 
-from fgbench.errors import UserError, escape
+from fgbench.errors import UserError
+from fgbench.textsafe import safe
 
 _KINDS = (
     (stat.S_ISDIR, "a directory"),
@@ -40,7 +41,7 @@ def size_text(n: int) -> str:
 def read_text_file(path: str | os.PathLike[str], limit: int, what: str = "file") -> str:
     """The UTF-8 text of ``path``, or a UserError ``PATH: why`` (missing, not a regular file,
     larger than ``limit`` bytes, unreadable, not UTF-8)."""
-    shown = escape(os.fspath(path))
+    shown = safe(os.fspath(path))
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -49,7 +50,7 @@ def read_text_file(path: str | os.PathLike[str], limit: int, what: str = "file")
         raise UserError(f"{shown}: file not found (a part of the path is not a directory)") from None
     except (OSError, ValueError) as err:  # ValueError: a NUL byte in the path
         why = getattr(err, "strerror", None) or str(err)
-        raise UserError(f"{shown}: cannot read the {what}: {escape(why)}") from None
+        raise UserError(f"{shown}: cannot read the {what}: {safe(why)}") from None
     kind = file_kind(st.st_mode)
     if kind:
         raise UserError(f"{shown}: is {kind}, not a {what} file")
@@ -58,7 +59,7 @@ def read_text_file(path: str | os.PathLike[str], limit: int, what: str = "file")
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as err:
-        raise UserError(f"{shown}: cannot read the {what}: {escape(err.strerror or str(err))}") from None
+        raise UserError(f"{shown}: cannot read the {what}: {safe(err.strerror or str(err))}") from None
     try:
         kind = file_kind(os.fstat(fd).st_mode)
         if kind:
@@ -71,7 +72,7 @@ def read_text_file(path: str | os.PathLike[str], limit: int, what: str = "file")
             chunks.append(chunk)
             total += len(chunk)
     except OSError as err:
-        raise UserError(f"{shown}: cannot read the {what}: {escape(err.strerror or str(err))}") from None
+        raise UserError(f"{shown}: cannot read the {what}: {safe(err.strerror or str(err))}") from None
     finally:
         os.close(fd)
     if total > limit:

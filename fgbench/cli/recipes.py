@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from fgbench import paths
-from fgbench.errors import UserError, escape
+from fgbench.errors import UserError
+from fgbench.textsafe import safe
 from fgbench.textsafe import safe_lines
 
 
@@ -57,7 +58,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             failed += 1
             print(safe_lines(str(err)), file=sys.stderr)
         else:
-            print(f"{escape(str(f))}: ok")
+            print(f"{safe(str(f))}: ok")
     return 2 if failed else 0
 
 
@@ -88,9 +89,9 @@ def cmd_new(args: argparse.Namespace) -> int:
         stem = name
         target = Path(args.dir) if args.dir else paths.user_recipes_dir()
         if target.exists() and not target.is_dir():
-            raise UserError(f"{escape(str(target))}: --dir is not a directory")
+            raise UserError(f"{safe(str(target))}: --dir is not a directory")
         target = target / f"{name}.toml"
-    shown = escape(str(target))
+    shown = safe(str(target))
     if target.is_dir():
         raise UserError(f"{shown}: is a directory")
     if (target.exists() or target.is_symlink()) and not args.force:

@@ -155,9 +155,9 @@ def check_output_dirs(args: RunRequest) -> None:
 
 
 def _show(path: Path) -> str:
-    from fgbench.errors import escape
+    from fgbench.textsafe import safe
 
-    return escape(str(path))
+    return safe(str(path))
 
 
 def _writable(path: Path, flag: str) -> None:

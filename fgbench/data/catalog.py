@@ -436,7 +436,7 @@ def require_ready(name: str, root: str | os.PathLike[str] | None = None, *, wher
     call it before anything heavy starts. ``where`` prefixes the message (``"recipe.toml: "``).
     The built-in synthetic set is always usable (its first use generates it); ``folder`` needs
     ``data.root`` with ``train/`` beside ``test/`` or ``val/``."""
-    from fgbench.errors import escape
+    from fgbench.textsafe import safe
 
     entry = get(name)
     if entry.name == "synthetic":
@@ -446,13 +446,13 @@ def require_ready(name: str, root: str | os.PathLike[str] | None = None, *, wher
             raise UserError(f"{where}data.root: dataset 'folder' needs data.root (a folder with train/ and "
                             "test/ or val/)")
         if status(name, root) != "ready":
-            raise UserError(f"{where}data.root: {escape(str(location(name, root)))} has no train/ folder beside "
+            raise UserError(f"{where}data.root: {safe(str(location(name, root)))} has no train/ folder beside "
                             f"test/ or val/ ({how_to_get(entry)})")
         return
     st = status(name, root)
     if st != "ready":
         what = "was only partly downloaded or prepared" if st == "partial" else "is not downloaded"
-        raise UserError(f"{where}data.dataset: {name} {what} ({escape(str(location(name, root)))}): "
+        raise UserError(f"{where}data.dataset: {name} {what} ({safe(str(location(name, root)))}): "
                         f"{how_to_get(entry)}")
 
 

@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any, Iterable, TypeVar
 
 from fgbench import paths
-from fgbench.errors import UserError, escape
+from fgbench.errors import UserError
+from fgbench.textsafe import safe
 from fgbench.atomic import atomic_write_text, temp_target
 from fgbench.rundir import files
 
@@ -193,12 +194,12 @@ def check_runs_root(root: str | os.PathLike[str]) -> None:
             return
     except FileNotFoundError:
         if os.path.lexists(root):  # a dangling link: nothing can be made through it
-            raise RunsRootError(f"{escape(str(root))}: the runs directory is a broken symbolic link") from None
+            raise RunsRootError(f"{safe(str(root))}: the runs directory is a broken symbolic link") from None
     except NotADirectoryError:
-        raise RunsRootError(f"{escape(str(root))}: the runs directory exists and is not a directory") from None
+        raise RunsRootError(f"{safe(str(root))}: the runs directory exists and is not a directory") from None
     except OSError as err:
-        raise RunsRootError(f"{escape(str(root))}: cannot read the runs directory: "
-                            f"{escape(err.strerror or str(err))}") from None
+        raise RunsRootError(f"{safe(str(root))}: cannot read the runs directory: "
+                            f"{safe(err.strerror or str(err))}") from None
 
 
 def run_dirs(root: str | os.PathLike[str] | None = None) -> list[Path]:
@@ -210,7 +211,7 @@ def run_dirs(root: str | os.PathLike[str] | None = None) -> list[Path]:
     except (FileNotFoundError, NotADirectoryError):
         return []
     except OSError as err:  # a symlink loop (ELOOP), no permission: one line, not a traceback
-        raise RunsRootError(f"{escape(str(base))}: cannot read the runs directory: {escape(err.strerror or str(err))}") \
+        raise RunsRootError(f"{safe(str(base))}: cannot read the runs directory: {safe(err.strerror or str(err))}") \
             from None
 
 

@@ -47,7 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from fgbench.errors import UserError, escape
+from fgbench.errors import UserError
+from fgbench.textsafe import safe
 from fgbench.textsafe import safe_lines
 from fgbench.recipe import (
     UNION_SECTIONS,
@@ -107,7 +108,7 @@ def parse_grid_arg(item: str) -> tuple[str, list[Any]]:
         try:
             values = [parse_override_value(part.strip()) for part in _split_top_level(raw)]
         except ValueError as err:  # a value that starts like a TOML array, table or string but is not one
-            raise UserError(f"--grid {escape(item)}: {escape(str(err))}") from None
+            raise UserError(f"--grid {safe(item)}: {safe(str(err))}") from None
     if any(v == "" for v in values):
         raise UserError(f"--grid {item}: empty value")
     return key, values
@@ -254,10 +255,10 @@ def parse_seeds(text: str, where: str = "--seeds") -> list[int]:
     try:
         values = [int(x) for x in parts if x]
     except ValueError:
-        raise UserError(f"{where} {escape(text)}: expected a number of seeds (3 means 0,1,2) or a list such as 0,1,2") \
+        raise UserError(f"{where} {safe(text)}: expected a number of seeds (3 means 0,1,2) or a list such as 0,1,2") \
             from None
     if not values or (len(parts) == 1 and values[0] < 1):
-        raise UserError(f"{where} {escape(text)}: at least one seed")
+        raise UserError(f"{where} {safe(text)}: at least one seed")
     if len(parts) == 1:
         if values[0] > MAX_POINTS:
             raise UserError(f"{where} {text}: {values[0]:,} seeds is more than a sweep may have ({MAX_POINTS:,})")

@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from fgbench import paths, rundir
 from fgbench.rundir import files
-from fgbench.errors import UserError, escape
+from fgbench.errors import UserError
+from fgbench.textsafe import safe
 from fgbench.textfile import file_kind
 from fgbench.recipe import atomic_write_text, dumps_recipe, read_recipe_data, validate_recipe
 from fgbench.sweeps.plan import (
@@ -60,7 +61,7 @@ def sweep_dir(tag: str, runs_root: str | os.PathLike[str] | None = None) -> Path
 
 def check_tag(tag: str) -> str:
     if not TAG_PATTERN.match(tag):
-        raise UserError(f"--tag {escape(repr(tag))}: use letters, digits and _ . + - only")
+        raise UserError(f"--tag {safe(repr(tag))}: use letters, digits and _ . + - only")
     return tag
 
 
@@ -104,14 +105,14 @@ class SweepState:
         try:  # the guarded reader: a FIFO, a device link or JSON nested too deep is damage, not a hang
             data = files.read_json(path)
         except files.RunFileError as err:
-            raise UserError(f"{escape(str(path.parent))}: damaged sweep state ({escape(str(err))})") from None
+            raise UserError(f"{safe(str(path.parent))}: damaged sweep state ({safe(str(err))})") from None
         if data is None:
             where = sweep_dir(tag, runs_root).parent
             known = sorted(p.name for p in where.iterdir() if (p / STATE_FILE).is_file()) if where.is_dir() else []
             hint = f" (sweeps there: {', '.join(known[-5:])})" if known else ""
-            raise UserError(f"{escape(str(path))}: no such sweep{escape(hint)}")
+            raise UserError(f"{safe(str(path))}: no such sweep{safe(hint)}")
         if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
-            raise UserError(f"{escape(str(path))}: not a sweep state file of format {STATE_FORMAT}")
+            raise UserError(f"{safe(str(path))}: not a sweep state file of format {STATE_FORMAT}")
         try:
             points = [Point(**p) for p in data["points"]]
             return cls(tag=data["tag"], source=data["source"], runs_root=data["runs_root"],
@@ -119,7 +120,7 @@ class SweepState:
                        slurm=data.get("slurm"), search=data.get("search"), run_args=list(data.get("run_args") or []),
                        controller=data.get("controller"))
         except (KeyError, TypeError) as err:
-            raise UserError(f"{escape(str(path))}: damaged sweep state ({escape(str(err))})") from None
+            raise UserError(f"{safe(str(path))}: damaged sweep state ({safe(str(err))})") from None
 
     @classmethod
     def load_dir(cls, d: str | os.PathLike[str]) -> "SweepState":
@@ -142,8 +143,8 @@ def _open_lock(path: Path) -> int:
             kind = "a symbolic link" if stat.S_ISLNK(mode) else file_kind(mode)
         except OSError:
             kind = None
-        why = f"is {kind}, not a regular file" if kind else escape(err.strerror or str(err))
-        raise UserError(f"{escape(str(path))}: cannot lock the sweep: {why}") from None
+        why = f"is {kind}, not a regular file" if kind else safe(err.strerror or str(err))
+        raise UserError(f"{safe(str(path))}: cannot lock the sweep: {why}") from None
 
 
 @contextlib.contextmanager
@@ -181,7 +182,7 @@ def writer(state: SweepState) -> Iterator[None]:
                 holder = {}
             who = (f"pid {holder.get('pid')} on {holder.get('host')}" if isinstance(holder, dict) and holder.get("pid")
                    else "another process")
-            raise UserError(f"sweep {state.tag}: another `fgbench sweep` ({escape(who)}) is running it; wait for it "
+            raise UserError(f"sweep {state.tag}: another `fgbench sweep` ({safe(who)}) is running it; wait for it "
                             f"or stop it with `fgbench sweep --cancel {state.tag}`") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}).encode(), 0)

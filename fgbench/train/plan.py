@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-from fgbench.errors import RecipeError, UserError, escape
+from fgbench.errors import RecipeError, UserError
 from fgbench.recipe import FileWeights, MocoWeights, Recipe, load_recipe, validate_recipe
 from fgbench.rundir import layout
 from fgbench.rundir.request import RunRequest
@@ -175,7 +175,7 @@ def preflight(recipe: Recipe, splits: "Splits", source: str | None = None) -> No
     """What only the dataset can tell about the recipe, checked before the run directory exists
     (``source``: the recipe file, named in the message): the model's outputs hold every class, the
     validation split has an image of every class, a pretrained file is a weights file."""
-    where = f"{escape(source)}: " if source else ""
+    where = f"{safe(source)}: " if source else ""
     n = splits.num_classes
     want = recipe.model.num_classes
     if want is not None and want < n:
@@ -189,7 +189,7 @@ def preflight(recipe: Recipe, splits: "Splits", source: str | None = None) -> No
             name = splits.class_names[missing[0]] if missing[0] < len(splits.class_names) else str(missing[0])
             count = sum(1 for y in labels if y == missing[0])
             raise UserError(f"{where}data.val_fraction: the validation split has no image of {len(missing)} of the "
-                            f"{n} classes (e.g. {escape(str(name))!r}, with {count} training image"
+                            f"{n} classes (e.g. {safe(str(name))!r}, with {count} training image"
                             f"{'s' if count != 1 else ''}); every class needs at least 2 training images, or "
                             "set data.val_fraction = 0 and eval.select_on = \"last\"")
     pre = recipe.model.pretrained
@@ -197,7 +197,7 @@ def preflight(recipe: Recipe, splits: "Splits", source: str | None = None) -> No
     if path:
         field = f"{where}model.pretrained.path"
         p = Path(path).expanduser()
-        shown = escape(str(p))
+        shown = safe(str(p))
         try:
             st = os.stat(p)
         except OSError:
@@ -298,7 +298,7 @@ def build_plan(request: RunRequest, *, recipe: Recipe | None = None, resume: Pat
     except UserError as err:
         if request.resume or not request.recipe:
             raise
-        source = escape(str(request.recipe))
+        source = safe(str(request.recipe))
         msg = str(err)
         if msg.startswith((f"{source}: ", "-")):  # already named, or about a command-line flag
             raise
