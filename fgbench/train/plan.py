@@ -259,7 +259,7 @@ def _resume_point(run_dir: Path) -> ResumePoint:
     return ResumePoint(run_dir, ckpt, best)
 
 
-def check_same_images(ckpt: dict[str, Any], splits: Any, run_dir: Path) -> None:
+def check_same_images(ckpt: dict[str, Any], splits: "Splits", run_dir: Path) -> None:
     """A resumed run trains on the images its checkpoint was taken with. A file deleted, moved or
     added while the run was stopped is not in the new scan, and the rest shift: a validation split
     drawn by index would mix training and validation images, and the mid-epoch position would point

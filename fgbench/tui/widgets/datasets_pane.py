@@ -41,10 +41,10 @@ from fgbench.formats import fmt_duration
 from fgbench.tui.dialogs import PromptScreen
 from fgbench.tui.widgets.fitted_table import FittedTable
 from fgbench.tui.typed import workbench
+from fgbench.tui.workers import ReportsWorkerFailures, work
 
 if TYPE_CHECKING:
     from fgbench.data.progress import Progress
-from fgbench.tui.workers import ReportsWorkerFailures, work
 
 STATUS_STYLE = {"ready": "bold green", "partial": "yellow", "missing": "dim", "to import": "dim", "data.root": "dim"}
 COLUMN_LABELS = ("name", "classes", "train/test", "size", "status", "location")
